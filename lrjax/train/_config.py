@@ -1,0 +1,263 @@
+"""Typed, validated configuration of a training run."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+OPTIMIZERS = ('sgd', 'nesterov', 'adam', 'adamw', 'lamb', 'lars')
+PARALLEL = ('pmap', 'shard_map')
+NAN_POLICIES = ('stop', 'skip')
+
+
+@dataclasses.dataclass(frozen=True)
+class NoiseConfig:
+  """Gradient noise scale estimation (McCandlish et al. 2018).
+
+  In data-parallel training the per-device gradient is the small batch and the
+  all-reduced gradient the big batch, so the estimate costs one extra squared
+  norm per step. On one device, ``num_slices > 1`` splits every
+  ``every``-th batch into slices instead.
+
+  Attributes:
+    enabled: estimate the noise scale and log ``noise_scale`` (B_simple).
+    decay: EMA decay of the two unbiased estimates, in [0, 1).
+    every: estimate every this many updates (>= 1).
+    num_slices: slices of the batch on one device (>= 1; 1 = no slicing).
+
+  References:
+    McCandlish, Kaplan, Amodei et al. 2018, "An Empirical Model of
+    Large-Batch Training".
+  """
+
+  enabled: bool = False
+  decay: float = 0.95
+  every: int = 1
+  num_slices: int = 1
+
+  def validate(self) -> None:
+    """Raises ValueError naming the field and the fix."""
+    if not 0.0 <= self.decay < 1.0:
+      raise ValueError(f'noise.decay={self.decay!r} must be in [0, 1)')
+    if int(self.every) != self.every or self.every < 1:
+      raise ValueError(f'noise.every={self.every!r} must be an integer >= 1')
+    if int(self.num_slices) != self.num_slices or self.num_slices < 1:
+      raise ValueError(
+        f'noise.num_slices={self.num_slices!r} must be an integer >= 1'
+      )
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """Everything that defines a training run; validated before compilation.
+
+  Progress-valued hyperparameters (``lr``, ``momentum``, ``weight_decay``)
+  are policies over **epochs** (text form, a ``lrjax.schedules.Policy``, or a
+  float for a constant); the trainer turns them into per-update optax
+  schedules for the batch schedule with ``lrjax.batch.per_update``, so they
+  do not drift under batch ramps or gradient accumulation.
+
+  Attributes:
+    dataset: dataset name for ``lrjax.data.load`` ('digits', a TFDS name), or
+      ``'synthetic'`` (see ``synthetic_examples``).
+    data_dir: where datasets live (None = the loader's default).
+    model: model name for ``lrjax.models.get`` ('mlp', 'cnn', 'wrn16_4',
+      'logreg').
+    model_kwargs: extra keyword arguments for the model builder.
+    batch: batch schedule: text form (``lrjax.batch.parse``), a
+      ``BatchSchedule``, or an int (constant batch for ``num_epochs``).
+    num_epochs: epochs for an int ``batch`` (ignored otherwise).
+    lr: learning rate policy over epochs (text, Policy, plateau policy or
+      float).
+    momentum: momentum policy over epochs or float; Adam-family ``b1``.
+    optimizer: one of 'sgd', 'nesterov', 'adam', 'adamw', 'lamb', 'lars'.
+    weight_decay: weight decay (policy over epochs or float); L2 added to
+      the gradient for sgd/nesterov, decoupled for adamw/lamb/lars.
+    b2: second-moment decay of the Adam family.
+    max_device_batch: largest per-device micro-batch; larger batches are
+      accumulated with ``optax.MultiSteps`` (None = no cap).
+    num_devices: local devices to use (None = all local devices).
+    parallel: 'pmap' or 'shard_map' (``jax.jit(jax.shard_map(...))``).
+    seed: seed of parameters, data order and augmentation.
+    augment: use the dataset's deterministic augmentation.
+    log_every: log (and write metrics.jsonl) every this many updates.
+    eval_every: evaluate every this many epochs (0 = only at the end).
+    eval_batch_size: batch size of evaluation.
+    checkpoint_every: checkpoint every this many updates (0 = only at the end).
+    keep_checkpoints: checkpoints to keep (0 = no checkpointing).
+    nan_policy: 'stop' (raise, naming step, epoch, LR and batch) or 'skip'
+      (skip non-finite updates and count them).
+    noise: gradient noise scale estimation.
+    compilation_cache_dir: JAX persistent compilation cache (None = off).
+    max_updates: stop after this many updates (None = the whole schedule);
+      the schedules still refer to the whole run.
+    progress_bar: None = on interactive terminals only.
+    tensorboard: also write TensorBoard events (needs tensorboardX).
+    coordinator_address: 'host:port' of process 0 for multi-process runs
+      (None = single process).
+    num_processes: processes of a multi-process run.
+    process_id: this process' index.
+    synthetic_examples: training examples of ``dataset='synthetic'``.
+    synthetic_shape: image shape (H, W, C) of ``dataset='synthetic'``.
+    synthetic_classes: classes of ``dataset='synthetic'``.
+  """
+
+  dataset: str = 'digits'
+  data_dir: str | None = None
+  model: str = 'mlp'
+  model_kwargs: Any = dataclasses.field(default_factory=dict)
+  batch: Any = 64
+  num_epochs: float = 10.0
+  lr: Any = 0.1
+  momentum: Any = 0.9
+  optimizer: str = 'sgd'
+  weight_decay: Any = 0.0
+  b2: float = 0.999
+  max_device_batch: int | None = None
+  num_devices: int | None = None
+  parallel: str = 'pmap'
+  seed: int = 0
+  augment: bool = False
+  log_every: int = 10
+  eval_every: float = 1.0
+  eval_batch_size: int = 500
+  checkpoint_every: int = 0
+  keep_checkpoints: int = 2
+  nan_policy: str = 'stop'
+  noise: NoiseConfig = dataclasses.field(default_factory=NoiseConfig)
+  compilation_cache_dir: str | None = None
+  max_updates: int | None = None
+  progress_bar: bool | None = None
+  tensorboard: bool = False
+  coordinator_address: str | None = None
+  num_processes: int = 1
+  process_id: int = 0
+  synthetic_examples: int = 1024
+  synthetic_shape: tuple[int, int, int] = (8, 8, 1)
+  synthetic_classes: int = 10
+
+  def replace(self, **changes) -> TrainConfig:
+    """Returns a copy with ``changes`` applied."""
+    return dataclasses.replace(self, **changes)
+
+  def to_dict(self) -> dict[str, Any]:
+    """JSON-ready dict; policies and schedules in their text form."""
+
+    def conv(v):
+      if isinstance(v, NoiseConfig):
+        return dataclasses.asdict(v)
+      if isinstance(v, (bool, int, float, str)) or v is None:
+        return v
+      if isinstance(v, (tuple, list)):
+        return [conv(x) for x in v]
+      if isinstance(v, dict):
+        return {str(k): conv(x) for k, x in v.items()}
+      return str(v)
+
+    return {
+      f.name: conv(getattr(self, f.name)) for f in dataclasses.fields(self)
+    }
+
+  def to_json(self) -> str:
+    """The config as indented JSON text."""
+    return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+  def validate(
+    self,
+    *,
+    num_local_devices: int | None = None,
+    num_train_examples: int | None = None,
+  ) -> None:
+    """Checks every field; raises ValueError naming the field and the fix.
+
+    Args:
+      num_local_devices: devices available to this process (checks
+        ``num_devices``); None skips that check.
+      num_train_examples: size of the training split (checks the batch
+        schedule against it); None skips that check.
+
+    Raises:
+      ValueError: on the first bad value.
+    """
+    if not isinstance(self.dataset, str) or not self.dataset:
+      raise ValueError(f'dataset={self.dataset!r} must be a non-empty name')
+    if not isinstance(self.model, str) or not self.model:
+      raise ValueError(f'model={self.model!r} must be a model name')
+    if not isinstance(self.model_kwargs, dict):
+      raise ValueError(f'model_kwargs={self.model_kwargs!r} must be a dict')
+    if self.optimizer not in OPTIMIZERS:
+      raise ValueError(
+        f'optimizer={self.optimizer!r} is unknown; use one of {OPTIMIZERS}'
+      )
+    if self.parallel not in PARALLEL:
+      raise ValueError(
+        f'parallel={self.parallel!r} is unknown; use one of {PARALLEL}'
+      )
+    if self.nan_policy not in NAN_POLICIES:
+      raise ValueError(
+        f'nan_policy={self.nan_policy!r} is unknown; use one of {NAN_POLICIES}'
+      )
+    _check_int(self.max_device_batch, 'max_device_batch', 1, optional=True)
+    _check_int(self.num_devices, 'num_devices', 1, optional=True)
+    if (
+      num_local_devices is not None
+      and self.num_devices is not None
+      and self.num_devices > num_local_devices
+    ):
+      raise ValueError(
+        f'num_devices={self.num_devices} exceeds the {num_local_devices} '
+        'local devices; lower it or set it to None (all devices)'
+      )
+    _check_int(self.seed, 'seed', 0)
+    _check_int(self.log_every, 'log_every', 1)
+    _check_int(self.eval_batch_size, 'eval_batch_size', 1)
+    _check_int(self.checkpoint_every, 'checkpoint_every', 0)
+    _check_int(self.keep_checkpoints, 'keep_checkpoints', 0)
+    _check_int(self.max_updates, 'max_updates', 1, optional=True)
+    _check_int(self.num_processes, 'num_processes', 1)
+    _check_int(self.process_id, 'process_id', 0)
+    if self.process_id >= self.num_processes:
+      raise ValueError(
+        f'process_id={self.process_id} must be < '
+        f'num_processes={self.num_processes}'
+      )
+    if self.num_processes > 1 and not self.coordinator_address:
+      raise ValueError(
+        f'num_processes={self.num_processes} needs coordinator_address '
+        "('host:port' of process 0)"
+      )
+    if not isinstance(self.eval_every, (int, float)) or self.eval_every < 0:
+      raise ValueError(
+        f'eval_every={self.eval_every!r} must be a number of epochs >= 0 '
+        '(0 = only at the end)'
+      )
+    if not isinstance(self.num_epochs, (int, float)) or self.num_epochs <= 0:
+      raise ValueError(f'num_epochs={self.num_epochs!r} must be > 0')
+    if not isinstance(self.b2, (int, float)) or not 0.0 <= self.b2 < 1.0:
+      raise ValueError(f'b2={self.b2!r} must be in [0, 1)')
+    if not isinstance(self.noise, NoiseConfig):
+      raise ValueError(f'noise={self.noise!r} must be a NoiseConfig')
+    self.noise.validate()
+    _check_int(self.synthetic_examples, 'synthetic_examples', 1)
+    _check_int(self.synthetic_classes, 'synthetic_classes', 2)
+    if len(tuple(self.synthetic_shape)) != 3:
+      raise ValueError(
+        f'synthetic_shape={self.synthetic_shape!r} must be (H, W, C)'
+      )
+    if isinstance(self.batch, bool) or (
+      isinstance(self.batch, int) and self.batch < 1
+    ):
+      raise ValueError(f'batch={self.batch!r} must be >= 1')
+    for name in ('lr', 'momentum', 'weight_decay'):
+      value = getattr(self, name)
+      if isinstance(value, bool) or value is None:
+        raise ValueError(f'{name}={value!r} must be a float, text or policy')
+
+
+def _check_int(value, name: str, minimum: int, optional: bool = False) -> None:
+  if value is None and optional:
+    return
+  if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    extra = ' or None' if optional else ''
+    raise ValueError(f'{name}={value!r} must be an integer >= {minimum}{extra}')
