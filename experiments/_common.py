@@ -1,0 +1,366 @@
+"""Pieces every experiment shares: common flags, workdir files, tables.
+
+The flags defined here are the ones every experiment understands (data,
+model, optimizer, devices, seeds, logging). Each experiment defines its own
+flags, with names no other experiment uses, in its module, so all the
+experiments can be imported into one process (the test suite does).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from absl import flags
+
+FLAGS = flags.FLAGS
+
+WORKDIR = flags.DEFINE_string(
+  'workdir',
+  None,
+  'Directory for every output of the experiment (default: runs/<name>). '
+  'Re-running with the same workdir resumes finished and unfinished runs.',
+)
+DATASET = flags.DEFINE_string(
+  'dataset',
+  'digits',
+  "Dataset name for lrjax.data.load: 'digits' (bundled) or a TFDS image "
+  "classification name such as 'cifar10'.",
+)
+DATA_DIR = flags.DEFINE_string(
+  'data_dir', None, 'Data directory (default: lrjax.data default).'
+)
+MODEL = flags.DEFINE_string(
+  'model', 'mlp', "Model name for lrjax.models.get: 'mlp', 'cnn', 'wrn16_4'."
+)
+SEEDS = flags.DEFINE_list(
+  'seeds', ['0', '1', '2'], 'Comma-separated integer seeds; one run each.'
+)
+EPOCHS = flags.DEFINE_float('epochs', 30.0, 'Training length in epochs.')
+LR = flags.DEFINE_float('lr', 0.1, 'Base (initial) learning rate.')
+BATCH_SIZE = flags.DEFINE_integer(
+  'batch_size', 32, 'Base (initial) global batch size.'
+)
+MOMENTUM = flags.DEFINE_float('momentum', 0.9, 'Momentum coefficient m.')
+OPTIMIZER = flags.DEFINE_enum(
+  'optimizer',
+  'sgd',
+  ['sgd', 'nesterov', 'adam', 'adamw', 'lamb', 'lars'],
+  'Optimizer.',
+)
+WEIGHT_DECAY = flags.DEFINE_float('weight_decay', 0.0, 'Weight decay.')
+NUM_DEVICES = flags.DEFINE_integer(
+  'num_devices',
+  1,
+  'Data-parallel devices; 0 means all local devices. One is fastest on a '
+  'small CPU.',
+)
+MAX_DEVICE_BATCH = flags.DEFINE_integer(
+  'max_device_batch',
+  4096,
+  'Largest micro-batch per device; larger batches accumulate gradients.',
+)
+PARALLEL = flags.DEFINE_enum(
+  'parallel', 'shard_map', ['pmap', 'shard_map'], 'Data-parallel primitive.'
+)
+EVAL_EVERY = flags.DEFINE_float(
+  'eval_every', 1.0, 'Evaluate on the test split every this many epochs.'
+)
+LOG_EVERY = flags.DEFINE_integer(
+  'log_every', 10, 'Log training metrics every this many updates.'
+)
+NOISE = flags.DEFINE_bool(
+  'noise', True, 'Measure the gradient noise scale B_simple during training.'
+)
+COMPILATION_CACHE_DIR = flags.DEFINE_string(
+  'compilation_cache_dir',
+  None,
+  'Persistent JAX compilation cache directory (default: none).',
+)
+AUGMENT = flags.DEFINE_bool(
+  'augment', False, 'Use the dataset augmentation when it has one.'
+)
+
+
+def _is_int_list(values: Sequence[str]) -> bool:
+  try:
+    ints = [int(v) for v in values]
+  except (TypeError, ValueError):
+    return False
+  return len(ints) > 0 and len(set(ints)) == len(ints)
+
+
+flags.register_validator(
+  'seeds',
+  _is_int_list,
+  message='--seeds must be a non-empty list of distinct integers, e.g. 0,1,2',
+)
+flags.register_validator(
+  'epochs', lambda v: v > 0, message='--epochs must be > 0'
+)
+flags.register_validator('lr', lambda v: v > 0, message='--lr must be > 0')
+flags.register_validator(
+  'batch_size', lambda v: v >= 1, message='--batch_size must be >= 1'
+)
+flags.register_validator(
+  'momentum',
+  lambda v: 0.0 <= v < 1.0,
+  message='--momentum must be in [0, 1)',
+)
+flags.register_validator(
+  'weight_decay', lambda v: v >= 0, message='--weight_decay must be >= 0'
+)
+flags.register_validator(
+  'num_devices',
+  lambda v: v >= 0,
+  message='--num_devices must be >= 0 (0 = all local devices)',
+)
+flags.register_validator(
+  'max_device_batch',
+  lambda v: v >= 1,
+  message='--max_device_batch must be >= 1',
+)
+flags.register_validator(
+  'eval_every', lambda v: v > 0, message='--eval_every must be > 0 epochs'
+)
+flags.register_validator(
+  'log_every', lambda v: v >= 1, message='--log_every must be >= 1 update'
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class CommonConfig:
+  """The settings every experiment shares (one field per common flag)."""
+
+  dataset: str = 'digits'
+  data_dir: str | None = None
+  model: str = 'mlp'
+  seeds: tuple[int, ...] = (0, 1, 2)
+  epochs: float = 30.0
+  lr: float = 0.1
+  batch_size: int = 32
+  momentum: float = 0.9
+  optimizer: str = 'sgd'
+  weight_decay: float = 0.0
+  num_devices: int | None = 1
+  max_device_batch: int = 4096
+  parallel: str = 'shard_map'
+  eval_every: float = 1.0
+  log_every: int = 10
+  noise: bool = True
+  compilation_cache_dir: str | None = None
+  augment: bool = False
+
+
+def common_config() -> CommonConfig:
+  """Reads the common flags (after parsing) into a `CommonConfig`."""
+  return CommonConfig(
+    dataset=DATASET.value,
+    data_dir=DATA_DIR.value,
+    model=MODEL.value,
+    seeds=tuple(int(s) for s in SEEDS.value),
+    epochs=EPOCHS.value,
+    lr=LR.value,
+    batch_size=BATCH_SIZE.value,
+    momentum=MOMENTUM.value,
+    optimizer=OPTIMIZER.value,
+    weight_decay=WEIGHT_DECAY.value,
+    num_devices=NUM_DEVICES.value or None,
+    max_device_batch=MAX_DEVICE_BATCH.value,
+    parallel=PARALLEL.value,
+    eval_every=EVAL_EVERY.value,
+    log_every=LOG_EVERY.value,
+    noise=NOISE.value,
+    compilation_cache_dir=COMPILATION_CACHE_DIR.value,
+    augment=AUGMENT.value,
+  )
+
+
+def workdir_for(name: str) -> str:
+  """The workdir from --workdir, or runs/<name> in the current directory."""
+  return WORKDIR.value or os.path.join('runs', name)
+
+
+# ---------------------------------------------------------------- files
+
+
+def jsonable(obj: Any) -> Any:
+  """Turns configs (dataclasses, tuples, policies) into JSON-ready values.
+
+  Objects with a text form (lrjax policies, batch schedules) become their
+  text; numpy scalars become Python numbers; non-finite floats become None.
+  """
+  if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+    return {
+      f.name: jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+    }
+  if isinstance(obj, Mapping):
+    return {str(k): jsonable(v) for k, v in obj.items()}
+  if isinstance(obj, list | tuple):
+    return [jsonable(v) for v in obj]
+  if isinstance(obj, np.ndarray):
+    return jsonable(obj.tolist())
+  if isinstance(obj, bool | str) or obj is None:
+    return obj
+  if isinstance(obj, int | np.integer):
+    return int(obj)
+  if isinstance(obj, float | np.floating):
+    value = float(obj)
+    return value if math.isfinite(value) else None
+  if hasattr(obj, 'shape') and getattr(obj, 'shape', None) == ():
+    return jsonable(float(obj))
+  return str(obj)
+
+
+def write_json(path: str, obj: Any) -> None:
+  with open(path, 'w') as f:
+    json.dump(jsonable(obj), f, indent=2, sort_keys=False)
+    f.write('\n')
+
+
+def write_text(path: str, text: str) -> None:
+  with open(path, 'w') as f:
+    f.write(text)
+
+
+def write_flags(path: str) -> None:
+  """Writes the experiment's flags (not absl's own) as a flagfile.
+
+  Re-running with `--flagfile=<workdir>/flags.cfg` repeats the experiment.
+  """
+  lines = []
+  for module, module_flags in sorted(FLAGS.flags_by_module_dict().items()):
+    if module.startswith('absl'):
+      continue
+    for flag in sorted(module_flags, key=lambda fl: fl.name):
+      text = flag.serialize()
+      if text:
+        lines.append(text)
+  write_text(path, '\n'.join(lines) + '\n')
+
+
+def start_workdir(workdir: str, config: Any, *, with_flags: bool) -> None:
+  """Creates the workdir and writes config.json (and flags.cfg if parsed)."""
+  os.makedirs(workdir, exist_ok=True)
+  if with_flags:
+    write_flags(os.path.join(workdir, 'flags.cfg'))
+  write_json(os.path.join(workdir, 'config.json'), config)
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def _columns(records: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+  keys: list[str] = []
+  for record in records:
+    for key, value in record.items():
+      if key not in keys and isinstance(value, int | float | type(None)):
+        keys.append(key)
+  columns = {}
+  for key in keys:
+    values = []
+    for record in records:
+      value = record.get(key)
+      ok = isinstance(value, int | float) and not isinstance(value, bool)
+      values.append(float(value) if ok else math.nan)
+    columns[key] = np.asarray(values, dtype=np.float64)
+  return columns
+
+
+def read_metrics(
+  path: str,
+) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]]:
+  """Reads a trainer's metrics.jsonl into columns.
+
+  Args:
+    path: the metrics.jsonl file.
+
+  Returns:
+    `(train, evals)`: `train` maps each numeric key of the training records
+    (those without a `split`) to an array over logged steps (NaN where a
+    record lacks the key); `evals` maps each split name to the same kind of
+    columns over its evaluation records.
+  """
+  train_records, eval_records = [], {}
+  with open(path) as f:
+    for line in f:
+      line = line.strip()
+      if not line:
+        continue
+      record = json.loads(line)
+      split = record.get('split')
+      if split is None:
+        train_records.append(record)
+      else:
+        eval_records.setdefault(split, []).append(record)
+  return _columns(train_records), {
+    split: _columns(records) for split, records in eval_records.items()
+  }
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+  """Mean and sample standard deviation (0 for a single value)."""
+  array = np.asarray(values, dtype=np.float64)
+  if array.size == 0:
+    return math.nan, math.nan
+  std = float(array.std(ddof=1)) if array.size > 1 else 0.0
+  return float(array.mean()), std
+
+
+def fmt_mean_std(values: Sequence[float], scale: float = 1.0, digits=2) -> str:
+  mean, std = mean_std(values)
+  if math.isnan(mean):
+    return 'n/a'
+  return f'{mean * scale:.{digits}f} ± {std * scale:.{digits}f}'
+
+
+def fmt_number(value: float, digits: int = 0) -> str:
+  if value is None or (isinstance(value, float) and math.isnan(value)):
+    return 'n/a'
+  if digits == 0:
+    return f'{round(value):,}'
+  return f'{value:,.{digits}f}'
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+  """A GitHub markdown table."""
+  lines = [
+    '| ' + ' | '.join(header) + ' |',
+    '|' + '|'.join('---' for _ in header) + '|',
+  ]
+  lines += ['| ' + ' | '.join(str(c) for c in row) + ' |' for row in rows]
+  return '\n'.join(lines) + '\n'
+
+
+def within_variation(
+  a: Sequence[float], b: Sequence[float], floor: float = 0.0
+) -> tuple[bool, float, float]:
+  """Whether two groups' means agree within their run-to-run variation.
+
+  The rule: |mean(a) - mean(b)| <= 2 * max(pooled std, floor), where the
+  pooled std is sqrt((std_a^2 + std_b^2) / 2) and `floor` (e.g. one test
+  example's worth of accuracy) keeps identical seeds from demanding equality.
+
+  Returns:
+    `(held, difference, tolerance)`.
+  """
+  mean_a, std_a = mean_std(a)
+  mean_b, std_b = mean_std(b)
+  pooled = math.sqrt((std_a**2 + std_b**2) / 2)
+  tolerance = 2 * max(pooled, floor)
+  difference = mean_a - mean_b
+  return abs(difference) <= tolerance, difference, tolerance
+
+
+def import_function(path: str) -> Callable[..., Any]:
+  """Imports `package.module:function` (for user-supplied metrics)."""
+  if ':' not in path:
+    raise ValueError(f'{path=} must look like package.module:function')
+  module_name, name = path.split(':', 1)
+  module = __import__(module_name, fromlist=[name])
+  return getattr(module, name)

@@ -1,0 +1,296 @@
+"""Training curves over seeds: accuracy or loss against epochs, updates, cost.
+
+Each experiment run is a mapping from a column name (``'epoch'``, ``'step'``,
+``'accuracy'``, ...) to a 1-D array, as read from a trainer's
+``metrics.jsonl``. Several runs of one configuration (seeds) become one curve:
+their mean, with a band of one standard deviation (or their range).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib
+import numpy as np
+from jax.typing import ArrayLike
+
+matplotlib.use('Agg')
+
+import matplotlib.figure  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+
+Run = Mapping[str, ArrayLike]
+
+
+def band_over_seeds(
+  runs: Sequence[tuple[ArrayLike, ArrayLike]], num_points: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Mean and standard deviation of several ``(x, y)`` curves on one grid.
+
+  When every run has the same ``x`` values those are the grid; otherwise the
+  grid is ``num_points`` (default: the longest run's length) evenly spaced
+  points over the range all runs cover, and each run is linearly
+  interpolated onto it. Points where ``y`` is not finite are dropped first.
+
+  .. math::
+
+     \\bar y(x) = \\frac{1}{S} \\sum_s y_s(x), \\qquad
+     \\sigma(x) = \\sqrt{\\frac{1}{S-1} \\sum_s (y_s(x) - \\bar y(x))^2}
+
+  with :math:`\\sigma = 0` for a single run.
+
+  Args:
+    runs: one ``(x, y)`` pair of 1-D arrays per seed; ``x`` increasing.
+    num_points: grid size when the runs' ``x`` differ.
+
+  Returns:
+    ``(grid, mean, std)``, float64 arrays of equal length.
+
+  Raises:
+    ValueError: with no runs, an empty run, or runs that share no x range.
+
+  Examples:
+    >>> grid, mean, std = band_over_seeds([([0, 1, 2], [0., 2., 4.]),
+    ...                                    ([0, 1, 2], [2., 2., 2.])])
+    >>> print(grid.tolist(), mean.tolist(), [round(float(s), 4) for s in std])
+    [0.0, 1.0, 2.0] [1.0, 2.0, 3.0] [1.4142, 0.0, 1.4142]
+  """
+  if not runs:
+    raise ValueError(f'{len(runs)=} must be >= 1')
+  clean = []
+  for x, y in runs:
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if x.shape != y.shape or x.ndim != 1:
+      raise ValueError(f'{x.shape=} and {y.shape=} must be equal and 1-D')
+    keep = np.isfinite(x) & np.isfinite(y)
+    if not keep.any():
+      raise ValueError('every run needs at least one finite (x, y) point')
+    clean.append((x[keep], y[keep]))
+  first = clean[0][0]
+  if all(x.shape == first.shape and np.array_equal(x, first) for x, _ in clean):
+    grid = first
+    ys = np.stack([y for _, y in clean])
+  else:
+    lo = max(x.min() for x, _ in clean)
+    hi = min(x.max() for x, _ in clean)
+    if lo > hi:
+      raise ValueError(f'the runs share no x range ({lo=} > {hi=})')
+    size = num_points or max(len(x) for x, _ in clean)
+    grid = np.linspace(lo, hi, size)
+    ys = np.stack([np.interp(grid, x, y) for x, y in clean])
+  mean = ys.mean(axis=0)
+  std = ys.std(axis=0, ddof=1) if len(ys) > 1 else np.zeros_like(mean)
+  return grid, mean, std
+
+
+def plot_curves(
+  runs: Mapping[str, Sequence[Run]],
+  *,
+  x: str | Sequence[str] = 'epoch',
+  y: str = 'accuracy',
+  xlabels: Mapping[str, str] | None = None,
+  ylabel: str | None = None,
+  title: str | None = None,
+  band: str = 'std',
+  logx: bool = False,
+  logy: bool = False,
+  path: str | None = None,
+) -> matplotlib.figure.Figure:
+  """Draws one curve per label (mean over its runs) with a band over seeds.
+
+  Args:
+    runs: label -> list of runs (one per seed); each run maps column names
+      to 1-D arrays and must hold ``y`` and every ``x``.
+    x: the column on the horizontal axis, or several: one panel each (e.g.
+      ``('epoch', 'step')`` for accuracy against epochs and against updates).
+    xlabels: axis label per x column (default: the column name).
+    ylabel: vertical axis label (default: ``y``).
+    title: figure title.
+    band: ``'std'`` (mean +- one standard deviation), ``'range'`` (min to
+      max over seeds) or ``'none'``.
+    logx: logarithmic horizontal axes.
+    logy: logarithmic vertical axes.
+    path: where to save the PNG (not saved when None).
+
+  Returns:
+    The figure.
+
+  Raises:
+    ValueError: for an unknown ``band`` or a run lacking a column.
+
+  Examples:
+    >>> run = lambda a: {'epoch': [0, 1, 2], 'accuracy': [0.1, a, 0.9]}
+    >>> fig = plot_curves({'decay': [run(0.5), run(0.7)], 'ramp': [run(0.6)]})
+    >>> print(len(fig.axes), len(fig.axes[0].lines))
+    1 2
+  """
+  if band not in ('std', 'range', 'none'):
+    raise ValueError(f"{band=} must be 'std', 'range' or 'none'")
+  xs = (x,) if isinstance(x, str) else tuple(x)
+  xlabels = dict(xlabels or {})
+  fig, axes = plt.subplots(
+    1, len(xs), figsize=(5.5 * len(xs), 4), squeeze=False
+  )
+  colors = plt.rcParams['axes.prop_cycle'].by_key()['color']
+  for panel, x_key in enumerate(xs):
+    ax = axes[0, panel]
+    for index, (label, label_runs) in enumerate(runs.items()):
+      pairs = []
+      for run in label_runs:
+        for key in (x_key, y):
+          if key not in run:
+            raise ValueError(f'run of {label!r} lacks column {key!r}')
+        pairs.append((run[x_key], run[y]))
+      if not pairs:
+        continue
+      grid, mean, std = band_over_seeds(pairs)
+      color = colors[index % len(colors)]
+      name = label if len(pairs) == 1 else f'{label} ({len(pairs)} seeds)'
+      ax.plot(grid, mean, color=color, label=name)
+      if band != 'none' and len(pairs) > 1:
+        if band == 'std':
+          lo, hi = mean - std, mean + std
+        else:
+          stacked = np.stack(
+            [
+              np.interp(grid, np.asarray(px, float), np.asarray(py, float))
+              for px, py in pairs
+            ]
+          )
+          lo, hi = stacked.min(axis=0), stacked.max(axis=0)
+        ax.fill_between(grid, lo, hi, color=color, alpha=0.2, linewidth=0)
+    ax.set_xlabel(xlabels.get(x_key, x_key))
+    ax.set_ylabel(ylabel or y)
+    if logx:
+      ax.set_xscale('log')
+    if logy:
+      ax.set_yscale('log')
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize='small')
+  if title:
+    fig.suptitle(title)
+  fig.tight_layout()
+  if path:
+    fig.savefig(path, dpi=110)
+  return fig
+
+
+def _sample_std(values: np.ndarray) -> float:
+  return float(values.std(ddof=1)) if values.size > 1 else 0.0
+
+
+def plot_accuracy_vs_cost(
+  points: Mapping[str, Sequence[tuple[float, float]]],
+  *,
+  xlabel: str = 'parameter updates',
+  ylabel: str = 'test accuracy',
+  title: str | None = None,
+  logx: bool = True,
+  path: str | None = None,
+) -> matplotlib.figure.Figure:
+  """One marker per label at its mean (cost, accuracy), error bars over seeds.
+
+  Args:
+    points: label -> list of ``(cost, accuracy)``, one per seed.
+    xlabel: cost axis label (updates, seconds, examples).
+    ylabel: accuracy axis label.
+    title: figure title.
+    logx: logarithmic cost axis.
+    path: where to save the PNG (not saved when None).
+
+  Returns:
+    The figure.
+
+  Examples:
+    >>> fig = plot_accuracy_vs_cost({'a': [(100, 0.9), (100, 0.92)],
+    ...                              'b': [(20, 0.91)]})
+    >>> print(len(fig.axes[0].containers))
+    2
+  """
+  fig, ax = plt.subplots(figsize=(5.5, 4))
+  for label, pairs in points.items():
+    if not pairs:
+      continue
+    cost = np.asarray([p[0] for p in pairs], dtype=np.float64)
+    acc = np.asarray([p[1] for p in pairs], dtype=np.float64)
+    ax.errorbar(
+      cost.mean(),
+      acc.mean(),
+      xerr=_sample_std(cost),
+      yerr=_sample_std(acc),
+      fmt='o',
+      capsize=3,
+      label=label,
+    )
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel(ylabel)
+  if logx:
+    ax.set_xscale('log')
+  ax.grid(True, alpha=0.3)
+  ax.legend(fontsize='small')
+  if title:
+    ax.set_title(title)
+  fig.tight_layout()
+  if path:
+    fig.savefig(path, dpi=110)
+  return fig
+
+
+def plot_lines(
+  x: ArrayLike | Mapping[str, ArrayLike],
+  ys: Mapping[str, ArrayLike],
+  *,
+  xlabel: str = '',
+  ylabel: str = '',
+  title: str | None = None,
+  logx: bool = False,
+  logy: bool = False,
+  markers: Mapping[str, tuple[float, float]] | None = None,
+  path: str | None = None,
+) -> matplotlib.figure.Figure:
+  """Plain labelled lines (one run each), with optional labelled markers.
+
+  Used for single curves: an LR range test (loss against LR), a 1-D
+  interpolation between two minima, a measured noise scale.
+
+  Args:
+    x: shared horizontal values, or one array per label.
+    ys: label -> vertical values.
+    xlabel: horizontal axis label.
+    ylabel: vertical axis label.
+    title: axes title.
+    logx: logarithmic horizontal axis.
+    logy: logarithmic vertical axis.
+    markers: label -> ``(x, y)`` point to mark (e.g. a suggested LR).
+    path: where to save the PNG (not saved when None).
+
+  Returns:
+    The figure.
+
+  Examples:
+    >>> fig = plot_lines([1, 2, 3], {'loss': [3., 2., 2.5]},
+    ...                  markers={'min': (2., 2.)})
+    >>> print(len(fig.axes[0].lines))
+    2
+  """
+  fig, ax = plt.subplots(figsize=(5.5, 4))
+  for label, values in ys.items():
+    xv = x[label] if isinstance(x, Mapping) else x
+    ax.plot(np.asarray(xv, float), np.asarray(values, float), label=label)
+  for label, (mx, my) in (markers or {}).items():
+    ax.plot([mx], [my], marker='o', linestyle='none', label=label)
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel(ylabel)
+  if logx:
+    ax.set_xscale('log')
+  if logy:
+    ax.set_yscale('log')
+  ax.grid(True, alpha=0.3)
+  ax.legend(fontsize='small')
+  if title:
+    ax.set_title(title)
+  fig.tight_layout()
+  if path:
+    fig.savefig(path, dpi=110)
+  return fig
