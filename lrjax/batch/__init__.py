@@ -1,0 +1,59 @@
+"""Batch-size schedules: training progress in examples seen, not updates.
+
+Under a batch ramp, optimizer updates and epochs stop being proportional, so
+every policy in lrjax is a function of *examples seen* (equivalently epochs,
+examples / N). A :class:`BatchSchedule` is the one object that maps an update
+count to examples seen and back:
+
+- a schedule is a list of :class:`Stage` s, each a batch size held for a
+  duration in epochs, examples or updates;
+- stage durations add up to cumulative targets in examples; a stage ends at
+  the first update boundary at which the examples seen reach its target, so a
+  boundary inside a batch moves to the end of that batch and rounding never
+  drifts (after every stage the examples seen are within one batch of the
+  nominal total);
+- the bookkeeping is exact (Python ints) on the host; the jit-safe methods
+  (``batch_size_at``, ``stage_at``, ``epoch_at``) look stages up in small
+  constant tables and keep float32 precision up to 2**31 updates;
+- :func:`per_update` turns any policy over epochs (LR, momentum, weight
+  decay) into an ordinary ``optax.Schedule`` over real updates;
+- :func:`plan` derives per-stage micro-batches and accumulation steps, and the
+  ``every_k_schedule`` for ``optax.MultiSteps``;
+- builders: :func:`from_lr_decay` (Smith et al. 2018: the batch ramp, or
+  hybrid, equivalent to an LR decay), :func:`linear_ramp`,
+  :func:`geometric_ramp`, :func:`cyclic`;
+- text form: ``str(schedule)`` and :func:`parse`, e.g.
+  ``stages(128@60,640@60,3200@80,n=50000)``.
+"""
+
+from lrjax.batch._builders import LrDecayRamp as LrDecayRamp
+from lrjax.batch._builders import PiecewiseConstant as PiecewiseConstant
+from lrjax.batch._builders import cyclic as cyclic
+from lrjax.batch._builders import from_lr_decay as from_lr_decay
+from lrjax.batch._builders import geometric_ramp as geometric_ramp
+from lrjax.batch._builders import linear_ramp as linear_ramp
+from lrjax.batch._builders import round_batch_size as round_batch_size
+from lrjax.batch._convert import per_update as per_update
+from lrjax.batch._plan import AccumulationPlan as AccumulationPlan
+from lrjax.batch._plan import StagePlan as StagePlan
+from lrjax.batch._plan import plan as plan
+from lrjax.batch._schedule import BatchSchedule as BatchSchedule
+from lrjax.batch._schedule import Stage as Stage
+from lrjax.batch._text import parse as parse
+
+__all__ = [
+  'AccumulationPlan',
+  'BatchSchedule',
+  'LrDecayRamp',
+  'PiecewiseConstant',
+  'Stage',
+  'StagePlan',
+  'cyclic',
+  'from_lr_decay',
+  'geometric_ramp',
+  'linear_ramp',
+  'parse',
+  'per_update',
+  'plan',
+  'round_batch_size',
+]

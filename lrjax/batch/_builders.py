@@ -1,0 +1,603 @@
+"""Builders of batch schedules: Smith's ramps, linear/geometric ramps, cyclic."""
+
+from __future__ import annotations
+
+import dataclasses
+import fractions
+import math
+import numbers
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lrjax import rules
+from lrjax.batch._schedule import BatchSchedule, Stage, _as_fraction
+
+
+def _finite_positive(x, name: str) -> float:
+  if isinstance(x, bool) or not isinstance(x, numbers.Real):
+    raise TypeError(f'{name}={x!r} must be a number')
+  if not (math.isfinite(x) and x > 0):
+    raise ValueError(f'{name}={x!r} must be finite and > 0')
+  return float(x)
+
+
+def _positive_int(x, name: str) -> int:
+  if isinstance(x, bool) or not isinstance(x, numbers.Integral):
+    raise TypeError(f'{name}={x!r} must be an int')
+  if x < 1:
+    raise ValueError(f'{name}={x!r} must be >= 1')
+  return int(x)
+
+
+def round_batch_size(
+  batch_size: float, multiple_of: int = 1, max_batch_size: int | None = None
+) -> int:
+  """Rounds a batch size to a realisable one.
+
+  The rule: the nearest positive multiple of ``multiple_of`` (ties round up),
+  at least ``multiple_of``, and at most the largest multiple of
+  ``multiple_of`` not above ``max_batch_size`` (when given). ``multiple_of``
+  is typically replicas x micro-batch granularity.
+
+  .. math::
+    B_r = \\mathrm{clip}\\left(k \\left\\lfloor \\frac{B}{k} + \\frac12
+      \\right\\rfloor,\\; k,\\; k \\left\\lfloor \\frac{B_{\\max}}{k}
+      \\right\\rfloor\\right).
+
+  Args:
+    batch_size: the ideal batch size, finite and > 0.
+    multiple_of: k >= 1.
+    max_batch_size: optional cap (e.g. the dataset size), >= multiple_of.
+
+  Returns:
+    The realisable batch size, an int.
+
+  Examples:
+    >>> from lrjax.batch import round_batch_size
+    >>> round_batch_size(3200, 24), round_batch_size(12, 8), round_batch_size(1, 8)
+    (3192, 16, 8)
+  """
+  b = _finite_positive(batch_size, 'batch_size')
+  k = _positive_int(multiple_of, 'multiple_of')
+  rounded = max(k, k * math.floor(b / k + 0.5))
+  if max_batch_size is not None:
+    cap = k * (_positive_int(max_batch_size, 'max_batch_size') // k)
+    if cap < k:
+      raise ValueError(
+        f'max_batch_size={max_batch_size} is below multiple_of={k}: no '
+        'realisable batch size'
+      )
+    rounded = min(rounded, cap)
+  return rounded
+
+
+@dataclasses.dataclass(frozen=True)
+class PiecewiseConstant:
+  """A piecewise-constant policy over epochs (the LR that goes with a ramp).
+
+  ``policy(t) = values[i]`` for ``boundaries[i-1] <= t < boundaries[i]``.
+
+  Attributes:
+    values: one value per piece (len(boundaries) + 1).
+    boundaries: increasing epochs at which the value changes.
+  """
+
+  values: tuple[float, ...]
+  boundaries: tuple[float, ...]
+
+  def __post_init__(self):
+    object.__setattr__(self, 'values', tuple(float(v) for v in self.values))
+    object.__setattr__(
+      self, 'boundaries', tuple(float(b) for b in self.boundaries)
+    )
+    if len(self.values) != len(self.boundaries) + 1:
+      raise ValueError(
+        f'values={self.values} needs len(boundaries) + 1 = '
+        f'{len(self.boundaries) + 1} entries'
+      )
+    if any(not math.isfinite(v) for v in self.values):
+      raise ValueError(f'values={self.values} must be finite')
+    if any(
+      b >= c
+      for b, c in zip(self.boundaries[:-1], self.boundaries[1:], strict=True)
+    ):
+      raise ValueError(f'boundaries={self.boundaries} must increase')
+
+  def __call__(self, t: jax.typing.ArrayLike) -> jax.Array:
+    t = jnp.asarray(t, jnp.float32)
+    edges = jnp.asarray(np.asarray(self.boundaries, np.float32))
+    vals = jnp.asarray(np.asarray(self.values, np.float32))
+    idx = jnp.searchsorted(edges, t, side='right', method='compare_all')
+    return vals[idx]
+
+  def __str__(self) -> str:
+    vals = '/'.join(f'{v:.10g}' for v in self.values)
+    if not self.boundaries:
+      return f'piecewise({vals})'
+    edges = '/'.join(f'{b:.10g}' for b in self.boundaries)
+    return f'piecewise({vals},boundaries={edges})'
+
+
+class LrDecayRamp(NamedTuple):
+  """Result of :func:`from_lr_decay`.
+
+  Attributes:
+    batch_schedule: the batch ramp (a BatchSchedule).
+    lr: the learning-rate policy over epochs that goes with it (constant
+      while the batch grows; decaying once the batch is capped).
+    momentum: the momentum to train with.
+    noise_scale_ratio: per stage, the realised g over the g of the LR-decay
+      schedule it replaces (1.0 unless rounding the batch size changed it).
+  """
+
+  batch_schedule: BatchSchedule
+  lr: PiecewiseConstant
+  momentum: float
+  noise_scale_ratio: tuple[float, ...]
+
+
+def _fraction_to_number(f: fractions.Fraction):
+  return int(f) if f.denominator == 1 else float(f)
+
+
+def from_lr_decay(
+  lr: float,
+  batch_size: int,
+  num_examples: int,
+  *,
+  milestones: Sequence[float],
+  factors: float | Sequence[float],
+  num_epochs: float,
+  momentum: float = 0.0,
+  max_batch_size: int | None = None,
+  lr_scale: float = 1.0,
+  new_momentum: float | None = None,
+  multiple_of: int = 1,
+  exact: bool = False,
+) -> LrDecayRamp:
+  """The batch ramp equivalent to an LR step decay (Smith et al. 2018).
+
+  The LR-decay schedule it replaces trains at batch :math:`B` with LR
+  :math:`\\epsilon_i = \\epsilon \\prod_{j \\le i} f_j` after the i-th
+  milestone. Its noise scale :math:`g_i` (see :func:`lrjax.rules.noise_scale`)
+  is kept stage by stage while the LR stays constant, by growing the batch:
+
+  .. math::
+    B_i = \\frac{\\epsilon' N}{g_i (1 - m')}
+      = B \\frac{\\epsilon'}{\\epsilon} \\frac{1 - m}{1 - m'}
+        \\prod_{j \\le i} \\frac{1}{f_j}
+    \\quad (B \\ll N \\text{ form}),
+
+  with :math:`\\epsilon' = ` ``lr_scale`` :math:`\\epsilon` and :math:`m' =`
+  ``new_momentum`` (the paper's "increased initial learning rate" and
+  "increased momentum" variants; both grow the batch from the start). Once
+  :math:`B_i` would exceed ``max_batch_size`` (default :math:`N/10`, the
+  paper's advice) the batch stays at the cap and the LR decays by the
+  remaining factor, :math:`\\epsilon_i = g_i (1 - m') B_\\max / N`: the
+  *hybrid* schedule. ``max_batch_size=batch_size`` gives back the plain
+  LR-decay schedule (constant batch), ``max_batch_size=num_examples`` the pure
+  increasing-batch schedule.
+
+  **Rounding.** Each ideal :math:`B_i` is rounded with
+  :func:`round_batch_size` to a multiple of ``multiple_of``. Below the cap the
+  LR stays constant, so rounding changes g by the factor reported in
+  ``noise_scale_ratio``; at the cap the LR is solved for the realised batch,
+  so g is kept exactly.
+
+  Args:
+    lr: the initial LR :math:`\\epsilon` of the decay schedule.
+    batch_size: its (constant) batch size :math:`B`.
+    num_examples: dataset size :math:`N`.
+    milestones: increasing epochs in (0, num_epochs) at which the LR decays.
+    factors: the decay factor at each milestone (one number for all), finite
+      and > 0 (0.2 = divide by 5).
+    num_epochs: total training length in epochs.
+    momentum: the decay schedule's momentum :math:`m`.
+    max_batch_size: the cap; None means ``num_examples // 10``.
+    lr_scale: multiply the constant LR by this (and the batch with it).
+    new_momentum: train with this momentum instead (batch scaled by
+      :math:`(1-m)/(1-m')`); None keeps ``momentum``.
+    multiple_of: realisable batch sizes are multiples of this (replicas times
+      micro-batch granularity).
+    exact: keep the exact :math:`g = \\epsilon (N/B - 1)/(1 - m)` instead of
+      the :math:`B \\ll N` form.
+
+  Returns:
+    An :class:`LrDecayRamp` (batch_schedule, lr policy over epochs, momentum,
+    noise_scale_ratio per stage).
+
+  Raises:
+    ValueError: naming the argument, for unsorted or out-of-range milestones,
+      non-finite or non-positive factors, sizes < 1 or a batch above the
+      dataset size.
+
+  Examples:
+    Smith et al.'s CIFAR-10 setting (LR /5 at epochs 60, 120, 160). With the
+    default cap N/10 = 5000 the batch grows to the cap and the LR takes the
+    remaining factor 16000/5000 = 3.2:
+
+    >>> from lrjax.batch import from_lr_decay
+    >>> r = from_lr_decay(0.1, 128, 50000, milestones=(60, 120, 160),
+    ...                   factors=0.2, num_epochs=200, momentum=0.9)
+    >>> print(r.batch_schedule)
+    stages(128@60,640@60,3200@40,5000@40,n=50000)
+    >>> print(r.lr)
+    piecewise(0.1/0.03125,boundaries=160)
+
+    The paper's hybrid (batch x5 twice, then LR /5) caps at 3200:
+
+    >>> r = from_lr_decay(0.1, 128, 50000, milestones=(60, 120, 160),
+    ...                   factors=0.2, num_epochs=200, momentum=0.9,
+    ...                   max_batch_size=3200)
+    >>> print(r.batch_schedule, r.lr)
+    stages(128@60,640@60,3200@80,n=50000) piecewise(0.1/0.02,boundaries=160)
+
+  References:
+    Smith, Kindermans, Ying, Le. Don't Decay the Learning Rate, Increase the
+    Batch Size. ICLR 2018, sections 3 and 5.
+  """
+  lr = _finite_positive(lr, 'lr')
+  batch_size = _positive_int(batch_size, 'batch_size')
+  num_examples = _positive_int(num_examples, 'num_examples')
+  if batch_size > num_examples:
+    raise ValueError(
+      f'batch_size={batch_size} is above num_examples={num_examples}'
+    )
+  end = _as_fraction(num_epochs, 'num_epochs')
+  if end <= 0:
+    raise ValueError(f'num_epochs={num_epochs!r} must be > 0')
+  if isinstance(milestones, (str, bytes)) or not isinstance(
+    milestones, Sequence
+  ):
+    raise TypeError(f'milestones={milestones!r} must be a sequence of epochs')
+  marks = [_as_fraction(m, 'milestones') for m in milestones]
+  for a, b in zip([fractions.Fraction(0)] + marks, marks + [end], strict=True):
+    if not a < b:
+      raise ValueError(
+        f'milestones={tuple(milestones)} must increase strictly within '
+        f'(0, num_epochs={num_epochs})'
+      )
+  if isinstance(factors, numbers.Real):
+    factors = [factors] * len(marks)
+  factors = list(factors)
+  if len(factors) != len(marks):
+    raise ValueError(
+      f'factors={factors} needs one factor per milestone ({len(marks)})'
+    )
+  factors = [_finite_positive(f, 'factors') for f in factors]
+  rules.effective_lr(lr, momentum)  # validates momentum
+  m_new = momentum if new_momentum is None else new_momentum
+  rules.effective_lr(lr, m_new)
+  new_lr = lr * _finite_positive(lr_scale, 'lr_scale')
+  cap = num_examples // 10 if max_batch_size is None else max_batch_size
+  cap = _positive_int(cap, 'max_batch_size')
+  if cap > num_examples:
+    raise ValueError(
+      f'max_batch_size={cap} is above num_examples={num_examples}'
+    )
+  k = _positive_int(multiple_of, 'multiple_of')
+  if cap < k:
+    raise ValueError(f'max_batch_size={cap} is below multiple_of={k}')
+  if exact and batch_size >= num_examples:
+    raise ValueError(
+      f'batch_size={batch_size} must be < num_examples with exact=True'
+    )
+
+  def g_of(eps, b, m):
+    return rules.noise_scale(eps, b, num_examples, m, exact=exact)
+
+  def batch_for(g):  # B that gives g at (new_lr, m_new)
+    r = g * (1 - m_new) / new_lr
+    return num_examples / (1 + r) if exact else num_examples / r
+
+  def lr_for(g, b):  # LR that gives g at (b, m_new)
+    q = num_examples / b - 1 if exact else num_examples / b
+    return g * (1 - m_new) / q
+
+  batches, lrs, ratios = [], [], []
+  eps = lr
+  for i in range(len(marks) + 1):
+    if i:
+      eps *= factors[i - 1]
+    g = g_of(eps, batch_size, momentum)
+    ideal = batch_for(g)
+    if ideal <= cap:
+      b = round_batch_size(ideal, k, cap)
+      stage_lr = new_lr
+    else:
+      b = k * (cap // k)
+      stage_lr = lr_for(g, b)
+    batches.append(b)
+    lrs.append(stage_lr)
+    ratios.append(g_of(stage_lr, b, m_new) / g)
+  # One stage per milestone interval; equal neighbours merge (same
+  # bookkeeping, shorter text).
+  edges = [fractions.Fraction(0)] + marks + [end]
+  stages = []
+  for i, b in enumerate(batches):
+    length = edges[i + 1] - edges[i]
+    if stages and stages[-1][0] == b:
+      stages[-1][1] += length
+    else:
+      stages.append([b, length])
+  schedule = BatchSchedule(
+    tuple(Stage(b, epochs=_fraction_to_number(e)) for b, e in stages),
+    num_examples,
+  )
+  values, cuts = [lrs[0]], []
+  for i in range(1, len(lrs)):
+    if lrs[i] != values[-1]:
+      values.append(lrs[i])
+      cuts.append(float(marks[i - 1]))
+  policy = PiecewiseConstant(tuple(values), tuple(cuts))
+  return LrDecayRamp(schedule, policy, float(m_new), tuple(ratios))
+
+
+def _duration_examples(
+  epochs, examples, num_examples: int, name: str
+) -> fractions.Fraction:
+  if (epochs is None) == (examples is None):
+    raise ValueError(f'give exactly one of {name}_epochs, {name}_examples')
+  if epochs is not None:
+    value = _as_fraction(epochs, f'{name}_epochs') * num_examples
+    if value <= 0:
+      raise ValueError(f'{name}_epochs={epochs!r} must be > 0')
+    return value
+  return fractions.Fraction(_positive_int(examples, f'{name}_examples'))
+
+
+def _from_targets(
+  batches: Sequence[int], ends: Sequence[fractions.Fraction], num_examples: int
+) -> BatchSchedule:
+  """Stages in examples from cumulative example targets (rounded up)."""
+  stages, previous = [], 0
+  for b, end in zip(batches, ends, strict=True):
+    target = math.ceil(end)
+    if target <= previous:
+      continue
+    if stages and stages[-1][0] == b:
+      stages[-1][1] += target - previous
+    else:
+      stages.append([b, target - previous])
+    previous = target
+  return BatchSchedule(
+    tuple(Stage(b, examples=n) for b, n in stages), num_examples
+  )
+
+
+def _check_ramp_ends(start, stop, num_examples, k):
+  start = _positive_int(start, 'start')
+  stop = _positive_int(stop, 'stop')
+  if stop < start:
+    raise ValueError(f'stop={stop} must be >= start={start}')
+  if stop > num_examples:
+    raise ValueError(f'stop={stop} is above num_examples={num_examples}')
+  for name, b in (('start', start), ('stop', stop)):
+    if b % k:
+      lo, hi = k * (b // k), k * (b // k + 1)
+      raise ValueError(
+        f'{name}={b} is not a multiple of multiple_of={k}; nearest '
+        f'realisable: {", ".join(str(x) for x in (lo, hi) if x > 0)}'
+      )
+  return start, stop
+
+
+def linear_ramp(
+  start: int,
+  stop: int,
+  increment: int,
+  *,
+  num_epochs: float,
+  num_examples: int,
+  ramp_epochs: float | None = None,
+  ramp_examples: int | None = None,
+  multiple_of: int = 1,
+) -> BatchSchedule:
+  """Megatron-style batch ramp-up: grow by a fixed increment, then hold.
+
+  With :math:`n = (B_\\mathrm{stop} - B_\\mathrm{start}) / \\Delta`
+  increments over a ramp of :math:`R` examples, the batch after :math:`s`
+  examples is
+
+  .. math::
+    B(s) = B_\\mathrm{start} + \\Delta \\left\\lfloor \\frac{s n}{R}
+      \\right\\rfloor \\quad (s < R), \\qquad B(s) = B_\\mathrm{stop}
+      \\quad (s \\ge R),
+
+  each step starting at the first update at which the examples seen reach its
+  target (see :class:`BatchSchedule`).
+
+  Args:
+    start: first batch size.
+    stop: final batch size; ``stop - start`` a multiple of ``increment``.
+    increment: :math:`\\Delta` >= 1, a multiple of ``multiple_of``.
+    num_epochs: total training length in epochs (includes the ramp).
+    num_examples: dataset size N.
+    ramp_epochs: ramp length in epochs (or give ``ramp_examples``).
+    ramp_examples: ramp length in examples.
+    multiple_of: every batch must be a multiple of this (replicas).
+
+  Returns:
+    The BatchSchedule.
+
+  Examples:
+    >>> from lrjax.batch import linear_ramp
+    >>> print(linear_ramp(32, 128, 32, ramp_examples=3000, num_epochs=3,
+    ...                   num_examples=1000))
+    stages(32@1000ex,64@1000ex,96@1000ex,n=1000)
+
+  References:
+    Shoeybi et al. 2019, Megatron-LM (``--rampup-batch-size``); Brown et al.
+    2020, Language Models are Few-Shot Learners (batch ramp).
+  """
+  n_total = _positive_int(num_examples, 'num_examples')
+  k = _positive_int(multiple_of, 'multiple_of')
+  start, stop = _check_ramp_ends(start, stop, n_total, k)
+  increment = _positive_int(increment, 'increment')
+  if increment % k:
+    raise ValueError(
+      f'increment={increment} must be a multiple of multiple_of={k}'
+    )
+  if (stop - start) % increment:
+    raise ValueError(
+      f'stop - start = {stop - start} must be a multiple of '
+      f'increment={increment}'
+    )
+  ramp = _duration_examples(ramp_epochs, ramp_examples, n_total, 'ramp')
+  total = _as_fraction(num_epochs, 'num_epochs') * n_total
+  if total < ramp:
+    raise ValueError(
+      f'num_epochs={num_epochs} is shorter than the ramp ({float(ramp):g} '
+      'examples)'
+    )
+  n = (stop - start) // increment
+  batches = [start + i * increment for i in range(n)] + [stop]
+  ends = [ramp * (i + 1) / n for i in range(n)] + [total] if n else [total]
+  return _from_targets(batches, ends, n_total)
+
+
+def geometric_ramp(
+  start: int,
+  stop: int,
+  factor: float = 2.0,
+  *,
+  num_epochs: float,
+  num_examples: int,
+  ramp_epochs: float | None = None,
+  ramp_examples: int | None = None,
+  multiple_of: int = 1,
+) -> BatchSchedule:
+  """Batch multiplied by ``factor`` in equal steps over a ramp, then held.
+
+  .. math::
+    B_i = \\mathrm{round}(B_\\mathrm{start} \\cdot r^i), \\quad
+    i = 0, \\dots, n - 1, \\quad
+    n = \\lceil \\log(B_\\mathrm{stop} / B_\\mathrm{start}) / \\log r \\rceil,
+
+  each held for :math:`R/n` examples, then :math:`B_\\mathrm{stop}` until the
+  end. Rounding uses :func:`round_batch_size` with ``multiple_of``; equal
+  neighbours merge.
+
+  Args:
+    start: first batch size.
+    stop: final batch size (reached at the end of the ramp).
+    factor: :math:`r` > 1.
+    num_epochs: total training length in epochs (includes the ramp).
+    num_examples: dataset size N.
+    ramp_epochs: ramp length in epochs (or give ``ramp_examples``).
+    ramp_examples: ramp length in examples.
+    multiple_of: every batch is a multiple of this.
+
+  Returns:
+    The BatchSchedule.
+
+  Examples:
+    >>> from lrjax.batch import geometric_ramp
+    >>> print(geometric_ramp(16, 128, 2, ramp_epochs=3, num_epochs=4,
+    ...                      num_examples=1000))
+    stages(16@1000ex,32@1000ex,64@1000ex,128@1000ex,n=1000)
+  """
+  n_total = _positive_int(num_examples, 'num_examples')
+  k = _positive_int(multiple_of, 'multiple_of')
+  start, stop = _check_ramp_ends(start, stop, n_total, k)
+  r = _finite_positive(factor, 'factor')
+  if r <= 1:
+    raise ValueError(f'factor={factor!r} must be > 1')
+  ramp = _duration_examples(ramp_epochs, ramp_examples, n_total, 'ramp')
+  total = _as_fraction(num_epochs, 'num_epochs') * n_total
+  if total < ramp:
+    raise ValueError(
+      f'num_epochs={num_epochs} is shorter than the ramp ({float(ramp):g} '
+      'examples)'
+    )
+  n = 0
+  while start * r**n < stop * (1 - 1e-12):
+    n += 1
+  batches = [round_batch_size(start * r**i, k, stop) for i in range(n)]
+  batches.append(stop)
+  ends = [ramp * (i + 1) / n for i in range(n)] + [total] if n else [total]
+  return _from_targets(batches, ends, n_total)
+
+
+def cyclic(
+  min_batch_size: int,
+  max_batch_size: int,
+  *,
+  cycle_epochs: float,
+  num_epochs: float,
+  num_examples: int,
+  stages_per_cycle: int = 8,
+  decay: float = 0.5,
+  multiple_of: int = 1,
+) -> BatchSchedule:
+  """Cyclic batch size: the batch counterpart of a triangular cyclical LR.
+
+  The noise scale :math:`g \\propto 1/B` follows a triangle wave between
+  :math:`1/B_\\max` and :math:`1/B_\\min`, whose excursion above
+  :math:`1/B_\\max` is multiplied by ``decay`` every cycle (like the
+  ``triangular2`` cyclical LR, whose peak LR halves every cycle):
+
+  .. math::
+    \\frac{1}{B(t)} = \\frac{1}{B_\\max} + \\left(\\frac{1}{B_\\min} -
+      \\frac{1}{B_\\max}\\right) d^{c}\\,
+      \\bigl(1 - |2\\varphi - 1|\\bigr),
+
+  with cycle index :math:`c` and phase :math:`\\varphi \\in [0, 1)`. Each cycle
+  starts and ends at the large batch (low noise) and reaches the small batch
+  (high noise) mid-cycle. It is cut into ``stages_per_cycle`` constant stages,
+  each taking the value at its middle, rounded with :func:`round_batch_size`.
+
+  Args:
+    min_batch_size: smallest batch (the LR cycle's peak).
+    max_batch_size: largest batch (the LR cycle's base).
+    cycle_epochs: length of one cycle in epochs.
+    num_epochs: total training length (a last partial cycle is cut short).
+    num_examples: dataset size N.
+    stages_per_cycle: constant stages per cycle (>= 2).
+    decay: per-cycle factor of the excursion, in (0, 1].
+    multiple_of: every batch is a multiple of this.
+
+  Returns:
+    The BatchSchedule.
+
+  Examples:
+    >>> from lrjax.batch import cyclic
+    >>> s = cyclic(100, 400, cycle_epochs=1, num_epochs=2, num_examples=4000,
+    ...            stages_per_cycle=4, decay=0.5)
+    >>> s.batch_size_per_stage
+    (229, 123, 229, 291, 188, 291)
+
+  References:
+    Smith 2017, Cyclical Learning Rates for Training Neural Networks
+    (triangular2); Smith et al. 2018 (batch size in place of LR).
+  """
+  n_total = _positive_int(num_examples, 'num_examples')
+  k = _positive_int(multiple_of, 'multiple_of')
+  lo, hi = _check_ramp_ends(min_batch_size, max_batch_size, n_total, k)
+  steps = _positive_int(stages_per_cycle, 'stages_per_cycle')
+  if steps < 2:
+    raise ValueError(f'stages_per_cycle={steps} must be >= 2')
+  d = _finite_positive(decay, 'decay')
+  if d > 1:
+    raise ValueError(f'decay={decay!r} must be in (0, 1]')
+  cycle = _as_fraction(cycle_epochs, 'cycle_epochs') * n_total
+  if cycle <= 0:
+    raise ValueError(f'cycle_epochs={cycle_epochs!r} must be > 0')
+  total = _as_fraction(num_epochs, 'num_epochs') * n_total
+  if total <= 0:
+    raise ValueError(f'num_epochs={num_epochs!r} must be > 0')
+  piece = cycle / steps
+  batches, ends = [], []
+  i = 0
+  while piece * i < total:
+    c, j = divmod(i, steps)
+    phase = (j + 0.5) / steps
+    inv = 1 / hi + (1 / lo - 1 / hi) * d**c * (1 - abs(2 * phase - 1))
+    batches.append(round_batch_size(1 / inv, k, hi))
+    ends.append(min(piece * (i + 1), total))
+    i += 1
+  return _from_targets(batches, ends, n_total)
