@@ -88,29 +88,30 @@ def plot_curves(
   runs: Mapping[str, Sequence[Run]],
   *,
   x: str | Sequence[str] = 'epoch',
-  y: str = 'accuracy',
-  xlabels: Mapping[str, str] | None = None,
-  ylabel: str | None = None,
+  y: str | Sequence[str] = 'accuracy',
+  labels: Mapping[str, str] | None = None,
   title: str | None = None,
   band: str = 'std',
   logx: bool = False,
-  logy: bool = False,
+  logy: bool | Sequence[str] = False,
   path: str | None = None,
 ) -> matplotlib.figure.Figure:
   """Draws one curve per label (mean over its runs) with a band over seeds.
 
   Args:
     runs: label -> list of runs (one per seed); each run maps column names
-      to 1-D arrays and must hold ``y`` and every ``x``.
-    x: the column on the horizontal axis, or several: one panel each (e.g.
-      ``('epoch', 'step')`` for accuracy against epochs and against updates).
-    xlabels: axis label per x column (default: the column name).
-    ylabel: vertical axis label (default: ``y``).
+      to 1-D arrays and must hold every ``x`` and ``y`` column.
+    x: the column on the horizontal axis, or several: one panel column each
+      (e.g. ``('epoch', 'step')``: against epochs and against updates).
+    y: the column on the vertical axis, or several: one panel row each (e.g.
+      ``('lr', 'batch_size', 'noise_g')``).
+    labels: axis label per column name (default: the column name).
     title: figure title.
     band: ``'std'`` (mean +- one standard deviation), ``'range'`` (min to
       max over seeds) or ``'none'``.
     logx: logarithmic horizontal axes.
-    logy: logarithmic vertical axes.
+    logy: logarithmic vertical axes: True for all, or the ``y`` columns to
+      draw on a log scale.
     path: where to save the PNG (not saved when None).
 
   Returns:
@@ -128,46 +129,53 @@ def plot_curves(
   if band not in ('std', 'range', 'none'):
     raise ValueError(f"{band=} must be 'std', 'range' or 'none'")
   xs = (x,) if isinstance(x, str) else tuple(x)
-  xlabels = dict(xlabels or {})
+  ys = (y,) if isinstance(y, str) else tuple(y)
+  labels = dict(labels or {})
+  log_ys = set(ys) if logy is True else set(logy or ())
   fig, axes = plt.subplots(
-    1, len(xs), figsize=(5.5 * len(xs), 4), squeeze=False
+    len(ys), len(xs), figsize=(5.5 * len(xs), 3.6 * len(ys)), squeeze=False
   )
   colors = plt.rcParams['axes.prop_cycle'].by_key()['color']
-  for panel, x_key in enumerate(xs):
-    ax = axes[0, panel]
-    for index, (label, label_runs) in enumerate(runs.items()):
-      pairs = []
-      for run in label_runs:
-        for key in (x_key, y):
-          if key not in run:
-            raise ValueError(f'run of {label!r} lacks column {key!r}')
-        pairs.append((run[x_key], run[y]))
-      if not pairs:
-        continue
-      grid, mean, std = band_over_seeds(pairs)
-      color = colors[index % len(colors)]
-      name = label if len(pairs) == 1 else f'{label} ({len(pairs)} seeds)'
-      ax.plot(grid, mean, color=color, label=name)
-      if band != 'none' and len(pairs) > 1:
-        if band == 'std':
-          lo, hi = mean - std, mean + std
-        else:
-          stacked = np.stack(
-            [
-              np.interp(grid, np.asarray(px, float), np.asarray(py, float))
-              for px, py in pairs
-            ]
+  for row, y_key in enumerate(ys):
+    for col, x_key in enumerate(xs):
+      ax = axes[row, col]
+      for index, (label, label_runs) in enumerate(runs.items()):
+        pairs = []
+        for run in label_runs:
+          for key in (x_key, y_key):
+            if key not in run:
+              raise ValueError(f'run of {label!r} lacks column {key!r}')
+          pairs.append(
+            (np.asarray(run[x_key], float), np.asarray(run[y_key], float))
           )
-          lo, hi = stacked.min(axis=0), stacked.max(axis=0)
-        ax.fill_between(grid, lo, hi, color=color, alpha=0.2, linewidth=0)
-    ax.set_xlabel(xlabels.get(x_key, x_key))
-    ax.set_ylabel(ylabel or y)
-    if logx:
-      ax.set_xscale('log')
-    if logy:
-      ax.set_yscale('log')
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize='small')
+        pairs = [(px, py) for px, py in pairs if np.isfinite(py).any()]
+        if not pairs:
+          continue
+        grid, mean, std = band_over_seeds(pairs)
+        color = colors[index % len(colors)]
+        name = label if len(pairs) == 1 else f'{label} ({len(pairs)} seeds)'
+        ax.plot(grid, mean, color=color, label=name)
+        if band != 'none' and len(pairs) > 1:
+          if band == 'std':
+            lo, hi = mean - std, mean + std
+          else:
+            stacked = np.stack(
+              [
+                np.interp(grid, px[np.isfinite(py)], py[np.isfinite(py)])
+                for px, py in pairs
+              ]
+            )
+            lo, hi = stacked.min(axis=0), stacked.max(axis=0)
+          ax.fill_between(grid, lo, hi, color=color, alpha=0.2, linewidth=0)
+      ax.set_xlabel(labels.get(x_key, x_key))
+      ax.set_ylabel(labels.get(y_key, y_key))
+      if logx:
+        ax.set_xscale('log')
+      if y_key in log_ys:
+        ax.set_yscale('log')
+      ax.grid(True, alpha=0.3)
+      if ax.lines:
+        ax.legend(fontsize='small')
   if title:
     fig.suptitle(title)
   fig.tight_layout()

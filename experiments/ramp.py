@@ -1,0 +1,530 @@
+r"""Don't decay the learning rate, increase the batch size (Smith et al. 2018).
+
+Trains the same model on the same data, several seeds each, under schedules
+whose SGD noise scale :math:`g = \epsilon (N/B - 1)/(1 - m)` follows the same
+staircase over epochs:
+
+- `decay`: constant batch, the LR divided by `--decay_factor` at each
+  milestone (the baseline);
+- `increase`: constant LR, the batch multiplied by `--decay_factor` instead;
+- `hybrid`: the batch grows until `--max_batch_size` (about N/10), then the
+  LR decays;
+- `increased_lr`: initial LR and batch both `--increased_lr_factor` times
+  larger, then the batch grows;
+- `increased_momentum`: as `increased_lr`, with momentum
+  `--increased_momentum` and the initial batch larger again by
+  (1 - m) / (1 - m'), then the batch grows.
+
+All batch schedules come from `lrjax.batch.from_lr_decay` applied to the
+baseline's LR decay. The report checks the paper's two claims from the
+numbers: the same test accuracy at equal epochs (within run-to-run
+variation), with several times fewer parameter updates.
+
+  python -m experiments.ramp --flagfile=experiments/flagfiles/digits.cfg
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from absl import app, flags, logging
+
+from experiments import _common, _runs
+
+SCHEDULES = (
+  'decay',
+  'increase',
+  'hybrid',
+  'increased_lr',
+  'increased_momentum',
+)
+
+RAMP_SCHEDULES = flags.DEFINE_list(
+  'schedules',
+  ['decay', 'increase', 'hybrid'],
+  f'Schedules to compare, from {", ".join(SCHEDULES)}; decay is the '
+  'baseline and is always run.',
+)
+MILESTONES = flags.DEFINE_list(
+  'milestones',
+  ['10', '20', '30'],
+  'Epochs at which the baseline divides the LR by --decay_factor (and the '
+  'other schedules grow the batch instead).',
+)
+DECAY_FACTOR = flags.DEFINE_float(
+  'decay_factor', 2.0, 'LR decay (or batch growth) factor per milestone.'
+)
+MAX_BATCH_SIZE = flags.DEFINE_integer(
+  'max_batch_size',
+  0,
+  'Hybrid: the batch grows up to this size, then the LR decays (0: about '
+  'N/10, the paper recommendation).',
+)
+INCREASED_LR_FACTOR = flags.DEFINE_float(
+  'increased_lr_factor',
+  4.0,
+  'increased_lr: initial LR and batch multiplied by this factor.',
+)
+INCREASED_MOMENTUM = flags.DEFINE_float(
+  'increased_momentum',
+  0.95,
+  'increased_momentum: the momentum (initial batch scaled by '
+  "(1 - m) / (1 - m')).",
+)
+
+
+def _floats(values: Sequence[str]) -> list[float] | None:
+  try:
+    return [float(v) for v in values]
+  except (TypeError, ValueError):
+    return None
+
+
+flags.register_validator(
+  'schedules',
+  lambda v: bool(v) and all(s in SCHEDULES for s in v),
+  message=f'--schedules must be a non-empty subset of {",".join(SCHEDULES)}',
+)
+flags.register_validator(
+  'milestones',
+  lambda v: (
+    (m := _floats(v)) is not None
+    and all(x > 0 for x in m)
+    and all(a < b for a, b in zip(m, m[1:], strict=False))
+  ),
+  message='--milestones must be increasing positive epochs, e.g. 10,20,30',
+)
+flags.register_validator(
+  'decay_factor', lambda v: v > 1, message='--decay_factor must be > 1'
+)
+flags.register_validator(
+  'increased_lr_factor',
+  lambda v: v >= 1,
+  message='--increased_lr_factor must be >= 1',
+)
+flags.register_validator(
+  'increased_momentum',
+  lambda v: 0 <= v < 1,
+  message='--increased_momentum must be in [0, 1)',
+)
+
+
+@flags.multi_flags_validator(
+  ['milestones', 'epochs'],
+  message='--milestones must all be < --epochs (a stage needs a length)',
+)
+def _milestones_within_training(values: Mapping[str, Any]) -> bool:
+  milestones = _floats(values['milestones']) or []
+  return all(m < values['epochs'] for m in milestones)
+
+
+@flags.multi_flags_validator(
+  ['max_batch_size', 'batch_size'],
+  message='--max_batch_size must be 0 (about N/10) or >= --batch_size',
+)
+def _cap_above_base(values: Mapping[str, Any]) -> bool:
+  return values['max_batch_size'] == 0 or (
+    values['max_batch_size'] >= values['batch_size']
+  )
+
+
+@flags.multi_flags_validator(
+  ['increased_momentum', 'momentum', 'schedules'],
+  message='--increased_momentum must be > --momentum when --schedules has '
+  'increased_momentum',
+)
+def _momentum_increases(values: Mapping[str, Any]) -> bool:
+  if 'increased_momentum' not in values['schedules']:
+    return True
+  return values['increased_momentum'] > values['momentum']
+
+
+@dataclasses.dataclass(frozen=True)
+class RampConfig:
+  """The ramp experiment: common settings plus the schedule family."""
+
+  common: _common.CommonConfig = _common.CommonConfig()
+  schedules: tuple[str, ...] = ('decay', 'increase', 'hybrid')
+  milestones: tuple[float, ...] = (10.0, 20.0, 30.0)
+  decay_factor: float = 2.0
+  max_batch_size: int = 0
+  increased_lr_factor: float = 4.0
+  increased_momentum: float = 0.95
+
+  def validate(self) -> None:
+    """Raises ValueError naming the field and the fix."""
+    unknown = [s for s in self.schedules if s not in SCHEDULES]
+    if unknown or not self.schedules:
+      raise ValueError(f'schedules={self.schedules!r} must be from {SCHEDULES}')
+    m = self.milestones
+    if any(x <= 0 for x in m) or any(
+      a >= b for a, b in zip(m, m[1:], strict=False)
+    ):
+      raise ValueError(f'milestones={m!r} must be increasing positive epochs')
+    if any(x >= self.common.epochs for x in m):
+      raise ValueError(
+        f'milestones={m!r} must all be < epochs={self.common.epochs}'
+      )
+    if self.decay_factor <= 1:
+      raise ValueError(f'decay_factor={self.decay_factor} must be > 1')
+    if self.max_batch_size and self.max_batch_size < self.common.batch_size:
+      raise ValueError(
+        f'max_batch_size={self.max_batch_size} must be 0 or >= '
+        f'batch_size={self.common.batch_size}'
+      )
+
+
+def get_config() -> RampConfig:
+  """Builds the typed config from the parsed flags."""
+  schedules = ['decay'] + [s for s in RAMP_SCHEDULES.value if s != 'decay']
+  return RampConfig(
+    common=_common.common_config(),
+    schedules=tuple(schedules),
+    milestones=tuple(float(m) for m in MILESTONES.value),
+    decay_factor=DECAY_FACTOR.value,
+    max_batch_size=MAX_BATCH_SIZE.value,
+    increased_lr_factor=INCREASED_LR_FACTOR.value,
+    increased_momentum=INCREASED_MOMENTUM.value,
+  )
+
+
+# ------------------------------------------------------------ schedules
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """What one schedule trains with: batch schedule, LR and momentum."""
+
+  batch: Any
+  lr: Any
+  momentum: float
+  noise_scale_ratio: tuple[float, ...] = ()
+
+
+def build_plans(config: RampConfig, num_examples: int) -> dict[str, Plan]:
+  """The batch schedule, LR policy and momentum of every schedule.
+
+  Every schedule, the constant-batch baseline included, comes from
+  `lrjax.batch.from_lr_decay` applied to the same LR step decay, so their
+  noise scales g agree stage by stage (up to batch-size rounding, reported
+  as `noise_scale_ratio`).
+  """
+  from lrjax import batch as lrbatch
+
+  c = config.common
+  caps = {
+    'decay': c.batch_size,
+    'increase': num_examples,
+    'hybrid': config.max_batch_size or None,
+    'increased_lr': num_examples,
+    'increased_momentum': num_examples,
+  }
+  plans = {}
+  for name in config.schedules:
+    ramp = lrbatch.from_lr_decay(
+      c.lr,
+      c.batch_size,
+      num_examples,
+      milestones=config.milestones,
+      factors=1 / config.decay_factor,
+      num_epochs=c.epochs,
+      momentum=c.momentum,
+      max_batch_size=caps[name],
+      lr_scale=(
+        config.increased_lr_factor if name.startswith('increased') else 1.0
+      ),
+      new_momentum=(
+        config.increased_momentum if name == 'increased_momentum' else None
+      ),
+    )
+    plans[name] = Plan(
+      ramp.batch_schedule,
+      ramp.lr,
+      float(ramp.momentum),
+      tuple(float(r) for r in ramp.noise_scale_ratio),
+    )
+  return plans
+
+
+def train_config(config: RampConfig, plan: Plan, seed: int):
+  from lrjax import train as lrtrain
+
+  c = config.common
+  return lrtrain.TrainConfig(
+    dataset=c.dataset,
+    data_dir=c.data_dir,
+    model=c.model,
+    batch=plan.batch,
+    num_epochs=c.epochs,
+    lr=plan.lr,
+    momentum=plan.momentum,
+    optimizer=c.optimizer,
+    weight_decay=c.weight_decay,
+    max_device_batch=c.max_device_batch,
+    num_devices=c.num_devices,
+    parallel=c.parallel,
+    seed=seed,
+    augment=c.augment,
+    log_every=c.log_every,
+    eval_every=c.eval_every,
+    keep_checkpoints=0,
+    noise=lrtrain.NoiseConfig(enabled=c.noise, num_slices=4 if c.noise else 1),
+    compilation_cache_dir=c.compilation_cache_dir,
+  )
+
+
+# ------------------------------------------------------------ report
+
+
+LABELS = {
+  'epoch': 'epochs',
+  'step': 'parameter updates',
+  'accuracy': 'test accuracy',
+  'loss': 'training loss',
+  'lr': 'learning rate',
+  'batch_size': 'batch size',
+  'noise_g': 'noise scale g',
+  'noise_scale': 'measured B_simple',
+}
+
+
+def _table(
+  runs: Mapping[str, list[_runs.Run]], baseline: str
+) -> tuple[list[dict[str, Any]], str]:
+  rows, lines = [], []
+  base_updates = _mean([r.summary['num_updates'] for r in runs[baseline]])
+  for name, group in runs.items():
+    acc = [r.summary['test_accuracy'] for r in group]
+    updates = _mean([r.summary['num_updates'] for r in group])
+    row = {
+      'schedule': name,
+      'seeds': len(group),
+      'test_accuracy': _common.mean_std(acc),
+      'test_accuracy_per_seed': acc,
+      'num_updates': updates,
+      'fewer_updates_than_decay': base_updates / updates,
+      'examples_seen': _mean([r.summary['examples_seen'] for r in group]),
+      'wall_seconds': _common.mean_std(
+        [r.summary['wall_seconds'] for r in group]
+      ),
+      'compile_seconds': _common.mean_std(
+        [r.summary['compile_seconds'] for r in group]
+      ),
+      'batch': str(group[0].summary.get('batch', '')),
+      'lr': str(group[0].summary.get('lr', '')),
+    }
+    rows.append(row)
+    lines.append(
+      [
+        name,
+        _common.fmt_mean_std(acc, 100),
+        _common.fmt_number(updates),
+        f'{row["fewer_updates_than_decay"]:.2f}x',
+        _common.fmt_number(row['examples_seen']),
+        _common.fmt_mean_std([r.summary['wall_seconds'] for r in group], 1, 1),
+        _common.fmt_mean_std(
+          [r.summary['compile_seconds'] for r in group], 1, 1
+        ),
+      ]
+    )
+  header = [
+    'schedule',
+    'test accuracy % (mean ± std)',
+    'parameter updates',
+    'fewer updates than decay',
+    'examples seen',
+    'wall s',
+    'compile s',
+  ]
+  return rows, _common.markdown_table(header, lines)
+
+
+def _mean(values: Sequence[float]) -> float:
+  return _common.mean_std(values)[0]
+
+
+def _claims(
+  runs: Mapping[str, list[_runs.Run]], baseline: str, floor: float
+) -> list[dict[str, Any]]:
+  claims = []
+  base_acc = [r.summary['test_accuracy'] for r in runs[baseline]]
+  base_updates = _mean([r.summary['num_updates'] for r in runs[baseline]])
+  for name, group in runs.items():
+    if name == baseline:
+      continue
+    acc = [r.summary['test_accuracy'] for r in group]
+    held, diff, tol = _common.within_variation(acc, base_acc, floor)
+    claims.append(
+      {
+        'claim': f'{name} reaches the same test accuracy as {baseline} '
+        'at equal epochs',
+        'held': held,
+        'detail': f'difference {diff * 100:+.2f} points, tolerance '
+        f'±{tol * 100:.2f} (2 x pooled seed std, at least one test example)',
+      }
+    )
+    updates = _mean([r.summary['num_updates'] for r in group])
+    ratio = base_updates / updates
+    claims.append(
+      {
+        'claim': f'{name} needs fewer parameter updates than {baseline}',
+        'held': ratio > 1,
+        'detail': f'{ratio:.2f}x fewer ({updates:,.0f} vs {base_updates:,.0f})',
+      }
+    )
+  return claims
+
+
+def _figures(
+  runs: Mapping[str, list[_runs.Run]], workdir: str
+) -> dict[str, str]:
+  from lrjax import plots
+
+  test = {name: [r.test for r in group] for name, group in runs.items()}
+  train = {name: [r.train for r in group] for name, group in runs.items()}
+  figures = {
+    'test_accuracy.png': 'Test accuracy against epochs and updates',
+    'train_loss.png': 'Training loss against epochs and updates',
+    'schedules.png': 'LR, batch size and noise scale g in force',
+  }
+  plots.plot_curves(
+    test,
+    x=('epoch', 'step'),
+    y='accuracy',
+    labels=LABELS,
+    path=os.path.join(workdir, 'test_accuracy.png'),
+  )
+  plots.plot_curves(
+    train,
+    x=('epoch', 'step'),
+    y='loss',
+    labels=LABELS,
+    logy=True,
+    path=os.path.join(workdir, 'train_loss.png'),
+  )
+  ys = [k for k in ('lr', 'batch_size', 'noise_g') if _has(train, k)]
+  plots.plot_curves(
+    train,
+    x='epoch',
+    y=ys,
+    labels=LABELS,
+    band='none',
+    logy=ys,
+    path=os.path.join(workdir, 'schedules.png'),
+  )
+  if _has(train, 'noise_scale'):
+    plots.plot_curves(
+      train,
+      x='epoch',
+      y='noise_scale',
+      labels=LABELS,
+      logy=True,
+      path=os.path.join(workdir, 'noise_scale.png'),
+    )
+    figures['noise_scale.png'] = 'Measured gradient noise scale B_simple'
+  import matplotlib.pyplot as plt
+
+  plt.close('all')
+  return figures
+
+
+def _has(runs: Mapping[str, list[Mapping[str, Any]]], key: str) -> bool:
+  import numpy as np
+
+  return any(
+    key in run and np.isfinite(run[key]).any()
+    for group in runs.values()
+    for run in group
+  )
+
+
+def run(config: RampConfig, workdir: str, *, with_flags: bool = False):
+  """Runs every schedule and seed, writes results, figures and report.
+
+  Returns:
+    The results dict (also written to results.json).
+  """
+  from lrjax import data as lrdata
+
+  config.validate()
+  _common.start_workdir(workdir, config, with_flags=with_flags)
+  c = config.common
+  train_split = lrdata.load(c.dataset, split='train', data_dir=c.data_dir)
+  test_split = lrdata.load(c.dataset, split='test', data_dir=c.data_dir)
+  plans = build_plans(config, train_split.num_examples)
+  runs: dict[str, list[_runs.Run]] = {}
+  for name, plan in plans.items():
+    logging.info('%s: batch %s, lr %s', name, plan.batch, plan.lr)
+    for seed in c.seeds:
+      run_dir = os.path.join(workdir, 'runs', name, f'seed{seed}')
+      done = _runs.train_run(
+        name,
+        seed,
+        train_config(config, plan, seed),
+        run_dir,
+        after=lambda _, __, p=plan: {'batch': str(p.batch), 'lr': str(p.lr)},
+      )
+      runs.setdefault(name, []).append(done)
+  rows, table = _table(runs, 'decay')
+  claims = _claims(runs, 'decay', 1.0 / test_split.num_examples)
+  figures = _figures(runs, workdir)
+  results = {
+    'experiment': 'ramp',
+    'num_train_examples': train_split.num_examples,
+    'num_test_examples': test_split.num_examples,
+    'rows': rows,
+    'claims': claims,
+    'figures': figures,
+  }
+  _common.write_json(os.path.join(workdir, 'results.json'), results)
+  _common.write_text(os.path.join(workdir, 'results.md'), table)
+  _common.write_text(
+    os.path.join(workdir, 'report.md'),
+    _report(config, plans, table, claims, figures, train_split.num_examples),
+  )
+  return results
+
+
+def _report(config, plans, table, claims, figures, num_examples) -> str:
+  c = config.common
+  lines = [
+    "# Don't decay the learning rate, increase the batch size",
+    '',
+    f'{c.dataset} ({num_examples} training examples), model {c.model}, '
+    f'{c.optimizer} with momentum {c.momentum:g}, {c.epochs:g} epochs, '
+    f'seeds {", ".join(map(str, c.seeds))}.',
+    '',
+    '| schedule | batch schedule | LR policy (epochs) | momentum |',
+    '|---|---|---|---|',
+  ]
+  for name, plan in plans.items():
+    lines.append(
+      f'| {name} | `{plan.batch}` | `{plan.lr}` | {plan.momentum:g} |'
+    )
+  lines += ['', '## Results', '', table, '## Claims', '']
+  for claim in claims:
+    mark = 'held' if claim['held'] else 'did NOT hold'
+    lines.append(f'- {claim["claim"]}: **{mark}** ({claim["detail"]}).')
+  lines += ['', '## Figures', '']
+  for path, caption in figures.items():
+    lines += [f'### {caption}', '', f'![{caption}]({path})', '']
+  return '\n'.join(lines)
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  config = get_config()
+  workdir = _common.workdir_for('ramp')
+  results = run(config, workdir, with_flags=True)
+  print(open(os.path.join(workdir, 'results.md')).read())
+  for claim in results['claims']:
+    print(('HELD  ' if claim['held'] else 'FAILED') + ' ' + claim['claim'])
+  print(f'report: {os.path.join(workdir, "report.md")}')
+
+
+if __name__ == '__main__':
+  app.run(main)
