@@ -1,9 +1,25 @@
 """Data-parallel trainer: one per-device step under pmap or shard_map."""
 
+from lrjax.train._checkpoint import load_checkpoint as load_checkpoint
 from lrjax.train._config import NoiseConfig as NoiseConfig
 from lrjax.train._config import TrainConfig as TrainConfig
+from lrjax.train._loop import NonFiniteError as NonFiniteError
+from lrjax.train._loop import TrainResult as TrainResult
+from lrjax.train._loop import train_and_evaluate as train_and_evaluate
+from lrjax.train._step import TrainState as TrainState
+from lrjax.train._step import create_train_state as create_train_state
+from lrjax.train._step import make_optimizer as make_optimizer
+from lrjax.train._step import make_train_body as make_train_body
 
 __all__ = [
   'NoiseConfig',
+  'NonFiniteError',
   'TrainConfig',
+  'TrainResult',
+  'TrainState',
+  'create_train_state',
+  'load_checkpoint',
+  'make_optimizer',
+  'make_train_body',
+  'train_and_evaluate',
 ]

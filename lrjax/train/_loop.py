@@ -1,0 +1,602 @@
+"""``train_and_evaluate``: the training loop around the compiled steps."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import json
+import math
+import os
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from lrjax import metrics as lmetrics
+from lrjax.train import _setup
+from lrjax.train._checkpoint import Checkpointer
+from lrjax.train._config import TrainConfig
+from lrjax.train._parallel import Runner
+from lrjax.train._step import (
+  create_train_state,
+  make_eval_fn,
+  make_optimizer,
+  make_train_body,
+)
+
+_LOG_KEYS = (
+  'step',
+  'epoch',
+  'examples',
+  'loss',
+  'accuracy',
+  'lr',
+  'momentum',
+  'batch_size',
+  'accum_steps',
+  'noise_scale',
+  'examples_per_sec',
+  'steps_per_sec',
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+  """What a run returns.
+
+  Attributes:
+    train_metrics: the last logged train metrics (step record).
+    test_metrics: the last evaluation (loss, accuracy, top5_accuracy).
+    num_updates: real optimizer updates done (over all sessions of the run).
+    examples_seen: training examples consumed.
+    wall_time: seconds of this call.
+    compile_seconds: per-device micro-batch size -> seconds to compile.
+    metrics_path: path of metrics.jsonl.
+    params: the final parameters (numpy, one replica).
+    skipped_updates: non-finite micro-steps skipped (nan_policy='skip').
+    resumed_from: update of the checkpoint this call resumed from (or None).
+  """
+
+  train_metrics: dict[str, Any]
+  test_metrics: dict[str, Any]
+  num_updates: int
+  examples_seen: int
+  wall_time: float
+  compile_seconds: dict[int, float]
+  metrics_path: str
+  params: Any
+  skipped_updates: int
+  resumed_from: int | None
+
+
+class NonFiniteError(FloatingPointError):
+  """Training produced a non-finite loss or gradient norm."""
+
+
+class _Prefetcher:
+  """Runs an iterator in a background thread; records consumer wait time."""
+
+  def __init__(self, iterable: Any, buffer_size: int = 2) -> None:
+    self._queue: queue.Queue = queue.Queue(maxsize=buffer_size)
+    self._done = object()
+    self._stop = threading.Event()
+    self.wait_seconds = 0.0
+
+    def work():
+      try:
+        for item in iterable:
+          while not self._stop.is_set():
+            try:
+              self._queue.put(item, timeout=0.1)
+              break
+            except queue.Full:
+              continue
+          if self._stop.is_set():
+            return
+        self._queue.put(self._done)
+      except BaseException as e:  # surfaced in the consumer
+        self._queue.put(e)
+
+    self._thread = threading.Thread(target=work, daemon=True)
+    self._thread.start()
+
+  def __iter__(self) -> Iterator[Any]:
+    return self
+
+  def __next__(self) -> Any:
+    start = time.perf_counter()
+    item = self._queue.get()
+    self.wait_seconds += time.perf_counter() - start
+    if item is self._done:
+      raise StopIteration
+    if isinstance(item, BaseException):
+      raise item
+    return item
+
+  def close(self) -> None:
+    self._stop.set()
+
+
+def _initialize_distributed(config: TrainConfig) -> None:
+  if config.coordinator_address is None or config.num_processes == 1:
+    return
+  if jax.process_count() == config.num_processes:
+    return  # already initialised by the caller
+  jax.distributed.initialize(
+    coordinator_address=config.coordinator_address,
+    num_processes=config.num_processes,
+    process_id=config.process_id,
+  )
+
+
+def _enable_cache(directory: str) -> None:
+  jax.config.update('jax_compilation_cache_dir', directory)
+  # Small CPU programs compile fast; cache them anyway.
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
+  jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
+
+
+def _smith_g(lr: float, batch: int, n: int, momentum: float) -> float:
+  from lrjax import rules
+
+  try:
+    return float(rules.noise_scale(lr, batch, n, momentum))
+  except ValueError:
+    return float('nan')
+
+
+class _Noise:
+  """Host EMA of McCandlish's unbiased |G|^2 and tr(Sigma) estimates."""
+
+  def __init__(self, decay: float, state: list[float] | None = None):
+    self.decay = decay
+    # [ema_g2, ema_trace, count] with bias correction by count.
+    self.state = list(state) if state else [0.0, 0.0, 0.0]
+
+  def update(self, sq_small, sq_big, b_small, b_big) -> None:
+    g2 = (b_big * sq_big - b_small * sq_small) / (b_big - b_small)
+    trace = (sq_small - sq_big) / (1.0 / b_small - 1.0 / b_big)
+    d = self.decay
+    self.state[0] = d * self.state[0] + (1 - d) * g2
+    self.state[1] = d * self.state[1] + (1 - d) * trace
+    self.state[2] += 1
+
+  def b_simple(self) -> float:
+    if self.state[2] == 0 or self.state[0] == 0:
+      return float('nan')
+    return self.state[1] / self.state[0]
+
+
+def train_and_evaluate(config: TrainConfig, workdir: str) -> TrainResult:
+  """Trains and evaluates ``config`` in ``workdir``; resumes if possible.
+
+  Validates the config (before anything compiles), builds the data, the
+  model, the optimizer and the accumulation plan, compiles one step per
+  distinct micro-batch shape ahead of its first use, and runs the steps,
+  logging the previous step's metrics so the host never waits on the device
+  just to log. On the CPU backend with several devices each step is awaited
+  before the next is dispatched (XLA's CPU collectives can deadlock
+  otherwise). Writes ``config.json``, ``metrics.jsonl`` and checkpoints
+  under ``workdir``; a second call with the same workdir resumes from the
+  newest checkpoint.
+
+  Args:
+    config: the run's configuration.
+    workdir: output directory (created).
+
+  Returns:
+    A TrainResult.
+
+  Raises:
+    ValueError: for a bad config value (naming the field and the fix).
+    NonFiniteError: for a non-finite loss or gradient norm under
+      ``nan_policy='stop'`` (naming step, epoch, LR and batch size); the
+      last checkpoint stays intact.
+  """
+  wall_start = time.perf_counter()
+  config.validate()
+  _initialize_distributed(config)
+  config.validate(num_local_devices=jax.local_device_count())
+  if config.compilation_cache_dir:
+    _enable_cache(config.compilation_cache_dir)
+  is_main = jax.process_index() == 0
+  workdir = os.path.abspath(workdir)
+  os.makedirs(workdir, exist_ok=True)
+
+  train_ds, test_ds = _setup.load_datasets(config)
+  n_train = train_ds.num_examples
+  schedule = _setup.batch_schedule(config, n_train)
+  devices = _setup.select_devices(config)
+  replicas = len(devices)
+  plan = _setup.make_plan(schedule, replicas, config.max_device_batch)
+  lr_p = _setup.policy(config.lr, 'lr')
+  mom_p = _setup.policy(config.momentum, 'momentum')
+  wd_p = _setup.policy(config.weight_decay, 'weight_decay')
+  if config.noise.enabled and replicas == 1 and config.noise.num_slices > 1:
+    for s in plan.stages:
+      if s.micro_batch % config.noise.num_slices:
+        raise ValueError(
+          f'noise.num_slices={config.noise.num_slices} must divide the '
+          f'micro-batch {s.micro_batch}; choose a divisor'
+        )
+  total_updates = schedule.num_updates
+  if config.max_updates is not None:
+    total_updates = min(total_updates, config.max_updates)
+
+  from lrjax import models
+
+  model = models.get(
+    config.model, num_classes=train_ds.num_classes, **config.model_kwargs
+  )
+  skip = config.nan_policy == 'skip'
+  tx = make_optimizer(
+    config.optimizer,
+    learning_rate=_setup.as_schedule(lr_p, schedule),
+    momentum=_setup.as_schedule(mom_p, schedule),
+    weight_decay=_setup.as_schedule(wd_p, schedule),
+    b2=config.b2,
+    every_k_schedule=plan.every_k_schedule if plan.needs_accumulation else None,
+    skip_non_finite=skip,
+  )
+  image_shape = tuple(train_ds.image_shape)
+  host_state = create_train_state(model, tx, image_shape, config.seed)
+  runner = Runner(
+    make_train_body(model, tx, skip_non_finite=skip), devices, config.parallel
+  )
+
+  if is_main:
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config.to_json())
+
+  ckpt = None
+  meta: dict[str, Any] = {}
+  resumed_from = None
+  if config.keep_checkpoints > 0:
+    ckpt = Checkpointer(
+      os.path.join(workdir, 'checkpoints'), config.keep_checkpoints
+    )
+    if ckpt.latest_step() is not None:
+      host_state, meta = ckpt.restore(host_state)
+      resumed_from = int(meta['update'])
+      logging.info('Resumed from the checkpoint of update %d', resumed_from)
+
+  update = int(meta.get('update', 0))
+  examples = int(meta.get('examples', 0))
+  from lrjax.data import Sampler
+
+  sampler = Sampler(n_train, seed=config.seed)
+  if 'sampler' in meta:
+    sampler.restore(tuple(meta['sampler']))
+  noise = _Noise(config.noise.decay, meta.get('noise'))
+  next_eval = float(meta.get('next_eval', config.eval_every or math.inf))
+  state = runner.put_state(host_state)
+  del host_state
+
+  # Compile the first stage's shape now, the others in the background.
+  first_stage = plan.stage_of(update)
+  order = [plan.stages[first_stage].micro_batch] + [
+    m for m in plan.micro_batches if m != plan.stages[first_stage].micro_batch
+  ]
+  pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+  compiled: dict[int, Any] = {
+    order[0]: runner.compile(state, order[0], image_shape)
+  }
+  futures = {
+    m: pool.submit(runner.compile, state, m, image_shape) for m in order[1:]
+  }
+
+  sync_each_step = jax.default_backend() == 'cpu' and replicas > 1
+  eval_fn = jax.jit(make_eval_fn(model, train_ds.num_classes))
+  slice_fn = (
+    _make_slice_fn(model, config) if _use_slices(config, replicas) else None
+  )
+
+  writers: list[Any] = []
+  metrics_path = os.path.join(workdir, 'metrics.jsonl')
+  if is_main:
+    writers.append(lmetrics.JsonlWriter(metrics_path))
+    if config.tensorboard:
+      writers.append(lmetrics.TensorBoardWriter(os.path.join(workdir, 'tb')))
+  writer = lmetrics.MultiWriter(writers)
+  log_line = lmetrics.LoggingWriter(_LOG_KEYS)
+  bar = lmetrics.ProgressBar(total_updates, enabled=config.progress_bar)
+  progress = lmetrics.Progress(total_updates)
+
+  def batches(update0: int, sampler_) -> Iterator[Any]:
+    """Micro-batches from update0 on, with the sampler state after each."""
+    for u in range(update0, total_updates):
+      stage = plan.stage_of(u)
+      sp = plan.stages[stage]
+      for j in range(sp.accum_steps):
+        global_micro = replicas * sp.micro_batch
+        idx, ep = sampler_.next_with_epochs(global_micro)
+        share = _setup.process_rows(
+          global_micro, jax.process_index(), jax.process_count()
+        )
+        local = train_ds.take(
+          idx[share],
+          augment_seed=config.seed if config.augment else None,
+          epochs=ep[share],
+        )
+        yield (
+          u,
+          j,
+          stage,
+          runner.put_batch(local),
+          local if slice_fn is not None else None,
+          tuple(int(v) for v in sampler_.state),
+        )
+
+  def evaluate(update_: int) -> dict[str, Any]:
+    variables = {'params': jax.tree.map(runner.replica, state.params)}
+    if jax.tree.leaves(state.batch_stats):
+      variables['batch_stats'] = jax.tree.map(runner.replica, state.batch_stats)
+    bs = min(config.eval_batch_size, test_ds.num_examples)
+    sums: dict[str, float] = {}
+    for start in range(0, test_ds.num_examples, bs):
+      idx = np.arange(start, min(start + bs, test_ds.num_examples))
+      b = test_ds.take(idx)
+      pad = bs - len(idx)
+      mask = np.concatenate([np.ones(len(idx), bool), np.zeros(pad, bool)])
+      img = np.concatenate(
+        [b['image'], np.zeros((pad, *image_shape), np.float32)]
+      )
+      lab = np.concatenate([b['label'], np.zeros(pad, np.int32)])
+      out = jax.device_get(eval_fn(variables, img, lab, mask))
+      for k, v in out.items():
+        sums[k] = sums.get(k, 0.0) + float(v)
+    count = sums.pop('count')
+    res = {
+      'step': update_,
+      'split': 'test',
+      'epoch': examples / n_train,
+      'examples': examples,
+      'loss': sums['loss'] / count,
+      'accuracy': sums['correct'] / count,
+    }
+    if 'correct5' in sums:
+      res['top5_accuracy'] = sums['correct5'] / count
+    writer.write(res)
+    logging.info(
+      'eval step=%d epoch=%.3f test_loss=%.4f test_accuracy=%.4f',
+      update_,
+      res['epoch'],
+      res['loss'],
+      res['accuracy'],
+    )
+    return res
+
+  def save(update_: int, sampler_state: tuple[int, ...]) -> None:
+    if ckpt is None:
+      return
+    m = {
+      'update': update_,
+      'examples': examples,
+      'stage': plan.stage_of(max(update_ - 1, 0)),
+      'epoch': examples / n_train,
+      'sampler': list(sampler_state),
+      'noise': list(noise.state),
+      'next_eval': next_eval if math.isfinite(next_eval) else 1e300,
+      'seed': config.seed,
+    }
+    ckpt.save(update_, runner.get_state(state), m)
+
+  last_train: dict[str, Any] = {}
+  last_test: dict[str, Any] = {}
+  acc = {'loss': 0.0, 'accuracy': 0.0, 'n': 0}
+  prefetch = _Prefetcher(batches(update, sampler), buffer_size=2)
+  progress.start(update, examples)
+  skipped = 0
+  pending: Any = None  # (info, device metrics) of the step in flight
+  last_sampler_state = tuple(int(v) for v in sampler.state)
+
+  def handle(info: dict[str, Any], dev_metrics: Any) -> None:
+    """Host work for a finished micro-step (runs one step behind)."""
+    nonlocal last_train, skipped
+    m = runner.metrics(dev_metrics)
+    skipped = int(m['skipped'])
+    sp = plan.stages[info['stage']]
+    if not m['finite'] and not skip:
+      raise NonFiniteError(
+        f'non-finite loss {m["loss"]} or gradient norm^2 '
+        f'{m["sq_norm_global"]} at update {info["update"]} (micro-step '
+        f'{info["micro"]}), epoch {info["epoch"]:.4f}, lr '
+        f'{m["learning_rate"]:.6g}, batch size {sp.batch_size}; the last '
+        'checkpoint is intact (lower the LR or set nan_policy=skip)'
+      )
+    if m['finite']:
+      acc['loss'] += m['loss']
+      acc['accuracy'] += m['accuracy']
+      acc['n'] += 1
+    if info['micro'] != sp.accum_steps - 1:
+      return
+    u = info['update'] + 1  # updates done after this step
+    if config.noise.enabled and u % config.noise.every == 0:
+      if info.get('slices') is not None:
+        small, big = info['slices']
+        b_small = sp.micro_batch // config.noise.num_slices
+        noise.update(small, big, b_small, sp.micro_batch)
+      elif replicas > 1 and m['finite']:
+        noise.update(
+          m['sq_norm_local'],
+          m['sq_norm_global'],
+          sp.micro_batch,
+          sp.micro_batch * replicas,
+        )
+    if u % config.log_every == 0 or u == total_updates:
+      rates = progress.update(u, info['examples'])
+      n = max(acc['n'], 1)
+      lr = m['learning_rate']
+      mom = m.get('momentum', float('nan'))
+      rec = {
+        'step': u,
+        'epoch': info['examples'] / n_train,
+        'examples': info['examples'],
+        'loss': acc['loss'] / n,
+        'accuracy': acc['accuracy'] / n,
+        'lr': lr,
+        'momentum': mom,
+        'batch_size': sp.batch_size,
+        'accum_steps': sp.accum_steps,
+        'micro_batch': sp.micro_batch,
+        'stage': info['stage'],
+        'grad_sq_norm': m['sq_norm_global'],
+        'noise_g': _smith_g(lr, sp.batch_size, n_train, mom),
+        'skipped': skipped,
+        'data_wait_sec': prefetch.wait_seconds,
+        **rates,
+      }
+      if 'weight_decay' in m:
+        rec['weight_decay'] = m['weight_decay']
+      if config.noise.enabled:
+        rec['noise_scale'] = noise.b_simple()
+      writer.write(rec)
+      logging.info(
+        '%s eta=%s',
+        log_line.format(rec),
+        lmetrics.format_eta(rates['eta_sec']),
+      )
+      bar.update(u, f'loss={rec["loss"]:.4f}')
+      last_train = rec
+      acc.update(loss=0.0, accuracy=0.0, n=0)
+
+  try:
+    for u, j, stage, batch, local, sampler_state in prefetch:
+      last_sampler_state = sampler_state
+      micro = plan.stages[stage].micro_batch
+      if micro not in compiled:
+        compiled[micro] = futures.pop(micro).result()
+      sp = plan.stages[stage]
+      epoch_in = np.float32(schedule.epoch_at_host(u))
+      info = {
+        'update': u,
+        'micro': j,
+        'stage': stage,
+        'epoch': float(epoch_in),
+      }
+      if (
+        slice_fn is not None
+        and j == sp.accum_steps - 1
+        and ((u + 1) % config.noise.every == 0)
+      ):
+        info['slices'] = slice_fn(state, local)
+      state, dev_metrics = compiled[micro](state, batch, epoch_in)
+      examples += replicas * micro
+      info['examples'] = examples
+      if sync_each_step:
+        jax.block_until_ready(dev_metrics)
+      if pending is not None:
+        handle(*pending)
+      pending = (info, dev_metrics)
+      if j == sp.accum_steps - 1:
+        update = u + 1
+        epoch_now = examples / n_train
+        at_ckpt = (
+          config.checkpoint_every and update % config.checkpoint_every == 0
+        )
+        at_eval = epoch_now >= next_eval - 1e-9
+        if (at_ckpt or at_eval) and update < total_updates:
+          handle(*pending)  # the state to save or evaluate must be finite
+          pending = None
+          if at_eval:
+            last_test = evaluate(update)
+            while next_eval <= epoch_now + 1e-9:
+              next_eval += config.eval_every
+          if at_ckpt:
+            save(update, sampler_state)
+    if pending is not None:
+      handle(*pending)
+      pending = None
+    bar.close()
+    if update >= total_updates:
+      last_test = evaluate(update)
+      if resumed_from != update:
+        save(update, last_sampler_state)
+  finally:
+    prefetch.close()
+    pool.shutdown(wait=False, cancel_futures=True)
+    writer.flush()
+    writer.close()
+    if ckpt is not None:
+      ckpt.close()
+
+  params = jax.tree.map(lambda a: np.array(runner.replica(a)), state.params)
+  return TrainResult(
+    train_metrics=last_train,
+    test_metrics=last_test,
+    num_updates=update,
+    examples_seen=examples,
+    wall_time=time.perf_counter() - wall_start,
+    compile_seconds=dict(runner.compile_seconds),
+    metrics_path=metrics_path,
+    params=params,
+    skipped_updates=skipped,
+    resumed_from=resumed_from,
+  )
+
+
+def _use_slices(config: TrainConfig, replicas: int) -> bool:
+  return config.noise.enabled and replicas == 1 and config.noise.num_slices > 1
+
+
+def _make_slice_fn(model: Any, config: TrainConfig) -> Any:
+  """One-device noise estimate: squared norms of slice and full gradients."""
+  import optax
+
+  num_slices = config.noise.num_slices
+
+  @jax.jit
+  def norms(params, batch_stats, images, labels):
+    def grad_of(imgs, labs):
+      def loss_fn(p):
+        variables = {'params': p}
+        if jax.tree.leaves(batch_stats):
+          variables['batch_stats'] = batch_stats
+          logits, _ = model.apply(
+            variables, imgs, train=True, mutable=['batch_stats']
+          )
+        else:
+          logits = model.apply(variables, imgs, train=True)
+        return optax.softmax_cross_entropy_with_integer_labels(
+          logits, labs
+        ).mean()
+
+      return jax.grad(loss_fn)(params)
+
+    def sq(t):
+      return sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(t))
+
+    m = images.shape[0] // num_slices
+    imgs = images.reshape(num_slices, m, *images.shape[1:])
+    labs = labels.reshape(num_slices, m)
+    grads = jax.lax.map(lambda xs: grad_of(*xs), (imgs, labs))
+    small = jnp.mean(jax.vmap(sq)(grads))
+    big = sq(jax.tree.map(lambda g: jnp.mean(g, 0), grads))
+    return small, big
+
+  def fn(state, local):
+    params = jax.tree.map(lambda a: a.addressable_data(0), state.params)
+    stats = jax.tree.map(lambda a: a.addressable_data(0), state.batch_stats)
+    params = jax.tree.map(
+      lambda a: a[0] if config.parallel == 'pmap' else a, params
+    )
+    stats = jax.tree.map(
+      lambda a: a[0] if config.parallel == 'pmap' else a, stats
+    )
+    small, big = jax.device_get(
+      norms(params, stats, local['image'], local['label'])
+    )
+    return float(small), float(big)
+
+  return fn
+
+
+def write_json(path: str, obj: Any) -> None:
+  with open(path, 'w') as f:
+    json.dump(obj, f, indent=2, sort_keys=True)

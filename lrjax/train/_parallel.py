@@ -1,0 +1,177 @@
+"""Running the per-device step under ``jax.pmap`` or ``jit(shard_map)``.
+
+Both runners keep the train state on the devices in their own layout for the
+whole run (pmap: a leading device axis; shard_map: replicated global arrays),
+so the loop never replicates or unreplicates; only checkpoints and
+evaluations read one replica back.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from lrjax.train._step import AXIS
+
+
+class Runner:
+  """Places state and batches and compiles the step for one parallel mode.
+
+  Args:
+    body: per-device ``body(state, batch, epoch) -> (state, metrics)`` with
+      collectives over ``'batch'``.
+    devices: the global devices to run on, ordered by process (this
+      process' devices are a contiguous block).
+    mode: 'pmap' or 'shard_map'.
+  """
+
+  def __init__(
+    self, body: Callable[..., Any], devices: list[Any], mode: str
+  ) -> None:
+    if mode not in ('pmap', 'shard_map'):
+      raise ValueError(f'parallel={mode!r} must be pmap or shard_map')
+    self.mode = mode
+    self.devices = list(devices)
+    self.num_devices = len(self.devices)
+    self.local_devices = [
+      d for d in self.devices if d.process_index == jax.process_index()
+    ]
+    self.mesh = Mesh(np.array(self.devices), (AXIS,))
+    self.sharded = NamedSharding(self.mesh, P(AXIS))
+    self.replicated = NamedSharding(self.mesh, P())
+    self.compile_seconds: dict[int, float] = {}
+    self.num_compiles = 0
+    self._compiled: dict[int, Any] = {}
+    self._lock = threading.Lock()
+    if mode == 'pmap':
+      self._fn = jax.pmap(
+        body,
+        axis_name=AXIS,
+        in_axes=(0, 0, None),
+        devices=self.devices,
+        donate_argnums=(0,),
+      )
+    else:
+      mapped = jax.shard_map(
+        body,
+        mesh=self.mesh,
+        in_specs=(P(), P(AXIS), P()),
+        out_specs=(P(), P()),
+        check_vma=False,
+      )
+      self._fn = jax.jit(mapped, donate_argnums=(0,))
+
+  # State placement --------------------------------------------------------
+
+  def put_state(self, host_state: Any) -> Any:
+    """Places a host (numpy) state on the devices, replicated."""
+    if self.mode == 'pmap':
+      n = self.num_devices
+      local = len(self.local_devices)
+
+      def put(a):
+        a = np.asarray(a)
+        stacked = np.broadcast_to(a, (local, *a.shape))
+        return jax.make_array_from_process_local_data(
+          self.sharded, np.ascontiguousarray(stacked), (n, *a.shape)
+        )
+
+      return jax.tree.map(put, host_state)
+
+    def put_rep(a):
+      a = np.array(a)
+      return jax.make_array_from_process_local_data(self.replicated, a, a.shape)
+
+    return jax.tree.map(put_rep, host_state)
+
+  def get_state(self, state: Any) -> Any:
+    """One replica of the device state as numpy arrays (a copy)."""
+    return jax.tree.map(lambda a: np.array(self.replica(a)), state)
+
+  def replica(self, a: jax.Array) -> jax.Array:
+    """This process' first replica of a device array (no host transfer)."""
+    shard = a.addressable_data(0)
+    return shard[0] if self.mode == 'pmap' else shard
+
+  def metrics(self, metrics: Mapping[str, jax.Array]) -> dict[str, Any]:
+    """Device metrics (identical on every device) as host scalars."""
+    got = jax.device_get({k: self.replica(v) for k, v in metrics.items()})
+    return {k: np.asarray(v).item() for k, v in got.items()}
+
+  # Batches ----------------------------------------------------------------
+
+  def put_batch(self, local_batch: Mapping[str, np.ndarray]) -> Any:
+    """Places this process' slice of a global micro-batch on its devices.
+
+    Args:
+      local_batch: arrays [local_devices * micro, ...] in device order.
+
+    Returns:
+      Global device arrays ([devices, micro, ...] for pmap, [devices *
+      micro, ...] for shard_map).
+    """
+    local = len(self.local_devices)
+    out = {}
+    for k, v in local_batch.items():
+      v = np.asarray(v)
+      micro = v.shape[0] // local
+      if self.mode == 'pmap':
+        v = v.reshape(local, micro, *v.shape[1:])
+        shape = (self.num_devices, micro, *v.shape[2:])
+      else:
+        shape = (self.num_devices * micro, *v.shape[1:])
+      out[k] = jax.make_array_from_process_local_data(self.sharded, v, shape)
+    return out
+
+  def batch_spec(
+    self, micro: int, image_shape: tuple[int, ...]
+  ) -> dict[str, jax.ShapeDtypeStruct]:
+    """Abstract global micro-batch of ``micro`` examples per device."""
+    n = self.num_devices
+    lead = (n, micro) if self.mode == 'pmap' else (n * micro,)
+    return {
+      'image': jax.ShapeDtypeStruct(
+        (*lead, *image_shape), jnp.float32, sharding=self.sharded
+      ),
+      'label': jax.ShapeDtypeStruct(lead, jnp.int32, sharding=self.sharded),
+    }
+
+  # Compilation ------------------------------------------------------------
+
+  def compile(
+    self, state: Any, micro: int, image_shape: tuple[int, ...]
+  ) -> Callable[..., Any]:
+    """Compiles (once) the step for ``micro`` examples per device.
+
+    Args:
+      state: the device state (only shapes and shardings are read).
+      micro: per-device micro-batch size.
+      image_shape: (H, W, C).
+
+    Returns:
+      The compiled step ``(state, batch, epoch) -> (state, metrics)``.
+    """
+    with self._lock:
+      if micro in self._compiled:
+        return self._compiled[micro]
+      abstract = jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding),
+        state,
+      )
+      epoch = jax.ShapeDtypeStruct((), jnp.float32)
+      start = time.perf_counter()
+      compiled = self._fn.lower(
+        abstract, self.batch_spec(micro, image_shape), epoch
+      ).compile()
+      self.compile_seconds[micro] = time.perf_counter() - start
+      self.num_compiles += 1
+      self._compiled[micro] = compiled
+      return compiled

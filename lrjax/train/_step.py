@@ -1,0 +1,342 @@
+"""The per-device train step, the optimizer, and the train state.
+
+The step is written once for one device with collectives over the axis
+``'batch'``; ``lrjax.train._parallel`` runs it under ``jax.pmap`` or
+``jax.jit(jax.shard_map(...))``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+AXIS = 'batch'
+
+
+class TrainState(NamedTuple):
+  """Everything on the device that a step reads and writes.
+
+  Attributes:
+    step: micro-steps done (one per compiled step call; equals real updates
+      when there is no accumulation).
+    params: model parameters.
+    batch_stats: batch-norm running statistics (empty dict without BN).
+    opt_state: optimizer state (MultiSteps and skip wrappers included).
+    skipped: non-finite micro-steps skipped so far (``nan_policy='skip'``).
+    rng: PRNG key data (uint32[2]) for stochastic layers; per step and
+      device a key is folded from it.
+  """
+
+  step: Any
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  skipped: Any
+  rng: Any
+
+
+def _is_stateful(policy: Any) -> bool:
+  return hasattr(policy, 'init') and hasattr(policy, 'update')
+
+
+def make_optimizer(
+  name: str,
+  *,
+  learning_rate: Any,
+  momentum: Any,
+  weight_decay: Any,
+  b2: float = 0.999,
+  every_k_schedule: Callable[[Any], Any] | int | None = None,
+  skip_non_finite: bool = False,
+) -> optax.GradientTransformationExtraArgs:
+  """Builds the optax optimizer with injected (observable) hyperparameters.
+
+  ``learning_rate``, ``momentum`` and ``weight_decay`` may be floats, optax
+  schedules of the real update count, or optax stateful schedules (plateau
+  policies); all are injected with ``optax.inject_stateful_hyperparams`` so
+  their values in force are in the optimizer state. ``momentum`` is ``b1``
+  for the Adam family. Weight decay is L2 added to the gradient for
+  'sgd'/'nesterov' and decoupled for 'adamw', 'lamb' and 'lars'; 'adam'
+  adds it to the gradient too.
+
+  Args:
+    name: 'sgd', 'nesterov', 'adam', 'adamw', 'lamb' or 'lars'.
+    learning_rate: float, schedule or stateful schedule.
+    momentum: float, schedule or stateful schedule.
+    weight_decay: float, schedule or stateful schedule (0.0 = none).
+    b2: second-moment decay of the Adam family.
+    every_k_schedule: accumulation steps per real update (int or schedule
+      of the real update count); None or 1 = no ``optax.MultiSteps``.
+    skip_non_finite: skip updates whose gradients are not finite
+      (``optax.skip_not_finite`` under MultiSteps, else
+      ``optax.apply_if_finite``).
+
+  Returns:
+    The optimizer; its ``update`` takes extra args ``value`` and ``epoch``.
+
+  Raises:
+    ValueError: for an unknown ``name``.
+  """
+  use_wd = _is_stateful(weight_decay) or callable(weight_decay)
+  use_wd = use_wd or float(weight_decay) != 0.0
+
+  def factory(learning_rate, momentum, weight_decay=0.0):
+    if name in ('sgd', 'nesterov'):
+      sgd = optax.sgd(
+        learning_rate, momentum=momentum, nesterov=name == 'nesterov'
+      )
+      if use_wd:
+        return optax.chain(optax.add_decayed_weights(weight_decay), sgd)
+      return sgd
+    if name == 'adam':
+      adam = optax.adam(learning_rate, b1=momentum, b2=b2)
+      if use_wd:
+        return optax.chain(optax.add_decayed_weights(weight_decay), adam)
+      return adam
+    if name == 'adamw':
+      return optax.adamw(
+        learning_rate, b1=momentum, b2=b2, weight_decay=weight_decay
+      )
+    if name == 'lamb':
+      return optax.lamb(
+        learning_rate, b1=momentum, b2=b2, weight_decay=weight_decay
+      )
+    if name == 'lars':
+      return optax.lars(
+        learning_rate, weight_decay=weight_decay, momentum=momentum
+      )
+    raise ValueError(
+      f'optimizer={name!r} is unknown; use sgd, nesterov, adam, adamw, '
+      'lamb or lars'
+    )
+
+  kwargs = {'learning_rate': learning_rate, 'momentum': momentum}
+  if use_wd:
+    kwargs['weight_decay'] = weight_decay
+  tx = optax.inject_stateful_hyperparams(factory)(**kwargs)
+  accumulate = every_k_schedule is not None and not (
+    isinstance(every_k_schedule, int) and every_k_schedule == 1
+  )
+  if accumulate:
+    return optax.MultiSteps(
+      tx,
+      every_k_schedule=every_k_schedule,
+      should_skip_update_fn=optax.skip_not_finite if skip_non_finite else None,
+    ).gradient_transformation()
+  if skip_non_finite:
+    # Never give up: a skipped update is counted, not applied.
+    return optax.apply_if_finite(tx, max_consecutive_errors=2**30)
+  return tx
+
+
+def hyperparams(opt_state: Any) -> Mapping[str, jax.Array]:
+  """The injected hyperparameters in force, through any wrapper states.
+
+  Args:
+    opt_state: state of an optimizer from :func:`make_optimizer`.
+
+  Returns:
+    Dict name -> scalar (learning_rate, momentum, weight_decay when used).
+
+  Raises:
+    ValueError: if no injected hyperparameters are found.
+  """
+  state = opt_state
+  for _ in range(8):
+    if hasattr(state, 'hyperparams'):
+      return state.hyperparams
+    if hasattr(state, 'inner_opt_state'):
+      state = state.inner_opt_state
+    elif hasattr(state, 'inner_state'):
+      state = state.inner_state
+    else:
+      break
+  raise ValueError('the optimizer state holds no injected hyperparameters')
+
+
+def create_train_state(
+  model: nn.Module,
+  tx: optax.GradientTransformation,
+  image_shape: tuple[int, ...],
+  seed: int,
+) -> TrainState:
+  """Initialises parameters, batch statistics and optimizer state (host).
+
+  Args:
+    model: a Flax module called as ``model.apply(v, x, train=...)``.
+    tx: the optimizer.
+    image_shape: (H, W, C) of one example.
+    seed: parameter seed.
+
+  Returns:
+    A TrainState of numpy arrays (nothing placed on devices yet).
+  """
+  key = jax.random.PRNGKey(seed)
+  init_key, rng = jax.random.split(key)
+  x = jnp.zeros((1, *image_shape), jnp.float32)
+  variables = jax.jit(lambda k: model.init(k, x, train=False))(init_key)
+  params = variables['params']
+  batch_stats = variables.get('batch_stats', {})
+  opt_state = tx.init(params)
+  state = TrainState(
+    step=jnp.zeros([], jnp.int32),
+    params=params,
+    batch_stats=batch_stats,
+    opt_state=opt_state,
+    skipped=jnp.zeros([], jnp.int32),
+    rng=jax.random.key_data(rng) if _is_typed_key(rng) else rng,
+  )
+  # A fresh numpy copy: no device buffer can be shared with (and deleted by)
+  # a donated replica later.
+  return jax.tree.map(lambda a: np.array(a), state)
+
+
+def _is_typed_key(key: Any) -> bool:
+  return jnp.issubdtype(jnp.asarray(key).dtype, jax.dtypes.prng_key)
+
+
+def _sq_norm(tree: Any) -> jax.Array:
+  return sum(
+    jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree.leaves(tree)
+  )
+
+
+def make_train_body(
+  model: nn.Module,
+  tx: optax.GradientTransformationExtraArgs,
+  *,
+  skip_non_finite: bool = False,
+) -> Callable[[TrainState, Mapping[str, jax.Array], jax.Array], Any]:
+  """The per-device step: ``body(state, batch, epoch) -> (state, metrics)``.
+
+  Per device: cross-entropy loss and gradients on the local micro-batch,
+  batch norm with per-device statistics (ghost batch norm), the local squared
+  gradient norm; then ``lax.pmean`` over ``'batch'`` of gradients and
+  running statistics, the global squared norm and the optimizer update with
+  extra args ``value`` (the global loss) and ``epoch``.
+
+  .. math::
+     g = \\frac{1}{D}\\sum_d g_d, \\quad
+     |g_{small}|^2 = \\frac{1}{D}\\sum_d |g_d|^2, \\quad
+     |g_{big}|^2 = |g|^2
+
+  Args:
+    model: Flax module.
+    tx: optimizer from :func:`make_optimizer`.
+    skip_non_finite: keep the old batch statistics and count the step in
+      ``skipped`` when the loss or gradient is not finite.
+
+  Returns:
+    The body, to be mapped over devices with axis name ``'batch'``. Its
+    metrics (identical on every device): loss, accuracy, sq_norm_local,
+    sq_norm_global, finite, skipped and the injected hyperparameters.
+  """
+
+  def body(state: TrainState, batch, epoch):
+    images, labels = batch['image'], batch['label']
+    has_bn = bool(jax.tree.leaves(state.batch_stats))
+    key = jax.random.fold_in(
+      jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step),
+      jax.lax.axis_index(AXIS),
+    )
+
+    def loss_fn(params):
+      variables = {'params': params}
+      if has_bn:
+        variables['batch_stats'] = state.batch_stats
+        logits, updated = model.apply(
+          variables,
+          images,
+          train=True,
+          mutable=['batch_stats'],
+          rngs={'dropout': key},
+        )
+        new_stats = updated['batch_stats']
+      else:
+        logits = model.apply(
+          variables, images, train=True, rngs={'dropout': key}
+        )
+        new_stats = state.batch_stats
+      loss = optax.softmax_cross_entropy_with_integer_labels(
+        logits.astype(jnp.float32), labels
+      ).mean()
+      return loss, (logits, new_stats)
+
+    (loss, (logits, new_stats)), grads = jax.value_and_grad(
+      loss_fn, has_aux=True
+    )(state.params)
+    sq_local = jax.lax.pmean(_sq_norm(grads), AXIS)
+    grads = jax.lax.pmean(grads, AXIS)
+    sq_global = _sq_norm(grads)
+    loss = jax.lax.pmean(loss, AXIS)
+    accuracy = jax.lax.pmean(
+      jnp.mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32)), AXIS
+    )
+    new_stats = jax.lax.pmean(new_stats, AXIS)
+    updates, opt_state = tx.update(
+      grads,
+      state.opt_state,
+      state.params,
+      value=loss,
+      epoch=jnp.asarray(epoch, jnp.float32),
+    )
+    params = optax.apply_updates(state.params, updates)
+    finite = jnp.isfinite(loss) & jnp.isfinite(sq_global)
+    skipped = state.skipped
+    if skip_non_finite:
+      new_stats = jax.tree.map(
+        lambda n, o: jnp.where(finite, n, o), new_stats, state.batch_stats
+      )
+      skipped = skipped + (~finite).astype(jnp.int32)
+    new_state = TrainState(
+      step=state.step + 1,
+      params=params,
+      batch_stats=new_stats,
+      opt_state=opt_state,
+      skipped=skipped,
+      rng=state.rng,
+    )
+    metrics = {
+      'loss': loss,
+      'accuracy': accuracy,
+      'sq_norm_local': sq_local,
+      'sq_norm_global': sq_global,
+      'finite': finite,
+      'skipped': skipped,
+    }
+    for name, value in hyperparams(opt_state).items():
+      metrics[name] = jnp.asarray(value, jnp.float32)
+    return new_state, metrics
+
+  return body
+
+
+def make_eval_fn(model: nn.Module, num_classes: int) -> Callable[..., Any]:
+  """``eval_fn(variables, image, label, mask) -> summed metrics`` (one device).
+
+  Returns sums (loss, correct, top-5 correct when num_classes >= 5, count)
+  over the rows where ``mask`` is true, so padded batches are exact.
+  """
+
+  def eval_fn(variables, images, labels, mask):
+    logits = model.apply(variables, images, train=False).astype(jnp.float32)
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    mask = mask.astype(jnp.float32)
+    out = {
+      'loss': jnp.sum(loss * mask),
+      'correct': jnp.sum((jnp.argmax(logits, -1) == labels) * mask),
+      'count': jnp.sum(mask),
+    }
+    if num_classes >= 5:
+      top5 = jax.lax.top_k(logits, 5)[1]
+      hit = jnp.any(top5 == labels[:, None], axis=-1)
+      out['correct5'] = jnp.sum(hit * mask)
+    return out
+
+  return eval_fn
