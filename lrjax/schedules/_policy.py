@@ -1,0 +1,297 @@
+"""The `Policy` type, the registry of builders, and shared jit-safe helpers."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# Builders by text name (aliases included); filled by `register`.
+REGISTRY: dict[str, Callable[..., Any]] = {}
+# Canonical text name -> builder whose signature gives the defaults.
+_CANONICAL: dict[str, Callable[..., Any]] = {}
+
+_INT32_MAX = 2**31 - 1
+
+
+def register(name: str, *, canonical: bool = True):
+  """Registers a builder under `name` for `parse` (and for printing)."""
+
+  def wrap(fn):
+    REGISTRY[name] = fn
+    if canonical:
+      _CANONICAL[name] = fn
+    return fn
+
+  return wrap
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy:
+  """A schedule of progress `t`: a frozen, hashable, jit-safe callable.
+
+  `policy(t)` returns a float32 scalar (or an array shaped like `t`). `t` is
+  progress: an update count when the policy is used directly as an
+  `optax.Schedule`, or epochs when converted by `lrjax.batch.per_update`.
+  Equality and hashing follow the text form, so a policy can be a static
+  argument of `jax.jit` or a key of a dict.
+
+  Attributes:
+    name: the builder's text name.
+    args: the arguments that differ from the builder's defaults, in signature
+      order, as `(name, value)` pairs.
+  """
+
+  name: str
+  args: tuple[tuple[str, Any], ...]
+  fn: Callable[[jax.Array], jax.Array] = dataclasses.field(
+    compare=False, repr=False
+  )
+
+  def __call__(self, t: jax.typing.ArrayLike) -> jax.Array:
+    return jnp.asarray(self.fn(as_progress(t)), jnp.float32)
+
+  def __str__(self) -> str:
+    return format_call(self.name, self.args)
+
+  def __repr__(self) -> str:
+    return f'Policy({str(self)!r})'
+
+
+def format_call(name: str, args: tuple[tuple[str, Any], ...]) -> str:
+  """`name(first,key=value,...)`: the first parameter is positional."""
+  first = next(iter(inspect.signature(_CANONICAL[name]).parameters))
+  parts = []
+  for i, (key, value) in enumerate(args):
+    text = format_value(value)
+    parts.append(text if i == 0 and key == first else f'{key}={text}')
+  return f'{name}({",".join(parts)})'
+
+
+def kept_args(name: str, **args) -> tuple[tuple[str, Any], ...]:
+  """The `(key, value)` pairs that differ from the builder's defaults.
+
+  The first parameter is always kept, so the text starts with it.
+  """
+  params = inspect.signature(_CANONICAL[name]).parameters
+  first = next(iter(params))
+  kept = []
+  for key, value in args.items():
+    default = params[key].default
+    if key != first and default is not inspect.Parameter.empty:
+      if _same(value, default):
+        continue
+    kept.append((key, value))
+  return tuple(kept)
+
+
+def make(name: str, fn: Callable[[jax.Array], jax.Array], **args) -> Policy:
+  """Builds a `Policy` keeping only the arguments that differ from defaults."""
+  return Policy(name, kept_args(name, **args), fn)
+
+
+def _same(a, b) -> bool:
+  if a is None or b is None:
+    return a is b
+  if isinstance(a, (str, bool)) or isinstance(b, (str, bool)):
+    return type(a) is type(b) and a == b
+  try:
+    return bool(a == b)
+  except (TypeError, ValueError):
+    return False
+
+
+def format_number(x) -> str:
+  """Shortest text that parses back to the same number (`1.0` -> `1`)."""
+  if isinstance(x, (bool, np.bool_)):
+    return 'true' if x else 'false'
+  if isinstance(x, (int, np.integer)):
+    return str(int(x))
+  x = float(x)
+  if math.isinf(x):
+    return 'inf' if x > 0 else '-inf'
+  text = repr(x)
+  if text.endswith('.0'):
+    text = text[:-2]
+  return text
+
+
+def format_value(value) -> str:
+  if isinstance(value, tuple):
+    return '/'.join(format_value(v) for v in value)
+  if isinstance(value, str):
+    return value
+  if isinstance(value, (int, float, np.number, bool)):
+    return format_number(value)
+  return str(value)
+
+
+def as_progress(t: jax.typing.ArrayLike) -> jax.Array:
+  """Progress as int32 (integer `t`) or float32 (anything else), >= 0.
+
+  Python ints beyond int32 become float32, since int64 is off in JAX.
+  """
+  if isinstance(t, (int, np.integer)) and not isinstance(t, bool):
+    if 0 <= int(t) <= _INT32_MAX:
+      return jnp.asarray(int(t), jnp.int32)
+    return jnp.maximum(jnp.asarray(float(t), jnp.float32), 0.0)
+  t = jnp.asarray(t)
+  if jnp.issubdtype(t.dtype, jnp.signedinteger):
+    return jnp.maximum(t.astype(jnp.int32), 0)
+  if jnp.issubdtype(t.dtype, jnp.integer):
+    return t.astype(jnp.float32)
+  return jnp.maximum(t.astype(jnp.float32), 0.0)
+
+
+def is_int(t: jax.Array) -> bool:
+  return jnp.issubdtype(t.dtype, jnp.integer)
+
+
+def f32(t: jax.Array) -> jax.Array:
+  return jnp.asarray(t, jnp.float32)
+
+
+def count_ge(t: jax.Array, bounds: Sequence[float]) -> jax.Array:
+  """Number of `bounds` that `t` has reached (`t >= b`), int32, jit-safe.
+
+  Integer `t` is compared exactly in int32 against `ceil(b)`; a bound past
+  the int32 range is never reached by integer `t`.
+  """
+  if not bounds:
+    return jnp.zeros(jnp.shape(t), jnp.int32)
+  if is_int(t):
+    ints = [math.ceil(b) for b in bounds]
+    ints = [b for b in ints if b <= _INT32_MAX]
+    if not ints:
+      return jnp.zeros(jnp.shape(t), jnp.int32)
+    arr = jnp.asarray(ints, jnp.int32)
+  else:
+    arr = jnp.asarray(bounds, jnp.float32)
+  return jnp.sum(t[..., None] >= arr, axis=-1, dtype=jnp.int32)
+
+
+def segment(
+  t: jax.Array, starts: Sequence[float]
+) -> tuple[jax.Array, jax.Array]:
+  """Index of the segment holding `t` and the local time since its start.
+
+  `starts` is increasing with `starts[0] == 0`. The local time is computed in
+  int32 for integer `t` and integer starts, so it is exact at boundaries.
+  """
+  idx = count_ge(t, starts[1:])
+  if is_int(t) and all(float(s).is_integer() for s in starts):
+    kept = [int(s) for s in starts if s <= _INT32_MAX]
+    local = f32(t - jnp.asarray(kept, jnp.int32)[idx])
+  else:
+    local = f32(t) - jnp.asarray(starts, jnp.float32)[idx]
+    local = jnp.maximum(local, 0.0)
+  return idx, local
+
+
+def periodic(t: jax.Array, period: float) -> tuple[jax.Array, jax.Array]:
+  """`(k, r)` with `t = k * period + r`, `0 <= r < period`, float32 both.
+
+  Exact in int32 for integer `t` and integer `period`.
+  """
+  if is_int(t) and float(period).is_integer():
+    p = int(period)
+    k = t // p
+    return f32(k), f32(t - k * p)
+  tf = f32(t)
+  p = jnp.float32(period)
+  k = jnp.floor(tf / p)
+  r = tf - k * p
+  over = r >= p
+  k = jnp.where(over, k + 1, k)
+  r = jnp.where(over, r - p, r)
+  under = r < 0
+  k = jnp.where(under, k - 1, k)
+  r = jnp.where(under, r + p, r)
+  return k, jnp.clip(r, 0.0, p)
+
+
+def power(base: float, exponent: jax.Array) -> jax.Array:
+  """`base ** exponent` for a Python `base` in (0, 1], finite for any t."""
+  if base == 1.0:
+    return jnp.ones_like(f32(exponent))
+  return jnp.exp(f32(exponent) * jnp.float32(math.log(base)))
+
+
+# Eager validation, with errors that name the argument and the fix.
+
+
+def check_float(
+  name: str, value, *, low=None, high=None, low_open=False, high_open=False
+) -> float:
+  if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+    raise TypeError(f'{name}={value!r} must be a number')
+  value = float(value)
+  if not math.isfinite(value):
+    raise ValueError(f'{name}={value!r} must be finite')
+  if low is not None:
+    if low_open and not value > low:
+      raise ValueError(f'{name}={value!r} must be > {low}')
+    if not low_open and not value >= low:
+      raise ValueError(f'{name}={value!r} must be >= {low}')
+  if high is not None:
+    if high_open and not value < high:
+      raise ValueError(f'{name}={value!r} must be < {high}')
+    if not high_open and not value <= high:
+      raise ValueError(f'{name}={value!r} must be <= {high}')
+  return value
+
+
+def check_duration(name: str, value, *, allow_zero: bool = False):
+  """A duration in units of t: int stays int, else float; > 0 (or >= 0)."""
+  if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+    raise TypeError(
+      f'{name}={value!r} must be a number (a duration in units of t)'
+    )
+  if isinstance(value, (int, np.integer)):
+    value = int(value)
+  else:
+    value = float(value)
+    if not math.isfinite(value):
+      raise ValueError(f'{name}={value!r} must be finite')
+    if value.is_integer():
+      value = int(value)
+  if allow_zero and value < 0:
+    raise ValueError(f'{name}={value!r} must be >= 0')
+  if not allow_zero and value <= 0:
+    raise ValueError(f'{name}={value!r} must be > 0')
+  return value
+
+
+def check_choice(name: str, value, choices: Sequence[str]) -> str:
+  if value not in choices:
+    raise ValueError(f'{name}={value!r} must be one of {", ".join(choices)}')
+  return value
+
+
+def check_bool(name: str, value) -> bool:
+  if not isinstance(value, (bool, np.bool_)):
+    raise TypeError(f'{name}={value!r} must be true or false')
+  return bool(value)
+
+
+def as_tuple(value) -> tuple:
+  if isinstance(value, (list, tuple)):
+    return tuple(value)
+  if isinstance(value, np.ndarray):
+    return tuple(value.tolist())
+  return (value,)
+
+
+def check_policy(name: str, value) -> Policy:
+  if not isinstance(value, Policy):
+    raise TypeError(
+      f'{name}={value!r} must be a Policy (build one with '
+      'lrjax.schedules, e.g. constant(0.1))'
+    )
+  return value
