@@ -16,6 +16,31 @@ class _Failure:
     self.error = error
 
 
+def _put(out: queue.Queue, stop: threading.Event, item) -> bool:
+  while not stop.is_set():
+    try:
+      out.put(item, timeout=0.05)
+      return True
+    except queue.Full:
+      continue
+  return False
+
+
+def _produce(iterator, place, out: queue.Queue, stop: threading.Event):
+  # A function, not a method: the thread must not keep the Prefetcher
+  # alive, so an abandoned one is collected and `__del__` stops the thread.
+  try:
+    for item in iterator:
+      if place is not None:
+        item = place(item)
+      if not _put(out, stop, item):
+        return
+  except BaseException as e:  # noqa: BLE001 - handed to the consumer.
+    _put(out, stop, _Failure(e))
+    return
+  _put(out, stop, _End())
+
+
 class Prefetcher:
   """Produces items of ``iterable`` ahead of use on a background thread.
 
@@ -58,6 +83,7 @@ class Prefetcher:
     *,
     place: Callable[[Any], Any] | None = None,
   ):
+    self._stop = threading.Event()
     if int(buffer_size) < 0:
       raise ValueError(f'{buffer_size=} must be >= 0 (0: no prefetching)')
     self.buffer_size = int(buffer_size)
@@ -66,35 +92,16 @@ class Prefetcher:
     self._iterator = iter(iterable)
     self._place = place
     self._done = False
-    self._stop = threading.Event()
     self._thread = None
     if self.buffer_size:
       self._queue = queue.Queue(maxsize=self.buffer_size)
       self._thread = threading.Thread(
-        target=self._produce, name='lrjax-prefetch', daemon=True
+        target=_produce,
+        args=(self._iterator, place, self._queue, self._stop),
+        name='lrjax-prefetch',
+        daemon=True,
       )
       self._thread.start()
-
-  def _put(self, item) -> bool:
-    while not self._stop.is_set():
-      try:
-        self._queue.put(item, timeout=0.05)
-        return True
-      except queue.Full:
-        continue
-    return False
-
-  def _produce(self) -> None:
-    try:
-      for item in self._iterator:
-        if self._place is not None:
-          item = self._place(item)
-        if not self._put(item):
-          return
-    except BaseException as e:  # noqa: BLE001 - handed to the consumer.
-      self._put(_Failure(e))
-      return
-    self._put(_End())
 
   def __iter__(self) -> 'Prefetcher':
     return self
