@@ -1,0 +1,17 @@
+"""Matplotlib figures (PNG) for schedules, batch ramps, curves and measurements.
+
+Every function draws on a new figure, saves it when given a path, and returns
+the `matplotlib.figure.Figure`. The non-interactive Agg backend is used so
+figures render on machines without a display.
+"""
+
+import matplotlib
+
+matplotlib.use('Agg')
+
+# Re-exports, one name a line (each helper module appends its own).
+from lrjax.plots._curves import band_over_seeds as band_over_seeds
+from lrjax.plots._curves import plot_accuracy_vs_cost as plot_accuracy_vs_cost
+from lrjax.plots._curves import plot_curves as plot_curves
+from lrjax.plots._curves import plot_lines as plot_lines
+from lrjax.plots._schedules import plot_schedules as plot_schedules
