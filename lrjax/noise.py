@@ -1,0 +1,572 @@
+"""Gradient noise scale B_simple (McCandlish et al. 2018, appendix A).
+
+The simple noise scale of a loss with true gradient G and per-example gradient
+covariance Sigma is
+
+.. math::
+  \\mathcal{B}_{\\mathrm{simple}} = \\frac{\\operatorname{tr}(\\Sigma)}{|G|^2}.
+
+A gradient averaged over a batch of B examples has
+:math:`\\mathbb{E}|G_B|^2 = |G|^2 + \\operatorname{tr}(\\Sigma) / B`, so two
+squared norms at batch sizes :math:`B_s < B_b` give unbiased estimates of
+both quantities (:func:`estimate`). Single estimates are very noisy: keep an
+exponential moving average of each (:class:`NoiseScaleState`,
+:func:`update`) and report the ratio of the averages (:func:`b_simple`).
+
+Sources of the two batch sizes:
+
+- Data parallel over R devices, per-device batch b: ``B_small = b`` and
+  ``sq_norm_small`` = mean over devices of each device's squared gradient
+  norm (``lax.pmean`` of the local ``sq_norm``); ``B_big = R b`` and
+  ``sq_norm_big`` = squared norm of the all-reduced gradient. Nearly free.
+- One device: split the batch into k equal slices, compute the slice
+  gradients together with ``vmap`` (:func:`sliced_sq_norms`): ``B_small =
+  B / k``, ``sq_norm_small`` = mean over slices, ``B_big = B`` with the mean
+  of the slice gradients. Costs k per-slice backward passes in one program
+  and k gradient-sized buffers.
+- Gradient accumulation over K micro-batches of size b: ``B_small = b``,
+  ``sq_norm_small`` = mean over micro-batches of their squared norms (add
+  each one's norm as it is accumulated), ``B_big = K b``, ``sq_norm_big`` =
+  squared norm of the accumulated (mean) gradient. With R devices as well,
+  ``B_small`` is the per-device micro-batch and ``B_big = R K b``.
+
+In each case the slices are disjoint, equally sized parts of the big batch,
+and gradients are of the *mean* loss over their examples.
+
+Smith et al.'s analytic SGD noise scale :math:`g = \\epsilon (N/B - 1)/(1 -
+m)` (:func:`lrjax.rules.noise_scale`) is a different quantity: it measures
+the noise the *optimizer* injects at a learning rate; B_simple measures the
+batch size at which the *gradient* noise equals its signal, and the batch
+size beyond which larger batches return less per example (McCandlish et
+al.'s critical batch size is close to it). Log both side by side.
+
+Batch size policy: :class:`AdaptiveBatch` grows the batch toward the measured
+B_simple, rounded to a few realisable sizes so few shapes are compiled.
+
+References:
+  McCandlish, Kaplan, Amodei and the OpenAI Dota Team 2018, "An Empirical
+  Model of Large-Batch Training", arXiv:1812.06162, appendix A.
+  Smith, Kindermans, Ying, Le 2018, "Don't Decay the Learning Rate, Increase
+  the Batch Size", ICLR.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike
+
+
+def _xp(*args: Any):
+  """jax.numpy when any argument is a jax array (or tracer), else numpy."""
+  leaves = jax.tree_util.tree_leaves(args)
+  return jnp if any(isinstance(x, jax.Array) for x in leaves) else np
+
+
+def _check_sizes(b_small: Any, b_big: Any) -> None:
+  """Validates concrete batch sizes; traced sizes are trusted."""
+  try:
+    bs, bb = float(b_small), float(b_big)
+  except (TypeError, jax.errors.ConcretizationTypeError):
+    return
+  if not bs > 0:
+    raise ValueError(f'{b_small=} must be > 0')
+  if not bb > bs:
+    raise ValueError(f'{b_big=} must be > b_small={b_small}')
+
+
+def sq_norm(tree: Any) -> jax.Array:
+  """Squared L2 norm of a pytree of arrays, accumulated in float32.
+
+  .. math::
+    |g|^2 = \\sum_{\\ell} \\sum_i g_{\\ell, i}^2
+
+  Args:
+    tree: pytree of arrays (e.g. gradients).
+
+  Returns:
+    float32 scalar.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> print(float(sq_norm({'a': jnp.array([3.0]), 'b': jnp.array([4.0])})))
+    25.0
+  """
+  leaves = jax.tree_util.tree_leaves(tree)
+  return sum(
+    (jnp.sum(jnp.square(jnp.asarray(x, jnp.float32))) for x in leaves),
+    jnp.zeros((), jnp.float32),
+  )
+
+
+def estimate(
+  sq_norm_small: ArrayLike,
+  sq_norm_big: ArrayLike,
+  b_small: ArrayLike,
+  b_big: ArrayLike,
+  num_examples: int | None = None,
+) -> tuple[Any, Any]:
+  """Unbiased estimates of |G|^2 and tr(Sigma) from two batch sizes.
+
+  .. math::
+    |\\mathcal{G}|^2 = \\frac{B_b |G_{B_b}|^2 - B_s |G_{B_s}|^2}{B_b - B_s},
+    \\qquad
+    \\mathcal{S} = \\frac{|G_{B_s}|^2 - |G_{B_b}|^2}{1/B_s - 1/B_b}
+
+  Both follow from :math:`\\mathbb{E}|G_B|^2 = |G|^2 + \\operatorname{tr}
+  (\\Sigma)/B`. Either estimate may be negative for one pair of batches;
+  averages over many pairs converge. With the small batches being disjoint
+  slices of a big batch drawn without replacement from N examples,
+  :math:`\\mathcal{S}` is unbiased for the sample covariance (divisor N - 1)
+  and :math:`|\\mathcal{G}|^2` is low by :math:`\\operatorname{tr}
+  (\\Sigma)/N`.
+
+  Works on Python/numpy floats (host) and on jax arrays (under jit).
+
+  Args:
+    sq_norm_small: :math:`|G_{B_s}|^2`, the squared norm of a gradient over
+      B_small examples (or the mean of several such squared norms).
+    sq_norm_big: :math:`|G_{B_b}|^2` over B_big examples.
+    b_small: the small batch size, > 0.
+    b_big: the big batch size, > b_small.
+    num_examples: the dataset size N for the finite-population correction
+      (None: the infinite-population formulas above).
+
+  Returns:
+    ``(g2, trace)``: the estimates of :math:`|G|^2` and
+    :math:`\\operatorname{tr}(\\Sigma)`.
+
+  Raises:
+    ValueError: for concrete batch sizes with ``b_big <= b_small`` or
+      ``b_small <= 0``.
+
+  Examples:
+    >>> # |G|^2 = 2, tr(Sigma) = 64: E|G_8|^2 = 10, E|G_32|^2 = 4.
+    >>> g2, tr = estimate(10.0, 4.0, 8, 32)
+    >>> print(f'{g2:.3f} {tr:.3f}')
+    2.000 64.000
+
+  References:
+    McCandlish et al. 2018, "An Empirical Model of Large-Batch Training",
+    appendix A.1.
+  """
+  _check_sizes(b_small, b_big)
+  xp = _xp(sq_norm_small, sq_norm_big, b_small, b_big)
+  dtype = xp.float32
+  s = xp.asarray(sq_norm_small, dtype)
+  b = xp.asarray(sq_norm_big, dtype)
+  bs = xp.asarray(b_small, dtype)
+  bb = xp.asarray(b_big, dtype)
+  g2 = (bb * b - bs * s) / (bb - bs)
+  trace = (s - b) / (1 / bs - 1 / bb)
+  if num_examples is not None:
+    if num_examples < 2:
+      raise ValueError(f'{num_examples=} must be >= 2 (or None)')
+    g2 = g2 + trace / xp.asarray(num_examples, dtype)
+  return g2, trace
+
+
+class NoiseScaleState(NamedTuple):
+  """Moving averages of the two unbiased estimates.
+
+  Attributes:
+    g2: exponential moving average of the :math:`|G|^2` estimates (biased
+      toward its zero start; :func:`averages` corrects it).
+    trace: exponential moving average of the :math:`\\operatorname{tr}
+      (\\Sigma)` estimates.
+    weight: total weight of the averages, :math:`1 - \\prod_t \\beta_t`
+      (the bias correction; 0 before the first update).
+    count: number of updates.
+  """
+
+  g2: Any
+  trace: Any
+  weight: Any
+  count: Any
+
+
+def init() -> NoiseScaleState:
+  """The empty state (float32 / int32 numpy scalars: host- and jit-usable).
+
+  Returns:
+    A :class:`NoiseScaleState` of zeros.
+  """
+  z = np.float32(0.0)
+  return NoiseScaleState(g2=z, trace=z, weight=z, count=np.int32(0))
+
+
+def update(
+  state: NoiseScaleState,
+  sq_norm_small: ArrayLike,
+  sq_norm_big: ArrayLike,
+  b_small: ArrayLike,
+  b_big: ArrayLike,
+  decay: ArrayLike = 0.95,
+  num_examples: int | None = None,
+) -> NoiseScaleState:
+  """Adds one pair of squared norms to the moving averages.
+
+  .. math::
+    m_t = \\beta m_{t-1} + (1 - \\beta) x_t, \\qquad
+    w_t = \\beta w_{t-1} + (1 - \\beta), \\qquad
+    \\hat m_t = m_t / w_t
+
+  separately for :math:`x = |\\mathcal{G}|^2` and :math:`x = \\mathcal{S}`
+  (:func:`estimate`); :math:`w_t = 1 - \\beta^t` for a constant decay.
+
+  Works under ``jax.jit`` (jax arrays in, jax arrays out) and on the host
+  (numpy / Python floats in, numpy out).
+
+  Args:
+    state: the previous state (from :func:`init` or :func:`update`).
+    sq_norm_small: squared gradient norm at the small batch size.
+    sq_norm_big: squared gradient norm at the big batch size.
+    b_small: the small batch size.
+    b_big: the big batch size.
+    decay: the EMA decay :math:`\\beta` in [0, 1).
+
+  Returns:
+    The new state.
+
+  Raises:
+    ValueError: for a concrete decay outside [0, 1) or bad batch sizes.
+
+  Examples:
+    >>> s = init()
+    >>> for small, big in [(10.0, 4.0), (12.0, 5.0)]:
+    ...   s = update(s, small, big, 8, 32, decay=0.9)
+    >>> print(f'{float(b_simple(s)):.2f}', int(s.count))
+    29.61 2
+  """
+  if isinstance(decay, (int, float)) and not 0.0 <= decay < 1.0:
+    raise ValueError(f'{decay=} must be in [0, 1)')
+  g2, trace = estimate(sq_norm_small, sq_norm_big, b_small, b_big, num_examples)
+  xp = _xp(state, g2, decay)
+  beta = xp.asarray(decay, xp.float32)
+  one = xp.asarray(1.0, xp.float32)
+  return NoiseScaleState(
+    g2=beta * xp.asarray(state.g2, xp.float32) + (one - beta) * g2,
+    trace=beta * xp.asarray(state.trace, xp.float32) + (one - beta) * trace,
+    weight=beta * xp.asarray(state.weight, xp.float32) + (one - beta),
+    count=xp.asarray(state.count, xp.int32) + xp.asarray(1, xp.int32),
+  )
+
+
+def averages(state: NoiseScaleState) -> tuple[Any, Any]:
+  """Bias-corrected averages ``(g2, trace)``; NaN before the first update.
+
+  .. math::
+    \\hat{|G|^2} = m^{G}_t / w_t, \\qquad \\hat{S} = m^{S}_t / w_t
+  """
+  xp = _xp(state)
+  w = xp.asarray(state.weight, xp.float32)
+  safe = xp.where(w > 0, w, xp.asarray(1.0, xp.float32))
+  nan = xp.asarray(xp.nan, xp.float32)
+  g2 = xp.where(w > 0, xp.asarray(state.g2, xp.float32) / safe, nan)
+  trace = xp.where(w > 0, xp.asarray(state.trace, xp.float32) / safe, nan)
+  return g2, trace
+
+
+def b_simple(state: NoiseScaleState) -> Any:
+  """The noise scale estimate: ratio of the averaged estimates.
+
+  .. math::
+    \\hat{\\mathcal{B}}_{\\mathrm{simple}} = \\frac{\\hat S}{\\hat{|G|^2}}
+
+  (The bias corrections cancel in the ratio.) NaN before the first update
+  or while the :math:`|G|^2` average is not positive (noise dominates the
+  measurement: take more or bigger batches).
+
+  Args:
+    state: a :class:`NoiseScaleState`.
+
+  Returns:
+    float32 scalar (jax under jit, numpy on the host).
+
+  Examples:
+    >>> s = update(init(), 10.0, 4.0, 8, 32)
+    >>> print(f'{float(b_simple(s)):.1f}')
+    32.0
+  """
+  xp = _xp(state)
+  g2, trace = averages(state)
+  ok = g2 > 0
+  safe = xp.where(ok, g2, xp.asarray(1.0, xp.float32))
+  return xp.where(ok, trace / safe, xp.asarray(xp.nan, xp.float32))
+
+
+class SlicedNorms(NamedTuple):
+  """Result of :func:`sliced_sq_norms`.
+
+  Attributes:
+    grad: the gradient of the whole batch (mean of the slice gradients),
+      usable for the parameter update.
+    sq_norm_small: mean over slices of the slices' squared gradient norms.
+    sq_norm_big: squared norm of ``grad``.
+    b_small: examples per slice.
+    b_big: examples in the batch.
+    aux: the per-slice auxiliary outputs stacked on a leading axis (None
+      unless ``has_aux``).
+  """
+
+  grad: Any
+  sq_norm_small: jax.Array
+  sq_norm_big: jax.Array
+  b_small: int
+  b_big: int
+  aux: Any = None
+
+
+def sliced_sq_norms(
+  grad_fn: Callable[..., Any],
+  params: Any,
+  batch: Any,
+  num_slices: int,
+  *,
+  has_aux: bool = False,
+) -> SlicedNorms:
+  """Squared gradient norms of a batch and of its slices, on one device.
+
+  The batch (a pytree whose leaves share a leading axis of size B) is split
+  into ``num_slices`` disjoint equal slices; their gradients are computed
+  together with ``jax.vmap``. Because ``grad_fn`` returns the gradient of a
+  *mean* loss, the batch gradient is the mean of the slice gradients:
+
+  .. math::
+    G_{B} = \\frac1k \\sum_{j=1}^k G^{(j)}_{B/k}, \\quad
+    |G_{B_s}|^2 \\approx \\frac1k \\sum_j |G^{(j)}_{B/k}|^2, \\quad
+    B_s = B/k, \\; B_b = B.
+
+  Feed the result to :func:`update`. Memory: k gradient-sized buffers.
+
+  Args:
+    grad_fn: ``grad_fn(params, batch) -> grads`` (or ``(grads, aux)`` with
+      ``has_aux``) of the mean loss over the batch.
+    params: the parameters.
+    batch: pytree of arrays with a common leading axis B.
+    num_slices: k >= 2, a divisor of B.
+    has_aux: whether ``grad_fn`` also returns an auxiliary output.
+
+  Returns:
+    A :class:`SlicedNorms`.
+
+  Raises:
+    ValueError: if ``num_slices < 2`` or does not divide the batch.
+
+  Examples:
+    >>> import jax, jax.numpy as jnp
+    >>> grad_fn = jax.grad(lambda w, x: jnp.mean((x - w) ** 2))
+    >>> r = sliced_sq_norms(grad_fn, 0.0, jnp.array([1.0, 3.0, 0.0, 4.0]), 2)
+    >>> # slice gradients -4 and -4, batch gradient -4
+    >>> print(float(r.sq_norm_small), float(r.sq_norm_big), r.b_small, r.b_big)
+    16.0 16.0 2 4
+  """
+  leaves = jax.tree_util.tree_leaves(batch)
+  if not leaves:
+    raise ValueError('batch must contain at least one array')
+  size = leaves[0].shape[0]
+  if num_slices < 2:
+    raise ValueError(f'{num_slices=} must be >= 2')
+  if size % num_slices:
+    raise ValueError(f'{num_slices=} must divide the batch size {size}')
+  per = size // num_slices
+  sliced = jax.tree_util.tree_map(
+    lambda x: x.reshape((num_slices, per, *x.shape[1:])), batch
+  )
+  out = jax.vmap(grad_fn, in_axes=(None, 0))(params, sliced)
+  grads, aux = out if has_aux else (out, None)
+  per_slice = jax.vmap(sq_norm)(grads)
+  grad = jax.tree_util.tree_map(lambda g: jnp.mean(g, axis=0), grads)
+  return SlicedNorms(
+    grad=grad,
+    sq_norm_small=jnp.mean(per_slice),
+    sq_norm_big=sq_norm(grad),
+    b_small=per,
+    b_big=size,
+    aux=aux,
+  )
+
+
+def exact(per_example_grads: Any) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Exact |G|^2, tr(Sigma) and B_simple from per-example gradients.
+
+  .. math::
+    G = \\frac1N \\sum_i g_i, \\quad
+    \\operatorname{tr}(\\Sigma) = \\frac{1}{N-1} \\sum_i |g_i - G|^2, \\quad
+    \\mathcal{B}_{\\mathrm{simple}} = \\operatorname{tr}(\\Sigma) / |G|^2
+
+  (divisor N - 1: the value the two-batch estimator is unbiased for when
+  batches are drawn without replacement). Use ``jax.vmap(jax.grad(loss))``
+  over the whole dataset to get ``per_example_grads``; cost N gradients.
+
+  Args:
+    per_example_grads: pytree whose leaves have a leading axis N >= 2.
+
+  Returns:
+    ``(g2, trace, b_simple)`` as float32 scalars.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> g2, tr, b = exact(jnp.array([[1.0], [3.0]]))
+    >>> print(float(g2), float(tr), float(b))
+    4.0 2.0 0.5
+  """
+  leaves = [
+    jnp.asarray(x, jnp.float32).reshape((x.shape[0], -1))
+    for x in jax.tree_util.tree_leaves(per_example_grads)
+  ]
+  n = leaves[0].shape[0]
+  if n < 2:
+    raise ValueError(f'need at least 2 per-example gradients, got {n}')
+  mean = [jnp.mean(x, axis=0) for x in leaves]
+  g2 = sum(jnp.sum(m**2) for m in mean)
+  trace = sum(
+    jnp.sum((x - m) ** 2) for x, m in zip(leaves, mean, strict=True)
+  ) / (n - 1)
+  return g2, trace, trace / g2
+
+
+def realisable_sizes(
+  base: int, max_batch_size: int, *, kind: str = 'pow2'
+) -> tuple[int, ...]:
+  """Batch sizes a data-parallel plan can realise, up to a maximum.
+
+  ``kind='pow2'``: ``base * 2**j``; ``kind='multiple'``: ``base * j``. Use
+  ``base = num_devices * micro_batch`` so every size keeps the compiled
+  micro-batch shape (growth then only adds accumulation steps).
+
+  Args:
+    base: the smallest size, >= 1.
+    max_batch_size: the largest allowed size, >= base.
+    kind: 'pow2' or 'multiple'.
+
+  Returns:
+    Sorted tuple of sizes.
+
+  Raises:
+    ValueError: for bad arguments.
+
+  Examples:
+    >>> print(realisable_sizes(32, 300))
+    (32, 64, 128, 256)
+    >>> print(realisable_sizes(32, 100, kind='multiple'))
+    (32, 64, 96)
+  """
+  if base < 1:
+    raise ValueError(f'{base=} must be >= 1')
+  if max_batch_size < base:
+    raise ValueError(f'{max_batch_size=} must be >= base={base}')
+  if kind == 'pow2':
+    return tuple(
+      base * 2**j for j in range(int(math.log2(max_batch_size / base)) + 1)
+    )
+  if kind == 'multiple':
+    return tuple(base * j for j in range(1, max_batch_size // base + 1))
+  raise ValueError(f"{kind=} must be 'pow2' or 'multiple'")
+
+
+@dataclasses.dataclass(frozen=True)
+class AdaptiveBatch:
+  """Batch size policy that grows the batch toward the measured B_simple.
+
+  Given the current noise scale estimate :math:`\\hat B` and the current
+  batch :math:`B_t`, the next batch is
+
+  .. math::
+    B_{t+1} = \\operatorname{round}_{\\mathcal{R}}\\big(
+      \\min(\\hat B, \\gamma B_t, B_{\\max})\\big),
+    \\qquad B_{t+1} \\ge B_t \\text{ unless shrinking is allowed}
+
+  where :math:`\\operatorname{round}_{\\mathcal{R}}` picks a size from the
+  realisable set :math:`\\mathcal{R}` (the largest one not above the target
+  for ``rounding='down'``, the nearest in log scale for ``'nearest'``) and
+  :math:`\\gamma` is ``max_growth``. Beyond B_simple a larger batch gains
+  little per example (McCandlish et al.), so growth stops there. A NaN
+  estimate keeps the current batch. Pure: call it on the host between
+  steps; the realisable set keeps the number of compiled shapes small.
+
+  Attributes:
+    sizes: realisable batch sizes (e.g. :func:`realisable_sizes`).
+    max_batch_size: upper bound (None: the largest of ``sizes``).
+    max_growth: largest factor per call, >= 1 (``math.inf``: jump).
+    allow_shrink: whether the batch may decrease when B_simple falls.
+    rounding: 'down' or 'nearest'.
+
+  Examples:
+    >>> policy = AdaptiveBatch(sizes=(32, 64, 128, 256, 512), max_growth=2.0)
+    >>> print(policy(b_simple=300.0, current=32))
+    64
+    >>> print(policy(b_simple=300.0, current=128))
+    256
+    >>> print(policy(b_simple=300.0, current=256))
+    256
+    >>> print(policy(b_simple=40.0, current=256))
+    256
+
+  References:
+    McCandlish et al. 2018, "An Empirical Model of Large-Batch Training".
+  """
+
+  sizes: Sequence[int]
+  max_batch_size: int | None = None
+  max_growth: float = 2.0
+  allow_shrink: bool = False
+  rounding: str = 'down'
+
+  def __post_init__(self):
+    sizes = tuple(sorted({int(s) for s in self.sizes}))
+    if not sizes or sizes[0] < 1:
+      raise ValueError(f'sizes={self.sizes!r} must be positive integers')
+    object.__setattr__(self, 'sizes', sizes)
+    if self.max_batch_size is not None and self.max_batch_size < sizes[0]:
+      raise ValueError(
+        f'max_batch_size={self.max_batch_size} must be >= the smallest size '
+        f'{sizes[0]}'
+      )
+    if not self.max_growth >= 1.0:
+      raise ValueError(f'max_growth={self.max_growth} must be >= 1')
+    if self.rounding not in ('down', 'nearest'):
+      raise ValueError(
+        f"rounding={self.rounding!r} must be 'down' or 'nearest'"
+      )
+
+  def __call__(self, b_simple: float, current: int) -> int:
+    """Returns the next batch size (a Python int from ``sizes``)."""
+    cap = self.max_batch_size or self.sizes[-1]
+    allowed = [s for s in self.sizes if s <= cap]
+    estimate_ = float(b_simple)
+    if math.isnan(estimate_):
+      return int(current)
+    target = min(max(estimate_, 1.0), self.max_growth * current, cap)
+    if self.rounding == 'down':
+      below = [s for s in allowed if s <= target * (1 + 1e-9)]
+      nxt = below[-1] if below else allowed[0]
+    else:
+      nxt = min(allowed, key=lambda s: abs(math.log(s / target)))
+    if not self.allow_shrink and nxt < current:
+      # Keep the current size if realisable, else the smallest one above it.
+      above = [s for s in allowed if s >= current]
+      nxt = above[0] if above else allowed[-1]
+    return int(nxt)
+
+
+__all__ = [
+  'AdaptiveBatch',
+  'NoiseScaleState',
+  'SlicedNorms',
+  'averages',
+  'b_simple',
+  'estimate',
+  'exact',
+  'init',
+  'realisable_sizes',
+  'sliced_sq_norms',
+  'sq_norm',
+  'update',
+]
