@@ -554,10 +554,9 @@ def _phases(t, starts, ends, points, anneal):
   for i in reversed(range(len(ends))):
     a, b = starts[i], ends[i]
     pct = jnp.clip((tf - a) / jnp.float32(b - a), 0.0, 1.0)
-    if anneal == 'cos':
-      v = points[i + 1] + (points[i] - points[i + 1]) * _half_cos(pct)
-    else:
-      v = points[i] + (points[i + 1] - points[i]) * pct
+    # A convex combination, so each phase ends exactly on its end value.
+    w = _half_cos(pct) if anneal == 'cos' else 1.0 - pct
+    v = points[i] * w + points[i + 1] * (1.0 - w)
     out = jnp.where(tf <= b, v, out)
   return out
 
