@@ -1,0 +1,316 @@
+"""Builders: Smith's equivalent ramps, linear/geometric ramps, cyclic."""
+
+import math
+
+import jax
+import numpy as np
+import pytest
+
+from lrjax import rules
+from lrjax.batch import (
+  BatchSchedule,
+  PiecewiseConstant,
+  cyclic,
+  from_lr_decay,
+  geometric_ramp,
+  linear_ramp,
+  per_update,
+  round_batch_size,
+)
+
+N = 50000
+SMITH = dict(
+  milestones=(60, 120, 160), factors=0.2, num_epochs=200, momentum=0.9
+)
+
+
+def _smith(cap):
+  return from_lr_decay(0.1, 128, N, max_batch_size=cap, **SMITH)
+
+
+def test_smith_three_schedules_hand_table():
+  decay, hybrid, increase = _smith(128), _smith(3200), _smith(N)
+  assert str(decay.batch_schedule) == 'stages(128@200,n=50000)'
+  assert decay.lr.values == pytest.approx((0.1, 0.02, 0.004, 0.0008))
+  assert decay.lr.boundaries == (60, 120, 160)
+  assert str(hybrid.batch_schedule) == 'stages(128@60,640@60,3200@80,n=50000)'
+  assert hybrid.lr.values == pytest.approx((0.1, 0.02))
+  assert hybrid.lr.boundaries == (160,)
+  assert str(increase.batch_schedule) == (
+    'stages(128@60,640@60,3200@40,16000@40,n=50000)'
+  )
+  assert increase.lr.values == (0.1,)
+  # Updates by hand: ceil(3e6/128) = 23438 (seen 3000064), then
+  # ceil(2999936/640) = 4688 (6000384), ceil(1999616/3200) = 625 (8000384),
+  # ceil(1999616/16000) = 125 (10000384).
+  assert decay.batch_schedule.num_updates == 78125
+  assert increase.batch_schedule.num_updates_per_stage == (
+    23438,
+    4688,
+    625,
+    125,
+  )
+  assert increase.batch_schedule.num_examples_total == 10000384
+  assert hybrid.batch_schedule.num_updates_per_stage == (23438, 4688, 1250)
+  for r in (decay, hybrid, increase):
+    assert r.momentum == 0.9
+    assert r.noise_scale_ratio == pytest.approx((1.0,) * 4, rel=1e-12)
+    assert 0 <= r.batch_schedule.num_examples_total - 200 * N < 16000
+
+
+def test_default_cap_is_a_tenth_of_the_dataset():
+  r = from_lr_decay(0.1, 128, N, **SMITH)
+  assert r.batch_schedule.batch_size_per_stage == (128, 640, 3200, 5000)
+  # The LR takes the rest of the /5: 16000 / 5000 = 3.2.
+  assert r.lr.values == pytest.approx((0.1, 0.1 / 3.2), rel=1e-12)
+
+
+def test_noise_scale_identical_across_smith_schedules_at_every_epoch():
+  # g = lr N / (B (1 - m)) = 0.1 * 50000 / (128 * 0.1) = 390.625, / 5 per
+  # milestone.
+  def g_hand(epoch):
+    return 390.625 / 5 ** sum(epoch >= m for m in (60, 120, 160))
+
+  runs = [_smith(128), _smith(3200), _smith(N), _smith(None)]
+  for r in runs:
+    schedule = r.batch_schedule
+    lr = jax.jit(jax.vmap(per_update(r.lr, schedule)))
+    for offset in (0, 0.5):
+      epochs = [e + offset for e in range(200)]
+      updates = [schedule.update_at_epoch(e) for e in epochs]
+      counts = np.asarray(updates, np.int32)
+      got = rules.noise_scale(
+        np.asarray(lr(counts), np.float64),
+        np.asarray(schedule.batch_size_at(counts), np.float64),
+        N,
+        r.momentum,
+        exact=False,
+      )
+      want = [g_hand(schedule.epoch_at_host(u)) for u in updates]
+      # float32 LR values: 1 ulp.
+      np.testing.assert_allclose(got, want, rtol=2e-7)
+      # Stage switches happen at the first update past each milestone.
+      if offset == 0:
+        np.testing.assert_allclose(got, [g_hand(e) for e in epochs], rtol=2e-7)
+
+
+def test_increased_initial_lr_and_momentum_variants():
+  # lr x5 -> batch x5; momentum 0.9 -> 0.98 -> batch x5 again.
+  r = from_lr_decay(0.1, 128, N, lr_scale=5, **SMITH, max_batch_size=N)
+  # The last ideal batch, 80000, is above the cap N: B = N, LR x 50000/80000.
+  assert r.batch_schedule.batch_size_per_stage == (640, 3200, 16000, N)
+  assert r.lr.values == pytest.approx((0.5, 0.5 * 50000 / 80000))
+  r = from_lr_decay(
+    0.1, 128, N, lr_scale=5, new_momentum=0.98, **SMITH, max_batch_size=N
+  )
+  assert r.momentum == 0.98
+  assert r.batch_schedule.batch_size_per_stage[:2] == (3200, 16000)
+  assert float(r.lr(0)) == pytest.approx(0.5)
+
+
+def test_rounding_to_realisable_sizes_reports_the_change_of_g():
+  r = from_lr_decay(0.1, 128, N, multiple_of=24, **SMITH)
+  # nearest multiples of 24: 128 -> 120, 640 -> 648, 3200 -> 3192; the cap
+  # 5000 -> 4992 with the LR solved for it (g kept).
+  assert r.batch_schedule.batch_size_per_stage == (120, 648, 3192, 4992)
+  assert r.noise_scale_ratio == pytest.approx(
+    (128 / 120, 640 / 648, 3200 / 3192, 1.0), rel=1e-12
+  )
+  assert r.lr.values == pytest.approx((0.1, 0.1 / 5**3 * 4992 / 128))
+
+
+def test_exact_noise_scale_form():
+  r = from_lr_decay(0.1, 128, N, exact=True, **SMITH)
+  for i, b in enumerate(r.batch_schedule.batch_size_per_stage):
+    g_target = 0.1 * 0.2**i * (N / 128 - 1) / 0.1
+    ideal = N / (1 + g_target * 0.1 / 0.1)
+    if ideal <= 5000:
+      assert b == round(ideal)
+    lr = float(r.lr(60 * i))
+    g = lr * (N / b - 1) / 0.1
+    assert g / g_target == pytest.approx(r.noise_scale_ratio[i], rel=1e-6)
+
+
+@pytest.mark.parametrize(
+  'kwargs, match',
+  [
+    (dict(milestones=(120, 60)), 'milestones'),
+    (dict(milestones=(60, 60)), 'milestones'),
+    (dict(milestones=(0, 60)), 'milestones'),
+    (dict(milestones=(60, 250)), 'milestones'),
+    (dict(factors=float('nan')), 'factors'),
+    (dict(factors=float('inf')), 'factors'),
+    (dict(factors=-0.2), 'factors'),
+    (dict(factors=(0.2, 0.2)), 'factors'),
+    (dict(batch_size=0), 'batch_size'),
+    (dict(batch_size=-128), 'batch_size'),
+    (dict(batch_size=60000), 'batch_size'),
+    (dict(lr=0.0), 'lr'),
+    (dict(lr=float('nan')), 'lr'),
+    (dict(momentum=1.0), 'momentum'),
+    (dict(new_momentum=-0.1), 'momentum'),
+    (dict(max_batch_size=60000), 'max_batch_size'),
+    (dict(max_batch_size=0), 'max_batch_size'),
+    (dict(num_epochs=0), 'num_epochs'),
+    (dict(multiple_of=0), 'multiple_of'),
+    (dict(lr_scale=0), 'lr_scale'),
+  ],
+)
+def test_from_lr_decay_bad_input(kwargs, match):
+  args = dict(lr=0.1, batch_size=128, num_examples=N, **SMITH)
+  args.update(kwargs)
+  with pytest.raises((ValueError, TypeError), match=match):
+    from_lr_decay(**args)
+
+
+def test_round_batch_size_rule():
+  table = [
+    ((100, 1), 100),
+    ((100.4, 1), 100),
+    ((100.5, 1), 101),  # ties up
+    ((12, 8), 16),  # 1.5 -> 2
+    ((11.9, 8), 8),
+    ((1, 8), 8),  # at least one multiple
+    ((3200, 24), 3192),
+    ((5000, 24, 4999), 4992),  # capped to the largest multiple below the cap
+  ]
+  for args, want in table:
+    assert round_batch_size(*args) == want, args
+  with pytest.raises(ValueError, match='batch_size'):
+    round_batch_size(0)
+  with pytest.raises(ValueError, match='batch_size'):
+    round_batch_size(float('nan'))
+  with pytest.raises(ValueError, match='multiple_of'):
+    round_batch_size(10, 0)
+  with pytest.raises(ValueError, match='max_batch_size'):
+    round_batch_size(10, 8, 7)
+
+
+def test_linear_ramp_megatron_table():
+  s = linear_ramp(
+    32, 128, 32, ramp_examples=3000, num_epochs=5, num_examples=1000
+  )
+  assert str(s) == 'stages(32@1000ex,64@1000ex,96@1000ex,128@2000ex,n=1000)'
+  # ceil(1000/32) = 32 (seen 1024), ceil(976/64) = 16 (2048),
+  # ceil(952/96) = 10 (3008), ceil(1992/128) = 16 (5056).
+  assert s.num_updates_per_stage == (32, 16, 10, 16)
+  assert s.num_examples_total == 5056
+  # Ramp in epochs with a length not divisible by the steps: the example
+  # targets 333.33, 666.67, 1000 round up, without drift.
+  s = linear_ramp(8, 32, 8, ramp_epochs=1, num_epochs=2, num_examples=1000)
+  assert s.stages[0].examples == 334 and s.stages[1].examples == 333
+  assert s.stages[2].examples == 333 and s.stages[3].examples == 1000
+  assert s.batch_size_per_stage == (8, 16, 24, 32)
+
+
+@pytest.mark.parametrize(
+  'kwargs, match',
+  [
+    (
+      dict(start=30),
+      'start=30 is not a multiple of multiple_of=8; nearest realisable: 24, 32',
+    ),
+    (dict(stop=112), 'stop - start = 80 must be a multiple of increment=32'),
+    (dict(increment=0), 'increment'),
+    (dict(increment=12), 'increment=12 must be a multiple'),
+    (dict(stop=2000), 'stop=2000 is above num_examples'),
+    (dict(stop=16, start=32), 'stop'),
+    (dict(num_epochs=0.5), 'num_epochs'),
+    (dict(ramp_epochs=None), 'ramp_epochs'),
+  ],
+)
+def test_linear_ramp_bad_input(kwargs, match):
+  args = dict(
+    start=32,
+    stop=128,
+    increment=32,
+    ramp_epochs=1,
+    num_epochs=3,
+    num_examples=1000,
+    multiple_of=8,
+  )
+  args.update(kwargs)
+  with pytest.raises((ValueError, TypeError), match=match):
+    linear_ramp(**args)
+
+
+def test_geometric_ramp_table():
+  s = geometric_ramp(
+    8,
+    96,
+    2,
+    ramp_examples=4000,
+    num_epochs=6,
+    num_examples=1000,
+    multiple_of=8,
+  )
+  # 8, 16, 32, 64 are below 96: four steps of 1000 examples, then 96.
+  assert s.batch_size_per_stage == (8, 16, 32, 64, 96)
+  assert [st.examples for st in s.stages] == [1000] * 4 + [2000]
+  s = geometric_ramp(
+    10, 100, 3, ramp_epochs=2, num_epochs=2, num_examples=900, multiple_of=5
+  )
+  # 10, 30, 90 (< 100), each 600 examples; 100 gets no time.
+  assert s.batch_size_per_stage == (10, 30, 90)
+  with pytest.raises(ValueError, match='factor'):
+    geometric_ramp(8, 96, 1, ramp_epochs=1, num_epochs=2, num_examples=1000)
+  with pytest.raises(ValueError, match='factor'):
+    geometric_ramp(
+      8, 96, float('inf'), ramp_epochs=1, num_epochs=2, num_examples=1000
+    )
+
+
+def test_cyclic_table():
+  # 1/B between 1/400 and 1/100; stage middles at phases 1/8, 3/8, 5/8, 7/8
+  # give triangle heights 1/4, 3/4, 3/4, 1/4; the excursion halves per cycle.
+  def batch(height, cycle):
+    return round(1 / (1 / 400 + (1 / 100 - 1 / 400) * 0.5**cycle * height))
+
+  s = cyclic(
+    100,
+    400,
+    cycle_epochs=1,
+    num_epochs=2.5,
+    num_examples=4000,
+    stages_per_cycle=4,
+  )
+  want = [batch(h, c) for c in (0, 1, 2) for h in (0.25, 0.75, 0.75, 0.25)]
+  want = want[:10]  # 2.5 cycles
+  merged = [want[0]]
+  for b in want[1:]:
+    if b != merged[-1]:
+      merged.append(b)
+  assert list(s.batch_size_per_stage) == merged
+  assert merged[:3] == [229, 123, 229]
+  assert 0 <= s.num_examples_total - 10000 < max(merged)
+  with pytest.raises(ValueError, match='decay'):
+    cyclic(100, 400, cycle_epochs=1, num_epochs=2, num_examples=4000, decay=2)
+  with pytest.raises(ValueError, match='stages_per_cycle'):
+    cyclic(
+      100,
+      400,
+      cycle_epochs=1,
+      num_epochs=2,
+      num_examples=4000,
+      stages_per_cycle=1,
+    )
+  with pytest.raises(ValueError, match='cycle_epochs'):
+    cyclic(100, 400, cycle_epochs=0, num_epochs=2, num_examples=4000)
+
+
+def test_piecewise_constant_policy():
+  p = PiecewiseConstant((0.1, 0.02, 0.004), (60, 120))
+  got = jax.jit(jax.vmap(p))(np.asarray([0, 59.9, 60, 119, 120, 500.0]))
+  np.testing.assert_allclose(got, [0.1, 0.1, 0.02, 0.02, 0.004, 0.004])
+  assert str(p) == 'piecewise(0.1/0.02/0.004,boundaries=60/120)'
+  assert hash(p) == hash(PiecewiseConstant((0.1, 0.02, 0.004), (60.0, 120.0)))
+  with pytest.raises(ValueError, match='boundaries'):
+    PiecewiseConstant((1, 2, 3), (5, 4))
+  with pytest.raises(ValueError, match='values'):
+    PiecewiseConstant((1, 2), ())
+  with pytest.raises(ValueError, match='values'):
+    PiecewiseConstant((1, math.nan), (3,))
+
+
+def test_builders_return_batch_schedules():
+  assert isinstance(_smith(None).batch_schedule, BatchSchedule)
