@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import json
 import math
 import os
-import queue
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -19,6 +16,8 @@ import numpy as np
 from absl import logging
 
 from lrjax import metrics as lmetrics
+from lrjax import noise as lnoise
+from lrjax.data import Prefetcher, Sampler, process_slice
 from lrjax.train import _setup
 from lrjax.train._checkpoint import Checkpointer
 from lrjax.train._config import TrainConfig
@@ -57,6 +56,8 @@ class TrainResult:
     examples_seen: training examples consumed.
     wall_time: seconds of this call.
     compile_seconds: per-device micro-batch size -> seconds to compile.
+    num_compiles: train-step compilations in this call (one per distinct
+      micro-batch shape).
     metrics_path: path of metrics.jsonl.
     params: the final parameters (numpy, one replica).
     skipped_updates: non-finite micro-steps skipped (nan_policy='skip').
@@ -69,6 +70,7 @@ class TrainResult:
   examples_seen: int
   wall_time: float
   compile_seconds: dict[int, float]
+  num_compiles: int
   metrics_path: str
   params: Any
   skipped_updates: int
@@ -77,50 +79,6 @@ class TrainResult:
 
 class NonFiniteError(FloatingPointError):
   """Training produced a non-finite loss or gradient norm."""
-
-
-class _Prefetcher:
-  """Runs an iterator in a background thread; records consumer wait time."""
-
-  def __init__(self, iterable: Any, buffer_size: int = 2) -> None:
-    self._queue: queue.Queue = queue.Queue(maxsize=buffer_size)
-    self._done = object()
-    self._stop = threading.Event()
-    self.wait_seconds = 0.0
-
-    def work():
-      try:
-        for item in iterable:
-          while not self._stop.is_set():
-            try:
-              self._queue.put(item, timeout=0.1)
-              break
-            except queue.Full:
-              continue
-          if self._stop.is_set():
-            return
-        self._queue.put(self._done)
-      except BaseException as e:  # surfaced in the consumer
-        self._queue.put(e)
-
-    self._thread = threading.Thread(target=work, daemon=True)
-    self._thread.start()
-
-  def __iter__(self) -> Iterator[Any]:
-    return self
-
-  def __next__(self) -> Any:
-    start = time.perf_counter()
-    item = self._queue.get()
-    self.wait_seconds += time.perf_counter() - start
-    if item is self._done:
-      raise StopIteration
-    if isinstance(item, BaseException):
-      raise item
-    return item
-
-  def close(self) -> None:
-    self._stop.set()
 
 
 def _initialize_distributed(config: TrainConfig) -> None:
@@ -149,28 +107,6 @@ def _smith_g(lr: float, batch: int, n: int, momentum: float) -> float:
     return float(rules.noise_scale(lr, batch, n, momentum))
   except ValueError:
     return float('nan')
-
-
-class _Noise:
-  """Host EMA of McCandlish's unbiased |G|^2 and tr(Sigma) estimates."""
-
-  def __init__(self, decay: float, state: list[float] | None = None):
-    self.decay = decay
-    # [ema_g2, ema_trace, count] with bias correction by count.
-    self.state = list(state) if state else [0.0, 0.0, 0.0]
-
-  def update(self, sq_small, sq_big, b_small, b_big) -> None:
-    g2 = (b_big * sq_big - b_small * sq_small) / (b_big - b_small)
-    trace = (sq_small - sq_big) / (1.0 / b_small - 1.0 / b_big)
-    d = self.decay
-    self.state[0] = d * self.state[0] + (1 - d) * g2
-    self.state[1] = d * self.state[1] + (1 - d) * trace
-    self.state[2] += 1
-
-  def b_simple(self) -> float:
-    if self.state[2] == 0 or self.state[0] == 0:
-      return float('nan')
-    return self.state[1] / self.state[0]
 
 
 def train_and_evaluate(config: TrainConfig, workdir: str) -> TrainResult:
@@ -268,18 +204,23 @@ def train_and_evaluate(config: TrainConfig, workdir: str) -> TrainResult:
 
   update = int(meta.get('update', 0))
   examples = int(meta.get('examples', 0))
-  from lrjax.data import Sampler
+  decay = config.noise.decay
 
   sampler = Sampler(n_train, seed=config.seed)
   if 'sampler' in meta:
     sampler.restore(tuple(meta['sampler']))
-  noise = _Noise(config.noise.decay, meta.get('noise'))
+  noise_state = lnoise.init()
+  if 'noise' in meta:
+    g2, trace, weight, count = meta['noise']
+    noise_state = lnoise.NoiseScaleState(
+      np.float32(g2), np.float32(trace), np.float32(weight), np.int32(count)
+    )
   next_eval = float(meta.get('next_eval', config.eval_every or math.inf))
   state = runner.put_state(host_state)
   del host_state
 
   # Compile the first stage's shape now, the others in the background.
-  first_stage = plan.stage_of(update)
+  first_stage = _setup.stage_of(schedule, update)
   order = [plan.stages[first_stage].micro_batch] + [
     m for m in plan.micro_batches if m != plan.stages[first_stage].micro_batch
   ]
@@ -311,18 +252,16 @@ def train_and_evaluate(config: TrainConfig, workdir: str) -> TrainResult:
   def batches(update0: int, sampler_) -> Iterator[Any]:
     """Micro-batches from update0 on, with the sampler state after each."""
     for u in range(update0, total_updates):
-      stage = plan.stage_of(u)
+      stage = _setup.stage_of(schedule, u)
       sp = plan.stages[stage]
       for j in range(sp.accum_steps):
         global_micro = replicas * sp.micro_batch
         idx, ep = sampler_.next_with_epochs(global_micro)
-        share = _setup.process_rows(
-          global_micro, jax.process_index(), jax.process_count()
-        )
+        pi, pc = jax.process_index(), jax.process_count()
         local = train_ds.take(
-          idx[share],
+          process_slice(idx, pi, pc),
           augment_seed=config.seed if config.augment else None,
-          epochs=ep[share],
+          epochs=process_slice(ep, pi, pc),
         )
         yield (
           u,
@@ -378,19 +317,26 @@ def train_and_evaluate(config: TrainConfig, workdir: str) -> TrainResult:
     m = {
       'update': update_,
       'examples': examples,
-      'stage': plan.stage_of(max(update_ - 1, 0)),
+      'stage': _setup.stage_of(schedule, max(update_ - 1, 0)),
       'epoch': examples / n_train,
       'sampler': list(sampler_state),
-      'noise': list(noise.state),
+      'noise': [float(v) for v in noise_state],
       'next_eval': next_eval if math.isfinite(next_eval) else 1e300,
       'seed': config.seed,
     }
-    ckpt.save(update_, runner.get_state(state), m)
+    host = runner.get_state(state)
+    if not all(np.all(np.isfinite(a)) for a in jax.tree.leaves(host.params)):
+      raise NonFiniteError(
+        f'non-finite parameters at update {update_}, epoch '
+        f'{examples / n_train:.4f}; not checkpointed, the last checkpoint is '
+        'intact (lower the LR or set nan_policy=skip)'
+      )
+    ckpt.save(update_, host, m)
 
   last_train: dict[str, Any] = {}
   last_test: dict[str, Any] = {}
   acc = {'loss': 0.0, 'accuracy': 0.0, 'n': 0}
-  prefetch = _Prefetcher(batches(update, sampler), buffer_size=2)
+  prefetch = Prefetcher(batches(update, sampler), buffer_size=2)
   progress.start(update, examples)
   skipped = 0
   pending: Any = None  # (info, device metrics) of the step in flight
@@ -398,17 +344,18 @@ def train_and_evaluate(config: TrainConfig, workdir: str) -> TrainResult:
 
   def handle(info: dict[str, Any], dev_metrics: Any) -> None:
     """Host work for a finished micro-step (runs one step behind)."""
-    nonlocal last_train, skipped
+    nonlocal last_train, skipped, noise_state
     m = runner.metrics(dev_metrics)
     skipped = int(m['skipped'])
     sp = plan.stages[info['stage']]
     if not m['finite'] and not skip:
       raise NonFiniteError(
         f'non-finite loss {m["loss"]} or gradient norm^2 '
-        f'{m["sq_norm_global"]} at update {info["update"]} (micro-step '
-        f'{info["micro"]}), epoch {info["epoch"]:.4f}, lr '
-        f'{m["learning_rate"]:.6g}, batch size {sp.batch_size}; the last '
-        'checkpoint is intact (lower the LR or set nan_policy=skip)'
+        f'{m["sq_norm_global"]} at step {info["update"] + 1} (update index '
+        f'{info["update"]}, micro-step {info["micro"]}), epoch '
+        f'{info["epoch"]:.4f}, lr {m["learning_rate"]:.6g}, batch size '
+        f'{sp.batch_size}; the last checkpoint is intact (lower the LR or '
+        'set nan_policy=skip)'
       )
     if m['finite']:
       acc['loss'] += m['loss']
@@ -421,13 +368,17 @@ def train_and_evaluate(config: TrainConfig, workdir: str) -> TrainResult:
       if info.get('slices') is not None:
         small, big = info['slices']
         b_small = sp.micro_batch // config.noise.num_slices
-        noise.update(small, big, b_small, sp.micro_batch)
+        noise_state = lnoise.update(
+          noise_state, small, big, b_small, sp.micro_batch, decay
+        )
       elif replicas > 1 and m['finite']:
-        noise.update(
+        noise_state = lnoise.update(
+          noise_state,
           m['sq_norm_local'],
           m['sq_norm_global'],
           sp.micro_batch,
           sp.micro_batch * replicas,
+          decay,
         )
     if u % config.log_every == 0 or u == total_updates:
       rates = progress.update(u, info['examples'])
@@ -455,7 +406,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str) -> TrainResult:
       if 'weight_decay' in m:
         rec['weight_decay'] = m['weight_decay']
       if config.noise.enabled:
-        rec['noise_scale'] = noise.b_simple()
+        rec['noise_scale'] = float(lnoise.b_simple(noise_state))
       writer.write(rec)
       logging.info(
         '%s eta=%s',
@@ -534,6 +485,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str) -> TrainResult:
     examples_seen=examples,
     wall_time=time.perf_counter() - wall_start,
     compile_seconds=dict(runner.compile_seconds),
+    num_compiles=runner.num_compiles,
     metrics_path=metrics_path,
     params=params,
     skipped_updates=skipped,
@@ -595,8 +547,3 @@ def _make_slice_fn(model: Any, config: TrainConfig) -> Any:
     return float(small), float(big)
 
   return fn
-
-
-def write_json(path: str, obj: Any) -> None:
-  with open(path, 'w') as f:
-    json.dump(obj, f, indent=2, sort_keys=True)

@@ -16,6 +16,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -172,6 +173,14 @@ class Runner:
         abstract, self.batch_spec(micro, image_shape), epoch
       ).compile()
       self.compile_seconds[micro] = time.perf_counter() - start
+      logging.info(
+        'Compiled the %s train step for micro-batch %d per device '
+        '(%d devices) in %.2f s',
+        self.mode,
+        micro,
+        self.num_devices,
+        self.compile_seconds[micro],
+      )
       self.num_compiles += 1
       self._compiled[micro] = compiled
       return compiled

@@ -2,104 +2,44 @@
 
 from __future__ import annotations
 
-import dataclasses
-import math
+import bisect
 import numbers
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from lrjax.train._config import TrainConfig
 
 
-@dataclasses.dataclass(frozen=True)
-class StagePlan:
-  """Execution of one batch stage: replicas * micro_batch * accum = batch."""
-
-  batch_size: int
-  micro_batch: int
-  accum_steps: int
-  num_updates: int
-  first_update: int
-
-
-@dataclasses.dataclass(frozen=True)
-class Plan:
-  """The accumulation plan of a whole batch schedule.
-
-  Attributes:
-    stages: one StagePlan per stage.
-    num_replicas: devices over all processes.
-  """
-
-  stages: tuple[StagePlan, ...]
-  num_replicas: int
-
-  @property
-  def micro_batches(self) -> tuple[int, ...]:
-    """Distinct per-device micro-batch sizes (= compiled shapes), in order
-    of first use."""
-    seen: list[int] = []
-    for s in self.stages:
-      if s.micro_batch not in seen:
-        seen.append(s.micro_batch)
-    return tuple(seen)
-
-  @property
-  def needs_accumulation(self) -> bool:
-    return any(s.accum_steps > 1 for s in self.stages)
-
-  def stage_of(self, update: int) -> int:
-    """Stage index of update ``update`` (the last stage beyond the end)."""
-    for i, s in enumerate(self.stages):
-      if update < s.first_update + s.num_updates:
-        return i
-    return len(self.stages) - 1
-
-  def every_k_schedule(self, count: jax.typing.ArrayLike) -> jax.Array:
-    """Accumulation steps of real update ``count`` (jit-safe)."""
-    starts = jnp.asarray([s.first_update for s in self.stages], jnp.int32)
-    ks = jnp.asarray([s.accum_steps for s in self.stages], jnp.int32)
-    idx = jnp.searchsorted(starts, jnp.asarray(count, jnp.int32), 'right')
-    return ks[jnp.clip(idx - 1, 0, len(self.stages) - 1)]
-
-
 def make_plan(
   schedule: Any, num_replicas: int, max_device_batch: int | None
-) -> Plan:
-  """Per stage the per-device micro-batch and accumulation steps.
-
-  The accumulation steps are the smallest ``k`` with ``batch / replicas``
-  divisible by ``k`` and ``batch / (replicas * k) <= max_device_batch``.
+) -> Any:
+  """The accumulation plan (``lrjax.batch.plan``), errors naming fields.
 
   Raises:
-    ValueError: (naming ``batch``) when a stage's batch is not a multiple of
-      the replicas.
+    ValueError: (naming ``batch`` or ``max_device_batch``) when a stage's
+      batch cannot be split over the replicas.
   """
-  stages = []
-  first = 0
-  for i, (b, n) in enumerate(
-    zip(
-      schedule.batch_size_per_stage, schedule.num_updates_per_stage, strict=True
-    )
-  ):
+  from lrjax import batch as lbatch
+
+  for i, b in enumerate(schedule.batch_size_per_stage):
     if b % num_replicas:
       raise ValueError(
         f'batch: stage {i} batch size {b} is not divisible by the '
         f'{num_replicas} devices; use a multiple of {num_replicas} or set '
         'num_devices to a divisor of it'
       )
-    per_device = b // num_replicas
-    k = 1
-    if max_device_batch is not None:
-      k = max(1, math.ceil(per_device / max_device_batch))
-      while per_device % k:
-        k += 1
-    stages.append(StagePlan(b, per_device // k, k, n, first))
-    first += n
-  return Plan(tuple(stages), num_replicas)
+  cap = max_device_batch or max(schedule.batch_size_per_stage)
+  try:
+    return lbatch.plan(schedule, num_replicas, cap)
+  except ValueError as e:
+    raise ValueError(f'batch / max_device_batch={max_device_batch}: {e}') from e
+
+
+def stage_of(schedule: Any, update: int) -> int:
+  """Host-side stage index of ``update`` (the last stage past the end)."""
+  return max(bisect.bisect_right(schedule.boundaries, update) - 1, 0)
 
 
 def batch_schedule(config: TrainConfig, num_examples: int) -> Any:
@@ -203,12 +143,6 @@ def select_devices(config: TrainConfig) -> list[Any]:
       )
     out.extend(mine[:per_process])
   return out
-
-
-def process_rows(num: int, process_index: int, process_count: int) -> slice:
-  """This process' contiguous share of ``num`` rows."""
-  per = num // process_count
-  return slice(process_index * per, (process_index + 1) * per)
 
 
 def as_numpy_state(tree: Any) -> Any:

@@ -59,7 +59,7 @@ def make_optimizer(
 
   ``learning_rate``, ``momentum`` and ``weight_decay`` may be floats, optax
   schedules of the real update count, or optax stateful schedules (plateau
-  policies); all are injected with ``optax.inject_stateful_hyperparams`` so
+  policies); all are injected with ``optax.inject_hyperparams`` so
   their values in force are in the optimizer state. ``momentum`` is ``b1``
   for the Adam family. Weight decay is L2 added to the gradient for
   'sgd'/'nesterov' and decoupled for 'adamw', 'lamb' and 'lars'; 'adam'
@@ -83,10 +83,15 @@ def make_optimizer(
   Raises:
     ValueError: for an unknown ``name``.
   """
+  if name not in ('sgd', 'nesterov', 'adam', 'adamw', 'lamb', 'lars'):
+    raise ValueError(
+      f'optimizer={name!r} is unknown; use sgd, nesterov, adam, adamw, '
+      'lamb or lars'
+    )
   use_wd = _is_stateful(weight_decay) or callable(weight_decay)
   use_wd = use_wd or float(weight_decay) != 0.0
 
-  def factory(learning_rate, momentum, weight_decay=0.0):
+  def factory(learning_rate, momentum, weight_decay):
     if name in ('sgd', 'nesterov'):
       sgd = optax.sgd(
         learning_rate, momentum=momentum, nesterov=name == 'nesterov'
@@ -107,19 +112,18 @@ def make_optimizer(
       return optax.lamb(
         learning_rate, b1=momentum, b2=b2, weight_decay=weight_decay
       )
-    if name == 'lars':
-      return optax.lars(
-        learning_rate, weight_decay=weight_decay, momentum=momentum
-      )
-    raise ValueError(
-      f'optimizer={name!r} is unknown; use sgd, nesterov, adam, adamw, '
-      'lamb or lars'
+    return optax.lars(
+      learning_rate, weight_decay=weight_decay, momentum=momentum
     )
 
-  kwargs = {'learning_rate': learning_rate, 'momentum': momentum}
   if use_wd:
-    kwargs['weight_decay'] = weight_decay
-  tx = optax.inject_stateful_hyperparams(factory)(**kwargs)
+    tx = optax.inject_hyperparams(factory)(
+      learning_rate=learning_rate, momentum=momentum, weight_decay=weight_decay
+    )
+  else:
+    tx = optax.inject_hyperparams(
+      lambda learning_rate, momentum: factory(learning_rate, momentum, 0.0)
+    )(learning_rate=learning_rate, momentum=momentum)
   accumulate = every_k_schedule is not None and not (
     isinstance(every_k_schedule, int) and every_k_schedule == 1
   )

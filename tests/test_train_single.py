@@ -1,0 +1,315 @@
+"""Trainer on one device: validation, accumulation, compile counts, NaN guard,
+in-process resume, metrics files."""
+
+import io
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lrjax import metrics as lmetrics
+from lrjax import models
+from lrjax.train import (
+  NoiseConfig,
+  NonFiniteError,
+  TrainConfig,
+  create_train_state,
+  load_checkpoint,
+  make_optimizer,
+  make_train_body,
+  train_and_evaluate,
+)
+from lrjax.train._parallel import Runner
+from lrjax.train._step import hyperparams
+
+TINY = dict(
+  dataset='synthetic',
+  synthetic_examples=256,
+  synthetic_shape=(4, 4, 1),
+  synthetic_classes=10,
+  model='mlp',
+  model_kwargs={'hidden': (16,)},
+  num_devices=1,
+  eval_every=0,
+  lr=0.1,
+  momentum=0.9,
+)
+
+
+def tiny(**kw):
+  return TrainConfig(**{**TINY, **kw})
+
+
+def _leaves_equal(a, b):
+  return all(
+    np.array_equal(x, y)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+  )
+
+
+# Validation ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+  'changes, field',
+  [
+    ({'optimizer': 'rmsprop'}, 'optimizer'),
+    ({'parallel': 'pjit'}, 'parallel'),
+    ({'max_device_batch': 0}, 'max_device_batch'),
+    ({'nan_policy': 'ignore'}, 'nan_policy'),
+    ({'log_every': 0}, 'log_every'),
+    ({'noise': NoiseConfig(decay=1.0)}, 'noise.decay'),
+    ({'num_processes': 2}, 'coordinator_address'),
+    (
+      {'process_id': 3, 'num_processes': 2, 'coordinator_address': 'h:1'},
+      'process_id',
+    ),
+  ],
+)
+def test_validate_names_the_field(changes, field):
+  with pytest.raises(ValueError, match=field):
+    tiny(**changes).validate()
+
+
+@pytest.mark.parametrize(
+  'changes, field',
+  [
+    ({'batch': 30, 'num_devices': 4}, 'batch'),  # 30 % 4 != 0
+    ({'batch': 512}, 'batch'),  # more than the 256 examples
+    ({'num_devices': 64}, 'num_devices'),
+    ({'lr': 'no_such_policy(1)'}, 'lr'),
+  ],
+)
+def test_bad_values_fail_before_compiling(changes, field, tmp_path):
+  with pytest.raises(ValueError, match=field):
+    train_and_evaluate(tiny(**changes), str(tmp_path))
+  assert not os.path.exists(tmp_path / 'checkpoints')
+
+
+# The step ----------------------------------------------------------------
+
+
+def _setup_step(every_k, skip=False, lr=None):
+  model = models.get('mlp', num_classes=10, hidden=(16,))
+  tx = make_optimizer(
+    'sgd',
+    learning_rate=lr or (lambda c: 0.1 / (1.0 + c)),
+    momentum=0.9,
+    weight_decay=1e-3,
+    every_k_schedule=every_k,
+    skip_non_finite=skip,
+  )
+  host = create_train_state(model, tx, (4, 4, 1), seed=0)
+  runner = Runner(
+    make_train_body(model, tx, skip_non_finite=skip),
+    jax.devices()[:1],
+    'shard_map',
+  )
+  return host, runner
+
+
+def _data(n, seed=0):
+  rng = np.random.RandomState(seed)
+  return {
+    'image': rng.randn(n, 4, 4, 1).astype(np.float32),
+    'label': rng.randint(0, 10, n).astype(np.int32),
+  }
+
+
+def test_accumulated_micro_batches_equal_one_big_batch():
+  data = _data(64)
+  host, big = _setup_step(None)
+  state = big.put_state(host)
+  step = big.compile(state, 32, (4, 4, 1))
+  for u in range(2):
+    b = {k: v[32 * u : 32 * (u + 1)] for k, v in data.items()}
+    state, m_big = step(state, big.put_batch(b), np.float32(0))
+  p_big = big.get_state(state).params
+
+  host, acc = _setup_step(4)
+  state = acc.put_state(host)
+  step = acc.compile(state, 8, (4, 4, 1))
+  for i in range(8):
+    b = {k: v[8 * i : 8 * (i + 1)] for k, v in data.items()}
+    state, m_acc = step(state, acc.put_batch(b), np.float32(0))
+  host_acc = acc.get_state(state)
+  for x, y in zip(
+    jax.tree.leaves(p_big), jax.tree.leaves(host_acc.params), strict=True
+  ):
+    np.testing.assert_allclose(x, y, rtol=0, atol=1e-5)
+  # The LR schedule's counter counts real updates: 2, not 8 micro-steps,
+  # and the second update used lr(1) = 0.1 / 2.
+  inner = host_acc.opt_state.inner_opt_state
+  assert int(inner.count) == 2
+  assert big.metrics(m_big)['learning_rate'] == pytest.approx(0.05, rel=1e-7)
+  assert acc.metrics(m_acc)['learning_rate'] == pytest.approx(0.05, rel=1e-7)
+
+
+@pytest.mark.parametrize('every_k', [None, 2])
+def test_skip_policy_skips_non_finite_updates(every_k):
+  host, runner = _setup_step(every_k, skip=True, lr=0.1)
+  state = runner.put_state(host)
+  step = runner.compile(state, 8, (4, 4, 1))
+  before = runner.get_state(state)
+  bad = _data(8)
+  bad['image'][0, 0, 0, 0] = np.nan
+  state, m = step(state, runner.put_batch(bad), np.float32(0))
+  after = runner.get_state(state)
+  m = runner.metrics(m)
+  assert not m['finite'] and m['skipped'] == 1
+  assert _leaves_equal(before.params, after.params)
+  for _ in range(2):
+    state, m = step(state, runner.put_batch(_data(8, 1)), np.float32(0))
+  after = runner.get_state(state)
+  assert runner.metrics(m)['skipped'] == 1
+  assert not _leaves_equal(before.params, after.params)
+  assert all(np.all(np.isfinite(a)) for a in jax.tree.leaves(after.params))
+
+
+def test_optimizers_build_and_step():
+  for name in ('sgd', 'nesterov', 'adam', 'adamw', 'lamb', 'lars'):
+    tx = make_optimizer(
+      name, learning_rate=0.01, momentum=0.9, weight_decay=1e-4
+    )
+    params = {'w': jnp.ones((3,))}
+    state = tx.init(params)
+    upd, state = tx.update(
+      {'w': jnp.ones((3,))}, state, params, value=1.0, epoch=0.0
+    )
+    assert np.all(np.isfinite(np.asarray(upd['w']))), name
+    hp = hyperparams(state)
+    assert float(hp['learning_rate']) == pytest.approx(0.01), name
+  with pytest.raises(ValueError, match='optimizer'):
+    make_optimizer('rmsprop', learning_rate=0.1, momentum=0.0, weight_decay=0)
+
+
+# The loop ----------------------------------------------------------------
+
+CONTRACT_KEYS = {
+  'step',
+  'epoch',
+  'examples',
+  'loss',
+  'accuracy',
+  'lr',
+  'momentum',
+  'batch_size',
+  'accum_steps',
+  'micro_batch',
+  'noise_g',
+  'examples_per_sec',
+  'steps_per_sec',
+  'eta_sec',
+}
+
+
+def test_three_stage_ramp_compiles_each_shape_once(tmp_path):
+  # Four stages, three distinct micro-batches: 128 > max_device_batch=64 is
+  # accumulated as 2 x 64 and reuses the 64 program.
+  config = tiny(
+    batch='stages(16@2up,32@2up,64@2up,128@2up)',
+    max_device_batch=64,
+    log_every=1,
+    keep_checkpoints=0,
+  )
+  result = train_and_evaluate(config, str(tmp_path))
+  assert result.num_compiles == 3
+  assert sorted(result.compile_seconds) == [16, 32, 64]
+  records = [json.loads(x) for x in open(result.metrics_path)]
+  train = [r for r in records if 'split' not in r]
+  evals = [r for r in records if r.get('split') == 'test']
+  assert [r['batch_size'] for r in train] == [16, 16, 32, 32, 64, 64, 128, 128]
+  assert [r['accum_steps'] for r in train] == [1] * 6 + [2, 2]
+  assert [r['micro_batch'] for r in train] == [16, 16, 32, 32, 64, 64, 64, 64]
+  assert [r['examples'] for r in train] == [16, 32, 64, 96, 160, 224, 352, 480]
+  assert train[-1]['epoch'] == pytest.approx(480 / 256)
+  for r in train:
+    assert CONTRACT_KEYS <= set(r), CONTRACT_KEYS - set(r)
+    assert r['lr'] == pytest.approx(0.1)
+    assert r['momentum'] == pytest.approx(0.9)
+  assert len(evals) == 1
+  assert {'loss', 'accuracy', 'top5_accuracy'} <= set(evals[0])
+  assert json.load(open(tmp_path / 'config.json'))['max_device_batch'] == 64
+  assert result.num_updates == 8 and result.examples_seen == 480
+
+
+def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path):
+  # LR 0.1 for the first 0.1 epochs (updates 1-2), then inf: the third
+  # update makes the parameters inf and the fourth step's loss NaN.
+  config = tiny(
+    batch=16,
+    num_epochs=1,
+    lr=lambda epoch: jnp.where(epoch < 0.1, 0.1, jnp.inf),
+    checkpoint_every=2,
+  )
+  with pytest.raises(
+    NonFiniteError, match=r'step 4\b.*epoch 0\.1875.*lr inf.*batch size 16'
+  ):
+    train_and_evaluate(config, str(tmp_path))
+  state, meta = load_checkpoint(str(tmp_path))
+  assert meta['update'] == 2
+  assert all(np.all(np.isfinite(a)) for a in jax.tree.leaves(state['params']))
+
+
+def test_resume_equals_uninterrupted_bitwise(tmp_path):
+  config = tiny(
+    batch='stages(16@4up,32@6up)',
+    max_device_batch=16,
+    checkpoint_every=3,
+    log_every=2,
+    noise=NoiseConfig(enabled=True, every=2, num_slices=2),
+  )
+  full = train_and_evaluate(config, str(tmp_path / 'full'))
+  part = train_and_evaluate(
+    config.replace(max_updates=5), str(tmp_path / 'split')
+  )
+  assert part.num_updates == 5
+  rest = train_and_evaluate(config, str(tmp_path / 'split'))
+  assert rest.resumed_from == 5 and rest.num_updates == 10
+  assert _leaves_equal(full.params, rest.params)
+  assert full.train_metrics['noise_scale'] == rest.train_metrics['noise_scale']
+  assert full.train_metrics['examples'] == rest.train_metrics['examples'] == 256
+  again = train_and_evaluate(config, str(tmp_path / 'split'))
+  assert again.resumed_from == 10 and _leaves_equal(full.params, again.params)
+
+
+# Metric writers ------------------------------------------------------------
+
+
+def test_progress_rates_and_eta_with_injected_clock():
+  times = iter([10.0, 12.0, 13.0])
+  p = lmetrics.Progress(total_steps=100, clock=lambda: next(times))
+  p.start(step=0, examples=0)
+  r = p.update(step=10, examples=320)
+  assert r == {'steps_per_sec': 5.0, 'examples_per_sec': 160.0, 'eta_sec': 18.0}
+  r = p.update(step=20, examples=960)
+  # Since the last call: 10 steps and 640 examples in 1 s; the ETA uses the
+  # whole-run rate, 3 s / 20 steps, for the 80 steps left.
+  assert r['steps_per_sec'] == 10.0 and r['examples_per_sec'] == 640.0
+  assert r['eta_sec'] == pytest.approx(12.0)
+
+
+def test_progress_bar_only_on_terminals():
+  stream = io.StringIO()
+  bar = lmetrics.ProgressBar(4, stream=stream, width=4)
+  bar.update(2, 'loss=1')
+  assert stream.getvalue() == ''  # StringIO is not a terminal
+  assert bar.render(2, 'loss=1') == '[##--] 2/4 loss=1'
+  forced = lmetrics.ProgressBar(4, stream=stream, enabled=True, width=4)
+  forced.update(4)
+  assert stream.getvalue() == '\r[####] 4/4'
+
+
+def test_jsonl_and_logging_writers(tmp_path):
+  path = str(tmp_path / 'm' / 'metrics.jsonl')
+  w = lmetrics.JsonlWriter(path)
+  w.write({'step': 1, 'loss': np.float32(0.5), 'lr': float('nan')})
+  w.close()
+  assert json.loads(open(path).read()) == {'step': 1, 'loss': 0.5, 'lr': 'nan'}
+  line = lmetrics.LoggingWriter(('step', 'loss'), prefix='train ').format(
+    {'loss': 0.123456, 'step': 7, 'other': 1}
+  )
+  assert line == 'train step=7 loss=0.1235'
