@@ -434,3 +434,200 @@ def test_validation_messages_name_the_argument():
     S.constant(float('nan'))
   with pytest.raises(ValueError, match="amplitude='x'"):
     S.sine(0.0, high=1.0, length=2, amplitude='x')
+
+
+# Values printed by real PyTorch 2.13.0 (CPU wheel, throwaway venv; torch is
+# not a dependency): the learning rate (or momentum) of an SGD optimizer at
+# each of the first steps, `scheduler.step()` after every `optimizer.step()`.
+TORCH_TABLES = [
+  (
+    'step',
+    S.step(0.1, length=3, gamma=0.5),
+    [0.1, 0.1, 0.1, 0.05, 0.05, 0.05, 0.025, 0.025, 0.025, 0.0125],
+  ),
+  (
+    'multistep',
+    S.multistep(0.1, milestones=(2, 5, 7), gamma=0.2),
+    [0.1, 0.1, 0.02, 0.02, 0.02, 0.004, 0.004, 0.0008, 0.0008, 0.0008],
+  ),
+  (
+    'exponential',
+    S.exponential(0.1, gamma=0.9),
+    [0.1, 0.09, 0.081, 0.0729, 0.06561, 0.059049],
+  ),
+  (
+    'polynomial',
+    S.polynomial(0.1, length=6, power=2),
+    [
+      0.1,
+      0.06944444444,
+      0.04444444444,
+      0.025,
+      0.01111111111,
+      0.002777777778,
+      0,
+      0,
+      0,
+    ],
+  ),
+  (
+    'cosine',
+    S.cosine(0.1, length=8, end=0.001),
+    [
+      0.1,
+      0.09623203686,
+      0.08550178567,
+      0.0694428299,
+      0.0505,
+      0.0315571701,
+      0.01549821433,
+      0.004767963141,
+      0.001,
+    ],
+  ),
+  (
+    'sgdr',
+    S.cosine_restarts(0.1, period=3, mult=2, end=0.01),
+    [
+      0.1,
+      0.0775,
+      0.0325,
+      0.1,
+      0.09397114317,
+      0.0775,
+      0.055,
+      0.0325,
+      0.01602885683,
+      0.1,
+      0.09846666218,
+      0.09397114317,
+      0.08681980515,
+      0.0775,
+      0.06664685703,
+      0.055,
+      0.04335314297,
+      0.0325,
+      0.02318019485,
+      0.01602885683,
+      0.01153333782,
+      0.1,
+    ],
+  ),
+  (
+    'linear',
+    S.linear(0.025, end=0.1, length=4),
+    [0.025, 0.04375, 0.0625, 0.08125, 0.1, 0.1, 0.1],
+  ),
+  (
+    'cyclic2',
+    S.triangular(0.01, high=0.1, length=2, length_down=3, amplitude='half'),
+    [
+      0.01,
+      0.055,
+      0.1,
+      0.07,
+      0.04,
+      0.01,
+      0.0325,
+      0.055,
+      0.04,
+      0.025,
+      0.01,
+      0.02125,
+      0.0325,
+      0.025,
+      0.0175,
+      0.01,
+    ],
+  ),
+  (
+    'cyclic_exp',
+    S.triangular(0.01, high=0.1, length=3, amplitude='exp', gamma=0.9),
+    [
+      0.01,
+      0.037,
+      0.0586,
+      0.07561,
+      0.049366,
+      0.0277147,
+      0.01,
+      0.024348907,
+      0.0358280326,
+      0.04486784401,
+    ],
+  ),
+  (
+    'onecycle',
+    S.onecycle(0.1, length=10, pct_start=0.25),
+    [
+      0.004,
+      0.076,
+      0.09890738441,
+      0.09045088792,
+      0.0750001,
+      0.05522660226,
+      0.03454941208,
+      0.01654380351,
+      0.004323109827,
+      4e-07,
+    ],
+  ),
+  (
+    'onecycle_momentum',
+    S.onecycle_momentum(10, pct_start=0.25),
+    [
+      0.95,
+      0.875,
+      0.85109262,
+      0.8595491503,
+      0.875,
+      0.8947735768,
+      0.9154508497,
+      0.9334565303,
+      0.9456772729,
+      0.95,
+    ],
+  ),
+  (
+    'onecycle3',
+    S.onecycle(
+      0.1, length=12, pct_start=0.25, anneal='linear', three_phase=True
+    ),
+    [
+      0.004,
+      0.052,
+      0.1,
+      0.052,
+      0.004,
+      0.003428628571,
+      0.002857257143,
+      0.002285885714,
+      0.001714514286,
+      0.001143142857,
+      0.0005717714286,
+      4e-07,
+    ],
+  ),
+  (
+    'onecycle3_momentum',
+    S.onecycle_momentum(12, pct_start=0.25, anneal='linear', three_phase=True),
+    [0.95, 0.9, 0.85, 0.9, 0.95, 0.95, 0.95, 0.95, 0.95, 0.95, 0.95, 0.95],
+  ),
+]
+
+
+@pytest.mark.parametrize(
+  'name,policy,values', TORCH_TABLES, ids=[x[0] for x in TORCH_TABLES]
+)
+def test_matches_pytorch_printed_values(name, policy, values):
+  del name
+  check(policy, np.arange(len(values)), values, rtol=2e-6, atol=2e-8)
+
+
+def test_cosine_holds_its_floor_where_pytorch_turns_up():
+  # PyTorch CosineAnnealingLR(T_max=8, eta_min=0.001), steps 9..12 (printed
+  # by PyTorch 2.13.0): the cosine comes back up; lrjax holds the floor.
+  torch_after = [0.004767963141, 0.01549821433, 0.0315571701, 0.0505]
+  got = run(S.cosine(0.1, length=8, end=0.001), np.arange(9, 13))
+  np.testing.assert_allclose(got, 0.001, rtol=1e-6)
+  assert np.all(np.asarray(torch_after) > 0.004)
