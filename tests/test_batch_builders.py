@@ -1,15 +1,13 @@
 """Builders: Smith's equivalent ramps, linear/geometric ramps, cyclic."""
 
-import math
 
 import jax
 import numpy as np
 import pytest
 
-from lrjax import rules
+from lrjax import rules, schedules
 from lrjax.batch import (
   BatchSchedule,
-  PiecewiseConstant,
   cyclic,
   from_lr_decay,
   geometric_ramp,
@@ -31,15 +29,15 @@ def _smith(cap):
 def test_smith_three_schedules_hand_table():
   decay, hybrid, increase = _smith(128), _smith(3200), _smith(N)
   assert str(decay.batch_schedule) == 'stages(128@200,n=50000)'
-  assert decay.lr.values == pytest.approx((0.1, 0.02, 0.004, 0.0008))
-  assert decay.lr.boundaries == (60, 120, 160)
+  assert str(decay.lr) == 'multistep(0.1,milestones=60/120/160,gamma=0.2)'
   assert str(hybrid.batch_schedule) == 'stages(128@60,640@60,3200@80,n=50000)'
-  assert hybrid.lr.values == pytest.approx((0.1, 0.02))
-  assert hybrid.lr.boundaries == (160,)
+  assert str(hybrid.lr) == 'multistep(0.1,milestones=160,gamma=0.2)'
   assert str(increase.batch_schedule) == (
     'stages(128@60,640@60,3200@40,16000@40,n=50000)'
   )
-  assert increase.lr.values == (0.1,)
+  assert str(increase.lr) == 'constant(0.1)'
+  for r in (decay, hybrid, increase):
+    assert str(schedules.parse(str(r.lr))) == str(r.lr)
   # Updates by hand: ceil(3e6/128) = 23438 (seen 3000064), then
   # ceil(2999936/640) = 4688 (6000384), ceil(1999616/3200) = 625 (8000384),
   # ceil(1999616/16000) = 125 (10000384).
@@ -62,7 +60,7 @@ def test_default_cap_is_a_tenth_of_the_dataset():
   r = from_lr_decay(0.1, 128, N, **SMITH)
   assert r.batch_schedule.batch_size_per_stage == (128, 640, 3200, 5000)
   # The LR takes the rest of the /5: 16000 / 5000 = 3.2.
-  assert r.lr.values == pytest.approx((0.1, 0.1 / 3.2), rel=1e-12)
+  assert str(r.lr) == 'multistep(0.1,milestones=160,gamma=0.3125)'
 
 
 def test_noise_scale_identical_across_smith_schedules_at_every_epoch():
@@ -99,7 +97,8 @@ def test_increased_initial_lr_and_momentum_variants():
   r = from_lr_decay(0.1, 128, N, lr_scale=5, **SMITH, max_batch_size=N)
   # The last ideal batch, 80000, is above the cap N: B = N, LR x 50000/80000.
   assert r.batch_schedule.batch_size_per_stage == (640, 3200, 16000, N)
-  assert r.lr.values == pytest.approx((0.5, 0.5 * 50000 / 80000))
+  lrs = [float(r.lr(e)) for e in (0, 159, 160)]
+  assert lrs == pytest.approx((0.5, 0.5, 0.5 * 50000 / 80000), rel=1e-7)
   r = from_lr_decay(
     0.1, 128, N, lr_scale=5, new_momentum=0.98, **SMITH, max_batch_size=N
   )
@@ -116,7 +115,8 @@ def test_rounding_to_realisable_sizes_reports_the_change_of_g():
   assert r.noise_scale_ratio == pytest.approx(
     (128 / 120, 640 / 648, 3200 / 3192, 1.0), rel=1e-12
   )
-  assert r.lr.values == pytest.approx((0.1, 0.1 / 5**3 * 4992 / 128))
+  lrs = [float(r.lr(e)) for e in (0, 159, 160)]
+  assert lrs == pytest.approx((0.1, 0.1, 0.1 / 5**3 * 4992 / 128), rel=1e-7)
 
 
 def test_exact_noise_scale_form():
@@ -296,20 +296,6 @@ def test_cyclic_table():
     )
   with pytest.raises(ValueError, match='cycle_epochs'):
     cyclic(100, 400, cycle_epochs=0, num_epochs=2, num_examples=4000)
-
-
-def test_piecewise_constant_policy():
-  p = PiecewiseConstant((0.1, 0.02, 0.004), (60, 120))
-  got = jax.jit(jax.vmap(p))(np.asarray([0, 59.9, 60, 119, 120, 500.0]))
-  np.testing.assert_allclose(got, [0.1, 0.1, 0.02, 0.02, 0.004, 0.004])
-  assert str(p) == 'piecewise(0.1/0.02/0.004,boundaries=60/120)'
-  assert hash(p) == hash(PiecewiseConstant((0.1, 0.02, 0.004), (60.0, 120.0)))
-  with pytest.raises(ValueError, match='boundaries'):
-    PiecewiseConstant((1, 2, 3), (5, 4))
-  with pytest.raises(ValueError, match='values'):
-    PiecewiseConstant((1, 2), ())
-  with pytest.raises(ValueError, match='values'):
-    PiecewiseConstant((1, math.nan), (3,))
 
 
 def test_builders_return_batch_schedules():

@@ -27,7 +27,6 @@ count to examples seen and back:
 """
 
 from lrjax.batch._builders import LrDecayRamp as LrDecayRamp
-from lrjax.batch._builders import PiecewiseConstant as PiecewiseConstant
 from lrjax.batch._builders import cyclic as cyclic
 from lrjax.batch._builders import from_lr_decay as from_lr_decay
 from lrjax.batch._builders import geometric_ramp as geometric_ramp
@@ -45,7 +44,6 @@ __all__ = [
   'AccumulationPlan',
   'BatchSchedule',
   'LrDecayRamp',
-  'PiecewiseConstant',
   'Stage',
   'StagePlan',
   'cyclic',

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import fractions
 import math
 import numbers
 from collections.abc import Sequence
 from typing import NamedTuple
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-
-from lrjax import rules
+from lrjax import rules, schedules
 from lrjax.batch._schedule import BatchSchedule, Stage, _as_fraction
 
 
@@ -75,53 +70,6 @@ def round_batch_size(
   return rounded
 
 
-@dataclasses.dataclass(frozen=True)
-class PiecewiseConstant:
-  """A piecewise-constant policy over epochs (the LR that goes with a ramp).
-
-  ``policy(t) = values[i]`` for ``boundaries[i-1] <= t < boundaries[i]``.
-
-  Attributes:
-    values: one value per piece (len(boundaries) + 1).
-    boundaries: increasing epochs at which the value changes.
-  """
-
-  values: tuple[float, ...]
-  boundaries: tuple[float, ...]
-
-  def __post_init__(self):
-    object.__setattr__(self, 'values', tuple(float(v) for v in self.values))
-    object.__setattr__(
-      self, 'boundaries', tuple(float(b) for b in self.boundaries)
-    )
-    if len(self.values) != len(self.boundaries) + 1:
-      raise ValueError(
-        f'values={self.values} needs len(boundaries) + 1 = '
-        f'{len(self.boundaries) + 1} entries'
-      )
-    if any(not math.isfinite(v) for v in self.values):
-      raise ValueError(f'values={self.values} must be finite')
-    if any(
-      b >= c
-      for b, c in zip(self.boundaries[:-1], self.boundaries[1:], strict=True)
-    ):
-      raise ValueError(f'boundaries={self.boundaries} must increase')
-
-  def __call__(self, t: jax.typing.ArrayLike) -> jax.Array:
-    t = jnp.asarray(t, jnp.float32)
-    edges = jnp.asarray(np.asarray(self.boundaries, np.float32))
-    vals = jnp.asarray(np.asarray(self.values, np.float32))
-    idx = jnp.searchsorted(edges, t, side='right', method='compare_all')
-    return vals[idx]
-
-  def __str__(self) -> str:
-    vals = '/'.join(f'{v:.10g}' for v in self.values)
-    if not self.boundaries:
-      return f'piecewise({vals})'
-    edges = '/'.join(f'{b:.10g}' for b in self.boundaries)
-    return f'piecewise({vals},boundaries={edges})'
-
-
 class LrDecayRamp(NamedTuple):
   """Result of :func:`from_lr_decay`.
 
@@ -135,7 +83,7 @@ class LrDecayRamp(NamedTuple):
   """
 
   batch_schedule: BatchSchedule
-  lr: PiecewiseConstant
+  lr: schedules.Policy
   momentum: float
   noise_scale_ratio: tuple[float, ...]
 
@@ -226,7 +174,7 @@ def from_lr_decay(
     >>> print(r.batch_schedule)
     stages(128@60,640@60,3200@40,5000@40,n=50000)
     >>> print(r.lr)
-    piecewise(0.1/0.03125,boundaries=160)
+    multistep(0.1,milestones=160,gamma=0.3125)
 
     The paper's hybrid (batch x5 twice, then LR /5) caps at 3200:
 
@@ -234,7 +182,7 @@ def from_lr_decay(
     ...                   factors=0.2, num_epochs=200, momentum=0.9,
     ...                   max_batch_size=3200)
     >>> print(r.batch_schedule, r.lr)
-    stages(128@60,640@60,3200@80,n=50000) piecewise(0.1/0.02,boundaries=160)
+    stages(128@60,640@60,3200@80,n=50000) multistep(0.1,milestones=160,gamma=0.2)
 
   References:
     Smith, Kindermans, Ying, Le. Don't Decay the Learning Rate, Increase the
@@ -298,7 +246,7 @@ def from_lr_decay(
     q = num_examples / b - 1 if exact else num_examples / b
     return g * (1 - m_new) / q
 
-  batches, lrs, ratios = [], [], []
+  batches, targets, lrs = [], [], []
   eps = lr
   for i in range(len(marks) + 1):
     if i:
@@ -312,8 +260,27 @@ def from_lr_decay(
       b = k * (cap // k)
       stage_lr = lr_for(g, b)
     batches.append(b)
+    targets.append(g)
     lrs.append(stage_lr)
-    ratios.append(g_of(stage_lr, b, m_new) / g)
+  # The LR as a multistep policy over epochs; its factors are kept to 12
+  # significant digits (a short text form), and the reported g uses them.
+  cuts, steps, step_of_stage = [], [], [1.0]
+  for i in range(1, len(lrs)):
+    ratio = float(f'{lrs[i] / lrs[i - 1]:.12g}')
+    step_of_stage.append(ratio)
+    if ratio != 1.0:
+      cuts.append(_fraction_to_number(marks[i - 1]))
+      steps.append(ratio)
+  if not cuts:
+    policy = schedules.constant(new_lr)
+  elif len(set(steps)) == 1:
+    policy = schedules.multistep(new_lr, milestones=cuts, gamma=steps[0])
+  else:
+    policy = schedules.multistep(new_lr, milestones=cuts, factors=steps)
+  ratios, level = [], new_lr
+  for b, g, step in zip(batches, targets, step_of_stage, strict=True):
+    level *= step
+    ratios.append(g_of(level, b, m_new) / g)
   # One stage per milestone interval; equal neighbours merge (same
   # bookkeeping, shorter text).
   edges = [fractions.Fraction(0)] + marks + [end]
@@ -328,12 +295,6 @@ def from_lr_decay(
     tuple(Stage(b, epochs=_fraction_to_number(e)) for b, e in stages),
     num_examples,
   )
-  values, cuts = [lrs[0]], []
-  for i in range(1, len(lrs)):
-    if lrs[i] != values[-1]:
-      values.append(lrs[i])
-      cuts.append(float(marks[i - 1]))
-  policy = PiecewiseConstant(tuple(values), tuple(cuts))
   return LrDecayRamp(schedule, policy, float(m_new), tuple(ratios))
 
 
