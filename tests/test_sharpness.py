@@ -1,0 +1,210 @@
+"""Tests for lrjax.sharpness on quadratics with known Hessians.
+
+For f(x + y) = 0.5 y^T H y + g^T y + f0 with diagonal H the box maximum
+separates per coordinate: max over |y_i| <= b_i of 0.5 h_i y_i^2 + g_i y_i
+is 0.5 h_i b_i^2 + |g_i| b_i at a vertex, or -g_i^2 / (2 h_i) at the interior
+stationary point when h_i < 0 and |g_i / h_i| <= b_i, whichever is larger.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lrjax import sharpness
+
+_X = np.array([1.0, -2.0, 0.5, 0.0, 3.0], np.float32)
+_H = np.array([2.0, 1.0, -4.0, 0.5, -1.0], np.float32)
+_GR = np.array([0.3, -0.2, 0.1, 0.0, 0.4], np.float32)
+_F0 = 0.7
+
+
+def _quadratic(x0, h, g, f0):
+  h, g, x0 = jnp.asarray(h), jnp.asarray(g), jnp.asarray(x0)
+
+  def f(z):
+    y = z - x0
+    return 0.5 * jnp.sum(h * y * y) + jnp.dot(g, y) + f0
+
+  return f
+
+
+def _box_max(h, g, b):
+  total = 0.0
+  for hi, gi, bi in zip(h, g, b, strict=True):
+    best = 0.5 * hi * bi**2 + abs(gi) * bi
+    if hi < 0 and abs(gi / hi) <= bi:
+      best = max(best, -(gi**2) / (2 * hi))
+    total += best
+  return total
+
+
+def test_full_space_sharpness_matches_box_maximum():
+  eps = 0.1
+  b = eps * (np.abs(_X.astype(np.float64)) + 1)
+  expected = _box_max(_H, _GR, b) / (1 + _F0) * 100
+  # Coordinate 2 has its maximum inside the box: a non-trivial case.
+  assert abs(_GR[2] / _H[2]) < b[2]
+  r = sharpness.eps_sharpness(
+    _quadratic(_X, _H, _GR, _F0), _X, eps=eps, max_iter=200
+  )
+  np.testing.assert_allclose(r.bound, b, rtol=1e-6)
+  np.testing.assert_allclose(r.loss, _F0, rtol=1e-6)
+  np.testing.assert_allclose(r.sharpness, expected, rtol=1e-4)
+
+
+def test_subspace_sharpness_matches_box_maximum():
+  # A = [2 e_0, 0.5 e_2]: f(x + A y) is diagonal in y with curvatures
+  # (4 h_0, 0.25 h_2), linear terms (2 g_0, 0.5 g_2), A^+ x = (x_0/2, 2 x_2).
+  a = np.zeros((5, 2), np.float32)
+  a[0, 0], a[2, 1] = 2.0, 0.5
+  eps = 0.2
+  coords = np.array([_X[0] / 2, 2 * _X[2]], np.float64)
+  b = eps * (np.abs(coords) + 1)
+  h = np.array([4 * _H[0], 0.25 * _H[2]], np.float64)
+  g = np.array([2 * _GR[0], 0.5 * _GR[2]], np.float64)
+  expected = _box_max(h, g, b) / (1 + _F0) * 100
+  r = sharpness.eps_sharpness(
+    _quadratic(_X, _H, _GR, _F0), _X, eps=eps, subspace=a, max_iter=200
+  )
+  np.testing.assert_allclose(r.bound, b, rtol=1e-5)
+  np.testing.assert_allclose(r.sharpness, expected, rtol=1e-4)
+
+
+def test_pga_exact_on_convex_quadratic():
+  # Convex in every coordinate: the maximum is the vertex sign(g) * b, which
+  # signed steps of 2.5 b / K reach and clip to exactly.
+  h = np.abs(_H)
+  g = np.where(_GR == 0, 0.05, _GR).astype(np.float32)
+  eps = 0.1
+  b = eps * (np.abs(_X.astype(np.float64)) + 1)
+  expected = _box_max(h, g, b) / (1 + _F0) * 100
+  f = _quadratic(_X, h, g, _F0)
+  for method in ('pga', 'lbfgsb'):
+    r = sharpness.eps_sharpness(f, _X, eps=eps, method=method, max_iter=20)
+    np.testing.assert_allclose(r.sharpness, expected, rtol=1e-4)
+
+
+def test_random_subspace_default_and_seeded():
+  r1 = sharpness.eps_sharpness(
+    _quadratic(np.zeros(200), np.ones(200), np.zeros(200), 0.0),
+    jnp.zeros(200),
+    subspace=100,
+    seed=3,
+  )
+  assert r1.y.shape == (100,)
+  a = sharpness.random_subspace(200, 100, seed=3)
+  np.testing.assert_array_equal(a, sharpness.random_subspace(200, 100, 3))
+  assert not np.allclose(a, sharpness.random_subspace(200, 100, 4))
+  # x = 0 so the box is eps in every coordinate; f = 0.5 |A y|^2 > 0.
+  np.testing.assert_allclose(r1.bound, 1e-3, rtol=1e-6)
+  expected = 0.5 * float(jnp.sum((a @ jnp.asarray(r1.y)) ** 2)) * 100
+  np.testing.assert_allclose(r1.sharpness, expected, rtol=1e-4)
+  assert r1.sharpness > 0
+
+
+def test_sharpness_validates():
+  f = _quadratic(_X, _H, _GR, _F0)
+  with pytest.raises(ValueError, match='eps'):
+    sharpness.eps_sharpness(f, _X, eps=0.0)
+  with pytest.raises(ValueError, match='method'):
+    sharpness.eps_sharpness(f, _X, method='adam')
+  with pytest.raises(ValueError, match='subspace'):
+    sharpness.eps_sharpness(f, _X, subspace=np.ones((4, 2)))
+  with pytest.raises(ValueError, match='p='):
+    sharpness.random_subspace(5, 6)
+
+
+def _dense_hessian(eigs, seed=0):
+  q, _ = np.linalg.qr(np.random.default_rng(seed).normal(size=(len(eigs),) * 2))
+  return (q * np.asarray(eigs)) @ q.T, q
+
+
+def test_hvp_matches_matrix():
+  h, _ = _dense_hessian([5.0, 3.0, 1.0, -0.5, 0.2])
+  hj = jnp.asarray(h, jnp.float32)
+  f = lambda x: 0.5 * x @ hj @ x + jnp.sum(x**3) / 6  # noqa: E731
+  x = np.array([0.1, -0.2, 0.3, 0.0, 1.0], np.float32)
+  v = np.array([1.0, 2.0, -1.0, 0.5, 0.0], np.float32)
+  # Hessian of sum(x^3)/6 is diag(x).
+  np.testing.assert_allclose(
+    sharpness.hvp(f, x, v), (h + np.diag(x)) @ v, rtol=1e-5, atol=1e-5
+  )
+
+
+def test_top_eigenvalue_dense_under_jit():
+  eigs = [5.0, 3.0, 1.0, -0.5, 0.2]
+  h, q = _dense_hessian(eigs)
+  hj = jnp.asarray(h, jnp.float32)
+  f = lambda x: 0.5 * x @ hj @ x + x[0]  # noqa: E731
+  lam, v = jax.jit(lambda x: sharpness.top_eigenvalue(f, x, num_iters=100))(
+    jnp.ones(5)
+  )
+  # Error decays as (3/5)^100 ~ 1e-22: only float32 rounding remains.
+  np.testing.assert_allclose(lam, 5.0, rtol=1e-5)
+  assert abs(float(jnp.dot(v, jnp.asarray(q[:, 0], jnp.float32)))) > 1 - 1e-5
+
+
+def test_hessian_trace_diagonal_exact():
+  h = np.array([1.0, -2.0, 3.5, 0.25], np.float32)
+  f = lambda x: 0.5 * jnp.sum(h * x**2) + jnp.sum(x)  # noqa: E731
+  # v^T H v = sum_i h_i v_i^2 = tr(H) for every Rademacher v.
+  est = sharpness.hessian_trace(f, jnp.ones(4), num_samples=3, key=1)
+  np.testing.assert_allclose(est, h.sum(), rtol=1e-6)
+
+
+def test_hessian_trace_dense_within_sampling_error():
+  h, _ = _dense_hessian([5.0, 3.0, 1.0, -0.5, 0.2], seed=1)
+  hj = jnp.asarray(h, jnp.float32)
+  f = lambda x: 0.5 * x @ hj @ x  # noqa: E731
+  m = 4000
+  est = float(sharpness.hessian_trace(f, jnp.zeros(5), num_samples=m, key=0))
+  # Var(v^T H v) = 2 sum_{i != k} H_ik^2: allow 4 standard errors.
+  off = h - np.diag(np.diag(h))
+  se = math.sqrt(2 * np.sum(off**2) / m)
+  assert abs(est - np.trace(h)) < 4 * se
+  assert se < 0.1  # and the bound is informative
+
+
+def test_flatten_roundtrip():
+  params = {'w': jnp.arange(6.0).reshape(2, 3), 'b': jnp.array([1.0, 2.0])}
+  f, x, unravel = sharpness.flatten(
+    lambda p: jnp.sum(p['w'] ** 2) + jnp.sum(p['b']), params
+  )
+  assert x.shape == (8,)
+  np.testing.assert_allclose(f(x), 55.0 + 3.0)
+  np.testing.assert_array_equal(unravel(x)['w'], params['w'])
+
+
+def test_interpolate_linear_and_curved():
+  xs = {'w': jnp.array([1.0, 0.0])}
+  xl = {'w': jnp.array([0.0, 2.0])}
+
+  def metrics(p, target):
+    return {
+      'loss': jnp.sum((p['w'] - target) ** 2),
+      'accuracy': jnp.sum(p['w']),
+    }
+
+  alphas = [-1.0, 0.0, 0.5, 1.0, 2.0]
+  data = {'train': jnp.zeros(2), 'test': jnp.ones(2)}
+  r = sharpness.interpolate(metrics, xs, xl, data, alphas=alphas)
+  a = np.asarray(alphas)
+  w = np.stack([1 - a, 2 * a], axis=1)
+  np.testing.assert_allclose(r.metrics['train']['loss'], (w**2).sum(1), 1e-6)
+  np.testing.assert_allclose(
+    r.metrics['test']['loss'], ((w - 1) ** 2).sum(1), 1e-6
+  )
+  np.testing.assert_allclose(r.metrics['train']['accuracy'], w.sum(1), 1e-6)
+  c = sharpness.interpolate(metrics, xs, xl, data, alphas=alphas, path='curved')
+  wc = np.stack([np.cos(np.pi * a / 2), 2 * np.sin(np.pi * a / 2)], axis=1)
+  np.testing.assert_allclose(
+    c.metrics['train']['loss'], (wc**2).sum(1), rtol=1e-5, atol=1e-6
+  )
+  assert c.path == 'curved'
+  default = sharpness.interpolate(metrics, xs, xl, {'train': jnp.zeros(2)})
+  np.testing.assert_allclose(default.alphas, np.linspace(-1, 2, 31))
+  with pytest.raises(ValueError, match='path'):
+    sharpness.interpolate(metrics, xs, xl, data, path='spline')
