@@ -15,3 +15,4 @@ from lrjax.plots._curves import plot_accuracy_vs_cost as plot_accuracy_vs_cost
 from lrjax.plots._curves import plot_curves as plot_curves
 from lrjax.plots._curves import plot_lines as plot_lines
 from lrjax.plots._schedules import plot_schedules as plot_schedules
+from lrjax.plots._batch import plot_batch_schedule as plot_batch_schedule
