@@ -364,10 +364,12 @@ def linear_scaling_warmup(
       \\min(1, t / t_w), \\qquad \\hat\\epsilon = \\epsilon_0 B / B_0,
 
   where :math:`t` is in epochs and :math:`t_w` is ``warmup_epochs``. The LR
-  starts at the base LR (never at 0) and reaches the scaled LR after
-  ``warmup_epochs``, then stays there (compose it with a decay by
-  multiplying, or use :mod:`lrjax.schedules` ``warmup``). Convert it to a
-  step schedule with :func:`lrjax.batch.per_update`.
+  starts at the base LR (never at 0), reaches the scaled LR after
+  ``warmup_epochs`` and stays there. It is ``lrjax.schedules.linear``; for
+  the paper's warmup followed by step decays counted from the start, use
+  ``schedules.warmup(schedules.multistep(lr_hat, milestones=(30, 60, 80)),
+  length=5, start=base_lr / lr_hat, shift=False)``. Convert it to a step
+  schedule with :func:`lrjax.batch.per_update`.
 
   Args:
     batch_size: the global batch size B.
@@ -376,28 +378,29 @@ def linear_scaling_warmup(
     warmup_epochs: :math:`t_w` >= 0 (0: no warmup).
 
   Returns:
-    A jit-safe callable of epochs returning float32.
+    An ``lrjax.schedules.Policy`` over epochs.
 
   Examples:
     >>> from lrjax import rules
     >>> w = rules.linear_scaling_warmup(8192)
+    >>> print(w)
+    linear(0.1,end=3.2,length=5)
     >>> [round(float(w(t)), 4) for t in (0, 2.5, 5, 90)]
     [0.1, 1.65, 3.2, 3.2]
 
   References:
     Goyal et al. 2017, section 2.2 ("gradual warmup").
   """
+  from lrjax import schedules
+
   target = linear_scaling(batch_size, base_lr, base_batch_size)
-  if not (math.isfinite(warmup_epochs) and warmup_epochs >= 0):
+  if not (
+    _concrete(warmup_epochs)
+    and math.isfinite(warmup_epochs)
+    and warmup_epochs >= 0
+  ):
     raise ValueError(f'{warmup_epochs=} must be finite and >= 0')
-  length = float(warmup_epochs)
-
-  def policy(t: jax.typing.ArrayLike) -> jax.Array:
-    t = jnp.asarray(t, jnp.float32)
-    if length == 0:
-      frac = jnp.ones_like(t)
-    else:
-      frac = jnp.clip(t / length, 0.0, 1.0)
-    return (base_lr + (target - base_lr) * frac).astype(jnp.float32)
-
-  return policy
+  target = float(f'{target:.12g}')
+  if warmup_epochs == 0:
+    return schedules.constant(target)
+  return schedules.linear(base_lr, end=target, length=warmup_epochs)
