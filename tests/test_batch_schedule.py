@@ -387,3 +387,31 @@ def test_per_update_is_finite_past_the_end():
   lr = per_update(lambda t: 0.1 * jnp.exp(-t), MIXED)
   value = float(jax.jit(lr)(jnp.int32(2**31 - 1)))
   assert math.isfinite(value) and value >= 0
+
+
+def test_per_update_with_an_lrjax_schedules_policy():
+  from lrjax import schedules
+
+  # multistep over epochs: 0.1, x0.1 from epoch 2, x0.1 from epoch 4.
+  policy = schedules.multistep(0.1, milestones=(2, 4), gamma=0.1)
+  lr = jax.jit(per_update(policy, MIXED))
+  for count, (examples, _, _) in TABLE.items():
+    epoch = examples / 1000
+    want = 0.1 * 0.1 ** ((epoch >= 2) + (epoch >= 4))
+    assert float(lr(count)) == pytest.approx(want, rel=1e-6), count
+
+
+def test_host_methods_return_python_ints_for_numpy_input():
+  got = MIXED.examples_at(np.int64(10))
+  assert type(got) is int and got == 3250
+  assert type(MIXED.update_at_examples(np.int64(3250))) is int
+
+
+def test_update_at_examples_is_exact_beyond_float_precision():
+  # 2**60 examples at batch 3: a float division would be off by far more
+  # than one update.
+  s = BatchSchedule((Stage(3, updates=5),), 100)
+  n = 2**60 + 1
+  assert s.update_at_examples(n) == -(-n // 3)
+  assert s.update_at_examples(fractions.Fraction(7, 2)) == 2
+  assert s.update_at_examples(3.5) == 2

@@ -261,9 +261,9 @@ class BatchSchedule:
 
   # Host methods (exact integers) --------------------------------------------
 
-  def _host_stage(self, update: int) -> int:
+  def _host_stage(self, update: int) -> tuple[int, int]:
     update = _check_int(update, 'update', 0)
-    return bisect.bisect_right(self.boundaries, update) - 1
+    return update, bisect.bisect_right(self.boundaries, update) - 1
 
   def examples_at(self, update: int) -> int:
     """Examples seen after ``update`` optimizer updates (host, exact).
@@ -278,7 +278,7 @@ class BatchSchedule:
     Returns:
       The number of examples seen, a Python int.
     """
-    s = self._host_stage(update)
+    update, s = self._host_stage(update)
     return (
       self.examples_at_boundaries[s]
       + (update - self.boundaries[s]) * self.stages[s].batch_size
@@ -300,11 +300,16 @@ class BatchSchedule:
       raise TypeError(f'examples={examples!r} must be a number')
     if examples < 0:
       raise ValueError(f'examples={examples!r} must be >= 0')
+    if isinstance(examples, numbers.Integral):
+      examples = int(examples)
+    elif not isinstance(examples, fractions.Fraction):
+      examples = _as_fraction(examples, 'examples')
     # Stage whose span (E_{s-1}, E_s] holds the target.
     s = min(bisect.bisect_left(self._ends, examples), self.num_stages - 1)
     start = self.examples_at_boundaries[s]
+    # Exact ceiling division (ints or Fractions, never a float).
     return self.boundaries[s] + max(
-      0, math.ceil((examples - start) / self.stages[s].batch_size)
+      0, -((start - examples) // self.stages[s].batch_size)
     )
 
   def update_at_epoch(self, epoch: float) -> int:
