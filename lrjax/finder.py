@@ -1,0 +1,309 @@
+"""Learning rate range test: an exploration-based LR policy.
+
+Train for a few hundred updates while the learning rate sweeps from tiny to
+huge, record the loss, and read a good LR off the curve: where the loss
+falls fastest, a tenth of where it is lowest, or inside its longest valley.
+The original parameters are never modified: the sweep trains a copy.
+
+References:
+  Smith 2017, "Cyclical Learning Rates for Training Neural Networks", WACV
+  (the LR range test). Howard, Gugger 2020, "fastai: A Layered API for Deep
+  Learning" (suggestions 'minimum / 10', 'steepest', 'valley').
+  Wu, Liu et al. 2019, "Demystifying Learning Rate Policies for High
+  Accuracy Training of Deep Neural Networks" (LRBench: formula-, state- and
+  exploration-based policies).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+
+class RangeTestResult(NamedTuple):
+  """Result of :func:`lr_range_test`.
+
+  Attributes:
+    lrs: the learning rate of each recorded update.
+    losses: the loss of each update's batch, before the update.
+    smoothed: bias-corrected EMA of ``losses``.
+    suggestions: ``{'steepest', 'minimum_over_10', 'valley'}`` -> LR (see
+      :func:`suggest`).
+    stopped_early: whether the sweep stopped on divergence.
+  """
+
+  lrs: np.ndarray
+  losses: np.ndarray
+  smoothed: np.ndarray
+  suggestions: dict[str, float]
+  stopped_early: bool
+
+
+def sweep(
+  min_lr: float, max_lr: float, num_steps: int, mode: str = 'exp'
+) -> np.ndarray:
+  """The learning rates of the sweep.
+
+  .. math::
+    \\eta_i = \\eta_{\\min} (\\eta_{\\max}/\\eta_{\\min})^{i/(n-1)}
+    \\;\\text{(exp)}, \\qquad
+    \\eta_i = \\eta_{\\min} + (\\eta_{\\max} - \\eta_{\\min}) \\frac{i}{n-1}
+    \\;\\text{(linear)}, \\qquad i = 0, \\dots, n-1
+
+  Args:
+    min_lr: first LR, > 0.
+    max_lr: last LR, > min_lr.
+    num_steps: n >= 2.
+    mode: 'exp' or 'linear'.
+
+  Returns:
+    float64 array of n learning rates.
+
+  Raises:
+    ValueError: for bad arguments.
+
+  Examples:
+    >>> print(sweep(1e-3, 1.0, 4).round(6).tolist())
+    [0.001, 0.01, 0.1, 1.0]
+    >>> print(sweep(0.1, 0.4, 4, mode='linear').round(6).tolist())
+    [0.1, 0.2, 0.3, 0.4]
+  """
+  if not min_lr > 0:
+    raise ValueError(f'{min_lr=} must be > 0')
+  if not max_lr > min_lr:
+    raise ValueError(f'{max_lr=} must be > min_lr={min_lr}')
+  if num_steps < 2:
+    raise ValueError(f'{num_steps=} must be >= 2')
+  frac = np.arange(num_steps) / (num_steps - 1)
+  if mode == 'exp':
+    return min_lr * (max_lr / min_lr) ** frac
+  if mode == 'linear':
+    return min_lr + (max_lr - min_lr) * frac
+  raise ValueError(f"{mode=} must be 'exp' or 'linear'")
+
+
+def smooth(losses: Any, beta: float = 0.98) -> np.ndarray:
+  """Bias-corrected exponential moving average.
+
+  .. math::
+    m_i = \\beta m_{i-1} + (1 - \\beta) \\ell_i, \\; m_{-1} = 0, \\qquad
+    \\bar\\ell_i = m_i / (1 - \\beta^{i+1})
+
+  Args:
+    losses: 1-D sequence.
+    beta: decay in [0, 1).
+
+  Returns:
+    float64 array.
+
+  Examples:
+    >>> print(smooth([1.0, 2.0], beta=0.5).tolist())
+    [1.0, 1.6666666666666667]
+  """
+  if not 0.0 <= beta < 1.0:
+    raise ValueError(f'{beta=} must be in [0, 1)')
+  out, m = [], 0.0
+  for i, loss in enumerate(np.asarray(losses, np.float64)):
+    m = beta * m + (1 - beta) * loss
+    out.append(m / (1 - beta ** (i + 1)))
+  return np.asarray(out, np.float64)
+
+
+def suggest(lrs: Any, smoothed: Any, *, log_x: bool = True) -> dict[str, float]:
+  """Suggested learning rates from a (smoothed) range-test curve.
+
+  With :math:`i^* = \\arg\\min_i \\bar\\ell_i` and only points up to
+  :math:`i^*` (the descending part; what follows is divergence):
+
+  - ``'minimum_over_10'``: :math:`\\eta_{i^*} / 10`.
+  - ``'steepest'``: :math:`\\eta_j`, :math:`j = \\arg\\min_{j \\le i^*}
+    d\\bar\\ell/du` with :math:`u = \\log\\eta` (``log_x``) or
+    :math:`u = \\eta`, the derivative by second-order central differences
+    (one-sided at the ends, ``numpy.gradient``).
+  - ``'valley'``: the longest run :math:`[s, e]` of consecutive strictly
+    decreasing values; :math:`\\eta_{s + \\lfloor 2(e - s)/3 \\rfloor}`.
+
+  Args:
+    lrs: 1-D learning rates (increasing).
+    smoothed: 1-D smoothed losses, same length (>= 2).
+    log_x: differentiate with respect to log LR.
+
+  Returns:
+    The three suggestions as Python floats.
+
+  Raises:
+    ValueError: for mismatched or too short inputs.
+
+  Examples:
+    >>> lrs = [1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0]
+    >>> s = suggest(lrs, [2.0, 1.95, 1.0, 0.9, 0.85, 5.0])
+    >>> print(s['steepest'], s['minimum_over_10'], s['valley'])
+    0.01 0.1 0.01
+  """
+  lrs = np.asarray(lrs, np.float64)
+  y = np.asarray(smoothed, np.float64)
+  if lrs.shape != y.shape or lrs.ndim != 1 or lrs.size < 2:
+    raise ValueError(
+      f'{lrs.shape=} and {y.shape=} must be equal 1-D shapes of length >= 2'
+    )
+  finite = np.isfinite(y)
+  best = int(np.argmin(np.where(finite, y, np.inf)))
+  head = slice(0, max(best, 1) + 1)
+  u = np.log(lrs[head]) if log_x else lrs[head]
+  slope = np.gradient(y[head], u)
+  steepest = int(np.argmin(np.where(np.isfinite(slope), slope, np.inf)))
+  start = run_start = 0
+  longest = 0
+  for i in range(1, len(y)):
+    if not y[i] < y[i - 1]:
+      run_start = i
+    if i - run_start > longest:
+      longest, start = i - run_start, run_start
+  valley = start + (2 * longest) // 3
+  return {
+    'steepest': float(lrs[steepest]),
+    'minimum_over_10': float(lrs[best] / 10),
+    'valley': float(lrs[valley]),
+  }
+
+
+def _as_injected(optimizer: Any) -> optax.GradientTransformation:
+  if isinstance(optimizer, optax.GradientTransformation):
+    return optimizer
+  if not callable(optimizer):
+    raise TypeError(
+      f'{optimizer=} must be a factory lr -> GradientTransformation or an '
+      'optax.inject_hyperparams transformation with a learning_rate'
+    )
+  return optax.inject_hyperparams(
+    lambda learning_rate: optimizer(learning_rate)
+  )(learning_rate=0.0)
+
+
+def lr_range_test(
+  loss_fn: Callable[[Any, Any], jax.Array],
+  params: Any,
+  optimizer: Callable[[float], optax.GradientTransformation]
+  | optax.GradientTransformation,
+  batches: Iterable[Any],
+  *,
+  min_lr: float = 1e-7,
+  max_lr: float = 10.0,
+  num_steps: int = 100,
+  mode: str = 'exp',
+  beta: float = 0.98,
+  diverge_factor: float = 4.0,
+) -> RangeTestResult:
+  """Runs the LR range test and suggests learning rates.
+
+  For :math:`i = 0, 1, \\dots`: take the next batch, record its loss
+  :math:`\\ell_i` at the current parameters, then update them with learning
+  rate :math:`\\eta_i` (:func:`sweep`). Stop after ``num_steps`` updates,
+  when ``batches`` runs out, or on divergence:
+  :math:`\\bar\\ell_i > k \\min_{j \\le i} \\bar\\ell_j` (k =
+  ``diverge_factor``) or a non-finite loss. The update step is compiled
+  once; the LR enters it as an argument through
+  ``optax.inject_hyperparams``.
+
+  Args:
+    loss_fn: ``loss_fn(params, batch) -> scalar`` (mean loss of the batch).
+    params: initial parameters (left unchanged).
+    optimizer: a factory ``lr -> optax.GradientTransformation`` (e.g.
+      ``lambda lr: optax.sgd(lr, momentum=0.9)``), or a transformation
+      built with ``optax.inject_hyperparams`` that has a ``learning_rate``.
+    batches: iterable of batches (e.g. the trainer's input pipeline).
+    min_lr: first LR.
+    max_lr: last LR.
+    num_steps: updates in the full sweep.
+    mode: 'exp' (default) or 'linear'.
+    beta: EMA decay for the smoothed loss (:func:`smooth`).
+    diverge_factor: k > 1 of the divergence rule.
+
+  Returns:
+    A :class:`RangeTestResult`.
+
+  Raises:
+    ValueError: for bad arguments or an empty ``batches``.
+
+  Examples:
+    >>> import jax.numpy as jnp, optax
+    >>> loss = lambda w, b: 0.5 * jnp.sum((w - b) ** 2)  # curvature 1
+    >>> batches = [jnp.array([1.0, -1.0]) * (-1) ** i for i in range(100)]
+    >>> r = lr_range_test(loss, jnp.full(2, 5.0), optax.sgd, batches,
+    ...                   min_lr=1e-3, max_lr=10.0, num_steps=100)
+    >>> print(r.stopped_early, len(r.lrs))  # diverges once lr > 2
+    True 87
+    >>> print(f"{r.suggestions['minimum_over_10']:.3f}")
+    0.142
+
+  References:
+    Smith 2017, "Cyclical Learning Rates for Training Neural Networks".
+  """
+  lrs = sweep(min_lr, max_lr, num_steps, mode)
+  if not diverge_factor > 1:
+    raise ValueError(f'{diverge_factor=} must be > 1')
+  tx = _as_injected(optimizer)
+  # Copy so that donation or in-place updates elsewhere never reach params.
+  work = jax.tree_util.tree_map(lambda x: jnp.array(x, copy=True), params)
+  opt_state = tx.init(work)
+  if 'learning_rate' not in getattr(opt_state, 'hyperparams', {}):
+    raise ValueError(
+      'optimizer state has no hyperparams["learning_rate"]: pass a factory '
+      'lr -> GradientTransformation or use optax.inject_hyperparams'
+    )
+
+  @jax.jit
+  def step(p, state, batch, lr):
+    loss, grads = jax.value_and_grad(loss_fn)(p, batch)
+    hp = dict(state.hyperparams)
+    hp['learning_rate'] = jnp.asarray(
+      lr, jnp.asarray(hp['learning_rate']).dtype
+    )
+    state = state._replace(hyperparams=hp)
+    updates, state = tx.update(grads, state, p)
+    return optax.apply_updates(p, updates), state, loss
+
+  losses, smoothed = [], []
+  m, best, stopped = 0.0, math.inf, False
+  for i, batch in zip(range(num_steps), batches, strict=False):
+    work, opt_state, loss = step(work, opt_state, batch, lrs[i])
+    loss = float(loss)
+    losses.append(loss)
+    m = beta * m + (1 - beta) * loss
+    s = m / (1 - beta ** (i + 1))
+    smoothed.append(s)
+    best = min(best, s)
+    if not math.isfinite(loss) or s > diverge_factor * best:
+      stopped = True
+      break
+  if not losses:
+    raise ValueError('batches yielded no batch')
+  n = len(losses)
+  smoothed_ = np.asarray(smoothed, np.float64)
+  suggestions = (
+    suggest(lrs[:n], smoothed_, log_x=mode == 'exp')
+    if n >= 2
+    else {k: float('nan') for k in ('steepest', 'minimum_over_10', 'valley')}
+  )
+  return RangeTestResult(
+    lrs=lrs[:n],
+    losses=np.asarray(losses, np.float64),
+    smoothed=smoothed_,
+    suggestions=suggestions,
+    stopped_early=stopped,
+  )
+
+
+__all__ = [
+  'RangeTestResult',
+  'lr_range_test',
+  'smooth',
+  'suggest',
+  'sweep',
+]

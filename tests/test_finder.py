@@ -1,0 +1,198 @@
+"""Tests for lrjax.finder (LR range test).
+
+Ground truths: hand-computed sweeps, EMAs and suggestions, and SGD on a
+quadratic whose iterates follow a scalar recurrence written out in numpy.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from sklearn.datasets import load_digits
+
+from lrjax import finder, models
+
+
+def test_sweep_values():
+  np.testing.assert_allclose(
+    finder.sweep(1e-4, 1.0, 5), [1e-4, 1e-3, 1e-2, 1e-1, 1.0], rtol=1e-12
+  )
+  np.testing.assert_allclose(
+    finder.sweep(0.5, 2.0, 4, mode='linear'), [0.5, 1.0, 1.5, 2.0]
+  )
+  with pytest.raises(ValueError, match='min_lr'):
+    finder.sweep(0.0, 1.0, 5)
+  with pytest.raises(ValueError, match='max_lr'):
+    finder.sweep(1.0, 1.0, 5)
+  with pytest.raises(ValueError, match='num_steps'):
+    finder.sweep(0.1, 1.0, 1)
+  with pytest.raises(ValueError, match='mode'):
+    finder.sweep(0.1, 1.0, 5, mode='cos')
+
+
+def test_smooth_bias_corrected():
+  # beta = 0.5: m = 0.5, 1.25, 2.125; corrections 0.5, 0.75, 0.875.
+  np.testing.assert_allclose(
+    finder.smooth([1.0, 2.0, 3.0], beta=0.5),
+    [1.0, 1.25 / 0.75, 2.125 / 0.875],
+    rtol=1e-12,
+  )
+  with pytest.raises(ValueError, match='beta'):
+    finder.smooth([1.0], beta=1.0)
+
+
+@pytest.mark.parametrize(
+  'curve,expected',
+  [
+    # minimum at index 4; slopes (uniform log grid, central differences):
+    # [-.05, -.5, -.525, -.075, -.05]; decreasing run 0..4 -> 0 + 8 // 3.
+    ([2.0, 1.95, 1.0, 0.9, 0.85, 5.0], (2, 4, 2)),
+    # a bump splits the runs: 0..1 (length 1) and 2..5 (length 3) -> 2 + 2.
+    ([3.0, 2.9, 3.5, 2.0, 1.0, 0.5], (3, 5, 4)),
+  ],
+)
+def test_suggest_table(curve, expected):
+  lrs = np.logspace(-5, 0, len(curve))
+  got = finder.suggest(lrs, curve)
+  steepest, best, valley = expected
+  np.testing.assert_allclose(got['steepest'], lrs[steepest], rtol=1e-12)
+  np.testing.assert_allclose(got['minimum_over_10'], lrs[best] / 10, rtol=1e-12)
+  np.testing.assert_allclose(got['valley'], lrs[valley], rtol=1e-12)
+
+
+def test_suggest_validates():
+  with pytest.raises(ValueError, match='shape'):
+    finder.suggest([1.0, 2.0], [1.0])
+
+
+def _targets(n):
+  return [np.array([1.0, -2.0], np.float32) * (-1) ** i for i in range(n)]
+
+
+def _numpy_sgd(w, h, lrs, targets, momentum=0.0, beta=0.98, k=4.0):
+  """Losses of SGD (optax convention: trace = g + m trace, w -= lr trace)."""
+  w = np.asarray(w, np.float64)
+  trace = np.zeros_like(w)
+  losses, m, best = [], 0.0, np.inf
+  for i, (lr, b) in enumerate(zip(lrs, targets, strict=False)):
+    losses.append(0.5 * h * np.sum((w - b) ** 2))
+    trace = h * (w - b) + momentum * trace
+    w = w - lr * trace
+    m = beta * m + (1 - beta) * losses[-1]
+    s = m / (1 - beta ** (i + 1))
+    best = min(best, s)
+    if s > k * best:
+      break
+  return np.asarray(losses)
+
+
+def _quadratic(h):
+  return lambda w, b: 0.5 * h * jnp.sum((w - b) ** 2)
+
+
+@pytest.mark.parametrize('mode', ['exp', 'linear'])
+def test_sgd_on_quadratic_matches_recurrence(mode):
+  h, n = 2.0, 60
+  lrs = finder.sweep(1e-3, 3.0, n, mode)
+  r = finder.lr_range_test(
+    _quadratic(h),
+    jnp.full(2, 4.0),
+    optax.sgd,
+    _targets(n),
+    min_lr=1e-3,
+    max_lr=3.0,
+    num_steps=n,
+    mode=mode,
+  )
+  expected = _numpy_sgd([4.0, 4.0], h, lrs, _targets(n))
+  # lr > 2/h = 1 diverges: the sweep stops before its end.
+  assert r.stopped_early and len(r.losses) == len(expected) < n
+  np.testing.assert_allclose(r.losses, expected, rtol=2e-5)
+  np.testing.assert_allclose(r.lrs, lrs[: len(expected)], rtol=1e-12)
+  np.testing.assert_allclose(r.smoothed, finder.smooth(expected), rtol=2e-5)
+  assert r.suggestions == finder.suggest(r.lrs, r.smoothed, log_x=mode == 'exp')
+
+
+def test_factory_and_injected_optimizer_agree_with_momentum():
+  h, n = 1.0, 40
+  kwargs = dict(min_lr=1e-3, max_lr=1.0, num_steps=n)
+  params = jnp.full(2, 3.0)
+  a = finder.lr_range_test(
+    _quadratic(h),
+    params,
+    lambda lr: optax.sgd(lr, momentum=0.9),
+    _targets(n),
+    **kwargs,
+  )
+  injected = optax.inject_hyperparams(optax.sgd)(
+    learning_rate=0.5, momentum=0.9
+  )
+  b = finder.lr_range_test(
+    _quadratic(h), params, injected, _targets(n), **kwargs
+  )
+  expected = _numpy_sgd(
+    [3.0, 3.0], h, finder.sweep(1e-3, 1.0, n), _targets(n), 0.9
+  )
+  np.testing.assert_allclose(a.losses, expected, rtol=2e-5)
+  np.testing.assert_allclose(b.losses, a.losses, rtol=1e-6)
+
+
+def test_params_untouched_and_short_iterator():
+  params = {'w': np.array([1.0, 2.0], np.float32), 'v': jnp.array([3.0])}
+  saved = jax.tree.map(np.array, params)
+
+  def loss(p, b):
+    return jnp.sum((p['w'] - b) ** 2) + jnp.sum(p['v'] ** 2)
+
+  batches = (np.zeros(2, np.float32) for _ in range(5))
+  r = finder.lr_range_test(loss, params, optax.adam, batches, num_steps=100)
+  assert len(r.losses) == 5 and not r.stopped_early
+  for key in saved:
+    np.testing.assert_array_equal(np.asarray(params[key]), saved[key])
+
+
+def test_errors():
+  loss = _quadratic(1.0)
+  with pytest.raises(ValueError, match='inject_hyperparams'):
+    finder.lr_range_test(loss, jnp.ones(2), optax.sgd(0.1), _targets(3))
+  with pytest.raises(ValueError, match='no batch'):
+    finder.lr_range_test(loss, jnp.ones(2), optax.sgd, [])
+  with pytest.raises(ValueError, match='diverge_factor'):
+    finder.lr_range_test(
+      loss, jnp.ones(2), optax.sgd, _targets(3), diverge_factor=1.0
+    )
+  with pytest.raises(TypeError, match='factory'):
+    finder.lr_range_test(loss, jnp.ones(2), 0.1, _targets(3))
+
+
+def test_flax_model_on_digits():
+  x, y = load_digits(return_X_y=True)
+  x = (x[:512] / 16.0).astype(np.float32).reshape(-1, 8, 8, 1)
+  y = y[:512].astype(np.int32)
+  model = models.get('logreg', 10)
+  params = jax.jit(model.init)(jax.random.key(0), x[:1])['params']
+
+  def loss(p, batch):
+    logits = model.apply({'params': p}, batch[0])
+    return optax.softmax_cross_entropy_with_integer_labels(
+      logits, batch[1]
+    ).mean()
+
+  rng = np.random.default_rng(0)
+  batches = ((x[i], y[i]) for i in rng.integers(0, 512, (120, 64)))
+  r = finder.lr_range_test(
+    loss,
+    params,
+    lambda lr: optax.sgd(lr, momentum=0.9),
+    batches,
+    min_lr=1e-4,
+    max_lr=100.0,
+    num_steps=120,
+  )
+  # The loss starts near log(10), falls well below it, then diverges.
+  assert abs(r.losses[0] - np.log(10)) < 0.3
+  assert r.smoothed.min() < 0.6 * r.smoothed[0]
+  assert r.stopped_early
+  for lr in r.suggestions.values():
+    assert 1e-4 <= lr <= 100.0
