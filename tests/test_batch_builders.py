@@ -1,6 +1,5 @@
 """Builders: Smith's equivalent ramps, linear/geometric ramps, cyclic."""
 
-
 import jax
 import numpy as np
 import pytest
@@ -300,3 +299,24 @@ def test_cyclic_table():
 
 def test_builders_return_batch_schedules():
   assert isinstance(_smith(None).batch_schedule, BatchSchedule)
+
+
+def test_round_schedule_makes_a_plan_feasible():
+  from lrjax.batch import parse, plan, round_schedule
+
+  s = parse('stages(100@1,250@40up,96@500ex,n=1000)')
+  with pytest.raises(ValueError, match='nearest feasible batch sizes: 96, 104'):
+    plan(s, num_replicas=8, max_device_batch=16)
+  r, ratios = round_schedule(s, 8)
+  # 100 -> 104 (12.5 rounds up), 250 -> 248, 96 stays; durations kept.
+  assert str(r) == 'stages(104@1,248@40up,96@500ex,n=1000)'
+  assert ratios == pytest.approx((100 / 104, 250 / 248, 1.0), rel=1e-15)
+  # Per device 13 (prime, fits), 31 (prime, > 16: 31 micro-steps of 1), 12.
+  p = plan(r, num_replicas=8, max_device_batch=16)
+  assert [(x.micro_batch, x.accum_steps) for x in p.stages] == [
+    (13, 1),
+    (1, 31),
+    (12, 1),
+  ]
+  with pytest.raises(ValueError, match='multiple_of'):
+    round_schedule(s, 0)

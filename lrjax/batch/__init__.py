@@ -32,6 +32,7 @@ from lrjax.batch._builders import from_lr_decay as from_lr_decay
 from lrjax.batch._builders import geometric_ramp as geometric_ramp
 from lrjax.batch._builders import linear_ramp as linear_ramp
 from lrjax.batch._builders import round_batch_size as round_batch_size
+from lrjax.batch._builders import round_schedule as round_schedule
 from lrjax.batch._convert import per_update as per_update
 from lrjax.batch._plan import AccumulationPlan as AccumulationPlan
 from lrjax.batch._plan import StagePlan as StagePlan
@@ -54,4 +55,5 @@ __all__ = [
   'per_update',
   'plan',
   'round_batch_size',
+  'round_schedule',
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import fractions
 import math
 import numbers
@@ -68,6 +69,45 @@ def round_batch_size(
       )
     rounded = min(rounded, cap)
   return rounded
+
+
+def round_schedule(
+  schedule: BatchSchedule, multiple_of: int
+) -> tuple[BatchSchedule, tuple[float, ...]]:
+  """Rounds every stage of a schedule to a realisable batch size.
+
+  Each stage keeps its duration (in the unit it was given) and gets
+  ``round_batch_size(batch_size, multiple_of, num_examples)``. At a constant
+  learning rate and momentum the noise scale changes by
+
+  .. math::
+    \\frac{g_\\mathrm{new}}{g_\\mathrm{old}} = \\frac{B}{B_r}
+    \\quad (B \\ll N \\text{ form}),
+
+  which is returned per stage (1.0 where nothing changed).
+
+  Args:
+    schedule: the BatchSchedule.
+    multiple_of: e.g. the number of replicas (times a micro-batch unit).
+
+  Returns:
+    ``(rounded schedule, g ratio per stage)``.
+
+  Examples:
+    >>> from lrjax.batch import parse, round_schedule
+    >>> s, ratios = round_schedule(parse('stages(100@1,250@1,n=1000)'), 8)
+    >>> print(s, [round(r, 4) for r in ratios])
+    stages(104@1,248@1,n=1000) [0.9615, 1.0081]
+  """
+  if not isinstance(schedule, BatchSchedule):
+    raise TypeError(f'schedule={schedule!r} must be a BatchSchedule')
+  k = _positive_int(multiple_of, 'multiple_of')
+  stages, ratios = [], []
+  for stage in schedule.stages:
+    b = round_batch_size(stage.batch_size, k, schedule.num_examples)
+    stages.append(dataclasses.replace(stage, batch_size=b))
+    ratios.append(stage.batch_size / b)
+  return BatchSchedule(tuple(stages), schedule.num_examples), tuple(ratios)
 
 
 class LrDecayRamp(NamedTuple):
