@@ -55,9 +55,13 @@ def test_stage_plan_bookkeeping():
     p.stage_plan(3)
 
 
-def test_prime_per_device_batch_falls_back_to_small_micro_batches():
+def test_prime_per_device_batch_falls_back_to_small_micro_batches(caplog):
   p = plan(parse('stages(508@1,n=1000)'), num_replicas=4, max_device_batch=64)
   assert (p.stages[0].micro_batch, p.stages[0].accum_steps) == (1, 127)
+  assert 'a multiple of 256 (e.g. 512)' in caplog.text
+  caplog.clear()
+  plan(parse('stages(512@1,n=1000)'), num_replicas=4, max_device_batch=64)
+  assert 'accumulation' not in caplog.text
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 
 from lrjax.batch._schedule import BatchSchedule
 
@@ -110,7 +111,8 @@ def plan(
   distinct :math:`m` (:attr:`AccumulationPlan.micro_batches`) and feeds
   :meth:`AccumulationPlan.every_k_schedule` to ``optax.MultiSteps``. A per
   device batch with no divisor near :math:`M` (e.g. a prime) gives a small
-  :math:`m` and many micro-steps: choose batch sizes with many divisors.
+  :math:`m` and many micro-steps (logged as a warning naming a batch size
+  that splits well): choose batch sizes with many divisors.
 
   Args:
     batch_schedule: the BatchSchedule.
@@ -183,6 +185,21 @@ def plan(
       )
       if per_device % d == 0
     )
+    if per_device > max_device_batch and 2 * m <= max_device_batch:
+      # Poor split (e.g. a prime per-device batch): say which batch fits well.
+      good = num_replicas * max_device_batch
+      logging.warning(
+        'stage %d: batch %d gives micro-batch %d x %d accumulation steps per '
+        'device (max_device_batch=%d); a multiple of %d (e.g. %d) would '
+        'use full micro-batches',
+        i,
+        b,
+        m,
+        per_device // m,
+        max_device_batch,
+        good,
+        good * max(1, round(b / good)),
+      )
     plans.append(StagePlan(b, m, per_device // m, n, start, micro_start))
     micro_start += n * (per_device // m)
   return AccumulationPlan(
