@@ -196,3 +196,24 @@ def test_flax_model_on_digits():
   assert r.stopped_early
   for lr in r.suggestions.values():
     assert 1e-4 <= lr <= 100.0
+
+
+def test_plot_lr_finder_marks_suggestions(tmp_path):
+  from lrjax.plots import plot_lr_finder
+
+  r = finder.lr_range_test(
+    _quadratic(2.0),
+    jnp.full(2, 4.0),
+    optax.sgd,
+    _targets(60),
+    min_lr=1e-3,
+    max_lr=3.0,
+    num_steps=60,
+  )
+  path = tmp_path / 'finder.png'
+  fig = plot_lr_finder(r, path=str(path))
+  ax = fig.axes[0]
+  assert path.stat().st_size > 0
+  assert ax.get_xscale() == 'log'
+  verticals = [line.get_xdata()[0] for line in ax.lines[2:]]
+  np.testing.assert_allclose(sorted(verticals), sorted(r.suggestions.values()))

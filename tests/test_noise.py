@@ -322,3 +322,21 @@ def test_adaptive_batch_properties(b, current, growth, shrink, cap):
   # Rounding down never overshoots the estimate when it grows.
   if nxt > current:
     assert nxt <= b * (1 + 1e-9)
+
+
+def test_plot_noise_scale(tmp_path):
+  from lrjax.plots import plot_noise_scale
+
+  path = tmp_path / 'noise.png'
+  fig = plot_noise_scale(
+    [0, 1, 2, 3],
+    [float('nan'), 80.0, 120.0, 150.0],
+    batch_size=[32, 64, 64, 128],
+    exact=([2], [118.0]),
+    path=str(path),
+  )
+  assert path.stat().st_size > 0
+  estimate, batch, exact = fig.axes[0].lines
+  np.testing.assert_array_equal(estimate.get_xdata(), [1, 2, 3])  # NaN skipped
+  np.testing.assert_array_equal(exact.get_ydata(), [118.0])
+  assert fig.axes[0].get_yscale() == 'log'

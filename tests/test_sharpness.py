@@ -208,3 +208,23 @@ def test_interpolate_linear_and_curved():
   np.testing.assert_allclose(default.alphas, np.linspace(-1, 2, 31))
   with pytest.raises(ValueError, match='path'):
     sharpness.interpolate(metrics, xs, xl, data, path='spline')
+
+
+def test_plot_interpolation(tmp_path):
+  from lrjax.plots import plot_interpolation
+
+  r = sharpness.Interpolation(
+    np.linspace(-1, 2, 4),
+    {
+      'train': {'loss': np.arange(4.0), 'accuracy': np.ones(4)},
+      'test': {'loss': np.arange(4.0) + 1, 'accuracy': np.zeros(4)},
+    },
+    'linear',
+  )
+  path = tmp_path / 'interp.png'
+  fig = plot_interpolation(r, path=str(path))
+  assert path.stat().st_size > 0
+  assert [ax.get_ylabel() for ax in fig.axes] == ['loss', 'accuracy']
+  np.testing.assert_array_equal(
+    fig.axes[0].lines[1].get_ydata(), np.arange(4.0) + 1
+  )

@@ -16,3 +16,6 @@ from lrjax.plots._curves import plot_curves as plot_curves
 from lrjax.plots._curves import plot_lines as plot_lines
 from lrjax.plots._schedules import plot_schedules as plot_schedules
 from lrjax.plots._batch import plot_batch_schedule as plot_batch_schedule
+from lrjax.plots._measure import plot_interpolation as plot_interpolation
+from lrjax.plots._measure import plot_lr_finder as plot_lr_finder
+from lrjax.plots._measure import plot_noise_scale as plot_noise_scale
