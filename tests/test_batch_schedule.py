@@ -205,6 +205,7 @@ def test_frozen_and_hashable():
     ('stages(128@60,640@60,3200@80,n=50000)', ((128, 60), (640, 60))),
     ('stages(32@100up,64@0.5,128@6400ex,n=1797)', ((32, None), (64, 0.5))),
     ('stages(8@2.25,n=100)', ((8, 2.25),)),
+    ('stages(8@1e-05,n=10000000)', ((8, 1e-05),)),
   ],
 )
 def test_text_round_trip(text, stages):
@@ -219,6 +220,7 @@ def test_text_variants():
   a = parse(' stages( 128@60ep , 640@500up ) ', num_examples=50000)
   assert a.stages == (Stage(128, epochs=60), Stage(640, updates=500))
   assert str(a) == 'stages(128@60,640@500up,n=50000)'
+  assert str(parse('stages(8@1e3,n=100)')) == 'stages(8@1000,n=100)'
   b = parse('stages(128@64000ex,n=50000)', num_examples=50000)
   assert b.stages == (Stage(128, examples=64000),)
 
@@ -233,7 +235,8 @@ def test_text_variants():
     ('steps(128@60)', 100, 'expected'),
     ('stages(128@)', 100, "'128@' is malformed"),
     ('stages(128@1.5up)', 100, 'whole number of updates'),
-    ('stages(128@1e3)', 100, 'malformed'),
+    ('stages(128@1e)', 100, 'malformed'),
+    ('stages(128@1e3up)', 100, 'whole number of updates'),
     ('stages(0@1)', 100, 'batch_size'),
     ('stages(200@1)', 100, 'batch_size=200 is above'),
     ('stages(8@1,n=x)', None, 'n='),

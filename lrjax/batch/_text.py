@@ -3,7 +3,7 @@
 Grammar (spaces are ignored)::
 
   schedule := 'stages(' stage (',' stage)* [',' 'n=' INT] ')'
-  stage    := INT '@' NUMBER [unit]
+  stage    := INT '@' NUMBER [unit]      (NUMBER: decimal, e.g. 60, 0.5, 1e-05)
   unit     := 'ep' (epochs, the default) | 'up' (updates) | 'ex' (examples)
 
 ``128@60`` is batch 128 for 60 epochs, ``128@60ep`` the same, ``256@500up``
@@ -18,7 +18,9 @@ import re
 
 from lrjax.batch._schedule import BatchSchedule, Stage
 
-_STAGE = re.compile(r'^(\d+)@(\d+(?:\.\d*)?|\.\d+)(ep|up|ex)?$')
+_STAGE = re.compile(
+  r'^(\d+)@((?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)(ep|up|ex)?$'
+)
 
 
 def _format_epochs(epochs) -> str:
