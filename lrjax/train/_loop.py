@@ -84,8 +84,8 @@ class NonFiniteError(FloatingPointError):
 def _initialize_distributed(config: TrainConfig) -> None:
   if config.coordinator_address is None or config.num_processes == 1:
     return
-  if jax.process_count() == config.num_processes:
-    return  # already initialised by the caller
+  if jax.distributed.is_initialized():
+    return  # initialised by the caller
   jax.distributed.initialize(
     coordinator_address=config.coordinator_address,
     num_processes=config.num_processes,
@@ -235,7 +235,9 @@ def train_and_evaluate(config: TrainConfig, workdir: str) -> TrainResult:
   sync_each_step = jax.default_backend() == 'cpu' and replicas > 1
   eval_fn = jax.jit(make_eval_fn(model, train_ds.num_classes))
   slice_fn = (
-    _make_slice_fn(model, config) if _use_slices(config, replicas) else None
+    _make_slice_fn(model, config, runner)
+    if _use_slices(config, replicas)
+    else None
   )
 
   writers: list[Any] = []
@@ -497,7 +499,7 @@ def _use_slices(config: TrainConfig, replicas: int) -> bool:
   return config.noise.enabled and replicas == 1 and config.noise.num_slices > 1
 
 
-def _make_slice_fn(model: Any, config: TrainConfig) -> Any:
+def _make_slice_fn(model: Any, config: TrainConfig, runner: Runner) -> Any:
   """One-device noise estimate: squared norms of slice and full gradients."""
   import optax
 
@@ -533,14 +535,8 @@ def _make_slice_fn(model: Any, config: TrainConfig) -> Any:
     return small, big
 
   def fn(state, local):
-    params = jax.tree.map(lambda a: a.addressable_data(0), state.params)
-    stats = jax.tree.map(lambda a: a.addressable_data(0), state.batch_stats)
-    params = jax.tree.map(
-      lambda a: a[0] if config.parallel == 'pmap' else a, params
-    )
-    stats = jax.tree.map(
-      lambda a: a[0] if config.parallel == 'pmap' else a, stats
-    )
+    params = jax.tree.map(runner.replica, state.params)
+    stats = jax.tree.map(runner.replica, state.batch_stats)
     small, big = jax.device_get(
       norms(params, stats, local['image'], local['label'])
     )

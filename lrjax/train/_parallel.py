@@ -39,6 +39,14 @@ class Runner:
   ) -> None:
     if mode not in ('pmap', 'shard_map'):
       raise ValueError(f'parallel={mode!r} must be pmap or shard_map')
+    if mode == 'pmap' and jax.process_count() > 1:
+      # Multi-process pmap wants host-local inputs with every argument
+      # mapped; the same body under jit(shard_map) takes global arrays.
+      logging.warning(
+        'parallel=pmap with %d processes runs as shard_map (same body)',
+        jax.process_count(),
+      )
+      mode = 'shard_map'
     self.mode = mode
     self.devices = list(devices)
     self.num_devices = len(self.devices)

@@ -1,0 +1,100 @@
+"""Two processes on 127.0.0.1 (gloo CPU collectives, 2 devices each) train
+the same global batches as one process with 4 devices, to float32 round-off.
+
+After ``jax.distributed.initialize`` JAX ignores SIGTERM, so the harness
+ends stragglers with SIGKILL and has a hard timeout.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import jax
+import numpy as np
+
+from lrjax.train import TrainConfig, train_and_evaluate
+
+CONFIG = dict(
+  dataset='synthetic',
+  synthetic_examples=256,
+  synthetic_shape=(4, 4, 1),
+  model='mlp',
+  model_kwargs={'hidden': (16,)},
+  batch='stages(16@3up,32@3up)',
+  max_device_batch=4,
+  lr=0.1,
+  momentum=0.9,
+  eval_every=0,
+  keep_checkpoints=0,
+  log_every=1,
+)
+
+CHILD = textwrap.dedent(
+  """
+  import os, sys
+  os.environ['JAX_PLATFORMS'] = 'cpu'
+  import jax
+  jax.config.update('jax_num_cpu_devices', 2)
+  import numpy as np
+  from lrjax.train import TrainConfig, train_and_evaluate
+  pid, address, workdir = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+  config = TrainConfig(**eval(sys.argv[4]), coordinator_address=address,
+                       num_processes=2, process_id=pid, num_devices=2)
+  result = train_and_evaluate(config, workdir)
+  assert jax.process_count() == 2 and jax.device_count() == 4
+  if pid == 0:
+    np.savez(os.path.join(workdir, 'params.npz'), *jax.tree.leaves(result.params))
+  print('DONE', pid, result.num_updates, flush=True)
+  """
+)
+
+TIMEOUT = 150
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+def test_two_processes_match_one_process(tmp_path):
+  workdir = str(tmp_path / 'mp')
+  address = f'127.0.0.1:{_free_port()}'
+  env = dict(os.environ)
+  env.pop('XLA_FLAGS', None)
+  procs = [
+    subprocess.Popen(
+      [sys.executable, '-c', CHILD, str(pid), address, workdir, repr(CONFIG)],
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for pid in (0, 1)
+  ]
+  outputs = []
+  try:
+    deadline = time.monotonic() + TIMEOUT
+    for p in procs:
+      out, err = p.communicate(timeout=max(deadline - time.monotonic(), 1))
+      outputs.append((p.returncode, out, err))
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()  # SIGKILL: SIGTERM is ignored after distributed init
+        p.wait()
+  for pid, (code, out, err) in enumerate(outputs):
+    assert code == 0, f'process {pid}:\n{err[-3000:]}'
+    assert f'DONE {pid} 6' in out
+
+  single = train_and_evaluate(
+    TrainConfig(**CONFIG, num_devices=4), str(tmp_path / 'single')
+  )
+  got = np.load(os.path.join(workdir, 'params.npz'))
+  leaves = jax.tree.leaves(single.params)
+  assert len(got.files) == len(leaves)
+  for i, want in enumerate(leaves):
+    np.testing.assert_allclose(got[f'arr_{i}'], want, rtol=0, atol=1e-6)
