@@ -145,3 +145,21 @@ def test_bad_arguments():
     data.load('digits', split='')
   with pytest.raises(ValueError, match=r'name'):
     data.load('', split='train')
+
+
+def test_concurrent_first_loads_prepare_once(tmp_path):
+  code = (
+    'from lrjax import data; '
+    f"print(data.load('digits', split='test', data_dir={str(tmp_path)!r})"
+    '.num_examples)'
+  )
+  procs = [
+    subprocess.Popen(
+      [sys.executable, '-c', code], stdout=subprocess.PIPE, text=True
+    )
+    for _ in range(2)
+  ]
+  outs = [p.communicate(timeout=120)[0].strip() for p in procs]
+  assert outs == ['360', '360']
+  assert [p.returncode for p in procs] == [0, 0]
+  assert sorted(os.listdir(tmp_path / 'digits')) == ['1.0.0']

@@ -1,4 +1,27 @@
-"""Input pipelines: datasets, resumable sampling, process slices, prefetch."""
+"""Input pipelines: datasets, resumable sampling, process slices, prefetch.
+
+The pieces and how the trainer strings them together::
+
+  train = load('digits', split='train', data_dir=...)  # or synthetic(...)
+  sampler = Sampler(train.num_examples, seed).restore(saved_state)
+  items = batches(train, sampler, batch_sizes, augment_seed=seed,
+                  process_index=jax.process_index(),
+                  process_count=jax.process_count())
+  with Prefetcher(items, buffer_size=2, place=...) as prefetch:
+    for item in prefetch:   # item.batch, item.state (after it), batch_size
+      ...                   # checkpoint item.state with the model
+  prefetch.wait_seconds     # time the loop blocked on data
+
+Augmentation key: the crop and flip of an example depend only on
+``(augment_seed, epoch, index)`` (`augment_key`), where ``epoch`` is the
+epoch in which the sampler drew it (`Sampler.next_with_epochs`). Each epoch
+sees new crops; a resumed run, another batch schedule or another process
+count sees exactly the same ones.
+
+Data dir: ``data_dir=None`` means TFDS's default (``$TFDS_DATA_DIR`` or
+``~/tensorflow_datasets``); the bundled 'digits' is prepared there on first
+use.
+"""
 
 from lrjax.data._augment import augment_key as augment_key
 from lrjax.data._dataset import Dataset as Dataset
