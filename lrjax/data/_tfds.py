@@ -91,7 +91,8 @@ def _not_prepared(name: str, data_dir: str | None, error: Exception):
     f'`pip install tensorflow && tfds build {name} '
     f'--file_format=array_record --data_dir={where}` (or, for data already '
     'built as tfrecord, `tfds convert_format --file_format=array_record`), '
-    'then copy the directory here and pass data_dir=. '
+    'then copy the directory here and pass data_dir= (or, with network '
+    'access and TensorFlow installed, load(..., download=True)). '
     f'(TFDS said: {type(error).__name__}: {str(error)[:300]})'
   )
 
@@ -144,19 +145,20 @@ def _reader(source, image_key: str, label_key: str):
   return read
 
 
-def _open(name: str, split: str, data_dir: str | None):
+def _open(name: str, split: str, data_dir: str | None, download=False):
   import tensorflow_datasets as tfds
 
   try:
     return tfds.data_source(
-      name, split=split, data_dir=data_dir, download=False
+      name, split=split, data_dir=data_dir, download=download
     )
   except (NotImplementedError, AssertionError, FileNotFoundError) as e:
     raise _not_prepared(name, data_dir, e) from e
   except ValueError as e:
     if 'split' in str(e).lower():
       raise ValueError(
-        f'dataset {name!r} has no split {split!r}: {e}. Use one of the '
+        f'dataset {name!r} has no split {split!r}: {str(e).rstrip(".")}. '
+        'Use one of the '
         "dataset's splits, e.g. split='train' or split='test'"
       ) from e
     raise
@@ -169,6 +171,7 @@ def load(
   data_dir: str | os.PathLike | None = None,
   in_memory: bool | None = None,
   augmentation: str | None = 'auto',
+  download: bool = False,
 ) -> Dataset:
   """Loads one split of an image classification dataset.
 
@@ -198,6 +201,9 @@ def load(
       records per batch. None: in memory when its pixels take <= 1 GiB.
     augmentation: 'auto' (crop and flip for 32x32x3 and larger colour
       images, none otherwise), None or 'crop_flip'.
+    download: let TFDS download and prepare a missing dataset as
+      array_record (needs network access and, for image features,
+      TensorFlow). False (default): never touch the network.
 
   Returns:
     A `Dataset`.
@@ -230,7 +236,7 @@ def load(
         "TFDS's default"
       )
     _check_name(name)
-  source = _open(name, split, data_dir)
+  source = _open(name, split, data_dir, download=download)
   image_key, label_key, shape, num_classes = _features(
     source.dataset_info, name
   )
