@@ -320,3 +320,30 @@ def test_round_schedule_makes_a_plan_feasible():
   ]
   with pytest.raises(ValueError, match='multiple_of'):
     round_schedule(s, 0)
+
+
+def test_plot_batch_schedule_draws_equal_g_over_epochs(tmp_path):
+  from lrjax import plots
+
+  runs = {
+    'decay': _smith(128),
+    'increase': (_smith(N).batch_schedule, _smith(N).lr, 0.9),
+  }
+  path = tmp_path / 'smith.png'
+  fig = plots.plot_batch_schedule(runs, num_points=401, path=str(path))
+  assert path.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+  g_epochs, g_updates = fig.axes[4], fig.axes[5]
+  probe = np.arange(0.5, 200, 1.0)
+  want = [390.625 / 5 ** sum(e >= m for m in (60, 120, 160)) for e in probe]
+  for line in g_epochs.get_lines():
+    x, y = line.get_data()
+    # steps-post: the value at e is that of the last sample at or before e;
+    # samples every 0.5 epoch include each milestone.
+    got = np.asarray(y)[np.searchsorted(x, probe, side='right') - 1]
+    np.testing.assert_allclose(got, want, rtol=2e-7)
+  last_update = [line.get_data()[0][-1] for line in g_updates.get_lines()]
+  assert last_update == [78125, 28876]
+  with pytest.raises(ValueError, match='runs'):
+    plots.plot_batch_schedule({})
+  with pytest.raises(ValueError, match='runs'):
+    plots.plot_batch_schedule({'x': (1, 2)})

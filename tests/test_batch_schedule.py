@@ -283,7 +283,7 @@ def _probe_updates(schedule):
   return sorted(probe)
 
 
-@hypothesis.settings(max_examples=120, deadline=None)
+@hypothesis.settings(max_examples=100, deadline=None)
 @hypothesis.given(
   n=st.integers(400, 5000), raw=st.lists(_stage, min_size=1, max_size=6)
 )
@@ -322,7 +322,7 @@ def test_property_bookkeeping(n, raw):
   assert parse(str(schedule)) == schedule
 
 
-@hypothesis.settings(max_examples=25, deadline=None)
+@hypothesis.settings(max_examples=20, deadline=None)
 @hypothesis.given(
   n=st.integers(400, 5000), raw=st.lists(_stage, min_size=1, max_size=4)
 )

@@ -335,29 +335,27 @@ class BatchSchedule:
 
   # Jit-safe methods -----------------------------------------------------------
 
-  def _lookup(self, update: jax.typing.ArrayLike):
-    u = jnp.asarray(update)
-    if not jnp.issubdtype(u.dtype, jnp.integer):
-      u = u.astype(jnp.float32)
-    starts = jnp.asarray(np.asarray(self.boundaries, np.int32), u.dtype)
-    u = jnp.maximum(u, jnp.zeros((), u.dtype))
-    idx = jnp.searchsorted(starts, u, side='right', method='compare_all') - 1
-    idx = jnp.clip(idx, 0, self.num_stages - 1)
-    return u, idx, starts
+  @functools.cached_property
+  def _tables(self) -> tuple[np.ndarray, ...]:
+    """Stage starts, batch sizes, start epochs and epochs per update."""
+    n = self.num_examples
+    return (
+      np.asarray(self.boundaries, np.int32),
+      np.asarray(self.batch_size_per_stage, np.int32),
+      np.asarray([e / n for e in self.examples_at_boundaries], np.float32),
+      np.asarray([b / n for b in self.batch_size_per_stage], np.float32),
+    )
 
   def stage_at(self, update: jax.typing.ArrayLike) -> jax.Array:
     """Index of the stage in force at ``update`` (jit-safe, int32).
 
     Negative updates give stage 0; past the end, the last stage.
     """
-    _, idx, _ = self._lookup(update)
-    return idx.astype(jnp.int32)
+    return _lookup(update, *self._tables)[0]
 
   def batch_size_at(self, update: jax.typing.ArrayLike) -> jax.Array:
     """Batch size of update number ``update`` (0-based; jit-safe, int32)."""
-    _, idx, _ = self._lookup(update)
-    sizes = jnp.asarray(np.asarray(self.batch_size_per_stage, np.int32))
-    return sizes[idx]
+    return _lookup(update, *self._tables)[1]
 
   def epoch_at(self, update: jax.typing.ArrayLike) -> jax.Array:
     """Epochs seen after ``update`` updates (jit-safe, float32).
@@ -376,23 +374,29 @@ class BatchSchedule:
     Returns:
       float32 array of ``update``'s shape.
     """
-    u, idx, starts = self._lookup(update)
-    start_epoch = jnp.asarray(
-      np.asarray(
-        [e / self.num_examples for e in self.examples_at_boundaries],
-        np.float32,
-      )
-    )
-    per_update = jnp.asarray(
-      np.asarray(
-        [b / self.num_examples for b in self.batch_size_per_stage],
-        np.float32,
-      )
-    )
-    offset = (u - starts[idx]).astype(jnp.float32)
-    return start_epoch[idx] + offset * per_update[idx]
+    return _lookup(update, *self._tables)[2]
 
   def __str__(self) -> str:
     from lrjax.batch._text import format_schedule
 
     return format_schedule(self)
+
+
+@jax.jit
+def _lookup(update, starts, sizes, start_epoch, epochs_per_update):
+  """(stage, batch size, epoch) at ``update`` from a schedule's tables.
+
+  One compiled lookup per table length and input shape, shared by every
+  schedule (the tables are arguments, not constants), so eager calls are
+  cheap; inside a caller's jit it is inlined.
+  """
+  u = jnp.asarray(update)
+  if not jnp.issubdtype(u.dtype, jnp.integer):
+    u = u.astype(jnp.float32)
+  starts = starts.astype(u.dtype)
+  u = jnp.maximum(u, jnp.zeros((), u.dtype))
+  idx = jnp.searchsorted(starts, u, side='right', method='compare_all') - 1
+  idx = jnp.clip(idx, 0, starts.shape[0] - 1)
+  offset = (u - starts[idx]).astype(jnp.float32)
+  epoch = start_epoch[idx] + offset * epochs_per_update[idx]
+  return idx.astype(jnp.int32), sizes[idx], epoch

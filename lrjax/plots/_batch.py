@@ -60,7 +60,9 @@ def plot_batch_schedule(
       ``momentum`` are policies over epochs (callables of float32 epochs) or
       numbers; a :class:`lrjax.batch.LrDecayRamp` is accepted as a run.
     exact: the exact g instead of the :math:`B \\ll N` form.
-    num_points: updates sampled per run (stage boundaries are always added).
+    num_points: samples per run, evenly spaced in updates and again in epochs
+      (both sides of every stage boundary are added); a policy's own steps
+      show at the first sample past them.
     log_lr: a logarithmic LR axis (batch size and g are always logarithmic).
     title: a figure title.
     path: where to save the PNG, if anywhere.
@@ -100,7 +102,13 @@ def plot_batch_schedule(
   ):
     schedule, lr, momentum = _as_run(name, run)
     total = schedule.num_updates
+    # Even in updates and in epochs (so a policy's steps show on both axes),
+    # plus both sides of every stage boundary.
     probe = set(np.linspace(0, total, num_points).astype(np.int64).tolist())
+    probe.update(
+      schedule.update_at_epoch(float(e))
+      for e in np.linspace(0, schedule.num_epochs, num_points)
+    )
     for b in schedule.boundaries:
       probe.update({max(b - 1, 0), b})
     updates = np.asarray(sorted(probe), np.int32)
