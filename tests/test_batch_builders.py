@@ -347,3 +347,25 @@ def test_plot_batch_schedule_draws_equal_g_over_epochs(tmp_path):
     plots.plot_batch_schedule({})
   with pytest.raises(ValueError, match='runs'):
     plots.plot_batch_schedule({'x': (1, 2)})
+
+
+def test_from_lr_policy_reads_piecewise_constant_policies():
+  from lrjax.batch import from_lr_policy
+
+  kw = dict(num_epochs=200, momentum=0.9, max_batch_size=N)
+  by_args = from_lr_decay(0.1, 128, N, max_batch_size=N, **SMITH)
+  text = 'multistep(0.1,milestones=60/120/160,gamma=0.2)'
+  for policy in (text, schedules.parse(text)):
+    r = from_lr_policy(policy, 128, N, **kw)
+    assert r.batch_schedule == by_args.batch_schedule
+    assert str(r.lr) == str(by_args.lr)
+  # step every 60 epochs over 180 epochs: milestones 60, 120.
+  r = from_lr_policy(
+    'step(0.1,length=60,gamma=0.2)', 128, N, num_epochs=180, max_batch_size=N
+  )
+  assert str(r.batch_schedule) == 'stages(128@60,640@60,3200@60,n=50000)'
+  r = from_lr_policy('constant(0.1)', 128, N, num_epochs=10)
+  assert str(r.batch_schedule) == 'stages(128@10,n=50000)'
+  assert str(r.lr) == 'constant(0.1)'
+  with pytest.raises(ValueError, match='cosine.*not a piecewise-constant'):
+    from_lr_policy('cosine(0.1,length=200)', 128, N, num_epochs=200)

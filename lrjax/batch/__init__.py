@@ -19,9 +19,12 @@ count to examples seen and back:
   decay) into an ordinary ``optax.Schedule`` over real updates;
 - :func:`plan` derives per-stage micro-batches and accumulation steps, and the
   ``every_k_schedule`` for ``optax.MultiSteps``;
-- builders: :func:`from_lr_decay` (Smith et al. 2018: the batch ramp, or
-  hybrid, equivalent to an LR decay), :func:`linear_ramp`,
-  :func:`geometric_ramp`, :func:`cyclic`;
+- builders: :func:`from_lr_decay` / :func:`from_lr_policy` (Smith et al.
+  2018: the batch ramp, or hybrid, equivalent to an LR decay),
+  :func:`linear_ramp`, :func:`geometric_ramp`, :func:`cyclic`;
+  :func:`round_batch_size` and
+  :func:`round_schedule` make batch sizes realisable and report the change
+  of g;
 - text form: ``str(schedule)`` and :func:`parse`, e.g.
   ``stages(128@60,640@60,3200@80,n=50000)``.
 """
@@ -29,6 +32,7 @@ count to examples seen and back:
 from lrjax.batch._builders import LrDecayRamp as LrDecayRamp
 from lrjax.batch._builders import cyclic as cyclic
 from lrjax.batch._builders import from_lr_decay as from_lr_decay
+from lrjax.batch._builders import from_lr_policy as from_lr_policy
 from lrjax.batch._builders import geometric_ramp as geometric_ramp
 from lrjax.batch._builders import linear_ramp as linear_ramp
 from lrjax.batch._builders import round_batch_size as round_batch_size
@@ -49,6 +53,7 @@ __all__ = [
   'StagePlan',
   'cyclic',
   'from_lr_decay',
+  'from_lr_policy',
   'geometric_ramp',
   'linear_ramp',
   'parse',

@@ -338,6 +338,85 @@ def from_lr_decay(
   return LrDecayRamp(schedule, policy, float(m_new), tuple(ratios))
 
 
+def from_lr_policy(
+  policy: schedules.Policy | str,
+  batch_size: int,
+  num_examples: int,
+  *,
+  num_epochs: float,
+  **kwargs,
+) -> LrDecayRamp:
+  """:func:`from_lr_decay` for a piecewise-constant LR policy over epochs.
+
+  Reads the initial LR, milestones and factors of an ``lrjax.schedules``
+  ``multistep``, ``step`` (expanded to milestones ``l, 2l, ...`` below
+  ``num_epochs``) or ``constant`` policy, given as a Policy or its text, and
+  builds the equivalent batch ramp.
+
+  Args:
+    policy: the LR decay policy over epochs (Policy or text).
+    batch_size: the batch size it was tuned for.
+    num_examples: dataset size N.
+    num_epochs: training length in epochs.
+    **kwargs: passed on to :func:`from_lr_decay` (``momentum``,
+      ``max_batch_size``, ``lr_scale``, ``new_momentum``, ``multiple_of``,
+      ``exact``).
+
+  Returns:
+    The :class:`LrDecayRamp`.
+
+  Raises:
+    ValueError: for a policy that is not a piecewise-constant decay (naming
+      it), or the errors of :func:`from_lr_decay`.
+
+  Examples:
+    >>> from lrjax.batch import from_lr_policy
+    >>> r = from_lr_policy('step(0.1,length=60,gamma=0.2)', 128, 50000,
+    ...                    num_epochs=200, momentum=0.9, max_batch_size=50000)
+    >>> print(r.batch_schedule, r.lr)
+    stages(128@60,640@60,3200@60,16000@20,n=50000) constant(0.1)
+  """
+  if isinstance(policy, str):
+    policy = schedules.parse(policy)
+  name = getattr(policy, 'name', None)
+  args = dict(getattr(policy, 'args', ()))
+  if name == 'constant':
+    return from_lr_decay(
+      args['value'],
+      batch_size,
+      num_examples,
+      milestones=(),
+      factors=(),
+      num_epochs=num_epochs,
+      **kwargs,
+    )
+  if name == 'multistep':
+    milestones = tuple(args['milestones'])
+    factors = args.get('factors') or args.get('gamma') or 0.1
+  elif name == 'step':
+    length = _as_fraction(args['length'], 'length')
+    end = _as_fraction(num_epochs, 'num_epochs')
+    count = math.ceil(end / length) - 1
+    milestones = tuple(
+      _fraction_to_number(length * i) for i in range(1, count + 1)
+    )
+    factors = args.get('gamma', 0.1)
+  else:
+    raise ValueError(
+      f'policy={policy} is not a piecewise-constant decay: give a constant, '
+      'step or multistep policy, or call from_lr_decay with milestones'
+    )
+  return from_lr_decay(
+    args['value'],
+    batch_size,
+    num_examples,
+    milestones=milestones,
+    factors=factors,
+    num_epochs=num_epochs,
+    **kwargs,
+  )
+
+
 def _duration_examples(
   epochs, examples, num_examples: int, name: str
 ) -> fractions.Fraction:
