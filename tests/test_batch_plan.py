@@ -1,5 +1,7 @@
 """Accumulation plan and optax.MultiSteps' every_k_schedule over a ramp."""
 
+import hypothesis
+import hypothesis.strategies as st
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -170,3 +172,25 @@ def test_multisteps_counts_with_several_replicas():
   applied, state = _run_multisteps(p)
   assert applied == [0, 1, 2, 3, 4, 8, 12, 16, 28, 40]
   assert int(state.gradient_step) == 10 and int(state.mini_step) == 0
+
+
+@hypothesis.settings(max_examples=200, deadline=None)
+@hypothesis.given(
+  replicas=st.integers(1, 8),
+  per_device=st.lists(st.integers(1, 300), min_size=1, max_size=5),
+  cap=st.integers(1, 64),
+)
+def test_property_plan_splits_exactly_with_the_largest_micro_batch(
+  replicas, per_device, cap
+):
+  s = BatchSchedule(
+    tuple(Stage(replicas * p, updates=3) for p in per_device), 10_000
+  )
+  p = plan(s, num_replicas=replicas, max_device_batch=cap)
+  for stage, per in zip(p.stages, per_device, strict=True):
+    m, k = stage.micro_batch, stage.accum_steps
+    assert replicas * m * k == stage.batch_size
+    assert 1 <= m <= cap and per % m == 0
+    assert not any(per % d == 0 for d in range(m + 1, min(per, cap) + 1))
+  assert p.num_micro_steps == sum(3 * x.accum_steps for x in p.stages)
+  assert set(p.micro_batches) == {x.micro_batch for x in p.stages}
