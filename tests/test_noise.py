@@ -186,10 +186,16 @@ def digits_logreg():
   x, y = load_digits(return_X_y=True)
   x = jnp.asarray(x / 16.0, jnp.float32)
   y = jnp.asarray(y, jnp.int32)
-  grad = jax.jit(jax.grad(_digits_loss))
-  w = {'W': jnp.zeros((64, 10)), 'b': jnp.zeros(10)}
-  for _ in range(20):  # move off the symmetric start (full-batch GD)
-    w = jax.tree.map(lambda p, g: p - 0.5 * g, w, grad(w, (x, y)))
+  grad = jax.grad(_digits_loss)
+
+  @jax.jit
+  def descend(w):  # move off the symmetric start: 20 full-batch GD steps
+    def body(_, w):
+      return jax.tree.map(lambda p, g: p - 0.5 * g, w, grad(w, (x, y)))
+
+    return jax.lax.fori_loop(0, 20, body, w)
+
+  w = descend({'W': jnp.zeros((64, 10)), 'b': jnp.zeros(10)})
   per_example = jax.vmap(jax.grad(_digits_loss), in_axes=(None, 0))(
     w, (x[:, None], y[:, None])
   )
