@@ -43,7 +43,7 @@ def _run(model, n_devices, mode, steps, batch, lr=0.1):
   step = runner.compile(state, batch // n_devices, SHAPE)
   metrics = []
   for i in range(steps):
-    state, m = step(state, runner.put_batch(_data(batch, i)), np.float32(0))
+    state, m = step(state, *runner.put_batch(_data(batch, i)))
     jax.block_until_ready(m)  # one step in flight on CPU (DESIGN pitfalls)
     metrics.append(runner.metrics(m))
   return host, runner.get_state(state), metrics

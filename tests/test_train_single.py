@@ -126,7 +126,7 @@ def test_accumulated_micro_batches_equal_one_big_batch():
   step = big.compile(state, 32, (4, 4, 1))
   for u in range(2):
     b = {k: v[32 * u : 32 * (u + 1)] for k, v in data.items()}
-    state, m_big = step(state, big.put_batch(b), np.float32(0))
+    state, m_big = step(state, *big.put_batch(b))
   p_big = big.get_state(state).params
 
   host, acc = _setup_step(4)
@@ -134,7 +134,7 @@ def test_accumulated_micro_batches_equal_one_big_batch():
   step = acc.compile(state, 8, (4, 4, 1))
   for i in range(8):
     b = {k: v[8 * i : 8 * (i + 1)] for k, v in data.items()}
-    state, m_acc = step(state, acc.put_batch(b), np.float32(0))
+    state, m_acc = step(state, *acc.put_batch(b))
   host_acc = acc.get_state(state)
   for x, y in zip(
     jax.tree.leaves(p_big), jax.tree.leaves(host_acc.params), strict=True
@@ -156,13 +156,13 @@ def test_skip_policy_skips_non_finite_updates(every_k):
   before = runner.get_state(state)
   bad = _data(8)
   bad['image'][0, 0, 0, 0] = np.nan
-  state, m = step(state, runner.put_batch(bad), np.float32(0))
+  state, m = step(state, *runner.put_batch(bad))
   after = runner.get_state(state)
   m = runner.metrics(m)
   assert not m['finite'] and m['skipped'] == 1
   assert _leaves_equal(before.params, after.params)
   for _ in range(2):
-    state, m = step(state, runner.put_batch(_data(8, 1)), np.float32(0))
+    state, m = step(state, *runner.put_batch(_data(8, 1)))
   after = runner.get_state(state)
   assert runner.metrics(m)['skipped'] == 1
   assert not _leaves_equal(before.params, after.params)

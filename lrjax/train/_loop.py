@@ -58,6 +58,9 @@ class TrainResult:
     compile_seconds: per-device micro-batch size -> seconds to compile.
     num_compiles: train-step compilations in this call (one per distinct
       micro-batch shape).
+    loop_seconds: seconds of the step loop of this call (after the first
+      compilation, with periodic evaluations and checkpoints).
+    loop_updates: updates done by the step loop of this call.
     metrics_path: path of metrics.jsonl.
     params: the final parameters (numpy, one replica).
     skipped_updates: non-finite micro-steps skipped (nan_policy='skip').
@@ -71,6 +74,8 @@ class TrainResult:
   wall_time: float
   compile_seconds: dict[int, float]
   num_compiles: int
+  loop_seconds: float
+  loop_updates: int
   metrics_path: str
   params: Any
   skipped_updates: int
@@ -265,13 +270,15 @@ def train_and_evaluate(config: TrainConfig, workdir: str) -> TrainResult:
           augment_seed=config.seed if config.augment else None,
           epochs=process_slice(ep, pi, pc),
         )
+        epoch_in = schedule.epoch_at_host(u)
         yield (
           u,
           j,
           stage,
-          runner.put_batch(local),
+          runner.put_batch(local, epoch_in),
           local if slice_fn is not None else None,
           tuple(int(v) for v in sampler_.state),
+          float(np.float32(epoch_in)),
         )
 
   def evaluate(update_: int) -> dict[str, Any]:
@@ -340,14 +347,28 @@ def train_and_evaluate(config: TrainConfig, workdir: str) -> TrainResult:
   acc = {'loss': 0.0, 'accuracy': 0.0, 'n': 0}
   prefetch = Prefetcher(batches(update, sampler), buffer_size=2)
   progress.start(update, examples)
+  loop_start = time.perf_counter()
+  updates_at_start = update
   skipped = 0
-  pending: Any = None  # (info, device metrics) of the step in flight
+  # (info, device metrics) of dispatched steps whose metrics the host has
+  # not read yet. They are read in one fetch every few steps, the newest
+  # step excepted, so the host never waits on the step it just dispatched.
+  pending: list[Any] = []
+  flush_every = min(config.log_every, 64)
   last_sampler_state = tuple(int(v) for v in sampler.state)
 
-  def handle(info: dict[str, Any], dev_metrics: Any) -> None:
-    """Host work for a finished micro-step (runs one step behind)."""
+  def flush(keep_last: bool) -> None:
+    """Host work for the pending steps (all, or all but the newest)."""
+    nonlocal pending
+    todo, pending = (pending[:-1], pending[-1:]) if keep_last else (pending, [])
+    if todo:
+      got = runner.metrics_many([v for _, v in todo])
+      for (info, _), m in zip(todo, got, strict=True):
+        handle(info, m)
+
+  def handle(info: dict[str, Any], m: dict[str, Any]) -> None:
+    """Host work for one finished micro-step."""
     nonlocal last_train, skipped, noise_state
-    m = runner.metrics(dev_metrics)
     skipped = int(m['skipped'])
     sp = plan.stages[info['stage']]
     if not m['finite'] and not skip:
@@ -420,33 +441,27 @@ def train_and_evaluate(config: TrainConfig, workdir: str) -> TrainResult:
       acc.update(loss=0.0, accuracy=0.0, n=0)
 
   try:
-    for u, j, stage, batch, local, sampler_state in prefetch:
+    for u, j, stage, batch, local, sampler_state, epoch_in in prefetch:
       last_sampler_state = sampler_state
       micro = plan.stages[stage].micro_batch
       if micro not in compiled:
         compiled[micro] = futures.pop(micro).result()
       sp = plan.stages[stage]
-      epoch_in = np.float32(schedule.epoch_at_host(u))
-      info = {
-        'update': u,
-        'micro': j,
-        'stage': stage,
-        'epoch': float(epoch_in),
-      }
+      info = {'update': u, 'micro': j, 'stage': stage, 'epoch': epoch_in}
       if (
         slice_fn is not None
         and j == sp.accum_steps - 1
         and ((u + 1) % config.noise.every == 0)
       ):
         info['slices'] = slice_fn(state, local)
-      state, dev_metrics = compiled[micro](state, batch, epoch_in)
+      state, dev_metrics = compiled[micro](state, *batch)
       examples += replicas * micro
       info['examples'] = examples
       if sync_each_step:
         jax.block_until_ready(dev_metrics)
-      if pending is not None:
-        handle(*pending)
-      pending = (info, dev_metrics)
+      pending.append((info, dev_metrics))
+      if len(pending) > flush_every:
+        flush(keep_last=True)
       if j == sp.accum_steps - 1:
         update = u + 1
         epoch_now = examples / n_train
@@ -455,17 +470,15 @@ def train_and_evaluate(config: TrainConfig, workdir: str) -> TrainResult:
         )
         at_eval = epoch_now >= next_eval - 1e-9
         if (at_ckpt or at_eval) and update < total_updates:
-          handle(*pending)  # the state to save or evaluate must be finite
-          pending = None
+          flush(keep_last=False)  # the state to save or evaluate is finite
           if at_eval:
             last_test = evaluate(update)
             while next_eval <= epoch_now + 1e-9:
               next_eval += config.eval_every
           if at_ckpt:
             save(update, sampler_state)
-    if pending is not None:
-      handle(*pending)
-      pending = None
+    flush(keep_last=False)
+    loop_seconds = time.perf_counter() - loop_start
     bar.close()
     if update >= total_updates:
       last_test = evaluate(update)
@@ -488,6 +501,8 @@ def train_and_evaluate(config: TrainConfig, workdir: str) -> TrainResult:
     wall_time=time.perf_counter() - wall_start,
     compile_seconds=dict(runner.compile_seconds),
     num_compiles=runner.num_compiles,
+    loop_seconds=loop_seconds,
+    loop_updates=update - updates_at_start,
     metrics_path=metrics_path,
     params=params,
     skipped_updates=skipped,

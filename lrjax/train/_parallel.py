@@ -60,9 +60,21 @@ class Runner:
     self.num_compiles = 0
     self._compiled: dict[int, Any] = {}
     self._lock = threading.Lock()
+    self.metric_keys: tuple[str, ...] = ()
+
+    def packed(state, batch, epoch):
+      # One float32 vector instead of a dict of scalars: one transfer per
+      # step instead of one per metric.
+      state, metrics = body(state, batch, epoch)
+      self.metric_keys = tuple(sorted(metrics))
+      vec = jnp.stack(
+        [jnp.asarray(metrics[k], jnp.float32) for k in self.metric_keys]
+      )
+      return state, vec
+
     if mode == 'pmap':
       self._fn = jax.pmap(
-        body,
+        packed,
         axis_name=AXIS,
         in_axes=(0, 0, None),
         devices=self.devices,
@@ -70,7 +82,7 @@ class Runner:
       )
     else:
       mapped = jax.shard_map(
-        body,
+        packed,
         mesh=self.mesh,
         in_specs=(P(), P(AXIS), P()),
         out_specs=(P(), P()),
@@ -110,24 +122,52 @@ class Runner:
     shard = a.addressable_data(0)
     return shard[0] if self.mode == 'pmap' else shard
 
-  def metrics(self, metrics: Mapping[str, jax.Array]) -> dict[str, Any]:
-    """Device metrics (identical on every device) as host scalars."""
-    got = jax.device_get({k: self.replica(v) for k, v in metrics.items()})
-    return {k: np.asarray(v).item() for k, v in got.items()}
+  def _row(self, vec: jax.Array) -> jax.Array:
+    shard = vec.addressable_data(0)
+    return shard  # pmap: [1, k]; shard_map: [k]
+
+  def metrics(self, vec: jax.Array) -> dict[str, Any]:
+    """A step's metrics (identical on every device) as host scalars."""
+    return self.metrics_many([vec])[0]
+
+  def metrics_many(self, vecs: list[jax.Array]) -> list[dict[str, Any]]:
+    """Metrics of several steps with one device-to-host fetch."""
+    rows = jax.device_get([self._row(v) for v in vecs])
+    out = []
+    for row in rows:
+      row = np.asarray(row).reshape(-1)
+      m = {k: float(x) for k, x in zip(self.metric_keys, row, strict=True)}
+      m['finite'] = bool(m['finite'])
+      m['skipped'] = int(m['skipped'])
+      out.append(m)
+    return out
 
   # Batches ----------------------------------------------------------------
 
-  def put_batch(self, local_batch: Mapping[str, np.ndarray]) -> Any:
+  def put_batch(
+    self, local_batch: Mapping[str, np.ndarray], epoch: float = 0.0
+  ) -> tuple[Any, Any]:
     """Places this process' slice of a global micro-batch on its devices.
 
     Args:
       local_batch: arrays [local_devices * micro, ...] in device order.
+      epoch: the epoch of the update (passed to the step as ``epoch``).
 
     Returns:
-      Global device arrays ([devices, micro, ...] for pmap, [devices *
-      micro, ...] for shard_map).
+      ``(batch, epoch)``: global device arrays ([devices, micro, ...] for
+      pmap, [devices * micro, ...] for shard_map) and the epoch scalar.
     """
     local = len(self.local_devices)
+    epoch = np.float32(epoch)
+    if jax.process_count() == 1:
+      host = {}
+      for k, v in local_batch.items():
+        v = np.asarray(v)
+        if self.mode == 'pmap':
+          v = v.reshape(local, v.shape[0] // local, *v.shape[1:])
+        host[k] = v
+      shardings = {k: self.sharded for k in host}
+      return jax.device_put((host, epoch), (shardings, self.replicated))
     out = {}
     for k, v in local_batch.items():
       v = np.asarray(v)
@@ -138,7 +178,7 @@ class Runner:
       else:
         shape = (self.num_devices * micro, *v.shape[1:])
       out[k] = jax.make_array_from_process_local_data(self.sharded, v, shape)
-    return out
+    return out, epoch
 
   def batch_spec(
     self, micro: int, image_shape: tuple[int, ...]
@@ -175,7 +215,7 @@ class Runner:
         lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding),
         state,
       )
-      epoch = jax.ShapeDtypeStruct((), jnp.float32)
+      epoch = jax.ShapeDtypeStruct((), jnp.float32, sharding=self.replicated)
       start = time.perf_counter()
       compiled = self._fn.lower(
         abstract, self.batch_spec(micro, image_shape), epoch
