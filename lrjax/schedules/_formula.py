@@ -432,7 +432,8 @@ def cosine(value: float, length: float, end: float = 0.0) -> Policy:
   end = P.check_float('end', end)
 
   def fn(t):
-    return end + (value - end) * _half_cos(_fraction(t, length))
+    rem = jnp.float32(length) - jnp.minimum(P.f32(t), jnp.float32(length))
+    return end + (value - end) * _half_cos_rem(rem / jnp.float32(length))
 
   return P.make('cosine', fn, value=value, length=length, end=end)
 
@@ -455,7 +456,9 @@ def cosine_restarts(
   Equals PyTorch's `CosineAnnealingWarmRestarts(T_0, T_mult, eta_min)` for
   `decay=1`; `decay` is timm's `cycle_decay` (peak of cycle i is
   :math:`k_0 d^i`), so this also equals timm's `CosineLRScheduler` without
-  warmup and `k_decay=1`. Past t = 2**41 the last cycle holds `end`.
+  warmup and `k_decay=1`, until the decayed peak would fall below `end`:
+  lrjax then keeps the peak at `end` (bounds `[end, value]`), timm lets the
+  curve go below its `lr_min`. Past t = 2**41 the last cycle holds `end`.
 
   Args:
     value: peak of the first cycle :math:`k_0`.
@@ -493,8 +496,9 @@ def cosine_restarts(
 
     def fn(t):
       i, r = P.periodic(t, period)
-      peak = value * P.power(decay, i)
-      return end + (peak - end) * _half_cos(r / jnp.float32(period))
+      peak = jnp.maximum(value * P.power(decay, i), end)
+      rem = (jnp.float32(period) - r) / jnp.float32(period)
+      return end + (peak - end) * _half_cos_rem(rem)
 
   else:
     starts, lengths = [0], [period]
@@ -505,9 +509,9 @@ def cosine_restarts(
 
     def fn(t):
       i, r = P.segment(t, starts)
-      peak = value * P.power(decay, i)
-      frac = jnp.clip(r / lengths_arr[i], 0.0, 1.0)
-      return end + (peak - end) * _half_cos(frac)
+      peak = jnp.maximum(value * P.power(decay, i), end)
+      rem = jnp.clip((lengths_arr[i] - r) / lengths_arr[i], 0.0, 1.0)
+      return end + (peak - end) * _half_cos_rem(rem)
 
   return P.make(
     'cosine_restarts',
@@ -1242,3 +1246,8 @@ def _fraction(t, length):
 
 def _half_cos(x):
   return (1.0 + jnp.cos(jnp.pi * x)) / 2.0
+
+
+def _half_cos_rem(rem):
+  """(1 + cos(pi (1 - rem))) / 2 as sin(pi rem / 2)**2: accurate near 0."""
+  return jnp.sin(jnp.pi / 2 * rem) ** 2

@@ -220,7 +220,7 @@ def power(base: float, exponent: jax.Array) -> jax.Array:
   """`base ** exponent` for a Python `base` in (0, 1], finite for any t."""
   if base == 1.0:
     return jnp.ones_like(f32(exponent))
-  return jnp.exp(f32(exponent) * jnp.float32(math.log(base)))
+  return jnp.power(jnp.float32(base), f32(exponent))
 
 
 # Eager validation, with errors that name the argument and the fix.
