@@ -171,3 +171,73 @@ def test_compose_validation():
     S.join([S.constant(1.0), S.constant(0.5)], boundaries=[1, 2])
   with pytest.raises(ValueError, match='low= or high='):
     S.clip(S.constant(1.0))
+
+
+def test_hugging_face_schedules_with_warmup():
+  # transformers' get_cosine_schedule_with_warmup(W=10, T=100) and
+  # get_linear_schedule_with_warmup: lr * t / W during warmup (0 at t = 0,
+  # which lrjax gives only with start=0), then cosine / linear over T - W.
+  lr, w, total = 0.3, 10, 100
+  ts = np.array([0, 1, 9, 10, 11, 55, 99, 100])
+  prog = np.clip((ts - w) / (total - w), 0, 1)
+  ramp = lr * ts / w
+  cos = lr * np.maximum(0.0, 0.5 * (1 + np.cos(np.pi * prog)))
+  check(
+    S.warmup(S.cosine(lr, length=total - w), length=w, start=0),
+    ts,
+    np.where(ts < w, ramp, cos),
+    rtol=1e-5,
+    atol=1e-8,
+  )
+  lin = lr * np.maximum(0.0, (total - ts) / (total - w))
+  check(
+    S.warmup(S.linear(lr, end=0.0, length=total - w), length=w, start=0),
+    ts,
+    np.where(ts < w, ramp, lin),
+    rtol=1e-5,
+    atol=1e-8,
+  )
+
+
+def test_timm_cosine_with_warmup_global_clock():
+  # timm CosineLRScheduler(t_initial=50, lr_min=0.001, warmup_t=5,
+  # warmup_lr_init=0.01, warmup_prefix=False) on lr 0.1: the warmup is
+  # warmup_lr_init + t * (lr - init) / warmup_t, the cosine runs on the
+  # global t (durations include the warmup): lrjax's shift=False. timm's
+  # ramp ends on lr (then jumps to cos(5)); lrjax's ends on cos(5), so during
+  # the warmup lrjax is timm's ramp times cos(5) / lr (documented).
+  ts = np.array([0, 1, 4, 5, 6, 25, 49, 50])
+  warm = 0.01 + ts * (0.1 - 0.01) / 5
+  cos = 0.001 + 0.5 * (0.1 - 0.001) * (
+    1 + np.cos(np.pi * np.minimum(ts, 50) / 50)
+  )
+  s = S.warmup(
+    S.cosine(0.1, length=50, end=0.001), length=5, start=0.1, shift=False
+  )
+  expected = np.where(ts < 5, warm * cos[3] / 0.1, cos)
+  check(s, ts, expected, rtol=1e-5)
+  np.testing.assert_allclose(run(s, ts[:3]), warm[:3] * cos[3] / 0.1, rtol=1e-5)
+
+
+def test_plot_schedules_writes_a_png(tmp_path):
+  from lrjax.plots import plot_schedules
+
+  path = tmp_path / 'lr.png'
+  fig = plot_schedules(
+    {'cos': S.cosine(0.1, length=50), 'step': S.step(0.1, length=20)},
+    t_max=50,
+    xlabel='epoch',
+    title='lr',
+    log_y=True,
+    path=str(path),
+  )
+  assert path.stat().st_size > 1000
+  ax = fig.axes[0]
+  assert [line.get_label() for line in ax.lines] == ['cos', 'step']
+  np.testing.assert_allclose(
+    ax.lines[1].get_ydata()[[0, 19, 20]], [0.1, 0.1, 0.01], rtol=1e-6
+  )
+  fig = plot_schedules([S.constant(0.1)], t_max=2.5, num_points=6)
+  assert fig.axes[0].lines[0].get_label() == 'constant(0.1)'
+  with pytest.raises(ValueError, match='t_max=0 must be > 0'):
+    plot_schedules([S.constant(0.1)], t_max=0)

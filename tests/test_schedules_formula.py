@@ -631,3 +631,16 @@ def test_cosine_holds_its_floor_where_pytorch_turns_up():
   got = run(S.cosine(0.1, length=8, end=0.001), np.arange(9, 13))
   np.testing.assert_allclose(got, 0.001, rtol=1e-6)
   assert np.all(np.asarray(torch_after) > 0.004)
+
+
+def test_cos_period_follows_lrbench_code_not_paper():
+  # Decision (documented in cosine_cyclic): `length` is the half period, as
+  # in LRBench's code cos(pi t / l), so COS, SIN and TRI with the same
+  # length share period 2 * length: high at 0, 2l, 4l; low at l, 3l.
+  ts = np.array([0, 6, 12, 18, 24])
+  for p in (
+    S.cosine_cyclic(0.01, high=0.1, length=6),
+    S.sine(0.01, high=0.1, length=6, phase='down'),
+    S.triangular(0.01, high=0.1, length=6, phase='down'),
+  ):
+    check(p, ts, [0.1, 0.01, 0.1, 0.01, 0.1], rtol=1e-6)

@@ -40,7 +40,10 @@ def warmup(
   `SequentialLR`, optax `join_schedules`). With `shift=False` the inner
   policy sees the global t, so its durations INCLUDE the warmup (Goyal et
   al.: milestones 30/60/80 counted from the start, warmup over the first 5
-  epochs).
+  epochs). Either way the ramp ends on the inner policy's value where it
+  takes over, so the schedule is continuous; timm's warmup
+  (`warmup_prefix=False`) instead ramps to the base value and then jumps to
+  its cosine at `L` (a difference of at most the inner decay over `L`).
 
   Args:
     policy: the policy that follows.
