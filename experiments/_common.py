@@ -85,6 +85,17 @@ COMPILATION_CACHE_DIR = flags.DEFINE_string(
 AUGMENT = flags.DEFINE_bool(
   'augment', False, 'Use the dataset augmentation when it has one.'
 )
+SYNTHETIC_EXAMPLES = flags.DEFINE_integer(
+  'synthetic_examples',
+  1024,
+  '--dataset=synthetic: training examples (the test split has a quarter).',
+)
+SYNTHETIC_SHAPE = flags.DEFINE_list(
+  'synthetic_shape', ['32', '32', '3'], '--dataset=synthetic: H,W,C.'
+)
+SYNTHETIC_CLASSES = flags.DEFINE_integer(
+  'synthetic_classes', 10, '--dataset=synthetic: number of classes.'
+)
 
 
 def _is_int_list(values: Sequence[str]) -> bool:
@@ -99,6 +110,21 @@ flags.register_validator(
   'seeds',
   _is_int_list,
   message='--seeds must be a non-empty list of distinct integers, e.g. 0,1,2',
+)
+flags.register_validator(
+  'synthetic_examples',
+  lambda v: v >= 1,
+  message='--synthetic_examples must be >= 1',
+)
+flags.register_validator(
+  'synthetic_shape',
+  lambda v: len(v) == 3 and all(x.isdigit() and int(x) > 0 for x in v),
+  message='--synthetic_shape must be three positive integers H,W,C',
+)
+flags.register_validator(
+  'synthetic_classes',
+  lambda v: v >= 2,
+  message='--synthetic_classes must be >= 2',
 )
 flags.register_validator(
   'epochs', lambda v: v > 0, message='--epochs must be > 0'
@@ -155,6 +181,9 @@ class CommonConfig:
   noise: bool = True
   compilation_cache_dir: str | None = None
   augment: bool = False
+  synthetic_examples: int = 1024
+  synthetic_shape: tuple[int, int, int] = (32, 32, 3)
+  synthetic_classes: int = 10
 
 
 def common_config() -> CommonConfig:
@@ -178,7 +207,90 @@ def common_config() -> CommonConfig:
     noise=NOISE.value,
     compilation_cache_dir=COMPILATION_CACHE_DIR.value,
     augment=AUGMENT.value,
+    synthetic_examples=SYNTHETIC_EXAMPLES.value,
+    synthetic_shape=tuple(int(x) for x in SYNTHETIC_SHAPE.value),
+    synthetic_classes=SYNTHETIC_CLASSES.value,
   )
+
+
+def load_split(common: CommonConfig, split: str, seed: int = 0):
+  """The `lrjax.data.Dataset` a run of this config trains or tests on.
+
+  `seed` matters only for `--dataset=synthetic`, whose data is drawn from
+  the run's seed exactly as the trainer draws it.
+  """
+  from lrjax import data as lrdata
+
+  if common.dataset == 'synthetic':
+    n = common.synthetic_examples
+    return lrdata.synthetic(
+      n if split == 'train' else max(n // 4, 1),
+      image_shape=common.synthetic_shape,
+      num_classes=common.synthetic_classes,
+      seed=seed,
+      split=split,
+    )
+  return lrdata.load(common.dataset, split=split, data_dir=common.data_dir)
+
+
+def train_config(
+  common: CommonConfig, *, batch: Any, lr: Any, seed: int, **overrides: Any
+):
+  """The trainer's config for one run of an experiment.
+
+  Args:
+    common: the experiment's common settings.
+    batch: batch size or `lrjax.batch.BatchSchedule`.
+    lr: LR policy over epochs (text, Policy or float).
+    seed: the run's seed.
+    **overrides: any other `TrainConfig` field (momentum, noise, ...).
+
+  Returns:
+    A `lrjax.train.TrainConfig` (checkpoints off: a finished run is reused
+    through its summary.json instead).
+  """
+  from lrjax import train as lrtrain
+
+  fields = dict(
+    dataset=common.dataset,
+    data_dir=common.data_dir,
+    model=common.model,
+    batch=batch,
+    num_epochs=common.epochs,
+    lr=lr,
+    momentum=common.momentum,
+    optimizer=common.optimizer,
+    weight_decay=common.weight_decay,
+    max_device_batch=common.max_device_batch,
+    num_devices=common.num_devices,
+    parallel=common.parallel,
+    seed=seed,
+    augment=common.augment,
+    log_every=common.log_every,
+    eval_every=common.eval_every,
+    keep_checkpoints=0,
+    noise=lrtrain.NoiseConfig(enabled=False),
+    compilation_cache_dir=common.compilation_cache_dir,
+    progress_bar=False,
+    synthetic_examples=common.synthetic_examples,
+    synthetic_shape=tuple(common.synthetic_shape),
+    synthetic_classes=common.synthetic_classes,
+  )
+  fields.update(overrides)
+  return lrtrain.TrainConfig(**fields)
+
+
+def noise_config(enabled: bool, batch_sizes: Sequence[int]):
+  """The trainer's noise-scale settings for runs with these batch sizes.
+
+  On one device the estimate compares a slice of the batch with the whole
+  batch, so the slice count must divide every batch size: 4 slices when it
+  does, else 2, else 1 (no one-device estimate).
+  """
+  from lrjax import train as lrtrain
+
+  slices = next((k for k in (4, 2) if all(b % k == 0 for b in batch_sizes)), 1)
+  return lrtrain.NoiseConfig(enabled=enabled, num_slices=slices)
 
 
 def workdir_for(name: str) -> str:
@@ -255,19 +367,29 @@ def start_workdir(workdir: str, config: Any, *, with_flags: bool) -> None:
 # ---------------------------------------------------------------- metrics
 
 
+def _number(value: Any) -> float | None:
+  """A record value as a float; 'nan'/'inf' texts too; None otherwise."""
+  if isinstance(value, bool):
+    return None
+  if isinstance(value, int | float):
+    return float(value)
+  if isinstance(value, str) and value.lower() in ('nan', 'inf', '-inf'):
+    return float(value)
+  return None
+
+
 def _columns(records: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
   keys: list[str] = []
   for record in records:
     for key, value in record.items():
-      if key not in keys and isinstance(value, int | float | type(None)):
+      if key not in keys and _number(value) is not None:
         keys.append(key)
   columns = {}
   for key in keys:
     values = []
     for record in records:
-      value = record.get(key)
-      ok = isinstance(value, int | float) and not isinstance(value, bool)
-      values.append(float(value) if ok else math.nan)
+      value = _number(record.get(key))
+      values.append(math.nan if value is None else value)
     columns[key] = np.asarray(values, dtype=np.float64)
   return columns
 

@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 
 from experiments import _common
-from lrjax import train as lrtrain
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +78,7 @@ def summarize(result: Any) -> dict[str, Any]:
 def train_run(
   group: str,
   seed: int,
-  config: lrtrain.TrainConfig,
+  config: Any,
   workdir: str,
   after: Callable[[Any, str], Mapping[str, Any]] | None = None,
 ) -> Run:
@@ -102,6 +101,8 @@ def train_run(
     with open(summary_path) as f:
       summary = json.load(f)
   else:
+    from lrjax import train as lrtrain
+
     os.makedirs(workdir, exist_ok=True)
     start = time.perf_counter()
     result = lrtrain.train_and_evaluate(config, workdir)
@@ -112,11 +113,6 @@ def train_run(
     _common.write_json(summary_path, summary)
   train, evals = _common.read_metrics(os.path.join(workdir, 'metrics.jsonl'))
   return Run(group, seed, workdir, summary, train, evals.get('test', {}))
-
-
-def test_curve(run: Run) -> dict[str, np.ndarray]:
-  """The test-evaluation columns, with `step` and `epoch` guaranteed."""
-  return dict(run.test)
 
 
 def first_reaching(

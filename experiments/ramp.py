@@ -11,6 +11,8 @@ staircase over epochs:
   LR decays;
 - `increased_lr`: initial LR and batch both `--increased_lr_factor` times
   larger, then the batch grows;
+- `constant`: a control with neither decay nor growth (the noise scale stays
+  at its initial value), showing how much the schedule matters;
 - `increased_momentum`: as `increased_lr`, with momentum
   `--increased_momentum` and the initial batch larger again by
   (1 - m) / (1 - m'), then the batch grows.
@@ -40,6 +42,7 @@ SCHEDULES = (
   'hybrid',
   'increased_lr',
   'increased_momentum',
+  'constant',
 )
 
 RAMP_SCHEDULES = flags.DEFINE_list(
@@ -217,6 +220,7 @@ def build_plans(config: RampConfig, num_examples: int) -> dict[str, Plan]:
   c = config.common
   caps = {
     'decay': c.batch_size,
+    'constant': c.batch_size,
     'increase': num_examples,
     'hybrid': config.max_batch_size or None,
     'increased_lr': num_examples,
@@ -229,7 +233,7 @@ def build_plans(config: RampConfig, num_examples: int) -> dict[str, Plan]:
       c.batch_size,
       num_examples,
       milestones=config.milestones,
-      factors=1 / config.decay_factor,
+      factors=1.0 if name == 'constant' else 1 / config.decay_factor,
       num_epochs=c.epochs,
       momentum=c.momentum,
       max_batch_size=caps[name],
@@ -250,29 +254,15 @@ def build_plans(config: RampConfig, num_examples: int) -> dict[str, Plan]:
 
 
 def train_config(config: RampConfig, plan: Plan, seed: int):
-  from lrjax import train as lrtrain
-
+  """The trainer's config for one seed of one schedule."""
   c = config.common
-  return lrtrain.TrainConfig(
-    dataset=c.dataset,
-    data_dir=c.data_dir,
-    model=c.model,
+  return _common.train_config(
+    c,
     batch=plan.batch,
-    num_epochs=c.epochs,
     lr=plan.lr,
-    momentum=plan.momentum,
-    optimizer=c.optimizer,
-    weight_decay=c.weight_decay,
-    max_device_batch=c.max_device_batch,
-    num_devices=c.num_devices,
-    parallel=c.parallel,
     seed=seed,
-    augment=c.augment,
-    log_every=c.log_every,
-    eval_every=c.eval_every,
-    keep_checkpoints=0,
-    noise=lrtrain.NoiseConfig(enabled=c.noise, num_slices=4 if c.noise else 1),
-    compilation_cache_dir=c.compilation_cache_dir,
+    momentum=plan.momentum,
+    noise=_common.noise_config(c.noise, plan.batch.batch_sizes),
   )
 
 
@@ -356,6 +346,18 @@ def _claims(
     if name == baseline:
       continue
     acc = [r.summary['test_accuracy'] for r in group]
+    if name == 'constant':
+      held, diff, tol = _common.within_variation(acc, base_acc, floor)
+      claims.append(
+        {
+          'claim': 'the schedule matters: constant LR and batch end '
+          f'below {baseline}',
+          'held': diff < 0 and not held,
+          'detail': f'difference {diff * 100:+.2f} points, tolerance '
+          f'±{tol * 100:.2f}',
+        }
+      )
+      continue
     held, diff, tol = _common.within_variation(acc, base_acc, floor)
     claims.append(
       {
@@ -447,13 +449,11 @@ def run(config: RampConfig, workdir: str, *, with_flags: bool = False):
   Returns:
     The results dict (also written to results.json).
   """
-  from lrjax import data as lrdata
-
   config.validate()
   _common.start_workdir(workdir, config, with_flags=with_flags)
   c = config.common
-  train_split = lrdata.load(c.dataset, split='train', data_dir=c.data_dir)
-  test_split = lrdata.load(c.dataset, split='test', data_dir=c.data_dir)
+  train_split = _common.load_split(c, 'train', c.seeds[0])
+  test_split = _common.load_split(c, 'test', c.seeds[0])
   plans = build_plans(config, train_split.num_examples)
   runs: dict[str, list[_runs.Run]] = {}
   for name, plan in plans.items():

@@ -1,0 +1,155 @@
+"""The LR range test (Smith 2017) on a chosen model and dataset.
+
+Trains a copy of the freshly initialised model for `--finder_steps` updates
+while the LR grows geometrically from `--finder_min_lr` to `--finder_max_lr`,
+records the loss, and reports the suggested LRs (steepest descent, a tenth
+of the minimum, the valley), one range test per seed.
+
+  python -m experiments.lr_find --flagfile=experiments/flagfiles/lr_find_digits.cfg
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Sequence
+
+import numpy as np
+from absl import app
+
+from experiments import _common, _finder
+
+
+@dataclasses.dataclass(frozen=True)
+class LrFindConfig:
+  """The range test: common settings (model, data, batch) and the sweep."""
+
+  common: _common.CommonConfig = _common.CommonConfig()
+  finder: _finder.FinderConfig = _finder.FinderConfig()
+
+  def validate(self) -> None:
+    """Raises ValueError naming the field and the fix."""
+    self.finder.validate()
+
+
+def get_config() -> LrFindConfig:
+  """Builds the typed config from the parsed flags."""
+  return LrFindConfig(_common.common_config(), _finder.finder_config())
+
+
+def run(config: LrFindConfig, workdir: str, *, with_flags: bool = False):
+  """Runs the range test per seed; writes the plot, table and report."""
+  config.validate()
+  _common.start_workdir(workdir, config, with_flags=with_flags)
+  tests = {}
+  for seed in config.common.seeds:
+    seed_dir = os.path.join(workdir, 'runs', f'seed{seed}')
+    path = os.path.join(seed_dir, 'range_test.json')
+    if os.path.exists(path):
+      with open(path) as fh:
+        tests[seed] = json.load(fh)
+    else:
+      tests[seed] = _finder.range_test(
+        config.common, config.finder, seed, seed_dir
+      )
+  names = list(_finder.SUGGESTIONS)
+  rows = []
+  lines = []
+  for seed, test in tests.items():
+    row = {'seed': seed, **test['suggestions']}
+    row['stopped_early'] = test['stopped_early']
+    row['updates'] = len(test['lrs'])
+    rows.append(row)
+    lines.append(
+      [
+        seed,
+        *[f'{test["suggestions"][k]:.4g}' for k in names],
+        row['updates'],
+        'yes' if test['stopped_early'] else 'no',
+      ]
+    )
+  means = {
+    k: float(np.exp(np.mean([np.log(r[k]) for r in rows]))) for k in names
+  }
+  lines.append(['geometric mean', *[f'{means[k]:.4g}' for k in names], '', ''])
+  table = _common.markdown_table(
+    ['seed', *names, 'updates', 'stopped on divergence'], lines
+  )
+  figure = _figure(tests, config.finder.suggestion, workdir)
+  chosen = means[config.finder.suggestion]
+  results = {
+    'experiment': 'lr_find',
+    'rows': rows,
+    'geometric_mean': means,
+    'suggested_lr': chosen,
+    'suggestion': config.finder.suggestion,
+    'figures': {figure: 'Loss against learning rate'},
+  }
+  _common.write_json(os.path.join(workdir, 'results.json'), results)
+  _common.write_text(os.path.join(workdir, 'results.md'), table)
+  c = config.common
+  report = '\n'.join(
+    [
+      '# LR range test',
+      '',
+      f'{c.dataset}, model {c.model}, {c.optimizer} with momentum '
+      f'{c.momentum:g}, weight decay {c.weight_decay:g}, batch '
+      f'{c.batch_size}; LR from {config.finder.min_lr:g} to '
+      f'{config.finder.max_lr:g} over {config.finder.steps} updates.',
+      '',
+      table,
+      f'Suggested LR ({config.finder.suggestion}, geometric mean over '
+      f'seeds): **{chosen:.4g}**. Use it in a policy, e.g. '
+      f'`cosine({chosen:.3g},length=<epochs>)`, or let experiments.lrbench '
+      'run the test itself with `--policy=cosine({lr},length=<epochs>)`.',
+      '',
+      '![Loss against learning rate](lr_find.png)',
+      '',
+    ]
+  )
+  _common.write_text(os.path.join(workdir, 'report.md'), report)
+  return results
+
+
+def _figure(tests, suggestion: str, workdir: str) -> str:
+  import matplotlib.pyplot as plt
+
+  from lrjax import plots
+
+  xs = {f'seed {s}': t['lrs'] for s, t in tests.items()}
+  ys = {f'seed {s}': t['smoothed'] for s, t in tests.items()}
+  markers = {}
+  for s, t in tests.items():
+    lr = t['suggestions'][suggestion]
+    loss = float(np.interp(np.log(lr), np.log(t['lrs']), t['smoothed']))
+    markers[f'{suggestion} (seed {s}): {lr:.3g}'] = (lr, loss)
+  plots.plot_lines(
+    xs,
+    ys,
+    xlabel='learning rate',
+    ylabel='smoothed training loss',
+    logx=True,
+    markers=markers,
+    title='LR range test',
+    path=os.path.join(workdir, 'lr_find.png'),
+  )
+  plt.close('all')
+  return 'lr_find.png'
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  config = get_config()
+  workdir = _common.workdir_for('lr_find')
+  results = run(config, workdir, with_flags=True)
+  print(open(os.path.join(workdir, 'results.md')).read())
+  print(
+    f'suggested LR ({results["suggestion"]}): {results["suggested_lr"]:.4g}'
+  )
+  print(f'report: {os.path.join(workdir, "report.md")}')
+
+
+if __name__ == '__main__':
+  app.run(main)

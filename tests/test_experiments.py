@@ -1,0 +1,348 @@
+"""Experiments: end-to-end smoke runs with tiny configs, and flag checks.
+
+The smoke runs call each experiment's `run(config, workdir)` in-process on
+the bundled digits data (1437 training images) for a couple of epochs. The
+command-line tests run `python -m experiments.<name>` in a subprocess, where
+only that experiment's flags exist, as for a user.
+"""
+
+import dataclasses
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from experiments import _common, _finder, lr_find, lrbench, ramp, sharpness
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+N_TRAIN = 1437  # digits training split
+
+TINY = _common.CommonConfig(
+  dataset='digits',
+  model='mlp',
+  seeds=(0,),
+  epochs=2.0,
+  lr=0.1,
+  batch_size=32,
+  momentum=0.9,
+  num_devices=1,
+  eval_every=1.0,
+  log_every=1,
+  noise=False,
+)
+
+
+def _read(path):
+  with open(path) as f:
+    return f.read()
+
+
+def _assert_outputs(workdir, figures):
+  for name in ('config.json', 'results.json', 'results.md', 'report.md'):
+    assert os.path.getsize(os.path.join(workdir, name)) > 0, name
+  report = _read(os.path.join(workdir, 'report.md'))
+  for figure in figures:
+    with open(os.path.join(workdir, figure), 'rb') as f:
+      assert f.read(8) == b'\x89PNG\r\n\x1a\n', figure
+    assert f'({figure})' in report, figure
+
+
+# ------------------------------------------------------------ ramp
+
+
+def test_ramp_end_to_end_and_resume(tmp_path):
+  config = ramp.RampConfig(
+    common=dataclasses.replace(TINY, seeds=(0, 1)),
+    schedules=('decay', 'increase'),
+    milestones=(0.5, 1.0, 1.5),
+    decay_factor=3.0,
+  )
+  workdir = str(tmp_path / 'ramp')
+  results = ramp.run(config, workdir)
+  rows = {row['schedule']: row for row in results['rows']}
+  # Hand-computed with the boundary rule U_i = ceil((T_i - E_{i-1}) / B_i):
+  # decay: one stage, ceil(2 * 1437 / 32) = 90 updates, 2880 examples.
+  assert rows['decay']['num_updates'] == 90
+  assert rows['decay']['examples_seen'] == 2880
+  # increase: batches 32, 96, 288, 864 with targets 718.5, 1437, 2155.5,
+  # 2874 examples: 23 updates (736), 8 (1504), 3 (2368), 1 (3232).
+  assert rows['increase']['num_updates'] == 35
+  assert rows['increase']['examples_seen'] == 3232
+  assert rows['increase']['fewer_updates_than_decay'] == pytest.approx(90 / 35)
+  assert rows['decay']['seeds'] == 2
+  for row in rows.values():
+    mean, std = row['test_accuracy']
+    assert 0.5 < mean <= 1.0 and std >= 0.0
+  claims = results['claims']
+  assert [c['claim'].split()[0] for c in claims] == ['increase', 'increase']
+  assert claims[1]['held'] is True  # 35 < 90 updates
+  _assert_outputs(
+    workdir, ['test_accuracy.png', 'train_loss.png', 'schedules.png']
+  )
+  table = _read(os.path.join(workdir, 'results.md'))
+  assert '| decay |' in table and '2.57x' in table
+  metrics = os.path.join(workdir, 'runs', 'increase', 'seed1', 'metrics.jsonl')
+  train, evals = _common.read_metrics(metrics)
+  assert set(np.unique(train['batch_size'])) == {32, 96, 288, 864}
+  assert evals['test']['step'][-1] == 35
+  # A second run with the same workdir reuses the finished runs.
+  before = os.path.getmtime(metrics)
+  again = ramp.run(config, workdir)
+  assert os.path.getmtime(metrics) == before
+  assert (
+    again['rows'][1]['test_accuracy'] == results['rows'][1]['test_accuracy']
+  )
+
+
+def test_ramp_plans_share_the_noise_scale():
+  config = ramp.RampConfig(
+    common=_common.CommonConfig(epochs=40, lr=0.3, batch_size=32),
+    schedules=ramp.SCHEDULES,
+    milestones=(10.0, 20.0, 30.0),
+    decay_factor=3.0,
+    max_batch_size=144,
+    increased_lr_factor=3.0,
+    increased_momentum=0.95,
+  )
+  plans = ramp.build_plans(config, N_TRAIN)
+  assert plans['decay'].batch.batch_sizes == (32,)
+  assert plans['increase'].batch.batch_sizes == (32, 96, 288, 864)
+  assert plans['hybrid'].batch.batch_sizes == (32, 96, 144)
+  assert plans['constant'].batch.batch_sizes == (32,)
+  assert plans['increased_momentum'].momentum == pytest.approx(0.95)
+  # g = lr N / (B (1 - m)) per stage, at the middle epoch of each stage.
+  for name in ('decay', 'increase', 'hybrid', 'increased_lr'):
+    plan = plans[name]
+    for stage, epoch in enumerate((5, 15, 25, 35)):
+      update = plan.batch.update_at_epoch(epoch)
+      batch = int(plan.batch.batch_size_at(update))
+      g = float(plan.lr(epoch)) * N_TRAIN / (batch * (1 - plan.momentum))
+      expected = 0.3 * N_TRAIN / (32 * 0.1) / 3**stage
+      assert g == pytest.approx(expected, rel=1e-5), (name, stage)
+
+
+def test_ramp_config_errors_name_the_field():
+  with pytest.raises(ValueError, match='milestones'):
+    ramp.RampConfig(common=TINY, milestones=(1.0, 3.0)).validate()
+  with pytest.raises(ValueError, match='schedules'):
+    ramp.RampConfig(common=TINY, schedules=('bogus',)).validate()
+  with pytest.raises(ValueError, match='max_batch_size'):
+    ramp.RampConfig(common=TINY, milestones=(1.0,), max_batch_size=8).validate()
+
+
+# ------------------------------------------------------------ lrbench
+
+
+def _worst_class_accuracy(probs, labels):
+  pred = probs.argmax(axis=1)
+  return min(np.mean(pred[labels == c] == c) for c in np.unique(labels))
+
+
+def test_lrbench_end_to_end(tmp_path):
+  config = lrbench.LrBenchConfig(
+    common=TINY,
+    policies=(
+      'constant(0.1)',
+      'reduce_on_plateau(0.1,factor=0.5,patience=0)',
+      'cosine({lr},length=2)',
+    ),
+    target_accuracy=0.9,
+    metrics=(_worst_class_accuracy,),
+    finder=_finder.FinderConfig(min_lr=1e-3, max_lr=10.0, steps=30),
+  )
+  workdir = str(tmp_path / 'lrbench')
+  results = lrbench.run(config, workdir)
+  rows = results['rows']
+  assert [r['rank'] for r in rows] == [1, 2, 3]
+  top1 = [r['top1'][0] for r in rows]
+  assert top1 == sorted(top1, reverse=True)
+  kinds = {r['kind'] for r in rows}
+  assert kinds == {'formula', 'state', 'exploration'}
+  explored = next(r for r in rows if r['kind'] == 'exploration')
+  test = json.loads(
+    _read(os.path.join(workdir, 'range_test', 'range_test.json'))
+  )
+  assert explored['text'] == f'cosine({test["suggested_lr"]:.4g},length=2)'
+  for r in rows:
+    assert 0 <= r['top1'][0] <= r['top5'][0] <= 1
+    assert 0 <= r['_worst_class_accuracy'][0] <= r['top1'][0]
+    assert r['num_updates'][0] == 90
+  _assert_outputs(
+    workdir, ['lr_curves.png', 'accuracy_vs_epochs.png', 'accuracy_vs_cost.png']
+  )
+
+
+def test_prediction_metrics_hand_computed():
+  probs = np.array(
+    [
+      [0.7, 0.2, 0.1],  # label 0, correct, confidence 0.7
+      [0.1, 0.8, 0.1],  # label 1, correct, confidence 0.8
+      [0.6, 0.3, 0.1],  # label 1, wrong
+      [0.1, 0.3, 0.6],  # label 2, correct, confidence 0.6
+    ]
+  )
+  labels = np.array([0, 1, 1, 2])
+  m = lrbench.prediction_metrics(probs, labels)
+  assert m['top1'] == pytest.approx(0.75)
+  assert m['top5'] == pytest.approx(1.0)
+  loss = -(math.log(0.7) + math.log(0.8) + math.log(0.3) + math.log(0.6)) / 4
+  assert m['loss'] == pytest.approx(loss, rel=1e-12)
+  assert m['confidence_mean'] == pytest.approx(0.7)
+  # population std of (0.7, 0.8, 0.6)
+  assert m['confidence_std'] == pytest.approx(math.sqrt(0.02 / 3))
+  # per-class mean confidence on correct predictions: 0.7, 0.8, 0.6
+  assert m['cdac_std'] == pytest.approx(math.sqrt(0.02 / 3))
+
+
+# ------------------------------------------------------------ sharpness
+
+
+def test_sharpness_end_to_end(tmp_path):
+  config = sharpness.SharpnessConfig(
+    common=dataclasses.replace(TINY, epochs=1.0),
+    small_batch=16,
+    large_batch=144,
+    eps=(1e-3,),
+    subspace_dim=10,
+    sharpness_iters=2,
+    hessian_iters=3,
+    sharpness_examples=128,
+    interp_points=5,
+  )
+  workdir = str(tmp_path / 'sharpness')
+  results = sharpness.run(config, workdir)
+  rows = {r['regime']: r for r in results['rows']}
+  assert rows['small batch']['batch_size'] == 16
+  assert rows['large batch']['batch_size'] == 144
+  for row in rows.values():
+    assert row['sharpness_full_0.001'][0] >= 0
+    assert row['sharpness_subspace_0.001'][0] >= 0
+    assert math.isfinite(row['top_eigenvalue'][0])
+  assert results['interpolation']['alphas'] == [-1.0, -0.25, 0.5, 1.25, 2.0]
+  assert len(results['claims']) == 4
+  _assert_outputs(
+    workdir,
+    [
+      'interpolation_loss.png',
+      'interpolation_accuracy.png',
+      'test_accuracy.png',
+    ],
+  )
+
+
+# ------------------------------------------------------------ lr_find
+
+
+def test_lr_find_end_to_end(tmp_path):
+  config = lr_find.LrFindConfig(
+    common=TINY, finder=_finder.FinderConfig(min_lr=1e-3, max_lr=10, steps=40)
+  )
+  workdir = str(tmp_path / 'lr_find')
+  results = lr_find.run(config, workdir)
+  (row,) = results['rows']
+  assert 2 <= row['updates'] <= 40
+  for key in _finder.SUGGESTIONS:
+    assert 1e-4 <= row[key] <= 10
+  assert results['suggested_lr'] == pytest.approx(row['minimum_over_10'])
+  _assert_outputs(workdir, ['lr_find.png'])
+
+
+# ------------------------------------------------------------ command line
+
+
+def _cli(module, *args, timeout=120):
+  env = {**os.environ, 'JAX_PLATFORMS': 'cpu'}
+  env.pop('XLA_FLAGS', None)
+  return subprocess.run(
+    [sys.executable, '-m', f'experiments.{module}', *args],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+  )
+
+
+@pytest.mark.parametrize(
+  'module, flagfile, bad, name',
+  [
+    ('ramp', 'digits.cfg', '--lr=-1', '--lr'),
+    ('ramp', 'digits.cfg', '--milestones=10,50', '--milestones'),
+    ('ramp', 'digits.cfg', '--schedules=decay,bogus', '--schedules'),
+    ('ramp', 'cifar10.cfg', '--decay_factor=1', '--decay_factor'),
+    ('lrbench', 'lrbench_digits.cfg', '--policy=nosuch(1)', '--policy'),
+    ('sharpness', 'sharpness_digits.cfg', '--large_batch=16', '--large_batch'),
+    ('lr_find', 'lr_find_digits.cfg', '--finder_max_lr=1e-5', '--finder_max'),
+  ],
+)
+def test_bad_flag_fails_before_training(tmp_path, module, flagfile, bad, name):
+  workdir = tmp_path / 'out'
+  proc = _cli(
+    module,
+    f'--flagfile=experiments/flagfiles/{flagfile}',
+    bad,
+    f'--workdir={workdir}',
+  )
+  assert proc.returncode != 0
+  assert name in proc.stderr, proc.stderr[-2000:]
+  assert not workdir.exists()
+
+
+def test_ramp_command_line_writes_flags_and_reruns(tmp_path):
+  workdir = tmp_path / 'cli'
+  args = [
+    '--flagfile=experiments/flagfiles/digits.cfg',
+    '--epochs=1',
+    '--milestones=0.5',
+    '--seeds=0',
+    '--schedules=decay,hybrid',
+    '--max_batch_size=64',
+    f'--workdir={workdir}',
+  ]
+  proc = _cli('ramp', *args)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  flags_cfg = _read(workdir / 'flags.cfg')
+  assert '--epochs=1.0' in flags_cfg and '--milestones=0.5' in flags_cfg
+  assert '--max_batch_size=64' in flags_cfg
+  assert 'HELD' in proc.stdout or 'FAILED' in proc.stdout
+  config = json.loads(_read(workdir / 'config.json'))
+  assert config['schedules'] == ['decay', 'hybrid']
+  assert config['common']['epochs'] == 1.0
+  # The written flagfile reproduces the run (finished runs are reused).
+  again = _cli('ramp', f'--flagfile={workdir}/flags.cfg')
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert _read(workdir / 'results.md') in again.stdout
+
+
+def test_cifar10_flagfile_on_synthetic_cifar_shaped_data(tmp_path):
+  # The real flagfile, with synthetic 32x32x3 data instead of the TFDS
+  # download, and a small CNN and one short schedule pair so that it runs
+  # on a CPU in seconds (WideResNet-16-4 compiles for minutes here).
+  workdir = tmp_path / 'cifar'
+  proc = _cli(
+    'ramp',
+    '--flagfile=experiments/flagfiles/cifar10.cfg',
+    '--dataset=synthetic',
+    '--synthetic_examples=128',
+    '--model=cnn',
+    '--epochs=1',
+    '--milestones=0.5',
+    '--seeds=0',
+    '--schedules=decay,increase',
+    '--batch_size=16',
+    '--max_batch_size=64',
+    '--eval_every=1',
+    '--nonoise',
+    f'--workdir={workdir}',
+  )
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  results = json.loads(_read(workdir / 'results.json'))
+  assert results['num_train_examples'] == 128
+  train, _ = _common.read_metrics(
+    str(workdir / 'runs' / 'increase' / 'seed0' / 'metrics.jsonl')
+  )
+  assert set(np.unique(train['batch_size'])) == {16, 80}
