@@ -19,6 +19,11 @@ Sources of the two batch sizes:
   ``sq_norm_small`` = mean over devices of each device's squared gradient
   norm (``lax.pmean`` of the local ``sq_norm``); ``B_big = R b`` and
   ``sq_norm_big`` = squared norm of the all-reduced gradient. Nearly free.
+  Under ``jax.shard_map`` with ``check_vma=True`` (the default),
+  ``jax.grad`` with respect to *replicated* parameters returns the gradient
+  already summed over devices; cast the parameters with
+  ``jax.lax.pcast(params, 'batch', to='varying')`` first (or use
+  ``check_vma=False``) to get the per-device gradient.
 - One device: split the batch into k equal slices, compute the slice
   gradients together with ``vmap`` (:func:`sliced_sq_norms`): ``B_small =
   B / k``, ``sq_norm_small`` = mean over slices, ``B_big = B`` with the mean
