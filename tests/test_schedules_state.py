@@ -143,3 +143,36 @@ def test_state_is_arrays_and_errors():
   with pytest.raises(ValueError, match='window=1 must be an integer >= 2'):
     S.switch_on_plateau([S.constant(0.1)], window=1)
   assert hash(s) == hash(S.parse(str(s)))
+
+
+def test_switch_on_plateau_lrbench_back_then_forward():
+  # total 10 epochs: plateaus decided at epochs < 8 move back (higher LR),
+  # from 8 on forward. window 2, cooldown 0, constant loss: plateau at every
+  # epoch end from epoch 2 on (3 means > window 2).
+  policies = [S.constant(0.3), S.constant(0.1), S.constant(0.03)]
+  s = S.switch_on_plateau(
+    policies, window=2, threshold=0.01, cooldown=0, total=10, start=1
+  )
+  got = lrs_in_force(s, [1.0] * 11, per_epoch=1)[:, 0]
+  # The decision on epoch e is taken at the first update of e + 1, with
+  # t = e + 1: back for t < 8 (epochs 3..7), forward at t = 8, 9, 10.
+  expected = [0.1, 0.1, 0.1, 0.3, 0.3, 0.3, 0.3, 0.3, 0.1, 0.03, 0.03]
+  np.testing.assert_allclose(got, expected, rtol=1e-6)
+  assert str(s) == (
+    'switch_on_plateau(constant(0.3)/constant(0.1)/'
+    'constant(0.03),window=2,threshold=0.01,cooldown=0,'
+    'total=10,start=1)'
+  )
+  assert S.parse(str(s)) == s
+
+
+def test_policies_pickle_through_text():
+  import copy
+  import pickle
+
+  p = S.warmup(S.cosine(0.4, length=90), length=5)
+  q = pickle.loads(pickle.dumps(p))
+  assert q == p and float(q(50)) == float(p(50))
+  assert copy.deepcopy(p) == p
+  r = S.switch_on_plateau([p, S.constant(0.01)])
+  assert pickle.loads(pickle.dumps(r)) == r

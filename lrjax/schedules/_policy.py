@@ -40,7 +40,8 @@ class Policy:
   progress: an update count when the policy is used directly as an
   `optax.Schedule`, or epochs when converted by `lrjax.batch.per_update`.
   Equality and hashing follow the text form, so a policy can be a static
-  argument of `jax.jit` or a key of a dict.
+  argument of `jax.jit` or a key of a dict; pickling goes through the text
+  form too. Negative `t` is treated as 0.
 
   Attributes:
     name: the builder's text name.
@@ -62,6 +63,12 @@ class Policy:
 
   def __repr__(self) -> str:
     return f'Policy({str(self)!r})'
+
+  def __reduce__(self):
+    # Pickle / deepcopy through the text form (the closure is not picklable).
+    from lrjax.schedules._text import parse  # noqa: PLC0415
+
+    return (parse, (str(self),))
 
 
 def format_call(name: str, args: tuple[tuple[str, Any], ...]) -> str:

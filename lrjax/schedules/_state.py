@@ -259,10 +259,12 @@ class SwitchOnPlateau:
   threshold: float
   cooldown: int
   clock: str
+  total: float | None
+  start: int
 
   def init(self) -> SwitchOnPlateauState:
     return SwitchOnPlateauState(
-      index=jnp.zeros([], jnp.int32),
+      index=jnp.asarray(self.start, jnp.int32),
       history=jnp.zeros([self.window], jnp.float32),
       num_epochs=jnp.zeros([], jnp.int32),
       cooldown_counter=jnp.zeros([], jnp.int32),
@@ -270,7 +272,7 @@ class SwitchOnPlateau:
       acc=_epoch0(),
     )
 
-  def _decide(self, s: SwitchOnPlateauState, mean) -> SwitchOnPlateauState:
+  def _decide(self, s: SwitchOnPlateauState, mean, t):
     history = jnp.concatenate([s.history[1:], mean[None].astype(jnp.float32)])
     num = s.num_epochs + 1
     gains = history[:-1] - history[1:]
@@ -279,9 +281,11 @@ class SwitchOnPlateau:
     counter = jnp.where(
       act, self.cooldown, jnp.maximum(s.cooldown_counter - 1, 0)
     )
-    index = jnp.where(
-      act, jnp.minimum(s.index + 1, len(self.policies) - 1), s.index
-    )
+    step = 1
+    if self.total is not None:
+      step = jnp.where(t < 0.8 * self.total, -1, 1)
+    moved = jnp.clip(s.index + step, 0, len(self.policies) - 1)
+    index = jnp.where(act, moved, s.index)
     return s._replace(
       index=index.astype(jnp.int32),
       history=history,
@@ -289,9 +293,16 @@ class SwitchOnPlateau:
       cooldown_counter=counter.astype(jnp.int32),
     )
 
+  def _clock(self, state, epoch):
+    if self.clock == 'update':
+      return state.updates
+    if epoch is None:
+      return state.acc.epoch
+    return jnp.asarray(epoch, jnp.float32)
+
   def _rollover(self, state, epoch):
     done, mean, acc = _completed(state.acc, epoch)
-    decided = self._decide(state, mean)
+    decided = self._decide(state, mean, self._clock(state, epoch))
     state = jax.tree.map(lambda a, b: jnp.where(done, a, b), decided, state)
     return state._replace(acc=acc)
 
@@ -307,12 +318,7 @@ class SwitchOnPlateau:
     del value, extra_args
     if epoch is not None:
       state = self._rollover(state, epoch)
-    if self.clock == 'update':
-      t = state.updates
-    elif epoch is None:
-      t = state.acc.epoch
-    else:
-      t = jnp.asarray(epoch, jnp.float32)
+    t = self._clock(state, epoch)
     vals = [p(t) for p in self.policies]
     return jnp.select(
       [state.index == i for i in range(len(vals))], vals
@@ -328,6 +334,8 @@ class SwitchOnPlateau:
         threshold=self.threshold,
         cooldown=self.cooldown,
         clock=self.clock,
+        total=self.total,
+        start=self.start,
       ),
     )
 
@@ -339,6 +347,8 @@ def switch_on_plateau(
   threshold: float = 0.05,
   cooldown: int = 5,
   clock: str = 'epoch',
+  total: float | None = None,
+  start: int = 0,
 ) -> SwitchOnPlateau:
   """Move to the next policy of a list when the epoch loss plateaus.
 
@@ -353,11 +363,13 @@ def switch_on_plateau(
   On a plateau, unless `cooldown` epochs have not yet passed since the last
   switch, the next policy takes over (the last one stays). The policies are
   evaluated at the global t (epochs, or updates with `clock='update'`), not
-  at a clock restarted by the switch, as in LRBench. LRBench moves back to
-  the previous policy during the first 80% of training ("increase") and
-  forward after; it needs the total training length for that, and lrjax
-  always moves forward (to the policy with the lower learning rate when the
-  list is ordered that way). LRBench counts iterations from 1, lrjax from 0.
+  at a clock restarted by the switch, as in LRBench. Direction: without
+  `total`, always forward (to the policy with the lower learning rate when
+  the list is ordered that way). With `total` (the training length in units
+  of the clock), LRBench's rule: before `0.8 * total` move back to the
+  previous policy ("increase"), after it move forward ("decrease"); start
+  in the middle of the list (`start`, LRBench's `start_index`) for the move
+  back to have somewhere to go. LRBench counts iterations from 1, lrjax from 0.
 
   Args:
     policies: the policies, in order (text: separated by `/`).
@@ -366,6 +378,9 @@ def switch_on_plateau(
     threshold: :math:`\\theta \\ge 0`, in loss units.
     cooldown: epochs after a switch before the next (integer >= 0).
     clock: `epoch` (t = the epoch passed in) or `update` (t = updates done).
+    total: the training length for LRBench's back-then-forward rule, or None
+      to always move forward.
+    start: index of the policy in force at the start.
 
   Returns:
     A stateful schedule (`init`, `update(state, value=, epoch=)`,
@@ -399,4 +414,13 @@ def switch_on_plateau(
   threshold = P.check_float('threshold', threshold, low=0)
   cooldown = _check_count('cooldown', cooldown)
   clock = P.check_choice('clock', clock, ('epoch', 'update'))
-  return SwitchOnPlateau(policies, window, threshold, cooldown, clock)
+  if total is not None:
+    total = P.check_duration('total', total)
+  start = _check_count('start', start)
+  if start >= len(policies):
+    raise ValueError(
+      f'start={start} must be < the number of policies ({len(policies)})'
+    )
+  return SwitchOnPlateau(
+    policies, window, threshold, cooldown, clock, total, start
+  )
