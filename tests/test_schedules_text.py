@@ -64,7 +64,7 @@ def test_round_trip(text):
 
 def test_every_builder_has_a_canonical_round_trip_case():
   names = {t.split('(')[0] for t in CANONICAL}
-  aliases = {'fixed', 'triangular2', 'exp_range'}
+  aliases = {'fixed', 'triangular2', 'exp_range', 'sequence'}
   assert set(S._policy.REGISTRY) - aliases == names
 
 
@@ -96,6 +96,9 @@ def test_non_canonical_text_is_accepted_and_normalised():
     'triangular(0.01,high=0.1,length=5,amplitude=half)'
   )
   assert str(S.parse('constant(value=2.5e-3)')) == 'constant(0.0025)'
+  assert str(S.parse('sequence(constant(1)/constant(2),boundaries=4)')) == (
+    'join(constant(1)/constant(2),boundaries=4)'
+  )
 
 
 @pytest.mark.parametrize(

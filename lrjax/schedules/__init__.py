@@ -60,6 +60,7 @@ from lrjax.schedules._state import switch_on_plateau as switch_on_plateau
 from lrjax.schedules._text import parse as parse
 
 fixed = constant
+sequence = join
 
 __all__ = [
   'Policy',
@@ -87,6 +88,7 @@ __all__ = [
   'reduce_on_plateau',
   'sawtooth',
   'scale',
+  'sequence',
   'sigmoid',
   'sine',
   'step',

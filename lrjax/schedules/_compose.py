@@ -139,7 +139,8 @@ def join(policies, boundaries) -> Policy:
     [0.1, 0.1, 0.1, 0.05, 0.0]
 
   References:
-    optax `join_schedules`; PyTorch `SequentialLR`.
+    optax `join_schedules`; PyTorch `SequentialLR`. `sequence(...)` parses
+    as `join(...)`.
   """
   policies = tuple(
     P.check_policy(f'policies[{i}]', p)
@@ -166,6 +167,9 @@ def join(policies, boundaries) -> Policy:
     return jnp.select([idx == i for i in range(len(vals))], vals)
 
   return P.make('join', fn, policies=policies, boundaries=boundaries)
+
+
+register('sequence', canonical=False)(join)
 
 
 @register('scale')
