@@ -314,14 +314,18 @@ def eps_sharpness(
   def lift(y):
     return x + (y if a is None else a @ y)
 
-  g = jax.jit(lambda y: f(lift(y)))
+  def g(y):
+    return f(lift(y))
+
+  value_and_grad = jax.jit(jax.value_and_grad(g))  # compiled once
   zero = jnp.zeros_like(bound)
-  f0 = float(g(zero))
-  sign = jnp.sign(jax.grad(g)(zero))
+  f0, grad0 = value_and_grad(zero)
+  f0 = float(f0)
+  sign = jnp.sign(grad0)
   coin = jax.random.rademacher(jax.random.key(seed), bound.shape, jnp.float32)
   y0 = 0.5 * bound * jnp.where(sign == 0, coin, sign)
   if method == 'lbfgsb':
-    y, fmax = _lbfgsb(g, bound, y0, max_iter)
+    y, fmax = _lbfgsb(value_and_grad, bound, y0, max_iter)
   else:
     y, fmax = _pga(g, bound, y0, max_iter)
   fmax = max(fmax, f0)
@@ -334,14 +338,12 @@ def eps_sharpness(
   )
 
 
-def _lbfgsb(g, bound, y0, max_iter):
+def _lbfgsb(value_and_grad, bound, y0, max_iter):
   from scipy import optimize  # scikit-learn's dependency; see BUILD.md
 
-  value_and_grad = jax.jit(jax.value_and_grad(lambda y: -g(y)))
-
-  def fun(y):
+  def fun(y):  # minimise -f
     v, d = value_and_grad(jnp.asarray(y, jnp.float32))
-    return float(v), np.asarray(d, np.float64)
+    return -float(v), -np.asarray(d, np.float64)
 
   b = np.asarray(bound, np.float64)
   res = optimize.minimize(
@@ -353,7 +355,7 @@ def _lbfgsb(g, bound, y0, max_iter):
     options={'maxiter': max_iter},
   )
   y = np.clip(res.x, -b, b).astype(np.float32)
-  return y, float(g(jnp.asarray(y)))
+  return y, float(value_and_grad(jnp.asarray(y))[0])
 
 
 def _pga(g, bound, y0, max_iter):

@@ -11,6 +11,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from lrjax import sharpness
@@ -228,3 +229,55 @@ def test_plot_interpolation(tmp_path):
   np.testing.assert_array_equal(
     fig.axes[0].lines[1].get_ydata(), np.arange(4.0) + 1
   )
+
+
+@pytest.fixture(scope='module')
+def digits_logreg():
+  from sklearn.datasets import load_digits
+
+  x, y = load_digits(return_X_y=True)
+  x = jnp.asarray(x[:500] / 16.0, jnp.float32)
+  y = jnp.asarray(y[:500], jnp.int32)
+  rng = np.random.default_rng(0)
+  params = {
+    'W': jnp.asarray(0.1 * rng.normal(size=(64, 10)), jnp.float32),
+    'b': jnp.zeros(10),
+  }
+
+  def loss(p):
+    logits = x @ p['W'] + p['b']
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+  f, x0, _ = sharpness.flatten(loss, params)
+  f = jax.jit(f)
+  dense = np.asarray(jax.jit(jax.hessian(f))(x0), np.float64)
+  return f, x0, dense
+
+
+def test_real_model_hessian_against_dense(digits_logreg):
+  f, x0, dense = digits_logreg
+  top = np.max(np.abs(np.linalg.eigvalsh(dense)))
+  lam, _ = jax.jit(lambda z: sharpness.top_eigenvalue(f, z, num_iters=100))(x0)
+  np.testing.assert_allclose(lam, top, rtol=1e-4)
+  m = 200
+  tr = jax.jit(lambda z: sharpness.hessian_trace(f, z, num_samples=m))(x0)
+  off = dense - np.diag(np.diag(dense))
+  se = math.sqrt(2 * np.sum(off**2) / m)
+  assert abs(float(tr) - np.trace(dense)) < 4 * se
+
+
+def test_real_model_sharpness_between_bounds(digits_logreg):
+  f, x0, dense = digits_logreg
+  eps = 1e-3
+  r = sharpness.eps_sharpness(f, x0, eps=eps)
+  b = eps * (np.abs(np.asarray(x0, np.float64)) + 1)
+  f0 = float(f(x0))
+  grad = np.asarray(jax.grad(f)(x0), np.float64)
+  # Lower bound: the loss at the box vertex along the gradient's signs.
+  vertex = float(f(x0 + jnp.asarray(np.sign(grad) * b, jnp.float32)))
+  # Upper bound (second order, exact up to O(eps^3)): |g| . b + l_max |b|^2/2.
+  lmax = np.max(np.linalg.eigvalsh(dense))
+  upper = np.abs(grad) @ b + 0.5 * lmax * b @ b
+  assert r.max_loss >= vertex - 1e-6
+  assert r.sharpness <= upper / (1 + f0) * 100 * 1.01
+  assert r.sharpness >= (vertex - f0) / (1 + f0) * 100 * 0.99
