@@ -183,3 +183,41 @@ def test_sgdr_exact_at_every_restart(period, mult):
   )
   # Relative accuracy holds while the cycle fits in float32 (2**24).
   np.testing.assert_allclose(got[n:], expected, rtol=1e-3, atol=1e-12)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(
+  st.floats(-1e6, 1e6, allow_subnormal=False),
+  st.one_of(st.integers(1, BIG), st.floats(1e-6, 1e9)),
+  st.floats(1e-6, 1.0),
+  st.sampled_from(['linear', 'cosine', 'exponential']),
+  st.booleans(),
+)
+def test_text_round_trip_for_any_parameters(value, length, gamma, shape, flag):
+  policies = [
+    S.step(value, length=length, gamma=gamma),
+    S.exponential(value, gamma=gamma, length=length, staircase=flag),
+    S.cosine(value, length=length, end=value * gamma),
+    S.multistep(value, milestones=(length, 2 * length), factors=(gamma, 3.0)),
+    S.triangular(
+      value,
+      high=abs(value) + 1,
+      length=length,
+      amplitude='exp',
+      gamma=gamma,
+      phase='down' if flag else 'up',
+    ),
+  ]
+  policies.append(
+    S.warmup(
+      S.join(policies[:2], boundaries=length),
+      length=length,
+      shape=shape,
+      start=gamma,
+      shift=flag,
+    )
+  )
+  for p in policies:
+    text = str(p)
+    again = S.parse(text)
+    assert again == p and str(again) == text
