@@ -9,13 +9,24 @@ import matplotlib
 
 matplotlib.use('Agg')
 
-# Re-exports, one name a line (each helper module appends its own).
+from lrjax.plots._batch import plot_batch_schedule as plot_batch_schedule
 from lrjax.plots._curves import band_over_seeds as band_over_seeds
 from lrjax.plots._curves import plot_accuracy_vs_cost as plot_accuracy_vs_cost
 from lrjax.plots._curves import plot_curves as plot_curves
 from lrjax.plots._curves import plot_lines as plot_lines
-from lrjax.plots._schedules import plot_schedules as plot_schedules
-from lrjax.plots._batch import plot_batch_schedule as plot_batch_schedule
 from lrjax.plots._measure import plot_interpolation as plot_interpolation
 from lrjax.plots._measure import plot_lr_finder as plot_lr_finder
 from lrjax.plots._measure import plot_noise_scale as plot_noise_scale
+from lrjax.plots._schedules import plot_schedules as plot_schedules
+
+__all__ = [
+  'band_over_seeds',
+  'plot_accuracy_vs_cost',
+  'plot_batch_schedule',
+  'plot_curves',
+  'plot_interpolation',
+  'plot_lines',
+  'plot_lr_finder',
+  'plot_noise_scale',
+  'plot_schedules',
+]
