@@ -125,7 +125,7 @@ def test_policy_as_optax_learning_rate_and_momentum():
   np.testing.assert_allclose(steps, [1, 1, 0.5, 0.5, 0.25])
   # Any scalar hyperparameter; the value in force is in the state.
   tx = optax.inject_hyperparams(optax.sgd)(
-    learning_rate=lr, momentum=S.onecycle_momentum(10, pct_start=0.25)
+    learning_rate=lr, momentum=S.onecycle_momentum(10, pct_start=0.25, offset=1)
   )
   state = tx.init(params)
   update = jax.jit(tx.update)

@@ -10,6 +10,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from lrjax import schedules as S
@@ -202,16 +203,16 @@ def test_onecycle_matches_onecyclelr(anneal, three):
   else:
     lr = [(29, 0.004, 0.1), (99, 0.1, 4e-7)]
     mom = [(29, 0.95, 0.85), (99, 0.85, 0.95)]
-  s = S.onecycle(0.1, length=100, anneal=anneal, three_phase=three)
+  s = S.onecycle(0.1, length=100, anneal=anneal, three_phase=three, offset=1)
   check(s, ts, _phases_ref(ts, lr, anneal), rtol=2e-5, atol=1e-9)
-  m = S.onecycle_momentum(100, anneal=anneal, three_phase=three)
+  m = S.onecycle_momentum(100, anneal=anneal, three_phase=three, offset=1)
   check(m, ts, _phases_ref(ts, mom, anneal), rtol=2e-6)
 
 
 def test_onecycle_literal_table():
   # Worked by hand: max 1, T=11, pct 0.2 -> e1 = 1.2; initial 0.04, min 4e-6;
   # linear: t=1: 0.04 + 0.96/1.2; t=6: 1 + (4e-6 - 1) * 4.8/8.8.
-  s = S.onecycle(1.0, length=11, pct_start=0.2, anneal='linear')
+  s = S.onecycle(1.0, length=11, pct_start=0.2, anneal='linear', offset=1)
   check(
     s,
     [0.0, 1.0, 1.2, 6.0, 10.0, 11.0],
@@ -427,7 +428,7 @@ def test_validation_messages_name_the_argument():
   with pytest.raises(ValueError, match='mult=1.5'):
     S.cosine_restarts(0.1, period=10, mult=1.5)
   with pytest.raises(ValueError, match='pct_start'):
-    S.onecycle(0.1, length=3, pct_start=0.2)
+    S.onecycle(0.1, length=3, pct_start=0.2, offset=1)
   with pytest.raises(ValueError, match='length includes both'):
     S.wsd(1.0, length=10, cooldown=8, warmup=5)
   with pytest.raises(ValueError, match='value=nan must be finite'):
@@ -558,7 +559,7 @@ TORCH_TABLES = [
   ),
   (
     'onecycle',
-    S.onecycle(0.1, length=10, pct_start=0.25),
+    S.onecycle(0.1, length=10, pct_start=0.25, offset=1),
     [
       0.004,
       0.076,
@@ -574,7 +575,7 @@ TORCH_TABLES = [
   ),
   (
     'onecycle_momentum',
-    S.onecycle_momentum(10, pct_start=0.25),
+    S.onecycle_momentum(10, pct_start=0.25, offset=1),
     [
       0.95,
       0.875,
@@ -591,7 +592,12 @@ TORCH_TABLES = [
   (
     'onecycle3',
     S.onecycle(
-      0.1, length=12, pct_start=0.25, anneal='linear', three_phase=True
+      0.1,
+      length=12,
+      pct_start=0.25,
+      anneal='linear',
+      three_phase=True,
+      offset=1,
     ),
     [
       0.004,
@@ -610,7 +616,9 @@ TORCH_TABLES = [
   ),
   (
     'onecycle3_momentum',
-    S.onecycle_momentum(12, pct_start=0.25, anneal='linear', three_phase=True),
+    S.onecycle_momentum(
+      12, pct_start=0.25, anneal='linear', three_phase=True, offset=1
+    ),
     [0.95, 0.9, 0.85, 0.9, 0.95, 0.95, 0.95, 0.95, 0.95, 0.95, 0.95, 0.95],
   ),
 ]
@@ -644,3 +652,31 @@ def test_cos_period_follows_lrbench_code_not_paper():
     S.triangular(0.01, high=0.1, length=6, phase='down'),
   ):
     check(p, ts, [0.1, 0.01, 0.1, 0.01, 0.1], rtol=1e-6)
+
+
+def test_onecycle_default_matches_optax_cosine_onecycle():
+  # offset=0: phase ends at pct * length and length, in units of t.
+  ref = optax.cosine_onecycle_schedule(
+    transition_steps=100,
+    peak_value=0.1,
+    pct_start=0.3,
+    div_factor=25.0,
+    final_div_factor=1e4,
+  )
+  ts = np.array([0, 1, 15, 29, 30, 31, 65, 99, 100, 150])
+  check(
+    S.onecycle(0.1, length=100),
+    ts,
+    [float(ref(int(t))) for t in ts],
+    rtol=2e-5,
+    atol=1e-9,
+  )
+  m = S.onecycle_momentum(100)
+  x = np.clip(ts / 30, 0, 1)
+  y = np.clip((ts - 30) / 70, 0, 1)
+  expected = np.where(
+    ts <= 30,
+    0.85 + 0.1 * (1 + np.cos(np.pi * x)) / 2,
+    0.95 - 0.1 * (1 + np.cos(np.pi * y)) / 2,
+  )
+  check(m, ts, expected, rtol=2e-6)

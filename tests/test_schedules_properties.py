@@ -71,7 +71,11 @@ def _cases():
     (S.inverse_time(0.5, gamma=0.1, power=2), 0.0, 0.5),
     (S.multistep(0.5, milestones=(3, 2**30, BIG), gamma=0.5), 0.0625, 0.5),
     (S.onecycle(0.5, length=10**6, three_phase=True), 0.5 / 25 / 1e4, 0.5),
-    (S.onecycle(0.5, length=100, anneal='linear'), 0.5 / 25 / 1e4, 0.5),
+    (
+      S.onecycle(0.5, length=100, anneal='linear', offset=1),
+      0.5 / 25 / 1e4,
+      0.5,
+    ),
     (S.onecycle_momentum(100, pct_start=0.25), 0.85, 0.95),
     (S.wsd(0.5, length=10**6, cooldown=10**5, warmup=10, shape='sqrt'), 0, 0.5),
     (

@@ -23,7 +23,7 @@ CANONICAL = [
   'cosine_restarts(0.1,period=10,mult=2,decay=0.5,end=0.001)',
   'onecycle(0.1,length=1000)',
   'onecycle(0.1,length=1000,pct_start=0.25,anneal=linear,div_factor=10,'
-  'final_div_factor=100,three_phase=true)',
+  'final_div_factor=100,three_phase=true,offset=1)',
   'onecycle_momentum(1000,low=0.8,high=0.9,pct_start=0.25,anneal=linear)',
   'wsd(0.1,length=100,cooldown=20)',
   'wsd(0.1,length=100,cooldown=20,warmup=5,start=0,end=0.001,shape=sqrt)',

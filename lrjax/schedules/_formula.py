@@ -524,31 +524,33 @@ def cosine_restarts(
   )
 
 
-def _onecycle_points(length, pct_start, three_phase):
-  """Phase ends as PyTorch's OneCycleLR places them (the -1 convention)."""
-  e1 = float(pct_start * length) - 1
+def _onecycle_points(length, pct_start, three_phase, offset):
+  """Phase ends; `offset=1` places them as PyTorch's OneCycleLR does."""
+  e1 = float(pct_start * length) - offset
   if three_phase:
-    return (e1, 2 * e1, length - 1)
-  return (e1, length - 1)
+    return (e1, 2 * e1, length - offset)
+  return (e1, length - offset)
 
 
-def _check_onecycle(length, pct_start, anneal, three_phase):
+def _check_onecycle(length, pct_start, anneal, three_phase, offset):
   length = P.check_duration('length', length)
   pct_start = P.check_float(
     'pct_start', pct_start, low=0, low_open=True, high=1, high_open=True
   )
   anneal = P.check_choice('anneal', anneal, ('cos', 'linear'))
   three_phase = P.check_bool('three_phase', three_phase)
-  ends = _onecycle_points(length, pct_start, three_phase)
+  offset = P.check_duration('offset', offset, allow_zero=True)
+  ends = _onecycle_points(length, pct_start, three_phase, offset)
   starts = (0.0,) + ends[:-1]
   for i, (a, b) in enumerate(zip(starts, ends, strict=True)):
     if not b > a:
       raise ValueError(
         f'phase {i} of one-cycle is empty (it ends at {b}, starts at {a}): '
         f'raise length={length} or pct_start={pct_start} so that '
-        'pct_start * length > 1 (and < length / 2 for three_phase)'
+        f'pct_start * length > offset={offset} (and < length / 2 for '
+        'three_phase)'
       )
-  return length, pct_start, anneal, three_phase, starts, ends
+  return length, pct_start, anneal, three_phase, offset, starts, ends
 
 
 def _phases(t, starts, ends, points, anneal):
@@ -574,21 +576,28 @@ def onecycle(
   div_factor: float = 25.0,
   final_div_factor: float = 1e4,
   three_phase: bool = False,
+  offset: float = 0,
 ) -> Policy:
-  """Smith's one-cycle policy, values as PyTorch's OneCycleLR.
+  """Smith's one-cycle policy (optax's, or PyTorch's OneCycleLR with offset=1).
 
   .. math:: k_i = k_0 / \\delta,\\ k_m = k_i / \\delta_f;\\quad
     f: k_i \\to k_0 \\text{ on } [0, e_1],\\ k_0 \\to k_m
     \\text{ on } [e_1, l - 1]
 
-  with :math:`e_1 = p\\,l - 1` (PyTorch's phase ends), annealing
+  with :math:`e_1 = p\\,l - o` and the last phase ending at :math:`l - o`
+  (offset :math:`o`), annealing
   :math:`a + (b - a)(1 - \\cos(\\pi x))/2` (`cos`) or linear in the phase
   fraction x. `three_phase`: :math:`k_i \\to k_0` on :math:`[0, e_1]`,
   :math:`k_0 \\to k_i` on :math:`[e_1, 2 e_1]`, :math:`k_i \\to k_m` on
-  :math:`[2 e_1, l - 1]`. Equals `OneCycleLR(max_lr=k_0, total_steps=l,
+  :math:`[2 e_1, l - o]`. The default `offset=0` keeps durations in units
+  of t (the peak at :math:`p\\,l`, the end at :math:`l`), as optax's
+  `cosine_onecycle_schedule(transition_steps=l)` does (for integer
+  :math:`p\\,l`); use it when t is epochs. `offset=1` reproduces PyTorch's
+  per-step convention exactly: `OneCycleLR(max_lr=k_0, total_steps=l,
   pct_start, anneal_strategy, div_factor, final_div_factor, three_phase)`
-  at step t <= l - 1; PyTorch raises past `l` steps, lrjax holds
-  :math:`k_m` from `l - 1` on. Use `onecycle_momentum` for the momentum.
+  at step t <= l - 1 (PyTorch places the phase ends one step early so the
+  last of `l` steps reaches the minimum; it raises past `l` steps, lrjax
+  holds :math:`k_m`). Use `onecycle_momentum` for the momentum.
 
   Args:
     value: the peak :math:`k_0` (PyTorch's `max_lr`).
@@ -598,16 +607,22 @@ def onecycle(
     div_factor: :math:`\\delta`, initial value = value / div_factor.
     final_div_factor: :math:`\\delta_f`, final = initial / final_div_factor.
     three_phase: PyTorch's three-phase variant (fast.ai style).
+    offset: :math:`o`, 0 (units of t) or 1 (PyTorch's steps).
 
   Returns:
     The `Policy`, between the final value and `value`.
 
   Raises:
-    ValueError: on an empty phase (`pct_start * length <= 1`), bad factors.
+    ValueError: on an empty phase (`pct_start * length <= offset`), bad
+      factors.
 
   Examples:
     >>> from lrjax import schedules
-    >>> s = schedules.onecycle(1.0, length=11, pct_start=0.2, anneal='linear')
+    >>> s = schedules.onecycle(1.0, length=10, pct_start=0.2, anneal='linear')
+    >>> print([round(float(s(t)), 6) for t in (0, 1, 2, 6, 10)])
+    [0.04, 0.52, 1.0, 0.500002, 4e-06]
+    >>> s = schedules.onecycle(1.0, length=11, pct_start=0.2, anneal='linear',
+    ...                        offset=1)
     >>> print([round(float(s(t)), 6) for t in (0, 1.2, 10)])
     [0.04, 1.0, 4e-06]
 
@@ -615,8 +630,8 @@ def onecycle(
     Smith & Topin 2019, Super-convergence; PyTorch `OneCycleLR`.
   """
   value = P.check_float('value', value, low=0, low_open=True)
-  length, pct_start, anneal, three_phase, starts, ends = _check_onecycle(
-    length, pct_start, anneal, three_phase
+  length, pct_start, anneal, three_phase, offset, starts, ends = (
+    _check_onecycle(length, pct_start, anneal, three_phase, offset)
   )
   div_factor = P.check_float('div_factor', div_factor, low=0, low_open=True)
   final_div_factor = P.check_float(
@@ -642,6 +657,7 @@ def onecycle(
     div_factor=div_factor,
     final_div_factor=final_div_factor,
     three_phase=three_phase,
+    offset=offset,
   )
 
 
@@ -653,16 +669,17 @@ def onecycle_momentum(
   pct_start: float = 0.3,
   anneal: str = 'cos',
   three_phase: bool = False,
+  offset: float = 0,
 ) -> Policy:
   """The momentum that goes with `onecycle`: high -> low -> high.
 
   .. math:: f: m_h \\to m_l \\text{ on } [0, e_1],\\ m_l \\to m_h
-    \\text{ on } [e_1, l - 1]
+    \\text{ on } [e_1, l - o]
 
   Same phases as `onecycle` with the same arguments; `three_phase` holds
   :math:`m_h` on the third phase. Equals the momentum (or Adam's beta1)
   PyTorch's `OneCycleLR(cycle_momentum=True, base_momentum=m_l,
-  max_momentum=m_h)` sets.
+  max_momentum=m_h)` sets when `offset=1`.
 
   Args:
     length: total duration :math:`l`.
@@ -671,6 +688,7 @@ def onecycle_momentum(
     pct_start: as in `onecycle`.
     anneal: `cos` or `linear`.
     three_phase: as in `onecycle`.
+    offset: as in `onecycle` (1 for PyTorch's values).
 
   Returns:
     The `Policy`, within `[low, high]`.
@@ -680,16 +698,16 @@ def onecycle_momentum(
 
   Examples:
     >>> from lrjax import schedules
-    >>> m = schedules.onecycle_momentum(11, pct_start=0.2, anneal='linear')
-    >>> print([round(float(m(t)), 6) for t in (0, 1.2, 10)])
+    >>> m = schedules.onecycle_momentum(10, pct_start=0.2, anneal='linear')
+    >>> print([round(float(m(t)), 6) for t in (0, 2, 10)])
     [0.95, 0.85, 0.95]
 
   References:
     Smith 2018, A disciplined approach to neural network hyper-parameters;
     PyTorch `OneCycleLR`.
   """
-  length, pct_start, anneal, three_phase, starts, ends = _check_onecycle(
-    length, pct_start, anneal, three_phase
+  length, pct_start, anneal, three_phase, offset, starts, ends = (
+    _check_onecycle(length, pct_start, anneal, three_phase, offset)
   )
   low = P.check_float('low', low)
   high = P.check_float('high', high)
@@ -709,6 +727,7 @@ def onecycle_momentum(
     pct_start=pct_start,
     anneal=anneal,
     three_phase=three_phase,
+    offset=offset,
   )
 
 
