@@ -82,6 +82,9 @@ class TrainConfig:
     seed: seed of parameters, data order and augmentation.
     augment: use the dataset's deterministic augmentation.
     log_every: log (and write metrics.jsonl) every this many updates.
+    prefetch: batches prepared ahead in a background thread (0 = on the
+      main thread; best for small in-memory datasets and tiny models, where
+      the thread hand-off costs more than the batch).
     eval_every: evaluate every this many epochs (0 = only at the end).
     eval_batch_size: batch size of evaluation.
     checkpoint_every: checkpoint every this many updates (0 = only at the end).
@@ -120,6 +123,7 @@ class TrainConfig:
   seed: int = 0
   augment: bool = False
   log_every: int = 10
+  prefetch: int = 2
   eval_every: float = 1.0
   eval_batch_size: int = 500
   checkpoint_every: int = 0
@@ -212,6 +216,7 @@ class TrainConfig:
     _check_int(self.seed, 'seed', 0)
     _check_int(self.log_every, 'log_every', 1)
     _check_int(self.eval_batch_size, 'eval_batch_size', 1)
+    _check_int(self.prefetch, 'prefetch', 0)
     _check_int(self.checkpoint_every, 'checkpoint_every', 0)
     _check_int(self.keep_checkpoints, 'keep_checkpoints', 0)
     _check_int(self.max_updates, 'max_updates', 1, optional=True)

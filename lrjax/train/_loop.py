@@ -86,6 +86,21 @@ class NonFiniteError(FloatingPointError):
   """Training produced a non-finite loss or gradient norm."""
 
 
+class _Inline:
+  """Batches produced on the main thread (``prefetch=0``)."""
+
+  wait_seconds = 0.0
+
+  def __init__(self, iterable: Any) -> None:
+    self._it = iter(iterable)
+
+  def __iter__(self) -> Any:
+    return self._it
+
+  def close(self) -> None:
+    pass
+
+
 def _initialize_distributed(config: TrainConfig) -> None:
   if config.coordinator_address is None or config.num_processes == 1:
     return
@@ -345,7 +360,10 @@ def train_and_evaluate(config: TrainConfig, workdir: str) -> TrainResult:
   last_train: dict[str, Any] = {}
   last_test: dict[str, Any] = {}
   acc = {'loss': 0.0, 'accuracy': 0.0, 'n': 0}
-  prefetch = Prefetcher(batches(update, sampler), buffer_size=2)
+  if config.prefetch > 0:
+    prefetch = Prefetcher(batches(update, sampler), config.prefetch)
+  else:
+    prefetch = _Inline(batches(update, sampler))
   progress.start(update, examples)
   loop_start = time.perf_counter()
   updates_at_start = update
