@@ -19,6 +19,22 @@ One vocabulary for every policy:
   (short enough for one flag) and `parse(text)` reads it back:
   `parse(str(p))` prints the same text.
 
+- `onecycle`'s default `offset=0` keeps its phase ends in units of t (right
+  for epochs, like optax); `offset=1` is PyTorch's per-step convention.
+
+The policies and their text names (aliases parse to the canonical name):
+
+- constant values and decays: `constant` (alias `fixed`), `step`,
+  `multistep`, `exponential`, `inverse_time`, `polynomial`, `linear`,
+  `sigmoid`, `cosine`, `tanh_decay`, `wsd` (warmup-stable-decay).
+- restarts and cycles: `cosine_restarts` (SGDR), `onecycle`,
+  `onecycle_momentum`, `triangular` (Smith's CLR; aliases `triangular2`,
+  `exp_range`), `sine`, `cosine_cyclic`, `sawtooth` (LRBench's TRI, SIN,
+  COS/UPCOS, RSW families with their "2", "EXP" and "D" variants).
+- composition: `warmup`, `join` (alias `sequence`), `scale`, `clip`,
+  `product`.
+- state-based: `reduce_on_plateau`, `switch_on_plateau`.
+
 Formula-based policies are closed forms in `t`; the state-based ones
 (`reduce_on_plateau`, `switch_on_plateau`) are optax stateful schedules that
 decide once per completed epoch on the mean of the losses passed to
