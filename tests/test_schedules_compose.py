@@ -241,3 +241,16 @@ def test_plot_schedules_writes_a_png(tmp_path):
   assert fig.axes[0].lines[0].get_label() == 'constant(0.1)'
   with pytest.raises(ValueError, match='t_max=0 must be > 0'):
     plot_schedules([S.constant(0.1)], t_max=0)
+
+
+def test_vmap_and_vector_t_agree():
+  ts = jnp.arange(0, 40, dtype=jnp.int32)
+  for p in (
+    S.join([S.constant(1.0), S.cosine(1.0, length=9)], boundaries=7),
+    S.multistep(1.0, milestones=(3, 20)),
+    S.warmup(S.sawtooth(0.1, high=1.0, length=6), length=4),
+  ):
+    vec = np.asarray(jax.jit(p)(ts))
+    mapped = np.asarray(jax.jit(jax.vmap(p))(ts))
+    np.testing.assert_array_equal(vec, mapped)
+    assert float(p(int(ts[13]))) == vec[13]

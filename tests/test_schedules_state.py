@@ -176,3 +176,20 @@ def test_policies_pickle_through_text():
   assert copy.deepcopy(p) == p
   r = S.switch_on_plateau([p, S.constant(0.01)])
   assert pickle.loads(pickle.dumps(r)) == r
+
+
+def test_non_finite_losses_are_left_out_of_the_epoch_mean():
+  s = S.reduce_on_plateau(0.1, factor=0.5, patience=0)
+  state = s.init()
+  # Epoch 0: 1.0 and nan -> mean 1.0; epoch 1: 0.5 and inf -> mean 0.5
+  # (better: no reduction); epoch 2: only nan -> no decision.
+  for epoch, v in [
+    (0.0, 1.0),
+    (0.5, np.nan),
+    (1.0, 0.5),
+    (1.5, np.inf),
+    (2.0, np.nan),
+  ]:
+    state = s.update(state, value=jnp.float32(v), epoch=jnp.float32(epoch))
+  assert float(state.best) == 0.5
+  assert float(s(state, epoch=jnp.float32(3.0))) == pytest.approx(0.1)

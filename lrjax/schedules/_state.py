@@ -9,7 +9,9 @@ of that epoch's values, at the first update whose `floor(epoch)` is larger
 applies to that first update of the new epoch: `__call__` rolls the epoch
 over before giving the value. If one update skips whole epochs (a batch
 larger than the dataset), the values seen since the last decision form one
-decision. Everything is jit-safe: the state is a NamedTuple of arrays.
+decision. Non-finite values (updates the trainer skipped) are left out of
+the mean; an epoch without any finite value makes no decision. Everything
+is jit-safe: the state is a NamedTuple of arrays.
 """
 
 from __future__ import annotations
@@ -55,8 +57,12 @@ def _completed(acc: _Epoch, epoch) -> tuple[jax.Array, jax.Array, _Epoch]:
 
 
 def _accumulate(acc: _Epoch, value) -> _Epoch:
+  # A non-finite loss (a skipped update) does not enter the epoch mean.
+  value = jnp.asarray(value, jnp.float32)
+  finite = jnp.isfinite(value)
   return acc._replace(
-    total=acc.total + jnp.asarray(value, jnp.float32), count=acc.count + 1
+    total=acc.total + jnp.where(finite, value, 0.0),
+    count=acc.count + finite.astype(jnp.int32),
   )
 
 
