@@ -104,6 +104,16 @@ class TrainConfig:
     synthetic_examples: training examples of ``dataset='synthetic'``.
     synthetic_shape: image shape (H, W, C) of ``dataset='synthetic'``.
     synthetic_classes: classes of ``dataset='synthetic'``.
+
+  Examples:
+    >>> config = TrainConfig(
+    ...     batch='stages(32@2,128@2)', lr='cosine(0.1,length=4)',
+    ...     max_device_batch=64)
+    >>> config.validate()
+    >>> config.replace(optimizer='rmsprop').validate()
+    Traceback (most recent call last):
+    ...
+    ValueError: optimizer='rmsprop' is unknown; use one of ('sgd', ...)
   """
 
   dataset: str = 'digits'
