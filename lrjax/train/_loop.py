@@ -39,9 +39,13 @@ _LOG_KEYS = (
   'momentum',
   'batch_size',
   'accum_steps',
+  'micro_batch',
   'noise_scale',
+  'noise_g',
+  'skipped',
   'examples_per_sec',
   'steps_per_sec',
+  'data_wait_sec',
 )
 
 
