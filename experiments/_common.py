@@ -111,6 +111,20 @@ flags.register_validator(
   _is_int_list,
   message='--seeds must be a non-empty list of distinct integers, e.g. 0,1,2',
 )
+
+
+def _known_model(name: str) -> bool:
+  from lrjax import models
+
+  return name in models.NAMES
+
+
+flags.register_validator(
+  'model',
+  _known_model,
+  message="--model must be a name lrjax.models.get knows, e.g. 'mlp', "
+  "'cnn', 'wrn16_4'",
+)
 flags.register_validator(
   'synthetic_examples',
   lambda v: v >= 1,

@@ -207,13 +207,19 @@ class Plan:
   noise_scale_ratio: tuple[float, ...] = ()
 
 
-def build_plans(config: RampConfig, num_examples: int) -> dict[str, Plan]:
+def build_plans(
+  config: RampConfig, num_examples: int, multiple_of: int = 4
+) -> dict[str, Plan]:
   """The batch schedule, LR policy and momentum of every schedule.
 
   Every schedule, the constant-batch baseline included, comes from
   `lrjax.batch.from_lr_decay` applied to the same LR step decay, so their
-  noise scales g agree stage by stage (up to batch-size rounding, reported
-  as `noise_scale_ratio`).
+  noise scales g agree stage by stage. The exact form
+  g = lr (N/B - 1) / (1 - m) is kept (on a small dataset the B << N form
+  would end the increasing-batch schedule at a visibly smaller g); batch
+  sizes are rounded to multiples of `multiple_of` (devices times the 4
+  slices of the one-device noise estimate), and the g each rounding costs
+  is reported as `noise_scale_ratio`.
   """
   from lrjax import batch as lrbatch
 
@@ -243,6 +249,8 @@ def build_plans(config: RampConfig, num_examples: int) -> dict[str, Plan]:
       new_momentum=(
         config.increased_momentum if name == 'increased_momentum' else None
       ),
+      multiple_of=multiple_of,
+      exact=True,
     )
     plans[name] = Plan(
       ramp.batch_schedule,
@@ -251,6 +259,12 @@ def build_plans(config: RampConfig, num_examples: int) -> dict[str, Plan]:
       tuple(float(r) for r in ramp.noise_scale_ratio),
     )
   return plans
+
+
+def _num_replicas(num_devices: int | None) -> int:
+  import jax
+
+  return num_devices or jax.local_device_count()
 
 
 def train_config(config: RampConfig, plan: Plan, seed: int):
@@ -423,6 +437,7 @@ def _figures(
       x='epoch',
       y='noise_scale',
       labels=LABELS,
+      band='range',
       logy=True,
       path=os.path.join(workdir, 'noise_scale.png'),
     )
@@ -454,7 +469,9 @@ def run(config: RampConfig, workdir: str, *, with_flags: bool = False):
   c = config.common
   train_split = _common.load_split(c, 'train', c.seeds[0])
   test_split = _common.load_split(c, 'test', c.seeds[0])
-  plans = build_plans(config, train_split.num_examples)
+  plans = build_plans(
+    config, train_split.num_examples, 4 * _num_replicas(c.num_devices)
+  )
   runs: dict[str, list[_runs.Run]] = {}
   for name, plan in plans.items():
     logging.info('%s: batch %s, lr %s', name, plan.batch, plan.lr)
