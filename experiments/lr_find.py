@@ -76,7 +76,7 @@ def run(config: LrFindConfig, workdir: str, *, with_flags: bool = False):
   table = _common.markdown_table(
     ['seed', *names, 'updates', 'stopped on divergence'], lines
   )
-  figure = _figure(tests, config.finder.suggestion, workdir)
+  figures = _figure(tests, config.finder.suggestion, workdir)
   chosen = means[config.finder.suggestion]
   results = {
     'experiment': 'lr_find',
@@ -84,7 +84,7 @@ def run(config: LrFindConfig, workdir: str, *, with_flags: bool = False):
     'geometric_mean': means,
     'suggested_lr': chosen,
     'suggestion': config.finder.suggestion,
-    'figures': {figure: 'Loss against learning rate'},
+    'figures': figures,
   }
   _common.write_json(os.path.join(workdir, 'results.json'), results)
   _common.write_text(os.path.join(workdir, 'results.md'), table)
@@ -104,19 +104,31 @@ def run(config: LrFindConfig, workdir: str, *, with_flags: bool = False):
       f'`cosine({chosen:.3g},length=<epochs>)`, or let experiments.lrbench '
       'run the test itself with `--policy=cosine({lr},length=<epochs>)`.',
       '',
-      '![Loss against learning rate](lr_find.png)',
-      '',
+      *[f'![{caption}]({path})\n' for path, caption in figures.items()],
     ]
   )
   _common.write_text(os.path.join(workdir, 'report.md'), report)
   return results
 
 
-def _figure(tests, suggestion: str, workdir: str) -> str:
+def _figure(tests, suggestion: str, workdir: str) -> dict[str, str]:
   import matplotlib.pyplot as plt
 
+  from lrjax import finder as lrfinder
   from lrjax import plots
 
+  seed, first = next(iter(tests.items()))
+  plots.plot_lr_finder(
+    lrfinder.RangeTestResult(
+      lrs=np.asarray(first['lrs'], float),
+      losses=np.asarray(first['losses'], float),
+      smoothed=np.asarray(first['smoothed'], float),
+      suggestions=dict(first['suggestions']),
+      stopped_early=bool(first['stopped_early']),
+    ),
+    title=f'LR range test (seed {seed})',
+    path=os.path.join(workdir, 'lr_find.png'),
+  )
   xs = {f'seed {s}': t['lrs'] for s, t in tests.items()}
   ys = {f'seed {s}': t['smoothed'] for s, t in tests.items()}
   markers = {}
@@ -131,11 +143,14 @@ def _figure(tests, suggestion: str, workdir: str) -> str:
     ylabel='smoothed training loss',
     logx=True,
     markers=markers,
-    title='LR range test',
-    path=os.path.join(workdir, 'lr_find.png'),
+    title='LR range test, every seed',
+    path=os.path.join(workdir, 'lr_find_seeds.png'),
   )
   plt.close('all')
-  return 'lr_find.png'
+  return {
+    'lr_find.png': 'Loss against learning rate, with the suggestions',
+    'lr_find_seeds.png': 'Smoothed loss against learning rate, every seed',
+  }
 
 
 def main(argv: Sequence[str]) -> None:

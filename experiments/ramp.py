@@ -395,7 +395,9 @@ def _claims(
 
 
 def _figures(
-  runs: Mapping[str, list[_runs.Run]], workdir: str
+  runs: Mapping[str, list[_runs.Run]],
+  plans: Mapping[str, Plan],
+  workdir: str,
 ) -> dict[str, str]:
   from lrjax import plots
 
@@ -404,7 +406,7 @@ def _figures(
   figures = {
     'test_accuracy.png': 'Test accuracy against epochs and updates',
     'train_loss.png': 'Training loss against epochs and updates',
-    'schedules.png': 'LR, batch size and noise scale g in force',
+    'schedules.png': 'LR, batch size and noise scale g of each schedule',
   }
   plots.plot_curves(
     test,
@@ -421,14 +423,9 @@ def _figures(
     logy=True,
     path=os.path.join(workdir, 'train_loss.png'),
   )
-  ys = [k for k in ('lr', 'batch_size', 'noise_g') if _has(train, k)]
-  plots.plot_curves(
-    train,
-    x='epoch',
-    y=ys,
-    labels=LABELS,
-    band='none',
-    logy=ys,
+  plots.plot_batch_schedule(
+    {name: (p.batch, p.lr, p.momentum) for name, p in plans.items()},
+    exact=True,
     path=os.path.join(workdir, 'schedules.png'),
   )
   if _has(train, 'noise_scale'):
@@ -487,7 +484,7 @@ def run(config: RampConfig, workdir: str, *, with_flags: bool = False):
       runs.setdefault(name, []).append(done)
   rows, table = _table(runs, 'decay')
   claims = _claims(runs, 'decay', 1.0 / test_split.num_examples)
-  figures = _figures(runs, workdir)
+  figures = _figures(runs, plans, workdir)
   results = {
     'experiment': 'ramp',
     'num_train_examples': train_split.num_examples,

@@ -406,30 +406,19 @@ def _figures(runs, interp, workdir) -> dict[str, str]:
   import matplotlib.pyplot as plt
 
   from lrjax import plots
+  from lrjax import sharpness as lrsharp
 
-  alphas = interp['alphas']
-  ys = {}
-  for split, metrics in interp['metrics'].items():
-    for name, values in metrics.items():
-      ys[f'{split} {name}'] = values
-  loss = {k: v for k, v in ys.items() if k.endswith('loss')}
-  acc = {k: v for k, v in ys.items() if k.endswith('accuracy')}
-  plots.plot_lines(
-    alphas,
-    loss,
-    xlabel='alpha (0: small-batch, 1: large-batch solution)',
-    ylabel='cross-entropy loss',
-    logy=True,
+  plots.plot_interpolation(
+    lrsharp.Interpolation(
+      np.asarray(interp['alphas'], float),
+      {
+        split: {k: np.asarray(v, float) for k, v in metrics.items()}
+        for split, metrics in interp['metrics'].items()
+      },
+      'linear',
+    ),
     title='1-D parametric plot (seed 0)',
-    path=os.path.join(workdir, 'interpolation_loss.png'),
-  )
-  plots.plot_lines(
-    alphas,
-    acc,
-    xlabel='alpha (0: small-batch, 1: large-batch solution)',
-    ylabel='accuracy',
-    title='1-D parametric plot (seed 0)',
-    path=os.path.join(workdir, 'interpolation_accuracy.png'),
+    path=os.path.join(workdir, 'interpolation.png'),
   )
   plots.plot_curves(
     {k: [r.test for r in g] for k, g in runs.items()},
@@ -444,8 +433,7 @@ def _figures(runs, interp, workdir) -> dict[str, str]:
   )
   plt.close('all')
   return {
-    'interpolation_loss.png': 'Loss along the line through both minima',
-    'interpolation_accuracy.png': 'Accuracy along the line through both minima',
+    'interpolation.png': 'Loss and accuracy along the line through both minima',
     'test_accuracy.png': 'Test accuracy during training',
   }
 

@@ -235,8 +235,7 @@ def test_sharpness_end_to_end(tmp_path):
   _assert_outputs(
     workdir,
     [
-      'interpolation_loss.png',
-      'interpolation_accuracy.png',
+      'interpolation.png',
       'test_accuracy.png',
     ],
   )
@@ -256,7 +255,7 @@ def test_lr_find_end_to_end(tmp_path):
   for key in _finder.SUGGESTIONS:
     assert 1e-4 <= row[key] <= 10
   assert results['suggested_lr'] == pytest.approx(row['minimum_over_10'])
-  _assert_outputs(workdir, ['lr_find.png'])
+  _assert_outputs(workdir, ['lr_find.png', 'lr_find_seeds.png'])
 
 
 # ------------------------------------------------------------ command line
