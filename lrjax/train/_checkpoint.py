@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import logging as std_logging
 import os
 from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+
+
+class _QuietOrbax(std_logging.Filter):
+  """Drops orbax's per-save INFO chatter (dozens of lines per checkpoint)."""
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    return record.levelno > std_logging.INFO or (
+      f'{os.sep}orbax{os.sep}' not in record.pathname
+    )
+
+
+def _quiet_orbax() -> None:
+  logger = std_logging.getLogger('absl')
+  if not any(isinstance(f, _QuietOrbax) for f in logger.filters):
+    logger.addFilter(_QuietOrbax())
 
 
 class Checkpointer:
@@ -28,6 +44,7 @@ class Checkpointer:
     if keep < 1:
       raise ValueError(f'keep_checkpoints={keep} must be >= 1 to checkpoint')
     self.directory = os.path.abspath(directory)
+    _quiet_orbax()
     options = ocp.CheckpointManagerOptions(
       max_to_keep=keep,
       create=True,

@@ -242,6 +242,21 @@ def train_and_evaluate(config: TrainConfig, workdir: str) -> TrainResult:
   next_eval = float(meta.get('next_eval', config.eval_every or math.inf))
   state = runner.put_state(host_state)
   del host_state
+  logging.info(
+    'Training %s on %s: %d updates, %d device(s) (%s, %d process(es)), '
+    'stages: %s',
+    config.model,
+    config.dataset,
+    total_updates,
+    replicas,
+    runner.mode,
+    jax.process_count(),
+    ', '.join(
+      f'{s.batch_size} = {replicas} x {s.micro_batch} x {s.accum_steps} '
+      f'for {s.num_updates} updates'
+      for s in plan.stages
+    ),
+  )
 
   # Compile the first stage's shape now, the others in the background.
   first_stage = _setup.stage_of(schedule, update)
