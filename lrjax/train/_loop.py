@@ -185,6 +185,11 @@ def train_and_evaluate(config: TrainConfig, workdir: str) -> TrainResult:
           f'noise.num_slices={config.noise.num_slices} must divide the '
           f'micro-batch {s.micro_batch}; choose a divisor'
         )
+  if config.noise.enabled and replicas == 1 and config.noise.num_slices == 1:
+    logging.warning(
+      'noise.enabled with one device and noise.num_slices=1 cannot estimate '
+      'the noise scale (noise_scale stays NaN); set noise.num_slices > 1'
+    )
   total_updates = schedule.num_updates
   if config.max_updates is not None:
     total_updates = min(total_updates, config.max_updates)
