@@ -311,3 +311,21 @@ def test_jsonl_and_logging_writers(tmp_path):
     {'loss': 0.123456, 'step': 7, 'other': 1}
   )
   assert line == 'train step=7 loss=0.1235'
+
+
+def test_plateau_policy_gets_loss_and_epoch_through_the_optimizer():
+  from lrjax import schedules
+
+  policy = schedules.reduce_on_plateau(0.1, factor=0.5, patience=0)
+  tx = make_optimizer(
+    'sgd', learning_rate=policy, momentum=0.0, weight_decay=0.0
+  )
+  params = {'w': jnp.ones((2,))}
+  state = tx.init(params)
+  update = jax.jit(lambda g, s, p, v, e: tx.update(g, s, p, value=v, epoch=e))
+  seen = []
+  for epoch, loss in [(0.0, 1.0), (1.0, 2.0), (2.0, 2.0)]:
+    _, state = update(params, state, params, jnp.float32(loss), epoch)
+    seen.append(float(hyperparams(state)['learning_rate']))
+  # The loss stopped improving at epoch 1, so epoch 2's LR is halved.
+  assert seen == pytest.approx([0.1, 0.1, 0.05], rel=1e-6)
