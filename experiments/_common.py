@@ -9,6 +9,7 @@ experiments can be imported into one process (the test suite does).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -85,6 +86,13 @@ COMPILATION_CACHE_DIR = flags.DEFINE_string(
 AUGMENT = flags.DEFINE_bool(
   'augment', False, 'Use the dataset augmentation when it has one.'
 )
+CHECKPOINT_EVERY = flags.DEFINE_integer(
+  'checkpoint_every',
+  0,
+  'Checkpoint every this many updates so an interrupted run resumes (0: '
+  'only a final checkpoint, and only for batch-norm models, which need '
+  'their running statistics afterwards).',
+)
 SYNTHETIC_EXAMPLES = flags.DEFINE_integer(
   'synthetic_examples',
   1024,
@@ -124,6 +132,11 @@ flags.register_validator(
   _known_model,
   message="--model must be a name lrjax.models.get knows, e.g. 'mlp', "
   "'cnn', 'wrn16_4'",
+)
+flags.register_validator(
+  'checkpoint_every',
+  lambda v: v >= 0,
+  message='--checkpoint_every must be >= 0 updates',
 )
 flags.register_validator(
   'synthetic_examples',
@@ -195,6 +208,7 @@ class CommonConfig:
   noise: bool = True
   compilation_cache_dir: str | None = None
   augment: bool = False
+  checkpoint_every: int = 0
   synthetic_examples: int = 1024
   synthetic_shape: tuple[int, int, int] = (32, 32, 3)
   synthetic_classes: int = 10
@@ -221,6 +235,7 @@ def common_config() -> CommonConfig:
     noise=NOISE.value,
     compilation_cache_dir=COMPILATION_CACHE_DIR.value,
     augment=AUGMENT.value,
+    checkpoint_every=CHECKPOINT_EVERY.value,
     synthetic_examples=SYNTHETIC_EXAMPLES.value,
     synthetic_shape=tuple(int(x) for x in SYNTHETIC_SHAPE.value),
     synthetic_classes=SYNTHETIC_CLASSES.value,
@@ -247,6 +262,52 @@ def load_split(common: CommonConfig, split: str, seed: int = 0):
   return lrdata.load(common.dataset, split=split, data_dir=common.data_dir)
 
 
+@functools.cache
+def _model_has_batch_norm(
+  model: str, image_shape: tuple[int, ...], num_classes: int
+) -> bool:
+  import jax
+  import jax.numpy as jnp
+
+  from lrjax import models
+
+  module = models.get(model, num_classes=num_classes)
+  variables = jax.eval_shape(
+    lambda: module.init(
+      jax.random.key(0), jnp.zeros((1, *image_shape), jnp.float32)
+    )
+  )
+  return models.has_batch_norm(variables)
+
+
+def uses_batch_norm(common: CommonConfig) -> bool:
+  """Whether the experiment's model keeps batch-norm running statistics."""
+  if common.dataset == 'synthetic':
+    shape, classes = common.synthetic_shape, common.synthetic_classes
+  else:
+    ds = load_split(common, 'test')
+    shape, classes = ds.image_shape, ds.num_classes
+  return _model_has_batch_norm(common.model, tuple(shape), classes)
+
+
+def final_variables(result: Any, workdir: str) -> dict[str, Any]:
+  """The final model variables of a run: params, and batch-norm statistics.
+
+  `TrainResult` carries the final params; batch-norm running statistics come
+  from the run's final checkpoint (kept for batch-norm models).
+  """
+  variables = {'params': result.params}
+  stats = getattr(result, 'batch_stats', None)
+  if stats is None and os.path.isdir(os.path.join(workdir, 'checkpoints')):
+    from lrjax import train as lrtrain
+
+    state, _ = lrtrain.load_checkpoint(workdir)
+    stats = state.get('batch_stats')
+  if stats:
+    variables['batch_stats'] = stats
+  return variables
+
+
 def train_config(
   common: CommonConfig, *, batch: Any, lr: Any, seed: int, **overrides: Any
 ):
@@ -260,11 +321,13 @@ def train_config(
     **overrides: any other `TrainConfig` field (momentum, noise, ...).
 
   Returns:
-    A `lrjax.train.TrainConfig` (checkpoints off: a finished run is reused
-    through its summary.json instead).
+    A `lrjax.train.TrainConfig`. A finished run is reused through its
+    summary.json, so checkpoints are kept only to resume (`checkpoint_every`)
+    or to read batch-norm statistics after training.
   """
   from lrjax import train as lrtrain
 
+  keep = 1 if common.checkpoint_every or uses_batch_norm(common) else 0
   fields = dict(
     dataset=common.dataset,
     data_dir=common.data_dir,
@@ -282,7 +345,8 @@ def train_config(
     augment=common.augment,
     log_every=common.log_every,
     eval_every=common.eval_every,
-    keep_checkpoints=0,
+    checkpoint_every=common.checkpoint_every,
+    keep_checkpoints=keep,
     noise=lrtrain.NoiseConfig(enabled=False),
     compilation_cache_dir=common.compilation_cache_dir,
     progress_bar=False,

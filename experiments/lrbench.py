@@ -203,25 +203,13 @@ def predict(
   return np.concatenate(probs), np.concatenate(labels)
 
 
-def _variables(result: Any) -> dict[str, Any]:
-  variables = getattr(result, 'variables', None)
-  if variables is not None:
-    return variables
-  out = {'params': result.params}
-  batch_stats = getattr(result, 'batch_stats', None)
-  if batch_stats:
-    out['batch_stats'] = batch_stats
-  return out
-
-
 def _after(
   common: _common.CommonConfig,
   seed: int,
   metric_fns: Mapping[str, Callable[[np.ndarray, np.ndarray], float]],
 ) -> Callable[[Any, str], dict[str, Any]]:
   def after(result: Any, workdir: str) -> dict[str, Any]:
-    del workdir
-    variables = _variables(result)
+    variables = _common.final_variables(result, workdir)
     probs, labels = predict(common, variables, 'test', seed)
     test = prediction_metrics(probs, labels)
     train_probs, train_labels = predict(common, variables, 'train', seed)

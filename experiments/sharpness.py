@@ -161,13 +161,14 @@ def get_config() -> SharpnessConfig:
 # ------------------------------------------------------------ measuring
 
 
-def _loss_and_metrics(model: Any, extra: dict[str, Any]):
+def _loss_and_metrics(model: Any):
+  """`(variables, (images, labels)) -> {loss, accuracy}`, eval mode, jitted."""
   import jax
   import jax.numpy as jnp
   import optax
 
-  def metrics(params, data):
-    logits = model.apply({'params': params, **extra}, data[0], train=False)
+  def metrics(variables, data):
+    logits = model.apply(variables, data[0], train=False)
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, data[1])
     acc = jnp.mean(jnp.argmax(logits, -1) == data[1])
     return {'loss': jnp.mean(loss), 'accuracy': acc}
@@ -175,8 +176,14 @@ def _loss_and_metrics(model: Any, extra: dict[str, Any]):
   return jax.jit(metrics)
 
 
-def measure(config: SharpnessConfig, params: Any, seed: int) -> dict[str, Any]:
-  """eps-sharpness (full, subspace), top Hessian eigenvalue at `params`."""
+def measure(
+  config: SharpnessConfig, variables: Any, seed: int
+) -> dict[str, Any]:
+  """eps-sharpness (full, subspace), top Hessian eigenvalue at `variables`.
+
+  The loss is a function of the parameters only; batch-norm statistics, if
+  any, stay fixed at their final running values (eval mode).
+  """
   import jax
 
   from lrjax import models
@@ -188,8 +195,12 @@ def measure(config: SharpnessConfig, params: Any, seed: int) -> dict[str, Any]:
   n = min(config.sharpness_examples, train.num_examples)
   batch = train.take(np.arange(n))
   data = (batch['image'], batch['label'])
-  metrics = _loss_and_metrics(model, {})
-  f, x, _ = lrsharp.flatten(lambda p: metrics(p, data)['loss'], params)
+  metrics = _loss_and_metrics(model)
+  rest = {k: v for k, v in variables.items() if k != 'params'}
+  f, x, _ = lrsharp.flatten(
+    lambda p: metrics({'params': p, **rest}, data)['loss'],
+    variables['params'],
+  )
   f = jax.jit(f)
   out: dict[str, Any] = {}
   for eps in config.eps:
@@ -217,15 +228,16 @@ def measure(config: SharpnessConfig, params: Any, seed: int) -> dict[str, Any]:
 def _final_params(result: Any, workdir: str) -> dict[str, Any]:
   import pickle
 
-  with open(os.path.join(workdir, 'params.pkl'), 'wb') as fh:
-    pickle.dump(result.params, fh)
+  variables = _common.final_variables(result, workdir)
+  with open(os.path.join(workdir, 'variables.pkl'), 'wb') as fh:
+    pickle.dump(variables, fh)
   return {}
 
 
 def _load_params(workdir: str) -> Any:
   import pickle
 
-  with open(os.path.join(workdir, 'params.pkl'), 'rb') as fh:
+  with open(os.path.join(workdir, 'variables.pkl'), 'rb') as fh:
     return pickle.load(fh)
 
 
@@ -295,8 +307,9 @@ def _interpolation(config, runs, seed) -> dict[str, Any]:
     batch = ds.take(np.arange(ds.num_examples))
     data[split] = (batch['image'], batch['label'])
   model = models.get(c.model, num_classes=ds.num_classes)
+  # The whole variables (batch-norm statistics too) move along the path.
   result = lrsharp.interpolate(
-    _loss_and_metrics(model, {}),
+    _loss_and_metrics(model),
     small,
     large,
     data,
