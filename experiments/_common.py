@@ -86,6 +86,12 @@ COMPILATION_CACHE_DIR = flags.DEFINE_string(
 AUGMENT = flags.DEFINE_bool(
   'augment', False, 'Use the dataset augmentation when it has one.'
 )
+DRY_RUN = flags.DEFINE_bool(
+  'dry_run',
+  False,
+  'Parse the flags, build and validate the config, write flags.cfg and '
+  'config.json, print the config, and stop before any training.',
+)
 CHECKPOINT_EVERY = flags.DEFINE_integer(
   'checkpoint_every',
   0,
@@ -369,6 +375,20 @@ def noise_config(enabled: bool, batch_sizes: Sequence[int]):
 
   slices = next((k for k in (4, 2) if all(b % k == 0 for b in batch_sizes)), 1)
   return lrtrain.NoiseConfig(enabled=enabled, num_slices=slices)
+
+
+def dry_run(config: Any, workdir: str) -> bool:
+  """With --dry_run: validates, writes flags.cfg and config.json, prints.
+
+  Returns:
+    Whether the entry point should stop here.
+  """
+  if not DRY_RUN.value:
+    return False
+  config.validate()
+  start_workdir(workdir, config, with_flags=True)
+  print(json.dumps(jsonable(config), indent=2))
+  return True
 
 
 def workdir_for(name: str) -> str:

@@ -531,6 +531,8 @@ def main(argv: Sequence[str]) -> None:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   config = get_config()
   workdir = _common.workdir_for('lrbench')
+  if _common.dry_run(config, workdir):
+    return
   run(config, workdir, with_flags=True)
   print(open(os.path.join(workdir, 'results.md')).read())
   logging.info('report: %s', os.path.join(workdir, 'report.md'))

@@ -533,6 +533,8 @@ def main(argv: Sequence[str]) -> None:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   config = get_config()
   workdir = _common.workdir_for('ramp')
+  if _common.dry_run(config, workdir):
+    return
   results = run(config, workdir, with_flags=True)
   print(open(os.path.join(workdir, 'results.md')).read())
   for claim in results['claims']:

@@ -356,3 +356,46 @@ def test_cifar10_flagfile_on_synthetic_cifar_shaped_data(tmp_path):
   )
   # B_1 = 128 / (1 + (128/16 - 1) / 5) = 53.3, rounded to a multiple of 4.
   assert set(np.unique(train['batch_size'])) == {16, 52}
+
+
+@pytest.mark.parametrize(
+  'module, flagfile',
+  [
+    ('ramp', 'cifar10.cfg'),
+    ('lrbench', 'lrbench_cifar10.cfg'),
+    ('sharpness', 'sharpness_cifar10.cfg'),
+    ('lr_find', 'lr_find_cifar10.cfg'),
+  ],
+)
+def test_cifar10_flagfiles_build_valid_configs(tmp_path, module, flagfile):
+  workdir = tmp_path / 'dry'
+  proc = _cli(
+    module,
+    f'--flagfile=experiments/flagfiles/{flagfile}',
+    '--dataset=synthetic',
+    '--dry_run',
+    f'--workdir={workdir}',
+  )
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  config = json.loads(_read(workdir / 'config.json'))
+  assert config['common']['model'] == 'wrn16_4'
+  assert '--model=wrn16_4' in _read(workdir / 'flags.cfg')
+  assert not (workdir / 'runs').exists()
+
+
+def test_lr_find_cifar10_flagfile_on_synthetic_data(tmp_path):
+  workdir = tmp_path / 'lr_find'
+  proc = _cli(
+    'lr_find',
+    '--flagfile=experiments/flagfiles/lr_find_cifar10.cfg',
+    '--dataset=synthetic',
+    '--synthetic_examples=64',
+    '--model=cnn',
+    '--batch_size=8',
+    '--finder_steps=10',
+    f'--workdir={workdir}',
+  )
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert 'suggested LR (minimum_over_10)' in proc.stdout
+  results = json.loads(_read(workdir / 'results.json'))
+  assert results['rows'][0]['updates'] <= 10
