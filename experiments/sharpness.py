@@ -56,6 +56,12 @@ SHARPNESS_EXAMPLES = flags.DEFINE_integer(
   1024,
   'Training examples the sharpness and Hessian are measured on.',
 )
+WARM_START_EPOCHS = flags.DEFINE_list(
+  'warm_start_epochs',
+  [],
+  "Keskar's warm start: for each k, a run that trains k epochs with the "
+  'small batch and the rest with the large batch (empty: none).',
+)
 INTERP_POINTS = flags.DEFINE_integer(
   'interp_points', 31, 'Points of the 1-D plot over alpha in [-1, 2].'
 )
@@ -95,6 +101,18 @@ flags.register_validator(
 
 
 @flags.multi_flags_validator(
+  ['warm_start_epochs', 'epochs'],
+  message='--warm_start_epochs must be numbers in (0, --epochs)',
+)
+def _warm_start_within_training(values) -> bool:
+  try:
+    ks = [float(k) for k in values['warm_start_epochs']]
+  except ValueError:
+    return False
+  return all(0 < k < values['epochs'] for k in ks)
+
+
+@flags.multi_flags_validator(
   ['small_batch', 'large_batch'],
   message='--large_batch must be 0 (10% of the data) or > --small_batch',
 )
@@ -124,6 +142,7 @@ class SharpnessConfig:
   hessian_iters: int = 20
   sharpness_examples: int = 1024
   interp_points: int = 31
+  warm_start_epochs: tuple[float, ...] = ()
 
   def validate(self) -> None:
     """Raises ValueError naming the field and the fix."""
@@ -141,6 +160,12 @@ class SharpnessConfig:
         raise ValueError(f'{name}={getattr(self, name)} must be >= 1')
     if self.interp_points < 3:
       raise ValueError(f'interp_points={self.interp_points} must be >= 3')
+    for k in self.warm_start_epochs:
+      if not 0 < k < self.common.epochs:
+        raise ValueError(
+          f'warm_start_epochs={self.warm_start_epochs} must be in '
+          f'(0, epochs={self.common.epochs})'
+        )
 
 
 def get_config() -> SharpnessConfig:
@@ -155,6 +180,7 @@ def get_config() -> SharpnessConfig:
     hessian_iters=HESSIAN_ITERS.value,
     sharpness_examples=SHARPNESS_EXAMPLES.value,
     interp_points=INTERP_POINTS.value,
+    warm_start_epochs=tuple(float(k) for k in WARM_START_EPOCHS.value),
   )
 
 
@@ -249,7 +275,14 @@ def run(config: SharpnessConfig, workdir: str, *, with_flags: bool = False):
   train_split = _common.load_split(c, 'train', c.seeds[0])
   n = train_split.num_examples
   large = config.large_batch or max(config.small_batch + 1, round(n / 10))
-  regimes = {'small batch': config.small_batch, 'large batch': large}
+  regimes: dict[str, Any] = {
+    'small batch': config.small_batch,
+    'large batch': large,
+  }
+  for k in config.warm_start_epochs:
+    regimes[f'warm start {k:g}'] = (
+      f'stages({config.small_batch}@{k:g},{large}@{c.epochs - k:g},n={n})'
+    )
   runs: dict[str, list[_runs.Run]] = {}
   measures: dict[str, list[dict[str, Any]]] = {}
   for label, batch_size in regimes.items():
@@ -257,6 +290,10 @@ def run(config: SharpnessConfig, workdir: str, *, with_flags: bool = False):
       run_dir = os.path.join(
         workdir, 'runs', label.replace(' ', '_'), f'seed{seed}'
       )
+      if isinstance(batch_size, str):
+        from lrjax import batch as lrbatch
+
+        batch_size = lrbatch.parse(batch_size)
       done = _runs.train_run(
         label,
         seed,
@@ -394,6 +431,21 @@ def _claims(config, runs, measures) -> list[dict[str, Any]]:
       0
     ]
 
+  for label in runs:
+    if not label.startswith('warm start'):
+      continue
+    for key in ('top_eigenvalue', f'sharpness_full_{config.eps[0]:g}'):
+      warm = _common.mean_std([m[key] for m in measures[label]])[0]
+      cold = _common.mean_std([m[key] for m in large])[0]
+      claims.append(
+        {
+          'claim': f'{label} epochs of small batch make the large-batch '
+          f'minimum flatter ({key})',
+          'held': warm < cold,
+          'detail': f'warm start {warm:.4g} vs large batch from scratch '
+          f'{cold:.4g}',
+        }
+      )
   large_acc = [r.summary['test_accuracy'] for r in runs['large batch']]
   small_acc = [r.summary['test_accuracy'] for r in runs['small batch']]
   test_ds = _common.load_split(config.common, 'test', config.common.seeds[0])

@@ -220,18 +220,22 @@ def test_sharpness_end_to_end(tmp_path):
     hessian_iters=3,
     sharpness_examples=128,
     interp_points=5,
+    warm_start_epochs=(0.5,),
   )
   workdir = str(tmp_path / 'sharpness')
   results = sharpness.run(config, workdir)
   rows = {r['regime']: r for r in results['rows']}
   assert rows['small batch']['batch_size'] == 16
   assert rows['large batch']['batch_size'] == 144
+  warm = rows['warm start 0.5']['batch_size']
+  assert warm == 'stages(16@0.5,144@0.5,n=1437)'
   for row in rows.values():
     assert row['sharpness_full_0.001'][0] >= 0
     assert row['sharpness_subspace_0.001'][0] >= 0
     assert math.isfinite(row['top_eigenvalue'][0])
   assert results['interpolation']['alphas'] == [-1.0, -0.25, 0.5, 1.25, 2.0]
-  assert len(results['claims']) == 4
+  # sharper: 2 sharpness values + eigenvalue; warm start: 2; test accuracy.
+  assert len(results['claims']) == 6
   _assert_outputs(
     workdir,
     [
