@@ -446,7 +446,7 @@ def _figures(runs, workdir) -> dict[str, str]:
     x='epoch',
     y='lr',
     labels=labels,
-    band='none',
+    band='range',
     path=os.path.join(workdir, 'lr_curves.png'),
   )
   plots.plot_curves(

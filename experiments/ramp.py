@@ -11,11 +11,11 @@ staircase over epochs:
   LR decays;
 - `increased_lr`: initial LR and batch both `--increased_lr_factor` times
   larger, then the batch grows;
-- `constant`: a control with neither decay nor growth (the noise scale stays
-  at its initial value), showing how much the schedule matters;
 - `increased_momentum`: as `increased_lr`, with momentum
   `--increased_momentum` and the initial batch larger again by
-  (1 - m) / (1 - m'), then the batch grows.
+  (1 - m) / (1 - m'), then the batch grows;
+- `constant`: a control with neither decay nor growth (the noise scale stays
+  at its initial value), showing how much the schedule matters.
 
 All batch schedules come from `lrjax.batch.from_lr_decay` applied to the
 baseline's LR decay. The report checks the paper's two claims from the
