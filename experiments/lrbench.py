@@ -465,11 +465,21 @@ def _figures(runs, workdir) -> dict[str, str]:
     logx=False,
     path=os.path.join(workdir, 'accuracy_vs_cost.png'),
   )
+  plots.plot_accuracy_vs_cost(
+    {
+      k: [(r.summary['num_updates'], r.summary['final']['top1']) for r in g]
+      for k, g in runs.items()
+    },
+    xlabel='parameter updates',
+    logx=False,
+    path=os.path.join(workdir, 'accuracy_vs_updates.png'),
+  )
   plt.close('all')
   return {
     'lr_curves.png': 'Learning rate in force against epochs',
     'accuracy_vs_epochs.png': 'Test accuracy against epochs',
     'accuracy_vs_cost.png': 'Final test accuracy against wall time',
+    'accuracy_vs_updates.png': 'Final test accuracy against updates',
   }
 
 

@@ -180,7 +180,13 @@ def test_lrbench_end_to_end(tmp_path):
     assert 0 <= r['_worst_class_accuracy'][0] <= r['top1'][0]
     assert r['num_updates'][0] == 90
   _assert_outputs(
-    workdir, ['lr_curves.png', 'accuracy_vs_epochs.png', 'accuracy_vs_cost.png']
+    workdir,
+    [
+      'lr_curves.png',
+      'accuracy_vs_epochs.png',
+      'accuracy_vs_cost.png',
+      'accuracy_vs_updates.png',
+    ],
   )
 
 
