@@ -295,29 +295,30 @@ def train_and_evaluate(config: TrainConfig, workdir: str) -> TrainResult:
   bar = lmetrics.ProgressBar(total_updates, enabled=config.progress_bar)
   progress = lmetrics.Progress(total_updates)
 
+  pi, pc = jax.process_index(), jax.process_count()
+  augment_seed = config.seed if config.augment else None
+
   def batches(update0: int, sampler_) -> Iterator[Any]:
     """Micro-batches from update0 on, with the sampler state after each."""
     for u in range(update0, total_updates):
       stage = _setup.stage_of(schedule, u)
       sp = plan.stages[stage]
+      global_micro = replicas * sp.micro_batch
+      epoch_in = schedule.epoch_at_host(u)
+      epoch32 = float(np.float32(epoch_in))
       for j in range(sp.accum_steps):
-        global_micro = replicas * sp.micro_batch
         idx, ep = sampler_.next_with_epochs(global_micro)
-        pi, pc = jax.process_index(), jax.process_count()
-        local = train_ds.take(
-          process_slice(idx, pi, pc),
-          augment_seed=config.seed if config.augment else None,
-          epochs=process_slice(ep, pi, pc),
-        )
-        epoch_in = schedule.epoch_at_host(u)
+        if pc > 1:
+          idx, ep = process_slice(idx, pi, pc), process_slice(ep, pi, pc)
+        local = train_ds.take(idx, augment_seed=augment_seed, epochs=ep)
         yield (
           u,
           j,
           stage,
           runner.put_batch(local, epoch_in),
           local if slice_fn is not None else None,
-          tuple(int(v) for v in sampler_.state),
-          float(np.float32(epoch_in)),
+          sampler_.state,  # an immutable tuple of ints
+          epoch32,
         )
 
   def evaluate(update_: int) -> dict[str, Any]:
@@ -383,7 +384,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str) -> TrainResult:
 
   last_train: dict[str, Any] = {}
   last_test: dict[str, Any] = {}
-  acc = {'loss': 0.0, 'accuracy': 0.0, 'n': 0}
+  acc = [0.0, 0.0, 0]  # loss and accuracy sums, finite micro-steps
   if config.prefetch > 0:
     prefetch = Prefetcher(batches(update, sampler), config.prefetch)
   else:
@@ -396,8 +397,11 @@ def train_and_evaluate(config: TrainConfig, workdir: str) -> TrainResult:
   # not read yet. They are read in one fetch every few steps, the newest
   # step excepted, so the host never waits on the step it just dispatched.
   pending: list[Any] = []
-  flush_every = min(config.log_every, 64)
-  last_sampler_state = tuple(int(v) for v in sampler.state)
+  log_every = config.log_every
+  checkpoint_every = config.checkpoint_every
+  flush_every = min(log_every, 64)
+  last_sampler_state = sampler.state
+  noise_every = config.noise.every if config.noise.enabled else 0
 
   def flush(keep_last: bool) -> None:
     """Host work for the pending steps (all, or all but the newest)."""
@@ -408,30 +412,35 @@ def train_and_evaluate(config: TrainConfig, workdir: str) -> TrainResult:
       for (info, _), m in zip(todo, got, strict=True):
         handle(info, m)
 
-  def handle(info: dict[str, Any], m: dict[str, Any]) -> None:
-    """Host work for one finished micro-step."""
+  def handle(info: tuple[Any, ...], m: dict[str, Any]) -> None:
+    """Host work for one finished micro-step.
+
+    ``info`` is (update index, micro-step, stage, epoch, examples seen
+    after the step, slice norms or None).
+    """
     nonlocal last_train, skipped, noise_state
-    skipped = int(m['skipped'])
-    sp = plan.stages[info['stage']]
-    if not m['finite'] and not skip:
+    update_, micro, stage, epoch_, examples_, slices = info
+    skipped = m['skipped']
+    sp = plan.stages[stage]
+    if m['finite']:
+      acc[0] += m['loss']
+      acc[1] += m['accuracy']
+      acc[2] += 1
+    elif not skip:
       raise NonFiniteError(
         f'non-finite loss {m["loss"]} or gradient norm^2 '
-        f'{m["sq_norm_global"]} at step {info["update"] + 1} (update index '
-        f'{info["update"]}, micro-step {info["micro"]}), epoch '
-        f'{info["epoch"]:.4f}, lr {m["learning_rate"]:.6g}, batch size '
+        f'{m["sq_norm_global"]} at step {update_ + 1} (update index '
+        f'{update_}, micro-step {micro}), epoch '
+        f'{epoch_:.4f}, lr {m["learning_rate"]:.6g}, batch size '
         f'{sp.batch_size}; the last checkpoint is intact (lower the LR or '
         'set nan_policy=skip)'
       )
-    if m['finite']:
-      acc['loss'] += m['loss']
-      acc['accuracy'] += m['accuracy']
-      acc['n'] += 1
-    if info['micro'] != sp.accum_steps - 1:
+    if micro != sp.accum_steps - 1:
       return
-    u = info['update'] + 1  # updates done after this step
-    if config.noise.enabled and u % config.noise.every == 0:
-      if info.get('slices') is not None:
-        small, big = info['slices']
+    u = update_ + 1  # updates done after this step
+    if noise_every and u % noise_every == 0:
+      if slices is not None:
+        small, big = slices
         b_small = sp.micro_batch // config.noise.num_slices
         noise_state = lnoise.update(
           noise_state, small, big, b_small, sp.micro_batch, decay
@@ -445,23 +454,23 @@ def train_and_evaluate(config: TrainConfig, workdir: str) -> TrainResult:
           sp.micro_batch * replicas,
           decay,
         )
-    if u % config.log_every == 0 or u == total_updates:
-      rates = progress.update(u, info['examples'])
-      n = max(acc['n'], 1)
+    if u % log_every == 0 or u == total_updates:
+      rates = progress.update(u, examples_)
+      n = max(acc[2], 1)
       lr = m['learning_rate']
       mom = m.get('momentum', float('nan'))
       rec = {
         'step': u,
-        'epoch': info['examples'] / n_train,
-        'examples': info['examples'],
-        'loss': acc['loss'] / n,
-        'accuracy': acc['accuracy'] / n,
+        'epoch': examples_ / n_train,
+        'examples': examples_,
+        'loss': acc[0] / n,
+        'accuracy': acc[1] / n,
         'lr': lr,
         'momentum': mom,
         'batch_size': sp.batch_size,
         'accum_steps': sp.accum_steps,
         'micro_batch': sp.micro_batch,
-        'stage': info['stage'],
+        'stage': stage,
         'grad_sq_norm': m['sq_norm_global'],
         'noise_g': _smith_g(lr, sp.batch_size, n_train, mom),
         'skipped': skipped,
@@ -480,36 +489,31 @@ def train_and_evaluate(config: TrainConfig, workdir: str) -> TrainResult:
       )
       bar.update(u, f'loss={rec["loss"]:.4f}')
       last_train = rec
-      acc.update(loss=0.0, accuracy=0.0, n=0)
+      acc[:] = [0.0, 0.0, 0]
 
   try:
     for u, j, stage, batch, local, sampler_state, epoch_in in prefetch:
       last_sampler_state = sampler_state
-      micro = plan.stages[stage].micro_batch
-      if micro not in compiled:
-        compiled[micro] = futures.pop(micro).result()
       sp = plan.stages[stage]
-      info = {'update': u, 'micro': j, 'stage': stage, 'epoch': epoch_in}
-      if (
-        slice_fn is not None
-        and j == sp.accum_steps - 1
-        and ((u + 1) % config.noise.every == 0)
-      ):
-        info['slices'] = slice_fn(state, local)
-      state, dev_metrics = compiled[micro](state, *batch)
+      micro = sp.micro_batch
+      step_fn = compiled.get(micro)
+      if step_fn is None:
+        step_fn = compiled[micro] = futures.pop(micro).result()
+      last_micro = j == sp.accum_steps - 1
+      slices = None
+      if slice_fn is not None and last_micro and (u + 1) % noise_every == 0:
+        slices = slice_fn(state, local)
+      state, dev_metrics = step_fn(state, *batch)
       examples += replicas * micro
-      info['examples'] = examples
       if sync_each_step:
         jax.block_until_ready(dev_metrics)
-      pending.append((info, dev_metrics))
+      pending.append(((u, j, stage, epoch_in, examples, slices), dev_metrics))
       if len(pending) > flush_every:
         flush(keep_last=True)
-      if j == sp.accum_steps - 1:
+      if last_micro:
         update = u + 1
         epoch_now = examples / n_train
-        at_ckpt = (
-          config.checkpoint_every and update % config.checkpoint_every == 0
-        )
+        at_ckpt = checkpoint_every and update % checkpoint_every == 0
         at_eval = epoch_now >= next_eval - 1e-9
         if (at_ckpt or at_eval) and update < total_updates:
           flush(keep_last=False)  # the state to save or evaluate is finite

@@ -61,6 +61,7 @@ class Runner:
     self._compiled: dict[int, Any] = {}
     self._lock = threading.Lock()
     self.metric_keys: tuple[str, ...] = ()
+    self._host_memory = all(d.platform == 'cpu' for d in self.devices)
 
     def packed(state, batch, epoch):
       # One float32 vector instead of a dict of scalars: one transfer per
@@ -122,21 +123,24 @@ class Runner:
     shard = a.addressable_data(0)
     return shard[0] if self.mode == 'pmap' else shard
 
-  def _row(self, vec: jax.Array) -> jax.Array:
-    shard = vec.addressable_data(0)
-    return shard  # pmap: [1, k]; shard_map: [k]
-
   def metrics(self, vec: jax.Array) -> dict[str, Any]:
     """A step's metrics (identical on every device) as host scalars."""
     return self.metrics_many([vec])[0]
 
   def metrics_many(self, vecs: list[jax.Array]) -> list[dict[str, Any]]:
     """Metrics of several steps with one device-to-host fetch."""
-    rows = jax.device_get([self._row(v) for v in vecs])
+    # One replica's row per step (pmap: [1, k]; shard_map: [k]).
+    rows = [v.addressable_data(0) if self.num_devices > 1 else v for v in vecs]
+    if self._host_memory:
+      # CPU arrays already live in host memory: np.asarray reads them about
+      # 10x faster per array than jax.device_get's asynchronous copies.
+      rows = [np.asarray(r) for r in rows]
+    else:
+      rows = jax.device_get(rows)
+    keys = self.metric_keys
     out = []
-    for row in rows:
-      row = np.asarray(row).reshape(-1)
-      m = {k: float(x) for k, x in zip(self.metric_keys, row, strict=True)}
+    for row in np.stack(rows).reshape(len(rows), -1).tolist():
+      m: dict[str, Any] = dict(zip(keys, row, strict=True))
       m['finite'] = bool(m['finite'])
       m['skipped'] = int(m['skipped'])
       out.append(m)
