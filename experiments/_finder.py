@@ -77,28 +77,6 @@ def finder_config() -> FinderConfig:
   )
 
 
-def _optimizer(common: _common.CommonConfig, lr: Any):
-  """The trainer's optimizer family with a plain (injectable) LR.
-
-  Weight decay is L2 added to the gradient for sgd, nesterov and adam, and
-  decoupled for adamw, lamb and lars, as in `lrjax.train.make_optimizer`.
-  """
-  import optax
-
-  m, wd = common.momentum, common.weight_decay
-  l2 = optax.add_decayed_weights(wd) if wd else optax.identity()
-  if common.optimizer in ('sgd', 'nesterov'):
-    nesterov = common.optimizer == 'nesterov'
-    return optax.chain(l2, optax.sgd(lr, momentum=m, nesterov=nesterov))
-  if common.optimizer == 'adam':
-    return optax.chain(l2, optax.adam(lr, b1=m))
-  if common.optimizer == 'adamw':
-    return optax.adamw(lr, b1=m, weight_decay=wd)
-  if common.optimizer == 'lamb':
-    return optax.lamb(lr, b1=m, weight_decay=wd)
-  return optax.lars(lr, weight_decay=wd, momentum=m)
-
-
 def range_test(
   common: _common.CommonConfig,
   finder: FinderConfig,
@@ -109,7 +87,7 @@ def range_test(
 
   The model is initialised from `seed` and trained on batches of
   `common.batch_size` drawn by `lrjax.data.Sampler`, with the trainer's
-  optimizer (same momentum and weight decay, see `_optimizer`)
+  optimizer (`lrjax.train.make_optimizer`: same momentum and weight decay)
   while the LR sweeps geometrically from `finder.min_lr` to `finder.max_lr`.
   Batch norm layers normalise with the batch statistics (train mode).
 
@@ -125,6 +103,7 @@ def range_test(
   from lrjax import data as lrdata
   from lrjax import finder as lrfinder
   from lrjax import models
+  from lrjax.train import make_optimizer
 
   train = _common.load_split(common, 'train', seed)
   model = models.get(common.model, num_classes=train.num_classes)
@@ -149,7 +128,12 @@ def range_test(
     ).mean()
 
   def optimizer(lr):
-    return _optimizer(common, lr)
+    return make_optimizer(
+      common.optimizer,
+      learning_rate=lr,
+      momentum=common.momentum,
+      weight_decay=common.weight_decay,
+    )
 
   sampler = lrdata.Sampler(train.num_examples, seed=seed)
   batch_size = min(common.batch_size, train.num_examples)

@@ -173,6 +173,58 @@ def suggest(lrs: Any, smoothed: Any, *, log_x: bool = True) -> dict[str, float]:
   }
 
 
+_INJECTED = (
+  optax.InjectHyperparamsState,
+  optax.InjectStatefulHyperparamsState,
+)
+
+
+def _is_injected(node: Any) -> bool:
+  return isinstance(node, _INJECTED)
+
+
+def _map_injected(fn: Callable[[Any], Any], state: Any) -> Any:
+  """Applies ``fn`` to every injected-hyperparameter state, nested ones too.
+
+  ``fn`` sees each node after its ``inner_state`` has been mapped.
+  """
+
+  def visit(node):
+    if not _is_injected(node):
+      return node
+    return fn(node._replace(inner_state=_map_injected(fn, node.inner_state)))
+
+  return jax.tree_util.tree_map(visit, state, is_leaf=_is_injected)
+
+
+def _injected_lrs(state: Any) -> list[Any]:
+  """Every ``hyperparams['learning_rate']`` in the state tree."""
+  found = []
+
+  def collect(node):
+    if 'learning_rate' in node.hyperparams:
+      found.append(node.hyperparams['learning_rate'])
+    return node
+
+  _map_injected(collect, state)
+  return found
+
+
+def _set_lr(state: Any, lr: jax.Array) -> Any:
+  """Sets every ``hyperparams['learning_rate']`` in the state tree to lr."""
+
+  def set_one(node):
+    if 'learning_rate' not in node.hyperparams:
+      return node
+    hp = dict(node.hyperparams)
+    hp['learning_rate'] = jnp.asarray(
+      lr, jnp.asarray(hp['learning_rate']).dtype
+    )
+    return node._replace(hyperparams=hp)
+
+  return _map_injected(set_one, state)
+
+
 def _as_injected(optimizer: Any) -> optax.GradientTransformation:
   if isinstance(optimizer, optax.GradientTransformation):
     return optimizer
@@ -216,7 +268,10 @@ def lr_range_test(
     params: initial parameters (left unchanged).
     optimizer: a factory ``lr -> optax.GradientTransformation`` (e.g.
       ``lambda lr: optax.sgd(lr, momentum=0.9)``), or a transformation
-      built with ``optax.inject_hyperparams`` that has a ``learning_rate``.
+      whose state holds an injected ``learning_rate``
+      (``optax.inject_hyperparams``). Every ``hyperparams['learning_rate']``
+      in the state tree, nested or wrapped ones included, is set to the
+      swept LR before each update, and checked to be in force after it.
     batches: iterable of batches (e.g. the trainer's input pipeline).
     min_lr: first LR.
     max_lr: last LR.
@@ -229,7 +284,9 @@ def lr_range_test(
     A :class:`RangeTestResult`.
 
   Raises:
-    ValueError: for bad arguments or an empty ``batches``.
+    ValueError: for bad arguments, an empty ``batches``, an optimizer state
+      with no injected ``learning_rate``, or one whose ``learning_rate`` is
+      a schedule (it would override the sweep).
 
   Examples:
     >>> import jax.numpy as jnp, optax
@@ -252,7 +309,7 @@ def lr_range_test(
   # Copy so that donation or in-place updates elsewhere never reach params.
   work = jax.tree_util.tree_map(lambda x: jnp.array(x, copy=True), params)
   opt_state = tx.init(work)
-  if 'learning_rate' not in getattr(opt_state, 'hyperparams', {}):
+  if not _injected_lrs(opt_state):
     raise ValueError(
       'optimizer state has no hyperparams["learning_rate"]: pass a factory '
       'lr -> GradientTransformation or use optax.inject_hyperparams'
@@ -261,18 +318,24 @@ def lr_range_test(
   @jax.jit
   def step(p, state, batch, lr):
     loss, grads = jax.value_and_grad(loss_fn)(p, batch)
-    hp = dict(state.hyperparams)
-    hp['learning_rate'] = jnp.asarray(
-      lr, jnp.asarray(hp['learning_rate']).dtype
+    updates, state = tx.update(grads, _set_lr(state, lr), p)
+    used = jnp.stack(
+      [jnp.asarray(v, jnp.float32) for v in _injected_lrs(state)]
     )
-    state = state._replace(hyperparams=hp)
-    updates, state = tx.update(grads, state, p)
-    return optax.apply_updates(p, updates), state, loss
+    return optax.apply_updates(p, updates), state, loss, used
 
   losses, smoothed = [], []
   m, best, stopped = 0.0, math.inf, False
   for i, batch in zip(range(num_steps), batches, strict=False):
-    work, opt_state, loss = step(work, opt_state, batch, lrs[i])
+    work, opt_state, loss, used = step(work, opt_state, batch, lrs[i])
+    used = np.asarray(used)
+    if not np.allclose(used, lrs[i], rtol=1e-6, atol=0.0):
+      raise ValueError(
+        f'optimizer ran update {i} at learning_rate={used.tolist()}, not '
+        f'the swept {lrs[i]:.6g}: its learning_rate is a schedule, which '
+        'overrides the sweep; pass a float learning_rate (a factory '
+        'lr -> GradientTransformation passes the swept one)'
+      )
     loss = float(loss)
     losses.append(loss)
     m = beta * m + (1 - beta) * loss

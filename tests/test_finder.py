@@ -217,3 +217,65 @@ def test_plot_lr_finder_marks_suggestions(tmp_path):
   assert ax.get_xscale() == 'log'
   verticals = [line.get_xdata()[0] for line in ax.lines[2:]]
   np.testing.assert_allclose(sorted(verticals), sorted(r.suggestions.values()))
+
+
+def _closed_form_sgd_losses(w0, h, lrs):
+  """0.5 h |w|^2 under plain SGD: w_{i+1} = (1 - lr_i h) w_i."""
+  w0 = np.asarray(w0, np.float64)
+  factors = np.concatenate([[1.0], np.cumprod(1.0 - h * np.asarray(lrs))])
+  return 0.5 * h * np.sum(w0**2) * factors[: len(lrs)] ** 2
+
+
+def _trainer_sgd(learning_rate, **kw):
+  from lrjax.train import make_optimizer
+
+  return make_optimizer(
+    'sgd', learning_rate=learning_rate, momentum=0.0, weight_decay=0.0, **kw
+  )
+
+
+@pytest.mark.parametrize(
+  'optimizer',
+  [
+    # A factory whose transformation injects its own learning_rate: the
+    # sweep used to set only the outer one and train at LR 0.
+    _trainer_sgd,
+    _trainer_sgd(0.0),
+    _trainer_sgd(0.0, skip_non_finite=True),
+    optax.chain(
+      optax.clip(1e3), optax.inject_hyperparams(optax.sgd)(learning_rate=0.0)
+    ),
+  ],
+  ids=['factory', 'transformation', 'apply_if_finite', 'chain'],
+)
+def test_nested_learning_rate_is_the_swept_one(optimizer):
+  h, n = 1.5, 8
+  lrs = finder.sweep(0.05, 0.6, n)
+  zeros = [np.zeros(2, np.float32)] * n
+  r = finder.lr_range_test(
+    _quadratic(h),
+    jnp.array([3.0, -1.0]),
+    optimizer,
+    zeros,
+    min_lr=0.05,
+    max_lr=0.6,
+    num_steps=n,
+  )
+  expected = _closed_form_sgd_losses([3.0, -1.0], h, lrs)
+  assert r.losses[-1] < 0.1 * r.losses[0]  # the parameters moved
+  np.testing.assert_allclose(r.losses, expected, rtol=1e-5)
+
+
+def test_scheduled_learning_rate_raises():
+  # A schedule overrides the swept LR at every update: no silent sweep.
+  for lr in (optax.constant_schedule(0.05), lambda count: 0.01 * count):
+    with pytest.raises(ValueError, match='schedule.*float learning_rate'):
+      finder.lr_range_test(
+        _quadratic(1.0),
+        jnp.ones(2),
+        _trainer_sgd(lr),
+        _targets(5),
+        min_lr=0.05,
+        max_lr=0.5,
+        num_steps=5,
+      )
