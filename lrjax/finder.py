@@ -115,17 +115,34 @@ def smooth(losses: Any, beta: float = 0.98) -> np.ndarray:
   return np.asarray(out, np.float64)
 
 
-def suggest(lrs: Any, smoothed: Any, *, log_x: bool = True) -> dict[str, float]:
+def suggest(
+  lrs: Any,
+  smoothed: Any,
+  *,
+  log_x: bool = True,
+  skip_start: int | None = None,
+  skip_end: int | None = None,
+) -> dict[str, float]:
   """Suggested learning rates from a (smoothed) range-test curve.
 
-  With :math:`i^* = \\arg\\min_i \\bar\\ell_i` and only points up to
-  :math:`i^*` (the descending part; what follows is divergence):
+  With :math:`n` points and :math:`i^* = \\arg\\min_i \\bar\\ell_i`:
 
   - ``'minimum_over_10'``: :math:`\\eta_{i^*} / 10`.
-  - ``'steepest'``: :math:`\\eta_j`, :math:`j = \\arg\\min_{j \\le i^*}
-    d\\bar\\ell/du` with :math:`u = \\log\\eta` (``log_x``) or
-    :math:`u = \\eta`, the derivative by second-order central differences
-    (one-sided at the ends, ``numpy.gradient``).
+  - ``'steepest'``: :math:`\\eta_j` with
+
+    .. math::
+      j = \\arg\\min_{a \\le j \\le e} \\frac{d\\bar\\ell}{du}, \\qquad
+      e = \\arg\\min_{a \\le i < n - b} \\bar\\ell_i,
+
+    :math:`u = \\log\\eta` (``log_x``) or :math:`u = \\eta`, the
+    derivative by second-order central differences on the window
+    :math:`[a, e]` (one-sided at its ends, ``numpy.gradient``). The first
+    :math:`a` = ``skip_start`` points are the EMA's warm-up, where the
+    smoothed loss still averages only a few noisy batches and its slope is
+    noise; the last :math:`b` = ``skip_end`` points and everything after
+    the window's minimum :math:`e` are the divergence tail. The defaults
+    :math:`a = \\lfloor n/10 \\rfloor`, :math:`b = \\lfloor n/20
+    \\rfloor` skip 10 and 5 points of a 100-point sweep, as fastai does.
   - ``'valley'``: the longest run :math:`[s, e]` of consecutive strictly
     decreasing values; :math:`\\eta_{s + \\lfloor 2(e - s)/3 \\rfloor}`.
 
@@ -133,18 +150,27 @@ def suggest(lrs: Any, smoothed: Any, *, log_x: bool = True) -> dict[str, float]:
     lrs: 1-D learning rates (increasing).
     smoothed: 1-D smoothed losses, same length (>= 2).
     log_x: differentiate with respect to log LR.
+    skip_start: points skipped at the start for 'steepest' (>= 0); None
+      = :math:`\\lfloor n/10 \\rfloor`.
+    skip_end: points skipped at the end for 'steepest' (>= 0); None =
+      :math:`\\lfloor n/20 \\rfloor`.
 
   Returns:
     The three suggestions as Python floats.
 
   Raises:
-    ValueError: for mismatched or too short inputs.
+    ValueError: for mismatched or too short inputs, or skips that leave
+      fewer than 2 points.
 
   Examples:
     >>> lrs = [1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0]
     >>> s = suggest(lrs, [2.0, 1.95, 1.0, 0.9, 0.85, 5.0])
     >>> print(s['steepest'], s['minimum_over_10'], s['valley'])
     0.01 0.1 0.01
+    >>> # A warm-up artefact at the start: skipped, it no longer wins.
+    >>> s = suggest(lrs, [9.0, 2.0, 1.9, 1.0, 0.95, 5.0], skip_start=1)
+    >>> print(s['steepest'])
+    0.01
   """
   lrs = np.asarray(lrs, np.float64)
   y = np.asarray(smoothed, np.float64)
@@ -152,12 +178,21 @@ def suggest(lrs: Any, smoothed: Any, *, log_x: bool = True) -> dict[str, float]:
     raise ValueError(
       f'{lrs.shape=} and {y.shape=} must be equal 1-D shapes of length >= 2'
     )
-  finite = np.isfinite(y)
-  best = int(np.argmin(np.where(finite, y, np.inf)))
-  head = slice(0, max(best, 1) + 1)
-  u = np.log(lrs[head]) if log_x else lrs[head]
-  slope = np.gradient(y[head], u)
-  steepest = int(np.argmin(np.where(np.isfinite(slope), slope, np.inf)))
+  n = y.size
+  skip_start = n // 10 if skip_start is None else skip_start
+  skip_end = n // 20 if skip_end is None else skip_end
+  if skip_start < 0 or skip_end < 0 or n - skip_start - skip_end < 2:
+    raise ValueError(
+      f'{skip_start=} and {skip_end=} must be >= 0 and leave at least 2 of '
+      f'the {n} points'
+    )
+  y_finite = np.where(np.isfinite(y), y, np.inf)
+  best = int(np.argmin(y_finite))
+  lo, hi = skip_start, n - skip_end
+  end = max(lo + int(np.argmin(y_finite[lo:hi])), lo + 1)
+  u = np.log(lrs[lo : end + 1]) if log_x else lrs[lo : end + 1]
+  slope = np.gradient(y[lo : end + 1], u)
+  steepest = lo + int(np.argmin(np.where(np.isfinite(slope), slope, np.inf)))
   start = run_start = 0
   longest = 0
   for i in range(1, len(y)):

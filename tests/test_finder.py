@@ -64,6 +64,49 @@ def test_suggest_table(curve, expected):
 def test_suggest_validates():
   with pytest.raises(ValueError, match='shape'):
     finder.suggest([1.0, 2.0], [1.0])
+  with pytest.raises(ValueError, match='skip_start'):
+    finder.suggest([1.0, 2.0, 3.0], [3.0, 2.0, 1.0], skip_start=2)
+  with pytest.raises(ValueError, match='skip_end'):
+    finder.suggest([1.0, 2.0, 3.0], [3.0, 2.0, 1.0], skip_end=-1)
+
+
+def _tanh_curve(n=100, center=40, width=6.0):
+  """A range-test curve with known steepest descent, warm-up and tail.
+
+  On a uniform log-LR grid the clean curve is -tanh((i - center) / width),
+  whose derivative -sech^2 is steepest at i = center exactly (and its
+  central differences too, by symmetry and concavity). The first 4 points
+  carry 3 / 2^i more (an EMA warm-up artefact, falling faster than the
+  clean curve's 1 / width per point), and the curve diverges after 90.
+  """
+  lrs = np.logspace(-4, 1, n)
+  i = np.arange(n)
+  y = 2.0 - np.tanh((i - center) / width)
+  y[:4] += 3.0 / 2.0 ** i[:4]
+  y[91:] += 0.5 * (i[91:] - 90) ** 2
+  return lrs, y
+
+
+def test_suggest_steepest_skips_warmup_and_tail():
+  lrs, y = _tanh_curve()
+  got = finder.suggest(lrs, y)
+  np.testing.assert_allclose(got['steepest'], lrs[40], rtol=1e-12)
+  # With nothing skipped the warm-up artefact wins: the old behaviour.
+  first = finder.suggest(lrs, y, skip_start=0, skip_end=0)
+  np.testing.assert_allclose(first['steepest'], lrs[0], rtol=1e-12)
+
+
+def test_suggest_steepest_window_is_before_the_minimum():
+  # Steepest fall at 40, minimum near 60; then the loss rises by 0.2 per
+  # point to 80 and falls by 0.25 per point to 95 (steeper than 40's 1/6),
+  # still above the minimum: a fall after the minimum is not a suggestion.
+  lrs = np.logspace(-4, 1, 100)
+  i = np.arange(100)
+  y = 2.0 - np.tanh((i - 40) / 6.0)
+  y += 0.2 * np.clip(i - 60, 0, 20) - 0.25 * np.clip(i - 80, 0, 15)
+  assert int(np.argmin(y)) <= 60 and y[80:].min() > y.min()
+  got = finder.suggest(lrs, y)
+  np.testing.assert_allclose(got['steepest'], lrs[40], rtol=1e-12)
 
 
 def _targets(n):
