@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
@@ -568,32 +567,23 @@ def _make_slice_fn(model: Any, config: TrainConfig, runner: Runner) -> Any:
 
   @jax.jit
   def norms(params, batch_stats, images, labels):
-    def grad_of(imgs, labs):
-      def loss_fn(p):
-        variables = {'params': p}
-        if jax.tree.leaves(batch_stats):
-          variables['batch_stats'] = batch_stats
-          logits, _ = model.apply(
-            variables, imgs, train=True, mutable=['batch_stats']
-          )
-        else:
-          logits = model.apply(variables, imgs, train=True)
-        return optax.softmax_cross_entropy_with_integer_labels(
-          logits, labs
-        ).mean()
+    def loss_fn(p, batch):
+      variables = {'params': p}
+      if jax.tree.leaves(batch_stats):
+        variables['batch_stats'] = batch_stats
+        logits, _ = model.apply(
+          variables, batch['image'], train=True, mutable=['batch_stats']
+        )
+      else:
+        logits = model.apply(variables, batch['image'], train=True)
+      return optax.softmax_cross_entropy_with_integer_labels(
+        logits, batch['label']
+      ).mean()
 
-      return jax.grad(loss_fn)(params)
-
-    def sq(t):
-      return sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(t))
-
-    m = images.shape[0] // num_slices
-    imgs = images.reshape(num_slices, m, *images.shape[1:])
-    labs = labels.reshape(num_slices, m)
-    grads = jax.lax.map(lambda xs: grad_of(*xs), (imgs, labs))
-    small = jnp.mean(jax.vmap(sq)(grads))
-    big = sq(jax.tree.map(lambda g: jnp.mean(g, 0), grads))
-    return small, big
+    r = lnoise.sliced_sq_norms(
+      jax.grad(loss_fn), params, {'image': images, 'label': labels}, num_slices
+    )
+    return r.sq_norm_small, r.sq_norm_big
 
   def fn(state, local):
     params = jax.tree.map(runner.replica, state.params)
