@@ -369,3 +369,22 @@ def test_from_lr_policy_reads_piecewise_constant_policies():
   assert str(r.lr) == 'constant(0.1)'
   with pytest.raises(ValueError, match='cosine.*not a piecewise-constant'):
     from_lr_policy('cosine(0.1,length=200)', 128, N, num_epochs=200)
+
+
+def test_derived_lrs_read_as_12_significant_digits():
+  # 0.3 * 3 is 0.8999999999999999 in floats; the policy's text says 0.9.
+  r = from_lr_decay(0.3, 128, N, lr_scale=3, **SMITH, max_batch_size=N)
+  # ideal batches 384 * 5^i = 384, 1920, 9600, 48000: all below the cap.
+  assert (
+    str(r.batch_schedule) == 'stages(384@60,1920@60,9600@40,48000@40,n=50000)'
+  )
+  assert str(r.lr) == 'constant(0.9)'
+  # Capped at 5000 from epoch 120: factors 5000/9600 then 1/5.
+  r = from_lr_decay(0.3, 128, N, lr_scale=3, **SMITH)
+  assert str(r.lr) == (
+    'multistep(0.9,milestones=120/160,factors=0.520833333333/0.2)'
+  )
+  assert r.noise_scale_ratio == pytest.approx((1.0,) * 4, rel=1e-11)
+  # 0.7 * 0.1 is 0.06999999999999999 in floats.
+  r = from_lr_decay(0.7, 128, N, lr_scale=0.1, **SMITH, max_batch_size=N)
+  assert str(r.lr) == 'constant(0.07)'

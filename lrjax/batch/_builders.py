@@ -128,6 +128,12 @@ class LrDecayRamp(NamedTuple):
   noise_scale_ratio: tuple[float, ...]
 
 
+def _round12(x: float) -> float:
+  """x to 12 significant digits: a derived LR or factor whose text reads
+  ``0.9``, not the float product's ``0.8999999999999999``."""
+  return float(f'{x:.12g}')
+
+
 def _fraction_to_number(f: fractions.Fraction):
   return int(f) if f.denominator == 1 else float(f)
 
@@ -174,7 +180,11 @@ def from_lr_decay(
   :func:`round_batch_size` to a multiple of ``multiple_of``. Below the cap the
   LR stays constant, so rounding changes g by the factor reported in
   ``noise_scale_ratio``; at the cap the LR is solved for the realised batch,
-  so g is kept exactly.
+  so g is kept exactly. The derived LRs (:math:`\\epsilon'` and the policy's
+  decay factors) are rounded to 12 significant digits, so that the policy's
+  text form reads ``constant(0.9)`` rather than the float product's
+  ``constant(0.8999999999999999)``; ``noise_scale_ratio`` is computed with
+  the rounded values.
 
   Args:
     lr: the initial LR :math:`\\epsilon` of the decay schedule.
@@ -260,7 +270,7 @@ def from_lr_decay(
   rules.effective_lr(lr, momentum)  # validates momentum
   m_new = momentum if new_momentum is None else new_momentum
   rules.effective_lr(lr, m_new)
-  new_lr = lr * _finite_positive(lr_scale, 'lr_scale')
+  new_lr = _round12(lr * _finite_positive(lr_scale, 'lr_scale'))
   cap = num_examples // 10 if max_batch_size is None else max_batch_size
   cap = _positive_int(cap, 'max_batch_size')
   if cap > num_examples:
@@ -302,11 +312,11 @@ def from_lr_decay(
     batches.append(b)
     targets.append(g)
     lrs.append(stage_lr)
-  # The LR as a multistep policy over epochs; its factors are kept to 12
-  # significant digits (a short text form), and the reported g uses them.
+  # The LR as a multistep policy over epochs; its factors, like new_lr, are
+  # kept to 12 significant digits, and the reported g uses them.
   cuts, steps, step_of_stage = [], [], [1.0]
   for i in range(1, len(lrs)):
-    ratio = float(f'{lrs[i] / lrs[i - 1]:.12g}')
+    ratio = _round12(lrs[i] / lrs[i - 1])
     step_of_stage.append(ratio)
     if ratio != 1.0:
       cuts.append(_fraction_to_number(marks[i - 1]))
