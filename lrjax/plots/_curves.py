@@ -22,6 +22,42 @@ import matplotlib.pyplot as plt  # noqa: E402
 Run = Mapping[str, ArrayLike]
 
 
+def _finish_figure(
+  fig: matplotlib.figure.Figure,
+  path: str | None,
+  *,
+  suptitle: str | None = None,
+) -> matplotlib.figure.Figure:
+  """Figure title, tight layout, and the PNG (110 dpi) when given a path."""
+  if suptitle:
+    fig.suptitle(suptitle)
+  fig.tight_layout()
+  if path:
+    fig.savefig(path, dpi=110)
+  return fig
+
+
+def _finish_axes(
+  fig: matplotlib.figure.Figure,
+  ax: matplotlib.axes.Axes,
+  title: str | None,
+  path: str | None,
+  *,
+  logx: bool = False,
+  logy: bool = False,
+) -> matplotlib.figure.Figure:
+  """A single-axes figure's scales, grid, legend and title, then saved."""
+  if logx:
+    ax.set_xscale('log')
+  if logy:
+    ax.set_yscale('log')
+  ax.grid(True, alpha=0.3)
+  ax.legend(fontsize='small')
+  if title:
+    ax.set_title(title)
+  return _finish_figure(fig, path)
+
+
 def band_over_seeds(
   runs: Sequence[tuple[ArrayLike, ArrayLike]], num_points: int | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -176,12 +212,7 @@ def plot_curves(
       ax.grid(True, alpha=0.3)
       if ax.lines:
         ax.legend(fontsize='small')
-  if title:
-    fig.suptitle(title)
-  fig.tight_layout()
-  if path:
-    fig.savefig(path, dpi=110)
-  return fig
+  return _finish_figure(fig, path, suptitle=title)
 
 
 def _sample_std(values: np.ndarray) -> float:
@@ -233,16 +264,7 @@ def plot_accuracy_vs_cost(
     )
   ax.set_xlabel(xlabel)
   ax.set_ylabel(ylabel)
-  if logx:
-    ax.set_xscale('log')
-  ax.grid(True, alpha=0.3)
-  ax.legend(fontsize='small')
-  if title:
-    ax.set_title(title)
-  fig.tight_layout()
-  if path:
-    fig.savefig(path, dpi=110)
-  return fig
+  return _finish_axes(fig, ax, title, path, logx=logx)
 
 
 def plot_lines(
@@ -290,15 +312,4 @@ def plot_lines(
     ax.plot([mx], [my], marker='o', linestyle='none', label=label)
   ax.set_xlabel(xlabel)
   ax.set_ylabel(ylabel)
-  if logx:
-    ax.set_xscale('log')
-  if logy:
-    ax.set_yscale('log')
-  ax.grid(True, alpha=0.3)
-  ax.legend(fontsize='small')
-  if title:
-    ax.set_title(title)
-  fig.tight_layout()
-  if path:
-    fig.savefig(path, dpi=110)
-  return fig
+  return _finish_axes(fig, ax, title, path, logx=logx, logy=logy)

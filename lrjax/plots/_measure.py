@@ -16,22 +16,13 @@ matplotlib.use('Agg')
 import matplotlib.figure  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 
+from lrjax.plots._curves import _finish_axes, _finish_figure  # noqa: E402
+
 _SUGGESTION_STYLE = {
   'steepest': ('tab:green', '--'),
   'minimum_over_10': ('tab:orange', ':'),
   'valley': ('tab:red', '-.'),
 }
-
-
-def _finish(fig, ax, title, path):
-  ax.grid(True, alpha=0.3)
-  ax.legend(fontsize='small')
-  if title:
-    ax.set_title(title)
-  fig.tight_layout()
-  if path:
-    fig.savefig(path, dpi=110)
-  return fig
 
 
 def plot_lr_finder(
@@ -77,7 +68,7 @@ def plot_lr_finder(
     lo, first = finite.min(), finite[0]
     top = max(first, lo + 4 * (first - lo)) if first > lo else lo * 4
     ax.set_ylim(bottom=None, top=float(top) * 1.05)
-  return _finish(fig, ax, title, path)
+  return _finish_axes(fig, ax, title, path)
 
 
 def plot_noise_scale(
@@ -128,7 +119,7 @@ def plot_noise_scale(
   ax.set_yscale('log')
   ax.set_xlabel('epoch')
   ax.set_ylabel('examples')
-  return _finish(fig, ax, title, path)
+  return _finish_axes(fig, ax, title, path)
 
 
 def plot_interpolation(
@@ -178,9 +169,4 @@ def plot_interpolation(
     ax.set_ylabel(metric)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize='small')
-  if title:
-    fig.suptitle(title)
-  fig.tight_layout()
-  if path:
-    fig.savefig(path, dpi=110)
-  return fig
+  return _finish_figure(fig, path, suptitle=title)
