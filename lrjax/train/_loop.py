@@ -23,6 +23,7 @@ from lrjax.train._config import TrainConfig
 from lrjax.train._parallel import Runner
 from lrjax.train._step import (
   create_train_state,
+  cross_entropy,
   make_eval_fn,
   make_optimizer,
   make_train_body,
@@ -561,24 +562,14 @@ def _use_slices(config: TrainConfig, replicas: int) -> bool:
 
 def _make_slice_fn(model: Any, config: TrainConfig, runner: Runner) -> Any:
   """One-device noise estimate: squared norms of slice and full gradients."""
-  import optax
-
   num_slices = config.noise.num_slices
 
   @jax.jit
   def norms(params, batch_stats, images, labels):
     def loss_fn(p, batch):
-      variables = {'params': p}
-      if jax.tree.leaves(batch_stats):
-        variables['batch_stats'] = batch_stats
-        logits, _ = model.apply(
-          variables, batch['image'], train=True, mutable=['batch_stats']
-        )
-      else:
-        logits = model.apply(variables, batch['image'], train=True)
-      return optax.softmax_cross_entropy_with_integer_labels(
-        logits, batch['label']
-      ).mean()
+      return cross_entropy(
+        model, p, batch_stats, batch['image'], batch['label']
+      )[0]
 
     r = lnoise.sliced_sq_norms(
       jax.grad(loss_fn), params, {'image': images, 'label': labels}, num_slices

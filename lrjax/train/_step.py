@@ -211,6 +211,48 @@ def _sq_norm(tree: Any) -> jax.Array:
   )
 
 
+def cross_entropy(
+  model: nn.Module,
+  params: Any,
+  batch_stats: Any,
+  images: jax.Array,
+  labels: jax.Array,
+  rngs: Mapping[str, jax.Array] | None = None,
+) -> tuple[jax.Array, tuple[jax.Array, Any]]:
+  """Mean softmax cross-entropy of ``model`` in training mode.
+
+  .. math::
+     L = -\\frac{1}{B}\\sum_i \\log \\operatorname{softmax}(z_i)_{y_i}
+
+  Args:
+    model: Flax module.
+    params: its parameters.
+    batch_stats: batch-norm statistics (empty: the model has none).
+    images: [B, H, W, C].
+    labels: int [B].
+    rngs: PRNG keys of stochastic layers (e.g. ``{'dropout': key}``).
+
+  Returns:
+    ``(loss, (logits, new_batch_stats))``: batch norm normalises with the
+    statistics of this batch and returns the updated running averages (the
+    old ones when the model has none).
+  """
+  variables = {'params': params}
+  if jax.tree.leaves(batch_stats):
+    variables['batch_stats'] = batch_stats
+    logits, updated = model.apply(
+      variables, images, train=True, mutable=['batch_stats'], rngs=rngs
+    )
+    new_stats = updated['batch_stats']
+  else:
+    logits = model.apply(variables, images, train=True, rngs=rngs)
+    new_stats = batch_stats
+  loss = optax.softmax_cross_entropy_with_integer_labels(
+    logits.astype(jnp.float32), labels
+  ).mean()
+  return loss, (logits, new_stats)
+
+
 def make_train_body(
   model: nn.Module,
   tx: optax.GradientTransformationExtraArgs,
@@ -244,33 +286,15 @@ def make_train_body(
 
   def body(state: TrainState, batch, epoch):
     images, labels = batch['image'], batch['label']
-    has_bn = bool(jax.tree.leaves(state.batch_stats))
     key = jax.random.fold_in(
       jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step),
       jax.lax.axis_index(AXIS),
     )
 
     def loss_fn(params):
-      variables = {'params': params}
-      if has_bn:
-        variables['batch_stats'] = state.batch_stats
-        logits, updated = model.apply(
-          variables,
-          images,
-          train=True,
-          mutable=['batch_stats'],
-          rngs={'dropout': key},
-        )
-        new_stats = updated['batch_stats']
-      else:
-        logits = model.apply(
-          variables, images, train=True, rngs={'dropout': key}
-        )
-        new_stats = state.batch_stats
-      loss = optax.softmax_cross_entropy_with_integer_labels(
-        logits.astype(jnp.float32), labels
-      ).mean()
-      return loss, (logits, new_stats)
+      return cross_entropy(
+        model, params, state.batch_stats, images, labels, {'dropout': key}
+      )
 
     (loss, (logits, new_stats)), grads = jax.value_and_grad(
       loss_fn, has_aux=True
