@@ -112,6 +112,23 @@ SYNTHETIC_CLASSES = flags.DEFINE_integer(
 )
 
 
+def register_bound(
+  name: str, bound: float, *, strict: bool = False, note: str = ''
+) -> None:
+  """Registers the validator `--name >= bound` (`> bound` when strict).
+
+  The message reads `--name must be >= bound<note>`.
+  """
+  if strict:
+    flags.register_validator(
+      name, lambda v: v > bound, message=f'--{name} must be > {bound}{note}'
+    )
+  else:
+    flags.register_validator(
+      name, lambda v: v >= bound, message=f'--{name} must be >= {bound}{note}'
+    )
+
+
 def _is_int_list(values: Sequence[str]) -> bool:
   try:
     ints = [int(v) for v in values]
@@ -139,57 +156,27 @@ flags.register_validator(
   message="--model must be a name lrjax.models.get knows, e.g. 'mlp', "
   "'cnn', 'wrn16_4'",
 )
-flags.register_validator(
-  'checkpoint_every',
-  lambda v: v >= 0,
-  message='--checkpoint_every must be >= 0 updates',
-)
-flags.register_validator(
-  'synthetic_examples',
-  lambda v: v >= 1,
-  message='--synthetic_examples must be >= 1',
-)
+register_bound('checkpoint_every', 0, note=' updates')
+register_bound('synthetic_examples', 1)
 flags.register_validator(
   'synthetic_shape',
   lambda v: len(v) == 3 and all(x.isdigit() and int(x) > 0 for x in v),
   message='--synthetic_shape must be three positive integers H,W,C',
 )
-flags.register_validator(
-  'synthetic_classes',
-  lambda v: v >= 2,
-  message='--synthetic_classes must be >= 2',
-)
-flags.register_validator(
-  'epochs', lambda v: v > 0, message='--epochs must be > 0'
-)
-flags.register_validator('lr', lambda v: v > 0, message='--lr must be > 0')
-flags.register_validator(
-  'batch_size', lambda v: v >= 1, message='--batch_size must be >= 1'
-)
+register_bound('synthetic_classes', 2)
+register_bound('epochs', 0, strict=True)
+register_bound('lr', 0, strict=True)
+register_bound('batch_size', 1)
 flags.register_validator(
   'momentum',
   lambda v: 0.0 <= v < 1.0,
   message='--momentum must be in [0, 1)',
 )
-flags.register_validator(
-  'weight_decay', lambda v: v >= 0, message='--weight_decay must be >= 0'
-)
-flags.register_validator(
-  'num_devices',
-  lambda v: v >= 0,
-  message='--num_devices must be >= 0 (0 = all local devices)',
-)
-flags.register_validator(
-  'max_device_batch',
-  lambda v: v >= 1,
-  message='--max_device_batch must be >= 1',
-)
-flags.register_validator(
-  'eval_every', lambda v: v > 0, message='--eval_every must be > 0 epochs'
-)
-flags.register_validator(
-  'log_every', lambda v: v >= 1, message='--log_every must be >= 1 update'
-)
+register_bound('weight_decay', 0)
+register_bound('num_devices', 0, note=' (0 = all local devices)')
+register_bound('max_device_batch', 1)
+register_bound('eval_every', 0, strict=True, note=' epochs')
+register_bound('log_every', 1, note=' update')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -394,6 +381,65 @@ def dry_run(config: Any, workdir: str) -> bool:
 def workdir_for(name: str) -> str:
   """The workdir from --workdir, or runs/<name> in the current directory."""
   return WORKDIR.value or os.path.join('runs', name)
+
+
+def run_main(
+  argv: Sequence[str],
+  name: str,
+  get_config: Callable[[], Any],
+  run: Callable[..., dict[str, Any]],
+) -> tuple[dict[str, Any], str] | None:
+  """The body of an experiment's `main`: config, dry run or run, results.md.
+
+  Raises `app.UsageError` on positional arguments, builds the config from the
+  flags, stops after `dry_run` when asked, else runs
+  `run(config, workdir, with_flags=True)` and prints `results.md`.
+
+  Returns:
+    `(results, workdir)`, or None after a dry run.
+  """
+  from absl import app
+
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  config = get_config()
+  workdir = workdir_for(name)
+  if dry_run(config, workdir):
+    return None
+  results = run(config, workdir, with_flags=True)
+  print(open(os.path.join(workdir, 'results.md')).read())
+  return results, workdir
+
+
+def write_outputs(
+  workdir: str, results: Mapping[str, Any], table: str, report: str
+) -> None:
+  """Writes an experiment's results.json, results.md (table) and report.md."""
+  write_json(os.path.join(workdir, 'results.json'), results)
+  write_text(os.path.join(workdir, 'results.md'), table)
+  write_text(os.path.join(workdir, 'report.md'), report)
+
+
+def print_report_path(workdir: str) -> None:
+  """The last line an experiment prints: where its report is."""
+  print(f'report: {os.path.join(workdir, "report.md")}')
+
+
+def claim_lines(claims: Sequence[Mapping[str, Any]]) -> list[str]:
+  """report.md bullets: each claim, whether it held, and its detail."""
+  return [
+    f'- {c["claim"]}: **{"held" if c["held"] else "did NOT hold"}** '
+    f'({c["detail"]}).'
+    for c in claims
+  ]
+
+
+def figure_lines(figures: Mapping[str, str]) -> list[str]:
+  """report.md's `## Figures` section: path -> caption, one image each."""
+  lines = ['', '## Figures', '']
+  for path, caption in figures.items():
+    lines += [f'### {caption}', '', f'![{caption}]({path})', '']
+  return lines
 
 
 # ---------------------------------------------------------------- files

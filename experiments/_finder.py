@@ -29,12 +29,8 @@ FINDER_SUGGESTION = flags.DEFINE_enum(
   'LR range test: which suggested LR to use (fastai names).',
 )
 
-flags.register_validator(
-  'finder_min_lr', lambda v: v > 0, message='--finder_min_lr must be > 0'
-)
-flags.register_validator(
-  'finder_steps', lambda v: v >= 2, message='--finder_steps must be >= 2'
-)
+_common.register_bound('finder_min_lr', 0, strict=True)
+_common.register_bound('finder_steps', 2)
 
 
 @flags.multi_flags_validator(

@@ -86,8 +86,6 @@ def run(config: LrFindConfig, workdir: str, *, with_flags: bool = False):
     'suggestion': config.finder.suggestion,
     'figures': figures,
   }
-  _common.write_json(os.path.join(workdir, 'results.json'), results)
-  _common.write_text(os.path.join(workdir, 'results.md'), table)
   c = config.common
   report = '\n'.join(
     [
@@ -107,7 +105,7 @@ def run(config: LrFindConfig, workdir: str, *, with_flags: bool = False):
       *[f'![{caption}]({path})\n' for path, caption in figures.items()],
     ]
   )
-  _common.write_text(os.path.join(workdir, 'report.md'), report)
+  _common.write_outputs(workdir, results, table, report)
   return results
 
 
@@ -154,18 +152,14 @@ def _figure(tests, suggestion: str, workdir: str) -> dict[str, str]:
 
 
 def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  config = get_config()
-  workdir = _common.workdir_for('lr_find')
-  if _common.dry_run(config, workdir):
+  done = _common.run_main(argv, 'lr_find', get_config, run)
+  if done is None:
     return
-  results = run(config, workdir, with_flags=True)
-  print(open(os.path.join(workdir, 'results.md')).read())
+  results, workdir = done
   print(
     f'suggested LR ({results["suggestion"]}): {results["suggested_lr"]:.4g}'
   )
-  print(f'report: {os.path.join(workdir, "report.md")}')
+  _common.print_report_path(workdir)
 
 
 if __name__ == '__main__':

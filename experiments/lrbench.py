@@ -334,10 +334,8 @@ def run(config: LrBenchConfig, workdir: str, *, with_flags: bool = False):
     'rows': rows,
     'figures': figures,
   }
-  _common.write_json(os.path.join(workdir, 'results.json'), results)
-  _common.write_text(os.path.join(workdir, 'results.md'), table)
-  _common.write_text(
-    os.path.join(workdir, 'report.md'), _report(config, rows, table, figures)
+  _common.write_outputs(
+    workdir, results, table, _report(config, rows, table, figures)
   )
   return results
 
@@ -456,24 +454,19 @@ def _figures(runs, workdir) -> dict[str, str]:
     labels=labels,
     path=os.path.join(workdir, 'accuracy_vs_epochs.png'),
   )
-  plots.plot_accuracy_vs_cost(
-    {
-      k: [(r.summary['wall_seconds'], r.summary['final']['top1']) for r in g]
-      for k, g in runs.items()
-    },
-    xlabel='wall seconds',
-    logx=False,
-    path=os.path.join(workdir, 'accuracy_vs_cost.png'),
-  )
-  plots.plot_accuracy_vs_cost(
-    {
-      k: [(r.summary['num_updates'], r.summary['final']['top1']) for r in g]
-      for k, g in runs.items()
-    },
-    xlabel='parameter updates',
-    logx=False,
-    path=os.path.join(workdir, 'accuracy_vs_updates.png'),
-  )
+  for cost, xlabel, name in (
+    ('wall_seconds', 'wall seconds', 'accuracy_vs_cost.png'),
+    ('num_updates', 'parameter updates', 'accuracy_vs_updates.png'),
+  ):
+    plots.plot_accuracy_vs_cost(
+      {
+        k: [(r.summary[cost], r.summary['final']['top1']) for r in g]
+        for k, g in runs.items()
+      },
+      xlabel=xlabel,
+      logx=False,
+      path=os.path.join(workdir, name),
+    )
   plt.close('all')
   return {
     'lr_curves.png': 'Learning rate in force against epochs',
@@ -527,26 +520,16 @@ def _report(config, rows, table, figures) -> str:
     'test examples; CDAC spread is the standard deviation over classes of '
     "each class's mean confidence on its correct predictions. Training "
     'seconds to target come from the logged step rates (evaluation excluded).',
-    '',
-    '## Figures',
-    '',
   ]
-  for path, caption in figures.items():
-    lines += [f'### {caption}', '', f'![{caption}]({path})', '']
+  lines += _common.figure_lines(figures)
   return '\n'.join(lines)
 
 
 def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  config = get_config()
-  workdir = _common.workdir_for('lrbench')
-  if _common.dry_run(config, workdir):
-    return
-  run(config, workdir, with_flags=True)
-  print(open(os.path.join(workdir, 'results.md')).read())
-  logging.info('report: %s', os.path.join(workdir, 'report.md'))
-  print(f'report: {os.path.join(workdir, "report.md")}')
+  done = _common.run_main(argv, 'lrbench', get_config, run)
+  if done is not None:
+    logging.info('report: %s', os.path.join(done[1], 'report.md'))
+    _common.print_report_path(done[1])
 
 
 if __name__ == '__main__':

@@ -100,14 +100,8 @@ flags.register_validator(
   ),
   message='--milestones must be increasing positive epochs, e.g. 10,20,30',
 )
-flags.register_validator(
-  'decay_factor', lambda v: v > 1, message='--decay_factor must be > 1'
-)
-flags.register_validator(
-  'increased_lr_factor',
-  lambda v: v >= 1,
-  message='--increased_lr_factor must be >= 1',
-)
+_common.register_bound('decay_factor', 1, strict=True)
+_common.register_bound('increased_lr_factor', 1)
 flags.register_validator(
   'increased_momentum',
   lambda v: 0 <= v < 1,
@@ -493,10 +487,10 @@ def run(config: RampConfig, workdir: str, *, with_flags: bool = False):
     'claims': claims,
     'figures': figures,
   }
-  _common.write_json(os.path.join(workdir, 'results.json'), results)
-  _common.write_text(os.path.join(workdir, 'results.md'), table)
-  _common.write_text(
-    os.path.join(workdir, 'report.md'),
+  _common.write_outputs(
+    workdir,
+    results,
+    table,
     _report(config, plans, table, claims, figures, train_split.num_examples),
   )
   return results
@@ -519,27 +513,18 @@ def _report(config, plans, table, claims, figures, num_examples) -> str:
       f'| {name} | `{plan.batch}` | `{plan.lr}` | {plan.momentum:g} |'
     )
   lines += ['', '## Results', '', table, '## Claims', '']
-  for claim in claims:
-    mark = 'held' if claim['held'] else 'did NOT hold'
-    lines.append(f'- {claim["claim"]}: **{mark}** ({claim["detail"]}).')
-  lines += ['', '## Figures', '']
-  for path, caption in figures.items():
-    lines += [f'### {caption}', '', f'![{caption}]({path})', '']
+  lines += _common.claim_lines(claims) + _common.figure_lines(figures)
   return '\n'.join(lines)
 
 
 def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  config = get_config()
-  workdir = _common.workdir_for('ramp')
-  if _common.dry_run(config, workdir):
+  done = _common.run_main(argv, 'ramp', get_config, run)
+  if done is None:
     return
-  results = run(config, workdir, with_flags=True)
-  print(open(os.path.join(workdir, 'results.md')).read())
+  results, workdir = done
   for claim in results['claims']:
     print(('HELD  ' if claim['held'] else 'FAILED') + ' ' + claim['claim'])
-  print(f'report: {os.path.join(workdir, "report.md")}')
+  _common.print_report_path(workdir)
 
 
 if __name__ == '__main__':

@@ -66,38 +66,18 @@ INTERP_POINTS = flags.DEFINE_integer(
   'interp_points', 31, 'Points of the 1-D plot over alpha in [-1, 2].'
 )
 
-flags.register_validator(
-  'small_batch', lambda v: v >= 1, message='--small_batch must be >= 1'
-)
-flags.register_validator(
-  'large_batch',
-  lambda v: v >= 0,
-  message='--large_batch must be >= 0 (0: 10% of the data)',
-)
+_common.register_bound('small_batch', 1)
+_common.register_bound('large_batch', 0, note=' (0: 10% of the data)')
 flags.register_validator(
   'sharpness_eps',
   lambda v: bool(v) and all(_positive_float(x) for x in v),
   message='--sharpness_eps must be positive numbers, e.g. 1e-3,5e-4',
 )
-flags.register_validator(
-  'subspace_dim', lambda v: v >= 1, message='--subspace_dim must be >= 1'
-)
-flags.register_validator(
-  'sharpness_iters',
-  lambda v: v >= 1,
-  message='--sharpness_iters must be >= 1',
-)
-flags.register_validator(
-  'hessian_iters', lambda v: v >= 1, message='--hessian_iters must be >= 1'
-)
-flags.register_validator(
-  'sharpness_examples',
-  lambda v: v >= 1,
-  message='--sharpness_examples must be >= 1',
-)
-flags.register_validator(
-  'interp_points', lambda v: v >= 3, message='--interp_points must be >= 3'
-)
+_common.register_bound('subspace_dim', 1)
+_common.register_bound('sharpness_iters', 1)
+_common.register_bound('hessian_iters', 1)
+_common.register_bound('sharpness_examples', 1)
+_common.register_bound('interp_points', 3)
 
 
 @flags.multi_flags_validator(
@@ -322,11 +302,8 @@ def run(config: SharpnessConfig, workdir: str, *, with_flags: bool = False):
     'interpolation': interp,
     'figures': figures,
   }
-  _common.write_json(os.path.join(workdir, 'results.json'), results)
-  _common.write_text(os.path.join(workdir, 'results.md'), table)
-  _common.write_text(
-    os.path.join(workdir, 'report.md'),
-    _report(config, regimes, table, claims, figures),
+  _common.write_outputs(
+    workdir, results, table, _report(config, regimes, table, claims, figures)
   )
   return results
 
@@ -519,25 +496,14 @@ def _report(config, regimes, table, claims, figures) -> str:
     '## Claims',
     '',
   ]
-  for claim in claims:
-    mark = 'held' if claim['held'] else 'did NOT hold'
-    lines.append(f'- {claim["claim"]}: **{mark}** ({claim["detail"]}).')
-  lines += ['', '## Figures', '']
-  for path, caption in figures.items():
-    lines += [f'### {caption}', '', f'![{caption}]({path})', '']
+  lines += _common.claim_lines(claims) + _common.figure_lines(figures)
   return '\n'.join(lines)
 
 
 def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  config = get_config()
-  workdir = _common.workdir_for('sharpness')
-  if _common.dry_run(config, workdir):
-    return
-  run(config, workdir, with_flags=True)
-  print(open(os.path.join(workdir, 'results.md')).read())
-  print(f'report: {os.path.join(workdir, "report.md")}')
+  done = _common.run_main(argv, 'sharpness', get_config, run)
+  if done is not None:
+    _common.print_report_path(done[1])
 
 
 if __name__ == '__main__':
