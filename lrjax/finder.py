@@ -320,8 +320,9 @@ def lr_range_test(
 
   Raises:
     ValueError: for bad arguments, an empty ``batches``, an optimizer state
-      with no injected ``learning_rate``, or one whose ``learning_rate`` is
-      a schedule (it would override the sweep).
+      with no injected ``learning_rate``, one whose ``learning_rate`` is
+      a schedule (it would override the sweep), or one that accumulates
+      gradients (``optax.MultiSteps``).
 
   Examples:
     >>> import jax.numpy as jnp, optax
@@ -348,6 +349,17 @@ def lr_range_test(
     raise ValueError(
       'optimizer state has no hyperparams["learning_rate"]: pass a factory '
       'lr -> GradientTransformation or use optax.inject_hyperparams'
+    )
+
+  def is_multi(node):
+    return isinstance(node, optax.MultiStepsState)
+
+  if any(map(is_multi, jax.tree_util.tree_leaves(opt_state, is_multi))):
+    # Accumulation applies one update per k batches: the recorded loss of
+    # each batch would not follow the LR of its own update.
+    raise ValueError(
+      'optimizer accumulates gradients (optax.MultiSteps): pass it without '
+      'every_k_schedule; the range test applies one update per batch'
     )
 
   @jax.jit

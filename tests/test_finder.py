@@ -322,3 +322,14 @@ def test_scheduled_learning_rate_raises():
         max_lr=0.5,
         num_steps=5,
       )
+
+
+def test_gradient_accumulation_raises():
+  with pytest.raises(ValueError, match='MultiSteps.*every_k_schedule'):
+    finder.lr_range_test(
+      _quadratic(1.0),
+      jnp.ones(2),
+      _trainer_sgd(0.0, every_k_schedule=2),
+      _targets(5),
+      num_steps=5,
+    )
