@@ -299,9 +299,14 @@ def make_train_body(
     (loss, (logits, new_stats)), grads = jax.value_and_grad(
       loss_fn, has_aux=True
     )(state.params)
-    sq_local = jax.lax.pmean(_sq_norm(grads), AXIS)
-    grads = jax.lax.pmean(grads, AXIS)
-    sq_global = _sq_norm(grads)
+    if jax.lax.axis_size(AXIS) == 1:
+      # One device: pmean is the identity, so the local and global norms
+      # are the same number; XLA would compute it twice.
+      sq_local = sq_global = _sq_norm(grads)
+    else:
+      sq_local = jax.lax.pmean(_sq_norm(grads), AXIS)
+      grads = jax.lax.pmean(grads, AXIS)
+      sq_global = _sq_norm(grads)
     loss = jax.lax.pmean(loss, AXIS)
     accuracy = jax.lax.pmean(
       jnp.mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32)), AXIS
