@@ -140,6 +140,8 @@ def test_exact_noise_scale_form():
     (dict(factors=float('nan')), 'factors'),
     (dict(factors=float('inf')), 'factors'),
     (dict(factors=-0.2), 'factors'),
+    (dict(factors=5), r'factors.*\(0, 1\].*1/5'),
+    (dict(factors=(0.2, 0.2, 1.5)), 'factors'),
     (dict(factors=(0.2, 0.2)), 'factors'),
     (dict(batch_size=0), 'batch_size'),
     (dict(batch_size=-128), 'batch_size'),

@@ -191,8 +191,8 @@ def from_lr_decay(
     batch_size: its (constant) batch size :math:`B`.
     num_examples: dataset size :math:`N`.
     milestones: increasing epochs in (0, num_epochs) at which the LR decays.
-    factors: the decay factor at each milestone (one number for all), finite
-      and > 0 (0.2 = divide by 5).
+    factors: the decay factor at each milestone (one number for all), in
+      (0, 1] (0.2 = divide by 5).
     num_epochs: total training length in epochs.
     momentum: the decay schedule's momentum :math:`m`.
     max_batch_size: the cap; None means ``num_examples // 10``.
@@ -210,7 +210,7 @@ def from_lr_decay(
 
   Raises:
     ValueError: naming the argument, for unsorted or out-of-range milestones,
-      non-finite or non-positive factors, sizes < 1 or a batch above the
+      factors outside (0, 1], sizes < 1 or a batch above the
       dataset size.
 
   Examples:
@@ -267,6 +267,13 @@ def from_lr_decay(
       f'factors={factors} needs one factor per milestone ({len(marks)})'
     )
   factors = [_finite_positive(f, 'factors') for f in factors]
+  if any(f > 1 for f in factors):
+    # A factor above 1 would shrink the batch: almost always "5" written for
+    # "divide by 5".
+    raise ValueError(
+      f'factors={factors} must each be in (0, 1]: they multiply the LR at '
+      'the milestones, so 0.2 divides it by 5 (write 1/5, not 5)'
+    )
   rules.effective_lr(lr, momentum)  # validates momentum
   m_new = momentum if new_momentum is None else new_momentum
   rules.effective_lr(lr, m_new)
