@@ -235,6 +235,9 @@ def update(
     b_small: the small batch size.
     b_big: the big batch size.
     decay: the EMA decay :math:`\\beta` in [0, 1).
+    num_examples: the dataset size N when the batches are drawn without
+      replacement (finite-population correction, see :func:`estimate`);
+      None for the infinite-population formulas.
 
   Returns:
     The new state.

@@ -443,7 +443,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str) -> TrainResult:
         small, big = slices
         b_small = sp.micro_batch // config.noise.num_slices
         noise_state = lnoise.update(
-          noise_state, small, big, b_small, sp.micro_batch, decay
+          noise_state, small, big, b_small, sp.micro_batch, decay, n_train
         )
       elif replicas > 1 and m['finite']:
         noise_state = lnoise.update(
@@ -453,6 +453,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str) -> TrainResult:
           sp.micro_batch,
           sp.micro_batch * replicas,
           decay,
+          n_train,
         )
     if u % log_every == 0 or u == total_updates:
       rates = progress.update(u, examples_)
