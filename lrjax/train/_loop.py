@@ -25,8 +25,6 @@ from lrjax.train._step import (
   create_train_state,
   cross_entropy,
   make_eval_fn,
-  make_optimizer,
-  make_train_body,
 )
 
 _LOG_KEYS = (
@@ -90,49 +88,6 @@ class NonFiniteError(FloatingPointError):
   """Training produced a non-finite loss or gradient norm."""
 
 
-class _Inline:
-  """Batches produced on the main thread (``prefetch=0``)."""
-
-  wait_seconds = 0.0
-
-  def __init__(self, iterable: Any) -> None:
-    self._it = iter(iterable)
-
-  def __iter__(self) -> Any:
-    return self._it
-
-  def close(self) -> None:
-    pass
-
-
-def _initialize_distributed(config: TrainConfig) -> None:
-  if config.coordinator_address is None or config.num_processes == 1:
-    return
-  if jax.distributed.is_initialized():
-    return  # initialised by the caller
-  jax.distributed.initialize(
-    coordinator_address=config.coordinator_address,
-    num_processes=config.num_processes,
-    process_id=config.process_id,
-  )
-
-
-def _enable_cache(directory: str) -> None:
-  jax.config.update('jax_compilation_cache_dir', directory)
-  # Small CPU programs compile fast; cache them anyway.
-  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
-  jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
-
-
-def _smith_g(lr: float, batch: int, n: int, momentum: float) -> float:
-  from lrjax import rules
-
-  try:
-    return float(rules.noise_scale(lr, batch, n, momentum))
-  except ValueError:
-    return float('nan')
-
-
 def train_and_evaluate(config: TrainConfig, workdir: str) -> TrainResult:
   """Trains and evaluates ``config`` in ``workdir``; resumes if possible.
 
@@ -160,404 +115,290 @@ def train_and_evaluate(config: TrainConfig, workdir: str) -> TrainResult:
       last checkpoint stays intact.
   """
   wall_start = time.perf_counter()
-  config.validate()
-  _initialize_distributed(config)
-  config.validate(num_local_devices=jax.local_device_count())
-  if config.compilation_cache_dir:
-    _enable_cache(config.compilation_cache_dir)
-  is_main = jax.process_index() == 0
-  workdir = os.path.abspath(workdir)
-  os.makedirs(workdir, exist_ok=True)
-
-  train_ds, test_ds = _setup.load_datasets(config)
-  n_train = train_ds.num_examples
-  schedule = _setup.batch_schedule(config, n_train)
-  devices = _setup.select_devices(config)
-  replicas = len(devices)
-  plan = _setup.make_plan(schedule, replicas, config.max_device_batch)
-  lr_p = _setup.policy(config.lr, 'lr')
-  mom_p = _setup.policy(config.momentum, 'momentum')
-  wd_p = _setup.policy(config.weight_decay, 'weight_decay')
-  if config.noise.enabled and replicas == 1 and config.noise.num_slices > 1:
-    for s in plan.stages:
-      if s.micro_batch % config.noise.num_slices:
-        raise ValueError(
-          f'noise.num_slices={config.noise.num_slices} must divide the '
-          f'micro-batch {s.micro_batch}; choose a divisor'
-        )
-  if config.noise.enabled and replicas == 1 and config.noise.num_slices == 1:
-    logging.warning(
-      'noise.enabled with one device and noise.num_slices=1 cannot estimate '
-      'the noise scale (noise_scale stays NaN); set noise.num_slices > 1'
-    )
-  total_updates = schedule.num_updates
-  if config.max_updates is not None:
-    total_updates = min(total_updates, config.max_updates)
-
-  from lrjax import models
-
-  model = models.get(
-    config.model, num_classes=train_ds.num_classes, **config.model_kwargs
+  workdir = _prepare(config, workdir)
+  setup = _setup.build(config)
+  host_state = create_train_state(
+    setup.model, setup.tx, setup.image_shape, config.seed
   )
-  skip = config.nan_policy == 'skip'
-  tx = make_optimizer(
-    config.optimizer,
-    learning_rate=_setup.as_schedule(lr_p, schedule),
-    momentum=_setup.as_schedule(mom_p, schedule),
-    weight_decay=_setup.as_schedule(wd_p, schedule),
-    b2=config.b2,
-    every_k_schedule=plan.every_k_schedule if plan.needs_accumulation else None,
-    skip_non_finite=skip,
-  )
-  image_shape = tuple(train_ds.image_shape)
-  host_state = create_train_state(model, tx, image_shape, config.seed)
-  runner = Runner(
-    make_train_body(model, tx, skip_non_finite=skip), devices, config.parallel
-  )
-
-  if is_main:
+  if jax.process_index() == 0:
     with open(os.path.join(workdir, 'config.json'), 'w') as f:
       f.write(config.to_json())
-
-  ckpt = None
-  meta: dict[str, Any] = {}
-  resumed_from = None
-  if config.keep_checkpoints > 0:
-    ckpt = Checkpointer(
-      os.path.join(workdir, 'checkpoints'), config.keep_checkpoints
-    )
-    if ckpt.latest_step() is not None:
-      host_state, meta = ckpt.restore(host_state)
-      resumed_from = int(meta['update'])
-      logging.info('Resumed from the checkpoint of update %d', resumed_from)
-
-  update = int(meta.get('update', 0))
-  examples = int(meta.get('examples', 0))
-  decay = config.noise.decay
-
-  sampler = Sampler(n_train, seed=config.seed)
-  if 'sampler' in meta:
-    sampler.restore(tuple(meta['sampler']))
-  noise_state = lnoise.init()
-  if 'noise' in meta:
-    g2, trace, weight, count = meta['noise']
-    noise_state = lnoise.NoiseScaleState(
-      np.float32(g2), np.float32(trace), np.float32(weight), np.int32(count)
-    )
-  next_eval = float(meta.get('next_eval', config.eval_every or math.inf))
-  state = runner.put_state(host_state)
+  ckpt, host_state, meta = _restore(config, workdir, host_state)
+  state = setup.runner.put_state(host_state)
   del host_state
-  logging.info(
-    'Training %s on %s: %d updates, %d device(s) (%s, %d process(es)), '
-    'stages: %s',
-    config.model,
-    config.dataset,
-    total_updates,
-    replicas,
-    runner.mode,
-    jax.process_count(),
-    ', '.join(
-      f'{s.batch_size} = {replicas} x {s.micro_batch} x {s.accum_steps} '
-      f'for {s.num_updates} updates'
-      for s in plan.stages
-    ),
+  _log_start(config, setup)
+  compiled, futures, pool = _compile_stages(
+    setup, state, int(meta.get('update', 0))
   )
-
-  # Compile the first stage's shape now, the others in the background.
-  first_stage = _setup.stage_of(schedule, update)
-  order = [plan.stages[first_stage].micro_batch] + [
-    m for m in plan.micro_batches if m != plan.stages[first_stage].micro_batch
-  ]
-  pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-  compiled: dict[int, Any] = {
-    order[0]: runner.compile(state, order[0], image_shape)
-  }
-  futures = {
-    m: pool.submit(runner.compile, state, m, image_shape) for m in order[1:]
-  }
-
-  sync_each_step = jax.default_backend() == 'cpu' and replicas > 1
-  eval_fn = jax.jit(make_eval_fn(model, train_ds.num_classes))
-  slice_fn = (
-    _make_slice_fn(model, config, runner)
-    if _use_slices(config, replicas)
-    else None
-  )
-
-  writers: list[Any] = []
-  metrics_path = os.path.join(workdir, 'metrics.jsonl')
-  if is_main:
-    writers.append(lmetrics.JsonlWriter(metrics_path))
-    if config.tensorboard:
-      writers.append(lmetrics.TensorBoardWriter(os.path.join(workdir, 'tb')))
-  writer = lmetrics.MultiWriter(writers)
-  log_line = lmetrics.LoggingWriter(_LOG_KEYS)
-  bar = lmetrics.ProgressBar(total_updates, enabled=config.progress_bar)
-  progress = lmetrics.Progress(total_updates)
-
-  pi, pc = jax.process_index(), jax.process_count()
-  augment_seed = config.seed if config.augment else None
-
-  def batches(update0: int, sampler_) -> Iterator[Any]:
-    """Micro-batches from update0 on, with the sampler state after each."""
-    for u in range(update0, total_updates):
-      stage = _setup.stage_of(schedule, u)
-      sp = plan.stages[stage]
-      global_micro = replicas * sp.micro_batch
-      epoch_in = schedule.epoch_at_host(u)
-      epoch32 = float(np.float32(epoch_in))
-      for j in range(sp.accum_steps):
-        idx, ep = sampler_.next_with_epochs(global_micro)
-        if pc > 1:
-          idx, ep = process_slice(idx, pi, pc), process_slice(ep, pi, pc)
-        local = train_ds.take(idx, augment_seed=augment_seed, epochs=ep)
-        yield (
-          u,
-          j,
-          stage,
-          runner.put_batch(local, epoch_in),
-          local if slice_fn is not None else None,
-          sampler_.state,  # an immutable tuple of ints
-          epoch32,
-        )
-
-  def evaluate(update_: int) -> dict[str, Any]:
-    variables = {'params': jax.tree.map(runner.replica, state.params)}
-    if jax.tree.leaves(state.batch_stats):
-      variables['batch_stats'] = jax.tree.map(runner.replica, state.batch_stats)
-    bs = min(config.eval_batch_size, test_ds.num_examples)
-    sums: dict[str, float] = {}
-    for start in range(0, test_ds.num_examples, bs):
-      idx = np.arange(start, min(start + bs, test_ds.num_examples))
-      b = test_ds.take(idx)
-      pad = bs - len(idx)
-      mask = np.concatenate([np.ones(len(idx), bool), np.zeros(pad, bool)])
-      img = np.concatenate(
-        [b['image'], np.zeros((pad, *image_shape), np.float32)]
-      )
-      lab = np.concatenate([b['label'], np.zeros(pad, np.int32)])
-      out = jax.device_get(eval_fn(variables, img, lab, mask))
-      for k, v in out.items():
-        sums[k] = sums.get(k, 0.0) + float(v)
-    count = sums.pop('count')
-    res = {
-      'step': update_,
-      'split': 'test',
-      'epoch': examples / n_train,
-      'examples': examples,
-      'loss': sums['loss'] / count,
-      'accuracy': sums['correct'] / count,
-    }
-    if 'correct5' in sums:
-      res['top5_accuracy'] = sums['correct5'] / count
-    writer.write(res)
-    logging.info(
-      'eval step=%d epoch=%.3f test_loss=%.4f test_accuracy=%.4f',
-      update_,
-      res['epoch'],
-      res['loss'],
-      res['accuracy'],
-    )
-    return res
-
-  def save(update_: int, sampler_state: tuple[int, ...]) -> None:
-    if ckpt is None:
-      return
-    m = {
-      'update': update_,
-      'examples': examples,
-      'stage': _setup.stage_of(schedule, max(update_ - 1, 0)),
-      'epoch': examples / n_train,
-      'sampler': list(sampler_state),
-      'noise': [float(v) for v in noise_state],
-      'next_eval': next_eval if math.isfinite(next_eval) else 1e300,
-      'seed': config.seed,
-    }
-    host = runner.get_state(state)
-    if not all(np.all(np.isfinite(a)) for a in jax.tree.leaves(host.params)):
-      raise NonFiniteError(
-        f'non-finite parameters at update {update_}, epoch '
-        f'{examples / n_train:.4f}; not checkpointed, the last checkpoint is '
-        'intact (lower the LR or set nan_policy=skip)'
-      )
-    ckpt.save(update_, host, m)
-
-  last_train: dict[str, Any] = {}
-  last_test: dict[str, Any] = {}
-  acc = [0.0, 0.0, 0]  # loss and accuracy sums, finite micro-steps
-  if config.prefetch > 0:
-    prefetch = Prefetcher(batches(update, sampler), config.prefetch)
-  else:
-    prefetch = _Inline(batches(update, sampler))
-  progress.start(update, examples)
-  loop_start = time.perf_counter()
-  updates_at_start = update
-  skipped = 0
-  # (info, device metrics) of dispatched steps whose metrics the host has
-  # not read yet. They are read in one fetch every few steps, the newest
-  # step excepted, so the host never waits on the step it just dispatched.
-  pending: list[Any] = []
-  log_every = config.log_every
-  checkpoint_every = config.checkpoint_every
-  flush_every = min(log_every, 64)
-  last_sampler_state = sampler.state
-  noise_every = config.noise.every if config.noise.enabled else 0
-
-  def flush(keep_last: bool) -> None:
-    """Host work for the pending steps (all, or all but the newest)."""
-    nonlocal pending
-    todo, pending = (pending[:-1], pending[-1:]) if keep_last else (pending, [])
-    if todo:
-      got = runner.metrics_many([v for _, v in todo])
-      for (info, _), m in zip(todo, got, strict=True):
-        handle(info, m)
-
-  def handle(info: tuple[Any, ...], m: dict[str, Any]) -> None:
-    """Host work for one finished micro-step.
-
-    ``info`` is (update index, micro-step, stage, epoch, examples seen
-    after the step, slice norms or None).
-    """
-    nonlocal last_train, skipped, noise_state
-    update_, micro, stage, epoch_, examples_, slices = info
-    skipped = m['skipped']
-    sp = plan.stages[stage]
-    if m['finite']:
-      acc[0] += m['loss']
-      acc[1] += m['accuracy']
-      acc[2] += 1
-    elif not skip:
-      raise NonFiniteError(
-        f'non-finite loss {m["loss"]} or gradient norm^2 '
-        f'{m["sq_norm_global"]} at step {update_ + 1} (update index '
-        f'{update_}, micro-step {micro}), epoch '
-        f'{epoch_:.4f}, lr {m["learning_rate"]:.6g}, batch size '
-        f'{sp.batch_size}; the last checkpoint is intact (lower the LR or '
-        'set nan_policy=skip)'
-      )
-    if micro != sp.accum_steps - 1:
-      return
-    u = update_ + 1  # updates done after this step
-    if noise_every and u % noise_every == 0:
-      if slices is not None:
-        small, big = slices
-        b_small = sp.micro_batch // config.noise.num_slices
-        noise_state = lnoise.update(
-          noise_state, small, big, b_small, sp.micro_batch, decay, n_train
-        )
-      elif replicas > 1 and m['finite']:
-        noise_state = lnoise.update(
-          noise_state,
-          m['sq_norm_local'],
-          m['sq_norm_global'],
-          sp.micro_batch,
-          sp.micro_batch * replicas,
-          decay,
-          n_train,
-        )
-    if u % log_every == 0 or u == total_updates:
-      rates = progress.update(u, examples_)
-      n = max(acc[2], 1)
-      lr = m['learning_rate']
-      mom = m.get('momentum', float('nan'))
-      rec = {
-        'step': u,
-        'epoch': examples_ / n_train,
-        'examples': examples_,
-        'loss': acc[0] / n,
-        'accuracy': acc[1] / n,
-        'lr': lr,
-        'momentum': mom,
-        'batch_size': sp.batch_size,
-        'accum_steps': sp.accum_steps,
-        'micro_batch': sp.micro_batch,
-        'stage': stage,
-        'grad_sq_norm': m['sq_norm_global'],
-        'noise_g': _smith_g(lr, sp.batch_size, n_train, mom),
-        'skipped': skipped,
-        'data_wait_sec': prefetch.wait_seconds,
-        **rates,
-      }
-      if 'weight_decay' in m:
-        rec['weight_decay'] = m['weight_decay']
-      if config.noise.enabled:
-        rec['noise_scale'] = float(lnoise.b_simple(noise_state))
-      writer.write(rec)
-      logging.info(
-        '%s eta=%s',
-        log_line.format(rec),
-        lmetrics.format_eta(rates['eta_sec']),
-      )
-      bar.update(u, f'loss={rec["loss"]:.4f}')
-      last_train = rec
-      acc[:] = [0.0, 0.0, 0]
-
+  writer, metrics_path = _open_writer(config, workdir)
+  run = _Run(config, setup, state, meta, ckpt, writer)
+  first_update = run.update
   try:
-    for u, j, stage, batch, local, sampler_state, epoch_in in prefetch:
-      last_sampler_state = sampler_state
-      sp = plan.stages[stage]
-      micro = sp.micro_batch
-      step_fn = compiled.get(micro)
-      if step_fn is None:
-        step_fn = compiled[micro] = futures.pop(micro).result()
-      last_micro = j == sp.accum_steps - 1
-      slices = None
-      if slice_fn is not None and last_micro and (u + 1) % noise_every == 0:
-        slices = slice_fn(state, local)
-      state, dev_metrics = step_fn(state, *batch)
-      examples += replicas * micro
-      if sync_each_step:
-        jax.block_until_ready(dev_metrics)
-      pending.append(((u, j, stage, epoch_in, examples, slices), dev_metrics))
-      if len(pending) > flush_every:
-        flush(keep_last=True)
-      if last_micro:
-        update = u + 1
-        epoch_now = examples / n_train
-        at_ckpt = checkpoint_every and update % checkpoint_every == 0
-        at_eval = epoch_now >= next_eval - 1e-9
-        if (at_ckpt or at_eval) and update < total_updates:
-          flush(keep_last=False)  # the state to save or evaluate is finite
-          if at_eval:
-            last_test = evaluate(update)
-            while next_eval <= epoch_now + 1e-9:
-              next_eval += config.eval_every
-          if at_ckpt:
-            save(update, sampler_state)
-    flush(keep_last=False)
-    loop_seconds = time.perf_counter() - loop_start
-    bar.close()
-    if update >= total_updates:
-      last_test = evaluate(update)
-      if resumed_from != update:
-        save(update, last_sampler_state)
+    loop_seconds = run.train(compiled, futures)
   finally:
-    prefetch.close()
     pool.shutdown(wait=False, cancel_futures=True)
     writer.flush()
     writer.close()
     if ckpt is not None:
       ckpt.close()
 
-  params = jax.tree.map(lambda a: np.array(runner.replica(a)), state.params)
+  runner = setup.runner
+  params = jax.tree.map(lambda a: np.array(runner.replica(a)), run.state.params)
   return TrainResult(
-    train_metrics=last_train,
-    test_metrics=last_test,
-    num_updates=update,
-    examples_seen=examples,
+    train_metrics=run.log.last_train,
+    test_metrics=run.last_test,
+    num_updates=run.update,
+    examples_seen=run.examples,
     wall_time=time.perf_counter() - wall_start,
     compile_seconds=dict(runner.compile_seconds),
     num_compiles=runner.num_compiles,
     loop_seconds=loop_seconds,
-    loop_updates=update - updates_at_start,
+    loop_updates=run.update - first_update,
     metrics_path=metrics_path,
     params=params,
-    skipped_updates=skipped,
-    resumed_from=resumed_from,
+    skipped_updates=run.log.skipped,
+    resumed_from=run.resumed_from,
   )
 
 
+# Setup ----------------------------------------------------------------------
+
+
+def _prepare(config: TrainConfig, workdir: str) -> str:
+  """Validates ``config``, joins the processes and creates ``workdir``.
+
+  Returns:
+    The absolute path of ``workdir``.
+  """
+  config.validate()
+  _initialize_distributed(config)
+  config.validate(num_local_devices=jax.local_device_count())
+  if config.compilation_cache_dir:
+    _enable_cache(config.compilation_cache_dir)
+  workdir = os.path.abspath(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  return workdir
+
+
+def _initialize_distributed(config: TrainConfig) -> None:
+  if config.coordinator_address is None or config.num_processes == 1:
+    return
+  if jax.distributed.is_initialized():
+    return  # initialised by the caller
+  jax.distributed.initialize(
+    coordinator_address=config.coordinator_address,
+    num_processes=config.num_processes,
+    process_id=config.process_id,
+  )
+
+
+def _enable_cache(directory: str) -> None:
+  jax.config.update('jax_compilation_cache_dir', directory)
+  # Small CPU programs compile fast; cache them anyway.
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
+  jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
+
+
+def _restore(
+  config: TrainConfig, workdir: str, host_state: Any
+) -> tuple[Checkpointer | None, Any, dict[str, Any]]:
+  """Opens the run's checkpoints and restores the newest one, if any.
+
+  Args:
+    config: the run's configuration (``keep_checkpoints=0``: none).
+    workdir: the run's directory.
+    host_state: a freshly initialised host TrainState (the template).
+
+  Returns:
+    ``(checkpointer or None, host_state, meta)``: the restored state and
+    bookkeeping, or ``host_state`` and ``{}`` when there is no checkpoint.
+  """
+  if config.keep_checkpoints <= 0:
+    return None, host_state, {}
+  ckpt = Checkpointer(
+    os.path.join(workdir, 'checkpoints'), config.keep_checkpoints
+  )
+  if ckpt.latest_step() is None:
+    return ckpt, host_state, {}
+  host_state, meta = ckpt.restore(host_state)
+  logging.info('Resumed from the checkpoint of update %d', int(meta['update']))
+  return ckpt, host_state, meta
+
+
+def _noise_state(meta: dict[str, Any]) -> lnoise.NoiseScaleState:
+  """The checkpointed noise-scale estimate, or an empty one."""
+  if 'noise' not in meta:
+    return lnoise.init()
+  g2, trace, weight, count = meta['noise']
+  return lnoise.NoiseScaleState(
+    np.float32(g2), np.float32(trace), np.float32(weight), np.int32(count)
+  )
+
+
+def _log_start(config: TrainConfig, setup: _setup.Setup) -> None:
+  """Logs what is trained on what, and the stages of the plan."""
+  replicas = setup.replicas
+  logging.info(
+    'Training %s on %s: %d updates, %d device(s) (%s, %d process(es)), '
+    'stages: %s',
+    config.model,
+    config.dataset,
+    setup.total_updates,
+    replicas,
+    setup.runner.mode,
+    jax.process_count(),
+    ', '.join(
+      f'{s.batch_size} = {replicas} x {s.micro_batch} x {s.accum_steps} '
+      f'for {s.num_updates} updates'
+      for s in setup.plan.stages
+    ),
+  )
+
+
+def _compile_stages(
+  setup: _setup.Setup, state: Any, update: int
+) -> tuple[
+  dict[int, Any],
+  dict[int, concurrent.futures.Future[Any]],
+  concurrent.futures.ThreadPoolExecutor,
+]:
+  """Compiles the step of ``update``'s stage now, the others' in background.
+
+  Args:
+    setup: the run's setup.
+    state: the device state (only shapes and shardings are read).
+    update: the first update of this call.
+
+  Returns:
+    ``(compiled, futures, pool)``: the compiled steps and the futures of
+    the others, by per-device micro-batch, and the pool compiling them (to
+    shut down).
+  """
+  runner, image_shape = setup.runner, setup.image_shape
+  stage = _setup.stage_of(setup.schedule, update)
+  first = setup.plan.stages[stage].micro_batch
+  pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+  compiled = {first: runner.compile(state, first, image_shape)}
+  futures = {
+    m: pool.submit(runner.compile, state, m, image_shape)
+    for m in setup.plan.micro_batches
+    if m != first
+  }
+  return compiled, futures, pool
+
+
+def _open_writer(
+  config: TrainConfig, workdir: str
+) -> tuple[lmetrics.MultiWriter, str]:
+  """The metrics writer (files on the main process only) and the JSONL path."""
+  writers: list[Any] = []
+  metrics_path = os.path.join(workdir, 'metrics.jsonl')
+  if jax.process_index() == 0:
+    writers.append(lmetrics.JsonlWriter(metrics_path))
+    if config.tensorboard:
+      writers.append(lmetrics.TensorBoardWriter(os.path.join(workdir, 'tb')))
+  return lmetrics.MultiWriter(writers), metrics_path
+
+
+# Input pipeline and evaluation ----------------------------------------------
+
+
+def _batches(
+  setup: _setup.Setup,
+  sampler: Sampler,
+  first_update: int,
+  augment_seed: int | None,
+  keep_local: bool,
+) -> Iterator[tuple[Any, ...]]:
+  """This process' micro-batches from ``first_update`` on, on the devices.
+
+  Args:
+    setup: the run's setup.
+    sampler: draws the examples (advanced as batches are produced).
+    first_update: the update to start at.
+    augment_seed: seed of the augmentation (None: none).
+    keep_local: also yield the host batch (the one-device noise estimate
+      reads it).
+
+  Yields:
+    ``(update index, micro-step, stage, device batch, host batch or None,
+    sampler state after the micro-batch, epoch as float32)``.
+  """
+  schedule, stages, replicas = setup.schedule, setup.plan.stages, setup.replicas
+  train_ds, put_batch = setup.train_ds, setup.runner.put_batch
+  pi, pc = jax.process_index(), jax.process_count()
+  for u in range(first_update, setup.total_updates):
+    stage = _setup.stage_of(schedule, u)
+    sp = stages[stage]
+    global_micro = replicas * sp.micro_batch
+    epoch_in = schedule.epoch_at_host(u)
+    epoch32 = float(np.float32(epoch_in))
+    for j in range(sp.accum_steps):
+      idx, ep = sampler.next_with_epochs(global_micro)
+      if pc > 1:
+        idx, ep = process_slice(idx, pi, pc), process_slice(ep, pi, pc)
+      local = train_ds.take(idx, augment_seed=augment_seed, epochs=ep)
+      yield (
+        u,
+        j,
+        stage,
+        put_batch(local, epoch_in),
+        local if keep_local else None,
+        sampler.state,  # an immutable tuple of ints
+        epoch32,
+      )
+
+
+def _evaluate(
+  setup: _setup.Setup, eval_fn: Any, state: Any, batch_size: int
+) -> dict[str, float]:
+  """Test loss and accuracy (and top-5 accuracy) of one replica of ``state``.
+
+  The test split runs in batches of ``batch_size``, the last one padded and
+  masked, so that one compiled program serves them all.
+  """
+  runner, test_ds, image_shape = setup.runner, setup.test_ds, setup.image_shape
+  variables = {'params': jax.tree.map(runner.replica, state.params)}
+  if jax.tree.leaves(state.batch_stats):
+    variables['batch_stats'] = jax.tree.map(runner.replica, state.batch_stats)
+  bs = min(batch_size, test_ds.num_examples)
+  sums: dict[str, float] = {}
+  for start in range(0, test_ds.num_examples, bs):
+    idx = np.arange(start, min(start + bs, test_ds.num_examples))
+    b = test_ds.take(idx)
+    pad = bs - len(idx)
+    mask = np.concatenate([np.ones(len(idx), bool), np.zeros(pad, bool)])
+    img = np.concatenate(
+      [b['image'], np.zeros((pad, *image_shape), np.float32)]
+    )
+    lab = np.concatenate([b['label'], np.zeros(pad, np.int32)])
+    out = jax.device_get(eval_fn(variables, img, lab, mask))
+    for k, v in out.items():
+      sums[k] = sums.get(k, 0.0) + float(v)
+  count = sums.pop('count')
+  res = {'loss': sums['loss'] / count, 'accuracy': sums['correct'] / count}
+  if 'correct5' in sums:
+    res['top5_accuracy'] = sums['correct5'] / count
+  return res
+
+
+class _Inline:
+  """Batches produced on the main thread (``prefetch=0``)."""
+
+  wait_seconds = 0.0
+
+  def __init__(self, iterable: Any) -> None:
+    self._it = iter(iterable)
+
+  def __iter__(self) -> Any:
+    return self._it
+
+  def close(self) -> None:
+    pass
+
+
 def _use_slices(config: TrainConfig, replicas: int) -> bool:
+  """Whether the noise scale is estimated from slices of one device's batch."""
   return config.noise.enabled and replicas == 1 and config.noise.num_slices > 1
 
 
@@ -586,3 +427,385 @@ def _make_slice_fn(model: Any, config: TrainConfig, runner: Runner) -> Any:
     return float(small), float(big)
 
   return fn
+
+
+# The run --------------------------------------------------------------------
+
+
+class _Run:
+  """One call's device state and counters, and the work between the steps.
+
+  ``train`` dispatches the steps. Its loop runs every step, so it keeps
+  ``state``, ``update``, ``examples``, ``next_eval`` and ``sampler_state``
+  in locals and stores them back here before it evaluates or checkpoints
+  and when it ends; ``evaluate`` and ``save`` read them here.
+
+  Attributes:
+    state: the device TrainState.
+    update: updates done (over all sessions of the run).
+    examples: training examples consumed.
+    next_eval: epoch of the next periodic evaluation (inf: none).
+    sampler_state: the sampler's state after the last consumed batch.
+    resumed_from: update of the checkpoint resumed from (or None).
+    last_test: the last evaluation record.
+    log: the host work for finished steps.
+  """
+
+  def __init__(
+    self,
+    config: TrainConfig,
+    setup: _setup.Setup,
+    state: Any,
+    meta: dict[str, Any],
+    ckpt: Checkpointer | None,
+    writer: lmetrics.MultiWriter,
+  ) -> None:
+    self.state = state
+    self.update = int(meta.get('update', 0))
+    self.examples = int(meta.get('examples', 0))
+    self.next_eval = float(meta.get('next_eval', config.eval_every or math.inf))
+    self.resumed_from = int(meta['update']) if meta else None
+    self._sampler = Sampler(setup.num_train, seed=config.seed)
+    if 'sampler' in meta:
+      self._sampler.restore(tuple(meta['sampler']))
+    self.sampler_state = self._sampler.state
+    self.last_test: dict[str, Any] = {}
+    self.log = _StepLog(config, setup, _noise_state(meta), writer)
+    self._config = config
+    self._setup = setup
+    self._ckpt = ckpt
+    self._writer = writer
+    self._eval_fn = jax.jit(
+      make_eval_fn(setup.model, setup.train_ds.num_classes)
+    )
+    self._slice_fn = (
+      _make_slice_fn(setup.model, config, setup.runner)
+      if _use_slices(config, setup.replicas)
+      else None
+    )
+
+  def train(
+    self,
+    compiled: dict[int, Any],
+    futures: dict[int, concurrent.futures.Future[Any]],
+  ) -> float:
+    """Runs the remaining updates, then evaluates and checkpoints the end.
+
+    Args:
+      compiled: the compiled steps by per-device micro-batch.
+      futures: the steps still compiling, by per-device micro-batch.
+
+    Returns:
+      Seconds of the step loop (with periodic evaluations and checkpoints,
+      without the final ones).
+    """
+    config = self._config
+    batches = _batches(
+      self._setup,
+      self._sampler,
+      self.update,
+      augment_seed=config.seed if config.augment else None,
+      keep_local=self._slice_fn is not None,
+    )
+    if config.prefetch > 0:
+      prefetch = Prefetcher(batches, config.prefetch)
+    else:
+      prefetch = _Inline(batches)
+    try:
+      self.log.start(self.update, self.examples, prefetch)
+      loop_start = time.perf_counter()
+      self._steps(prefetch, compiled, futures)
+      self.log.flush(keep_last=False)
+      loop_seconds = time.perf_counter() - loop_start
+      self.log.close()
+      if self.update >= self._setup.total_updates:
+        self.evaluate()
+        if self.resumed_from != self.update:
+          self.save()
+    finally:
+      prefetch.close()
+    return loop_seconds
+
+  def _steps(
+    self,
+    prefetch: Any,
+    compiled: dict[int, Any],
+    futures: dict[int, concurrent.futures.Future[Any]],
+  ) -> None:
+    """Dispatches a step per micro-batch; host work trails a few behind."""
+    setup, config = self._setup, self._config
+    stages, replicas = setup.plan.stages, setup.replicas
+    num_train, total_updates = setup.num_train, setup.total_updates
+    checkpoint_every, eval_every = config.checkpoint_every, config.eval_every
+    slice_fn, noise_every = self._slice_fn, self.log.noise_every
+    pending, flush = self.log.pending, self.log.flush
+    flush_every = min(config.log_every, 64)
+    # XLA's CPU collectives can deadlock with several steps in flight.
+    sync_each_step = jax.default_backend() == 'cpu' and replicas > 1
+    state, update, examples = self.state, self.update, self.examples
+    next_eval, sampler_state = self.next_eval, self.sampler_state
+    for u, j, stage, batch, local, sampler_state, epoch_in in prefetch:
+      sp = stages[stage]
+      micro = sp.micro_batch
+      step_fn = compiled.get(micro)
+      if step_fn is None:
+        step_fn = compiled[micro] = futures.pop(micro).result()
+      last_micro = j == sp.accum_steps - 1
+      slices = None
+      if slice_fn is not None and last_micro and (u + 1) % noise_every == 0:
+        slices = slice_fn(state, local)
+      state, dev_metrics = step_fn(state, *batch)
+      examples += replicas * micro
+      if sync_each_step:
+        jax.block_until_ready(dev_metrics)
+      pending.append(((u, j, stage, epoch_in, examples, slices), dev_metrics))
+      if len(pending) > flush_every:
+        flush(keep_last=True)
+      if last_micro:
+        update = u + 1
+        epoch_now = examples / num_train
+        at_ckpt = checkpoint_every and update % checkpoint_every == 0
+        at_eval = epoch_now >= next_eval - 1e-9
+        if (at_ckpt or at_eval) and update < total_updates:
+          flush(keep_last=False)  # the state to save or evaluate is finite
+          self.state, self.update, self.examples = state, update, examples
+          self.sampler_state = sampler_state
+          if at_eval:
+            self.evaluate()
+            while next_eval <= epoch_now + 1e-9:
+              next_eval += eval_every
+            self.next_eval = next_eval
+          if at_ckpt:
+            self.save()
+    self.state, self.update, self.examples = state, update, examples
+    self.sampler_state = sampler_state
+
+  def evaluate(self) -> None:
+    """Evaluates the state on the test split; records and logs the result."""
+    res = {
+      'step': self.update,
+      'split': 'test',
+      'epoch': self.examples / self._setup.num_train,
+      'examples': self.examples,
+      **_evaluate(
+        self._setup, self._eval_fn, self.state, self._config.eval_batch_size
+      ),
+    }
+    self._writer.write(res)
+    logging.info(
+      'eval step=%d epoch=%.3f test_loss=%.4f test_accuracy=%.4f',
+      self.update,
+      res['epoch'],
+      res['loss'],
+      res['accuracy'],
+    )
+    self.last_test = res
+
+  def save(self) -> None:
+    """Checkpoints the state and the bookkeeping (if checkpointing).
+
+    Raises:
+      NonFiniteError: for non-finite parameters (nothing is saved).
+    """
+    if self._ckpt is None:
+      return
+    update, examples = self.update, self.examples
+    epoch = examples / self._setup.num_train
+    meta = {
+      'update': update,
+      'examples': examples,
+      'stage': _setup.stage_of(self._setup.schedule, max(update - 1, 0)),
+      'epoch': epoch,
+      'sampler': list(self.sampler_state),
+      'noise': [float(v) for v in self.log.noise_state],
+      'next_eval': self.next_eval if math.isfinite(self.next_eval) else 1e300,
+      'seed': self._config.seed,
+    }
+    host = self._setup.runner.get_state(self.state)
+    if not all(np.all(np.isfinite(a)) for a in jax.tree.leaves(host.params)):
+      raise NonFiniteError(
+        f'non-finite parameters at update {update}, epoch '
+        f'{epoch:.4f}; not checkpointed, the last checkpoint is '
+        'intact (lower the LR or set nan_policy=skip)'
+      )
+    self._ckpt.save(update, host, meta)
+
+
+class _StepLog:
+  """Host work for finished micro-steps, a few steps behind the device.
+
+  The step loop appends each dispatched micro-step to ``pending`` and calls
+  ``flush``, which reads the metrics of the pending steps in one fetch and
+  for each step raises on a non-finite loss or gradient norm (unless
+  ``nan_policy='skip'``), sums the loss and accuracy, updates the
+  noise-scale estimate and, every ``log_every`` updates, writes and logs a
+  record. The newest step can be left pending, so the host never waits on
+  the step it just dispatched.
+
+  Attributes:
+    pending: ``(info, device metrics)`` of dispatched micro-steps whose
+      metrics the host has not read; ``info`` is (update index, micro-step,
+      stage, epoch, examples seen after the step, slice norms or None).
+    noise_every: updates between noise-scale estimates (0: none).
+    noise_state: the noise-scale estimate.
+    skipped: non-finite micro-steps skipped (nan_policy='skip').
+    last_train: the last record written.
+  """
+
+  def __init__(
+    self,
+    config: TrainConfig,
+    setup: _setup.Setup,
+    noise_state: lnoise.NoiseScaleState,
+    writer: lmetrics.MultiWriter,
+  ) -> None:
+    self.pending: list[Any] = []
+    self.noise_every = config.noise.every if config.noise.enabled else 0
+    self.noise_state = noise_state
+    self.skipped = 0
+    self.last_train: dict[str, Any] = {}
+    self._config = config
+    self._setup = setup
+    self._runner = setup.runner
+    self._stages = setup.plan.stages
+    self._stop_non_finite = config.nan_policy != 'skip'
+    self._log_every = config.log_every
+    self._total_updates = setup.total_updates
+    self._acc = [0.0, 0.0, 0]  # loss and accuracy sums, finite micro-steps
+    self._writer = writer
+    self._line = lmetrics.LoggingWriter(_LOG_KEYS)
+    self._bar = lmetrics.ProgressBar(
+      setup.total_updates, enabled=config.progress_bar
+    )
+    self._progress = lmetrics.Progress(setup.total_updates)
+    self._data: Any = None  # the input pipeline, set by start
+
+  def start(self, update: int, examples: int, data: Any) -> None:
+    """Starts the clock of the rates; ``data.wait_seconds`` is logged."""
+    self._data = data
+    self._progress.start(update, examples)
+
+  def close(self) -> None:
+    """Ends the progress bar's line."""
+    self._bar.close()
+
+  def flush(self, keep_last: bool) -> None:
+    """Host work for the pending steps (all, or all but the newest)."""
+    pending = self.pending
+    todo = pending[:-1] if keep_last else pending[:]
+    if todo:
+      del pending[: len(todo)]
+      got = self._runner.metrics_many([v for _, v in todo])
+      for (info, _), m in zip(todo, got, strict=True):
+        self._handle(info, m)
+
+  def _handle(self, info: tuple[Any, ...], m: dict[str, Any]) -> None:
+    """Host work for one finished micro-step."""
+    update, micro, stage, epoch, examples, slices = info
+    self.skipped = m['skipped']
+    sp = self._stages[stage]
+    if m['finite']:
+      acc = self._acc
+      acc[0] += m['loss']
+      acc[1] += m['accuracy']
+      acc[2] += 1
+    elif self._stop_non_finite:
+      raise NonFiniteError(
+        f'non-finite loss {m["loss"]} or gradient norm^2 '
+        f'{m["sq_norm_global"]} at step {update + 1} (update index '
+        f'{update}, micro-step {micro}), epoch '
+        f'{epoch:.4f}, lr {m["learning_rate"]:.6g}, batch size '
+        f'{sp.batch_size}; the last checkpoint is intact (lower the LR or '
+        'set nan_policy=skip)'
+      )
+    if micro != sp.accum_steps - 1:
+      return
+    u = update + 1  # updates done after this step
+    if self.noise_every and u % self.noise_every == 0:
+      self._track_noise(sp, slices, m)
+    if u % self._log_every == 0 or u == self._total_updates:
+      self._write(u, stage, examples, m)
+
+  def _track_noise(
+    self, sp: Any, slices: tuple[float, float] | None, m: dict[str, Any]
+  ) -> None:
+    """Updates the noise-scale estimate with an update's gradient norms.
+
+    One device compares slice and micro-batch gradients (``slices``),
+    several compare per-device and global ones (skipped if non-finite).
+    """
+    noise, setup = self._config.noise, self._setup
+    if slices is not None:
+      small, big = slices
+      self.noise_state = lnoise.update(
+        self.noise_state,
+        small,
+        big,
+        sp.micro_batch // noise.num_slices,
+        sp.micro_batch,
+        noise.decay,
+        setup.num_train,
+      )
+    elif setup.replicas > 1 and m['finite']:
+      self.noise_state = lnoise.update(
+        self.noise_state,
+        m['sq_norm_local'],
+        m['sq_norm_global'],
+        sp.micro_batch,
+        sp.micro_batch * setup.replicas,
+        noise.decay,
+        setup.num_train,
+      )
+
+  def _write(
+    self, update: int, stage: int, examples: int, m: dict[str, Any]
+  ) -> None:
+    """Writes and logs the record of ``update``; restarts the averages."""
+    sp = self._stages[stage]
+    num_train = self._setup.num_train
+    rates = self._progress.update(update, examples)
+    acc = self._acc
+    n = max(acc[2], 1)
+    lr = m['learning_rate']
+    mom = m.get('momentum', float('nan'))
+    rec = {
+      'step': update,
+      'epoch': examples / num_train,
+      'examples': examples,
+      'loss': acc[0] / n,
+      'accuracy': acc[1] / n,
+      'lr': lr,
+      'momentum': mom,
+      'batch_size': sp.batch_size,
+      'accum_steps': sp.accum_steps,
+      'micro_batch': sp.micro_batch,
+      'stage': stage,
+      'grad_sq_norm': m['sq_norm_global'],
+      'noise_g': _smith_g(lr, sp.batch_size, num_train, mom),
+      'skipped': self.skipped,
+      'data_wait_sec': self._data.wait_seconds,
+      **rates,
+    }
+    if 'weight_decay' in m:
+      rec['weight_decay'] = m['weight_decay']
+    if self._config.noise.enabled:
+      rec['noise_scale'] = float(lnoise.b_simple(self.noise_state))
+    self._writer.write(rec)
+    logging.info(
+      '%s eta=%s',
+      self._line.format(rec),
+      lmetrics.format_eta(rates['eta_sec']),
+    )
+    self._bar.update(update, f'loss={rec["loss"]:.4f}')
+    self.last_train = rec
+    acc[:] = [0.0, 0.0, 0]
+
+
+def _smith_g(lr: float, batch: int, n: int, momentum: float) -> float:
+  """``rules.noise_scale`` of the hyperparameters (NaN where undefined)."""
+  from lrjax import rules
+
+  try:
+    return float(rules.noise_scale(lr, batch, n, momentum))
+  except ValueError:
+    return float('nan')

@@ -3,13 +3,138 @@
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import numbers
 from typing import Any
 
 import jax
 import numpy as np
+from absl import logging
 
 from lrjax.train._config import TrainConfig
+from lrjax.train._parallel import Runner
+from lrjax.train._step import make_optimizer, make_train_body
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+  """A TrainConfig resolved into the objects a run is made of.
+
+  Attributes:
+    train_ds: the training split.
+    test_ds: the test split.
+    num_train: examples in the training split.
+    image_shape: (H, W, C) of one example.
+    schedule: the BatchSchedule over the training split.
+    plan: its accumulation plan over the replicas.
+    replicas: devices over all processes.
+    total_updates: updates of the whole run (``max_updates`` applied).
+    model: the Flax model.
+    tx: the optimizer (its LR, momentum and weight-decay schedules, the
+      accumulation and the skipping of non-finite updates inside).
+    runner: places state and batches on the devices, compiles the step.
+  """
+
+  train_ds: Any
+  test_ds: Any
+  num_train: int
+  image_shape: tuple[int, ...]
+  schedule: Any
+  plan: Any
+  replicas: int
+  total_updates: int
+  model: Any
+  tx: Any
+  runner: Runner
+
+
+def build(config: TrainConfig) -> Setup:
+  """Builds the data, schedule, plan, model, optimizer and runner of a run.
+
+  Args:
+    config: a validated config.
+
+  Returns:
+    The Setup; nothing is compiled yet.
+
+  Raises:
+    ValueError: for a batch schedule, device count, policy or noise setting
+      that does not fit the data or the devices (naming the field and the
+      fix).
+  """
+  train_ds, test_ds = load_datasets(config)
+  num_train = train_ds.num_examples
+  schedule = batch_schedule(config, num_train)
+  devices = select_devices(config)
+  plan = make_plan(schedule, len(devices), config.max_device_batch)
+  lr = policy(config.lr, 'lr')
+  momentum = policy(config.momentum, 'momentum')
+  weight_decay = policy(config.weight_decay, 'weight_decay')
+  check_noise(config, plan, len(devices))
+  total_updates = schedule.num_updates
+  if config.max_updates is not None:
+    total_updates = min(total_updates, config.max_updates)
+
+  from lrjax import models
+
+  model = models.get(
+    config.model, num_classes=train_ds.num_classes, **config.model_kwargs
+  )
+  skip = config.nan_policy == 'skip'
+  tx = make_optimizer(
+    config.optimizer,
+    learning_rate=as_schedule(lr, schedule),
+    momentum=as_schedule(momentum, schedule),
+    weight_decay=as_schedule(weight_decay, schedule),
+    b2=config.b2,
+    every_k_schedule=plan.every_k_schedule if plan.needs_accumulation else None,
+    skip_non_finite=skip,
+  )
+  runner = Runner(
+    make_train_body(model, tx, skip_non_finite=skip), devices, config.parallel
+  )
+  return Setup(
+    train_ds=train_ds,
+    test_ds=test_ds,
+    num_train=num_train,
+    image_shape=tuple(train_ds.image_shape),
+    schedule=schedule,
+    plan=plan,
+    replicas=len(devices),
+    total_updates=total_updates,
+    model=model,
+    tx=tx,
+    runner=runner,
+  )
+
+
+def check_noise(config: TrainConfig, plan: Any, num_replicas: int) -> None:
+  """Checks that one device can estimate the noise scale under ``plan``.
+
+  With several devices the estimate compares per-device and global
+  gradients; with one it slices each micro-batch into
+  ``noise.num_slices`` parts, which needs more than one slice (warned
+  about) and slices of equal size.
+
+  Raises:
+    ValueError: when ``noise.num_slices`` does not divide a stage's
+      micro-batch.
+  """
+  noise = config.noise
+  if not noise.enabled or num_replicas != 1:
+    return
+  if noise.num_slices == 1:
+    logging.warning(
+      'noise.enabled with one device and noise.num_slices=1 cannot estimate '
+      'the noise scale (noise_scale stays NaN); set noise.num_slices > 1'
+    )
+    return
+  for s in plan.stages:
+    if s.micro_batch % noise.num_slices:
+      raise ValueError(
+        f'noise.num_slices={noise.num_slices} must divide the '
+        f'micro-batch {s.micro_batch}; choose a divisor'
+      )
 
 
 def make_plan(
