@@ -77,6 +77,11 @@ class TrainConfig:
     b2: second-moment decay of the Adam family.
     max_device_batch: largest per-device micro-batch; larger batches are
       accumulated with ``optax.MultiSteps`` (None = no cap).
+    accumulate: None: wrap the optimizer in ``optax.MultiSteps`` only when
+      some stage accumulates; True: always (the optimizer state then has the
+      same structure whatever the schedule, as a run continued with other
+      batch sizes needs; costs one parameter-sized accumulator); False:
+      never (an error if a stage would accumulate).
     num_devices: local devices to use (None = all local devices).
     parallel: 'pmap' or 'shard_map' (``jax.jit(jax.shard_map(...))``).
     seed: seed of parameters, data order and augmentation.
@@ -128,6 +133,7 @@ class TrainConfig:
   weight_decay: Any = 0.0
   b2: float = 0.999
   max_device_batch: int | None = None
+  accumulate: bool | None = None
   num_devices: int | None = None
   parallel: str = 'pmap'
   seed: int = 0
@@ -213,6 +219,11 @@ class TrainConfig:
         f'nan_policy={self.nan_policy!r} is unknown; use one of {NAN_POLICIES}'
       )
     _check_int(self.max_device_batch, 'max_device_batch', 1, optional=True)
+    if self.accumulate not in (None, True, False):
+      raise ValueError(
+        f'accumulate={self.accumulate!r} must be None (as needed), True or '
+        'False'
+      )
     _check_int(self.num_devices, 'num_devices', 1, optional=True)
     if (
       num_local_devices is not None

@@ -81,13 +81,20 @@ def build(config: TrainConfig) -> Setup:
     config.model, num_classes=train_ds.num_classes, **config.model_kwargs
   )
   skip = config.nan_policy == 'skip'
+  if config.accumulate is False and plan.needs_accumulation:
+    raise ValueError(
+      'accumulate=False, but the batch schedule needs accumulation over '
+      f'max_device_batch={config.max_device_batch}; raise max_device_batch '
+      'or set accumulate=None'
+    )
+  accumulate = plan.needs_accumulation or bool(config.accumulate)
   tx = make_optimizer(
     config.optimizer,
     learning_rate=as_schedule(lr, schedule),
     momentum=as_schedule(momentum, schedule),
     weight_decay=as_schedule(weight_decay, schedule),
     b2=config.b2,
-    every_k_schedule=plan.every_k_schedule if plan.needs_accumulation else None,
+    every_k_schedule=plan.every_k_schedule if accumulate else None,
     skip_non_finite=skip,
   )
   runner = Runner(
