@@ -1,6 +1,10 @@
 """Data-parallel trainer: one per-device step under pmap or shard_map."""
 
+from lrjax.train._adaptive import AdaptiveConfig as AdaptiveConfig
+from lrjax.train._adaptive import AdaptiveResult as AdaptiveResult
+from lrjax.train._adaptive import train_adaptive as train_adaptive
 from lrjax.train._checkpoint import load_checkpoint as load_checkpoint
+from lrjax.train._checkpoint import load_meta as load_meta
 from lrjax.train._config import NoiseConfig as NoiseConfig
 from lrjax.train._config import TrainConfig as TrainConfig
 from lrjax.train._loop import NonFiniteError as NonFiniteError
@@ -12,6 +16,8 @@ from lrjax.train._step import make_optimizer as make_optimizer
 from lrjax.train._step import make_train_body as make_train_body
 
 __all__ = [
+  'AdaptiveConfig',
+  'AdaptiveResult',
   'NoiseConfig',
   'NonFiniteError',
   'TrainConfig',
@@ -19,7 +25,9 @@ __all__ = [
   'TrainState',
   'create_train_state',
   'load_checkpoint',
+  'load_meta',
   'make_optimizer',
   'make_train_body',
+  'train_adaptive',
   'train_and_evaluate',
 ]

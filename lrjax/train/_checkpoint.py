@@ -142,3 +142,31 @@ def load_checkpoint(
     manager.close()
   state = jax.tree.map(np.asarray, restored['state'])
   return state, dict(restored['meta'])
+
+
+def load_meta(workdir: str, update: int | None = None) -> dict[str, Any]:
+  """Reads only the meta dict of a run's checkpoint (update, examples,
+  sampler and noise-scale state, ...), not its arrays.
+
+  Args:
+    workdir: the run's workdir.
+    update: which checkpoint (None = the newest).
+
+  Returns:
+    The meta dict.
+
+  Raises:
+    FileNotFoundError: when there is no checkpoint.
+  """
+  directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
+  manager = ocp.CheckpointManager(directory, item_names=('state', 'meta'))
+  try:
+    update = manager.latest_step() if update is None else update
+    if update is None:
+      raise FileNotFoundError(f'no checkpoint in {directory}')
+    restored = manager.restore(
+      update, args=ocp.args.Composite(meta=ocp.args.JsonRestore())
+    )
+  finally:
+    manager.close()
+  return dict(restored['meta'])

@@ -1,0 +1,329 @@
+"""Adaptive batch size: grow the batch toward the measured noise scale.
+
+McCandlish et al. (2018) show that the batch size worth using is about the
+gradient noise scale B_simple, and that B_simple grows as training
+progresses. ``train_adaptive`` trains in segments of ``every_epochs``
+epochs; at the end of each segment it reads the tracked B_simple from the
+segment's last checkpoint and picks the next segment's batch with
+:class:`lrjax.noise.AdaptiveBatch` from a small set of realisable sizes, so
+only a few step shapes are ever compiled.
+
+Each segment is an ordinary ``train_and_evaluate`` call on the batch schedule
+realised so far (one stage per segment), resumed from the previous segment's
+checkpoint, so everything the trainer guarantees holds here too: LR,
+momentum and weight-decay policies stay in epochs, resume is exact, and the
+decisions themselves are a function of the checkpointed noise-scale state.
+The decisions are kept in ``workdir/adaptive.json``; a killed run resumes
+with the same command.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from typing import Any
+
+import jax
+import numpy as np
+from absl import logging
+
+from lrjax import noise as lnoise
+from lrjax.train import _setup
+from lrjax.train._checkpoint import load_meta
+from lrjax.train._config import TrainConfig
+from lrjax.train._loop import TrainResult, _prepare, train_and_evaluate
+
+DECISIONS_FILE = 'adaptive.json'
+
+
+@dataclasses.dataclass(frozen=True)
+class AdaptiveConfig:
+  """How :func:`train_adaptive` grows the batch.
+
+  The candidate sizes are :func:`lrjax.noise.realisable_sizes` from the
+  config's starting ``batch`` up to ``max_batch_size`` (``kind='pow2'``:
+  ``batch * 2**j``; ``'multiple'``: ``batch * j``), so every size splits over
+  the devices exactly as the starting batch does.
+
+  Attributes:
+    max_batch_size: the largest batch (the paper's advice: about N/10).
+    every_epochs: epochs between decisions (> 0).
+    max_growth: largest factor per decision, >= 1.
+    kind: 'pow2' or 'multiple'.
+    allow_shrink: let the batch decrease when B_simple falls.
+    rounding: 'down' (largest size not above the target) or 'nearest'
+      (nearest in log scale).
+
+  Examples:
+    >>> a = AdaptiveConfig(max_batch_size=300, every_epochs=2)
+    >>> print(a.sizes(32))
+    (32, 64, 128, 256)
+  """
+
+  max_batch_size: int
+  every_epochs: float = 1.0
+  max_growth: float = 2.0
+  kind: str = 'pow2'
+  allow_shrink: bool = False
+  rounding: str = 'down'
+
+  def sizes(self, start: int) -> tuple[int, ...]:
+    """The realisable batch sizes from ``start`` to ``max_batch_size``."""
+    return lnoise.realisable_sizes(start, self.max_batch_size, kind=self.kind)
+
+  def policy(self, start: int) -> lnoise.AdaptiveBatch:
+    """The :class:`lrjax.noise.AdaptiveBatch` over :meth:`sizes`."""
+    return lnoise.AdaptiveBatch(
+      sizes=self.sizes(start),
+      max_batch_size=self.max_batch_size,
+      max_growth=self.max_growth,
+      allow_shrink=self.allow_shrink,
+      rounding=self.rounding,
+    )
+
+  def validate(self, config: TrainConfig) -> None:
+    """Raises ValueError naming the field and the fix."""
+    start = config.batch
+    if not isinstance(start, int) or isinstance(start, bool) or start < 1:
+      raise ValueError(
+        f'batch={start!r} must be the starting batch size (an int >= 1) '
+        'with an adaptive batch; the schedule is decided while training'
+      )
+    if not isinstance(self.max_batch_size, int) or self.max_batch_size < start:
+      raise ValueError(
+        f'adaptive.max_batch_size={self.max_batch_size!r} must be an int >= '
+        f'the starting batch={start}'
+      )
+    if not (
+      isinstance(self.every_epochs, (int, float))
+      and 0 < self.every_epochs <= config.num_epochs
+    ):
+      raise ValueError(
+        f'adaptive.every_epochs={self.every_epochs!r} must be in '
+        f'(0, num_epochs={config.num_epochs}]'
+      )
+    if self.kind not in ('pow2', 'multiple'):
+      raise ValueError(
+        f"adaptive.kind={self.kind!r} must be 'pow2' or 'multiple'"
+      )
+    try:
+      self.policy(start)
+    except ValueError as e:
+      raise ValueError(f'adaptive: {e}') from e
+    if not config.noise.enabled:
+      raise ValueError(
+        'noise.enabled must be True with an adaptive batch: the decisions '
+        'read the measured noise scale (on one device also set '
+        'noise.num_slices > 1)'
+      )
+    if config.keep_checkpoints < 1:
+      raise ValueError(
+        f'keep_checkpoints={config.keep_checkpoints} must be >= 1 with an '
+        'adaptive batch: each segment resumes from the previous one'
+      )
+    if config.max_updates is not None:
+      raise ValueError(
+        f'max_updates={config.max_updates} is not supported with an adaptive '
+        'batch (the updates are not known in advance); shorten num_epochs'
+      )
+
+
+@dataclasses.dataclass(frozen=True)
+class AdaptiveResult:
+  """What :func:`train_adaptive` returns.
+
+  Attributes:
+    result: the last segment's TrainResult (its update and example counts
+      are totals over the run; ``wall_time`` is that segment's).
+    schedule: the realised BatchSchedule (one stage per segment).
+    decisions: per segment, ``dict(epoch=..., batch=..., b_simple=...)``:
+      the epoch it starts at, its batch and the B_simple it was chosen from
+      (None for the first, or when the estimate was not yet finite: the
+      batch then stays).
+    wall_time: seconds of this call, all segments.
+    compile_seconds: per-device micro-batch -> seconds spent compiling its
+      step, summed over the segments of this call (each segment compiles
+      its shapes again unless ``compilation_cache_dir`` is set).
+  """
+
+  result: TrainResult
+  schedule: Any
+  decisions: tuple[dict[str, Any], ...]
+  wall_time: float
+  compile_seconds: dict[int, float]
+
+
+def _segment_schedule(
+  decisions: list[dict[str, Any]], every: float, total: float, n: int
+) -> Any:
+  """One stage per decision, ``every`` epochs each, the last one cut at
+  ``total``."""
+  from lrjax import batch as lbatch
+
+  stages = []
+  for i, d in enumerate(decisions):
+    start = i * every
+    length = min(every, total - start)
+    stages.append(lbatch.Stage(int(d['batch']), epochs=_clean(length)))
+  return lbatch.BatchSchedule(tuple(stages), n)
+
+
+def _clean(x: float) -> float:
+  """Rounds float residue (``0.30000000000000004``) to 12 significant
+  digits, so that a segment is the decimal a user would write."""
+  return float(f'{x:.12g}')
+
+
+def _read_decisions(workdir: str) -> list[dict[str, Any]]:
+  path = os.path.join(workdir, DECISIONS_FILE)
+  if not os.path.exists(path):
+    return []
+  with open(path, encoding='utf-8') as f:
+    return list(json.load(f)['decisions'])
+
+
+def _write_decisions(
+  workdir: str, decisions: list[dict[str, Any]], sizes: tuple[int, ...]
+) -> None:
+  if jax.process_index() != 0:
+    return
+  path = os.path.join(workdir, DECISIONS_FILE)
+  tmp = path + '.tmp'
+  with open(tmp, 'w', encoding='utf-8') as f:
+    json.dump({'sizes': list(sizes), 'decisions': decisions}, f, indent=1)
+  os.replace(tmp, path)  # atomic: a kill never leaves half a file
+
+
+def _b_simple_at_checkpoint(workdir: str) -> float:
+  """B_simple of the noise-scale state saved with the newest checkpoint."""
+  meta = load_meta(workdir)
+  g2, trace, weight, count = meta['noise']
+  state = lnoise.NoiseScaleState(
+    np.float32(g2), np.float32(trace), np.float32(weight), np.int32(count)
+  )
+  return float(lnoise.b_simple(state))
+
+
+def train_adaptive(
+  config: TrainConfig, adaptive: AdaptiveConfig, workdir: str
+) -> AdaptiveResult:
+  """Trains with a batch that grows toward the measured noise scale.
+
+  Starting at ``config.batch``, every ``adaptive.every_epochs`` epochs the
+  next batch is
+
+  .. math::
+    B_{k+1} = \\operatorname{round}_{\\mathcal{R}}\\big(
+      \\min(\\hat B_{\\mathrm{simple}}, \\gamma B_k, B_{\\max})\\big)
+
+  (:class:`lrjax.noise.AdaptiveBatch`), with :math:`\\hat B_{\\mathrm{simple}}`
+  the trainer's tracked estimate at the end of segment k. The LR, momentum
+  and weight decay stay policies over epochs. When some candidate batch
+  needs gradient accumulation (above devices x ``max_device_batch``) every
+  segment runs under ``optax.MultiSteps``, so the optimizer state keeps its
+  structure from segment to segment.
+
+  Args:
+    config: the run; ``batch`` is the starting batch size (an int),
+      ``num_epochs`` the length, ``noise.enabled`` must be set.
+    adaptive: how the batch grows.
+    workdir: output directory; ``adaptive.json`` holds the decisions, the
+      trainer's files (metrics.jsonl, checkpoints) are shared by all
+      segments. Calling again with the same workdir resumes.
+
+  Returns:
+    An :class:`AdaptiveResult`.
+
+  Raises:
+    ValueError: for a bad config (naming the field) before any compilation,
+      or a workdir whose decisions were made over other batch sizes.
+
+  References:
+    McCandlish, Kaplan, Amodei et al. 2018, "An Empirical Model of
+    Large-Batch Training", section 4 and appendix D.
+  """
+  wall_start = time.perf_counter()
+  config.validate()
+  adaptive.validate(config)
+  workdir = _prepare(config, workdir)
+  start = config.batch
+  sizes = adaptive.sizes(start)
+  policy = adaptive.policy(start)
+  train_ds, _ = _setup.load_datasets(config)
+  n = train_ds.num_examples
+  if adaptive.max_batch_size > n:
+    raise ValueError(
+      f'adaptive.max_batch_size={adaptive.max_batch_size} is above the {n} '
+      'training examples; about N/10 is the usual cap'
+    )
+  # Every candidate size must be trainable before the first segment runs.
+  probe = config.replace(
+    batch=_segment_schedule(
+      [{'batch': b} for b in sizes], 1.0, float(len(sizes)), n
+    ),
+  )
+  probe.validate()
+  replicas = len(_setup.select_devices(probe))
+  plan = _setup.make_plan(
+    _setup.batch_schedule(probe, n), replicas, config.max_device_batch
+  )
+  _setup.check_noise(probe, plan, replicas)
+  accumulate = plan.needs_accumulation
+
+  decisions = _read_decisions(workdir)
+  if decisions and any(int(d['batch']) not in sizes for d in decisions):
+    raise ValueError(
+      f'{workdir}/{DECISIONS_FILE} holds batch sizes outside {sizes}: it is '
+      'from another adaptive setting; use a new workdir'
+    )
+  if not decisions:
+    decisions = [{'epoch': 0.0, 'batch': start, 'b_simple': None}]
+    _write_decisions(workdir, decisions, sizes)
+  every, total = float(adaptive.every_epochs), float(config.num_epochs)
+  compile_seconds: dict[int, float] = {}
+  while True:
+    k = len(decisions)
+    end = min(k * every, total)
+    schedule = _segment_schedule(decisions, every, total, n)
+    segment = config.replace(
+      batch=schedule, num_epochs=end, accumulate=accumulate or None
+    )
+    logging.info(
+      'Adaptive batch: segment %d, epochs %.4g-%.4g at batch %d',
+      k - 1,
+      decisions[-1]['epoch'],
+      end,
+      decisions[-1]['batch'],
+    )
+    result = train_and_evaluate(segment, workdir)
+    for micro, seconds in result.compile_seconds.items():
+      compile_seconds[micro] = compile_seconds.get(micro, 0.0) + seconds
+    if end >= total - 1e-12:
+      break
+    b_hat = _b_simple_at_checkpoint(workdir)
+    nxt = policy(b_hat, int(decisions[-1]['batch']))
+    logging.info(
+      'Adaptive batch at epoch %.4g: B_simple %.1f, batch %d -> %d',
+      end,
+      b_hat,
+      decisions[-1]['batch'],
+      nxt,
+    )
+    decisions.append(
+      {
+        'epoch': _clean(end),
+        'batch': nxt,
+        'b_simple': b_hat if math.isfinite(b_hat) else None,
+      }
+    )
+    _write_decisions(workdir, decisions, sizes)
+  return AdaptiveResult(
+    result=result,
+    schedule=schedule,
+    decisions=tuple(decisions),
+    wall_time=time.perf_counter() - wall_start,
+    compile_seconds=compile_seconds,
+  )

@@ -1,0 +1,162 @@
+"""Adaptive batch training (train_adaptive): validation before training, the
+growth rule applied at every segment, the schedule in the metrics, resume."""
+
+import json
+import math
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from lrjax.train import (
+  AdaptiveConfig,
+  NoiseConfig,
+  TrainConfig,
+  _adaptive,
+  train_adaptive,
+)
+
+TINY = dict(
+  dataset='synthetic',
+  synthetic_examples=256,
+  synthetic_shape=(4, 4, 1),
+  synthetic_classes=10,
+  model='mlp',
+  model_kwargs={'hidden': (16,)},
+  num_devices=1,
+  eval_every=0,
+  lr=0.1,
+  momentum=0.9,
+  batch=16,
+  num_epochs=4,
+  log_every=1,
+  noise=NoiseConfig(enabled=True, decay=0.5, num_slices=2),
+)
+ADAPTIVE = AdaptiveConfig(max_batch_size=128, every_epochs=1, max_growth=2.0)
+
+
+def tiny(**kw):
+  return TrainConfig(**{**TINY, **kw})
+
+
+@pytest.mark.parametrize(
+  'config, adaptive, match',
+  [
+    (tiny(batch='stages(16@2,32@2)'), ADAPTIVE, 'batch'),
+    (tiny(), AdaptiveConfig(max_batch_size=8), 'adaptive.max_batch_size'),
+    (tiny(), AdaptiveConfig(128, every_epochs=0), 'adaptive.every_epochs'),
+    (tiny(), AdaptiveConfig(128, every_epochs=5), 'adaptive.every_epochs'),
+    (tiny(), AdaptiveConfig(128, kind='odd'), 'adaptive.kind'),
+    (tiny(), AdaptiveConfig(128, max_growth=0.5), 'adaptive.*max_growth'),
+    (tiny(noise=NoiseConfig()), ADAPTIVE, 'noise.enabled'),
+    (tiny(keep_checkpoints=0), ADAPTIVE, 'keep_checkpoints'),
+    (tiny(max_updates=3), ADAPTIVE, 'max_updates'),
+    # 3 slices do not divide the micro-batch 16.
+    (tiny(noise=NoiseConfig(True, num_slices=3)), ADAPTIVE, 'num_slices'),
+    # A cap above the 256 training examples.
+    (tiny(), AdaptiveConfig(max_batch_size=512), 'adaptive.max_batch_size'),
+  ],
+)
+def test_bad_settings_fail_before_training(tmp_path, config, adaptive, match):
+  with pytest.raises(ValueError, match=match):
+    train_adaptive(config, adaptive, str(tmp_path))
+  assert not os.path.exists(tmp_path / 'checkpoints')
+
+
+def _rule(b_simple, current, sizes=(16, 32, 64, 128), growth=2.0):
+  """AdaptiveBatch's rule written out: the largest size not above
+  min(B_simple, growth * current, max), never below the current batch."""
+  if math.isnan(b_simple):
+    return current
+  target = min(b_simple, growth * current, sizes[-1])
+  below = [s for s in sizes if s <= target]
+  return max(below[-1] if below else sizes[0], current)
+
+
+def _records(workdir):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return [json.loads(line) for line in f]
+
+
+@pytest.fixture(scope='module')
+def uninterrupted(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp('adaptive_full'))
+  return workdir, train_adaptive(tiny(), ADAPTIVE, workdir)
+
+
+def test_every_decision_follows_the_rule(uninterrupted):
+  _, run = uninterrupted
+  d = run.decisions
+  assert [x['epoch'] for x in d] == [0.0, 1.0, 2.0, 3.0]
+  assert d[0]['batch'] == 16 and d[0]['b_simple'] is None
+  for prev, nxt in zip(d, d[1:], strict=False):
+    assert math.isfinite(nxt['b_simple'])
+    assert nxt['batch'] == _rule(nxt['b_simple'], prev['batch'])
+  assert run.schedule.batch_size_per_stage == tuple(x['batch'] for x in d)
+  # Whole run: 4 epochs of 256 examples, each segment ending within a batch.
+  assert 4 * 256 <= run.result.examples_seen < 4 * 256 + 4 * 128
+
+
+def test_logged_batch_size_is_the_decision_in_force(uninterrupted):
+  workdir, run = uninterrupted
+  train = [r for r in _records(workdir) if 'split' not in r]
+  assert [r['step'] for r in train] == list(
+    range(1, run.result.num_updates + 1)
+  )
+  starts = [x['epoch'] for x in run.decisions]
+  for r in train:
+    # A record's epoch is at the end of its update: an update ending exactly
+    # at a decision's epoch belongs to the segment before it.
+    segment = max(i for i, s in enumerate(starts) if s < r['epoch'] - 1e-9)
+    assert r['batch_size'] == run.decisions[segment]['batch']
+  # Each decision read the B_simple logged at the last update before it.
+  by_epoch = {r['epoch']: r for r in train}
+  for d in run.decisions[1:]:
+    assert by_epoch[d['epoch']]['noise_scale'] == d['b_simple']
+  with open(os.path.join(workdir, _adaptive.DECISIONS_FILE)) as f:
+    saved = json.load(f)
+  assert saved['sizes'] == [16, 32, 64, 128]
+  assert saved['decisions'] == [dict(x) for x in run.decisions]
+
+
+def test_resume_after_a_kill_between_segments_is_exact(
+  uninterrupted, tmp_path, monkeypatch
+):
+  _, full = uninterrupted
+  real = _adaptive.train_and_evaluate
+  calls = []
+
+  def killed_after_second_segment(config, workdir):
+    result = real(config, workdir)
+    calls.append(result.num_updates)
+    if len(calls) == 2:  # segment done, next decision not yet made
+      raise KeyboardInterrupt
+    return result
+
+  monkeypatch.setattr(
+    _adaptive, 'train_and_evaluate', killed_after_second_segment
+  )
+  with pytest.raises(KeyboardInterrupt):
+    train_adaptive(tiny(), ADAPTIVE, str(tmp_path))
+  monkeypatch.setattr(_adaptive, 'train_and_evaluate', real)
+  resumed = train_adaptive(tiny(), ADAPTIVE, str(tmp_path))
+  assert resumed.decisions == full.decisions
+  assert resumed.result.num_updates == full.result.num_updates
+  for a, b in zip(
+    jax.tree.leaves(full.result.params),
+    jax.tree.leaves(resumed.result.params),
+    strict=True,
+  ):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_accumulated_sizes_keep_one_optimizer_structure(tmp_path):
+  # Candidates 16..64 over max_device_batch 16: 32 and 64 accumulate, so
+  # MultiSteps wraps every segment, the first (batch 16) too.
+  config = tiny(num_epochs=2, max_device_batch=16)
+  run = train_adaptive(
+    config, AdaptiveConfig(max_batch_size=64, every_epochs=1), str(tmp_path)
+  )
+  assert run.result.num_updates == sum(run.schedule.num_updates_per_stage)
+  assert run.result.num_compiles == 1  # one micro-batch shape: 16
