@@ -279,6 +279,16 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path):
   assert all(np.all(np.isfinite(a)) for a in jax.tree.leaves(state['params']))
 
 
+def test_resume_compiles_only_the_shapes_still_ahead(tmp_path):
+  config = tiny(batch='stages(16@2up,32@2up,64@2up)', log_every=1)
+  train_and_evaluate(config.replace(max_updates=4), str(tmp_path))
+  # Resumed at update 4, the start of the batch-64 stage.
+  rest = train_and_evaluate(config, str(tmp_path))
+  assert rest.resumed_from == 4
+  assert rest.num_compiles == 1
+  assert sorted(rest.compile_seconds) == [64]
+
+
 def test_resume_equals_uninterrupted_bitwise(tmp_path):
   config = tiny(
     batch='stages(16@4up,32@6up)',

@@ -262,7 +262,8 @@ def _compile_stages(
   dict[int, concurrent.futures.Future[Any]],
   concurrent.futures.ThreadPoolExecutor,
 ]:
-  """Compiles the step of ``update``'s stage now, the others' in background.
+  """Compiles the step of ``update``'s stage now, the later stages' in the
+  background (a resumed run does not compile the shapes it has passed).
 
   Args:
     setup: the run's setup.
@@ -279,9 +280,10 @@ def _compile_stages(
   first = setup.plan.stages[stage].micro_batch
   pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
   compiled = {first: runner.compile(state, first, image_shape)}
+  later = dict.fromkeys(s.micro_batch for s in setup.plan.stages[stage:])
   futures = {
     m: pool.submit(runner.compile, state, m, image_shape)
-    for m in setup.plan.micro_batches
+    for m in later
     if m != first
   }
   return compiled, futures, pool
