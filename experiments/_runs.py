@@ -81,6 +81,7 @@ def train_run(
   config: Any,
   workdir: str,
   after: Callable[[Any, str], Mapping[str, Any]] | None = None,
+  train: Callable[[Any, str], Any] | None = None,
 ) -> Run:
   """Trains one run into `workdir` (or reuses a finished one) and reads it.
 
@@ -92,6 +93,8 @@ def train_run(
     after: optional `after(result, workdir) -> dict` computed once after
       training (e.g. confidence metrics from the final parameters); its
       values are stored in the summary.
+    train: ``train(config, workdir) -> TrainResult``; None:
+      `lrjax.train.train_and_evaluate`.
 
   Returns:
     The finished run.
@@ -103,9 +106,10 @@ def train_run(
   else:
     from lrjax import train as lrtrain
 
+    train = train or lrtrain.train_and_evaluate
     os.makedirs(workdir, exist_ok=True)
     start = time.perf_counter()
-    result = lrtrain.train_and_evaluate(config, workdir)
+    result = train(config, workdir)
     summary = summarize(result)
     summary['total_seconds'] = time.perf_counter() - start
     if after is not None:

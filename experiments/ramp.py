@@ -15,10 +15,15 @@ staircase over epochs:
   `--increased_momentum` and the initial batch larger again by
   (1 - m) / (1 - m'), then the batch grows;
 - `constant`: a control with neither decay nor growth (the noise scale stays
-  at its initial value), showing how much the schedule matters.
+  at its initial value), showing how much the schedule matters;
+- `adaptive`: McCandlish et al.'s alternative, with no schedule fixed in
+  advance: constant LR, and every `--adaptive_every` epochs the batch grows
+  toward the measured gradient noise scale B_simple (at most x
+  `--adaptive_max_growth`, powers of two times the starting batch, up to
+  `--adaptive_max_batch_size`); `lrjax.train.train_adaptive`.
 
-All batch schedules come from `lrjax.batch.from_lr_decay` applied to the
-baseline's LR decay. The report checks the paper's two claims from the
+All other batch schedules come from `lrjax.batch.from_lr_decay` applied to
+the baseline's LR decay. The report checks the paper's two claims from the
 numbers: the same test accuracy at equal epochs (within run-to-run
 variation), with several times fewer parameter updates.
 
@@ -43,6 +48,7 @@ SCHEDULES = (
   'increased_lr',
   'increased_momentum',
   'constant',
+  'adaptive',
 )
 
 RAMP_SCHEDULES = flags.DEFINE_list(
@@ -77,6 +83,18 @@ INCREASED_MOMENTUM = flags.DEFINE_float(
   'increased_momentum: the momentum (initial batch scaled by '
   "(1 - m) / (1 - m')).",
 )
+ADAPTIVE_EVERY = flags.DEFINE_float(
+  'adaptive_every', 2.0, 'adaptive: epochs between batch-size decisions.'
+)
+ADAPTIVE_MAX_GROWTH = flags.DEFINE_float(
+  'adaptive_max_growth', 2.0, 'adaptive: largest batch growth per decision.'
+)
+ADAPTIVE_MAX_BATCH_SIZE = flags.DEFINE_integer(
+  'adaptive_max_batch_size',
+  0,
+  'adaptive: the largest batch (0: the last batch of the increase '
+  'schedule, so both end at about the same noise scale).',
+)
 
 
 def _floats(values: Sequence[str]) -> list[float] | None:
@@ -102,6 +120,9 @@ flags.register_validator(
 )
 _common.register_bound('decay_factor', 1, strict=True)
 _common.register_bound('increased_lr_factor', 1)
+_common.register_bound('adaptive_every', 0, strict=True)
+_common.register_bound('adaptive_max_growth', 1)
+_common.register_bound('adaptive_max_batch_size', 0)
 flags.register_validator(
   'increased_momentum',
   lambda v: 0 <= v < 1,
@@ -150,6 +171,9 @@ class RampConfig:
   max_batch_size: int = 0
   increased_lr_factor: float = 4.0
   increased_momentum: float = 0.95
+  adaptive_every: float = 2.0
+  adaptive_max_growth: float = 2.0
+  adaptive_max_batch_size: int = 0
 
   def validate(self) -> None:
     """Raises ValueError naming the field and the fix."""
@@ -172,6 +196,30 @@ class RampConfig:
         f'max_batch_size={self.max_batch_size} must be 0 or >= '
         f'batch_size={self.common.batch_size}'
       )
+    if 'adaptive' not in self.schedules:
+      return
+    if not self.common.noise:
+      raise ValueError(
+        'noise=False: the adaptive schedule reads the measured noise scale; '
+        'pass --noise or drop adaptive from --schedules'
+      )
+    if not 0 < self.adaptive_every <= self.common.epochs:
+      raise ValueError(
+        f'adaptive_every={self.adaptive_every} must be in (0, epochs='
+        f'{self.common.epochs}]'
+      )
+    if self.adaptive_max_growth < 1:
+      raise ValueError(
+        f'adaptive_max_growth={self.adaptive_max_growth} must be >= 1'
+      )
+    if (
+      self.adaptive_max_batch_size
+      and self.adaptive_max_batch_size < self.common.batch_size
+    ):
+      raise ValueError(
+        f'adaptive_max_batch_size={self.adaptive_max_batch_size} must be 0 '
+        f'or >= batch_size={self.common.batch_size}'
+      )
 
 
 def get_config() -> RampConfig:
@@ -185,6 +233,9 @@ def get_config() -> RampConfig:
     max_batch_size=MAX_BATCH_SIZE.value,
     increased_lr_factor=INCREASED_LR_FACTOR.value,
     increased_momentum=INCREASED_MOMENTUM.value,
+    adaptive_every=ADAPTIVE_EVERY.value,
+    adaptive_max_growth=ADAPTIVE_MAX_GROWTH.value,
+    adaptive_max_batch_size=ADAPTIVE_MAX_BATCH_SIZE.value,
   )
 
 
@@ -193,12 +244,35 @@ def get_config() -> RampConfig:
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
-  """What one schedule trains with: batch schedule, LR and momentum."""
+  """What one schedule trains with: batch schedule, LR and momentum.
+
+  ``adaptive`` is set for the adaptive schedule, whose ``batch`` is then the
+  starting batch size (the rest is decided while training).
+  """
 
   batch: Any
   lr: Any
   momentum: float
   noise_scale_ratio: tuple[float, ...] = ()
+  adaptive: Any = None
+
+  @property
+  def batch_sizes(self) -> tuple[int, ...]:
+    """Every batch size the schedule may train with."""
+    if self.adaptive is not None:
+      return self.adaptive.sizes(self.batch)
+    return tuple(self.batch.batch_sizes)
+
+  def describe_batch(self) -> str:
+    """The batch schedule as the report shows it."""
+    if self.adaptive is None:
+      return str(self.batch)
+    a = self.adaptive
+    return (
+      f'{self.batch} growing toward B_simple every {a.every_epochs:g} '
+      f'epochs (x{a.max_growth:g} at most, sizes '
+      f'{"/".join(map(str, self.batch_sizes))})'
+    )
 
 
 def build_plans(
@@ -216,6 +290,8 @@ def build_plans(
   is reported as `noise_scale_ratio`.
   """
   from lrjax import batch as lrbatch
+  from lrjax import schedules
+  from lrjax import train as lrtrain
 
   c = config.common
   caps = {
@@ -227,7 +303,12 @@ def build_plans(
     'increased_momentum': num_examples,
   }
   plans = {}
-  for name in config.schedules:
+  names = list(config.schedules)
+  if 'adaptive' in names:
+    names.remove('adaptive')
+    if not config.adaptive_max_batch_size and 'increase' not in names:
+      names.append('increase')  # its last batch is adaptive's default cap
+  for name in names:
     ramp = lrbatch.from_lr_decay(
       c.lr,
       c.batch_size,
@@ -252,6 +333,22 @@ def build_plans(
       float(ramp.momentum),
       tuple(float(r) for r in ramp.noise_scale_ratio),
     )
+  if 'adaptive' in config.schedules:
+    cap = config.adaptive_max_batch_size or max(
+      plans['increase'].batch.batch_sizes
+    )
+    if 'increase' not in config.schedules:
+      del plans['increase']
+    plans['adaptive'] = Plan(
+      c.batch_size,
+      schedules.constant(c.lr),
+      c.momentum,
+      adaptive=lrtrain.AdaptiveConfig(
+        max_batch_size=cap,
+        every_epochs=config.adaptive_every,
+        max_growth=config.adaptive_max_growth,
+      ),
+    )
   return plans
 
 
@@ -264,14 +361,39 @@ def _num_replicas(num_devices: int | None) -> int:
 def train_config(config: RampConfig, plan: Plan, seed: int):
   """The trainer's config for one seed of one schedule."""
   c = config.common
+  overrides = {}
+  if plan.adaptive is not None:
+    # Each segment of the adaptive run resumes from the previous one.
+    overrides['keep_checkpoints'] = 1
   return _common.train_config(
     c,
     batch=plan.batch,
     lr=plan.lr,
     seed=seed,
     momentum=plan.momentum,
-    noise=_common.noise_config(c.noise, plan.batch.batch_sizes),
+    noise=_common.noise_config(c.noise, plan.batch_sizes),
+    **overrides,
   )
+
+
+def _adaptive_trainer(adaptive: Any):
+  """``train(config, workdir)`` for `_runs.train_run` that grows the batch.
+
+  The result is the last segment's TrainResult with the whole run's wall
+  time and compile time.
+  """
+
+  def train(config: Any, workdir: str) -> Any:
+    from lrjax import train as lrtrain
+
+    done = lrtrain.train_adaptive(config, adaptive, workdir)
+    return dataclasses.replace(
+      done.result,
+      wall_time=done.wall_time,
+      compile_seconds=done.compile_seconds,
+    )
+
+  return train
 
 
 # ------------------------------------------------------------ report
@@ -401,6 +523,7 @@ def _figures(
     'test_accuracy.png': 'Test accuracy against epochs and updates',
     'train_loss.png': 'Training loss against epochs and updates',
     'schedules.png': 'LR, batch size and noise scale g of each schedule',
+    'batch_size.png': 'Batch size in force against epochs (as trained)',
   }
   plots.plot_curves(
     test,
@@ -418,9 +541,22 @@ def _figures(
     path=os.path.join(workdir, 'train_loss.png'),
   )
   plots.plot_batch_schedule(
-    {name: (p.batch, p.lr, p.momentum) for name, p in plans.items()},
+    {
+      name: (p.batch, p.lr, p.momentum)
+      for name, p in plans.items()
+      if p.adaptive is None  # decided while training: see batch_size.png
+    },
     exact=True,
     path=os.path.join(workdir, 'schedules.png'),
+  )
+  plots.plot_curves(
+    train,
+    x='epoch',
+    y='batch_size',
+    labels=LABELS,
+    band='range',
+    logy=True,
+    path=os.path.join(workdir, 'batch_size.png'),
   )
   if _has(train, 'noise_scale'):
     plots.plot_curves(
@@ -473,7 +609,13 @@ def run(config: RampConfig, workdir: str, *, with_flags: bool = False):
         seed,
         train_config(config, plan, seed),
         run_dir,
-        after=lambda _, __, p=plan: {'batch': str(p.batch), 'lr': str(p.lr)},
+        after=lambda _, __, p=plan: {
+          'batch': p.describe_batch(),
+          'lr': str(p.lr),
+        },
+        train=None
+        if plan.adaptive is None
+        else _adaptive_trainer(plan.adaptive),
       )
       runs.setdefault(name, []).append(done)
   rows, table = _table(runs, 'decay')
@@ -510,7 +652,8 @@ def _report(config, plans, table, claims, figures, num_examples) -> str:
   ]
   for name, plan in plans.items():
     lines.append(
-      f'| {name} | `{plan.batch}` | `{plan.lr}` | {plan.momentum:g} |'
+      f'| {name} | `{plan.describe_batch()}` | `{plan.lr}` | '
+      f'{plan.momentum:g} |'
     )
   lines += ['', '## Results', '', table, '## Claims', '']
   lines += _common.claim_lines(claims) + _common.figure_lines(figures)

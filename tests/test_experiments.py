@@ -133,6 +133,34 @@ def test_ramp_plans_share_the_noise_scale():
       assert g == pytest.approx(g0 / 3**stage, rel=1e-2), (name, stage)
 
 
+def test_ramp_adaptive_grows_toward_the_measured_noise_scale(tmp_path):
+  config = ramp.RampConfig(
+    common=dataclasses.replace(TINY, noise=True),
+    schedules=('decay', 'adaptive'),
+    milestones=(0.5, 1.0, 1.5),
+    decay_factor=3.0,
+    adaptive_every=0.5,
+  )
+  plans = ramp.build_plans(config, N_TRAIN)
+  # The default cap is the increase schedule's last batch, 548 (see above):
+  # powers of two times 32 up to it.
+  assert plans['adaptive'].batch_sizes == (32, 64, 128, 256, 512)
+  assert 'increase' not in plans
+  workdir = str(tmp_path / 'ramp')
+  results = ramp.run(config, workdir)
+  assert [r['schedule'] for r in results['rows']] == ['decay', 'adaptive']
+  run_dir = os.path.join(workdir, 'runs', 'adaptive', 'seed0')
+  with open(os.path.join(run_dir, 'adaptive.json')) as f:
+    decisions = json.load(f)['decisions']
+  assert [d['epoch'] for d in decisions] == [0.0, 0.5, 1.0, 1.5]
+  train, _ = _common.read_metrics(os.path.join(run_dir, 'metrics.jsonl'))
+  assert set(np.unique(train['batch_size'])) == {d['batch'] for d in decisions}
+  summary = json.loads(_read(os.path.join(run_dir, 'summary.json')))
+  assert summary['num_updates'] == train['step'][-1]
+  assert 'growing toward B_simple' in summary['batch']
+  _assert_outputs(workdir, ['batch_size.png', 'noise_scale.png'])
+
+
 def test_ramp_config_errors_name_the_field():
   with pytest.raises(ValueError, match='milestones'):
     ramp.RampConfig(common=TINY, milestones=(1.0, 3.0)).validate()
@@ -140,6 +168,17 @@ def test_ramp_config_errors_name_the_field():
     ramp.RampConfig(common=TINY, schedules=('bogus',)).validate()
   with pytest.raises(ValueError, match='max_batch_size'):
     ramp.RampConfig(common=TINY, milestones=(1.0,), max_batch_size=8).validate()
+  with pytest.raises(ValueError, match='noise'):
+    ramp.RampConfig(
+      common=TINY, milestones=(1.0,), schedules=('decay', 'adaptive')
+    ).validate()
+  with pytest.raises(ValueError, match='adaptive_every'):
+    ramp.RampConfig(
+      common=dataclasses.replace(TINY, noise=True),
+      milestones=(1.0,),
+      schedules=('decay', 'adaptive'),
+      adaptive_every=3.0,
+    ).validate()
 
 
 # ------------------------------------------------------------ lrbench
