@@ -151,3 +151,41 @@ def test_trainer_on_four_devices_with_accumulation_and_noise(tmp_path):
   assert all(np.isfinite(r['noise_scale']) for r in train)
   # Every 0.5 epochs: updates 4 (128 examples), 6 (256) and 8 (384, end).
   assert [e['step'] for e in evals] == [4, 6, 8]
+
+
+def test_adaptive_batch_on_four_devices_pmap_equals_shard_map(tmp_path):
+  from lrjax.train import AdaptiveConfig, train_adaptive
+
+  config = TrainConfig(
+    dataset='synthetic',
+    synthetic_examples=512,
+    synthetic_shape=SHAPE,
+    model='mlp',
+    model_kwargs={'hidden': (16,)},
+    batch=16,
+    num_epochs=3,
+    max_device_batch=8,
+    num_devices=4,
+    eval_every=0,
+    log_every=1,
+    noise=NoiseConfig(enabled=True, decay=0.5),
+  )
+  # Candidates 16, 32, 64, 128: from 64 on, 4 devices x 8 accumulate.
+  adaptive = AdaptiveConfig(max_batch_size=128, every_epochs=1)
+  runs = {
+    mode: train_adaptive(
+      config.replace(parallel=mode), adaptive, str(tmp_path / mode)
+    )
+    for mode in ('pmap', 'shard_map')
+  }
+  a, b = runs['pmap'], runs['shard_map']
+  assert [d['batch'] for d in a.decisions] == [d['batch'] for d in b.decisions]
+  # The per-device gradient is the small batch, the all-reduced one the big.
+  assert all(d['b_simple'] is not None for d in a.decisions[1:])
+  assert a.result.num_updates == b.result.num_updates
+  for x, y in zip(
+    jax.tree.leaves(a.result.params),
+    jax.tree.leaves(b.result.params),
+    strict=True,
+  ):
+    np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
