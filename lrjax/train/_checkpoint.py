@@ -125,21 +125,12 @@ def load_checkpoint(
   Raises:
     FileNotFoundError: when there is no checkpoint.
   """
-  directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
-  manager = ocp.CheckpointManager(directory, item_names=('state', 'meta'))
-  try:
-    update = manager.latest_step() if update is None else update
-    if update is None:
-      raise FileNotFoundError(f'no checkpoint in {directory}')
-    restored = manager.restore(
-      update,
-      args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(),
-        meta=ocp.args.JsonRestore(),
-      ),
-    )
-  finally:
-    manager.close()
+  restored = _restore_items(
+    workdir,
+    update,
+    state=ocp.args.StandardRestore(),
+    meta=ocp.args.JsonRestore(),
+  )
   state = jax.tree.map(np.asarray, restored['state'])
   return state, dict(restored['meta'])
 
@@ -158,15 +149,18 @@ def load_meta(workdir: str, update: int | None = None) -> dict[str, Any]:
   Raises:
     FileNotFoundError: when there is no checkpoint.
   """
+  restored = _restore_items(workdir, update, meta=ocp.args.JsonRestore())
+  return dict(restored['meta'])
+
+
+def _restore_items(workdir: str, update: int | None, **items: Any) -> Any:
+  """Restores the named items of checkpoint ``update`` (None = newest)."""
   directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
   manager = ocp.CheckpointManager(directory, item_names=('state', 'meta'))
   try:
     update = manager.latest_step() if update is None else update
     if update is None:
       raise FileNotFoundError(f'no checkpoint in {directory}')
-    restored = manager.restore(
-      update, args=ocp.args.Composite(meta=ocp.args.JsonRestore())
-    )
+    return manager.restore(update, args=ocp.args.Composite(**items))
   finally:
     manager.close()
-  return dict(restored['meta'])
