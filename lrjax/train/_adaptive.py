@@ -27,14 +27,18 @@ import time
 from typing import Any
 
 import jax
-import numpy as np
 from absl import logging
 
 from lrjax import noise as lnoise
 from lrjax.train import _setup
 from lrjax.train._checkpoint import load_meta
 from lrjax.train._config import TrainConfig
-from lrjax.train._loop import TrainResult, _prepare, train_and_evaluate
+from lrjax.train._loop import (
+  TrainResult,
+  _noise_state,
+  _prepare,
+  train_and_evaluate,
+)
 
 DECISIONS_FILE = 'adaptive.json'
 
@@ -199,12 +203,7 @@ def _write_decisions(
 
 def _b_simple_at_checkpoint(workdir: str) -> float:
   """B_simple of the noise-scale state saved with the newest checkpoint."""
-  meta = load_meta(workdir)
-  g2, trace, weight, count = meta['noise']
-  state = lnoise.NoiseScaleState(
-    np.float32(g2), np.float32(trace), np.float32(weight), np.int32(count)
-  )
-  return float(lnoise.b_simple(state))
+  return float(lnoise.b_simple(_noise_state(load_meta(workdir))))
 
 
 def train_adaptive(
@@ -259,18 +258,14 @@ def train_adaptive(
       f'adaptive.max_batch_size={adaptive.max_batch_size} is above the {n} '
       'training examples; about N/10 is the usual cap'
     )
-  # Every candidate size must be trainable before the first segment runs.
-  probe = config.replace(
-    batch=_segment_schedule(
-      [{'batch': b} for b in sizes], 1.0, float(len(sizes)), n
-    ),
+  # Every candidate size must be trainable before the first segment runs:
+  # one stage per size, planned over the devices.
+  every_size = _segment_schedule(
+    [{'batch': b} for b in sizes], 1.0, float(len(sizes)), n
   )
-  probe.validate()
-  replicas = len(_setup.select_devices(probe))
-  plan = _setup.make_plan(
-    _setup.batch_schedule(probe, n), replicas, config.max_device_batch
-  )
-  _setup.check_noise(probe, plan, replicas)
+  replicas = len(_setup.select_devices(config))
+  plan = _setup.make_plan(every_size, replicas, config.max_device_batch)
+  _setup.check_noise(config, plan, replicas)
   accumulate = plan.needs_accumulation
 
   decisions = _read_decisions(workdir)
