@@ -286,18 +286,18 @@ def uses_batch_norm(common: CommonConfig) -> bool:
 def final_variables(result: Any, workdir: str) -> dict[str, Any]:
   """The final model variables of a run: params, and batch-norm statistics.
 
-  `TrainResult` carries the final params; batch-norm running statistics come
-  from the run's final checkpoint (kept for batch-norm models).
+  `TrainResult` carries the final params and model state (the linen
+  collections besides 'params'); a run reused from its summary reads them
+  from its final checkpoint (kept for batch-norm models).
   """
   variables = {'params': result.params}
-  stats = getattr(result, 'batch_stats', None)
-  if stats is None and os.path.isdir(os.path.join(workdir, 'checkpoints')):
+  state = getattr(result, 'model_state', None)
+  if state is None and os.path.isdir(os.path.join(workdir, 'checkpoints')):
     from lrjax import train as lrtrain
 
-    state, _ = lrtrain.load_checkpoint(workdir)
-    stats = state.get('batch_stats')
-  if stats:
-    variables['batch_stats'] = stats
+    saved, _ = lrtrain.load_checkpoint(workdir)
+    state = saved.get('model_state')
+  variables.update(state or {})
   return variables
 
 

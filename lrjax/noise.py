@@ -19,11 +19,13 @@ Sources of the two batch sizes:
   ``sq_norm_small`` = mean over devices of each device's squared gradient
   norm (``lax.pmean`` of the local ``sq_norm``); ``B_big = R b`` and
   ``sq_norm_big`` = squared norm of the all-reduced gradient. Nearly free.
-  Under ``jax.shard_map`` with ``check_vma=True`` (the default),
-  ``jax.grad`` with respect to *replicated* parameters returns the gradient
-  already summed over devices; cast the parameters with
-  ``jax.lax.pcast(params, 'batch', to='varying')`` first (or use
-  ``check_vma=False``) to get the per-device gradient.
+  :func:`data_parallel_grad` computes both inside ``jax.pmap`` or
+  ``jax.shard_map`` (:func:`data_parallel_sq_norms` from gradients already
+  computed). Under ``jax.shard_map`` with ``check_vma=True`` (the
+  default), ``jax.grad`` with respect to *replicated* parameters returns
+  the gradient already summed over devices: ``data_parallel_grad`` casts
+  the parameters to varying first, and ``data_parallel_sq_norms`` raises
+  on such a reduced gradient instead of returning B_simple = 0.
 - One device: split the batch into k equal slices, compute the slice
   gradients together with ``vmap`` (:func:`sliced_sq_norms`): ``B_small =
   B / k``, ``sq_norm_small`` = mean over slices, ``B_big = B`` with the mean
@@ -401,6 +403,159 @@ def sliced_sq_norms(
   )
 
 
+class DataParallelNorms(NamedTuple):
+  """Result of :func:`data_parallel_sq_norms` / :func:`data_parallel_grad`.
+
+  Attributes:
+    grad: the all-reduced (mean over devices) gradient, for the update.
+    sq_norm_small: mean over devices of each device's squared gradient
+      norm (batch ``B_small`` = the per-device batch).
+    sq_norm_big: squared norm of ``grad`` (``B_big`` = devices x
+      per-device batch).
+    num_devices: the size of the mapped axis.
+    aux: the loss's auxiliary output (None unless ``has_aux``).
+  """
+
+  grad: Any
+  sq_norm_small: jax.Array
+  sq_norm_big: jax.Array
+  num_devices: int
+  aux: Any = None
+
+
+def _varying_axes(x: Any) -> frozenset[str]:
+  aval = jax.typeof(x)
+  kind = getattr(aval, 'manual_axis_type', None)
+  if kind is not None:
+    return frozenset(getattr(kind, 'varying', ()))
+  return frozenset(getattr(aval, 'vma', ()))
+
+
+def _mapped_axis_size(axis_name: str) -> int:
+  try:
+    size = jax.lax.axis_size(axis_name)
+  except NameError as e:
+    raise ValueError(
+      f'axis_name={axis_name!r} is not bound: call this inside jax.pmap '
+      f'(axis_name={axis_name!r}) or jax.shard_map over a mesh axis of that '
+      'name'
+    ) from e
+  if size < 2:
+    raise ValueError(
+      f'the axis {axis_name!r} has {size} device: the per-device and '
+      'all-reduced gradients are the same batch, so they carry no noise-scale '
+      'information; on one device use sliced_sq_norms'
+    )
+  return size
+
+
+def data_parallel_sq_norms(
+  local_grads: Any, axis_name: str = 'batch'
+) -> DataParallelNorms:
+  """The two squared norms of data-parallel training, inside the map.
+
+  Call it inside ``jax.pmap`` or ``jax.shard_map`` with each device's
+  gradient of its own batch (not yet all-reduced):
+
+  .. math::
+    |G_{B_s}|^2 \\approx \\frac1D \\sum_d |g_d|^2, \\quad
+    G_{B_b} = \\frac1D \\sum_d g_d, \\quad B_s = b, \\; B_b = D b.
+
+  Feed ``sq_norm_small``, ``sq_norm_big``, ``b`` and ``D b`` to
+  :func:`update`.
+
+  Args:
+    local_grads: this device's gradient (a pytree).
+    axis_name: the mapped device axis.
+
+  Returns:
+    A :class:`DataParallelNorms` (the same on every device).
+
+  Raises:
+    ValueError: outside a map over ``axis_name``, on an axis of one device,
+      or, under ``shard_map`` with ``check_vma=True``, for gradients that
+      are not varying over ``axis_name``: ``jax.grad`` with respect to
+      replicated parameters has already summed them over the devices, which
+      would make both norms equal and B_simple 0. Use
+      :func:`data_parallel_grad`, or ``jax.lax.pcast(params, axis_name,
+      to='varying')`` before ``jax.grad``.
+
+  Examples:
+    >>> import jax, jax.numpy as jnp, numpy as np
+    >>> from jax.sharding import Mesh, PartitionSpec as P
+    >>> mesh = Mesh(np.array(jax.devices()[:2]), ('batch',))
+    >>> def norms(g):
+    ...   r = data_parallel_sq_norms(g[0])
+    ...   return r.sq_norm_small, r.sq_norm_big
+    >>> f = jax.shard_map(norms, mesh=mesh, in_specs=P('batch'),
+    ...                   out_specs=(P(), P()))
+    >>> [float(v) for v in f(jnp.array([1.0, 3.0]))]  # (1+9)/2, 2^2
+    [5.0, 4.0]
+  """
+  size = _mapped_axis_size(axis_name)
+  checked = axis_name in _varying_axes(jax.lax.axis_index(axis_name))
+  if checked:
+    reduced = [
+      x
+      for x in jax.tree_util.tree_leaves(local_grads)
+      if axis_name not in _varying_axes(x)
+    ]
+    if reduced:
+      raise ValueError(
+        f'{len(reduced)} gradient leaves are not varying over '
+        f'{axis_name!r}: under shard_map (check_vma=True) jax.grad with '
+        'respect to replicated parameters returns the gradient already '
+        'summed over the devices, and the noise scale would be 0. Use '
+        'lrjax.noise.data_parallel_grad, or cast the parameters with '
+        f"jax.lax.pcast(params, {axis_name!r}, to='varying') before jax.grad"
+      )
+  sq_small = jax.lax.pmean(sq_norm(local_grads), axis_name)
+  grad = jax.lax.pmean(local_grads, axis_name)
+  return DataParallelNorms(grad, sq_small, sq_norm(grad), size)
+
+
+def data_parallel_grad(
+  loss_fn: Callable[..., Any],
+  params: Any,
+  *args: Any,
+  axis_name: str = 'batch',
+  has_aux: bool = False,
+) -> DataParallelNorms:
+  """Per-device gradients of ``loss_fn`` and the two squared norms.
+
+  Works the same under ``jax.pmap`` and under ``jax.shard_map`` with or
+  without ``check_vma`` (the parameters are cast to varying first where
+  that matters), so the per-device gradient is never a reduced one.
+
+  Args:
+    loss_fn: ``loss_fn(params, *args) -> loss`` (or ``(loss, aux)`` with
+      ``has_aux``), the mean loss of this device's batch.
+    params: the (replicated) parameters.
+    *args: this device's batch and anything else ``loss_fn`` takes.
+    axis_name: the mapped device axis.
+    has_aux: whether ``loss_fn`` returns ``(loss, aux)``.
+
+  Returns:
+    A :class:`DataParallelNorms` with the all-reduced gradient.
+
+  Raises:
+    ValueError: as :func:`data_parallel_sq_norms`.
+  """
+  _mapped_axis_size(axis_name)
+  if axis_name in _varying_axes(jax.lax.axis_index(axis_name)):
+    params = jax.tree_util.tree_map(
+      lambda p: (
+        p
+        if axis_name in _varying_axes(p)
+        else jax.lax.pcast(p, axis_name, to='varying')
+      ),
+      params,
+    )
+  out = jax.grad(loss_fn, has_aux=has_aux)(params, *args)
+  grads, aux = out if has_aux else (out, None)
+  return data_parallel_sq_norms(grads, axis_name)._replace(aux=aux)
+
+
 def exact(per_example_grads: Any) -> tuple[jax.Array, jax.Array, jax.Array]:
   """Exact |G|^2, tr(Sigma) and B_simple from per-example gradients.
 
@@ -566,10 +721,13 @@ class AdaptiveBatch:
 
 __all__ = [
   'AdaptiveBatch',
+  'DataParallelNorms',
   'NoiseScaleState',
   'SlicedNorms',
   'averages',
   'b_simple',
+  'data_parallel_grad',
+  'data_parallel_sq_norms',
   'estimate',
   'exact',
   'init',

@@ -127,8 +127,8 @@ def test_resume_after_a_kill_between_segments_is_exact(
   real = _adaptive.train_and_evaluate
   calls = []
 
-  def killed_after_second_segment(config, workdir):
-    result = real(config, workdir)
+  def killed_after_second_segment(config, workdir, task=None):
+    result = real(config, workdir, task)
     calls.append(result.num_updates)
     if len(calls) == 2:  # segment done, next decision not yet made
       raise KeyboardInterrupt

@@ -17,6 +17,7 @@ from lrjax import models
 from lrjax.train import (
   NoiseConfig,
   TrainConfig,
+  classification_task,
   create_train_state,
   make_optimizer,
   make_train_body,
@@ -37,10 +38,16 @@ def _data(n, seed=0):
 
 def _run(model, n_devices, mode, steps, batch, lr=0.1):
   tx = make_optimizer('sgd', learning_rate=lr, momentum=0.9, weight_decay=1e-4)
-  host = create_train_state(model, tx, SHAPE, seed=0)
-  runner = Runner(make_train_body(model, tx), jax.devices()[:n_devices], mode)
+  task = classification_task(model, _data(8))
+  host = create_train_state(task, tx, seed=0)
+  runner = Runner(
+    make_train_body(task.train_loss, tx),
+    jax.devices()[:n_devices],
+    mode,
+    task.example(),
+  )
   state = runner.put_state(host)
-  step = runner.compile(state, batch // n_devices, SHAPE)
+  step = runner.compile(state, batch // n_devices)
   metrics = []
   for i in range(steps):
     state, m = step(state, *runner.put_batch(_data(batch, i)))
@@ -81,7 +88,10 @@ def test_ghost_batch_norm_and_gradient_norms_per_device():
   batch = 32
   host, state, metrics = _run(model, 4, 'pmap', steps=1, batch=batch, lr=0.0)
   data = _data(batch, 0)
-  variables = {'params': host.params, 'batch_stats': host.batch_stats}
+  variables = {
+    'params': host.params,
+    'batch_stats': host.model_state['batch_stats'],
+  }
 
   def loss_and_stats(params, x, y):
     logits, upd = model.apply(
@@ -113,7 +123,9 @@ def test_ghost_batch_norm_and_gradient_norms_per_device():
   # averaged over the devices.
   expected = jax.tree.map(lambda *s: sum(s) / 4, *stats)
   for a, b in zip(
-    jax.tree.leaves(expected), jax.tree.leaves(state.batch_stats), strict=True
+    jax.tree.leaves(expected),
+    jax.tree.leaves(state.model_state['batch_stats']),
+    strict=True,
   ):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
   # And they differ from whole-batch statistics (the statistics are ghost).
@@ -121,7 +133,9 @@ def test_ghost_batch_norm_and_gradient_norms_per_device():
   assert not all(
     np.allclose(a, b, rtol=1e-5, atol=1e-6)
     for a, b in zip(
-      jax.tree.leaves(whole), jax.tree.leaves(state.batch_stats), strict=True
+      jax.tree.leaves(whole),
+      jax.tree.leaves(state.model_state['batch_stats']),
+      strict=True,
     )
   )
 

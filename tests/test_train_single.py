@@ -18,6 +18,7 @@ from lrjax.train import (
   NoiseConfig,
   NonFiniteError,
   TrainConfig,
+  classification_task,
   create_train_state,
   load_checkpoint,
   make_optimizer,
@@ -127,11 +128,13 @@ def _setup_step(every_k, skip=False, lr=None):
     every_k_schedule=every_k,
     skip_non_finite=skip,
   )
-  host = create_train_state(model, tx, (4, 4, 1), seed=0)
+  task = classification_task(model, _data(8))
+  host = create_train_state(task, tx, seed=0)
   runner = Runner(
-    make_train_body(model, tx, skip_non_finite=skip),
+    make_train_body(task.train_loss, tx, skip_non_finite=skip),
     jax.devices()[:1],
     'shard_map',
+    task.example(),
   )
   return host, runner
 
@@ -148,7 +151,7 @@ def test_accumulated_micro_batches_equal_one_big_batch():
   data = _data(64)
   host, big = _setup_step(None)
   state = big.put_state(host)
-  step = big.compile(state, 32, (4, 4, 1))
+  step = big.compile(state, 32)
   for u in range(2):
     b = {k: v[32 * u : 32 * (u + 1)] for k, v in data.items()}
     state, m_big = step(state, *big.put_batch(b))
@@ -156,7 +159,7 @@ def test_accumulated_micro_batches_equal_one_big_batch():
 
   host, acc = _setup_step(4)
   state = acc.put_state(host)
-  step = acc.compile(state, 8, (4, 4, 1))
+  step = acc.compile(state, 8)
   for i in range(8):
     b = {k: v[8 * i : 8 * (i + 1)] for k, v in data.items()}
     state, m_acc = step(state, *acc.put_batch(b))
@@ -177,7 +180,7 @@ def test_accumulated_micro_batches_equal_one_big_batch():
 def test_skip_policy_skips_non_finite_updates(every_k):
   host, runner = _setup_step(every_k, skip=True, lr=0.1)
   state = runner.put_state(host)
-  step = runner.compile(state, 8, (4, 4, 1))
+  step = runner.compile(state, 8)
   before = runner.get_state(state)
   bad = _data(8)
   bad['image'][0, 0, 0, 0] = np.nan

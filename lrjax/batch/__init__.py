@@ -18,7 +18,9 @@ count to examples seen and back:
 - :func:`per_update` turns any policy over epochs (LR, momentum, weight
   decay) into an ordinary ``optax.Schedule`` over real updates;
 - :func:`plan` derives per-stage micro-batches and accumulation steps, and the
-  ``every_k_schedule`` for ``optax.MultiSteps``;
+  ``every_k_schedule`` for ``optax.MultiSteps``; :func:`updates` walks a
+  plan update by update for a hand-written loop (stage, epoch, examples,
+  micro-batch, accumulation, stage changes);
 - builders: :func:`from_lr_decay` / :func:`from_lr_policy` (Smith et al.
   2018: the batch ramp, or hybrid, equivalent to an LR decay),
   :func:`linear_ramp`, :func:`geometric_ramp`, :func:`cyclic`;
@@ -38,6 +40,8 @@ from lrjax.batch._builders import linear_ramp as linear_ramp
 from lrjax.batch._builders import round_batch_size as round_batch_size
 from lrjax.batch._builders import round_schedule as round_schedule
 from lrjax.batch._convert import per_update as per_update
+from lrjax.batch._iterate import Update as Update
+from lrjax.batch._iterate import updates as updates
 from lrjax.batch._plan import AccumulationPlan as AccumulationPlan
 from lrjax.batch._plan import StagePlan as StagePlan
 from lrjax.batch._plan import plan as plan
@@ -51,6 +55,7 @@ __all__ = [
   'LrDecayRamp',
   'Stage',
   'StagePlan',
+  'Update',
   'cyclic',
   'from_lr_decay',
   'from_lr_policy',
@@ -58,6 +63,7 @@ __all__ = [
   'linear_ramp',
   'parse',
   'per_update',
+  'updates',
   'plan',
   'round_batch_size',
   'round_schedule',

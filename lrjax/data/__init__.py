@@ -35,16 +35,24 @@ from lrjax.data._prefetch import Prefetcher as Prefetcher
 from lrjax.data._sampler import Sampler as Sampler
 from lrjax.data._sampler import SamplerState as SamplerState
 from lrjax.data._sampler import check_batch_size as check_batch_size
+from lrjax.data._source import ArraySource as ArraySource
+from lrjax.data._source import ItemSource as ItemSource
+from lrjax.data._source import Source as Source
+from lrjax.data._source import as_source as as_source
 from lrjax.data._synthetic import synthetic as synthetic
 from lrjax.data._tfds import load as load
 from lrjax.data._tfds import prepare_digits as prepare_digits
 
 __all__ = [
+  'ArraySource',
   'Dataset',
   'Item',
+  'ItemSource',
   'Prefetcher',
   'Sampler',
   'SamplerState',
+  'Source',
+  'as_source',
   'augment_key',
   'batches',
   'check_batch_size',

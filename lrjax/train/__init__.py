@@ -1,33 +1,70 @@
-"""Data-parallel trainer: one per-device step under pmap or shard_map."""
+"""Data-parallel trainer: a task (model, loss, data) trained under pmap or
+shard_map, with batch ramps, accumulation, noise scale and checkpoints.
+
+What to train is a :class:`Task`; how to train it a :class:`TrainConfig`.
+The pieces the trainer is built from are public for hand-written loops:
+:class:`StageCompiler` (one ahead-of-time compilation per micro-batch
+shape), ``lrjax.batch.updates`` (the stage iterator),
+``lrjax.noise.data_parallel_grad`` (the data-parallel noise scale),
+:func:`make_optimizer` and :func:`make_train_body`.
+"""
 
 from lrjax.train._adaptive import AdaptiveConfig as AdaptiveConfig
 from lrjax.train._adaptive import AdaptiveResult as AdaptiveResult
 from lrjax.train._adaptive import train_adaptive as train_adaptive
 from lrjax.train._checkpoint import load_checkpoint as load_checkpoint
 from lrjax.train._checkpoint import load_meta as load_meta
+from lrjax.train._compile import StageCompiler as StageCompiler
 from lrjax.train._config import NoiseConfig as NoiseConfig
 from lrjax.train._config import TrainConfig as TrainConfig
 from lrjax.train._loop import NonFiniteError as NonFiniteError
 from lrjax.train._loop import TrainResult as TrainResult
 from lrjax.train._loop import train_and_evaluate as train_and_evaluate
+from lrjax.train._parallel import Runner as Runner
 from lrjax.train._step import TrainState as TrainState
 from lrjax.train._step import create_train_state as create_train_state
 from lrjax.train._step import make_optimizer as make_optimizer
 from lrjax.train._step import make_train_body as make_train_body
+from lrjax.train._task import Model as Model
+from lrjax.train._task import Task as Task
+from lrjax.train._task import as_model as as_model
+from lrjax.train._task import classification as classification_task
+from lrjax.train._task import classification_eval as classification_eval
+from lrjax.train._task import classification_loss as classification_loss
+from lrjax.train._task import from_functions as from_functions
+from lrjax.train._task import from_linen as from_linen
+from lrjax.train._task import from_nnx as from_nnx
+from lrjax.train._task import register as register_task
+from lrjax.train._task import registered as registered_tasks
+from lrjax.train._task import resolve as resolve_task
 
 __all__ = [
   'AdaptiveConfig',
   'AdaptiveResult',
+  'Model',
   'NoiseConfig',
   'NonFiniteError',
+  'Runner',
+  'StageCompiler',
+  'Task',
   'TrainConfig',
   'TrainResult',
   'TrainState',
+  'as_model',
+  'classification_eval',
+  'classification_loss',
+  'classification_task',
   'create_train_state',
+  'from_functions',
+  'from_linen',
+  'from_nnx',
   'load_checkpoint',
   'load_meta',
   'make_optimizer',
   'make_train_body',
+  'register_task',
+  'registered_tasks',
+  'resolve_task',
   'train_adaptive',
   'train_and_evaluate',
 ]

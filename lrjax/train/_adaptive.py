@@ -30,7 +30,7 @@ import jax
 from absl import logging
 
 from lrjax import noise as lnoise
-from lrjax.train import _setup
+from lrjax.train import _setup, _task
 from lrjax.train._checkpoint import load_meta
 from lrjax.train._config import TrainConfig
 from lrjax.train._loop import (
@@ -207,7 +207,10 @@ def _b_simple_at_checkpoint(workdir: str) -> float:
 
 
 def train_adaptive(
-  config: TrainConfig, adaptive: AdaptiveConfig, workdir: str
+  config: TrainConfig,
+  adaptive: AdaptiveConfig,
+  workdir: str,
+  task: Any = None,
 ) -> AdaptiveResult:
   """Trains with a batch that grows toward the measured noise scale.
 
@@ -232,6 +235,7 @@ def train_adaptive(
     workdir: output directory; ``adaptive.json`` holds the decisions, the
       trainer's files (metrics.jsonl, checkpoints) are shared by all
       segments. Calling again with the same workdir resumes.
+    task: what to train (None: the task the config names).
 
   Returns:
     An :class:`AdaptiveResult`.
@@ -251,8 +255,9 @@ def train_adaptive(
   start = config.batch
   sizes = adaptive.sizes(start)
   policy = adaptive.policy(start)
-  train_ds, _ = _setup.load_datasets(config)
-  n = train_ds.num_examples
+  if task is None:
+    task = _task.resolve(config)
+  n = task.num_train
   if adaptive.max_batch_size > n:
     raise ValueError(
       f'adaptive.max_batch_size={adaptive.max_batch_size} is above the {n} '
@@ -293,7 +298,7 @@ def train_adaptive(
       end,
       decisions[-1]['batch'],
     )
-    result = train_and_evaluate(segment, workdir)
+    result = train_and_evaluate(segment, workdir, task)
     for micro, seconds in result.compile_seconds.items():
       compile_seconds[micro] = compile_seconds.get(micro, 0.0) + seconds
     if end >= total - 1e-12:

@@ -58,7 +58,15 @@ class TrainConfig:
   schedules for the batch schedule with ``lrjax.batch.per_update``, so they
   do not drift under batch ramps or gradient accumulation.
 
+  What is trained is a task (``lrjax.train.Task``): passed to
+  ``train_and_evaluate`` directly, or named here: ``task`` (a registered
+  name), else the image classifier ``model`` on ``dataset``. The config
+  says how to train it; ``dataset``, ``data_dir``, ``model``,
+  ``model_kwargs`` and ``synthetic_*`` only name the task, and are not read
+  when a task object is passed.
+
   Attributes:
+    task: a registered task name (``lrjax.train.register_task``), or None.
     dataset: dataset name for ``lrjax.data.load`` ('digits', a TFDS name), or
       ``'synthetic'`` (see ``synthetic_examples``).
     data_dir: where datasets live (None = the loader's default).
@@ -121,6 +129,7 @@ class TrainConfig:
     ValueError: optimizer='rmsprop' is unknown; use one of ('sgd', ...)
   """
 
+  task: str | None = None
   dataset: str = 'digits'
   data_dir: str | None = None
   model: str = 'mlp'
@@ -200,6 +209,12 @@ class TrainConfig:
     Raises:
       ValueError: on the first bad value.
     """
+    if self.task is not None and (
+      not isinstance(self.task, str) or not self.task
+    ):
+      raise ValueError(
+        f'task={self.task!r} must be a registered task name or None'
+      )
     if not isinstance(self.dataset, str) or not self.dataset:
       raise ValueError(f'dataset={self.dataset!r} must be a non-empty name')
     if not isinstance(self.model, str) or not self.model:

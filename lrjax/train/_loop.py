@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import math
 import os
@@ -16,23 +15,18 @@ from absl import logging
 
 from lrjax import metrics as lmetrics
 from lrjax import noise as lnoise
+from lrjax.batch import updates
 from lrjax.data import Prefetcher, Sampler, process_slice
 from lrjax.train import _setup
 from lrjax.train._checkpoint import Checkpointer
+from lrjax.train._compile import StageCompiler
 from lrjax.train._config import TrainConfig
 from lrjax.train._parallel import Runner
-from lrjax.train._step import (
-  create_train_state,
-  cross_entropy,
-  make_eval_fn,
-)
+from lrjax.train._step import create_train_state
+from lrjax.train._task import RESERVED_METRICS
 
+# Logged after 'loss' and the task's own metrics.
 _LOG_KEYS = (
-  'step',
-  'epoch',
-  'examples',
-  'loss',
-  'accuracy',
   'lr',
   'momentum',
   'batch_size',
@@ -53,7 +47,8 @@ class TrainResult:
 
   Attributes:
     train_metrics: the last logged train metrics (step record).
-    test_metrics: the last evaluation (loss, accuracy, top5_accuracy).
+    test_metrics: the last evaluation (the task's evaluation metrics; for
+      classification loss, accuracy, top5_accuracy).
     num_updates: real optimizer updates done (over all sessions of the run).
     examples_seen: training examples consumed.
     wall_time: seconds of this call.
@@ -65,6 +60,7 @@ class TrainResult:
     loop_updates: updates done by the step loop of this call.
     metrics_path: path of metrics.jsonl.
     params: the final parameters (numpy, one replica).
+    model_state: the final model state (batch-norm statistics; numpy).
     skipped_updates: non-finite micro-steps skipped (nan_policy='skip').
     resumed_from: update of the checkpoint this call resumed from (or None).
   """
@@ -80,6 +76,7 @@ class TrainResult:
   loop_updates: int
   metrics_path: str
   params: Any
+  model_state: Any
   skipped_updates: int
   resumed_from: int | None
 
@@ -88,11 +85,14 @@ class NonFiniteError(FloatingPointError):
   """Training produced a non-finite loss or gradient norm."""
 
 
-def train_and_evaluate(config: TrainConfig, workdir: str) -> TrainResult:
-  """Trains and evaluates ``config`` in ``workdir``; resumes if possible.
+def train_and_evaluate(
+  config: TrainConfig, workdir: str, task: Any = None
+) -> TrainResult:
+  """Trains and evaluates a task in ``workdir``; resumes if possible.
 
-  Validates the config (before anything compiles), builds the data, the
-  model, the optimizer and the accumulation plan, compiles one step per
+  Validates the config (before anything compiles), builds the task (the
+  one given, or the one the config names), the optimizer and the
+  accumulation plan, compiles one step per
   distinct micro-batch shape ahead of its first use, and runs the steps,
   logging the previous step's metrics so the host never waits on the device
   just to log. On the CPU backend with several devices each step is awaited
@@ -102,8 +102,11 @@ def train_and_evaluate(config: TrainConfig, workdir: str) -> TrainResult:
   newest checkpoint.
 
   Args:
-    config: the run's configuration.
+    config: how to train (batch schedule, policies, devices, checkpoints).
     workdir: output directory (created).
+    task: what to train, a :class:`lrjax.train.Task` (None: the task the
+      config names: ``config.task`` if registered, else the image
+      classifier ``config.model`` on ``config.dataset``).
 
   Returns:
     A TrainResult.
@@ -116,10 +119,8 @@ def train_and_evaluate(config: TrainConfig, workdir: str) -> TrainResult:
   """
   wall_start = time.perf_counter()
   workdir = _prepare(config, workdir)
-  setup = _setup.build(config)
-  host_state = create_train_state(
-    setup.model, setup.tx, setup.image_shape, config.seed
-  )
+  setup = _setup.build(config, task)
+  host_state = create_train_state(setup.task, setup.tx, config.seed)
   if jax.process_index() == 0:
     with open(os.path.join(workdir, 'config.json'), 'w') as f:
       f.write(config.to_json())
@@ -127,16 +128,22 @@ def train_and_evaluate(config: TrainConfig, workdir: str) -> TrainResult:
   state = setup.runner.put_state(host_state)
   del host_state
   _log_start(config, setup)
-  compiled, futures, pool = _compile_stages(
-    setup, state, int(meta.get('update', 0))
+  abstract = jax.tree.map(
+    lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding),
+    state,
+  )
+  compiler = StageCompiler(
+    lambda micro: setup.runner.compile(abstract, micro),
+    setup.plan,
+    start_update=int(meta.get('update', 0)),
   )
   writer, metrics_path = _open_writer(config, workdir)
   run = _Run(config, setup, state, meta, ckpt, writer)
   first_update = run.update
   try:
-    loop_seconds = run.train(compiled, futures)
+    loop_seconds = run.train(compiler)
   finally:
-    pool.shutdown(wait=False, cancel_futures=True)
+    compiler.close()
     writer.flush()
     writer.close()
     if ckpt is not None:
@@ -144,18 +151,22 @@ def train_and_evaluate(config: TrainConfig, workdir: str) -> TrainResult:
 
   runner = setup.runner
   params = jax.tree.map(lambda a: np.array(runner.replica(a)), run.state.params)
+  model_state = jax.tree.map(
+    lambda a: np.array(runner.replica(a)), run.state.model_state
+  )
   return TrainResult(
     train_metrics=run.log.last_train,
     test_metrics=run.last_test,
     num_updates=run.update,
     examples_seen=run.examples,
     wall_time=time.perf_counter() - wall_start,
-    compile_seconds=dict(runner.compile_seconds),
-    num_compiles=runner.num_compiles,
+    compile_seconds=dict(compiler.compile_seconds),
+    num_compiles=compiler.num_compiles,
     loop_seconds=loop_seconds,
     loop_updates=run.update - first_update,
     metrics_path=metrics_path,
     params=params,
+    model_state=model_state,
     skipped_updates=run.log.skipped,
     resumed_from=run.resumed_from,
   )
@@ -239,10 +250,8 @@ def _log_start(config: TrainConfig, setup: _setup.Setup) -> None:
   """Logs what is trained on what, and the stages of the plan."""
   replicas = setup.replicas
   logging.info(
-    'Training %s on %s: %d updates, %d device(s) (%s, %d process(es)), '
-    'stages: %s',
-    config.model,
-    config.dataset,
+    'Training %s: %d updates, %d device(s) (%s, %d process(es)), stages: %s',
+    setup.task.name,
     setup.total_updates,
     replicas,
     setup.runner.mode,
@@ -253,40 +262,6 @@ def _log_start(config: TrainConfig, setup: _setup.Setup) -> None:
       for s in setup.plan.stages
     ),
   )
-
-
-def _compile_stages(
-  setup: _setup.Setup, state: Any, update: int
-) -> tuple[
-  dict[int, Any],
-  dict[int, concurrent.futures.Future[Any]],
-  concurrent.futures.ThreadPoolExecutor,
-]:
-  """Compiles the step of ``update``'s stage now, the later stages' in the
-  background (a resumed run does not compile the shapes it has passed).
-
-  Args:
-    setup: the run's setup.
-    state: the device state (only shapes and shardings are read).
-    update: the first update of this call.
-
-  Returns:
-    ``(compiled, futures, pool)``: the compiled steps and the futures of
-    the others, by per-device micro-batch, and the pool compiling them (to
-    shut down).
-  """
-  runner, image_shape = setup.runner, setup.image_shape
-  stage = _setup.stage_of(setup.schedule, update)
-  first = setup.plan.stages[stage].micro_batch
-  pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-  compiled = {first: runner.compile(state, first, image_shape)}
-  later = dict.fromkeys(s.micro_batch for s in setup.plan.stages[stage:])
-  futures = {
-    m: pool.submit(runner.compile, state, m, image_shape)
-    for m in later
-    if m != first
-  }
-  return compiled, futures, pool
 
 
 def _open_writer(
@@ -326,25 +301,25 @@ def _batches(
     ``(update index, micro-step, stage, device batch, host batch or None,
     sampler state after the micro-batch, epoch as float32)``.
   """
-  schedule, stages, replicas = setup.schedule, setup.plan.stages, setup.replicas
-  train_ds, put_batch = setup.train_ds, setup.runner.put_batch
+  replicas, put_batch = setup.replicas, setup.runner.put_batch
+  take = setup.task.train_data.take
   pi, pc = jax.process_index(), jax.process_count()
-  for u in range(first_update, setup.total_updates):
-    stage = _setup.stage_of(schedule, u)
-    sp = stages[stage]
-    global_micro = replicas * sp.micro_batch
-    epoch_in = schedule.epoch_at_host(u)
-    epoch32 = float(np.float32(epoch_in))
-    for j in range(sp.accum_steps):
+  for info in updates(setup.plan, first_update, setup.total_updates):
+    global_micro = replicas * info.micro_batch
+    epoch32 = float(np.float32(info.epoch))
+    for j in range(info.accum_steps):
       idx, ep = sampler.next_with_epochs(global_micro)
       if pc > 1:
         idx, ep = process_slice(idx, pi, pc), process_slice(ep, pi, pc)
-      local = train_ds.take(idx, augment_seed=augment_seed, epochs=ep)
+      if augment_seed is None:
+        local = take(idx)
+      else:
+        local = take(idx, augment_seed=augment_seed, epochs=ep)
       yield (
-        u,
+        info.index,
         j,
-        stage,
-        put_batch(local, epoch_in),
+        info.stage,
+        put_batch(local, info.epoch),
         local if keep_local else None,
         sampler.state,  # an immutable tuple of ints
         epoch32,
@@ -352,36 +327,45 @@ def _batches(
 
 
 def _evaluate(
-  setup: _setup.Setup, eval_fn: Any, state: Any, batch_size: int
+  setup: _setup.Setup, eval_fns: Any, state: Any, batch_size: int
 ) -> dict[str, float]:
-  """Test loss and accuracy (and top-5 accuracy) of one replica of ``state``.
+  """The task's evaluation metrics of one replica of ``state``.
 
-  The test split runs in batches of ``batch_size``, the last one padded and
-  masked, so that one compiled program serves them all.
+  With per-example ``eval_metrics`` the evaluation split runs in batches
+  of ``batch_size``, the last one padded (with copies of its first
+  example) and masked, so that one compiled program serves them all;
+  without, ``loss`` and its metrics are averaged over the batches weighted
+  by their sizes (the last, smaller batch is one more program).
   """
-  runner, test_ds, image_shape = setup.runner, setup.test_ds, setup.image_shape
-  variables = {'params': jax.tree.map(runner.replica, state.params)}
-  if jax.tree.leaves(state.batch_stats):
-    variables['batch_stats'] = jax.tree.map(runner.replica, state.batch_stats)
-  bs = min(batch_size, test_ds.num_examples)
+  task, runner = setup.task, setup.runner
+  sums_fn, means_fn = eval_fns
+  params = jax.tree.map(runner.replica, state.params)
+  model_state = jax.tree.map(runner.replica, state.model_state)
+  data = task.eval_data
+  n = data.num_examples
+  bs = min(batch_size, n)
   sums: dict[str, float] = {}
-  for start in range(0, test_ds.num_examples, bs):
-    idx = np.arange(start, min(start + bs, test_ds.num_examples))
-    b = test_ds.take(idx)
-    pad = bs - len(idx)
-    mask = np.concatenate([np.ones(len(idx), bool), np.zeros(pad, bool)])
-    img = np.concatenate(
-      [b['image'], np.zeros((pad, *image_shape), np.float32)]
-    )
-    lab = np.concatenate([b['label'], np.zeros(pad, np.int32)])
-    out = jax.device_get(eval_fn(variables, img, lab, mask))
+  for start in range(0, n, bs):
+    idx = np.arange(start, min(start + bs, n))
+    b = data.take(idx)
+    if task.eval_metrics is not None:
+      pad = bs - len(idx)
+      if pad:
+        b = {
+          k: np.concatenate([v, np.repeat(v[:1], pad, axis=0)])
+          for k, v in b.items()
+        }
+      out = jax.device_get(
+        sums_fn(params, model_state, b, np.arange(bs) < len(idx))
+      )
+    else:
+      means = jax.device_get(means_fn(params, model_state, b))
+      out = {k: float(v) * len(idx) for k, v in means.items()}
+      out['count'] = len(idx)
     for k, v in out.items():
       sums[k] = sums.get(k, 0.0) + float(v)
   count = sums.pop('count')
-  res = {'loss': sums['loss'] / count, 'accuracy': sums['correct'] / count}
-  if 'correct5' in sums:
-    res['top5_accuracy'] = sums['correct5'] / count
-  return res
+  return {k: v / count for k, v in sums.items()}
 
 
 class _Inline:
@@ -404,28 +388,26 @@ def _use_slices(config: TrainConfig, replicas: int) -> bool:
   return config.noise.enabled and replicas == 1 and config.noise.num_slices > 1
 
 
-def _make_slice_fn(model: Any, config: TrainConfig, runner: Runner) -> Any:
+def _make_slice_fn(task: Any, config: TrainConfig, runner: Runner) -> Any:
   """One-device noise estimate: squared norms of slice and full gradients."""
   num_slices = config.noise.num_slices
 
   @jax.jit
-  def norms(params, batch_stats, images, labels):
-    def loss_fn(p, batch):
-      return cross_entropy(
-        model, p, batch_stats, batch['image'], batch['label']
-      )[0]
+  def norms(params, model_state, batch, rng, step):
+    key = jax.random.fold_in(jax.random.wrap_key_data(rng), step)
 
-    r = lnoise.sliced_sq_norms(
-      jax.grad(loss_fn), params, {'image': images, 'label': labels}, num_slices
-    )
+    def loss_fn(p, b):
+      return task.train_loss(p, model_state, b, key)[0]
+
+    r = lnoise.sliced_sq_norms(jax.grad(loss_fn), params, batch, num_slices)
     return r.sq_norm_small, r.sq_norm_big
 
   def fn(state, local):
-    params = jax.tree.map(runner.replica, state.params)
-    stats = jax.tree.map(runner.replica, state.batch_stats)
-    small, big = jax.device_get(
-      norms(params, stats, local['image'], local['label'])
+    one = jax.tree.map(
+      runner.replica,
+      (state.params, state.model_state, state.rng, state.step),
     )
+    small, big = jax.device_get(norms(*one[:2], local, *one[2:]))
     return float(small), float(big)
 
   return fn
@@ -477,25 +459,19 @@ class _Run:
     self._setup = setup
     self._ckpt = ckpt
     self._writer = writer
-    self._eval_fn = jax.jit(
-      make_eval_fn(setup.model, setup.train_ds.num_classes)
-    )
+    task = setup.task
+    self._eval_fns = (jax.jit(task.eval_sums), jax.jit(task.eval_means))
     self._slice_fn = (
-      _make_slice_fn(setup.model, config, setup.runner)
+      _make_slice_fn(task, config, setup.runner)
       if _use_slices(config, setup.replicas)
       else None
     )
 
-  def train(
-    self,
-    compiled: dict[int, Any],
-    futures: dict[int, concurrent.futures.Future[Any]],
-  ) -> float:
+  def train(self, compiler: StageCompiler) -> float:
     """Runs the remaining updates, then evaluates and checkpoints the end.
 
     Args:
-      compiled: the compiled steps by per-device micro-batch.
-      futures: the steps still compiling, by per-device micro-batch.
+      compiler: the compiled steps by per-device micro-batch.
 
     Returns:
       Seconds of the step loop (with periodic evaluations and checkpoints,
@@ -516,7 +492,7 @@ class _Run:
     try:
       self.log.start(self.update, self.examples, prefetch)
       loop_start = time.perf_counter()
-      self._steps(prefetch, compiled, futures)
+      self._steps(prefetch, compiler)
       self.log.flush(keep_last=False)
       loop_seconds = time.perf_counter() - loop_start
       self.log.close()
@@ -528,12 +504,7 @@ class _Run:
       prefetch.close()
     return loop_seconds
 
-  def _steps(
-    self,
-    prefetch: Any,
-    compiled: dict[int, Any],
-    futures: dict[int, concurrent.futures.Future[Any]],
-  ) -> None:
+  def _steps(self, prefetch: Any, compiler: StageCompiler) -> None:
     """Dispatches a step per micro-batch; host work trails a few behind."""
     setup, config = self._setup, self._config
     stages, replicas = setup.plan.stages, setup.replicas
@@ -546,12 +517,12 @@ class _Run:
     sync_each_step = jax.default_backend() == 'cpu' and replicas > 1
     state, update, examples = self.state, self.update, self.examples
     next_eval, sampler_state = self.next_eval, self.sampler_state
+    micro = step_fn = None
     for u, j, stage, batch, local, sampler_state, epoch_in in prefetch:
       sp = stages[stage]
-      micro = sp.micro_batch
-      step_fn = compiled.get(micro)
-      if step_fn is None:
-        step_fn = compiled[micro] = futures.pop(micro).result()
+      if sp.micro_batch != micro:
+        micro = sp.micro_batch
+        step_fn = compiler.get(micro)
       last_micro = j == sp.accum_steps - 1
       slices = None
       if slice_fn is not None and last_micro and (u + 1) % noise_every == 0:
@@ -583,23 +554,26 @@ class _Run:
     self.sampler_state = sampler_state
 
   def evaluate(self) -> None:
-    """Evaluates the state on the test split; records and logs the result."""
+    """Evaluates the state on the evaluation split (if the task has one);
+    records and logs the result."""
+    if self._setup.task.eval_data is None:
+      return
+    values = _evaluate(
+      self._setup, self._eval_fns, self.state, self._config.eval_batch_size
+    )
     res = {
       'step': self.update,
       'split': 'test',
       'epoch': self.examples / self._setup.num_train,
       'examples': self.examples,
-      **_evaluate(
-        self._setup, self._eval_fn, self.state, self._config.eval_batch_size
-      ),
+      **values,
     }
     self._writer.write(res)
     logging.info(
-      'eval step=%d epoch=%.3f test_loss=%.4f test_accuracy=%.4f',
+      'eval step=%d epoch=%.3f %s',
       self.update,
       res['epoch'],
-      res['loss'],
-      res['accuracy'],
+      ' '.join(f'test_{k}={v:.4f}' for k, v in values.items()),
     )
     self.last_test = res
 
@@ -673,9 +647,17 @@ class _StepLog:
     self._stop_non_finite = config.nan_policy != 'skip'
     self._log_every = config.log_every
     self._total_updates = setup.total_updates
-    self._acc = [0.0, 0.0, 0]  # loss and accuracy sums, finite micro-steps
+    # The task's own metrics: what the compiled step returns beside the
+    # trainer's (known once the first step is compiled).
+    self._keys = ('loss',) + tuple(
+      k for k in setup.runner.metric_keys if k not in RESERVED_METRICS
+    )
+    self._sums = dict.fromkeys(self._keys, 0.0)  # over finite micro-steps
+    self._count = 0
     self._writer = writer
-    self._line = lmetrics.LoggingWriter(_LOG_KEYS)
+    self._line = lmetrics.LoggingWriter(
+      ('step', 'epoch', 'examples', *self._keys, *_LOG_KEYS)
+    )
     self._bar = lmetrics.ProgressBar(
       setup.total_updates, enabled=config.progress_bar
     )
@@ -707,10 +689,10 @@ class _StepLog:
     self.skipped = m['skipped']
     sp = self._stages[stage]
     if m['finite']:
-      acc = self._acc
-      acc[0] += m['loss']
-      acc[1] += m['accuracy']
-      acc[2] += 1
+      sums = self._sums
+      for k in self._keys:
+        sums[k] += m[k]
+      self._count += 1
     elif self._stop_non_finite:
       raise NonFiniteError(
         f'non-finite loss {m["loss"]} or gradient norm^2 '
@@ -766,16 +748,14 @@ class _StepLog:
     sp = self._stages[stage]
     num_train = self._setup.num_train
     rates = self._progress.update(update, examples)
-    acc = self._acc
-    n = max(acc[2], 1)
+    n = max(self._count, 1)
     lr = m['learning_rate']
     mom = m.get('momentum', float('nan'))
     rec = {
       'step': update,
       'epoch': examples / num_train,
       'examples': examples,
-      'loss': acc[0] / n,
-      'accuracy': acc[1] / n,
+      **{k: v / n for k, v in self._sums.items()},
       'lr': lr,
       'momentum': mom,
       'batch_size': sp.batch_size,
@@ -800,7 +780,8 @@ class _StepLog:
     )
     self._bar.update(update, f'loss={rec["loss"]:.4f}')
     self.last_train = rec
-    acc[:] = [0.0, 0.0, 0]
+    self._sums = dict.fromkeys(self._keys, 0.0)
+    self._count = 0
 
 
 def _smith_g(lr: float, batch: int, n: int, momentum: float) -> float:

@@ -8,8 +8,6 @@ evaluations read one replica back.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -32,10 +30,16 @@ class Runner:
     devices: the global devices to run on, ordered by process (this
       process' devices are a contiguous block).
     mode: 'pmap' or 'shard_map'.
+    example: a batch (dict of arrays, any leading size) whose per-example
+      shapes and dtypes the compiled steps take.
   """
 
   def __init__(
-    self, body: Callable[..., Any], devices: list[Any], mode: str
+    self,
+    body: Callable[..., Any],
+    devices: list[Any],
+    mode: str,
+    example: Mapping[str, Any],
   ) -> None:
     if mode not in ('pmap', 'shard_map'):
       raise ValueError(f'parallel={mode!r} must be pmap or shard_map')
@@ -56,11 +60,11 @@ class Runner:
     self.mesh = Mesh(np.array(self.devices), (AXIS,))
     self.sharded = NamedSharding(self.mesh, P(AXIS))
     self.replicated = NamedSharding(self.mesh, P())
-    self.compile_seconds: dict[int, float] = {}
-    self.num_compiles = 0
-    self._compiled: dict[int, Any] = {}
-    self._lock = threading.Lock()
     self.metric_keys: tuple[str, ...] = ()
+    self.example_spec = {
+      k: (tuple(np.shape(v)[1:]), np.asarray(v).dtype)
+      for k, v in example.items()
+    }
     self._host_memory = all(d.platform == 'cpu' for d in self.devices)
 
     def packed(state, batch, epoch):
@@ -187,55 +191,30 @@ class Runner:
       out[k] = jax.make_array_from_process_local_data(self.sharded, v, shape)
     return out, epoch
 
-  def batch_spec(
-    self, micro: int, image_shape: tuple[int, ...]
-  ) -> dict[str, jax.ShapeDtypeStruct]:
+  def batch_spec(self, micro: int) -> dict[str, jax.ShapeDtypeStruct]:
     """Abstract global micro-batch of ``micro`` examples per device."""
     n = self.num_devices
     lead = (n, micro) if self.mode == 'pmap' else (n * micro,)
     return {
-      'image': jax.ShapeDtypeStruct(
-        (*lead, *image_shape), jnp.float32, sharding=self.sharded
-      ),
-      'label': jax.ShapeDtypeStruct(lead, jnp.int32, sharding=self.sharded),
+      k: jax.ShapeDtypeStruct((*lead, *shape), dtype, sharding=self.sharded)
+      for k, (shape, dtype) in self.example_spec.items()
     }
 
   # Compilation ------------------------------------------------------------
 
-  def compile(
-    self, state: Any, micro: int, image_shape: tuple[int, ...]
-  ) -> Callable[..., Any]:
-    """Compiles (once) the step for ``micro`` examples per device.
+  def compile(self, state: Any, micro: int) -> Callable[..., Any]:
+    """Compiles the step for ``micro`` examples per device (ahead of time).
 
     Args:
       state: the device state (only shapes and shardings are read).
       micro: per-device micro-batch size.
-      image_shape: (H, W, C).
 
     Returns:
       The compiled step ``(state, batch, epoch) -> (state, metrics)``.
     """
-    with self._lock:
-      if micro in self._compiled:
-        return self._compiled[micro]
-      abstract = jax.tree.map(
-        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding),
-        state,
-      )
-      epoch = jax.ShapeDtypeStruct((), jnp.float32, sharding=self.replicated)
-      start = time.perf_counter()
-      compiled = self._fn.lower(
-        abstract, self.batch_spec(micro, image_shape), epoch
-      ).compile()
-      self.compile_seconds[micro] = time.perf_counter() - start
-      logging.info(
-        'Compiled the %s train step for micro-batch %d per device '
-        '(%d devices) in %.2f s',
-        self.mode,
-        micro,
-        self.num_devices,
-        self.compile_seconds[micro],
-      )
-      self.num_compiles += 1
-      self._compiled[micro] = compiled
-      return compiled
+    abstract = jax.tree.map(
+      lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding),
+      state,
+    )
+    epoch = jax.ShapeDtypeStruct((), jnp.float32, sharding=self.replicated)
+    return self._fn.lower(abstract, self.batch_spec(micro), epoch).compile()

@@ -21,38 +21,34 @@ class Setup:
   """A TrainConfig resolved into the objects a run is made of.
 
   Attributes:
-    train_ds: the training split.
-    test_ds: the test split.
+    task: what is trained (model, loss, metrics, data).
     num_train: examples in the training split.
-    image_shape: (H, W, C) of one example.
     schedule: the BatchSchedule over the training split.
     plan: its accumulation plan over the replicas.
     replicas: devices over all processes.
     total_updates: updates of the whole run (``max_updates`` applied).
-    model: the Flax model.
     tx: the optimizer (its LR, momentum and weight-decay schedules, the
       accumulation and the skipping of non-finite updates inside).
     runner: places state and batches on the devices, compiles the step.
   """
 
-  train_ds: Any
-  test_ds: Any
+  task: Any
   num_train: int
-  image_shape: tuple[int, ...]
   schedule: Any
   plan: Any
   replicas: int
   total_updates: int
-  model: Any
   tx: Any
   runner: Runner
 
 
-def build(config: TrainConfig) -> Setup:
-  """Builds the data, schedule, plan, model, optimizer and runner of a run.
+def build(config: TrainConfig, task: Any = None) -> Setup:
+  """Builds the task, schedule, plan, optimizer and runner of a run.
 
   Args:
     config: a validated config.
+    task: what to train (None: the task the config names,
+      :func:`lrjax.train.resolve_task`).
 
   Returns:
     The Setup; nothing is compiled yet.
@@ -62,8 +58,17 @@ def build(config: TrainConfig) -> Setup:
       that does not fit the data or the devices (naming the field and the
       fix).
   """
-  train_ds, test_ds = load_datasets(config)
-  num_train = train_ds.num_examples
+  from lrjax.train import _task
+
+  if task is None:
+    task = _task.resolve(config)
+  num_train = task.num_train
+  if config.augment and not hasattr(task.train_data, 'augmentation'):
+    raise ValueError(
+      f'augment=True, but the training data of task {task.name!r} is not a '
+      'lrjax.data.Dataset with an augmentation; set augment=False (augment '
+      'in the model or the source)'
+    )
   schedule = batch_schedule(config, num_train)
   devices = select_devices(config)
   plan = make_plan(schedule, len(devices), config.max_device_batch)
@@ -74,12 +79,6 @@ def build(config: TrainConfig) -> Setup:
   total_updates = schedule.num_updates
   if config.max_updates is not None:
     total_updates = min(total_updates, config.max_updates)
-
-  from lrjax import models
-
-  model = models.get(
-    config.model, num_classes=train_ds.num_classes, **config.model_kwargs
-  )
   skip = config.nan_policy == 'skip'
   if config.accumulate is False and plan.needs_accumulation:
     raise ValueError(
@@ -98,18 +97,18 @@ def build(config: TrainConfig) -> Setup:
     skip_non_finite=skip,
   )
   runner = Runner(
-    make_train_body(model, tx, skip_non_finite=skip), devices, config.parallel
+    make_train_body(task.train_loss, tx, skip_non_finite=skip),
+    devices,
+    config.parallel,
+    task.example(),
   )
   return Setup(
-    train_ds=train_ds,
-    test_ds=test_ds,
+    task=task,
     num_train=num_train,
-    image_shape=tuple(train_ds.image_shape),
     schedule=schedule,
     plan=plan,
     replicas=len(devices),
     total_updates=total_updates,
-    model=model,
     tx=tx,
     runner=runner,
   )

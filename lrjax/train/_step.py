@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,7 +25,8 @@ class TrainState(NamedTuple):
     step: micro-steps done (one per compiled step call; equals real updates
       when there is no accumulation).
     params: model parameters.
-    batch_stats: batch-norm running statistics (empty dict without BN).
+    model_state: the model's non-trained state (batch-norm running
+      statistics; an empty dict when it has none).
     opt_state: optimizer state (MultiSteps and skip wrappers included).
     skipped: non-finite micro-steps skipped so far (``nan_policy='skip'``).
     rng: PRNG key data (uint32[2]) for stochastic layers; per step and
@@ -35,7 +35,7 @@ class TrainState(NamedTuple):
 
   step: Any
   params: Any
-  batch_stats: Any
+  model_state: Any
   opt_state: Any
   skipped: Any
   rng: Any
@@ -165,33 +165,28 @@ def hyperparams(opt_state: Any) -> Mapping[str, jax.Array]:
 
 
 def create_train_state(
-  model: nn.Module,
-  tx: optax.GradientTransformation,
-  image_shape: tuple[int, ...],
-  seed: int,
+  task: Any, tx: optax.GradientTransformation, seed: int
 ) -> TrainState:
-  """Initialises parameters, batch statistics and optimizer state (host).
+  """Initialises parameters, model state and optimizer state (host).
 
   Args:
-    model: a Flax module called as ``model.apply(v, x, train=...)``.
+    task: a :class:`lrjax.train.Task` (its model is initialised on zero
+      inputs of a training batch's shapes).
     tx: the optimizer.
-    image_shape: (H, W, C) of one example.
-    seed: parameter seed.
+    seed: parameter seed (NNX modules come initialised: it only seeds the
+      per-step RNG then).
 
   Returns:
     A TrainState of numpy arrays (nothing placed on devices yet).
   """
   key = jax.random.PRNGKey(seed)
   init_key, rng = jax.random.split(key)
-  x = jnp.zeros((1, *image_shape), jnp.float32)
-  variables = jax.jit(lambda k: model.init(k, x, train=False))(init_key)
-  params = variables['params']
-  batch_stats = variables.get('batch_stats', {})
+  params, model_state = jax.jit(task.init)(init_key)
   opt_state = tx.init(params)
   state = TrainState(
     step=jnp.zeros([], jnp.int32),
     params=params,
-    batch_stats=batch_stats,
+    model_state=model_state,
     opt_state=opt_state,
     skipped=jnp.zeros([], jnp.int32),
     rng=jax.random.key_data(rng) if _is_typed_key(rng) else rng,
@@ -211,61 +206,36 @@ def _sq_norm(tree: Any) -> jax.Array:
   )
 
 
-def cross_entropy(
-  model: nn.Module,
-  params: Any,
-  batch_stats: Any,
-  images: jax.Array,
-  labels: jax.Array,
-  rngs: Mapping[str, jax.Array] | None = None,
-) -> tuple[jax.Array, tuple[jax.Array, Any]]:
-  """Mean softmax cross-entropy of ``model`` in training mode.
+def _pmean_floats(tree: Any) -> Any:
+  """pmean of the floating leaves (running statistics); integer leaves
+  (counters) are equal on every device and stay as they are."""
+  return jax.tree.map(
+    lambda x: (
+      jax.lax.pmean(x, AXIS)
+      if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating)
+      else x
+    ),
+    tree,
+  )
 
-  .. math::
-     L = -\\frac{1}{B}\\sum_i \\log \\operatorname{softmax}(z_i)_{y_i}
 
-  Args:
-    model: Flax module.
-    params: its parameters.
-    batch_stats: batch-norm statistics (empty: the model has none).
-    images: [B, H, W, C].
-    labels: int [B].
-    rngs: PRNG keys of stochastic layers (e.g. ``{'dropout': key}``).
-
-  Returns:
-    ``(loss, (logits, new_batch_stats))``: batch norm normalises with the
-    statistics of this batch and returns the updated running averages (the
-    old ones when the model has none).
-  """
-  variables = {'params': params}
-  if jax.tree.leaves(batch_stats):
-    variables['batch_stats'] = batch_stats
-    logits, updated = model.apply(
-      variables, images, train=True, mutable=['batch_stats'], rngs=rngs
-    )
-    new_stats = updated['batch_stats']
-  else:
-    logits = model.apply(variables, images, train=True, rngs=rngs)
-    new_stats = batch_stats
-  loss = optax.softmax_cross_entropy_with_integer_labels(
-    logits.astype(jnp.float32), labels
-  ).mean()
-  return loss, (logits, new_stats)
+LossFn = Callable[..., tuple[jax.Array, tuple[Mapping[str, Any], Any]]]
 
 
 def make_train_body(
-  model: nn.Module,
+  loss_fn: LossFn,
   tx: optax.GradientTransformationExtraArgs,
   *,
   skip_non_finite: bool = False,
 ) -> Callable[[TrainState, Mapping[str, jax.Array], jax.Array], Any]:
   """The per-device step: ``body(state, batch, epoch) -> (state, metrics)``.
 
-  Per device: cross-entropy loss and gradients on the local micro-batch,
-  batch norm with per-device statistics (ghost batch norm), the local squared
-  gradient norm; then ``lax.pmean`` over ``'batch'`` of gradients and
-  running statistics, the global squared norm and the optimizer update with
-  extra args ``value`` (the global loss) and ``epoch``.
+  Per device: loss and gradients on the local micro-batch, stateful layers
+  (batch norm) with per-device statistics (ghost batch norm), the local
+  squared gradient norm; then ``lax.pmean`` over ``'batch'`` of gradients,
+  loss, metrics and floating model state, the global squared norm and the
+  optimizer update with extra args ``value`` (the global loss) and
+  ``epoch``.
 
   .. math::
      g = \\frac{1}{D}\\sum_d g_d, \\quad
@@ -273,33 +243,35 @@ def make_train_body(
      |g_{big}|^2 = |g|^2
 
   Args:
-    model: Flax module.
+    loss_fn: ``loss_fn(params, model_state, batch, rng) -> (loss,
+      (metrics, new_model_state))``, e.g. ``Task.train_loss``; ``rng`` is a
+      key folded from the state's RNG, the step and the device index.
     tx: optimizer from :func:`make_optimizer`.
-    skip_non_finite: keep the old batch statistics and count the step in
+    skip_non_finite: keep the old model state and count the step in
       ``skipped`` when the loss or gradient is not finite.
 
   Returns:
     The body, to be mapped over devices with axis name ``'batch'``. Its
-    metrics (identical on every device): loss, accuracy, sq_norm_local,
-    sq_norm_global, finite, skipped and the injected hyperparameters.
+    metrics (identical on every device): loss, the loss's own metrics,
+    sq_norm_local, sq_norm_global, finite, skipped and the injected
+    hyperparameters.
   """
 
   def body(state: TrainState, batch, epoch):
-    images, labels = batch['image'], batch['label']
     key = jax.random.fold_in(
       jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step),
       jax.lax.axis_index(AXIS),
     )
 
-    def loss_fn(params):
-      return cross_entropy(
-        model, params, state.batch_stats, images, labels, {'dropout': key}
-      )
+    def loss_of(params):
+      return loss_fn(params, state.model_state, batch, key)
 
-    (loss, (logits, new_stats)), grads = jax.value_and_grad(
-      loss_fn, has_aux=True
+    (loss, (task_metrics, new_model_state)), grads = jax.value_and_grad(
+      loss_of, has_aux=True
     )(state.params)
-    accuracy = jnp.mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32))
+    task_metrics = {
+      k: jnp.asarray(v, jnp.float32) for k, v in task_metrics.items()
+    }
     if jax.lax.axis_size(AXIS) == 1:
       # One device: every pmean is the identity, and the local and global
       # norms are one number. Leaving the (trivial) all-reduces in made the
@@ -311,8 +283,8 @@ def make_train_body(
       grads = jax.lax.pmean(grads, AXIS)
       sq_global = _sq_norm(grads)
       loss = jax.lax.pmean(loss, AXIS)
-      accuracy = jax.lax.pmean(accuracy, AXIS)
-      new_stats = jax.lax.pmean(new_stats, AXIS)
+      task_metrics = jax.lax.pmean(task_metrics, AXIS)
+      new_model_state = _pmean_floats(new_model_state)
     updates, opt_state = tx.update(
       grads,
       state.opt_state,
@@ -324,21 +296,23 @@ def make_train_body(
     finite = jnp.isfinite(loss) & jnp.isfinite(sq_global)
     skipped = state.skipped
     if skip_non_finite:
-      new_stats = jax.tree.map(
-        lambda n, o: jnp.where(finite, n, o), new_stats, state.batch_stats
+      new_model_state = jax.tree.map(
+        lambda n, o: jnp.where(finite, n, o),
+        new_model_state,
+        state.model_state,
       )
       skipped = skipped + (~finite).astype(jnp.int32)
     new_state = TrainState(
       step=state.step + 1,
       params=params,
-      batch_stats=new_stats,
+      model_state=new_model_state,
       opt_state=opt_state,
       skipped=skipped,
       rng=state.rng,
     )
     metrics = {
+      **task_metrics,
       'loss': loss,
-      'accuracy': accuracy,
       'sq_norm_local': sq_local,
       'sq_norm_global': sq_global,
       'finite': finite,
@@ -349,28 +323,3 @@ def make_train_body(
     return new_state, metrics
 
   return body
-
-
-def make_eval_fn(model: nn.Module, num_classes: int) -> Callable[..., Any]:
-  """``eval_fn(variables, image, label, mask) -> summed metrics`` (one device).
-
-  Returns sums (loss, correct, top-5 correct when num_classes >= 5, count)
-  over the rows where ``mask`` is true, so padded batches are exact.
-  """
-
-  def eval_fn(variables, images, labels, mask):
-    logits = model.apply(variables, images, train=False).astype(jnp.float32)
-    loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-    mask = mask.astype(jnp.float32)
-    out = {
-      'loss': jnp.sum(loss * mask),
-      'correct': jnp.sum((jnp.argmax(logits, -1) == labels) * mask),
-      'count': jnp.sum(mask),
-    }
-    if num_classes >= 5:
-      top5 = jax.lax.top_k(logits, 5)[1]
-      hit = jnp.any(top5 == labels[:, None], axis=-1)
-      out['correct5'] = jnp.sum(hit * mask)
-    return out
-
-  return eval_fn

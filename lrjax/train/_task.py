@@ -1,0 +1,480 @@
+"""What the trainer trains: a task (model, loss, metrics, data).
+
+The trainer owns *how* to train (stages, compilation, accumulation,
+parallelism, noise scale, checkpoints, metrics); a :class:`Task` says *what*:
+
+- ``model``: a :class:`Model` (two pure functions), or something
+  :func:`as_model` turns into one: a Flax NNX module, a linen module, or a
+  pair ``(init, apply)`` of plain functions;
+- ``loss(outputs, batch) -> (loss, metrics)``: the mean loss of a batch and a
+  dict of scalar metrics to log (averaged over the log interval);
+- ``eval_metrics(outputs, batch) -> dict`` (optional): per-example values
+  ``[B]``, averaged over the evaluation split (exact with padding); without
+  it, evaluation averages ``loss`` and its metrics over the batches,
+  weighted by their sizes;
+- ``train_data`` / ``eval_data``: any random-access data
+  (:func:`lrjax.data.as_source`: a lrjax Dataset, a dict of numpy arrays,
+  a TFDS ``data_source``...);
+- ``inputs``: which part of a batch the model is called on (a key, or a
+  function of the batch returning the model's positional arguments).
+
+Named models and datasets (``TrainConfig.model`` / ``dataset``) are resolved
+to a task once, by :func:`resolve`, before anything is built; names
+registered with :func:`register` (a builder ``config -> Task``) are tasks
+too (``TrainConfig.task``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from lrjax.data._source import as_source, example_batch
+
+
+class Model(NamedTuple):
+  """A model as two pure functions; every adapter produces one.
+
+  Attributes:
+    init: ``init(key, *inputs) -> (params, model_state)``: parameters and
+      the non-trained state (batch-norm statistics; ``{}`` if none) for
+      example inputs (zeros of a batch's shapes).
+    apply: ``apply(params, model_state, *inputs, train, rng) ->
+      (outputs, new_model_state)``; ``train`` is a Python bool (training
+      mode: batch statistics, dropout), ``rng`` a PRNG key (or None) for
+      stochastic layers. Outside training mode return ``model_state``
+      unchanged.
+    name: a name for logs.
+  """
+
+  init: Callable[..., tuple[Any, Any]]
+  apply: Callable[..., tuple[Any, Any]]
+  name: str = 'model'
+
+
+def from_linen(
+  module: Any,
+  *,
+  train_arg: str | None = 'train',
+  rng_streams: tuple[str, ...] = ('dropout',),
+) -> Model:
+  """A linen module as a :class:`Model`.
+
+  Parameters are the ``'params'`` collection; every other collection
+  (``'batch_stats'``...) is the model state, mutable in training mode.
+
+  Args:
+    module: the ``flax.linen.Module``.
+    train_arg: the keyword argument of ``__call__`` that selects training
+      mode (None: the module has none).
+    rng_streams: PRNG streams of stochastic layers; with several, each
+      gets ``fold_in(rng, i)``.
+
+  Returns:
+    The Model.
+  """
+
+  def kwargs(train: bool) -> dict[str, Any]:
+    return {train_arg: train} if train_arg else {}
+
+  def init(key, *inputs):
+    variables = dict(module.init(key, *inputs, **kwargs(False)))
+    params = variables.pop('params', {})
+    return params, variables
+
+  def apply(params, model_state, *inputs, train, rng):
+    rngs = None
+    if rng is not None and rng_streams:
+      if len(rng_streams) == 1:
+        rngs = {rng_streams[0]: rng}
+      else:
+        rngs = {
+          s: jax.random.fold_in(rng, i) for i, s in enumerate(rng_streams)
+        }
+    variables = {'params': params, **model_state}
+    if train and jax.tree.leaves(model_state):
+      out, updated = module.apply(
+        variables,
+        *inputs,
+        mutable=list(model_state),
+        rngs=rngs,
+        **kwargs(train),
+      )
+      return out, {k: updated[k] for k in model_state}
+    return module.apply(variables, *inputs, rngs=rngs, **kwargs(train)), (
+      model_state
+    )
+
+  return Model(init, apply, type(module).__name__)
+
+
+def from_nnx(module: Any) -> Model:
+  """A Flax NNX module as a :class:`Model`.
+
+  The module comes initialised, so its parameters are the run's starting
+  point (``init`` ignores its key: seed the module's ``nnx.Rngs``).
+  ``nnx.Param`` variables are the parameters; every other variable except
+  the RNG streams (``nnx.BatchStat``, custom ones) is the model state, kept
+  as plain dicts (``State.to_pure_dict``) so checkpoints hold arrays only.
+  The RNG streams are not state: each step reseeds them
+  (``nnx.reseed``) from the trainer's per-step, per-device key, so dropout
+  differs across devices and steps and a resumed run draws the same masks.
+  Training and evaluation modes are the module's ``train()`` / ``eval()``
+  (applied to copies; ``module`` is left as it is).
+
+  Args:
+    module: the ``flax.nnx.Module``.
+
+  Returns:
+    The Model.
+  """
+  from flax import nnx
+
+  def split(mode: str):
+    copy = nnx.clone(module)
+    getattr(copy, mode)()
+    return nnx.split(copy, nnx.Param, nnx.RngState, ...)
+
+  graph_train, params0, rng0, rest0 = split('train')
+  graph_eval = split('eval')[0]
+  is_var = lambda x: isinstance(x, nnx.Variable)  # noqa: E731
+  tags = sorted({v.tag for v in jax.tree.leaves(rng0, is_leaf=is_var)})
+
+  def fresh(template, pure=None):
+    # New Variables in the current trace (nnx refuses to mutate ones made
+    # outside it), filled from a pure dict when one is given.
+    state = jax.tree.map(lambda v: v, template)
+    if pure is not None:
+      nnx.replace_by_pure_dict(state, pure)
+    return state
+
+  def init(key, *inputs):
+    del key, inputs
+    return params0.to_pure_dict(), rest0.to_pure_dict()
+
+  def apply(params, model_state, *inputs, train, rng):
+    graph = graph_train if train else graph_eval
+    model = nnx.merge(
+      graph, fresh(params0, params), fresh(rng0), fresh(rest0, model_state)
+    )
+    if rng is not None and tags:
+      nnx.reseed(
+        model, **{t: jax.random.fold_in(rng, i) for i, t in enumerate(tags)}
+      )
+    out = model(*inputs)
+    if not train:
+      return out, model_state
+    return out, nnx.split(model, nnx.Param, nnx.RngState, ...)[3].to_pure_dict()
+
+  return Model(init, apply, type(module).__name__)
+
+
+def from_functions(
+  init: Callable[..., Any], apply: Callable[..., Any], name: str = 'model'
+) -> Model:
+  """Plain stateless functions as a :class:`Model`.
+
+  Args:
+    init: ``init(key, *inputs) -> params``.
+    apply: ``apply(params, *inputs) -> outputs`` (no training mode, no
+      state, no randomness).
+    name: a name for logs.
+
+  Returns:
+    The Model (its state is ``{}``).
+  """
+
+  def init_fn(key, *inputs):
+    return init(key, *inputs), {}
+
+  def apply_fn(params, model_state, *inputs, train, rng):
+    del train, rng
+    return apply(params, *inputs), model_state
+
+  return Model(init_fn, apply_fn, name)
+
+
+def as_model(model: Any) -> Model:
+  """A :class:`Model` from a Model, an NNX or linen module or ``(init,
+  apply)``.
+
+  Raises:
+    TypeError: for anything else (naming what is accepted).
+  """
+  if isinstance(model, Model):
+    return model
+  if isinstance(model, tuple) and len(model) == 2 and all(map(callable, model)):
+    return from_functions(*model)
+  from flax import linen, nnx
+
+  if isinstance(model, nnx.Module):
+    return from_nnx(model)
+  if isinstance(model, linen.Module):
+    return from_linen(model)
+  raise TypeError(
+    f'model of type {type(model).__name__} is not a model: give a Flax NNX '
+    'module, a linen module, a pair (init, apply) of functions or a '
+    'lrjax.train.Model'
+  )
+
+
+RESERVED_METRICS = frozenset(
+  {
+    'loss',
+    'finite',
+    'skipped',
+    'sq_norm_local',
+    'sq_norm_global',
+    'learning_rate',
+    'momentum',
+    'weight_decay',
+  }
+)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Task:
+  """What to train; see the module docstring.
+
+  Attributes:
+    model: the model (anything :func:`as_model` takes; stored as a Model).
+    loss: ``loss(outputs, batch) -> (loss, metrics)``: the mean loss of the
+      batch (a scalar) and a dict of scalar metrics (possibly empty).
+    train_data: the training split (anything :func:`lrjax.data.as_source`
+      takes; stored as a source).
+    eval_data: the evaluation split (None: no evaluation).
+    inputs: the model's inputs: a key of the batch, or ``inputs(batch)``
+      returning one array or a tuple of positional arguments.
+    eval_metrics: ``eval_metrics(outputs, batch) -> {name: [B] values}``
+      (None: average ``loss`` and its metrics over evaluation batches).
+    name: the task's name (logs, ``config.json``).
+    info: facts for logs and experiments (e.g. ``num_classes``).
+  """
+
+  model: Any
+  loss: Callable[[Any, Mapping[str, Any]], tuple[Any, Mapping[str, Any]]]
+  train_data: Any
+  eval_data: Any = None
+  inputs: str | Callable[[Mapping[str, Any]], Any] = 'image'
+  eval_metrics: Callable[..., Mapping[str, Any]] | None = None
+  name: str = 'task'
+  info: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+  def __post_init__(self):
+    object.__setattr__(self, 'model', as_model(self.model))
+    object.__setattr__(self, 'train_data', as_source(self.train_data))
+    if self.eval_data is not None:
+      object.__setattr__(self, 'eval_data', as_source(self.eval_data))
+    if not callable(self.loss):
+      raise TypeError(f'loss={self.loss!r} must be a function')
+    if not (isinstance(self.inputs, str) or callable(self.inputs)):
+      raise TypeError(f'inputs={self.inputs!r} must be a batch key or function')
+    if self.eval_metrics is not None and not callable(self.eval_metrics):
+      raise TypeError(f'eval_metrics={self.eval_metrics!r} must be a function')
+    example = example_batch(self.train_data)
+    if isinstance(self.inputs, str) and self.inputs not in example:
+      raise ValueError(
+        f'inputs={self.inputs!r} is not a key of the batches '
+        f'{sorted(example)}; name one of them or pass a function'
+      )
+
+  @property
+  def num_train(self) -> int:
+    return int(self.train_data.num_examples)
+
+  def model_inputs(self, batch: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The model's positional arguments for ``batch``."""
+    if isinstance(self.inputs, str):
+      return (batch[self.inputs],)
+    out = self.inputs(batch)
+    return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+  def example(self) -> dict[str, np.ndarray]:
+    """One training example as a batch of one (for shapes and dtypes)."""
+    return example_batch(self.train_data)
+
+  def init(self, key: jax.Array) -> tuple[Any, Any]:
+    """``(params, model_state)`` of the model, built on zero inputs."""
+    zeros = {k: np.zeros_like(v) for k, v in self.example().items()}
+    return self.model.init(key, *self.model_inputs(zeros))
+
+  def train_loss(
+    self, params: Any, model_state: Any, batch: Any, rng: jax.Array | None
+  ) -> tuple[jax.Array, tuple[dict[str, jax.Array], Any]]:
+    """``(loss, (metrics, new_model_state))`` in training mode.
+
+    Raises:
+      ValueError: (while tracing) when ``loss`` returns a metric whose name
+        the trainer uses itself.
+    """
+    outputs, new_state = self.model.apply(
+      params, model_state, *self.model_inputs(batch), train=True, rng=rng
+    )
+    loss, metrics = self.loss(outputs, batch)
+    metrics = dict(metrics)
+    clash = RESERVED_METRICS.intersection(metrics)
+    if clash:
+      raise ValueError(
+        f'the loss of task {self.name!r} returns metrics {sorted(clash)}, '
+        f'names the trainer logs itself ({sorted(RESERVED_METRICS)}); '
+        'rename them'
+      )
+    return jnp.asarray(loss, jnp.float32), (metrics, new_state)
+
+  def eval_sums(
+    self, params: Any, model_state: Any, batch: Any, mask: jax.Array
+  ) -> dict[str, jax.Array]:
+    """Sums of the evaluation metrics over the rows where ``mask`` is true,
+    and their ``count`` (``eval_metrics`` given)."""
+    outputs, _ = self.model.apply(
+      params, model_state, *self.model_inputs(batch), train=False, rng=None
+    )
+    mask = mask.astype(jnp.float32)
+    out = {
+      k: jnp.sum(jnp.asarray(v, jnp.float32) * mask)
+      for k, v in self.eval_metrics(outputs, batch).items()
+    }
+    out['count'] = jnp.sum(mask)
+    return out
+
+  def eval_means(
+    self, params: Any, model_state: Any, batch: Any
+  ) -> dict[str, jax.Array]:
+    """``loss`` and its metrics on a whole (unpadded) evaluation batch."""
+    outputs, _ = self.model.apply(
+      params, model_state, *self.model_inputs(batch), train=False, rng=None
+    )
+    loss, metrics = self.loss(outputs, batch)
+    return {'loss': jnp.asarray(loss, jnp.float32), **dict(metrics)}
+
+
+# Image classification: the named models and datasets ------------------------
+
+
+def classification_loss(
+  outputs: jax.Array, batch: Mapping[str, Any]
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """Mean softmax cross-entropy of logits against ``batch['label']``, and
+  the accuracy.
+
+  .. math::
+     L = -\\frac{1}{B}\\sum_i \\log \\operatorname{softmax}(z_i)_{y_i}
+
+  Examples:
+    >>> import numpy as np
+    >>> logits = np.log(np.array([[0.5, 0.5], [0.9, 0.1]], np.float32))
+    >>> loss, m = classification_loss(logits, {'label': np.array([0, 1])})
+    >>> print(f'{float(loss):.4f} {float(m["accuracy"]):.1f}')  # ln 2, ln 10
+    1.4979 0.5
+  """
+  logits, labels = outputs.astype(jnp.float32), batch['label']
+  loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+  accuracy = jnp.mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32))
+  return loss, {'accuracy': accuracy}
+
+
+def classification_eval(
+  outputs: jax.Array, batch: Mapping[str, Any]
+) -> dict[str, jax.Array]:
+  """Per-example loss, accuracy and (from 5 classes) top-5 accuracy."""
+  logits, labels = outputs.astype(jnp.float32), batch['label']
+  out = {
+    'loss': optax.softmax_cross_entropy_with_integer_labels(logits, labels),
+    'accuracy': (jnp.argmax(logits, -1) == labels).astype(jnp.float32),
+  }
+  if logits.shape[-1] >= 5:
+    top5 = jax.lax.top_k(logits, 5)[1]
+    out['top5_accuracy'] = jnp.any(top5 == labels[:, None], axis=-1).astype(
+      jnp.float32
+    )
+  return out
+
+
+def classification(
+  model: Any,
+  train_data: Any,
+  eval_data: Any = None,
+  name: str = 'task',
+  num_classes: int | None = None,
+) -> Task:
+  """An image-classification task: ``model(batch['image'])`` -> logits,
+  cross-entropy loss, accuracy (and top-5) metrics.
+
+  Args:
+    model: anything :func:`as_model` takes.
+    train_data: batches with ``image`` and integer ``label``.
+    eval_data: the test split (None: no evaluation).
+    name: the task's name.
+    num_classes: recorded in ``info`` (default: the data's ``num_classes``
+      attribute, if any).
+
+  Returns:
+    The Task.
+  """
+  if num_classes is None:
+    num_classes = getattr(train_data, 'num_classes', None)
+  return Task(
+    model=model,
+    loss=classification_loss,
+    train_data=train_data,
+    eval_data=eval_data,
+    inputs='image',
+    eval_metrics=classification_eval,
+    name=name,
+    info={} if num_classes is None else {'num_classes': int(num_classes)},
+  )
+
+
+_REGISTRY: dict[str, Callable[[Any], Task]] = {}
+
+
+def register(name: str, builder: Callable[[Any], Task]) -> None:
+  """Registers a named task: ``TrainConfig(task=name)`` trains
+  ``builder(config)``.
+
+  Raises:
+    ValueError: if ``name`` is already registered.
+  """
+  if name in _REGISTRY:
+    raise ValueError(f'task {name!r} is already registered')
+  _REGISTRY[name] = builder
+
+
+def registered() -> tuple[str, ...]:
+  """The registered task names."""
+  return tuple(sorted(_REGISTRY))
+
+
+def resolve(config: Any) -> Task:
+  """The task a config names: ``config.task`` (registered), else the image
+  classifier ``config.model`` on ``config.dataset``.
+
+  Raises:
+    ValueError: for an unknown task name (listing the registered ones).
+  """
+  if config.task is not None:
+    if config.task not in _REGISTRY:
+      raise ValueError(
+        f'task={config.task!r} is not registered; registered: '
+        f'{registered()} (lrjax.train.register_task)'
+      )
+    task = _REGISTRY[config.task](config)
+    if not isinstance(task, Task):
+      raise TypeError(f'the builder of task {config.task!r} returned {task!r}')
+    return task
+  from lrjax import models
+  from lrjax.train._setup import load_datasets
+
+  train, test = load_datasets(config)
+  model = models.get(
+    config.model, num_classes=train.num_classes, **config.model_kwargs
+  )
+  return classification(
+    model, train, test, name=f'{config.model} on {config.dataset}'
+  )
