@@ -27,6 +27,7 @@ too (``TrainConfig.task``).
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -61,7 +62,7 @@ class Model(NamedTuple):
 def from_linen(
   module: Any,
   *,
-  train_arg: str | None = 'train',
+  train_arg: str | None = 'auto',
   rng_streams: tuple[str, ...] = ('dropout',),
 ) -> Model:
   """A linen module as a :class:`Model`.
@@ -72,13 +73,17 @@ def from_linen(
   Args:
     module: the ``flax.linen.Module``.
     train_arg: the keyword argument of ``__call__`` that selects training
-      mode (None: the module has none).
+      mode (None: none; 'auto': ``train`` if ``__call__`` takes it).
     rng_streams: PRNG streams of stochastic layers; with several, each
       gets ``fold_in(rng, i)``.
 
   Returns:
     The Model.
   """
+
+  if train_arg == 'auto':
+    params = inspect.signature(type(module).__call__).parameters
+    train_arg = 'train' if 'train' in params else None
 
   def kwargs(train: bool) -> dict[str, Any]:
     return {train_arg: train} if train_arg else {}
@@ -121,7 +126,7 @@ def from_nnx(module: Any) -> Model:
   point (``init`` ignores its key: seed the module's ``nnx.Rngs``).
   ``nnx.Param`` variables are the parameters; every other variable except
   the RNG streams (``nnx.BatchStat``, custom ones) is the model state, kept
-  as plain dicts (``State.to_pure_dict``) so checkpoints hold arrays only.
+  as plain dicts (``nnx.to_pure_dict``) so checkpoints hold arrays only.
   The RNG streams are not state: each step reseeds them
   (``nnx.reseed``) from the trainer's per-step, per-device key, so dropout
   differs across devices and steps and a resumed run draws the same masks.
@@ -156,7 +161,7 @@ def from_nnx(module: Any) -> Model:
 
   def init(key, *inputs):
     del key, inputs
-    return params0.to_pure_dict(), rest0.to_pure_dict()
+    return nnx.to_pure_dict(params0), nnx.to_pure_dict(rest0)
 
   def apply(params, model_state, *inputs, train, rng):
     graph = graph_train if train else graph_eval
@@ -170,7 +175,9 @@ def from_nnx(module: Any) -> Model:
     out = model(*inputs)
     if not train:
       return out, model_state
-    return out, nnx.split(model, nnx.Param, nnx.RngState, ...)[3].to_pure_dict()
+    return out, nnx.to_pure_dict(
+      nnx.split(model, nnx.Param, nnx.RngState, ...)[3]
+    )
 
   return Model(init, apply, type(module).__name__)
 
@@ -224,6 +231,7 @@ def as_model(model: Any) -> Model:
   )
 
 
+# Names the step returns or the trainer's records hold beside a task's own.
 RESERVED_METRICS = frozenset(
   {
     'loss',
@@ -234,6 +242,22 @@ RESERVED_METRICS = frozenset(
     'learning_rate',
     'momentum',
     'weight_decay',
+    'step',
+    'epoch',
+    'examples',
+    'lr',
+    'batch_size',
+    'accum_steps',
+    'micro_batch',
+    'stage',
+    'grad_sq_norm',
+    'noise_g',
+    'noise_scale',
+    'data_wait_sec',
+    'examples_per_sec',
+    'steps_per_sec',
+    'eta_sec',
+    'split',
   }
 )
 
