@@ -2,6 +2,7 @@
 losses, data as dicts of arrays or item sources; sources; the stage
 iterator and the stage compiler."""
 
+import json
 import os
 import subprocess
 import sys
@@ -364,3 +365,48 @@ def test_stage_compiler_skips_passed_stages_and_compiles_the_rest_once():
     assert compiler.get(8)() == 8
   assert sorted(compiled) == [4, 8]
   assert compiler.num_compiles == 2
+
+
+def test_plateau_on_an_evaluation_metric_gets_the_latest_evaluation(
+  tmp_path, monkeypatch
+):
+  # A policy that records what it is given: value = the monitored metric.
+  seen = []
+
+  x = np.random.RandomState(0).randn(32, 2).astype(np.float32)
+  data = {'x': x, 'y': x.sum(-1)}
+  task = Task(
+    model=_linear_fns(),
+    loss=_mse,
+    train_data=data,
+    eval_data=data,
+    inputs='x',
+  )
+  config = _config(
+    batch=8, num_epochs=3, eval_every=1, plateau_metric='test_mae'
+  )
+  from lrjax.train import _setup
+
+  real = _setup.make_train_body
+
+  def spy(loss_fn, tx, **kw):
+    body = real(loss_fn, tx, **kw)
+
+    def wrapped(state, batch, epoch, monitor):
+      jax.debug.callback(lambda m: seen.append(float(m)), monitor)
+      return body(state, batch, epoch, monitor)
+
+    return wrapped
+
+  monkeypatch.setattr(_setup, 'make_train_body', spy)
+  result = train_and_evaluate(config, str(tmp_path), task)
+  with open(result.metrics_path) as f:
+    records = [json.loads(line) for line in f]
+  evals = [r['mae'] for r in records if r.get('split') == 'test']
+  # 4 updates per epoch: NaN during epoch 0, then the evaluation after
+  # epochs 1 and 2 (float32 of the logged value).
+  assert np.isnan(seen[:4]).all()
+  np.testing.assert_allclose(seen[4:8], np.float32(evals[0]), rtol=1e-6)
+  np.testing.assert_allclose(seen[8:], np.float32(evals[1]), rtol=1e-6)
+  with pytest.raises(ValueError, match='eval_every'):
+    _config(plateau_metric='test_mae').validate()

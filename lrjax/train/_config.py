@@ -104,6 +104,12 @@ class TrainConfig:
     keep_checkpoints: checkpoints to keep (0 = no checkpointing).
     nan_policy: 'stop' (raise, naming step, epoch, LR and batch) or 'skip'
       (skip non-finite updates and count them).
+    plateau_metric: the ``value`` plateau policies (``reduce_on_plateau``,
+      ``switch_on_plateau``) see: 'loss' (each update's training loss), a
+      metric of the task's loss (e.g. 'accuracy'), or 'test_<name>', the
+      latest evaluation of ``<name>`` (e.g. 'test_accuracy'; needs
+      ``eval_every > 0`` and a policy with ``value_per='epoch'``, and
+      ``mode='max'`` for a metric to maximise).
     noise: gradient noise scale estimation.
     compilation_cache_dir: JAX persistent compilation cache (None = off).
     max_updates: stop after this many updates (None = the whole schedule);
@@ -154,6 +160,7 @@ class TrainConfig:
   checkpoint_every: int = 0
   keep_checkpoints: int = 2
   nan_policy: str = 'stop'
+  plateau_metric: str = 'loss'
   noise: NoiseConfig = dataclasses.field(default_factory=NoiseConfig)
   compilation_cache_dir: str | None = None
   max_updates: int | None = None
@@ -232,6 +239,16 @@ class TrainConfig:
     if self.nan_policy not in NAN_POLICIES:
       raise ValueError(
         f'nan_policy={self.nan_policy!r} is unknown; use one of {NAN_POLICIES}'
+      )
+    if not isinstance(self.plateau_metric, str) or not self.plateau_metric:
+      raise ValueError(
+        f'plateau_metric={self.plateau_metric!r} must be a metric name'
+      )
+    if self.plateau_metric.startswith('test_') and not self.eval_every:
+      raise ValueError(
+        f'plateau_metric={self.plateau_metric!r} monitors an evaluation '
+        'metric, but eval_every=0 evaluates only at the end; set '
+        'eval_every (e.g. 1: every epoch)'
       )
     _check_int(self.max_device_batch, 'max_device_batch', 1, optional=True)
     if self.accumulate not in (None, True, False):

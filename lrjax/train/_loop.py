@@ -454,6 +454,14 @@ class _Run:
       self._sampler.restore(tuple(meta['sampler']))
     self.sampler_state = self._sampler.state
     self.last_test: dict[str, Any] = {}
+    # The evaluation metric a plateau policy monitors (plateau_metric
+    # 'test_<name>'), passed to every step; NaN until measured.
+    self._monitor_key = (
+      config.plateau_metric[len('test_') :]
+      if config.plateau_metric.startswith('test_')
+      else None
+    )
+    self.monitor = np.float32(meta.get('monitor', np.nan))
     self.log = _StepLog(config, setup, _noise_state(meta), writer)
     self._config = config
     self._setup = setup
@@ -518,6 +526,7 @@ class _Run:
     state, update, examples = self.state, self.update, self.examples
     next_eval, sampler_state = self.next_eval, self.sampler_state
     micro = step_fn = None
+    monitored = self._monitor_key is not None
     for u, j, stage, batch, local, sampler_state, epoch_in in prefetch:
       sp = stages[stage]
       if sp.micro_batch != micro:
@@ -527,6 +536,8 @@ class _Run:
       slices = None
       if slice_fn is not None and last_micro and (u + 1) % noise_every == 0:
         slices = slice_fn(state, local)
+      if monitored:
+        batch = (*batch[:2], self.monitor)
       state, dev_metrics = step_fn(state, *batch)
       examples += replicas * micro
       if sync_each_step:
@@ -569,6 +580,13 @@ class _Run:
       **values,
     }
     self._writer.write(res)
+    if self._monitor_key is not None:
+      if self._monitor_key not in values:
+        raise ValueError(
+          f'plateau_metric={self._config.plateau_metric!r}: the evaluation '
+          f'has no {self._monitor_key!r}; it has {sorted(values)}'
+        )
+      self.monitor = np.float32(values[self._monitor_key])
     logging.info(
       'eval step=%d epoch=%.3f %s',
       self.update,
@@ -597,6 +615,8 @@ class _Run:
       'next_eval': self.next_eval if math.isfinite(self.next_eval) else 1e300,
       'seed': self._config.seed,
     }
+    if self._monitor_key is not None and np.isfinite(self.monitor):
+      meta['monitor'] = float(self.monitor)
     host = self._setup.runner.get_state(self.state)
     if not all(np.all(np.isfinite(a)) for a in jax.tree.leaves(host.params)):
       raise NonFiniteError(

@@ -25,7 +25,8 @@ class Runner:
   """Places state and batches and compiles the step for one parallel mode.
 
   Args:
-    body: per-device ``body(state, batch, epoch) -> (state, metrics)`` with
+    body: per-device ``body(state, batch, epoch, monitor) -> (state,
+      metrics)`` with
       collectives over ``'batch'``.
     devices: the global devices to run on, ordered by process (this
       process' devices are a contiguous block).
@@ -67,10 +68,10 @@ class Runner:
     }
     self._host_memory = all(d.platform == 'cpu' for d in self.devices)
 
-    def packed(state, batch, epoch):
+    def packed(state, batch, epoch, monitor):
       # One float32 vector instead of a dict of scalars: one transfer per
       # step instead of one per metric.
-      state, metrics = body(state, batch, epoch)
+      state, metrics = body(state, batch, epoch, monitor)
       self.metric_keys = tuple(sorted(metrics))
       vec = jnp.stack(
         [jnp.asarray(metrics[k], jnp.float32) for k in self.metric_keys]
@@ -81,7 +82,7 @@ class Runner:
       self._fn = jax.pmap(
         packed,
         axis_name=AXIS,
-        in_axes=(0, 0, None),
+        in_axes=(0, 0, None, None),
         devices=self.devices,
         donate_argnums=(0,),
       )
@@ -89,7 +90,7 @@ class Runner:
       mapped = jax.shard_map(
         packed,
         mesh=self.mesh,
-        in_specs=(P(), P(AXIS), P()),
+        in_specs=(P(), P(AXIS), P(), P()),
         out_specs=(P(), P()),
         check_vma=False,
       )
@@ -162,11 +163,14 @@ class Runner:
       epoch: the epoch of the update (passed to the step as ``epoch``).
 
     Returns:
-      ``(batch, epoch)``: global device arrays ([devices, micro, ...] for
-      pmap, [devices * micro, ...] for shard_map) and the epoch scalar.
+      ``(batch, epoch, monitor)``, the step's arguments after the state:
+      global device arrays ([devices, micro, ...] for pmap, [devices *
+      micro, ...] for shard_map), the epoch scalar and a NaN ``monitor``
+      (the loop passes the metric a plateau policy monitors there, when it
+      is an evaluation metric).
     """
     local = len(self.local_devices)
-    epoch = np.float32(epoch)
+    epoch, monitor = np.float32(epoch), np.float32('nan')
     if jax.process_count() == 1:
       host = {}
       for k, v in local_batch.items():
@@ -176,9 +180,11 @@ class Runner:
         host[k] = v
       if self.num_devices == 1:
         # The executable's own host-to-device copy is the cheapest path.
-        return host, epoch
+        return host, epoch, monitor
       shardings = {k: self.sharded for k in host}
-      return jax.device_put((host, epoch), (shardings, self.replicated))
+      return jax.device_put(
+        (host, epoch, monitor), (shardings, self.replicated, self.replicated)
+      )
     out = {}
     for k, v in local_batch.items():
       v = np.asarray(v)
@@ -189,7 +195,7 @@ class Runner:
       else:
         shape = (self.num_devices * micro, *v.shape[1:])
       out[k] = jax.make_array_from_process_local_data(self.sharded, v, shape)
-    return out, epoch
+    return out, epoch, monitor
 
   def batch_spec(self, micro: int) -> dict[str, jax.ShapeDtypeStruct]:
     """Abstract global micro-batch of ``micro`` examples per device."""
@@ -210,11 +216,14 @@ class Runner:
       micro: per-device micro-batch size.
 
     Returns:
-      The compiled step ``(state, batch, epoch) -> (state, metrics)``.
+      The compiled step ``(state, batch, epoch, monitor) -> (state,
+      metrics)``.
     """
     abstract = jax.tree.map(
       lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding),
       state,
     )
-    epoch = jax.ShapeDtypeStruct((), jnp.float32, sharding=self.replicated)
-    return self._fn.lower(abstract, self.batch_spec(micro), epoch).compile()
+    scalar = jax.ShapeDtypeStruct((), jnp.float32, sharding=self.replicated)
+    return self._fn.lower(
+      abstract, self.batch_spec(micro), scalar, scalar
+    ).compile()

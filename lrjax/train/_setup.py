@@ -69,6 +69,11 @@ def build(config: TrainConfig, task: Any = None) -> Setup:
       'lrjax.data.Dataset with an augmentation; set augment=False (augment '
       'in the model or the source)'
     )
+  if config.plateau_metric.startswith('test_') and task.eval_data is None:
+    raise ValueError(
+      f'plateau_metric={config.plateau_metric!r} monitors an evaluation '
+      f'metric, but task {task.name!r} has no evaluation data'
+    )
   schedule = batch_schedule(config, num_train)
   devices = select_devices(config)
   plan = make_plan(schedule, len(devices), config.max_device_batch)
@@ -97,7 +102,12 @@ def build(config: TrainConfig, task: Any = None) -> Setup:
     skip_non_finite=skip,
   )
   runner = Runner(
-    make_train_body(task.train_loss, tx, skip_non_finite=skip),
+    make_train_body(
+      task.train_loss,
+      tx,
+      skip_non_finite=skip,
+      plateau_metric=config.plateau_metric,
+    ),
     devices,
     config.parallel,
     task.example(),

@@ -227,15 +227,17 @@ def make_train_body(
   tx: optax.GradientTransformationExtraArgs,
   *,
   skip_non_finite: bool = False,
-) -> Callable[[TrainState, Mapping[str, jax.Array], jax.Array], Any]:
-  """The per-device step: ``body(state, batch, epoch) -> (state, metrics)``.
+  plateau_metric: str = 'loss',
+) -> Callable[..., Any]:
+  """The per-device step: ``body(state, batch, epoch, monitor) -> (state,
+  metrics)``.
 
   Per device: loss and gradients on the local micro-batch, stateful layers
   (batch norm) with per-device statistics (ghost batch norm), the local
   squared gradient norm; then ``lax.pmean`` over ``'batch'`` of gradients,
   loss, metrics and floating model state, the global squared norm and the
-  optimizer update with extra args ``value`` (the global loss) and
-  ``epoch``.
+  optimizer update with extra args ``value`` (the metric plateau policies
+  monitor) and ``epoch``.
 
   .. math::
      g = \\frac{1}{D}\\sum_d g_d, \\quad
@@ -249,6 +251,10 @@ def make_train_body(
     tx: optimizer from :func:`make_optimizer`.
     skip_non_finite: keep the old model state and count the step in
       ``skipped`` when the loss or gradient is not finite.
+    plateau_metric: what ``value`` holds: 'loss' (the update's training
+      loss), the name of one of the loss's metrics, or 'test_<name>' (the
+      host's ``monitor`` argument: the latest evaluation of ``<name>``, NaN
+      before the first).
 
   Returns:
     The body, to be mapped over devices with axis name ``'batch'``. Its
@@ -257,7 +263,7 @@ def make_train_body(
     hyperparameters.
   """
 
-  def body(state: TrainState, batch, epoch):
+  def body(state: TrainState, batch, epoch, monitor):
     key = jax.random.fold_in(
       jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step),
       jax.lax.axis_index(AXIS),
@@ -285,11 +291,23 @@ def make_train_body(
       loss = jax.lax.pmean(loss, AXIS)
       task_metrics = jax.lax.pmean(task_metrics, AXIS)
       new_model_state = _pmean_floats(new_model_state)
+    if plateau_metric == 'loss':
+      value = loss
+    elif plateau_metric.startswith('test_'):
+      value = jnp.asarray(monitor, jnp.float32)
+    elif plateau_metric in task_metrics:
+      value = task_metrics[plateau_metric]
+    else:
+      raise ValueError(
+        f'plateau_metric={plateau_metric!r} is not a metric of the loss '
+        f"({sorted(task_metrics)}); use 'loss', one of them, or "
+        "'test_<name>' for an evaluation metric"
+      )
     updates, opt_state = tx.update(
       grads,
       state.opt_state,
       state.params,
-      value=loss,
+      value=value,
       epoch=jnp.asarray(epoch, jnp.float32),
     )
     params = optax.apply_updates(state.params, updates)
