@@ -411,8 +411,7 @@ def switch_on_plateau(
     al. 2023, LRBench++.
   """
   policies = tuple(
-    P.check_policy(f'policies[{i}]', p)
-    for i, p in enumerate(P.as_tuple(policies))
+    P.as_policy(f'policies[{i}]', p) for i, p in enumerate(P.as_tuple(policies))
   )
   if not policies:
     raise ValueError('switch_on_plateau needs at least one policy')
