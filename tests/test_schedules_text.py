@@ -68,10 +68,12 @@ CANONICAL = [
   'product(constant(0.5)/step(1,length=3,gamma=0.5))',
   'reduce_on_plateau(0.1)',
   'reduce_on_plateau(0.1,factor=0.5,patience=2,cooldown=1,threshold=0.01,'
-  'mode=abs,min_value=0.001)',
+  'threshold_mode=abs,min_value=0.001)',
+  'reduce_on_plateau(0.1,mode=max,value_per=epoch)',
   'switch_on_plateau(constant(0.1)/constant(0.01))',
   'switch_on_plateau(cosine(0.1,length=10)/constant(0.01),window=3,'
   'threshold=0.01,cooldown=2,clock=update)',
+  'switch_on_plateau(constant(0.1)/constant(0.01),mode=max,value_per=epoch)',
 ]
 
 

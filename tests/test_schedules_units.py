@@ -117,3 +117,12 @@ def test_per_update_refuses_a_policy_of_updates_but_takes_the_rest():
   # Plain callables and policies without a unit work as before.
   assert float(lrjax.per_update(lambda ep: ep * 0 + 0.5, bs)(3)) == 0.5
   assert float(lrjax.per_update(S.constant(0.2), bs)(30)) == pytest.approx(0.2)
+
+
+def test_switch_on_plateau_clock_must_match_the_unit():
+  with pytest.raises(ValueError, match="count updates but clock='epoch'"):
+    S.switch_on_plateau([S.in_updates(S.constant(0.1)), S.constant(0.01)])
+  with pytest.raises(ValueError, match="count epochs but clock='update'"):
+    S.switch_on_plateau([S.in_epochs(S.constant(0.1))], clock='update')
+  s = S.switch_on_plateau([S.noam(512, warmup=10)], clock='update')
+  assert str(s) == 'switch_on_plateau(noam(512,warmup=10),clock=update)'

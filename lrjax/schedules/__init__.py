@@ -54,8 +54,10 @@ The policies and their text names (aliases parse to the canonical name):
 
 Formula-based policies are closed forms in `t`; the state-based ones
 (`reduce_on_plateau`, `switch_on_plateau`) are optax stateful schedules that
-decide once per completed epoch on the mean of the losses passed to
-`tx.update(..., value=loss, epoch=epoch)`.
+decide once per completed epoch on a metric passed to
+`tx.update(..., value=metric, epoch=epoch)`: the epoch mean of a per-update
+metric such as the train loss, or a metric measured after each epoch such as
+a validation accuracy (`value_per='epoch'`), minimised or maximised (`mode`).
 
 optax's names, and the lrjax call that gives the same values (each row is
 checked against optax in the tests). lrjax names durations `length`,
