@@ -425,8 +425,8 @@ def test_validation_messages_name_the_argument():
     S.multistep(0.1, milestones=(5,), gamma=0.5, factors=(0.1,))
   with pytest.raises(ValueError, match='low=1.0 must be <= high'):
     S.triangular(1.0, high=0.1, length=3)
-  with pytest.raises(ValueError, match='mult=1.5'):
-    S.cosine_restarts(0.1, period=10, mult=1.5)
+  with pytest.raises(ValueError, match='mult=0.5 must be >= 1'):
+    S.cosine_restarts(0.1, period=10, mult=0.5)
   with pytest.raises(ValueError, match='pct_start'):
     S.onecycle(0.1, length=3, pct_start=0.2, offset=1)
   with pytest.raises(ValueError, match='length includes both'):

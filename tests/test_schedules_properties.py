@@ -84,6 +84,23 @@ def _cases():
       0.5,
     ),
     (S.clip(S.linear(0.0, end=1.0, length=100), low=0.1, high=0.5), 0.1, 0.5),
+    (S.cosine(0.5, length=10**5, end=0.01, exponent=0.5, k_decay=2), 0.01, 0.5),
+    (S.polynomial(0.5, length=100, power=2, k_decay=0.5), 0.0, 0.5),
+    (S.cosine_restarts(0.5, period=10, mult=1.5, decay=0.9), 0.0, 0.5),
+    (S.cosine_restarts(0.5, period=3.5, mult=1.001, end=0.01), 0.01, 0.5),
+    (S.cosine_restarts(0.5, period=10, mult=3, limit=4, k_decay=3), 0.0, 0.5),
+    (S.tanh_restarts(0.5, period=10, mult=2.5, decay=0.5), 0.0, 0.5),
+    (S.exponential(0.001, gamma=1.5, length=3, end=0.5), 0.001, 0.5),
+    (S.exponential(0.5, gamma=0.99, end=0.01), 0.01, 0.5),
+    (S.inverse_sqrt(0.5, warmup=100), 0.0, 0.5),
+    (S.noam(512, warmup=4000), 0.0, (512 * 4000) ** -0.5),
+    (S.noise(S.constant(0.5), pct=0.2, begin=3), 0.4, 0.6),
+    (S.triangular_momentum(100, amplitude='exp', gamma=0.999), 0.8, 0.9),
+    (
+      S.wsd(0.5, length=10**6, cooldown=10, warmup=10**5, warmup_shape='sqrt'),
+      0.0,
+      0.5,
+    ),
   ]
   return out
 

@@ -14,24 +14,40 @@ CANONICAL = [
   'multistep(1,milestones=3/7.5,factors=0.5/0.1)',
   'exponential(0.1,gamma=0.95)',
   'exponential(0.1,gamma=0.5,length=10,staircase=true)',
+  'exponential(0.001,gamma=2,length=5,end=0.1)',
+  'exponential(0.1,gamma=0.9,end=0.001)',
   'inverse_time(0.01,gamma=0.0001,power=0.75)',
   'polynomial(0.1,length=100,end=1e-05,power=2)',
+  'polynomial(0.1,length=100,power=0.5,k_decay=2)',
+  'inverse_sqrt(0.001,warmup=400)',
+  'inverse_sqrt(0.001,warmup=0,timescale=1000,start=0)',
+  'noam(512,warmup=4000)',
+  'noam(1024,warmup=8000,factor=2)',
   'linear(0.1,end=0,length=10)',
   'sigmoid(0.1,gamma=-0.5,center=10,low=0.001)',
   'cosine(0.4,length=90)',
   'cosine(0.4,length=90,end=0.004)',
+  'cosine(0.4,length=90,exponent=2,k_decay=0.5)',
   'cosine_restarts(0.1,period=10,mult=2,decay=0.5,end=0.001)',
+  'cosine_restarts(0.1,period=10,mult=1.5,limit=3,k_decay=2)',
+  'tanh_restarts(0.1,period=10)',
+  'tanh_restarts(0.1,period=10,mult=2.5,decay=0.5,end=0.001,limit=2,'
+  'lower=-7,upper=4)',
   'onecycle(0.1,length=1000)',
   'onecycle(0.1,length=1000,pct_start=0.25,anneal=linear,div_factor=10,'
   'final_div_factor=100,three_phase=true,offset=1)',
   'onecycle_momentum(1000,low=0.8,high=0.9,pct_start=0.25,anneal=linear)',
   'wsd(0.1,length=100,cooldown=20)',
   'wsd(0.1,length=100,cooldown=20,warmup=5,start=0,end=0.001,shape=sqrt)',
+  'wsd(0.1,length=100,cooldown=20,warmup=5,warmup_shape=sqrt)',
   'tanh_decay(0.1,length=100,end=0.001,lower=-4,upper=4)',
   'triangular(0.001,high=0.1,length=2000)',
   'triangular(0.001,high=0.1,length=20,amplitude=half,phase=down,'
   'length_down=30)',
   'triangular(0.001,high=0.1,length=20,amplitude=exp,gamma=0.999)',
+  'triangular_momentum(20)',
+  'triangular_momentum(20,low=0.85,high=0.95,amplitude=exp,gamma=0.999,'
+  'length_down=30)',
   'sine(0.001,high=0.1,length=20,amplitude=half,phase=down)',
   'cosine_cyclic(0.001,high=0.1,length=20,amplitude=exp,gamma=0.99,phase=up)',
   'sawtooth(0.001,high=0.1,length=20,shape=cosine,amplitude=half)',
@@ -39,6 +55,11 @@ CANONICAL = [
   'warmup(multistep(3.2,milestones=30/60/80),length=5,shape=cosine,'
   'start=0.03125,shift=false)',
   'warmup(constant(1),length=0.5,shape=exponential,start=0.01)',
+  'warmup(constant(1),length=10,shape=sqrt,start=0)',
+  'in_epochs(cosine(0.4,length=90))',
+  'in_updates(warmup(cosine(0.4,length=9000),length=500))',
+  'noise(cosine(0.1,length=100),pct=0.1,begin=10,until=90,kind=uniform,seed=7)',
+  'noise(constant(0.1),std=0.5)',
   'join(constant(0.1)/cosine(0.1,length=5),boundaries=3)',
   'join(constant(0.1)/constant(0.01)/constant(0.001),boundaries=3/6.5)',
   'scale(cosine(1,length=10),factor=0.4)',
@@ -47,10 +68,12 @@ CANONICAL = [
   'product(constant(0.5)/step(1,length=3,gamma=0.5))',
   'reduce_on_plateau(0.1)',
   'reduce_on_plateau(0.1,factor=0.5,patience=2,cooldown=1,threshold=0.01,'
-  'mode=abs,min_value=0.001)',
+  'threshold_mode=abs,min_value=0.001)',
+  'reduce_on_plateau(0.1,mode=max,value_per=epoch)',
   'switch_on_plateau(constant(0.1)/constant(0.01))',
   'switch_on_plateau(cosine(0.1,length=10)/constant(0.01),window=3,'
   'threshold=0.01,cooldown=2,clock=update)',
+  'switch_on_plateau(constant(0.1)/constant(0.01),mode=max,value_per=epoch)',
 ]
 
 

@@ -28,6 +28,12 @@ def per_update(
   ``optax.MultiSteps`` pass the *real* update count (the inner optimizer's
   count), never the micro-step count.
 
+  The policy's unit is checked where it has one: a policy that counts
+  updates (``lrjax.schedules.in_updates(...)``, ``noam``) is refused, since
+  reading its durations as epochs would be wrong; so is a stateful plateau
+  policy, which optax takes directly. A plain callable, or a policy without
+  a unit, is taken as a function of epochs, as before.
+
   Args:
     policy: any jit-safe callable of progress ``t`` (float32 epochs) returning
       a scalar, e.g. a policy from :mod:`lrjax.schedules`; or a number, for a
@@ -36,6 +42,12 @@ def per_update(
 
   Returns:
     A jit-safe ``optax.Schedule`` returning float32.
+
+  Raises:
+    TypeError: if ``batch_schedule`` is not a BatchSchedule, ``policy`` is
+      neither callable nor a number, or ``policy`` is a stateful (plateau)
+      schedule.
+    ValueError: if ``policy`` counts updates (``policy.unit == 'update'``).
 
   Examples:
     >>> from lrjax.batch import BatchSchedule, Stage, per_update
@@ -59,6 +71,18 @@ def per_update(
   if not callable(policy):
     raise TypeError(
       f'policy={policy!r} must be a callable of epochs or a number'
+    )
+  if all(hasattr(policy, a) for a in ('init', 'update')):
+    raise TypeError(
+      f'policy={policy} is a stateful (plateau) schedule: give it to optax '
+      '(optax.inject_hyperparams) directly, with value= and epoch= at each '
+      'update; per_update converts policies of epochs only'
+    )
+  if getattr(policy, 'unit', None) == 'update':
+    raise ValueError(
+      f'policy={policy} counts updates (unit=update), not epochs: give it '
+      'to optax directly as a schedule of the update count, or build it in '
+      'epochs (without in_updates) for per_update'
     )
 
   def schedule(count: jax.typing.ArrayLike) -> jax.Array:

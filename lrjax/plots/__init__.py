@@ -1,13 +1,11 @@
 """Matplotlib figures (PNG) for schedules, batch ramps, curves and measurements.
 
-Every function draws on a new figure, saves it when given a path, and returns
-the `matplotlib.figure.Figure`. The non-interactive Agg backend is used so
-figures render on machines without a display.
+Every function draws on a new `matplotlib.figure.Figure`, saves it when given
+a path, and returns it. The figures are made without pyplot, so importing or
+using this package never selects a matplotlib backend (yours stays as it
+is, interactive or not) and nothing is kept in pyplot's figure list; saving
+a PNG works on machines without a display whatever the backend.
 """
-
-import matplotlib
-
-matplotlib.use('Agg')
 
 from lrjax.plots._batch import plot_batch_schedule as plot_batch_schedule
 from lrjax.plots._curves import band_over_seeds as band_over_seeds

@@ -11,13 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import matplotlib
+import matplotlib.figure
 import numpy as np
 from jax.typing import ArrayLike
-
-matplotlib.use('Agg')
-
-import matplotlib.figure  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
 
 Run = Mapping[str, ArrayLike]
 
@@ -168,10 +164,9 @@ def plot_curves(
   ys = (y,) if isinstance(y, str) else tuple(y)
   labels = dict(labels or {})
   log_ys = set(ys) if logy is True else set(logy or ())
-  fig, axes = plt.subplots(
-    len(ys), len(xs), figsize=(5.5 * len(xs), 3.6 * len(ys)), squeeze=False
-  )
-  colors = plt.rcParams['axes.prop_cycle'].by_key()['color']
+  fig = matplotlib.figure.Figure(figsize=(5.5 * len(xs), 3.6 * len(ys)))
+  axes = fig.subplots(len(ys), len(xs), squeeze=False)
+  colors = matplotlib.rcParams['axes.prop_cycle'].by_key()['color']
   for row, y_key in enumerate(ys):
     for col, x_key in enumerate(xs):
       ax = axes[row, col]
@@ -247,7 +242,8 @@ def plot_accuracy_vs_cost(
     >>> print(len(fig.axes[0].containers))
     2
   """
-  fig, ax = plt.subplots(figsize=(5.5, 4))
+  fig = matplotlib.figure.Figure(figsize=(5.5, 4))
+  ax = fig.subplots()
   for label, pairs in points.items():
     if not pairs:
       continue
@@ -304,7 +300,8 @@ def plot_lines(
     >>> print(len(fig.axes[0].lines))
     2
   """
-  fig, ax = plt.subplots(figsize=(5.5, 4))
+  fig = matplotlib.figure.Figure(figsize=(5.5, 4))
+  ax = fig.subplots()
   for label, values in ys.items():
     xv = x[label] if isinstance(x, Mapping) else x
     ax.plot(np.asarray(xv, float), np.asarray(values, float), label=label)

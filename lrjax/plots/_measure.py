@@ -8,15 +8,11 @@ returns the figure. Inputs are the result types of :mod:`lrjax.finder` and
 from __future__ import annotations
 
 import matplotlib
+import matplotlib.figure
 import numpy as np
 from jax.typing import ArrayLike
 
-matplotlib.use('Agg')
-
-import matplotlib.figure  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-
-from lrjax.plots._curves import _finish_axes, _finish_figure  # noqa: E402
+from lrjax.plots._curves import _finish_axes, _finish_figure
 
 _SUGGESTION_STYLE = {
   'steepest': ('tab:green', '--'),
@@ -51,7 +47,8 @@ def plot_lr_finder(
     >>> print(len(plot_lr_finder(r).axes[0].lines))
     4
   """
-  fig, ax = plt.subplots(figsize=(5.5, 4))
+  fig = matplotlib.figure.Figure(figsize=(5.5, 4))
+  ax = fig.subplots()
   lrs = np.asarray(result.lrs, float)
   ax.plot(lrs, np.asarray(result.losses, float), alpha=0.3, label='loss')
   smoothed = np.asarray(result.smoothed, float)
@@ -101,7 +98,8 @@ def plot_noise_scale(
     >>> print(len(fig.axes[0].lines))
     3
   """
-  fig, ax = plt.subplots(figsize=(5.5, 4))
+  fig = matplotlib.figure.Figure(figsize=(5.5, 4))
+  ax = fig.subplots()
   x = np.asarray(epochs, float)
   y = np.asarray(b_simple, float)
   keep = np.isfinite(y) & (y > 0)
@@ -155,9 +153,8 @@ def plot_interpolation(
   names = [
     m for m in metrics if any(m in v for v in result.metrics.values())
   ] or sorted({k for v in result.metrics.values() for k in v})
-  fig, axes = plt.subplots(
-    1, len(names), figsize=(4.5 * len(names), 3.8), squeeze=False
-  )
+  fig = matplotlib.figure.Figure(figsize=(4.5 * len(names), 3.8))
+  axes = fig.subplots(1, len(names), squeeze=False)
   alphas = np.asarray(result.alphas, float)
   for ax, metric in zip(axes[0], names, strict=True):
     for dataset, values in result.metrics.items():

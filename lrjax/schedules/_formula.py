@@ -179,46 +179,86 @@ def multistep(
 
 @register('exponential')
 def exponential(
-  value: float, gamma: float, length: float = 1, staircase: bool = False
+  value: float,
+  gamma: float,
+  length: float = 1,
+  staircase: bool = False,
+  end: float | None = None,
 ) -> Policy:
-  """Exponential decay, continuous or staircase (PyTorch ExponentialLR).
+  """Exponential decay or growth, continuous or staircase (ExponentialLR).
 
   .. math:: f(t) = k_0 \\gamma^{t / l} \\quad\\text{or}\\quad
-    k_0 \\gamma^{\\lfloor t / l \\rfloor}
+    k_0 \\gamma^{\\lfloor t / l \\rfloor},
 
-  With `length=1` and integer `t` both equal `ExponentialLR(gamma)`; this is
-  LRBench's EXP and optax's `exponential_decay(transition_steps=l)`.
+  then bounded by `end`: :math:`\\max(f, k_e)` for a decay
+  (:math:`\\gamma < 1`), :math:`\\min(f, k_e)` for a growth
+  (:math:`\\gamma > 1`). With `length=1` and integer `t` this equals
+  PyTorch's `ExponentialLR(gamma)`; it is LRBench's EXP and optax's
+  `exponential_decay(init_value=k_0, transition_steps=l, decay_rate=gamma,
+  staircase, end_value=k_e)` (optax's `transition_begin=b` is
+  `join([constant(k_0), exponential(...)], boundaries=b)`). A rate above 1
+  warms up by growth (optax's `decay_rate > 1`); it needs `end`, the cap it
+  grows to, so the value stays finite for every t. The power is taken to
+  about one float32 ulp (`gamma` is not rounded to float32 first).
 
   Args:
-    value: initial value :math:`k_0`.
-    gamma: decay per `length`, in (0, 1].
+    value: initial value :math:`k_0` (> 0 for a growth).
+    gamma: factor per `length`, > 0: below 1 decays, above 1 grows.
     length: :math:`l` (units of t).
-    staircase: decay in whole steps of `length`.
+    staircase: change in whole steps of `length`.
+    end: :math:`k_e`, the floor of a decay (<= value) or the cap of a
+      growth (>= value, required); None: no floor.
 
   Returns:
-    The `Policy`, within `[0, value]` for `value >= 0` (underflows to 0).
+    The `Policy`, within `[end or 0, value]` for a decay of `value >= 0`,
+    within `[value, end]` for a growth.
 
   Raises:
-    ValueError: on `gamma` outside (0, 1] or `length <= 0`.
+    ValueError: on `gamma <= 0`, `length <= 0`, a growth without `end` or
+      with `end < value`, or a decay with `end > value`.
 
   Examples:
     >>> from lrjax import schedules
     >>> s = schedules.exponential(1.0, gamma=0.5, length=2)
     >>> print([float(s(t)) for t in (0, 1, 2, 4)])
     [1.0, 0.7071067690849304, 0.5, 0.25]
+    >>> g = schedules.exponential(0.01, gamma=2, end=0.1)
+    >>> print([round(float(g(t)), 6) for t in (0, 1, 3, 4, 100)])
+    [0.01, 0.02, 0.08, 0.1, 0.1]
 
   References:
-    Wu et al. 2019 (LRBench), EXP.
+    Wu et al. 2019 (LRBench), EXP; optax `exponential_decay`.
   """
   value = P.check_float('value', value)
-  gamma = P.check_float('gamma', gamma, low=0, low_open=True, high=1)
+  gamma = P.check_float('gamma', gamma, low=0, low_open=True)
   length = P.check_duration('length', length)
   staircase = P.check_bool('staircase', staircase)
+  if end is not None:
+    end = P.check_float('end', end)
+  if gamma > 1:
+    if end is None:
+      raise ValueError(
+        f'gamma={gamma} > 1 grows without bound: give end=, the value it '
+        'grows to (optax end_value)'
+      )
+    if not value > 0:
+      raise ValueError(f'value={value} must be > 0 for a growth (gamma > 1)')
+    if end < value:
+      raise ValueError(
+        f'end={end} must be >= value={value} for a growth (gamma > 1)'
+      )
+  elif end is not None and end > value:
+    raise ValueError(
+      f'end={end} must be <= value={value} for a decay (gamma <= 1)'
+    )
 
   def fn(t):
     k, r = P.periodic(t, length)
     e = k if staircase else k + r / jnp.float32(length)
-    return value * P.power(gamma, e)
+    v = value * P.power(gamma, e)
+    if end is None:
+      return v
+    return jnp.minimum(v, end) if gamma > 1 else jnp.maximum(v, end)
 
   return P.make(
     'exponential',
@@ -227,6 +267,7 @@ def exponential(
     gamma=gamma,
     length=length,
     staircase=staircase,
+    end=end,
   )
 
 
@@ -266,28 +307,165 @@ def inverse_time(value: float, gamma: float, power: float = 1.0) -> Policy:
   return P.make('inverse_time', fn, value=value, gamma=gamma, power=power)
 
 
+@register('inverse_sqrt')
+def inverse_sqrt(
+  value: float,
+  warmup: float,
+  timescale: float | None = None,
+  start: float = 0.1,
+) -> Policy:
+  """Linear warmup, then inverse-square-root decay (HF, big_vision).
+
+  .. math:: f(t) = \\begin{cases}
+    k_0 (s + (1 - s) t / w) & t < w \\\\
+    k_0 \\sqrt{\\tau / (t - w + \\tau)} & t \\ge w
+    \\end{cases}
+
+  With `start=0` this is Hugging Face's `get_inverse_sqrt_schedule(
+  num_warmup_steps=w, timescale=tau)` on a base rate :math:`k_0` (its
+  timescale also defaults to the warmup) and big_vision's `rsqrt` schedule;
+  with :math:`\\tau = w` it is the Transformer's ("noam") decay,
+  :math:`k_0 \\sqrt{w / t}`, see `noam`. The warmup starts at the fraction
+  `start` of :math:`k_0` (never 0 unless asked), like `warmup`.
+
+  Args:
+    value: the peak :math:`k_0`, reached at :math:`t = w`.
+    warmup: :math:`w \\ge 0`, the warmup's duration (units of t).
+    timescale: :math:`\\tau > 0`; default `warmup` (required when
+      `warmup=0`).
+    start: :math:`s \\in [0, 1]`, the warmup's first value as a fraction of
+      `value`.
+
+  Returns:
+    The `Policy`, within `[0, value]` for `value >= 0`.
+
+  Raises:
+    ValueError: on a negative `warmup`, `timescale <= 0`, `warmup=0`
+      without `timescale`, or `start` outside [0, 1].
+
+  Examples:
+    >>> from lrjax import schedules
+    >>> s = schedules.inverse_sqrt(1.0, warmup=4, start=0)
+    >>> print([float(s(t)) for t in (0, 2, 4, 16)])
+    [0.0, 0.5, 1.0, 0.5]
+
+  References:
+    Vaswani et al. 2017, Attention Is All You Need; Zhai et al. 2022,
+    Scaling Vision Transformers (rsqrt with a timescale).
+  """
+  value = P.check_float('value', value)
+  warmup = P.check_duration('warmup', warmup, allow_zero=True)
+  if timescale is None:
+    if not warmup:
+      raise ValueError(
+        'warmup=0 needs timescale= (the decay is sqrt(timescale / (t + '
+        'timescale)))'
+      )
+    tau = warmup
+  else:
+    timescale = P.check_duration('timescale', timescale)
+    tau = timescale
+  start = P.check_float('start', start, low=0, high=1)
+  shift = float(tau - warmup)
+
+  def fn(t):
+    tf = P.f32(t)
+    v = value * jnp.sqrt(jnp.float32(tau) / jnp.maximum(tf + shift, tau))
+    if warmup:
+      v = jnp.where(
+        t < warmup, value * warmup_factor(t, warmup, start, 'linear'), v
+      )
+    return v
+
+  return P.make(
+    'inverse_sqrt',
+    fn,
+    value=value,
+    warmup=warmup,
+    timescale=timescale,
+    start=start,
+  )
+
+
+@register('noam')
+def noam(d_model: float, warmup: int, factor: float = 1.0) -> Policy:
+  """The Transformer's schedule (Vaswani et al. 2017), counted in updates.
+
+  .. math:: f(t) = c\\, d^{-1/2} \\min((t + 1)^{-1/2}, (t + 1)\\, w^{-3/2})
+
+  The paper's `step_num` is :math:`t + 1`: the first update (t = 0) is
+  step 1, so it never uses 0. The peak :math:`c (d w)^{-1/2}` is reached at
+  step :math:`w`, then the value decays as :math:`1 / \\sqrt{t + 1}`. The
+  formula is defined on update counts, so the policy carries
+  `unit='update'`: `lrjax.batch.per_update` refuses it; for a schedule in
+  epochs use `inverse_sqrt` (the same shape with a peak value).
+
+  Args:
+    d_model: :math:`d > 0`, the model width (512 in the paper).
+    warmup: :math:`w \\ge 1`, warmup updates (4000 in the paper).
+    factor: :math:`c > 0`, a scale on top (1 in the paper).
+
+  Returns:
+    The `Policy` (unit `update`), within `(0, c (d w)^{-1/2}]`.
+
+  Raises:
+    ValueError: on `d_model <= 0`, `warmup < 1` or `factor <= 0`.
+
+  Examples:
+    >>> from lrjax import schedules
+    >>> s = schedules.noam(512, warmup=4000)
+    >>> print([f'{float(s(t)):.3e}' for t in (0, 3999, 15999)])
+    ['1.747e-07', '6.988e-04', '3.494e-04']
+
+  References:
+    Vaswani et al. 2017, Attention Is All You Need, section 5.3.
+  """
+  d_model = P.check_float('d_model', d_model, low=0, low_open=True)
+  if isinstance(warmup, bool) or not float(warmup).is_integer() or warmup < 1:
+    raise ValueError(f'warmup={warmup!r} must be an integer >= 1 (updates)')
+  warmup = int(warmup)
+  factor = P.check_float('factor', factor, low=0, low_open=True)
+  scale = factor / math.sqrt(d_model)
+  ramp = warmup**-1.5
+
+  def fn(t):
+    step = P.f32(t) + 1.0
+    return scale * jnp.minimum(jax.lax.rsqrt(step), step * jnp.float32(ramp))
+
+  return P.make(
+    'noam', fn, unit='update', d_model=d_model, warmup=warmup, factor=factor
+  )
+
+
 @register('polynomial')
 def polynomial(
-  value: float, length: float, end: float = 0.0, power: float = 1.0
+  value: float,
+  length: float,
+  end: float = 0.0,
+  power: float = 1.0,
+  k_decay: float = 1.0,
 ) -> Policy:
   """Polynomial decay to `end` over `length`, then `end` (PyTorch PolynomialLR).
 
-  .. math:: f(t) = (k_0 - k_e) (1 - \\min(t, l) / l)^p + k_e
+  .. math:: f(t) = (k_0 - k_e) (1 - (\\min(t, l) / l)^k)^p + k_e
 
-  With `end=0` equals `PolynomialLR(total_iters=l, power=p)`, Caffe's "poly"
-  and optax's `polynomial_schedule`.
+  With `end=0` and `k=1` equals `PolynomialLR(total_iters=l, power=p)`,
+  Caffe's "poly" and optax's `polynomial_schedule`; with :math:`k \\ne 1`
+  timm's `PolyLRScheduler(k_decay=k)` (one cycle).
 
   Args:
     value: initial value :math:`k_0`.
     length: :math:`l` (units of t).
     end: final value :math:`k_e`.
     power: :math:`p > 0`.
+    k_decay: :math:`k > 0`, timm's k-decay (Zhang et al. 2020): above 1
+      keeps the value high longer, below 1 drops it sooner.
 
   Returns:
     The `Policy`, between `end` and `value`.
 
   Raises:
-    ValueError: on `length <= 0` or `power <= 0`.
+    ValueError: on `length <= 0`, `power <= 0` or `k_decay <= 0`.
 
   Examples:
     >>> from lrjax import schedules
@@ -296,19 +474,27 @@ def polynomial(
     [1.0, 0.25, 0.0, 0.0]
 
   References:
-    Jia et al. 2014, Caffe ("poly"); Wu et al. 2019 (LRBench), POLY.
+    Jia et al. 2014, Caffe ("poly"); Wu et al. 2019 (LRBench), POLY; Zhang
+    et al. 2020, k-decay: A New Method For Learning Rate Schedule.
   """
   value = P.check_float('value', value)
   length = P.check_duration('length', length)
   end = P.check_float('end', end)
   power = P.check_float('power', power, low=0, low_open=True)
+  k_decay = P.check_float('k_decay', k_decay, low=0, low_open=True)
 
   def fn(t):
-    frac = 1.0 - _fraction(t, length)
+    frac = _k_remaining(_remaining(t, length, length), k_decay)
     return (value - end) * frac**power + end
 
   return P.make(
-    'polynomial', fn, value=value, length=length, end=end, power=power
+    'polynomial',
+    fn,
+    value=value,
+    length=length,
+    end=end,
+    power=power,
+    k_decay=k_decay,
   )
 
 
@@ -397,25 +583,40 @@ def sigmoid(
 
 
 @register('cosine')
-def cosine(value: float, length: float, end: float = 0.0) -> Policy:
+def cosine(
+  value: float,
+  length: float,
+  end: float = 0.0,
+  exponent: float = 1.0,
+  k_decay: float = 1.0,
+) -> Policy:
   """Cosine annealing to a floor, then the floor (SGDR without restarts).
 
-  .. math:: f(t) = k_e + (k_0 - k_e) (1 + \\cos(\\pi \\min(t, l) / l)) / 2
+  .. math:: f(t) = k_e + (k_0 - k_e)
+    \\left[\\frac{1 + \\cos(\\pi x^k)}{2}\\right]^p,
+    \\quad x = \\min(t, l) / l
 
-  Equals PyTorch's `CosineAnnealingLR(T_max=l, eta_min=k_e)` for t <= l;
-  after `l` PyTorch keeps following the cosine back up (period 2l), lrjax
-  holds `end` (like optax's `cosine_decay_schedule` and timm).
+  Equals PyTorch's `CosineAnnealingLR(T_max=l, eta_min=k_e)` for t <= l
+  (p = k = 1); after `l` PyTorch keeps following the cosine back up (period
+  2l), lrjax holds `end`, like optax and timm. It is optax's
+  `cosine_decay_schedule(init_value=k_0, decay_steps=l, alpha=k_e / k_0,
+  exponent=p)` and timm's `CosineLRScheduler(t_initial=l, lr_min=k_e,
+  k_decay=k)` (one cycle, no warmup). The bracket is evaluated as
+  :math:`\\sin^2(\\pi (1 - x^k) / 2)` with :math:`1 - x^k` computed from
+  the time left, so it keeps float32's relative precision near the floor.
 
   Args:
     value: initial value :math:`k_0`.
     length: :math:`l` (units of t).
     end: the floor :math:`k_e`.
+    exponent: :math:`p > 0`, optax's `exponent`.
+    k_decay: :math:`k > 0`, timm's `k_decay` (above 1 stays high longer).
 
   Returns:
     The `Policy`, between `end` and `value`.
 
   Raises:
-    ValueError: on `length <= 0`.
+    ValueError: on `length <= 0`, `exponent <= 0` or `k_decay <= 0`.
 
   Examples:
     >>> from lrjax import schedules
@@ -425,93 +626,192 @@ def cosine(value: float, length: float, end: float = 0.0) -> Policy:
 
   References:
     Loshchilov & Hutter 2017, SGDR: Stochastic Gradient Descent with Warm
-    Restarts.
+    Restarts; Zhang et al. 2020, k-decay: A New Method For Learning Rate
+    Schedule.
   """
   value = P.check_float('value', value)
   length = P.check_duration('length', length)
   end = P.check_float('end', end)
+  exponent = P.check_float('exponent', exponent, low=0, low_open=True)
+  k_decay = P.check_float('k_decay', k_decay, low=0, low_open=True)
 
   def fn(t):
-    rem = jnp.float32(length) - jnp.minimum(P.f32(t), jnp.float32(length))
-    return end + (value - end) * _half_cos_rem(rem / jnp.float32(length))
+    rem = _k_remaining(_remaining(t, length, length), k_decay)
+    h = _half_cos_rem(rem)
+    if exponent != 1.0:
+      h = h**exponent
+    return end + (value - end) * h
 
-  return P.make('cosine', fn, value=value, length=length, end=end)
+  return P.make(
+    'cosine',
+    fn,
+    value=value,
+    length=length,
+    end=end,
+    exponent=exponent,
+    k_decay=k_decay,
+  )
+
+
+# Cycle tables stop past this t (float32 t beyond it is not meaningful).
+_HORIZON = 2**120
+
+
+def _check_restarts(period, mult, decay, limit):
+  period = P.check_duration('period', period)
+  if isinstance(mult, bool):
+    raise TypeError(f'mult={mult!r} must be a number >= 1')
+  mult = P.check_float('mult', mult, low=1)
+  if mult.is_integer():
+    mult = int(mult)
+  decay = P.check_float('decay', decay, low=0, low_open=True, high=1)
+  if limit is not None:
+    if isinstance(limit, bool) or not float(limit).is_integer() or limit < 1:
+      raise ValueError(
+        f'limit={limit!r} must be an integer >= 1 (the number of cycles), '
+        'or None for no limit'
+      )
+    limit = int(limit)
+  return period, mult, decay, limit
+
+
+# Non-integer `mult`: cycles tabulated (starts exact to float32) up to here.
+_TABLE_T = 2**31
+_TABLE_SIZE = 4096
+
+
+def _cycles(t, period, mult):
+  """`(i, rem)`: the cycle holding `t` and the fraction of it left.
+
+  Cycle i lasts :math:`T_0 m^i` and starts at :math:`T_0 (m^i - 1)/(m - 1)`
+  (:math:`i T_0` for m = 1). `i` is float32; `rem` is in [0, 1], computed
+  from the time left in the cycle so it is accurate near the cycle's end.
+  An integer `mult` uses a table of starts, exact in int32 for integer `t`
+  and `period`, up to a cycle that starts past 2**120. Any other `mult` uses a table of starts
+  computed in float64 (each start within half a float32 ulp) for the cycles
+  that begin before 2**31 (at most 4096 of them), and beyond it the closed
+  form for i in float32, corrected so that the start of cycle i is <= t <
+  the start of cycle i + 1: cycles continue for every t.
+  """
+  if mult == 1:
+    k, r = P.periodic(t, period)
+    return k, (jnp.float32(period) - r) / jnp.float32(period)
+  if isinstance(mult, int):
+    starts, lengths = [0], [period]
+    while starts[-1] <= _HORIZON:
+      starts.append(starts[-1] + lengths[-1])
+      lengths.append(lengths[-1] * mult)
+    lengths = [min(x, 2.0**127) for x in lengths]
+    i, r = P.segment(t, starts)
+    size = jnp.asarray(lengths, jnp.float32)[i]
+    return P.f32(i), jnp.clip((size - r) / size, 0.0, 1.0)
+  tf = P.f32(t)
+  starts, lengths = [0.0], [float(period)]
+  while starts[-1] <= _TABLE_T and len(starts) <= _TABLE_SIZE:
+    starts.append(starts[-1] + lengths[-1])
+    lengths.append(lengths[-1] * mult)
+  table = jnp.asarray(starts, jnp.float32)
+  sizes = jnp.asarray(lengths[:-1], jnp.float32)
+  n = len(starts) - 1  # cycles fully in the table
+  idx = jnp.clip(jnp.searchsorted(table, tf, side='right') - 1, 0, n - 1)
+  rem_table = (table[idx + 1] - tf) / sizes[idx]
+
+  log_m = math.log(mult)
+
+  def start(i):
+    return jnp.float32(period / (mult - 1)) * (P.power(mult, i) - 1.0)
+
+  i = jnp.floor(
+    jnp.log1p(tf * jnp.float32((mult - 1) / period)) / jnp.float32(log_m)
+  )
+  i = jnp.maximum(i, 0.0)
+  i = jnp.where(tf < start(i), i - 1.0, i)
+  i = jnp.where(tf >= start(i + 1.0), i + 1.0, i)
+  i = jnp.maximum(i, float(n))
+  size = jnp.float32(period) * P.power(mult, i)
+  rem_closed = (start(i + 1.0) - tf) / size
+  inside = tf < table[-1]
+  i = jnp.where(inside, P.f32(idx), i)
+  rem = jnp.where(inside, rem_table, rem_closed)
+  return i, jnp.clip(rem, 0.0, 1.0)
 
 
 @register('cosine_restarts')
 def cosine_restarts(
   value: float,
   period: float,
-  mult: int = 1,
+  mult: float = 1,
   decay: float = 1.0,
   end: float = 0.0,
+  limit: int | None = None,
+  k_decay: float = 1.0,
 ) -> Policy:
-  """Cosine annealing with warm restarts (SGDR).
+  """Cosine annealing with warm restarts (SGDR; timm's CosineLRScheduler).
 
-  .. math:: f(t) = k_e + (k_0 d^i - k_e) (1 + \\cos(\\pi r / T_i)) / 2,
-    \\quad T_i = T_0 m^i
+  .. math:: f(t) = k_e + (\\max(k_0 d^i, k_e) - k_e)
+    \\frac{1 + \\cos(\\pi (r / T_i)^k)}{2}, \\quad T_i = T_0 m^i
 
   where cycle :math:`i` starts at :math:`T_0 (m^i - 1)/(m - 1)` (or
-  :math:`i T_0` for m = 1) and :math:`r` is the time since its start.
-  Equals PyTorch's `CosineAnnealingWarmRestarts(T_0, T_mult, eta_min)` for
-  `decay=1`; `decay` is timm's `cycle_decay` (peak of cycle i is
-  :math:`k_0 d^i`), so this also equals timm's `CosineLRScheduler` without
-  warmup and `k_decay=1`, until the decayed peak would fall below `end`:
-  lrjax then keeps the peak at `end` (bounds `[end, value]`), timm lets the
-  curve go below its `lr_min`. Past t = 2**41 the last cycle holds `end`.
+  :math:`i T_0` for m = 1) and :math:`r` is the time since its start; after
+  `limit` cycles the value holds `end`. Equals PyTorch's
+  `CosineAnnealingWarmRestarts(T_0, T_mult, eta_min)` (integer m, d = 1,
+  no limit) and timm's `CosineLRScheduler(t_initial=T_0, lr_min=k_e,
+  cycle_mul=m, cycle_decay=d, cycle_limit=limit, k_decay=k)` without warmup
+  (timm's `cycle_limit` defaults to 1, lrjax's `limit` to no limit; timm's
+  `cycle_mul` may be any number >= 1, as `mult` here). One difference: when
+  the decayed peak :math:`k_0 d^i` falls below `end`, lrjax holds the peak
+  at `end` (bounds `[end, value]`), where timm lets the curve go below its
+  `lr_min`. An integer `mult` is exact at every restart for integer t (its
+  cycle table is int32); a non-integer one tabulates the cycles that start
+  before 2**31 (each start within half a float32 ulp) and uses the closed
+  form beyond. The cycles go on for every t a float32 can hold, for any
+  `mult` (an integer `mult`'s table ends past t = 2**120, and the value
+  holds `end` after that last cycle).
 
   Args:
     value: peak of the first cycle :math:`k_0`.
     period: :math:`T_0`, length of the first cycle (units of t).
-    mult: integer :math:`m \\ge 1`, growth of the cycle length.
+    mult: :math:`m \\ge 1`, growth of the cycle length (any number).
     decay: :math:`d \\in (0, 1]`, peak decay per cycle.
     end: the floor :math:`k_e` (<= value).
+    limit: the number of cycles, after which the value holds `end`; None
+      for no limit.
+    k_decay: :math:`k > 0`, timm's k-decay inside each cycle.
 
   Returns:
     The `Policy`, between `end` and `value`.
 
   Raises:
-    ValueError: on a non-integer or < 1 `mult`, `decay` outside (0, 1],
-      `period <= 0` or `end > value`.
+    ValueError: on `mult < 1`, `decay` outside (0, 1], `period <= 0`,
+      `end > value`, `limit < 1` or `k_decay <= 0`.
 
   Examples:
     >>> from lrjax import schedules
     >>> s = schedules.cosine_restarts(1.0, period=10, mult=2, decay=0.5)
     >>> print([round(float(s(t)), 4) for t in (0, 5, 10, 20, 30)])
     [1.0, 0.5, 0.5, 0.25, 0.25]
+    >>> s = schedules.cosine_restarts(1.0, period=4, mult=1.5, limit=2)
+    >>> print([round(float(s(t)), 4) for t in (0, 2, 4, 7, 10, 99)])
+    [1.0, 0.5, 1.0, 0.5, 0.0, 0.0]
 
   References:
-    Loshchilov & Hutter 2017, SGDR; timm `CosineLRScheduler`.
+    Loshchilov & Hutter 2017, SGDR; timm `CosineLRScheduler`; Zhang et al.
+    2020, k-decay.
   """
   value = P.check_float('value', value)
-  period = P.check_duration('period', period)
-  if isinstance(mult, bool) or not float(mult).is_integer() or mult < 1:
-    raise ValueError(f'mult={mult!r} must be an integer >= 1')
-  mult = int(mult)
-  decay = P.check_float('decay', decay, low=0, low_open=True, high=1)
+  period, mult, decay, limit = _check_restarts(period, mult, decay, limit)
   end = P.check_float('end', end)
   if end > value:
     raise ValueError(f'end={end} must be <= value={value}')
-  if mult == 1:
+  k_decay = P.check_float('k_decay', k_decay, low=0, low_open=True)
 
-    def fn(t):
-      i, r = P.periodic(t, period)
-      peak = jnp.maximum(value * P.power(decay, i), end)
-      rem = (jnp.float32(period) - r) / jnp.float32(period)
-      return end + (peak - end) * _half_cos_rem(rem)
-
-  else:
-    starts, lengths = [0], [period]
-    while starts[-1] <= 2**41:
-      starts.append(starts[-1] + lengths[-1])
-      lengths.append(lengths[-1] * mult)
-    lengths_arr = jnp.asarray(lengths, jnp.float32)
-
-    def fn(t):
-      i, r = P.segment(t, starts)
-      peak = jnp.maximum(value * P.power(decay, i), end)
-      rem = jnp.clip((lengths_arr[i] - r) / lengths_arr[i], 0.0, 1.0)
-      return end + (peak - end) * _half_cos_rem(rem)
+  def fn(t):
+    i, rem = _cycles(t, period, mult)
+    peak = jnp.maximum(value * P.power(decay, i), end)
+    v = end + (peak - end) * _half_cos_rem(_k_remaining(rem, k_decay))
+    if limit is not None:
+      v = jnp.where(i < limit, v, end)
+    return v
 
   return P.make(
     'cosine_restarts',
@@ -521,6 +821,93 @@ def cosine_restarts(
     mult=mult,
     decay=decay,
     end=end,
+    limit=limit,
+    k_decay=k_decay,
+  )
+
+
+@register('tanh_restarts')
+def tanh_restarts(
+  value: float,
+  period: float,
+  mult: float = 1,
+  decay: float = 1.0,
+  end: float = 0.0,
+  limit: int | None = None,
+  lower: float = -6.0,
+  upper: float = 3.0,
+) -> Policy:
+  """Hyperbolic-tangent decay with warm restarts (timm's TanhLRScheduler).
+
+  .. math:: f(t) = k_e + (\\max(k_0 d^i, k_e) - k_e)
+    \\frac{1 - \\tanh(L + (U - L)\\, r / T_i)}{2}, \\quad T_i = T_0 m^i
+
+  with the cycles of `cosine_restarts` (:math:`r` the time since cycle
+  :math:`i` started; after `limit` cycles the value holds `end`). Equals
+  timm's `TanhLRScheduler(t_initial=T_0, lb=L, ub=U, lr_min=k_e,
+  cycle_mul=m, cycle_decay=d, cycle_limit=limit)` without warmup, up to the
+  same floor on the peak as `cosine_restarts`. The defaults L = -6, U = 3
+  are the paper's (and `tanh_decay`'s); timm's are L = -7, U = 3. As in
+  `tanh_decay`, a cycle starts slightly below its peak. Evaluated as
+  :math:`\\sigma(-2x)` (the same value as :math:`(1 - \\tanh x)/2`, without
+  its cancellation near the floor).
+
+  Args:
+    value: peak of the first cycle :math:`k_0`.
+    period: :math:`T_0`, length of the first cycle (units of t).
+    mult: :math:`m \\ge 1`, growth of the cycle length.
+    decay: :math:`d \\in (0, 1]`, peak decay per cycle.
+    end: the floor :math:`k_e` (<= value).
+    limit: the number of cycles, or None for no limit.
+    lower: :math:`L`.
+    upper: :math:`U > L`.
+
+  Returns:
+    The `Policy`, between `end` and `value`.
+
+  Raises:
+    ValueError: as `cosine_restarts`, or on `upper <= lower`.
+
+  Examples:
+    >>> from lrjax import schedules
+    >>> s = schedules.tanh_restarts(1.0, period=10, lower=-3, upper=3)
+    >>> print([round(float(s(t)), 4) for t in (0, 5, 10, 15)])
+    [0.9975, 0.5, 0.9975, 0.5]
+
+  References:
+    Hsueh et al. 2019, Stochastic Gradient Descent with Hyperbolic-Tangent
+    Decay on Classification; timm `TanhLRScheduler`.
+  """
+  value = P.check_float('value', value)
+  period, mult, decay, limit = _check_restarts(period, mult, decay, limit)
+  end = P.check_float('end', end)
+  if end > value:
+    raise ValueError(f'end={end} must be <= value={value}')
+  lower = P.check_float('lower', lower)
+  upper = P.check_float('upper', upper)
+  if not upper > lower:
+    raise ValueError(f'upper={upper} must be > lower={lower}')
+
+  def fn(t):
+    i, rem = _cycles(t, period, mult)
+    peak = jnp.maximum(value * P.power(decay, i), end)
+    x = upper - (upper - lower) * rem
+    v = end + (peak - end) * jax.nn.sigmoid(-2.0 * x)
+    if limit is not None:
+      v = jnp.where(i < limit, v, end)
+    return v
+
+  return P.make(
+    'tanh_restarts',
+    fn,
+    value=value,
+    period=period,
+    mult=mult,
+    decay=decay,
+    end=end,
+    limit=limit,
+    lower=lower,
+    upper=upper,
   )
 
 
@@ -554,15 +941,24 @@ def _check_onecycle(length, pct_start, anneal, three_phase, offset):
 
 
 def _phases(t, starts, ends, points, anneal):
-  """Anneals `points[i] -> points[i + 1]` on phase i; holds the last after."""
+  """Anneals `points[i] -> points[i + 1]` on phase i; holds the last after.
+
+  Each phase is the mix `a w(rem) + b w(x)` of its two end values, with
+  `x` the fraction of the phase done and `rem` the fraction left, each
+  computed directly (never as `1 - other`), `w(u) = sin^2(pi u / 2)`
+  (`cos`) or `u` (`linear`): accurate near both ends, and exactly on the
+  end value at the phase's end.
+  """
   tf = P.f32(t)
   out = jnp.full(jnp.shape(tf), points[-1], jnp.float32)
   for i in reversed(range(len(ends))):
     a, b = starts[i], ends[i]
-    pct = jnp.clip((tf - a) / jnp.float32(b - a), 0.0, 1.0)
-    # A convex combination, so each phase ends exactly on its end value.
-    w = _half_cos(pct) if anneal == 'cos' else 1.0 - pct
-    v = points[i] * w + points[i + 1] * (1.0 - w)
+    span = jnp.float32(b - a)
+    done = jnp.clip((tf - jnp.float32(a)) / span, 0.0, 1.0)
+    left = jnp.clip((jnp.float32(b) - tf) / span, 0.0, 1.0)
+    if anneal == 'cos':
+      done, left = _half_cos_rem(done), _half_cos_rem(left)
+    v = points[i] * left + points[i + 1] * done
     out = jnp.where(tf <= b, v, out)
   return out
 
@@ -731,8 +1127,19 @@ def onecycle_momentum(
   )
 
 
-def linear_warmup_factor(t, length, start):
-  return start + (1.0 - start) * _fraction(t, length)
+def warmup_factor(t, length, start, shape):
+  """`s + (1 - s) w(t / length)` for t < length: linear, cosine or 1-sqrt.
+
+  `w(x)` is `x`, `(1 - cos(pi x))/2 = sin^2(pi x / 2)` or
+  `1 - sqrt(1 - x) = x / (1 + sqrt(1 - x))` (the forms without
+  cancellation near x = 0).
+  """
+  x = _fraction(t, length)
+  if shape == 'cosine':
+    x = _half_cos_rem(x)
+  elif shape == 'sqrt':
+    x = x / (1.0 + jnp.sqrt(_remaining(t, length, length)))
+  return start + (1.0 - start) * x
 
 
 @register('wsd')
@@ -744,45 +1151,65 @@ def wsd(
   start: float = 0.1,
   end: float = 0.0,
   shape: str = 'linear',
+  warmup_shape: str = 'linear',
 ) -> Policy:
   """Warmup-stable-decay (trapezoid): warmup, hold `value`, cool down.
 
   .. math:: f(t) = \\begin{cases}
-    k_0 (s + (1 - s) t / w) & t < w \\\\
+    k_0 (s + (1 - s)\\, h(t / w)) & t < w \\\\
     k_0 & w \\le t < l - c \\\\
-    k_e + (k_0 - k_e) g((t - l + c) / c) & l - c \\le t
+    k_e + (k_0 - k_e)\\, g((t - l + c) / c) & l - c \\le t
     \\end{cases}
 
-  with :math:`g(x) = 1 - x` (`linear`), :math:`(1 + \\cos \\pi x)/2`
-  (`cosine`) or :math:`1 - \\sqrt{x}` (`sqrt`, the 1-sqrt cooldown of Hägele
-  et al.), :math:`x` clipped to [0, 1]. `length` is the total and INCLUDES
-  the warmup and the cooldown; the warmup starts at the fraction `start` of
-  `value` (never 0 unless asked), like `warmup`.
+  with the cooldown :math:`g(x) = 1 - x` (`linear`),
+  :math:`(1 + \\cos \\pi x)/2` (`cosine`) or :math:`1 - \\sqrt{x}` (`sqrt`,
+  the 1-sqrt cooldown of Hägele et al.) and the warmup :math:`h(x) = x`
+  (`linear`), :math:`(1 - \\cos \\pi x)/2` (`cosine`) or
+  :math:`1 - \\sqrt{1 - x}` (`sqrt`, Hugging Face's "1-sqrt" warmup),
+  :math:`x` clipped to [0, 1]; each is evaluated from the time done and the
+  time left, so it keeps float32's relative precision near both ends.
+  `length` is the total and INCLUDES the warmup and the cooldown.
+
+  The two ends are given differently, on purpose: `start` is a FACTOR of
+  `value` (the warmup's first value is `start * value`, as in `warmup` and
+  PyTorch's `LinearLR(start_factor)`), while `end` is an absolute VALUE (as
+  every decay's `end` in lrjax and optax's `end_value`). Hugging Face's
+  `get_wsd_schedule(num_warmup_steps=w, num_decay_steps=c,
+  num_training_steps=l, warmup_type, decay_type, min_lr_ratio=r)` on a base
+  rate :math:`k_0` is `wsd(k_0, length=l, cooldown=c, warmup=w, start=r,
+  end=r * k_0, shape, warmup_shape)` (its "1-sqrt" is `sqrt` here).
 
   Args:
     value: the stable value :math:`k_0`.
     length: total duration :math:`l` (warmup + stable + cooldown).
     cooldown: :math:`c`, the final decay's duration.
-    warmup: :math:`w >= 0`, the linear warmup's duration.
+    warmup: :math:`w >= 0`, the warmup's duration.
     start: :math:`s \\in [0, 1]`, warmup start as a fraction of `value`.
-    end: :math:`k_e`, value at and after `length`.
-    shape: `linear`, `cosine` or `sqrt`.
+    end: :math:`k_e`, value at and after `length` (absolute).
+    shape: the cooldown: `linear`, `cosine` or `sqrt`.
+    warmup_shape: the warmup: `linear`, `cosine` or `sqrt`.
 
   Returns:
     The `Policy`, within `[min(end, s k_0), k_0]`.
 
   Raises:
-    ValueError: if `warmup + cooldown > length` or a bad `shape`.
+    ValueError: if `warmup + cooldown > length` or a bad `shape` or
+      `warmup_shape`.
 
   Examples:
     >>> from lrjax import schedules
     >>> s = schedules.wsd(1.0, length=100, cooldown=20, warmup=10, start=0)
     >>> print([round(float(s(t)), 4) for t in (0, 5, 10, 80, 95, 100)])
     [0.0, 0.5, 1.0, 1.0, 0.25, 0.0]
+    >>> s = schedules.wsd(1.0, length=100, cooldown=20, warmup=10, start=0,
+    ...                   warmup_shape='sqrt', shape='sqrt')
+    >>> print([round(float(s(t)), 4) for t in (0, 5, 10, 85, 100)])
+    [0.0, 0.2929, 1.0, 0.5, 0.0]
 
   References:
     Hu et al. 2024, MiniCPM; Hägele et al. 2024, Scaling Laws and
-    Compute-Optimal Training Beyond Fixed Training Durations.
+    Compute-Optimal Training Beyond Fixed Training Durations; Hugging Face
+    `get_wsd_schedule`.
   """
   value = P.check_float('value', value)
   length = P.check_duration('length', length)
@@ -791,6 +1218,9 @@ def wsd(
   start = P.check_float('start', start, low=0, high=1)
   end = P.check_float('end', end)
   shape = P.check_choice('shape', shape, ('linear', 'cosine', 'sqrt'))
+  warmup_shape = P.check_choice(
+    'warmup_shape', warmup_shape, ('linear', 'cosine', 'sqrt')
+  )
   if warmup + cooldown > length:
     raise ValueError(
       f'warmup={warmup} + cooldown={cooldown} must be <= length={length} '
@@ -799,17 +1229,20 @@ def wsd(
   decay_start = length - cooldown
 
   def fn(t):
-    x = _fraction(jnp.maximum(t - decay_start, 0), cooldown)
+    left = _remaining(t, length, cooldown)
     if shape == 'linear':
-      g = 1.0 - x
+      g = left
     elif shape == 'cosine':
-      g = _half_cos(x)
+      g = _half_cos_rem(left)
     else:
-      g = 1.0 - jnp.sqrt(x)
+      done = _fraction(jnp.maximum(t - decay_start, 0), cooldown)
+      g = left / (1.0 + jnp.sqrt(done))
     v = jnp.where(t >= decay_start, end + (value - end) * g, value)
     if warmup:
       v = jnp.where(
-        t < warmup, value * linear_warmup_factor(t, warmup, start), v
+        t < warmup,
+        value * warmup_factor(t, warmup, start, warmup_shape),
+        v,
       )
     return v
 
@@ -823,6 +1256,7 @@ def wsd(
     start=start,
     end=end,
     shape=shape,
+    warmup_shape=warmup_shape,
   )
 
 
@@ -874,8 +1308,9 @@ def tanh_decay(
     raise ValueError(f'upper={upper} must be > lower={lower}')
 
   def fn(t):
-    x = lower + (upper - lower) * _fraction(t, length)
-    return end + (value - end) * (1.0 - jnp.tanh(x)) / 2.0
+    # (1 - tanh x) / 2 == sigmoid(-2 x), without the cancellation near 1.
+    x = upper - (upper - lower) * _remaining(t, length, length)
+    return end + (value - end) * jax.nn.sigmoid(-2.0 * x)
 
   return P.make(
     'tanh_decay',
@@ -929,7 +1364,7 @@ def _wave(t, up, down, phase, wave):
   if wave == 'sine':
     u = jnp.sin(jnp.pi / 2 * u)
   elif wave == 'cosine':
-    u = (1.0 - jnp.cos(jnp.pi * u)) / 2.0
+    u = _half_cos_rem(u)  # (1 - cos(pi u)) / 2, accurate near u = 0
   return k, u
 
 
@@ -1057,6 +1492,79 @@ def exp_range(low: float, high: float, length: float, gamma: float) -> Policy:
     Smith 2017, Cyclical Learning Rates for Training Neural Networks.
   """
   return triangular(low, high, length, amplitude='exp', gamma=gamma)
+
+
+@register('triangular_momentum')
+def triangular_momentum(
+  length: float,
+  low: float = 0.8,
+  high: float = 0.9,
+  amplitude: str = 'const',
+  gamma: float = 1.0,
+  length_down: float | None = None,
+) -> Policy:
+  """The momentum that goes with `triangular`: high when the LR is low.
+
+  .. math:: f(t) = m_h - (m_h - m_l)\\, u(t)\\, s(t)
+
+  with the wave :math:`u` and the amplitude :math:`s` of `triangular`
+  (`const`: 1; `half`: :math:`2^{-k}` after k cycles; `exp`:
+  :math:`\\gamma^t`), so it mirrors `triangular(low_lr, high_lr, length,
+  amplitude, gamma, length_down=...)`. Equals the momentum (or Adam's beta1)
+  that PyTorch's `CyclicLR(step_size_up=length, step_size_down=length_down,
+  mode, gamma, cycle_momentum=True, base_momentum=m_l, max_momentum=m_h)`
+  sets at iteration t, for `mode='triangular'` (`const`), `'triangular2'`
+  (`half`) and `'exp_range'` (`exp`); PyTorch's defaults are m_l = 0.8,
+  m_h = 0.9.
+
+  Args:
+    length: the half cycle (the LR's rise), units of t.
+    low: :math:`m_l`, the momentum at the LR's peak.
+    high: :math:`m_h \\ge m_l`, the momentum at the LR's base.
+    amplitude: `const`, `half` or `exp`.
+    gamma: :math:`\\gamma \\in (0, 1]` for `exp`.
+    length_down: the fall (default: `length`).
+
+  Returns:
+    The `Policy`, within `[low, high]`.
+
+  Raises:
+    ValueError: if `low > high`, or a bad `amplitude`, `gamma` or length.
+
+  Examples:
+    >>> from lrjax import schedules
+    >>> m = schedules.triangular_momentum(2, amplitude='half')
+    >>> print([round(float(m(t)), 4) for t in (0, 1, 2, 4, 6)])
+    [0.9, 0.85, 0.8, 0.9, 0.85]
+
+  References:
+    Smith 2017, Cyclical Learning Rates for Training Neural Networks;
+    Smith 2018, A disciplined approach to neural network hyper-parameters;
+    PyTorch `CyclicLR`.
+  """
+  low, high, length, amplitude, gamma = _check_cyclic(
+    low, high, length, amplitude, gamma
+  )
+  down = (
+    length
+    if length_down is None
+    else P.check_duration('length_down', length_down)
+  )
+
+  def fn(t):
+    k, u = _wave(t, length, down, 'up', 'triangle')
+    return high - (high - low) * u * _scale(t, k, amplitude, gamma)
+
+  return P.make(
+    'triangular_momentum',
+    fn,
+    length=length,
+    low=low,
+    high=high,
+    amplitude=amplitude,
+    gamma=gamma,
+    length_down=None if length_down is None else down,
+  )
 
 
 @register('sine')
@@ -1243,7 +1751,7 @@ def sawtooth(
     if shape == 'sine':
       x = jnp.sin(jnp.pi / 2 * x)
     elif shape == 'cosine':
-      x = (1.0 - jnp.cos(jnp.pi * x)) / 2.0
+      x = _half_cos_rem(x)
     return low + (high - low) * x * _scale(t, k, amplitude, gamma)
 
   return P.make(
@@ -1263,8 +1771,25 @@ def _fraction(t, length):
   return jnp.clip(P.f32(t) / jnp.float32(length), 0.0, 1.0)
 
 
-def _half_cos(x):
-  return (1.0 + jnp.cos(jnp.pi * x)) / 2.0
+def _remaining(t, until, length):
+  """`clip(until - t, 0, length) / length`: the fraction of `length` left.
+
+  Computed from the difference itself (in int32 for integer `t` and
+  `until`), so it keeps its relative precision as it goes to 0, where
+  `1 - t / length` would not.
+  """
+  if P.is_int(t) and float(until).is_integer() and until <= 2**31 - 1:
+    left = P.f32(jnp.clip(int(until) - t, 0, None))
+  else:
+    left = jnp.maximum(jnp.float32(until) - P.f32(t), 0.0)
+  return jnp.minimum(left, jnp.float32(length)) / jnp.float32(length)
+
+
+def _k_remaining(rem, k):
+  """`1 - (1 - rem)**k` (timm's k-decay) without cancellation near rem = 0."""
+  if k == 1.0:
+    return rem
+  return -jnp.expm1(k * jnp.log1p(-rem))
 
 
 def _half_cos_rem(rem):

@@ -32,6 +32,10 @@ def register(name: str, *, canonical: bool = True):
   return wrap
 
 
+# The text name of a plain callable wrapped into a Policy (no text form).
+CALLABLE = '<callable>'
+
+
 @dataclasses.dataclass(frozen=True)
 class Policy:
   """A schedule of progress `t`: a frozen, hashable, jit-safe callable.
@@ -41,12 +45,22 @@ class Policy:
   `optax.Schedule`, or epochs when converted by `lrjax.batch.per_update`.
   Equality and hashing follow the text form, so a policy can be a static
   argument of `jax.jit` or a key of a dict; pickling goes through the text
-  form too. Negative `t` is treated as 0.
+  form too, and copies are the policy itself (it is immutable). Negative
+  `t` is treated as 0.
+
+  A policy that wraps a plain callable (an `optax.Schedule` given to a
+  composition such as `warmup`) has no text form: `str` shows the callable
+  as `<callable NAME: no text form>`, `has_text` is False, it equals only a
+  policy built from the same callable object, and it cannot be pickled.
 
   Attributes:
     name: the builder's text name.
     args: the arguments that differ from the builder's defaults, in signature
       order, as `(name, value)` pairs.
+    unit: what `t` counts, when the policy says so: `'epoch'` (built with
+      `in_epochs`, for `lrjax.batch.per_update`), `'update'` (built with
+      `in_updates` or by an update-domain builder such as `noam`, for
+      optax directly), or None (either; the caller decides).
   """
 
   name: str
@@ -54,21 +68,105 @@ class Policy:
   fn: Callable[[jax.Array], jax.Array] = dataclasses.field(
     compare=False, repr=False
   )
+  unit: str | None = dataclasses.field(default=None, compare=False)
 
   def __call__(self, t: jax.typing.ArrayLike) -> jax.Array:
     return jnp.asarray(self.fn(as_progress(t)), jnp.float32)
 
   def __str__(self) -> str:
+    if self.name == CALLABLE:
+      return _callable_text(self.args[0][1])
     return format_call(self.name, self.args)
 
   def __repr__(self) -> str:
     return f'Policy({str(self)!r})'
 
+  @property
+  def has_text(self) -> bool:
+    """Whether `parse(str(self))` rebuilds this policy (no plain callable)."""
+    return self.name != CALLABLE and all(
+      _has_text(value) for _, value in self.args
+    )
+
+  def __copy__(self) -> Policy:
+    return self
+
+  def __deepcopy__(self, memo) -> Policy:
+    del memo
+    return self
+
   def __reduce__(self):
-    # Pickle / deepcopy through the text form (the closure is not picklable).
+    # Pickle through the text form (the closure is not picklable).
+    if not self.has_text:
+      raise TypeError(
+        f'cannot pickle {self}: it wraps a plain callable, which has no text '
+        'form; build it from lrjax.schedules policies only, or pickle the '
+        'parts that make it'
+      )
     from lrjax.schedules._text import parse  # noqa: PLC0415
 
     return (parse, (str(self),))
+
+
+def _has_text(value) -> bool:
+  if isinstance(value, Policy):
+    return value.has_text
+  if isinstance(value, tuple):
+    return all(_has_text(v) for v in value)
+  return True
+
+
+def _callable_text(fn) -> str:
+  name = getattr(fn, '__qualname__', None) or type(fn).__qualname__
+  return f'<callable {name}: no text form>'
+
+
+def is_stateful(value) -> bool:
+  """Whether `value` is an optax stateful schedule (plateau policies)."""
+  return all(hasattr(value, a) for a in ('init', 'update', '__call__'))
+
+
+def as_policy(name: str, value) -> Policy:
+  """`value` as a `Policy`: a Policy as is, a plain callable wrapped.
+
+  A plain callable (an `optax.Schedule`, a function of `t`) is called with
+  the progress the composition gives it (int32 or float32, >= 0); its unit
+  is unknown (None) unless wrapped with `in_epochs` / `in_updates`.
+
+  Raises:
+    TypeError: for a stateful (plateau) schedule or a non-callable, naming
+      the argument.
+  """
+  if isinstance(value, Policy):
+    return value
+  if is_stateful(value):
+    raise TypeError(
+      f'{name}={value} is a stateful (plateau) schedule, which decides from '
+      'the values passed to tx.update and cannot be composed: give it to '
+      'optax (or the trainer) directly'
+    )
+  if not callable(value):
+    raise TypeError(
+      f'{name}={value!r} must be a Policy or a callable of t (an '
+      'optax.Schedule), e.g. constant(0.1) or optax.linear_schedule(...)'
+    )
+
+  def fn(t):
+    return jnp.asarray(value(t), jnp.float32)
+
+  return Policy(CALLABLE, (('fn', value),), fn)
+
+
+def common_unit(name: str, policies: Sequence[Policy]) -> str | None:
+  """The unit shared by `policies` (None if none says); a mix is an error."""
+  units = {p.unit for p in policies} - {None}
+  if len(units) > 1:
+    raise ValueError(
+      f'{name}: the policies mix units ({", ".join(str(p) for p in policies)}'
+      '): some count epochs (in_epochs) and some updates (in_updates); '
+      'build them all in one unit'
+    )
+  return units.pop() if units else None
 
 
 def format_call(name: str, args: tuple[tuple[str, Any], ...]) -> str:
@@ -98,9 +196,15 @@ def kept_args(name: str, **args) -> tuple[tuple[str, Any], ...]:
   return tuple(kept)
 
 
-def make(name: str, fn: Callable[[jax.Array], jax.Array], **args) -> Policy:
+def make(
+  name: str,
+  fn: Callable[[jax.Array], jax.Array],
+  *,
+  unit: str | None = None,
+  **args,
+) -> Policy:
   """Builds a `Policy` keeping only the arguments that differ from defaults."""
-  return Policy(name, kept_args(name, **args), fn)
+  return Policy(name, kept_args(name, **args), fn, unit)
 
 
 def _same(a, b) -> bool:
@@ -224,10 +328,30 @@ def periodic(t: jax.Array, period: float) -> tuple[jax.Array, jax.Array]:
 
 
 def power(base: float, exponent: jax.Array) -> jax.Array:
-  """`base ** exponent` for a Python `base` in (0, 1], finite for any t."""
+  """`base ** exponent` for a Python `base` > 0, in float32, to ~1 ulp.
+
+  Raising `float32(base)` alone compounds the rounding of the base with the
+  exponent (a relative drift of about `exponent * 1e-8`: 4e-6 at
+  `0.99 ** 400`), and `exp(exponent * log(base))` in float32 loses
+  `|log(result)| * 6e-8`. So: `float32(base) ** exponent` (XLA's pow is
+  accurate for a float32 base) times `exp(exponent * r)`, where
+  `r = log(base) - log(float32(base))` is the base's rounding, taken in
+  float64. Exact for bases that float32 holds (0.5, 0.25, 2). A base < 1
+  underflows to 0 and a base > 1 overflows to inf for large exponents
+  (callers bound it); the correction is clipped so it never turns 0 into
+  NaN.
+  """
+  e = f32(exponent)
   if base == 1.0:
-    return jnp.ones_like(f32(exponent))
-  return jnp.power(jnp.float32(base), f32(exponent))
+    return jnp.ones_like(e)
+  hi = float(np.float32(base))
+  if hi == 0.0 or math.isinf(hi):
+    return jnp.exp(e * jnp.float32(math.log(base)))
+  out = jnp.power(jnp.float32(hi), e)
+  r = math.log(base) - math.log(hi)
+  if r != 0.0:
+    out = out * jnp.exp(jnp.clip(e * jnp.float32(r), -88.0, 88.0))
+  return out
 
 
 # Eager validation, with errors that name the argument and the fix.
@@ -293,12 +417,3 @@ def as_tuple(value) -> tuple:
   if isinstance(value, np.ndarray):
     return tuple(value.tolist())
   return (value,)
-
-
-def check_policy(name: str, value) -> Policy:
-  if not isinstance(value, Policy):
-    raise TypeError(
-      f'{name}={value!r} must be a Policy (build one with '
-      'lrjax.schedules, e.g. constant(0.1))'
-    )
-  return value

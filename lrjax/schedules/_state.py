@@ -1,17 +1,31 @@
 """State-based policies: plateau rules as optax stateful schedules.
 
-The decision rule, shared by both policies: the trainer passes
-`value=<train loss of this update>` and `epoch=<float epoch at this update>`
-to every `tx.update`. The policy sums the values seen during each epoch
-(`floor(epoch)` constant) and decides ONCE per completed epoch, on the mean
-of that epoch's values, at the first update whose `floor(epoch)` is larger
-(like Keras / PyTorch monitoring an epoch metric). The decision already
-applies to that first update of the new epoch: `__call__` rolls the epoch
-over before giving the value. If one update skips whole epochs (a batch
-larger than the dataset), the values seen since the last decision form one
-decision. Non-finite values (updates the trainer skipped) are left out of
-the mean; an epoch without any finite value makes no decision. Everything
-is jit-safe: the state is a NamedTuple of arrays.
+The decision rule, shared by both policies. Every `tx.update` passes
+`value=<metric>` and `epoch=<float epoch at this update>` (optax's
+`inject_hyperparams` hands both to the policy's `__call__` and `update`).
+`value` is any scalar metric, to minimise (`mode='min'`: a loss) or to
+maximise (`mode='max'`: an accuracy); what it holds is chosen by
+`value_per`:
+
+- `value_per='update'` (default): a metric of each update, such as the
+  train loss of the update's batch. The policy sums the values seen during
+  each epoch (`floor(epoch)` constant) and decides on their mean.
+- `value_per='epoch'`: a metric measured once per epoch after it ended,
+  such as a validation loss or accuracy (what PyTorch's
+  `ReduceLROnPlateau.step(val_metric)` users pass after each epoch). The
+  caller passes the latest measurement with every update (NaN before the
+  first); the policy decides on the value passed with the first update of
+  each new epoch, i.e. on the metric of the epoch that just ended, and
+  ignores the others.
+
+Either way the policy decides ONCE per completed epoch, at the first update
+whose `floor(epoch)` is larger, and the decision already applies to that
+update: `__call__` rolls the epoch over before giving the value (give
+`__call__` the same `value=` and `epoch=` as `update`). If one update skips
+whole epochs (a batch larger than the dataset), that is one decision.
+Non-finite values (updates the trainer skipped, a metric not yet measured)
+never enter a decision; an epoch without a finite value makes none.
+Everything is jit-safe: the state is a NamedTuple of arrays.
 """
 
 from __future__ import annotations
@@ -69,9 +83,43 @@ def _accumulate(acc: _Epoch, value) -> _Epoch:
 def _require(value, epoch):
   if value is None or epoch is None:
     raise TypeError(
-      'plateau policies need tx.update(..., value=<loss>, epoch=<epoch>): '
-      f'got value={value!r}, epoch={epoch!r}'
+      'plateau policies need tx.update(..., value=<metric>, epoch=<epoch>) '
+      f'(value: a loss or any metric): got value={value!r}, epoch={epoch!r}'
     )
+
+
+def _decision(acc: _Epoch, epoch, value, value_per: str):
+  """(decide now, the metric to decide on, accumulator for the new epoch)."""
+  done, mean, rolled = _completed(acc, epoch)
+  if value_per == 'update':
+    return done, mean, rolled
+  new = rolled.epoch != acc.epoch
+  if value is None:
+    return jnp.zeros_like(new), mean, rolled
+  value = jnp.asarray(value, jnp.float32)
+  return new & jnp.isfinite(value), value, rolled
+
+
+def _better(a, best, mode: str, threshold_mode: str, threshold: float):
+  """PyTorch ReduceLROnPlateau's `is_better`."""
+  if mode == 'min':
+    if threshold_mode == 'rel':
+      return a < best * (1.0 - threshold)
+    return a < best - threshold
+  if threshold_mode == 'rel':
+    return a > best * (1.0 + threshold)
+  return a > best + threshold
+
+
+def _check_modes(mode, value_per):
+  if mode in ('rel', 'abs'):
+    raise ValueError(
+      f'mode={mode!r} is a threshold mode: write threshold_mode={mode!r} '
+      "(mode is 'min' or 'max', as in PyTorch's ReduceLROnPlateau)"
+    )
+  mode = P.check_choice('mode', mode, ('min', 'max'))
+  value_per = P.check_choice('value_per', value_per, ('update', 'epoch'))
+  return mode, value_per
 
 
 class ReduceOnPlateauState(NamedTuple):
@@ -94,23 +142,25 @@ class ReduceOnPlateau:
   cooldown: int
   threshold: float
   mode: str
+  threshold_mode: str
   min_value: float
+  value_per: str
 
   def init(self) -> ReduceOnPlateauState:
+    worst = jnp.inf if self.mode == 'min' else -jnp.inf
     return ReduceOnPlateauState(
       value=jnp.asarray(self.init_value, jnp.float32),
-      best=jnp.asarray(jnp.inf, jnp.float32),
+      best=jnp.asarray(worst, jnp.float32),
       num_bad_epochs=jnp.zeros([], jnp.int32),
       cooldown_counter=jnp.zeros([], jnp.int32),
       acc=_epoch0(),
     )
 
   def _decide(self, s: ReduceOnPlateauState, mean) -> ReduceOnPlateauState:
-    # PyTorch's ReduceLROnPlateau.step order, mode='min'.
-    if self.mode == 'rel':
-      better = mean < s.best * (1.0 - self.threshold)
-    else:
-      better = mean < s.best - self.threshold
+    # PyTorch's ReduceLROnPlateau.step order.
+    better = _better(
+      mean, s.best, self.mode, self.threshold_mode, self.threshold
+    )
     best = jnp.where(better, mean, s.best)
     bad = jnp.where(better, 0, s.num_bad_epochs + 1)
     in_cooldown = s.cooldown_counter > 0
@@ -129,22 +179,28 @@ class ReduceOnPlateau:
       acc=s.acc,
     )
 
-  def _rollover(self, state, epoch):
-    done, mean, acc = _completed(state.acc, epoch)
-    decided = self._decide(state, mean)
+  def _rollover(self, state, epoch, value):
+    done, metric, acc = _decision(state.acc, epoch, value, self.value_per)
+    decided = self._decide(state, metric)
     state = jax.tree.map(lambda a, b: jnp.where(done, a, b), decided, state)
     return state._replace(acc=acc)
 
-  def update(self, state, value=None, epoch=None, **extra_args):
+  def update(
+    self, state: ReduceOnPlateauState, value=None, epoch=None, **extra_args
+  ) -> ReduceOnPlateauState:
+    """The state after an update that saw `value` at `epoch`."""
     del extra_args
     _require(value, epoch)
-    state = self._rollover(state, epoch)
+    state = self._rollover(state, epoch, value)
     return state._replace(acc=_accumulate(state.acc, value))
 
-  def __call__(self, state, value=None, epoch=None, **extra_args) -> jax.Array:
-    del value, extra_args
+  def __call__(
+    self, state: ReduceOnPlateauState, value=None, epoch=None, **extra_args
+  ) -> jax.Array:
+    """The learning rate for the update at `epoch` (after its decision)."""
+    del extra_args
     if epoch is not None:
-      state = self._rollover(state, epoch)
+      state = self._rollover(state, epoch, value)
     return state.value
 
   def __str__(self) -> str:
@@ -158,7 +214,9 @@ class ReduceOnPlateau:
         cooldown=self.cooldown,
         threshold=self.threshold,
         mode=self.mode,
+        threshold_mode=self.threshold_mode,
         min_value=self.min_value,
+        value_per=self.value_per,
       ),
     )
 
@@ -176,27 +234,33 @@ def reduce_on_plateau(
   patience: int = 10,
   cooldown: int = 0,
   threshold: float = 1e-4,
-  mode: str = 'rel',
+  mode: str = 'min',
+  threshold_mode: str = 'rel',
   min_value: float = 0.0,
+  value_per: str = 'update',
 ) -> ReduceOnPlateau:
-  """Reduce the learning rate itself when the epoch loss stops improving.
+  """Reduce the learning rate itself when a metric stops improving.
 
-  Decides once per completed epoch on the mean train loss of that epoch (the
-  rule in this module's docstring), with PyTorch's `ReduceLROnPlateau`
-  (mode='min') logic: an epoch mean :math:`a` is better than the best so far
-  :math:`a^*` if
+  Decides once per completed epoch (the rule in this module's docstring) on
+  the epoch mean of a per-update metric (`value_per='update'`, e.g. the
+  train loss) or on a metric measured after each epoch (`value_per='epoch'`,
+  e.g. a validation loss or accuracy), with PyTorch's `ReduceLROnPlateau`
+  logic: a metric :math:`a` is better than the best so far :math:`a^*`
+  (initially :math:`+\\infty` for `min`, :math:`-\\infty` for `max`) if
 
-  .. math:: a < a^* (1 - \\theta) \\ (\\text{rel}) \\quad\\text{or}\\quad
-    a < a^* - \\theta \\ (\\text{abs});
+  .. math:: \\text{min: } a < a^* (1 - \\theta) \\ (\\text{rel}),
+    \\ a < a^* - \\theta \\ (\\text{abs});\\quad
+    \\text{max: } a > a^* (1 + \\theta) \\ (\\text{rel}),
+    \\ a > a^* + \\theta \\ (\\text{abs});
 
   after more than `patience` epochs without improvement the value becomes
   :math:`\\max(\\eta f, \\eta_{min})` (changes below 1e-8 are ignored), and
-  the next `cooldown` epochs do not count as bad. Unlike
-  `optax.contrib.reduce_on_plateau`, which scales the updates, this scales
-  the learning rate, so the value in force is the hyperparameter that
-  `optax.inject_hyperparams` records. PyTorch decides when the user calls
-  `step(metric)`, typically on a validation metric; lrjax decides on the
-  train loss per epoch, from the `value=` and `epoch=` the trainer passes.
+  the next `cooldown` epochs do not count as bad. With `value_per='epoch'`
+  the learning rates equal PyTorch's `ReduceLROnPlateau(mode, factor,
+  patience, threshold, threshold_mode, cooldown, min_lr)` stepped with the
+  same metric after each epoch. Unlike `optax.contrib.reduce_on_plateau`,
+  which scales the updates, this scales the learning rate, so the value in
+  force is the hyperparameter that `optax.inject_hyperparams` records.
 
   Args:
     value: the initial learning rate :math:`\\eta_0`.
@@ -204,15 +268,21 @@ def reduce_on_plateau(
     patience: epochs without improvement tolerated (integer >= 0).
     cooldown: epochs after a reduction that do not count (integer >= 0).
     threshold: :math:`\\theta \\ge 0`.
-    mode: `rel` or `abs` (PyTorch's threshold_mode).
+    mode: `min` (a loss) or `max` (an accuracy), PyTorch's `mode`.
+    threshold_mode: `rel` or `abs`, PyTorch's `threshold_mode`.
     min_value: :math:`\\eta_{min} \\ge 0`, the floor.
+    value_per: `update` (decide on the epoch mean of the values) or
+      `epoch` (decide on the value passed with the first update of each new
+      epoch: a metric measured after the epoch).
 
   Returns:
     A stateful schedule (`init`, `update(state, value=, epoch=)`,
     `__call__`); text `reduce_on_plateau(value,...)`.
 
   Raises:
-    ValueError: on a factor outside (0, 1), a negative count or threshold.
+    ValueError: on a factor outside (0, 1), a negative count or threshold,
+      a bad `mode`, `threshold_mode` or `value_per` (`mode='rel'` or `'abs'`
+      names `threshold_mode`).
 
   Examples:
     >>> from lrjax import schedules
@@ -225,6 +295,18 @@ def reduce_on_plateau(
     0.100
     0.050
 
+    On a validation accuracy measured after each epoch (NaN before the
+    first), as PyTorch's `scheduler.step(val_acc)` with `mode='max'`:
+
+    >>> lr = schedules.reduce_on_plateau(
+    ...   0.1, factor=0.5, patience=0, mode='max', value_per='epoch')
+    >>> s = lr.init()
+    >>> for epoch, acc in [(0.0, float('nan')), (1.0, 0.6), (2.0, 0.7),
+    ...                    (3.0, 0.65)]:
+    ...   print(f'{float(lr(s, value=acc, epoch=epoch)):.3f}', end=' ')
+    ...   s = lr.update(s, value=acc, epoch=epoch)
+    0.100 0.100 0.100 0.050
+
   References:
     PyTorch `torch.optim.lr_scheduler.ReduceLROnPlateau`; Keras
     `ReduceLROnPlateau`.
@@ -236,12 +318,23 @@ def reduce_on_plateau(
   patience = _check_count('patience', patience)
   cooldown = _check_count('cooldown', cooldown)
   threshold = P.check_float('threshold', threshold, low=0)
-  mode = P.check_choice('mode', mode, ('rel', 'abs'))
+  mode, value_per = _check_modes(mode, value_per)
+  threshold_mode = P.check_choice(
+    'threshold_mode', threshold_mode, ('rel', 'abs')
+  )
   min_value = P.check_float('min_value', min_value, low=0)
   if min_value > value:
     raise ValueError(f'min_value={min_value} must be <= value={value}')
   return ReduceOnPlateau(
-    value, factor, patience, cooldown, threshold, mode, min_value
+    value,
+    factor,
+    patience,
+    cooldown,
+    threshold,
+    mode,
+    threshold_mode,
+    min_value,
+    value_per,
   )
 
 
@@ -267,6 +360,8 @@ class SwitchOnPlateau:
   clock: str
   total: float | None
   start: int
+  mode: str
+  value_per: str
 
   def init(self) -> SwitchOnPlateauState:
     return SwitchOnPlateauState(
@@ -282,6 +377,8 @@ class SwitchOnPlateau:
     history = jnp.concatenate([s.history[1:], mean[None].astype(jnp.float32)])
     num = s.num_epochs + 1
     gains = history[:-1] - history[1:]
+    if self.mode == 'max':
+      gains = -gains
     trapped = (num > self.window) & (jnp.max(gains) < self.threshold)
     act = trapped & (s.cooldown_counter == 0)
     counter = jnp.where(
@@ -306,24 +403,30 @@ class SwitchOnPlateau:
       return state.acc.epoch
     return jnp.asarray(epoch, jnp.float32)
 
-  def _rollover(self, state, epoch):
-    done, mean, acc = _completed(state.acc, epoch)
-    decided = self._decide(state, mean, self._clock(state, epoch))
+  def _rollover(self, state, epoch, value):
+    done, metric, acc = _decision(state.acc, epoch, value, self.value_per)
+    decided = self._decide(state, metric, self._clock(state, epoch))
     state = jax.tree.map(lambda a, b: jnp.where(done, a, b), decided, state)
     return state._replace(acc=acc)
 
-  def update(self, state, value=None, epoch=None, **extra_args):
+  def update(
+    self, state: SwitchOnPlateauState, value=None, epoch=None, **extra_args
+  ) -> SwitchOnPlateauState:
+    """The state after an update that saw `value` at `epoch`."""
     del extra_args
     _require(value, epoch)
-    state = self._rollover(state, epoch)
+    state = self._rollover(state, epoch, value)
     return state._replace(
       acc=_accumulate(state.acc, value), updates=state.updates + 1
     )
 
-  def __call__(self, state, value=None, epoch=None, **extra_args) -> jax.Array:
-    del value, extra_args
+  def __call__(
+    self, state: SwitchOnPlateauState, value=None, epoch=None, **extra_args
+  ) -> jax.Array:
+    """The value for the update at `epoch` (after its decision)."""
+    del extra_args
     if epoch is not None:
-      state = self._rollover(state, epoch)
+      state = self._rollover(state, epoch, value)
     t = self._clock(state, epoch)
     vals = [p(t) for p in self.policies]
     return jnp.select(
@@ -342,6 +445,8 @@ class SwitchOnPlateau:
         clock=self.clock,
         total=self.total,
         start=self.start,
+        mode=self.mode,
+        value_per=self.value_per,
       ),
     )
 
@@ -355,17 +460,24 @@ def switch_on_plateau(
   clock: str = 'epoch',
   total: float | None = None,
   start: int = 0,
+  mode: str = 'min',
+  value_per: str = 'update',
 ) -> SwitchOnPlateau:
-  """Move to the next policy of a list when the epoch loss plateaus.
+  """Move to the next policy of a list when a metric plateaus.
 
-  LRBench's ChangeLROnPlateau. Decides once per completed epoch on the mean
-  train loss of that epoch (the rule in this module's docstring). With the
-  last :math:`n` (= `window`) epoch means :math:`a_1 .. a_n`, oldest first,
+  LRBench's ChangeLROnPlateau. Decides once per completed epoch (the rule in
+  this module's docstring) on the epoch mean of a per-update metric
+  (`value_per='update'`, e.g. the train loss) or on a metric measured after
+  each epoch (`value_per='epoch'`, e.g. a validation metric). With the last
+  :math:`n` (= `window`) epoch metrics :math:`a_1 .. a_n`, oldest first,
   training is on a plateau when more than :math:`n` epochs are complete and
 
-  .. math:: \\max_{i < n} (a_i - a_{i+1}) < \\theta,
+  .. math:: \\max_{i < n} (a_i - a_{i+1}) < \\theta \\ (\\text{min})
+    \\quad\\text{or}\\quad \\max_{i < n} (a_{i+1} - a_i) < \\theta
+    \\ (\\text{max}),
 
-  i.e. no epoch in the window improved the loss by `threshold` (absolute).
+  i.e. no epoch in the window improved the metric by `threshold` (absolute;
+  lower is better for `mode='min'`, higher for `mode='max'`).
   On a plateau, unless `cooldown` epochs have not yet passed since the last
   switch, the next policy takes over (the last one stays). The policies are
   evaluated at the global t (epochs, or updates with `clock='update'`), not
@@ -387,13 +499,19 @@ def switch_on_plateau(
     total: the training length for LRBench's back-then-forward rule, or None
       to always move forward.
     start: index of the policy in force at the start.
+    mode: `min` (a loss) or `max` (an accuracy).
+    value_per: `update` (epoch mean) or `epoch` (the value passed with the
+      first update of each new epoch).
 
   Returns:
     A stateful schedule (`init`, `update(state, value=, epoch=)`,
     `__call__`); text `switch_on_plateau(p1/p2/...,...)`.
 
   Raises:
-    ValueError: on no policy, `window < 2`, a negative threshold.
+    ValueError: on no policy, `window < 2`, a negative threshold, a bad
+      `mode` or `value_per`, or policies whose unit is not the clock's
+      (`in_updates` policies with `clock='epoch'`, `in_epochs` ones with
+      `clock='update'`).
 
   Examples:
     >>> from lrjax import schedules
@@ -411,8 +529,7 @@ def switch_on_plateau(
     al. 2023, LRBench++.
   """
   policies = tuple(
-    P.check_policy(f'policies[{i}]', p)
-    for i, p in enumerate(P.as_tuple(policies))
+    P.as_policy(f'policies[{i}]', p) for i, p in enumerate(P.as_tuple(policies))
   )
   if not policies:
     raise ValueError('switch_on_plateau needs at least one policy')
@@ -420,6 +537,13 @@ def switch_on_plateau(
   threshold = P.check_float('threshold', threshold, low=0)
   cooldown = _check_count('cooldown', cooldown)
   clock = P.check_choice('clock', clock, ('epoch', 'update'))
+  unit = P.common_unit('switch_on_plateau', policies)
+  if unit is not None and unit != clock:
+    raise ValueError(
+      f"switch_on_plateau: the policies count {unit}s but clock='{clock}': "
+      f"use clock='{unit}' or build the policies in {clock}s"
+    )
+  mode, value_per = _check_modes(mode, value_per)
   if total is not None:
     total = P.check_duration('total', total)
   start = _check_count('start', start)
@@ -428,5 +552,13 @@ def switch_on_plateau(
       f'start={start} must be < the number of policies ({len(policies)})'
     )
   return SwitchOnPlateau(
-    policies, window, threshold, cooldown, clock, total, start
+    policies,
+    window,
+    threshold,
+    cooldown,
+    clock,
+    total,
+    start,
+    mode,
+    value_per,
   )

@@ -12,8 +12,13 @@ from __future__ import annotations
 
 import inspect
 import re
+from typing import TYPE_CHECKING
 
 from lrjax.schedules import _policy as P
+
+if TYPE_CHECKING:
+  from lrjax.schedules._policy import Policy
+  from lrjax.schedules._state import ReduceOnPlateau, SwitchOnPlateau
 
 _TOKEN = re.compile(
   r'\s*(?:(?P<num>[-+]?(?:inf(?![A-Za-z0-9_])|(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?))'
@@ -147,7 +152,7 @@ def build(name: str, args, kwargs):
     raise ValueError(f'{name}(): {e}') from e
 
 
-def parse(text: str):
+def parse(text: str) -> Policy | ReduceOnPlateau | SwitchOnPlateau:
   """Parses the text form of a policy: the inverse of `str(policy)`.
 
   Args:
@@ -161,8 +166,11 @@ def parse(text: str):
     `str` prints: defaults left out, numbers in their shortest form).
 
   Raises:
+    TypeError: if `text` is not a string.
     ValueError: naming the unknown policy (with the known ones), the unknown,
-      missing or invalid argument, or the column where parsing failed.
+      missing or invalid argument, or the column where parsing failed; or
+      for the printed form of a plain callable (`<callable ...>`), which has
+      no text form.
 
   Examples:
     >>> from lrjax import schedules
@@ -174,6 +182,11 @@ def parse(text: str):
   """
   if not isinstance(text, str):
     raise TypeError(f'text={text!r} must be a string')
+  if '<callable' in text:
+    raise ValueError(
+      f'cannot parse {text!r}: it holds a plain callable (<callable ...>), '
+      'which has no text form; build that policy in Python'
+    )
   parser = _Parser(text)
   if not parser.tokens:
     raise ValueError(
