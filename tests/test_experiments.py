@@ -388,7 +388,7 @@ def test_lr_find_end_to_end(tmp_path):
 # ------------------------------------------------------------ command line
 
 
-def _cli(module, cwd, *args, timeout=120):
+def _cli(module, cwd, *args, timeout=300):
   """Runs `python -m experiments.<module>` in `cwd`, a temporary directory.
 
   Never in the checkout: the flagfiles' relative paths (the digits one's

@@ -46,7 +46,8 @@ CHILD = textwrap.dedent(
   """
 )
 
-TIMEOUT = 120
+# A hang guard, not a timing: generous for a machine whose cores are busy.
+TIMEOUT = 300
 
 
 def _start(workdir, hold=None):
