@@ -120,14 +120,20 @@ def test_rounding_to_realisable_sizes_reports_the_change_of_g():
 
 def test_exact_noise_scale_form():
   r = from_lr_decay(0.1, 128, N, exact=True, **SMITH)
-  for i, b in enumerate(r.batch_schedule.batch_size_per_stage):
-    g_target = 0.1 * 0.2**i * (N / 128 - 1) / 0.1
-    ideal = N / (1 + g_target * 0.1 / 0.1)
-    if ideal <= 5000:
-      assert b == round(ideal)
-    lr = float(r.lr(60 * i))
-    g = lr * (N / b - 1) / 0.1
-    assert g / g_target == pytest.approx(r.noise_scale_ratio[i], rel=1e-6)
+  # Hand table. The exact g = lr (N/B - 1) / (1 - m) starts at
+  # 0.1 (50000/128 - 1) / 0.1 = 389.625 and falls 5x per milestone: 77.925,
+  # 15.585, 3.117. At LR 0.1 = 1 - m the batch that keeps g is N / (1 + g):
+  # 128, 633.51, 3014.77, and 12144.8 above the default cap N/10 = 5000.
+  # Rounded: 128, 634, 3015; the cap stage solves the LR instead:
+  # 3.117 (1 - m) / (50000/5000 - 1).
+  assert r.batch_schedule.batch_size_per_stage == (128, 634, 3015, 5000)
+  lrs = [float(r.lr(e)) for e in (0, 60, 120, 160)]
+  assert lrs == pytest.approx((0.1, 0.1, 0.1, 3.117 * 0.1 / 9), rel=1e-7)
+  # Rounding moves g by (N/B - 1) / (N/B_ideal - 1) = (N/B - 1) / g.
+  assert r.noise_scale_ratio == pytest.approx(
+    (1.0, (50000 / 634 - 1) / 77.925, (50000 / 3015 - 1) / 15.585, 1.0),
+    rel=1e-9,
+  )
 
 
 @pytest.mark.parametrize(

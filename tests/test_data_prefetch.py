@@ -2,7 +2,6 @@
 
 import gc
 import threading
-import time
 
 import jax
 import numpy as np
@@ -19,24 +18,72 @@ def test_items_arrive_in_order_and_are_counted():
     assert list(p) == list(range(5))
 
 
-def _slow(n, seconds):
-  for i in range(n):
-    time.sleep(seconds)
-    yield i
+# Long enough never to expire on a loaded machine; only a broken
+# hand-off between the threads ever waits this long.
+_HANG = 60.0
+
+
+class _Clock:
+  """A clock that moves only when the producer says so.
+
+  Every read is counted, so the producer can wait until the consumer has
+  started waiting (read the clock before blocking) for an item and then let
+  "time pass" while it makes the item: the measured waits are exact and
+  no test depends on the real clock or on sleeps.
+  """
+
+  def __init__(self):
+    self.now = 0.0
+    self.reads = 0
+    self._changed = threading.Condition()
+
+  def __call__(self):
+    with self._changed:
+      self.reads += 1
+      self._changed.notify_all()
+      return self.now
+
+  def advance_once_read(self, reads, seconds):
+    with self._changed:
+      assert self._changed.wait_for(lambda: self.reads >= reads, _HANG)
+      self.now += seconds
 
 
 def test_wait_is_measured_when_the_producer_is_slow():
-  with data.Prefetcher(_slow(5, 0.05), buffer_size=2) as p:
-    list(p)
-  # The consumer does no work, so it waits for every item: about 0.25 s.
-  assert 0.2 < p.wait_seconds < 1.0
+  clock = _Clock()
+
+  def slow():
+    for i in range(5):
+      # The consumer reads the clock twice per item: item i is made only
+      # after its read 2i + 1, when it is already waiting.
+      clock.advance_once_read(2 * i + 1, 0.25)
+      yield i
+
+  with data.Prefetcher(slow(), buffer_size=2, clock=clock) as p:
+    assert list(p) == list(range(5))
+  # The consumer does no work, so it waits for every item: 5 x 0.25 s.
+  assert p.wait_seconds == 1.25
 
 
 def test_no_wait_when_the_producer_is_ahead():
-  with data.Prefetcher(_slow(4, 0.01), buffer_size=4) as p:
-    time.sleep(0.3)  # The consumer is busy; all 4 items become ready.
+  clock = _Clock()
+  made = threading.Event()
+
+  def fast():
+    for i in range(4):
+      clock.advance_once_read(0, 0.25)  # each item takes 0.25 s to make
+      yield i
+    made.set()  # reached once every item is in the buffer
+
+  with data.Prefetcher(fast(), buffer_size=4, clock=clock) as p:
+    assert made.wait(_HANG)  # the consumer is busy meanwhile
+    assert list(p) == list(range(4))
+  # Made ahead, all 4 items were ready: no wait, although making them took
+  # 1 s of the clock (without prefetching the consumer would wait 1 s).
+  assert p.wait_seconds == 0.0
+  with data.Prefetcher(fast(), buffer_size=0, clock=clock) as p:
     list(p)
-  assert p.wait_seconds < 0.05
+  assert p.wait_seconds == 1.0
 
 
 def test_producer_errors_reach_the_consumer():
@@ -53,12 +100,11 @@ def test_producer_errors_reach_the_consumer():
 
 
 def test_close_stops_the_producer():
-  before = threading.active_count()
   p = data.Prefetcher(iter(range(10**9)), buffer_size=2)
   next(p)
   p.close()
   assert not p._thread.is_alive()
-  assert threading.active_count() == before
+  assert p._thread not in threading.enumerate()
   with pytest.raises(StopIteration):
     next(p)
 
@@ -80,12 +126,21 @@ def test_checkpointing_the_consumed_state_resumes_exactly():
   whole = list(
     data.batches(ds, data.Sampler(30, seed=1), sizes, augment_seed=2)
   )
+  ahead = threading.Event()
+
+  def watched(items):
+    for k, item in enumerate(items):
+      if k == 6:
+        ahead.set()  # 3 items past the 4 consumed: the sampler is ahead
+      yield item
+
   # Consume 4 items while the producer runs ahead, "checkpoint", stop.
   with data.Prefetcher(
-    data.batches(ds, data.Sampler(30, seed=1), sizes, augment_seed=2), 3
+    watched(data.batches(ds, data.Sampler(30, seed=1), sizes, augment_seed=2)),
+    3,
   ) as p:
     consumed = [next(p) for _ in range(4)]
-    time.sleep(0.1)
+    assert ahead.wait(_HANG)
   state = consumed[-1].state
   resumed = data.batches(
     ds, data.Sampler(30, seed=1).restore(state), sizes[4:], augment_seed=2
@@ -127,5 +182,5 @@ def test_an_abandoned_prefetcher_stops_its_thread():
   thread = p._thread
   del p
   gc.collect()
-  thread.join(timeout=2)
+  thread.join(timeout=_HANG)
   assert not thread.is_alive()

@@ -72,18 +72,19 @@ def test_estimate_validates_sizes():
     noise.estimate(1.0, 1.0, 1, 8, num_examples=1)
 
 
-def _numpy_ema(pairs, bs, bb, decay):
-  m_g = m_t = w = 0.0
-  for s, b in pairs:
-    g2 = (bb * b - bs * s) / (bb - bs)
-    tr = (s - b) / (1 / bs - 1 / bb)
-    m_g = decay * m_g + (1 - decay) * g2
-    m_t = decay * m_t + (1 - decay) * tr
-    w = decay * w + (1 - decay)
-  return m_g / w, m_t / w
-
-
 _PAIRS = [(10.0, 4.0), (12.0, 5.0), (9.0, 3.5), (11.0, 4.5), (8.0, 4.2)]
+
+# Hand table for the pairs (s, b) above at B_small = 8, B_big = 32 (no
+# finite-population correction):
+# |G|^2 = (32 b - 8 s) / 24 = (4 b - s) / 3 and tr = (s - b) / (1/8 - 1/32)
+# = 32 (s - b) / 3, pair by pair. The bias-corrected EMA with decay 0.8
+# after 5 updates weighs them 0.2 * 0.8^(4 - k) = 0.08192, 0.1024, 0.128,
+# 0.16, 0.2, divided by their sum 1 - 0.8^5 = 0.67232.
+_G2 = np.array([6.0, 8.0, 5.0, 7.0, 8.8]) / 3
+_TR = 32 * np.array([6.0, 7.0, 5.5, 6.5, 3.8]) / 3
+_W = np.array([0.08192, 0.1024, 0.128, 0.16, 0.2]) / 0.67232
+# = (1.61024, 39.59808) / 0.67232, so B_simple = 39.59808 / 1.61024.
+_EMA_G2, _EMA_TR = _W @ _G2, _W @ _TR
 
 
 def test_state_host_matches_hand_ema():
@@ -91,9 +92,12 @@ def test_state_host_matches_hand_ema():
   assert math.isnan(float(noise.b_simple(state)))
   for s, b in _PAIRS:
     state = noise.update(state, s, b, 8, 32, decay=0.8)
-  g2, tr = _numpy_ema(_PAIRS, 8, 32, 0.8)
-  np.testing.assert_allclose(noise.averages(state), (g2, tr), rtol=1e-5)
-  np.testing.assert_allclose(noise.b_simple(state), tr / g2, rtol=1e-5)
+  np.testing.assert_allclose(
+    noise.averages(state), (_EMA_G2, _EMA_TR), rtol=1e-5
+  )
+  np.testing.assert_allclose(
+    noise.b_simple(state), 39.59808 / 1.61024, rtol=1e-5
+  )
   assert int(state.count) == len(_PAIRS)
 
 
@@ -116,8 +120,7 @@ def test_state_under_jit_scan_matches_host():
     return state, noise.b_simple(state)
 
   state, b = run(pairs)
-  g2, tr = _numpy_ema(_PAIRS, 8, 32, 0.8)
-  np.testing.assert_allclose(b, tr / g2, rtol=1e-5)
+  np.testing.assert_allclose(b, 39.59808 / 1.61024, rtol=1e-5)
   assert int(state.count) == len(_PAIRS)
 
 

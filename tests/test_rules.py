@@ -53,32 +53,39 @@ def test_effective_lr_and_momentum_rule():
   assert rules.momentum_rule(3200, 0.98, 0.9) == pytest.approx(640)
 
 
-@pytest.mark.parametrize('num_examples', [None, 50000])
-def test_preserve_noise_scale_solves_each_unknown(num_examples):
-  exact = num_examples is not None
+@pytest.mark.parametrize(
+  'num_examples, b, lr, m',
+  [
+    # B << N: g = lr N / (B (1 - m)) = 0.1 * 50000 / (128 * 0.1) = 390.625.
+    # B = lr N / (g (1 - m)); lr = g (1 - m) B / N; m = 1 - lr N / (g B).
+    (None, 640.0, 0.25, 0.98),
+    # Exact: g = lr (N/B - 1) / (1 - m) = 0.1 (50000/128 - 1) / 0.1 =
+    # 389.625. B = N / (1 + g (1 - m) / lr); lr = g (1 - m) / (N/B - 1);
+    # m = 1 - lr (N/B - 1) / g.
+    (
+      50000,
+      50000 / (1 + 389.625 * 0.1 / 0.5),
+      389.625 * 0.05 / (50000 / 640 - 1),
+      1 - 0.1 * (50000 / 640 - 1) / 389.625,
+    ),
+  ],
+  ids=['approximate', 'exact'],
+)
+def test_preserve_noise_scale_solves_each_unknown(num_examples, b, lr, m):
   ref = (0.1, 128, 0.9)
-
-  def g(lr, b, m):
-    return rules.noise_scale(lr, b, 50000, m, exact=exact)
-
-  want = g(*ref)
-  b = rules.preserve_noise_scale(
-    *ref, target_lr=0.5, target_momentum=0.9, num_examples=num_examples
+  kw = dict(num_examples=num_examples)
+  got_b = rules.preserve_noise_scale(
+    *ref, target_lr=0.5, target_momentum=0.9, **kw
   )
-  assert g(0.5, b, 0.9) == pytest.approx(want, rel=1e-12)
-  lr = rules.preserve_noise_scale(
-    *ref, target_batch_size=640, target_momentum=0.95, num_examples=num_examples
+  got_lr = rules.preserve_noise_scale(
+    *ref, target_batch_size=640, target_momentum=0.95, **kw
   )
-  assert g(lr, 640, 0.95) == pytest.approx(want, rel=1e-12)
-  m = rules.preserve_noise_scale(
-    *ref, target_lr=0.1, target_batch_size=640, num_examples=num_examples
+  got_m = rules.preserve_noise_scale(
+    *ref, target_lr=0.1, target_batch_size=640, **kw
   )
-  assert g(0.1, 640, m) == pytest.approx(want, rel=1e-12)
-  if not exact:
-    # Closed forms of the B << N rule: B x5 with lr x5; 1 - m / 5.
-    assert b == pytest.approx(640)
-    assert lr == pytest.approx(0.1 * 5 * 0.05 / 0.1)
-    assert m == pytest.approx(0.98)
+  assert got_b == pytest.approx(b, rel=1e-12)
+  assert got_lr == pytest.approx(lr, rel=1e-12)
+  assert got_m == pytest.approx(m, rel=1e-12)
 
 
 def test_preserve_noise_scale_errors():

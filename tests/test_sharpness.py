@@ -89,21 +89,26 @@ def test_pga_exact_on_convex_quadratic():
 
 
 def test_random_subspace_default_and_seeded():
+  # f(z) = 0.5 (c . z)^2 at x = 0: the box is eps = 1e-3 in every coordinate
+  # of y, and f(A y) = 0.5 (w . y)^2 with w = A^T c is largest at the vertex
+  # y = eps sign(w): 0.5 (eps |w|_1)^2, a closed form over all 2^100
+  # vertices (any other vertex can flip a sign to grow |w . y|).
+  c = np.random.default_rng(0).normal(size=200).astype(np.float32)
+  cj = jnp.asarray(c)
   r1 = sharpness.eps_sharpness(
-    _quadratic(np.zeros(200), np.ones(200), np.zeros(200), 0.0),
-    jnp.zeros(200),
-    subspace=100,
-    seed=3,
+    lambda z: 0.5 * jnp.dot(cj, z) ** 2, jnp.zeros(200), subspace=100, seed=3
   )
   assert r1.y.shape == (100,)
   a = sharpness.random_subspace(200, 100, seed=3)
   np.testing.assert_array_equal(a, sharpness.random_subspace(200, 100, 3))
   assert not np.allclose(a, sharpness.random_subspace(200, 100, 4))
-  # x = 0 so the box is eps in every coordinate; f = 0.5 |A y|^2 > 0.
   np.testing.assert_allclose(r1.bound, 1e-3, rtol=1e-6)
-  expected = 0.5 * float(jnp.sum((a @ jnp.asarray(r1.y)) ** 2)) * 100
+  w = np.asarray(a, np.float64).T @ c
+  expected = 0.5 * (1e-3 * np.abs(w).sum()) ** 2 * 100
   np.testing.assert_allclose(r1.sharpness, expected, rtol=1e-4)
-  assert r1.sharpness > 0
+  # The check tells seeds apart: seed 4's subspace has another maximum.
+  w4 = np.asarray(sharpness.random_subspace(200, 100, 4), np.float64).T @ c
+  assert abs(np.abs(w4).sum() / np.abs(w).sum() - 1) > 1e-3
 
 
 def test_sharpness_validates():

@@ -64,14 +64,15 @@ def test_bad_settings_fail_before_training(tmp_path, config, adaptive, match):
   assert not os.path.exists(tmp_path / 'checkpoints')
 
 
-def _rule(b_simple, current, sizes=(16, 32, 64, 128), growth=2.0):
-  """AdaptiveBatch's rule written out: the largest size not above
-  min(B_simple, growth * current, max), never below the current batch."""
-  if math.isnan(b_simple):
-    return current
-  target = min(b_simple, growth * current, sizes[-1])
-  below = [s for s in sizes if s <= target]
-  return max(below[-1] if below else sizes[0], current)
+def _hand_rule(b_simple, current):
+  """AdaptiveBatch's decision worked out for sizes 16, 32, 64, 128, growth 2.
+
+  The sizes double, so the largest size not above min(B_simple, 2c, 128) is
+  2c once B_simple >= 2c (below 128), and c otherwise (never shrinking).
+  """
+  if current < 128 and b_simple >= 2 * current:
+    return 2 * current
+  return current
 
 
 def _records(workdir):
@@ -92,7 +93,7 @@ def test_every_decision_follows_the_rule(uninterrupted):
   assert d[0]['batch'] == 16 and d[0]['b_simple'] is None
   for prev, nxt in zip(d, d[1:], strict=False):
     assert math.isfinite(nxt['b_simple'])
-    assert nxt['batch'] == _rule(nxt['b_simple'], prev['batch'])
+    assert nxt['batch'] == _hand_rule(nxt['b_simple'], prev['batch'])
   assert run.schedule.batch_size_per_stage == tuple(x['batch'] for x in d)
   # Whole run: 4 epochs of 256 examples, each segment ending within a batch.
   assert 4 * 256 <= run.result.examples_seen < 4 * 256 + 4 * 128

@@ -13,24 +13,27 @@ import numpy as np
 
 from lrjax.train import load_checkpoint
 
-# The child trains on one CPU device. It sleeps 0.5 s after each checkpoint
-# (only when LRJAX_TEST_SLOW is set) so the parent reliably kills it between
-# checkpoints rather than after it finished.
+# The child trains on one CPU device. With LRJAX_TEST_HOLD set to a path, it
+# creates that file after the checkpoint of update 10 and then blocks until
+# killed, so the parent kills it between checkpoints, mid-run, whatever the
+# machine's load (no race against the child's progress).
 CHILD = textwrap.dedent(
   """
-  import os, sys, time
+  import os, sys, threading
   os.environ['JAX_PLATFORMS'] = 'cpu'
   import jax
   jax.config.update('jax_num_cpu_devices', 1)
   from lrjax.train import TrainConfig, train_and_evaluate
   from lrjax.train import _checkpoint
 
-  if os.environ.get('LRJAX_TEST_SLOW'):
+  if os.environ.get('LRJAX_TEST_HOLD'):
     save = _checkpoint.Checkpointer.save
-    def slow_save(self, *a, **k):
-      save(self, *a, **k)
-      time.sleep(0.5)
-    _checkpoint.Checkpointer.save = slow_save
+    def save_then_hold(self, update, *a, **k):
+      save(self, update, *a, **k)
+      if update >= 10:
+        open(os.environ['LRJAX_TEST_HOLD'], 'w').close()
+        threading.Event().wait()  # until the parent's SIGKILL
+    _checkpoint.Checkpointer.save = save_then_hold
 
   config = TrainConfig(
     dataset='synthetic', synthetic_examples=256, synthetic_shape=(4, 4, 1),
@@ -43,14 +46,16 @@ CHILD = textwrap.dedent(
   """
 )
 
-TIMEOUT = 120
+# A hang guard, not a timing: generous for a machine whose cores are busy.
+TIMEOUT = 300
 
 
-def _start(workdir, slow):
+def _start(workdir, hold=None):
   env = dict(os.environ)
   env.pop('XLA_FLAGS', None)
-  if slow:
-    env['LRJAX_TEST_SLOW'] = '1'
+  env.pop('LRJAX_TEST_HOLD', None)
+  if hold:
+    env['LRJAX_TEST_HOLD'] = hold
   return subprocess.Popen(
     [sys.executable, '-c', CHILD, workdir],
     env=env,
@@ -81,11 +86,12 @@ def _checkpoints(workdir):
 def test_sigkill_mid_run_then_resume_matches_uninterrupted(tmp_path):
   killed_dir = str(tmp_path / 'killed')
   full_dir = str(tmp_path / 'full')
-  full = _start(full_dir, slow=False)
-  victim = _start(killed_dir, slow=True)
+  held = str(tmp_path / 'held')
+  full = _start(full_dir)
+  victim = _start(killed_dir, hold=held)
   try:
     deadline = time.monotonic() + TIMEOUT
-    while not _checkpoints(killed_dir) or max(_checkpoints(killed_dir)) < 10:
+    while not os.path.exists(held):
       assert victim.poll() is None, victim.communicate()[1][-3000:]
       assert time.monotonic() < deadline, 'no checkpoint in time'
       time.sleep(0.02)
@@ -96,9 +102,9 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted(tmp_path):
       victim.kill()
   assert victim.returncode == -signal.SIGKILL
   at_kill = max(_checkpoints(killed_dir))
-  assert 10 <= at_kill < 40  # killed mid-run, 40 updates in all
+  assert at_kill == 10  # killed mid-run, 40 updates in all
 
-  out = _finish(_start(killed_dir, slow=False))
+  out = _finish(_start(killed_dir))
   assert f'DONE 40 {at_kill}' in out
   assert 'DONE 40 None' in _finish(full)
 
