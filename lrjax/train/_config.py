@@ -81,7 +81,8 @@ class TrainConfig:
     momentum: momentum policy over epochs or float; Adam-family ``b1``.
     optimizer: one of 'sgd', 'nesterov', 'adam', 'adamw', 'lamb', 'lars'.
     weight_decay: weight decay (policy over epochs or float); L2 added to
-      the gradient for sgd/nesterov, decoupled for adamw/lamb/lars.
+      the gradient for sgd/nesterov/adam, decoupled for adamw/lamb, added
+      to the gradient before the trust ratio for lars (``optax.lars``).
     b2: second-moment decay of the Adam family.
     max_device_batch: largest per-device micro-batch; larger batches are
       accumulated with ``optax.MultiSteps`` (None = no cap).

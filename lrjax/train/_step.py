@@ -62,8 +62,9 @@ def make_optimizer(
   policies); all are injected with ``optax.inject_hyperparams`` so
   their values in force are in the optimizer state. ``momentum`` is ``b1``
   for the Adam family. Weight decay is L2 added to the gradient for
-  'sgd'/'nesterov' and decoupled for 'adamw', 'lamb' and 'lars'; 'adam'
-  adds it to the gradient too.
+  'sgd', 'nesterov' and 'adam'; decoupled (added to the update) for
+  'adamw' and 'lamb'; 'lars' adds it to the gradient before the layer-wise
+  trust ratio, as ``optax.lars`` does.
 
   Args:
     name: 'sgd', 'nesterov', 'adam', 'adamw', 'lamb' or 'lars'.
