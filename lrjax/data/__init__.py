@@ -21,6 +21,14 @@ count sees exactly the same ones.
 Data dir: ``data_dir=None`` means TFDS's default (``$TFDS_DATA_DIR`` or
 ``~/tensorflow_datasets``); the bundled 'digits' is prepared there on first
 use.
+
+Text for language models: `load_text` returns a `TextDataset` of
+fixed-length byte-token windows ``{'tokens': int32 [seq_len + 1]}`` with the
+same ``num_examples`` / ``take`` interface, so the same `Sampler` and
+`batches` draw batches of sequences. The bundled ``python_text/docs`` and
+``python_text/stdlib`` are read from the running interpreter's own files
+(`prepare_python_text`); a user's prepared TFDS text dataset
+(``tiny_shakespeare``, ``lm1b``) goes through the same path.
 """
 
 from lrjax.data._augment import augment_key as augment_key
@@ -36,6 +44,9 @@ from lrjax.data._sampler import Sampler as Sampler
 from lrjax.data._sampler import SamplerState as SamplerState
 from lrjax.data._sampler import check_batch_size as check_batch_size
 from lrjax.data._synthetic import synthetic as synthetic
+from lrjax.data._text import TextDataset as TextDataset
+from lrjax.data._text import load_text as load_text
+from lrjax.data._text import prepare_python_text as prepare_python_text
 from lrjax.data._tfds import load as load
 from lrjax.data._tfds import prepare_digits as prepare_digits
 
@@ -45,12 +56,15 @@ __all__ = [
   'Prefetcher',
   'Sampler',
   'SamplerState',
+  'TextDataset',
   'augment_key',
   'batches',
   'check_batch_size',
   'default_augmentation',
   'load',
+  'load_text',
   'prepare_digits',
+  'prepare_python_text',
   'process_slice',
   'synthetic',
   'to_global_array',
