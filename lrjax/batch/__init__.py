@@ -28,7 +28,14 @@ count to examples seen and back:
   :func:`round_schedule` make batch sizes realisable and report the change
   of g;
 - text form: ``str(schedule)`` and :func:`parse`, e.g.
-  ``stages(128@60,640@60,3200@80,n=50000)``.
+  ``stages(128@60,640@60,3200@80,n=50000)``;
+- tokens as a unit (language models, examples are sequences of ``seq``
+  tokens): the text form takes token counts, ``32Kitok@4Gtok`` with
+  ``seq=2048``, and a GPT-3-style ramp ``linear_ramp(start=32Kitok,
+  stop=512Kitok, ramp=4Gtok, total=300Gtok, seq=2048)``, converted exactly
+  to sequences; :func:`to_text` prints a schedule in tokens,
+  :func:`to_sequences`, :func:`format_count` / :func:`parse_count` and
+  :func:`with_tokens` (metrics records) do the same outside the text.
 """
 
 from lrjax.batch._builders import LrDecayRamp as LrDecayRamp
@@ -48,6 +55,11 @@ from lrjax.batch._plan import plan as plan
 from lrjax.batch._schedule import BatchSchedule as BatchSchedule
 from lrjax.batch._schedule import Stage as Stage
 from lrjax.batch._text import parse as parse
+from lrjax.batch._text import to_text as to_text
+from lrjax.batch._tokens import format_count as format_count
+from lrjax.batch._tokens import parse_count as parse_count
+from lrjax.batch._tokens import to_sequences as to_sequences
+from lrjax.batch._tokens import with_tokens as with_tokens
 
 __all__ = [
   'AccumulationPlan',
@@ -57,14 +69,19 @@ __all__ = [
   'StagePlan',
   'Update',
   'cyclic',
+  'format_count',
   'from_lr_decay',
   'from_lr_policy',
   'geometric_ramp',
   'linear_ramp',
   'parse',
+  'parse_count',
   'per_update',
   'updates',
   'plan',
   'round_batch_size',
   'round_schedule',
+  'to_sequences',
+  'to_text',
+  'with_tokens',
 ]

@@ -21,6 +21,14 @@ count sees exactly the same ones.
 Data dir: ``data_dir=None`` means TFDS's default (``$TFDS_DATA_DIR`` or
 ``~/tensorflow_datasets``); the bundled 'digits' is prepared there on first
 use.
+
+Text for language models: `load_text` returns a `TextDataset` of
+fixed-length byte-token windows ``{'tokens': int32 [seq_len + 1]}`` with the
+same ``num_examples`` / ``take`` interface, so the same `Sampler` and
+`batches` draw batches of sequences. The bundled ``python_text/docs`` and
+``python_text/stdlib`` are read from the running interpreter's own files
+(`prepare_python_text`); a user's prepared TFDS text dataset
+(``tiny_shakespeare``, ``lm1b``) goes through the same path.
 """
 
 from lrjax.data._augment import augment_key as augment_key
@@ -40,6 +48,9 @@ from lrjax.data._source import ItemSource as ItemSource
 from lrjax.data._source import Source as Source
 from lrjax.data._source import as_source as as_source
 from lrjax.data._synthetic import synthetic as synthetic
+from lrjax.data._text import TextDataset as TextDataset
+from lrjax.data._text import load_text as load_text
+from lrjax.data._text import prepare_python_text as prepare_python_text
 from lrjax.data._tfds import load as load
 from lrjax.data._tfds import prepare_digits as prepare_digits
 
@@ -52,13 +63,16 @@ __all__ = [
   'Sampler',
   'SamplerState',
   'Source',
+  'TextDataset',
   'as_source',
   'augment_key',
   'batches',
   'check_batch_size',
   'default_augmentation',
   'load',
+  'load_text',
   'prepare_digits',
+  'prepare_python_text',
   'process_slice',
   'synthetic',
   'to_global_array',
