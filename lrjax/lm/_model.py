@@ -244,17 +244,18 @@ class _Attention(nnx.Module):
       rngs=rngs,
     )
 
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def __call__(self, x: jax.Array, batch: int) -> jax.Array:
+    """``x``: ``[batch * T, d]``, the sequences' positions in order."""
     c = self.config
-    b, t, d = x.shape
-    q, k, v = jnp.split(self.qkv(x), 3, axis=-1)
-    q, k, v = (a.reshape(b, t, c.num_heads, c.head_dim) for a in (q, k, v))
+    t = x.shape[0] // batch
+    qkv = self.qkv(x).reshape(batch, t, 3, c.num_heads, c.head_dim)
+    q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
     if c.positions == 'rotary':
       positions = jnp.arange(t)
       q = rotary(q, positions, c.rope_base)
       k = rotary(k, positions, c.rope_base)
     y = jax.nn.dot_product_attention(q, k, v, is_causal=True)
-    return self.out(y.reshape(b, t, d))
+    return self.out(y.reshape(x.shape))
 
 
 class _Block(nnx.Module):
@@ -290,8 +291,8 @@ class _Block(nnx.Module):
     dropout_rngs = rngs if config.dropout > 0 else None
     self.dropout = nnx.Dropout(config.dropout, rngs=dropout_rngs)
 
-  def __call__(self, x: jax.Array) -> jax.Array:
-    x = x + self.dropout(self.attention(self.norm_1(x)))
+  def __call__(self, x: jax.Array, batch: int) -> jax.Array:
+    x = x + self.dropout(self.attention(self.norm_1(x), batch))
     h = jax.nn.gelu(self.mlp_in(self.norm_2(x)))
     return x + self.dropout(self.mlp_out(h))
 
@@ -390,15 +391,19 @@ class Transformer(nnx.Module):
         f'tokens has {t} positions, more than seq_len={c.seq_len}: build '
         'the model with a larger TransformerConfig.seq_len'
       )
+    b = tokens.shape[0]
     x = self.embed(tokens)
     if c.positions == 'learned':
       x = x + self.positions[:t].astype(x.dtype)
-    x = self.dropout(x)
+    # The residual stream as [B * T, d]: every dense layer is then one 2-D
+    # matrix product, which XLA's CPU backend runs much faster than the
+    # same product over [B, T, d] (whose weight gradients it transposes).
+    x = self.dropout(x.reshape(b * t, c.width))
     for block in self.blocks:
-      x = block(x)
+      x = block(x, b)
     x = self.norm(x)
     if c.tie_embeddings:
       logits = self.embed.attend(x)
     else:
       logits = self.head(x)
-    return logits.astype(jnp.float32)
+    return logits.astype(jnp.float32).reshape(b, t, c.vocab_size)
