@@ -2,14 +2,17 @@
 to a checkpoint), verified checkpoints with fallback, the workdir lock and
 the config fingerprint. The kill -9 tests are in test_train_resume.py."""
 
+import hashlib
 import json
 import logging
 import os
 import zlib
 
+import numpy as np
 import pytest
 
 from lrjax import metrics as lmetrics
+from lrjax.train import _checkpoint
 
 # metrics.jsonl -------------------------------------------------------------
 
@@ -112,3 +115,21 @@ def test_rewind_without_checkpoint_starts_an_empty_log(tmp_path):
     f.write(''.join(_lines(4)) + _lines(1, 2)[0])
   lmetrics.rewind_jsonl(path, None, max_step=2)
   assert open(path).read() == ''.join(_lines(2))
+
+
+# Checkpoints ----------------------------------------------------------------
+
+
+def test_state_digest_is_sha256_of_sorted_leaf_digests():
+  w = np.arange(6, dtype=np.float32).reshape(2, 3)
+  b = np.array(7, np.int32)
+  leaf = [
+    hashlib.sha256(f'{a.dtype.str}{a.shape}'.encode() + a.tobytes()).hexdigest()
+    for a in (w, b)
+  ]
+  want = hashlib.sha256(''.join(sorted(leaf)).encode())
+  assert _checkpoint.state_digest({'w': w, 'b': b}) == want.hexdigest()
+  assert _checkpoint.state_digest((b, [w])) == want.hexdigest()
+  flipped = w.copy()
+  flipped.view(np.uint32)[1, 2] ^= 1  # one bit of one float
+  assert _checkpoint.state_digest({'w': flipped, 'b': b}) != want.hexdigest()

@@ -3,6 +3,7 @@
 from lrjax.train._adaptive import AdaptiveConfig as AdaptiveConfig
 from lrjax.train._adaptive import AdaptiveResult as AdaptiveResult
 from lrjax.train._adaptive import train_adaptive as train_adaptive
+from lrjax.train._checkpoint import CheckpointError as CheckpointError
 from lrjax.train._checkpoint import load_checkpoint as load_checkpoint
 from lrjax.train._checkpoint import load_meta as load_meta
 from lrjax.train._config import NoiseConfig as NoiseConfig
@@ -18,6 +19,7 @@ from lrjax.train._step import make_train_body as make_train_body
 __all__ = [
   'AdaptiveConfig',
   'AdaptiveResult',
+  'CheckpointError',
   'NoiseConfig',
   'NonFiniteError',
   'TrainConfig',
