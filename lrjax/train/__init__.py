@@ -15,19 +15,27 @@ from lrjax.train._step import TrainState as TrainState
 from lrjax.train._step import create_train_state as create_train_state
 from lrjax.train._step import make_optimizer as make_optimizer
 from lrjax.train._step import make_train_body as make_train_body
+from lrjax.train._workdir import ConfigMismatchError as ConfigMismatchError
+from lrjax.train._workdir import WorkdirLockedError as WorkdirLockedError
+from lrjax.train._workdir import config_changes as config_changes
+from lrjax.train._workdir import lock_workdir as lock_workdir
 
 __all__ = [
   'AdaptiveConfig',
   'AdaptiveResult',
   'CheckpointError',
+  'ConfigMismatchError',
   'NoiseConfig',
   'NonFiniteError',
   'TrainConfig',
   'TrainResult',
   'TrainState',
+  'WorkdirLockedError',
+  'config_changes',
   'create_train_state',
   'load_checkpoint',
   'load_meta',
+  'lock_workdir',
   'make_optimizer',
   'make_train_body',
   'train_adaptive',

@@ -7,7 +7,7 @@ import dataclasses
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any
 
 import jax
@@ -17,7 +17,7 @@ from absl import logging
 from lrjax import metrics as lmetrics
 from lrjax import noise as lnoise
 from lrjax.data import Prefetcher, Sampler, process_slice
-from lrjax.train import _setup
+from lrjax.train import _setup, _workdir
 from lrjax.train._checkpoint import Checkpointer
 from lrjax.train._config import TrainConfig
 from lrjax.train._parallel import Runner
@@ -88,7 +88,13 @@ class NonFiniteError(FloatingPointError):
   """Training produced a non-finite loss or gradient norm."""
 
 
-def train_and_evaluate(config: TrainConfig, workdir: str) -> TrainResult:
+def train_and_evaluate(
+  config: TrainConfig,
+  workdir: str,
+  *,
+  overwrite: bool = False,
+  allow_changes: Collection[str] = (),
+) -> TrainResult:
   """Trains and evaluates ``config`` in ``workdir``; resumes if possible.
 
   Validates the config (before anything compiles), builds the data, the
@@ -99,30 +105,64 @@ def train_and_evaluate(config: TrainConfig, workdir: str) -> TrainResult:
   before the next is dispatched (XLA's CPU collectives can deadlock
   otherwise). Writes ``config.json``, ``metrics.jsonl`` and checkpoints
   under ``workdir``; a second call with the same workdir resumes from the
-  newest checkpoint.
+  newest intact checkpoint.
+
+  What survives a kill at any point: the newest committed checkpoint (an
+  orbax checkpoint is renamed into place only when complete, and verified
+  against the digest of its arrays on restore; a damaged one is skipped
+  for the previous one), and ``metrics.jsonl`` up to that checkpoint (it
+  is synced before each checkpoint commits and cut back to the
+  checkpoint's position on resume), so a resumed run ends with the
+  parameters and the records of an uninterrupted one.
+
+  The workdir belongs to one run: the call holds an exclusive lock on it
+  and compares ``config`` with the saved ``config.json``. Fields that only
+  say how the run executes (``max_updates``, ``checkpoint_every``,
+  ``keep_checkpoints``, ``prefetch``, ``progress_bar``, ``tensorboard``,
+  ``compilation_cache_dir``, ``data_dir``, ``coordinator_address``,
+  ``process_id``) may change between calls; any other difference is
+  refused unless allowed.
 
   Args:
     config: the run's configuration.
     workdir: output directory (created).
+    overwrite: delete the workdir's run files (checkpoints, metrics,
+      config) and start afresh.
+    allow_changes: config fields that may differ from the saved run's,
+      e.g. ``('num_epochs',)`` to train a finished run longer; the caller
+      vouches that the run may go on under the new values.
 
   Returns:
     A TrainResult.
 
   Raises:
     ValueError: for a bad config value (naming the field and the fix).
+    ConfigMismatchError: (a ValueError) when ``workdir`` holds a run of
+      another config, naming the differing fields.
+    WorkdirLockedError: when another process holds ``workdir``.
+    CheckpointError: when no checkpoint of the run is intact.
     NonFiniteError: for a non-finite loss or gradient norm under
       ``nan_policy='stop'`` (naming step, epoch, LR and batch size); the
       last checkpoint stays intact.
   """
-  wall_start = time.perf_counter()
   workdir = _prepare(config, workdir)
+  with _workdir.claim(
+    workdir,
+    config,
+    overwrite=overwrite,
+    allow_changes=allow_changes,
+    main=jax.process_index() == 0,
+  ):
+    return _train(config, workdir)
+
+
+def _train(config: TrainConfig, workdir: str) -> TrainResult:
+  """``train_and_evaluate`` in a prepared workdir this process holds."""
+  wall_start = time.perf_counter()
   setup = _setup.build(config)
   host_state = create_train_state(
     setup.model, setup.tx, setup.image_shape, config.seed
   )
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(config.to_json())
   ckpt, host_state, meta = _restore(config, workdir, host_state)
   state = setup.runner.put_state(host_state)
   del host_state
@@ -130,7 +170,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str) -> TrainResult:
   compiled, futures, pool = _compile_stages(
     setup, state, int(meta.get('update', 0))
   )
-  writer, metrics_path = _open_writer(config, workdir)
+  writer, metrics_path = _open_writer(config, workdir, meta)
   run = _Run(config, setup, state, meta, ckpt, writer)
   first_update = run.update
   try:
@@ -290,12 +330,20 @@ def _compile_stages(
 
 
 def _open_writer(
-  config: TrainConfig, workdir: str
+  config: TrainConfig, workdir: str, meta: dict[str, Any]
 ) -> tuple[lmetrics.MultiWriter, str]:
-  """The metrics writer (files on the main process only) and the JSONL path."""
+  """The metrics writer (files on the main process only) and the JSONL path.
+
+  ``metrics.jsonl`` is first cut back to the records of the restored
+  checkpoint (``meta``; none without one), so a resumed run neither loses
+  nor repeats a record.
+  """
   writers: list[Any] = []
   metrics_path = os.path.join(workdir, 'metrics.jsonl')
   if jax.process_index() == 0:
+    lmetrics.rewind_jsonl(
+      metrics_path, meta.get('metrics'), int(meta.get('update', 0))
+    )
     writers.append(lmetrics.JsonlWriter(metrics_path))
     if config.tensorboard:
       writers.append(lmetrics.TensorBoardWriter(os.path.join(workdir, 'tb')))
@@ -471,8 +519,11 @@ class _Run:
     if 'sampler' in meta:
       self._sampler.restore(tuple(meta['sampler']))
     self.sampler_state = self._sampler.state
-    self.last_test: dict[str, Any] = {}
+    self.last_test: dict[str, Any] = dict(meta.get('last_test', {}))
     self.log = _StepLog(config, setup, _noise_state(meta), writer)
+    # The loss and accuracy sums since the last record, and that record.
+    self.log._acc[:] = meta.get('log_acc', self.log._acc)
+    self.log.last_train = dict(meta.get('last_train', {}))
     self._config = config
     self._setup = setup
     self._ckpt = ckpt
@@ -521,8 +572,15 @@ class _Run:
       loop_seconds = time.perf_counter() - loop_start
       self.log.close()
       if self.update >= self._setup.total_updates:
-        self.evaluate()
-        if self.resumed_from != self.update:
+        finished = self.resumed_from == self.update
+        if not finished or self.last_test.get('step') != self.update:
+          self.evaluate()  # a finished run resumed keeps its evaluation
+          # As after a periodic evaluation, so a run continued from here
+          # (more updates) does not evaluate this epoch again.
+          epoch = self.examples / self._setup.num_train
+          while self.next_eval <= epoch + 1e-9:
+            self.next_eval += config.eval_every
+        if not finished:
           self.save()
     finally:
       prefetch.close()
@@ -622,6 +680,9 @@ class _Run:
       'noise': [float(v) for v in self.log.noise_state],
       'next_eval': self.next_eval if math.isfinite(self.next_eval) else 1e300,
       'seed': self._config.seed,
+      'log_acc': list(self.log._acc),
+      'last_train': self.log.last_train,
+      'last_test': self.last_test,
     }
     host = self._setup.runner.get_state(self.state)
     if not all(np.all(np.isfinite(a)) for a in jax.tree.leaves(host.params)):
@@ -630,6 +691,10 @@ class _Run:
         f'{epoch:.4f}; not checkpointed, the last checkpoint is '
         'intact (lower the LR or set nan_policy=skip)'
       )
+    # The records up to this update are durable before the checkpoint
+    # commits; a resume cuts the log back to this position.
+    self._writer.sync()
+    meta['metrics'] = _log_position(self._writer)
     self._ckpt.save(update, host, meta)
 
 
@@ -801,6 +866,14 @@ class _StepLog:
     self._bar.update(update, f'loss={rec["loss"]:.4f}')
     self.last_train = rec
     acc[:] = [0.0, 0.0, 0]
+
+
+def _log_position(writer: lmetrics.MultiWriter) -> list[int] | None:
+  """The end of metrics.jsonl (None on processes that do not write it)."""
+  for w in writer.writers:
+    if isinstance(w, lmetrics.JsonlWriter):
+      return list(w.position)
+  return None
 
 
 def _smith_g(lr: float, batch: int, n: int, momentum: float) -> float:
