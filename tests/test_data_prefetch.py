@@ -2,7 +2,6 @@
 
 import gc
 import threading
-import time
 
 import jax
 import numpy as np
@@ -19,24 +18,60 @@ def test_items_arrive_in_order_and_are_counted():
     assert list(p) == list(range(5))
 
 
-def _slow(n, seconds):
-  for i in range(n):
-    time.sleep(seconds)
-    yield i
+class _Clock:
+  """A fake clock that the producer advances, one second per item.
+
+  The consumer reads the clock before and after each wait; the producer
+  makes item k only after the consumer started waiting for it (its
+  (2k+1)-th reading), so every wait is exactly the producer's second, with
+  no race and no sleep.
+  """
+
+  def __init__(self, gated):
+    self.now = 0.0
+    self.readings = 0
+    self.gated = gated
+    self.started = [threading.Event() for _ in range(64)]
+
+  def __call__(self):
+    if self.readings % 2 == 0:
+      self.started[self.readings // 2].set()
+    self.readings += 1
+    return self.now
+
+  def produce(self, n):
+    for k in range(n):
+      if self.gated:
+        assert self.started[k].wait(timeout=60), 'consumer never waited'
+      self.now += 1.0  # the item takes a second to make
+      yield k
 
 
 def test_wait_is_measured_when_the_producer_is_slow():
-  with data.Prefetcher(_slow(5, 0.05), buffer_size=2) as p:
-    list(p)
-  # The consumer does no work, so it waits for every item: about 0.25 s.
-  assert 0.2 < p.wait_seconds < 1.0
+  clock = _Clock(gated=True)
+  with data.Prefetcher(clock.produce(5), buffer_size=2, clock=clock) as p:
+    assert list(p) == [0, 1, 2, 3, 4]
+  # The consumer does no work, so it waits the whole second of every item.
+  assert p.wait_seconds == 5.0
+  # Without a thread each item is made inside __next__: the same waits.
+  clock = _Clock(gated=False)
+  with data.Prefetcher(clock.produce(5), buffer_size=0, clock=clock) as p:
+    assert list(p) == [0, 1, 2, 3, 4]
+  assert p.wait_seconds == 5.0
 
 
 def test_no_wait_when_the_producer_is_ahead():
-  with data.Prefetcher(_slow(4, 0.01), buffer_size=4) as p:
-    time.sleep(0.3)  # The consumer is busy; all 4 items become ready.
-    list(p)
-  assert p.wait_seconds < 0.05
+  clock = _Clock(gated=False)
+  ready = threading.Event()
+
+  def ahead():
+    yield from clock.produce(4)
+    ready.set()  # asked for a fifth: the four are in the buffer
+
+  with data.Prefetcher(ahead(), buffer_size=4, clock=clock) as p:
+    assert ready.wait(timeout=60)
+    assert list(p) == [0, 1, 2, 3]
+  assert clock.now == 4.0 and p.wait_seconds == 0.0
 
 
 def test_producer_errors_reach_the_consumer():
@@ -80,12 +115,22 @@ def test_checkpointing_the_consumed_state_resumes_exactly():
   whole = list(
     data.batches(ds, data.Sampler(30, seed=1), sizes, augment_seed=2)
   )
+  ahead = threading.Event()
+
+  def counted(items):
+    for i, item in enumerate(items):
+      yield item
+      if i == 6:  # item 6 is in the buffer: 3 items beyond the 4 consumed
+        ahead.set()
+
   # Consume 4 items while the producer runs ahead, "checkpoint", stop.
   with data.Prefetcher(
-    data.batches(ds, data.Sampler(30, seed=1), sizes, augment_seed=2), 3
+    counted(data.batches(ds, data.Sampler(30, seed=1), sizes, augment_seed=2)),
+    3,
   ) as p:
     consumed = [next(p) for _ in range(4)]
-    time.sleep(0.1)
+    assert ahead.wait(timeout=60)
+    assert p.items == 4
   state = consumed[-1].state
   resumed = data.batches(
     ds, data.Sampler(30, seed=1).restore(state), sizes[4:], augment_seed=2
@@ -127,5 +172,5 @@ def test_an_abandoned_prefetcher_stops_its_thread():
   thread = p._thread
   del p
   gc.collect()
-  thread.join(timeout=2)
+  thread.join(timeout=60)  # returns as soon as the thread stops
   assert not thread.is_alive()

@@ -310,7 +310,7 @@ def test_lr_find_end_to_end(tmp_path):
 # ------------------------------------------------------------ command line
 
 
-def _cli(module, *args, timeout=120):
+def _cli(module, *args, timeout=900):
   env = {**os.environ, 'JAX_PLATFORMS': 'cpu'}
   env.pop('XLA_FLAGS', None)
   return subprocess.run(

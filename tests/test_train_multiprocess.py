@@ -51,7 +51,7 @@ CHILD = textwrap.dedent(
   """
 )
 
-TIMEOUT = 150
+TIMEOUT = 600  # a hang guard: two processes on a loaded machine
 
 
 def _free_port():

@@ -66,6 +66,8 @@ class Prefetcher:
     iterable: the items (e.g. `lrjax.data.batches(...)`).
     buffer_size: the number of items kept ready, >= 0.
     place: optional callable applied to each item on the producer thread.
+    clock: seconds, monotonic, read by the consumer around each wait
+      (default `time.perf_counter`; tests inject their own).
 
   Raises:
     ValueError: for a negative ``buffer_size``.
@@ -82,6 +84,7 @@ class Prefetcher:
     buffer_size: int = 2,
     *,
     place: Callable[[Any], Any] | None = None,
+    clock: Callable[[], float] | None = None,
   ):
     self._stop = threading.Event()
     if int(buffer_size) < 0:
@@ -89,6 +92,7 @@ class Prefetcher:
     self.buffer_size = int(buffer_size)
     self.wait_seconds = 0.0
     self.items = 0
+    self._clock = clock or time.perf_counter
     self._iterator = iter(iterable)
     self._place = place
     self._done = False
@@ -109,7 +113,7 @@ class Prefetcher:
   def __next__(self):
     if self._done:
       raise StopIteration
-    start = time.perf_counter()
+    start = self._clock()
     if self._thread is None:
       try:
         item = next(self._iterator)
@@ -119,10 +123,10 @@ class Prefetcher:
         self._done = True
         raise
       finally:
-        self.wait_seconds += time.perf_counter() - start
+        self.wait_seconds += self._clock() - start
     else:
       item = self._queue.get()
-      self.wait_seconds += time.perf_counter() - start
+      self.wait_seconds += self._clock() - start
       if isinstance(item, _End):
         self._done = True
         raise StopIteration
