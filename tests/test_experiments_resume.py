@@ -87,7 +87,7 @@ def test_an_interrupted_experiment_resumes_its_runs(
   assert not os.path.exists(os.path.join(dirs['increase'], 'summary.json'))
   decay_summary = os.path.getmtime(os.path.join(dirs['decay'], 'summary.json'))
 
-  with caplog.at_level(logging.INFO):
+  with caplog.at_level(logging.INFO, logger='absl'):
     resumed = ramp.run(RAMP, workdir)
   assert 'Resumed from the checkpoint of update 10' in caplog.text
   summary = os.path.join(dirs['decay'], 'summary.json')
