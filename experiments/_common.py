@@ -4,16 +4,24 @@ The flags defined here are the ones every experiment understands (data,
 model, optimizer, devices, seeds, logging). Each experiment defines its own
 flags, with names no other experiment uses, in its module, so all the
 experiments can be imported into one process (the test suite does).
+
+An experiment's workdir belongs to one process (a lock), each run in it
+checkpoints about once an epoch, and running the experiment again resumes:
+finished runs whose config matches are reused, unfinished ones resume from
+their last checkpoint, and a run whose config differs is refused (naming
+the fields) unless ``--overwrite``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,7 +33,15 @@ WORKDIR = flags.DEFINE_string(
   'workdir',
   None,
   'Directory for every output of the experiment (default: runs/<name>). '
-  'Re-running with the same workdir resumes finished and unfinished runs.',
+  'Re-running with the same workdir reuses the finished runs whose config '
+  'matches and resumes the unfinished ones from their last checkpoint; a '
+  'run whose config differs is an error (see --overwrite).',
+)
+OVERWRITE = flags.DEFINE_bool(
+  'overwrite',
+  False,
+  'Train every run afresh, deleting what the workdir holds of it '
+  '(checkpoints, metrics, summaries).',
 )
 DATASET = flags.DEFINE_string(
   'dataset',
@@ -95,9 +111,10 @@ DRY_RUN = flags.DEFINE_bool(
 CHECKPOINT_EVERY = flags.DEFINE_integer(
   'checkpoint_every',
   0,
-  'Checkpoint every this many updates so an interrupted run resumes (0: '
-  'only a final checkpoint, and only for batch-norm models, which need '
-  'their running statistics afterwards).',
+  'Checkpoint every this many updates, so that a killed run resumes and '
+  'loses at most that much (0: about once an epoch, at the starting batch '
+  'size). The last two checkpoints are kept, so a damaged newest one falls '
+  'back to the previous one.',
 )
 SYNTHETIC_EXAMPLES = flags.DEFINE_integer(
   'synthetic_examples',
@@ -255,34 +272,6 @@ def load_split(common: CommonConfig, split: str, seed: int = 0):
   return lrdata.load(common.dataset, split=split, data_dir=common.data_dir)
 
 
-@functools.cache
-def _model_has_batch_norm(
-  model: str, image_shape: tuple[int, ...], num_classes: int
-) -> bool:
-  import jax
-  import jax.numpy as jnp
-
-  from lrjax import models
-
-  module = models.get(model, num_classes=num_classes)
-  variables = jax.eval_shape(
-    lambda: module.init(
-      jax.random.key(0), jnp.zeros((1, *image_shape), jnp.float32)
-    )
-  )
-  return models.has_batch_norm(variables)
-
-
-def uses_batch_norm(common: CommonConfig) -> bool:
-  """Whether the experiment's model keeps batch-norm running statistics."""
-  if common.dataset == 'synthetic':
-    shape, classes = common.synthetic_shape, common.synthetic_classes
-  else:
-    ds = load_split(common, 'test')
-    shape, classes = ds.image_shape, ds.num_classes
-  return _model_has_batch_norm(common.model, tuple(shape), classes)
-
-
 def final_variables(result: Any, workdir: str) -> dict[str, Any]:
   """The final model variables of a run: params, and batch-norm statistics.
 
@@ -314,13 +303,12 @@ def train_config(
     **overrides: any other `TrainConfig` field (momentum, noise, ...).
 
   Returns:
-    A `lrjax.train.TrainConfig`. A finished run is reused through its
-    summary.json, so checkpoints are kept only to resume (`checkpoint_every`)
-    or to read batch-norm statistics after training.
+    A `lrjax.train.TrainConfig` that checkpoints every
+    `common.checkpoint_every` updates (0: about once an epoch at the
+    starting batch size) and keeps the last two checkpoints.
   """
   from lrjax import train as lrtrain
 
-  keep = 1 if common.checkpoint_every or uses_batch_norm(common) else 0
   fields = dict(
     dataset=common.dataset,
     data_dir=common.data_dir,
@@ -338,8 +326,9 @@ def train_config(
     augment=common.augment,
     log_every=common.log_every,
     eval_every=common.eval_every,
-    checkpoint_every=common.checkpoint_every,
-    keep_checkpoints=keep,
+    checkpoint_every=common.checkpoint_every
+    or updates_per_epoch(common, batch, seed),
+    keep_checkpoints=2,
     noise=lrtrain.NoiseConfig(enabled=False),
     compilation_cache_dir=common.compilation_cache_dir,
     progress_bar=False,
@@ -349,6 +338,86 @@ def train_config(
   )
   fields.update(overrides)
   return lrtrain.TrainConfig(**fields)
+
+
+def updates_per_epoch(common: CommonConfig, batch: Any, seed: int) -> int:
+  """Updates of one epoch at the starting batch size of ``batch`` (an int or
+  a BatchSchedule), at least 1."""
+  if isinstance(batch, int):
+    first, n = batch, num_train_examples(common, seed)
+  else:
+    first, n = batch.batch_size_per_stage[0], batch.num_examples
+  return max(1, math.ceil(n / first))
+
+
+def num_train_examples(common: CommonConfig, seed: int = 0) -> int:
+  """Examples in the training split of the experiment's dataset."""
+  return _num_train(
+    common.dataset,
+    common.data_dir,
+    common.synthetic_examples,
+    tuple(common.synthetic_shape),
+    common.synthetic_classes,
+    seed,
+  )
+
+
+@functools.cache
+def _num_train(dataset, data_dir, examples, shape, classes, seed) -> int:
+  common = CommonConfig(
+    dataset=dataset,
+    data_dir=data_dir,
+    synthetic_examples=examples,
+    synthetic_shape=shape,
+    synthetic_classes=classes,
+  )
+  return load_split(common, 'train', seed).num_examples
+
+
+def check_common(common: CommonConfig) -> int:
+  """Checks what the flags alone cannot: the devices and the data.
+
+  Returns:
+    The number of training examples.
+
+  Raises:
+    ValueError: naming the flag, for more devices than this process has.
+    FileNotFoundError, ValueError: for a dataset that is not prepared or
+      not known (the message says how to prepare it).
+  """
+  import jax
+
+  have = jax.local_device_count()
+  if common.num_devices is not None and common.num_devices > have:
+    raise ValueError(
+      f'--num_devices={common.num_devices} exceeds the {have} local '
+      f'device(s) of this machine; use at most {have}, or 0 for all'
+    )
+  return num_train_examples(common, common.seeds[0])
+
+
+def check_batch(flag: str, batch: int, num_examples: int) -> None:
+  """Raises ValueError naming ``flag`` for a batch above the training split."""
+  if batch > num_examples:
+    raise ValueError(
+      f'{flag}={batch} is larger than the {num_examples} training examples; '
+      f'use at most {num_examples}'
+    )
+
+
+def check_train_configs(configs: Sequence[Any], num_examples: int) -> None:
+  """Validates the trainer configs of every run before the first trains.
+
+  Raises:
+    ValueError: from the first bad config, naming its field.
+  """
+  import jax
+
+  for config in configs:
+    config.validate(
+      num_local_devices=jax.local_device_count(),
+      num_train_examples=num_examples,
+    )
 
 
 def noise_config(enabled: bool, batch_sizes: Sequence[int]):
@@ -365,16 +434,17 @@ def noise_config(enabled: bool, batch_sizes: Sequence[int]):
 
 
 def dry_run(config: Any, workdir: str) -> bool:
-  """With --dry_run: validates, writes flags.cfg and config.json, prints.
+  """With --dry_run: writes flags.cfg and config.json, prints the config.
+
+  The config was checked before (`run_main`).
 
   Returns:
     Whether the entry point should stop here.
   """
   if not DRY_RUN.value:
     return False
-  config.validate()
-  start_workdir(workdir, config, with_flags=True)
-  print(json.dumps(jsonable(config), indent=2))
+  with experiment_workdir(workdir, config, with_flags=True):
+    print(json.dumps(jsonable(config), indent=2))
   return True
 
 
@@ -388,27 +458,54 @@ def run_main(
   name: str,
   get_config: Callable[[], Any],
   run: Callable[..., dict[str, Any]],
+  check: Callable[[Any], Any],
 ) -> tuple[dict[str, Any], str] | None:
-  """The body of an experiment's `main`: config, dry run or run, results.md.
+  """The body of an experiment's `main`: config, checks, dry run or run.
 
-  Raises `app.UsageError` on positional arguments, builds the config from the
-  flags, stops after `dry_run` when asked, else runs
-  `run(config, workdir, with_flags=True)` and prints `results.md`.
+  Builds the config from the flags and checks it (`check(config)`: every
+  run's trainer config, the devices, the data) before anything trains or
+  is written; stops after `dry_run` when asked, else runs
+  `run(config, workdir, with_flags=True, overwrite=--overwrite)` and prints
+  `results.md`. A usage error (positional arguments, a bad value found by
+  the checks, a dataset that is not prepared, a workdir held by another
+  process or holding runs of another config, no intact checkpoint) ends
+  the process with one absl-style line on stderr and exit status 1, no
+  traceback.
 
   Returns:
     `(results, workdir)`, or None after a dry run.
   """
-  from absl import app
+  from lrjax import train as lrtrain
 
   if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  config = get_config()
+    _fatal('Usage error', f'unexpected arguments: {" ".join(argv[1:])}')
+  try:
+    config = get_config()
+    check(config)
+  except (ValueError, FileNotFoundError) as e:
+    _fatal('Flags error', str(e))
   workdir = workdir_for(name)
-  if dry_run(config, workdir):
-    return None
-  results = run(config, workdir, with_flags=True)
-  print(open(os.path.join(workdir, 'results.md')).read())
+  try:
+    if dry_run(config, workdir):
+      return None
+    results = run(config, workdir, with_flags=True, overwrite=OVERWRITE.value)
+  except (
+    lrtrain.ConfigMismatchError,
+    lrtrain.WorkdirLockedError,
+    lrtrain.CheckpointError,
+  ) as e:
+    _fatal('Workdir error', str(e))
+  with open(os.path.join(workdir, 'results.md')) as f:
+    print(f.read())
   return results, workdir
+
+
+def _fatal(kind: str, message: str) -> None:
+  """Ends the process as absl does for a bad flag: one line, status 1."""
+  message = ' '.join(message.split())
+  sys.stderr.write(f'FATAL {kind}: {message}\n')
+  sys.stderr.flush()
+  sys.exit(1)
 
 
 def write_outputs(
@@ -474,24 +571,40 @@ def jsonable(obj: Any) -> Any:
 
 
 def write_json(path: str, obj: Any) -> None:
-  with open(path, 'w') as f:
-    json.dump(jsonable(obj), f, indent=2, sort_keys=False)
-    f.write('\n')
+  """Writes ``obj`` as JSON atomically (a kill leaves the old or the new)."""
+  write_text(path, json.dumps(jsonable(obj), indent=2, sort_keys=False) + '\n')
 
 
 def write_text(path: str, text: str) -> None:
-  with open(path, 'w') as f:
+  """Writes ``text`` atomically (a kill leaves the old or the new file)."""
+  tmp = f'{path}.tmp{os.getpid()}'
+  with open(tmp, 'w') as f:
     f.write(text)
+  os.replace(tmp, path)
+
+
+def read_json(path: str) -> Any:
+  """The JSON in ``path`` (None when missing or unreadable)."""
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (FileNotFoundError, ValueError):
+    return None
 
 
 def write_flags(path: str) -> None:
-  """Writes the experiment's flags (not absl's own) as a flagfile.
+  """Writes the experiment's flags as a flagfile.
 
   Re-running with `--flagfile=<workdir>/flags.cfg` repeats the experiment.
+  Only the experiments' own flags are written: those of libraries (absl,
+  TFDS, array_record, grain, ...) are defined only once their module is
+  imported, and a flagfile naming one fails to parse before that.
   """
   lines = []
   for module, module_flags in sorted(FLAGS.flags_by_module_dict().items()):
-    if module.startswith('absl'):
+    parts = module.replace(os.sep, '/').split('/')
+    ours = module.startswith('experiments') or 'experiments' in parts[:-1]
+    if not (ours or module == '__main__'):
       continue
     for flag in sorted(module_flags, key=lambda fl: fl.name):
       text = flag.serialize()
@@ -500,12 +613,24 @@ def write_flags(path: str) -> None:
   write_text(path, '\n'.join(lines) + '\n')
 
 
-def start_workdir(workdir: str, config: Any, *, with_flags: bool) -> None:
-  """Creates the workdir and writes config.json (and flags.cfg if parsed)."""
+@contextlib.contextmanager
+def experiment_workdir(
+  workdir: str, config: Any, *, with_flags: bool
+) -> Iterator[None]:
+  """Holds the experiment's workdir: locked, config.json (and flags.cfg if
+  parsed) written. Each run's own config is checked where it trains.
+
+  Raises:
+    WorkdirLockedError: when another process holds the workdir.
+  """
+  from lrjax import train as lrtrain
+
   os.makedirs(workdir, exist_ok=True)
-  if with_flags:
-    write_flags(os.path.join(workdir, 'flags.cfg'))
-  write_json(os.path.join(workdir, 'config.json'), config)
+  with lrtrain.lock_workdir(workdir):
+    if with_flags:
+      write_flags(os.path.join(workdir, 'flags.cfg'))
+    write_json(os.path.join(workdir, 'config.json'), config)
+    yield
 
 
 # ---------------------------------------------------------------- metrics
@@ -551,19 +676,20 @@ def read_metrics(
     (those without a `split`) to an array over logged steps (NaN where a
     record lacks the key); `evals` maps each split name to the same kind of
     columns over its evaluation records.
+
+  Raises:
+    lrjax.metrics.JsonlError: for a damaged record, naming the file and
+      line (a torn last line is ignored).
   """
+  from lrjax import metrics as lmetrics
+
   train_records, eval_records = [], {}
-  with open(path) as f:
-    for line in f:
-      line = line.strip()
-      if not line:
-        continue
-      record = json.loads(line)
-      split = record.get('split')
-      if split is None:
-        train_records.append(record)
-      else:
-        eval_records.setdefault(split, []).append(record)
+  for record in lmetrics.read_jsonl(path):
+    split = record.get('split')
+    if split is None:
+      train_records.append(record)
+    else:
+      eval_records.setdefault(split, []).append(record)
   return _columns(train_records), {
     split: _columns(records) for split, records in eval_records.items()
   }

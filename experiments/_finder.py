@@ -87,11 +87,44 @@ def range_test(
   while the LR sweeps geometrically from `finder.min_lr` to `finder.max_lr`.
   Batch norm layers normalise with the batch statistics (train mode).
 
+  A `<workdir>/range_test.json` made from the same inputs (the sweep, the
+  model, data, batch size, optimizer and seed) is reused; one made from
+  others is replaced.
+
   Returns:
     A JSON-ready dict: `lrs`, `losses`, `smoothed`, `suggestions` (steepest,
-    minimum_over_10, valley), `suggested_lr` (the `finder.suggestion` one)
-    and `stopped_early`; also written to `<workdir>/range_test.json`.
+    minimum_over_10, valley), `suggested_lr` (the `finder.suggestion` one),
+    `stopped_early` and `inputs`; also written to
+    `<workdir>/range_test.json`.
+
+  Raises:
+    ValueError: for a batch size larger than the training split.
   """
+  inputs = _common.jsonable(
+    {
+      'finder': finder,
+      'seed': seed,
+      **{
+        k: getattr(common, k)
+        for k in (
+          'dataset',
+          'model',
+          'batch_size',
+          'optimizer',
+          'momentum',
+          'weight_decay',
+          'synthetic_examples',
+          'synthetic_shape',
+          'synthetic_classes',
+        )
+      },
+    }
+  )
+  path = os.path.join(workdir, 'range_test.json') if workdir else None
+  if path:
+    saved = _common.read_json(path)
+    if isinstance(saved, dict) and saved.get('inputs') == inputs:
+      return saved
   import jax
   import jax.numpy as jnp
   import optax
@@ -131,8 +164,9 @@ def range_test(
       weight_decay=common.weight_decay,
     )
 
+  _common.check_batch('--batch_size', common.batch_size, train.num_examples)
   sampler = lrdata.Sampler(train.num_examples, seed=seed)
-  batch_size = min(common.batch_size, train.num_examples)
+  batch_size = common.batch_size
 
   def batches():
     while True:
@@ -156,9 +190,10 @@ def range_test(
       'suggested_lr': result.suggestions[finder.suggestion],
       'suggestion': finder.suggestion,
       'stopped_early': result.stopped_early,
+      'inputs': inputs,
     }
   )
-  if workdir:
+  if path:
     os.makedirs(workdir, exist_ok=True)
-    _common.write_json(os.path.join(workdir, 'range_test.json'), out)
+    _common.write_json(path, out)
   return out

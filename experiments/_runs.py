@@ -1,13 +1,14 @@
 """Running one training run per (configuration, seed), and reading it back.
 
-A finished run leaves `summary.json` next to its `metrics.jsonl`; running the
-experiment again with the same workdir reuses it instead of training again.
+A finished run leaves `summary.json` (with the config it was trained with)
+next to its `metrics.jsonl`; running the experiment again with the same
+workdir reuses it when the config matches, resumes an unfinished run from
+its last checkpoint, and refuses a run of another config.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -81,9 +82,16 @@ def train_run(
   config: Any,
   workdir: str,
   after: Callable[[Any, str], Mapping[str, Any]] | None = None,
-  train: Callable[[Any, str], Any] | None = None,
+  train: Callable[..., Any] | None = None,
+  *,
+  extra: Mapping[str, Any] | None = None,
+  overwrite: bool = False,
 ) -> Run:
   """Trains one run into `workdir` (or reuses a finished one) and reads it.
+
+  A finished run (its `summary.json`) is reused only when the summary was
+  made from the same trainer config and the same `extra`; an unfinished
+  one resumes from its last checkpoint (the trainer checks its config).
 
   Args:
     group: the configuration's name.
@@ -93,30 +101,71 @@ def train_run(
     after: optional `after(result, workdir) -> dict` computed once after
       training (e.g. confidence metrics from the final parameters); its
       values are stored in the summary.
-    train: ``train(config, workdir) -> TrainResult``; None:
+    train: ``train(config, workdir, overwrite=...) -> TrainResult``; None:
       `lrjax.train.train_and_evaluate`.
+    extra: the experiment's settings the summary depends on besides the
+      trainer config (e.g. what `after` computes), JSON-ready.
+    overwrite: train afresh, deleting what `workdir` holds.
 
   Returns:
     The finished run.
-  """
-  summary_path = os.path.join(workdir, 'summary.json')
-  if os.path.exists(summary_path):
-    with open(summary_path) as f:
-      summary = json.load(f)
-  else:
-    from lrjax import train as lrtrain
 
+  Raises:
+    lrjax.train.ConfigMismatchError: when `workdir` holds a run of another
+      config or `extra`, naming the fields.
+  """
+  from lrjax import train as lrtrain
+
+  summary_path = os.path.join(workdir, 'summary.json')
+  extra = _common.jsonable(dict(extra or {}))
+  if overwrite and os.path.exists(summary_path):
+    os.remove(summary_path)
+  summary = _common.read_json(summary_path)
+  if summary is not None:
+    _check_summary(summary, config, extra, workdir)
+  else:
     train = train or lrtrain.train_and_evaluate
     os.makedirs(workdir, exist_ok=True)
     start = time.perf_counter()
-    result = train(config, workdir)
+    result = train(config, workdir, overwrite=overwrite)
     summary = summarize(result)
     summary['total_seconds'] = time.perf_counter() - start
     if after is not None:
       summary.update(_common.jsonable(dict(after(result, workdir))))
+    summary['config'] = config.to_dict()
+    summary['extra'] = extra
     _common.write_json(summary_path, summary)
   train, evals = _common.read_metrics(os.path.join(workdir, 'metrics.jsonl'))
   return Run(group, seed, workdir, summary, train, evals.get('test', {}))
+
+
+def _check_summary(
+  summary: Mapping[str, Any],
+  config: Any,
+  extra: Mapping[str, Any],
+  workdir: str,
+) -> None:
+  """Raises ConfigMismatchError unless `summary` is of this config."""
+  from lrjax import train as lrtrain
+
+  if 'config' not in summary:
+    raise lrtrain.ConfigMismatchError(
+      f'{workdir}/summary.json has no config (an older version wrote it), so '
+      'it cannot be reused safely; pass --overwrite to train the runs again'
+    )
+  changes = lrtrain.config_changes(summary['config'], config)
+  saved_extra = summary.get('extra', {})
+  changes += [
+    (k, saved_extra.get(k), extra.get(k))
+    for k in sorted(set(saved_extra) | set(extra))
+    if saved_extra.get(k) != extra.get(k)
+  ]
+  if changes:
+    diff = '; '.join(f'{k}: {a!r} -> {b!r}' for k, a, b in changes)
+    raise lrtrain.ConfigMismatchError(
+      f'{workdir} holds a finished run of another config: {diff}. Use '
+      'another --workdir, or --overwrite to train the runs again'
+    )
 
 
 def first_reaching(

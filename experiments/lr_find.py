@@ -11,7 +11,6 @@ of the minimum, the valley), one range test per seed.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Sequence
 
@@ -33,26 +32,53 @@ class LrFindConfig:
     self.finder.validate()
 
 
+def check(config: LrFindConfig) -> None:
+  """Checks the settings, the devices and the data before anything trains.
+
+  Raises:
+    ValueError: naming the field (or flag) and the fix.
+    FileNotFoundError: for a dataset that is not prepared.
+  """
+  config.validate()
+  n = _common.check_common(config.common)
+  _common.check_batch('--batch_size', config.common.batch_size, n)
+
+
 def get_config() -> LrFindConfig:
   """Builds the typed config from the parsed flags."""
   return LrFindConfig(_common.common_config(), _finder.finder_config())
 
 
-def run(config: LrFindConfig, workdir: str, *, with_flags: bool = False):
-  """Runs the range test per seed; writes the plot, table and report."""
-  config.validate()
-  _common.start_workdir(workdir, config, with_flags=with_flags)
+def run(
+  config: LrFindConfig,
+  workdir: str,
+  *,
+  with_flags: bool = False,
+  overwrite: bool = False,
+):
+  """Runs the range test per seed; writes the plot, table and report.
+
+  A seed's range test is reused when it was made from the same inputs
+  (unless ``overwrite``).
+
+  Raises:
+    ValueError: for a bad setting, before anything trains.
+    lrjax.train.WorkdirLockedError: when another process holds ``workdir``.
+  """
+  check(config)
+  with _common.experiment_workdir(workdir, config, with_flags=with_flags):
+    return _run(config, workdir, overwrite)
+
+
+def _run(config: LrFindConfig, workdir: str, overwrite: bool):
   tests = {}
   for seed in config.common.seeds:
     seed_dir = os.path.join(workdir, 'runs', f'seed{seed}')
-    path = os.path.join(seed_dir, 'range_test.json')
-    if os.path.exists(path):
-      with open(path) as fh:
-        tests[seed] = json.load(fh)
-    else:
-      tests[seed] = _finder.range_test(
-        config.common, config.finder, seed, seed_dir
-      )
+    if overwrite and os.path.exists(os.path.join(seed_dir, 'range_test.json')):
+      os.remove(os.path.join(seed_dir, 'range_test.json'))
+    tests[seed] = _finder.range_test(
+      config.common, config.finder, seed, seed_dir
+    )
   names = list(_finder.SUGGESTIONS)
   rows = []
   lines = []
@@ -152,7 +178,7 @@ def _figure(tests, suggestion: str, workdir: str) -> dict[str, str]:
 
 
 def main(argv: Sequence[str]) -> None:
-  done = _common.run_main(argv, 'lr_find', get_config, run)
+  done = _common.run_main(argv, 'lr_find', get_config, run, check)
   if done is None:
     return
   results, workdir = done

@@ -62,13 +62,16 @@ def _parse_policy(text: str) -> Any:
 
 
 def _parses(texts: Sequence[str]) -> bool:
+  """Whether every text parses; raises ValidationError naming a bad one."""
   if not texts:
     return False
-  try:
-    for text in texts:
+  for text in texts:
+    try:
       _parse_policy(text)
-  except (ValueError, TypeError, KeyError):
-    return False
+    except (ValueError, TypeError, KeyError) as e:
+      raise flags.ValidationError(
+        f'--policy={text!r} does not parse: {e}'
+      ) from None
   return True
 
 
@@ -298,16 +301,60 @@ def train_config(config: LrBenchConfig, policy_text: str, seed: int):
   )
 
 
-def run(config: LrBenchConfig, workdir: str, *, with_flags: bool = False):
-  """Trains every policy and seed; writes the ranked table, figures, report."""
+def check(config: LrBenchConfig) -> None:
+  """Checks the settings, the devices, the data and every run's trainer
+  config (a range-test policy with LR 1 in place of ``{lr}``) before
+  anything trains.
+
+  Raises:
+    ValueError: naming the field (or flag) and the fix.
+    FileNotFoundError: for a dataset that is not prepared.
+  """
   config.validate()
-  _common.start_workdir(workdir, config, with_flags=with_flags)
+  n = _common.check_common(config.common)
+  _common.check_batch('--batch_size', config.common.batch_size, n)
+  for text in config.policies:
+    policy = text.replace(PLACEHOLDER, '1')
+    configs = [train_config(config, policy, s) for s in config.common.seeds]
+    try:
+      _common.check_train_configs(configs, n)
+    except ValueError as e:
+      raise ValueError(f'--policy={text!r}: {e}') from None
+
+
+def run(
+  config: LrBenchConfig,
+  workdir: str,
+  *,
+  with_flags: bool = False,
+  overwrite: bool = False,
+):
+  """Trains every policy and seed; writes the ranked table, figures, report.
+
+  Finished runs of the same config are reused, unfinished ones resume.
+
+  Raises:
+    ValueError: for a bad setting, before anything trains.
+    lrjax.train.ConfigMismatchError: for a run of another config in
+      ``workdir``.
+    lrjax.train.WorkdirLockedError: when another process holds ``workdir``.
+  """
+  check(config)
+  with _common.experiment_workdir(workdir, config, with_flags=with_flags):
+    return _run(config, workdir, overwrite)
+
+
+def _run(config: LrBenchConfig, workdir: str, overwrite: bool):
   metric_fns = {
     (m if isinstance(m, str) else m.__name__): (
       _common.import_function(m) if isinstance(m, str) else m
     )
     for m in config.metrics
   }
+  if overwrite:
+    path = os.path.join(workdir, 'range_test', 'range_test.json')
+    if os.path.exists(path):
+      os.remove(path)
   policies = resolve_policies(config, workdir)
   runs: dict[str, list[_runs.Run]] = {}
   for index, (label, entry) in enumerate(policies.items()):
@@ -320,6 +367,8 @@ def run(config: LrBenchConfig, workdir: str, *, with_flags: bool = False):
           train_config(config, entry['policy'], seed),
           run_dir,
           after=_after(config.common, seed, metric_fns),
+          extra={'metrics': sorted(metric_fns)},
+          overwrite=overwrite,
         )
       )
   rows = _rows(runs, policies, config.target_accuracy, list(metric_fns))
@@ -526,7 +575,7 @@ def _report(config, rows, table, figures) -> str:
 
 
 def main(argv: Sequence[str]) -> None:
-  done = _common.run_main(argv, 'lrbench', get_config, run)
+  done = _common.run_main(argv, 'lrbench', get_config, run, check)
   if done is not None:
     logging.info('report: %s', os.path.join(done[1], 'report.md'))
     _common.print_report_path(done[1])

@@ -361,10 +361,6 @@ def _num_replicas(num_devices: int | None) -> int:
 def train_config(config: RampConfig, plan: Plan, seed: int):
   """The trainer's config for one seed of one schedule."""
   c = config.common
-  overrides = {}
-  if plan.adaptive is not None:
-    # Each segment of the adaptive run resumes from the previous one.
-    overrides['keep_checkpoints'] = 1
   return _common.train_config(
     c,
     batch=plan.batch,
@@ -372,7 +368,6 @@ def train_config(config: RampConfig, plan: Plan, seed: int):
     seed=seed,
     momentum=plan.momentum,
     noise=_common.noise_config(c.noise, plan.batch_sizes),
-    **overrides,
   )
 
 
@@ -383,10 +378,12 @@ def _adaptive_trainer(adaptive: Any):
   time and compile time.
   """
 
-  def train(config: Any, workdir: str) -> Any:
+  def train(config: Any, workdir: str, overwrite: bool = False) -> Any:
     from lrjax import train as lrtrain
 
-    done = lrtrain.train_adaptive(config, adaptive, workdir)
+    done = lrtrain.train_adaptive(
+      config, adaptive, workdir, overwrite=overwrite
+    )
     return dataclasses.replace(
       done.result,
       wall_time=done.wall_time,
@@ -585,20 +582,66 @@ def _has(runs: Mapping[str, list[Mapping[str, Any]]], key: str) -> bool:
   )
 
 
-def run(config: RampConfig, workdir: str, *, with_flags: bool = False):
+def check(config: RampConfig) -> dict[str, Plan]:
+  """Checks the experiment before anything trains: the settings, the
+  devices and the data, and every run's trainer config.
+
+  Returns:
+    The plans of the schedules.
+
+  Raises:
+    ValueError: naming the field (or flag) and the fix.
+    FileNotFoundError: for a dataset that is not prepared.
+  """
+  config.validate()
+  c = config.common
+  n = _common.check_common(c)
+  plans = build_plans(config, n, 4 * _num_replicas(c.num_devices))
+  for plan in plans.values():
+    configs = [train_config(config, plan, seed) for seed in c.seeds]
+    _common.check_train_configs(configs, n)
+    if plan.adaptive is not None:
+      plan.adaptive.validate(configs[0])
+  return plans
+
+
+def run(
+  config: RampConfig,
+  workdir: str,
+  *,
+  with_flags: bool = False,
+  overwrite: bool = False,
+):
   """Runs every schedule and seed, writes results, figures and report.
+
+  Finished runs of the same config are reused, unfinished ones resume.
+
+  Args:
+    config: the experiment.
+    workdir: its directory (locked while running).
+    with_flags: also write the parsed flags as flags.cfg.
+    overwrite: train every run afresh.
 
   Returns:
     The results dict (also written to results.json).
+
+  Raises:
+    ValueError: for a bad setting, before anything trains.
+    lrjax.train.ConfigMismatchError: for a run of another config in
+      ``workdir``.
+    lrjax.train.WorkdirLockedError: when another process holds ``workdir``.
   """
-  config.validate()
-  _common.start_workdir(workdir, config, with_flags=with_flags)
+  plans = check(config)
+  with _common.experiment_workdir(workdir, config, with_flags=with_flags):
+    return _run(config, plans, workdir, overwrite)
+
+
+def _run(
+  config: RampConfig, plans: dict[str, Plan], workdir: str, overwrite: bool
+) -> dict[str, Any]:
   c = config.common
   train_split = _common.load_split(c, 'train', c.seeds[0])
   test_split = _common.load_split(c, 'test', c.seeds[0])
-  plans = build_plans(
-    config, train_split.num_examples, 4 * _num_replicas(c.num_devices)
-  )
   runs: dict[str, list[_runs.Run]] = {}
   for name, plan in plans.items():
     logging.info('%s: batch %s, lr %s', name, plan.batch, plan.lr)
@@ -616,6 +659,12 @@ def run(config: RampConfig, workdir: str, *, with_flags: bool = False):
         train=None
         if plan.adaptive is None
         else _adaptive_trainer(plan.adaptive),
+        extra={
+          'adaptive': None
+          if plan.adaptive is None
+          else dataclasses.asdict(plan.adaptive)
+        },
+        overwrite=overwrite,
       )
       runs.setdefault(name, []).append(done)
   rows, table = _table(runs, 'decay')
@@ -661,7 +710,7 @@ def _report(config, plans, table, claims, figures, num_examples) -> str:
 
 
 def main(argv: Sequence[str]) -> None:
-  done = _common.run_main(argv, 'ramp', get_config, run)
+  done = _common.run_main(argv, 'ramp', get_config, run, check)
   if done is None:
     return
   results, workdir = done

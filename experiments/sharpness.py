@@ -21,7 +21,6 @@ small-batch iterate after that many epochs (Keskar's warm-start).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -247,22 +246,97 @@ def _load_params(workdir: str) -> Any:
     return pickle.load(fh)
 
 
-def run(config: SharpnessConfig, workdir: str, *, with_flags: bool = False):
-  """Trains both regimes per seed, measures, writes table, figures, report."""
-  config.validate()
-  _common.start_workdir(workdir, config, with_flags=with_flags)
-  c = config.common
-  train_split = _common.load_split(c, 'train', c.seeds[0])
-  n = train_split.num_examples
+def batch_regimes(config: SharpnessConfig, num_examples: int) -> dict[str, Any]:
+  """Label -> batch (size, or schedule text for a warm start)."""
+  n, c = num_examples, config.common
   large = config.large_batch or max(config.small_batch + 1, round(n / 10))
-  regimes: dict[str, Any] = {
+  out: dict[str, Any] = {
     'small batch': config.small_batch,
     'large batch': large,
   }
   for k in config.warm_start_epochs:
-    regimes[f'warm start {k:g}'] = (
+    out[f'warm start {k:g}'] = (
       f'stages({config.small_batch}@{k:g},{large}@{c.epochs - k:g},n={n})'
     )
+  return out
+
+
+def _train_config(config: SharpnessConfig, batch: Any, seed: int):
+  from lrjax import batch as lrbatch
+
+  if isinstance(batch, str):
+    batch = lrbatch.parse(batch)
+  c = config.common
+  return _common.train_config(c, batch=batch, lr=c.lr, seed=seed)
+
+
+def check(config: SharpnessConfig) -> dict[str, Any]:
+  """Checks the settings, the devices, the data and every run's trainer
+  config before anything trains.
+
+  Returns:
+    The regimes (label -> batch).
+
+  Raises:
+    ValueError: naming the field (or flag) and the fix.
+    FileNotFoundError: for a dataset that is not prepared.
+  """
+  config.validate()
+  n = _common.check_common(config.common)
+  _common.check_batch('--small_batch', config.small_batch, n)
+  _common.check_batch('--large_batch', config.large_batch, n)
+  out = batch_regimes(config, n)
+  for batch in out.values():
+    _common.check_train_configs(
+      [_train_config(config, batch, s) for s in config.common.seeds], n
+    )
+  return out
+
+
+def _measure_settings(config: SharpnessConfig) -> dict[str, Any]:
+  """What a sharpness.json depends on besides the run's parameters."""
+  return _common.jsonable(
+    {
+      'eps': config.eps,
+      'subspace_dim': config.subspace_dim,
+      'sharpness_iters': config.sharpness_iters,
+      'hessian_iters': config.hessian_iters,
+      'sharpness_examples': config.sharpness_examples,
+    }
+  )
+
+
+def run(
+  config: SharpnessConfig,
+  workdir: str,
+  *,
+  with_flags: bool = False,
+  overwrite: bool = False,
+):
+  """Trains both regimes per seed, measures, writes table, figures, report.
+
+  Finished runs of the same config are reused, unfinished ones resume; a
+  run's measurements are reused when made with the same settings.
+
+  Raises:
+    ValueError: for a bad setting, before anything trains.
+    lrjax.train.ConfigMismatchError: for a run of another config in
+      ``workdir``.
+    lrjax.train.WorkdirLockedError: when another process holds ``workdir``.
+  """
+  regimes = check(config)
+  with _common.experiment_workdir(workdir, config, with_flags=with_flags):
+    return _run(config, regimes, workdir, overwrite)
+
+
+def _run(
+  config: SharpnessConfig,
+  regimes: dict[str, Any],
+  workdir: str,
+  overwrite: bool,
+) -> dict[str, Any]:
+  c = config.common
+  settings = _measure_settings(config)
   runs: dict[str, list[_runs.Run]] = {}
   measures: dict[str, list[dict[str, Any]]] = {}
   for label, batch_size in regimes.items():
@@ -270,24 +344,22 @@ def run(config: SharpnessConfig, workdir: str, *, with_flags: bool = False):
       run_dir = os.path.join(
         workdir, 'runs', label.replace(' ', '_'), f'seed{seed}'
       )
-      if isinstance(batch_size, str):
-        from lrjax import batch as lrbatch
-
-        batch_size = lrbatch.parse(batch_size)
+      path = os.path.join(run_dir, 'sharpness.json')
+      if overwrite and os.path.exists(path):
+        os.remove(path)
       done = _runs.train_run(
         label,
         seed,
-        _common.train_config(c, batch=batch_size, lr=c.lr, seed=seed),
+        _train_config(config, batch_size, seed),
         run_dir,
         after=_final_params,
+        overwrite=overwrite,
       )
       runs.setdefault(label, []).append(done)
-      path = os.path.join(run_dir, 'sharpness.json')
-      if os.path.exists(path):
-        with open(path) as fh:
-          m = json.load(fh)
-      else:
+      m = _common.read_json(path)
+      if not isinstance(m, dict) or m.get('settings') != settings:
         m = measure(config, _load_params(run_dir), seed)
+        m['settings'] = settings
         _common.write_json(path, m)
       measures.setdefault(label, []).append(m)
   interp = _interpolation(config, runs, c.seeds[0])
@@ -501,7 +573,7 @@ def _report(config, regimes, table, claims, figures) -> str:
 
 
 def main(argv: Sequence[str]) -> None:
-  done = _common.run_main(argv, 'sharpness', get_config, run)
+  done = _common.run_main(argv, 'sharpness', get_config, run, check)
   if done is not None:
     _common.print_report_path(done[1])
 

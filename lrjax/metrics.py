@@ -22,8 +22,9 @@ import math
 import os
 import sys
 import time
+import zlib
 from collections.abc import Callable, Mapping, Sequence
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 from absl import logging
 
@@ -38,8 +39,181 @@ def _plain(value: Any) -> Any:
   return value
 
 
+class JsonlPosition(NamedTuple):
+  """Where the complete records of a JSONL file end.
+
+  A checkpoint stores the position of its metrics log, so that a resumed
+  run can cut the log back to exactly the records that were written before
+  the checkpoint, and tell when the file is not the one it was written with.
+
+  Attributes:
+    records: complete records (lines ending in a newline).
+    size: bytes of those records.
+    crc32: CRC-32 (``zlib.crc32``) of those bytes.
+  """
+
+  records: int
+  size: int
+  crc32: int
+
+
+class JsonlError(ValueError):
+  """A JSONL metrics file holds a line that is not a JSON record."""
+
+
+def _complete_part(data: bytes) -> bytes:
+  """The bytes up to and including the last newline."""
+  return data[: data.rfind(b'\n') + 1]
+
+
+def _position(data: bytes) -> JsonlPosition:
+  return JsonlPosition(data.count(b'\n'), len(data), zlib.crc32(data))
+
+
+def _read_bytes(path: str) -> bytes:
+  try:
+    with open(path, 'rb') as f:
+      return f.read()
+  except FileNotFoundError:
+    return b''
+
+
+def _parse_line(path: str, number: int, line: bytes) -> dict[str, Any] | None:
+  """The record on line ``number`` of ``path`` (None for a blank line)."""
+  if not line.strip():
+    return None
+  try:
+    record = json.loads(line)
+  except ValueError as e:
+    raise JsonlError(
+      f'{path}:{number}: not a JSON record ({e}); the file is damaged: '
+      'delete that line, or train the run again with overwrite'
+    ) from None
+  if not isinstance(record, dict):
+    raise JsonlError(
+      f'{path}:{number}: a JSON {type(record).__name__}, not a record '
+      '(an object with a "step")'
+    )
+  return record
+
+
+def read_jsonl(path: str) -> list[dict[str, Any]]:
+  """Reads the records of a JSONL metrics file, in order.
+
+  A last line without its newline is what a process killed while writing
+  leaves behind; it is ignored (the run that resumes rewrites it).
+
+  Args:
+    path: the file (e.g. ``metrics.jsonl``).
+
+  Returns:
+    One dict per complete line.
+
+  Raises:
+    FileNotFoundError: when ``path`` does not exist.
+    JsonlError: for a complete line that is not a JSON object, naming the
+      file and the line number.
+
+  Examples:
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), 'metrics.jsonl')
+    >>> with open(path, 'w') as f:
+    ...   _ = f.write('{"step": 1}\\n{"step": 2}\\n{"ste')
+    >>> read_jsonl(path)
+    [{'step': 1}, {'step': 2}]
+  """
+  with open(path, 'rb') as f:
+    data = f.read()
+  lines = _complete_part(data).splitlines()
+  records = (_parse_line(path, i, line) for i, line in enumerate(lines, 1))
+  return [r for r in records if r is not None]
+
+
+def _fsync_directory(path: str) -> None:
+  fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+  try:
+    os.fsync(fd)
+  finally:
+    os.close(fd)
+
+
+def _replace_atomically(path: str, data: bytes) -> None:
+  """Writes ``data`` to ``path`` so that a kill leaves the old or the new
+  file, never a mix."""
+  tmp = f'{path}.tmp{os.getpid()}'
+  with open(tmp, 'wb') as f:
+    f.write(data)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
+  _fsync_directory(path)
+
+
+def rewind_jsonl(
+  path: str, position: JsonlPosition | None, max_step: int
+) -> JsonlPosition:
+  """Cuts a metrics log back to the records of a restored checkpoint.
+
+  With the ``position`` the checkpoint stored, the file is truncated to
+  exactly those bytes after checking that they are the ones it was written
+  with (same size at least, same CRC-32). Without one, or when the check
+  fails (the file was edited, replaced or shortened), the records are kept
+  in order while their ``step`` is at most ``max_step``, and the file is
+  rewritten atomically; a check that fails is logged as a warning. A torn
+  last line is always dropped. ``max_step=0`` without a position starts
+  an empty log (a run that restarts from scratch).
+
+  Args:
+    path: the log (a missing file is created empty).
+    position: the position saved with the checkpoint, or None.
+    max_step: the update of the restored checkpoint (0: none).
+
+  Returns:
+    The position of the rewound file's end.
+
+  Raises:
+    JsonlError: when the records must be read and a line is damaged.
+  """
+  data = _read_bytes(path)
+  if position is not None:
+    position = JsonlPosition(*position)
+    head = data[: position.size]
+    if len(head) == position.size and _position(head) == position:
+      if len(data) != position.size or not os.path.exists(path):
+        with open(path, 'ab') as f:
+          f.truncate(position.size)
+          f.flush()
+          os.fsync(f.fileno())
+      return position
+    logging.warning(
+      '%s does not hold the %d records (%d bytes) its checkpoint was '
+      'written with; keeping its records up to step %d',
+      path,
+      position.records,
+      position.size,
+      max_step,
+    )
+  complete = _complete_part(data)
+  kept = []
+  if max_step > 0:
+    for number, line in enumerate(complete.splitlines(keepends=True), 1):
+      record = _parse_line(path, number, line)
+      if record is not None and int(record.get('step', 0)) > max_step:
+        break
+      kept.append(line)
+  out = b''.join(kept)
+  if out != data or not os.path.exists(path):
+    _replace_atomically(path, out)
+  return _position(out)
+
+
 class JsonlWriter:
   """Appends one JSON object per record to a file (e.g. metrics.jsonl).
+
+  A torn last line (left by a process killed while writing) is cut off
+  when the file is opened, so it never corrupts the next record.
+  ``position`` is the end of the records written so far; ``sync`` makes
+  them durable (a checkpoint calls it before it commits).
 
   Args:
     path: file to append to (created with its directory).
@@ -48,15 +222,36 @@ class JsonlWriter:
   def __init__(self, path: str) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     self.path = path
-    self._file: IO[str] = open(path, 'a', encoding='utf-8')  # noqa: SIM115
+    data = _read_bytes(path)
+    complete = _complete_part(data)
+    if len(complete) != len(data):
+      logging.warning(
+        '%s ends with a torn line (%d bytes, from a killed process); cut off',
+        path,
+        len(data) - len(complete),
+      )
+      with open(path, 'ab') as f:
+        f.truncate(len(complete))
+    self.position = _position(complete)
+    self._file: IO[bytes] = open(path, 'ab')  # noqa: SIM115
 
   def write(self, record: Mapping[str, Any]) -> None:
-    self._file.write(
+    line = (
       json.dumps({k: _plain(v) for k, v in record.items()}) + '\n'
+    ).encode()
+    self._file.write(line)
+    p = self.position
+    self.position = JsonlPosition(
+      p.records + 1, p.size + len(line), zlib.crc32(line, p.crc32)
     )
 
   def flush(self) -> None:
     self._file.flush()
+
+  def sync(self) -> None:
+    """Flushes and fsyncs: the records written so far survive a crash."""
+    self._file.flush()
+    os.fsync(self._file.fileno())
 
   def close(self) -> None:
     self._file.close()
@@ -143,6 +338,11 @@ class MultiWriter:
   def flush(self) -> None:
     for w in self.writers:
       w.flush()
+
+  def sync(self) -> None:
+    """``sync`` on the writers that have it (files), ``flush`` on the rest."""
+    for w in self.writers:
+      getattr(w, 'sync', w.flush)()
 
   def close(self) -> None:
     for w in self.writers:

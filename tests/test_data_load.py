@@ -159,7 +159,7 @@ def test_concurrent_first_loads_prepare_once(tmp_path):
     )
     for _ in range(2)
   ]
-  outs = [p.communicate(timeout=120)[0].strip() for p in procs]
+  outs = [p.communicate(timeout=600)[0].strip() for p in procs]
   assert outs == ['360', '360']
   assert [p.returncode for p in procs] == [0, 0]
   assert sorted(os.listdir(tmp_path / 'digits')) == ['1.0.0']

@@ -124,12 +124,12 @@ def test_logged_batch_size_is_the_decision_in_force(uninterrupted):
 def test_resume_after_a_kill_between_segments_is_exact(
   uninterrupted, tmp_path, monkeypatch
 ):
-  _, full = uninterrupted
+  full_dir, full = uninterrupted
   real = _adaptive.train_and_evaluate
   calls = []
 
-  def killed_after_second_segment(config, workdir, task=None):
-    result = real(config, workdir, task)
+  def killed_after_second_segment(config, workdir, task=None, **kwargs):
+    result = real(config, workdir, task, **kwargs)
     calls.append(result.num_updates)
     if len(calls) == 2:  # segment done, next decision not yet made
       raise KeyboardInterrupt
@@ -150,6 +150,15 @@ def test_resume_after_a_kill_between_segments_is_exact(
     strict=True,
   ):
     np.testing.assert_array_equal(a, b)
+  # The second segment, finished before the kill, is not evaluated again.
+  timing = {'examples_per_sec', 'steps_per_sec', 'eta_sec', 'data_wait_sec'}
+
+  def untimed(workdir):
+    return [
+      {k: v for k, v in r.items() if k not in timing} for r in _records(workdir)
+    ]
+
+  assert untimed(str(tmp_path)) == untimed(full_dir)
 
 
 def test_accumulated_sizes_keep_one_optimizer_structure(tmp_path):

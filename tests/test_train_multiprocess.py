@@ -52,7 +52,7 @@ CHILD = textwrap.dedent(
 )
 
 # A hang guard, not a timing: generous for a machine whose cores are busy.
-TIMEOUT = 300
+TIMEOUT = 600
 # What process 0 prints when its coordinator cannot bind the port: another
 # process took it between _free_port's probe and the bind.
 PORT_TAKEN = 'Failed to start RPC server'

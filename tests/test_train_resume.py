@@ -1,119 +1,228 @@
-"""A training process killed with SIGKILL mid-run resumes in a new process
-and ends with the parameters of an uninterrupted run, bitwise (CPU)."""
+"""Training processes killed with SIGKILL at chosen points resume in new
+processes and end with the parameters (bitwise) and the metrics.jsonl
+records (timing fields aside) of an uninterrupted run.
+
+The kill points are deterministic: the child process patches the library so
+that it kills itself (SIGKILL: no cleanup, no flush) at the N-th call of a
+function, e.g. inside a compilation, before a train step, right after a
+checkpoint, inside a checkpoint write (orbax's rename into place), between
+the metrics sync and the checkpoint, or half-way through a metrics line. No
+test waits on a clock; the subprocess timeout only guards against a hang.
+"""
 
 import os
 import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import jax
 import numpy as np
+import pytest
 
+from lrjax import metrics as lmetrics
 from lrjax.train import load_checkpoint
 
-# The child trains on one CPU device. With LRJAX_TEST_HOLD set to a path, it
-# creates that file after the checkpoint of update 10 and then blocks until
-# killed, so the parent kills it between checkpoints, mid-run, whatever the
-# machine's load (no race against the child's progress).
+# Two stages (16, then 32 accumulated as 2 x 16): 6 + 6 updates in 6 + 12
+# step calls; checkpoints at updates 4, 8 and 12; a record every 3 updates
+# (so checkpoints fall between records); evaluations every 0.25 epochs = 64
+# examples (examples seen: 16 per update to 96 at update 6, then 32 per
+# update: evaluations at updates 4, 7, 9, 11 and the final one at 12); the
+# one-device noise estimate every 2 updates.
+CONFIG = dict(
+  dataset='synthetic',
+  synthetic_examples=256,
+  synthetic_shape=(4, 4, 1),
+  model='mlp',
+  model_kwargs={'hidden': (16,)},
+  batch='stages(16@6up,32@6up)',
+  max_device_batch=16,
+  lr=0.1,
+  momentum=0.9,
+  eval_every=0.25,
+  checkpoint_every=4,
+  keep_checkpoints=3,
+  log_every=3,
+  prefetch=0,
+)
+
 CHILD = textwrap.dedent(
   """
-  import os, sys, threading
+  import json, os, signal, sys
   os.environ['JAX_PLATFORMS'] = 'cpu'
   import jax
   jax.config.update('jax_num_cpu_devices', 1)
-  from lrjax.train import TrainConfig, train_and_evaluate
-  from lrjax.train import _checkpoint
+  from orbax.checkpoint._src.path import atomicity
+  from lrjax import metrics
+  from lrjax.train import NoiseConfig, TrainConfig, train_and_evaluate
+  from lrjax.train import _checkpoint, _parallel
 
-  if os.environ.get('LRJAX_TEST_HOLD'):
-    save = _checkpoint.Checkpointer.save
-    def save_then_hold(self, update, *a, **k):
-      save(self, update, *a, **k)
-      if update >= 10:
-        open(os.environ['LRJAX_TEST_HOLD'], 'w').close()
-        threading.Event().wait()  # until the parent's SIGKILL
-    _checkpoint.Checkpointer.save = save_then_hold
+  workdir, cache, kill = sys.argv[1], sys.argv[2], sys.argv[3]
+  where, _, nth = kill.partition(':')
+  nth = int(nth or 0)
+  calls = {}
+
+  def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+  def count(name):
+    calls[name] = calls.get(name, 0) + 1
+    return calls[name] == nth and where == name
+
+  def wrap(owner, attr, before=None, after=None):
+    real = getattr(owner, attr)
+    def hooked(*args, **kwargs):
+      if before:
+        before(*args, **kwargs)
+      out = real(*args, **kwargs)
+      if after:
+        after(*args, **kwargs)
+      return out
+    setattr(owner, attr, hooked)
+
+  def compiled_with_kill(real_compile):
+    def compile_(self, *args, **kwargs):
+      if count('compile'):
+        die()
+      step = real_compile(self, *args, **kwargs)
+      def step_with_kill(*a):
+        if count('step'):
+          die()
+        return step(*a)
+      return step_with_kill
+    return compile_
+
+  _parallel.Runner.compile = compiled_with_kill(_parallel.Runner.compile)
+  wrap(
+    _checkpoint.Checkpointer, 'save',
+    before=lambda *a, **k: count('after_sync') and die(),
+    after=lambda *a, **k: count('after_save') and die(),
+  )
+  real_finalize = atomicity.AtomicRenameTemporaryPath.finalize
+  async def finalize(self, *args, **kwargs):
+    # The step directory is renamed into place last; die just before.
+    if self._final_path.name.isdigit() and count('in_save'):
+      die()
+    return await real_finalize(self, *args, **kwargs)
+  atomicity.AtomicRenameTemporaryPath.finalize = finalize
+  real_write = metrics.JsonlWriter.write
+  def write(self, record):
+    if count('mid_line'):
+      line = json.dumps({'step': record['step']}).encode()
+      self._file.write(line[: len(line) // 2])
+      self._file.flush()
+      die()
+    real_write(self, record)
+  metrics.JsonlWriter.write = write
 
   config = TrainConfig(
-    dataset='synthetic', synthetic_examples=256, synthetic_shape=(4, 4, 1),
-    model='mlp', model_kwargs={'hidden': (16,)}, batch='stages(16@20up,32@20up)',
-    max_device_batch=16, lr=0.1, momentum=0.9, eval_every=0,
-    checkpoint_every=5, keep_checkpoints=3, log_every=5,
+    **eval(sys.argv[4]), num_devices=1, compilation_cache_dir=cache,
+    noise=NoiseConfig(enabled=True, every=2, num_slices=2),
   )
-  result = train_and_evaluate(config, sys.argv[1])
+  result = train_and_evaluate(config, workdir)
   print('DONE', result.num_updates, result.resumed_from, flush=True)
   """
 )
 
-# A hang guard, not a timing: generous for a machine whose cores are busy.
-TIMEOUT = 300
+TIMEOUT = 600  # a hang guard only
+TIMING = {'examples_per_sec', 'steps_per_sec', 'eta_sec', 'data_wait_sec'}
 
 
-def _start(workdir, hold=None):
-  env = dict(os.environ)
-  env.pop('XLA_FLAGS', None)
-  env.pop('LRJAX_TEST_HOLD', None)
-  if hold:
-    env['LRJAX_TEST_HOLD'] = hold
-  return subprocess.Popen(
-    [sys.executable, '-c', CHILD, workdir],
+def _run(workdir, cache, kill='none'):
+  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+  return subprocess.run(
+    [sys.executable, '-c', CHILD, workdir, cache, kill, repr(CONFIG)],
     env=env,
-    stdout=subprocess.PIPE,
-    stderr=subprocess.PIPE,
+    capture_output=True,
     text=True,
+    timeout=TIMEOUT,
   )
 
 
-def _finish(proc):
-  try:
-    out, err = proc.communicate(timeout=TIMEOUT)
-  except subprocess.TimeoutExpired:
-    proc.kill()
-    out, err = proc.communicate()
-    raise AssertionError(f'child timed out:\n{err[-3000:]}') from None
-  assert proc.returncode == 0, err[-3000:]
-  return out
+def _untimed(workdir):
+  path = os.path.join(workdir, 'metrics.jsonl')
+  return [
+    {k: v for k, v in r.items() if k not in TIMING}
+    for r in lmetrics.read_jsonl(path)
+  ]
 
 
-def _checkpoints(workdir):
-  path = os.path.join(workdir, 'checkpoints')
-  if not os.path.isdir(path):
-    return []
-  return sorted(int(d) for d in os.listdir(path) if d.isdigit())
+@pytest.fixture(scope='module')
+def cache(tmp_path_factory):
+  return str(tmp_path_factory.mktemp('compilation_cache'))
 
 
-def test_sigkill_mid_run_then_resume_matches_uninterrupted(tmp_path):
-  killed_dir = str(tmp_path / 'killed')
-  full_dir = str(tmp_path / 'full')
-  held = str(tmp_path / 'held')
-  full = _start(full_dir)
-  victim = _start(killed_dir, hold=held)
-  try:
-    deadline = time.monotonic() + TIMEOUT
-    while not os.path.exists(held):
-      assert victim.poll() is None, victim.communicate()[1][-3000:]
-      assert time.monotonic() < deadline, 'no checkpoint in time'
-      time.sleep(0.02)
-    victim.send_signal(signal.SIGKILL)
-    victim.wait(timeout=30)
-  finally:
-    if victim.poll() is None:
-      victim.kill()
-  assert victim.returncode == -signal.SIGKILL
-  at_kill = max(_checkpoints(killed_dir))
-  assert at_kill == 10  # killed mid-run, 40 updates in all
+@pytest.fixture(scope='module')
+def reference(tmp_path_factory, cache):
+  workdir = str(tmp_path_factory.mktemp('uninterrupted'))
+  proc = _run(workdir, cache)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert 'DONE 12 None' in proc.stdout
+  state, meta = load_checkpoint(workdir)
+  records = _untimed(workdir)
+  # The schedule above, as logged (a step's record before its evaluation).
+  steps = [(r['step'], r.get('split', 'train')) for r in records]
+  assert steps == [
+    (3, 'train'),
+    (4, 'test'),
+    (6, 'train'),
+    (7, 'test'),
+    (9, 'train'),
+    (9, 'test'),
+    (11, 'test'),
+    (12, 'train'),
+    (12, 'test'),
+  ]
+  return state, meta, records
 
-  out = _finish(_start(killed_dir))
-  assert f'DONE 40 {at_kill}' in out
-  assert 'DONE 40 None' in _finish(full)
 
-  resumed, meta_r = load_checkpoint(killed_dir)
-  uninterrupted, meta_u = load_checkpoint(full_dir)
-  assert meta_r['update'] == meta_u['update'] == 40
-  assert meta_r['sampler'] == meta_u['sampler']
-  leaves_r = jax.tree.leaves(resumed)
-  leaves_u = jax.tree.leaves(uninterrupted)
-  assert len(leaves_r) == len(leaves_u)
-  for a, b in zip(leaves_r, leaves_u, strict=True):
+def _tmp_checkpoints(workdir):
+  directory = os.path.join(workdir, 'checkpoints')
+  return [d for d in os.listdir(directory) if 'tmp' in d]
+
+
+@pytest.mark.parametrize(
+  'kills, resumed_from',
+  [
+    # Inside the first compilation: nothing saved yet.
+    (['compile:1'], None),
+    # Mid-stage before the first checkpoint, twice over.
+    (['step:3', 'step:3'], None),
+    # Right after checkpoint 4 committed.
+    (['after_save:1'], 4),
+    # At the stage switch: the first micro-step of batch 32.
+    (['step:7'], 4),
+    # Inside the write of checkpoint 8 (data written, not renamed), then
+    # mid-accumulation in the process that resumed from 4.
+    (['in_save:2', 'step:5'], 4),
+    # Metrics synced for checkpoint 8, which never committed; then a kill
+    # half-way through the first record the next process writes.
+    (['after_sync:2', 'mid_line:1'], 4),
+  ],
+)
+def test_killed_runs_resume_to_the_uninterrupted_result(
+  tmp_path, cache, reference, kills, resumed_from
+):
+  want_state, want_meta, want_records = reference
+  workdir = str(tmp_path / 'run')
+  for kill in kills:
+    proc = _run(workdir, cache, kill)
+    assert proc.returncode == -signal.SIGKILL, (kill, proc.stderr[-3000:])
+    if kill.startswith('in_save'):
+      assert _tmp_checkpoints(workdir), 'the kill was not inside a write'
+    if kill.startswith('mid_line'):
+      with open(os.path.join(workdir, 'metrics.jsonl'), 'rb') as f:
+        assert not f.read().endswith(b'\n'), 'no torn line was left'
+  proc = _run(workdir, cache)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert f'DONE 12 {resumed_from}' in proc.stdout
+
+  state, meta = load_checkpoint(workdir)
+  assert meta['update'] == want_meta['update'] == 12
+  assert meta['sampler'] == want_meta['sampler']
+  assert meta['noise'] == want_meta['noise']
+  leaves, want = jax.tree.leaves(state), jax.tree.leaves(want_state)
+  assert len(leaves) == len(want)
+  for a, b in zip(leaves, want, strict=True):
     np.testing.assert_array_equal(a, b)  # bitwise: params and opt state
+  assert _untimed(workdir) == want_records

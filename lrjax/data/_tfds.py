@@ -83,7 +83,12 @@ def _prepare_quietly(builder) -> None:
 
 
 def _not_prepared(name: str, data_dir: str | None, error: Exception):
-  where = data_dir if data_dir is not None else '~/tensorflow_datasets'
+  if data_dir is None:
+    import tensorflow_datasets as tfds
+
+    where = tfds.core.constants.DATA_DIR  # $TFDS_DATA_DIR or the default
+  else:
+    where = data_dir
   return FileNotFoundError(
     f'dataset {name!r} is not prepared as array_record in {where} and '
     'cannot be downloaded here. Prepare it on a machine with network '
@@ -154,6 +159,12 @@ def _open(name: str, split: str, data_dir: str | None, download=False):
     )
   except (NotImplementedError, AssertionError, FileNotFoundError) as e:
     raise _not_prepared(name, data_dir, e) from e
+  except KeyError as e:
+    # A builder whose info exists but whose splits were never generated
+    # (TFDS: "`splits` is empty ... has not been generated yet").
+    if 'generated' in str(e) or 'splits' in str(e):
+      raise _not_prepared(name, data_dir, e) from e
+    raise
   except ValueError as e:
     if 'split' in str(e).lower():
       raise ValueError(

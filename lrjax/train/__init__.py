@@ -12,6 +12,7 @@ shape), ``lrjax.batch.updates`` (the stage iterator),
 from lrjax.train._adaptive import AdaptiveConfig as AdaptiveConfig
 from lrjax.train._adaptive import AdaptiveResult as AdaptiveResult
 from lrjax.train._adaptive import train_adaptive as train_adaptive
+from lrjax.train._checkpoint import CheckpointError as CheckpointError
 from lrjax.train._checkpoint import load_checkpoint as load_checkpoint
 from lrjax.train._checkpoint import load_meta as load_meta
 from lrjax.train._compile import StageCompiler as StageCompiler
@@ -37,10 +38,16 @@ from lrjax.train._task import from_nnx as from_nnx
 from lrjax.train._task import register as register_task
 from lrjax.train._task import registered as registered_tasks
 from lrjax.train._task import resolve as resolve_task
+from lrjax.train._workdir import ConfigMismatchError as ConfigMismatchError
+from lrjax.train._workdir import WorkdirLockedError as WorkdirLockedError
+from lrjax.train._workdir import config_changes as config_changes
+from lrjax.train._workdir import lock_workdir as lock_workdir
 
 __all__ = [
   'AdaptiveConfig',
   'AdaptiveResult',
+  'CheckpointError',
+  'ConfigMismatchError',
   'Model',
   'NoiseConfig',
   'NonFiniteError',
@@ -50,16 +57,19 @@ __all__ = [
   'TrainConfig',
   'TrainResult',
   'TrainState',
+  'WorkdirLockedError',
   'as_model',
   'classification_eval',
   'classification_loss',
   'classification_task',
+  'config_changes',
   'create_train_state',
   'from_functions',
   'from_linen',
   'from_nnx',
   'load_checkpoint',
   'load_meta',
+  'lock_workdir',
   'make_optimizer',
   'make_train_body',
   'register_task',

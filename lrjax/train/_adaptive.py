@@ -19,6 +19,7 @@ with the same command.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -30,7 +31,7 @@ import jax
 from absl import logging
 
 from lrjax import noise as lnoise
-from lrjax.train import _setup, _task
+from lrjax.train import _setup, _task, _workdir
 from lrjax.train._checkpoint import load_meta
 from lrjax.train._config import TrainConfig
 from lrjax.train._loop import (
@@ -41,6 +42,8 @@ from lrjax.train._loop import (
 )
 
 DECISIONS_FILE = 'adaptive.json'
+# What differs from one segment's config to the next.
+_SEGMENT_FIELDS = ('batch', 'num_epochs', 'accumulate')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,23 +184,78 @@ def _clean(x: float) -> float:
   return float(f'{x:.12g}')
 
 
-def _read_decisions(workdir: str) -> list[dict[str, Any]]:
+def _read_decisions(
+  workdir: str, config: TrainConfig, adaptive: AdaptiveConfig
+) -> list[dict[str, Any]]:
+  """The decisions made so far in ``workdir`` for this run.
+
+  Raises:
+    ConfigMismatchError: when ``workdir`` holds another run: an adaptive
+      run of another config or adaptive setting (the fields named), or a
+      run that is not adaptive.
+  """
   path = os.path.join(workdir, DECISIONS_FILE)
   if not os.path.exists(path):
+    others = [
+      f for f in _workdir.RUN_FILES if os.path.exists(os.path.join(workdir, f))
+    ]
+    if others:
+      raise _workdir.ConfigMismatchError(
+        f'workdir {workdir} holds a run that is not adaptive '
+        f'({", ".join(others)}, no {DECISIONS_FILE}); use another workdir or '
+        'pass overwrite=True (--overwrite) to start afresh'
+      )
     return []
-  with open(path, encoding='utf-8') as f:
-    return list(json.load(f)['decisions'])
+  try:
+    with open(path, encoding='utf-8') as f:
+      saved = json.load(f)
+    decisions = list(saved['decisions'])
+  except (ValueError, KeyError, TypeError) as e:
+    raise _workdir.ConfigMismatchError(
+      f'{path} is not readable ({type(e).__name__}: {e}); pass '
+      'overwrite=True (--overwrite) to start afresh'
+    ) from None
+  changes = []
+  if 'config' in saved:
+    changes += _workdir.config_changes(saved['config'], config)
+  if 'adaptive' in saved:
+    now = dataclasses.asdict(adaptive)
+    changes += [
+      (f'adaptive.{k}', saved['adaptive'].get(k), v)
+      for k, v in now.items()
+      if saved['adaptive'].get(k) != v
+    ]
+  if changes:
+    raise _workdir.ConfigMismatchError(
+      f'workdir {workdir} holds an adaptive run with another config: '
+      f'{_workdir.describe_changes(changes)}. Use another workdir or pass '
+      'overwrite=True (--overwrite) to start afresh'
+    )
+  return decisions
 
 
 def _write_decisions(
-  workdir: str, decisions: list[dict[str, Any]], sizes: tuple[int, ...]
+  workdir: str,
+  decisions: list[dict[str, Any]],
+  sizes: tuple[int, ...],
+  config: TrainConfig,
+  adaptive: AdaptiveConfig,
 ) -> None:
   if jax.process_index() != 0:
     return
   path = os.path.join(workdir, DECISIONS_FILE)
   tmp = path + '.tmp'
   with open(tmp, 'w', encoding='utf-8') as f:
-    json.dump({'sizes': list(sizes), 'decisions': decisions}, f, indent=1)
+    json.dump(
+      {
+        'sizes': list(sizes),
+        'decisions': decisions,
+        'config': config.to_dict(),
+        'adaptive': dataclasses.asdict(adaptive),
+      },
+      f,
+      indent=1,
+    )
   os.replace(tmp, path)  # atomic: a kill never leaves half a file
 
 
@@ -211,6 +269,8 @@ def train_adaptive(
   adaptive: AdaptiveConfig,
   workdir: str,
   task: Any = None,
+  *,
+  overwrite: bool = False,
 ) -> AdaptiveResult:
   """Trains with a batch that grows toward the measured noise scale.
 
@@ -234,8 +294,11 @@ def train_adaptive(
     adaptive: how the batch grows.
     workdir: output directory; ``adaptive.json`` holds the decisions, the
       trainer's files (metrics.jsonl, checkpoints) are shared by all
-      segments. Calling again with the same workdir resumes.
+      segments. Calling again with the same workdir resumes; the workdir
+      is locked for the whole call.
     task: what to train (None: the task the config names).
+    overwrite: remove the workdir's run files (decisions included) and
+      start afresh.
 
   Returns:
     An :class:`AdaptiveResult`.
@@ -243,15 +306,29 @@ def train_adaptive(
   Raises:
     ValueError: for a bad config (naming the field) before any compilation,
       or a workdir whose decisions were made over other batch sizes.
+    ConfigMismatchError: (a ValueError) when the workdir holds another run
+      (another config or adaptive setting, or a run that is not adaptive).
+    WorkdirLockedError: when another process holds the workdir.
 
   References:
     McCandlish, Kaplan, Amodei et al. 2018, "An Empirical Model of
     Large-Batch Training", section 4 and appendix D.
   """
-  wall_start = time.perf_counter()
   config.validate()
   adaptive.validate(config)
   workdir = _prepare(config, workdir)
+  main = jax.process_index() == 0
+  with _workdir.lock_workdir(workdir) if main else contextlib.nullcontext():
+    if overwrite and main:
+      _workdir.remove_run_files(workdir, (*_workdir.RUN_FILES, DECISIONS_FILE))
+    return _train_adaptive(config, adaptive, workdir, task)
+
+
+def _train_adaptive(
+  config: TrainConfig, adaptive: AdaptiveConfig, workdir: str, task: Any
+) -> AdaptiveResult:
+  """``train_adaptive`` in a prepared workdir this process holds."""
+  wall_start = time.perf_counter()
   start = config.batch
   sizes = adaptive.sizes(start)
   policy = adaptive.policy(start)
@@ -273,7 +350,7 @@ def train_adaptive(
   _setup.check_noise(config, plan, replicas)
   accumulate = plan.needs_accumulation
 
-  decisions = _read_decisions(workdir)
+  decisions = _read_decisions(workdir, config, adaptive)
   if decisions and any(int(d['batch']) not in sizes for d in decisions):
     raise ValueError(
       f'{workdir}/{DECISIONS_FILE} holds batch sizes outside {sizes}: it is '
@@ -281,7 +358,7 @@ def train_adaptive(
     )
   if not decisions:
     decisions = [{'epoch': 0.0, 'batch': start, 'b_simple': None}]
-    _write_decisions(workdir, decisions, sizes)
+    _write_decisions(workdir, decisions, sizes, config, adaptive)
   every, total = float(adaptive.every_epochs), float(config.num_epochs)
   compile_seconds: dict[int, float] = {}
   while True:
@@ -298,7 +375,9 @@ def train_adaptive(
       end,
       decisions[-1]['batch'],
     )
-    result = train_and_evaluate(segment, workdir, task)
+    result = train_and_evaluate(
+      segment, workdir, task, allow_changes=_SEGMENT_FIELDS
+    )
     for micro, seconds in result.compile_seconds.items():
       compile_seconds[micro] = compile_seconds.get(micro, 0.0) + seconds
     if end >= total - 1e-12:
@@ -319,7 +398,7 @@ def train_adaptive(
         'b_simple': b_hat if math.isfinite(b_hat) else None,
       }
     )
-    _write_decisions(workdir, decisions, sizes)
+    _write_decisions(workdir, decisions, sizes, config, adaptive)
   return AdaptiveResult(
     result=result,
     schedule=schedule,

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
+import re
+import types
 from typing import Any
+
+import numpy as np
 
 OPTIMIZERS = ('sgd', 'nesterov', 'adam', 'adamw', 'lamb', 'lars')
 PARALLEL = ('pmap', 'shard_map')
@@ -184,6 +190,10 @@ class TrainConfig:
     def conv(v):
       if isinstance(v, NoiseConfig):
         return dataclasses.asdict(v)
+      if isinstance(v, types.FunctionType):
+        # Not str(v): it holds a memory address, which would make every
+        # process's config.json (the run's fingerprint) differ.
+        return f'<function {v.__module__}.{v.__qualname__}>'
       if isinstance(v, (bool, int, float, str)) or v is None:
         return v
       if isinstance(v, (tuple, list)):
@@ -208,11 +218,18 @@ class TrainConfig:
   ) -> None:
     """Checks every field; raises ValueError naming the field and the fix.
 
+    Numbers must be finite and in range. Policies given as text (or as a
+    ``lrjax.schedules`` policy) are parsed and evaluated at 129 epochs
+    spread over the run (and a plateau policy at its initial value), which
+    must be finite and in the field's range: ``lr`` and ``weight_decay``
+    >= 0, ``momentum`` in [0, 1). Arbitrary callables are not evaluated.
+
     Args:
       num_local_devices: devices available to this process (checks
         ``num_devices``); None skips that check.
       num_train_examples: size of the training split (checks the batch
-        schedule against it); None skips that check.
+        schedule against it: ``n=``, and no batch larger than the split);
+        None checks only the batch text's syntax.
 
     Raises:
       ValueError: on the first bad value.
@@ -223,12 +240,24 @@ class TrainConfig:
       raise ValueError(
         f'task={self.task!r} must be a registered task name or None'
       )
-    if not isinstance(self.dataset, str) or not self.dataset:
-      raise ValueError(f'dataset={self.dataset!r} must be a non-empty name')
-    if not isinstance(self.model, str) or not self.model:
-      raise ValueError(f'model={self.model!r} must be a model name')
+    for name in ('dataset', 'model'):
+      value = getattr(self, name)
+      if not isinstance(value, str) or not value:
+        raise ValueError(f'{name}={value!r} must be a non-empty name')
     if not isinstance(self.model_kwargs, dict):
       raise ValueError(f'model_kwargs={self.model_kwargs!r} must be a dict')
+    for name in ('data_dir', 'compilation_cache_dir', 'coordinator_address'):
+      value = getattr(self, name)
+      if value is not None and (not isinstance(value, str) or not value):
+        raise ValueError(f'{name}={value!r} must be a non-empty str or None')
+    for name in ('augment', 'tensorboard'):
+      if not isinstance(getattr(self, name), bool):
+        raise ValueError(f'{name}={getattr(self, name)!r} must be True/False')
+    if self.progress_bar not in (None, True, False):
+      raise ValueError(
+        f'progress_bar={self.progress_bar!r} must be None (terminals only), '
+        'True or False'
+      )
     if self.optimizer not in OPTIMIZERS:
       raise ValueError(
         f'optimizer={self.optimizer!r} is unknown; use one of {OPTIMIZERS}'
@@ -286,32 +315,148 @@ class TrainConfig:
         f'num_processes={self.num_processes} needs coordinator_address '
         "('host:port' of process 0)"
       )
-    if not isinstance(self.eval_every, (int, float)) or self.eval_every < 0:
-      raise ValueError(
-        f'eval_every={self.eval_every!r} must be a number of epochs >= 0 '
-        '(0 = only at the end)'
-      )
-    if not isinstance(self.num_epochs, (int, float)) or self.num_epochs <= 0:
-      raise ValueError(f'num_epochs={self.num_epochs!r} must be > 0')
-    if not isinstance(self.b2, (int, float)) or not 0.0 <= self.b2 < 1.0:
-      raise ValueError(f'b2={self.b2!r} must be in [0, 1)')
+    _check_real(
+      self.eval_every,
+      'eval_every',
+      lambda v: v >= 0,
+      'a finite number of epochs >= 0 (0 = only at the end)',
+    )
+    _check_real(
+      self.num_epochs, 'num_epochs', lambda v: v > 0, 'a finite number > 0'
+    )
+    _check_real(self.b2, 'b2', lambda v: 0 <= v < 1, 'in [0, 1)')
     if not isinstance(self.noise, NoiseConfig):
       raise ValueError(f'noise={self.noise!r} must be a NoiseConfig')
     self.noise.validate()
     _check_int(self.synthetic_examples, 'synthetic_examples', 1)
     _check_int(self.synthetic_classes, 'synthetic_classes', 2)
-    if len(tuple(self.synthetic_shape)) != 3:
-      raise ValueError(
-        f'synthetic_shape={self.synthetic_shape!r} must be (H, W, C)'
-      )
-    if isinstance(self.batch, bool) or (
-      isinstance(self.batch, int) and self.batch < 1
+    shape = self.synthetic_shape
+    if (
+      not isinstance(shape, (tuple, list))
+      or len(shape) != 3
+      or any(isinstance(d, bool) or not isinstance(d, int) for d in shape)
+      or any(d < 1 for d in shape)
     ):
-      raise ValueError(f'batch={self.batch!r} must be >= 1')
-    for name in ('lr', 'momentum', 'weight_decay'):
-      value = getattr(self, name)
-      if isinstance(value, bool) or value is None:
-        raise ValueError(f'{name}={value!r} must be a float, text or policy')
+      raise ValueError(
+        f'synthetic_shape={shape!r} must be (H, W, C), three integers >= 1'
+      )
+    epochs = self._check_batch(num_train_examples)
+    for name, (ok, allowed) in _POLICY_RANGES.items():
+      _check_policy(getattr(self, name), name, ok, allowed, epochs)
+
+  def _check_batch(self, num_train_examples: int | None) -> float:
+    """Checks ``batch``; returns the run's length in epochs."""
+    from lrjax import batch as lbatch
+
+    value = self.batch
+    if isinstance(value, bool) or not isinstance(
+      value, (int, str, lbatch.BatchSchedule)
+    ):
+      raise ValueError(
+        f'batch={value!r} must be an int, batch schedule text or a '
+        'BatchSchedule'
+      )
+    if isinstance(value, int):
+      if value < 1:
+        raise ValueError(f'batch={value!r} must be >= 1')
+      if num_train_examples is not None and value > num_train_examples:
+        raise ValueError(
+          f'batch={value} is larger than the training split '
+          f'({num_train_examples} examples); use a batch <= '
+          f'{num_train_examples}'
+        )
+      return float(self.num_epochs)
+    if num_train_examples is not None:
+      from lrjax.train import _setup
+
+      return float(_setup.batch_schedule(self, num_train_examples).num_epochs)
+    if isinstance(value, lbatch.BatchSchedule):
+      return float(value.num_epochs)
+    # Without the dataset size only the syntax can be checked: any size
+    # will do when the text has no n=.
+    n = None if re.search(r'\bn\s*=', value) else 2**31 - 1
+    try:
+      schedule = lbatch.parse(value, num_examples=n)
+    except ValueError as e:
+      raise ValueError(f'batch={value!r}: {e}') from None
+    return float(schedule.num_epochs) if n is None else float(self.num_epochs)
+
+
+# Field -> (check of each value, the allowed range in words).
+_POLICY_RANGES = {
+  'lr': (lambda v: v >= 0, '>= 0'),
+  'momentum': (lambda v: 0 <= v < 1, 'in [0, 1)'),
+  'weight_decay': (lambda v: v >= 0, '>= 0'),
+}
+
+
+def _check_real(value: Any, name: str, ok: Any, allowed: str) -> None:
+  if (
+    isinstance(value, bool)
+    or not isinstance(value, numbers.Real)
+    or not math.isfinite(value)
+    or not ok(value)
+  ):
+    raise ValueError(f'{name}={value!r} must be {allowed}')
+
+
+def _check_policy(
+  value: Any, name: str, ok: Any, allowed: str, epochs: float
+) -> None:
+  """Checks a policy field: a number, policy text, a policy or a callable.
+
+  Text and lrjax policies are evaluated at 129 epochs over ``[0, epochs]``;
+  plateau policies at their initial (and smallest) value.
+  """
+  from lrjax import schedules
+
+  if isinstance(value, bool) or value is None:
+    raise ValueError(f'{name}={value!r} must be a float, text or policy')
+  if isinstance(value, numbers.Real):
+    _check_real(value, name, ok, f'finite and {allowed}')
+    return
+  if isinstance(value, str):
+    try:
+      number = float(value)
+    except ValueError:
+      try:
+        value = schedules.parse(value)
+      except (ValueError, TypeError) as e:
+        raise ValueError(f'{name}={value!r} does not parse: {e}') from None
+    else:
+      _check_real(number, name, ok, f'finite and {allowed}')
+      return
+  grid = np.linspace(0.0, max(epochs, 1e-9), 129)
+  for policy, values in _policy_values(value, grid):
+    bad = [
+      (float(t), float(v))
+      for t, v in zip(grid, values, strict=False)
+      if not math.isfinite(v) or not ok(v)
+    ]
+    if bad:
+      t, v = bad[0]
+      raise ValueError(
+        f'{name}={str(policy)!r} is {v:g} at epoch {t:g}; every value must '
+        f'be finite and {allowed}'
+      )
+
+
+def _policy_values(value: Any, grid: np.ndarray) -> list[tuple[Any, Any]]:
+  """``(policy, its values)`` to check: on ``grid`` for a Policy, the
+  initial and smallest value of a plateau policy, none for a callable."""
+  from lrjax.schedules._policy import Policy
+  from lrjax.schedules._state import ReduceOnPlateau, SwitchOnPlateau
+
+  if isinstance(value, Policy):
+    return [(value, np.broadcast_to(np.asarray(value(grid)), grid.shape))]
+  if isinstance(value, ReduceOnPlateau):
+    return [(value, [value.init_value, value.min_value])]
+  if isinstance(value, SwitchOnPlateau):
+    return [
+      (p, np.broadcast_to(np.asarray(p(grid)), grid.shape))
+      for p in value.policies
+    ]
+  return []
 
 
 def _check_int(value, name: str, minimum: int, optional: bool = False) -> None:

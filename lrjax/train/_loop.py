@@ -6,7 +6,7 @@ import dataclasses
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any
 
 import jax
@@ -17,7 +17,7 @@ from lrjax import metrics as lmetrics
 from lrjax import noise as lnoise
 from lrjax.batch import updates
 from lrjax.data import Prefetcher, Sampler, process_slice
-from lrjax.train import _setup
+from lrjax.train import _setup, _workdir
 from lrjax.train._checkpoint import Checkpointer
 from lrjax.train._compile import StageCompiler
 from lrjax.train._config import TrainConfig
@@ -86,7 +86,12 @@ class NonFiniteError(FloatingPointError):
 
 
 def train_and_evaluate(
-  config: TrainConfig, workdir: str, task: Any = None
+  config: TrainConfig,
+  workdir: str,
+  task: Any = None,
+  *,
+  overwrite: bool = False,
+  allow_changes: Collection[str] = (),
 ) -> TrainResult:
   """Trains and evaluates a task in ``workdir``; resumes if possible.
 
@@ -99,7 +104,23 @@ def train_and_evaluate(
   before the next is dispatched (XLA's CPU collectives can deadlock
   otherwise). Writes ``config.json``, ``metrics.jsonl`` and checkpoints
   under ``workdir``; a second call with the same workdir resumes from the
-  newest checkpoint.
+  newest intact checkpoint.
+
+  What survives a kill at any point: the newest committed checkpoint (an
+  orbax checkpoint is renamed into place only when complete, and verified
+  against the digest of its arrays on restore; a damaged one is skipped
+  for the previous one), and ``metrics.jsonl`` up to that checkpoint (it
+  is synced before each checkpoint commits and cut back to the
+  checkpoint's position on resume), so a resumed run ends with the
+  parameters and the records of an uninterrupted one.
+
+  The workdir belongs to one run: the call holds an exclusive lock on it
+  and compares ``config`` with the saved ``config.json``. Fields that only
+  say how the run executes (``max_updates``, ``checkpoint_every``,
+  ``keep_checkpoints``, ``prefetch``, ``progress_bar``, ``tensorboard``,
+  ``compilation_cache_dir``, ``data_dir``, ``coordinator_address``,
+  ``process_id``) may change between calls; any other difference is
+  refused unless allowed.
 
   Args:
     config: how to train (batch schedule, policies, devices, checkpoints).
@@ -107,23 +128,41 @@ def train_and_evaluate(
     task: what to train, a :class:`lrjax.train.Task` (None: the task the
       config names: ``config.task`` if registered, else the image
       classifier ``config.model`` on ``config.dataset``).
+    overwrite: delete the workdir's run files (checkpoints, metrics,
+      config) and start afresh.
+    allow_changes: config fields that may differ from the saved run's,
+      e.g. ``('num_epochs',)`` to train a finished run longer; the caller
+      vouches that the run may go on under the new values.
 
   Returns:
     A TrainResult.
 
   Raises:
     ValueError: for a bad config value (naming the field and the fix).
+    ConfigMismatchError: (a ValueError) when ``workdir`` holds a run of
+      another config, naming the differing fields.
+    WorkdirLockedError: when another process holds ``workdir``.
+    CheckpointError: when no checkpoint of the run is intact.
     NonFiniteError: for a non-finite loss or gradient norm under
       ``nan_policy='stop'`` (naming step, epoch, LR and batch size); the
       last checkpoint stays intact.
   """
-  wall_start = time.perf_counter()
   workdir = _prepare(config, workdir)
+  with _workdir.claim(
+    workdir,
+    config,
+    overwrite=overwrite,
+    allow_changes=allow_changes,
+    main=jax.process_index() == 0,
+  ):
+    return _train(config, workdir, task)
+
+
+def _train(config: TrainConfig, workdir: str, task: Any) -> TrainResult:
+  """``train_and_evaluate`` in a prepared workdir this process holds."""
+  wall_start = time.perf_counter()
   setup = _setup.build(config, task)
   host_state = create_train_state(setup.task, setup.tx, config.seed)
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(config.to_json())
   ckpt, host_state, meta = _restore(config, workdir, host_state)
   state = setup.runner.put_state(host_state)
   del host_state
@@ -137,7 +176,7 @@ def train_and_evaluate(
     setup.plan,
     start_update=int(meta.get('update', 0)),
   )
-  writer, metrics_path = _open_writer(config, workdir)
+  writer, metrics_path = _open_writer(config, workdir, meta)
   run = _Run(config, setup, state, meta, ckpt, writer)
   first_update = run.update
   try:
@@ -265,12 +304,20 @@ def _log_start(config: TrainConfig, setup: _setup.Setup) -> None:
 
 
 def _open_writer(
-  config: TrainConfig, workdir: str
+  config: TrainConfig, workdir: str, meta: dict[str, Any]
 ) -> tuple[lmetrics.MultiWriter, str]:
-  """The metrics writer (files on the main process only) and the JSONL path."""
+  """The metrics writer (files on the main process only) and the JSONL path.
+
+  ``metrics.jsonl`` is first cut back to the records of the restored
+  checkpoint (``meta``; none without one), so a resumed run neither loses
+  nor repeats a record.
+  """
   writers: list[Any] = []
   metrics_path = os.path.join(workdir, 'metrics.jsonl')
   if jax.process_index() == 0:
+    lmetrics.rewind_jsonl(
+      metrics_path, meta.get('metrics'), int(meta.get('update', 0))
+    )
     writers.append(lmetrics.JsonlWriter(metrics_path))
     if config.tensorboard:
       writers.append(lmetrics.TensorBoardWriter(os.path.join(workdir, 'tb')))
@@ -453,7 +500,7 @@ class _Run:
     if 'sampler' in meta:
       self._sampler.restore(tuple(meta['sampler']))
     self.sampler_state = self._sampler.state
-    self.last_test: dict[str, Any] = {}
+    self.last_test: dict[str, Any] = dict(meta.get('last_test', {}))
     # The evaluation metric a plateau policy monitors (plateau_metric
     # 'test_<name>'), passed to every step; NaN until measured.
     self._monitor_key = (
@@ -463,6 +510,9 @@ class _Run:
     )
     self.monitor = np.float32(meta.get('monitor', np.nan))
     self.log = _StepLog(config, setup, _noise_state(meta), writer)
+    # The metric sums since the last record, and that record.
+    self.log.restore_sums(meta.get('log_sums'))
+    self.log.last_train = dict(meta.get('last_train', {}))
     self._config = config
     self._setup = setup
     self._ckpt = ckpt
@@ -505,8 +555,15 @@ class _Run:
       loop_seconds = time.perf_counter() - loop_start
       self.log.close()
       if self.update >= self._setup.total_updates:
-        self.evaluate()
-        if self.resumed_from != self.update:
+        finished = self.resumed_from == self.update
+        if not finished or self.last_test.get('step') != self.update:
+          self.evaluate()  # a finished run resumed keeps its evaluation
+          # As after a periodic evaluation, so a run continued from here
+          # (more updates) does not evaluate this epoch again.
+          epoch = self.examples / self._setup.num_train
+          while self.next_eval <= epoch + 1e-9:
+            self.next_eval += config.eval_every
+        if not finished:
           self.save()
     finally:
       prefetch.close()
@@ -614,6 +671,9 @@ class _Run:
       'noise': [float(v) for v in self.log.noise_state],
       'next_eval': self.next_eval if math.isfinite(self.next_eval) else 1e300,
       'seed': self._config.seed,
+      'log_sums': self.log.saved_sums(),
+      'last_train': self.log.last_train,
+      'last_test': self.last_test,
     }
     if self._monitor_key is not None and np.isfinite(self.monitor):
       meta['monitor'] = float(self.monitor)
@@ -624,6 +684,10 @@ class _Run:
         f'{epoch:.4f}; not checkpointed, the last checkpoint is '
         'intact (lower the LR or set nan_policy=skip)'
       )
+    # The records up to this update are durable before the checkpoint
+    # commits; a resume cuts the log back to this position.
+    self._writer.sync()
+    meta['metrics'] = _log_position(self._writer)
     self._ckpt.save(update, host, meta)
 
 
@@ -683,6 +747,16 @@ class _StepLog:
     )
     self._progress = lmetrics.Progress(setup.total_updates)
     self._data: Any = None  # the input pipeline, set by start
+
+  def saved_sums(self) -> dict[str, Any]:
+    """The metric sums since the last record (JSON, for a checkpoint)."""
+    return {'sums': dict(self._sums), 'count': self._count}
+
+  def restore_sums(self, saved: dict[str, Any] | None) -> None:
+    """Restores :meth:`saved_sums` (None: nothing saved)."""
+    if saved:
+      self._sums.update(saved['sums'])
+      self._count = int(saved['count'])
 
   def start(self, update: int, examples: int, data: Any) -> None:
     """Starts the clock of the rates; ``data.wait_seconds`` is logged."""
@@ -802,6 +876,14 @@ class _StepLog:
     self.last_train = rec
     self._sums = dict.fromkeys(self._keys, 0.0)
     self._count = 0
+
+
+def _log_position(writer: lmetrics.MultiWriter) -> list[int] | None:
+  """The end of metrics.jsonl (None on processes that do not write it)."""
+  for w in writer.writers:
+    if isinstance(w, lmetrics.JsonlWriter):
+      return list(w.position)
+  return None
 
 
 def _smith_g(lr: float, batch: int, n: int, momentum: float) -> float:

@@ -1,0 +1,228 @@
+"""Bad inputs are rejected by the library's own validation, before anything
+compiles, with a message that names the field (or flag) and what is
+allowed: one table of inputs and the message each must produce.
+
+Rows call a function in-process: TrainConfig.validate (with and without the
+training split's size), the policy and batch-schedule text parsers, the
+scaling rules, the experiments' checks (devices, data, every run's config)
+and the experiments' flag validators (absl parses the flags in-process; every
+experiment module is imported, as the command line would for its own).
+test_experiments.py runs the command line itself for a few of them.
+"""
+
+import math
+
+import pytest
+from absl import flags
+
+from experiments import _common, lr_find, lrbench, ramp, sharpness
+from lrjax import batch as lbatch
+from lrjax import rules, schedules
+from lrjax.train import NoiseConfig, TrainConfig
+
+FLAGS = flags.FLAGS
+NAN = math.nan
+
+TINY = dict(
+  dataset='synthetic',
+  synthetic_examples=256,
+  synthetic_shape=(4, 4, 1),
+  model='mlp',
+  num_devices=1,
+)
+COMMON = _common.CommonConfig(seeds=(0,), epochs=2.0, num_devices=1)
+
+
+def config(n=None, **changes):
+  """TrainConfig(TINY + changes).validate(num_train_examples=n)."""
+  return lambda: TrainConfig(**{**TINY, **changes}).validate(
+    num_train_examples=n
+  )
+
+
+def parse_flags(*argv):
+  """Parses the experiments' flags (valid defaults + ``argv``)."""
+
+  def parse():
+    FLAGS.unparse_flags()
+    try:
+      FLAGS(['prog', '--epochs=40', *argv])
+    finally:
+      FLAGS.unparse_flags()
+
+  return parse
+
+
+def common(**changes):
+  import dataclasses
+
+  return dataclasses.replace(COMMON, **changes)
+
+
+ROWS = [
+  # TrainConfig: numbers in range, finite.
+  (config(lr=-0.1), 'lr=-0.1 must be finite and >= 0'),
+  (config(lr=NAN), 'lr=nan must be finite and >= 0'),
+  (config(lr=math.inf), 'lr=inf must be finite and >= 0'),
+  (config(lr='-3'), 'lr=-3.0 must be finite and >= 0'),
+  (config(lr=None), 'lr=None must be a float, text or policy'),
+  (config(lr=True), 'lr=True must be a float, text or policy'),
+  (config(momentum=1.0), 'momentum=1.0 must be finite and in [0, 1)'),
+  (config(momentum=-0.5), 'momentum=-0.5 must be finite and in [0, 1)'),
+  (config(momentum=NAN), 'momentum=nan must be finite and in [0, 1)'),
+  (config(weight_decay=-1e-4), 'weight_decay=-0.0001 must be finite and >='),
+  (config(weight_decay=math.inf), 'weight_decay=inf must be finite and >= 0'),
+  (config(eval_every=NAN), 'eval_every=nan must be a finite number of epochs'),
+  (config(eval_every=-1), 'eval_every=-1 must be a finite number of epochs'),
+  (config(eval_every=math.inf), 'eval_every=inf must be a finite number'),
+  (config(num_epochs=0), 'num_epochs=0 must be a finite number > 0'),
+  (config(num_epochs=NAN), 'num_epochs=nan must be a finite number > 0'),
+  (config(b2=1.0), 'b2=1.0 must be in [0, 1)'),
+  (config(b2=NAN), 'b2=nan must be in [0, 1)'),
+  (config(optimizer='rmsprop'), "optimizer='rmsprop' is unknown; use one of"),
+  (config(parallel='pjit'), "parallel='pjit' is unknown; use one of"),
+  (config(nan_policy='ignore'), "nan_policy='ignore' is unknown; use one of"),
+  (config(max_device_batch=0), 'max_device_batch=0 must be an integer >= 1'),
+  (config(num_devices=0), 'num_devices=0 must be an integer >= 1 or None'),
+  (config(seed=-1), 'seed=-1 must be an integer >= 0'),
+  (config(seed=1.5), 'seed=1.5 must be an integer >= 0'),
+  (config(log_every=0), 'log_every=0 must be an integer >= 1'),
+  (config(prefetch=-1), 'prefetch=-1 must be an integer >= 0'),
+  (config(checkpoint_every=-5), 'checkpoint_every=-5 must be an integer'),
+  (config(keep_checkpoints=-1), 'keep_checkpoints=-1 must be an integer >='),
+  (config(max_updates=0), 'max_updates=0 must be an integer >= 1 or None'),
+  (config(eval_batch_size=0), 'eval_batch_size=0 must be an integer >= 1'),
+  (config(accumulate='yes'), "accumulate='yes' must be None (as needed)"),
+  (config(dataset=''), "dataset='' must be a non-empty name"),
+  (config(model=3), 'model=3 must be a non-empty name'),
+  (config(model_kwargs=[1]), 'model_kwargs=[1] must be a dict'),
+  (config(data_dir=''), "data_dir='' must be a non-empty str or None"),
+  (config(augment='no'), "augment='no' must be True/False"),
+  (config(progress_bar='auto'), "progress_bar='auto' must be None"),
+  (config(synthetic_shape=(4, 4)), 'synthetic_shape=(4, 4) must be (H, W, C)'),
+  (config(synthetic_shape=(4, 0, 1)), 'synthetic_shape=(4, 0, 1) must be'),
+  (config(synthetic_classes=1), 'synthetic_classes=1 must be an integer >='),
+  (config(num_processes=2), 'num_processes=2 needs coordinator_address'),
+  (
+    config(process_id=2, num_processes=2, coordinator_address='h:1'),
+    'process_id=2 must be < num_processes=2',
+  ),
+  (config(noise=NoiseConfig(decay=1.0)), 'noise.decay=1.0 must be in [0, 1)'),
+  (config(noise=NoiseConfig(decay=NAN)), 'noise.decay=nan must be in [0, 1)'),
+  (config(noise=NoiseConfig(every=0)), 'noise.every=0 must be an integer >='),
+  (config(noise=NoiseConfig(num_slices=0)), 'noise.num_slices=0 must be'),
+  (config(noise={'enabled': True}), 'must be a NoiseConfig'),
+  # The batch, without and with the training split's size.
+  (config(batch=0), 'batch=0 must be >= 1'),
+  (config(batch=2.5), 'batch=2.5 must be an int, batch schedule text'),
+  (config(batch='stages(16@2,x)'), "stage 'x' is malformed"),
+  (config(batch='stages(16@2up'), "batch='stages(16@2up': text="),
+  (config(n=256, batch=512), 'batch=512 is larger than the training split'),
+  (config(n=256, batch='stages(16@2,n=100)'), 'says n=100 but num_examples'),
+  (
+    config(n=256, batch='stages(16@1,512@1)'),
+    'stages[1].batch_size=512 is above the dataset size num_examples=256',
+  ),
+  # Policies as text: parsed, and evaluated over the run.
+  (config(lr='nosuch(1)'), "lr='nosuch(1)' does not parse: unknown policy"),
+  (config(lr='cosine(0.1,lenght=5)'), "lr='cosine(0.1,lenght=5)' does not"),
+  (
+    config(lr='cosine(-0.1,length=10)'),
+    "lr='cosine(-0.1,length=10)' is -0.1 at epoch 0; every value must be "
+    'finite and >= 0',
+  ),
+  (
+    config(lr='linear(0.1,end=-0.1,length=10)', num_epochs=10),
+    # The first of the 129 epochs past 5: 5.078125, LR 0.1 - 0.02 x 5.078125.
+    "lr='linear(0.1,end=-0.1,length=10)' is -0.0015625 at epoch 5.07812",
+  ),
+  (
+    config(momentum='linear(0.5,end=1.2,length=10)'),
+    "momentum='linear(0.5,end=1.2,length=10)' is 1.00312 at epoch 7.1875",
+  ),
+  (
+    config(weight_decay=schedules.constant(-1e-4)),
+    "weight_decay='constant(-0.0001)' is -0.0001 at epoch 0",
+  ),
+  (config(lr='reduce_on_plateau(-0.1)'), 'value=-0.1 must be >= 0'),
+  # Batch schedule texts.
+  (lambda: lbatch.parse('stages()', 100), "text='stages()' has no stage"),
+  (lambda: lbatch.parse('stages(16@2)'), 'has no n=<dataset size>'),
+  (lambda: lbatch.parse('stages(16@2,n=x)'), "n='x' must be a positive int"),
+  (lambda: lbatch.parse('stages(16@2.5up,n=9)'), 'needs a whole number of'),
+  (lambda: lbatch.parse('stages(16@2,n=9)', 10), 'says n=9 but num_examples'),
+  (lambda: lbatch.parse(16), 'text=16 must be a str'),
+  # Scaling rules.
+  (lambda: rules.noise_scale(-0.1, 32, 100), 'lr=-0.1 must be finite and > 0'),
+  (lambda: rules.noise_scale(0.1, 200, 100), 'batch_size=200 must be <= num'),
+  (lambda: rules.noise_scale(0.1, 32, 100, 1.0), 'momentum=1.0 must be in'),
+  (lambda: rules.linear_scaling(0), 'batch_size=0 must be finite and > 0'),
+  (lambda: rules.sqrt_scaling(32, base_lr=NAN), 'base_lr=nan must be finite'),
+  (lambda: rules.momentum_rule(32, 0.9, 1.5), 'new_momentum=1.5 must be in'),
+  (
+    lambda: rules.linear_scaling_warmup(32, warmup_epochs=-1),
+    'warmup_epochs=-1 must be finite and >= 0',
+  ),
+  # Experiments: what the flags alone cannot check, before anything trains.
+  (
+    lambda: ramp.check(
+      ramp.RampConfig(common(num_devices=64), milestones=(1,))
+    ),
+    '--num_devices=64 exceeds the 4 local device(s)',
+  ),
+  (
+    lambda: sharpness.check(
+      sharpness.SharpnessConfig(common(), small_batch=16, large_batch=5000)
+    ),
+    '--large_batch=5000 is larger than the 1437 training examples',
+  ),
+  (
+    lambda: lr_find.check(lr_find.LrFindConfig(common(batch_size=2000))),
+    '--batch_size=2000 is larger than the 1437 training examples',
+  ),
+  (
+    lambda: lrbench.check(
+      lrbench.LrBenchConfig(common(), policies=('cosine(-1,length=2)',))
+    ),
+    "--policy='cosine(-1,length=2)': lr='cosine(-1,length=2)' is -1 at",
+  ),
+  (
+    lambda: ramp.check(
+      ramp.RampConfig(common(dataset='no_such_set'), milestones=(1,))
+    ),
+    "unknown dataset name='no_such_set'",
+  ),
+  # Flags.
+  (parse_flags('--lr=-1'), '--lr must be > 0'),
+  (parse_flags('--momentum=1'), '--momentum must be in [0, 1)'),
+  (parse_flags('--weight_decay=-1'), '--weight_decay must be >= 0'),
+  (parse_flags('--eval_every=0'), '--eval_every must be > 0 epochs'),
+  (parse_flags('--seeds=1,1'), '--seeds must be a non-empty list of distinct'),
+  (parse_flags('--model=resnet9000'), '--model must be a name lrjax.models'),
+  (parse_flags('--synthetic_shape=4,4'), '--synthetic_shape must be three'),
+  (parse_flags('--milestones=10,5'), '--milestones must be increasing'),
+  (parse_flags('--milestones=10,50'), '--milestones must all be < --epochs'),
+  (parse_flags('--schedules=decay,bogus'), '--schedules must be a non-empty'),
+  (parse_flags('--decay_factor=1'), '--decay_factor must be > 1'),
+  (parse_flags('--policy=nosuch(1)'), "--policy='nosuch(1)' does not parse"),
+  (parse_flags('--policy=cosine(0.1,length=)'), "--policy='cosine(0.1,len"),
+  (parse_flags('--target_accuracy=1.5'), '--target_accuracy must be in (0, 1]'),
+  (parse_flags('--large_batch=16'), '--large_batch must be 0 (10% of the data'),
+  (parse_flags('--sharpness_eps=0'), '--sharpness_eps must be positive'),
+  (parse_flags('--finder_max_lr=1e-5'), '--finder_max_lr must be > --finder'),
+  (parse_flags('--finder_steps=1'), '--finder_steps must be >= 2'),
+  (parse_flags('--metric=no.such:fn'), '--metric must name importable'),
+]
+
+
+@pytest.mark.parametrize(
+  'call, message', ROWS, ids=[f'{i:03d}' for i in range(len(ROWS))]
+)
+def test_bad_input_is_rejected_with_its_message(call, message):
+  with pytest.raises((ValueError, TypeError, flags.Error)) as info:
+    call()
+  assert message in str(info.value), str(info.value)
+
+
+def test_the_table_is_big_enough():
+  assert len(ROWS) >= 60
