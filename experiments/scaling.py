@@ -229,6 +229,18 @@ def _fit_lines(fits, config, n) -> list[str]:
         f'  - the interval holds 0: this grid does not show the {label} '
         'changing with the budget'
       )
+    grid = config.lrs if key == 'lr' else config.batches
+    edge = sorted({x for x in v['points'][1] if x in (min(grid), max(grid))})
+    if edge:
+      lines.append(
+        f'  - near-optimal {label} at the edge of the grid '
+        f'({", ".join(f"{x:g}" for x in edge)}): the optimum may lie outside '
+        'it; widen the grid'
+      )
+    lines.append(
+      '  - the interval resamples the near-optimal runs only: it does not '
+      "include the grid's spacing"
+    )
   return lines
 
 
