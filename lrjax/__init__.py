@@ -6,9 +6,9 @@ seen, and `per_update` turns any epoch-domain policy into an ordinary
 `optax.Schedule` for it. See README.md for a tour.
 
 The light modules (schedules, batch, rules, noise) load with the package;
-the others (data, models, train, metrics, sharpness, finder, plots) load on
-first attribute access, so `import lrjax` does not pull in TensorFlow
-Datasets, orbax or matplotlib.
+the others (data, models, train, metrics, sharpness, finder, plots, recipe)
+load on first attribute access, so `import lrjax` does not pull in
+TensorFlow Datasets, orbax or matplotlib.
 """
 
 import importlib
@@ -34,6 +34,7 @@ _LAZY = (
   'metrics',
   'models',
   'plots',
+  'recipe',
   'sharpness',
   'train',
 )
@@ -65,6 +66,7 @@ __all__ = [
   'per_update',
   'plan',
   'plots',
+  'recipe',
   'rules',
   'schedules',
   'sharpness',

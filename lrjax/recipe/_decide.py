@@ -1,0 +1,400 @@
+"""The decision half of the recipe: measurements in, schedules out.
+
+Pure functions of the probes' measurements (a peak LR at a probe batch, a
+noise scale), the budget and the hardware, so that every rule can be
+checked by hand.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from lrjax import batch as lbatch
+from lrjax import schedules
+
+# Optimizer families and their batch-size scaling rule. SGD-like updates
+# scale linearly with the batch (Goyal et al. 2017; Smith et al. 2018's SDE);
+# for adaptive methods the square-root rule keeps the SDE (Malladi et al.
+# 2022) and is what You et al. 2020 use for LAMB.
+LINEAR_OPTIMIZERS = ('sgd', 'nesterov', 'lars')
+SQRT_OPTIMIZERS = ('adam', 'adamw', 'lamb')
+
+# Goyal et al. warm up for 5 of their 90 ImageNet epochs.
+GOYAL_WARMUP_FRACTION = 5 / 90
+# Smith et al.'s CIFAR-10 schedule: decay by 5 at epochs 60, 120, 160 of 200.
+SMITH_MILESTONES = (0.3, 0.6, 0.8)
+SMITH_FACTOR = 0.2
+# Hägele et al. 2024: a 20% 1-sqrt cooldown matches cosine.
+WSD_COOLDOWN_FRACTION = 0.2
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+  """How much training the recipe plans for; exactly one of the three.
+
+  Attributes:
+    epochs: passes over the training set.
+    examples: training examples (sequences for a language model).
+    tokens: training tokens (needs ``seq_len``).
+    seq_len: tokens per sequence, for ``tokens``.
+  """
+
+  epochs: float | None = None
+  examples: int | None = None
+  tokens: int | None = None
+  seq_len: int | None = None
+
+  def to_examples(self, num_examples: int) -> float:
+    """The budget in examples for a dataset of ``num_examples``.
+
+    Raises:
+      ValueError: unless exactly one of epochs, examples and tokens is
+        given and positive, or for tokens without ``seq_len``.
+    """
+    given = {
+      k: v
+      for k, v in (
+        ('epochs', self.epochs),
+        ('examples', self.examples),
+        ('tokens', self.tokens),
+      )
+      if v is not None
+    }
+    if len(given) != 1:
+      raise ValueError(
+        f'Budget{tuple(given) or "()"}: give exactly one of epochs, '
+        'examples or tokens, e.g. Budget(epochs=20)'
+      )
+    ((name, value),) = given.items()
+    if not (math.isfinite(value) and value > 0):
+      raise ValueError(f'Budget({name}={value!r}) must be finite and > 0')
+    if name == 'epochs':
+      return float(value) * num_examples
+    if name == 'examples':
+      return float(value)
+    if not self.seq_len or self.seq_len < 1:
+      raise ValueError(
+        f'Budget(tokens={value}) needs seq_len=<tokens per sequence> >= 1'
+      )
+    return float(value) / self.seq_len
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+  """An LR policy and a batch schedule, in text form, with the reasons.
+
+  Attributes:
+    lr: the LR policy over epochs (``lrjax.schedules.parse`` reads it; the
+      trainer's ``--lr`` / ``TrainConfig.lr``).
+    batch: the batch schedule (``lrjax.batch.parse`` reads it; ``--batch``
+      / ``TrainConfig.batch``).
+    decay: 'ramp' (Smith's increase-the-batch), 'cosine' or 'wsd'.
+    peak_lr: the LR at ``start_batch`` after scaling.
+    start_batch: the first stage's batch size.
+    max_batch: the largest batch the schedule may reach.
+    rule: 'linear' or 'sqrt', the scaling rule used.
+    warmup_epochs: the gradual warmup's length (0: none).
+    probe_lr: the LR the range test suggested at ``probe_batch``.
+    probe_batch: the batch of the probes.
+    b_simple: the measured noise scale.
+    budget_examples: the training budget in examples.
+    probe_examples: examples the probes consumed.
+    reasons: one sentence per decision.
+  """
+
+  lr: str
+  batch: str
+  decay: str
+  peak_lr: float
+  start_batch: int
+  max_batch: int
+  rule: str
+  warmup_epochs: float
+  probe_lr: float
+  probe_batch: int
+  b_simple: float
+  budget_examples: float
+  probe_examples: float
+  reasons: tuple[str, ...]
+
+  @property
+  def probe_fraction(self) -> float:
+    """The probes' cost as a fraction of the budget (in examples)."""
+    return self.probe_examples / self.budget_examples
+
+  def flags(self) -> str:
+    """The two trainer flags, quoted for a shell."""
+    return f"--lr='{self.lr}' --batch='{self.batch}'"
+
+  def summary(self) -> str:
+    """A readable report: the flags, the measurements and the reasons."""
+    lines = [
+      f'lr:    {self.lr}',
+      f'batch: {self.batch}',
+      f'probes: LR range test at batch {self.probe_batch} -> '
+      f'{self.probe_lr:.4g}; B_simple = {self.b_simple:.4g}; cost '
+      f'{self.probe_examples:.0f} examples = {100 * self.probe_fraction:.1f}%'
+      ' of the budget',
+    ]
+    lines += [f'- {r}' for r in self.reasons]
+    return '\n'.join(lines)
+
+
+def scaling_rule(optimizer: str) -> str:
+  """'linear' for SGD-like optimizers, 'sqrt' for adaptive ones.
+
+  Raises:
+    ValueError: for an unknown optimizer (naming the known ones).
+  """
+  if optimizer in LINEAR_OPTIMIZERS:
+    return 'linear'
+  if optimizer in SQRT_OPTIMIZERS:
+    return 'sqrt'
+  raise ValueError(
+    f'{optimizer=} is unknown; use one of {LINEAR_OPTIMIZERS + SQRT_OPTIMIZERS}'
+  )
+
+
+def _realisable(base: int, upper: float) -> tuple[int, ...]:
+  """``base * 2**j`` up to ``upper`` (at least ``base``)."""
+  from lrjax import noise
+
+  return noise.realisable_sizes(base, max(base, int(upper)))
+
+
+def _round(x: float) -> float:
+  return float(f'{x:.4g}')
+
+
+def decide(
+  *,
+  probe_lr: float,
+  probe_batch: int,
+  b_simple: float,
+  num_examples: int,
+  budget: Budget,
+  optimizer: str = 'sgd',
+  momentum: float = 0.9,
+  num_devices: int = 1,
+  max_device_batch: int | None = None,
+  max_accumulation: int = 1,
+  spread: float = 2.0,
+  continuable: bool = False,
+  probe_examples: float = 0.0,
+) -> Recipe:
+  """Chooses the batch range, the peak LR, the warmup and the decay.
+
+  With :math:`\\mathcal B` the measured noise scale, :math:`s` = ``spread``,
+  :math:`R` devices, per-device cap :math:`b`, accumulation :math:`K` and
+  dataset size :math:`N`, the batches are powers of two times :math:`R`:
+
+  .. math::
+    B_0 = \\max\\{B \\le \\max(R, \\mathcal B / s)\\}, \\qquad
+    B_{\\max} = \\max\\{B \\le \\min(R b K,\\; N/10,\\; s\\,\\mathcal B_{+})\\}
+
+  where :math:`\\mathcal B_+` is the noise scale the batch may grow to. By
+  McCandlish et al.'s model, training to a loss takes
+  :math:`S = S_{\\min}(1 + \\mathcal B / B)` updates and
+  :math:`E = E_{\\min}(1 + B / \\mathcal B)` examples: at
+  :math:`B = \\mathcal B / s` the examples are within :math:`1 + 1/s` of
+  their minimum, at :math:`B = s \\mathcal B` the updates within
+  :math:`1 + 1/s` of theirs. The noise scale grows as the loss falls
+  (McCandlish et al., figure 4), so the batch may grow past the probe's
+  :math:`\\mathcal B` up to the hardware cap and Smith et al.'s
+  :math:`N/10`; :math:`\\mathcal B_+ = \\infty` here (the caps decide).
+
+  The peak LR scales the range test's LR :math:`\\eta_p` (at batch
+  :math:`B_p`) to :math:`B_0`: :math:`\\eta_0 = \\eta_p B_0 / B_p` (linear,
+  SGD-like) or :math:`\\eta_p \\sqrt{B_0 / B_p}` (sqrt, adaptive). When
+  :math:`\\eta_0 > \\eta_p` the LR starts at :math:`\\eta_p` and warms up
+  linearly over Goyal et al.'s share of the budget, 5/90.
+
+  The decay: when the batch can grow by Smith et al.'s factor 5 at least
+  once (:math:`B_{\\max} \\ge 5 B_0`), Smith's increase-the-batch ramp
+  (:func:`lrjax.batch.from_lr_decay` of a step decay by 5 at 30, 60 and
+  80% of the budget, capped at :math:`B_{\\max}`: the hybrid) reaches the
+  same accuracy in fewer updates; else, when ``continuable``,
+  warmup-stable-decay with a 20% 1-sqrt cooldown (its stable phase can be
+  extended; Hägele et al. 2024); else a cosine to 0.
+
+  Args:
+    probe_lr: the range test's suggested LR :math:`\\eta_p`, > 0.
+    probe_batch: the batch :math:`B_p` it was measured at.
+    b_simple: the measured noise scale, > 0.
+    num_examples: the training set's size N.
+    budget: the training budget.
+    optimizer: the optimizer (its family picks the scaling rule).
+    momentum: the momentum (Smith's ramp keeps it).
+    num_devices: R, devices of data parallelism.
+    max_device_batch: b, the largest per-device batch (None: no cap).
+    max_accumulation: K, accumulation steps allowed beyond b.
+    spread: s > 1.
+    continuable: prefer a schedule that can be extended (WSD).
+    probe_examples: examples the probes used (for the cost report).
+
+  Returns:
+    The :class:`Recipe`.
+
+  Raises:
+    ValueError: naming the argument, for non-positive measurements, sizes
+      or budget, or ``spread <= 1``.
+
+  Examples:
+    >>> r = decide(probe_lr=0.05, probe_batch=32, b_simple=300.0,
+    ...            num_examples=20000, budget=Budget(epochs=20),
+    ...            max_device_batch=1024)
+    >>> print(r.start_batch, r.max_batch, r.decay)
+    128 1024 ramp
+    >>> print(r.batch)
+    stages(128@6,640@6,1024@8,n=20000)
+    >>> print(r.lr)  # doctest: +NORMALIZE_WHITESPACE
+    warmup(multistep(0.2,milestones=12/16,factors=0.32/0.2),length=1.111,start=0.25,shift=false)
+
+  References:
+    McCandlish et al. 2018, "An Empirical Model of Large-Batch Training".
+    Goyal et al. 2017, "Accurate, Large Minibatch SGD".
+    Smith, Kindermans, Ying, Le 2018, "Don't Decay the Learning Rate,
+    Increase the Batch Size". Hägele et al. 2024, "Scaling Laws and
+    Compute-Optimal Training Beyond Fixed Training Durations".
+  """
+  for name, value in (
+    ('probe_lr', probe_lr),
+    ('b_simple', b_simple),
+    ('spread', spread - 1),
+  ):
+    if not (math.isfinite(value) and value > 0):
+      raise ValueError(
+        f'{name}={value!r} must be finite and > 0'
+        if name != 'spread'
+        else f'spread={spread!r} must be > 1'
+      )
+  for name, value in (
+    ('probe_batch', probe_batch),
+    ('num_examples', num_examples),
+    ('num_devices', num_devices),
+    ('max_accumulation', max_accumulation),
+  ):
+    if int(value) != value or value < 1:
+      raise ValueError(f'{name}={value!r} must be an integer >= 1')
+  if max_device_batch is not None and max_device_batch < 1:
+    raise ValueError(f'{max_device_batch=} must be >= 1 (or None: no cap)')
+  rule = scaling_rule(optimizer)
+  n = int(num_examples)
+  budget_examples = budget.to_examples(n)
+  epochs = budget_examples / n
+  reasons = []
+
+  hardware = (
+    n
+    if max_device_batch is None
+    else num_devices * max_device_batch * max_accumulation
+  )
+  upper = min(hardware, n // 10)
+  if upper < num_devices:
+    raise ValueError(
+      f'the largest batch min(devices x max_device_batch x accumulation = '
+      f'{hardware}, N/10 = {n // 10}) is below num_devices={num_devices}: '
+      'raise max_device_batch or use fewer devices'
+    )
+  sizes = _realisable(num_devices, upper)
+  start = max(b for b in sizes if b <= max(num_devices, b_simple / spread))
+  top = sizes[-1]
+  reasons.append(
+    f'start batch {start}: the largest size (devices x 2^j) <= B_simple/'
+    f'{spread:g} = {b_simple / spread:.4g}, where examples are within '
+    f'{1 + 1 / spread:.3g}x of their minimum (McCandlish et al.)'
+  )
+  reasons.append(
+    f'largest batch {top}: min(hardware {hardware}, N/10 = {n // 10} '
+    '(Smith et al.)); the noise scale grows as the loss falls, so the '
+    "batch may grow past the probe's B_simple"
+  )
+
+  ratio = start / probe_batch
+  peak = probe_lr * (ratio if rule == 'linear' else math.sqrt(ratio))
+  peak = _round(peak)
+  reasons.append(
+    f"peak LR {peak:.4g}: {rule} scaling ({optimizer}) of the range test's "
+    f'{probe_lr:.4g} at batch {probe_batch} to batch {start}'
+  )
+  warm = 0.0
+  if peak > probe_lr * (1 + 1e-9):
+    warm = _round(GOYAL_WARMUP_FRACTION * epochs)
+    reasons.append(
+      f'warmup {warm:g} epochs from {probe_lr:.4g} (5/90 of the budget, '
+      'as Goyal et al.): the scaled LR was not tested by the probe'
+    )
+  start_factor = _round(probe_lr / peak) if warm else 1.0
+
+  if top >= 5 * start:
+    ramp = lbatch.from_lr_decay(
+      peak,
+      start,
+      n,
+      milestones=[_round(f * epochs) for f in SMITH_MILESTONES],
+      factors=SMITH_FACTOR,
+      num_epochs=_round(epochs),
+      momentum=momentum,
+      max_batch_size=top,
+      multiple_of=num_devices,
+    )
+    policy = ramp.lr
+    batch_text = str(ramp.batch_schedule)
+    decay = 'ramp'
+    reasons.append(
+      f"decay: Smith's increase-the-batch ramp (batch x5 at 30/60/80% of "
+      f'the budget, capped at {top}, the LR takes the rest): the batch can '
+      f'grow {top / start:g}x, so it saves updates at equal epochs'
+    )
+    if warm:
+      policy = schedules.warmup(
+        policy, length=warm, start=start_factor, shift=False
+      )
+  else:
+    total = _round(epochs)
+    batch_text = f'stages({start}@{total:g},n={n})'
+    if continuable:
+      cooldown = _round(WSD_COOLDOWN_FRACTION * total)
+      policy = schedules.wsd(
+        peak,
+        length=total,
+        cooldown=cooldown,
+        warmup=warm,
+        start=start_factor if warm else 1.0,
+        shape='sqrt',
+      )
+      decay = 'wsd'
+      reasons.append(
+        f'decay: WSD, 20% 1-sqrt cooldown (Hägele et al.); the batch can '
+        f'grow only {top / start:g}x (< 5), and the stable phase can be '
+        'extended'
+      )
+    else:
+      decay = 'cosine'
+      policy = schedules.cosine(peak, length=_round(total - warm))
+      if warm:
+        policy = schedules.warmup(policy, length=warm, start=start_factor)
+      reasons.append(
+        f'decay: cosine to 0; the batch can grow only {top / start:g}x '
+        "(< 5, no room for Smith's ramp)"
+      )
+  return Recipe(
+    lr=str(policy),
+    batch=batch_text,
+    decay=decay,
+    peak_lr=peak,
+    start_batch=int(start),
+    max_batch=int(top),
+    rule=rule,
+    warmup_epochs=warm,
+    probe_lr=float(probe_lr),
+    probe_batch=int(probe_batch),
+    b_simple=float(b_simple),
+    budget_examples=budget_examples,
+    probe_examples=float(probe_examples),
+    reasons=tuple(reasons),
+  )
+
+
+__all__ = ['Budget', 'Recipe', 'decide', 'scaling_rule']

@@ -1,0 +1,375 @@
+"""The measuring half of the recipe: short probes on a task.
+
+Two probes, both from the task's initial parameters and on batches drawn
+with a seeded generator: the LR range test (:func:`lrjax.finder.
+lr_range_test`) at a probe batch, and a short run at the suggested LR that
+measures the gradient noise scale B_simple with sliced batches
+(:func:`lrjax.noise.sliced_sq_norms`, :func:`lrjax.noise.update`).
+:func:`recommend` runs both and hands the measurements to
+:func:`lrjax.recipe.decide`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from lrjax import finder
+from lrjax import noise as lnoise
+from lrjax.recipe._decide import Budget, Recipe, decide
+
+SUGGESTIONS = ('steepest', 'minimum_over_10', 'valley')
+
+
+class NoiseProbe(NamedTuple):
+  """Result of :func:`probe_noise`.
+
+  Attributes:
+    b_simple: B_simple from the moving averages after the last update.
+    trace: the averaged tr(Sigma) estimate.
+    g2: the averaged |G|^2 estimate.
+    history: B_simple after each update.
+    examples: examples consumed.
+  """
+
+  b_simple: float
+  trace: float
+  g2: float
+  history: np.ndarray
+  examples: int
+
+
+def batches(
+  task: Any, batch_size: int, seed: int
+) -> Iterator[dict[str, np.ndarray]]:
+  """Endless batches of the task's training data, reshuffled each epoch.
+
+  Args:
+    task: a :class:`lrjax.train.Task`.
+    batch_size: examples per batch (at most the training set's size).
+    seed: the shuffle's seed.
+
+  Yields:
+    Dicts of numpy arrays with a leading axis ``batch_size``.
+
+  Raises:
+    ValueError: if ``batch_size`` is not in [1, N].
+  """
+  n = task.num_train
+  if not 1 <= batch_size <= n:
+    raise ValueError(f'{batch_size=} must be in [1, N={n}]')
+  rng = np.random.default_rng(seed)
+  while True:
+    order = rng.permutation(n)
+    for i in range(n // batch_size):
+      idx = np.sort(order[i * batch_size : (i + 1) * batch_size])
+      yield {k: np.asarray(v) for k, v in task.train_data.take(idx).items()}
+
+
+def _loss_fn(task: Any, model_state: Any, key: jax.Array):
+  """``loss(params, batch)`` in training mode at a fixed model state.
+
+  Training mode normalises with batch statistics, so the loss does not read
+  the running averages held in the model state; keeping it fixed leaves
+  the probes with parameters only (what the range test updates).
+  """
+
+  def loss(params, batch):
+    value, _ = task.train_loss(params, model_state, batch, key)
+    return value
+
+  return loss
+
+
+def _optimizer(name: str, momentum: float, weight_decay: float):
+  from lrjax.train import make_optimizer
+
+  def factory(lr):
+    return make_optimizer(
+      name, learning_rate=lr, momentum=momentum, weight_decay=weight_decay
+    )
+
+  return factory
+
+
+def probe_lr(
+  task: Any,
+  *,
+  batch_size: int,
+  optimizer: str = 'sgd',
+  momentum: float = 0.9,
+  weight_decay: float = 0.0,
+  num_steps: int = 100,
+  min_lr: float = 1e-5,
+  max_lr: float = 10.0,
+  suggestion: str = 'minimum_over_10',
+  seed: int = 0,
+) -> tuple[float, finder.RangeTestResult]:
+  """The LR range test on a task at one batch size.
+
+  Args:
+    task: a :class:`lrjax.train.Task`.
+    batch_size: the probe batch.
+    optimizer: 'sgd', 'nesterov', 'adam', 'adamw', 'lamb' or 'lars'.
+    momentum: momentum (Adam's b1).
+    weight_decay: weight decay.
+    num_steps: updates of the sweep.
+    min_lr: the sweep's first LR.
+    max_lr: the sweep's last LR.
+    suggestion: which of :func:`lrjax.finder.suggest`'s suggestions to
+      return.
+    seed: parameters' and data order's seed.
+
+  Returns:
+    ``(lr, result)``: the suggested LR and the whole range test.
+
+  Raises:
+    ValueError: for an unknown ``suggestion`` or a sweep that stopped
+      before two updates (no suggestion; lower ``min_lr``).
+  """
+  if suggestion not in SUGGESTIONS:
+    raise ValueError(f'{suggestion=} must be one of {SUGGESTIONS}')
+  key = jax.random.key(seed)
+  params, model_state = task.init(key)
+  result = finder.lr_range_test(
+    _loss_fn(task, model_state, jax.random.fold_in(key, 1)),
+    params,
+    _optimizer(optimizer, momentum, weight_decay),
+    batches(task, batch_size, seed),
+    min_lr=min_lr,
+    max_lr=max_lr,
+    num_steps=num_steps,
+  )
+  lr = result.suggestions[suggestion]
+  if not np.isfinite(lr):
+    raise ValueError(
+      f'the range test diverged after {len(result.lrs)} update(s) at '
+      f'lr={result.lrs[-1]:.3g}: lower min_lr={min_lr}'
+    )
+  return float(lr), result
+
+
+def probe_noise(
+  task: Any,
+  *,
+  lr: float,
+  batch_size: int,
+  num_slices: int = 4,
+  num_updates: int = 50,
+  optimizer: str = 'sgd',
+  momentum: float = 0.9,
+  weight_decay: float = 0.0,
+  decay: float | None = None,
+  seed: int = 0,
+) -> NoiseProbe:
+  """Measures B_simple over a short run at a constant LR.
+
+  Each update splits its batch of B into k slices: :math:`B_s = B/k`,
+  :math:`B_b = B` (:func:`lrjax.noise.sliced_sq_norms`), adds the pair
+  of squared norms to the averages (:func:`lrjax.noise.update`,
+  finite-population corrected) and applies the batch gradient. By default
+  the averages are plain means over the whole probe (the decay of update
+  t is t/(t+1)): a short probe has few estimates, and an EMA's window
+  (about 1/(1-decay) updates) would use only the last of them.
+
+  Args:
+    task: a :class:`lrjax.train.Task`.
+    lr: the constant LR of the run.
+    batch_size: B, divisible by ``num_slices``.
+    num_slices: k >= 2.
+    num_updates: updates of the run (>= 1).
+    optimizer: the optimizer's name.
+    momentum: momentum (Adam's b1).
+    weight_decay: weight decay.
+    decay: an EMA decay in [0, 1) for the averages (None: plain means).
+    seed: parameters' and data order's seed.
+
+  Returns:
+    A :class:`NoiseProbe`.
+
+  Raises:
+    ValueError: for ``num_updates < 1``, a batch ``num_slices`` does not
+      divide, or a non-positive averaged |G|^2 (the run is at a minimum or
+      too short; raise ``num_updates``).
+
+  References:
+    McCandlish et al. 2018, "An Empirical Model of Large-Batch Training",
+    appendix A.
+  """
+  if num_updates < 1:
+    raise ValueError(f'{num_updates=} must be >= 1')
+  if num_slices < 2 or batch_size % num_slices:
+    raise ValueError(
+      f'{num_slices=} must be >= 2 and divide batch_size={batch_size}'
+    )
+  key = jax.random.key(seed)
+  params, model_state = task.init(key)
+  loss = _loss_fn(task, model_state, jax.random.fold_in(key, 1))
+  tx = _optimizer(optimizer, momentum, weight_decay)(lr)
+  opt_state = tx.init(params)
+
+  @jax.jit
+  def step(p, state, batch):
+    r = lnoise.sliced_sq_norms(jax.grad(loss), p, batch, num_slices)
+    updates, state = tx.update(r.grad, state, p)
+    return (
+      optax.apply_updates(p, updates),
+      state,
+      jnp.stack([r.sq_norm_small, r.sq_norm_big]),
+    )
+
+  n = task.num_train
+  state = lnoise.init()
+  history = []
+  data = batches(task, batch_size, seed + 1)
+  for t in range(num_updates):
+    params, opt_state, norms = step(params, opt_state, next(data))
+    small, big = np.asarray(norms, np.float64)
+    state = lnoise.update(
+      state,
+      small,
+      big,
+      batch_size // num_slices,
+      batch_size,
+      decay=t / (t + 1) if decay is None else decay,
+      num_examples=n,
+    )
+    history.append(float(lnoise.b_simple(state)))
+  g2, trace = (float(x) for x in lnoise.averages(state))
+  if not g2 > 0:
+    raise ValueError(
+      f'the averaged |G|^2 estimate is {g2:.3g} <= 0 after {num_updates} '
+      'updates: raise num_updates (or the batch) for a usable B_simple'
+    )
+  return NoiseProbe(
+    b_simple=trace / g2,
+    trace=trace,
+    g2=g2,
+    history=np.asarray(history),
+    examples=num_updates * batch_size,
+  )
+
+
+def recommend(
+  task: Any,
+  budget: Budget,
+  *,
+  optimizer: str | None = None,
+  momentum: float | None = None,
+  weight_decay: float | None = None,
+  num_devices: int = 1,
+  max_device_batch: int | None = None,
+  max_accumulation: int = 1,
+  probe_batch: int = 32,
+  range_test_steps: int = 100,
+  noise_updates: int = 50,
+  num_slices: int = 4,
+  suggestion: str = 'minimum_over_10',
+  spread: float = 2.0,
+  continuable: bool = False,
+  seed: int = 0,
+) -> Recipe:
+  """Runs the probes on a task and returns the recipe.
+
+  1. The LR range test at ``probe_batch`` (:func:`probe_lr`): the LR
+     :math:`\\eta_p`.
+  2. A run of ``noise_updates`` at :math:`\\eta_p` measuring B_simple
+     (:func:`probe_noise`).
+  3. :func:`lrjax.recipe.decide`: start batch and batch cap from B_simple
+     and the hardware, the peak LR by the optimizer's scaling rule, Goyal's
+     warmup, and the decay (Smith's ramp, WSD or cosine).
+
+  The probes cost ``(range_test_steps + noise_updates) * probe_batch``
+  examples (fewer if the range test stops on divergence), reported as a
+  fraction of the budget (:attr:`Recipe.probe_fraction`).
+
+  Args:
+    task: a :class:`lrjax.train.Task`, or a :class:`lrjax.train.TrainConfig`
+      naming one (its optimizer, momentum and weight decay are then the
+      defaults of the arguments below; schedules of them are not read).
+    budget: the training budget (:class:`Budget`).
+    optimizer: the optimizer (None: the config's, else 'sgd').
+    momentum: momentum (None: the config's float, else 0.9).
+    weight_decay: weight decay (None: the config's float, else 0).
+    num_devices: devices of data parallelism.
+    max_device_batch: the largest per-device batch (None: no cap).
+    max_accumulation: accumulation steps allowed beyond it.
+    probe_batch: the probes' batch, divisible by ``num_slices``.
+    range_test_steps: updates of the range test.
+    noise_updates: updates of the noise probe.
+    num_slices: slices of each noise-probe batch.
+    suggestion: the range test's suggestion to use.
+    spread: see :func:`lrjax.recipe.decide`.
+    continuable: prefer WSD over cosine.
+    seed: the probes' seed (the recipe is a function of it).
+
+  Returns:
+    The :class:`Recipe`.
+
+  Raises:
+    ValueError: naming the argument, for bad arguments (see
+      :func:`probe_lr`, :func:`probe_noise`, :func:`lrjax.recipe.decide`).
+  """
+  from lrjax import train
+
+  if isinstance(task, train.TrainConfig):
+    config = task
+    task = train.resolve_task(config)
+
+    def default(value, field, fallback):
+      if value is not None:
+        return value
+      given = getattr(config, field)
+      return given if isinstance(given, (int, float, str)) else fallback
+
+    optimizer = default(optimizer, 'optimizer', 'sgd')
+    momentum = float(default(momentum, 'momentum', 0.9))
+    weight_decay = float(default(weight_decay, 'weight_decay', 0.0))
+  optimizer = 'sgd' if optimizer is None else optimizer
+  momentum = 0.9 if momentum is None else momentum
+  weight_decay = 0.0 if weight_decay is None else weight_decay
+  budget.to_examples(task.num_train)  # validates before any probe runs
+  lr, test = probe_lr(
+    task,
+    batch_size=probe_batch,
+    optimizer=optimizer,
+    momentum=momentum,
+    weight_decay=weight_decay,
+    num_steps=range_test_steps,
+    suggestion=suggestion,
+    seed=seed,
+  )
+  measured = probe_noise(
+    task,
+    lr=lr,
+    batch_size=probe_batch,
+    num_slices=num_slices,
+    num_updates=noise_updates,
+    optimizer=optimizer,
+    momentum=momentum,
+    weight_decay=weight_decay,
+    seed=seed,
+  )
+  return decide(
+    probe_lr=lr,
+    probe_batch=probe_batch,
+    b_simple=measured.b_simple,
+    num_examples=task.num_train,
+    budget=budget,
+    optimizer=optimizer,
+    momentum=momentum,
+    num_devices=num_devices,
+    max_device_batch=max_device_batch,
+    max_accumulation=max_accumulation,
+    spread=spread,
+    continuable=continuable,
+    probe_examples=len(test.lrs) * probe_batch + measured.examples,
+  )
+
+
+__all__ = ['NoiseProbe', 'batches', 'probe_lr', 'probe_noise', 'recommend']

@@ -1,0 +1,196 @@
+"""experiments.goyal, experiments.recipe and experiments.scaling: smoke runs
+with tiny configs on the bundled digits data, and flag checks."""
+
+import dataclasses
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from experiments import _common, goyal, scaling
+from experiments import recipe as recipe_exp
+from lrjax import batch as lbatch
+from lrjax import schedules
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+N_TRAIN = 1437  # digits training split
+
+TINY = _common.CommonConfig(
+  dataset='digits',
+  model='mlp',
+  seeds=(0,),
+  epochs=2.0,
+  lr=0.05,
+  batch_size=32,
+  momentum=0.9,
+  num_devices=1,
+  eval_every=1.0,
+  log_every=5,
+  noise=False,
+)
+
+
+def _assert_outputs(workdir, figures):
+  for name in ('config.json', 'results.json', 'results.md', 'report.md'):
+    assert os.path.getsize(os.path.join(workdir, name)) > 0, name
+  with open(os.path.join(workdir, 'report.md')) as f:
+    report = f.read()
+  for figure in figures:
+    with open(os.path.join(workdir, figure), 'rb') as f:
+      assert f.read(8) == b'\x89PNG\r\n\x1a\n', figure
+    assert f'({figure})' in report, figure
+
+
+def test_goyal_end_to_end(tmp_path):
+  config = goyal.GoyalConfig(
+    common=TINY,
+    batches=(32, 64),
+    variants=('none', 'warmup'),
+    base_batch=32,
+    warmup_epochs=0.5,
+    lr_factors=(1.0, 2.0),
+  )
+  workdir = str(tmp_path / 'goyal')
+  results = goyal.run(config, workdir)
+  rows = {(r['variant'], r['batch']): r for r in results['rows']}
+  # Hand-computed policies: warmup at batch 64 doubles 0.05 after 0.5 epochs.
+  assert rows[('none', 64)]['lr'] == 'cosine(0.05,length=2)'
+  assert rows[('warmup', 32)]['lr'] == 'cosine(0.05,length=2)'
+  assert rows[('warmup', 64)]['lr'] == (
+    'warmup(cosine(0.1,length=1.5),length=0.5,start=0.5)'
+  )
+  policy = schedules.parse(rows[('warmup', 64)]['lr'])
+  np.testing.assert_allclose(
+    [float(policy(t)) for t in (0.0, 0.5, 2.0)], [0.05, 0.1, 0.0], atol=1e-7
+  )
+  # Updates: ceil(2 epochs * 1437 / B) with whole batches per update.
+  for (_, b), row in rows.items():
+    assert row['updates'] == math.ceil(2 * N_TRAIN / b)
+  # The breakdown follows from the table's means.
+  for v in ('none', 'warmup'):
+    means = [rows[(v, b)]['test_accuracy_mean'] for b in (32, 64)]
+    assert results['breakdown_batch'][v] == goyal.breakdown(
+      (32, 64), means, 0.02
+    )
+  assert results['b_simple'] > 0
+  assert set(results['smith_le']) == {'1.0', '2.0'}
+  _assert_outputs(workdir, ['goyal.png', 'smith_le.png'])
+  # 2 variants x 2 batches + LR x2 x 2 batches; 'none' at x1 is shared.
+  assert len(os.listdir(os.path.join(workdir, 'runs'))) == 6
+  again = goyal.run(config, workdir)  # finished runs are reused
+  assert again['rows'] == results['rows']
+
+
+def test_recipe_experiment_end_to_end(tmp_path):
+  config = recipe_exp.RecipeConfig(
+    common=TINY,
+    probe_batch=32,
+    range_steps=30,
+    noise_updates=10,
+    baseline_lr='cosine(0.05,length=2)',
+    baseline_batch=32,
+    random_trials=2,
+    random_batches=(32, 64),
+  )
+  workdir = str(tmp_path / 'recipe')
+  results = recipe_exp.run(config, workdir)
+  chosen = results['recipes'][0]
+  schedules.parse(chosen['lr'])
+  assert lbatch.parse(chosen['batch']).num_examples == N_TRAIN
+  assert chosen['budget_examples'] == 2 * N_TRAIN
+  assert chosen['probe_fraction'] == pytest.approx(
+    chosen['probe_examples'] / (2 * N_TRAIN)
+  )
+  # Equal total compute: each of the 2 trials gets half of budget + probes.
+  epochs = float(
+    f'{(2 * N_TRAIN + chosen["probe_examples"]) / N_TRAIN / 2:.4g}'
+  )
+  for i, trial in enumerate(recipe_exp.random_trials(config, 0, epochs)):
+    with open(os.path.join(workdir, 'seed0', f'random{i}', 'config.json')) as f:
+      saved = json.load(f)
+    assert saved['num_epochs'] == epochs
+    assert saved['lr'] == trial[2] and saved['batch'] == trial[1]
+    assert 1e-3 <= trial[0] <= 1.0
+  methods = [r['method'] for r in results['rows']]
+  assert methods == ['recipe', 'hand-tuned', 'random search']
+  assert len(results['verdict']) == 2
+  _assert_outputs(workdir, ['recipe.png', 'random_search.png'])
+
+
+def test_recipe_only_prints_the_recipe(tmp_path):
+  config = recipe_exp.RecipeConfig(
+    common=TINY, range_steps=20, noise_updates=5, recipe_only=True
+  )
+  workdir = str(tmp_path / 'only')
+  results = recipe_exp.run(config, workdir)
+  with open(os.path.join(workdir, 'results.md')) as f:
+    text = f.read()
+  assert text.startswith(f'lr:    {results["recipe"]["lr"]}\n')
+  assert not os.path.exists(os.path.join(workdir, 'seed0', 'recipe'))
+
+
+def test_scaling_end_to_end(tmp_path):
+  config = scaling.ScalingConfig(
+    common=dataclasses.replace(TINY, eval_every=1.0),
+    budgets=(1.0, 2.0),
+    lrs=(0.05, 0.2),
+    batches=(32, 64),
+    tolerance=1e9,  # every run is near-optimal: closed-form fits below
+    extrapolate=(8.0,),
+    resamples=50,
+  )
+  workdir = str(tmp_path / 'scaling')
+  results = scaling.run(config, workdir)
+  assert len(results['grid']) == 8
+  # With every run kept, each budget holds the same LRs and batches: the
+  # least-squares exponent is 0 and the coefficient their geometric mean.
+  lr_fit, batch_fit = results['fits']['lr'], results['fits']['batch']
+  assert lr_fit['exponent'] == pytest.approx(0.0, abs=1e-12)
+  assert lr_fit['coefficient'] == pytest.approx(0.1, rel=1e-12)
+  assert batch_fit['coefficient'] == pytest.approx(math.sqrt(32 * 64))
+  assert results['examples_per_epoch'] == N_TRAIN
+  _assert_outputs(workdir, ['scaling.png'])
+
+
+def _cli(module, cwd, *args, timeout=300):
+  env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'PYTHONDONTWRITEBYTECODE': '1'}
+  env.pop('XLA_FLAGS', None)
+  env['PYTHONPATH'] = os.pathsep.join(
+    p for p in (ROOT, os.environ.get('PYTHONPATH')) if p
+  )
+  return subprocess.run(
+    [sys.executable, '-m', f'experiments.{module}', *args],
+    cwd=cwd,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+  )
+
+
+@pytest.mark.parametrize(
+  'module, flagfile, bad, name',
+  [
+    ('goyal', 'goyal_digits.cfg', '--goyal_batches=64,32', '--goyal_batches'),
+    ('goyal', 'goyal_digits.cfg', '--goyal_variants=cubic', '--goyal_variants'),
+    ('recipe', 'recipe_digits.cfg', '--recipe_probe_batch=30', 'probe_batch'),
+    ('recipe', 'recipe_digits.cfg', '--baseline_lr=nosuch(1)', 'baseline_lr'),
+    ('scaling', 'scaling_digits.cfg', '--scaling_budgets=2', 'budgets'),
+  ],
+)
+def test_bad_flag_fails_before_training(tmp_path, module, flagfile, bad, name):
+  workdir = tmp_path / 'out'
+  proc = _cli(
+    module,
+    tmp_path,
+    f'--flagfile={os.path.join(ROOT, "experiments", "flagfiles", flagfile)}',
+    bad,
+    f'--workdir={workdir}',
+  )
+  assert proc.returncode != 0
+  assert name in proc.stderr, proc.stderr[-2000:]
+  assert not workdir.exists()

@@ -1,0 +1,336 @@
+"""lrjax.recipe: the decisions from hand-computed tables, the probes on a
+problem whose noise scale is known exactly, and the power-law fit on
+synthetic data with known exponents."""
+
+import math
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lrjax import batch as lbatch
+from lrjax import recipe, schedules, train
+
+# --- decide: hand-computed tables ------------------------------------------
+
+N = 20000
+BUDGET = recipe.Budget(epochs=20)
+COMMON = dict(probe_lr=0.05, probe_batch=32, b_simple=300.0, num_examples=N)
+
+
+def lr_at(text, epochs):
+  policy = schedules.parse(text)
+  return [float(policy(jnp.float32(t))) for t in epochs]
+
+
+def test_ramp_when_the_batch_can_grow_fivefold():
+  # B_simple/2 = 150 -> start 128 (2^7); cap min(1024, N/10 = 2000) -> 1024.
+  # Peak LR: linear rule 0.05 * 128/32 = 0.2; warmup 5/90 * 20 = 1.111
+  # epochs from 0.05 (start factor 0.25). Smith's ramp with milestones at
+  # 30/60/80% (6, 12, 16): 128 -> 640 at 6, 3200 capped at 1024 at 12 (LR x
+  # 1024/3200 = 0.32), LR x 0.2 at 16.
+  r = recipe.decide(**COMMON, budget=BUDGET, max_device_batch=1024)
+  assert (r.start_batch, r.max_batch, r.decay, r.rule) == (
+    128,
+    1024,
+    'ramp',
+    'linear',
+  )
+  assert r.peak_lr == pytest.approx(0.2, rel=1e-12)
+  assert r.warmup_epochs == pytest.approx(1.111)
+  schedule = lbatch.parse(r.batch)
+  assert schedule.batch_sizes == (128, 640, 1024)
+  assert schedule.num_examples == N
+  # Stages run whole updates: 6 epochs at 128 are 937.5 -> 938 updates.
+  assert schedule.num_epochs == pytest.approx(20, rel=1e-3)
+  got = lr_at(r.lr, [0.0, 1.111, 10.0, 13.0, 17.0])
+  want = [0.05, 0.2, 0.2, 0.2 * 0.32, 0.2 * 0.32 * 0.2]
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_cosine_with_sqrt_rule_for_adam_when_capped():
+  # Two devices x 64 = 128 = the cap: start = top = 128, no room for a ramp.
+  # sqrt rule: 0.05 * sqrt(128/32) = 0.1; warmup from 0.05 (factor 0.5).
+  r = recipe.decide(
+    **COMMON,
+    budget=BUDGET,
+    optimizer='adam',
+    num_devices=2,
+    max_device_batch=64,
+  )
+  assert (r.start_batch, r.max_batch, r.decay, r.rule) == (
+    128,
+    128,
+    'cosine',
+    'sqrt',
+  )
+  assert r.batch == 'stages(128@20,n=20000)'
+  got = lr_at(r.lr, [0.0, 1.111, 20.0])
+  np.testing.assert_allclose(got, [0.05, 0.1, 0.0], rtol=1e-5, atol=1e-7)
+  # Half-way through the cosine (epoch 1.111 + 18.89/2): half the peak.
+  mid = 1.111 + 18.89 / 2
+  assert lr_at(r.lr, [mid])[0] == pytest.approx(0.05, rel=1e-4)
+
+
+def test_wsd_when_continuable():
+  r = recipe.decide(
+    **COMMON, budget=BUDGET, max_device_batch=256, continuable=True
+  )
+  assert r.decay == 'wsd'
+  # 1-sqrt cooldown over the last 4 epochs: at 18, 0.2 (1 - sqrt(2/4)).
+  got = lr_at(r.lr, [0.0, 10.0, 18.0, 20.0])
+  want = [0.05, 0.2, 0.2 * (1 - math.sqrt(0.5)), 0.0]
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+
+
+def test_no_warmup_when_the_lr_scales_down():
+  # B_simple/2 = 20 -> start 16 < probe batch 32: LR 0.025, nothing untested.
+  r = recipe.decide(
+    probe_lr=0.05,
+    probe_batch=32,
+    b_simple=40.0,
+    num_examples=N,
+    budget=BUDGET,
+    max_device_batch=64,
+  )
+  assert (r.start_batch, r.peak_lr, r.warmup_epochs) == (16, 0.025, 0.0)
+  assert r.decay == 'cosine'
+  assert r.lr == 'cosine(0.025,length=20)'
+
+
+def test_probe_fraction_and_budget_units():
+  r = recipe.decide(
+    **COMMON,
+    budget=recipe.Budget(tokens=400000 * 128, seq_len=128),
+    probe_examples=4000,
+  )
+  assert r.budget_examples == 400000
+  assert r.probe_fraction == pytest.approx(0.01)
+  assert '1.0% of the budget' in r.summary()
+  assert r.flags() == f"--lr='{r.lr}' --batch='{r.batch}'"
+
+
+@pytest.mark.parametrize(
+  'changes, match',
+  [
+    (dict(b_simple=0.0), 'b_simple'),
+    (dict(probe_lr=float('nan')), 'probe_lr'),
+    (dict(spread=1.0), 'spread'),
+    (dict(optimizer='rmsprop'), 'optimizer'),
+    (dict(probe_batch=0), 'probe_batch'),
+    (dict(max_device_batch=0), 'max_device_batch'),
+    (dict(num_devices=8, max_device_batch=1, num_examples=50), 'num_devices'),
+    (dict(budget=recipe.Budget()), 'exactly one of epochs'),
+    (dict(budget=recipe.Budget(epochs=1, examples=5)), 'exactly one'),
+    (dict(budget=recipe.Budget(tokens=1000)), 'seq_len'),
+    (dict(budget=recipe.Budget(epochs=-1)), 'epochs=-1'),
+  ],
+)
+def test_bad_arguments_are_named(changes, match):
+  kwargs = dict(COMMON, budget=BUDGET)
+  kwargs.update(changes)
+  with pytest.raises(ValueError, match=match):
+    recipe.decide(**kwargs)
+
+
+# --- the probes on a problem with a known noise scale ----------------------
+
+# Every example's loss is s_i F(w), so every per-example gradient is
+# s_i grad F(w) and, at any w,
+#   B_simple = tr(Sigma) / |G|^2 = var(s) / mean(s)^2  (divisor N - 1):
+# the noise scale is the same all along the probe's run. s = 1 +- a with
+# equal counts gives mean 1, var a^2 N / (N - 1).
+# F(w) = h w_0^2 / 2 + sqrt(1 + w_1^2) from w = (0.05, 20): the quadratic
+# (curvature h = 4) makes gradient descent diverge above 2/h, and the
+# pseudo-Huber term keeps |grad F| near 1 through the short noise probe.
+NUM = 16384
+A2 = 24.0
+H = 4.0
+
+
+def objective(w):
+  return 0.5 * H * w[0] ** 2 + jnp.sqrt(1 + w[1] ** 2)
+
+
+def objective_grad(w):
+  return np.array([H * w[0], w[1] / np.sqrt(1 + w[1] ** 2)])
+
+
+def exact_b_simple():
+  return A2 * NUM / (NUM - 1)
+
+
+def known_task():
+  rng = np.random.default_rng(0)
+  signs = rng.permutation(np.repeat([-1.0, 1.0], NUM // 2))
+  s = (1 + math.sqrt(A2) * signs).astype(np.float32)
+
+  def apply(w, x):
+    return jnp.broadcast_to(objective(w), x.shape[:1])
+
+  return train.Task(
+    model=train.from_functions(lambda key, x: jnp.array([0.05, 20.0]), apply),
+    loss=lambda out, b: (jnp.mean(b['s'] * out), {}),
+    train_data={'x': np.zeros((NUM, 1), np.float32), 's': s},
+    inputs='x',
+  )
+
+
+def test_known_task_has_the_closed_form_noise_scale():
+  from lrjax import noise
+
+  task = known_task()
+  s = task.train_data.take(np.arange(NUM))['s']
+  w = np.array([0.3, -2.0])
+  per_example = s[:, None] * objective_grad(w)[None, :]
+  _, _, b = noise.exact(per_example)
+  assert float(b) == pytest.approx(exact_b_simple(), rel=1e-4)
+
+
+def test_noise_probe_measures_the_exact_noise_scale():
+  task = known_task()
+  measured = [
+    recipe.probe_noise(
+      task, lr=0.1, batch_size=512, num_updates=50, momentum=0.0, seed=seed
+    ).b_simple
+    for seed in range(6)
+  ]
+  # One probe averages 50 unbiased but noisy estimates: over 100 seeds (a
+  # NumPy replica of the estimator on these batches) the ratio has mean
+  # 23.6 and a relative spread of 11%, so each probe is within 3 spreads
+  # and the mean of six within 15%.
+  for b in measured:
+    assert b == pytest.approx(exact_b_simple(), rel=0.33)
+  assert np.mean(measured) == pytest.approx(exact_b_simple(), rel=0.15)
+
+
+def test_recommend_picks_the_theory_batch_range_and_a_stable_lr():
+  task = known_task()
+  budget = recipe.Budget(epochs=100)
+  r = recipe.recommend(task, budget, momentum=0.0, probe_batch=512, seed=0)
+  # Theory: B_simple = 24.0 -> start = the largest 2^j <= B/2 = 12, i.e. 8
+  # (any estimate in [16, 32) gives it); the cap is N/10 = 1638 -> 1024 (no
+  # hardware cap given), room for Smith's ramp.
+  assert r.b_simple == pytest.approx(exact_b_simple(), rel=0.25)
+  assert (r.start_batch, r.max_batch, r.decay) == (8, 1024, 'ramp')
+  # Gradient descent on the mean loss is stable below 2/h; the range test's
+  # minimum / 10 must lie inside that range, within a factor 20 of its end.
+  assert 0.1 / H < r.probe_lr < 2 / H
+  # The linear rule scales it from the probe batch to the start batch.
+  assert r.peak_lr == pytest.approx(r.probe_lr * 8 / 512, rel=1e-3)
+  assert schedules.parse(r.lr)(0.0) == pytest.approx(r.peak_lr, rel=1e-6)
+  parsed = lbatch.parse(r.batch)
+  # Smith's ramp: x5 at 30, 60 and 80 epochs while 8 * 5^k <= 1024.
+  assert parsed.batch_sizes == (8, 40, 200, 1000)
+  assert parsed.num_epochs == pytest.approx(100, rel=1e-3)
+  # The range test stopped on divergence after some of its 100 updates.
+  updates = r.probe_examples / 512 - 50
+  assert 10 <= updates < 100 and updates == int(updates)
+  assert r.probe_fraction == pytest.approx(r.probe_examples / (100 * NUM))
+  assert r.probe_fraction < 0.1
+
+
+def test_recommend_is_deterministic_given_its_seed():
+  task = known_task()
+  kwargs = dict(
+    momentum=0.0, probe_batch=128, range_test_steps=40, noise_updates=20
+  )
+  a = recipe.recommend(task, recipe.Budget(epochs=10), seed=3, **kwargs)
+  b = recipe.recommend(task, recipe.Budget(epochs=10), seed=3, **kwargs)
+  assert a == b
+
+
+def test_recommend_validates_before_probing():
+  with pytest.raises(ValueError, match='exactly one of epochs'):
+    recipe.recommend(known_task(), recipe.Budget())
+  with pytest.raises(ValueError, match='suggestion'):
+    recipe.recommend(known_task(), recipe.Budget(epochs=1), suggestion='best')
+
+
+# --- power-law fits ---------------------------------------------------------
+
+# DeepSeek LLM's fits: eta_opt = 0.3118 C^-0.1250, B_opt = 0.2920 C^0.3271.
+LAWS = [(0.3118, -0.125), (0.2920, 0.3271)]
+
+
+@pytest.mark.parametrize('a, b', LAWS)
+def test_fit_recovers_exact_power_laws(a, b):
+  x = np.logspace(17, 20, 7)
+  law = recipe.fit_power_law(x, a * x**b)
+  assert law.exponent == pytest.approx(b, rel=1e-9)
+  assert law.coefficient == pytest.approx(a, rel=1e-6)
+  assert law(1e21) == pytest.approx(a * 1e21**b, rel=1e-6)
+
+
+@pytest.mark.parametrize('a, b', LAWS)
+def test_bootstrap_interval_covers_the_known_exponent(a, b):
+  rng = np.random.default_rng(1)
+  x = np.repeat(np.logspace(17, 20, 6), 5)
+  sigma = 0.1
+  y = a * x**b * np.exp(sigma * rng.standard_normal(x.size))
+  r = recipe.bootstrap_power_law(x, y, at=[1e22], num_resamples=400)
+  lo, hi = r.exponent_ci
+  assert lo < b < hi
+  # The slope's standard error: sigma / sqrt(sum (u - mean u)^2), u = ln x.
+  u = np.log(x)
+  se = sigma / np.sqrt(np.sum((u - u.mean()) ** 2))
+  assert abs(r.fit.exponent - b) < 3 * se
+  assert hi - lo == pytest.approx(2 * 1.96 * se, rel=0.35)
+  p_lo, p_hi = r.prediction_ci[0]
+  assert p_lo < r.prediction[0] < p_hi
+  assert r.prediction[0] == pytest.approx(r.fit(1e22))
+
+
+def test_bootstrap_of_exact_points_has_zero_width():
+  x = [1.0, 10.0, 100.0]
+  r = recipe.bootstrap_power_law(x, [3.0, 30.0, 300.0], num_resamples=20)
+  assert r.exponent_ci == pytest.approx((1.0, 1.0))
+  assert r.coefficient_ci == pytest.approx((3.0, 3.0))
+  assert r.resamples.shape == (20, 2)
+
+
+def test_near_optimal_keeps_deepseeks_band():
+  budgets = [1, 1, 1, 2, 2, 2]
+  lrs = [0.1, 0.2, 0.4, 0.1, 0.2, 0.4]
+  losses = [2.0, 1.002, 1.0, float('nan'), 0.9, 0.9023]
+  c, v = recipe.near_optimal(budgets, lrs, losses)  # 0.25%
+  assert c.tolist() == [1.0, 1.0, 2.0]
+  assert v.tolist() == [0.2, 0.4, 0.2]
+
+
+@pytest.mark.parametrize(
+  'x, y, match',
+  [
+    ([1.0, 2.0], [1.0], 'same length'),
+    ([1.0, -2.0], [1.0, 1.0], 'x='),
+    ([1.0, 2.0], [0.0, 1.0], 'y='),
+    ([2.0, 2.0], [1.0, 1.0], '2 distinct'),
+  ],
+)
+def test_fit_rejects_bad_points(x, y, match):
+  with pytest.raises(ValueError, match=match):
+    recipe.fit_power_law(x, y)
+
+
+def test_bootstrap_rejects_bad_settings():
+  with pytest.raises(ValueError, match='level'):
+    recipe.bootstrap_power_law([1, 2], [1, 2], level=1.0)
+  with pytest.raises(ValueError, match='num_resamples'):
+    recipe.bootstrap_power_law([1, 2], [1, 2], num_resamples=5)
+
+
+def test_recommend_takes_a_config_naming_the_task():
+  config = train.TrainConfig(
+    dataset='synthetic', model='mlp', optimizer='adam', synthetic_examples=512
+  )
+  r = recipe.recommend(
+    config,
+    recipe.Budget(epochs=30),
+    probe_batch=32,
+    range_test_steps=30,
+    noise_updates=10,
+  )
+  assert r.rule == 'sqrt'  # the config's optimizer
+  assert r.budget_examples == 30 * 512
+  schedules.parse(r.lr)
+  assert lbatch.parse(r.batch).num_examples == 512
