@@ -6,7 +6,8 @@ flags, with names no other experiment uses, in its module, so all the
 experiments can be imported into one process (the test suite does).
 
 An experiment's workdir belongs to one process (a lock), each run in it
-checkpoints about once an epoch, and running the experiment again resumes:
+checkpoints every two minutes of training (``--checkpoint_seconds``), and
+running the experiment again resumes:
 finished runs whose config matches are reused, unfinished ones resume from
 their last checkpoint, and a run whose config differs is refused (naming
 the fields) unless ``--overwrite``.
@@ -111,10 +112,16 @@ DRY_RUN = flags.DEFINE_bool(
 CHECKPOINT_EVERY = flags.DEFINE_integer(
   'checkpoint_every',
   0,
-  'Checkpoint every this many updates, so that a killed run resumes and '
-  'loses at most that much (0: about once an epoch, at the starting batch '
-  'size). The last two checkpoints are kept, so a damaged newest one falls '
-  'back to the previous one.',
+  'Checkpoint every this many updates (0: only by --checkpoint_seconds and '
+  'at the end). The last two checkpoints are kept, so a damaged newest one '
+  'falls back to the previous one.',
+)
+CHECKPOINT_SECONDS = flags.DEFINE_float(
+  'checkpoint_seconds',
+  120.0,
+  'Also checkpoint when this many seconds of training passed since the '
+  'last checkpoint, so that a killed run loses at most that much (0: '
+  'never).',
 )
 SYNTHETIC_EXAMPLES = flags.DEFINE_integer(
   'synthetic_examples',
@@ -174,6 +181,7 @@ flags.register_validator(
   "'cnn', 'wrn16_4'",
 )
 register_bound('checkpoint_every', 0, note=' updates')
+register_bound('checkpoint_seconds', 0, note=' seconds')
 register_bound('synthetic_examples', 1)
 flags.register_validator(
   'synthetic_shape',
@@ -219,6 +227,7 @@ class CommonConfig:
   compilation_cache_dir: str | None = None
   augment: bool = False
   checkpoint_every: int = 0
+  checkpoint_seconds: float = 120.0
   synthetic_examples: int = 1024
   synthetic_shape: tuple[int, int, int] = (32, 32, 3)
   synthetic_classes: int = 10
@@ -246,6 +255,7 @@ def common_config() -> CommonConfig:
     compilation_cache_dir=COMPILATION_CACHE_DIR.value,
     augment=AUGMENT.value,
     checkpoint_every=CHECKPOINT_EVERY.value,
+    checkpoint_seconds=CHECKPOINT_SECONDS.value,
     synthetic_examples=SYNTHETIC_EXAMPLES.value,
     synthetic_shape=tuple(int(x) for x in SYNTHETIC_SHAPE.value),
     synthetic_classes=SYNTHETIC_CLASSES.value,
@@ -304,8 +314,8 @@ def train_config(
 
   Returns:
     A `lrjax.train.TrainConfig` that checkpoints every
-    `common.checkpoint_every` updates (0: about once an epoch at the
-    starting batch size) and keeps the last two checkpoints.
+    `common.checkpoint_every` updates and `common.checkpoint_seconds`
+    seconds, and keeps the last two checkpoints.
   """
   from lrjax import train as lrtrain
 
@@ -326,8 +336,8 @@ def train_config(
     augment=common.augment,
     log_every=common.log_every,
     eval_every=common.eval_every,
-    checkpoint_every=common.checkpoint_every
-    or updates_per_epoch(common, batch, seed),
+    checkpoint_every=common.checkpoint_every,
+    checkpoint_seconds=common.checkpoint_seconds,
     keep_checkpoints=2,
     noise=lrtrain.NoiseConfig(enabled=False),
     compilation_cache_dir=common.compilation_cache_dir,
@@ -338,16 +348,6 @@ def train_config(
   )
   fields.update(overrides)
   return lrtrain.TrainConfig(**fields)
-
-
-def updates_per_epoch(common: CommonConfig, batch: Any, seed: int) -> int:
-  """Updates of one epoch at the starting batch size of ``batch`` (an int or
-  a BatchSchedule), at least 1."""
-  if isinstance(batch, int):
-    first, n = batch, num_train_examples(common, seed)
-  else:
-    first, n = batch.batch_size_per_stage[0], batch.num_examples
-  return max(1, math.ceil(n / first))
 
 
 def num_train_examples(common: CommonConfig, seed: int = 0) -> int:

@@ -3,6 +3,7 @@ to a checkpoint), verified checkpoints with fallback, the workdir lock and
 the config fingerprint. The kill -9 tests are in test_train_resume.py."""
 
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -318,6 +319,25 @@ def test_load_checkpoint_skips_a_damaged_newest_without_moving_it(tmp_path):
     load_checkpoint(workdir, update=3)
   assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['2', '4']
   assert not _same_leaves(state['params'], run.params)  # update 2, not 4
+
+
+def test_a_timer_checkpoints_by_elapsed_time(tmp_path, reference, monkeypatch):
+  full, records = reference
+  # A clock that advances one second per reading: the timer reads it once
+  # when created, at the end of every update and after every checkpoint, so
+  # with 3 s it is due at updates 3 (clock 0 -> 3, reset at 4) and 6
+  # (5, 6, 7: due; reset at 8); update 8 ends the run.
+  ticks = itertools.count()
+  monkeypatch.setattr(
+    _checkpoint.CheckpointTimer, 'clock', staticmethod(lambda: next(ticks))
+  )
+  run = train_and_evaluate(
+    tiny(checkpoint_every=0, checkpoint_seconds=3.0), str(tmp_path)
+  )
+  assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['3', '6', '8']
+  # Where checkpoints fall changes nothing that is computed.
+  assert _same_leaves(run.params, full.params)
+  assert _untimed(run.metrics_path) == records
 
 
 # The workdir: one run, one config --------------------------------------------

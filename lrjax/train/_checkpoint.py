@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging as std_logging
 import os
+import time
 from typing import Any
 
 import jax
@@ -134,6 +135,46 @@ def _restore_newest_good(
     + '. Pass overwrite=True (--overwrite) to train afresh, or restore the '
     'checkpoints from a copy'
   )
+
+
+class CheckpointTimer:
+  """Says when ``seconds`` have passed since the last checkpoint.
+
+  A run checkpoints every ``checkpoint_every`` updates and, with a timer,
+  also whenever ``seconds`` of training passed since its last checkpoint:
+  a kill then loses at most that long, and a fast run does not pay for a
+  checkpoint every few updates. Where the checkpoints fall does not change
+  what is computed (a resume is exact from any of them).
+
+  Args:
+    seconds: the interval (0: never due).
+
+  Examples:
+    >>> t = iter([0.0, 5.0, 11.0, 12.0, 13.0])
+    >>> timer = CheckpointTimer(10.0)
+    >>> timer.clock = lambda: next(t)
+    >>> timer.reset()  # a checkpoint at time 0
+    >>> timer.due(), timer.due()  # at 5 and 11 seconds
+    (False, True)
+    >>> timer.reset()  # a checkpoint at 12: the next is due at 22
+    >>> timer.due()
+    False
+  """
+
+  clock = staticmethod(time.monotonic)
+
+  def __init__(self, seconds: float) -> None:
+    self.seconds = float(seconds)
+    self._last = self.clock() if self.seconds > 0 else 0.0
+
+  def reset(self) -> None:
+    """A checkpoint was just written."""
+    if self.seconds > 0:
+      self._last = self.clock()
+
+  def due(self) -> bool:
+    """Whether ``seconds`` passed since the last ``reset``."""
+    return self.seconds > 0 and self.clock() - self._last >= self.seconds
 
 
 class _QuietOrbax(std_logging.Filter):

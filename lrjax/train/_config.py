@@ -108,6 +108,9 @@ class TrainConfig:
     eval_every: evaluate every this many epochs (0 = only at the end).
     eval_batch_size: batch size of evaluation.
     checkpoint_every: checkpoint every this many updates (0 = only at the end).
+    checkpoint_seconds: also checkpoint when this many seconds of training
+      passed since the last checkpoint (0 = never), bounding what a kill
+      loses without a checkpoint every few updates of a fast run.
     keep_checkpoints: checkpoints to keep (0 = no checkpointing).
     nan_policy: 'stop' (raise, naming step, epoch, LR and batch) or 'skip'
       (skip non-finite updates and count them).
@@ -165,6 +168,7 @@ class TrainConfig:
   eval_every: float = 1.0
   eval_batch_size: int = 500
   checkpoint_every: int = 0
+  checkpoint_seconds: float = 0.0
   keep_checkpoints: int = 2
   nan_policy: str = 'stop'
   plateau_metric: str = 'loss'
@@ -301,6 +305,12 @@ class TrainConfig:
     _check_int(self.eval_batch_size, 'eval_batch_size', 1)
     _check_int(self.prefetch, 'prefetch', 0)
     _check_int(self.checkpoint_every, 'checkpoint_every', 0)
+    _check_real(
+      self.checkpoint_seconds,
+      'checkpoint_seconds',
+      lambda v: v >= 0,
+      'a finite number of seconds >= 0 (0 = never)',
+    )
     _check_int(self.keep_checkpoints, 'keep_checkpoints', 0)
     _check_int(self.max_updates, 'max_updates', 1, optional=True)
     _check_int(self.num_processes, 'num_processes', 1)

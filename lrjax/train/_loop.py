@@ -18,7 +18,7 @@ from lrjax import noise as lnoise
 from lrjax.batch import updates
 from lrjax.data import Prefetcher, Sampler, process_slice
 from lrjax.train import _setup, _workdir
-from lrjax.train._checkpoint import Checkpointer
+from lrjax.train._checkpoint import Checkpointer, CheckpointTimer
 from lrjax.train._compile import StageCompiler
 from lrjax.train._config import TrainConfig
 from lrjax.train._parallel import Runner
@@ -516,6 +516,7 @@ class _Run:
     self._config = config
     self._setup = setup
     self._ckpt = ckpt
+    self._timer = CheckpointTimer(config.checkpoint_seconds if ckpt else 0)
     self._writer = writer
     task = setup.task
     self._eval_fns = (jax.jit(task.eval_sums), jax.jit(task.eval_means))
@@ -575,6 +576,7 @@ class _Run:
     stages, replicas = setup.plan.stages, setup.replicas
     num_train, total_updates = setup.num_train, setup.total_updates
     checkpoint_every, eval_every = config.checkpoint_every, config.eval_every
+    checkpoint_due = self._timer.due
     slice_fn, noise_every = self._slice_fn, self.log.noise_every
     pending, flush = self.log.pending, self.log.flush
     flush_every = min(config.log_every, 64)
@@ -605,7 +607,9 @@ class _Run:
       if last_micro:
         update = u + 1
         epoch_now = examples / num_train
-        at_ckpt = checkpoint_every and update % checkpoint_every == 0
+        at_ckpt = (
+          checkpoint_every and update % checkpoint_every == 0
+        ) or checkpoint_due()
         at_eval = epoch_now >= next_eval - 1e-9
         if (at_ckpt or at_eval) and update < total_updates:
           flush(keep_last=False)  # the state to save or evaluate is finite
@@ -689,6 +693,7 @@ class _Run:
     self._writer.sync()
     meta['metrics'] = _log_position(self._writer)
     self._ckpt.save(update, host, meta)
+    self._timer.reset()
 
 
 class _StepLog:

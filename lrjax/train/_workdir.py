@@ -36,6 +36,7 @@ CONFIG_FILE = 'config.json'
 EXECUTION_FIELDS = frozenset(
   {
     'checkpoint_every',
+    'checkpoint_seconds',
     'compilation_cache_dir',
     'coordinator_address',
     'data_dir',
