@@ -7,6 +7,7 @@ import itertools
 import json
 import logging
 import os
+import pathlib
 import shutil
 import subprocess
 import sys
@@ -47,7 +48,7 @@ def test_writer_position_is_the_count_size_and_crc_of_the_file(tmp_path):
   for line in _lines(3):
     w.write(json.loads(line))
   w.sync()
-  data = open(path, 'rb').read()
+  data = pathlib.Path(path).read_bytes()
   assert data == ''.join(_lines(3)).encode()
   assert w.position == (3, len(data), zlib.crc32(data))
   w.close()
@@ -89,7 +90,7 @@ def test_rewind_to_a_position_keeps_exactly_its_bytes(tmp_path):
     f.write(head + ''.join(_lines(2, 4)).encode() + b'{"step": 6')
   position = lmetrics.JsonlPosition(3, len(head), zlib.crc32(head))
   assert lmetrics.rewind_jsonl(path, position, max_step=3) == position
-  assert open(path, 'rb').read() == head
+  assert pathlib.Path(path).read_bytes() == head
   # A position given as the list a checkpoint's JSON meta holds.
   assert lmetrics.rewind_jsonl(path, list(position), 3) == position
 
@@ -109,13 +110,13 @@ def test_rewind_falls_back_to_steps_when_the_file_is_not_the_saved_one(
     got = lmetrics.rewind_jsonl(path, position, max_step=3)
   assert 'does not hold the 3 records' in caplog.text
   want = ''.join(edited[:3]).encode()
-  assert open(path, 'rb').read() == want
+  assert pathlib.Path(path).read_bytes() == want
   assert got == (3, len(want), zlib.crc32(want))
   # Shorter than the position (records lost): what is there, up to step 3.
   with open(path, 'w') as f:
     f.write(''.join(lines[:2]))
   lmetrics.rewind_jsonl(path, position, max_step=3)
-  assert open(path).read() == ''.join(lines[:2])
+  assert pathlib.Path(path).read_text() == ''.join(lines[:2])
 
 
 def test_rewind_without_checkpoint_starts_an_empty_log(tmp_path):
@@ -123,7 +124,7 @@ def test_rewind_without_checkpoint_starts_an_empty_log(tmp_path):
   with open(path, 'w') as f:
     f.write(''.join(_lines(4)))
   assert lmetrics.rewind_jsonl(path, None, max_step=0) == (0, 0, 0)
-  assert open(path).read() == ''
+  assert pathlib.Path(path).read_text() == ''
   missing = str(tmp_path / 'new.jsonl')
   assert lmetrics.rewind_jsonl(missing, None, max_step=0) == (0, 0, 0)
   assert os.path.exists(missing)
@@ -131,7 +132,7 @@ def test_rewind_without_checkpoint_starts_an_empty_log(tmp_path):
   with open(path, 'w') as f:
     f.write(''.join(_lines(4)) + _lines(1, 2)[0])
   lmetrics.rewind_jsonl(path, None, max_step=2)
-  assert open(path).read() == ''.join(_lines(2))
+  assert pathlib.Path(path).read_text() == ''.join(_lines(2))
 
 
 # Checkpoints ----------------------------------------------------------------
@@ -212,9 +213,9 @@ def _flip_a_bit(step_dir):
   """Flips a bit in the middle of each array data file (OCDBT's own
   checksums see this one)."""
   for path in _data_files(step_dir):
-    data = bytearray(open(path, 'rb').read())
+    data = bytearray(pathlib.Path(path).read_bytes())
     data[len(data) // 2] ^= 0x10
-    open(path, 'wb').write(bytes(data))
+    pathlib.Path(path).write_bytes(bytes(data))
 
 
 def _change_a_parameter_silently(step_dir):
@@ -241,8 +242,8 @@ def _change_a_parameter_silently(step_dir):
 
 def _truncate(step_dir):
   for path in _data_files(step_dir):
-    data = open(path, 'rb').read()
-    open(path, 'wb').write(data[: len(data) // 2])
+    data = pathlib.Path(path).read_bytes()
+    pathlib.Path(path).write_bytes(data[: len(data) // 2])
 
 
 def _garble_meta(step_dir):
@@ -347,10 +348,12 @@ def test_a_finished_run_called_again_changes_nothing(tmp_path, reference):
   full, records = reference
   workdir = str(tmp_path)
   first = train_and_evaluate(tiny(), workdir)
-  before = open(first.metrics_path, 'rb').read()
+  before = pathlib.Path(first.metrics_path).read_bytes()
   again = train_and_evaluate(tiny(), workdir)
   assert again.resumed_from == 8 and again.loop_updates == 0
-  assert open(first.metrics_path, 'rb').read() == before  # no second eval
+  assert (
+    pathlib.Path(first.metrics_path).read_bytes() == before
+  )  # no second eval
   assert again.test_metrics == first.test_metrics
   assert again.train_metrics == first.train_metrics
   assert _untimed(first.metrics_path) == records
@@ -359,16 +362,16 @@ def test_a_finished_run_called_again_changes_nothing(tmp_path, reference):
 def test_a_changed_config_is_refused_naming_the_fields(tmp_path):
   workdir = str(tmp_path)
   train_and_evaluate(tiny(max_updates=2), workdir)
-  config_json = open(tmp_path / 'config.json').read()
-  log = open(tmp_path / 'metrics.jsonl').read()
+  config_json = pathlib.Path(tmp_path / 'config.json').read_text()
+  log = pathlib.Path(tmp_path / 'metrics.jsonl').read_text()
   with pytest.raises(
     ConfigMismatchError,
     match=r'lr: 0\.1 -> 0\.2; seed: 0 -> 1\. .*overwrite=True.*'
     r"allow_changes=\('lr', 'seed'\)",
   ):
     train_and_evaluate(tiny(lr=0.2, seed=1), workdir)
-  assert open(tmp_path / 'config.json').read() == config_json
-  assert open(tmp_path / 'metrics.jsonl').read() == log
+  assert pathlib.Path(tmp_path / 'config.json').read_text() == config_json
+  assert pathlib.Path(tmp_path / 'metrics.jsonl').read_text() == log
   # Execution fields may change; so may an allowed field.
   more = train_and_evaluate(
     tiny(max_updates=4, progress_bar=False, prefetch=2), workdir
@@ -380,7 +383,7 @@ def test_a_changed_config_is_refused_naming_the_fields(tmp_path):
     allow_changes=('batch',),
   )
   assert longer.resumed_from == 4 and longer.num_updates == 10
-  saved = json.load(open(tmp_path / 'config.json'))
+  saved = json.loads(pathlib.Path(tmp_path / 'config.json').read_text())
   assert saved['batch'] == 'stages(16@4up,32@6up)'
 
 

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import logging
 import os
+import pathlib
 import subprocess
 import sys
 import textwrap
@@ -104,7 +105,8 @@ def test_changed_flags_are_refused_and_overwrite_retrains(tmp_path):
   workdir = str(tmp_path / 'ramp')
   config = dataclasses.replace(RAMP, schedules=('decay',))
   ramp.run(config, workdir)
-  report = open(os.path.join(workdir, 'report.md')).read()
+  report_md = pathlib.Path(workdir, 'report.md')
+  report = report_md.read_text()
   changed = dataclasses.replace(
     config, common=dataclasses.replace(TINY, lr=0.05)
   )
@@ -114,14 +116,13 @@ def test_changed_flags_are_refused_and_overwrite_retrains(tmp_path):
     r'lr: .*0\.1.*0\.05.*--overwrite',
   ):
     ramp.run(changed, workdir)
-  assert open(os.path.join(workdir, 'report.md')).read() == report
+  assert report_md.read_text() == report
   results = ramp.run(changed, workdir, overwrite=True)
-  summary = json.load(
-    open(os.path.join(workdir, _run_dirs(workdir)['decay'], 'summary.json'))
-  )
+  summary_json = pathlib.Path(_run_dirs(workdir)['decay'], 'summary.json')
+  summary = json.loads(summary_json.read_text())
   assert summary['config']['lr'].startswith('multistep(0.05,')
   assert results['rows'][0]['schedule'] == 'decay'
-  assert open(os.path.join(workdir, 'report.md')).read() != report
+  assert report_md.read_text() != report
 
 
 def test_lr_find_reuses_a_range_test_only_with_the_same_inputs(tmp_path):
@@ -139,7 +140,10 @@ def test_lr_find_reuses_a_range_test_only_with_the_same_inputs(tmp_path):
   )
   results = lr_find.run(longer, workdir)
   assert results['rows'][0]['updates'] == 20
-  assert json.load(open(path))['inputs']['finder']['steps'] == 20
+  assert (
+    json.loads(pathlib.Path(path).read_text())['inputs']['finder']['steps']
+    == 20
+  )
 
 
 HOLDER = textwrap.dedent(
