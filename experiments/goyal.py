@@ -29,6 +29,7 @@ the LR by about the LR's ratio.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 from collections.abc import Sequence
@@ -180,7 +181,7 @@ def breakdown(
   return None
 
 
-def _runs_of(config: GoyalConfig, workdir: str):
+def _runs_of(config: GoyalConfig, workdir: str, train_run):
   c = config.common
   groups = {}
   for variant in config.variants:
@@ -199,7 +200,7 @@ def _runs_of(config: GoyalConfig, workdir: str):
       name = f'{variant}_lr{f:g}_b{b}'
       cfg = _common.train_config(c, batch=b, lr=policy, seed=seed)
       run_dir = os.path.join(workdir, 'runs', name, f'seed{seed}')
-      runs[(variant, f, b, seed)] = _runs.train_run(name, seed, cfg, run_dir)
+      runs[(variant, f, b, seed)] = train_run(name, seed, cfg, run_dir)
   return groups, runs
 
 
@@ -239,12 +240,34 @@ def _measure_b_simple(config: GoyalConfig, workdir: str) -> float:
   return probe.b_simple
 
 
-def run(config: GoyalConfig, workdir: str, *, with_flags: bool = False):
-  """Runs the sweep (finished runs are reused); writes table and report."""
+def check(config: GoyalConfig) -> None:
+  """Checks the settings and the data before anything trains or is written.
+
+  Raises:
+    ValueError: naming the flag and the fix.
+    FileNotFoundError: for a dataset that is not prepared.
+  """
   config.validate()
-  _common.start_workdir(workdir, config, with_flags=with_flags)
+  _common.check_common(config.common)
+
+
+def run(
+  config: GoyalConfig,
+  workdir: str,
+  *,
+  with_flags: bool = False,
+  overwrite: bool = False,
+):
+  """Runs the sweep (finished runs are reused); writes table and report."""
+  check(config)
+  with _common.experiment_workdir(workdir, config, with_flags=with_flags):
+    return _run(config, workdir, overwrite)
+
+
+def _run(config: GoyalConfig, workdir: str, overwrite: bool):
+  train_run = functools.partial(_runs.train_run, overwrite=overwrite)
   c = config.common
-  groups, runs = _runs_of(config, workdir)
+  groups, runs = _runs_of(config, workdir, train_run)
   b_simple = _measure_b_simple(config, workdir)
 
   def accuracies(variant, f, b):
@@ -420,7 +443,7 @@ def _report(config, table, breaks, b_simple, smith_le, claim, figures) -> str:
 
 
 def main(argv: Sequence[str]) -> None:
-  done = _common.run_main(argv, 'goyal', get_config, run)
+  done = _common.run_main(argv, 'goyal', get_config, run, check)
   if done is None:
     return
   _common.print_report_path(done[1])

@@ -23,6 +23,7 @@ lrjax choose" command).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from collections.abc import Sequence
@@ -188,10 +189,32 @@ def random_trials(config: RecipeConfig, seed: int, epochs: float) -> list:
   return trials
 
 
-def run(config: RecipeConfig, workdir: str, *, with_flags: bool = False):
-  """Chooses, trains and compares; writes the table, figure and report."""
+def check(config: RecipeConfig) -> None:
+  """Checks the settings and the data before anything trains or is written.
+
+  Raises:
+    ValueError: naming the flag and the fix.
+    FileNotFoundError: for a dataset that is not prepared.
+  """
   config.validate()
-  _common.start_workdir(workdir, config, with_flags=with_flags)
+  _common.check_common(config.common)
+
+
+def run(
+  config: RecipeConfig,
+  workdir: str,
+  *,
+  with_flags: bool = False,
+  overwrite: bool = False,
+):
+  """Chooses, trains and compares; writes the table, figure and report."""
+  check(config)
+  with _common.experiment_workdir(workdir, config, with_flags=with_flags):
+    return _run(config, workdir, overwrite)
+
+
+def _run(config: RecipeConfig, workdir: str, overwrite: bool):
+  train_run = functools.partial(_runs.train_run, overwrite=overwrite)
   c = config.common
   if config.recipe_only:
     seed = c.seeds[0]
@@ -207,7 +230,7 @@ def run(config: RecipeConfig, workdir: str, *, with_flags: bool = False):
     seed_dir = os.path.join(workdir, f'seed{seed}')
     chosen = choose(config, seed, seed_dir)
     chosen_all[seed] = chosen
-    recipe_run = _runs.train_run(
+    recipe_run = train_run(
       'recipe',
       seed,
       _common.train_config(
@@ -218,7 +241,7 @@ def run(config: RecipeConfig, workdir: str, *, with_flags: bool = False):
     groups['recipe'].append(
       (recipe_run, chosen['probe_examples'], chosen['lr'], chosen['batch'])
     )
-    base = _runs.train_run(
+    base = train_run(
       'hand-tuned',
       seed,
       _common.train_config(
@@ -235,7 +258,7 @@ def run(config: RecipeConfig, workdir: str, *, with_flags: bool = False):
       epochs = float(f'{total / n / config.random_trials:.4g}')
       trials = random_trials(config, seed, epochs)
       runs = [
-        _runs.train_run(
+        train_run(
           f'random{i}',
           seed,
           _common.train_config(
@@ -405,7 +428,7 @@ def _figures(groups, trials_all, workdir) -> dict[str, str]:
 
 
 def main(argv: Sequence[str]) -> None:
-  done = _common.run_main(argv, 'recipe', get_config, run)
+  done = _common.run_main(argv, 'recipe', get_config, run, check)
   if done is None:
     return
   _common.print_report_path(done[1])

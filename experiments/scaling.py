@@ -21,6 +21,7 @@ command resumes an interrupted grid.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from collections.abc import Sequence
 
@@ -98,13 +99,35 @@ def get_config() -> ScalingConfig:
     raise app.UsageError(f'a --scaling_* list has a bad number: {e}') from None
 
 
-def run(config: ScalingConfig, workdir: str, *, with_flags: bool = False):
+def check(config: ScalingConfig) -> None:
+  """Checks the settings and the data before anything trains or is written.
+
+  Raises:
+    ValueError: naming the flag and the fix.
+    FileNotFoundError: for a dataset that is not prepared.
+  """
+  config.validate()
+  _common.check_common(config.common)
+
+
+def run(
+  config: ScalingConfig,
+  workdir: str,
+  *,
+  with_flags: bool = False,
+  overwrite: bool = False,
+):
   """Trains (or reuses) the grid, fits, writes the table, figure, report."""
+  check(config)
+  with _common.experiment_workdir(workdir, config, with_flags=with_flags):
+    return _run(config, workdir, overwrite)
+
+
+def _run(config: ScalingConfig, workdir: str, overwrite: bool):
   from lrjax import recipe
   from lrjax import train as lrtrain
 
-  config.validate()
-  _common.start_workdir(workdir, config, with_flags=with_flags)
+  train_run = functools.partial(_runs.train_run, overwrite=overwrite)
   c = config.common
   grid = []
   n = lrtrain.resolve_task(
@@ -124,7 +147,7 @@ def run(config: ScalingConfig, workdir: str, *, with_flags: bool = False):
             num_epochs=budget,
             eval_every=budget,
           )
-          r = _runs.train_run(
+          r = train_run(
             name, seed, cfg, os.path.join(workdir, 'runs', name, f'seed{seed}')
           )
           losses.append(r.summary['test_loss'])
@@ -293,7 +316,7 @@ def _figures(fits, workdir) -> dict[str, str]:
 
 
 def main(argv: Sequence[str]) -> None:
-  done = _common.run_main(argv, 'scaling', get_config, run)
+  done = _common.run_main(argv, 'scaling', get_config, run, check)
   if done is None:
     return
   _common.print_report_path(done[1])
