@@ -522,12 +522,33 @@ def print_report_path(workdir: str) -> None:
   print(f'report: {os.path.join(workdir, "report.md")}')
 
 
+def verdict(held: bool | None) -> str:
+  """A claim's verdict in words: None (too few seeds to test) is not held.
+
+  Examples:
+    >>> [verdict(True), verdict(False), verdict(None)]
+    ['held', 'did NOT hold', 'not tested (1 seed)']
+  """
+  if held is None:
+    return 'not tested (1 seed)'
+  return 'held' if held else 'did NOT hold'
+
+
+def verdict_tag(held: bool | None) -> str:
+  """The verdict's tag for a console line: HELD, FAILED or UNTESTED."""
+  if held is None:
+    return 'UNTESTED'
+  return 'HELD    ' if held else 'FAILED  '
+
+
 def claim_lines(claims: Sequence[Mapping[str, Any]]) -> list[str]:
-  """report.md bullets: each claim, whether it held, and its detail."""
+  """report.md bullets: each claim, its verdict and its detail.
+
+  A claim's ``held`` is True, False or None; None (a comparison of seeds
+  with a single seed in a group) reads ``not tested (1 seed)``.
+  """
   return [
-    f'- {c["claim"]}: **{"held" if c["held"] else "did NOT hold"}** '
-    f'({c["detail"]}).'
-    for c in claims
+    f'- {c["claim"]}: **{verdict(c["held"])}** ({c["detail"]}).' for c in claims
   ]
 
 
@@ -730,23 +751,63 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def within_variation(
-  a: Sequence[float], b: Sequence[float], floor: float = 0.0
-) -> tuple[bool, float, float]:
-  """Whether two groups' means agree within their run-to-run variation.
+  a: Sequence[float], b: Sequence[float]
+) -> tuple[bool | None, float, float]:
+  """Whether two groups' means agree within their seed-to-seed variation.
 
-  The rule: |mean(a) - mean(b)| <= 2 * max(pooled std, floor), where the
-  pooled std is sqrt((std_a^2 + std_b^2) / 2) and `floor` (e.g. one test
-  example's worth of accuracy) keeps identical seeds from demanding equality.
+  The rule, with :math:`s` the sample standard deviation over seeds
+  (``ddof=1``):
+
+  .. math::
+     |\\bar a - \\bar b| \\le 2 \\sqrt{(s_a^2 + s_b^2) / 2}
+
+  The tolerance comes from the variation between seeds only (no floor:
+  two groups that agree to the last example over several seeds must agree
+  exactly). A group of one seed has no variation to measure, so the
+  comparison is not tested: ``held`` is None and the tolerance NaN.
+
+  Args:
+    a: one group's values, one per seed.
+    b: the other group's values, one per seed.
 
   Returns:
-    `(held, difference, tolerance)`.
+    ``(held, difference, tolerance)`` with difference ``mean(a) - mean(b)``;
+    ``held`` is None when either group has fewer than two seeds.
+
+  Examples:
+    >>> within_variation([0.9, 0.92], [0.91, 0.93])
+    (True, -0.010000000000000009, 0.028284271247461926)
+    >>> within_variation([0.9], [0.5])
+    (None, 0.4, nan)
   """
   mean_a, std_a = mean_std(a)
   mean_b, std_b = mean_std(b)
-  pooled = math.sqrt((std_a**2 + std_b**2) / 2)
-  tolerance = 2 * max(pooled, floor)
   difference = mean_a - mean_b
+  if min(len(a), len(b)) < 2:
+    return None, difference, math.nan
+  tolerance = 2 * math.sqrt((std_a**2 + std_b**2) / 2)
   return abs(difference) <= tolerance, difference, tolerance
+
+
+def exceeds(a: Sequence[float], b: Sequence[float]) -> bool | None:
+  """Whether mean(a) is above mean(b) beyond their seed-to-seed variation.
+
+  Args:
+    a: one group's values, one per seed.
+    b: the other group's values, one per seed.
+
+  Returns:
+    True when ``mean(a) - mean(b)`` exceeds :func:`within_variation`'s
+    tolerance, False otherwise, None when either group has one seed.
+
+  Examples:
+    >>> exceeds([1.0, 1.2], [0.5, 0.7]), exceeds([1.0], [0.5])
+    (True, None)
+  """
+  same, difference, _ = within_variation(a, b)
+  if same is None:
+    return None
+  return difference > 0 and not same
 
 
 def import_function(path: str) -> Callable[..., Any]:

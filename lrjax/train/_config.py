@@ -101,7 +101,8 @@ class TrainConfig:
     parallel: 'pmap' or 'shard_map' (``jax.jit(jax.shard_map(...))``).
     seed: seed of parameters, data order and augmentation.
     augment: use the dataset's deterministic augmentation.
-    log_every: log (and write metrics.jsonl) every this many updates.
+    log_every: write metrics.jsonl (and log a line at absl verbosity 1,
+      `--v=1`) every this many updates.
     prefetch: batches prepared ahead in a background thread (0 = on the
       main thread; best for small in-memory datasets and tiny models, where
       the thread hand-off costs more than the batch).
