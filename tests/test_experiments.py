@@ -83,8 +83,38 @@ def test_ramp_end_to_end_and_resume(tmp_path):
   claims = results['claims']
   assert [c['claim'].split()[0] for c in claims] == ['increase', 'increase']
   assert claims[1]['held'] is True  # 36 < 90 updates
+  # The projection's stages on 8 devices, by hand: decay 90 updates of 32
+  # (4 per device); increase 23 x 32, 8 x 92 (12), 3 x 244 (31), 2 x 548
+  # (ceil(548 / 8) = 69 per device), no accumulation under the 4096 cap.
+  projection = {r['schedule']: r for r in results['projection']['rows']}
+  stages = {
+    name: [
+      (s['batch_size'], s['updates'], s['devices'], s['micro_batch'])
+      for s in row['gpu_8_stages']
+    ]
+    for name, row in projection.items()
+  }
+  assert stages == {
+    'decay': [(32, 90, 8, 4)],
+    'increase': [
+      (32, 23, 8, 4),
+      (92, 8, 8, 12),
+      (244, 3, 8, 31),
+      (548, 2, 8, 69),
+    ],
+  }
+  assert results['projection']['devices'] == [1, 8, 64, 512]
+  assert '## Projected wall time on P devices' in _read(
+    os.path.join(workdir, 'report.md')
+  )
   _assert_outputs(
-    workdir, ['test_accuracy.png', 'train_loss.png', 'schedules.png']
+    workdir,
+    [
+      'test_accuracy.png',
+      'train_loss.png',
+      'schedules.png',
+      'projected_wall_time.png',
+    ],
   )
   table = _read(os.path.join(workdir, 'results.md'))
   assert '| decay |' in table and '2.50x' in table
@@ -204,7 +234,12 @@ def test_lrbench_end_to_end(tmp_path):
   workdir = str(tmp_path / 'lrbench')
   results = lrbench.run(config, workdir)
   rows = results['rows']
+  # One seed: ranked by position, the ranking itself not tested.
   assert [r['rank'] for r in rows] == [1, 2, 3]
+  assert [r['tied'] for r in rows] == [None, None, None]
+  assert 'the ranking is **not tested (1 seed)**' in _read(
+    os.path.join(workdir, 'report.md')
+  )
   top1 = [r['top1'][0] for r in rows]
   assert top1 == sorted(top1, reverse=True)
   kinds = {r['kind'] for r in rows}
@@ -464,10 +499,16 @@ def test_ramp_command_line_writes_flags_and_reruns(tmp_path):
   results = json.loads(_read(workdir / 'results.json'))
   updates = {r['schedule']: r['num_updates'] for r in results['rows']}
   assert updates == {'decay': 45, 'hybrid': 34}
-  assert 'HELD   hybrid needs fewer parameter updates than decay' in proc.stdout
+  assert 'HELD     hybrid needs fewer parameter updates than decay' in (
+    proc.stdout
+  )
+  # One seed: the accuracy comparison has no seed variation to test against.
+  same = 'hybrid reaches the same test accuracy as decay at equal epochs'
+  assert f'UNTESTED {same}\n' in proc.stdout
+  assert f'{same}: **not tested (1 seed)**' in _read(workdir / 'report.md')
+  tags = {True: 'HELD    ', False: 'FAILED  ', None: 'UNTESTED'}
   for claim in results['claims']:
-    verdict = 'HELD  ' if claim['held'] else 'FAILED'
-    assert f'{verdict} {claim["claim"]}\n' in proc.stdout
+    assert f'{tags[claim["held"]]} {claim["claim"]}\n' in proc.stdout
   config = json.loads(_read(workdir / 'config.json'))
   assert config['schedules'] == ['decay', 'hybrid']
   assert config['common']['epochs'] == 1.0
