@@ -73,6 +73,13 @@ MAX_BATCH_SIZE = flags.DEFINE_integer(
   'Hybrid: the batch grows up to this size, then the LR decays (0: about '
   'N/10, the paper recommendation).',
 )
+VARIANTS_MAX_BATCH_SIZE = flags.DEFINE_integer(
+  'variants_max_batch_size',
+  0,
+  'increased_lr and increased_momentum: the batch grows up to this size, '
+  'then the LR decays (0: the dataset size N, no cap; Smith et al. cap both '
+  'at 5120 on CIFAR-10).',
+)
 INCREASED_LR_FACTOR = flags.DEFINE_float(
   'increased_lr_factor',
   4.0,
@@ -200,6 +207,7 @@ class RampConfig:
   milestones: tuple[float, ...] = (10.0, 20.0, 30.0)
   decay_factor: float = 2.0
   max_batch_size: int = 0
+  variants_max_batch_size: int = 0
   increased_lr_factor: float = 4.0
   increased_momentum: float = 0.95
   adaptive_every: float = 2.0
@@ -266,6 +274,14 @@ class RampConfig:
         f'max_batch_size={self.max_batch_size} must be 0 or >= '
         f'batch_size={self.common.batch_size}'
       )
+    if (
+      self.variants_max_batch_size
+      and self.variants_max_batch_size < self.common.batch_size
+    ):
+      raise ValueError(
+        f'variants_max_batch_size={self.variants_max_batch_size} must be 0 '
+        f'or >= batch_size={self.common.batch_size}'
+      )
     if 'adaptive' not in self.schedules:
       return
     if not self.common.noise:
@@ -301,6 +317,7 @@ def get_config() -> RampConfig:
     milestones=tuple(float(m) for m in MILESTONES.value),
     decay_factor=DECAY_FACTOR.value,
     max_batch_size=MAX_BATCH_SIZE.value,
+    variants_max_batch_size=VARIANTS_MAX_BATCH_SIZE.value,
     increased_lr_factor=INCREASED_LR_FACTOR.value,
     increased_momentum=INCREASED_MOMENTUM.value,
     adaptive_every=ADAPTIVE_EVERY.value,
@@ -374,8 +391,8 @@ def build_plans(
     'constant': c.batch_size,
     'increase': num_examples,
     'hybrid': config.max_batch_size or None,
-    'increased_lr': num_examples,
-    'increased_momentum': num_examples,
+    'increased_lr': config.variants_max_batch_size or num_examples,
+    'increased_momentum': config.variants_max_batch_size or num_examples,
   }
   plans = {}
   names = list(config.schedules)

@@ -209,6 +209,31 @@ def test_ramp_config_errors_name_the_field():
       schedules=('decay', 'adaptive'),
       adaptive_every=3.0,
     ).validate()
+  for field, value in (
+    ('variants_max_batch_size', 8),
+    ('project_devices', (0, 8)),
+    ('gpu_allreduce_gbytes_per_s', 0.0),
+    ('tpu_allreduce_latency_us', -1.0),
+  ):
+    with pytest.raises(ValueError, match=field):
+      ramp.RampConfig(
+        common=TINY, milestones=(1.0,), **{field: value}
+      ).validate()
+
+
+def test_ramp_variant_cap_stops_the_increased_lr_batch():
+  # Exact form, LR x4: the increased-LR ramp starts at N / (1 + (N/32 - 1)
+  # / 4) = 1437 / 11.98 = 120.0 and would grow to 1437 / (1 + 43.9 / 12) =
+  # 308.4 at epoch 1 (decay_factor 3); the cap holds it at 160.
+  config = ramp.RampConfig(
+    common=TINY,
+    schedules=('decay', 'increased_lr'),
+    milestones=(1.0,),
+    decay_factor=3.0,
+    variants_max_batch_size=160,
+  )
+  plans = ramp.build_plans(config, 1437)
+  assert plans['increased_lr'].batch.batch_sizes == (120, 160)
 
 
 # ------------------------------------------------------------ lrbench
