@@ -94,6 +94,27 @@ LOG_EVERY = flags.DEFINE_integer(
 NOISE = flags.DEFINE_bool(
   'noise', True, 'Measure the gradient noise scale B_simple during training.'
 )
+NOISE_DECAY = flags.DEFINE_float(
+  'noise_decay',
+  0.95,
+  "EMA decay of the noise scale's two estimates, in [0, 1). Higher: a "
+  'steadier B_simple that lags more (the EMA averages about (1 + d) / '
+  '(1 - d) readings, 39 at 0.95, and trails by about 1 / (1 - d) = 20); '
+  'lower: a quicker but noisier one. One reading scatters widely once '
+  'B_simple is well above the batch, so keep it high there.',
+)
+NOISE_EVERY = flags.DEFINE_integer(
+  'noise_every',
+  1,
+  'Estimate the noise scale every this many updates (on one device each '
+  'estimate costs a sliced pass over the batch).',
+)
+NOISE_SLICES = flags.DEFINE_integer(
+  'noise_slices',
+  0,
+  'Slices of the batch for the one-device estimate (0: 4 when it divides '
+  'every batch size, else 2, else 1 = no one-device estimate).',
+)
 COMPILATION_CACHE_DIR = flags.DEFINE_string(
   'compilation_cache_dir',
   None,
@@ -194,6 +215,13 @@ register_bound('num_devices', 0, note=' (0 = all local devices)')
 register_bound('max_device_batch', 1)
 register_bound('eval_every', 0, strict=True, note=' epochs')
 register_bound('log_every', 1, note=' update')
+flags.register_validator(
+  'noise_decay',
+  lambda v: 0.0 <= v < 1.0,
+  message='--noise_decay must be in [0, 1), e.g. 0.95',
+)
+register_bound('noise_every', 1, note=' update')
+register_bound('noise_slices', 0, note=' (0 = automatic)')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -216,6 +244,9 @@ class CommonConfig:
   eval_every: float = 1.0
   log_every: int = 10
   noise: bool = True
+  noise_decay: float = 0.95
+  noise_every: int = 1
+  noise_slices: int = 0
   compilation_cache_dir: str | None = None
   augment: bool = False
   checkpoint_every: int = 0
@@ -243,6 +274,9 @@ def common_config() -> CommonConfig:
     eval_every=EVAL_EVERY.value,
     log_every=LOG_EVERY.value,
     noise=NOISE.value,
+    noise_decay=NOISE_DECAY.value,
+    noise_every=NOISE_EVERY.value,
+    noise_slices=NOISE_SLICES.value,
     compilation_cache_dir=COMPILATION_CACHE_DIR.value,
     augment=AUGMENT.value,
     checkpoint_every=CHECKPOINT_EVERY.value,
@@ -420,17 +454,44 @@ def check_train_configs(configs: Sequence[Any], num_examples: int) -> None:
     )
 
 
-def noise_config(enabled: bool, batch_sizes: Sequence[int]):
+def noise_config(common: CommonConfig, batch_sizes: Sequence[int]) -> Any:
   """The trainer's noise-scale settings for runs with these batch sizes.
 
   On one device the estimate compares a slice of the batch with the whole
-  batch, so the slice count must divide every batch size: 4 slices when it
-  does, else 2, else 1 (no one-device estimate).
+  batch, so the slice count must divide every batch size: `--noise_slices`
+  when set, else 4 when it divides them, else 2, else 1 (no one-device
+  estimate). The EMA decay and interval come from `--noise_decay` and
+  `--noise_every`.
+
+  Args:
+    common: the common settings (`--noise`, `--noise_decay`,
+      `--noise_every`, `--noise_slices`).
+    batch_sizes: every batch size the runs train with.
+
+  Returns:
+    A `lrjax.train.NoiseConfig`.
+
+  Raises:
+    ValueError: when `--noise_slices` does not divide a batch size.
   """
   from lrjax import train as lrtrain
 
-  slices = next((k for k in (4, 2) if all(b % k == 0 for b in batch_sizes)), 1)
-  return lrtrain.NoiseConfig(enabled=enabled, num_slices=slices)
+  slices = common.noise_slices
+  if slices and any(b % slices for b in batch_sizes):
+    raise ValueError(
+      f'noise_slices={slices} must divide every batch size '
+      f'{sorted(set(batch_sizes))}; pick a divisor or 0 (automatic)'
+    )
+  if not slices:
+    slices = next(
+      (k for k in (4, 2) if all(b % k == 0 for b in batch_sizes)), 1
+    )
+  return lrtrain.NoiseConfig(
+    enabled=common.noise,
+    decay=common.noise_decay,
+    every=common.noise_every,
+    num_slices=slices,
+  )
 
 
 def dry_run(config: Any, workdir: str) -> bool:

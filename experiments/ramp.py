@@ -459,7 +459,7 @@ def train_config(config: RampConfig, plan: Plan, seed: int):
     lr=plan.lr,
     seed=seed,
     momentum=plan.momentum,
-    noise=_common.noise_config(c.noise, plan.batch_sizes),
+    noise=_common.noise_config(c, plan.batch_sizes),
   )
 
 
