@@ -539,12 +539,18 @@ def _figures(runs, workdir) -> dict[str, str]:
   }
   train = {k: [r.train for r in g] for k, g in runs.items()}
   test = {k: [r.test for r in g] for k, g in runs.items()}
+  lrs = np.concatenate(
+    [np.asarray(r['lr'], float) for g in train.values() for r in g]
+  )
+  lrs = lrs[np.isfinite(lrs) & (lrs > 0)]
   plots.plot_curves(
     train,
     x='epoch',
     y='lr',
     labels=labels,
     band='range',
+    # A log axis once the policies span a decade or more.
+    logy=bool(lrs.size and lrs.max() >= 10 * lrs.min()),
     path=os.path.join(workdir, 'lr_curves.png'),
   )
   plots.plot_curves(
@@ -554,10 +560,15 @@ def _figures(runs, workdir) -> dict[str, str]:
     labels=labels,
     path=os.path.join(workdir, 'accuracy_vs_epochs.png'),
   )
-  for cost, xlabel, name in (
-    ('wall_seconds', 'wall seconds', 'accuracy_vs_cost.png'),
-    ('num_updates', 'parameter updates', 'accuracy_vs_updates.png'),
-  ):
+  costs = [('wall_seconds', 'wall seconds', 'accuracy_vs_cost.png')]
+  # Against updates only where the policies' update counts differ: with one
+  # batch size for all (the usual case) the plot would be one vertical line.
+  updates = {r.summary['num_updates'] for g in runs.values() for r in g}
+  if len(updates) > 1:
+    costs.append(
+      ('num_updates', 'parameter updates', 'accuracy_vs_updates.png')
+    )
+  for cost, xlabel, name in costs:
     plots.plot_accuracy_vs_cost(
       {
         k: [(r.summary[cost], r.summary['final']['top1']) for r in g]
@@ -568,12 +579,14 @@ def _figures(runs, workdir) -> dict[str, str]:
       path=os.path.join(workdir, name),
     )
   plt.close('all')
-  return {
+  figures = {
     'lr_curves.png': 'Learning rate in force against epochs',
     'accuracy_vs_epochs.png': 'Test accuracy against epochs',
     'accuracy_vs_cost.png': 'Final test accuracy against wall time',
-    'accuracy_vs_updates.png': 'Final test accuracy against updates',
   }
+  if len(updates) > 1:
+    figures['accuracy_vs_updates.png'] = 'Final test accuracy against updates'
+  return figures
 
 
 def _report(config, rows, table, figures) -> str:
