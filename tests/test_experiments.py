@@ -284,9 +284,11 @@ def test_lrbench_end_to_end(tmp_path):
       'lr_curves.png',
       'accuracy_vs_epochs.png',
       'accuracy_vs_cost.png',
-      'accuracy_vs_updates.png',
     ],
   )
+  # Every policy made 90 updates: a plot against updates would say nothing.
+  assert not os.path.exists(os.path.join(workdir, 'accuracy_vs_updates.png'))
+  assert 'accuracy_vs_updates.png' not in results['figures']
 
 
 def test_prediction_metrics_hand_computed():
@@ -405,8 +407,12 @@ def test_sharpness_end_to_end(tmp_path):
     )
     assert math.isfinite(row['top_eigenvalue'][0])
   assert results['interpolation']['alphas'] == [-1.0, -0.25, 0.5, 1.25, 2.0]
-  # sharper: 2 sharpness values + eigenvalue; warm start: 2; test accuracy.
-  assert len(results['claims']) == 6
+  # From y = 0 the ascent starts at phi = 0 and only climbs.
+  for row in rows.values():
+    assert row['sharpness_full_0.001_from_zero'][0] >= 0.0
+  # sharper: 3 sharpness values (full from the half box and from y = 0,
+  # subspace) + eigenvalue; warm start: 2; test accuracy.
+  assert len(results['claims']) == 7
   _assert_outputs(
     workdir,
     [
