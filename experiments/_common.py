@@ -95,6 +95,27 @@ LOG_EVERY = flags.DEFINE_integer(
 NOISE = flags.DEFINE_bool(
   'noise', True, 'Measure the gradient noise scale B_simple during training.'
 )
+NOISE_DECAY = flags.DEFINE_float(
+  'noise_decay',
+  0.95,
+  "EMA decay of the noise scale's two estimates, in [0, 1). Higher: a "
+  'steadier B_simple that lags more (the EMA averages about (1 + d) / '
+  '(1 - d) readings, 39 at 0.95, and trails by about 1 / (1 - d) = 20); '
+  'lower: a quicker but noisier one. One reading scatters widely once '
+  'B_simple is well above the batch, so keep it high there.',
+)
+NOISE_EVERY = flags.DEFINE_integer(
+  'noise_every',
+  1,
+  'Estimate the noise scale every this many updates (on one device each '
+  'estimate costs a sliced pass over the batch).',
+)
+NOISE_SLICES = flags.DEFINE_integer(
+  'noise_slices',
+  0,
+  'Slices of the batch for the one-device estimate (0: 4 when it divides '
+  'every batch size, else 2, else 1 = no one-device estimate).',
+)
 COMPILATION_CACHE_DIR = flags.DEFINE_string(
   'compilation_cache_dir',
   None,
@@ -202,6 +223,13 @@ register_bound('num_devices', 0, note=' (0 = all local devices)')
 register_bound('max_device_batch', 1)
 register_bound('eval_every', 0, strict=True, note=' epochs')
 register_bound('log_every', 1, note=' update')
+flags.register_validator(
+  'noise_decay',
+  lambda v: 0.0 <= v < 1.0,
+  message='--noise_decay must be in [0, 1), e.g. 0.95',
+)
+register_bound('noise_every', 1, note=' update')
+register_bound('noise_slices', 0, note=' (0 = automatic)')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,6 +252,9 @@ class CommonConfig:
   eval_every: float = 1.0
   log_every: int = 10
   noise: bool = True
+  noise_decay: float = 0.95
+  noise_every: int = 1
+  noise_slices: int = 0
   compilation_cache_dir: str | None = None
   augment: bool = False
   checkpoint_every: int = 0
@@ -252,6 +283,9 @@ def common_config() -> CommonConfig:
     eval_every=EVAL_EVERY.value,
     log_every=LOG_EVERY.value,
     noise=NOISE.value,
+    noise_decay=NOISE_DECAY.value,
+    noise_every=NOISE_EVERY.value,
+    noise_slices=NOISE_SLICES.value,
     compilation_cache_dir=COMPILATION_CACHE_DIR.value,
     augment=AUGMENT.value,
     checkpoint_every=CHECKPOINT_EVERY.value,
@@ -420,17 +454,44 @@ def check_train_configs(configs: Sequence[Any], num_examples: int) -> None:
     )
 
 
-def noise_config(enabled: bool, batch_sizes: Sequence[int]):
+def noise_config(common: CommonConfig, batch_sizes: Sequence[int]) -> Any:
   """The trainer's noise-scale settings for runs with these batch sizes.
 
   On one device the estimate compares a slice of the batch with the whole
-  batch, so the slice count must divide every batch size: 4 slices when it
-  does, else 2, else 1 (no one-device estimate).
+  batch, so the slice count must divide every batch size: `--noise_slices`
+  when set, else 4 when it divides them, else 2, else 1 (no one-device
+  estimate). The EMA decay and interval come from `--noise_decay` and
+  `--noise_every`.
+
+  Args:
+    common: the common settings (`--noise`, `--noise_decay`,
+      `--noise_every`, `--noise_slices`).
+    batch_sizes: every batch size the runs train with.
+
+  Returns:
+    A `lrjax.train.NoiseConfig`.
+
+  Raises:
+    ValueError: when `--noise_slices` does not divide a batch size.
   """
   from lrjax import train as lrtrain
 
-  slices = next((k for k in (4, 2) if all(b % k == 0 for b in batch_sizes)), 1)
-  return lrtrain.NoiseConfig(enabled=enabled, num_slices=slices)
+  slices = common.noise_slices
+  if slices and any(b % slices for b in batch_sizes):
+    raise ValueError(
+      f'noise_slices={slices} must divide every batch size '
+      f'{sorted(set(batch_sizes))}; pick a divisor or 0 (automatic)'
+    )
+  if not slices:
+    slices = next(
+      (k for k in (4, 2) if all(b % k == 0 for b in batch_sizes)), 1
+    )
+  return lrtrain.NoiseConfig(
+    enabled=common.noise,
+    decay=common.noise_decay,
+    every=common.noise_every,
+    num_slices=slices,
+  )
 
 
 def dry_run(config: Any, workdir: str) -> bool:
@@ -522,12 +583,33 @@ def print_report_path(workdir: str) -> None:
   print(f'report: {os.path.join(workdir, "report.md")}')
 
 
+def verdict(held: bool | None) -> str:
+  """A claim's verdict in words: None (too few seeds to test) is not held.
+
+  Examples:
+    >>> [verdict(True), verdict(False), verdict(None)]
+    ['held', 'did NOT hold', 'not tested (1 seed)']
+  """
+  if held is None:
+    return 'not tested (1 seed)'
+  return 'held' if held else 'did NOT hold'
+
+
+def verdict_tag(held: bool | None) -> str:
+  """The verdict's tag for a console line: HELD, FAILED or UNTESTED."""
+  if held is None:
+    return 'UNTESTED'
+  return 'HELD    ' if held else 'FAILED  '
+
+
 def claim_lines(claims: Sequence[Mapping[str, Any]]) -> list[str]:
-  """report.md bullets: each claim, whether it held, and its detail."""
+  """report.md bullets: each claim, its verdict and its detail.
+
+  A claim's ``held`` is True, False or None; None (a comparison of seeds
+  with a single seed in a group) reads ``not tested (1 seed)``.
+  """
   return [
-    f'- {c["claim"]}: **{"held" if c["held"] else "did NOT hold"}** '
-    f'({c["detail"]}).'
-    for c in claims
+    f'- {c["claim"]}: **{verdict(c["held"])}** ({c["detail"]}).' for c in claims
   ]
 
 
@@ -730,23 +812,63 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def within_variation(
-  a: Sequence[float], b: Sequence[float], floor: float = 0.0
-) -> tuple[bool, float, float]:
-  """Whether two groups' means agree within their run-to-run variation.
+  a: Sequence[float], b: Sequence[float]
+) -> tuple[bool | None, float, float]:
+  """Whether two groups' means agree within their seed-to-seed variation.
 
-  The rule: |mean(a) - mean(b)| <= 2 * max(pooled std, floor), where the
-  pooled std is sqrt((std_a^2 + std_b^2) / 2) and `floor` (e.g. one test
-  example's worth of accuracy) keeps identical seeds from demanding equality.
+  The rule, with :math:`s` the sample standard deviation over seeds
+  (``ddof=1``):
+
+  .. math::
+     |\\bar a - \\bar b| \\le 2 \\sqrt{(s_a^2 + s_b^2) / 2}
+
+  The tolerance comes from the variation between seeds only (no floor:
+  two groups that agree to the last example over several seeds must agree
+  exactly). A group of one seed has no variation to measure, so the
+  comparison is not tested: ``held`` is None and the tolerance NaN.
+
+  Args:
+    a: one group's values, one per seed.
+    b: the other group's values, one per seed.
 
   Returns:
-    `(held, difference, tolerance)`.
+    ``(held, difference, tolerance)`` with difference ``mean(a) - mean(b)``;
+    ``held`` is None when either group has fewer than two seeds.
+
+  Examples:
+    >>> within_variation([0.9, 0.92], [0.91, 0.93])
+    (True, -0.010000000000000009, 0.028284271247461926)
+    >>> within_variation([0.9], [0.5])
+    (None, 0.4, nan)
   """
   mean_a, std_a = mean_std(a)
   mean_b, std_b = mean_std(b)
-  pooled = math.sqrt((std_a**2 + std_b**2) / 2)
-  tolerance = 2 * max(pooled, floor)
   difference = mean_a - mean_b
+  if min(len(a), len(b)) < 2:
+    return None, difference, math.nan
+  tolerance = 2 * math.sqrt((std_a**2 + std_b**2) / 2)
   return abs(difference) <= tolerance, difference, tolerance
+
+
+def exceeds(a: Sequence[float], b: Sequence[float]) -> bool | None:
+  """Whether mean(a) is above mean(b) beyond their seed-to-seed variation.
+
+  Args:
+    a: one group's values, one per seed.
+    b: the other group's values, one per seed.
+
+  Returns:
+    True when ``mean(a) - mean(b)`` exceeds :func:`within_variation`'s
+    tolerance, False otherwise, None when either group has one seed.
+
+  Examples:
+    >>> exceeds([1.0, 1.2], [0.5, 0.7]), exceeds([1.0], [0.5])
+    (True, None)
+  """
+  same, difference, _ = within_variation(a, b)
+  if same is None:
+    return None
+  return difference > 0 and not same
 
 
 def import_function(path: str) -> Callable[..., Any]:

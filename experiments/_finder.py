@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from absl import flags
+from absl import flags, logging
 
 from experiments import _common
 
@@ -168,8 +168,14 @@ def range_test(
   sampler = lrdata.Sampler(train.num_examples, seed=seed)
   batch_size = common.batch_size
 
+  every = max(finder.steps // 10, 1)
+
   def batches():
+    step = 0
     while True:
+      if step % every == 0:
+        logging.info('range test: step %d/%d', step, finder.steps)
+      step += 1
       yield train.take(sampler.next(batch_size))
 
   result = lrfinder.lr_range_test(
@@ -180,6 +186,13 @@ def range_test(
     min_lr=finder.min_lr,
     max_lr=finder.max_lr,
     num_steps=finder.steps,
+  )
+  logging.info(
+    'range test: done after %d of %d steps, suggested LR %.4g (%s)',
+    len(result.lrs),
+    finder.steps,
+    result.suggestions[finder.suggestion],
+    finder.suggestion,
   )
   out = _common.jsonable(
     {

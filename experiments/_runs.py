@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
+from absl import logging
 
 from experiments import _common
 
@@ -86,6 +87,7 @@ def train_run(
   *,
   extra: Mapping[str, Any] | None = None,
   overwrite: bool = False,
+  progress: str = '',
 ) -> Run:
   """Trains one run into `workdir` (or reuses a finished one) and reads it.
 
@@ -106,6 +108,10 @@ def train_run(
     extra: the experiment's settings the summary depends on besides the
       trainer config (e.g. what `after` computes), JSON-ready.
     overwrite: train afresh, deleting what `workdir` holds.
+    progress: where this run stands among the experiment's runs, e.g.
+      ``'policy 2/7, seed 1/3'``; logged at INFO with the group's name
+      before the run trains or is reused (the trainer's own step lines
+      are at absl verbosity 1).
 
   Returns:
     The finished run.
@@ -121,6 +127,13 @@ def train_run(
   if overwrite and os.path.exists(summary_path):
     os.remove(summary_path)
   summary = _common.read_json(summary_path)
+  if progress:
+    logging.info(
+      '%s (%s): %s',
+      progress,
+      group,
+      'reusing the finished run' if summary is not None else 'training',
+    )
   if summary is not None:
     _check_summary(summary, config, extra, workdir)
   else:

@@ -357,8 +357,9 @@ def _run(config: LrBenchConfig, workdir: str, overwrite: bool):
       os.remove(path)
   policies = resolve_policies(config, workdir)
   runs: dict[str, list[_runs.Run]] = {}
+  seeds = config.common.seeds
   for index, (label, entry) in enumerate(policies.items()):
-    for seed in config.common.seeds:
+    for j, seed in enumerate(seeds, 1):
       run_dir = os.path.join(workdir, 'runs', f'policy{index}', f'seed{seed}')
       runs.setdefault(label, []).append(
         _runs.train_run(
@@ -369,12 +370,12 @@ def _run(config: LrBenchConfig, workdir: str, overwrite: bool):
           after=_after(config.common, seed, metric_fns),
           extra={'metrics': sorted(metric_fns)},
           overwrite=overwrite,
+          progress=f'policy {index + 1}/{len(policies)}, seed {j}/{len(seeds)}',
         )
       )
-  rows = _rows(runs, policies, config.target_accuracy, list(metric_fns))
-  rows.sort(key=lambda r: -r['top1'][0])
-  for rank, row in enumerate(rows, 1):
-    row['rank'] = rank
+  rows = rank_with_ties(
+    _rows(runs, policies, config.target_accuracy, list(metric_fns))
+  )
   table = _table(rows, config.target_accuracy, list(metric_fns))
   figures = _figures(runs, workdir)
   results = {
@@ -411,6 +412,7 @@ def _rows(runs, policies, target, extra) -> list[dict[str, Any]]:
     }
     for key in (*_METRIC_KEYS, *extra):
       row[key] = _common.mean_std([f[key] for f in finals])
+    row['top1_per_seed'] = [f['top1'] for f in finals]
     reach = [_to_target(r, target) for r in group]
     reached = [u for u, _ in reach if not math.isnan(u)]
     row['reached_target'] = f'{len(reached)}/{len(group)}'
@@ -426,6 +428,55 @@ def _rows(runs, policies, target, extra) -> list[dict[str, Any]]:
     )
     rows.append(row)
   return rows
+
+
+def rank_with_ties(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+  """Ranks policies by mean top-1 accuracy, tying those within seed noise.
+
+  Rows are sorted by mean top-1 (highest first). Walking down the list,
+  a row shares the rank of its group's leader (the group's first row) when
+  the two agree within their seed-to-seed variation
+  (:func:`experiments._common.within_variation` on ``top1_per_seed``);
+  otherwise it starts a new group, ranked by its position (competition
+  ranking: 1, 1, 3). With one seed in any row nothing can be told from the
+  noise: every row is ranked by its position and ``tied`` is None.
+
+  Args:
+    rows: one dict per policy with ``top1_per_seed`` (a list of accuracies).
+
+  Returns:
+    The rows, sorted, each with ``rank`` (int) and ``tied``: True when
+    another row shares its rank, False when none does, None when the
+    ranking is not tested (one seed).
+
+  Examples:
+    >>> rows = rank_with_ties([
+    ...   {'policy': 'a', 'top1_per_seed': [0.90, 0.92]},
+    ...   {'policy': 'b', 'top1_per_seed': [0.91, 0.92]},
+    ...   {'policy': 'c', 'top1_per_seed': [0.70, 0.71]},
+    ... ])
+    >>> [(r['policy'], r['rank'], r['tied']) for r in rows]
+    [('b', 1, True), ('a', 1, True), ('c', 3, False)]
+  """
+  ordered = sorted(rows, key=lambda r: -float(np.mean(r['top1_per_seed'])))
+  tested = all(len(r['top1_per_seed']) >= 2 for r in ordered)
+  leader: dict[str, Any] | None = None
+  for position, row in enumerate(ordered, 1):
+    if (
+      tested
+      and leader is not None
+      and _common.within_variation(
+        leader['top1_per_seed'], row['top1_per_seed']
+      )[0]
+    ):
+      row['rank'] = leader['rank']
+    else:
+      row['rank'] = position
+      leader = row
+  ranks = [r['rank'] for r in ordered]
+  for row in ordered:
+    row['tied'] = ranks.count(row['rank']) > 1 if tested else None
+  return ordered
 
 
 def _ms(pair: tuple[float, float], scale: float = 1.0, digits: int = 2) -> str:
@@ -456,7 +507,7 @@ def _table(rows, target, extra) -> str:
   for r in rows:
     lines.append(
       [
-        r['rank'],
+        f'={r["rank"]}' if r['tied'] else str(r['rank']),
         f'`{r["policy"]}`',
         r['kind'],
         _ms(r['top1'], 100),
@@ -488,12 +539,18 @@ def _figures(runs, workdir) -> dict[str, str]:
   }
   train = {k: [r.train for r in g] for k, g in runs.items()}
   test = {k: [r.test for r in g] for k, g in runs.items()}
+  lrs = np.concatenate(
+    [np.asarray(r['lr'], float) for g in train.values() for r in g]
+  )
+  lrs = lrs[np.isfinite(lrs) & (lrs > 0)]
   plots.plot_curves(
     train,
     x='epoch',
     y='lr',
     labels=labels,
     band='range',
+    # A log axis once the policies span a decade or more.
+    logy=bool(lrs.size and lrs.max() >= 10 * lrs.min()),
     path=os.path.join(workdir, 'lr_curves.png'),
   )
   plots.plot_curves(
@@ -503,10 +560,15 @@ def _figures(runs, workdir) -> dict[str, str]:
     labels=labels,
     path=os.path.join(workdir, 'accuracy_vs_epochs.png'),
   )
-  for cost, xlabel, name in (
-    ('wall_seconds', 'wall seconds', 'accuracy_vs_cost.png'),
-    ('num_updates', 'parameter updates', 'accuracy_vs_updates.png'),
-  ):
+  costs = [('wall_seconds', 'wall seconds', 'accuracy_vs_cost.png')]
+  # Against updates only where the policies' update counts differ: with one
+  # batch size for all (the usual case) the plot would be one vertical line.
+  updates = {r.summary['num_updates'] for g in runs.values() for r in g}
+  if len(updates) > 1:
+    costs.append(
+      ('num_updates', 'parameter updates', 'accuracy_vs_updates.png')
+    )
+  for cost, xlabel, name in costs:
     plots.plot_accuracy_vs_cost(
       {
         k: [(r.summary[cost], r.summary['final']['top1']) for r in g]
@@ -517,12 +579,14 @@ def _figures(runs, workdir) -> dict[str, str]:
       path=os.path.join(workdir, name),
     )
   plt.close('all')
-  return {
+  figures = {
     'lr_curves.png': 'Learning rate in force against epochs',
     'accuracy_vs_epochs.png': 'Test accuracy against epochs',
     'accuracy_vs_cost.png': 'Final test accuracy against wall time',
-    'accuracy_vs_updates.png': 'Final test accuracy against updates',
   }
+  if len(updates) > 1:
+    figures['accuracy_vs_updates.png'] = 'Final test accuracy against updates'
+  return figures
 
 
 def _report(config, rows, table, figures) -> str:
@@ -533,14 +597,35 @@ def _report(config, rows, table, figures) -> str:
     '',
     f'{c.dataset}, model {c.model}, {c.optimizer} with momentum '
     f'{c.momentum:g}, batch {c.batch_size}, {c.epochs:g} epochs, seeds '
-    f'{", ".join(map(str, c.seeds))}. Ranked by mean top-1 test accuracy.',
+    f'{", ".join(map(str, c.seeds))}. Ranked by mean top-1 test accuracy; '
+    'policies whose top-1 agrees with the leader of their group within '
+    'seed-to-seed variation (|difference| <= 2 x pooled seed std) share '
+    'its rank (`=k`). Every metric is mean ± std over seeds.',
     '',
     table,
     '## Findings',
     '',
-    f'- Best policy: `{best["policy"]}` ({best["kind"]}-based) with '
-    f'{_ms(best["top1"], 100)} % top-1.',
   ]
+  top = [r for r in rows if r['rank'] == 1]
+  if best['tied'] is None:
+    lines.append(
+      f'- Highest mean top-1: `{best["policy"]}` ({best["kind"]}-based, '
+      f'{_ms(best["top1"], 100)} %); the ranking is **not tested (1 seed)**: '
+      'with one seed the differences cannot be told from seed noise.'
+    )
+  elif len(top) > 1:
+    lines.append(
+      f'- No single best policy: {len(top)} tie within seed noise for rank '
+      '1: '
+      + ', '.join(f'`{r["policy"]}` ({_ms(r["top1"], 100)} %)' for r in top)
+      + '.'
+    )
+  else:
+    lines.append(
+      f'- Best policy: `{best["policy"]}` ({best["kind"]}-based) with '
+      f'{_ms(best["top1"], 100)} % top-1, ahead of the next beyond seed '
+      'noise.'
+    )
   for kind in ('formula', 'state', 'exploration'):
     of_kind = [r for r in rows if r['kind'] == kind]
     if of_kind:

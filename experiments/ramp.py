@@ -37,6 +37,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 from absl import app, flags, logging
 
 from experiments import _common, _runs
@@ -72,6 +73,13 @@ MAX_BATCH_SIZE = flags.DEFINE_integer(
   'Hybrid: the batch grows up to this size, then the LR decays (0: about '
   'N/10, the paper recommendation).',
 )
+VARIANTS_MAX_BATCH_SIZE = flags.DEFINE_integer(
+  'variants_max_batch_size',
+  0,
+  'increased_lr and increased_momentum: the batch grows up to this size, '
+  'then the LR decays (0: the dataset size N, no cap; Smith et al. cap both '
+  'at 5120 on CIFAR-10).',
+)
 INCREASED_LR_FACTOR = flags.DEFINE_float(
   'increased_lr_factor',
   4.0,
@@ -94,6 +102,36 @@ ADAPTIVE_MAX_BATCH_SIZE = flags.DEFINE_integer(
   0,
   'adaptive: the largest batch (0: the last batch of the increase '
   'schedule, so both end at about the same noise scale).',
+)
+
+PROJECT_DEVICES = flags.DEFINE_list(
+  'project_devices',
+  ['1', '8', '64', '512'],
+  "Device counts P at which the report projects each schedule's wall time "
+  '(measured per-device step time plus a ring all-reduce of the gradients).',
+)
+GPU_LATENCY_US = flags.DEFINE_float(
+  'gpu_allreduce_latency_us',
+  10.0,
+  'Projection, GPU cluster: microseconds per ring step of the all-reduce '
+  '(alpha; an assumption, see BUILD.md).',
+)
+GPU_BANDWIDTH = flags.DEFINE_float(
+  'gpu_allreduce_gbytes_per_s',
+  50.0,
+  'Projection, GPU cluster: GB/s each device sends to its ring neighbour '
+  '(beta; one 400 Gb/s InfiniBand NDR port per GPU, see BUILD.md).',
+)
+TPU_LATENCY_US = flags.DEFINE_float(
+  'tpu_allreduce_latency_us',
+  5.0,
+  'Projection, TPU slice: microseconds per ring step (an assumption).',
+)
+TPU_BANDWIDTH = flags.DEFINE_float(
+  'tpu_allreduce_gbytes_per_s',
+  100.0,
+  "Projection, TPU slice: GB/s per ring neighbour (one of a v5e chip's "
+  'four ICI ports, 400 GB/s in all, see BUILD.md).',
 )
 
 
@@ -169,14 +207,54 @@ class RampConfig:
   milestones: tuple[float, ...] = (10.0, 20.0, 30.0)
   decay_factor: float = 2.0
   max_batch_size: int = 0
+  variants_max_batch_size: int = 0
   increased_lr_factor: float = 4.0
   increased_momentum: float = 0.95
   adaptive_every: float = 2.0
   adaptive_max_growth: float = 2.0
   adaptive_max_batch_size: int = 0
+  project_devices: tuple[int, ...] = (1, 8, 64, 512)
+  gpu_allreduce_latency_us: float = 10.0
+  gpu_allreduce_gbytes_per_s: float = 50.0
+  tpu_allreduce_latency_us: float = 5.0
+  tpu_allreduce_gbytes_per_s: float = 100.0
+
+  def links(self) -> dict[str, Any]:
+    """The projection's all-reduce link models, by name."""
+    from lrjax import parallel_cost
+
+    return {
+      'gpu': parallel_cost.Link(
+        self.gpu_allreduce_latency_us * 1e-6,
+        self.gpu_allreduce_gbytes_per_s * 1e9,
+        'GPU cluster',
+      ),
+      'tpu': parallel_cost.Link(
+        self.tpu_allreduce_latency_us * 1e-6,
+        self.tpu_allreduce_gbytes_per_s * 1e9,
+        'TPU slice',
+      ),
+    }
 
   def validate(self) -> None:
     """Raises ValueError naming the field and the fix."""
+    if not self.project_devices or any(p < 1 for p in self.project_devices):
+      raise ValueError(
+        f'project_devices={self.project_devices!r} must be device counts '
+        '>= 1, e.g. 1,8,64,512'
+      )
+    for name in (
+      'gpu_allreduce_latency_us',
+      'tpu_allreduce_latency_us',
+    ):
+      if not getattr(self, name) >= 0:
+        raise ValueError(f'{name}={getattr(self, name)} must be >= 0')
+    for name in (
+      'gpu_allreduce_gbytes_per_s',
+      'tpu_allreduce_gbytes_per_s',
+    ):
+      if not getattr(self, name) > 0:
+        raise ValueError(f'{name}={getattr(self, name)} must be > 0')
     unknown = [s for s in self.schedules if s not in SCHEDULES]
     if unknown or not self.schedules:
       raise ValueError(f'schedules={self.schedules!r} must be from {SCHEDULES}')
@@ -195,6 +273,14 @@ class RampConfig:
       raise ValueError(
         f'max_batch_size={self.max_batch_size} must be 0 or >= '
         f'batch_size={self.common.batch_size}'
+      )
+    if (
+      self.variants_max_batch_size
+      and self.variants_max_batch_size < self.common.batch_size
+    ):
+      raise ValueError(
+        f'variants_max_batch_size={self.variants_max_batch_size} must be 0 '
+        f'or >= batch_size={self.common.batch_size}'
       )
     if 'adaptive' not in self.schedules:
       return
@@ -231,11 +317,17 @@ def get_config() -> RampConfig:
     milestones=tuple(float(m) for m in MILESTONES.value),
     decay_factor=DECAY_FACTOR.value,
     max_batch_size=MAX_BATCH_SIZE.value,
+    variants_max_batch_size=VARIANTS_MAX_BATCH_SIZE.value,
     increased_lr_factor=INCREASED_LR_FACTOR.value,
     increased_momentum=INCREASED_MOMENTUM.value,
     adaptive_every=ADAPTIVE_EVERY.value,
     adaptive_max_growth=ADAPTIVE_MAX_GROWTH.value,
     adaptive_max_batch_size=ADAPTIVE_MAX_BATCH_SIZE.value,
+    project_devices=tuple(int(p) for p in PROJECT_DEVICES.value),
+    gpu_allreduce_latency_us=GPU_LATENCY_US.value,
+    gpu_allreduce_gbytes_per_s=GPU_BANDWIDTH.value,
+    tpu_allreduce_latency_us=TPU_LATENCY_US.value,
+    tpu_allreduce_gbytes_per_s=TPU_BANDWIDTH.value,
   )
 
 
@@ -299,8 +391,8 @@ def build_plans(
     'constant': c.batch_size,
     'increase': num_examples,
     'hybrid': config.max_batch_size or None,
-    'increased_lr': num_examples,
-    'increased_momentum': num_examples,
+    'increased_lr': config.variants_max_batch_size or num_examples,
+    'increased_momentum': config.variants_max_batch_size or num_examples,
   }
   plans = {}
   names = list(config.schedules)
@@ -367,7 +459,7 @@ def train_config(config: RampConfig, plan: Plan, seed: int):
     lr=plan.lr,
     seed=seed,
     momentum=plan.momentum,
-    noise=_common.noise_config(c.noise, plan.batch_sizes),
+    noise=_common.noise_config(c, plan.batch_sizes),
   )
 
 
@@ -464,7 +556,7 @@ def _mean(values: Sequence[float]) -> float:
 
 
 def _claims(
-  runs: Mapping[str, list[_runs.Run]], baseline: str, floor: float
+  runs: Mapping[str, list[_runs.Run]], baseline: str
 ) -> list[dict[str, Any]]:
   claims = []
   base_acc = [r.summary['test_accuracy'] for r in runs[baseline]]
@@ -473,32 +565,33 @@ def _claims(
     if name == baseline:
       continue
     acc = [r.summary['test_accuracy'] for r in group]
+    same, diff, tol = _common.within_variation(acc, base_acc)
+    seeds = f'{min(len(acc), len(base_acc))} seeds'
     if name == 'constant':
-      held, diff, tol = _common.within_variation(acc, base_acc, floor)
       claims.append(
         {
           'claim': 'the schedule matters: constant LR and batch end '
           f'below {baseline}',
-          'held': diff < 0 and not held,
+          'held': _common.exceeds(base_acc, acc),
           'detail': f'difference {diff * 100:+.2f} points, tolerance '
-          f'±{tol * 100:.2f}',
+          f'±{tol * 100:.2f} (2 x pooled seed std, {seeds})',
         }
       )
       continue
-    held, diff, tol = _common.within_variation(acc, base_acc, floor)
     claims.append(
       {
         'claim': f'{name} reaches the same test accuracy as {baseline} '
         'at equal epochs',
-        'held': held,
+        'held': same,
         'detail': f'difference {diff * 100:+.2f} points, tolerance '
-        f'±{tol * 100:.2f} (2 x pooled seed std, at least one test example)',
+        f'±{tol * 100:.2f} (2 x pooled seed std, {seeds})',
       }
     )
     updates = _mean([r.summary['num_updates'] for r in group])
     ratio = base_updates / updates
     claims.append(
       {
+        # Update counts follow from the batch schedule, not the seed.
         'claim': f'{name} needs fewer parameter updates than {baseline}',
         'held': ratio > 1,
         'detail': f'{ratio:.2f}x fewer ({updates:,.0f} vs {base_updates:,.0f})',
@@ -556,20 +649,83 @@ def _figures(
     path=os.path.join(workdir, 'batch_size.png'),
   )
   if _has(train, 'noise_scale'):
-    plots.plot_curves(
-      train,
-      x='epoch',
-      y='noise_scale',
-      labels=LABELS,
-      band='range',
-      logy=True,
-      path=os.path.join(workdir, 'noise_scale.png'),
+    _plot_noise(train, os.path.join(workdir, 'noise_scale.png'))
+    figures['noise_scale.png'] = (
+      f'Measured gradient noise scale B_simple (first seed; faint: each '
+      f'record, solid: centred median of {_NOISE_WINDOW} records, no lag) '
+      'and the batch size in force (dashed steps)'
     )
-    figures['noise_scale.png'] = 'Measured gradient noise scale B_simple'
   import matplotlib.pyplot as plt
 
   plt.close('all')
   return figures
+
+
+_NOISE_WINDOW = 9
+
+
+def centred_median(values: Any, window: int) -> np.ndarray:
+  """Median over a centred window (shrunk at the ends): a smoother with
+  no lag, robust to the single readings that scatter far.
+
+  Examples:
+    >>> centred_median([1.0, 9.0, 2.0, 3.0, 100.0, 4.0], 3).tolist()
+    [5.0, 2.0, 3.0, 3.0, 4.0, 52.0]
+  """
+  values = np.asarray(values, np.float64)
+  half = window // 2
+  out = np.full(values.shape, np.nan)
+  for i in range(values.size):
+    part = values[max(i - half, 0) : i + half + 1]
+    part = part[np.isfinite(part)]
+    if part.size:
+      out[i] = np.median(part)
+  return out
+
+
+def _plot_noise(train: Mapping[str, list[Mapping[str, Any]]], path: str):
+  """B_simple of each schedule's first seed, raw and smoothed, with the
+  batch size in force, so the adaptive rule's decisions can be read."""
+  import matplotlib
+
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+
+  fig, ax = plt.subplots(figsize=(8, 4.5))
+  colors = plt.rcParams['axes.prop_cycle'].by_key()['color']
+  for index, (name, group) in enumerate(train.items()):
+    run = group[0]
+    if 'noise_scale' not in run or not np.isfinite(run['noise_scale']).any():
+      continue
+    color = colors[index % len(colors)]
+    epoch = np.asarray(run['epoch'], np.float64)
+    noise = np.asarray(run['noise_scale'], np.float64)
+    ax.plot(epoch, noise, color=color, alpha=0.25, linewidth=0.8)
+    ax.plot(
+      epoch,
+      centred_median(noise, _NOISE_WINDOW),
+      color=color,
+      label=f'{name}: B_simple',
+    )
+    ax.plot(
+      epoch,
+      np.asarray(run['batch_size'], np.float64),
+      color=color,
+      linestyle='--',
+      drawstyle='steps-post',
+      label=f'{name}: batch size',
+    )
+  ax.set_yscale('log')
+  ax.yaxis.set_major_formatter(
+    matplotlib.ticker.FuncFormatter(lambda v, _: f'{v:,.0f}')
+  )
+  ax.set_xlabel('epochs')
+  ax.set_ylabel('examples')
+  ax.grid(True, which='both', alpha=0.3)
+  ax.legend(fontsize='small', loc='upper left', bbox_to_anchor=(1.02, 1.0))
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
 
 
 def _has(runs: Mapping[str, list[Mapping[str, Any]]], key: str) -> bool:
@@ -643,18 +799,19 @@ def _run(
   train_split = _common.load_split(c, 'train', c.seeds[0])
   test_split = _common.load_split(c, 'test', c.seeds[0])
   runs: dict[str, list[_runs.Run]] = {}
-  for name, plan in plans.items():
+  for k, (name, plan) in enumerate(plans.items(), 1):
     logging.info('%s: batch %s, lr %s', name, plan.batch, plan.lr)
-    for seed in c.seeds:
+    for j, seed in enumerate(c.seeds, 1):
       run_dir = os.path.join(workdir, 'runs', name, f'seed{seed}')
       done = _runs.train_run(
         name,
         seed,
         train_config(config, plan, seed),
         run_dir,
-        after=lambda _, __, p=plan: {
+        after=lambda result, __, p=plan: {
           'batch': p.describe_batch(),
           'lr': str(p.lr),
+          'num_params': _num_params(result),
         },
         train=None
         if plan.adaptive is None
@@ -665,26 +822,216 @@ def _run(
           else dataclasses.asdict(plan.adaptive)
         },
         overwrite=overwrite,
+        progress=f'schedule {k}/{len(plans)}, seed {j}/{len(c.seeds)}',
       )
       runs.setdefault(name, []).append(done)
   rows, table = _table(runs, 'decay')
-  claims = _claims(runs, 'decay', 1.0 / test_split.num_examples)
+  claims = _claims(runs, 'decay')
   figures = _figures(runs, plans, workdir)
+  projection = project_wall_time(config, runs, plans)
+  if projection is not None:
+    figures['projected_wall_time.png'] = (
+      'Projected wall time against devices (ring all-reduce model)'
+    )
+    _plot_projection(projection, workdir)
   results = {
     'experiment': 'ramp',
     'num_train_examples': train_split.num_examples,
     'num_test_examples': test_split.num_examples,
     'rows': rows,
     'claims': claims,
+    'projection': projection,
     'figures': figures,
   }
+  report = _report(
+    config, plans, table, claims, figures, train_split.num_examples
+  )
   _common.write_outputs(
     workdir,
     results,
     table,
-    _report(config, plans, table, claims, figures, train_split.num_examples),
+    report.replace(_PROJECTION_MARK, _projection_md(projection)),
   )
   return results
+
+
+_PROJECTION_MARK = '<!-- projection -->'
+
+
+def _num_params(result: Any) -> int:
+  from lrjax import models
+
+  return models.param_count(result.params)
+
+
+def _stages(run: _runs.Run, plan: Plan) -> list[tuple[int, int]]:
+  """(batch size, updates) of each stage, as planned or as trained."""
+  if plan.adaptive is None:
+    return list(
+      zip(
+        plan.batch.batch_size_per_stage,
+        plan.batch.num_updates_per_stage,
+        strict=True,
+      )
+    )
+  # Decided while training: from the records (every --log_every updates,
+  # so a boundary is placed to within that many updates).
+  steps = np.asarray(run.train['step'], np.int64)
+  sizes = np.asarray(run.train['batch_size'], np.int64)
+  stages: list[tuple[int, int]] = []
+  last = 0
+  for step, size in zip(steps, sizes, strict=True):
+    if stages and stages[-1][0] == size:
+      stages[-1] = (int(size), stages[-1][1] + int(step) - last)
+    else:
+      stages.append((int(size), int(step) - last))
+    last = int(step)
+  return stages
+
+
+def project_wall_time(
+  config: RampConfig,
+  runs: Mapping[str, list[_runs.Run]],
+  plans: Mapping[str, Plan],
+) -> dict[str, Any] | None:
+  """Projected wall time of each schedule on `config.project_devices`.
+
+  The per-device step time is fitted, :math:`t(b) = t_0 + t_1 b`, to the
+  median seconds per micro-step at each micro-batch of every run's
+  records (this machine, `--num_devices` as trained); the gradient is
+  all-reduced once per update in float32 by a ring under each link model
+  of :meth:`RampConfig.links`. See `lrjax.parallel_cost` for the model's
+  assumptions.
+
+  Returns:
+    ``{'step_time': ..., 'gradient_bytes': ..., 'links': ..., 'rows': ...}``
+    or None when the runs lack the records or parameter count it needs
+    (runs made before the projection existed).
+  """
+  from lrjax import parallel_cost
+
+  points_b, points_t = [], []
+  num_params = None
+  for group in runs.values():
+    for run in group:
+      num_params = run.summary.get('num_params', num_params)
+      if 'micro_batch' not in run.train:
+        return None
+      b, t = parallel_cost.step_time_from_records(run.train)
+      points_b += b
+      points_t += t
+  if num_params is None or not points_b:
+    return None
+  step = parallel_cost.StepTime.fit(points_b, points_t)
+  gradient_bytes = 4 * int(num_params)
+  cap = config.common.max_device_batch or None
+  links = config.links()
+  rows = []
+  for name, group in runs.items():
+    stages = _stages(group[0], plans[name])
+    row: dict[str, Any] = {
+      'schedule': name,
+      'num_updates': sum(u for _, u in stages),
+      'measured_wall_seconds': _mean(
+        [r.summary['wall_seconds'] for r in group]
+      ),
+    }
+    for key, link in links.items():
+      for p in config.project_devices:
+        seconds, stage_plans = parallel_cost.project(
+          stages, p, step, link, gradient_bytes, cap
+        )
+        row[f'{key}_{p}'] = seconds
+        row[f'{key}_{p}_stages'] = [
+          dataclasses.asdict(sp) for sp in stage_plans
+        ]
+    rows.append(row)
+  return {
+    'step_time': dataclasses.asdict(step),
+    'step_time_points': list(zip(points_b, points_t, strict=True)),
+    'gradient_bytes': gradient_bytes,
+    'devices': list(config.project_devices),
+    'links': {k: dataclasses.asdict(v) for k, v in links.items()},
+    'rows': rows,
+  }
+
+
+def _projection_md(projection: dict[str, Any] | None) -> str:
+  if projection is None:
+    return (
+      'Not available: the runs were made before the projection existed '
+      '(no parameter count in their summaries); rerun with --overwrite.'
+    )
+  step = projection['step_time']
+  devices = projection['devices']
+  header = ['schedule', 'updates', 'measured wall s (1 device here)']
+  for key in projection['links']:
+    header += [f'{key} P={p} s' for p in devices]
+  lines = []
+  for row in projection['rows']:
+    cells = [
+      row['schedule'],
+      _common.fmt_number(row['num_updates']),
+      f'{row["measured_wall_seconds"]:.1f}',
+    ]
+    for key in projection['links']:
+      cells += [f'{row[f"{key}_{p}"]:.3g}' for p in devices]
+    lines.append(cells)
+  links = '; '.join(
+    f'{k}: {v["name"]}, latency {v["latency_s"] * 1e6:g} us, bandwidth '
+    f'{v["bandwidth"] / 1e9:g} GB/s'
+    for k, v in projection['links'].items()
+  )
+  return '\n'.join(
+    [
+      "What fewer updates buy on parallel hardware: each schedule's "
+      'projected training time on P devices (a stage of batch B uses '
+      'min(P, B) devices, each a micro-batch of ceil(B / devices), '
+      'accumulating beyond --max_device_batch; per update one micro-step '
+      'per accumulation step plus a ring all-reduce of the float32 '
+      'gradients, '
+      f'{projection["gradient_bytes"] / 1e6:.3g} MB). Per-device step time '
+      f'fitted on this machine: t(b) = {step["intercept"] * 1e3:.3g} ms + '
+      f'{step["per_example"] * 1e6:.3g} us x b. Links: {links}. '
+      'Assumed: no overlap of communication and computation, target '
+      'devices as fast as this one, input pipeline, evaluation and '
+      'checkpoints free (see lrjax/parallel_cost.py and BUILD.md).',
+      '',
+      _common.markdown_table(header, lines),
+    ]
+  )
+
+
+def _plot_projection(projection: dict[str, Any], workdir: str) -> None:
+  import matplotlib
+
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+
+  links = list(projection['links'])
+  devices = projection['devices']
+  fig, axes = plt.subplots(
+    1, len(links), figsize=(5 * len(links), 4), squeeze=False
+  )
+  for ax, key in zip(axes[0], links, strict=True):
+    for row in projection['rows']:
+      ax.plot(
+        devices,
+        [row[f'{key}_{p}'] for p in devices],
+        marker='o',
+        label=row['schedule'],
+      )
+    ax.set_xscale('log', base=2)
+    ax.set_yscale('log')
+    ax.set_xticks(devices, [str(p) for p in devices])
+    ax.set_xlabel('devices P')
+    ax.set_ylabel('projected training seconds')
+    ax.set_title(projection['links'][key]['name'])
+    ax.grid(True, which='both', alpha=0.3)
+  axes[0][-1].legend(loc='center left', bbox_to_anchor=(1.02, 0.5))
+  fig.tight_layout()
+  fig.savefig(os.path.join(workdir, 'projected_wall_time.png'), dpi=120)
+  plt.close(fig)
 
 
 def _report(config, plans, table, claims, figures, num_examples) -> str:
@@ -704,7 +1051,9 @@ def _report(config, plans, table, claims, figures, num_examples) -> str:
       f'| {name} | `{plan.describe_batch()}` | `{plan.lr}` | '
       f'{plan.momentum:g} |'
     )
-  lines += ['', '## Results', '', table, '## Claims', '']
+  lines += ['', '## Results', '', table]
+  lines += ['## Projected wall time on P devices', '', _PROJECTION_MARK, '']
+  lines += ['## Claims', '']
   lines += _common.claim_lines(claims) + _common.figure_lines(figures)
   return '\n'.join(lines)
 
@@ -715,7 +1064,7 @@ def main(argv: Sequence[str]) -> None:
     return
   results, workdir = done
   for claim in results['claims']:
-    print(('HELD  ' if claim['held'] else 'FAILED') + ' ' + claim['claim'])
+    print(_common.verdict_tag(claim['held']) + ' ' + claim['claim'])
   _common.print_report_path(workdir)
 
 

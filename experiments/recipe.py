@@ -368,7 +368,9 @@ def _verdict(groups) -> list[str]:
   lines = []
   for other in [k for k in acc if k != 'recipe']:
     held, diff, tol = _common.within_variation(acc['recipe'], acc[other])
-    if held:
+    if held is None:
+      word = 'is not tested (1 seed) against'
+    elif held:
       word = 'ties with'
     elif diff > 0:
       word = 'beats'

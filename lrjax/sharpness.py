@@ -237,6 +237,7 @@ def eps_sharpness(
   seed: int = 0,
   method: str = 'lbfgsb',
   max_iter: int = 10,
+  start: str = 'half_box',
 ) -> SharpnessResult:
   """Keskar et al.'s eps-sharpness of f at x.
 
@@ -249,10 +250,17 @@ def eps_sharpness(
   with :math:`A = I` (full space, ``subspace=None``) or a random
   :math:`n \\times p` matrix (``subspace=p``, see :func:`random_subspace`,
   or pass the matrix itself); :math:`A^+` is the pseudo-inverse, computed
-  from the p x p normal equations. At a minimum the gradient vanishes and a
-  local maximiser started at y = 0 would not move, so the maximisation
-  starts at :math:`y_0 = \\tfrac12 b \\odot s` with :math:`s_i` the sign of
-  the gradient at y = 0 (a seeded random sign where it is zero) and uses
+  from the p x p normal equations. The maximisation starts at ``start``:
+
+  - ``'zero'``: :math:`y_0 = 0`, the definition's own point, so the value
+    does not depend on a chosen starting point; at an exact minimum the
+    gradient vanishes and a local maximiser does not move (the value is
+    then 0, a lower bound like any other);
+  - ``'half_box'`` (default): :math:`y_0 = \\tfrac12 b \\odot s` with
+    :math:`s_i` the sign of the gradient at y = 0 (a seeded random sign
+    where it is zero), which moves off an exact minimum;
+
+  and uses
 
   - ``'lbfgsb'``: scipy's L-BFGS-B on :math:`-f(x + Ay)` with the box as
     bounds, ``max_iter`` iterations (Keskar et al. used L-BFGS-B with few
@@ -270,6 +278,7 @@ def eps_sharpness(
     seed: seed of the random subspace.
     method: 'lbfgsb' or 'pga'.
     max_iter: iterations of the maximiser, >= 1.
+    start: ``'half_box'`` or ``'zero'``, the maximiser's starting point.
 
   Returns:
     A :class:`SharpnessResult`.
@@ -283,6 +292,9 @@ def eps_sharpness(
     >>> r = eps_sharpness(f, jnp.zeros(4), eps=0.1)
     >>> print(f'{r.sharpness:.3f}')  # 0.5 * 4 * 0.1**2 * 100
     2.000
+    >>> # From y = 0 at an exact minimum the gradient is 0: no ascent.
+    >>> print(eps_sharpness(f, jnp.zeros(4), eps=0.1, start='zero').sharpness)
+    0.0
 
   References:
     Keskar et al. 2017, "On Large-Batch Training for Deep Learning:
@@ -294,6 +306,8 @@ def eps_sharpness(
     raise ValueError(f'{max_iter=} must be >= 1')
   if method not in ('lbfgsb', 'pga'):
     raise ValueError(f"{method=} must be 'lbfgsb' or 'pga'")
+  if start not in ('half_box', 'zero'):
+    raise ValueError(f"{start=} must be 'half_box' or 'zero'")
   x = jnp.asarray(x, jnp.float32)
   n = x.shape[0]
   if subspace is None:
@@ -323,7 +337,9 @@ def eps_sharpness(
   f0 = float(f0)
   sign = jnp.sign(grad0)
   coin = jax.random.rademacher(jax.random.key(seed), bound.shape, jnp.float32)
-  y0 = 0.5 * bound * jnp.where(sign == 0, coin, sign)
+  y0 = (
+    zero if start == 'zero' else 0.5 * bound * jnp.where(sign == 0, coin, sign)
+  )
   if method == 'lbfgsb':
     y, fmax = _lbfgsb(value_and_grad, bound, y0, max_iter)
   else:

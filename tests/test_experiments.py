@@ -83,8 +83,38 @@ def test_ramp_end_to_end_and_resume(tmp_path):
   claims = results['claims']
   assert [c['claim'].split()[0] for c in claims] == ['increase', 'increase']
   assert claims[1]['held'] is True  # 36 < 90 updates
+  # The projection's stages on 8 devices, by hand: decay 90 updates of 32
+  # (4 per device); increase 23 x 32, 8 x 92 (12), 3 x 244 (31), 2 x 548
+  # (ceil(548 / 8) = 69 per device), no accumulation under the 4096 cap.
+  projection = {r['schedule']: r for r in results['projection']['rows']}
+  stages = {
+    name: [
+      (s['batch_size'], s['updates'], s['devices'], s['micro_batch'])
+      for s in row['gpu_8_stages']
+    ]
+    for name, row in projection.items()
+  }
+  assert stages == {
+    'decay': [(32, 90, 8, 4)],
+    'increase': [
+      (32, 23, 8, 4),
+      (92, 8, 8, 12),
+      (244, 3, 8, 31),
+      (548, 2, 8, 69),
+    ],
+  }
+  assert results['projection']['devices'] == [1, 8, 64, 512]
+  assert '## Projected wall time on P devices' in _read(
+    os.path.join(workdir, 'report.md')
+  )
   _assert_outputs(
-    workdir, ['test_accuracy.png', 'train_loss.png', 'schedules.png']
+    workdir,
+    [
+      'test_accuracy.png',
+      'train_loss.png',
+      'schedules.png',
+      'projected_wall_time.png',
+    ],
   )
   table = _read(os.path.join(workdir, 'results.md'))
   assert '| decay |' in table and '2.50x' in table
@@ -179,6 +209,31 @@ def test_ramp_config_errors_name_the_field():
       schedules=('decay', 'adaptive'),
       adaptive_every=3.0,
     ).validate()
+  for field, value in (
+    ('variants_max_batch_size', 8),
+    ('project_devices', (0, 8)),
+    ('gpu_allreduce_gbytes_per_s', 0.0),
+    ('tpu_allreduce_latency_us', -1.0),
+  ):
+    with pytest.raises(ValueError, match=field):
+      ramp.RampConfig(
+        common=TINY, milestones=(1.0,), **{field: value}
+      ).validate()
+
+
+def test_ramp_variant_cap_stops_the_increased_lr_batch():
+  # Exact form, LR x4: the increased-LR ramp starts at N / (1 + (N/32 - 1)
+  # / 4) = 1437 / 11.98 = 120.0 and would grow to 1437 / (1 + 43.9 / 12) =
+  # 308.4 at epoch 1 (decay_factor 3); the cap holds it at 160.
+  config = ramp.RampConfig(
+    common=TINY,
+    schedules=('decay', 'increased_lr'),
+    milestones=(1.0,),
+    decay_factor=3.0,
+    variants_max_batch_size=160,
+  )
+  plans = ramp.build_plans(config, 1437)
+  assert plans['increased_lr'].batch.batch_sizes == (120, 160)
 
 
 # ------------------------------------------------------------ lrbench
@@ -204,7 +259,12 @@ def test_lrbench_end_to_end(tmp_path):
   workdir = str(tmp_path / 'lrbench')
   results = lrbench.run(config, workdir)
   rows = results['rows']
+  # One seed: ranked by position, the ranking itself not tested.
   assert [r['rank'] for r in rows] == [1, 2, 3]
+  assert [r['tied'] for r in rows] == [None, None, None]
+  assert 'the ranking is **not tested (1 seed)**' in _read(
+    os.path.join(workdir, 'report.md')
+  )
   top1 = [r['top1'][0] for r in rows]
   assert top1 == sorted(top1, reverse=True)
   kinds = {r['kind'] for r in rows}
@@ -224,9 +284,11 @@ def test_lrbench_end_to_end(tmp_path):
       'lr_curves.png',
       'accuracy_vs_epochs.png',
       'accuracy_vs_cost.png',
-      'accuracy_vs_updates.png',
     ],
   )
+  # Every policy made 90 updates: a plot against updates would say nothing.
+  assert not os.path.exists(os.path.join(workdir, 'accuracy_vs_updates.png'))
+  assert 'accuracy_vs_updates.png' not in results['figures']
 
 
 def test_prediction_metrics_hand_computed():
@@ -345,8 +407,12 @@ def test_sharpness_end_to_end(tmp_path):
     )
     assert math.isfinite(row['top_eigenvalue'][0])
   assert results['interpolation']['alphas'] == [-1.0, -0.25, 0.5, 1.25, 2.0]
-  # sharper: 2 sharpness values + eigenvalue; warm start: 2; test accuracy.
-  assert len(results['claims']) == 6
+  # From y = 0 the ascent starts at phi = 0 and only climbs.
+  for row in rows.values():
+    assert row['sharpness_full_0.001_from_zero'][0] >= 0.0
+  # sharper: 3 sharpness values (full from the half box and from y = 0,
+  # subspace) + eigenvalue; warm start: 2; test accuracy.
+  assert len(results['claims']) == 7
   _assert_outputs(
     workdir,
     [
@@ -464,10 +530,16 @@ def test_ramp_command_line_writes_flags_and_reruns(tmp_path):
   results = json.loads(_read(workdir / 'results.json'))
   updates = {r['schedule']: r['num_updates'] for r in results['rows']}
   assert updates == {'decay': 45, 'hybrid': 34}
-  assert 'HELD   hybrid needs fewer parameter updates than decay' in proc.stdout
+  assert 'HELD     hybrid needs fewer parameter updates than decay' in (
+    proc.stdout
+  )
+  # One seed: the accuracy comparison has no seed variation to test against.
+  same = 'hybrid reaches the same test accuracy as decay at equal epochs'
+  assert f'UNTESTED {same}\n' in proc.stdout
+  assert f'{same}: **not tested (1 seed)**' in _read(workdir / 'report.md')
+  tags = {True: 'HELD    ', False: 'FAILED  ', None: 'UNTESTED'}
   for claim in results['claims']:
-    verdict = 'HELD  ' if claim['held'] else 'FAILED'
-    assert f'{verdict} {claim["claim"]}\n' in proc.stdout
+    assert f'{tags[claim["held"]]} {claim["claim"]}\n' in proc.stdout
   config = json.loads(_read(workdir / 'config.json'))
   assert config['schedules'] == ['decay', 'hybrid']
   assert config['common']['epochs'] == 1.0

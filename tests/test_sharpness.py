@@ -286,3 +286,20 @@ def test_real_model_sharpness_between_bounds(digits_logreg):
   assert r.max_loss >= vertex - 1e-6
   assert r.sharpness <= upper / (1 + f0) * 100 * 1.01
   assert r.sharpness >= (vertex - f0) / (1 + f0) * 100 * 0.99
+
+
+@pytest.mark.parametrize('start', ['zero', 'half_box'])
+def test_eps_sharpness_of_a_linear_loss_from_either_start(start):
+  # f(z) = w . z at x = 0: the box |y_i| <= eps (0 + 1) = 0.1 holds the
+  # maximum at y = 0.1 sign(w): 0.1 (1 + 2 + 0.5) = 0.35, f(x) = 0, so
+  # phi = 0.35 / 1 x 100 = 35, whichever start the ascent leaves from.
+  w = jnp.asarray([1.0, -2.0, 0.5])
+  r = sharpness.eps_sharpness(
+    lambda z: jnp.dot(w, z), jnp.zeros(3), eps=0.1, start=start
+  )
+  assert r.sharpness == pytest.approx(35.0, rel=1e-5)
+
+
+def test_eps_sharpness_start_names_the_argument():
+  with pytest.raises(ValueError, match='start'):
+    sharpness.eps_sharpness(lambda z: z.sum(), jnp.zeros(2), start='one')

@@ -171,10 +171,11 @@ def from_lr_decay(
   "increased momentum" variants; both grow the batch from the start). Once
   :math:`B_i` would exceed ``max_batch_size`` (default :math:`N/10`, the
   paper's advice) the batch stays at the cap and the LR decays by the
-  remaining factor, :math:`\\epsilon_i = g_i (1 - m') B_\\max / N`: the
-  *hybrid* schedule. ``max_batch_size=batch_size`` gives back the plain
-  LR-decay schedule (constant batch), ``max_batch_size=num_examples`` the pure
-  increasing-batch schedule.
+  remaining factor, :math:`\\epsilon_i = g_i (1 - m') B_\\max / N` (Smith
+  et al.'s *hybrid* is the cap at the first grown batch, 640 on CIFAR-10).
+  ``max_batch_size=batch_size`` gives back the plain LR-decay schedule
+  (constant batch), ``max_batch_size=num_examples`` the pure increasing-batch
+  schedule.
 
   **Rounding.** Each ideal :math:`B_i` is rounded with
   :func:`round_batch_size` to a multiple of ``multiple_of``. Below the cap the
@@ -226,13 +227,40 @@ def from_lr_decay(
     >>> print(r.lr)
     multistep(0.1,milestones=160,gamma=0.3125)
 
-    The paper's hybrid (batch x5 twice, then LR /5) caps at 3200:
+    The paper's "hybrid" grows the batch once, 128 -> 640, then decays
+    the LR at the later milestones: a cap of 640 (34,376 updates; the
+    decaying LR takes 78,125, the paper's "~80k"):
+
+    >>> r = from_lr_decay(0.1, 128, 50000, milestones=(60, 120, 160),
+    ...                   factors=0.2, num_epochs=200, momentum=0.9,
+    ...                   max_batch_size=640)
+    >>> print(r.batch_schedule, r.lr)
+    stages(128@60,640@140,n=50000) multistep(0.1,milestones=120/160,gamma=0.2)
+    >>> r.batch_schedule.num_updates
+    34376
+
+    Growing the batch twice (x5 to 3200) before the LR decays is another
+    schedule, between the hybrid and the pure increasing batch (28,876
+    updates with no cap, the paper's "~29k"):
 
     >>> r = from_lr_decay(0.1, 128, 50000, milestones=(60, 120, 160),
     ...                   factors=0.2, num_epochs=200, momentum=0.9,
     ...                   max_batch_size=3200)
-    >>> print(r.batch_schedule, r.lr)
-    stages(128@60,640@60,3200@80,n=50000) multistep(0.1,milestones=160,gamma=0.2)
+    >>> print(r.batch_schedule, r.lr, r.batch_schedule.num_updates)
+    stages(128@60,640@60,3200@80,n=50000) multistep(0.1,milestones=160,gamma=0.2) 29376
+
+    The paper's increased-initial-LR and increased-momentum variants cap
+    the batch at 5120: 6,407 and 2,305 updates (the paper's "~6.5k" and
+    "< 2.5k"):
+
+    >>> kw = dict(milestones=(60, 120, 160), factors=0.2, num_epochs=200,
+    ...           momentum=0.9, max_batch_size=5120, lr_scale=5)
+    >>> lr5 = from_lr_decay(0.1, 128, 50000, **kw)
+    >>> m98 = from_lr_decay(0.1, 128, 50000, new_momentum=0.98, **kw)
+    >>> print(lr5.batch_schedule, lr5.batch_schedule.num_updates)
+    stages(640@60,3200@60,5120@80,n=50000) 6407
+    >>> print(m98.batch_schedule, m98.batch_schedule.num_updates)
+    stages(3200@60,5120@140,n=50000) 2305
 
   References:
     Smith, Kindermans, Ying, Le. Don't Decay the Learning Rate, Increase the

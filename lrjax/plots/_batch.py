@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 
 from lrjax import rules
 from lrjax.batch import BatchSchedule
+from lrjax.plots._curves import _integer_log_ticks, _outside_legend
 
 
 def _as_run(name, run):
@@ -126,7 +127,7 @@ def plot_batch_schedule(
           drawstyle='steps-post',
           color=color,
           linestyle=style,
-          label=name if (row, col) == (0, 0) else None,
+          label=name if (row, col) == (0, 1) else None,
           linewidth=width,
         )
   for row, label in enumerate(('learning rate', 'batch size', 'noise scale g')):
@@ -135,10 +136,12 @@ def plot_batch_schedule(
       ax = axes[row][col]
       if row or log_lr:
         ax.set_yscale('log')
+      if row == 1:
+        _integer_log_ticks(ax.yaxis)
       ax.grid(True, alpha=0.3)
   axes[2][0].set_xlabel('epoch')
   axes[2][1].set_xlabel('update')
-  axes[0][0].legend(fontsize='small')
+  _outside_legend(axes[0][1])
   if title:
     fig.suptitle(title)
   fig.tight_layout()

@@ -11,11 +11,35 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import matplotlib
+import matplotlib.axis
 import matplotlib.figure
 import numpy as np
 from jax.typing import ArrayLike
 
 Run = Mapping[str, ArrayLike]
+
+# Columns that hold piecewise-constant integers (stages): drawn as steps,
+# with plain integer ticks on a log axis.
+_STAGE_COLUMNS = ('batch_size', 'micro_batch', 'accum_steps')
+
+
+def _integer_log_ticks(axis: matplotlib.axis.Axis) -> None:
+  """Powers of two as plain integers (32, 64, ...) on a log axis."""
+  import matplotlib.ticker as mticker
+
+  axis.set_major_locator(mticker.LogLocator(base=2))
+  axis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f'{v:,.0f}'))
+  axis.set_minor_formatter(mticker.NullFormatter())
+
+
+def _outside_legend(ax: matplotlib.axes.Axes) -> None:
+  """The legend right of the axes, off the curves."""
+  ax.legend(
+    fontsize='small',
+    loc='upper left',
+    bbox_to_anchor=(1.02, 1.0),
+    borderaxespad=0.0,
+  )
 
 
 def _finish_figure(
@@ -48,7 +72,7 @@ def _finish_axes(
   if logy:
     ax.set_yscale('log')
   ax.grid(True, alpha=0.3)
-  ax.legend(fontsize='small')
+  _outside_legend(ax)
   if title:
     ax.set_title(title)
   return _finish_figure(fig, path)
@@ -185,7 +209,13 @@ def plot_curves(
         grid, mean, std = band_over_seeds(pairs)
         color = colors[index % len(colors)]
         name = label if len(pairs) == 1 else f'{label} ({len(pairs)} seeds)'
-        ax.plot(grid, mean, color=color, label=name)
+        ax.plot(
+          grid,
+          mean,
+          color=color,
+          label=name,
+          drawstyle='steps-post' if y_key in _STAGE_COLUMNS else 'default',
+        )
         if band != 'none' and len(pairs) > 1:
           if band == 'std':
             lo, hi = mean - std, mean + std
@@ -204,9 +234,11 @@ def plot_curves(
         ax.set_xscale('log')
       if y_key in log_ys:
         ax.set_yscale('log')
+        if y_key in _STAGE_COLUMNS:
+          _integer_log_ticks(ax.yaxis)
       ax.grid(True, alpha=0.3)
-      if ax.lines:
-        ax.legend(fontsize='small')
+      if ax.lines and row == 0 and col == len(xs) - 1:
+        _outside_legend(ax)
   return _finish_figure(fig, path, suptitle=title)
 
 

@@ -26,6 +26,30 @@ class NoiseConfig:
   norm per step. On one device, ``num_slices > 1`` splits every
   ``every``-th batch into slices instead.
 
+  **Which gradient.** The tracked gradient is the gradient of the task's
+  loss on the batch, before the optimizer's transformations: with
+  ``weight_decay`` the L2 term :math:`\\lambda w` that the optimizer adds
+  (``optax.add_decayed_weights``, or AdamW's decoupled decay) is not in it.
+  The term is the same for every example, so it leaves
+  :math:`\\mathrm{tr}(\\Sigma)` unchanged but would add to :math:`|G|^2`:
+  the logged value is the data loss's noise scale
+
+  .. math::
+     B_\\text{simple} = \\frac{\\mathrm{tr}(\\Sigma)}{|G|^2}, \\quad
+     G = \\nabla L_\\text{data},
+
+  not that of the regularised objective,
+  :math:`\\mathrm{tr}(\\Sigma) / |G + \\lambda w|^2`; the two differ by
+  the factor :math:`|G + \\lambda w|^2 / |G|^2` (either way: near a
+  minimum of the regularised objective :math:`G \\approx -\\lambda w`).
+
+  **The EMA's trade-off.** One estimate of B_simple is a ratio of two noisy
+  estimates and scatters widely once B_simple is well above the batch. An
+  EMA of decay :math:`d` averages about :math:`(1 + d) / (1 - d)` estimates
+  (39 at 0.95) but trails a changing B_simple by about :math:`1 / (1 - d)`
+  estimates (20 at 0.95, times ``every`` updates): raise ``decay`` (or
+  lower ``every``) for a steadier value, lower it to follow changes faster.
+
   Attributes:
     enabled: estimate the noise scale and log ``noise_scale`` (B_simple).
     decay: EMA decay of the two unbiased estimates, in [0, 1).
@@ -101,7 +125,8 @@ class TrainConfig:
     parallel: 'pmap' or 'shard_map' (``jax.jit(jax.shard_map(...))``).
     seed: seed of parameters, data order and augmentation.
     augment: use the dataset's deterministic augmentation.
-    log_every: log (and write metrics.jsonl) every this many updates.
+    log_every: write metrics.jsonl (and log a line at absl verbosity 1,
+      `--v=1`) every this many updates.
     prefetch: batches prepared ahead in a background thread (0 = on the
       main thread; best for small in-memory datasets and tiny models, where
       the thread hand-off costs more than the batch).

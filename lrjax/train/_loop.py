@@ -872,7 +872,11 @@ class _StepLog:
     if self._config.noise.enabled:
       rec['noise_scale'] = float(lnoise.b_simple(self.noise_state))
     self._writer.write(rec)
-    logging.info(
+    # One line per record only at --v=1: experiments train many runs, and
+    # thousands of step lines at INFO bury their progress; every record is
+    # in metrics.jsonl anyway.
+    logging.vlog(
+      1,
       '%s eta=%s',
       self._line.format(rec),
       lmetrics.format_eta(rates['eta_sec']),
