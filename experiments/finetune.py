@@ -79,6 +79,11 @@ FINETUNE_SEQUENCES = flags.DEFINE_integer(
 PRETRAIN_TOKENS = _lm_common.register_token_flag(
   'pretrain_tokens', '256Ki', 'Tokens of the (cached) pretraining run.'
 )
+PRETRAIN_BATCH_SIZE = flags.DEFINE_integer(
+  'pretrain_batch_size',
+  0,
+  'Batch of the pretraining, in sequences (0: --batch_size).',
+)
 PRETRAIN_LR = flags.DEFINE_float(
   'pretrain_lr', 1e-3, 'Peak LR of the pretraining (warmup, cosine to 10%).'
 )
@@ -134,6 +139,7 @@ flags.register_validator(
 )
 _common.register_bound('finetune_sequences', 0, note=' (0 = all)')
 _common.register_bound('pretrain_lr', 0, strict=True)
+_common.register_bound('pretrain_batch_size', 0, note=' (0 = --batch_size)')
 flags.register_validator(
   'warmup_fraction',
   lambda v: 0 < v < 1,
@@ -150,6 +156,7 @@ class FinetuneConfig:
   finetune_corpus: str = 'python_text/stdlib'
   finetune_sequences: int = 2048
   pretrain_tokens: int = 256 * 1024
+  pretrain_batch_size: int = 0
   pretrain_lr: float = 1e-3
   pretrain_warmup_tokens: int = 8 * 1024
   epochs: float = 3.0
@@ -165,6 +172,16 @@ class FinetuneConfig:
 
     c = self.common
     c.validate()
+    if self.finetune_corpus == c.corpus:
+      raise ValueError(
+        f'finetune_corpus={self.finetune_corpus!r} is the pretraining '
+        'corpus: fine-tune on a second domain (e.g. python_text/stdlib '
+        'after python_text/docs)'
+      )
+    if self.pretrain_batch_size < 0:
+      raise ValueError(
+        f'pretrain_batch_size={self.pretrain_batch_size} must be >= 0'
+      )
     bad = [p for p in self.policies if p not in POLICIES]
     if (
       bad or not self.policies or len(set(self.policies)) != len(self.policies)
@@ -220,6 +237,7 @@ def get_config() -> FinetuneConfig:
     pretrain_tokens=_lm_common.parse_tokens(
       PRETRAIN_TOKENS.value, 'pretrain_tokens'
     ),
+    pretrain_batch_size=PRETRAIN_BATCH_SIZE.value,
     pretrain_lr=PRETRAIN_LR.value,
     pretrain_warmup_tokens=_lm_common.parse_tokens(
       PRETRAIN_WARMUP_TOKENS.value, 'pretrain_warmup_tokens'
@@ -306,8 +324,9 @@ def pretrain_config(config: FinetuneConfig, num_examples: int):
     ),
     length=warm,
   )
+  size = config.pretrain_batch_size or c.batch_size
   batch = lbatch.parse(
-    f'stages({c.batch_size * t}tok@{config.pretrain_tokens}tok,seq={t})',
+    f'stages({size * t}tok@{config.pretrain_tokens}tok,seq={t})',
     num_examples,
   )
   return _lm_common.train_config(

@@ -430,10 +430,11 @@ def build_plans(config: LmConfig, num_examples: int) -> dict[str, Plan]:
       lbatch.to_text(constant, seq_len=t),
     )
   if 'ramp' in config.batch_schedules:
+    count = lbatch.format_count
     text = (
-      f'linear_ramp(start={config.ramp_start}tok,'
-      f'stop={config.ramp_stop_tokens}tok,ramp={config.ramp_tokens}tok,'
-      f'total={total}tok,seq={t})'
+      f'linear_ramp(start={count(config.ramp_start)}tok,'
+      f'stop={count(config.ramp_stop_tokens)}tok,'
+      f'ramp={count(config.ramp_tokens)}tok,total={count(total)}tok,seq={t})'
     )
     ramp = lbatch.parse(text, num_examples)
     plans['ramp'] = Plan(
@@ -560,7 +561,7 @@ def run(config: LmConfig, workdir: str, *, with_flags: bool = False):
   model = c.transformer()
   base = _lm_common.baselines(train, valid)
   rows, table = _table(runs, plans, c.seq_len, model.flops_per_token())
-  claims = _claims(runs, plans, config)
+  claims = _claims(runs, config)
   figures = _figures(runs, c.seq_len, base, workdir)
   results = {
     'experiment': 'lm',
@@ -670,7 +671,7 @@ def _loop_rate(run: _runs.Run, seq_len: int) -> float:
   return float(np.median(rates) * seq_len) if rates.size else math.nan
 
 
-def _claims(runs, plans, config: LmConfig) -> list[dict[str, Any]]:
+def _claims(runs, config: LmConfig) -> list[dict[str, Any]]:
   seeds = len(config.common.seeds)
   claims = []
 
