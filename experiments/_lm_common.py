@@ -556,6 +556,9 @@ def train_config(
     log_every=common.log_every,
     eval_every=eval_every,
     eval_batch_size=256,
+    # A batch is one fancy index into the token array: a prefetch thread
+    # only competes with XLA's threads (measured by bench_lm_trainer).
+    prefetch=0,
     checkpoint_every=common.checkpoint_every,
     keep_checkpoints=1 if common.checkpoint_every else 0,
     noise=noise_config(common, micro.micro_batches),

@@ -335,12 +335,14 @@ class Plan:
     batch: the BatchSchedule (for ``adaptive``: the starting batch, an int).
     lr: the LR policy over epochs.
     batch_text: the batch schedule as the report states it (tokens).
+    lr_text: the LR policy as the report states it (tokens).
     adaptive: the `lrjax.train.AdaptiveConfig` of the adaptive run.
   """
 
   batch: Any
   lr: Any
   batch_text: str
+  lr_text: str = ''
   adaptive: Any = None
 
   @property
@@ -405,6 +407,40 @@ def _round12(x: float) -> float:
   return float(f'{x:.12g}')
 
 
+def lr_text(config: LmConfig, name: str) -> str:
+  """The LR policy ``name`` in words and tokens, for the report."""
+  from lrjax import batch as lbatch
+
+  lr, total = config.common.lr, config.train_tokens
+  warm = (
+    f'warmup over {lbatch.format_count(config.warmup_tokens)}tok from '
+    f'{0.1 * lr:g} to {lr:g}'
+  )
+  cool = round(config.cooldown_fraction * total)
+  cool = f'the last {config.cooldown_fraction:.0%} ({cool:,} tokens)'
+  at = ' and '.join(f'{round(m * total):,}' for m in config.increase_milestones)
+  return {
+    'cosine': f'{warm}, cosine to '
+    f'{_round12(config.final_lr_fraction * lr):g} at '
+    f'{lbatch.format_count(total)}tok',
+    'wsd': f'{warm}, constant, 1-sqrt cooldown to 0 over {cool}',
+    'constant_cooldown': f'{warm}, constant, linear cooldown to 0 over {cool}',
+    'step': f'{warm}, divided by {config.increase_factor:g} at {at} tokens',
+    'increase': f'{warm}, then constant (the batch grows instead of the '
+    'step decay)',
+  }[name]
+
+
+def _batch_text(schedule: Any, seq_len: int) -> str:
+  """A schedule's exact text in tokens; stages given in epochs (floats that
+  do not read well) are stated in updates instead."""
+  from lrjax import batch as lbatch
+
+  if any(stage.epochs is not None for stage in schedule.stages):
+    schedule = schedule.canonical()
+  return lbatch.to_text(schedule, seq_len=seq_len)
+
+
 def build_plans(config: LmConfig, num_examples: int) -> dict[str, Plan]:
   """The batch schedule and LR policy of every run, by name.
 
@@ -427,7 +463,8 @@ def build_plans(config: LmConfig, num_examples: int) -> dict[str, Plan]:
     plans[name] = Plan(
       constant,
       cosine if name == 'cosine' else lr_policy(config, name, num_examples),
-      lbatch.to_text(constant, seq_len=t),
+      _batch_text(constant, t),
+      lr_text(config, name),
     )
   if 'ramp' in config.batch_schedules:
     count = lbatch.format_count
@@ -438,7 +475,10 @@ def build_plans(config: LmConfig, num_examples: int) -> dict[str, Plan]:
     )
     ramp = lbatch.parse(text, num_examples)
     plans['ramp'] = Plan(
-      ramp, cosine, f'{text} = {lbatch.to_text(ramp, seq_len=t)}'
+      ramp,
+      cosine,
+      f'{text} = {_batch_text(ramp, t)}',
+      lr_text(config, 'cosine'),
     )
   if 'increase' in config.batch_schedules:
     epochs = _epochs(total, t, num_examples)
@@ -457,7 +497,8 @@ def build_plans(config: LmConfig, num_examples: int) -> dict[str, Plan]:
     plans['increase'] = Plan(
       smith.batch_schedule,
       schedules.warmup(smith.lr, length=warm, shift=False),
-      lbatch.to_text(smith.batch_schedule, seq_len=t),
+      _batch_text(smith.batch_schedule, t),
+      lr_text(config, 'increase'),
     )
   if 'adaptive' in config.batch_schedules:
     cap = config.adaptive_max_batch_size or lbatch.to_sequences(
@@ -476,6 +517,7 @@ def build_plans(config: LmConfig, num_examples: int) -> dict[str, Plan]:
       f'{lbatch.format_count(config.adaptive_every_tokens)}tok (x'
       f'{config.adaptive_max_growth:g} at most; '
       f'{"/".join(lbatch.format_count(b * t) for b in sizes)}tok)',
+      lr_text(config, 'cosine'),
       adaptive=adaptive,
     )
   return plans
@@ -606,8 +648,6 @@ def _noise_end(run: _runs.Run) -> float:
 def _table(runs, plans, seq_len, flops_per_token):
   header = [
     'run',
-    'LR policy',
-    'batch (tokens)',
     'val loss (nats)',
     'val bits/byte',
     'updates',
@@ -629,6 +669,7 @@ def _table(runs, plans, seq_len, flops_per_token):
       'run': name,
       'seeds': len(group),
       'lr': str(plans[name].lr),
+      'lr_text': plans[name].lr_text,
       'batch': plans[name].batch_text,
       'val_loss': _common.mean_std(loss),
       'val_loss_per_seed': loss,
@@ -644,8 +685,6 @@ def _table(runs, plans, seq_len, flops_per_token):
     lines.append(
       [
         name,
-        f'`{_short(row["lr"])}`',
-        f'`{_short(row["batch"])}`',
         _lm_common.ms(loss),
         _lm_common.ms(bpb),
         _common.fmt_number(updates),
@@ -656,10 +695,6 @@ def _table(runs, plans, seq_len, flops_per_token):
       ]
     )
   return rows, _common.markdown_table(header, lines)
-
-
-def _short(text: str, limit: int = 70) -> str:
-  return text if len(text) <= limit else text[: limit - 3] + '...'
 
 
 def _loop_rate(run: _runs.Run, seq_len: int) -> float:
@@ -868,11 +903,11 @@ def _report(config, plans, results, table, claims, figures) -> str:
     f'{base["unigram"]:.3f} bits/byte, bigram {base["bigram"]:.3f} '
     'bits/byte.',
     '',
-    '| run | LR policy (epochs) | batch schedule |',
+    '| run | LR policy | batch schedule (tokens) |',
     '|---|---|---|',
   ]
   for name, plan in plans.items():
-    lines.append(f'| {name} | `{plan.lr}` | `{plan.batch_text}` |')
+    lines.append(f'| {name} | {plan.lr_text} | `{plan.batch_text}` |')
   lines += ['', '## Results', '', table, '## Claims', '']
   lines += _lm_common.claim_lines(claims)
   lines += [
@@ -880,7 +915,8 @@ def _report(config, plans, results, table, claims, figures) -> str:
     'Tokens/s is the median training rate over the logged intervals (one '
     'with an evaluation or a compilation in it does not count); wall s is '
     'the whole run, compilation and evaluations included. The noise scale is estimated with sequences as '
-    'the examples and stated in tokens (times the sequence length).',
+    'the examples and stated in tokens (times the sequence length). '
+    "The policies' exact text forms (over epochs) are in results.json.",
   ]
   lines += _common.figure_lines(figures)
   return '\n'.join(lines)
