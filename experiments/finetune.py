@@ -841,7 +841,11 @@ def _figures(runs, grid, summary, start, config, workdir) -> dict[str, str]:
     curves,
     x='epoch',
     y=MODES,
-    labels=labels,
+    labels={
+      **labels,
+      'finetune': 'fine-tune: val bits/byte',
+      'scratch': 'scratch: val bits/byte',
+    },
     path=os.path.join(workdir, 'curves.png'),
   )
   return {
