@@ -679,6 +679,9 @@ def _table(runs, plans, seq_len, flops_per_token):
       'wall_seconds': _common.mean_std(wall),
       'train_tokens_per_second': _common.mean_std(rates),
       'model_flops_per_second': _mean(rates) * flops_per_token,
+      'b_simple_end_sequences': _common.mean_std(
+        [_noise_end(r) for r in group]
+      ),
       'b_simple_end_tokens': _common.mean_std(noise),
     }
     rows.append(row)
