@@ -565,3 +565,10 @@ def test_bad_flags_fail_before_training_naming_the_flag(
   assert proc.returncode != 0
   assert name in proc.stderr, proc.stderr[-2000:]
   assert not (workdir / 'runs').exists()
+
+
+def test_lm_common_examples_run():
+  import doctest
+
+  result = doctest.testmod(_lm_common, optionflags=doctest.ELLIPSIS)
+  assert result.attempted >= 2 and result.failed == 0
