@@ -103,13 +103,15 @@ ADAPTIVE_EVERY_TOKENS = _lm_common.register_token_flag(
   '32Ki',
   'adaptive: tokens between decisions on the batch.',
 )
-ADAPTIVE_MAX_BATCH_SIZE = flags.DEFINE_integer(
-  'adaptive_max_batch_size',
-  0,
-  'adaptive: the largest batch in sequences (0: the ramp final batch).',
+ADAPTIVE_MAX_TOKENS = flags.DEFINE_string(
+  'adaptive_max_tokens',
+  '',
+  'adaptive: the largest batch, in tokens (empty: --ramp_stop_tokens).',
 )
-ADAPTIVE_MAX_GROWTH = flags.DEFINE_float(
-  'adaptive_max_growth', 2.0, 'adaptive: the largest growth per decision.'
+ADAPTIVE_GROWTH = flags.DEFINE_float(
+  'adaptive_growth',
+  2.0,
+  'adaptive: the largest factor by which one decision grows the batch.',
 )
 
 
@@ -153,8 +155,7 @@ flags.register_validator(
   'budget in (0, 1), e.g. 0.5,0.75',
 )
 _common.register_bound('increase_factor', 1, strict=True)
-_common.register_bound('adaptive_max_batch_size', 0)
-_common.register_bound('adaptive_max_growth', 1)
+_common.register_bound('adaptive_growth', 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,8 +179,8 @@ class LmConfig:
   increase_milestones: tuple[float, ...] = (0.5, 0.75)
   increase_factor: float = 2.0
   adaptive_every_tokens: int = 32 * 1024
-  adaptive_max_batch_size: int = 0
-  adaptive_max_growth: float = 2.0
+  adaptive_max_tokens: int | None = None
+  adaptive_growth: float = 2.0
 
   @property
   def ramp_start(self) -> int:
@@ -274,17 +275,15 @@ class LmConfig:
           f'adaptive_every_tokens={self.adaptive_every_tokens} must be <= '
           f'train_tokens={self.train_tokens}'
         )
-      if self.adaptive_max_batch_size and (
-        self.adaptive_max_batch_size < c.batch_size
-      ):
+      cap = self.adaptive_max_tokens or self.ramp_stop_tokens
+      lbatch.to_sequences(cap, t, 'adaptive_max_tokens')
+      if cap < c.batch_size * t:
         raise ValueError(
-          f'adaptive_max_batch_size={self.adaptive_max_batch_size} must be '
-          f'0 or >= batch_size={c.batch_size}'
+          f'adaptive_max_tokens={cap} must be >= the base batch of '
+          f'{c.batch_size * t} tokens'
         )
-      if self.adaptive_max_growth < 1:
-        raise ValueError(
-          f'adaptive_max_growth={self.adaptive_max_growth} must be >= 1'
-        )
+      if self.adaptive_growth < 1:
+        raise ValueError(f'adaptive_growth={self.adaptive_growth} must be >= 1')
 
 
 def get_config() -> LmConfig:
@@ -319,8 +318,12 @@ def get_config() -> LmConfig:
     adaptive_every_tokens=tokens(
       ADAPTIVE_EVERY_TOKENS.value, 'adaptive_every_tokens'
     ),
-    adaptive_max_batch_size=ADAPTIVE_MAX_BATCH_SIZE.value,
-    adaptive_max_growth=ADAPTIVE_MAX_GROWTH.value,
+    adaptive_max_tokens=(
+      tokens(ADAPTIVE_MAX_TOKENS.value, 'adaptive_max_tokens')
+      if ADAPTIVE_MAX_TOKENS.value
+      else None
+    ),
+    adaptive_growth=ADAPTIVE_GROWTH.value,
   )
 
 
@@ -501,13 +504,15 @@ def build_plans(config: LmConfig, num_examples: int) -> dict[str, Plan]:
       lr_text(config, 'increase'),
     )
   if 'adaptive' in config.batch_schedules:
-    cap = config.adaptive_max_batch_size or lbatch.to_sequences(
-      config.ramp_stop_tokens, t, 'ramp_stop_tokens'
+    cap = lbatch.to_sequences(
+      config.adaptive_max_tokens or config.ramp_stop_tokens,
+      t,
+      'adaptive_max_tokens',
     )
     adaptive = lrtrain.AdaptiveConfig(
       max_batch_size=cap,
       every_epochs=_epochs(config.adaptive_every_tokens, t, num_examples),
-      max_growth=config.adaptive_max_growth,
+      max_growth=config.adaptive_growth,
     )
     sizes = adaptive.sizes(c.batch_size)
     plans['adaptive'] = Plan(
@@ -515,7 +520,7 @@ def build_plans(config: LmConfig, num_examples: int) -> dict[str, Plan]:
       cosine,
       f'{c.batch_size * t}tok growing toward B_simple every '
       f'{lbatch.format_count(config.adaptive_every_tokens)}tok (x'
-      f'{config.adaptive_max_growth:g} at most; '
+      f'{config.adaptive_growth:g} at most; '
       f'{"/".join(lbatch.format_count(b * t) for b in sizes)}tok)',
       lr_text(config, 'cosine'),
       adaptive=adaptive,

@@ -572,3 +572,25 @@ def test_lm_common_examples_run():
 
   result = doctest.testmod(_lm_common, optionflags=doctest.ELLIPSIS)
   assert result.attempted >= 2 and result.failed == 0
+
+
+def test_every_experiment_imports_into_one_process(tmp_path):
+  # Each defines its flags at import; a name defined twice (say
+  # --adaptive_max_batch_size by ramp and by lm) is an absl error.
+  names = sorted(
+    name[:-3]
+    for name in os.listdir(os.path.join(ROOT, 'experiments'))
+    if name.endswith('.py') and not name.startswith('_')
+  )
+  assert {'lm', 'finetune', 'ramp'} <= set(names)
+  code = '; '.join(f'import experiments.{name}' for name in names)
+  env = {**os.environ, 'PYTHONPATH': ROOT, 'PYTHONDONTWRITEBYTECODE': '1'}
+  proc = subprocess.run(
+    [sys.executable, '-c', code],
+    cwd=tmp_path,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert proc.returncode == 0, proc.stderr[-2000:]
