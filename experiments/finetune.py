@@ -1,0 +1,943 @@
+r"""LRBench++ at small scale: LR policies for fine-tuning versus from scratch.
+
+Jin et al. (2023) argue that tuning the learning rate for fine-tuning a
+pretrained language model differs from tuning it for training from
+scratch: a pretrained initialisation, few epochs, evaluation per epoch.
+Their own runs fine-tune LLaMA-7B on Alpaca for 3 epochs at a global batch
+of 128 with AdamW and LRs of 1e-5 to 6e-5, warmup-constant against
+warmup-linear-decay. This experiment repeats the protocol at a size a CPU
+can run:
+
+1. pretrain `lrjax.lm.Transformer` once on `--corpus` (the interpreter's
+   documentation prose by default) for `--pretrain_tokens`, warmup and
+   cosine to 10%, cached in ``workdir/pretrain`` (a finished pretraining is
+   reused, an interrupted one resumes from its checkpoint);
+2. fine-tune it on a second domain, `--finetune_corpus` (the standard
+   library's Python source by default; `--finetune_sequences` evenly spaced
+   sequences of its training split), for `--epochs` epochs with every
+   policy of `--policies` at every LR of `--lr_grid`, evaluating after
+   each epoch;
+3. train the same model from scratch on the same data with the same
+   policies and LRs.
+
+The policies: `constant`, `linear` (to 0), `cosine` (to 0),
+`warmup_constant` (LRBench++'s), `warmup_cosine`, `hf_warmup_linear`
+(Hugging Face's `get_linear_schedule_with_warmup`, LRBench++'s
+warmup-linear-decay: from 0 up over `--warmup_fraction` of the updates,
+then linearly to 0), `onecycle` (Smith's, peak at the LR) and `plateau`
+(the LR halved whenever the validation loss of an epoch does not improve).
+
+LRBench metrics, for both modes: utility (final validation bits per byte,
+and the best epoch's), cost to reach `--target_bits_per_byte` (updates,
+tokens, training seconds), robustness (the spread of the final loss over
+the LR grid and over seeds) and confidence (the mean predicted probability
+on correctly predicted bytes). The report states the contrast the paper
+draws: which LRs and which policies win when fine-tuning and when training
+from scratch, with the table and the figure behind it.
+
+  python -m experiments.finetune --flagfile=experiments/flagfiles/finetune_cpu.cfg
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from absl import app, flags, logging
+
+from experiments import _common, _lm_common, _runs
+
+POLICIES = (
+  'constant',
+  'linear',
+  'cosine',
+  'warmup_constant',
+  'warmup_cosine',
+  'hf_warmup_linear',
+  'onecycle',
+  'plateau',
+)
+MODES = ('finetune', 'scratch')
+
+FINETUNE_CORPUS = flags.DEFINE_string(
+  'finetune_corpus',
+  'python_text/stdlib',
+  'The second domain, fine-tuned on (and trained on from scratch): a '
+  '--corpus-style name.',
+)
+FINETUNE_SEQUENCES = flags.DEFINE_integer(
+  'finetune_sequences',
+  2048,
+  'Fine-tuning examples: this many evenly spaced sequences of the second '
+  "domain's training split (0: all of them).",
+)
+PRETRAIN_TOKENS = _lm_common.register_token_flag(
+  'pretrain_tokens', '256Ki', 'Tokens of the (cached) pretraining run.'
+)
+PRETRAIN_BATCH_SIZE = flags.DEFINE_integer(
+  'pretrain_batch_size',
+  0,
+  'Batch of the pretraining, in sequences (0: --batch_size).',
+)
+PRETRAIN_LR = flags.DEFINE_float(
+  'pretrain_lr', 1e-3, 'Peak LR of the pretraining (warmup, cosine to 10%).'
+)
+PRETRAIN_WARMUP_TOKENS = _lm_common.register_token_flag(
+  'pretrain_warmup_tokens', '8Ki', 'LR warmup of the pretraining, in tokens.'
+)
+LR_GRID = flags.DEFINE_list(
+  'lr_grid',
+  ['1e-4', '3e-4', '1e-3', '3e-3'],
+  'Peak LRs every policy is tried with, in both modes.',
+)
+FT_POLICIES = flags.DEFINE_list(
+  'policies',
+  list(POLICIES),
+  f'LR policies compared, from {", ".join(POLICIES)}.',
+)
+WARMUP_FRACTION = flags.DEFINE_float(
+  'warmup_fraction',
+  0.1,
+  'Warmup of the warmup_* policies, as a fraction of the fine-tuning '
+  'length (Alpaca fine-tuning scripts use 0.03).',
+)
+TARGET_BITS_PER_BYTE = flags.DEFINE_float(
+  'target_bits_per_byte',
+  3.0,
+  'Validation bits per byte at which the cost to target is counted.',
+)
+
+flags.register_validator(
+  'policies',
+  lambda v: bool(v) and all(p in POLICIES for p in v) and len(set(v)) == len(v),
+  message=f'--policies must be distinct names from {",".join(POLICIES)}',
+)
+
+
+def _lrs(values: Sequence[str]) -> list[float] | None:
+  try:
+    lrs = [float(v) for v in values]
+  except (TypeError, ValueError):
+    return None
+  return lrs
+
+
+flags.register_validator(
+  'lr_grid',
+  lambda v: (
+    (g := _lrs(v)) is not None
+    and bool(g)
+    and all(x > 0 and math.isfinite(x) for x in g)
+    and len(set(g)) == len(g)
+  ),
+  message='--lr_grid must be distinct positive LRs, e.g. 1e-4,1e-3',
+)
+_common.register_bound('finetune_sequences', 0, note=' (0 = all)')
+_common.register_bound('pretrain_lr', 0, strict=True)
+_common.register_bound('pretrain_batch_size', 0, note=' (0 = --batch_size)')
+flags.register_validator(
+  'warmup_fraction',
+  lambda v: 0 < v < 1,
+  message='--warmup_fraction must be in (0, 1)',
+)
+_common.register_bound('target_bits_per_byte', 0, strict=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneConfig:
+  """The LRBench++ experiment: pretraining, the second domain, the grid."""
+
+  common: _lm_common.LmCommon = _lm_common.LmCommon()
+  finetune_corpus: str = 'python_text/stdlib'
+  finetune_sequences: int = 2048
+  pretrain_tokens: int = 256 * 1024
+  pretrain_batch_size: int = 0
+  pretrain_lr: float = 1e-3
+  pretrain_warmup_tokens: int = 8 * 1024
+  epochs: float = 3.0
+  eval_every: float = 1.0
+  lr_grid: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 3e-3)
+  policies: tuple[str, ...] = POLICIES
+  warmup_fraction: float = 0.1
+  target_bits_per_byte: float = 3.0
+
+  def validate(self) -> None:
+    """Raises ValueError naming the field and the fix."""
+    from lrjax import batch as lbatch
+
+    c = self.common
+    c.validate()
+    if self.finetune_corpus == c.corpus:
+      raise ValueError(
+        f'finetune_corpus={self.finetune_corpus!r} is the pretraining '
+        'corpus: fine-tune on a second domain (e.g. python_text/stdlib '
+        'after python_text/docs)'
+      )
+    if self.pretrain_batch_size < 0:
+      raise ValueError(
+        f'pretrain_batch_size={self.pretrain_batch_size} must be >= 0'
+      )
+    bad = [p for p in self.policies if p not in POLICIES]
+    if (
+      bad or not self.policies or len(set(self.policies)) != len(self.policies)
+    ):
+      raise ValueError(
+        f'policies={self.policies!r} must be distinct names from {POLICIES}'
+      )
+    if not self.lr_grid or any(
+      not (x > 0 and math.isfinite(x)) for x in self.lr_grid
+    ):
+      raise ValueError(f'lr_grid={self.lr_grid!r} must be positive LRs')
+    if len(set(self.lr_grid)) != len(self.lr_grid):
+      raise ValueError(f'lr_grid={self.lr_grid!r} has repeated LRs')
+    if self.finetune_sequences < 0:
+      raise ValueError(
+        f'finetune_sequences={self.finetune_sequences} must be >= 0'
+      )
+    for name in ('pretrain_tokens', 'pretrain_warmup_tokens'):
+      lbatch.to_sequences(getattr(self, name), c.seq_len, name)
+    if self.pretrain_warmup_tokens >= self.pretrain_tokens:
+      raise ValueError(
+        f'pretrain_warmup_tokens={self.pretrain_warmup_tokens} must be < '
+        f'pretrain_tokens={self.pretrain_tokens}'
+      )
+    if not self.pretrain_lr > 0:
+      raise ValueError(f'pretrain_lr={self.pretrain_lr} must be > 0')
+    if not self.epochs > 0:
+      raise ValueError(f'epochs={self.epochs} must be > 0')
+    if not 0 < self.eval_every <= self.epochs:
+      raise ValueError(
+        f'eval_every={self.eval_every} must be in (0, epochs={self.epochs}]'
+      )
+    if not 0 < self.warmup_fraction < 1:
+      raise ValueError(
+        f'warmup_fraction={self.warmup_fraction} must be in (0, 1)'
+      )
+    if not self.target_bits_per_byte > 0:
+      raise ValueError(
+        f'target_bits_per_byte={self.target_bits_per_byte} must be > 0'
+      )
+
+
+def get_config() -> FinetuneConfig:
+  """Builds the typed config from the parsed flags."""
+  _lm_common.refuse_flags(
+    'finetune', {'lr': '--lr_grid (and --pretrain_lr for the pretraining)'}
+  )
+  given = _common.FLAGS
+  return FinetuneConfig(
+    common=_lm_common.lm_common(),
+    finetune_corpus=FINETUNE_CORPUS.value,
+    finetune_sequences=FINETUNE_SEQUENCES.value,
+    pretrain_tokens=_lm_common.parse_tokens(
+      PRETRAIN_TOKENS.value, 'pretrain_tokens'
+    ),
+    pretrain_batch_size=PRETRAIN_BATCH_SIZE.value,
+    pretrain_lr=PRETRAIN_LR.value,
+    pretrain_warmup_tokens=_lm_common.parse_tokens(
+      PRETRAIN_WARMUP_TOKENS.value, 'pretrain_warmup_tokens'
+    ),
+    epochs=given['epochs'].value if given['epochs'].present else 3.0,
+    eval_every=(
+      given['eval_every'].value if given['eval_every'].present else 1.0
+    ),
+    lr_grid=tuple(float(x) for x in LR_GRID.value),
+    policies=tuple(FT_POLICIES.value),
+    warmup_fraction=WARMUP_FRACTION.value,
+    target_bits_per_byte=TARGET_BITS_PER_BYTE.value,
+  )
+
+
+# ------------------------------------------------------------ policies
+
+
+def policy(name: str, lr: float, epochs: float, warmup_fraction: float):
+  r"""The LR policy ``name`` over the fine-tuning's ``epochs``.
+
+  With :math:`E` epochs, peak LR :math:`\eta` and warmup
+  :math:`W = f E`: ``constant`` :math:`\eta`; ``linear`` and ``cosine``
+  from :math:`\eta` to 0 over :math:`E`; ``warmup_constant`` and
+  ``warmup_cosine`` the same after a linear warmup over :math:`W` from
+  :math:`0.1\eta`; ``hf_warmup_linear`` Hugging Face's
+  ``get_linear_schedule_with_warmup``, :math:`\eta\, t / W` for
+  :math:`t < W`, then :math:`\eta\,(E - t)/(E - W)`; ``onecycle`` Smith's
+  one-cycle peaking at :math:`\eta` after 30% of :math:`E`; ``plateau``
+  :math:`\eta` halved after each epoch whose validation loss does not
+  improve on the best (PyTorch's ``ReduceLROnPlateau(factor=0.5,
+  patience=0)`` stepped per epoch).
+
+  Raises:
+    ValueError: for an unknown name.
+  """
+  from lrjax import schedules as s
+
+  warm = warmup_fraction * epochs
+  if name == 'constant':
+    return s.constant(lr)
+  if name == 'linear':
+    return s.linear(lr, end=0.0, length=epochs)
+  if name == 'cosine':
+    return s.cosine(lr, length=epochs)
+  if name == 'warmup_constant':
+    return s.warmup(s.constant(lr), length=warm)
+  if name == 'warmup_cosine':
+    return s.warmup(s.cosine(lr, length=epochs - warm), length=warm)
+  if name == 'hf_warmup_linear':
+    return s.warmup(
+      s.linear(lr, end=0.0, length=epochs - warm), length=warm, start=0.0
+    )
+  if name == 'onecycle':
+    return s.onecycle(lr, length=epochs)
+  if name == 'plateau':
+    return s.reduce_on_plateau(lr, factor=0.5, patience=0, value_per='epoch')
+  raise ValueError(f'{name=} is not one of {POLICIES}')
+
+
+def _kind(name: str) -> str:
+  return 'state' if name == 'plateau' else 'formula'
+
+
+# ------------------------------------------------------------ pretraining
+
+
+def pretrain_config(config: FinetuneConfig, num_examples: int):
+  """The pretraining run's trainer config (always keeps a checkpoint: the
+  fine-tuning starts from its parameters)."""
+  from lrjax import batch as lbatch
+  from lrjax import schedules as s
+  from lrjax import train as lrtrain
+
+  c = config.common
+  t = c.seq_len
+  total = config.pretrain_tokens / (t * num_examples)
+  warm = config.pretrain_warmup_tokens / (t * num_examples)
+  lr = s.warmup(
+    s.cosine(
+      config.pretrain_lr,
+      length=total - warm,
+      end=float(f'{0.1 * config.pretrain_lr:.12g}'),
+    ),
+    length=warm,
+  )
+  size = config.pretrain_batch_size or c.batch_size
+  batch = lbatch.parse(
+    f'stages({size * t}tok@{config.pretrain_tokens}tok,seq={t})',
+    num_examples,
+  )
+  return _lm_common.train_config(
+    c,
+    corpus=c.corpus,
+    batch=batch,
+    lr=lr,
+    seed=c.seeds[0],
+    eval_every=total / 4,
+    keep_checkpoints=1,
+    noise=lrtrain.NoiseConfig(enabled=False),
+  )
+
+
+def _check_cached(workdir: str, config: Any) -> None:
+  """Refuses a cached pretraining made with another configuration."""
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    saved = json.load(f)
+  if saved != json.loads(config.to_json()):
+    raise ValueError(
+      f'{workdir} holds a pretraining with another configuration (its '
+      'config.json differs in '
+      f'{sorted(k for k in saved if saved[k] != config.to_dict().get(k))}); '
+      'use a new --workdir or delete that directory to pretrain again'
+    )
+
+
+def pretrain(
+  config: FinetuneConfig, workdir: str, overwrite: bool = False
+) -> tuple[_runs.Run, Any]:
+  """Pretrains once (or reuses / resumes the run in ``workdir/pretrain``).
+
+  Returns:
+    The finished run and its final parameters (a pure dict).
+  """
+  from lrjax import train as lrtrain
+
+  c = config.common
+  train = _lm_common.load_split(c, 'train')
+  valid = _lm_common.load_split(c, c.validation_split)
+  evaluate = _lm_common.evenly_spaced(valid, c.eval_sequences)
+  tc = pretrain_config(config, train.num_examples)
+  directory = os.path.join(workdir, 'pretrain')
+  if not overwrite:
+    _check_cached(directory, tc)
+  task = _lm_common.make_task(c, train, evaluate, c.seeds[0], name='pretrain')
+  done = _runs.train_run(
+    'pretrain',
+    c.seeds[0],
+    tc,
+    directory,
+    train=lambda cfg, wd, overwrite=False: lrtrain.train_and_evaluate(
+      cfg, wd, task, overwrite=overwrite
+    ),
+    overwrite=overwrite,
+  )
+  state, _ = lrtrain.load_checkpoint(directory)
+  return done, state['params']
+
+
+# ------------------------------------------------------------ runs
+
+
+def _first_eval(task: Any, batch_size: int = 256) -> dict[str, float]:
+  """The evaluation metrics of a task's initial parameters (epoch 0)."""
+  import jax
+
+  params, model_state = task.init(jax.random.key(0))
+  fn = jax.jit(task.eval_sums)
+  data = task.eval_data
+  n = data.num_examples
+  sums: dict[str, float] = {}
+  for start in range(0, n, batch_size):
+    idx = np.arange(start, min(start + batch_size, n))
+    batch = data.take(idx)
+    pad = batch_size - len(idx)
+    if pad:
+      batch = {
+        k: np.concatenate([v, np.repeat(v[:1], pad, axis=0)])
+        for k, v in batch.items()
+      }
+    out = jax.device_get(
+      fn(params, model_state, batch, np.arange(batch_size) < len(idx))
+    )
+    for k, v in out.items():
+      sums[k] = sums.get(k, 0.0) + float(v)
+  count = sums.pop('count')
+  return {k: v / count for k, v in sums.items()}
+
+
+def train_config(
+  config: FinetuneConfig, name: str, lr: float, seed: int, num_examples: int
+):
+  """The trainer's config for one (policy, LR, seed), either mode."""
+  from lrjax import batch as lbatch
+
+  c = config.common
+  batch = lbatch.BatchSchedule(
+    (lbatch.Stage(c.batch_size, epochs=config.epochs),), num_examples
+  )
+  overrides = {}
+  if name == 'plateau':
+    overrides['plateau_metric'] = 'test_loss'
+  return _lm_common.train_config(
+    c,
+    corpus=config.finetune_corpus,
+    batch=batch,
+    lr=policy(name, lr, config.epochs, config.warmup_fraction),
+    seed=seed,
+    eval_every=config.eval_every,
+    **overrides,
+  )
+
+
+def check(config: FinetuneConfig) -> None:
+  """Checks the settings before anything trains or is written.
+
+  Raises:
+    ValueError: naming the flag and the fix.
+  """
+  config.validate()
+
+
+def run(
+  config: FinetuneConfig,
+  workdir: str,
+  *,
+  with_flags: bool = False,
+  overwrite: bool = False,
+):
+  """Pretrains once, then fine-tunes and trains from scratch every policy
+  at every LR and seed; writes results, figures and the report.
+
+  Returns:
+    The results dict (also written to results.json).
+  """
+  check(config)
+  with _common.experiment_workdir(workdir, config, with_flags=with_flags):
+    return _run(config, workdir, overwrite)
+
+
+def _run(config: FinetuneConfig, workdir: str, overwrite: bool):
+  from lrjax import train as lrtrain
+
+  c = config.common
+  pre_run, params = pretrain(config, workdir, overwrite)
+  ft_train_split = _lm_common.load_split(c, 'train', config.finetune_corpus)
+  ft_valid = _lm_common.load_split(
+    c, c.validation_split, config.finetune_corpus
+  )
+  train = _lm_common.evenly_spaced(ft_train_split, config.finetune_sequences)
+  evaluate = _lm_common.evenly_spaced(ft_valid, c.eval_sequences)
+  n = int(train['tokens'].shape[0])
+  start = {}
+  for mode in MODES:
+    task = _lm_common.make_task(
+      c,
+      train,
+      evaluate,
+      c.seeds[0],
+      params=params if mode == 'finetune' else None,
+    )
+    start[mode] = _first_eval(task)
+  runs: dict[tuple[str, str, float], list[_runs.Run]] = {}
+  for mode in MODES:
+    for name in config.policies:
+      for lr in config.lr_grid:
+        for seed in c.seeds:
+          task = _lm_common.make_task(
+            c,
+            train,
+            evaluate,
+            seed,
+            params=params if mode == 'finetune' else None,
+            name=f'{mode} {name} lr={lr:g}',
+          )
+          logging.info('%s %s lr=%g seed=%d', mode, name, lr, seed)
+          runs.setdefault((mode, name, lr), []).append(
+            _runs.train_run(
+              f'{mode}/{name}/{lr:g}',
+              seed,
+              train_config(config, name, lr, seed, n),
+              _lm_common.run_dir(
+                workdir, mode, name, f'lr{lr:g}', f'seed{seed}'
+              ),
+              train=lambda cfg, wd, overwrite=False, task=task: (
+                lrtrain.train_and_evaluate(cfg, wd, task, overwrite=overwrite)
+              ),
+              overwrite=overwrite,
+            )
+          )
+  grid = _grid_rows(runs, config, c.seq_len)
+  summary = _summary_rows(grid, config)
+  contrast = _contrast(summary, grid, config)
+  table = _summary_table(summary, config)
+  grid_table = _grid_table(grid, config)
+  figures = _figures(runs, grid, summary, start, config, workdir)
+  results = {
+    'experiment': 'finetune',
+    'pretrain': {
+      'corpus': c.corpus,
+      'tokens': pre_run.summary['examples_seen'] * c.seq_len,
+      'validation': pre_run.summary['test_metrics'],
+      'wall_seconds': pre_run.summary['wall_seconds'],
+    },
+    'finetune_corpus': config.finetune_corpus,
+    'interpreter': ft_train_split.metadata.get('interpreter'),
+    'finetune_sequences': n,
+    'eval_sequences': int(evaluate['tokens'].shape[0]),
+    'baselines_bits_per_byte': {
+      k: v / math.log(2)
+      for k, v in _lm_common.baselines(ft_train_split, ft_valid).items()
+    },
+    'initial': start,
+    'grid': grid,
+    'summary': summary,
+    'claims': contrast,
+    'figures': figures,
+  }
+  report = _report(config, results, table, grid_table, figures)
+  _common.write_outputs(workdir, results, table, report)
+  return results
+
+
+# ------------------------------------------------------------ metrics
+
+
+def _final(run: _runs.Run, key: str) -> float:
+  value = run.summary['test_metrics'].get(key)
+  return math.nan if value is None else float(value)
+
+
+def _confidence_on_correct(run: _runs.Run) -> float:
+  """Mean top probability on correctly predicted bytes (final params)."""
+  accuracy = _final(run, 'accuracy')
+  if not accuracy > 0:
+    return math.nan
+  return _final(run, 'correct_confidence') / accuracy
+
+
+def _to_target(run: _runs.Run, target: float, seq_len: int) -> dict:
+  """Updates, tokens and training seconds until the validation bits per
+  byte first reach ``target`` (NaN if never)."""
+  bpb = run.test.get('bits_per_byte', np.zeros(0))
+  hits = np.nonzero(bpb <= target)[0]
+  if not hits.size:
+    return {'updates': math.nan, 'tokens': math.nan, 'seconds': math.nan}
+  i = hits[0]
+  step = float(run.test['step'][i])
+  seconds = _lm_common.train_seconds(run.train)
+  steps = run.train.get('step', np.zeros(0))
+  return {
+    'updates': step,
+    'tokens': float(run.test['examples'][i]) * seq_len,
+    'seconds': float(np.interp(step, steps, seconds))
+    if steps.size
+    else math.nan,
+  }
+
+
+def _grid_rows(runs, config: FinetuneConfig, seq_len: int) -> list[dict]:
+  """One row per (mode, policy, LR): metrics over seeds."""
+  rows = []
+  target = config.target_bits_per_byte
+  for (mode, name, lr), group in runs.items():
+    final = [_final(r, 'bits_per_byte') for r in group]
+    best = [float(np.nanmin(r.test['bits_per_byte'])) for r in group]
+    reach = [_to_target(r, target, seq_len) for r in group]
+    reached = [x for x in reach if math.isfinite(x['updates'])]
+    rows.append(
+      {
+        'mode': mode,
+        'policy': name,
+        'kind': _kind(name),
+        'lr': lr,
+        'seeds': len(group),
+        'final_bits_per_byte': _common.mean_std(final),
+        'final_bits_per_byte_per_seed': final,
+        'best_epoch_bits_per_byte': _common.mean_std(best),
+        'final_loss': _common.mean_std([_final(r, 'loss') for r in group]),
+        'accuracy': _common.mean_std([_final(r, 'accuracy') for r in group]),
+        'confidence_on_correct': _common.mean_std(
+          [_confidence_on_correct(r) for r in group]
+        ),
+        'reached_target': f'{len(reached)}/{len(group)}',
+        'updates_to_target': _common.mean_std([x['updates'] for x in reached]),
+        'tokens_to_target': _common.mean_std([x['tokens'] for x in reached]),
+        'seconds_to_target': _common.mean_std([x['seconds'] for x in reached]),
+        'num_updates': group[0].summary['num_updates'],
+        'wall_seconds': _common.mean_std(
+          [r.summary['wall_seconds'] for r in group]
+        ),
+      }
+    )
+  return rows
+
+
+def _summary_rows(grid, config: FinetuneConfig) -> list[dict]:
+  """One row per (mode, policy): its best LR and its robustness."""
+  out = []
+  for mode in MODES:
+    for name in config.policies:
+      rows = [r for r in grid if r['mode'] == mode and r['policy'] == name]
+      means = np.array([r['final_bits_per_byte'][0] for r in rows])
+      if np.isfinite(means).any():
+        best = rows[int(np.nanargmin(means))]
+      else:
+        best = rows[0]
+      seed_std = [r['final_bits_per_byte'][1] for r in rows]
+      out.append(
+        {
+          'mode': mode,
+          'policy': name,
+          'kind': _kind(name),
+          'best_lr': best['lr'],
+          'final_bits_per_byte': best['final_bits_per_byte'],
+          'best_epoch_bits_per_byte': best['best_epoch_bits_per_byte'],
+          'confidence_on_correct': best['confidence_on_correct'],
+          'reached_target': best['reached_target'],
+          'updates_to_target': best['updates_to_target'],
+          'tokens_to_target': best['tokens_to_target'],
+          'lr_spread': float(np.nanmax(means) - np.nanmin(means))
+          if np.isfinite(means).any()
+          else math.nan,
+          'seed_std': float(np.nanmean(seed_std)) if seed_std else math.nan,
+          'per_lr': {f'{r["lr"]:g}': r['final_bits_per_byte'][0] for r in rows},
+        }
+      )
+  return out
+
+
+def _contrast(summary, grid, config: FinetuneConfig) -> list[dict]:
+  """The paper's contrast, from the numbers: best LRs, best policies, the
+  policy's and the LR's influence, fine-tuning against scratch."""
+  seeds = len(config.common.seeds)
+  by_mode = {m: [r for r in summary if r['mode'] == m] for m in MODES}
+  claims = []
+
+  def add(claim: str, held: bool, detail: str) -> None:
+    if seeds < 2:
+      claims.append(
+        {'claim': claim, 'held': None, 'detail': f'{detail}; 1 seed'}
+      )
+    else:
+      claims.append({'claim': claim, 'held': bool(held), 'detail': detail})
+
+  best_lr = {}
+  for mode in MODES:
+    # The LR that is best on average over the policies.
+    per_lr = {
+      lr: np.nanmean(
+        [
+          r['final_bits_per_byte'][0]
+          for r in grid
+          if r['mode'] == mode and r['lr'] == lr
+        ]
+      )
+      for lr in config.lr_grid
+    }
+    best_lr[mode] = min(per_lr, key=lambda lr: per_lr[lr])
+  smaller = sum(
+    f['best_lr'] < s['best_lr']
+    for f, s in zip(by_mode['finetune'], by_mode['scratch'], strict=True)
+  )
+  add(
+    'fine-tuning is best at a smaller LR than training from scratch',
+    best_lr['finetune'] < best_lr['scratch'],
+    f'best LR averaged over the policies: {best_lr["finetune"]:g} '
+    f'(fine-tune) vs {best_lr["scratch"]:g} (scratch); smaller for '
+    f'{smaller} of {len(config.policies)} policies',
+  )
+  spread = {
+    m: max(r['final_bits_per_byte'][0] for r in by_mode[m])
+    - min(r['final_bits_per_byte'][0] for r in by_mode[m])
+    for m in MODES
+  }
+  add(
+    'the LR policy matters less in fine-tuning than from scratch',
+    spread['finetune'] < spread['scratch'],
+    f'spread of the final bits/byte over the policies at their best LRs: '
+    f'{spread["finetune"]:.3f} (fine-tune) vs {spread["scratch"]:.3f} '
+    '(scratch)',
+  )
+  lr_spread = {
+    m: float(np.nanmean([r['lr_spread'] for r in by_mode[m]])) for m in MODES
+  }
+  add(
+    'fine-tuning is less sensitive to the LR than training from scratch',
+    lr_spread['finetune'] < lr_spread['scratch'],
+    f'mean spread of the final bits/byte over the LR grid: '
+    f'{lr_spread["finetune"]:.3f} (fine-tune) vs '
+    f'{lr_spread["scratch"]:.3f} (scratch)',
+  )
+  best = {
+    m: min(by_mode[m], key=lambda r: r['final_bits_per_byte'][0]) for m in MODES
+  }
+  held, diff, tol = _common.within_variation(
+    _per_seed(grid, best['finetune']), _per_seed(grid, best['scratch'])
+  )
+  add(
+    'fine-tuning the pretrained model beats training from scratch at '
+    'equal budget',
+    diff < 0 and not held,
+    f'best final bits/byte {best["finetune"]["final_bits_per_byte"][0]:.3f} '
+    f'({best["finetune"]["policy"]}, LR {best["finetune"]["best_lr"]:g}) vs '
+    f'{best["scratch"]["final_bits_per_byte"][0]:.3f} '
+    f'({best["scratch"]["policy"]}, LR {best["scratch"]["best_lr"]:g}), '
+    f'tolerance ±{tol:.3f}',
+  )
+  return claims
+
+
+def _per_seed(grid, summary_row) -> list[float]:
+  for r in grid:
+    if (
+      r['mode'] == summary_row['mode']
+      and r['policy'] == summary_row['policy']
+      and r['lr'] == summary_row['best_lr']
+    ):
+      return r['final_bits_per_byte_per_seed']
+  return []
+
+
+# ------------------------------------------------------------ report
+
+
+def _pair(pair, digits: int = 3) -> str:
+  mean, std = pair
+  if mean is None or not math.isfinite(mean):
+    return 'n/a'
+  if not std:
+    return f'{mean:.{digits}f}'
+  return f'{mean:.{digits}f} ± {std:.{digits}f}'
+
+
+def _summary_table(summary, config: FinetuneConfig) -> str:
+  header = ['policy', 'kind']
+  for mode in MODES:
+    header += [
+      f'{mode}: best LR',
+      f'{mode}: bits/byte',
+      f'{mode}: updates to {config.target_bits_per_byte:g}',
+      f'{mode}: LR spread',
+    ]
+  header += ['fine-tune: confidence on correct']
+  lines = []
+  for name in config.policies:
+    row = [f'`{name}`', _kind(name)]
+    by = {r['mode']: r for r in summary if r['policy'] == name}
+    for mode in MODES:
+      r = by[mode]
+      row += [
+        f'{r["best_lr"]:g}',
+        _pair(r['final_bits_per_byte']),
+        f'{_pair(r["updates_to_target"], 0)} ({r["reached_target"]})',
+        f'{r["lr_spread"]:.3f}',
+      ]
+    row.append(_pair(by['finetune']['confidence_on_correct']))
+    lines.append(row)
+  return _common.markdown_table(header, lines)
+
+
+def _grid_table(grid, config: FinetuneConfig) -> str:
+  header = ['policy'] + [
+    f'{mode} LR {lr:g}' for mode in MODES for lr in config.lr_grid
+  ]
+  lines = []
+  for name in config.policies:
+    row = [f'`{name}`']
+    for mode in MODES:
+      for lr in config.lr_grid:
+        r = next(
+          x
+          for x in grid
+          if x['mode'] == mode and x['policy'] == name and x['lr'] == lr
+        )
+        row.append(_pair(r['final_bits_per_byte']))
+    lines.append(row)
+  return _common.markdown_table(header, lines)
+
+
+def _figures(runs, grid, summary, start, config, workdir) -> dict[str, str]:
+  from lrjax import plots
+
+  seeds = config.common.seeds
+  lrs = np.array(config.lr_grid, dtype=float)
+  order = np.argsort(lrs)
+  sensitivity = {}
+  for name in config.policies:
+    per_seed = []
+    for i in range(len(seeds)):
+      columns = {'lr': lrs[order]}
+      for mode in MODES:
+        values = []
+        for lr in lrs[order]:
+          r = next(
+            x
+            for x in grid
+            if x['mode'] == mode and x['policy'] == name and x['lr'] == lr
+          )
+          values.append(r['final_bits_per_byte_per_seed'][i])
+        columns[mode] = np.array(values, dtype=float)
+      per_seed.append(columns)
+    sensitivity[name] = per_seed
+  labels = {
+    'lr': 'peak learning rate',
+    'finetune': 'fine-tune: final val bits/byte',
+    'scratch': 'scratch: final val bits/byte',
+    'epoch': 'epochs',
+  }
+  plots.plot_curves(
+    sensitivity,
+    x='lr',
+    y=MODES,
+    labels=labels,
+    logx=True,
+    path=os.path.join(workdir, 'lr_sensitivity.png'),
+  )
+  curves = {}
+  for name in config.policies:
+    best = {r['mode']: r['best_lr'] for r in summary if r['policy'] == name}
+    per_seed = []
+    for i in range(len(seeds)):
+      columns = {}
+      for mode in MODES:
+        run = runs[(mode, name, best[mode])][i]
+        epoch = np.concatenate([[0.0], run.test['epoch']])
+        columns['epoch'] = epoch
+        columns[mode] = np.concatenate(
+          [[start[mode]['bits_per_byte']], run.test['bits_per_byte']]
+        )
+      per_seed.append(columns)
+    curves[name] = per_seed
+  plots.plot_curves(
+    curves,
+    x='epoch',
+    y=MODES,
+    labels={
+      **labels,
+      'finetune': 'fine-tune: val bits/byte',
+      'scratch': 'scratch: val bits/byte',
+    },
+    path=os.path.join(workdir, 'curves.png'),
+  )
+  return {
+    'lr_sensitivity.png': 'Final validation bits per byte against the peak '
+    'LR, per policy: fine-tuning (top) and from scratch (bottom)',
+    'curves.png': 'Validation bits per byte after each epoch, each policy '
+    'at its best LR (epoch 0: the pretrained or the random initialisation)',
+  }
+
+
+def _report(config, results, table, grid_table, figures) -> str:
+  c = config.common
+  pre = results['pretrain']
+  init = results['initial']
+  base = results['baselines_bits_per_byte']
+  lines = [
+    '# LRBench++ at small scale: fine-tuning versus training from scratch',
+    '',
+    f'Pretraining: {c.corpus}, {pre["tokens"]:,} tokens, '
+    f'{c.layers} layers x width {c.width}, '
+    f'final validation {pre["validation"].get("bits_per_byte", math.nan):.3f} '
+    f'bits/byte ({pre["wall_seconds"]:.0f} s, cached in pretrain/).',
+    '',
+    f'Second domain: {config.finetune_corpus} (read from '
+    f'{results["interpreter"] or "a TFDS dataset"}), '
+    f'{results["finetune_sequences"]:,} training sequences of {c.seq_len} '
+    f'bytes, {config.epochs:g} epochs at batch {c.batch_size} '
+    f'({results["grid"][0]["num_updates"]} updates), evaluated every '
+    f'{config.eval_every:g} epoch(s) on {results["eval_sequences"]} '
+    f'sequences; {c.optimizer} (beta2 {c.b2:g}, weight decay '
+    f'{c.weight_decay:g}); LRs {", ".join(f"{x:g}" for x in config.lr_grid)}; '
+    f'seeds {", ".join(map(str, c.seeds))}.',
+    '',
+    f'Before training, on the second domain: the pretrained model '
+    f'{init["finetune"]["bits_per_byte"]:.3f} bits/byte, a random one '
+    f'{init["scratch"]["bits_per_byte"]:.3f}; unigram '
+    f'{base["unigram"]:.3f}, bigram {base["bigram"]:.3f}.',
+    '',
+    '## Per policy: best LR and LRBench metrics',
+    '',
+    table,
+    'Bits/byte: final validation value at the best LR (mean ± std over '
+    'seeds). Updates to target: at the best LR, over the seeds that reached '
+    'it. LR spread: max - min of the final bits/byte over the LR grid '
+    '(robustness to the LR; lower is more robust). Confidence: mean top '
+    'probability on the correctly predicted bytes.',
+    '',
+    '## Every policy at every LR (final validation bits/byte)',
+    '',
+    grid_table,
+    '## The contrast',
+    '',
+  ]
+  lines += _lm_common.claim_lines(results['claims'])
+  lines += _common.figure_lines(figures)
+  return '\n'.join(lines)
+
+
+def main(argv: Sequence[str]) -> None:
+  done = _common.run_main(argv, 'finetune', get_config, run, check)
+  if done is None:
+    return
+  results, workdir = done
+  _lm_common.print_claims(results['claims'])
+  _common.print_report_path(workdir)
+
+
+if __name__ == '__main__':
+  app.run(main)

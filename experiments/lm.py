@@ -1,0 +1,968 @@
+r"""Pretraining a small language model: LR policies and batch schedules.
+
+Trains `lrjax.lm.Transformer` (nanoGPT's CPU size by default) on byte-level
+text (`--corpus`, the interpreter's documentation topics by default) through
+the ordinary trainer, every run with the same token budget
+`--train_tokens`, and compares
+
+- the LR policies LLMs are trained with, at a constant batch: linear warmup
+  and cosine decay to `--final_lr_fraction` of the peak (`cosine`, GPT-3),
+  warmup-stable-decay with a 1-sqrt cooldown over the last
+  `--cooldown_fraction` (`wsd`, MiniCPM; Hägele et al. 2024), the same
+  with a linear cooldown (`constant_cooldown`), and optionally the LR step
+  decay that Smith's schedule replaces (`step`);
+- batch schedules, with the cosine LR: a constant batch (`constant`, the
+  baseline), a GPT-3-style linear ramp written in tokens (`ramp`), Smith et
+  al.'s increase-instead-of-decay built with `lrjax.batch.from_lr_decay`
+  from the step decay (`increase`: constant LR, the batch grows at the
+  milestones), and the adaptive batch that follows the measured noise scale
+  B_simple (`adaptive`, McCandlish et al. 2018; `lrjax.train.train_adaptive`).
+
+Batch sizes are in sequences of `--seq_len` tokens; budgets, ramps and the
+noise scale are also stated in tokens. The report gives the final
+validation loss and bits per byte next to a unigram and a bigram model of
+the same split, updates, tokens, wall time, figures of the validation loss
+against tokens and updates and of B_simple (in tokens) against tokens, and
+verdicts only where the seeds support them (with one seed: not tested).
+
+  python -m experiments.lm --flagfile=experiments/flagfiles/lm_cpu.cfg
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fractions
+import functools
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from absl import app, flags, logging
+
+from experiments import _common, _lm_common, _runs
+
+LR_POLICIES = ('cosine', 'wsd', 'constant_cooldown', 'step')
+BATCH_SCHEDULES = ('constant', 'ramp', 'increase', 'adaptive')
+BASELINE = 'cosine'
+
+TRAIN_TOKENS = _lm_common.register_token_flag(
+  'train_tokens', '128Ki', 'Tokens every run trains on (the equal budget).'
+)
+EVAL_EVERY_TOKENS = _lm_common.register_token_flag(
+  'eval_every_tokens', '16Ki', 'Evaluate every this many training tokens.'
+)
+WARMUP_TOKENS = _lm_common.register_token_flag(
+  'warmup_tokens', '8Ki', 'Linear LR warmup of every policy, in tokens.'
+)
+LR_POLICY_NAMES = flags.DEFINE_list(
+  'lr_policies',
+  ['cosine', 'wsd', 'constant_cooldown'],
+  f'LR policies compared at a constant batch, from {", ".join(LR_POLICIES)}'
+  '; cosine is the baseline and always runs.',
+)
+BATCH_SCHEDULE_NAMES = flags.DEFINE_list(
+  'batch_schedules',
+  list(BATCH_SCHEDULES),
+  f'Batch schedules compared, from {", ".join(BATCH_SCHEDULES)}; constant '
+  'is the cosine run.',
+)
+FINAL_LR_FRACTION = flags.DEFINE_float(
+  'final_lr_fraction', 0.1, 'cosine decays to this fraction of the peak LR.'
+)
+COOLDOWN_FRACTION = flags.DEFINE_float(
+  'cooldown_fraction',
+  0.2,
+  'wsd and constant_cooldown cool down to 0 over this last fraction of '
+  'the budget.',
+)
+RAMP_START_TOKENS = flags.DEFINE_string(
+  'ramp_start_tokens',
+  '',
+  'ramp: the first batch in tokens (empty: --batch_size sequences); also '
+  'the increment of the linear ramp.',
+)
+RAMP_STOP_TOKENS = _lm_common.register_token_flag(
+  'ramp_stop_tokens', '3Ki', 'ramp: the final batch, in tokens.'
+)
+RAMP_TOKENS = _lm_common.register_token_flag(
+  'ramp_tokens', '32Ki', 'ramp: tokens over which the batch grows.'
+)
+INCREASE_MILESTONES = flags.DEFINE_list(
+  'increase_milestones',
+  ['0.5', '0.75'],
+  'step and increase: fractions of the budget at which the step decay '
+  'divides the LR by --increase_factor (and increase multiplies the batch '
+  'instead).',
+)
+INCREASE_FACTOR = flags.DEFINE_float(
+  'increase_factor', 2.0, 'step and increase: the factor per milestone.'
+)
+ADAPTIVE_EVERY_TOKENS = _lm_common.register_token_flag(
+  'adaptive_every_tokens',
+  '32Ki',
+  'adaptive: tokens between decisions on the batch.',
+)
+ADAPTIVE_MAX_TOKENS = flags.DEFINE_string(
+  'adaptive_max_tokens',
+  '',
+  'adaptive: the largest batch, in tokens (empty: --ramp_stop_tokens).',
+)
+ADAPTIVE_GROWTH = flags.DEFINE_float(
+  'adaptive_growth',
+  2.0,
+  'adaptive: the largest factor by which one decision grows the batch.',
+)
+
+
+def _fractions(values: Sequence[str]) -> list[float] | None:
+  try:
+    return [float(v) for v in values]
+  except (TypeError, ValueError):
+    return None
+
+
+flags.register_validator(
+  'lr_policies',
+  lambda v: bool(v) and all(p in LR_POLICIES for p in v),
+  message=f'--lr_policies must be a non-empty subset of {",".join(LR_POLICIES)}',
+)
+flags.register_validator(
+  'batch_schedules',
+  lambda v: bool(v) and all(s in BATCH_SCHEDULES for s in v),
+  message='--batch_schedules must be a non-empty subset of '
+  f'{",".join(BATCH_SCHEDULES)}',
+)
+flags.register_validator(
+  'final_lr_fraction',
+  lambda v: 0 <= v <= 1,
+  message='--final_lr_fraction must be in [0, 1]',
+)
+flags.register_validator(
+  'cooldown_fraction',
+  lambda v: 0 < v <= 1,
+  message='--cooldown_fraction must be in (0, 1]',
+)
+flags.register_validator(
+  'increase_milestones',
+  lambda v: (
+    (m := _fractions(v)) is not None
+    and bool(m)
+    and all(0 < x < 1 for x in m)
+    and all(a < b for a, b in zip(m, m[1:], strict=False))
+  ),
+  message='--increase_milestones must be increasing fractions of the '
+  'budget in (0, 1), e.g. 0.5,0.75',
+)
+_common.register_bound('increase_factor', 1, strict=True)
+_common.register_bound('adaptive_growth', 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class LmConfig:
+  """The pretraining experiment: model and data, budget, what is compared.
+
+  Token counts are ints; ``ramp_start_tokens`` None means the base batch.
+  """
+
+  common: _lm_common.LmCommon = _lm_common.LmCommon()
+  train_tokens: int = 128 * 1024
+  eval_every_tokens: int = 16 * 1024
+  warmup_tokens: int = 8 * 1024
+  lr_policies: tuple[str, ...] = ('cosine', 'wsd', 'constant_cooldown')
+  batch_schedules: tuple[str, ...] = BATCH_SCHEDULES
+  final_lr_fraction: float = 0.1
+  cooldown_fraction: float = 0.2
+  ramp_start_tokens: int | None = None
+  ramp_stop_tokens: int = 3 * 1024
+  ramp_tokens: int = 32 * 1024
+  increase_milestones: tuple[float, ...] = (0.5, 0.75)
+  increase_factor: float = 2.0
+  adaptive_every_tokens: int = 32 * 1024
+  adaptive_max_tokens: int | None = None
+  adaptive_growth: float = 2.0
+
+  @property
+  def ramp_start(self) -> int:
+    """The ramp's first batch, in tokens."""
+    if self.ramp_start_tokens is None:
+      return self.common.batch_size * self.common.seq_len
+    return self.ramp_start_tokens
+
+  def validate(self) -> None:
+    """Raises ValueError naming the field and the fix."""
+    from lrjax import batch as lbatch
+
+    c = self.common
+    c.validate()
+    bad = [p for p in self.lr_policies if p not in LR_POLICIES]
+    if bad or not self.lr_policies:
+      raise ValueError(
+        f'lr_policies={self.lr_policies!r} must be from {LR_POLICIES}'
+      )
+    bad = [s for s in self.batch_schedules if s not in BATCH_SCHEDULES]
+    if bad or not self.batch_schedules:
+      raise ValueError(
+        f'batch_schedules={self.batch_schedules!r} must be from '
+        f'{BATCH_SCHEDULES}'
+      )
+    t = c.seq_len
+    for name in (
+      'train_tokens',
+      'eval_every_tokens',
+      'warmup_tokens',
+      'ramp_stop_tokens',
+      'ramp_tokens',
+      'adaptive_every_tokens',
+    ):
+      lbatch.to_sequences(getattr(self, name), t, name)
+    lbatch.to_sequences(self.ramp_start, t, 'ramp_start_tokens')
+    if self.train_tokens < c.batch_size * t:
+      raise ValueError(
+        f'train_tokens={self.train_tokens} is less than one batch of '
+        f'{c.batch_size} x {t} tokens'
+      )
+    stable = self.train_tokens * (1 - self.cooldown_fraction)
+    if self.warmup_tokens >= stable:
+      raise ValueError(
+        f'warmup_tokens={self.warmup_tokens} must end before the cooldown '
+        f'starts ({stable:.0f} tokens): shorten it or --cooldown_fraction'
+      )
+    if not 0 <= self.final_lr_fraction <= 1:
+      raise ValueError(
+        f'final_lr_fraction={self.final_lr_fraction} must be in [0, 1]'
+      )
+    if not 0 < self.cooldown_fraction <= 1:
+      raise ValueError(
+        f'cooldown_fraction={self.cooldown_fraction} must be in (0, 1]'
+      )
+    if 'ramp' in self.batch_schedules:
+      if not self.ramp_start <= self.ramp_stop_tokens:
+        raise ValueError(
+          f'ramp_stop_tokens={self.ramp_stop_tokens} must be >= the ramp '
+          f'start {self.ramp_start}'
+        )
+      if (self.ramp_stop_tokens - self.ramp_start) % self.ramp_start:
+        raise ValueError(
+          f'ramp_stop_tokens={self.ramp_stop_tokens} minus the start '
+          f'{self.ramp_start} must be a multiple of the start (the '
+          'increment of the linear ramp)'
+        )
+      if self.ramp_tokens > self.train_tokens:
+        raise ValueError(
+          f'ramp_tokens={self.ramp_tokens} must be <= train_tokens='
+          f'{self.train_tokens}'
+        )
+    m = self.increase_milestones
+    if (
+      not m
+      or any(not 0 < x < 1 for x in m)
+      or any(a >= b for a, b in zip(m, m[1:], strict=False))
+    ):
+      raise ValueError(
+        f'increase_milestones={m!r} must be increasing fractions in (0, 1)'
+      )
+    if self.increase_factor <= 1:
+      raise ValueError(f'increase_factor={self.increase_factor} must be > 1')
+    if 'adaptive' in self.batch_schedules:
+      if not c.noise:
+        raise ValueError(
+          'noise=False: the adaptive batch reads the measured noise scale; '
+          'pass --noise or drop adaptive from --batch_schedules'
+        )
+      if self.adaptive_every_tokens > self.train_tokens:
+        raise ValueError(
+          f'adaptive_every_tokens={self.adaptive_every_tokens} must be <= '
+          f'train_tokens={self.train_tokens}'
+        )
+      cap = self.adaptive_max_tokens or self.ramp_stop_tokens
+      lbatch.to_sequences(cap, t, 'adaptive_max_tokens')
+      if cap < c.batch_size * t:
+        raise ValueError(
+          f'adaptive_max_tokens={cap} must be >= the base batch of '
+          f'{c.batch_size * t} tokens'
+        )
+      if self.adaptive_growth < 1:
+        raise ValueError(f'adaptive_growth={self.adaptive_growth} must be >= 1')
+
+
+def get_config() -> LmConfig:
+  """Builds the typed config from the parsed flags."""
+  _lm_common.refuse_flags(
+    'lm',
+    {
+      'epochs': '--train_tokens (the budget in tokens)',
+      'eval_every': '--eval_every_tokens',
+    },
+  )
+  tokens = _lm_common.parse_tokens
+  policies = [BASELINE] + [p for p in LR_POLICY_NAMES.value if p != BASELINE]
+  return LmConfig(
+    common=_lm_common.lm_common(),
+    train_tokens=tokens(TRAIN_TOKENS.value, 'train_tokens'),
+    eval_every_tokens=tokens(EVAL_EVERY_TOKENS.value, 'eval_every_tokens'),
+    warmup_tokens=tokens(WARMUP_TOKENS.value, 'warmup_tokens'),
+    lr_policies=tuple(policies),
+    batch_schedules=tuple(BATCH_SCHEDULE_NAMES.value),
+    final_lr_fraction=FINAL_LR_FRACTION.value,
+    cooldown_fraction=COOLDOWN_FRACTION.value,
+    ramp_start_tokens=(
+      tokens(RAMP_START_TOKENS.value, 'ramp_start_tokens')
+      if RAMP_START_TOKENS.value
+      else None
+    ),
+    ramp_stop_tokens=tokens(RAMP_STOP_TOKENS.value, 'ramp_stop_tokens'),
+    ramp_tokens=tokens(RAMP_TOKENS.value, 'ramp_tokens'),
+    increase_milestones=tuple(float(m) for m in INCREASE_MILESTONES.value),
+    increase_factor=INCREASE_FACTOR.value,
+    adaptive_every_tokens=tokens(
+      ADAPTIVE_EVERY_TOKENS.value, 'adaptive_every_tokens'
+    ),
+    adaptive_max_tokens=(
+      tokens(ADAPTIVE_MAX_TOKENS.value, 'adaptive_max_tokens')
+      if ADAPTIVE_MAX_TOKENS.value
+      else None
+    ),
+    adaptive_growth=ADAPTIVE_GROWTH.value,
+  )
+
+
+# ------------------------------------------------------------ plans
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """What one run trains with.
+
+  Attributes:
+    batch: the BatchSchedule (for ``adaptive``: the starting batch, an int).
+    lr: the LR policy over epochs.
+    batch_text: the batch schedule as the report states it (tokens).
+    lr_text: the LR policy as the report states it (tokens).
+    adaptive: the `lrjax.train.AdaptiveConfig` of the adaptive run.
+  """
+
+  batch: Any
+  lr: Any
+  batch_text: str
+  lr_text: str = ''
+  adaptive: Any = None
+
+  @property
+  def batch_sizes(self) -> tuple[int, ...]:
+    if self.adaptive is not None:
+      return self.adaptive.sizes(self.batch)
+    return tuple(self.batch.batch_sizes)
+
+
+def _epochs(tokens: int, seq_len: int, num_examples: int) -> float:
+  """A token count as epochs of ``num_examples`` sequences of ``seq_len``."""
+  return float(fractions.Fraction(tokens, seq_len * num_examples))
+
+
+def lr_policy(config: LmConfig, name: str, num_examples: int) -> Any:
+  """The LR policy ``name`` over epochs, warmed up over `warmup_tokens`.
+
+  - ``cosine``: ``warmup(cosine(lr, end=f lr))``, the cosine over the
+    budget after the warmup;
+  - ``wsd``: ``wsd(lr, cooldown=c, shape='sqrt')``, the 1-sqrt cooldown to
+    0 over the last fraction c of the budget;
+  - ``constant_cooldown``: the same with a linear cooldown;
+  - ``step``: the LR divided by `increase_factor` at each milestone (the
+    decay Smith's ``increase`` schedule replaces), after the warmup.
+  """
+  from lrjax import schedules
+
+  c = config.common
+  total = _epochs(config.train_tokens, c.seq_len, num_examples)
+  warm = _epochs(config.warmup_tokens, c.seq_len, num_examples)
+  lr = c.lr
+  if name == 'cosine':
+    return schedules.warmup(
+      schedules.cosine(
+        lr, length=total - warm, end=_round12(config.final_lr_fraction * lr)
+      ),
+      length=warm,
+    )
+  if name in ('wsd', 'constant_cooldown'):
+    return schedules.wsd(
+      lr,
+      length=total,
+      cooldown=total * config.cooldown_fraction,
+      warmup=warm,
+      end=0.0,
+      shape='sqrt' if name == 'wsd' else 'linear',
+    )
+  if name == 'step':
+    return schedules.warmup(
+      schedules.multistep(
+        lr,
+        milestones=[m * total for m in config.increase_milestones],
+        gamma=1 / config.increase_factor,
+      ),
+      length=warm,
+      shift=False,
+    )
+  raise ValueError(f'{name=} is not one of {LR_POLICIES}')
+
+
+def _round12(x: float) -> float:
+  return float(f'{x:.12g}')
+
+
+def lr_text(config: LmConfig, name: str) -> str:
+  """The LR policy ``name`` in words and tokens, for the report."""
+  from lrjax import batch as lbatch
+
+  lr, total = config.common.lr, config.train_tokens
+  warm = (
+    f'warmup over {lbatch.format_count(config.warmup_tokens)}tok from '
+    f'{0.1 * lr:g} to {lr:g}'
+  )
+  cool = round(config.cooldown_fraction * total)
+  cool = f'the last {config.cooldown_fraction:.0%} ({cool:,} tokens)'
+  at = ' and '.join(f'{round(m * total):,}' for m in config.increase_milestones)
+  return {
+    'cosine': f'{warm}, cosine to '
+    f'{_round12(config.final_lr_fraction * lr):g} at '
+    f'{lbatch.format_count(total)}tok',
+    'wsd': f'{warm}, constant, 1-sqrt cooldown to 0 over {cool}',
+    'constant_cooldown': f'{warm}, constant, linear cooldown to 0 over {cool}',
+    'step': f'{warm}, divided by {config.increase_factor:g} at {at} tokens',
+    'increase': f'{warm}, then constant (the batch grows instead of the '
+    'step decay)',
+  }[name]
+
+
+def _batch_text(schedule: Any, seq_len: int) -> str:
+  """A schedule's exact text in tokens; stages given in epochs (floats that
+  do not read well) are stated in updates instead."""
+  from lrjax import batch as lbatch
+
+  if any(stage.epochs is not None for stage in schedule.stages):
+    schedule = schedule.canonical()
+  return lbatch.to_text(schedule, seq_len=seq_len)
+
+
+def build_plans(config: LmConfig, num_examples: int) -> dict[str, Plan]:
+  """The batch schedule and LR policy of every run, by name.
+
+  Every plan trains on `train_tokens` tokens (the batch schedules end at
+  the first update at or past the budget). Batch sizes are multiples of 4
+  slices times the devices, so that the noise scale can be measured.
+  """
+  from lrjax import batch as lbatch
+  from lrjax import schedules
+  from lrjax import train as lrtrain
+
+  c = config.common
+  t, total = c.seq_len, config.train_tokens
+  constant = lbatch.parse(
+    f'stages({c.batch_size * t}tok@{total}tok,seq={t})', num_examples
+  )
+  cosine = lr_policy(config, 'cosine', num_examples)
+  plans = {}
+  for name in config.lr_policies:
+    plans[name] = Plan(
+      constant,
+      cosine if name == 'cosine' else lr_policy(config, name, num_examples),
+      _batch_text(constant, t),
+      lr_text(config, name),
+    )
+  if 'ramp' in config.batch_schedules:
+    count = lbatch.format_count
+    text = (
+      f'linear_ramp(start={count(config.ramp_start)}tok,'
+      f'stop={count(config.ramp_stop_tokens)}tok,'
+      f'ramp={count(config.ramp_tokens)}tok,total={count(total)}tok,seq={t})'
+    )
+    ramp = lbatch.parse(text, num_examples)
+    plans['ramp'] = Plan(
+      ramp,
+      cosine,
+      f'{text} = {_batch_text(ramp, t)}',
+      lr_text(config, 'cosine'),
+    )
+  if 'increase' in config.batch_schedules:
+    epochs = _epochs(total, t, num_examples)
+    warm = _epochs(config.warmup_tokens, t, num_examples)
+    smith = lbatch.from_lr_decay(
+      c.lr,
+      c.batch_size,
+      num_examples,
+      milestones=[m * epochs for m in config.increase_milestones],
+      factors=1 / config.increase_factor,
+      num_epochs=epochs,
+      momentum=0.0,
+      max_batch_size=num_examples,
+      multiple_of=_multiple(c),
+    )
+    plans['increase'] = Plan(
+      smith.batch_schedule,
+      schedules.warmup(smith.lr, length=warm, shift=False),
+      _batch_text(smith.batch_schedule, t),
+      lr_text(config, 'increase'),
+    )
+  if 'adaptive' in config.batch_schedules:
+    cap = lbatch.to_sequences(
+      config.adaptive_max_tokens or config.ramp_stop_tokens,
+      t,
+      'adaptive_max_tokens',
+    )
+    adaptive = lrtrain.AdaptiveConfig(
+      max_batch_size=cap,
+      every_epochs=_epochs(config.adaptive_every_tokens, t, num_examples),
+      max_growth=config.adaptive_growth,
+    )
+    sizes = adaptive.sizes(c.batch_size)
+    plans['adaptive'] = Plan(
+      c.batch_size,
+      cosine,
+      f'{c.batch_size * t}tok growing toward B_simple every '
+      f'{lbatch.format_count(config.adaptive_every_tokens)}tok (x'
+      f'{config.adaptive_growth:g} at most; '
+      f'{"/".join(lbatch.format_count(b * t) for b in sizes)}tok)',
+      lr_text(config, 'cosine'),
+      adaptive=adaptive,
+    )
+  return plans
+
+
+def _multiple(common: _lm_common.LmCommon) -> int:
+  """Batch sizes are multiples of this: 4 noise slices per device."""
+  return 4 * (common.num_devices or 1)
+
+
+# ------------------------------------------------------------ runs
+
+
+def train_config(config: LmConfig, plan: Plan, seed: int, num_examples: int):
+  """The trainer's config for one seed of one plan."""
+  c = config.common
+  overrides: dict[str, Any] = {}
+  if plan.adaptive is not None:
+    # Each segment of the adaptive run resumes from the previous one.
+    overrides.update(
+      keep_checkpoints=1,
+      num_epochs=_epochs(config.train_tokens, c.seq_len, num_examples),
+    )
+  return _lm_common.train_config(
+    c,
+    corpus=c.corpus,
+    batch=plan.batch,
+    batch_sizes=plan.batch_sizes,
+    lr=plan.lr,
+    seed=seed,
+    eval_every=_epochs(config.eval_every_tokens, c.seq_len, num_examples),
+    **overrides,
+  )
+
+
+def _trainer(task: Any, adaptive: Any):
+  """``train(config, workdir, overwrite)`` for `_runs.train_run` on the LM
+  task."""
+
+  def train(config: Any, workdir: str, overwrite: bool = False) -> Any:
+    from lrjax import train as lrtrain
+
+    if adaptive is None:
+      return lrtrain.train_and_evaluate(
+        config, workdir, task, overwrite=overwrite
+      )
+    done = lrtrain.train_adaptive(
+      config, adaptive, workdir, task, overwrite=overwrite
+    )
+    return dataclasses.replace(
+      done.result,
+      wall_time=done.wall_time,
+      compile_seconds=done.compile_seconds,
+    )
+
+  return train
+
+
+def check(config: LmConfig) -> None:
+  """Checks the settings before anything trains or is written.
+
+  Raises:
+    ValueError: naming the flag and the fix.
+  """
+  config.validate()
+
+
+def run(
+  config: LmConfig,
+  workdir: str,
+  *,
+  with_flags: bool = False,
+  overwrite: bool = False,
+):
+  """Trains every plan and seed; writes results, figures and the report.
+
+  Returns:
+    The results dict (also written to results.json).
+  """
+  check(config)
+  with _common.experiment_workdir(workdir, config, with_flags=with_flags):
+    return _run(config, workdir, overwrite)
+
+
+def _run(config: LmConfig, workdir: str, overwrite: bool):
+  c = config.common
+  train = _lm_common.load_split(c, 'train')
+  valid = _lm_common.load_split(c, c.validation_split)
+  evaluate = _lm_common.evenly_spaced(valid, c.eval_sequences)
+  n = train.num_examples
+  plans = build_plans(config, n)
+  runs: dict[str, list[_runs.Run]] = {}
+  for name, plan in plans.items():
+    logging.info('%s: batch %s, lr %s', name, plan.batch_text, plan.lr)
+    for seed in c.seeds:
+      task = _lm_common.make_task(c, train, evaluate, seed, name=f'lm {name}')
+      runs.setdefault(name, []).append(
+        functools.partial(_runs.train_run, overwrite=overwrite)(
+          name,
+          seed,
+          train_config(config, plan, seed, n),
+          _lm_common.run_dir(workdir, name, f'seed{seed}'),
+          after=lambda _, __, p=plan: {'batch': p.batch_text, 'lr': str(p.lr)},
+          train=_trainer(task, plan.adaptive),
+        )
+      )
+  model = c.transformer()
+  base = _lm_common.baselines(train, valid)
+  rows, table = _table(runs, plans, c.seq_len, model.flops_per_token())
+  claims = _claims(runs, config)
+  figures = _figures(runs, c.seq_len, base, workdir)
+  results = {
+    'experiment': 'lm',
+    'corpus': c.corpus,
+    'interpreter': train.metadata.get('interpreter'),
+    'train_sequences': n,
+    'train_tokens_in_split': train.num_tokens,
+    'eval_sequences': int(evaluate['tokens'].shape[0]),
+    'seq_len': c.seq_len,
+    'num_params': model.num_params,
+    'flops_per_token': model.flops_per_token(),
+    'baselines_nats': base,
+    'baselines_bits_per_byte': {k: v / math.log(2) for k, v in base.items()},
+    'rows': rows,
+    'claims': claims,
+    'figures': figures,
+  }
+  report = _report(config, plans, results, table, claims, figures)
+  _common.write_outputs(workdir, results, table, report)
+  return results
+
+
+# ------------------------------------------------------------ report
+
+
+def _mean(values: Sequence[float]) -> float:
+  return _common.mean_std(values)[0]
+
+
+def _final(run: _runs.Run, key: str) -> float:
+  value = run.summary['test_metrics'].get(key)
+  return math.nan if value is None else float(value)
+
+
+def _noise_end(run: _runs.Run) -> float:
+  """The last finite logged B_simple of a run, in sequences (NaN if none)."""
+  values = run.train.get('noise_scale', np.zeros(0))
+  finite = values[np.isfinite(values)]
+  return float(finite[-1]) if finite.size else math.nan
+
+
+def _table(runs, plans, seq_len, flops_per_token):
+  header = [
+    'run',
+    'val loss (nats)',
+    'val bits/byte',
+    'updates',
+    'tokens',
+    'wall s',
+    'tokens/s',
+    'B_simple at end (tokens)',
+  ]
+  rows, lines = [], []
+  for name, group in runs.items():
+    loss = [_final(r, 'loss') for r in group]
+    bpb = [_final(r, 'bits_per_byte') for r in group]
+    updates = _mean([r.summary['num_updates'] for r in group])
+    tokens = _mean([r.summary['examples_seen'] * seq_len for r in group])
+    wall = [r.summary['wall_seconds'] for r in group]
+    rates = [_loop_rate(r, seq_len) for r in group]
+    noise = [_noise_end(r) * seq_len for r in group]
+    row = {
+      'run': name,
+      'seeds': len(group),
+      'lr': str(plans[name].lr),
+      'lr_text': plans[name].lr_text,
+      'batch': plans[name].batch_text,
+      'val_loss': _common.mean_std(loss),
+      'val_loss_per_seed': loss,
+      'val_bits_per_byte': _common.mean_std(bpb),
+      'num_updates': updates,
+      'tokens': tokens,
+      'wall_seconds': _common.mean_std(wall),
+      'train_tokens_per_second': _common.mean_std(rates),
+      'model_flops_per_second': _mean(rates) * flops_per_token,
+      'b_simple_end_sequences': _common.mean_std(
+        [_noise_end(r) for r in group]
+      ),
+      'b_simple_end_tokens': _common.mean_std(noise),
+    }
+    rows.append(row)
+    lines.append(
+      [
+        name,
+        _lm_common.ms(loss),
+        _lm_common.ms(bpb),
+        _common.fmt_number(updates),
+        _common.fmt_number(tokens),
+        _lm_common.ms(wall, 1),
+        _lm_common.ms(rates, 0),
+        _lm_common.ms(noise, 0),
+      ]
+    )
+  return rows, _common.markdown_table(header, lines)
+
+
+def _loop_rate(run: _runs.Run, seq_len: int) -> float:
+  """Training tokens per second: the median over the logged intervals (so
+  that an interval with an evaluation or a first compilation in it does not
+  count)."""
+  rates = run.train.get('examples_per_sec', np.zeros(0))
+  rates = rates[np.isfinite(rates) & (rates > 0)]
+  return float(np.median(rates) * seq_len) if rates.size else math.nan
+
+
+def _claims(runs, config: LmConfig) -> list[dict[str, Any]]:
+  seeds = len(config.common.seeds)
+  claims = []
+
+  def compare(name: str, claim: str, against: str) -> None:
+    ref = [_final(r, 'loss') for r in runs[against]]
+    loss = [_final(r, 'loss') for r in runs[name]]
+    held, diff, tol = _common.within_variation(loss, ref)
+    detail = f'final validation loss {diff:+.4f} nats vs {against}'
+    if seeds < 2:
+      claims.append(
+        {'claim': claim, 'held': None, 'detail': f'{detail}; 1 seed'}
+      )
+    else:
+      claims.append(
+        {
+          'claim': claim,
+          'held': held,
+          'detail': f'{detail}, tolerance ±{tol:.4f} (2 x pooled seed std)',
+        }
+      )
+
+  if 'wsd' in runs:
+    compare(
+      'wsd',
+      'WSD with a 1-sqrt cooldown matches cosine at the end of the budget',
+      BASELINE,
+    )
+  if 'constant_cooldown' in runs:
+    compare(
+      'constant_cooldown',
+      'a constant LR with a linear cooldown matches cosine at the end of the '
+      'budget',
+      BASELINE,
+    )
+  for name in ('ramp', 'increase', 'adaptive'):
+    if name not in runs:
+      continue
+    against = 'step' if name == 'increase' and 'step' in runs else BASELINE
+    ref = runs[against]
+    updates = _mean([r.summary['num_updates'] for r in runs[name]])
+    ref_updates = _mean([r.summary['num_updates'] for r in ref])
+    loss = [_final(r, 'loss') for r in runs[name]]
+    ref_loss = [_final(r, 'loss') for r in ref]
+    held, diff, tol = _common.within_variation(loss, ref_loss)
+    detail = (
+      f'{ref_updates / updates:.2f}x fewer updates ({updates:,.0f} vs '
+      f'{ref_updates:,.0f}), final validation loss {diff:+.4f} nats'
+    )
+    claim = f'{name} saves updates at equal loss against {against}'
+    if seeds < 2:
+      claims.append(
+        {'claim': claim, 'held': None, 'detail': f'{detail}; 1 seed'}
+      )
+    else:
+      claims.append(
+        {
+          'claim': claim,
+          'held': bool(updates < ref_updates and (held or diff < 0)),
+          'detail': f'{detail}, tolerance ±{tol:.4f}',
+        }
+      )
+  growth = [_noise_growth(r) for r in runs[BASELINE]]
+  finite = [g for g in growth if math.isfinite(g['ratio'])]
+  if finite:
+    detail = '; '.join(
+      f'seed {r.seed}: B_simple x{g["ratio"]:.2f} from the first to the last '
+      f'quarter, rank correlation with the loss {g["rho"]:+.2f}'
+      for r, g in zip(runs[BASELINE], growth, strict=True)
+    )
+    held = None
+    if seeds >= 2:
+      held = all(g['ratio'] > 1 and g['rho'] < 0 for g in finite)
+    else:
+      detail += '; 1 seed'
+    claims.append(
+      {
+        'claim': f'B_simple grows as the loss falls ({BASELINE}, constant '
+        'batch; McCandlish et al.)',
+        'held': held,
+        'detail': detail,
+      }
+    )
+  return claims
+
+
+def _noise_growth(run: _runs.Run) -> dict[str, float]:
+  r"""How the measured B_simple moves over a run.
+
+  ``ratio``: the median of the last quarter of the finite logged
+  estimates over the median of the first quarter; ``rho``: Spearman's rank
+  correlation between the estimates and the training loss logged with
+  them (negative: B_simple grows as the loss falls).
+  """
+  noise = run.train.get('noise_scale', np.zeros(0))
+  loss = run.train.get('loss', np.zeros(0))
+  keep = np.isfinite(noise) & np.isfinite(loss)
+  noise, loss = noise[keep], loss[keep]
+  if noise.size < 8:
+    return {'ratio': math.nan, 'rho': math.nan}
+  q = noise.size // 4
+  ratio = float(np.median(noise[-q:]) / np.median(noise[:q]))
+  rank = lambda v: np.argsort(np.argsort(v)).astype(float)  # noqa: E731
+  rho = float(np.corrcoef(rank(noise), rank(loss))[0, 1])
+  return {'ratio': ratio, 'rho': rho}
+
+
+LABELS = {
+  'tokens': 'training tokens',
+  'step': 'parameter updates',
+  'loss': 'validation loss (nats/byte)',
+  'noise_scale_tokens': 'measured B_simple (tokens)',
+  'batch_tokens': 'batch (tokens)',
+  'lr': 'learning rate',
+}
+
+
+def _figures(runs, seq_len, base, workdir) -> dict[str, str]:
+  from lrjax import plots
+
+  test = {
+    k: [_lm_common.token_columns(r.test, seq_len) for r in g]
+    for k, g in runs.items()
+  }
+  train = {
+    k: [_lm_common.token_columns(r.train, seq_len) for r in g]
+    for k, g in runs.items()
+  }
+  figures = {}
+  path = os.path.join(workdir, 'val_loss.png')
+  fig = plots.plot_curves(
+    test, x=('tokens', 'step'), y='loss', labels=LABELS, title=None
+  )
+  for ax in fig.axes:
+    for label, value, style in (
+      ('bigram', base['bigram'], ':'),
+      ('unigram', base['unigram'], '--'),
+    ):
+      ax.axhline(value, color='gray', linestyle=style, label=label)
+    ax.legend(fontsize='small')
+  fig.savefig(path, dpi=110)
+  figures['val_loss.png'] = (
+    'Validation loss against training tokens and against updates (gray: '
+    'the bigram and unigram models of the same split)'
+  )
+  plots.plot_curves(
+    train,
+    x='tokens',
+    y=('lr', 'batch_tokens'),
+    labels=LABELS,
+    band='range',
+    path=os.path.join(workdir, 'schedules.png'),
+  )
+  figures['schedules.png'] = 'LR and batch (tokens) in force, as trained'
+  if any(
+    np.isfinite(run.get('noise_scale_tokens', np.zeros(0))).any()
+    for group in train.values()
+    for run in group
+  ):
+    plots.plot_curves(
+      train,
+      x='tokens',
+      y='noise_scale_tokens',
+      labels=LABELS,
+      band='range',
+      logy=True,
+      path=os.path.join(workdir, 'noise_scale.png'),
+    )
+    figures['noise_scale.png'] = (
+      'Measured gradient noise scale B_simple, in tokens, against training '
+      'tokens'
+    )
+  return figures
+
+
+def _report(config, plans, results, table, claims, figures) -> str:
+  c = config.common
+  base = results['baselines_bits_per_byte']
+  lines = [
+    '# Pretraining a byte-level transformer: LR policies and batch schedules',
+    '',
+    f'{c.corpus} ({results["train_sequences"]:,} training sequences of '
+    f'{c.seq_len} bytes, {results["train_tokens_in_split"]:,} bytes; read '
+    f'from {results["interpreter"] or "a TFDS dataset"}), evaluated on '
+    f'{results["eval_sequences"]} {c.validation_split} sequences. Model: '
+    f'{c.layers} layers, {c.heads} heads, width {c.width}, '
+    f'{results["num_params"]:,} parameters, '
+    f'{results["flops_per_token"] / 1e6:.2f} MFLOPs per training token. '
+    f'{c.optimizer} (beta1 {c.momentum:g}, beta2 {c.b2:g}, weight decay '
+    f'{c.weight_decay:g}), peak LR {c.lr:g}, every run '
+    f'{config.train_tokens:,} tokens; seeds '
+    f'{", ".join(map(str, c.seeds))}.',
+    '',
+    f'Baselines on the {c.validation_split} split: unigram '
+    f'{base["unigram"]:.3f} bits/byte, bigram {base["bigram"]:.3f} '
+    'bits/byte.',
+    '',
+    '| run | LR policy | batch schedule (tokens) |',
+    '|---|---|---|',
+  ]
+  for name, plan in plans.items():
+    lines.append(f'| {name} | {plan.lr_text} | `{plan.batch_text}` |')
+  lines += ['', '## Results', '', table, '## Claims', '']
+  lines += _lm_common.claim_lines(claims)
+  lines += [
+    '',
+    'Tokens/s is the median training rate over the logged intervals (one '
+    'with an evaluation or a compilation in it does not count); wall s is '
+    'the whole run, compilation and evaluations included. The noise scale is estimated with sequences as '
+    'the examples and stated in tokens (times the sequence length). '
+    "The policies' exact text forms (over epochs) are in results.json.",
+  ]
+  lines += _common.figure_lines(figures)
+  return '\n'.join(lines)
+
+
+def main(argv: Sequence[str]) -> None:
+  done = _common.run_main(argv, 'lm', get_config, run, check)
+  if done is None:
+    return
+  results, workdir = done
+  _lm_common.print_claims(results['claims'])
+  _common.print_report_path(workdir)
+
+
+if __name__ == '__main__':
+  app.run(main)
