@@ -79,12 +79,6 @@ EVAL_SEQUENCES = flags.DEFINE_integer(
   '(0: all of them).',
 )
 B2 = flags.DEFINE_float('b2', 0.99, "Adam's second-moment decay beta_2.")
-NOISE_EVERY = flags.DEFINE_integer(
-  'noise_every',
-  8,
-  'Estimate the gradient noise scale every this many updates (on one '
-  'device each estimate costs about one more forward and backward pass).',
-)
 
 _common.register_bound('seq_len', 1)
 _common.register_bound('lm_layers', 1)
@@ -92,7 +86,6 @@ _common.register_bound('lm_heads', 1)
 _common.register_bound('lm_width', 1)
 _common.register_bound('lm_mlp_ratio', 1)
 _common.register_bound('eval_sequences', 0, note=' (0 = all)')
-_common.register_bound('noise_every', 1, note=' update')
 flags.register_validator(
   'lm_dropout',
   lambda v: 0.0 <= v < 1.0,
@@ -323,7 +316,7 @@ def lm_common() -> LmCommon:
     parallel=flag_value('parallel'),
     log_every=flag_value('log_every'),
     noise=flag_value('noise'),
-    noise_every=NOISE_EVERY.value,
+    noise_every=_common.NOISE_EVERY.value,  # the flag experiments share
     checkpoint_every=flag_value('checkpoint_every'),
     compilation_cache_dir=flag_value('compilation_cache_dir'),
   )
