@@ -229,7 +229,7 @@ def get_config() -> FinetuneConfig:
   _lm_common.refuse_flags(
     'finetune', {'lr': '--lr_grid (and --pretrain_lr for the pretraining)'}
   )
-  given = _common.FLAGS
+  _lm_common.use_defaults({'epochs': 3.0, 'eval_every': 1.0})
   return FinetuneConfig(
     common=_lm_common.lm_common(),
     finetune_corpus=FINETUNE_CORPUS.value,
@@ -242,10 +242,8 @@ def get_config() -> FinetuneConfig:
     pretrain_warmup_tokens=_lm_common.parse_tokens(
       PRETRAIN_WARMUP_TOKENS.value, 'pretrain_warmup_tokens'
     ),
-    epochs=given['epochs'].value if given['epochs'].present else 3.0,
-    eval_every=(
-      given['eval_every'].value if given['eval_every'].present else 1.0
-    ),
+    epochs=_lm_common.FLAGS.epochs,
+    eval_every=_lm_common.FLAGS.eval_every,
     lr_grid=tuple(float(x) for x in LR_GRID.value),
     policies=tuple(FT_POLICIES.value),
     warmup_fraction=WARMUP_FRACTION.value,
