@@ -35,6 +35,14 @@ on correctly predicted bytes). The report states the contrast the paper
 draws: which LRs and which policies win when fine-tuning and when training
 from scratch, with the table and the figure behind it.
 
+The common flags (seeds, batch size, optimizer, ...) keep their meaning;
+one left out takes the language-model default of
+`experiments._lm_common.LM_DEFAULTS` (AdamW, LR 1e-3, weight decay 0.1,
+batch 12 sequences, one seed) and the image-only ones (`--dataset`,
+`--model`, ...) are refused, as is `--lr` (see `--lr_grid` and
+`--pretrain_lr`); `--epochs` (default 3) and `--eval_every` (default 1)
+are the fine-tuning's.
+
   python -m experiments.finetune --flagfile=experiments/flagfiles/finetune_cpu.cfg
 """
 
