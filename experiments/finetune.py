@@ -430,7 +430,9 @@ def train_config(
   batch = lbatch.BatchSchedule(
     (lbatch.Stage(c.batch_size, epochs=config.epochs),), num_examples
   )
-  overrides = {}
+  # A high LR of the grid may diverge: skip its non-finite updates (and
+  # score what it ends at) rather than stop the whole grid.
+  overrides: dict = {'nan_policy': 'skip'}
   if name == 'plateau':
     overrides['plateau_metric'] = 'test_loss'
   return _lm_common.train_config(
@@ -669,7 +671,7 @@ def _contrast(summary, grid, config: FinetuneConfig) -> list[dict]:
       )
       for lr in config.lr_grid
     }
-    best_lr[mode] = min(per_lr, key=lambda lr: per_lr[lr])
+    best_lr[mode] = min(per_lr, key=lambda lr: _finite_or_inf(per_lr[lr]))
   smaller = sum(
     f['best_lr'] < s['best_lr']
     for f, s in zip(by_mode['finetune'], by_mode['scratch'], strict=True)
@@ -682,8 +684,10 @@ def _contrast(summary, grid, config: FinetuneConfig) -> list[dict]:
     f'{smaller} of {len(config.policies)} policies',
   )
   spread = {
-    m: max(r['final_bits_per_byte'][0] for r in by_mode[m])
-    - min(r['final_bits_per_byte'][0] for r in by_mode[m])
+    m: float(
+      np.nanmax([r['final_bits_per_byte'][0] for r in by_mode[m]])
+      - np.nanmin([r['final_bits_per_byte'][0] for r in by_mode[m]])
+    )
     for m in MODES
   }
   add(
@@ -704,7 +708,10 @@ def _contrast(summary, grid, config: FinetuneConfig) -> list[dict]:
     f'{lr_spread["scratch"]:.3f} (scratch)',
   )
   best = {
-    m: min(by_mode[m], key=lambda r: r['final_bits_per_byte'][0]) for m in MODES
+    m: min(
+      by_mode[m], key=lambda r: _finite_or_inf(r['final_bits_per_byte'][0])
+    )
+    for m in MODES
   }
   held, diff, tol = _common.within_variation(
     _per_seed(grid, best['finetune']), _per_seed(grid, best['scratch'])
@@ -720,6 +727,11 @@ def _contrast(summary, grid, config: FinetuneConfig) -> list[dict]:
     f'tolerance ±{tol:.3f}',
   )
   return claims
+
+
+def _finite_or_inf(value: float) -> float:
+  """``value``, or infinity for NaN (a diverged run ranks last)."""
+  return value if value is not None and math.isfinite(value) else math.inf
 
 
 def _per_seed(grid, summary_row) -> list[float]:

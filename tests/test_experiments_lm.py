@@ -375,6 +375,16 @@ def test_finetune_contrast_from_a_hand_made_grid():
     'budget'
   ]
   assert beats['held'] is True  # 3.0 vs 4.1, identical seeds: no spread
+  # A run that diverged (NaN) ranks last instead of breaking the ranking.
+  grid[-1] = _grid_row('scratch', 'cosine', 1e-2, [math.nan, math.nan])
+  summary = finetune._summary_rows(grid, config)
+  best = {(r['mode'], r['policy']): r['best_lr'] for r in summary}
+  assert best[('scratch', 'cosine')] == 1e-3
+  claims = finetune._contrast(summary, grid, config)
+  assert (
+    'best LR averaged over the policies: 0.0001 (fine-tune) vs 0.01'
+    in (claims[0]['detail'])
+  )
 
 
 def test_finetune_end_to_end_pretrains_once_and_resumes(
