@@ -137,28 +137,44 @@ _IMAGE_ONLY = {
 }
 
 
+def use_defaults(defaults: Mapping[str, Any]) -> None:
+  """Gives each flag of ``defaults`` that was not given its default here.
+
+  The flag itself is set, so that the workdir's flags.cfg (every flag's
+  value) repeats the run: a common flag left out takes the LM default, not
+  the image experiments' one.
+  """
+  for name, value in defaults.items():
+    if not FLAGS[name].present:
+      if name == 'seeds':
+        value = [str(s) for s in value]
+      setattr(FLAGS, name, value)
+
+
 def flag_value(name: str) -> Any:
-  """A common flag's value if given, else the LM default (`LM_DEFAULTS`)."""
-  flag = FLAGS[name]
-  if flag.present or name not in LM_DEFAULTS:
-    value = flag.value
-    if name == 'seeds':
-      return tuple(int(s) for s in value)
-    if name == 'num_devices':
-      return value or None
-    return value
-  return LM_DEFAULTS[name]
+  """A common flag's value (after `use_defaults`), as the config holds it."""
+  value = FLAGS[name].value
+  if name == 'seeds':
+    return tuple(int(s) for s in value)
+  if name == 'num_devices':
+    return value or None
+  return value
 
 
 def refuse_flags(experiment: str, replaced: Mapping[str, str]) -> None:
-  """Raises `app.UsageError` for a given flag this experiment does not read.
+  """Raises `app.UsageError` for a flag this experiment does not read.
+
+  A flag is refused when given a value other than the one the workdir's
+  flags.cfg holds for it when left out (its LM default, else its default):
+  flags.cfg lists every flag, and re-running from it must work.
 
   Args:
     experiment: the experiment's name, for the message.
     replaced: flag name -> what to use instead, besides the image-only ones.
   """
   for name, instead in {**_IMAGE_ONLY, **replaced}.items():
-    if FLAGS[name].present:
+    flag = FLAGS[name]
+    if flag.present and flag.value != LM_DEFAULTS.get(name, flag.default):
       raise app.UsageError(
         f'--{name} is not used by experiments.{experiment}; use {instead}'
       )
@@ -289,6 +305,7 @@ class LmCommon:
 
 def lm_common() -> LmCommon:
   """Reads the LM flags and the common flags (LM defaults) after parsing."""
+  use_defaults(LM_DEFAULTS)
   return LmCommon(
     corpus=CORPUS.value,
     data_dir=flag_value('data_dir'),

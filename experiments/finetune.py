@@ -35,6 +35,14 @@ on correctly predicted bytes). The report states the contrast the paper
 draws: which LRs and which policies win when fine-tuning and when training
 from scratch, with the table and the figure behind it.
 
+The common flags (seeds, batch size, optimizer, ...) keep their meaning;
+one left out takes the language-model default of
+`experiments._lm_common.LM_DEFAULTS` (AdamW, LR 1e-3, weight decay 0.1,
+batch 12 sequences, one seed) and the image-only ones (`--dataset`,
+`--model`, ...) are refused, as is `--lr` (see `--lr_grid` and
+`--pretrain_lr`); `--epochs` (default 3) and `--eval_every` (default 1)
+are the fine-tuning's.
+
   python -m experiments.finetune --flagfile=experiments/flagfiles/finetune_cpu.cfg
 """
 
@@ -229,7 +237,7 @@ def get_config() -> FinetuneConfig:
   _lm_common.refuse_flags(
     'finetune', {'lr': '--lr_grid (and --pretrain_lr for the pretraining)'}
   )
-  given = _common.FLAGS
+  _lm_common.use_defaults({'epochs': 3.0, 'eval_every': 1.0})
   return FinetuneConfig(
     common=_lm_common.lm_common(),
     finetune_corpus=FINETUNE_CORPUS.value,
@@ -242,10 +250,8 @@ def get_config() -> FinetuneConfig:
     pretrain_warmup_tokens=_lm_common.parse_tokens(
       PRETRAIN_WARMUP_TOKENS.value, 'pretrain_warmup_tokens'
     ),
-    epochs=given['epochs'].value if given['epochs'].present else 3.0,
-    eval_every=(
-      given['eval_every'].value if given['eval_every'].present else 1.0
-    ),
+    epochs=_lm_common.FLAGS.epochs,
+    eval_every=_lm_common.FLAGS.eval_every,
     lr_grid=tuple(float(x) for x in LR_GRID.value),
     policies=tuple(FT_POLICIES.value),
     warmup_fraction=WARMUP_FRACTION.value,
@@ -430,7 +436,9 @@ def train_config(
   batch = lbatch.BatchSchedule(
     (lbatch.Stage(c.batch_size, epochs=config.epochs),), num_examples
   )
-  overrides = {}
+  # A high LR of the grid may diverge: skip its non-finite updates (and
+  # score what it ends at) rather than stop the whole grid.
+  overrides: dict = {'nan_policy': 'skip'}
   if name == 'plateau':
     overrides['plateau_metric'] = 'test_loss'
   return _lm_common.train_config(
@@ -689,7 +697,7 @@ def _contrast(summary, grid, config: FinetuneConfig) -> list[dict]:
       )
       for lr in config.lr_grid
     }
-    best_lr[mode] = min(per_lr, key=lambda lr: per_lr[lr])
+    best_lr[mode] = min(per_lr, key=lambda lr: _finite_or_inf(per_lr[lr]))
   smaller = sum(
     f['best_lr'] < s['best_lr']
     for f, s in zip(by_mode['finetune'], by_mode['scratch'], strict=True)
@@ -702,8 +710,10 @@ def _contrast(summary, grid, config: FinetuneConfig) -> list[dict]:
     f'{smaller} of {len(config.policies)} policies',
   )
   spread = {
-    m: max(r['final_bits_per_byte'][0] for r in by_mode[m])
-    - min(r['final_bits_per_byte'][0] for r in by_mode[m])
+    m: float(
+      np.nanmax([r['final_bits_per_byte'][0] for r in by_mode[m]])
+      - np.nanmin([r['final_bits_per_byte'][0] for r in by_mode[m]])
+    )
     for m in MODES
   }
   add(
@@ -724,7 +734,10 @@ def _contrast(summary, grid, config: FinetuneConfig) -> list[dict]:
     f'{lr_spread["scratch"]:.3f} (scratch)',
   )
   best = {
-    m: min(by_mode[m], key=lambda r: r['final_bits_per_byte'][0]) for m in MODES
+    m: min(
+      by_mode[m], key=lambda r: _finite_or_inf(r['final_bits_per_byte'][0])
+    )
+    for m in MODES
   }
   held, diff, tol = _common.within_variation(
     _per_seed(grid, best['finetune']), _per_seed(grid, best['scratch'])
@@ -740,6 +753,11 @@ def _contrast(summary, grid, config: FinetuneConfig) -> list[dict]:
     f'tolerance ±{tol:.3f}',
   )
   return claims
+
+
+def _finite_or_inf(value: float) -> float:
+  """``value``, or infinity for NaN (a diverged run ranks last)."""
+  return value if value is not None and math.isfinite(value) else math.inf
 
 
 def _per_seed(grid, summary_row) -> list[float]:

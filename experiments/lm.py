@@ -25,6 +25,12 @@ the same split, updates, tokens, wall time, figures of the validation loss
 against tokens and updates and of B_simple (in tokens) against tokens, and
 verdicts only where the seeds support them (with one seed: not tested).
 
+The common flags (seeds, batch size, optimizer, ...) keep their meaning;
+one left out takes the language-model default of
+`experiments._lm_common.LM_DEFAULTS` (AdamW, LR 1e-3, weight decay 0.1,
+batch 12 sequences, one seed) and the image-only ones (`--dataset`,
+`--model`, ...) are refused.
+
   python -m experiments.lm --flagfile=experiments/flagfiles/lm_cpu.cfg
 """
 

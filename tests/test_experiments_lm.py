@@ -375,6 +375,16 @@ def test_finetune_contrast_from_a_hand_made_grid():
     'budget'
   ]
   assert beats['held'] is True  # 3.0 vs 4.1, identical seeds: no spread
+  # A run that diverged (NaN) ranks last instead of breaking the ranking.
+  grid[-1] = _grid_row('scratch', 'cosine', 1e-2, [math.nan, math.nan])
+  summary = finetune._summary_rows(grid, config)
+  best = {(r['mode'], r['policy']): r['best_lr'] for r in summary}
+  assert best[('scratch', 'cosine')] == 1e-3
+  claims = finetune._contrast(summary, grid, config)
+  assert (
+    'best LR averaged over the policies: 0.0001 (fine-tune) vs 0.01'
+    in (claims[0]['detail'])
+  )
 
 
 def test_finetune_end_to_end_pretrains_once_and_resumes(
@@ -546,25 +556,32 @@ def test_flagfiles_build_valid_configs(tmp_path, module, flagfile, expected):
     ('lm', '--lm_width=130', '--lm_width must be a multiple of --lm_heads'),
     (
       'lm',
-      '--dataset=digits',
+      '--dataset=cifar10',
       '--dataset is not used by experiments.lm; use --corpus',
     ),
     ('lm', '--epochs=3', 'use --train_tokens'),
-    ('finetune', '--lr=0.1', 'use --lr_grid'),
+    ('finetune', '--lr=0.05', 'use --lr_grid'),
     ('finetune', '--policies=constant,noam', '--policies must be distinct'),
   ],
 )
 def test_bad_flags_fail_before_training_naming_the_flag(
   tmp_path, module, bad, name
 ):
+  # --dry_run: checked at the same places as a real run, but a check that
+  # wrongly passes ends here instead of training for minutes.
   flagfile = f'{module}_cpu.cfg'
   workdir = tmp_path / 'out'
   proc = _cli(
-    module, tmp_path, _flagfile(flagfile), bad, f'--workdir={workdir}'
+    module,
+    tmp_path,
+    _flagfile(flagfile),
+    bad,
+    f'--workdir={workdir}',
+    '--dry_run',
   )
   assert proc.returncode != 0
   assert name in proc.stderr, proc.stderr[-2000:]
-  assert not (workdir / 'runs').exists()
+  assert not workdir.exists()
 
 
 def test_lm_common_examples_run():
@@ -594,3 +611,31 @@ def test_every_experiment_imports_into_one_process(tmp_path):
     timeout=300,
   )
   assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize('module', ['lm', 'finetune'])
+def test_written_flags_repeat_the_run_with_the_lm_defaults(tmp_path, module):
+  # No flagfile: the common flags left out take the LM defaults (AdamW,
+  # LR 1e-3, batch 12, one seed), and flags.cfg states them, so that
+  # re-running from it builds the same config.
+  first = tmp_path / 'first'
+  proc = _cli(module, tmp_path, '--dry_run', f'--workdir={first}')
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  config = json.loads(_read(first / 'config.json'))
+  common = config['common']
+  assert (common['optimizer'], common['batch_size']) == ('adamw', 12)
+  assert (common['weight_decay'], common['seeds']) == (0.1, [0])
+  written = _read(first / 'flags.cfg')
+  assert '--optimizer=adamw' in written and '--dataset=digits' in written
+  if module == 'finetune':
+    assert config['epochs'] == 3.0 and '--epochs=3.0' in written
+  again = tmp_path / 'again'
+  proc = _cli(
+    module,
+    tmp_path,
+    f'--flagfile={first / "flags.cfg"}',
+    f'--workdir={again}',
+    '--dry_run',
+  )
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert json.loads(_read(again / 'config.json')) == config
