@@ -313,7 +313,9 @@ def claim(
     else:
       changes = check_config(workdir, config, allow_changes)
       if changes:
-        logging.warning(
+        # The caller allowed these fields to change (e.g. the adaptive
+        # batch's growing segments): worth a line, not a warning.
+        logging.info(
           'continuing the run in %s with changed config (allowed): %s',
           workdir,
           describe_changes(changes),
