@@ -22,6 +22,8 @@ FINDER_STEPS = flags.DEFINE_integer(
 )
 
 SUGGESTIONS = ('minimum_over_10', 'steepest', 'valley')
+# fastai's EMA decay for the smoothed loss (lrjax.finder.smooth).
+BETA = 0.98
 FINDER_SUGGESTION = flags.DEFINE_enum(
   'finder_suggestion',
   'minimum_over_10',
@@ -94,7 +96,8 @@ def range_test(
   Returns:
     A JSON-ready dict: `lrs`, `losses`, `smoothed`, `suggestions` (steepest,
     minimum_over_10, valley), `suggested_lr` (the `finder.suggestion` one),
-    `stopped_early` and `inputs`; also written to
+    `stopped_early`, `beta` (the smoothing EMA's decay) and `inputs`; also
+    written to
     `<workdir>/range_test.json`.
 
   Raises:
@@ -186,6 +189,7 @@ def range_test(
     min_lr=finder.min_lr,
     max_lr=finder.max_lr,
     num_steps=finder.steps,
+    beta=BETA,
   )
   logging.info(
     'range test: done after %d of %d steps, suggested LR %.4g (%s)',
@@ -203,6 +207,7 @@ def range_test(
       'suggested_lr': result.suggestions[finder.suggestion],
       'suggestion': finder.suggestion,
       'stopped_early': result.stopped_early,
+      'beta': result.beta,
       'inputs': inputs,
     }
   )

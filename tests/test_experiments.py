@@ -448,7 +448,42 @@ def test_lr_find_end_to_end(tmp_path):
     assert np.isclose(lrs, row[key], rtol=1e-12).sum() == 1, key
     assert row[key] <= lrs[best], key
   assert results['suggested_lr'] == pytest.approx(row['minimum_over_10'])
-  _assert_outputs(workdir, ['lr_find.png', 'lr_find_seeds.png'])
+  # The smoothed curve's lag at its minimum, the weights' mean j of
+  # 0.98^j, j = 0..best.
+  weights = 0.98 ** np.arange(best + 1)
+  assert row['ema_lag_at_minimum'] == pytest.approx(
+    np.sum(np.arange(best + 1) * weights) / np.sum(weights), rel=1e-9
+  )
+  _assert_outputs(workdir, ['lr_find.png'])
+
+
+def test_lr_find_figure_draws_the_reported_suggestion(tmp_path, monkeypatch):
+  from lrjax import plots
+
+  drawn = {}
+
+  def spy(results, **kwargs):
+    drawn['curves'] = results
+    drawn['suggestions'] = kwargs['suggestions']
+    return real(results, **kwargs)
+
+  real = plots.plot_lr_finder
+  monkeypatch.setattr(plots, 'plot_lr_finder', spy)
+  config = lr_find.LrFindConfig(
+    common=dataclasses.replace(TINY, seeds=(0, 1)),
+    finder=_finder.FinderConfig(min_lr=1e-3, max_lr=10, steps=40),
+  )
+  results = lr_find.run(config, str(tmp_path / 'lr_find'))
+  per_seed = [row['minimum_over_10'] for row in results['rows']]
+  # The report recommends the geometric mean over seeds; the figure draws
+  # that one LR, not seed 0's, over both seeds' curves.
+  mean = math.exp((math.log(per_seed[0]) + math.log(per_seed[1])) / 2)
+  assert results['suggested_lr'] == pytest.approx(mean, rel=1e-12)
+  (lr,) = drawn['suggestions'].values()
+  assert lr == pytest.approx(mean, rel=1e-12)
+  assert sorted(drawn['curves']) == ['seed 0', 'seed 1']
+  report = _read(os.path.join(str(tmp_path / 'lr_find'), 'report.md'))
+  assert f'**{mean:.4g}**' in report
 
 
 # ------------------------------------------------------------ command line
