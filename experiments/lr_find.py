@@ -181,7 +181,7 @@ def _figure(
   }
   plots.plot_lr_finder(
     curves,
-    suggestions={f'{suggestion}, geometric mean over seeds': chosen},
+    suggestions={f'{suggestion}\n(geometric mean over seeds)': chosen},
     title='LR range test, every seed',
     path=os.path.join(workdir, 'lr_find.png'),
   )

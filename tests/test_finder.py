@@ -342,7 +342,7 @@ def test_plot_lr_finder_marks_suggestions(tmp_path):
   ax = fig.axes[0]
   assert path.stat().st_size > 0
   assert ax.get_xscale() == 'log'
-  verticals = [line.get_xdata()[0] for line in ax.lines[2:]]
+  verticals = [line.get_xdata()[0] for line in ax.lines[2:-1]]
   np.testing.assert_allclose(sorted(verticals), sorted(r.suggestions.values()))
 
 
@@ -458,12 +458,15 @@ def test_plot_lr_finder_draws_the_given_suggestion_clipped_and_states_lag():
   curves = {'seed 0': _hand_curve(), 'seed 1': _hand_curve()}
   fig = plot_lr_finder(curves, suggestions={'recommended': 2.5e-3})
   ax = fig.axes[0]
-  # Two lines per seed (raw, smoothed), then the one suggestion.
-  assert len(ax.lines) == 5
-  assert ax.lines[-1].get_xdata()[0] == 2.5e-3
+  # Two lines per seed (raw, smoothed), the one suggestion, the lag note.
+  assert len(ax.lines) == 6
+  assert ax.lines[-2].get_xdata()[0] == 2.5e-3
   assert ax.get_ylim() == (pytest.approx(0.295), pytest.approx(2.605))
   # The smoothed minimum is at index 5: weights 0.98^j, j = 0..5, sum
   # 5.70788, sum of j 0.98^j 13.93345, lag 2.441 updates; the sweep's ratio
   # is 10^(4/7) per update, so the factor in LR is 10^(4/7 * 2.441) = 24.8.
-  assert 'lags 2 updates (x25 in LR) at its minimum' in ax.get_xlabel()
-  assert 'EMA beta=0.98' in ax.get_xlabel()
+  note = ax.lines[-1].get_label().replace('\n', ' ')
+  assert note == (
+    'smoothed: EMA beta=0.98, lags 2 updates (x25 in LR) at its minimum'
+  )
+  assert not ax.lines[-1].get_xdata().size

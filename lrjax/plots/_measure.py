@@ -110,8 +110,9 @@ def _lag_note(results) -> str:
     return lo if lo == hi else f'{lo}-{hi}'
 
   return (
-    f'smoothed: EMA beta={span(betas, "{:g}")}, lags {span(lags, "{:.0f}")} '
-    f'updates (x{span(factors, "{:.2g}")} in LR) at its minimum'
+    f'smoothed: EMA beta={span(betas, "{:g}")},\nlags '
+    f'{span(lags, "{:.0f}")} updates (x{span(factors, "{:.2g}")} in LR)\n'
+    'at its minimum'
   )
 
 
@@ -130,8 +131,8 @@ def plot_lr_finder(
 
   The smoothed curve is the bias-corrected EMA of
   :func:`lrjax.finder.smooth` (fastai's), which trails the raw losses:
-  the horizontal axis label states by how many updates, and by what factor
-  in LR, at the curve's minimum (:func:`lrjax.finder.ema_lag`), so the
+  the last legend entry states by how many updates, and by what factor in
+  LR, at the curve's minimum (:func:`lrjax.finder.ema_lag`), so the
   reader can tell how far right of the raw losses' features the smoothed
   curve and the suggestions read off it sit.
 
@@ -153,17 +154,17 @@ def plot_lr_finder(
     >>> r = RangeTestResult(np.logspace(-3, 0, 4), np.array([2., 1., .5, 3.]),
     ...     np.array([2., 1.5, 1., 2.]), {'steepest': 0.01, 'valley': 0.1},
     ...     True)
-    >>> print(len(plot_lr_finder(r).axes[0].lines))
-    4
+    >>> print(len(plot_lr_finder(r).axes[0].lines))  # 2 curves, 2 LRs, note
+    5
     >>> fig = plot_lr_finder({'seed 0': r, 'seed 1': r},
     ...                      suggestions={'recommended': 0.02})
-    >>> print(fig.axes[0].lines[-1].get_xdata()[0])
+    >>> print(fig.axes[0].lines[-2].get_xdata()[0])
     0.02
   """
   curves = _lr_finder_curves(results)
   if suggestions is None:
     suggestions = {} if None not in curves else curves[None].suggestions
-  fig = matplotlib.figure.Figure(figsize=(6.5, 4.2))
+  fig = matplotlib.figure.Figure(figsize=(7.5, 4.2))
   ax = fig.subplots()
   for label, result in curves.items():
     lrs = np.asarray(result.lrs, float)
@@ -183,9 +184,11 @@ def plot_lr_finder(
     if np.isfinite(lr):
       color, style = _SUGGESTION_STYLE.get(name, ('black', '--'))
       ax.axvline(lr, color=color, linestyle=style, label=f'{name}: {lr:.3g}')
-  ax.set_xscale('log')
   note = _lag_note(results)
-  ax.set_xlabel('learning rate' + (f'\n{note}' if note else ''))
+  if note:  # a legend entry without a line: laid out off the curves
+    ax.plot([], [], linestyle='none', label=note)
+  ax.set_xscale('log')
+  ax.set_xlabel('learning rate')
   ax.set_ylabel('loss')
   limits = lr_finder_ylim(results)
   if limits is not None:
