@@ -393,6 +393,24 @@ def train_config(
   return lrtrain.TrainConfig(**fields)
 
 
+def enable_compilation_cache(directory: str | None) -> None:
+  """Turns on JAX's persistent compilation cache in ``directory`` (None: off).
+
+  For programs compiled outside the trainer (which does the same for
+  `TrainConfig.compilation_cache_dir`), e.g. the LR range test's step: a
+  new closure per seed is traced again, but its XLA compilation comes from
+  the cache. Small CPU programs are cached too (no minimum compile time or
+  entry size).
+  """
+  if not directory:
+    return
+  import jax
+
+  jax.config.update('jax_compilation_cache_dir', directory)
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
+  jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
+
+
 def num_train_examples(common: CommonConfig, seed: int = 0) -> int:
   """Examples in the training split of the experiment's dataset."""
   return _num_train(

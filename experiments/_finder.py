@@ -88,6 +88,8 @@ def range_test(
   optimizer (`lrjax.train.make_optimizer`: same momentum and weight decay)
   while the LR sweeps geometrically from `finder.min_lr` to `finder.max_lr`.
   Batch norm layers normalise with the batch statistics (train mode).
+  With `common.compilation_cache_dir` the step's compilation is cached
+  there, so the range tests of later seeds (and reruns) skip it.
 
   A `<workdir>/range_test.json` made from the same inputs (the sweep, the
   model, data, batch size, optimizer and seed) is reused; one made from
@@ -168,6 +170,7 @@ def range_test(
     )
 
   _common.check_batch('--batch_size', common.batch_size, train.num_examples)
+  _common.enable_compilation_cache(common.compilation_cache_dir)
   sampler = lrdata.Sampler(train.num_examples, seed=seed)
   batch_size = common.batch_size
 

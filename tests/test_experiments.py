@@ -542,6 +542,44 @@ def test_bad_flag_fails_before_training(tmp_path, module, flagfile, bad, name):
   assert not workdir.exists()
 
 
+def test_lr_find_command_line_caches_the_range_tests_compilation(tmp_path):
+  proc = _cli(
+    'lr_find',
+    tmp_path,
+    _flagfile('lr_find_digits.cfg'),
+    '--finder_steps=10',
+    '--seeds=0,1',
+    f'--workdir={tmp_path / "out"}',
+  )
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  # The flagfile's relative cache directory, under the working directory.
+  cache = tmp_path / 'runs' / 'jax_cache'
+  assert cache.is_dir() and any(cache.iterdir())
+
+
+# Flagfiles whose experiment trains a single run (one seed, one range test):
+# nothing to share compiled steps with.
+_SINGLE_RUN = {'lr_find_cifar10.cfg'}
+
+
+@pytest.mark.parametrize(
+  'name',
+  sorted(
+    f
+    for f in os.listdir(os.path.join(ROOT, 'experiments', 'flagfiles'))
+    if f.endswith('.cfg')
+  ),
+)
+def test_flagfiles_of_several_runs_use_the_compilation_cache(name):
+  with open(os.path.join(ROOT, 'experiments', 'flagfiles', name)) as f:
+    lines = [line.strip() for line in f if not line.startswith('#')]
+  cached = any(line.startswith('--compilation_cache_dir=') for line in lines)
+  if name in _SINGLE_RUN:
+    assert '--seeds=0' in lines, name
+  else:
+    assert cached, f'{name} trains several runs: add --compilation_cache_dir'
+
+
 def test_ramp_command_line_writes_flags_and_reruns(tmp_path):
   workdir = tmp_path / 'cli'
   args = [
