@@ -470,3 +470,19 @@ def test_plot_lr_finder_draws_the_given_suggestion_clipped_and_states_lag():
     'smoothed: EMA beta=0.98, lags 2 updates (x25 in LR) at its minimum'
   )
   assert not ax.lines[-1].get_xdata().size
+
+
+def test_a_long_legend_widens_the_figure_instead_of_squeezing_the_axes():
+  from lrjax.plots import plot_lines
+
+  def axes_inches(label):
+    fig = plot_lines([1, 2, 3], {label: [3.0, 2.0, 2.5]})
+    return fig.axes[0].get_position().width * fig.get_size_inches()[0]
+
+  short = axes_inches('a')
+  # A 47-character label, as lrbench's: without widening, a 5.5-inch
+  # figure left the axes about 1.6 inches of their 4.3.
+  long = axes_inches('range test: cosine(0.03054,length=20) (2 seeds)')
+  # The legend sits right of the axes; the axes keep (within tight_layout's
+  # rounding) the width they have beside a one-letter legend.
+  assert long == pytest.approx(short, rel=0.02)
