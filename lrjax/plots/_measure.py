@@ -164,7 +164,7 @@ def plot_lr_finder(
   curves = _lr_finder_curves(results)
   if suggestions is None:
     suggestions = {} if None not in curves else curves[None].suggestions
-  fig = matplotlib.figure.Figure(figsize=(7.5, 4.2))
+  fig = matplotlib.figure.Figure(figsize=(5.5, 4))
   ax = fig.subplots()
   for label, result in curves.items():
     lrs = np.asarray(result.lrs, float)
