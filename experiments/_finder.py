@@ -22,6 +22,8 @@ FINDER_STEPS = flags.DEFINE_integer(
 )
 
 SUGGESTIONS = ('minimum_over_10', 'steepest', 'valley')
+# fastai's EMA decay for the smoothed loss (lrjax.finder.smooth).
+BETA = 0.98
 FINDER_SUGGESTION = flags.DEFINE_enum(
   'finder_suggestion',
   'minimum_over_10',
@@ -86,6 +88,8 @@ def range_test(
   optimizer (`lrjax.train.make_optimizer`: same momentum and weight decay)
   while the LR sweeps geometrically from `finder.min_lr` to `finder.max_lr`.
   Batch norm layers normalise with the batch statistics (train mode).
+  With `common.compilation_cache_dir` the step's compilation is cached
+  there, so the range tests of later seeds (and reruns) skip it.
 
   A `<workdir>/range_test.json` made from the same inputs (the sweep, the
   model, data, batch size, optimizer and seed) is reused; one made from
@@ -94,7 +98,8 @@ def range_test(
   Returns:
     A JSON-ready dict: `lrs`, `losses`, `smoothed`, `suggestions` (steepest,
     minimum_over_10, valley), `suggested_lr` (the `finder.suggestion` one),
-    `stopped_early` and `inputs`; also written to
+    `stopped_early`, `beta` (the smoothing EMA's decay) and `inputs`; also
+    written to
     `<workdir>/range_test.json`.
 
   Raises:
@@ -165,6 +170,7 @@ def range_test(
     )
 
   _common.check_batch('--batch_size', common.batch_size, train.num_examples)
+  _common.enable_compilation_cache(common.compilation_cache_dir)
   sampler = lrdata.Sampler(train.num_examples, seed=seed)
   batch_size = common.batch_size
 
@@ -186,6 +192,7 @@ def range_test(
     min_lr=finder.min_lr,
     max_lr=finder.max_lr,
     num_steps=finder.steps,
+    beta=BETA,
   )
   logging.info(
     'range test: done after %d of %d steps, suggested LR %.4g (%s)',
@@ -203,6 +210,7 @@ def range_test(
       'suggested_lr': result.suggestions[finder.suggestion],
       'suggestion': finder.suggestion,
       'stopped_early': result.stopped_early,
+      'beta': result.beta,
       'inputs': inputs,
     }
   )

@@ -79,6 +79,8 @@ def _run(config: LrFindConfig, workdir: str, overwrite: bool):
     tests[seed] = _finder.range_test(
       config.common, config.finder, seed, seed_dir
     )
+  from lrjax import finder as lrfinder
+
   names = list(_finder.SUGGESTIONS)
   rows = []
   lines = []
@@ -86,6 +88,10 @@ def _run(config: LrFindConfig, workdir: str, overwrite: bool):
     row = {'seed': seed, **test['suggestions']}
     row['stopped_early'] = test['stopped_early']
     row['updates'] = len(test['lrs'])
+    best = int(np.argmin(np.asarray(test['smoothed'], float)))
+    row['ema_lag_at_minimum'] = float(
+      lrfinder.ema_lag(test.get('beta', _finder.BETA), best)
+    )
     rows.append(row)
     lines.append(
       [
@@ -93,17 +99,27 @@ def _run(config: LrFindConfig, workdir: str, overwrite: bool):
         *[f'{test["suggestions"][k]:.4g}' for k in names],
         row['updates'],
         'yes' if test['stopped_early'] else 'no',
+        f'{row["ema_lag_at_minimum"]:.0f}',
       ]
     )
   means = {
     k: float(np.exp(np.mean([np.log(r[k]) for r in rows]))) for k in names
   }
-  lines.append(['geometric mean', *[f'{means[k]:.4g}' for k in names], '', ''])
-  table = _common.markdown_table(
-    ['seed', *names, 'updates', 'stopped on divergence'], lines
+  lines.append(
+    ['geometric mean', *[f'{means[k]:.4g}' for k in names], '', '', '']
   )
-  figures = _figure(tests, config.finder.suggestion, workdir)
+  table = _common.markdown_table(
+    [
+      'seed',
+      *names,
+      'updates',
+      'stopped on divergence',
+      'smoothed lag at its minimum (updates)',
+    ],
+    lines,
+  )
   chosen = means[config.finder.suggestion]
+  figures = _figure(tests, config.finder.suggestion, chosen, workdir)
   results = {
     'experiment': 'lr_find',
     'rows': rows,
@@ -113,6 +129,7 @@ def _run(config: LrFindConfig, workdir: str, overwrite: bool):
     'figures': figures,
   }
   c = config.common
+  lags = [r['ema_lag_at_minimum'] for r in rows]
   report = '\n'.join(
     [
       '# LR range test',
@@ -124,9 +141,18 @@ def _run(config: LrFindConfig, workdir: str, overwrite: bool):
       '',
       table,
       f'Suggested LR ({config.finder.suggestion}, geometric mean over '
-      f'seeds): **{chosen:.4g}**. Use it in a policy, e.g. '
-      f'`cosine({chosen:.3g},length=<epochs>)`, or let experiments.lrbench '
-      'run the test itself with `--policy=cosine({lr},length=<epochs>)`.',
+      f'seeds): **{chosen:.4g}**, the vertical line in the figure. Use it '
+      f'in a policy, e.g. `cosine({chosen:.3g},length=<epochs>)`, or let '
+      'experiments.lrbench run the test itself with '
+      '`--policy=cosine({lr},length=<epochs>)`.',
+      '',
+      "The suggestions are read off the smoothed loss, fastai's "
+      f'bias-corrected EMA (decay {_finder.BETA:g}), as fastai reads them. '
+      'That curve trails the raw losses: at its minimum by '
+      f'{min(lags):.0f} to {max(lags):.0f} updates here '
+      '(`lrjax.finder.ema_lag`; the figure states the factor in LR), so '
+      'the smoothed minimum, and a tenth of it, sit to the right of where '
+      'the raw losses bottom out.',
       '',
       *[f'![{caption}]({path})\n' for path, caption in figures.items()],
     ]
@@ -135,45 +161,33 @@ def _run(config: LrFindConfig, workdir: str, overwrite: bool):
   return results
 
 
-def _figure(tests, suggestion: str, workdir: str) -> dict[str, str]:
-  import matplotlib.pyplot as plt
-
+def _figure(
+  tests, suggestion: str, chosen: float, workdir: str
+) -> dict[str, str]:
+  """Every seed's curve and the LR the report recommends (``chosen``)."""
   from lrjax import finder as lrfinder
   from lrjax import plots
 
-  seed, first = next(iter(tests.items()))
+  curves = {
+    f'seed {s}': lrfinder.RangeTestResult(
+      lrs=np.asarray(t['lrs'], float),
+      losses=np.asarray(t['losses'], float),
+      smoothed=np.asarray(t['smoothed'], float),
+      suggestions=dict(t['suggestions']),
+      stopped_early=bool(t['stopped_early']),
+      beta=float(t.get('beta', _finder.BETA)),
+    )
+    for s, t in tests.items()
+  }
   plots.plot_lr_finder(
-    lrfinder.RangeTestResult(
-      lrs=np.asarray(first['lrs'], float),
-      losses=np.asarray(first['losses'], float),
-      smoothed=np.asarray(first['smoothed'], float),
-      suggestions=dict(first['suggestions']),
-      stopped_early=bool(first['stopped_early']),
-    ),
-    title=f'LR range test (seed {seed})',
+    curves,
+    suggestions={f'{suggestion}\n(geometric mean over seeds)': chosen},
+    title='LR range test, every seed',
     path=os.path.join(workdir, 'lr_find.png'),
   )
-  xs = {f'seed {s}': t['lrs'] for s, t in tests.items()}
-  ys = {f'seed {s}': t['smoothed'] for s, t in tests.items()}
-  markers = {}
-  for s, t in tests.items():
-    lr = t['suggestions'][suggestion]
-    loss = float(np.interp(np.log(lr), np.log(t['lrs']), t['smoothed']))
-    markers[f'{suggestion} (seed {s}): {lr:.3g}'] = (lr, loss)
-  plots.plot_lines(
-    xs,
-    ys,
-    xlabel='learning rate',
-    ylabel='smoothed training loss',
-    logx=True,
-    markers=markers,
-    title='LR range test, every seed',
-    path=os.path.join(workdir, 'lr_find_seeds.png'),
-  )
-  plt.close('all')
   return {
-    'lr_find.png': 'Loss against learning rate, with the suggestions',
-    'lr_find_seeds.png': 'Smoothed loss against learning rate, every seed',
+    'lr_find.png': 'Loss against learning rate, every seed (raw faint, '
+    'smoothed solid), with the suggested LR',
   }
 
 

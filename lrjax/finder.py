@@ -32,10 +32,12 @@ class RangeTestResult(NamedTuple):
   Attributes:
     lrs: the learning rate of each recorded update.
     losses: the loss of each update's batch, before the update.
-    smoothed: bias-corrected EMA of ``losses``.
+    smoothed: bias-corrected EMA of ``losses`` (:func:`smooth`); it trails
+      them by :func:`ema_lag` updates.
     suggestions: ``{'steepest', 'minimum_over_10', 'valley'}`` -> LR (see
-      :func:`suggest`).
+      :func:`suggest`), read off ``smoothed``.
     stopped_early: whether the sweep stopped on divergence.
+    beta: the EMA decay that made ``smoothed``.
   """
 
   lrs: np.ndarray
@@ -43,6 +45,7 @@ class RangeTestResult(NamedTuple):
   smoothed: np.ndarray
   suggestions: dict[str, float]
   stopped_early: bool
+  beta: float = 0.98
 
 
 def sweep(
@@ -113,6 +116,54 @@ def smooth(losses: Any, beta: float = 0.98) -> np.ndarray:
     m = beta * m + (1 - beta) * loss
     out.append(m / (1 - beta ** (i + 1)))
   return np.asarray(out, np.float64)
+
+
+def ema_lag(beta: float, step: Any) -> np.ndarray:
+  """How many updates the smoothed curve of :func:`smooth` trails by.
+
+  :func:`smooth` at step :math:`i` is a weighted mean of the losses
+  :math:`\\ell_{i-j}`, :math:`j = 0, \\dots, i`, with weights proportional
+  to :math:`\\beta^j`. Its lag is the weights' mean :math:`j`:
+
+  .. math::
+    L_i = \\frac{\\sum_{j=0}^{i} j \\beta^j}{\\sum_{j=0}^{i} \\beta^j}
+        = \\frac{\\beta}{1 - \\beta}
+          - \\frac{(i + 1) \\beta^{i+1}}{1 - \\beta^{i+1}}
+
+  On losses that change linearly in the update index, the smoothed value
+  at step :math:`i` is exactly the loss of step :math:`i - L_i`. The lag
+  grows from 0 at the first step to :math:`\\beta / (1 - \\beta)` (49
+  updates at fastai's 0.98): on a 100-update sweep the smoothed curve's
+  minimum, and the suggestions read off it, sit tens of updates (a large
+  factor in LR on an exponential sweep) after the raw losses' features.
+  fastai's suggestions were tuned on this lagged curve, so lrjax keeps it
+  and states the lag (:func:`lrjax.plots.plot_lr_finder` writes it on the
+  figure) instead of drawing a zero-lag smoother whose suggestions would
+  differ from fastai's.
+
+  Args:
+    beta: the EMA decay in [0, 1).
+    step: update index (or array of them), >= 0.
+
+  Returns:
+    float64 array of lags in updates, the shape of ``step``.
+
+  Raises:
+    ValueError: for ``beta`` outside [0, 1) or a negative step.
+
+  Examples:
+    >>> print(ema_lag(0.5, [0, 1, 100]).round(6).tolist())
+    [0.0, 0.333333, 1.0]
+  """
+  if not 0.0 <= beta < 1.0:
+    raise ValueError(f'{beta=} must be in [0, 1)')
+  i = np.asarray(step, np.float64)
+  if np.any(i < 0):
+    raise ValueError(f'{step=} must be >= 0')
+  if beta == 0.0:
+    return np.zeros_like(i)
+  tail = beta ** (i + 1)
+  return beta / (1 - beta) - (i + 1) * tail / (1 - tail)
 
 
 def suggest(
@@ -407,11 +458,13 @@ def lr_range_test(
     smoothed=smoothed_,
     suggestions=suggestions,
     stopped_early=stopped,
+    beta=beta,
   )
 
 
 __all__ = [
   'RangeTestResult',
+  'ema_lag',
   'lr_range_test',
   'smooth',
   'suggest',

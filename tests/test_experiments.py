@@ -448,7 +448,42 @@ def test_lr_find_end_to_end(tmp_path):
     assert np.isclose(lrs, row[key], rtol=1e-12).sum() == 1, key
     assert row[key] <= lrs[best], key
   assert results['suggested_lr'] == pytest.approx(row['minimum_over_10'])
-  _assert_outputs(workdir, ['lr_find.png', 'lr_find_seeds.png'])
+  # The smoothed curve's lag at its minimum, the weights' mean j of
+  # 0.98^j, j = 0..best.
+  weights = 0.98 ** np.arange(best + 1)
+  assert row['ema_lag_at_minimum'] == pytest.approx(
+    np.sum(np.arange(best + 1) * weights) / np.sum(weights), rel=1e-9
+  )
+  _assert_outputs(workdir, ['lr_find.png'])
+
+
+def test_lr_find_figure_draws_the_reported_suggestion(tmp_path, monkeypatch):
+  from lrjax import plots
+
+  drawn = {}
+
+  def spy(results, **kwargs):
+    drawn['curves'] = results
+    drawn['suggestions'] = kwargs['suggestions']
+    return real(results, **kwargs)
+
+  real = plots.plot_lr_finder
+  monkeypatch.setattr(plots, 'plot_lr_finder', spy)
+  config = lr_find.LrFindConfig(
+    common=dataclasses.replace(TINY, seeds=(0, 1)),
+    finder=_finder.FinderConfig(min_lr=1e-3, max_lr=10, steps=40),
+  )
+  results = lr_find.run(config, str(tmp_path / 'lr_find'))
+  per_seed = [row['minimum_over_10'] for row in results['rows']]
+  # The report recommends the geometric mean over seeds; the figure draws
+  # that one LR, not seed 0's, over both seeds' curves.
+  mean = math.exp((math.log(per_seed[0]) + math.log(per_seed[1])) / 2)
+  assert results['suggested_lr'] == pytest.approx(mean, rel=1e-12)
+  (lr,) = drawn['suggestions'].values()
+  assert lr == pytest.approx(mean, rel=1e-12)
+  assert sorted(drawn['curves']) == ['seed 0', 'seed 1']
+  report = _read(os.path.join(str(tmp_path / 'lr_find'), 'report.md'))
+  assert f'**{mean:.4g}**' in report
 
 
 # ------------------------------------------------------------ command line
@@ -505,6 +540,44 @@ def test_bad_flag_fails_before_training(tmp_path, module, flagfile, bad, name):
   assert proc.returncode != 0
   assert name in proc.stderr, proc.stderr[-2000:]
   assert not workdir.exists()
+
+
+def test_lr_find_command_line_caches_the_range_tests_compilation(tmp_path):
+  proc = _cli(
+    'lr_find',
+    tmp_path,
+    _flagfile('lr_find_digits.cfg'),
+    '--finder_steps=10',
+    '--seeds=0,1',
+    f'--workdir={tmp_path / "out"}',
+  )
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  # The flagfile's relative cache directory, under the working directory.
+  cache = tmp_path / 'runs' / 'jax_cache'
+  assert cache.is_dir() and any(cache.iterdir())
+
+
+# Flagfiles whose experiment trains a single run (one seed, one range test):
+# nothing to share compiled steps with.
+_SINGLE_RUN = {'lr_find_cifar10.cfg'}
+
+
+@pytest.mark.parametrize(
+  'name',
+  sorted(
+    f
+    for f in os.listdir(os.path.join(ROOT, 'experiments', 'flagfiles'))
+    if f.endswith('.cfg')
+  ),
+)
+def test_flagfiles_of_several_runs_use_the_compilation_cache(name):
+  with open(os.path.join(ROOT, 'experiments', 'flagfiles', name)) as f:
+    lines = [line.strip() for line in f if not line.startswith('#')]
+  cached = any(line.startswith('--compilation_cache_dir=') for line in lines)
+  if name in _SINGLE_RUN:
+    assert '--seeds=0' in lines, name
+  else:
+    assert cached, f'{name} trains several runs: add --compilation_cache_dir'
 
 
 def test_ramp_command_line_writes_flags_and_reruns(tmp_path):

@@ -42,6 +42,46 @@ def test_smooth_bias_corrected():
     finder.smooth([1.0], beta=1.0)
 
 
+@pytest.mark.parametrize('beta', [0.0, 0.5, 0.9, 0.98])
+def test_ema_lag_is_the_smoothed_ramps_delay(beta):
+  # On a ramp l_i = 3 + 2 i the smoothed value at step i is a weighted mean
+  # of l_{i-j} with weights beta^j, so it equals 3 + 2 (i - L_i), L_i the
+  # weights' mean j, summed here term by term.
+  steps = np.arange(150)
+  by_sum = np.array(
+    [
+      np.sum(np.arange(i + 1) * beta ** np.arange(i + 1))
+      / np.sum(beta ** np.arange(i + 1))
+      for i in steps
+    ]
+  )
+  np.testing.assert_allclose(
+    finder.ema_lag(beta, steps), by_sum, rtol=1e-12, atol=1e-12
+  )
+  smoothed = finder.smooth(3.0 + 2.0 * steps, beta=beta)
+  np.testing.assert_allclose(
+    smoothed, 3.0 + 2.0 * (steps - by_sum), rtol=1e-12, atol=1e-9
+  )
+  # Far from the start the lag is beta / (1 - beta): 49 updates at 0.98.
+  assert finder.ema_lag(beta, 10_000) == pytest.approx(beta / (1 - beta))
+
+
+def test_smooth_of_a_step_and_ema_lag_bad_inputs():
+  # A unit step at s: the weight on steps >= s is
+  # (1 - beta^(i-s+1)) / (1 - beta^(i+1)) of the total.
+  beta, s = 0.9, 20
+  i = np.arange(60)
+  smoothed = finder.smooth((i >= s).astype(float), beta=beta)
+  expected = np.where(
+    i >= s, (1 - beta ** (i - s + 1)) / (1 - beta ** (i + 1)), 0.0
+  )
+  np.testing.assert_allclose(smoothed, expected, rtol=1e-12, atol=1e-15)
+  with pytest.raises(ValueError, match='beta=1.0 must be in'):
+    finder.ema_lag(1.0, 3)
+  with pytest.raises(ValueError, match='step=-1 must be >= 0'):
+    finder.ema_lag(0.9, -1)
+
+
 @pytest.mark.parametrize(
   'curve,expected',
   [
@@ -302,7 +342,7 @@ def test_plot_lr_finder_marks_suggestions(tmp_path):
   ax = fig.axes[0]
   assert path.stat().st_size > 0
   assert ax.get_xscale() == 'log'
-  verticals = [line.get_xdata()[0] for line in ax.lines[2:]]
+  verticals = [line.get_xdata()[0] for line in ax.lines[2:-1]]
   np.testing.assert_allclose(sorted(verticals), sorted(r.suggestions.values()))
 
 
@@ -377,3 +417,72 @@ def test_gradient_accumulation_raises():
       _targets(5),
       num_steps=5,
     )
+
+
+def _hand_curve():
+  # Raw losses: start 2.3, a noisy batch at 3.1 early on, a lowest batch
+  # at 0.4, then the divergence spike (40, inf). The smoothed curve falls
+  # from 2.3 to its minimum 0.7 at index 5, then climbs to 9.
+  return finder.RangeTestResult(
+    lrs=np.logspace(-4, 0, 8),
+    losses=np.array([2.3, 3.1, 1.5, 1.0, 0.4, 0.8, 40.0, np.inf]),
+    smoothed=np.array([2.3, 2.5, 2.0, 1.4, 0.9, 0.7, 3.0, 9.0]),
+    suggestions={'minimum_over_10': 1e-3},
+    stopped_early=True,
+  )
+
+
+def test_lr_finder_ylim_spans_the_data_up_to_the_start_not_the_spike():
+  from lrjax.plots import lr_finder_ylim
+
+  # Lowest loss 0.4 (a raw batch); highest smoothed loss up to the smoothed
+  # minimum 2.5; margin 5% of 2.1 = 0.105.
+  lo, hi = lr_finder_ylim(_hand_curve())
+  assert (lo, hi) == (pytest.approx(0.295), pytest.approx(2.605))
+  # Several curves: the lowest loss and the highest start of them all.
+  other = _hand_curve()._replace(
+    losses=np.array([2.0, 1.2, 0.9, 0.6, 5.0, 7.0, 9.0, 9.0]),
+    smoothed=np.array([2.8, 2.0, 1.5, 1.1, 1.9, 3.0, 5.0, 7.0]),
+  )
+  lo, hi = lr_finder_ylim({'a': _hand_curve(), 'b': other})
+  assert (lo, hi) == (pytest.approx(0.4 - 0.12), pytest.approx(2.8 + 0.12))
+  nothing = _hand_curve()._replace(
+    losses=np.full(8, np.nan), smoothed=np.full(8, np.inf)
+  )
+  assert lr_finder_ylim(nothing) is None
+
+
+def test_plot_lr_finder_draws_the_given_suggestion_clipped_and_states_lag():
+  from lrjax.plots import plot_lr_finder
+
+  curves = {'seed 0': _hand_curve(), 'seed 1': _hand_curve()}
+  fig = plot_lr_finder(curves, suggestions={'recommended': 2.5e-3})
+  ax = fig.axes[0]
+  # Two lines per seed (raw, smoothed), the one suggestion, the lag note.
+  assert len(ax.lines) == 6
+  assert ax.lines[-2].get_xdata()[0] == 2.5e-3
+  assert ax.get_ylim() == (pytest.approx(0.295), pytest.approx(2.605))
+  # The smoothed minimum is at index 5: weights 0.98^j, j = 0..5, sum
+  # 5.70788, sum of j 0.98^j 13.93345, lag 2.441 updates; the sweep's ratio
+  # is 10^(4/7) per update, so the factor in LR is 10^(4/7 * 2.441) = 24.8.
+  note = ax.lines[-1].get_label().replace('\n', ' ')
+  assert note == (
+    'smoothed: EMA beta=0.98, lags 2 updates (x25 in LR) at its minimum'
+  )
+  assert not ax.lines[-1].get_xdata().size
+
+
+def test_a_long_legend_widens_the_figure_instead_of_squeezing_the_axes():
+  from lrjax.plots import plot_lines
+
+  def axes_inches(label):
+    fig = plot_lines([1, 2, 3], {label: [3.0, 2.0, 2.5]})
+    return fig.axes[0].get_position().width * fig.get_size_inches()[0]
+
+  short = axes_inches('a')
+  # A 47-character label, as lrbench's: without widening, a 5.5-inch
+  # figure left the axes about 1.6 inches of their 4.3.
+  long = axes_inches('range test: cosine(0.03054,length=20) (2 seeds)')
+  # The legend sits right of the axes; the axes keep (within tight_layout's
+  # rounding) the width they have beside a one-letter legend.
+  assert long == pytest.approx(short, rel=0.02)

@@ -390,3 +390,26 @@ def test_data_parallel_source_matches_slices(check_vma):
   r = noise.sliced_sq_norms(jax.grad(loss), w, (x, y), 4)
   np.testing.assert_allclose(small, r.sq_norm_small, rtol=1e-5)
   np.testing.assert_allclose(big, r.sq_norm_big, rtol=1e-5)
+
+
+def test_defaults_benchmark_replays_the_trainers_tracker():
+  from benchmarks.bench_noise_defaults import replay
+
+  # Batch 32 in 4 slices, N = 1437. Norms built so that one estimate is
+  # exactly |G|^2 = 2, tr(Sigma) = 64: tr = (s - g) / (1/8 - 1/32) needs
+  # s - g = 6; |G|^2 = (32 g - 8 s) / 24 + tr / N needs g = 4 - 64 / N.
+  n = 1437
+  big = np.full(6, 4.0 - 64.0 / n)
+  small = big + 6.0
+  # The exact values: |G|^2 1, 1, 4, 4, 4, 4 and tr(Sigma) 10 throughout.
+  g2 = np.array([1.0, 1.0, 4.0, 4.0, 4.0, 4.0])
+  tr = np.full(6, 10.0)
+  steps, readings, targets = replay(small, big, g2, tr, 32, 4, 0.5, 2, n)
+  # Fed every 2nd update (1-based, as the trainer): updates 2, 4, 6.
+  np.testing.assert_array_equal(steps, [1, 3, 5])
+  np.testing.assert_allclose(readings, 32.0, rtol=1e-5)
+  # EMAs of the exact values at decay 0.5 over updates 2, 4, 6:
+  # |G|^2 0.5, 2.25, 3.125; tr 5, 7.5, 8.75 (the bias corrections cancel).
+  np.testing.assert_allclose(
+    targets, [5 / 0.5, 7.5 / 2.25, 8.75 / 3.125], rtol=1e-12
+  )

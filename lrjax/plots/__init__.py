@@ -12,6 +12,7 @@ from lrjax.plots._curves import band_over_seeds as band_over_seeds
 from lrjax.plots._curves import plot_accuracy_vs_cost as plot_accuracy_vs_cost
 from lrjax.plots._curves import plot_curves as plot_curves
 from lrjax.plots._curves import plot_lines as plot_lines
+from lrjax.plots._measure import lr_finder_ylim as lr_finder_ylim
 from lrjax.plots._measure import plot_interpolation as plot_interpolation
 from lrjax.plots._measure import plot_lr_finder as plot_lr_finder
 from lrjax.plots._measure import plot_noise_scale as plot_noise_scale
@@ -19,6 +20,7 @@ from lrjax.plots._schedules import plot_schedules as plot_schedules
 
 __all__ = [
   'band_over_seeds',
+  'lr_finder_ylim',
   'plot_accuracy_vs_cost',
   'plot_batch_schedule',
   'plot_curves',

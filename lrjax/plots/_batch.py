@@ -11,7 +11,11 @@ from matplotlib.figure import Figure
 
 from lrjax import rules
 from lrjax.batch import BatchSchedule
-from lrjax.plots._curves import _integer_log_ticks, _outside_legend
+from lrjax.plots._curves import (
+  _integer_log_ticks,
+  _outside_legend,
+  _widen_for_legends,
+)
 
 
 def _as_run(name, run):
@@ -144,6 +148,7 @@ def plot_batch_schedule(
   _outside_legend(axes[0][1])
   if title:
     fig.suptitle(title)
+  _widen_for_legends(fig)
   fig.tight_layout()
   if path is not None:
     fig.savefig(path)

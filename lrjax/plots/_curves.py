@@ -32,14 +32,39 @@ def _integer_log_ticks(axis: matplotlib.axis.Axis) -> None:
   axis.set_minor_formatter(mticker.NullFormatter())
 
 
+_OUTSIDE = 'lrjax-outside-legend'
+
+
 def _outside_legend(ax: matplotlib.axes.Axes) -> None:
-  """The legend right of the axes, off the curves."""
-  ax.legend(
+  """The legend right of the axes, off the curves.
+
+  :func:`_widen_for_legends` later widens the figure by the legend's width,
+  so long labels do not squeeze the axes.
+  """
+  legend = ax.legend(
     fontsize='small',
     loc='upper left',
     bbox_to_anchor=(1.02, 1.0),
     borderaxespad=0.0,
   )
+  legend.set_gid(_OUTSIDE)
+
+
+def _widen_for_legends(fig: matplotlib.figure.Figure) -> None:
+  """Adds the width of the widest legend right of its axes to the figure."""
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+  legends = [
+    ax.get_legend()
+    for ax in fig.axes
+    if ax.get_legend() is not None and ax.get_legend().get_gid() == _OUTSIDE
+  ]
+  if not legends:
+    return
+  renderer = FigureCanvasAgg(fig).get_renderer()
+  extra = max(leg.get_window_extent(renderer).width for leg in legends)
+  width, height = fig.get_size_inches()
+  fig.set_size_inches(width + extra / fig.dpi + 0.1, height)
 
 
 def _finish_figure(
@@ -51,6 +76,7 @@ def _finish_figure(
   """Figure title, tight layout, and the PNG (110 dpi) when given a path."""
   if suptitle:
     fig.suptitle(suptitle)
+  _widen_for_legends(fig)
   fig.tight_layout()
   if path:
     fig.savefig(path, dpi=110)

@@ -7,11 +7,15 @@ returns the figure. Inputs are the result types of :mod:`lrjax.finder` and
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import matplotlib
 import matplotlib.figure
 import numpy as np
 from jax.typing import ArrayLike
 
+from lrjax import finder
 from lrjax.plots._curves import _finish_axes, _finish_figure
 
 _SUGGESTION_STYLE = {
@@ -21,17 +25,123 @@ _SUGGESTION_STYLE = {
 }
 
 
+def _lr_finder_curves(results) -> dict[str | None, Any]:
+  if isinstance(results, Mapping):
+    return dict(results)
+  return {None: results}
+
+
+def lr_finder_ylim(results) -> tuple[float, float] | None:
+  """The loss-axis limits of :func:`plot_lr_finder`: the data, not the spike.
+
+  With :math:`\\ell` the raw and :math:`\\bar\\ell` the smoothed losses of
+  every curve, and :math:`i^*` each curve's smoothed minimum:
+
+  .. math::
+    a = \\min(\\ell \\cup \\bar\\ell), \\qquad
+    b = \\max_{\\text{curves}} \\max_{i \\le i^*} \\bar\\ell_i, \\qquad
+    \\text{limits} = (a - 0.05 (b - a),\\; b + 0.05 (b - a))
+
+  so the axis spans from the lowest loss recorded to the highest smoothed
+  loss before the minimum (the starting loss, on a curve that first
+  falls), with a 5% margin; the divergence spike after the minimum, and
+  raw batches far above the start, are cut off. Non-finite values are
+  ignored.
+
+  Args:
+    results: a :class:`lrjax.finder.RangeTestResult`, or a mapping label ->
+      result (e.g. one per seed).
+
+  Returns:
+    ``(bottom, top)``, or None when no loss is finite.
+
+  Examples:
+    >>> import numpy as np
+    >>> from lrjax.finder import RangeTestResult
+    >>> r = RangeTestResult(np.logspace(-3, 0, 5),
+    ...     np.array([2.0, 1.9, 0.9, 1.5, 50.0]),
+    ...     np.array([2.0, 1.95, 1.0, 1.2, 8.0]), {}, True)
+    >>> print([round(v, 3) for v in lr_finder_ylim(r)])
+    [0.845, 2.055]
+  """
+  lows, highs = [], []
+  for result in _lr_finder_curves(results).values():
+    raw = np.asarray(result.losses, float)
+    smoothed = np.asarray(result.smoothed, float)
+    values = np.concatenate([raw, smoothed])
+    values = values[np.isfinite(values)]
+    if not values.size:
+      continue
+    lows.append(values.min())
+    ok = np.isfinite(smoothed)
+    if ok.any():
+      best = int(np.argmin(np.where(ok, smoothed, np.inf)))
+      highs.append(smoothed[: best + 1][ok[: best + 1]].max())
+    else:
+      highs.append(values.max())
+  if not lows:
+    return None
+  lo, hi = float(min(lows)), float(max(highs))
+  pad = 0.05 * (hi - lo) if hi > lo else 0.05 * max(abs(hi), 1.0)
+  return lo - pad, hi + pad
+
+
+def _lag_note(results) -> str:
+  """'smoothed: EMA beta=..., lags L updates (xF in LR) at its minimum'."""
+  lags, factors, betas = [], [], set()
+  for r in _lr_finder_curves(results).values():
+    smoothed = np.asarray(r.smoothed, float)
+    lrs = np.asarray(r.lrs, float)
+    finite = np.where(np.isfinite(smoothed), smoothed, np.inf)
+    if not np.isfinite(finite).any():
+      continue
+    best = int(np.argmin(finite))
+    beta = float(getattr(r, 'beta', 0.98))
+    lag = float(finder.ema_lag(beta, best))
+    back = np.interp(best - lag, np.arange(lrs.size), np.log(lrs))
+    lags.append(lag)
+    factors.append(lrs[best] / np.exp(back))
+    betas.add(beta)
+  if not lags:
+    return ''
+
+  def span(v, fmt):
+    lo, hi = fmt.format(min(v)), fmt.format(max(v))
+    return lo if lo == hi else f'{lo}-{hi}'
+
+  return (
+    f'smoothed: EMA beta={span(betas, "{:g}")},\nlags '
+    f'{span(lags, "{:.0f}")} updates (x{span(factors, "{:.2g}")} in LR)\n'
+    'at its minimum'
+  )
+
+
 def plot_lr_finder(
-  result, *, title: str | None = None, path: str | None = None
+  results,
+  *,
+  suggestions: Mapping[str, float] | None = None,
+  title: str | None = None,
+  path: str | None = None,
 ) -> matplotlib.figure.Figure:
   """Loss against learning rate (log axis) with the suggestions marked.
 
-  Draws the raw losses (faint), the smoothed curve, and one vertical line per
-  suggestion of :func:`lrjax.finder.suggest`. The vertical range is clipped
-  to the interesting part (up to 4x the smoothed minimum above it).
+  Draws each range test's raw losses (faint) and smoothed curve, and one
+  vertical line per suggestion. The loss axis is clipped to the data
+  (:func:`lr_finder_ylim`), not to the divergence spike.
+
+  The smoothed curve is the bias-corrected EMA of
+  :func:`lrjax.finder.smooth` (fastai's), which trails the raw losses:
+  the last legend entry states by how many updates, and by what factor in
+  LR, at the curve's minimum (:func:`lrjax.finder.ema_lag`), so the
+  reader can tell how far right of the raw losses' features the smoothed
+  curve and the suggestions read off it sit.
 
   Args:
-    result: a :class:`lrjax.finder.RangeTestResult`.
+    results: a :class:`lrjax.finder.RangeTestResult`, or a mapping label ->
+      result (e.g. one per seed), drawn in turn.
+    suggestions: label -> LR of the vertical lines to draw, e.g. the one a
+      report recommends (say, the geometric mean of several seeds'). None:
+      a single result's own ``suggestions``; none for a mapping.
     title: axes title.
     path: where to save the PNG (not saved when None).
 
@@ -44,27 +154,45 @@ def plot_lr_finder(
     >>> r = RangeTestResult(np.logspace(-3, 0, 4), np.array([2., 1., .5, 3.]),
     ...     np.array([2., 1.5, 1., 2.]), {'steepest': 0.01, 'valley': 0.1},
     ...     True)
-    >>> print(len(plot_lr_finder(r).axes[0].lines))
-    4
+    >>> print(len(plot_lr_finder(r).axes[0].lines))  # 2 curves, 2 LRs, note
+    5
+    >>> fig = plot_lr_finder({'seed 0': r, 'seed 1': r},
+    ...                      suggestions={'recommended': 0.02})
+    >>> print(fig.axes[0].lines[-2].get_xdata()[0])
+    0.02
   """
+  curves = _lr_finder_curves(results)
+  if suggestions is None:
+    suggestions = {} if None not in curves else curves[None].suggestions
   fig = matplotlib.figure.Figure(figsize=(5.5, 4))
   ax = fig.subplots()
-  lrs = np.asarray(result.lrs, float)
-  ax.plot(lrs, np.asarray(result.losses, float), alpha=0.3, label='loss')
-  smoothed = np.asarray(result.smoothed, float)
-  ax.plot(lrs, smoothed, label='smoothed')
-  for name, lr in result.suggestions.items():
+  for label, result in curves.items():
+    lrs = np.asarray(result.lrs, float)
+    (line,) = ax.plot(
+      lrs,
+      np.asarray(result.losses, float),
+      alpha=0.3,
+      label='loss' if label is None else None,
+    )
+    ax.plot(
+      lrs,
+      np.asarray(result.smoothed, float),
+      color=line.get_color(),
+      label='smoothed' if label is None else label,
+    )
+  for name, lr in suggestions.items():
     if np.isfinite(lr):
-      color, style = _SUGGESTION_STYLE.get(name, ('tab:gray', '--'))
-      ax.axvline(lr, color=color, linestyle=style, label=f'{name}: {lr:.2g}')
+      color, style = _SUGGESTION_STYLE.get(name, ('black', '--'))
+      ax.axvline(lr, color=color, linestyle=style, label=f'{name}: {lr:.3g}')
+  note = _lag_note(results)
+  if note:  # a legend entry without a line: laid out off the curves
+    ax.plot([], [], linestyle='none', label=note)
   ax.set_xscale('log')
   ax.set_xlabel('learning rate')
   ax.set_ylabel('loss')
-  finite = smoothed[np.isfinite(smoothed)]
-  if finite.size:
-    lo, first = finite.min(), finite[0]
-    top = max(first, lo + 4 * (first - lo)) if first > lo else lo * 4
-    ax.set_ylim(bottom=None, top=float(top) * 1.05)
+  limits = lr_finder_ylim(results)
+  if limits is not None:
+    ax.set_ylim(*limits)
   return _finish_axes(fig, ax, title, path)
 
 
