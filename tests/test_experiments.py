@@ -705,6 +705,19 @@ def _flagfile(name):
     ('ramp', 'cifar10.cfg', '--decay_factor=1', '--decay_factor'),
     ('lrbench', 'lrbench_digits.cfg', '--policy=nosuch(1)', '--policy'),
     ('sharpness', 'sharpness_digits.cfg', '--large_batch=16', '--large_batch'),
+    (
+      'sharpness',
+      'sharpness_digits.cfg',
+      '--protocols=target_loss,bogus',
+      '--protocols',
+    ),
+    (
+      'sharpness',
+      'sharpness_digits.cfg',
+      '--loss_check_epochs=500',
+      '--loss_check_epochs must be <= --max_epochs',
+    ),
+    ('sharpness', 'sharpness_digits.cfg', '--target_loss=0', '--target_loss'),
     ('lr_find', 'lr_find_digits.cfg', '--finder_max_lr=1e-5', '--finder_max'),
   ],
 )
