@@ -436,9 +436,17 @@ def _loss_and_metrics(model: Any):
 
 
 def measured_data(config: SharpnessConfig, seed: int):
-  """The training examples everything is measured on: `(images, labels)`.
+  """The training examples everything is measured on.
 
-  The whole training split, or its first ``sharpness_examples``.
+  Keskar et al. measure on the training loss, so by default the whole
+  training split; ``sharpness_examples`` > 0 takes its first k (big data).
+
+  Args:
+    config: the experiment's config.
+    seed: the run's seed (it draws `--dataset=synthetic` data).
+
+  Returns:
+    ``(images, labels)`` as arrays.
   """
   train = _common.load_split(config.common, 'train', seed)
   n = train.num_examples
@@ -456,7 +464,18 @@ def _model(config: SharpnessConfig, seed: int) -> Any:
 
 
 def training_loss(metrics: Any, variables: Any, data, chunk: int = 1024):
-  """Mean loss and accuracy of `variables` over `data`, `chunk` at a time."""
+  """Mean loss and accuracy of `variables` over `data`, `chunk` at a time.
+
+  Args:
+    metrics: ``metrics(variables, (images, labels)) -> {loss, accuracy}``,
+      means over the batch.
+    variables: the model variables.
+    data: ``(images, labels)``.
+    chunk: examples per call (bounds the memory of big models).
+
+  Returns:
+    ``(loss, accuracy)``, means over all of `data`.
+  """
   n = len(data[1])
   loss = accuracy = 0.0
   for start in range(0, n, chunk):
@@ -472,8 +491,21 @@ def measure(
 ) -> dict[str, Any]:
   """eps-sharpness (full, subspace), top Hessian eigenvalue at `variables`.
 
-  The loss is a function of the parameters only; batch-norm statistics, if
-  any, stay fixed at their final running values (eval mode).
+  The loss is the mean cross-entropy over `measured_data`, a function of
+  the parameters only; batch-norm statistics, if any, stay fixed at their
+  final running values (eval mode).
+
+  Args:
+    config: the experiment's config (eps, iterations, subspace).
+    variables: the run's final model variables.
+    seed: the run's seed (random subspace, Hessian start, coin signs).
+
+  Returns:
+    ``sharpness_full_<eps>_from_zero`` (y0 = 0, the definition's start),
+    ``sharpness_full_<eps>`` (half-box start) and
+    ``sharpness_subspace_<eps>`` (half-box start) for each eps, in %;
+    ``top_eigenvalue``; ``measured_loss``, ``measured_accuracy`` and
+    ``measured_examples`` of the measured set.
   """
   import jax
 

@@ -386,7 +386,6 @@ SHARP = sharpness.SharpnessConfig(
   sharpness_iters=2,
   hessian_iters=3,
   interp_points=5,
-  warm_start_epochs=(0.5,),
 )
 
 
@@ -400,24 +399,12 @@ def test_sharpness_end_to_end(tmp_path):
   workdir = str(tmp_path / 'sharpness')
   results = sharpness.run(SHARP, workdir)
   rows = {(r['protocol'], r['regime']): r for r in results['rows']}
+  assert len(rows) == 4
   assert rows['equal_epochs', 'small batch']['batch_size'] == 16
   assert rows['equal_epochs', 'large batch']['batch_size'] == 144
-  # The warm start's batch schedule runs to the protocol's length: 2
-  # epochs (--epochs) or 3 (--max_epochs, stopped by the rule).
-  assert rows['equal_epochs', 'warm start 0.5']['batch_size'] == (
-    'stages(16@0.5,144@1.5,n=1437)'
-  )
-  assert rows['target_loss', 'warm start 0.5']['batch_size'] == (
-    'stages(16@0.5,144@2.5,n=1437)'
-  )
   # Equal epochs, updates by hand: ceil(2 * 1437 / 16) = 180,
-  # ceil(2874 / 144) = 20, warm start ceil(718.5 / 16) = 45 updates (720
-  # examples) then ceil((2874 - 720) / 144) = 15.
-  for label, updates in (
-    ('small batch', 180),
-    ('large batch', 20),
-    ('warm start 0.5', 60),
-  ):
+  # ceil(2874 / 144) = 20.
+  for label, updates in (('small batch', 180), ('large batch', 20)):
     assert rows['equal_epochs', label]['num_updates'][0] == updates, label
     assert rows['equal_epochs', label]['stopped_by'] == ['epochs']
   # Checks at the first update that completes k epochs: batch 16 every
@@ -470,10 +457,9 @@ def test_sharpness_end_to_end(tmp_path):
   interp = results['interpolation']
   assert interp['target_loss']['alphas'] == [-1.0, -0.25, 0.5, 1.25, 2.0]
   # Per protocol: 3 sharpness values (full from y = 0 and from the half
-  # box, subspace) + eigenvalue; warm start: 2; test accuracy. One seed:
-  # none is tested.
+  # box, subspace) + eigenvalue; test accuracy. One seed: none is tested.
   claims = results['claims']
-  assert len(claims) == 2 * 7
+  assert len(claims) == 2 * 5
   assert all(c['held'] is None for c in claims)
   report = _read(os.path.join(workdir, 'report.md'))
   assert 'the whole training set' in report
@@ -489,43 +475,73 @@ def test_sharpness_end_to_end(tmp_path):
   )
 
 
-def test_sharpness_stopping_run_follows_the_uninterrupted_trajectory(
-  tmp_path,
-):
-  # A run trained check by check (the trainer stopped and resumed at each
-  # check) ends with the parameters of one uninterrupted run as long.
-  import pickle
+def test_sharpness_warm_start_runs_to_each_protocols_length():
+  config = dataclasses.replace(SHARP, warm_start_epochs=(0.5, 1.25))
+  # --epochs=2 for equal_epochs, --max_epochs=3 for the stopping rule; the
+  # large batch 0 means round(1437 / 10) = 144.
+  assert sharpness.batch_regimes(config, N_TRAIN, 'equal_epochs') == {
+    'small batch': 16,
+    'large batch': 144,
+    'warm start 0.5': 'stages(16@0.5,144@1.5,n=1437)',
+    'warm start 1.25': 'stages(16@1.25,144@0.75,n=1437)',
+  }
+  config = dataclasses.replace(config, large_batch=0)
+  assert sharpness.batch_regimes(config, N_TRAIN, 'target_loss') == {
+    'small batch': 16,
+    'large batch': 144,
+    'warm start 0.5': 'stages(16@0.5,144@2.5,n=1437)',
+    'warm start 1.25': 'stages(16@1.25,144@1.75,n=1437)',
+  }
 
-  config = dataclasses.replace(
-    SHARP,
-    protocols=('converge', 'equal_epochs'),
-    converge_patience=5,  # never met in 3 checks: stops at --max_epochs
-    max_epochs=2.0,
-    warm_start_epochs=(),
+
+def test_sharpness_claims_per_protocol_two_seeds_hand_values():
+  from experiments import _runs
+
+  config = dataclasses.replace(SHARP, warm_start_epochs=(10.0,))
+  keys = sharpness._keys(config)
+
+  def group(label, value, accuracies):
+    runs = [
+      _runs.Run(label, seed, '', {'test_accuracy': a}, {}, {})
+      for seed, a in enumerate(accuracies)
+    ]
+    measures = [{k: v for k in keys} for v in value]
+    return runs, measures
+
+  groups = {
+    'small batch': group('small batch', [0.5, 0.7], [0.97, 0.98]),
+    'large batch': group('large batch', [1.0, 1.2], [0.97, 0.98]),
+    'warm start 10': group('warm start 10', [0.9, 1.3], [0.96, 0.99]),
+  }
+  claims = sharpness._protocol_claims(
+    config,
+    'target_loss',
+    {k: g[0] for k, g in groups.items()},
+    {k: g[1] for k, g in groups.items()},
   )
-  workdir = str(tmp_path / 'sharpness')
-  results = sharpness.run(config, workdir)
-  rows = {(r['protocol'], r['regime']): r for r in results['rows']}
-  for label in ('small batch', 'large batch'):
-    assert rows['converge', label]['stopped_by'] == ['max_epochs']
-    params = []
-    for protocol in ('converge', 'equal_epochs'):
-      path = os.path.join(
-        _sharp_run_dir(workdir, protocol, label), 'variables.pkl'
-      )
-      with open(path, 'rb') as fh:
-        params.append(pickle.load(fh)['params'])
-    for a, b in zip(
-      jax.tree.leaves(params[0]), jax.tree.leaves(params[1]), strict=True
-    ):
-      np.testing.assert_array_equal(a, b)
+  sharper = [c for c in claims if 'minimum is sharper' in c['claim']]
+  assert [c['claim'].split('(')[1].split(',')[0] for c in sharper] == keys
+  # Large 1.1 +- 0.141 vs small 0.6 +- 0.141 (sample std): 0.5 beyond the
+  # tolerance 2 * 0.141 = 0.283, for every measure (all hold the same).
+  assert all(c['held'] is True for c in sharper)
+  assert sharper[0]['detail'] == 'large 1.1 vs small 0.6, 1.8x'
+  # Warm start 1.1 +- 0.283 vs large 1.1: no difference, not flatter.
+  warm = [c for c in claims if 'warm start 10' in c['claim']]
+  assert len(warm) == 2 and all(c['held'] is False for c in warm)
+  # Equal test accuracies: the large batch does not generalise worse.
+  assert claims[-1]['held'] is False
+  assert 'tolerance ±1.41)' in claims[-1]['detail']
+  assert len(claims) == len(keys) + 2 + 1
+  assert all(c['claim'].startswith('target_loss: ') for c in claims)
 
 
 class _Killed(Exception):
   pass
 
 
-def test_train_until_resumes_after_a_kill_and_refuses_another_rule(tmp_path):
+def test_train_until_follows_the_trajectory_resumes_and_refuses_a_rule(
+  tmp_path,
+):
   from lrjax import train as lrtrain
 
   rule = sharpness.StopRule(
@@ -544,8 +560,16 @@ def test_train_until_resumes_after_a_kill_and_refuses_another_rule(tmp_path):
     return sharpness.training_loss(metrics, variables, data)[0]
 
   whole = str(tmp_path / 'whole')
-  sharpness.train_until(train_config, rule, whole, loss_fn, N_TRAIN)
+  checked = sharpness.train_until(train_config, rule, whole, loss_fn, N_TRAIN)
   assert calls == [10, 20, 30]  # ceil(k * 1437 / 144) = 10 k
+  # Trained check by check (the trainer stopped and resumed at each), the
+  # run ends with the parameters of one uninterrupted trainer call.
+  once = lrtrain.train_and_evaluate(train_config, str(tmp_path / 'once'))
+  assert once.num_updates == checked.num_updates == 30
+  for a, b in zip(
+    jax.tree.leaves(checked.params), jax.tree.leaves(once.params), strict=True
+  ):
+    np.testing.assert_array_equal(a, b)
   killed = str(tmp_path / 'killed')
   calls.clear()
   with pytest.raises(_Killed):
