@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
@@ -316,7 +317,7 @@ def test_prediction_metrics_hand_computed():
 # ------------------------------------------------------------ sharpness
 
 
-def _start_point_sharpness(run_dir, eps, subspace_dim, examples, seed=0):
+def _start_point_sharpness(run_dir, eps, subspace_dim, seed=0):
   """eps-sharpness at the documented start of the box maximisation.
 
   The maximiser starts at y0 = b/2 sign(A^T grad f(x)) (a Rademacher sign
@@ -324,10 +325,11 @@ def _start_point_sharpness(run_dir, eps, subspace_dim, examples, seed=0):
   space, and only climbs from there (L-BFGS-B descends on -f), so a run's
   sharpness is at least 100 (f(x + A y0) - f(x)) / (1 + f(x)). Computed here
   from the run's saved parameters with the model applied directly (the MLP
-  on digits, eval mode, mean cross-entropy of the first `examples`).
+  on digits, eval mode, mean cross-entropy of the whole training set).
 
   Returns:
-    f(x), the full-space and the subspace start-point sharpness.
+    f(x), the training accuracy, the full-space and the subspace
+    start-point sharpness.
   """
   import pickle
 
@@ -341,18 +343,21 @@ def _start_point_sharpness(run_dir, eps, subspace_dim, examples, seed=0):
 
   with open(os.path.join(run_dir, 'variables.pkl'), 'rb') as fh:
     params = pickle.load(fh)['params']
-  batch = _common.load_split(TINY, 'train', seed).take(np.arange(examples))
+  batch = _common.load_split(TINY, 'train', seed).take(np.arange(N_TRAIN))
   model = models.get('mlp', num_classes=10)
   x, unravel = ravel_pytree(params)
 
+  def logits(v):
+    return model.apply({'params': unravel(v)}, batch['image'], train=False)
+
   def f(v):
-    logits = model.apply({'params': unravel(v)}, batch['image'], train=False)
     return optax.softmax_cross_entropy_with_integer_labels(
-      logits, batch['label']
+      logits(v), batch['label']
     ).mean()
 
   f0, grad = jax.value_and_grad(f)(x)
-  out = [float(f0)]
+  accuracy = float(np.mean(np.argmax(logits(x), -1) == batch['label']))
+  out = [float(f0), accuracy]
   for a in (None, random_subspace(x.shape[0], subspace_dim, seed)):
     if a is None:
       coords, g = np.asarray(x, np.float64), np.asarray(grad)
@@ -368,58 +373,292 @@ def _start_point_sharpness(run_dir, eps, subspace_dim, examples, seed=0):
   return tuple(out)
 
 
-def test_sharpness_end_to_end(tmp_path):
-  config = sharpness.SharpnessConfig(
-    common=dataclasses.replace(TINY, epochs=1.0),
-    small_batch=16,
-    large_batch=144,
-    eps=(1e-3,),
-    subspace_dim=10,
-    sharpness_iters=2,
-    hessian_iters=3,
-    sharpness_examples=128,
-    interp_points=5,
-    warm_start_epochs=(0.5,),
+SHARP = sharpness.SharpnessConfig(
+  common=TINY,
+  small_batch=16,
+  large_batch=144,
+  protocols=('target_loss', 'equal_epochs'),
+  target_loss=0.2,
+  loss_check_epochs=1.0,
+  max_epochs=3.0,
+  eps=(1e-3,),
+  subspace_dim=10,
+  sharpness_iters=2,
+  hessian_iters=3,
+  interp_points=5,
+)
+
+
+def _sharp_run_dir(workdir, protocol, label):
+  return os.path.join(
+    workdir, 'runs', protocol, label.replace(' ', '_'), 'seed0'
   )
+
+
+def test_sharpness_end_to_end(tmp_path):
   workdir = str(tmp_path / 'sharpness')
-  results = sharpness.run(config, workdir)
-  rows = {r['regime']: r for r in results['rows']}
-  assert rows['small batch']['batch_size'] == 16
-  assert rows['large batch']['batch_size'] == 144
-  warm = rows['warm start 0.5']['batch_size']
-  assert warm == 'stages(16@0.5,144@0.5,n=1437)'
-  for label, row in rows.items():
-    run_dir = os.path.join(workdir, 'runs', label.replace(' ', '_'), 'seed0')
+  results = sharpness.run(SHARP, workdir)
+  rows = {(r['protocol'], r['regime']): r for r in results['rows']}
+  assert len(rows) == 4
+  assert rows['equal_epochs', 'small batch']['batch_size'] == 16
+  assert rows['equal_epochs', 'large batch']['batch_size'] == 144
+  # Equal epochs, updates by hand: ceil(2 * 1437 / 16) = 180,
+  # ceil(2874 / 144) = 20.
+  for label, updates in (('small batch', 180), ('large batch', 20)):
+    assert rows['equal_epochs', label]['num_updates'][0] == updates, label
+    assert rows['equal_epochs', label]['stopped_by'] == ['epochs']
+  # Checks at the first update that completes k epochs: batch 16 every
+  # ceil(1437 / 16) = 90 updates, batch 144 every ceil(1437 / 144) = 10.
+  for label, per_epoch in (('small batch', 90), ('large batch', 10)):
+    with open(
+      os.path.join(
+        _sharp_run_dir(workdir, 'target_loss', label), 'stopping.json'
+      )
+    ) as f:
+      stopping = json.load(f)
+    losses = [c['train_loss'] for c in stopping['checks']]
+    steps = [c['step'] for c in stopping['checks']]
+    assert steps == [per_epoch * (k + 1) for k in range(len(steps))]
+    # The run stopped at the first check at or below 0.2, or at epoch 3.
+    below = [k for k, v in enumerate(losses) if v <= 0.2]
+    assert len(losses) == (below[0] + 1 if below else 3), losses
+    expected = 'target_loss' if below else 'max_epochs'
+    assert stopping['stopped'] == expected
+    assert rows['target_loss', label]['stopped_by'] == [expected]
+    assert rows['target_loss', label]['num_updates'][0] == steps[-1]
+  for (protocol, label), row in rows.items():
+    run_dir = _sharp_run_dir(workdir, protocol, label)
     with open(os.path.join(run_dir, 'sharpness.json')) as f:
       measured = json.load(f)
-    loss, full, sub = _start_point_sharpness(run_dir, 1e-3, 10, 128)
-    # Measured at the saved parameters, on the first 128 training examples.
+    loss, accuracy, full, sub = _start_point_sharpness(run_dir, 1e-3, 10)
+    # Measured at the saved parameters, on the whole training set.
+    assert measured['measured_examples'] == N_TRAIN
     assert measured['measured_loss'] == pytest.approx(loss, rel=1e-5)
+    assert row['train_loss'][0] == pytest.approx(loss, rel=1e-5)
+    assert row['train_accuracy'][0] == pytest.approx(accuracy, abs=1e-6)
     # The maximiser only climbs from its start, a point of positive value.
     assert 0 < full <= row['sharpness_full_0.001'][0] + 1e-4, label
     assert 0 < sub <= row['sharpness_subspace_0.001'][0] + 1e-4, label
-    print(
-      label,
-      full,
-      row['sharpness_full_0.001'][0],
-      sub,
-      row['sharpness_subspace_0.001'][0],
-    )
-    assert math.isfinite(row['top_eigenvalue'][0])
-  assert results['interpolation']['alphas'] == [-1.0, -0.25, 0.5, 1.25, 2.0]
-  # From y = 0 the ascent starts at phi = 0 and only climbs.
-  for row in rows.values():
+    # From y = 0 the ascent starts at phi = 0 and only climbs.
     assert row['sharpness_full_0.001_from_zero'][0] >= 0.0
-  # sharper: 3 sharpness values (full from the half box and from y = 0,
-  # subspace) + eigenvalue; warm start: 2; test accuracy.
-  assert len(results['claims']) == 7
+    assert math.isfinite(row['top_eigenvalue'][0])
+    if protocol == 'target_loss':
+      with open(os.path.join(run_dir, 'stopping.json')) as f:
+        last = json.load(f)['checks'][-1]['train_loss']
+      assert last == pytest.approx(loss, rel=1e-5)
+  # The ratio column: the regime's mean phi (y = 0) over the small batch's.
+  for protocol in SHARP.protocols:
+    small = rows[protocol, 'small batch']['sharpness_full_0.001_from_zero'][0]
+    large = rows[protocol, 'large batch']['sharpness_full_0.001_from_zero'][0]
+    ratio = rows[protocol, 'large batch']['ratio_to_small']
+    assert ratio['sharpness_full_0.001_from_zero'] == pytest.approx(
+      large / small
+    )
+  interp = results['interpolation']
+  assert interp['target_loss']['alphas'] == [-1.0, -0.25, 0.5, 1.25, 2.0]
+  # Per protocol: 3 sharpness values (full from y = 0 and from the half
+  # box, subspace) + eigenvalue; test accuracy. One seed: none is tested.
+  claims = results['claims']
+  assert len(claims) == 2 * 5
+  assert all(c['held'] is None for c in claims)
+  report = _read(os.path.join(workdir, 'report.md'))
+  assert 'the whole training set' in report
+  assert '**not tested (1 seed)**' in report
   _assert_outputs(
     workdir,
     [
-      'interpolation.png',
+      'interpolation_target_loss.png',
+      'interpolation_equal_epochs.png',
       'test_accuracy.png',
+      'training_loss.png',
     ],
   )
+
+
+def test_sharpness_warm_start_runs_to_each_protocols_length():
+  config = dataclasses.replace(SHARP, warm_start_epochs=(0.5, 1.25))
+  # --epochs=2 for equal_epochs, --max_epochs=3 for the stopping rule; the
+  # large batch 0 means round(1437 / 10) = 144.
+  assert sharpness.batch_regimes(config, N_TRAIN, 'equal_epochs') == {
+    'small batch': 16,
+    'large batch': 144,
+    'warm start 0.5': 'stages(16@0.5,144@1.5,n=1437)',
+    'warm start 1.25': 'stages(16@1.25,144@0.75,n=1437)',
+  }
+  config = dataclasses.replace(config, large_batch=0)
+  assert sharpness.batch_regimes(config, N_TRAIN, 'target_loss') == {
+    'small batch': 16,
+    'large batch': 144,
+    'warm start 0.5': 'stages(16@0.5,144@2.5,n=1437)',
+    'warm start 1.25': 'stages(16@1.25,144@1.75,n=1437)',
+  }
+
+
+def test_sharpness_claims_per_protocol_two_seeds_hand_values():
+  from experiments import _runs
+
+  config = dataclasses.replace(SHARP, warm_start_epochs=(10.0,))
+  keys = sharpness._keys(config)
+
+  def group(label, value, accuracies):
+    runs = [
+      _runs.Run(label, seed, '', {'test_accuracy': a}, {}, {})
+      for seed, a in enumerate(accuracies)
+    ]
+    measures = [{k: v for k in keys} for v in value]
+    return runs, measures
+
+  groups = {
+    'small batch': group('small batch', [0.5, 0.7], [0.97, 0.98]),
+    'large batch': group('large batch', [1.0, 1.2], [0.97, 0.98]),
+    'warm start 10': group('warm start 10', [0.9, 1.3], [0.96, 0.99]),
+  }
+  claims = sharpness._protocol_claims(
+    config,
+    'target_loss',
+    {k: g[0] for k, g in groups.items()},
+    {k: g[1] for k, g in groups.items()},
+  )
+  sharper = [c for c in claims if 'minimum is sharper' in c['claim']]
+  assert [c['claim'].split('(')[1].split(',')[0] for c in sharper] == keys
+  # Large 1.1 +- 0.141 vs small 0.6 +- 0.141 (sample std): 0.5 beyond the
+  # tolerance 2 * 0.141 = 0.283, for every measure (all hold the same).
+  assert all(c['held'] is True for c in sharper)
+  assert sharper[0]['detail'] == 'large 1.1 vs small 0.6, 1.8x'
+  # Warm start 1.1 +- 0.283 vs large 1.1: no difference, not flatter.
+  warm = [c for c in claims if 'warm start 10' in c['claim']]
+  assert len(warm) == 2 and all(c['held'] is False for c in warm)
+  # Equal test accuracies: the large batch does not generalise worse.
+  assert claims[-1]['held'] is False
+  assert 'tolerance ±1.41)' in claims[-1]['detail']
+  assert len(claims) == len(keys) + 2 + 1
+  assert all(c['claim'].startswith('target_loss: ') for c in claims)
+
+
+class _Killed(Exception):
+  pass
+
+
+def test_train_until_follows_the_trajectory_resumes_and_refuses_a_rule(
+  tmp_path,
+):
+  from lrjax import train as lrtrain
+
+  rule = sharpness.StopRule(
+    'target_loss', check_epochs=1.0, max_epochs=3.0, target_loss=1e-9
+  )
+  train_config = sharpness._train_config(SHARP, 'target_loss', 144, 0)
+  data = sharpness.measured_data(SHARP, 0)
+  metrics = sharpness._loss_and_metrics(sharpness._model(SHARP, 0))
+  calls = []
+
+  def loss_fn(result, workdir, kill_at=None):
+    calls.append(result.num_updates)
+    if len(calls) == kill_at:
+      raise _Killed  # after the trainer's check, before it is recorded
+    variables = _common.final_variables(result, workdir)
+    return sharpness.training_loss(metrics, variables, data)[0]
+
+  whole = str(tmp_path / 'whole')
+  checked = sharpness.train_until(train_config, rule, whole, loss_fn, N_TRAIN)
+  assert calls == [10, 20, 30]  # ceil(k * 1437 / 144) = 10 k
+  # Trained check by check (the trainer stopped and resumed at each), the
+  # run ends with the parameters of one uninterrupted trainer call.
+  once = lrtrain.train_and_evaluate(train_config, str(tmp_path / 'once'))
+  assert once.num_updates == checked.num_updates == 30
+  for a, b in zip(
+    jax.tree.leaves(checked.params), jax.tree.leaves(once.params), strict=True
+  ):
+    np.testing.assert_array_equal(a, b)
+  killed = str(tmp_path / 'killed')
+  calls.clear()
+  with pytest.raises(_Killed):
+    sharpness.train_until(
+      train_config,
+      rule,
+      killed,
+      lambda r, w: loss_fn(r, w, kill_at=2),
+      N_TRAIN,
+    )
+  calls.clear()
+  sharpness.train_until(train_config, rule, killed, loss_fn, N_TRAIN)
+  assert calls == [20, 30]  # check 2 again (from its checkpoint), then 3
+  stops = [
+    _common.read_json(os.path.join(w, 'stopping.json')) for w in (whole, killed)
+  ]
+  assert stops[0] == stops[1]
+  assert stops[0]['stopped'] == 'max_epochs'
+  other = dataclasses.replace(rule, target_loss=0.5)
+  with pytest.raises(lrtrain.ConfigMismatchError, match='target_loss'):
+    sharpness.train_until(train_config, other, killed, loss_fn, N_TRAIN)
+
+
+@pytest.mark.parametrize(
+  'losses, patience, min_improvement, expected',
+  [
+    # Hand table, patience 2, improvement 10% on the best so far:
+    # 0.5 < 0.9 (best 0.5); 0.46 >= 0.45 (1 bad); 0.44 < 0.45 (best 0.44);
+    # 0.30 < 0.396 (best 0.30); 0.298 >= 0.27 (1); 0.297 (2): stop at 7.
+    ([1.0, 0.5, 0.46, 0.44, 0.30, 0.298, 0.297, 0.296], 2, 0.1, 7),
+    # A flat loss stops at check patience + 1.
+    ([1.0, 1.0, 1.0, 1.0], 3, 0.01, 4),
+    ([1.0, 1.0, 1.0], 3, 0.01, None),
+    # Zero threshold: any decrease improves; an equal loss does not.
+    ([1.0, 0.99, 0.98, 0.98], 1, 0.0, 4),
+    # Steady 5% falls improve under a 1% threshold, not under 10%.
+    ([1.0, 0.95, 0.9025, 0.857], 2, 0.01, None),
+    ([1.0, 0.95, 0.9025, 0.857], 2, 0.1, 3),
+  ],
+)
+def test_converge_rule_hand_table(losses, patience, min_improvement, expected):
+  rule = sharpness.StopRule(
+    'converge',
+    check_epochs=1.0,
+    max_epochs=100.0,
+    patience=patience,
+    min_improvement=min_improvement,
+  )
+  stop = rule.stop_check(losses)
+  assert stop == (None if expected is None else (expected, 'converge'))
+
+
+def test_target_loss_rule_and_the_epoch_cap():
+  rule = sharpness.StopRule(
+    'target_loss', check_epochs=5.0, max_epochs=12.0, target_loss=0.1
+  )
+  # Checks at 5, 10 and the cap 12.
+  assert rule.num_checks == 3
+  assert [rule.check_epoch(k) for k in (1, 2, 3)] == [5.0, 10.0, 12.0]
+  assert rule.stop_check([0.5, 0.1, 0.05]) == (2, 'target_loss')  # <=
+  assert rule.stop_check([0.5, 0.2]) is None
+  assert rule.stop_check([0.5, 0.2, 0.11]) == (3, 'max_epochs')
+  # The target wins at the last check too.
+  assert rule.stop_check([0.5, 0.2, 0.09]) == (3, 'target_loss')
+
+
+@pytest.mark.parametrize(
+  'changes, flag',
+  [
+    ({'protocols': ('target_loss', 'bogus')}, '--protocols'),
+    ({'protocols': ('equal_epochs', 'equal_epochs')}, '--protocols'),
+    ({'protocols': ()}, '--protocols'),
+    ({'target_loss': 0.0}, '--target_loss=0.0 must be > 0'),
+    ({'loss_check_epochs': 0.0}, '--loss_check_epochs=0.0 must be > 0'),
+    ({'loss_check_epochs': 4.0}, '--max_epochs=3.0 must be >= --loss_check'),
+    ({'converge_patience': 0}, '--converge_patience=0 must be >= 1'),
+    ({'converge_min_improvement': 1.0}, '--converge_min_improvement=1.0'),
+    ({'sharpness_examples': -1}, '--sharpness_examples=-1 must be >= 0'),
+    ({'warm_start_epochs': (2.5,)}, '--warm_start_epochs=2.5 must be in (0, '),
+  ],
+)
+def test_sharpness_config_errors_name_the_flag(tmp_path, changes, flag):
+  config = dataclasses.replace(SHARP, **changes)
+  workdir = tmp_path / 'never'
+  with pytest.raises(ValueError) as info:
+    sharpness.run(config, str(workdir))
+  assert flag in str(info.value)
+  assert '\n' not in str(info.value)
+  assert not workdir.exists()  # checked before anything is written
 
 
 # ------------------------------------------------------------ lr_find
@@ -525,6 +764,19 @@ def _flagfile(name):
     ('ramp', 'cifar10.cfg', '--decay_factor=1', '--decay_factor'),
     ('lrbench', 'lrbench_digits.cfg', '--policy=nosuch(1)', '--policy'),
     ('sharpness', 'sharpness_digits.cfg', '--large_batch=16', '--large_batch'),
+    (
+      'sharpness',
+      'sharpness_digits.cfg',
+      '--protocols=target_loss,bogus',
+      '--protocols',
+    ),
+    (
+      'sharpness',
+      'sharpness_digits.cfg',
+      '--loss_check_epochs=500',
+      '--loss_check_epochs must be <= --max_epochs',
+    ),
+    ('sharpness', 'sharpness_digits.cfg', '--target_loss=0', '--target_loss'),
     ('lr_find', 'lr_find_digits.cfg', '--finder_max_lr=1e-5', '--finder_max'),
   ],
 )
