@@ -11,7 +11,8 @@ measures the gradient noise scale B_simple with sliced batches
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import jax
@@ -86,12 +87,18 @@ def _loss_fn(task: Any, model_state: Any, key: jax.Array):
   return loss
 
 
-def _optimizer(name: str, momentum: float, weight_decay: float):
+def _optimizer(
+  name: str, momentum: float, weight_decay: float, b2: float = 0.999
+):
   from lrjax.train import make_optimizer
 
   def factory(lr):
     return make_optimizer(
-      name, learning_rate=lr, momentum=momentum, weight_decay=weight_decay
+      name,
+      learning_rate=lr,
+      momentum=momentum,
+      weight_decay=weight_decay,
+      b2=b2,
     )
 
   return factory
@@ -104,6 +111,7 @@ def probe_lr(
   optimizer: str = 'sgd',
   momentum: float = 0.9,
   weight_decay: float = 0.0,
+  b2: float = 0.999,
   num_steps: int = 100,
   min_lr: float = 1e-5,
   max_lr: float = 10.0,
@@ -118,6 +126,7 @@ def probe_lr(
     optimizer: 'sgd', 'nesterov', 'adam', 'adamw', 'lamb' or 'lars'.
     momentum: momentum (Adam's b1).
     weight_decay: weight decay.
+    b2: the Adam family's second-moment decay.
     num_steps: updates of the sweep.
     min_lr: the sweep's first LR.
     max_lr: the sweep's last LR.
@@ -139,7 +148,7 @@ def probe_lr(
   result = finder.lr_range_test(
     _loss_fn(task, model_state, jax.random.fold_in(key, 1)),
     params,
-    _optimizer(optimizer, momentum, weight_decay),
+    _optimizer(optimizer, momentum, weight_decay, b2),
     batches(task, batch_size, seed),
     min_lr=min_lr,
     max_lr=max_lr,
@@ -164,6 +173,7 @@ def probe_noise(
   optimizer: str = 'sgd',
   momentum: float = 0.9,
   weight_decay: float = 0.0,
+  b2: float = 0.999,
   decay: float | None = None,
   seed: int = 0,
 ) -> NoiseProbe:
@@ -186,6 +196,7 @@ def probe_noise(
     optimizer: the optimizer's name.
     momentum: momentum (Adam's b1).
     weight_decay: weight decay.
+    b2: the Adam family's second-moment decay.
     decay: an EMA decay in [0, 1) for the averages (None: plain means).
     seed: parameters' and data order's seed.
 
@@ -210,7 +221,7 @@ def probe_noise(
   key = jax.random.key(seed)
   params, model_state = task.init(key)
   loss = _loss_fn(task, model_state, jax.random.fold_in(key, 1))
-  tx = _optimizer(optimizer, momentum, weight_decay)(lr)
+  tx = _optimizer(optimizer, momentum, weight_decay, b2)(lr)
   opt_state = tx.init(params)
 
   @jax.jit
@@ -255,6 +266,72 @@ def probe_noise(
   )
 
 
+def probe_step_seconds(
+  task: Any,
+  batch_sizes: tuple[int, ...],
+  *,
+  optimizer: str = 'sgd',
+  momentum: float = 0.9,
+  weight_decay: float = 0.0,
+  b2: float = 0.999,
+  lr: float = 1e-3,
+  num_steps: int = 3,
+  clock: Callable[[], float] = time.perf_counter,
+  seed: int = 0,
+) -> tuple[dict[int, float], int]:
+  """Measures the seconds per training update at each batch size.
+
+  For each size, one update compiles the step (not timed), then
+  ``num_steps`` updates are timed one by one, each waited for
+  (``jax.block_until_ready``) so that the clock reads the device's work;
+  the median is the size's time per update.
+
+  Args:
+    task: a :class:`lrjax.train.Task`.
+    batch_sizes: the batch sizes to time (each in [1, N]).
+    optimizer: the optimizer's name.
+    momentum: momentum (Adam's b1).
+    weight_decay: weight decay.
+    b2: the Adam family's second-moment decay.
+    lr: the LR of the timed updates.
+    num_steps: timed updates per size (>= 1).
+    clock: seconds now (injected for tests).
+    seed: parameters' and data order's seed.
+
+  Returns:
+    ``({batch: seconds per update}, examples consumed)``.
+
+  Raises:
+    ValueError: for ``num_steps < 1`` or a batch outside [1, N].
+  """
+  if num_steps < 1:
+    raise ValueError(f'{num_steps=} must be >= 1')
+  key = jax.random.key(seed)
+  params0, model_state = task.init(key)
+  loss = _loss_fn(task, model_state, jax.random.fold_in(key, 1))
+  tx = _optimizer(optimizer, momentum, weight_decay, b2)(lr)
+
+  @jax.jit
+  def step(p, state, batch):
+    updates, state = tx.update(jax.grad(loss)(p, batch), state, p)
+    return optax.apply_updates(p, updates), state
+
+  seconds, examples = {}, 0
+  for b in batch_sizes:
+    data = batches(task, int(b), seed + 2)
+    params, state = params0, tx.init(params0)
+    params, state = jax.block_until_ready(step(params, state, next(data)))
+    times = []
+    for _ in range(num_steps):
+      batch = next(data)
+      start = clock()
+      params, state = jax.block_until_ready(step(params, state, batch))
+      times.append(clock() - start)
+    seconds[int(b)] = float(np.median(times))
+    examples += (num_steps + 1) * int(b)
+  return seconds, examples
+
+
 def recommend(
   task: Any,
   budget: Budget,
@@ -262,16 +339,21 @@ def recommend(
   optimizer: str | None = None,
   momentum: float | None = None,
   weight_decay: float | None = None,
+  b2: float | None = None,
   num_devices: int = 1,
   max_device_batch: int | None = None,
   max_accumulation: int = 1,
   probe_batch: int = 32,
   range_test_steps: int = 100,
+  min_lr: float = 1e-5,
+  max_lr: float = 10.0,
   noise_updates: int = 50,
   num_slices: int = 4,
   suggestion: str = 'minimum_over_10',
   spread: float = 2.0,
   continuable: bool = False,
+  timing_steps: int = 3,
+  clock: Callable[[], float] = time.perf_counter,
   seed: int = 0,
 ) -> Recipe:
   """Runs the probes on a task and returns the recipe.
@@ -288,6 +370,15 @@ def recommend(
   examples (fewer if the range test stops on divergence), reported as a
   fraction of the budget (:attr:`Recipe.probe_fraction`).
 
+  For a wall-clock budget (``Budget(seconds=...)``) a third probe times
+  ``timing_steps`` updates at the probe batch and at a larger per-device
+  batch, :math:`\\min(4 B_p, b, N)` (:func:`probe_step_seconds`,
+  compilation excluded); the times are keyed by the global batch, devices
+  x the timed batch (assumed: data parallelism costs no more per update
+  than one device's share), and :func:`lrjax.recipe.decide` converts the
+  seconds into examples. The cost is then in seconds: the probes' updates
+  at the measured time per update.
+
   Args:
     task: a :class:`lrjax.train.Task`, or a :class:`lrjax.train.TrainConfig`
       naming one (its optimizer, momentum and weight decay are then the
@@ -296,17 +387,24 @@ def recommend(
     optimizer: the optimizer (None: the config's, else 'sgd').
     momentum: momentum (None: the config's float, else 0.9).
     weight_decay: weight decay (None: the config's float, else 0).
+    b2: the Adam family's second-moment decay (None: the config's, else
+      0.999).
     num_devices: devices of data parallelism.
     max_device_batch: the largest per-device batch (None: no cap).
     max_accumulation: accumulation steps allowed beyond it.
     probe_batch: the probes' batch, divisible by ``num_slices``.
     range_test_steps: updates of the range test.
+    min_lr: the range test's first LR.
+    max_lr: the range test's last LR.
     noise_updates: updates of the noise probe.
     num_slices: slices of each noise-probe batch.
     suggestion: the range test's suggestion to use.
     spread: see :func:`lrjax.recipe.decide`.
     continuable: prefer WSD over cosine.
-    seed: the probes' seed (the recipe is a function of it).
+    timing_steps: timed updates per batch size (wall-clock budgets).
+    clock: seconds now, for the timing probe (injected for tests).
+    seed: the probes' seed (the recipe is a function of it, and of the
+      measured step times for a wall-clock budget).
 
   Returns:
     The :class:`Recipe`.
@@ -330,17 +428,22 @@ def recommend(
     optimizer = default(optimizer, 'optimizer', 'sgd')
     momentum = float(default(momentum, 'momentum', 0.9))
     weight_decay = float(default(weight_decay, 'weight_decay', 0.0))
+    b2 = float(default(b2, 'b2', 0.999))
   optimizer = 'sgd' if optimizer is None else optimizer
   momentum = 0.9 if momentum is None else momentum
   weight_decay = 0.0 if weight_decay is None else weight_decay
-  budget.to_examples(task.num_train)  # validates before any probe runs
+  b2 = 0.999 if b2 is None else b2
+  budget.validate()  # before any probe runs
   lr, test = probe_lr(
     task,
     batch_size=probe_batch,
     optimizer=optimizer,
     momentum=momentum,
     weight_decay=weight_decay,
+    b2=b2,
     num_steps=range_test_steps,
+    min_lr=min_lr,
+    max_lr=max_lr,
     suggestion=suggestion,
     seed=seed,
   )
@@ -353,8 +456,31 @@ def recommend(
     optimizer=optimizer,
     momentum=momentum,
     weight_decay=weight_decay,
+    b2=b2,
     seed=seed,
   )
+  step_seconds, timing_examples = None, 0
+  if budget.seconds is not None:
+    cap = max_device_batch or 4 * probe_batch
+    sizes = sorted({probe_batch, min(4 * probe_batch, cap, task.num_train)})
+    measured_seconds, timing_examples = probe_step_seconds(
+      task,
+      tuple(sizes),
+      optimizer=optimizer,
+      momentum=momentum,
+      weight_decay=weight_decay,
+      b2=b2,
+      lr=lr,
+      num_steps=timing_steps,
+      clock=clock,
+      seed=seed,
+    )
+    step_seconds = {num_devices * b: t for b, t in measured_seconds.items()}
+  # The probes' updates by global batch (their cost in seconds).
+  probe_updates = {num_devices * probe_batch: len(test.lrs) + noise_updates}
+  if step_seconds is not None:
+    for b in step_seconds:
+      probe_updates[b] = probe_updates.get(b, 0) + timing_steps + 1
   return decide(
     probe_lr=lr,
     probe_batch=probe_batch,
@@ -368,8 +494,19 @@ def recommend(
     max_accumulation=max_accumulation,
     spread=spread,
     continuable=continuable,
-    probe_examples=len(test.lrs) * probe_batch + measured.examples,
+    probe_examples=len(test.lrs) * probe_batch
+    + measured.examples
+    + timing_examples,
+    step_seconds=step_seconds,
+    probe_updates=probe_updates,
   )
 
 
-__all__ = ['NoiseProbe', 'batches', 'probe_lr', 'probe_noise', 'recommend']
+__all__ = [
+  'NoiseProbe',
+  'batches',
+  'probe_lr',
+  'probe_noise',
+  'probe_step_seconds',
+  'recommend',
+]
