@@ -24,7 +24,9 @@ metric is the validation loss (nats; lower is better; the best random
 trial is selected on it).
 
 With `--recipe_only` it prints the recipe and stops (the README's "let
-lrjax choose" command).
+lrjax choose" command); with it, `--budget_seconds` plans for a wall-clock
+budget instead (the probes time the training step, see
+`lrjax.recipe.recommend`).
 
   python -m experiments.recipe --flagfile=experiments/flagfiles/recipe_digits.cfg
   python -m experiments.recipe --flagfile=experiments/flagfiles/recipe_lm.cfg
@@ -81,6 +83,14 @@ SUGGESTION = flags.DEFINE_enum(
 CONTINUABLE = flags.DEFINE_bool(
   'recipe_continuable', False, 'Prefer WSD over cosine when not ramping.'
 )
+BUDGET_SECONDS = flags.DEFINE_float(
+  'budget_seconds',
+  0.0,
+  'Plan the recipe for this many seconds of training instead of --epochs '
+  '(--train_tokens for the LM), converted into examples with the step '
+  'times the probes measure (0: off; needs --recipe_only, since the '
+  'comparison trains every method on equal examples).',
+)
 RECIPE_ONLY = flags.DEFINE_bool(
   'recipe_only', False, 'Print the recipe of the first seed and stop.'
 )
@@ -105,6 +115,7 @@ _common.register_bound('recipe_range_steps', 2)
 _common.register_bound('recipe_noise_updates', 1)
 _common.register_bound('recipe_min_lr', 0.0, strict=True)
 _common.register_bound('recipe_max_accumulation', 1)
+_common.register_bound('budget_seconds', 0.0)
 _common.register_bound('baseline_batch', 1)
 _common.register_bound('random_trials', 0)
 _common.register_bound('random_lr_min', 0.0, strict=True)
@@ -130,6 +141,7 @@ class RecipeConfig:
   noise_updates: int = 50
   suggestion: str = 'minimum_over_10'
   continuable: bool = False
+  budget_seconds: float = 0.0
   recipe_only: bool = False
   baseline_lr: str = 'multistep(0.3,milestones=10/20/30,gamma=0.3333)'
   baseline_batch: int = 32
@@ -148,6 +160,14 @@ class RecipeConfig:
       raise ValueError(
         f'--recipe_max_lr={self.max_lr} must be > --recipe_min_lr='
         f'{self.min_lr} > 0'
+      )
+    if self.budget_seconds < 0 or (
+      self.budget_seconds > 0 and not self.recipe_only
+    ):
+      raise ValueError(
+        f'--budget_seconds={self.budget_seconds} must be >= 0, and a '
+        'wall-clock budget needs --recipe_only (the comparison trains every '
+        'method on equal examples, not equal seconds)'
       )
     if self.probe_batch % 4:
       raise ValueError(
@@ -204,6 +224,7 @@ def get_config() -> RecipeConfig:
     noise_updates=NOISE_UPDATES.value,
     suggestion=SUGGESTION.value,
     continuable=CONTINUABLE.value,
+    budget_seconds=BUDGET_SECONDS.value,
     recipe_only=RECIPE_ONLY.value,
     baseline_lr=BASELINE_LR.value,
     baseline_batch=BASELINE_BATCH.value,
@@ -290,6 +311,8 @@ def _recommend_args(config: RecipeConfig) -> dict[str, Any]:
     c = config.lm.common
     budget = recipe.Budget(tokens=config.lm.train_tokens, seq_len=c.seq_len)
     b2 = c.b2
+  if config.budget_seconds:
+    budget = recipe.Budget(seconds=config.budget_seconds)
   return dict(
     budget=budget,
     optimizer=c.optimizer,

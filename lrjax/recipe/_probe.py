@@ -282,9 +282,13 @@ def probe_step_seconds(
   """Measures the seconds per training update at each batch size.
 
   For each size, one update compiles the step (not timed), then
-  ``num_steps`` updates are timed one by one, each waited for
+  ``num_steps`` updates are timed one by one: drawing the batch from the
+  training data (the host's share) and the step, waited for
   (``jax.block_until_ready``) so that the clock reads the device's work;
-  the median is the size's time per update.
+  the median is the size's time per update. Not counted: what the trainer
+  adds around its steps (evaluations, logging, checkpoints), which on a
+  small model can exceed the step itself, so that a wall-clock budget
+  converts into more examples than the trainer gets through in that time.
 
   Args:
     task: a :class:`lrjax.train.Task`.
@@ -323,9 +327,8 @@ def probe_step_seconds(
     params, state = jax.block_until_ready(step(params, state, next(data)))
     times = []
     for _ in range(num_steps):
-      batch = next(data)
       start = clock()
-      params, state = jax.block_until_ready(step(params, state, batch))
+      params, state = jax.block_until_ready(step(params, state, next(data)))
       times.append(clock() - start)
     seconds[int(b)] = float(np.median(times))
     examples += (num_steps + 1) * int(b)
