@@ -169,6 +169,12 @@ class RecipeConfig:
         'wall-clock budget needs --recipe_only (the comparison trains every '
         'method on equal examples, not equal seconds)'
       )
+    devices = (self.common if self.lm is None else self.lm.common).num_devices
+    if devices and self.probe_batch % devices:
+      raise ValueError(
+        f'--recipe_probe_batch={self.probe_batch} must be a multiple of '
+        f'--num_devices={devices} (the probes run data parallel)'
+      )
     if self.probe_batch % 4:
       raise ValueError(
         f'--recipe_probe_batch={self.probe_batch} must be divisible by 4 '

@@ -216,6 +216,13 @@ def test_recipe_only_for_a_wall_clock_budget(tmp_path):
   assert lbatch.parse(r['batch']).num_examples == N_TRAIN
 
 
+def test_probe_batch_must_split_across_the_devices():
+  common = dataclasses.replace(TINY, num_devices=3)
+  config = recipe_exp.RecipeConfig(common=common, probe_batch=32)
+  with pytest.raises(ValueError, match='multiple of --num_devices=3'):
+    config.validate()
+
+
 def test_wall_clock_budget_needs_recipe_only():
   config = recipe_exp.RecipeConfig(common=TINY, budget_seconds=30.0)
   with pytest.raises(ValueError, match='--budget_seconds=30.0 .*--recipe_only'):

@@ -87,6 +87,53 @@ def _loss_fn(task: Any, model_state: Any, key: jax.Array):
   return loss
 
 
+def _mesh(num_devices: int) -> jax.sharding.Mesh:
+  """A one-axis ('batch') mesh of the first ``num_devices`` local devices.
+
+  Raises:
+    ValueError: unless 1 <= num_devices <= the local devices.
+  """
+  devices = jax.local_devices()
+  if not 1 <= num_devices <= len(devices):
+    raise ValueError(
+      f'{num_devices=} must be in [1, {len(devices)}] (the local devices; '
+      "on CPU, simulate more with jax.config.update('jax_num_cpu_devices', "
+      'N) before any JAX operation)'
+    )
+  return jax.sharding.Mesh(np.array(devices[:num_devices]), ('batch',))
+
+
+def _check_split(batch_size: int, num_devices: int) -> None:
+  if num_devices < 1 or batch_size % num_devices:
+    raise ValueError(
+      f'batch_size={batch_size} must be a multiple of {num_devices=} (the '
+      'global batch is split evenly across the devices)'
+    )
+
+
+def _data_parallel(loss: Any, num_devices: int) -> Any:
+  """``loss`` over a global batch split evenly across devices.
+
+  Each device computes the mean loss of its shard and the means are
+  averaged (``pmean``): with equal shards this is the global batch's mean
+  loss, and its gradient the all-reduced gradient of data parallelism (as
+  the trainer's). One device: ``loss`` itself.
+  """
+  if num_devices == 1:
+    return loss
+  spec = jax.sharding.PartitionSpec
+
+  def local(params, batch):
+    return jax.lax.pmean(loss(params, batch), 'batch')
+
+  return jax.shard_map(
+    local,
+    mesh=_mesh(num_devices),
+    in_specs=(spec(), spec('batch')),
+    out_specs=spec(),
+  )
+
+
 def _optimizer(
   name: str, momentum: float, weight_decay: float, b2: float = 0.999
 ):
@@ -116,6 +163,7 @@ def probe_lr(
   min_lr: float = 1e-5,
   max_lr: float = 10.0,
   suggestion: str = 'minimum_over_10',
+  num_devices: int = 1,
   seed: int = 0,
 ) -> tuple[float, finder.RangeTestResult]:
   """The LR range test on a task at one batch size.
@@ -132,21 +180,28 @@ def probe_lr(
     max_lr: the sweep's last LR.
     suggestion: which of :func:`lrjax.finder.suggest`'s suggestions to
       return.
+    num_devices: devices the global ``batch_size`` is split across (data
+      parallel, as the trainer; the range test reads each update's loss,
+      so one step is in flight at a time).
     seed: parameters' and data order's seed.
 
   Returns:
     ``(lr, result)``: the suggested LR and the whole range test.
 
   Raises:
-    ValueError: for an unknown ``suggestion`` or a sweep that stopped
-      before two updates (no suggestion; lower ``min_lr``).
+    ValueError: for an unknown ``suggestion``, a batch the devices do not
+      divide, too few devices, or a sweep that stopped before two updates
+      (no suggestion; lower ``min_lr``).
   """
   if suggestion not in SUGGESTIONS:
     raise ValueError(f'{suggestion=} must be one of {SUGGESTIONS}')
+  _check_split(batch_size, num_devices)
   key = jax.random.key(seed)
   params, model_state = task.init(key)
   result = finder.lr_range_test(
-    _loss_fn(task, model_state, jax.random.fold_in(key, 1)),
+    _data_parallel(
+      _loss_fn(task, model_state, jax.random.fold_in(key, 1)), num_devices
+    ),
     params,
     _optimizer(optimizer, momentum, weight_decay, b2),
     batches(task, batch_size, seed),
@@ -175,6 +230,7 @@ def probe_noise(
   weight_decay: float = 0.0,
   b2: float = 0.999,
   decay: float | None = None,
+  num_devices: int = 1,
   seed: int = 0,
 ) -> NoiseProbe:
   """Measures B_simple over a short run at a constant LR.
@@ -187,6 +243,14 @@ def probe_noise(
   t is t/(t+1)): a short probe has few estimates, and an EMA's window
   (about 1/(1-decay) updates) would use only the last of them.
 
+  On :math:`R > 1` devices the probe runs data parallel, as the trainer
+  does: each device takes :math:`b = B/R` examples of the global batch and
+  the devices' gradients are the small batches
+  (:func:`lrjax.noise.data_parallel_grad`: :math:`B_s = b`, :math:`B_b =
+  B`); ``num_slices`` is then not used. With :math:`R = k` this is the
+  one-device estimator on the same batches (the slices are the devices'
+  shards), equal up to float round-off.
+
   Args:
     task: a :class:`lrjax.train.Task`.
     lr: the constant LR of the run.
@@ -198,15 +262,17 @@ def probe_noise(
     weight_decay: weight decay.
     b2: the Adam family's second-moment decay.
     decay: an EMA decay in [0, 1) for the averages (None: plain means).
+    num_devices: R, devices of data parallelism.
     seed: parameters' and data order's seed.
 
   Returns:
     A :class:`NoiseProbe`.
 
   Raises:
-    ValueError: for ``num_updates < 1``, a batch ``num_slices`` does not
-      divide, or a non-positive averaged |G|^2 (the run is at a minimum or
-      too short; raise ``num_updates``).
+    ValueError: for ``num_updates < 1``, a batch ``num_slices`` (one
+      device) or the devices do not divide, too few devices, or a
+      non-positive averaged |G|^2 (the run is at a minimum or too short;
+      raise ``num_updates``).
 
   References:
     McCandlish et al. 2018, "An Empirical Model of Large-Batch Training",
@@ -214,7 +280,8 @@ def probe_noise(
   """
   if num_updates < 1:
     raise ValueError(f'{num_updates=} must be >= 1')
-  if num_slices < 2 or batch_size % num_slices:
+  _check_split(batch_size, num_devices)
+  if num_devices == 1 and (num_slices < 2 or batch_size % num_slices):
     raise ValueError(
       f'{num_slices=} must be >= 2 and divide batch_size={batch_size}'
     )
@@ -223,29 +290,47 @@ def probe_noise(
   loss = _loss_fn(task, model_state, jax.random.fold_in(key, 1))
   tx = _optimizer(optimizer, momentum, weight_decay, b2)(lr)
   opt_state = tx.init(params)
+  if num_devices == 1:
+    b_small = batch_size // num_slices
+
+    def norms(p, batch):
+      r = lnoise.sliced_sq_norms(jax.grad(loss), p, batch, num_slices)
+      return r.grad, r.sq_norm_small, r.sq_norm_big
+
+  else:
+    b_small = batch_size // num_devices
+    spec = jax.sharding.PartitionSpec
+
+    def local(p, batch):
+      r = lnoise.data_parallel_grad(loss, p, batch)
+      return r.grad, r.sq_norm_small, r.sq_norm_big
+
+    norms = jax.shard_map(
+      local,
+      mesh=_mesh(num_devices),
+      in_specs=(spec(), spec('batch')),
+      out_specs=(spec(), spec(), spec()),
+    )
 
   @jax.jit
   def step(p, state, batch):
-    r = lnoise.sliced_sq_norms(jax.grad(loss), p, batch, num_slices)
-    updates, state = tx.update(r.grad, state, p)
-    return (
-      optax.apply_updates(p, updates),
-      state,
-      jnp.stack([r.sq_norm_small, r.sq_norm_big]),
-    )
+    grad, small, big = norms(p, batch)
+    updates, state = tx.update(grad, state, p)
+    return optax.apply_updates(p, updates), state, jnp.stack([small, big])
 
   n = task.num_train
   state = lnoise.init()
   history = []
   data = batches(task, batch_size, seed + 1)
   for t in range(num_updates):
-    params, opt_state, norms = step(params, opt_state, next(data))
-    small, big = np.asarray(norms, np.float64)
+    # Reading the norms waits for the step: one in flight (DESIGN.md).
+    params, opt_state, pair = step(params, opt_state, next(data))
+    small, big = np.asarray(pair, np.float64)
     state = lnoise.update(
       state,
       small,
       big,
-      batch_size // num_slices,
+      b_small,
       batch_size,
       decay=t / (t + 1) if decay is None else decay,
       num_examples=n,
@@ -277,6 +362,7 @@ def probe_step_seconds(
   lr: float = 1e-3,
   num_steps: int = 3,
   clock: Callable[[], float] = time.perf_counter,
+  num_devices: int = 1,
   seed: int = 0,
 ) -> tuple[dict[int, float], int]:
   """Measures the seconds per training update at each batch size.
@@ -300,19 +386,25 @@ def probe_step_seconds(
     lr: the LR of the timed updates.
     num_steps: timed updates per size (>= 1).
     clock: seconds now (injected for tests).
+    num_devices: devices each (global) batch is split across.
     seed: parameters' and data order's seed.
 
   Returns:
     ``({batch: seconds per update}, examples consumed)``.
 
   Raises:
-    ValueError: for ``num_steps < 1`` or a batch outside [1, N].
+    ValueError: for ``num_steps < 1``, a batch outside [1, N] or one the
+      devices do not divide.
   """
   if num_steps < 1:
     raise ValueError(f'{num_steps=} must be >= 1')
+  for b in batch_sizes:
+    _check_split(int(b), num_devices)
   key = jax.random.key(seed)
   params0, model_state = task.init(key)
-  loss = _loss_fn(task, model_state, jax.random.fold_in(key, 1))
+  loss = _data_parallel(
+    _loss_fn(task, model_state, jax.random.fold_in(key, 1)), num_devices
+  )
   tx = _optimizer(optimizer, momentum, weight_decay, b2)(lr)
 
   @jax.jit
@@ -373,14 +465,18 @@ def recommend(
   examples (fewer if the range test stops on divergence), reported as a
   fraction of the budget (:attr:`Recipe.probe_fraction`).
 
+  With ``num_devices`` :math:`R > 1` every probe runs data parallel on
+  the first :math:`R` local devices, as the trainer: ``probe_batch`` is the
+  global batch, split evenly, and the noise probe's small batches are the
+  devices' shards (:func:`probe_noise`).
+
   For a wall-clock budget (``Budget(seconds=...)``) a third probe times
-  ``timing_steps`` updates at the probe batch and at a larger per-device
-  batch, :math:`\\min(4 B_p, b, N)` (:func:`probe_step_seconds`,
-  compilation excluded); the times are keyed by the global batch, devices
-  x the timed batch (assumed: data parallelism costs no more per update
-  than one device's share), and :func:`lrjax.recipe.decide` converts the
-  seconds into examples. The cost is then in seconds: the probes' updates
-  at the measured time per update.
+  ``timing_steps`` updates at the probe batch and at a larger global
+  batch, :math:`\\min(4 B_p, R b, N)` rounded down to a multiple of
+  :math:`R` (:func:`probe_step_seconds`, compilation excluded), and
+  :func:`lrjax.recipe.decide` converts the seconds into examples. The
+  cost is then in seconds: the probes' updates at the measured time per
+  update.
 
   Args:
     task: a :class:`lrjax.train.Task`, or a :class:`lrjax.train.TrainConfig`
@@ -395,7 +491,8 @@ def recommend(
     num_devices: devices of data parallelism.
     max_device_batch: the largest per-device batch (None: no cap).
     max_accumulation: accumulation steps allowed beyond it.
-    probe_batch: the probes' batch, divisible by ``num_slices``.
+    probe_batch: the probes' (global) batch, divisible by ``num_slices``
+      on one device, by ``num_devices`` on several.
     range_test_steps: updates of the range test.
     min_lr: the range test's first LR.
     max_lr: the range test's last LR.
@@ -448,6 +545,7 @@ def recommend(
     min_lr=min_lr,
     max_lr=max_lr,
     suggestion=suggestion,
+    num_devices=num_devices,
     seed=seed,
   )
   measured = probe_noise(
@@ -460,13 +558,15 @@ def recommend(
     momentum=momentum,
     weight_decay=weight_decay,
     b2=b2,
+    num_devices=num_devices,
     seed=seed,
   )
   step_seconds, timing_examples = None, 0
   if budget.seconds is not None:
-    cap = max_device_batch or 4 * probe_batch
-    sizes = sorted({probe_batch, min(4 * probe_batch, cap, task.num_train)})
-    measured_seconds, timing_examples = probe_step_seconds(
+    cap = num_devices * (max_device_batch or 4 * probe_batch)
+    large = min(4 * probe_batch, cap, task.num_train)
+    sizes = sorted({probe_batch, large - large % num_devices})
+    step_seconds, timing_examples = probe_step_seconds(
       task,
       tuple(sizes),
       optimizer=optimizer,
@@ -476,11 +576,11 @@ def recommend(
       lr=lr,
       num_steps=timing_steps,
       clock=clock,
+      num_devices=num_devices,
       seed=seed,
     )
-    step_seconds = {num_devices * b: t for b, t in measured_seconds.items()}
-  # The probes' updates by global batch (their cost in seconds).
-  probe_updates = {num_devices * probe_batch: len(test.lrs) + noise_updates}
+  # The probes' updates by (global) batch: their cost in seconds.
+  probe_updates = {probe_batch: len(test.lrs) + noise_updates}
   if step_seconds is not None:
     for b in step_seconds:
       probe_updates[b] = probe_updates.get(b, 0) + timing_steps + 1
