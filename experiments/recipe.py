@@ -808,6 +808,8 @@ def _figures(groups, trials_all, workdir, metric: Metric) -> dict[str, str]:
     )
     fig.colorbar(sc, label=label)
     ax.set_xscale('log')
+    # Minor-tick labels of a log axis over a decade overlap.
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_yscale('log', base=2)
     ax.set_xlabel('learning rate')
     ax.set_ylabel('batch size')
