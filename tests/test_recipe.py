@@ -432,8 +432,9 @@ class FakeClock:
 
 
 def test_recommend_times_the_steps_with_an_injected_clock():
-  # Three timed updates at the probe batch 512 (0.05 s each) and at
-  # 4 x 512 = 2048 (0.11 s each): t(B) = 0.03 + 0.06/1536 B.
+  # The timing probe runs at the ends of the schedule's batch range, the
+  # theory's start 8 and cap 1024: three timed updates each, 0.05 s at 8
+  # and 0.11 s at 1024, so t(B) = 0.05 + 0.06 (B - 8) / 1016.
   clock = FakeClock([0, 0.05, 1, 1.05, 2, 2.05, 3, 3.11, 4, 4.11, 5, 5.11])
   r = recipe.recommend(
     known_task(),
@@ -445,18 +446,19 @@ def test_recommend_times_the_steps_with_an_injected_clock():
   )
   assert not clock.readings  # every timed update read the clock twice
   assert (r.start_batch, r.max_batch, r.decay) == (8, 1024, 'ramp')
-  c = 0.06 / 1536
-  a = 0.05 - 512 * c
+  c = 0.06 / 1016
+  a = 0.05 - 8 * c
   per_example = sum(
     f * (a + c * b) / b
     for b, f in ((8, 0.3), (40, 0.3), (200, 0.2), (1000, 0.2))
   )
+  assert r.seconds_per_example == pytest.approx(per_example, rel=1e-9)
   assert r.budget_examples == pytest.approx(30.0 / per_example, rel=1e-9)
-  # Probe updates: L of the range test, 50 of the noise probe, 3 + 1 of
-  # the timing probe at 512 and 3 + 1 at 2048.
-  steps = (r.probe_examples - 54 * 512 - 4 * 2048) / 512
+  # Probe updates: L of the range test and 50 of the noise probe at 512,
+  # 3 + 1 of the timing probe at 8 and at 1024.
+  steps = (r.probe_examples - 50 * 512 - 4 * 8 - 4 * 1024) / 512
   assert steps == int(steps) and 10 <= steps <= 100
   assert r.probe_seconds == pytest.approx(
-    (steps + 54) * 0.05 + 4 * 0.11, rel=1e-9
+    (steps + 50) * (a + 512 * c) + 4 * 0.05 + 4 * 0.11, rel=1e-9
   )
   assert r.probe_fraction == pytest.approx(r.probe_seconds / 30.0)

@@ -12,6 +12,7 @@ of the budget from grids of small runs, as DeepSeek LLM did.
 
 from lrjax.recipe._decide import Budget as Budget
 from lrjax.recipe._decide import Recipe as Recipe
+from lrjax.recipe._decide import batch_range as batch_range
 from lrjax.recipe._decide import decide as decide
 from lrjax.recipe._decide import scaling_rule as scaling_rule
 from lrjax.recipe._decide import step_time_model as step_time_model
@@ -33,6 +34,7 @@ __all__ = [
   'PowerLaw',
   'PowerLawFit',
   'Recipe',
+  'batch_range',
   'batches',
   'bootstrap_power_law',
   'decide',

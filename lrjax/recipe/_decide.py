@@ -270,6 +270,43 @@ def _realisable(base: int, upper: float) -> tuple[int, ...]:
   return noise.realisable_sizes(base, max(base, int(upper)))
 
 
+def batch_range(
+  b_simple: float,
+  num_examples: int,
+  *,
+  num_devices: int = 1,
+  max_device_batch: int | None = None,
+  max_accumulation: int = 1,
+  spread: float = 2.0,
+) -> tuple[int, int, int]:
+  """The start batch and the batch cap of :func:`decide` (see there).
+
+  Returns:
+    ``(start, top, hardware)``: :math:`B_0`, :math:`B_{\\max}` and the
+    hardware's largest batch (devices x per-device cap x accumulation;
+    N without a cap).
+
+  Raises:
+    ValueError: when the cap is below ``num_devices``.
+  """
+  n = int(num_examples)
+  hardware = (
+    n
+    if max_device_batch is None
+    else num_devices * max_device_batch * max_accumulation
+  )
+  upper = min(hardware, n // 10)
+  if upper < num_devices:
+    raise ValueError(
+      f'the largest batch min(devices x max_device_batch x accumulation = '
+      f'{hardware}, N/10 = {n // 10}) is below num_devices={num_devices}: '
+      'raise max_device_batch or use fewer devices'
+    )
+  sizes = _realisable(num_devices, upper)
+  start = max(b for b in sizes if b <= max(num_devices, b_simple / spread))
+  return int(start), int(sizes[-1]), int(hardware)
+
+
 def _round(x: float) -> float:
   return float(f'{x:.4g}')
 
@@ -417,21 +454,14 @@ def decide(
     budget.to_examples(n)  # raises, naming step_seconds
   reasons = []
 
-  hardware = (
-    n
-    if max_device_batch is None
-    else num_devices * max_device_batch * max_accumulation
+  start, top, hardware = batch_range(
+    b_simple,
+    n,
+    num_devices=num_devices,
+    max_device_batch=max_device_batch,
+    max_accumulation=max_accumulation,
+    spread=spread,
   )
-  upper = min(hardware, n // 10)
-  if upper < num_devices:
-    raise ValueError(
-      f'the largest batch min(devices x max_device_batch x accumulation = '
-      f'{hardware}, N/10 = {n // 10}) is below num_devices={num_devices}: '
-      'raise max_device_batch or use fewer devices'
-    )
-  sizes = _realisable(num_devices, upper)
-  start = max(b for b in sizes if b <= max(num_devices, b_simple / spread))
-  top = sizes[-1]
   reasons.append(
     f'start batch {start}: the largest size (devices x 2^j) <= B_simple/'
     f'{spread:g} = {b_simple / spread:.4g}, where examples are within '

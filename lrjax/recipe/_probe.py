@@ -22,7 +22,7 @@ import optax
 
 from lrjax import finder
 from lrjax import noise as lnoise
-from lrjax.recipe._decide import Budget, Recipe, decide
+from lrjax.recipe._decide import Budget, Recipe, batch_range, decide
 
 SUGGESTIONS = ('steepest', 'minimum_over_10', 'valley')
 
@@ -471,9 +471,10 @@ def recommend(
   devices' shards (:func:`probe_noise`).
 
   For a wall-clock budget (``Budget(seconds=...)``) a third probe times
-  ``timing_steps`` updates at the probe batch and at a larger global
-  batch, :math:`\\min(4 B_p, R b, N)` rounded down to a multiple of
-  :math:`R` (:func:`probe_step_seconds`, compilation excluded), and
+  ``timing_steps`` updates at the ends of the batch range the schedule
+  will use, :math:`B_0` and :math:`\\min(B_{\\max}, R b)` (beyond one
+  step of the device cap :math:`b` the trainer accumulates)
+  (:func:`probe_step_seconds`, compilation excluded), and
   :func:`lrjax.recipe.decide` converts the seconds into examples. The
   cost is then in seconds: the probes' updates at the measured time per
   update.
@@ -563,12 +564,21 @@ def recommend(
   )
   step_seconds, timing_examples = None, 0
   if budget.seconds is not None:
-    cap = num_devices * (max_device_batch or 4 * probe_batch)
-    large = min(4 * probe_batch, cap, task.num_train)
-    sizes = sorted({probe_batch, large - large % num_devices})
+    # Time the ends of the range the schedule will use (one step of the
+    # cap at most: larger batches accumulate micro-batches of that size).
+    start, top, _ = batch_range(
+      measured.b_simple,
+      task.num_train,
+      num_devices=num_devices,
+      max_device_batch=max_device_batch,
+      max_accumulation=max_accumulation,
+      spread=spread,
+    )
+    if max_device_batch is not None:
+      top = min(top, num_devices * max_device_batch)
     step_seconds, timing_examples = probe_step_seconds(
       task,
-      tuple(sizes),
+      tuple(sorted({start, top})),
       optimizer=optimizer,
       momentum=momentum,
       weight_decay=weight_decay,
