@@ -194,3 +194,36 @@ def test_bad_flag_fails_before_training(tmp_path, module, flagfile, bad, name):
   assert proc.returncode != 0
   assert name in proc.stderr, proc.stderr[-2000:]
   assert not workdir.exists()
+
+
+def test_recipe_only_for_a_wall_clock_budget(tmp_path):
+  # The step times are measured, so only their bookkeeping is checked:
+  # the examples are the seconds over the modelled seconds per example,
+  # and the probes' cost is a share of the seconds.
+  config = recipe_exp.RecipeConfig(
+    common=TINY,
+    range_steps=20,
+    noise_updates=5,
+    recipe_only=True,
+    budget_seconds=30.0,
+  )
+  results = recipe_exp.run(config, str(tmp_path / 'seconds'))
+  r = results['recipe']
+  assert r['budget_seconds'] == 30.0
+  assert r['budget_examples'] == pytest.approx(30.0 / r['seconds_per_example'])
+  assert r['probe_fraction'] == pytest.approx(r['probe_seconds'] / 30.0)
+  assert any(x.startswith('budget 30 s = ') for x in r['reasons'])
+  assert lbatch.parse(r['batch']).num_examples == N_TRAIN
+
+
+def test_probe_batch_must_split_across_the_devices():
+  common = dataclasses.replace(TINY, num_devices=3)
+  config = recipe_exp.RecipeConfig(common=common, probe_batch=32)
+  with pytest.raises(ValueError, match='multiple of --num_devices=3'):
+    config.validate()
+
+
+def test_wall_clock_budget_needs_recipe_only():
+  config = recipe_exp.RecipeConfig(common=TINY, budget_seconds=30.0)
+  with pytest.raises(ValueError, match='--budget_seconds=30.0 .*--recipe_only'):
+    config.validate()

@@ -334,3 +334,131 @@ def test_recommend_takes_a_config_naming_the_task():
   assert r.budget_examples == 30 * 512
   schedules.parse(r.lr)
   assert lbatch.parse(r.batch).num_examples == 512
+
+
+# --- a wall-clock budget ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+  'measured, expected',
+  [
+    ({128: 0.2, 1024: 0.9}, (0.1, 0.7 / 896)),  # exact through two points
+    ({16: 0.08}, (0.0, 0.005)),  # one batch: proportional
+    # a < 0 by least squares: proportional, c = sum t B / sum B^2.
+    ({10: 0.1, 20: 0.3}, (0.0, (0.1 * 10 + 0.3 * 20) / (100 + 400))),
+    ({10: 0.3, 20: 0.2}, (0.25, 0.0)),  # c < 0: constant at the mean
+    # Three points on a line with noise: the least-squares line by hand,
+    # B = 8, 16, 32 (sum 56, sum of squares 1344), t = 0.11, 0.13, 0.2
+    # (sum 0.44), sum B t = 9.36:
+    # c = (3 x 9.36 - 56 x 0.44) / (3 x 1344 - 56^2), a = (0.44 - 56 c) / 3.
+    (
+      {8: 0.11, 16: 0.13, 32: 0.2},
+      (
+        0.44 / 3 - (9.36 * 3 - 56 * 0.44) / (1344 * 3 - 56**2) * 56 / 3,
+        (9.36 * 3 - 56 * 0.44) / (1344 * 3 - 56**2),
+      ),
+    ),
+  ],
+)
+def test_step_time_model_by_hand(measured, expected):
+  a, c = recipe.step_time_model(measured)
+  assert (a, c) == pytest.approx(expected, rel=1e-9, abs=1e-15)
+
+
+@pytest.mark.parametrize(
+  'measured, match',
+  [({}, 'empty'), ({0: 0.1}, r'step_seconds\[0\]'), ({8: 0.0}, 'finite')],
+)
+def test_step_time_model_rejects_bad_measurements(measured, match):
+  with pytest.raises(ValueError, match=match):
+    recipe.step_time_model(measured)
+
+
+def test_seconds_budget_through_the_ramp_by_hand():
+  # Start 128, cap 1024: the ramp's batches 128, 640, 1024, 1024 over 30,
+  # 30, 20, 20% of the examples. t(B) = 0.1 + 0.00078125 B (through
+  # (128, 0.2) and (1024, 0.9)): seconds per example
+  #   0.3 * 0.2/128 + 0.3 * 0.6/640 + 0.4 * 0.9/1024 = 0.0011015625,
+  # so 110.15625 s train on 100000 examples = 5 epochs of N = 20000.
+  r = recipe.decide(
+    **COMMON,
+    budget=recipe.Budget(seconds=110.15625),
+    max_device_batch=1024,
+    step_seconds={128: 0.2, 1024: 0.9},
+    probe_updates={32: 150},
+  )
+  assert r.decay == 'ramp'
+  assert r.seconds_per_example == pytest.approx(0.0011015625, rel=1e-12)
+  assert r.budget_examples == pytest.approx(100000, rel=1e-12)
+  assert lbatch.parse(r.batch).num_epochs == pytest.approx(5, rel=1e-3)
+  assert lbatch.parse(r.batch).batch_sizes == (128, 640, 1024)
+  # The probes: 150 updates at t(32) = 0.125 s = 18.75 s of the budget.
+  assert r.probe_seconds == pytest.approx(18.75, rel=1e-12)
+  assert r.probe_fraction == pytest.approx(18.75 / 110.15625, rel=1e-12)
+  assert '18.8 s' in r.summary() and '17.0% of the budget' in r.summary()
+  assert any('110.156 s = 100000 examples' in x for x in r.reasons)
+
+
+def test_seconds_budget_at_a_constant_batch_by_hand():
+  # The cap 128 = the start: one stage (cosine). One measured batch:
+  # t(B) = 0.2 B / 128, 0.2/128 s per example; 31.25 s = 20000 examples.
+  r = recipe.decide(
+    **COMMON,
+    budget=recipe.Budget(seconds=31.25),
+    max_device_batch=128,
+    step_seconds={128: 0.2},
+  )
+  assert r.decay == 'cosine'
+  assert r.budget_examples == pytest.approx(20000, rel=1e-12)
+  assert r.batch == 'stages(128@1,n=20000)'
+  assert r.probe_seconds == 0.0
+
+
+def test_seconds_budget_needs_step_times():
+  with pytest.raises(ValueError, match='step_seconds'):
+    recipe.decide(**COMMON, budget=recipe.Budget(seconds=60))
+  with pytest.raises(ValueError, match='exactly one'):
+    recipe.decide(**COMMON, budget=recipe.Budget(seconds=60, epochs=1))
+
+
+class FakeClock:
+  """Returns the given readings in order (one per call)."""
+
+  def __init__(self, readings):
+    self.readings = list(readings)
+
+  def __call__(self):
+    return self.readings.pop(0)
+
+
+def test_recommend_times_the_steps_with_an_injected_clock():
+  # The timing probe runs at the ends of the schedule's batch range, the
+  # theory's start 8 and cap 1024: three timed updates each, 0.05 s at 8
+  # and 0.11 s at 1024, so t(B) = 0.05 + 0.06 (B - 8) / 1016.
+  clock = FakeClock([0, 0.05, 1, 1.05, 2, 2.05, 3, 3.11, 4, 4.11, 5, 5.11])
+  r = recipe.recommend(
+    known_task(),
+    recipe.Budget(seconds=30.0),
+    momentum=0.0,
+    probe_batch=512,
+    clock=clock,
+    seed=0,
+  )
+  assert not clock.readings  # every timed update read the clock twice
+  assert (r.start_batch, r.max_batch, r.decay) == (8, 1024, 'ramp')
+  c = 0.06 / 1016
+  a = 0.05 - 8 * c
+  per_example = sum(
+    f * (a + c * b) / b
+    for b, f in ((8, 0.3), (40, 0.3), (200, 0.2), (1000, 0.2))
+  )
+  assert r.seconds_per_example == pytest.approx(per_example, rel=1e-9)
+  assert r.budget_examples == pytest.approx(30.0 / per_example, rel=1e-9)
+  # Probe updates: L of the range test and 50 of the noise probe at 512,
+  # 3 + 1 of the timing probe at 8 and at 1024.
+  steps = (r.probe_examples - 50 * 512 - 4 * 8 - 4 * 1024) / 512
+  assert steps == int(steps) and 10 <= steps <= 100
+  assert r.probe_seconds == pytest.approx(
+    (steps + 50) * (a + 512 * c) + 4 * 0.05 + 4 * 0.11, rel=1e-9
+  )
+  assert r.probe_fraction == pytest.approx(r.probe_seconds / 30.0)

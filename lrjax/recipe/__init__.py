@@ -12,8 +12,10 @@ of the budget from grids of small runs, as DeepSeek LLM did.
 
 from lrjax.recipe._decide import Budget as Budget
 from lrjax.recipe._decide import Recipe as Recipe
+from lrjax.recipe._decide import batch_range as batch_range
 from lrjax.recipe._decide import decide as decide
 from lrjax.recipe._decide import scaling_rule as scaling_rule
+from lrjax.recipe._decide import step_time_model as step_time_model
 from lrjax.recipe._fit import PowerLaw as PowerLaw
 from lrjax.recipe._fit import PowerLawFit as PowerLawFit
 from lrjax.recipe._fit import bootstrap_power_law as bootstrap_power_law
@@ -23,6 +25,7 @@ from lrjax.recipe._probe import NoiseProbe as NoiseProbe
 from lrjax.recipe._probe import batches as batches
 from lrjax.recipe._probe import probe_lr as probe_lr
 from lrjax.recipe._probe import probe_noise as probe_noise
+from lrjax.recipe._probe import probe_step_seconds as probe_step_seconds
 from lrjax.recipe._probe import recommend as recommend
 
 __all__ = [
@@ -31,6 +34,7 @@ __all__ = [
   'PowerLaw',
   'PowerLawFit',
   'Recipe',
+  'batch_range',
   'batches',
   'bootstrap_power_law',
   'decide',
@@ -38,6 +42,8 @@ __all__ = [
   'near_optimal',
   'probe_lr',
   'probe_noise',
+  'probe_step_seconds',
   'recommend',
   'scaling_rule',
+  'step_time_model',
 ]

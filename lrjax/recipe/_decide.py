@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 
 from lrjax import batch as lbatch
 from lrjax import schedules
@@ -25,32 +26,39 @@ GOYAL_WARMUP_FRACTION = 5 / 90
 # Smith et al.'s CIFAR-10 schedule: decay by 5 at epochs 60, 120, 160 of 200.
 SMITH_MILESTONES = (0.3, 0.6, 0.8)
 SMITH_FACTOR = 0.2
+# The ramp's stages as fractions of the budget, between those milestones.
+RAMP_FRACTIONS = (0.3, 0.3, 0.2, 0.2)
 # Hägele et al. 2024: a 20% 1-sqrt cooldown matches cosine.
 WSD_COOLDOWN_FRACTION = 0.2
 
 
 @dataclasses.dataclass(frozen=True)
 class Budget:
-  """How much training the recipe plans for; exactly one of the three.
+  """How much training the recipe plans for; exactly one of the four.
 
   Attributes:
     epochs: passes over the training set.
     examples: training examples (sequences for a language model).
     tokens: training tokens (needs ``seq_len``).
     seq_len: tokens per sequence, for ``tokens``.
+    seconds: wall-clock seconds of training (compilation excluded); the
+      recipe converts them into examples with the measured time per
+      update (:func:`decide`'s ``step_seconds``).
   """
 
   epochs: float | None = None
   examples: int | None = None
   tokens: int | None = None
   seq_len: int | None = None
+  seconds: float | None = None
 
-  def to_examples(self, num_examples: int) -> float:
-    """The budget in examples for a dataset of ``num_examples``.
+  def validate(self) -> tuple[str, float]:
+    """The one given budget, ``(name, value)``.
 
     Raises:
-      ValueError: unless exactly one of epochs, examples and tokens is
-        given and positive, or for tokens without ``seq_len``.
+      ValueError: unless exactly one of epochs, examples, tokens and
+        seconds is given, finite and positive, or for tokens without
+        ``seq_len``.
     """
     given = {
       k: v
@@ -58,26 +66,110 @@ class Budget:
         ('epochs', self.epochs),
         ('examples', self.examples),
         ('tokens', self.tokens),
+        ('seconds', self.seconds),
       )
       if v is not None
     }
     if len(given) != 1:
       raise ValueError(
         f'Budget{tuple(given) or "()"}: give exactly one of epochs, '
-        'examples or tokens, e.g. Budget(epochs=20)'
+        'examples, tokens or seconds, e.g. Budget(epochs=20)'
       )
     ((name, value),) = given.items()
     if not (math.isfinite(value) and value > 0):
       raise ValueError(f'Budget({name}={value!r}) must be finite and > 0')
-    if name == 'epochs':
-      return float(value) * num_examples
-    if name == 'examples':
-      return float(value)
-    if not self.seq_len or self.seq_len < 1:
+    if name == 'tokens' and (not self.seq_len or self.seq_len < 1):
       raise ValueError(
         f'Budget(tokens={value}) needs seq_len=<tokens per sequence> >= 1'
       )
-    return float(value) / self.seq_len
+    return name, float(value)
+
+  def to_examples(
+    self, num_examples: int, seconds_per_example: float | None = None
+  ) -> float:
+    """The budget in examples for a dataset of ``num_examples``.
+
+    Args:
+      num_examples: the training set's size.
+      seconds_per_example: training seconds per example of the planned
+        batch schedule (needed for ``seconds``).
+
+    Raises:
+      ValueError: see :meth:`validate`; for ``seconds`` without a positive
+        ``seconds_per_example``.
+    """
+    name, value = self.validate()
+    if name == 'epochs':
+      return value * num_examples
+    if name == 'examples':
+      return value
+    if name == 'tokens':
+      return value / self.seq_len
+    if not (seconds_per_example and seconds_per_example > 0):
+      raise ValueError(
+        f'Budget(seconds={value:g}) needs the measured time per update: '
+        'pass step_seconds={batch: seconds} to decide (recommend measures '
+        'it)'
+      )
+    return value / seconds_per_example
+
+
+def step_time_model(step_seconds: Mapping[int, float]) -> tuple[float, float]:
+  """The time per update as an affine function of the batch.
+
+  Fits :math:`t(B) = a + c B` (a per-update overhead :math:`a` and a
+  per-example cost :math:`c`, both :math:`\\ge 0`) to measured seconds per
+  update :math:`t_i` at batches :math:`B_i` by least squares:
+
+  .. math::
+    c = \\frac{\\sum_i (B_i - \\bar B)(t_i - \\bar t)}
+      {\\sum_i (B_i - \\bar B)^2}, \\qquad a = \\bar t - c \\bar B;
+
+  with one batch, or when that gives :math:`a < 0`, the time is taken
+  proportional to the batch (:math:`a = 0`,
+  :math:`c = \\sum_i t_i B_i / \\sum_i B_i^2`); when it gives
+  :math:`c < 0`, constant (:math:`c = 0`, :math:`a = \\bar t`).
+
+  Args:
+    step_seconds: batch size -> measured seconds per update (> 0).
+
+  Returns:
+    ``(a, c)``.
+
+  Raises:
+    ValueError: for no measurement, a batch < 1 or a time <= 0.
+
+  Examples:
+    >>> step_time_model({8: 0.03, 32: 0.06})  # 0.02 s + 1.25 ms/example
+    (0.02, 0.00125)
+    >>> step_time_model({16: 0.08})
+    (0.0, 0.005)
+  """
+  if not step_seconds:
+    raise ValueError('step_seconds is empty: give {batch: seconds} >= 1 entry')
+  for b, t in step_seconds.items():
+    if int(b) != b or b < 1 or not (math.isfinite(t) and t > 0):
+      raise ValueError(
+        f'step_seconds[{b!r}]={t!r}: batches must be integers >= 1 and '
+        'times finite and > 0'
+      )
+  bs = [float(b) for b in step_seconds]
+  ts = [float(t) for t in step_seconds.values()]
+  mb, mt = sum(bs) / len(bs), sum(ts) / len(ts)
+  sxx = sum((b - mb) ** 2 for b in bs)
+  if sxx > 0:
+    c = sum((b - mb) * (t - mt) for b, t in zip(bs, ts, strict=True)) / sxx
+    a = mt - c * mb
+    if c < 0:
+      return _round12(mt), 0.0
+    if a >= 0:
+      return _round12(a), _round12(c)
+  c = sum(t * b for b, t in zip(bs, ts, strict=True)) / sum(b * b for b in bs)
+  return 0.0, _round12(c)
+
+
+def _round12(x: float) -> float:
+  return float(f'{x:.12g}')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +193,11 @@ class Recipe:
     budget_examples: the training budget in examples.
     probe_examples: examples the probes consumed.
     reasons: one sentence per decision.
+    budget_seconds: the budget in seconds (None: not a wall-clock budget).
+    seconds_per_example: the modelled training seconds per example of the
+      schedule (None without measured step times).
+    probe_seconds: the probes' seconds (their updates at the measured
+      time per update, compilation excluded).
   """
 
   lr: str
@@ -117,10 +214,16 @@ class Recipe:
   budget_examples: float
   probe_examples: float
   reasons: tuple[str, ...]
+  budget_seconds: float | None = None
+  seconds_per_example: float | None = None
+  probe_seconds: float = 0.0
 
   @property
   def probe_fraction(self) -> float:
-    """The probes' cost as a fraction of the budget (in examples)."""
+    """The probes' cost as a fraction of the budget: in seconds for a
+    wall-clock budget, else in examples."""
+    if self.budget_seconds is not None:
+      return self.probe_seconds / self.budget_seconds
     return self.probe_examples / self.budget_examples
 
   def flags(self) -> str:
@@ -129,13 +232,17 @@ class Recipe:
 
   def summary(self) -> str:
     """A readable report: the flags, the measurements and the reasons."""
+    cost = (
+      f'{self.probe_examples:.0f} examples'
+      if self.budget_seconds is None
+      else f'{self.probe_seconds:.3g} s ({self.probe_examples:.0f} examples)'
+    )
     lines = [
       f'lr:    {self.lr}',
       f'batch: {self.batch}',
       f'probes: LR range test at batch {self.probe_batch} -> '
       f'{self.probe_lr:.4g}; B_simple = {self.b_simple:.4g}; cost '
-      f'{self.probe_examples:.0f} examples = {100 * self.probe_fraction:.1f}%'
-      ' of the budget',
+      f'{cost} = {100 * self.probe_fraction:.1f}% of the budget',
     ]
     lines += [f'- {r}' for r in self.reasons]
     return '\n'.join(lines)
@@ -163,6 +270,43 @@ def _realisable(base: int, upper: float) -> tuple[int, ...]:
   return noise.realisable_sizes(base, max(base, int(upper)))
 
 
+def batch_range(
+  b_simple: float,
+  num_examples: int,
+  *,
+  num_devices: int = 1,
+  max_device_batch: int | None = None,
+  max_accumulation: int = 1,
+  spread: float = 2.0,
+) -> tuple[int, int, int]:
+  """The start batch and the batch cap of :func:`decide` (see there).
+
+  Returns:
+    ``(start, top, hardware)``: :math:`B_0`, :math:`B_{\\max}` and the
+    hardware's largest batch (devices x per-device cap x accumulation;
+    N without a cap).
+
+  Raises:
+    ValueError: when the cap is below ``num_devices``.
+  """
+  n = int(num_examples)
+  hardware = (
+    n
+    if max_device_batch is None
+    else num_devices * max_device_batch * max_accumulation
+  )
+  upper = min(hardware, n // 10)
+  if upper < num_devices:
+    raise ValueError(
+      f'the largest batch min(devices x max_device_batch x accumulation = '
+      f'{hardware}, N/10 = {n // 10}) is below num_devices={num_devices}: '
+      'raise max_device_batch or use fewer devices'
+    )
+  sizes = _realisable(num_devices, upper)
+  start = max(b for b in sizes if b <= max(num_devices, b_simple / spread))
+  return int(start), int(sizes[-1]), int(hardware)
+
+
 def _round(x: float) -> float:
   return float(f'{x:.4g}')
 
@@ -182,6 +326,8 @@ def decide(
   spread: float = 2.0,
   continuable: bool = False,
   probe_examples: float = 0.0,
+  step_seconds: Mapping[int, float] | None = None,
+  probe_updates: Mapping[int, int] | None = None,
 ) -> Recipe:
   """Chooses the batch range, the peak LR, the warmup and the decay.
 
@@ -218,6 +364,23 @@ def decide(
   warmup-stable-decay with a 20% 1-sqrt cooldown (its stable phase can be
   extended; Hägele et al. 2024); else a cosine to 0.
 
+  A wall-clock budget (``Budget(seconds=S)``) becomes examples through the
+  measured time per update, :math:`t(B) = a + c B`
+  (:func:`step_time_model`; assumed affine in the batch: a fixed cost per
+  update plus a cost per example, which also holds for batches above the
+  device cap when they accumulate micro-batches of the largest size).
+  The decay is chosen first (it depends only on :math:`B_0` and
+  :math:`B_{\\max}`); with its stages' batches :math:`B_j` over fractions
+  :math:`f_j` of the examples (the ramp: :math:`\\min(5^j B_0, B_{\\max})`
+  over 30, 30, 20, 20%; else :math:`B_0` over all), training on
+  :math:`E` examples takes :math:`E \\sum_j f_j t(B_j) / B_j` seconds, so
+
+  .. math::
+    E = S \\Big/ \\sum_j f_j \\, \\frac{t(B_j)}{B_j}.
+
+  The probes' cost is then in seconds: :math:`\\sum_B n_B\\, t(B)` over
+  their ``probe_updates`` :math:`n_B` at batch :math:`B`.
+
   Args:
     probe_lr: the range test's suggested LR :math:`\\eta_p`, > 0.
     probe_batch: the batch :math:`B_p` it was measured at.
@@ -232,6 +395,10 @@ def decide(
     spread: s > 1.
     continuable: prefer a schedule that can be extended (WSD).
     probe_examples: examples the probes used (for the cost report).
+    step_seconds: measured seconds per update by batch size (needed for a
+      wall-clock budget; :func:`step_time_model`).
+    probe_updates: the probes' updates by batch size (for the cost in
+      seconds, at the measured time per update).
 
   Returns:
     The :class:`Recipe`.
@@ -281,25 +448,20 @@ def decide(
     raise ValueError(f'{max_device_batch=} must be >= 1 (or None: no cap)')
   rule = scaling_rule(optimizer)
   n = int(num_examples)
-  budget_examples = budget.to_examples(n)
-  epochs = budget_examples / n
+  budget_name, _ = budget.validate()
+  model = None if step_seconds is None else step_time_model(step_seconds)
+  if budget_name == 'seconds' and model is None:
+    budget.to_examples(n)  # raises, naming step_seconds
   reasons = []
 
-  hardware = (
-    n
-    if max_device_batch is None
-    else num_devices * max_device_batch * max_accumulation
+  start, top, hardware = batch_range(
+    b_simple,
+    n,
+    num_devices=num_devices,
+    max_device_batch=max_device_batch,
+    max_accumulation=max_accumulation,
+    spread=spread,
   )
-  upper = min(hardware, n // 10)
-  if upper < num_devices:
-    raise ValueError(
-      f'the largest batch min(devices x max_device_batch x accumulation = '
-      f'{hardware}, N/10 = {n // 10}) is below num_devices={num_devices}: '
-      'raise max_device_batch or use fewer devices'
-    )
-  sizes = _realisable(num_devices, upper)
-  start = max(b for b in sizes if b <= max(num_devices, b_simple / spread))
-  top = sizes[-1]
   reasons.append(
     f'start batch {start}: the largest size (devices x 2^j) <= B_simple/'
     f'{spread:g} = {b_simple / spread:.4g}, where examples are within '
@@ -310,6 +472,26 @@ def decide(
     '(Smith et al.)); the noise scale grows as the loss falls, so the '
     "batch may grow past the probe's B_simple"
   )
+
+  ramps = top >= 5 * start
+  seconds_per_example = None
+  if model is not None:
+    a, c = model
+    stages = (
+      [(min(start * 5**j, top), f) for j, f in enumerate(RAMP_FRACTIONS)]
+      if ramps
+      else [(start, 1.0)]
+    )
+    seconds_per_example = sum(f * (a + c * b) / b for b, f in stages)
+  budget_examples = budget.to_examples(n, seconds_per_example)
+  epochs = budget_examples / n
+  if budget_name == 'seconds':
+    reasons.append(
+      f'budget {budget.seconds:g} s = {budget_examples:.0f} examples '
+      f'({epochs:.4g} epochs): the measured time per update, fitted as '
+      f'{a:.3g} s + {c:.3g} s x batch (assumed affine in the batch), gives '
+      f'{seconds_per_example:.3g} s per example over the schedule below'
+    )
 
   ratio = start / probe_batch
   peak = probe_lr * (ratio if rule == 'linear' else math.sqrt(ratio))
@@ -327,7 +509,7 @@ def decide(
     )
   start_factor = _round(probe_lr / peak) if warm else 1.0
 
-  if top >= 5 * start:
+  if ramps:
     ramp = lbatch.from_lr_decay(
       peak,
       start,
@@ -394,7 +576,14 @@ def decide(
     budget_examples=budget_examples,
     probe_examples=float(probe_examples),
     reasons=tuple(reasons),
+    budget_seconds=budget.seconds,
+    seconds_per_example=seconds_per_example,
+    probe_seconds=(
+      0.0
+      if model is None
+      else sum(k * (a + c * b) for b, k in (probe_updates or {}).items())
+    ),
   )
 
 
-__all__ = ['Budget', 'Recipe', 'decide', 'scaling_rule']
+__all__ = ['Budget', 'Recipe', 'decide', 'scaling_rule', 'step_time_model']
