@@ -50,7 +50,9 @@ def test_ramp_when_the_batch_can_grow_fivefold():
 
 def test_cosine_with_sqrt_rule_for_adam_when_capped():
   # Two devices x 64 = 128 = the cap: start = top = 128, no room for a ramp.
-  # sqrt rule: 0.05 * sqrt(128/32) = 0.1; warmup from 0.05 (factor 0.5).
+  # sqrt rule: 0.05 * sqrt(128/32) = 0.1. Adam's warmup (Ma & Yarats): from
+  # 0 over 2/(1 - 0.999) = 2000 updates of 128 = 12.8 epochs of N = 20000,
+  # longer than Goyal's 1.111, capped at half the budget: 10 epochs.
   r = recipe.decide(
     **COMMON,
     budget=BUDGET,
@@ -65,11 +67,42 @@ def test_cosine_with_sqrt_rule_for_adam_when_capped():
     'sqrt',
   )
   assert r.batch == 'stages(128@20,n=20000)'
-  got = lr_at(r.lr, [0.0, 1.111, 20.0])
-  np.testing.assert_allclose(got, [0.05, 0.1, 0.0], rtol=1e-5, atol=1e-7)
-  # Half-way through the cosine (epoch 1.111 + 18.89/2): half the peak.
-  mid = 1.111 + 18.89 / 2
-  assert lr_at(r.lr, [mid])[0] == pytest.approx(0.05, rel=1e-4)
+  assert r.warmup_epochs == 10
+  got = lr_at(r.lr, [0.0, 5.0, 10.0, 20.0])
+  np.testing.assert_allclose(got, [0, 0.05, 0.1, 0], rtol=1e-5, atol=1e-7)
+  # Half-way through the cosine (epoch 10 + 10/2): half the peak.
+  assert lr_at(r.lr, [15.0])[0] == pytest.approx(0.05, rel=1e-4)
+
+
+def test_adam_warmup_is_2_over_1_minus_beta2_updates():
+  # b2 = 0.99: 200 updates of 128 = 1.28 epochs (> Goyal's 1.111), from 0.
+  r = recipe.decide(
+    **COMMON,
+    budget=BUDGET,
+    optimizer='adamw',
+    b2=0.99,
+    num_devices=2,
+    max_device_batch=64,
+  )
+  assert r.warmup_epochs == pytest.approx(1.28, rel=1e-12)
+  got = lr_at(r.lr, [0.0, 0.64, 1.28])
+  np.testing.assert_allclose(got, [0, 0.05, 0.1], rtol=1e-5, atol=1e-7)
+  # b2 = 0.9: 20 updates = 0.128 epochs; the LR was scaled up x2, so
+  # Goyal's 5/90 of the budget, 1.111 epochs, is longer.
+  r = recipe.decide(
+    **COMMON,
+    budget=BUDGET,
+    optimizer='adamw',
+    b2=0.9,
+    num_devices=2,
+    max_device_batch=64,
+  )
+  assert r.warmup_epochs == pytest.approx(1.111, rel=1e-12)
+  assert lr_at(r.lr, [0.0])[0] == 0.0
+  # SGD keeps Goyal's warmup from the tested LR.
+  r = recipe.decide(**COMMON, budget=BUDGET, max_device_batch=128)
+  assert r.warmup_epochs == pytest.approx(1.111, rel=1e-12)
+  assert lr_at(r.lr, [0.0])[0] == pytest.approx(0.05, rel=1e-6)
 
 
 def test_wsd_when_continuable():
@@ -119,6 +152,7 @@ def test_probe_fraction_and_budget_units():
     (dict(optimizer='rmsprop'), 'optimizer'),
     (dict(probe_batch=0), 'probe_batch'),
     (dict(max_device_batch=0), 'max_device_batch'),
+    (dict(optimizer='adam', b2=1.0), r'b2=1.0 must be in \[0, 1\)'),
     (dict(num_devices=8, max_device_batch=1, num_examples=50), 'num_devices'),
     (dict(budget=recipe.Budget()), 'exactly one of epochs'),
     (dict(budget=recipe.Budget(epochs=1, examples=5)), 'exactly one'),
@@ -202,6 +236,20 @@ def test_noise_probe_measures_the_exact_noise_scale():
   for b in measured:
     assert b == pytest.approx(exact_b_simple(), rel=0.33)
   assert np.mean(measured) == pytest.approx(exact_b_simple(), rel=0.15)
+
+
+def test_warm_updates_train_without_measuring():
+  task = known_task()
+  kwargs = dict(lr=0.1, batch_size=512, num_updates=6, momentum=0.0, seed=2)
+  # decay=0 keeps only the last update's estimate; so does a probe whose
+  # first 5 of 6 updates only train, on the same batches and parameters.
+  last = recipe.probe_noise(task, decay=0.0, **kwargs)
+  warm = recipe.probe_noise(task, warm_updates=5, **kwargs)
+  assert warm.b_simple == pytest.approx(last.b_simple, rel=1e-6)
+  assert len(warm.history) == 1 and len(last.history) == 6
+  assert warm.examples == last.examples == 6 * 512
+  with pytest.raises(ValueError, match=r'warm_updates=6 must be in \[0, '):
+    recipe.probe_noise(task, warm_updates=6, **kwargs)
 
 
 def test_recommend_picks_the_theory_batch_range_and_a_stable_lr():
@@ -379,24 +427,77 @@ def test_seconds_budget_through_the_ramp_by_hand():
   # 30, 20, 20% of the examples. t(B) = 0.1 + 0.00078125 B (through
   # (128, 0.2) and (1024, 0.9)): seconds per example
   #   0.3 * 0.2/128 + 0.3 * 0.6/640 + 0.4 * 0.9/1024 = 0.0011015625,
-  # so 110.15625 s train on 100000 examples = 5 epochs of N = 20000.
+  # so 440.625 s train on 400000 examples = 20 epochs of N = 20000; the
+  # stages keep 937.5, 187.5 and 156.25 updates (>= 100).
   r = recipe.decide(
     **COMMON,
-    budget=recipe.Budget(seconds=110.15625),
+    budget=recipe.Budget(seconds=440.625),
     max_device_batch=1024,
     step_seconds={128: 0.2, 1024: 0.9},
     probe_updates={32: 150},
   )
   assert r.decay == 'ramp'
   assert r.seconds_per_example == pytest.approx(0.0011015625, rel=1e-12)
-  assert r.budget_examples == pytest.approx(100000, rel=1e-12)
-  assert lbatch.parse(r.batch).num_epochs == pytest.approx(5, rel=1e-3)
+  assert r.budget_examples == pytest.approx(400000, rel=1e-12)
+  assert lbatch.parse(r.batch).num_epochs == pytest.approx(20, rel=1e-3)
   assert lbatch.parse(r.batch).batch_sizes == (128, 640, 1024)
   # The probes: 150 updates at t(32) = 0.125 s = 18.75 s of the budget.
   assert r.probe_seconds == pytest.approx(18.75, rel=1e-12)
-  assert r.probe_fraction == pytest.approx(18.75 / 110.15625, rel=1e-12)
-  assert '18.8 s' in r.summary() and '17.0% of the budget' in r.summary()
-  assert any('110.156 s = 100000 examples' in x for x in r.reasons)
+  assert r.probe_fraction == pytest.approx(18.75 / 440.625, rel=1e-12)
+  assert '18.8 s' in r.summary() and '4.3% of the budget' in r.summary()
+  assert any('440.625 s = 400000 examples' in x for x in r.reasons)
+
+
+def test_seconds_budget_too_short_for_the_ramp_by_hand():
+  # A quarter of the seconds above: through the ramp (0.0011015625 s per
+  # example) 110.15625 s are 100000 examples, and the stages at 640 and
+  # 1024 keep 0.3 * 100000 / 640 = 46.875 and 0.4 * 100000 / 1024 = 39.06
+  # updates (< 100); the next cap, 512, is below 5 x 128: no ramp. At the constant batch 128, t(128)/128 =
+  # 0.2/128 s per example: 110.15625 s = 70500 examples.
+  r = recipe.decide(
+    **COMMON,
+    budget=recipe.Budget(seconds=110.15625),
+    max_device_batch=1024,
+    step_seconds={128: 0.2, 1024: 0.9},
+  )
+  assert r.decay == 'cosine'
+  assert r.budget_examples == pytest.approx(70500, rel=1e-12)
+  assert r.batch == 'stages(128@3.525,n=20000)'
+  assert any('batch 1024 only 39 updates' in x for x in r.reasons)
+
+
+def test_ramp_capped_where_its_stages_keep_enough_updates():
+  # The LM's budget: 128 Ki tokens of sequences of 64 = 2048 sequences,
+  # N = 20000 (0.1024 epochs). B_simple = 2 -> start 1; hardware 16 x 8 =
+  # 128. Caps 128, 64, 32: the stage at 25 keeps 0.2 * 2048 / 25 = 16.4
+  # updates; 16: the stage at 16 keeps 0.4 * 2048 / 16 = 51.2. Cap 8: 1, 5
+  # and 8 keep 614.4, 122.88 and 102.4 updates (>= 100). Peak LR: the sqrt
+  # rule, 4e-3 * sqrt(1/8) = 1.414e-3, warmed up from 0 over 2/(1 - 0.99)
+  # = 200 updates of 1 = 0.01 epochs. The LR takes the rest of Smith's
+  # decay: x 8/25 = 0.32 at 60% (0.06144 epochs), x 0.2 at 80%.
+  r = recipe.decide(
+    probe_lr=4e-3,
+    probe_batch=8,
+    b_simple=2.0,
+    num_examples=20000,
+    budget=recipe.Budget(tokens=131072, seq_len=64),
+    optimizer='adamw',
+    b2=0.99,
+    max_device_batch=16,
+    max_accumulation=8,
+  )
+  assert (r.start_batch, r.max_batch, r.decay) == (1, 8, 'ramp')
+  assert r.warmup_epochs == pytest.approx(0.01, rel=1e-12)
+  assert r.peak_lr == pytest.approx(0.001414, rel=1e-12)
+  assert lbatch.parse(r.batch).batch_sizes == (1, 5, 8)
+  got = lr_at(r.lr, [0.0, 0.005, 0.06, 0.07, 0.09])
+  want = [0, 0.000707, 0.001414, 0.001414 * 0.32, 0.001414 * 0.32 * 0.2]
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+  assert any(
+    'capped at 16 would give its stage at batch 16 only 51 updates' in x
+    and 'stops at 8' in x
+    for x in r.reasons
+  )
 
 
 def test_seconds_budget_at_a_constant_batch_by_hand():
@@ -434,11 +535,13 @@ class FakeClock:
 def test_recommend_times_the_steps_with_an_injected_clock():
   # The timing probe runs at the ends of the schedule's batch range, the
   # theory's start 8 and cap 1024: three timed updates each, 0.05 s at 8
-  # and 0.11 s at 1024, so t(B) = 0.05 + 0.06 (B - 8) / 1016.
+  # and 0.11 s at 1024, so t(B) = 0.05 + 0.06 (B - 8) / 1016. Through the
+  # ramp that is 2.347e-3 s per example: 1500 s train on 639k examples,
+  # and the last stage (20% at batch 1000) keeps 128 updates (>= 100).
   clock = FakeClock([0, 0.05, 1, 1.05, 2, 2.05, 3, 3.11, 4, 4.11, 5, 5.11])
   r = recipe.recommend(
     known_task(),
-    recipe.Budget(seconds=30.0),
+    recipe.Budget(seconds=1500.0),
     momentum=0.0,
     probe_batch=512,
     clock=clock,
@@ -453,7 +556,8 @@ def test_recommend_times_the_steps_with_an_injected_clock():
     for b, f in ((8, 0.3), (40, 0.3), (200, 0.2), (1000, 0.2))
   )
   assert r.seconds_per_example == pytest.approx(per_example, rel=1e-9)
-  assert r.budget_examples == pytest.approx(30.0 / per_example, rel=1e-9)
+  assert r.budget_examples == pytest.approx(1500.0 / per_example, rel=1e-9)
+  assert 0.2 * r.budget_examples / 1000 >= 100
   # Probe updates: L of the range test and 50 of the noise probe at 512,
   # 3 + 1 of the timing probe at 8 and at 1024.
   steps = (r.probe_examples - 50 * 512 - 4 * 8 - 4 * 1024) / 512
@@ -461,4 +565,4 @@ def test_recommend_times_the_steps_with_an_injected_clock():
   assert r.probe_seconds == pytest.approx(
     (steps + 50) * (a + 512 * c) + 4 * 0.05 + 4 * 0.11, rel=1e-9
   )
-  assert r.probe_fraction == pytest.approx(r.probe_seconds / 30.0)
+  assert r.probe_fraction == pytest.approx(r.probe_seconds / 1500.0)

@@ -10,10 +10,12 @@ and :func:`bootstrap_power_law` fit the optimal LR and batch as power laws
 of the budget from grids of small runs, as DeepSeek LLM did.
 """
 
+from lrjax.recipe._decide import MIN_STAGE_UPDATES as MIN_STAGE_UPDATES
 from lrjax.recipe._decide import Budget as Budget
 from lrjax.recipe._decide import Recipe as Recipe
 from lrjax.recipe._decide import batch_range as batch_range
 from lrjax.recipe._decide import decide as decide
+from lrjax.recipe._decide import ramp_stages as ramp_stages
 from lrjax.recipe._decide import scaling_rule as scaling_rule
 from lrjax.recipe._decide import step_time_model as step_time_model
 from lrjax.recipe._fit import PowerLaw as PowerLaw
@@ -29,6 +31,7 @@ from lrjax.recipe._probe import probe_step_seconds as probe_step_seconds
 from lrjax.recipe._probe import recommend as recommend
 
 __all__ = [
+  'MIN_STAGE_UPDATES',
   'Budget',
   'NoiseProbe',
   'PowerLaw',
@@ -43,6 +46,7 @@ __all__ = [
   'probe_lr',
   'probe_noise',
   'probe_step_seconds',
+  'ramp_stages',
   'recommend',
   'scaling_rule',
   'step_time_model',

@@ -23,11 +23,20 @@ SQRT_OPTIMIZERS = ('adam', 'adamw', 'lamb')
 
 # Goyal et al. warm up for 5 of their 90 ImageNet epochs.
 GOYAL_WARMUP_FRACTION = 5 / 90
+# Ma & Yarats 2021: Adam's "untuned" linear warmup from 0 over 2/(1-beta2)
+# updates; the recipe keeps at least half the budget for the decay.
+MAX_WARMUP_FRACTION = 0.5
 # Smith et al.'s CIFAR-10 schedule: decay by 5 at epochs 60, 120, 160 of 200.
 SMITH_MILESTONES = (0.3, 0.6, 0.8)
 SMITH_FACTOR = 0.2
 # The ramp's stages as fractions of the budget, between those milestones.
 RAMP_FRACTIONS = (0.3, 0.3, 0.2, 0.2)
+# The fewest updates a stage of Smith's ramp may keep. Smith et al.'s
+# equivalence of growing the batch and decaying the LR is an SDE argument,
+# which holds over many small updates; the shortest stage of their own
+# CIFAR-10 ramp (the last: 40 epochs of 50,000 images at batch 16,000) kept
+# 125 updates.
+MIN_STAGE_UPDATES = 100
 # Hägele et al. 2024: a 20% 1-sqrt cooldown matches cosine.
 WSD_COOLDOWN_FRACTION = 0.2
 
@@ -311,6 +320,27 @@ def _round(x: float) -> float:
   return float(f'{x:.4g}')
 
 
+def ramp_stages(start: int, cap: int) -> list[tuple[int, float]]:
+  """Smith's ramp as ``(batch, fraction of the examples)`` stages.
+
+  The batch grows by 5 at 30, 60 and 80% of the examples,
+  :math:`B_j = \\min(5^j B_0, B_{\\max})`; consecutive stages at the same
+  batch merge.
+
+  Examples:
+    >>> ramp_stages(128, 1024)
+    [(128, 0.3), (640, 0.3), (1024, 0.4)]
+  """
+  stages: list[tuple[int, float]] = []
+  for j, f in enumerate(RAMP_FRACTIONS):
+    b = min(start * 5**j, cap)
+    if stages and stages[-1][0] == b:
+      stages[-1] = (b, _round(stages[-1][1] + f))
+    else:
+      stages.append((b, f))
+  return stages
+
+
 def decide(
   *,
   probe_lr: float,
@@ -320,6 +350,7 @@ def decide(
   budget: Budget,
   optimizer: str = 'sgd',
   momentum: float = 0.9,
+  b2: float = 0.999,
   num_devices: int = 1,
   max_device_batch: int | None = None,
   max_accumulation: int = 1,
@@ -354,13 +385,27 @@ def decide(
   :math:`B_p`) to :math:`B_0`: :math:`\\eta_0 = \\eta_p B_0 / B_p` (linear,
   SGD-like) or :math:`\\eta_p \\sqrt{B_0 / B_p}` (sqrt, adaptive). When
   :math:`\\eta_0 > \\eta_p` the LR starts at :math:`\\eta_p` and warms up
-  linearly over Goyal et al.'s share of the budget, 5/90.
+  linearly over Goyal et al.'s share of the budget, 5/90. Adaptive
+  optimizers (the sqrt family) warm up linearly from 0 over Ma & Yarats's
+  untuned :math:`2 / (1 - \\beta_2)` updates at :math:`B_0` (the
+  variance of Adam's early second-moment estimate), or Goyal's share if
+  longer, at most half the budget.
 
-  The decay: when the batch can grow by Smith et al.'s factor 5 at least
-  once (:math:`B_{\\max} \\ge 5 B_0`), Smith's increase-the-batch ramp
+  The decay: Smith's increase-the-batch ramp
   (:func:`lrjax.batch.from_lr_decay` of a step decay by 5 at 30, 60 and
-  80% of the budget, capped at :math:`B_{\\max}`: the hybrid) reaches the
-  same accuracy in fewer updates; else, when ``continuable``,
+  80% of the budget, capped at :math:`C`: the hybrid, the LR decays where
+  the batch stops) reaches the same accuracy in fewer updates, but only
+  where each stage keeps many updates (the equivalence is an SDE limit):
+  :math:`C` is the largest size :math:`\\le B_{\\max}` whose stages
+  :math:`B_j = \\min(5^j B_0, C)` over fractions :math:`f_j` of the
+  :math:`E` examples (:func:`ramp_stages`) all keep
+
+  .. math::
+    f_j E / B_j \\ge S_{\\min} = 100
+
+  updates (``MIN_STAGE_UPDATES``; Smith et al.'s shortest stage kept 125),
+  and the ramp is used when :math:`C \\ge 5 B_0` (the batch grows by
+  Smith's factor at least once); else, when ``continuable``,
   warmup-stable-decay with a 20% 1-sqrt cooldown (its stable phase can be
   extended; Hägele et al. 2024); else a cosine to 0.
 
@@ -369,11 +414,10 @@ def decide(
   (:func:`step_time_model`; assumed affine in the batch: a fixed cost per
   update plus a cost per example, which also holds for batches above the
   device cap when they accumulate micro-batches of the largest size).
-  The decay is chosen first (it depends only on :math:`B_0` and
-  :math:`B_{\\max}`); with its stages' batches :math:`B_j` over fractions
-  :math:`f_j` of the examples (the ramp: :math:`\\min(5^j B_0, B_{\\max})`
-  over 30, 30, 20, 20%; else :math:`B_0` over all), training on
-  :math:`E` examples takes :math:`E \\sum_j f_j t(B_j) / B_j` seconds, so
+  Each candidate cap :math:`C` is then checked on its own examples: with
+  its stages' batches :math:`B_j` over fractions :math:`f_j` (else
+  :math:`B_0` over all), training on :math:`E` examples takes
+  :math:`E \\sum_j f_j t(B_j) / B_j` seconds, so
 
   .. math::
     E = S \\Big/ \\sum_j f_j \\, \\frac{t(B_j)}{B_j}.
@@ -389,6 +433,8 @@ def decide(
     budget: the training budget.
     optimizer: the optimizer (its family picks the scaling rule).
     momentum: the momentum (Smith's ramp keeps it).
+    b2: the Adam family's second-moment decay :math:`\\beta_2` (its
+      warmup), in [0, 1).
     num_devices: R, devices of data parallelism.
     max_device_batch: b, the largest per-device batch (None: no cap).
     max_accumulation: K, accumulation steps allowed beyond b.
@@ -423,7 +469,9 @@ def decide(
     Goyal et al. 2017, "Accurate, Large Minibatch SGD".
     Smith, Kindermans, Ying, Le 2018, "Don't Decay the Learning Rate,
     Increase the Batch Size". Hägele et al. 2024, "Scaling Laws and
-    Compute-Optimal Training Beyond Fixed Training Durations".
+    Compute-Optimal Training Beyond Fixed Training Durations". Ma &
+    Yarats 2021, "On the Adequacy of Untuned Warmup for Adaptive
+    Optimization".
   """
   for name, value in (
     ('probe_lr', probe_lr),
@@ -444,6 +492,8 @@ def decide(
   ):
     if int(value) != value or value < 1:
       raise ValueError(f'{name}={value!r} must be an integer >= 1')
+  if not 0 <= b2 < 1:
+    raise ValueError(f"{b2=} must be in [0, 1) (Adam's beta2)")
   if max_device_batch is not None and max_device_batch < 1:
     raise ValueError(f'{max_device_batch=} must be >= 1 (or None: no cap)')
   rule = scaling_rule(optimizer)
@@ -473,23 +523,47 @@ def decide(
     "batch may grow past the probe's B_simple"
   )
 
-  ramps = top >= 5 * start
-  seconds_per_example = None
-  if model is not None:
+  def plan(stages):
+    # The budget in examples over these stages, and seconds per example.
+    if model is None:
+      return budget.to_examples(n), None
     a, c = model
-    stages = (
-      [(min(start * 5**j, top), f) for j, f in enumerate(RAMP_FRACTIONS)]
-      if ramps
-      else [(start, 1.0)]
-    )
-    seconds_per_example = sum(f * (a + c * b) / b for b, f in stages)
-  budget_examples = budget.to_examples(n, seconds_per_example)
+    per_example = sum(f * (a + c * b) / b for b, f in stages)
+    return budget.to_examples(n, per_example), per_example
+
+  # The largest cap (devices x 2^j <= top, >= 5 B_0) whose ramp keeps
+  # MIN_STAGE_UPDATES updates in every stage.
+  ramps, cap, short = False, top, None
+  for cap in reversed(_realisable(num_devices, top)):
+    if cap < 5 * start:
+      break
+    stages = ramp_stages(start, cap)
+    budget_examples, seconds_per_example = plan(stages)
+    updates = [f * budget_examples / b for b, f in stages]
+    if min(updates) >= MIN_STAGE_UPDATES:
+      ramps = True
+      break
+    short = (cap, stages, updates)  # the smallest cap that failed
+  if not ramps:
+    cap = top
+    budget_examples, seconds_per_example = plan([(start, 1.0)])
   epochs = budget_examples / n
+  if short is not None:
+    b_cap, stages, updates = short
+    least = min(range(len(stages)), key=lambda i: updates[i])
+    reasons.append(
+      f"Smith's ramp capped at {b_cap} would give its stage at batch "
+      f'{stages[least][0]} only {updates[least]:.0f} updates (< '
+      f'{MIN_STAGE_UPDATES}: the equivalence with an LR decay is an SDE '
+      "limit of many small updates; Smith et al.'s shortest stage kept "
+      '125)' + (f', so the batch stops at {cap}' if ramps else '')
+    )
   if budget_name == 'seconds':
     reasons.append(
       f'budget {budget.seconds:g} s = {budget_examples:.0f} examples '
       f'({epochs:.4g} epochs): the measured time per update, fitted as '
-      f'{a:.3g} s + {c:.3g} s x batch (assumed affine in the batch), gives '
+      f'{model[0]:.3g} s + {model[1]:.3g} s x batch (assumed affine in the '
+      'batch), gives '
       f'{seconds_per_example:.3g} s per example over the schedule below'
     )
 
@@ -500,14 +574,33 @@ def decide(
     f"peak LR {peak:.4g}: {rule} scaling ({optimizer}) of the range test's "
     f'{probe_lr:.4g} at batch {probe_batch} to batch {start}'
   )
-  warm = 0.0
-  if peak > probe_lr * (1 + 1e-9):
-    warm = _round(GOYAL_WARMUP_FRACTION * epochs)
+  warm, start_factor = 0.0, 1.0
+  goyal = _round(GOYAL_WARMUP_FRACTION * epochs)
+  scaled_up = peak > probe_lr * (1 + 1e-9)
+  if rule == 'sqrt':
+    updates = 2 / (1 - b2)
+    warm = _round(
+      min(
+        max(updates * start / n, goyal if scaled_up else 0.0),
+        MAX_WARMUP_FRACTION * epochs,
+      )
+    )
+    start_factor = 0.0
+    reasons.append(
+      f'warmup {warm:g} epochs from 0: {optimizer} warms up over '
+      f'2/(1 - beta2) = {updates:.4g} updates (Ma & Yarats)'
+      + (
+        ', or 5/90 of the budget if longer (Goyal et al.)' if scaled_up else ''
+      )
+      + f', at most {MAX_WARMUP_FRACTION:g} of the budget'
+    )
+  elif scaled_up:
+    warm = goyal
+    start_factor = _round(probe_lr / peak)
     reasons.append(
       f'warmup {warm:g} epochs from {probe_lr:.4g} (5/90 of the budget, '
       'as Goyal et al.): the scaled LR was not tested by the probe'
     )
-  start_factor = _round(probe_lr / peak) if warm else 1.0
 
   if ramps:
     ramp = lbatch.from_lr_decay(
@@ -518,7 +611,7 @@ def decide(
       factors=SMITH_FACTOR,
       num_epochs=_round(epochs),
       momentum=momentum,
-      max_batch_size=top,
+      max_batch_size=cap,
       multiple_of=num_devices,
     )
     policy = ramp.lr
@@ -526,14 +619,20 @@ def decide(
     decay = 'ramp'
     reasons.append(
       f"decay: Smith's increase-the-batch ramp (batch x5 at 30/60/80% of "
-      f'the budget, capped at {top}, the LR takes the rest): the batch can '
-      f'grow {top / start:g}x, so it saves updates at equal epochs'
+      f'the budget, capped at {cap}, the LR takes the rest): the batch can '
+      f'grow {cap / start:g}x with >= {MIN_STAGE_UPDATES} updates a stage, '
+      'so it saves updates at equal epochs'
     )
     if warm:
       policy = schedules.warmup(
         policy, length=warm, start=start_factor, shift=False
       )
   else:
+    no_ramp = (
+      f'the batch can grow only {top / start:g}x (< 5)'
+      if short is None
+      else f'no x5 growth keeps {MIN_STAGE_UPDATES} updates a stage'
+    )
     total = _round(epochs)
     batch_text = f'stages({start}@{total:g},n={n})'
     if continuable:
@@ -543,31 +642,27 @@ def decide(
         length=total,
         cooldown=cooldown,
         warmup=warm,
-        start=start_factor if warm else 1.0,
+        start=start_factor,
         shape='sqrt',
       )
       decay = 'wsd'
       reasons.append(
-        f'decay: WSD, 20% 1-sqrt cooldown (Hägele et al.); the batch can '
-        f'grow only {top / start:g}x (< 5), and the stable phase can be '
-        'extended'
+        f'decay: WSD, 20% 1-sqrt cooldown (Hägele et al.); {no_ramp}, and '
+        'the stable phase can be extended'
       )
     else:
       decay = 'cosine'
       policy = schedules.cosine(peak, length=_round(total - warm))
       if warm:
         policy = schedules.warmup(policy, length=warm, start=start_factor)
-      reasons.append(
-        f'decay: cosine to 0; the batch can grow only {top / start:g}x '
-        "(< 5, no room for Smith's ramp)"
-      )
+      reasons.append(f"decay: cosine to 0; {no_ramp}, no Smith's ramp")
   return Recipe(
     lr=str(policy),
     batch=batch_text,
     decay=decay,
     peak_lr=peak,
     start_batch=int(start),
-    max_batch=int(top),
+    max_batch=int(cap),
     rule=rule,
     warmup_epochs=warm,
     probe_lr=float(probe_lr),
@@ -581,9 +676,18 @@ def decide(
     probe_seconds=(
       0.0
       if model is None
-      else sum(k * (a + c * b) for b, k in (probe_updates or {}).items())
+      else sum(
+        k * (model[0] + model[1] * b) for b, k in (probe_updates or {}).items()
+      )
     ),
   )
 
 
-__all__ = ['Budget', 'Recipe', 'decide', 'scaling_rule', 'step_time_model']
+__all__ = [
+  'Budget',
+  'Recipe',
+  'decide',
+  'ramp_stages',
+  'scaling_rule',
+  'step_time_model',
+]

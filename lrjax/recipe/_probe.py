@@ -225,6 +225,7 @@ def probe_noise(
   batch_size: int,
   num_slices: int = 4,
   num_updates: int = 50,
+  warm_updates: int = 0,
   optimizer: str = 'sgd',
   momentum: float = 0.9,
   weight_decay: float = 0.0,
@@ -235,13 +236,17 @@ def probe_noise(
 ) -> NoiseProbe:
   """Measures B_simple over a short run at a constant LR.
 
-  Each update splits its batch of B into k slices: :math:`B_s = B/k`,
+  The first ``warm_updates`` updates only train (the noise scale is
+  smallest at initialisation and grows as the loss falls: McCandlish et
+  al. 2018, figure 4; a probe from initialisation underestimates the
+  B_simple of the run it plans); the others also measure. Each measuring
+  update splits its batch of B into k slices: :math:`B_s = B/k`,
   :math:`B_b = B` (:func:`lrjax.noise.sliced_sq_norms`), adds the pair
   of squared norms to the averages (:func:`lrjax.noise.update`,
   finite-population corrected) and applies the batch gradient. By default
-  the averages are plain means over the whole probe (the decay of update
-  t is t/(t+1)): a short probe has few estimates, and an EMA's window
-  (about 1/(1-decay) updates) would use only the last of them.
+  the averages are plain means over the measuring updates (the decay of
+  the t-th is t/(t+1)): a short probe has few estimates, and an EMA's
+  window (about 1/(1-decay) updates) would use only the last of them.
 
   On :math:`R > 1` devices the probe runs data parallel, as the trainer
   does: each device takes :math:`b = B/R` examples of the global batch and
@@ -256,7 +261,9 @@ def probe_noise(
     lr: the constant LR of the run.
     batch_size: B, divisible by ``num_slices``.
     num_slices: k >= 2.
-    num_updates: updates of the run (>= 1).
+    num_updates: updates of the run (>= 1), the warm ones included.
+    warm_updates: updates at the start that train without measuring, in
+      [0, num_updates).
     optimizer: the optimizer's name.
     momentum: momentum (Adam's b1).
     weight_decay: weight decay.
@@ -266,10 +273,12 @@ def probe_noise(
     seed: parameters' and data order's seed.
 
   Returns:
-    A :class:`NoiseProbe`.
+    A :class:`NoiseProbe` (its history: after each measuring update; its
+    examples: all updates').
 
   Raises:
-    ValueError: for ``num_updates < 1``, a batch ``num_slices`` (one
+    ValueError: for ``num_updates < 1``, ``warm_updates`` outside
+      [0, num_updates), a batch ``num_slices`` (one
       device) or the devices do not divide, too few devices, or a
       non-positive averaged |G|^2 (the run is at a minimum or too short;
       raise ``num_updates``).
@@ -280,6 +289,11 @@ def probe_noise(
   """
   if num_updates < 1:
     raise ValueError(f'{num_updates=} must be >= 1')
+  if not 0 <= warm_updates < num_updates:
+    raise ValueError(
+      f'{warm_updates=} must be in [0, num_updates={num_updates}): at '
+      'least one update must measure'
+    )
   _check_split(batch_size, num_devices)
   if num_devices == 1 and (num_slices < 2 or batch_size % num_slices):
     raise ValueError(
@@ -322,9 +336,12 @@ def probe_noise(
   state = lnoise.init()
   history = []
   data = batches(task, batch_size, seed + 1)
-  for t in range(num_updates):
+  for u in range(num_updates):
     # Reading the norms waits for the step: one in flight (DESIGN.md).
     params, opt_state, pair = step(params, opt_state, next(data))
+    t = u - warm_updates
+    if t < 0:
+      continue
     small, big = np.asarray(pair, np.float64)
     state = lnoise.update(
       state,
@@ -339,8 +356,9 @@ def probe_noise(
   g2, trace = (float(x) for x in lnoise.averages(state))
   if not g2 > 0:
     raise ValueError(
-      f'the averaged |G|^2 estimate is {g2:.3g} <= 0 after {num_updates} '
-      'updates: raise num_updates (or the batch) for a usable B_simple'
+      f'the averaged |G|^2 estimate is {g2:.3g} <= 0 over '
+      f'{num_updates - warm_updates} measuring updates: raise num_updates '
+      '(or the batch) for a usable B_simple'
     )
   return NoiseProbe(
     b_simple=trace / g2,
@@ -443,6 +461,7 @@ def recommend(
   min_lr: float = 1e-5,
   max_lr: float = 10.0,
   noise_updates: int = 50,
+  noise_warm_updates: int | None = None,
   num_slices: int = 4,
   suggestion: str = 'minimum_over_10',
   spread: float = 2.0,
@@ -455,8 +474,14 @@ def recommend(
 
   1. The LR range test at ``probe_batch`` (:func:`probe_lr`): the LR
      :math:`\\eta_p`.
-  2. A run of ``noise_updates`` at :math:`\\eta_p` measuring B_simple
-     (:func:`probe_noise`).
+  2. A run of ``noise_updates`` at :math:`\\eta_p` from the initial
+     parameters, measuring B_simple over its updates after the first
+     ``noise_warm_updates`` (:func:`probe_noise`): the noise scale grows
+     by orders of magnitude as the loss falls (McCandlish et al. 2018,
+     figure 4), so B_simple measured at initialisation would plan the
+     whole run for its first few updates; the warm updates move it to
+     parameters that have trained at the LR the recipe will use, at no
+     extra cost.
   3. :func:`lrjax.recipe.decide`: start batch and batch cap from B_simple
      and the hardware, the peak LR by the optimizer's scaling rule, Goyal's
      warmup, and the decay (Smith's ramp, WSD or cosine).
@@ -498,6 +523,8 @@ def recommend(
     min_lr: the range test's first LR.
     max_lr: the range test's last LR.
     noise_updates: updates of the noise probe.
+    noise_warm_updates: its first updates, which train without measuring
+      (None: half of ``noise_updates``, rounded down).
     num_slices: slices of each noise-probe batch.
     suggestion: the range test's suggestion to use.
     spread: see :func:`lrjax.recipe.decide`.
@@ -555,6 +582,9 @@ def recommend(
     batch_size=probe_batch,
     num_slices=num_slices,
     num_updates=noise_updates,
+    warm_updates=(
+      noise_updates // 2 if noise_warm_updates is None else noise_warm_updates
+    ),
     optimizer=optimizer,
     momentum=momentum,
     weight_decay=weight_decay,
@@ -602,6 +632,7 @@ def recommend(
     budget=budget,
     optimizer=optimizer,
     momentum=momentum,
+    b2=b2,
     num_devices=num_devices,
     max_device_batch=max_device_batch,
     max_accumulation=max_accumulation,
