@@ -180,7 +180,9 @@ def range_test(
     step = 0
     while True:
       if step % every == 0:
-        logging.info('range test: step %d/%d', step, finder.steps)
+        logging.info(
+          'range test (seed %d): step %d/%d', seed, step, finder.steps
+        )
       step += 1
       yield train.take(sampler.next(batch_size))
 

@@ -15,7 +15,7 @@ import os
 from collections.abc import Sequence
 
 import numpy as np
-from absl import app
+from absl import app, logging
 
 from experiments import _common, _finder
 
@@ -72,7 +72,9 @@ def run(
 
 def _run(config: LrFindConfig, workdir: str, overwrite: bool):
   tests = {}
-  for seed in config.common.seeds:
+  seeds = config.common.seeds
+  for j, seed in enumerate(seeds, 1):
+    logging.info('range test, seed %d/%d (seed %d)', j, len(seeds), seed)
     seed_dir = os.path.join(workdir, 'runs', f'seed{seed}')
     if overwrite and os.path.exists(os.path.join(seed_dir, 'range_test.json')):
       os.remove(os.path.join(seed_dir, 'range_test.json'))
