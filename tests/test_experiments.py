@@ -943,6 +943,34 @@ def test_cifar10_flagfiles_build_valid_configs(tmp_path, module, flagfile):
   assert sorted(os.listdir(workdir)) == ['.lock', 'config.json', 'flags.cfg']
 
 
+@pytest.mark.parametrize(
+  'module, flagfile, name',
+  [
+    ('goyal', 'goyal_cifar10.cfg', '--goyal_batches=4096 is larger'),
+    ('recipe', 'recipe_cifar10.cfg', '--random_batches=1024 is larger'),
+    ('scaling', 'scaling_cifar10.cfg', '--scaling_batches=1024 is larger'),
+  ],
+)
+def test_cifar10_dry_runs_check_the_batches_against_the_data(
+  tmp_path, module, flagfile, name
+):
+  # 1000 examples: every flagfile's largest batch no longer fits.
+  workdir = tmp_path / 'dry'
+  proc = _cli(
+    module,
+    tmp_path,
+    _flagfile(flagfile),
+    '--dataset=synthetic',
+    '--synthetic_examples=1000',
+    '--synthetic_shape=4,4,3',
+    '--dry_run',
+    f'--workdir={workdir}',
+  )
+  assert proc.returncode == 1
+  assert name in proc.stderr, proc.stderr[-2000:]
+  assert not workdir.exists()
+
+
 def _flags_of(name):
   """A flagfile's flags as {name: value} ('' for a bare boolean flag)."""
   path = os.path.join(ROOT, 'experiments', 'flagfiles', name)
