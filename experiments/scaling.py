@@ -100,7 +100,9 @@ def get_config() -> ScalingConfig:
 
 
 def check(config: ScalingConfig) -> None:
-  """Checks the settings and the data before anything trains or is written.
+  """Checks the settings, the devices, the data and every grid run's
+  trainer config before anything trains or is written (so `--dry_run`
+  checks the whole grid).
 
   Raises:
     ValueError: naming the flag and the fix.
