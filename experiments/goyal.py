@@ -241,14 +241,21 @@ def _measure_b_simple(config: GoyalConfig, workdir: str) -> float:
 
 
 def check(config: GoyalConfig) -> None:
-  """Checks the settings and the data before anything trains or is written.
+  """Checks the settings, the devices, the data and every run's trainer
+  config before anything trains or is written (so `--dry_run` checks the
+  whole sweep).
 
   Raises:
     ValueError: naming the flag and the fix.
     FileNotFoundError: for a dataset that is not prepared.
   """
   config.validate()
-  _common.check_common(config.common)
+  n = _common.check_common(config.common)
+  _common.check_batch('--goyal_batches', config.batches[-1], n)
+  _common.check_batch('--goyal_base_batch', config.base_batch, n)
+  configs = []
+  _runs_of(config, '', lambda name, seed, cfg, run_dir: configs.append(cfg))
+  _common.check_train_configs(configs, n)
 
 
 def run(

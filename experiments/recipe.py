@@ -421,7 +421,10 @@ def lm_trial_config(config: RecipeConfig, lr: float, batch: int, tokens: int):
 
 
 def check(config: RecipeConfig) -> None:
-  """Checks the settings and the data before anything trains or is written.
+  """Checks the settings and the data before anything trains or is written:
+  for an image task also the batches against the data and the hand-tuned
+  runs' trainer configs (the recipe's and the random trials' depend on
+  the probes).
 
   Raises:
     ValueError: naming the flag and the fix.
@@ -429,7 +432,21 @@ def check(config: RecipeConfig) -> None:
   """
   config.validate()
   if config.lm is None:
-    _common.check_common(config.common)
+    c = config.common
+    n = _common.check_common(c)
+    _common.check_batch('--recipe_probe_batch', config.probe_batch, n)
+    _common.check_batch('--baseline_batch', config.baseline_batch, n)
+    _common.check_batch('--random_batches', max(config.random_batches), n)
+    baselines = [
+      _common.train_config(
+        c, batch=config.baseline_batch, lr=config.baseline_lr, seed=seed
+      )
+      for seed in c.seeds
+    ]
+    try:
+      _common.check_train_configs(baselines, n)
+    except ValueError as e:
+      raise ValueError(f'--baseline_lr={config.baseline_lr!r}: {e}') from None
 
 
 def run(

@@ -100,14 +100,39 @@ def get_config() -> ScalingConfig:
 
 
 def check(config: ScalingConfig) -> None:
-  """Checks the settings and the data before anything trains or is written.
+  """Checks the settings, the devices, the data and every grid run's
+  trainer config before anything trains or is written (so `--dry_run`
+  checks the whole grid).
 
   Raises:
     ValueError: naming the flag and the fix.
     FileNotFoundError: for a dataset that is not prepared.
   """
   config.validate()
-  _common.check_common(config.common)
+  n = _common.check_common(config.common)
+  _common.check_batch('--scaling_batches', max(config.batches), n)
+  _common.check_train_configs([cfg for _, _, cfg in _grid_configs(config)], n)
+
+
+def _grid_configs(config: ScalingConfig):
+  """Every run of the grid: (its name, its seed, its trainer config)."""
+  c = config.common
+  for budget in config.budgets:
+    for lr in config.lrs:
+      for b in config.batches:
+        for seed in c.seeds:
+          yield (
+            f'e{budget:g}_lr{lr:g}_b{b}',
+            seed,
+            _common.train_config(
+              c,
+              batch=b,
+              lr=f'cosine({lr:g},length={budget:g})',
+              seed=seed,
+              num_epochs=budget,
+              eval_every=budget,
+            ),
+          )
 
 
 def run(
@@ -129,36 +154,26 @@ def _run(config: ScalingConfig, workdir: str, overwrite: bool):
 
   train_run = functools.partial(_runs.train_run, overwrite=overwrite)
   c = config.common
-  grid = []
   n = lrtrain.resolve_task(
     _common.train_config(c, batch=c.batch_size, lr=c.lr, seed=c.seeds[0])
   ).num_train
-  for budget in config.budgets:
-    for lr in config.lrs:
-      for b in config.batches:
-        losses = []
-        for seed in c.seeds:
-          name = f'e{budget:g}_lr{lr:g}_b{b}'
-          cfg = _common.train_config(
-            c,
-            batch=b,
-            lr=f'cosine({lr:g},length={budget:g})',
-            seed=seed,
-            num_epochs=budget,
-            eval_every=budget,
-          )
-          r = train_run(
-            name, seed, cfg, os.path.join(workdir, 'runs', name, f'seed{seed}')
-          )
-          losses.append(r.summary['test_loss'])
-        grid.append(
-          {
-            'epochs': budget,
-            'lr': lr,
-            'batch': b,
-            'test_loss': float(np.mean(losses)),
-          }
-        )
+  losses = {}
+  for name, seed, cfg in _grid_configs(config):
+    r = train_run(
+      name, seed, cfg, os.path.join(workdir, 'runs', name, f'seed{seed}')
+    )
+    losses.setdefault(name, []).append(r.summary['test_loss'])
+  grid = [
+    {
+      'epochs': budget,
+      'lr': lr,
+      'batch': b,
+      'test_loss': float(np.mean(losses[f'e{budget:g}_lr{lr:g}_b{b}'])),
+    }
+    for budget in config.budgets
+    for lr in config.lrs
+    for b in config.batches
+  ]
   examples = np.array([g['epochs'] * n for g in grid])
   loss = np.array([g['test_loss'] for g in grid])
   at = np.array(config.extrapolate) * n

@@ -15,7 +15,16 @@ import math
 import pytest
 from absl import flags
 
-from experiments import _common, lr_find, lrbench, ramp, sharpness
+from experiments import (
+  _common,
+  goyal,
+  lr_find,
+  lrbench,
+  ramp,
+  recipe,
+  scaling,
+  sharpness,
+)
 from lrjax import batch as lbatch
 from lrjax import rules, schedules
 from lrjax.train import NoiseConfig, TrainConfig
@@ -193,6 +202,24 @@ ROWS = [
       ramp.RampConfig(common(dataset='no_such_set'), milestones=(1,))
     ),
     "unknown dataset name='no_such_set'",
+  ),
+  (
+    lambda: goyal.check(goyal.GoyalConfig(common(), batches=(32, 2048))),
+    '--goyal_batches=2048 is larger than the 1437 training examples',
+  ),
+  (
+    lambda: scaling.check(scaling.ScalingConfig(common(), batches=(16, 4096))),
+    '--scaling_batches=4096 is larger than the 1437 training examples',
+  ),
+  (
+    lambda: recipe.check(recipe.RecipeConfig(common(), baseline_batch=2000)),
+    '--baseline_batch=2000 is larger than the 1437 training examples',
+  ),
+  (
+    lambda: recipe.check(
+      recipe.RecipeConfig(common(), baseline_lr='cosine(-1,length=2)')
+    ),
+    "--baseline_lr='cosine(-1,length=2)': lr='cosine(-1,length=2)' is -1",
   ),
   # Flags.
   (parse_flags('--lr=-1'), '--lr must be > 0'),

@@ -914,6 +914,9 @@ def test_cifar10_flagfile_on_synthetic_cifar_shaped_data(tmp_path):
     ('lrbench', 'lrbench_cifar10.cfg'),
     ('sharpness', 'sharpness_cifar10.cfg'),
     ('lr_find', 'lr_find_cifar10.cfg'),
+    ('goyal', 'goyal_cifar10.cfg'),
+    ('recipe', 'recipe_cifar10.cfg'),
+    ('scaling', 'scaling_cifar10.cfg'),
   ],
 )
 def test_cifar10_flagfiles_build_valid_configs(tmp_path, module, flagfile):
@@ -935,7 +938,81 @@ def test_cifar10_flagfiles_build_valid_configs(tmp_path, module, flagfile):
   config = json.loads(_read(workdir / 'config.json'))
   assert config['common']['model'] == 'wrn16_4'
   assert '--model=wrn16_4' in _read(workdir / 'flags.cfg')
-  assert not (workdir / 'runs').exists()
+  # Nothing trained or probed: no runs, no recipe.json, no b_simple.json
+  # (.lock: the workdir's lock, held while the dry run wrote).
+  assert sorted(os.listdir(workdir)) == ['.lock', 'config.json', 'flags.cfg']
+
+
+@pytest.mark.parametrize(
+  'module, flagfile, name',
+  [
+    ('goyal', 'goyal_cifar10.cfg', '--goyal_batches=4096 is larger'),
+    ('recipe', 'recipe_cifar10.cfg', '--random_batches=1024 is larger'),
+    ('scaling', 'scaling_cifar10.cfg', '--scaling_batches=1024 is larger'),
+  ],
+)
+def test_cifar10_dry_runs_check_the_batches_against_the_data(
+  tmp_path, module, flagfile, name
+):
+  # 1000 examples: every flagfile's largest batch no longer fits.
+  workdir = tmp_path / 'dry'
+  proc = _cli(
+    module,
+    tmp_path,
+    _flagfile(flagfile),
+    '--dataset=synthetic',
+    '--synthetic_examples=1000',
+    '--synthetic_shape=4,4,3',
+    '--dry_run',
+    f'--workdir={workdir}',
+  )
+  assert proc.returncode == 1
+  assert name in proc.stderr, proc.stderr[-2000:]
+  assert not workdir.exists()
+
+
+def _flags_of(name):
+  """A flagfile's flags as {name: value} ('' for a bare boolean flag)."""
+  path = os.path.join(ROOT, 'experiments', 'flagfiles', name)
+  flags = {}
+  for line in _read(path).splitlines():
+    if line.startswith('--'):
+      key, _, value = line[2:].partition('=')
+      flags[key] = value
+  return flags
+
+
+def test_recipe_cifar10_baseline_is_the_ramp_decay_schedule():
+  ramp_flags = _flags_of('cifar10.cfg')
+  recipe_flags = _flags_of('recipe_cifar10.cfg')
+  # cifar10.cfg's decay run: --lr divided by --decay_factor at --milestones,
+  # at --batch_size, over --epochs.
+  gamma = 1 / float(ramp_flags['decay_factor'])
+  milestones = ramp_flags['milestones'].replace(',', '/')
+  assert recipe_flags['baseline_lr'] == (
+    f'multistep({ramp_flags["lr"]},milestones={milestones},gamma={gamma:g})'
+  )
+  assert recipe_flags['baseline_batch'] == ramp_flags['batch_size']
+  shared = (
+    'dataset',
+    'model',
+    'epochs',
+    'momentum',
+    'optimizer',
+    'weight_decay',
+    'augment',
+    'max_device_batch',
+  )
+  assert {k: recipe_flags[k] for k in shared} == {
+    k: ramp_flags[k] for k in shared
+  }
+  # The probes cost (range test + noise probe) x probe batch examples
+  # (lrjax.recipe.recommend): under 1% of --epochs x 50000.
+  probes = (
+    int(recipe_flags['recipe_range_steps'])
+    + int(recipe_flags['recipe_noise_updates'])
+  ) * int(recipe_flags['recipe_probe_batch'])
+  assert probes / (float(recipe_flags['epochs']) * 50000) < 0.01
 
 
 def test_lr_find_cifar10_flagfile_on_synthetic_data(tmp_path):

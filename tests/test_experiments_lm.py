@@ -530,6 +530,11 @@ def _flagfile(name):
     ('lm', 'lm_gpu.cfg', {'layers': 6, 'width': 384, 'seq_len': 256}),
     ('finetune', 'finetune_cpu.cfg', {'layers': 2, 'width': 64}),
     ('finetune', 'finetune_gpu.cfg', {'layers': 6, 'width': 384}),
+    (
+      'recipe',
+      'recipe_lm_gpu.cfg',
+      {'layers': 6, 'width': 384, 'seq_len': 256},
+    ),
   ],
 )
 def test_flagfiles_build_valid_configs(tmp_path, module, flagfile, expected):
@@ -539,10 +544,76 @@ def test_flagfiles_build_valid_configs(tmp_path, module, flagfile, expected):
   )
   assert proc.returncode == 0, proc.stderr[-3000:]
   config = json.loads(_read(workdir / 'config.json'))
+  # The recipe holds experiments.lm's config under 'lm'.
+  common = (config['lm'] if module == 'recipe' else config)['common']
   for key, value in expected.items():
-    assert config['common'][key] == value, key
-  assert config['common']['optimizer'] == 'adamw'
-  assert not (workdir / 'runs').exists()
+    assert common[key] == value, key
+  assert common['optimizer'] == 'adamw'
+  # Nothing trained or probed (.lock: the workdir's lock).
+  assert sorted(os.listdir(workdir)) == ['.lock', 'config.json', 'flags.cfg']
+
+
+def _flags_of(name):
+  """A flagfile's flags as {name: value} ('' for a bare boolean flag)."""
+  flags = {}
+  for line in _read(
+    os.path.join(ROOT, 'experiments', 'flagfiles', name)
+  ).splitlines():
+    if line.startswith('--'):
+      key, _, value = line[2:].partition('=')
+      flags[key] = value
+  return flags
+
+
+def test_recipe_lm_gpu_flagfile_is_lm_gpus_task_with_cheap_probes():
+  lm_flags = _flags_of('lm_gpu.cfg')
+  recipe_flags = _flags_of('recipe_lm_gpu.cfg')
+  assert recipe_flags['recipe_task'] == 'lm'
+  # The model, data, optimizer and budget of lm_gpu.cfg; the hand-tuned
+  # run is its cosine run (LR, batch, warmup, final fraction).
+  shared = [
+    'corpus',
+    'seq_len',
+    'lm_layers',
+    'lm_heads',
+    'lm_width',
+    'lm_dropout',
+    'lm_dtype',
+    'optimizer',
+    'lr',
+    'b2',
+    'weight_decay',
+    'batch_size',
+    'max_device_batch',
+    'train_tokens',
+    'warmup_tokens',
+    'final_lr_fraction',
+    'eval_every_tokens',
+    'eval_sequences',
+    'seeds',
+  ]
+  assert {k: recipe_flags[k] for k in shared} == {
+    k: lm_flags[k] for k in shared
+  }
+  # The probes cost (range test + noise probe) x probe batch sequences
+  # (lrjax.recipe.recommend): 300 x 64 x 256 tokens of 128 Mi, 3.7%.
+  assert lm_flags['train_tokens'] == '128Mi'
+  probe_tokens = (
+    (
+      int(recipe_flags['recipe_range_steps'])
+      + int(recipe_flags['recipe_noise_updates'])
+    )
+    * int(recipe_flags['recipe_probe_batch'])
+    * int(recipe_flags['seq_len'])
+  )
+  assert probe_tokens / (128 * 2**20) < 0.05
+  # The largest batch, devices x max_device_batch x accumulation on one
+  # device, is lm_gpu.cfg's largest: 1024 sequences = 256 Ki tokens.
+  largest = int(recipe_flags['max_device_batch']) * int(
+    recipe_flags['recipe_max_accumulation']
+  )
+  assert largest * int(recipe_flags['seq_len']) == 256 * 1024
+  assert lm_flags['ramp_stop_tokens'] == '256Ki'
 
 
 @pytest.mark.parametrize(
