@@ -196,7 +196,9 @@ def get_config() -> GoyalConfig:
       batch_schedules=('constant',),
     )
   else:
-    if flags.FLAGS['goyal_warmup_tokens'].present:
+    # A workdir's flags.cfg lists every flag: only another value is refused.
+    warmup_tokens = flags.FLAGS['goyal_warmup_tokens']
+    if warmup_tokens.present and warmup_tokens.value != warmup_tokens.default:
       raise app.UsageError(
         '--goyal_warmup_tokens is for --goyal_task=lm; an image sweep warms '
         'up over --goyal_warmup_epochs'

@@ -191,3 +191,28 @@ def test_doctests(module):
 
   result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
   assert result.attempted >= 2 and result.failed == 0
+
+
+def test_lm_only_flag_is_refused_for_an_image_sweep(tmp_path):
+  flagfile = os.path.join(ROOT, 'experiments', 'flagfiles', 'goyal_digits.cfg')
+  env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'PYTHONPATH': ROOT}
+  args = [sys.executable, '-m', 'experiments.goyal', f'--flagfile={flagfile}']
+  args += [f'--workdir={tmp_path / "out"}', '--dry_run']
+  # Its default (as a workdir's flags.cfg lists it) passes; another fails.
+  ok = subprocess.run(
+    [*args, '--goyal_warmup_tokens=32Ki'],
+    capture_output=True,
+    text=True,
+    env=env,
+    timeout=300,
+  )
+  assert ok.returncode == 0, ok.stderr[-2000:]
+  bad = subprocess.run(
+    [*args, '--goyal_warmup_tokens=8Ki', f'--workdir={tmp_path / "bad"}'],
+    capture_output=True,
+    text=True,
+    env=env,
+    timeout=300,
+  )
+  assert bad.returncode != 0
+  assert '--goyal_warmup_tokens is for --goyal_task=lm' in bad.stderr
