@@ -390,6 +390,14 @@ def evenly_spaced(dataset: Any, count: int) -> dict[str, np.ndarray]:
   return dataset.take((np.arange(k, dtype=np.int64) * n) // k)
 
 
+def train_and_evaluation(common: LmCommon) -> tuple[Any, dict]:
+  """The training split and the `eval_sequences` evenly spaced sequences
+  of the validation split that every run is evaluated on."""
+  train = load_split(common, 'train')
+  valid = load_split(common, common.validation_split)
+  return train, evenly_spaced(valid, common.eval_sequences)
+
+
 def baselines(train: Any, evaluate: Any) -> dict[str, float]:
   """Unigram and bigram cross-entropy of the evaluated split, nats/token.
 

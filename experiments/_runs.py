@@ -9,9 +9,10 @@ its last checkpoint, and refuses a run of another config.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -191,3 +192,71 @@ def first_reaching(
     return float('nan')
   hits = np.nonzero(values >= target)[0]
   return float(costs[hits[0]]) if hits.size else float('nan')
+
+
+@dataclasses.dataclass(frozen=True)
+class Metric:
+  """A final evaluation metric the methods are compared on.
+
+  Attributes:
+    name: its key in results.json's rows and trials.
+    label: its table header.
+    key: its key in the run's summary (``in_test_metrics``: in the last
+      evaluation's metrics).
+    scale: the factor the table prints it with.
+    digits: decimals in the table.
+    higher_is_better: accuracy (True) or loss (False).
+    in_test_metrics: read from ``summary['test_metrics']``.
+  """
+
+  name: str
+  label: str
+  key: str
+  scale: float = 1.0
+  digits: int = 3
+  higher_is_better: bool = False
+  in_test_metrics: bool = True
+
+  def of(self, run: Run) -> float:
+    """The metric of a finished run (NaN if it has none)."""
+    where = run.summary['test_metrics'] if self.in_test_metrics else run.summary
+    value = where.get(self.key)
+    return math.nan if value is None else float(value)
+
+  def best(self, values: Sequence[float]) -> int:
+    """The index of the best value (NaN, a diverged run, never wins)."""
+    array = np.asarray(values, np.float64)
+    array = np.where(
+      np.isfinite(array), array, -np.inf if self.higher_is_better else np.inf
+    )
+    return int(np.argmax(array) if self.higher_is_better else np.argmin(array))
+
+  def worse(self, value: float, reference: float, tolerance: float) -> bool:
+    """Whether ``value`` is more than ``tolerance`` worse than ``reference``
+    (below it for accuracy, above it for a loss; NaN, a diverged run, is
+    always worse).
+
+    Examples:
+      >>> VAL_LOSS.worse(2.2, 2.0, 0.1), VAL_LOSS.worse(2.05, 2.0, 0.1)
+      (True, False)
+      >>> ACCURACY.worse(0.90, 0.95, 0.02), ACCURACY.worse(float('nan'), 0.9, 1)
+      (True, True)
+    """
+    if not math.isfinite(value):
+      return True
+    if self.higher_is_better:
+      return value < reference - tolerance
+    return value > reference + tolerance
+
+
+ACCURACY = Metric(
+  'test_accuracy',
+  'test accuracy %',
+  'test_accuracy',
+  scale=100.0,
+  digits=2,
+  higher_is_better=True,
+  in_test_metrics=False,
+)
+VAL_LOSS = Metric('val_loss', 'val loss (nats)', 'loss')
+VAL_BPB = Metric('val_bits_per_byte', 'val bits/byte', 'bits_per_byte')

@@ -241,55 +241,11 @@ def get_config() -> RecipeConfig:
   )
 
 
-@dataclasses.dataclass(frozen=True)
-class Metric:
-  """A final evaluation metric the methods are compared on.
-
-  Attributes:
-    name: its key in results.json's rows and trials.
-    label: its table header.
-    key: its key in the run's summary (``in_test_metrics``: in the last
-      evaluation's metrics).
-    scale: the factor the table prints it with.
-    digits: decimals in the table.
-    higher_is_better: accuracy (True) or loss (False).
-    in_test_metrics: read from ``summary['test_metrics']``.
-  """
-
-  name: str
-  label: str
-  key: str
-  scale: float = 1.0
-  digits: int = 3
-  higher_is_better: bool = False
-  in_test_metrics: bool = True
-
-  def of(self, run: _runs.Run) -> float:
-    """The metric of a finished run (NaN if it has none)."""
-    where = run.summary['test_metrics'] if self.in_test_metrics else run.summary
-    value = where.get(self.key)
-    return math.nan if value is None else float(value)
-
-  def best(self, values: Sequence[float]) -> int:
-    """The index of the best value (NaN, a diverged run, never wins)."""
-    array = np.asarray(values, np.float64)
-    array = np.where(
-      np.isfinite(array), array, -np.inf if self.higher_is_better else np.inf
-    )
-    return int(np.argmax(array) if self.higher_is_better else np.argmin(array))
-
-
-ACCURACY = Metric(
-  'test_accuracy',
-  'test accuracy %',
-  'test_accuracy',
-  scale=100.0,
-  digits=2,
-  higher_is_better=True,
-  in_test_metrics=False,
-)
-VAL_LOSS = Metric('val_loss', 'val loss (nats)', 'loss')
-VAL_BPB = Metric('val_bits_per_byte', 'val bits/byte', 'bits_per_byte')
+# The compared metrics live in _runs, shared with experiments.goyal.
+Metric = _runs.Metric
+ACCURACY = _runs.ACCURACY
+VAL_LOSS = _runs.VAL_LOSS
+VAL_BPB = _runs.VAL_BPB
 
 
 def metrics(config: RecipeConfig) -> tuple[Metric, ...]:
@@ -299,10 +255,7 @@ def metrics(config: RecipeConfig) -> tuple[Metric, ...]:
 
 def _lm_data(config: RecipeConfig):
   """The LM's training split and evaluation sequences."""
-  c = config.lm.common
-  train = _lm_common.load_split(c, 'train')
-  valid = _lm_common.load_split(c, c.validation_split)
-  return train, _lm_common.evenly_spaced(valid, c.eval_sequences)
+  return _lm_common.train_and_evaluation(config.lm.common)
 
 
 def _recommend_args(config: RecipeConfig) -> dict[str, Any]:

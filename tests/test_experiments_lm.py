@@ -535,6 +535,12 @@ def _flagfile(name):
       'recipe_lm_gpu.cfg',
       {'layers': 6, 'width': 384, 'seq_len': 256},
     ),
+    ('goyal', 'goyal_lm.cfg', {'layers': 4, 'width': 128, 'seq_len': 64}),
+    (
+      'goyal',
+      'goyal_lm_gpu.cfg',
+      {'layers': 6, 'width': 384, 'seq_len': 256},
+    ),
   ],
 )
 def test_flagfiles_build_valid_configs(tmp_path, module, flagfile, expected):
@@ -544,8 +550,8 @@ def test_flagfiles_build_valid_configs(tmp_path, module, flagfile, expected):
   )
   assert proc.returncode == 0, proc.stderr[-3000:]
   config = json.loads(_read(workdir / 'config.json'))
-  # The recipe holds experiments.lm's config under 'lm'.
-  common = (config['lm'] if module == 'recipe' else config)['common']
+  # The recipe and the Goyal sweep hold experiments.lm's config under 'lm'.
+  common = (config['lm'] if module in ('recipe', 'goyal') else config)['common']
   for key, value in expected.items():
     assert common[key] == value, key
   assert common['optimizer'] == 'adamw'

@@ -1,0 +1,218 @@
+"""experiments.goyal on the language model (`--goyal_task=lm`).
+
+A one-layer transformer of width 32 on 16-byte sequences of the bundled
+python_text corpus (prepared once per module in a temporary data dir),
+4096 tokens a run: the bookkeeping (equal tokens, the rules' peak LRs,
+the longer warmup, runs shared between rules, the lower-is-better
+breakdown and best batch), not the sweep's conclusions.
+"""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+from experiments import _lm_common, _runs, goyal, lm
+from lrjax import batch as lbatch
+from lrjax import schedules
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory):
+  from lrjax import data
+
+  path = str(tmp_path_factory.mktemp('tfds'))
+  data.prepare_python_text('docs', path)
+  return path
+
+
+def _tiny(data_dir, cache):
+  common = _lm_common.LmCommon(
+    data_dir=data_dir,
+    seq_len=16,
+    layers=1,
+    heads=2,
+    width=32,
+    max_device_batch=8,
+    eval_sequences=32,
+    log_every=1,
+    noise=False,
+    seeds=(0,),
+    compilation_cache_dir=cache,
+  )
+  return lm.LmConfig(
+    common=common,
+    train_tokens=4096,  # 256 sequences of 16
+    eval_every_tokens=4096,
+    warmup_tokens=256,
+    lr_policies=('cosine',),
+    batch_schedules=('constant',),
+  )
+
+
+@pytest.mark.parametrize(
+  'values, expected',
+  [
+    # Loss (nats), tolerance 0.05 above the first batch's 2.00.
+    ([2.00, 2.04, 2.06, 1.90], 32),
+    ([2.00, 2.05, 1.99, 2.00], None),  # exactly at the tolerance: holds
+    ([2.00, 1.80, 2.30, 2.40], 32),  # a lower loss never breaks down
+    ([2.00, 2.01, math.nan, 2.00], 32),  # a diverged run breaks down
+  ],
+)
+def test_breakdown_of_a_loss_is_a_rise_above_the_first_batch(values, expected):
+  got = goyal.breakdown([8, 16, 32, 64], values, 0.05, _runs.VAL_LOSS)
+  assert got == expected
+
+
+def test_breakdown_of_accuracy_is_a_fall_below_the_first_batch():
+  # The same table read as accuracy: 2.06 is not a fall, 1.90 is.
+  got = goyal.breakdown([8, 16, 32, 64], [2.00, 2.04, 2.06, 1.90], 0.05)
+  assert got == 64
+
+
+def test_lm_sweep_end_to_end(data_dir, tmp_path):
+  config = goyal.GoyalConfig(
+    lm=_tiny(data_dir, str(tmp_path / 'cache')),
+    batches=(4, 8),
+    base_batch=4,
+    warmup_tokens=1024,
+    tolerance=0.05,
+    lr_factors=(1.0, 2.0),
+  )
+  workdir = str(tmp_path / 'goyal')
+  results = goyal.run(config, workdir)
+  assert results['task'] == 'lm' and results['metric'] == 'val_loss'
+  rows = {(r['variant'], r['batch']): r for r in results['rows']}
+  n = _lm_common.load_split(config.lm.common, 'train').num_examples
+
+  def policy_of(name):
+    with open(os.path.join(workdir, 'runs', name, 'seed0', 'config.json')) as f:
+      saved = json.load(f)
+    return saved, schedules.parse(saved['lr'])
+
+  # Peak LRs anchored at 1e-3 for batch 4: at batch 8 none 1e-3, linear
+  # 2e-3, sqrt 1e-3 sqrt(2); reached where the warmup of 256 tokens (16
+  # sequences) ends. Every run trains on 256 sequences.
+  warm = 16 / n
+  for name, peak, batch in [
+    ('none_lr1_b8', 1e-3, 8),
+    ('linear_lr1_b8', 2e-3, 8),
+    ('sqrt_lr1_b8', 1.41421e-3, 8),
+    ('none_lr1_b4', 1e-3, 4),
+    ('none_lr2_b4', 2e-3, 4),
+  ]:
+    saved, policy = policy_of(name)
+    assert float(policy(warm)) == pytest.approx(peak, rel=1e-6), name
+    assert float(policy(0.0)) == pytest.approx(0.1 * peak, rel=1e-6), name
+    assert saved['optimizer'] == 'adamw' and saved['b2'] == 0.99
+    schedule = lbatch.parse(saved['batch'])
+    assert schedule.batch_sizes == (batch,), name
+    assert schedule.num_examples_total == 256, name
+  # The warmup rule at batch 8: the linear peak after 1024 tokens (64
+  # sequences); a quarter of the way, 0.1 + 0.9 / 4 = 0.325 of it.
+  _, policy = policy_of('warmup_lr1_b8')
+  assert float(policy(64 / n)) == pytest.approx(2e-3, rel=1e-6)
+  assert float(policy(16 / n)) == pytest.approx(0.325 * 2e-3, rel=1e-6)
+  # 256 sequences: 64 updates at batch 4, 32 at batch 8.
+  for (_, b), row in rows.items():
+    assert row['updates'] == 256 // b
+  # Trained once: every rule at batch 4 (the same policy), LR x2 at batch
+  # 8 (the linear run): 1 + 4 + 1 runs.
+  assert sorted(os.listdir(os.path.join(workdir, 'runs'))) == [
+    'linear_lr1_b8',
+    'none_lr1_b4',
+    'none_lr1_b8',
+    'none_lr2_b4',
+    'sqrt_lr1_b8',
+    'warmup_lr1_b8',
+  ]
+  losses = {k: r['val_loss_mean'] for k, r in rows.items()}
+  assert len({losses[(v, 4)] for v in goyal.VARIANTS}) == 1
+  for row in rows.values():
+    assert row['val_bits_per_byte_mean'] == pytest.approx(
+      row['val_loss_mean'] / math.log(2), rel=1e-5
+    )
+  # Breakdown: the loss at batch 8 more than 0.05 nats above batch 4's.
+  for v in goyal.VARIANTS:
+    broke = losses[(v, 8)] > losses[(v, 4)] + 0.05
+    assert results['breakdown_batch'][v] == (8 if broke else None), v
+  # Smith & Le: the best batch has the lowest loss; LR x2 at batch 8 is
+  # the linear run.
+  le = results['smith_le']
+  assert le['1.0']['means'] == [losses[('none', 4)], losses[('none', 8)]]
+  assert le['2.0']['means'][1] == losses[('linear', 8)]
+  for v in le.values():
+    assert v['best_batch'] == (4 if v['means'][0] <= v['means'][1] else 8)
+  assert results['b_simple'] > 0
+  with open(os.path.join(workdir, 'report.md')) as f:
+    report = f.read()
+  assert 'more than 0.05 nats above batch 4' in report
+  assert 'val loss (nats)' in report and 'batch tokens' in report
+  for figure in ('goyal.png', 'smith_le.png'):
+    assert f'({figure})' in report
+    assert os.path.getsize(os.path.join(workdir, figure)) > 0
+
+
+def _cli(*args):
+  env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'PYTHONDONTWRITEBYTECODE': '1'}
+  env['PYTHONPATH'] = ROOT
+  flagfile = os.path.join(ROOT, 'experiments', 'flagfiles', 'goyal_lm.cfg')
+  return subprocess.run(
+    [sys.executable, '-m', 'experiments.goyal', f'--flagfile={flagfile}']
+    + list(args),
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+
+
+@pytest.mark.parametrize(
+  'bad, message',
+  [
+    ('--batch_size=32', 'use --goyal_base_batch and --goyal_batches'),
+    ('--goyal_batches=8,2048', 'change --goyal_batches'),
+  ],
+)
+def test_bad_lm_flags_fail_naming_the_flag(tmp_path, bad, message):
+  proc = _cli(bad, f'--workdir={tmp_path / "out"}', '--dry_run')
+  assert proc.returncode != 0
+  assert message in proc.stderr, proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize('module', [goyal, _runs])
+def test_doctests(module):
+  import doctest
+
+  result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+  assert result.attempted >= 2 and result.failed == 0
+
+
+def test_lm_only_flag_is_refused_for_an_image_sweep(tmp_path):
+  flagfile = os.path.join(ROOT, 'experiments', 'flagfiles', 'goyal_digits.cfg')
+  env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'PYTHONPATH': ROOT}
+  args = [sys.executable, '-m', 'experiments.goyal', f'--flagfile={flagfile}']
+  args += [f'--workdir={tmp_path / "out"}', '--dry_run']
+  # Its default (as a workdir's flags.cfg lists it) passes; another fails.
+  ok = subprocess.run(
+    [*args, '--goyal_warmup_tokens=32Ki'],
+    capture_output=True,
+    text=True,
+    env=env,
+    timeout=300,
+  )
+  assert ok.returncode == 0, ok.stderr[-2000:]
+  bad = subprocess.run(
+    [*args, '--goyal_warmup_tokens=8Ki', f'--workdir={tmp_path / "bad"}'],
+    capture_output=True,
+    text=True,
+    env=env,
+    timeout=300,
+  )
+  assert bad.returncode != 0
+  assert '--goyal_warmup_tokens is for --goyal_task=lm' in bad.stderr
