@@ -33,3 +33,17 @@ def pytest_configure(config):
     return
   base = config._tmp_path_factory.getbasetemp()
   configuration.set_hypothesis_home_dir(base / 'hypothesis')
+
+
+@pytest.fixture(scope='session')
+def python_docs_dir(tmp_path_factory):
+  """A TFDS data dir holding `python_text/docs`, prepared once a session.
+
+  Read-only for the tests that use it; a test that prepares more datasets
+  needs a directory of its own.
+  """
+  from lrjax import data
+
+  path = str(tmp_path_factory.mktemp('python_docs'))
+  data.prepare_python_text('docs', path)
+  return path

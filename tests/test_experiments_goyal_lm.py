@@ -14,8 +14,9 @@ import subprocess
 import sys
 
 import pytest
+from _lm_tiny import tiny_common, tiny_lm
 
-from experiments import _lm_common, _runs, goyal, lm
+from experiments import _lm_common, _runs, goyal
 from lrjax import batch as lbatch
 from lrjax import schedules
 
@@ -23,36 +24,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope='module')
-def data_dir(tmp_path_factory):
-  from lrjax import data
-
-  path = str(tmp_path_factory.mktemp('tfds'))
-  data.prepare_python_text('docs', path)
-  return path
+def data_dir(python_docs_dir):
+  return python_docs_dir
 
 
 def _tiny(data_dir, cache):
-  common = _lm_common.LmCommon(
-    data_dir=data_dir,
-    seq_len=16,
-    layers=1,
-    heads=2,
-    width=32,
-    max_device_batch=8,
-    eval_sequences=32,
-    log_every=1,
-    noise=False,
-    seeds=(0,),
-    compilation_cache_dir=cache,
-  )
-  return lm.LmConfig(
-    common=common,
-    train_tokens=4096,  # 256 sequences of 16
-    eval_every_tokens=4096,
-    warmup_tokens=256,
-    lr_policies=('cosine',),
-    batch_schedules=('constant',),
-  )
+  common = tiny_common(data_dir, cache, max_device_batch=8, noise=False)
+  return tiny_lm(common, eval_every_tokens=4096)
 
 
 @pytest.mark.parametrize(

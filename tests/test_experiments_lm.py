@@ -17,6 +17,7 @@ import sys
 
 import numpy as np
 import pytest
+from _lm_tiny import tiny_common
 
 from experiments import _common, _lm_common, _runs, finetune, lm
 
@@ -34,21 +35,8 @@ def data_dir(tmp_path_factory):
 
 
 def _tiny(data_dir, cache, **kw):
-  base = dict(
-    data_dir=data_dir,
-    seq_len=16,
-    layers=1,
-    heads=2,
-    width=32,
-    batch_size=4,
-    max_device_batch=4,
-    eval_sequences=32,
-    log_every=1,
-    noise_every=2,
-    seeds=(0,),
-    compilation_cache_dir=cache,
-  )
-  return _lm_common.LmCommon(**{**base, **kw})
+  base = dict(batch_size=4, max_device_batch=4, noise_every=2)
+  return tiny_common(data_dir, cache, **{**base, **kw})
 
 
 def _read(path):

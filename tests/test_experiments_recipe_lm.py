@@ -15,6 +15,7 @@ import subprocess
 import sys
 
 import pytest
+from _lm_tiny import tiny_common, tiny_lm
 
 from experiments import _lm_common, lm
 from experiments import recipe as recipe_exp
@@ -25,37 +26,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope='module')
-def data_dir(tmp_path_factory):
-  from lrjax import data
-
-  path = str(tmp_path_factory.mktemp('tfds'))
-  data.prepare_python_text('docs', path)
-  return path
+def data_dir(python_docs_dir):
+  return python_docs_dir
 
 
 def _tiny(data_dir, cache):
-  common = _lm_common.LmCommon(
-    data_dir=data_dir,
-    seq_len=16,
-    layers=1,
-    heads=2,
-    width=32,
-    batch_size=4,
-    max_device_batch=4,
-    eval_sequences=32,
-    log_every=1,
-    noise=False,
-    seeds=(0,),
-    compilation_cache_dir=cache,
+  common = tiny_common(
+    data_dir, cache, batch_size=4, max_device_batch=4, noise=False
   )
-  return lm.LmConfig(
-    common=common,
-    train_tokens=4096,  # 256 sequences of 16
-    eval_every_tokens=2048,
-    warmup_tokens=256,
-    lr_policies=('cosine',),
-    batch_schedules=('constant',),
-  )
+  return tiny_lm(common)
 
 
 def _read_json(path):
