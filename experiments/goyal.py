@@ -190,11 +190,7 @@ def get_config() -> GoyalConfig:
       },
     )
     # Every run is experiments.lm's cosine run at a constant batch.
-    lm_config = dataclasses.replace(
-      lm_exp.get_config(),
-      lr_policies=(lm_exp.BASELINE,),
-      batch_schedules=('constant',),
-    )
+    lm_config = lm_exp.baseline_config()
   else:
     # A workdir's flags.cfg lists every flag: only another value is refused.
     warmup_tokens = flags.FLAGS['goyal_warmup_tokens']

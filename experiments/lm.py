@@ -334,6 +334,17 @@ def get_config() -> LmConfig:
   )
 
 
+def baseline_config() -> LmConfig:
+  """The flags' config reduced to its cosine run at a constant batch.
+
+  The hand-tuned run other experiments compare against or sweep (goyal,
+  recipe): experiments.lm's `BASELINE` policy, no batch schedule.
+  """
+  return dataclasses.replace(
+    get_config(), lr_policies=(BASELINE,), batch_schedules=('constant',)
+  )
+
+
 # ------------------------------------------------------------ plans
 
 

@@ -212,11 +212,7 @@ def get_config() -> RecipeConfig:
       },
     )
     # Only experiments.lm's cosine run at a constant batch is compared.
-    lm_config = dataclasses.replace(
-      lm_exp.get_config(),
-      lr_policies=(lm_exp.BASELINE,),
-      batch_schedules=('constant',),
-    )
+    lm_config = lm_exp.baseline_config()
   else:
     common = _common.common_config()
   return RecipeConfig(
