@@ -10,12 +10,12 @@ import dataclasses
 import json
 import math
 import os
-import subprocess
-import sys
 
 import jax
 import numpy as np
 import pytest
+from _cli import flagfile as _flagfile
+from _cli import run_experiment as _cli
 
 from experiments import _common, _finder, lr_find, lrbench, ramp, sharpness
 
@@ -726,32 +726,6 @@ def test_lr_find_figure_draws_the_reported_suggestion(tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------ command line
-
-
-def _cli(module, cwd, *args, timeout=900):
-  """Runs `python -m experiments.<module>` in `cwd`, a temporary directory.
-
-  Never in the checkout: the flagfiles' relative paths (the digits one's
-  `--compilation_cache_dir=runs/jax_cache`) resolve against the working
-  directory. The checkout is found through PYTHONPATH instead.
-  """
-  env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'PYTHONDONTWRITEBYTECODE': '1'}
-  env.pop('XLA_FLAGS', None)
-  env['PYTHONPATH'] = os.pathsep.join(
-    p for p in (ROOT, os.environ.get('PYTHONPATH')) if p
-  )
-  return subprocess.run(
-    [sys.executable, '-m', f'experiments.{module}', *args],
-    cwd=cwd,
-    env=env,
-    capture_output=True,
-    text=True,
-    timeout=timeout,
-  )
-
-
-def _flagfile(name):
-  return f'--flagfile={os.path.join(ROOT, "experiments", "flagfiles", name)}'
 
 
 @pytest.mark.parametrize(

@@ -10,10 +10,9 @@ breakdown and best batch), not the sweep's conclusions.
 import json
 import math
 import os
-import subprocess
-import sys
 
 import pytest
+from _cli import flagfile, run_experiment
 from _lm_tiny import tiny_common, tiny_lm
 
 from experiments import _lm_common, _runs, goyal
@@ -137,16 +136,9 @@ def test_lm_sweep_end_to_end(data_dir, tmp_path):
     assert os.path.getsize(os.path.join(workdir, figure)) > 0
 
 
-def _cli(*args):
-  env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'PYTHONDONTWRITEBYTECODE': '1'}
-  env['PYTHONPATH'] = ROOT
-  flagfile = os.path.join(ROOT, 'experiments', 'flagfiles', 'goyal_lm.cfg')
-  return subprocess.run(
-    [sys.executable, '-m', 'experiments.goyal', f'--flagfile={flagfile}']
-    + list(args),
-    capture_output=True,
-    text=True,
-    timeout=300,
+def _cli(cwd, *args):
+  return run_experiment(
+    'goyal', cwd, flagfile('goyal_lm.cfg'), *args, timeout=300
   )
 
 
@@ -158,7 +150,7 @@ def _cli(*args):
   ],
 )
 def test_bad_lm_flags_fail_naming_the_flag(tmp_path, bad, message):
-  proc = _cli(bad, f'--workdir={tmp_path / "out"}', '--dry_run')
+  proc = _cli(tmp_path, bad, f'--workdir={tmp_path / "out"}', '--dry_run')
   assert proc.returncode != 0
   assert message in proc.stderr, proc.stderr[-2000:]
 
@@ -172,24 +164,23 @@ def test_doctests(module):
 
 
 def test_lm_only_flag_is_refused_for_an_image_sweep(tmp_path):
-  flagfile = os.path.join(ROOT, 'experiments', 'flagfiles', 'goyal_digits.cfg')
-  env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'PYTHONPATH': ROOT}
-  args = [sys.executable, '-m', 'experiments.goyal', f'--flagfile={flagfile}']
-  args += [f'--workdir={tmp_path / "out"}', '--dry_run']
+  args = [flagfile('goyal_digits.cfg'), '--dry_run']
   # Its default (as a workdir's flags.cfg lists it) passes; another fails.
-  ok = subprocess.run(
-    [*args, '--goyal_warmup_tokens=32Ki'],
-    capture_output=True,
-    text=True,
-    env=env,
+  ok = run_experiment(
+    'goyal',
+    tmp_path,
+    *args,
+    f'--workdir={tmp_path / "out"}',
+    '--goyal_warmup_tokens=32Ki',
     timeout=300,
   )
   assert ok.returncode == 0, ok.stderr[-2000:]
-  bad = subprocess.run(
-    [*args, '--goyal_warmup_tokens=8Ki', f'--workdir={tmp_path / "bad"}'],
-    capture_output=True,
-    text=True,
-    env=env,
+  bad = run_experiment(
+    'goyal',
+    tmp_path,
+    *args,
+    f'--workdir={tmp_path / "bad"}',
+    '--goyal_warmup_tokens=8Ki',
     timeout=300,
   )
   assert bad.returncode != 0

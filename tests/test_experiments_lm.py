@@ -9,6 +9,7 @@ experiments' conclusions. Expected counts come from the boundary rule of
 """
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -17,6 +18,8 @@ import sys
 
 import numpy as np
 import pytest
+from _cli import flagfile as _flagfile
+from _cli import run_experiment
 from _lm_tiny import tiny_common
 
 from experiments import _common, _lm_common, _runs, finetune, lm
@@ -490,25 +493,7 @@ def _leaves(tree):
 # ------------------------------------------------------------ command line
 
 
-def _cli(module, cwd, *args, timeout=300):
-  """`python -m experiments.<module>` in `cwd` (never the checkout)."""
-  env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'PYTHONDONTWRITEBYTECODE': '1'}
-  env.pop('XLA_FLAGS', None)
-  env['PYTHONPATH'] = os.pathsep.join(
-    p for p in (ROOT, os.environ.get('PYTHONPATH')) if p
-  )
-  return subprocess.run(
-    [sys.executable, '-m', f'experiments.{module}', *args],
-    cwd=cwd,
-    env=env,
-    capture_output=True,
-    text=True,
-    timeout=timeout,
-  )
-
-
-def _flagfile(name):
-  return f'--flagfile={os.path.join(ROOT, "experiments", "flagfiles", name)}'
+_cli = functools.partial(run_experiment, timeout=300)
 
 
 @pytest.mark.parametrize(

@@ -2,14 +2,15 @@
 with tiny configs on the bundled digits data, and flag checks."""
 
 import dataclasses
+import functools
 import json
 import math
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from _cli import flagfile as _flagfile
+from _cli import run_experiment
 
 from experiments import _common, goyal, scaling
 from experiments import recipe as recipe_exp
@@ -156,20 +157,7 @@ def test_scaling_end_to_end(tmp_path):
   _assert_outputs(workdir, ['scaling.png'])
 
 
-def _cli(module, cwd, *args, timeout=300):
-  env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'PYTHONDONTWRITEBYTECODE': '1'}
-  env.pop('XLA_FLAGS', None)
-  env['PYTHONPATH'] = os.pathsep.join(
-    p for p in (ROOT, os.environ.get('PYTHONPATH')) if p
-  )
-  return subprocess.run(
-    [sys.executable, '-m', f'experiments.{module}', *args],
-    cwd=cwd,
-    env=env,
-    capture_output=True,
-    text=True,
-    timeout=timeout,
-  )
+_cli = functools.partial(run_experiment, timeout=300)
 
 
 @pytest.mark.parametrize(
@@ -187,7 +175,7 @@ def test_bad_flag_fails_before_training(tmp_path, module, flagfile, bad, name):
   proc = _cli(
     module,
     tmp_path,
-    f'--flagfile={os.path.join(ROOT, "experiments", "flagfiles", flagfile)}',
+    _flagfile(flagfile),
     bad,
     f'--workdir={workdir}',
   )

@@ -11,10 +11,9 @@ validation loss), not the comparison's conclusions.
 import json
 import math
 import os
-import subprocess
-import sys
 
 import pytest
+from _cli import flagfile, run_experiment
 from _lm_tiny import tiny_common, tiny_lm
 
 from experiments import _lm_common, lm
@@ -132,18 +131,8 @@ def test_lm_trial_too_short_for_the_warmup_names_the_flags(data_dir):
 
 
 def _cli(cwd, *args):
-  env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'PYTHONDONTWRITEBYTECODE': '1'}
-  env.pop('XLA_FLAGS', None)
-  env['PYTHONPATH'] = ROOT
-  flagfile = os.path.join(ROOT, 'experiments', 'flagfiles', 'recipe_lm.cfg')
-  return subprocess.run(
-    [sys.executable, '-m', 'experiments.recipe', f'--flagfile={flagfile}']
-    + list(args),
-    cwd=cwd,
-    env=env,
-    capture_output=True,
-    text=True,
-    timeout=300,
+  return run_experiment(
+    'recipe', cwd, flagfile('recipe_lm.cfg'), *args, timeout=300
   )
 
 

@@ -13,6 +13,7 @@ import sys
 import textwrap
 
 import pytest
+from _cli import run_experiment
 
 from experiments import _common, _finder, lr_find, ramp
 from lrjax import metrics as lmetrics
@@ -185,16 +186,7 @@ def test_an_experiment_workdir_held_by_another_process_is_refused(
 
 
 def _cli(module, *args, env=None):
-  env = {**os.environ, 'JAX_PLATFORMS': 'cpu', **(env or {})}
-  env.pop('XLA_FLAGS', None)
-  return subprocess.run(
-    [sys.executable, '-m', f'experiments.{module}', *args],
-    cwd=ROOT,
-    env=env,
-    capture_output=True,
-    text=True,
-    timeout=900,  # a hang guard only
-  )
+  return run_experiment(module, ROOT, *args, env=env)
 
 
 @pytest.mark.parametrize(
