@@ -55,12 +55,8 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 from absl import logging  # noqa: E402
 
-from lrjax import data, models  # noqa: E402
-from lrjax.train import (  # noqa: E402
-  TrainConfig,
-  classification_task,
-  train_and_evaluate,
-)
+from lrjax import data, models, tasks  # noqa: E402
+from lrjax.train import TrainConfig, train_and_evaluate  # noqa: E402
 
 
 def hand_written(ds, model, batch: int, steps: int) -> float:
@@ -150,12 +146,13 @@ def _time_steps(step, params, opt_state, ds, batch: int, steps: int) -> float:
 
 
 def lrjax_loop(config: TrainConfig) -> tuple[float, dict[int, float]]:
-  task = None
   if ARGS.model == 'nnx_cnn':
     ds = data.load(ARGS.dataset, split='train')
-    task = classification_task(
+    task = tasks.classification(
       nnx_cnn(ds.num_classes, ds.image_shape[-1]), ds, name='nnx_cnn'
     )
+  else:
+    task = tasks.image_classification(ARGS.dataset, ARGS.model)
   with tempfile.TemporaryDirectory() as workdir:
     r = train_and_evaluate(config, workdir, task)
   return r.loop_updates / r.loop_seconds, r.compile_seconds
@@ -169,8 +166,6 @@ def main() -> None:
     model = models.get(ARGS.model, num_classes=ds.num_classes)
   epochs = ARGS.steps * ARGS.batch / ds.num_examples
   base = TrainConfig(
-    dataset=ARGS.dataset,
-    model='mlp' if user_task else ARGS.model,  # not read with a task
     batch=ARGS.batch,
     num_epochs=epochs,
     lr=0.1,

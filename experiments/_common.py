@@ -72,6 +72,13 @@ OPTIMIZER = flags.DEFINE_enum(
   'Optimizer.',
 )
 WEIGHT_DECAY = flags.DEFINE_float('weight_decay', 0.0, 'Weight decay.')
+CLIP_NORM = flags.DEFINE_float(
+  'clip_norm',
+  None,
+  'Clip each gradient to this global norm before the optimizer '
+  '(optax.clip_by_global_norm; unset = no clipping). The LM flagfiles clip '
+  'at 1.0, as nanoGPT and GPT-3 do.',
+)
 NUM_DEVICES = flags.DEFINE_integer(
   'num_devices',
   1,
@@ -255,6 +262,7 @@ class CommonConfig:
   momentum: float = 0.9
   optimizer: str = 'sgd'
   weight_decay: float = 0.0
+  clip_norm: float | None = None
   num_devices: int | None = 1
   max_device_batch: int = 4096
   parallel: str = 'shard_map'
@@ -286,6 +294,7 @@ def common_config() -> CommonConfig:
     momentum=MOMENTUM.value,
     optimizer=OPTIMIZER.value,
     weight_decay=WEIGHT_DECAY.value,
+    clip_norm=CLIP_NORM.value,
     num_devices=NUM_DEVICES.value or None,
     max_device_batch=MAX_DEVICE_BATCH.value,
     parallel=PARALLEL.value,
@@ -363,15 +372,13 @@ def train_config(
   from lrjax import train as lrtrain
 
   fields = dict(
-    dataset=common.dataset,
-    data_dir=common.data_dir,
-    model=common.model,
     batch=batch,
     num_epochs=common.epochs,
     lr=lr,
     momentum=common.momentum,
     optimizer=common.optimizer,
     weight_decay=common.weight_decay,
+    clip_norm=common.clip_norm,
     max_device_batch=common.max_device_batch,
     num_devices=common.num_devices,
     parallel=common.parallel,
@@ -385,12 +392,42 @@ def train_config(
     noise=lrtrain.NoiseConfig(enabled=False),
     compilation_cache_dir=common.compilation_cache_dir,
     progress_bar=False,
-    synthetic_examples=common.synthetic_examples,
-    synthetic_shape=tuple(common.synthetic_shape),
-    synthetic_classes=common.synthetic_classes,
   )
   fields.update(overrides)
   return lrtrain.TrainConfig(**fields)
+
+
+def make_task(common: CommonConfig, seed: int = 0):
+  """The task the experiment trains: `lrjax.tasks.image_classification` of
+  ``--model`` on ``--dataset`` (for 'synthetic', drawn from ``seed``, the
+  run's seed; every other dataset is the same for every seed).
+
+  Built once per setting and seed (the datasets stay loaded).
+  """
+  return _task(
+    common.dataset,
+    common.data_dir,
+    common.model,
+    common.synthetic_examples,
+    tuple(common.synthetic_shape),
+    common.synthetic_classes,
+    seed if common.dataset == 'synthetic' else 0,
+  )
+
+
+@functools.lru_cache(maxsize=4)
+def _task(dataset, data_dir, model, examples, shape, classes, seed):
+  from lrjax import tasks
+
+  return tasks.image_classification(
+    dataset,
+    model,
+    data_dir=data_dir,
+    synthetic_examples=examples,
+    synthetic_shape=shape,
+    synthetic_classes=classes,
+    seed=seed,
+  )
 
 
 def enable_compilation_cache(directory: str | None) -> None:

@@ -116,6 +116,7 @@ LM_DEFAULTS = {
   'momentum': 0.9,
   'optimizer': 'adamw',
   'weight_decay': 0.1,
+  'clip_norm': None,
   'num_devices': 1,
   'max_device_batch': 4096,
   'parallel': 'shard_map',
@@ -231,6 +232,7 @@ class LmCommon:
     momentum: Adam's :math:`\beta_1` (SGD's momentum).
     b2: Adam's :math:`\beta_2`.
     weight_decay: weight decay (decoupled for AdamW).
+    clip_norm: clip gradients to this global norm (None: no clipping).
     num_devices: data-parallel devices (None: all local devices).
     max_device_batch: the largest micro-batch per device.
     parallel: 'pmap' or 'shard_map'.
@@ -263,6 +265,7 @@ class LmCommon:
   momentum: float = 0.9
   b2: float = 0.99
   weight_decay: float = 0.1
+  clip_norm: float | None = None
   num_devices: int | None = 1
   max_device_batch: int = 4096
   parallel: str = 'shard_map'
@@ -328,6 +331,7 @@ def lm_common() -> LmCommon:
     momentum=flag_value('momentum'),
     b2=B2.value,
     weight_decay=flag_value('weight_decay'),
+    clip_norm=flag_value('clip_norm'),
     num_devices=flag_value('num_devices'),
     max_device_batch=flag_value('max_device_batch'),
     parallel=flag_value('parallel'),
@@ -417,14 +421,6 @@ def baselines(train: Any, evaluate: Any) -> dict[str, float]:
 # ---------------------------------------------------------------- task
 
 
-def lm_train_loss(logits: Any, batch: Mapping[str, Any]) -> tuple[Any, dict]:
-  """`lrjax.lm.lm_loss` without its `loss` metric (the trainer logs it)."""
-  from lrjax import lm
-
-  loss, metrics = lm.lm_loss(logits, batch)
-  return loss, {k: v for k, v in metrics.items() if k != 'loss'}
-
-
 def lm_eval(logits: Any, batch: Mapping[str, Any]) -> dict[str, Any]:
   r"""Per-sequence evaluation metrics: loss, bits per byte, confidence.
 
@@ -474,30 +470,19 @@ def make_task(
     name: the task's name.
 
   Returns:
-    A `lrjax.train.Task` (inputs `lrjax.lm.lm_inputs`, loss in nats with
+    `lrjax.tasks.language_model` of the Transformer (loss in nats with
     bits per byte and accuracy, `lm_eval` metrics).
   """
-  from flax import nnx
+  from lrjax import tasks
 
-  from lrjax import lm
-  from lrjax import train as lrtrain
-
-  model = lm.Transformer(
-    common.transformer(), rngs=nnx.Rngs(params=seed, dropout=seed + 1)
-  )
-  if params is not None:
-    state = nnx.state(model, nnx.Param)
-    nnx.replace_by_pure_dict(state, params)
-    nnx.update(model, state)
-  return lrtrain.Task(
-    model=model,
-    loss=lm_train_loss,
-    train_data=train,
-    eval_data=evaluate,
-    inputs=lm.lm_inputs,
+  return tasks.language_model(
+    train,
+    evaluate,
+    config=common.transformer(),
+    seed=seed,
+    params=params,
     eval_metrics=lm_eval,
     name=name,
-    info={'seq_len': common.seq_len, 'vocab_size': 256},
   )
 
 
@@ -517,7 +502,6 @@ def noise_config(common: LmCommon, micro_batches: Sequence[int]):
 def train_config(
   common: LmCommon,
   *,
-  corpus: str,
   batch: Any,
   lr: Any,
   seed: int,
@@ -527,14 +511,12 @@ def train_config(
 ):
   """The trainer's config for one run.
 
-  ``dataset`` and ``model_kwargs`` record what is trained (the task object
-  is what the trainer reads), so each run's config.json names its corpus
-  and model size. Checkpoints are kept when the run checkpoints
-  periodically (to resume after a kill).
+  What is trained is the task (`make_task`), whose fingerprint the
+  trainer records beside the config. Checkpoints are kept when the run
+  checkpoints periodically (to resume after a kill).
 
   Args:
     common: the settings.
-    corpus: the corpus trained on (recorded).
     batch: the batch size (sequences) or a `lrjax.batch.BatchSchedule`.
     lr: the LR policy over epochs.
     seed: the run's seed.
@@ -558,14 +540,12 @@ def train_config(
   replicas = common.num_devices or 1
   micro = lbatch.plan(every_size, replicas, common.max_device_batch)
   fields = dict(
-    dataset=corpus,
-    model='transformer',
-    model_kwargs=dataclasses.asdict(common.transformer()),
     batch=batch,
     lr=lr,
     momentum=common.momentum,
     optimizer=common.optimizer,
     weight_decay=common.weight_decay,
+    clip_norm=common.clip_norm,
     b2=common.b2,
     max_device_batch=common.max_device_batch,
     num_devices=common.num_devices,

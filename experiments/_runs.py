@@ -83,6 +83,7 @@ def train_run(
   seed: int,
   config: Any,
   workdir: str,
+  task: Any,
   after: Callable[[Any, str], Mapping[str, Any]] | None = None,
   train: Callable[..., Any] | None = None,
   *,
@@ -93,19 +94,21 @@ def train_run(
   """Trains one run into `workdir` (or reuses a finished one) and reads it.
 
   A finished run (its `summary.json`) is reused only when the summary was
-  made from the same trainer config and the same `extra`; an unfinished
-  one resumes from its last checkpoint (the trainer checks its config).
+  made from the same trainer config, the same task (its fingerprint) and
+  the same `extra`; an unfinished one resumes from its last checkpoint
+  (the trainer checks its config and task).
 
   Args:
     group: the configuration's name.
     seed: the run's seed (already in `config`).
     config: the trainer configuration.
     workdir: the run's own directory.
+    task: what is trained (a `lrjax.train.Task`).
     after: optional `after(result, workdir) -> dict` computed once after
       training (e.g. confidence metrics from the final parameters); its
       values are stored in the summary.
-    train: ``train(config, workdir, overwrite=...) -> TrainResult``; None:
-      `lrjax.train.train_and_evaluate`.
+    train: ``train(config, workdir, task, overwrite=...) -> TrainResult``;
+      None: `lrjax.train.train_and_evaluate`.
     extra: the experiment's settings the summary depends on besides the
       trainer config (e.g. what `after` computes), JSON-ready.
     overwrite: train afresh, deleting what `workdir` holds.
@@ -128,6 +131,7 @@ def train_run(
   if overwrite and os.path.exists(summary_path):
     os.remove(summary_path)
   summary = _common.read_json(summary_path)
+  record = lrtrain.run_record(config, task)
   if progress:
     logging.info(
       '%s (%s): %s',
@@ -136,30 +140,59 @@ def train_run(
       'reusing the finished run' if summary is not None else 'training',
     )
   if summary is not None:
-    _check_summary(summary, config, extra, workdir)
+    _check_summary(summary, record, extra, workdir)
   else:
     train = train or lrtrain.train_and_evaluate
     os.makedirs(workdir, exist_ok=True)
     start = time.perf_counter()
-    result = train(config, workdir, overwrite=overwrite)
+    result = train(config, workdir, task, overwrite=overwrite)
     summary = summarize(result)
     summary['total_seconds'] = time.perf_counter() - start
     if after is not None:
       summary.update(_common.jsonable(dict(after(result, workdir))))
-    summary['config'] = config.to_dict()
+    summary['config'] = record
     summary['extra'] = extra
     _common.write_json(summary_path, summary)
   train, evals = _common.read_metrics(os.path.join(workdir, 'metrics.jsonl'))
   return Run(group, seed, workdir, summary, train, evals.get('test', {}))
 
 
+def adaptive_trainer(adaptive: Any) -> Callable[..., Any] | None:
+  """``train(config, workdir, task)`` for `train_run` that grows the batch
+  (`lrjax.train.train_adaptive`), or None (the plain trainer) when
+  ``adaptive`` is None.
+
+  The result is the last segment's TrainResult with the whole run's wall
+  time and compile time.
+  """
+  if adaptive is None:
+    return None
+
+  def train(
+    config: Any, workdir: str, task: Any, overwrite: bool = False
+  ) -> Any:
+    from lrjax import train as lrtrain
+
+    done = lrtrain.train_adaptive(
+      config, adaptive, workdir, task, overwrite=overwrite
+    )
+    return dataclasses.replace(
+      done.result,
+      wall_time=done.wall_time,
+      compile_seconds=done.compile_seconds,
+    )
+
+  return train
+
+
 def _check_summary(
   summary: Mapping[str, Any],
-  config: Any,
+  record: Mapping[str, Any],
   extra: Mapping[str, Any],
   workdir: str,
 ) -> None:
-  """Raises ConfigMismatchError unless `summary` is of this config."""
+  """Raises ConfigMismatchError unless `summary` is of this run record
+  (config and task)."""
   from lrjax import train as lrtrain
 
   if 'config' not in summary:
@@ -167,7 +200,7 @@ def _check_summary(
       f'{workdir}/summary.json has no config (an older version wrote it), so '
       'it cannot be reused safely; pass --overwrite to train the runs again'
     )
-  changes = lrtrain.config_changes(summary['config'], config)
+  changes = lrtrain.config_changes(summary['config'], record)
   saved_extra = summary.get('extra', {})
   changes += [
     (k, saved_extra.get(k), extra.get(k))
@@ -175,9 +208,10 @@ def _check_summary(
     if saved_extra.get(k) != extra.get(k)
   ]
   if changes:
-    diff = '; '.join(f'{k}: {a!r} -> {b!r}' for k, a, b in changes)
+    diff = lrtrain.describe_changes(changes)
     raise lrtrain.ConfigMismatchError(
-      f'{workdir} holds a finished run of another config: {diff}. Use '
+      f'{workdir} holds a finished run of another config or task: {diff}. '
+      'Use '
       'another --workdir, or --overwrite to train the runs again'
     )
 

@@ -49,7 +49,6 @@ are the fine-tuning's.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -337,7 +336,6 @@ def pretrain_config(config: FinetuneConfig, num_examples: int):
   )
   return _lm_common.train_config(
     c,
-    corpus=c.corpus,
     batch=batch,
     lr=lr,
     seed=c.seeds[0],
@@ -345,22 +343,6 @@ def pretrain_config(config: FinetuneConfig, num_examples: int):
     keep_checkpoints=1,
     noise=lrtrain.NoiseConfig(enabled=False),
   )
-
-
-def _check_cached(workdir: str, config: Any) -> None:
-  """Refuses a cached pretraining made with another configuration."""
-  path = os.path.join(workdir, 'config.json')
-  if not os.path.exists(path):
-    return
-  with open(path) as f:
-    saved = json.load(f)
-  if saved != json.loads(config.to_json()):
-    raise ValueError(
-      f'{workdir} holds a pretraining with another configuration (its '
-      'config.json differs in '
-      f'{sorted(k for k in saved if saved[k] != config.to_dict().get(k))}); '
-      'use a new --workdir or delete that directory to pretrain again'
-    )
 
 
 def pretrain(
@@ -379,17 +361,13 @@ def pretrain(
   evaluate = _lm_common.evenly_spaced(valid, c.eval_sequences)
   tc = pretrain_config(config, train.num_examples)
   directory = os.path.join(workdir, 'pretrain')
-  if not overwrite:
-    _check_cached(directory, tc)
   task = _lm_common.make_task(c, train, evaluate, c.seeds[0], name='pretrain')
   done = _runs.train_run(
     'pretrain',
     c.seeds[0],
     tc,
     directory,
-    train=lambda cfg, wd, overwrite=False: lrtrain.train_and_evaluate(
-      cfg, wd, task, overwrite=overwrite
-    ),
+    task,
     overwrite=overwrite,
   )
   state, _ = lrtrain.load_checkpoint(directory)
@@ -443,7 +421,6 @@ def train_config(
     overrides['plateau_metric'] = 'test_loss'
   return _lm_common.train_config(
     c,
-    corpus=config.finetune_corpus,
     batch=batch,
     lr=policy(name, lr, config.epochs, config.warmup_fraction),
     seed=seed,
@@ -480,7 +457,6 @@ def run(
 
 
 def _run(config: FinetuneConfig, workdir: str, overwrite: bool):
-  from lrjax import train as lrtrain
 
   c = config.common
   pre_run, params = pretrain(config, workdir, overwrite)
@@ -523,9 +499,7 @@ def _run(config: FinetuneConfig, workdir: str, overwrite: bool):
               _lm_common.run_dir(
                 workdir, mode, name, f'lr{lr:g}', f'seed{seed}'
               ),
-              train=lambda cfg, wd, overwrite=False, task=task: (
-                lrtrain.train_and_evaluate(cfg, wd, task, overwrite=overwrite)
-              ),
+              task,
               overwrite=overwrite,
             )
           )

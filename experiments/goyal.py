@@ -316,7 +316,9 @@ def _runs_of(config: GoyalConfig, workdir: str, train_run):
       name = f'{variant}_lr{f:g}_b{b}'
       cfg = _common.train_config(c, batch=b, lr=policy, seed=seed)
       run_dir = os.path.join(workdir, 'runs', name, f'seed{seed}')
-      runs[(variant, f, b, seed)] = train_run(name, seed, cfg, run_dir)
+      runs[(variant, f, b, seed)] = train_run(
+        name, seed, cfg, run_dir, _common.make_task(c, seed)
+      )
   return groups, runs
 
 
@@ -392,7 +394,7 @@ def _lm_runs(config: GoyalConfig, workdir: str, overwrite: bool):
           seed,
           lm_exp.train_config(trial, plan, seed, n),
           os.path.join(workdir, 'runs', name, f'seed{seed}'),
-          train=lm_exp._trainer(task, None),
+          task,
           overwrite=overwrite,
         )
       runs[(variant, f, b, seed)] = trained[same]
@@ -408,7 +410,6 @@ def _measure_b_simple(config: GoyalConfig, workdir: str, task=None) -> float:
   import json
 
   from lrjax import recipe
-  from lrjax import train as lrtrain
 
   path = os.path.join(workdir, 'b_simple.json')
   if os.path.exists(path):
@@ -416,9 +417,7 @@ def _measure_b_simple(config: GoyalConfig, workdir: str, task=None) -> float:
       return float(json.load(fh)['b_simple'])
   if config.lm is None:
     c = config.common
-    task = lrtrain.resolve_task(
-      _common.train_config(c, batch=config.base_batch, lr=c.lr, seed=c.seeds[0])
-    )
+    task = _common.make_task(c, c.seeds[0])
     adam = {}
   else:
     c = config.lm.common

@@ -566,7 +566,6 @@ def train_config(config: LmConfig, plan: Plan, seed: int, num_examples: int):
     )
   return _lm_common.train_config(
     c,
-    corpus=c.corpus,
     batch=plan.batch,
     batch_sizes=plan.batch_sizes,
     lr=plan.lr,
@@ -574,29 +573,6 @@ def train_config(config: LmConfig, plan: Plan, seed: int, num_examples: int):
     eval_every=_epochs(config.eval_every_tokens, c.seq_len, num_examples),
     **overrides,
   )
-
-
-def _trainer(task: Any, adaptive: Any):
-  """``train(config, workdir, overwrite)`` for `_runs.train_run` on the LM
-  task."""
-
-  def train(config: Any, workdir: str, overwrite: bool = False) -> Any:
-    from lrjax import train as lrtrain
-
-    if adaptive is None:
-      return lrtrain.train_and_evaluate(
-        config, workdir, task, overwrite=overwrite
-      )
-    done = lrtrain.train_adaptive(
-      config, adaptive, workdir, task, overwrite=overwrite
-    )
-    return dataclasses.replace(
-      done.result,
-      wall_time=done.wall_time,
-      compile_seconds=done.compile_seconds,
-    )
-
-  return train
 
 
 def check(config: LmConfig) -> None:
@@ -643,8 +619,9 @@ def _run(config: LmConfig, workdir: str, overwrite: bool):
           seed,
           train_config(config, plan, seed, n),
           _lm_common.run_dir(workdir, name, f'seed{seed}'),
+          task,
           after=lambda _, __, p=plan: {'batch': p.batch_text, 'lr': str(p.lr)},
-          train=_trainer(task, plan.adaptive),
+          train=_runs.adaptive_trainer(plan.adaptive),
         )
       )
   model = c.transformer()

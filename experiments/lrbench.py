@@ -367,6 +367,7 @@ def _run(config: LrBenchConfig, workdir: str, overwrite: bool):
           seed,
           train_config(config, entry['policy'], seed),
           run_dir,
+          _common.make_task(config.common, seed),
           after=_after(config.common, seed, metric_fns),
           extra={'metrics': sorted(metric_fns)},
           overwrite=overwrite,

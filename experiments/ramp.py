@@ -463,28 +463,6 @@ def train_config(config: RampConfig, plan: Plan, seed: int):
   )
 
 
-def _adaptive_trainer(adaptive: Any):
-  """``train(config, workdir)`` for `_runs.train_run` that grows the batch.
-
-  The result is the last segment's TrainResult with the whole run's wall
-  time and compile time.
-  """
-
-  def train(config: Any, workdir: str, overwrite: bool = False) -> Any:
-    from lrjax import train as lrtrain
-
-    done = lrtrain.train_adaptive(
-      config, adaptive, workdir, overwrite=overwrite
-    )
-    return dataclasses.replace(
-      done.result,
-      wall_time=done.wall_time,
-      compile_seconds=done.compile_seconds,
-    )
-
-  return train
-
-
 # ------------------------------------------------------------ report
 
 
@@ -808,14 +786,13 @@ def _run(
         seed,
         train_config(config, plan, seed),
         run_dir,
+        _common.make_task(c, seed),
         after=lambda result, __, p=plan: {
           'batch': p.describe_batch(),
           'lr': str(p.lr),
           'num_params': _num_params(result),
         },
-        train=None
-        if plan.adaptive is None
-        else _adaptive_trainer(plan.adaptive),
+        train=_runs.adaptive_trainer(plan.adaptive),
         extra={
           'adaptive': None
           if plan.adaptive is None

@@ -292,17 +292,13 @@ def choose(
     task: the task to probe (None: the image task the config names).
   """
   from lrjax import recipe
-  from lrjax import train as lrtrain
 
   path = os.path.join(workdir, 'recipe.json')
   if os.path.exists(path):
     with open(path) as fh:
       return json.load(fh)
   if task is None:
-    c = config.common
-    task = lrtrain.resolve_task(
-      _common.train_config(c, batch=c.batch_size, lr=c.lr, seed=seed)
-    )
+    task = _common.make_task(config.common, seed)
   r = recipe.recommend(
     task,
     **_recommend_args(config),
@@ -439,6 +435,7 @@ def _run(config: RecipeConfig, workdir: str, overwrite: bool):
         c, batch=chosen['batch'], lr=chosen['lr'], seed=seed
       ),
       os.path.join(seed_dir, 'recipe'),
+      _common.make_task(c, seed),
     )
     groups['recipe'].append(
       (recipe_run, chosen['probe_examples'], chosen['lr'], chosen['batch'])
@@ -450,6 +447,7 @@ def _run(config: RecipeConfig, workdir: str, overwrite: bool):
         c, batch=config.baseline_batch, lr=config.baseline_lr, seed=seed
       ),
       os.path.join(seed_dir, 'hand_tuned'),
+      _common.make_task(c, seed),
     )
     groups['hand-tuned'].append(
       (base, 0, config.baseline_lr, str(config.baseline_batch))
@@ -467,6 +465,7 @@ def _run(config: RecipeConfig, workdir: str, overwrite: bool):
             c, batch=b, lr=policy, seed=seed, num_epochs=epochs
           ),
           os.path.join(seed_dir, f'random{i}'),
+          _common.make_task(c, seed),
         )
         for i, (_, b, policy) in enumerate(trials)
       ]
@@ -502,19 +501,6 @@ def _best_trial(config: RecipeConfig, runs, texts) -> tuple:
   )
 
 
-def _lm_trainer(task: Any):
-  """``train(config, workdir, overwrite)`` on the LM task."""
-
-  def train(config: Any, workdir: str, overwrite: bool = False) -> Any:
-    from lrjax import train as lrtrain
-
-    return lrtrain.train_and_evaluate(
-      config, workdir, task, overwrite=overwrite
-    )
-
-  return train
-
-
 def _run_lm(config: RecipeConfig, workdir: str, overwrite: bool):
   from lrjax import batch as lbatch
 
@@ -542,7 +528,7 @@ def _run_lm(config: RecipeConfig, workdir: str, overwrite: bool):
         seed,
         config_,
         os.path.join(seed_dir, name.replace('-', '_')),
-        train=_lm_trainer(task_),
+        task_,
         overwrite=overwrite,
       )
 
@@ -553,7 +539,6 @@ def _run_lm(config: RecipeConfig, workdir: str, overwrite: bool):
       'recipe',
       _lm_common.train_config(
         c,
-        corpus=c.corpus,
         batch=schedule,
         lr=chosen['lr'],
         seed=seed,

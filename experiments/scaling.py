@@ -150,17 +150,18 @@ def run(
 
 def _run(config: ScalingConfig, workdir: str, overwrite: bool):
   from lrjax import recipe
-  from lrjax import train as lrtrain
 
   train_run = functools.partial(_runs.train_run, overwrite=overwrite)
   c = config.common
-  n = lrtrain.resolve_task(
-    _common.train_config(c, batch=c.batch_size, lr=c.lr, seed=c.seeds[0])
-  ).num_train
+  n = _common.make_task(c, c.seeds[0]).num_train
   losses = {}
   for name, seed, cfg in _grid_configs(config):
     r = train_run(
-      name, seed, cfg, os.path.join(workdir, 'runs', name, f'seed{seed}')
+      name,
+      seed,
+      cfg,
+      os.path.join(workdir, 'runs', name, f'seed{seed}'),
+      _common.make_task(c, seed),
     )
     losses.setdefault(name, []).append(r.summary['test_loss'])
   grid = [

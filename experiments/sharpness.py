@@ -572,6 +572,7 @@ def train_until(
   train_config: Any,
   rule: StopRule,
   workdir: str,
+  task: Any,
   loss_fn: Any,
   num_examples: int,
   *,
@@ -593,11 +594,12 @@ def train_until(
     train_config: the run's `lrjax.train.TrainConfig`.
     rule: the stopping rule.
     workdir: the run's trainer workdir.
+    task: what is trained (a `lrjax.train.Task`).
     loss_fn: ``loss_fn(result, workdir) -> float``, the training loss at
       a `TrainResult`'s final variables.
     num_examples: training examples (epochs -> updates).
     overwrite: train afresh (the first trainer call deletes the run).
-    train: ``train(config, workdir, overwrite=...)``; None:
+    train: ``train(config, workdir, task, overwrite=...)``; None:
       `lrjax.train.train_and_evaluate`.
 
   Returns:
@@ -635,6 +637,7 @@ def train_until(
     result = train(
       train_config.replace(max_updates=updates),
       workdir,
+      task,
       overwrite=overwrite and not checks,
     )
     if done:
@@ -805,6 +808,7 @@ def _run(
           seed,
           _train_config(config, protocol, batch, seed),
           run_dir,
+          _common.make_task(c, seed),
           after=_after,
           train=_trainer(config, rule, seed, n),
           extra={'protocol': protocol, 'stop_rule': rule},
@@ -845,8 +849,8 @@ def _run(
 
 
 def _trainer(config: SharpnessConfig, rule: StopRule | None, seed: int, n):
-  """The run's ``train(config, workdir, overwrite=...)``: the trainer for
-  equal epochs, `train_until` for a stopping protocol."""
+  """The run's ``train(config, workdir, task, overwrite=...)``: the
+  trainer for equal epochs, `train_until` for a stopping protocol."""
   from lrjax import train as lrtrain
 
   if rule is None:
@@ -858,9 +862,9 @@ def _trainer(config: SharpnessConfig, rule: StopRule | None, seed: int, n):
     variables = _common.final_variables(result, workdir)
     return training_loss(metrics, variables, data)[0]
 
-  def train(train_config, workdir, *, overwrite=False):
+  def train(train_config, workdir, task, *, overwrite=False):
     return train_until(
-      train_config, rule, workdir, loss_fn, n, overwrite=overwrite
+      train_config, rule, workdir, task, loss_fn, n, overwrite=overwrite
     )
 
   return train

@@ -6,7 +6,8 @@ seen, and `per_update` turns any epoch-domain policy into an ordinary
 `optax.Schedule` for it. See README.md for a tour.
 
 The light modules (schedules, batch, rules, noise) load with the package;
-the others (data, models, train, metrics, sharpness, finder, plots, recipe)
+the others (data, models, tasks, train, metrics, sharpness, finder, plots,
+recipe)
 load on first attribute access, so `import lrjax` does not pull in
 TensorFlow Datasets, orbax or matplotlib.
 """
@@ -36,6 +37,7 @@ _LAZY = (
   'plots',
   'recipe',
   'sharpness',
+  'tasks',
   'train',
 )
 
@@ -70,5 +72,6 @@ __all__ = [
   'rules',
   'schedules',
   'sharpness',
+  'tasks',
   'train',
 ]

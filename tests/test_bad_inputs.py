@@ -32,13 +32,7 @@ from lrjax.train import NoiseConfig, TrainConfig
 FLAGS = flags.FLAGS
 NAN = math.nan
 
-TINY = dict(
-  dataset='synthetic',
-  synthetic_examples=256,
-  synthetic_shape=(4, 4, 1),
-  model='mlp',
-  num_devices=1,
-)
+TINY = dict(num_devices=1)
 COMMON = _common.CommonConfig(seeds=(0,), epochs=2.0, num_devices=1)
 
 
@@ -89,6 +83,13 @@ ROWS = [
   (config(b2=1.0), 'b2=1.0 must be in [0, 1)'),
   (config(b2=NAN), 'b2=nan must be in [0, 1)'),
   (config(optimizer='rmsprop'), "optimizer='rmsprop' is unknown; use one of"),
+  (config(optimizer=lambda: None), 'must take the learning rate as its first'),
+  (
+    config(optimizer=lambda learning_rate: None, momentum=0.5),
+    "has no 'momentum' parameter to receive it; add one to the factory",
+  ),
+  (config(clip_norm=0.0), 'clip_norm=0.0 must be a finite global norm > 0'),
+  (config(clip_norm=NAN), 'clip_norm=nan must be a finite global norm > 0'),
   (config(parallel='pjit'), "parallel='pjit' is unknown; use one of"),
   (config(nan_policy='ignore'), "nan_policy='ignore' is unknown; use one of"),
   (config(max_device_batch=0), 'max_device_batch=0 must be an integer >= 1'),
@@ -104,15 +105,8 @@ ROWS = [
   (config(max_updates=0), 'max_updates=0 must be an integer >= 1 or None'),
   (config(eval_batch_size=0), 'eval_batch_size=0 must be an integer >= 1'),
   (config(accumulate='yes'), "accumulate='yes' must be None (as needed)"),
-  (config(dataset=''), "dataset='' must be a non-empty name"),
-  (config(model=3), 'model=3 must be a non-empty name'),
-  (config(model_kwargs=[1]), 'model_kwargs=[1] must be a dict'),
-  (config(data_dir=''), "data_dir='' must be a non-empty str or None"),
   (config(augment='no'), "augment='no' must be True/False"),
   (config(progress_bar='auto'), "progress_bar='auto' must be None"),
-  (config(synthetic_shape=(4, 4)), 'synthetic_shape=(4, 4) must be (H, W, C)'),
-  (config(synthetic_shape=(4, 0, 1)), 'synthetic_shape=(4, 0, 1) must be'),
-  (config(synthetic_classes=1), 'synthetic_classes=1 must be an integer >='),
   (config(num_processes=2), 'num_processes=2 needs coordinator_address'),
   (
     config(process_id=2, num_processes=2, coordinator_address='h:1'),

@@ -560,11 +560,14 @@ def test_train_until_follows_the_trajectory_resumes_and_refuses_a_rule(
     return sharpness.training_loss(metrics, variables, data)[0]
 
   whole = str(tmp_path / 'whole')
-  checked = sharpness.train_until(train_config, rule, whole, loss_fn, N_TRAIN)
+  task = _common.make_task(SHARP.common, 0)
+  checked = sharpness.train_until(
+    train_config, rule, whole, task, loss_fn, N_TRAIN
+  )
   assert calls == [10, 20, 30]  # ceil(k * 1437 / 144) = 10 k
   # Trained check by check (the trainer stopped and resumed at each), the
   # run ends with the parameters of one uninterrupted trainer call.
-  once = lrtrain.train_and_evaluate(train_config, str(tmp_path / 'once'))
+  once = lrtrain.train_and_evaluate(train_config, str(tmp_path / 'once'), task)
   assert once.num_updates == checked.num_updates == 30
   for a, b in zip(
     jax.tree.leaves(checked.params), jax.tree.leaves(once.params), strict=True
@@ -577,11 +580,12 @@ def test_train_until_follows_the_trajectory_resumes_and_refuses_a_rule(
       train_config,
       rule,
       killed,
+      task,
       lambda r, w: loss_fn(r, w, kill_at=2),
       N_TRAIN,
     )
   calls.clear()
-  sharpness.train_until(train_config, rule, killed, loss_fn, N_TRAIN)
+  sharpness.train_until(train_config, rule, killed, task, loss_fn, N_TRAIN)
   assert calls == [20, 30]  # check 2 again (from its checkpoint), then 3
   stops = [
     _common.read_json(os.path.join(w, 'stopping.json')) for w in (whole, killed)
@@ -590,7 +594,7 @@ def test_train_until_follows_the_trajectory_resumes_and_refuses_a_rule(
   assert stops[0]['stopped'] == 'max_epochs'
   other = dataclasses.replace(rule, target_loss=0.5)
   with pytest.raises(lrtrain.ConfigMismatchError, match='target_loss'):
-    sharpness.train_until(train_config, other, killed, loss_fn, N_TRAIN)
+    sharpness.train_until(train_config, other, killed, task, loss_fn, N_TRAIN)
 
 
 @pytest.mark.parametrize(

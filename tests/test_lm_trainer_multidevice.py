@@ -38,7 +38,6 @@ def _step(mode, num_devices, tmp_path):
   task = _lm_common.make_task(common, _text(), None, seed=0)
   config = _lm_common.train_config(
     common,
-    corpus='text',
     batch=8,
     lr=1e-2,
     seed=0,

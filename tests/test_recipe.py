@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from lrjax import batch as lbatch
-from lrjax import recipe, schedules, train
+from lrjax import recipe, schedules, tasks, train
 
 # --- decide: hand-computed tables ------------------------------------------
 
@@ -367,13 +367,14 @@ def test_bootstrap_rejects_bad_settings():
     recipe.bootstrap_power_law([1, 2], [1, 2], num_resamples=5)
 
 
-def test_recommend_takes_a_config_naming_the_task():
-  config = train.TrainConfig(
-    dataset='synthetic', model='mlp', optimizer='adam', synthetic_examples=512
+def test_recommend_takes_a_named_task_and_the_optimizer():
+  task = tasks.image_classification(
+    'synthetic', 'mlp', synthetic_examples=512, synthetic_shape=(8, 8, 1)
   )
   r = recipe.recommend(
-    config,
+    task,
     recipe.Budget(epochs=30),
+    optimizer='adam',
     probe_batch=32,
     range_test_steps=30,
     noise_updates=10,

@@ -12,18 +12,19 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from flax import nnx
 
 from lrjax import batch as lbatch
 from lrjax import data as ldata
+from lrjax.tasks import classification
 from lrjax.train import (
   Model,
   StageCompiler,
   Task,
   TrainConfig,
   as_model,
-  classification_task,
   from_functions,
   from_nnx,
   load_checkpoint,
@@ -160,8 +161,9 @@ sys.path.insert(0, {tests!r})
 import jax
 jax.config.update('jax_num_cpu_devices', 1)
 from flax import nnx
-from lrjax.train import _checkpoint, classification_task, train_and_evaluate
-from test_task import NnxNet, _config, _images
+from lrjax.tasks import classification
+from lrjax.train import _checkpoint, train_and_evaluate
+from test_task import NnxNet, _config, _images, clipped_adamw
 
 real = _checkpoint.Checkpointer.save
 saves = []
@@ -173,22 +175,37 @@ def save_then_die(self, update, host, meta):
     os.kill(os.getpid(), signal.SIGKILL)
 
 _checkpoint.Checkpointer.save = save_then_die
-task = classification_task(NnxNet(nnx.Rngs(0)), _images(128), _images(32, 1))
-train_and_evaluate(_config(**{kw}), {workdir!r}, task)
+task = classification(NnxNet(nnx.Rngs(0)), _images(128), _images(32, 1))
+train_and_evaluate(_config(**{kw}, **{optimizer}), {workdir!r}, task)
 """
 
 
+def clipped_adamw(learning_rate):
+  """An ordinary LM recipe's optimizer: clip to norm 1, then AdamW."""
+  return optax.chain(
+    optax.clip_by_global_norm(1.0),
+    optax.adamw(learning_rate, b1=0.9, b2=0.95, weight_decay=0.1),
+  )
+
+
+@pytest.mark.parametrize('optimizer', ['sgd', 'clipped_adamw'])
 def test_nnx_with_batchnorm_and_dropout_is_killed_and_resumes_bitwise(
-  tmp_path,
+  tmp_path, optimizer
 ):
   kw = dict(batch='stages(16@2,32@2,n=128)', checkpoint_every=4)
+  # Any optax optimizer under a batch ramp (16, then 32 = 2 x 16
+  # accumulated through optax.MultiSteps).
+  extra = {} if optimizer == 'sgd' else {'max_device_batch': 16, 'lr': 3e-3}
+  kw.update(extra)
+  opt = {} if optimizer == 'sgd' else {'optimizer': clipped_adamw}
+  opt_text = '{}' if optimizer == 'sgd' else "{'optimizer': clipped_adamw}"
 
   def task():
-    return classification_task(
-      NnxNet(nnx.Rngs(0)), _images(128), _images(32, 1)
-    )
+    return classification(NnxNet(nnx.Rngs(0)), _images(128), _images(32, 1))
 
-  full = train_and_evaluate(_config(**kw), str(tmp_path / 'full'), task())
+  full = train_and_evaluate(
+    _config(**kw, **opt), str(tmp_path / 'full'), task()
+  )
   assert full.num_updates == 16 + 8
   assert np.isfinite(full.test_metrics['loss'])
   assert set(full.model_state['bn']) == {'mean', 'var'}
@@ -198,6 +215,7 @@ def test_nnx_with_batchnorm_and_dropout_is_killed_and_resumes_bitwise(
     root=ROOT,
     tests=os.path.join(ROOT, 'tests'),
     kw=kw,
+    optimizer=opt_text,
     workdir=workdir,
   )
   child = subprocess.run(
@@ -210,7 +228,7 @@ def test_nnx_with_batchnorm_and_dropout_is_killed_and_resumes_bitwise(
   _, meta = load_checkpoint(workdir)
   assert meta['update'] == 8  # killed right after the second checkpoint
 
-  resumed = train_and_evaluate(_config(**kw), workdir, task())
+  resumed = train_and_evaluate(_config(**kw, **opt), workdir, task())
   assert resumed.resumed_from == 8
   for a, b in zip(
     jax.tree.leaves((full.params, full.model_state)),

@@ -8,6 +8,7 @@ import os
 import jax
 import numpy as np
 import pytest
+from _tasks import synthetic
 
 from lrjax.train import (
   AdaptiveConfig,
@@ -17,13 +18,8 @@ from lrjax.train import (
   train_adaptive,
 )
 
+TASK = synthetic()
 TINY = dict(
-  dataset='synthetic',
-  synthetic_examples=256,
-  synthetic_shape=(4, 4, 1),
-  synthetic_classes=10,
-  model='mlp',
-  model_kwargs={'hidden': (16,)},
   num_devices=1,
   eval_every=0,
   lr=0.1,
@@ -60,7 +56,7 @@ def tiny(**kw):
 )
 def test_bad_settings_fail_before_training(tmp_path, config, adaptive, match):
   with pytest.raises(ValueError, match=match):
-    train_adaptive(config, adaptive, str(tmp_path))
+    train_adaptive(config, adaptive, str(tmp_path), TASK)
   assert not os.path.exists(tmp_path / 'checkpoints')
 
 
@@ -83,7 +79,7 @@ def _records(workdir):
 @pytest.fixture(scope='module')
 def uninterrupted(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp('adaptive_full'))
-  return workdir, train_adaptive(tiny(), ADAPTIVE, workdir)
+  return workdir, train_adaptive(tiny(), ADAPTIVE, workdir, TASK)
 
 
 def test_every_decision_follows_the_rule(uninterrupted):
@@ -139,9 +135,9 @@ def test_resume_after_a_kill_between_segments_is_exact(
     _adaptive, 'train_and_evaluate', killed_after_second_segment
   )
   with pytest.raises(KeyboardInterrupt):
-    train_adaptive(tiny(), ADAPTIVE, str(tmp_path))
+    train_adaptive(tiny(), ADAPTIVE, str(tmp_path), TASK)
   monkeypatch.setattr(_adaptive, 'train_and_evaluate', real)
-  resumed = train_adaptive(tiny(), ADAPTIVE, str(tmp_path))
+  resumed = train_adaptive(tiny(), ADAPTIVE, str(tmp_path), TASK)
   assert resumed.decisions == full.decisions
   assert resumed.result.num_updates == full.result.num_updates
   for a, b in zip(
@@ -166,7 +162,10 @@ def test_accumulated_sizes_keep_one_optimizer_structure(tmp_path):
   # MultiSteps wraps every segment, the first (batch 16) too.
   config = tiny(num_epochs=2, max_device_batch=16)
   run = train_adaptive(
-    config, AdaptiveConfig(max_batch_size=64, every_epochs=1), str(tmp_path)
+    config,
+    AdaptiveConfig(max_batch_size=64, every_epochs=1),
+    str(tmp_path),
+    TASK,
   )
   assert run.result.num_updates == sum(run.schedule.num_updates_per_stage)
   assert run.result.num_compiles == 1  # one micro-batch shape: 16

@@ -12,12 +12,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _tasks import synthetic
 
 from lrjax import data, models
+from lrjax.tasks import classification
 from lrjax.train import (
   NoiseConfig,
   TrainConfig,
-  classification_task,
   create_train_state,
   make_optimizer,
   make_train_body,
@@ -38,7 +39,7 @@ def _data(n, seed=0):
 
 def _run(model, n_devices, mode, steps, batch, lr=0.1):
   tx = make_optimizer('sgd', learning_rate=lr, momentum=0.9, weight_decay=1e-4)
-  task = classification_task(model, _data(8))
+  task = classification(model, _data(8))
   host = create_train_state(task, tx, seed=0)
   runner = Runner(
     make_train_body(task.train_loss, tx),
@@ -142,11 +143,6 @@ def test_ghost_batch_norm_and_gradient_norms_per_device():
 
 def test_trainer_on_four_devices_with_accumulation_and_noise(tmp_path):
   config = TrainConfig(
-    dataset='synthetic',
-    synthetic_examples=256,
-    synthetic_shape=SHAPE,
-    model='mlp',
-    model_kwargs={'hidden': (16,)},
     batch='stages(32@4up,64@4up)',
     max_device_batch=8,
     num_devices=4,
@@ -156,7 +152,7 @@ def test_trainer_on_four_devices_with_accumulation_and_noise(tmp_path):
     keep_checkpoints=0,
     noise=NoiseConfig(enabled=True, decay=0.5),
   )
-  result = train_and_evaluate(config, str(tmp_path))
+  result = train_and_evaluate(config, str(tmp_path), synthetic())
   records = [json.loads(x) for x in open(result.metrics_path)]
   train = [r for r in records if 'split' not in r]
   evals = [r for r in records if r.get('split') == 'test']
@@ -193,11 +189,6 @@ def test_four_device_noise_scale_matches_the_exact_value(tmp_path):
   # per-device (B_small = 8) and all-reduced (B_big = 32) gradient norms
   # estimate the same B_simple, which the EMA over 200 updates must match.
   config = TrainConfig(
-    dataset='synthetic',
-    synthetic_examples=256,
-    synthetic_shape=SHAPE,
-    model='mlp',
-    model_kwargs={'hidden': (16,)},
     batch=32,
     num_epochs=25,
     lr=0.0,
@@ -209,7 +200,7 @@ def test_four_device_noise_scale_matches_the_exact_value(tmp_path):
     keep_checkpoints=0,
     noise=NoiseConfig(enabled=True, decay=0.98),
   )
-  result = train_and_evaluate(config, str(tmp_path))
+  result = train_and_evaluate(config, str(tmp_path), synthetic())
   records = [json.loads(x) for x in open(result.metrics_path)]
   (record,) = [r for r in records if 'split' not in r]
   assert record['step'] == 200
@@ -224,11 +215,6 @@ def test_adaptive_batch_on_four_devices_pmap_equals_shard_map(tmp_path):
   from lrjax.train import AdaptiveConfig, train_adaptive
 
   config = TrainConfig(
-    dataset='synthetic',
-    synthetic_examples=512,
-    synthetic_shape=SHAPE,
-    model='mlp',
-    model_kwargs={'hidden': (16,)},
     batch=16,
     num_epochs=3,
     max_device_batch=8,
@@ -241,7 +227,10 @@ def test_adaptive_batch_on_four_devices_pmap_equals_shard_map(tmp_path):
   adaptive = AdaptiveConfig(max_batch_size=128, every_epochs=1)
   runs = {
     mode: train_adaptive(
-      config.replace(parallel=mode), adaptive, str(tmp_path / mode)
+      config.replace(parallel=mode),
+      adaptive,
+      str(tmp_path / mode),
+      synthetic(examples=512),
     )
     for mode in ('pmap', 'shard_map')
   }
@@ -265,7 +254,6 @@ def test_pmap_and_shard_map_agree_on_an_nnx_task_on_four_devices(tmp_path):
   from flax import nnx
 
   from lrjax import data as ldata
-  from lrjax.train import classification_task
 
   class Net(nnx.Module):
     def __init__(self, rngs):
@@ -290,7 +278,7 @@ def test_pmap_and_shard_map_agree_on_an_nnx_task_on_four_devices(tmp_path):
       keep_checkpoints=0,
       noise=NoiseConfig(enabled=True, decay=0.5),
     )
-    task = classification_task(Net(nnx.Rngs(0)), train)
+    task = classification(Net(nnx.Rngs(0)), train)
     results[mode] = train_and_evaluate(config, str(tmp_path / mode), task)
   a, b = results['pmap'], results['shard_map']
   assert a.num_updates == b.num_updates == 8 + 4

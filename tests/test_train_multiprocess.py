@@ -14,15 +14,11 @@ import time
 
 import jax
 import numpy as np
+from _tasks import synthetic
 
 from lrjax.train import TrainConfig, train_and_evaluate
 
 CONFIG = dict(
-  dataset='synthetic',
-  synthetic_examples=256,
-  synthetic_shape=(4, 4, 1),
-  model='mlp',
-  model_kwargs={'hidden': (16,)},
   batch='stages(16@3up,32@3up)',
   max_device_batch=4,
   lr=0.1,
@@ -39,11 +35,16 @@ CHILD = textwrap.dedent(
   import jax
   jax.config.update('jax_num_cpu_devices', 2)
   import numpy as np
+  from lrjax import tasks
   from lrjax.train import TrainConfig, train_and_evaluate
   pid, address, workdir = int(sys.argv[1]), sys.argv[2], sys.argv[3]
   config = TrainConfig(**eval(sys.argv[4]), coordinator_address=address,
                        num_processes=2, process_id=pid, num_devices=2)
-  result = train_and_evaluate(config, workdir)
+  task = tasks.image_classification(
+    'synthetic', 'mlp', model_kwargs={'hidden': (16,)},
+    synthetic_examples=256, synthetic_shape=(4, 4, 1),
+  )
+  result = train_and_evaluate(config, workdir, task)
   assert jax.process_count() == 2 and jax.device_count() == 4
   if pid == 0:
     np.savez(os.path.join(workdir, 'params.npz'), *jax.tree.leaves(result.params))
@@ -115,7 +116,9 @@ def test_two_processes_match_one_process(tmp_path):
     assert f'DONE {pid} 6' in out
 
   single = train_and_evaluate(
-    TrainConfig(**CONFIG, num_devices=4), str(tmp_path / 'single')
+    TrainConfig(**CONFIG, num_devices=4),
+    str(tmp_path / 'single'),
+    synthetic(),
   )
   got = np.load(os.path.join(workdir, 'params.npz'))
   leaves = jax.tree.leaves(single.params)

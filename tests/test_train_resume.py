@@ -30,11 +30,6 @@ from lrjax.train import load_checkpoint
 # update: evaluations at updates 4, 7, 9, 11 and the final one at 12); the
 # one-device noise estimate every 2 updates.
 CONFIG = dict(
-  dataset='synthetic',
-  synthetic_examples=256,
-  synthetic_shape=(4, 4, 1),
-  model='mlp',
-  model_kwargs={'hidden': (16,)},
   batch='stages(16@6up,32@6up)',
   max_device_batch=16,
   lr=0.1,
@@ -54,6 +49,7 @@ CHILD = textwrap.dedent(
   jax.config.update('jax_num_cpu_devices', 1)
   from orbax.checkpoint._src.path import atomicity
   from lrjax import metrics
+  from lrjax import tasks
   from lrjax.train import NoiseConfig, TrainConfig, train_and_evaluate
   from lrjax.train import _checkpoint, _parallel
 
@@ -119,7 +115,11 @@ CHILD = textwrap.dedent(
     **eval(sys.argv[4]), num_devices=1, compilation_cache_dir=cache,
     noise=NoiseConfig(enabled=True, every=2, num_slices=2),
   )
-  result = train_and_evaluate(config, workdir)
+  task = tasks.image_classification(
+    'synthetic', 'mlp', model_kwargs={'hidden': (16,)},
+    synthetic_examples=256, synthetic_shape=(4, 4, 1),
+  )
+  result = train_and_evaluate(config, workdir, task)
   print('DONE', result.num_updates, result.resumed_from, flush=True)
   """
 )

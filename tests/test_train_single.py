@@ -11,14 +11,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _tasks import synthetic
 
 from lrjax import metrics as lmetrics
-from lrjax import models
+from lrjax import models, tasks
 from lrjax.train import (
   NoiseConfig,
   NonFiniteError,
   TrainConfig,
-  classification_task,
   create_train_state,
   load_checkpoint,
   make_optimizer,
@@ -28,13 +28,8 @@ from lrjax.train import (
 from lrjax.train._parallel import Runner
 from lrjax.train._step import hyperparams
 
+TASK = synthetic()
 TINY = dict(
-  dataset='synthetic',
-  synthetic_examples=256,
-  synthetic_shape=(4, 4, 1),
-  synthetic_classes=10,
-  model='mlp',
-  model_kwargs={'hidden': (16,)},
   num_devices=1,
   eval_every=0,
   lr=0.1,
@@ -90,7 +85,7 @@ def test_validate_names_the_field(changes, field):
 )
 def test_bad_values_fail_before_compiling(changes, field, tmp_path):
   with pytest.raises(ValueError, match=field):
-    train_and_evaluate(tiny(**changes), str(tmp_path))
+    train_and_evaluate(tiny(**changes), str(tmp_path), TASK)
   assert not os.path.exists(tmp_path / 'checkpoints')
 
 
@@ -98,9 +93,9 @@ def test_accumulate_true_wraps_multisteps_with_the_same_numbers(
   tmp_path,
 ):
   config = tiny(batch=32, num_epochs=1, keep_checkpoints=1)
-  plain = train_and_evaluate(config, str(tmp_path / 'plain'))
+  plain = train_and_evaluate(config, str(tmp_path / 'plain'), TASK)
   wrapped = train_and_evaluate(
-    config.replace(accumulate=True), str(tmp_path / 'wrapped')
+    config.replace(accumulate=True), str(tmp_path / 'wrapped'), TASK
   )
   # One micro-step per update: the accumulator holds the gradient and the
   # update is the same; not bitwise, as XLA fuses the wrapped update
@@ -128,7 +123,7 @@ def _setup_step(every_k, skip=False, lr=None):
     every_k_schedule=every_k,
     skip_non_finite=skip,
   )
-  task = classification_task(model, _data(8))
+  task = tasks.classification(model, _data(8))
   host = create_train_state(task, tx, seed=0)
   runner = Runner(
     make_train_body(task.train_loss, tx, skip_non_finite=skip),
@@ -243,7 +238,7 @@ def test_three_stage_ramp_compiles_each_shape_once(tmp_path):
     log_every=1,
     keep_checkpoints=0,
   )
-  result = train_and_evaluate(config, str(tmp_path))
+  result = train_and_evaluate(config, str(tmp_path), TASK)
   assert result.num_compiles == 3
   assert sorted(result.compile_seconds) == [16, 32, 64]
   records = [json.loads(x) for x in open(result.metrics_path)]
@@ -276,7 +271,7 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path):
   with pytest.raises(
     NonFiniteError, match=r'step 4\b.*epoch 0\.1875.*lr inf.*batch size 16'
   ):
-    train_and_evaluate(config, str(tmp_path))
+    train_and_evaluate(config, str(tmp_path), TASK)
   state, meta = load_checkpoint(str(tmp_path))
   assert meta['update'] == 2
   assert all(np.all(np.isfinite(a)) for a in jax.tree.leaves(state['params']))
@@ -284,9 +279,9 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path):
 
 def test_resume_compiles_only_the_shapes_still_ahead(tmp_path):
   config = tiny(batch='stages(16@2up,32@2up,64@2up)', log_every=1)
-  train_and_evaluate(config.replace(max_updates=4), str(tmp_path))
+  train_and_evaluate(config.replace(max_updates=4), str(tmp_path), TASK)
   # Resumed at update 4, the start of the batch-64 stage.
-  rest = train_and_evaluate(config, str(tmp_path))
+  rest = train_and_evaluate(config, str(tmp_path), TASK)
   assert rest.resumed_from == 4
   assert rest.num_compiles == 1
   assert sorted(rest.compile_seconds) == [64]
@@ -300,12 +295,12 @@ def test_resume_equals_uninterrupted_bitwise(tmp_path):
     log_every=2,
     noise=NoiseConfig(enabled=True, every=2, num_slices=2),
   )
-  full = train_and_evaluate(config, str(tmp_path / 'full'))
+  full = train_and_evaluate(config, str(tmp_path / 'full'), TASK)
   part = train_and_evaluate(
-    config.replace(max_updates=5), str(tmp_path / 'split')
+    config.replace(max_updates=5), str(tmp_path / 'split'), TASK
   )
   assert part.num_updates == 5
-  rest = train_and_evaluate(config, str(tmp_path / 'split'))
+  rest = train_and_evaluate(config, str(tmp_path / 'split'), TASK)
   assert rest.resumed_from == 5 and rest.num_updates == 10
   assert _leaves_equal(full.params, rest.params)
   assert full.train_metrics['noise_scale'] == rest.train_metrics['noise_scale']
@@ -455,7 +450,7 @@ def test_trainer_writes_its_logged_steps_to_tensorboard(tmp_path):
     keep_checkpoints=0,
     tensorboard=True,
   )
-  result = train_and_evaluate(config, str(tmp_path))
+  result = train_and_evaluate(config, str(tmp_path), TASK)
   scalars = _scalars(_read_events(str(tmp_path / 'tb')))
   records = [json.loads(line) for line in open(result.metrics_path)]
   train = [r for r in records if 'split' not in r]

@@ -37,6 +37,7 @@ from lrjax.data._dataset import default_augmentation as default_augmentation
 from lrjax.data._distributed import process_slice as process_slice
 from lrjax.data._distributed import to_global_array as to_global_array
 from lrjax.data._distributed import to_pmap_layout as to_pmap_layout
+from lrjax.data._fingerprint import fingerprint as fingerprint
 from lrjax.data._pipeline import Item as Item
 from lrjax.data._pipeline import batches as batches
 from lrjax.data._prefetch import Prefetcher as Prefetcher
@@ -69,6 +70,7 @@ __all__ = [
   'batches',
   'check_batch_size',
   'default_augmentation',
+  'fingerprint',
   'load',
   'load_text',
   'prepare_digits',

@@ -1,6 +1,7 @@
 """The `Dataset` type every loader returns: random access, normalised."""
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -44,6 +45,9 @@ class Dataset:
     std: float32 ``[C]``, per-channel standard deviation in pixel units.
     augmentation: None or 'crop_flip' (pad-4 random crop and horizontal
       flip), applied by `take` when an ``augment_seed`` is given.
+    content: what the examples are, for the run's fingerprint
+      (`lrjax.data.fingerprint`): a JSON-ready description its builder
+      records (computed on first use), or None when unknown.
   """
 
   def __init__(
@@ -58,6 +62,7 @@ class Dataset:
     std,
     reader: Reader,
     augmentation: str | None = None,
+    content: Any = None,
   ):
     if int(num_examples) < 1:
       raise ValueError(f'{num_examples=} must be >= 1 (empty split {split!r})')
@@ -79,6 +84,9 @@ class Dataset:
       raise ValueError(f'std={self.std.tolist()} must be > 0 per channel')
     self.augmentation = augmentation
     self._reader = reader
+    # A function is called on first use: hashing pixels costs a pass over
+    # them, paid only by a run that checks its workdir.
+    self._content = content
     # Full-shape constants: broadcasting a 3-wide last axis is 5x slower.
     self._mean_full = np.ascontiguousarray(
       np.broadcast_to(self.mean, self.image_shape)
@@ -86,6 +94,13 @@ class Dataset:
     self._scale_full = np.ascontiguousarray(
       np.broadcast_to(1.0 / self.std, self.image_shape).astype(np.float32)
     )
+
+  @property
+  def content(self) -> Any:
+    """What the examples are (see the class docstring), or None."""
+    if callable(self._content):
+      self._content = self._content()
+    return self._content
 
   @classmethod
   def from_arrays(
@@ -150,6 +165,11 @@ class Dataset:
     def reader(indices):
       return images[indices], labels[indices]
 
+    def content():
+      from lrjax.data._fingerprint import digest_arrays
+
+      return {'arrays': digest_arrays({'image': images, 'label': labels})}
+
     return cls(
       name=name,
       split=split,
@@ -160,6 +180,7 @@ class Dataset:
       std=std,
       reader=reader,
       augmentation=augmentation,
+      content=content,
     )
 
   def take(

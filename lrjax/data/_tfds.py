@@ -9,6 +9,7 @@ import os
 import numpy as np
 from absl import logging
 
+from lrjax.data import _fingerprint
 from lrjax.data._dataset import Dataset, channel_stats, default_augmentation
 
 # Per-channel mean and std of the training split, in pixel units (0..255),
@@ -288,4 +289,5 @@ def load(
     std=std,
     reader=reader,
     augmentation=augmentation,
+    content=lambda: _fingerprint.tfds_content(source, split),
   )

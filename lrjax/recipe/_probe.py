@@ -505,15 +505,14 @@ def recommend(
   update.
 
   Args:
-    task: a :class:`lrjax.train.Task`, or a :class:`lrjax.train.TrainConfig`
-      naming one (its optimizer, momentum and weight decay are then the
-      defaults of the arguments below; schedules of them are not read).
+    task: a :class:`lrjax.train.Task` (``lrjax.tasks`` builds the named
+      ones).
     budget: the training budget (:class:`Budget`).
-    optimizer: the optimizer (None: the config's, else 'sgd').
-    momentum: momentum (None: the config's float, else 0.9).
-    weight_decay: weight decay (None: the config's float, else 0).
-    b2: the Adam family's second-moment decay (None: the config's, else
-      0.999).
+    optimizer: the optimizer's name (None: 'sgd'); the recipe's scaling
+      rule depends on it.
+    momentum: momentum (None: 0.9).
+    weight_decay: weight decay (None: 0).
+    b2: the Adam family's second-moment decay (None: 0.999).
     num_devices: devices of data parallelism.
     max_device_batch: the largest per-device batch (None: no cap).
     max_accumulation: accumulation steps allowed beyond it.
@@ -541,22 +540,6 @@ def recommend(
     ValueError: naming the argument, for bad arguments (see
       :func:`probe_lr`, :func:`probe_noise`, :func:`lrjax.recipe.decide`).
   """
-  from lrjax import train
-
-  if isinstance(task, train.TrainConfig):
-    config = task
-    task = train.resolve_task(config)
-
-    def default(value, field, fallback):
-      if value is not None:
-        return value
-      given = getattr(config, field)
-      return given if isinstance(given, (int, float, str)) else fallback
-
-    optimizer = default(optimizer, 'optimizer', 'sgd')
-    momentum = float(default(momentum, 'momentum', 0.9))
-    weight_decay = float(default(weight_decay, 'weight_decay', 0.0))
-    b2 = float(default(b2, 'b2', 0.999))
   optimizer = 'sgd' if optimizer is None else optimizer
   momentum = 0.9 if momentum is None else momentum
   weight_decay = 0.0 if weight_decay is None else weight_decay

@@ -1,7 +1,9 @@
 """Data-parallel trainer: a task (model, loss, data) trained under pmap or
 shard_map, with batch ramps, accumulation, noise scale and checkpoints.
 
-What to train is a :class:`Task`; how to train it a :class:`TrainConfig`.
+What to train is a :class:`Task` (``lrjax.tasks`` builds the named ones);
+how to train it a :class:`TrainConfig`, whose optimizer is a name or any
+optax optimizer; ``train_and_evaluate(config, workdir, task)`` runs it.
 The pieces the trainer is built from are public for hand-written loops:
 :class:`StageCompiler` (one ahead-of-time compilation per micro-batch
 shape), ``lrjax.batch.updates`` (the stage iterator),
@@ -29,19 +31,15 @@ from lrjax.train._step import make_train_body as make_train_body
 from lrjax.train._task import Model as Model
 from lrjax.train._task import Task as Task
 from lrjax.train._task import as_model as as_model
-from lrjax.train._task import classification as classification_task
-from lrjax.train._task import classification_eval as classification_eval
-from lrjax.train._task import classification_loss as classification_loss
 from lrjax.train._task import from_functions as from_functions
 from lrjax.train._task import from_linen as from_linen
 from lrjax.train._task import from_nnx as from_nnx
-from lrjax.train._task import register as register_task
-from lrjax.train._task import registered as registered_tasks
-from lrjax.train._task import resolve as resolve_task
 from lrjax.train._workdir import ConfigMismatchError as ConfigMismatchError
 from lrjax.train._workdir import WorkdirLockedError as WorkdirLockedError
 from lrjax.train._workdir import config_changes as config_changes
+from lrjax.train._workdir import describe_changes as describe_changes
 from lrjax.train._workdir import lock_workdir as lock_workdir
+from lrjax.train._workdir import run_record as run_record
 
 __all__ = [
   'AdaptiveConfig',
@@ -59,11 +57,9 @@ __all__ = [
   'TrainState',
   'WorkdirLockedError',
   'as_model',
-  'classification_eval',
-  'classification_loss',
-  'classification_task',
   'config_changes',
   'create_train_state',
+  'describe_changes',
   'from_functions',
   'from_linen',
   'from_nnx',
@@ -72,9 +68,7 @@ __all__ = [
   'lock_workdir',
   'make_optimizer',
   'make_train_body',
-  'register_task',
-  'registered_tasks',
-  'resolve_task',
+  'run_record',
   'train_adaptive',
   'train_and_evaluate',
 ]

@@ -31,7 +31,7 @@ import jax
 from absl import logging
 
 from lrjax import noise as lnoise
-from lrjax.train import _setup, _task, _workdir
+from lrjax.train import _setup, _workdir
 from lrjax.train._checkpoint import load_meta
 from lrjax.train._config import TrainConfig
 from lrjax.train._loop import (
@@ -268,7 +268,7 @@ def train_adaptive(
   config: TrainConfig,
   adaptive: AdaptiveConfig,
   workdir: str,
-  task: Any = None,
+  task: Any,
   *,
   overwrite: bool = False,
 ) -> AdaptiveResult:
@@ -296,7 +296,7 @@ def train_adaptive(
       trainer's files (metrics.jsonl, checkpoints) are shared by all
       segments. Calling again with the same workdir resumes; the workdir
       is locked for the whole call.
-    task: what to train (None: the task the config names).
+    task: what to train (a :class:`lrjax.train.Task`).
     overwrite: remove the workdir's run files (decisions included) and
       start afresh.
 
@@ -332,8 +332,6 @@ def _train_adaptive(
   start = config.batch
   sizes = adaptive.sizes(start)
   policy = adaptive.policy(start)
-  if task is None:
-    task = _task.resolve(config)
   n = task.num_train
   if adaptive.max_batch_size > n:
     raise ValueError(

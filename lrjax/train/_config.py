@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
+import inspect
 import json
 import math
 import numbers
@@ -13,6 +16,9 @@ from typing import Any
 import numpy as np
 
 OPTIMIZERS = ('sgd', 'nesterov', 'adam', 'adamw', 'lamb', 'lars')
+ADAM_FAMILY = ('adam', 'adamw', 'lamb')
+# Where Smith et al.'s SGD noise scale g = eps N / (B (1 - m)) is defined.
+SGD_MOMENTUM = ('sgd', 'nesterov')
 PARALLEL = ('pmap', 'shard_map')
 NAN_POLICIES = ('stop', 'skip')
 
@@ -97,32 +103,44 @@ class TrainConfig:
   schedules for the batch schedule with ``lrjax.batch.per_update``, so they
   do not drift under batch ramps or gradient accumulation.
 
-  What is trained is a task (``lrjax.train.Task``): passed to
-  ``train_and_evaluate`` directly, or named here: ``task`` (a registered
-  name), else the image classifier ``model`` on ``dataset``. The config
-  says how to train it; ``dataset``, ``data_dir``, ``model``,
-  ``model_kwargs`` and ``synthetic_*`` only name the task, and are not read
-  when a task object is passed.
+  What is trained is a task (``lrjax.train.Task``, built for the named
+  models and datasets by ``lrjax.tasks``), passed to ``train_and_evaluate``
+  beside the config: the config says only how to train it.
+
+  The optimizer is a name (``'sgd'``, ``'nesterov'``, ``'adam'``,
+  ``'adamw'``, ``'lamb'``, ``'lars'``) or any optax optimizer as a factory
+  of its learning rate::
+
+    TrainConfig(optimizer=lambda learning_rate: optax.chain(
+        optax.clip_by_global_norm(1.0),
+        optax.adamw(learning_rate, b1=0.9, b2=0.95, weight_decay=0.1)))
+
+  The trainer calls the factory inside ``optax.inject_hyperparams`` with the
+  LR in force (a scalar, from ``lr`` read against the batch schedule), so
+  the LR is logged, driven by examples seen under batch ramps, accumulated
+  through ``optax.MultiSteps`` and checkpointed like a named optimizer's.
+  A factory that also has a parameter named ``momentum`` or
+  ``weight_decay`` receives those policies' values in force too; one that
+  has not must leave them at their defaults (0.9 and 0.0), which then do
+  not apply (and are not recorded in ``config.json``).
 
   Attributes:
-    task: a registered task name (``lrjax.train.register_task``), or None.
-    dataset: dataset name for ``lrjax.data.load`` ('digits', a TFDS name), or
-      ``'synthetic'`` (see ``synthetic_examples``).
-    data_dir: where datasets live (None = the loader's default).
-    model: model name for ``lrjax.models.get`` ('mlp', 'cnn', 'wrn16_4',
-      'logreg').
-    model_kwargs: extra keyword arguments for the model builder.
     batch: batch schedule: text form (``lrjax.batch.parse``), a
       ``BatchSchedule``, or an int (constant batch for ``num_epochs``).
     num_epochs: epochs for an int ``batch`` (ignored otherwise).
     lr: learning rate policy over epochs (text, Policy, plateau policy or
       float).
     momentum: momentum policy over epochs or float; Adam-family ``b1``.
-    optimizer: one of 'sgd', 'nesterov', 'adam', 'adamw', 'lamb', 'lars'.
+    optimizer: one of 'sgd', 'nesterov', 'adam', 'adamw', 'lamb', 'lars', or
+      a factory ``learning_rate -> optax.GradientTransformation`` (see
+      above).
+    clip_norm: clip the gradient to this global norm before the optimizer
+      (``optax.clip_by_global_norm``; None = no clipping). With a factory it
+      is applied before the factory's own transformations.
     weight_decay: weight decay (policy over epochs or float); L2 added to
       the gradient for sgd/nesterov/adam, decoupled for adamw/lamb, added
       to the gradient before the trust ratio for lars (``optax.lars``).
-    b2: second-moment decay of the Adam family.
+    b2: second-moment decay of the Adam family (named optimizers only).
     max_device_batch: largest per-device micro-batch; larger batches are
       accumulated with ``optax.MultiSteps`` (None = no cap).
     accumulate: None: wrap the optimizer in ``optax.MultiSteps`` only when
@@ -164,9 +182,6 @@ class TrainConfig:
       (None = single process).
     num_processes: processes of a multi-process run.
     process_id: this process' index.
-    synthetic_examples: training examples of ``dataset='synthetic'``.
-    synthetic_shape: image shape (H, W, C) of ``dataset='synthetic'``.
-    synthetic_classes: classes of ``dataset='synthetic'``.
 
   Examples:
     >>> config = TrainConfig(
@@ -179,16 +194,12 @@ class TrainConfig:
     ValueError: optimizer='rmsprop' is unknown; use one of ('sgd', ...)
   """
 
-  task: str | None = None
-  dataset: str = 'digits'
-  data_dir: str | None = None
-  model: str = 'mlp'
-  model_kwargs: Any = dataclasses.field(default_factory=dict)
   batch: Any = 64
   num_epochs: float = 10.0
   lr: Any = 0.1
   momentum: Any = 0.9
-  optimizer: str = 'sgd'
+  optimizer: Any = 'sgd'
+  clip_norm: float | None = None
   weight_decay: Any = 0.0
   b2: float = 0.999
   max_device_batch: int | None = None
@@ -214,24 +225,34 @@ class TrainConfig:
   coordinator_address: str | None = None
   num_processes: int = 1
   process_id: int = 0
-  synthetic_examples: int = 1024
-  synthetic_shape: tuple[int, int, int] = (8, 8, 1)
-  synthetic_classes: int = 10
 
   def replace(self, **changes) -> TrainConfig:
     """Returns a copy with ``changes`` applied."""
     return dataclasses.replace(self, **changes)
 
   def to_dict(self) -> dict[str, Any]:
-    """JSON-ready dict; policies and schedules in their text form."""
+    """JSON-ready dict of the fields that apply; policies and schedules in
+    their text form.
+
+    Left out where they do not apply: ``num_epochs`` unless ``batch`` is an
+    int; ``b2`` unless the optimizer is of the Adam family; ``momentum``
+    and ``weight_decay`` for a factory without such parameters; the noise
+    settings other than ``enabled`` while it is off. A function (an
+    optimizer factory, an optax schedule) is recorded by its qualified name
+    and a digest of its code, constants and captured values
+    (:func:`function_id`), so that another function, or the same lambda
+    with another constant, is another run.
+    """
 
     def conv(v):
       if isinstance(v, NoiseConfig):
+        if not v.enabled:
+          return {'enabled': False}
         return dataclasses.asdict(v)
-      if isinstance(v, types.FunctionType):
+      if callable(v) and not isinstance(v, type) and _is_plain_function(v):
         # Not str(v): it holds a memory address, which would make every
         # process's config.json (the run's fingerprint) differ.
-        return f'<function {v.__module__}.{v.__qualname__}>'
+        return function_id(v)
       if isinstance(v, (bool, int, float, str)) or v is None:
         return v
       if isinstance(v, (tuple, list)):
@@ -240,8 +261,18 @@ class TrainConfig:
         return {str(k): conv(x) for k, x in v.items()}
       return str(v)
 
+    skip = set()
+    if not isinstance(self.batch, int) or isinstance(self.batch, bool):
+      skip.add('num_epochs')
+    if self.optimizer not in ADAM_FAMILY:
+      skip.add('b2')
+    if callable(self.optimizer):
+      takes = factory_parameters(self.optimizer)
+      skip.update(n for n in ('momentum', 'weight_decay') if n not in takes)
     return {
-      f.name: conv(getattr(self, f.name)) for f in dataclasses.fields(self)
+      f.name: conv(getattr(self, f.name))
+      for f in dataclasses.fields(self)
+      if f.name not in skip
     }
 
   def to_json(self) -> str:
@@ -272,19 +303,7 @@ class TrainConfig:
     Raises:
       ValueError: on the first bad value.
     """
-    if self.task is not None and (
-      not isinstance(self.task, str) or not self.task
-    ):
-      raise ValueError(
-        f'task={self.task!r} must be a registered task name or None'
-      )
-    for name in ('dataset', 'model'):
-      value = getattr(self, name)
-      if not isinstance(value, str) or not value:
-        raise ValueError(f'{name}={value!r} must be a non-empty name')
-    if not isinstance(self.model_kwargs, dict):
-      raise ValueError(f'model_kwargs={self.model_kwargs!r} must be a dict')
-    for name in ('data_dir', 'compilation_cache_dir', 'coordinator_address'):
+    for name in ('compilation_cache_dir', 'coordinator_address'):
       value = getattr(self, name)
       if value is not None and (not isinstance(value, str) or not value):
         raise ValueError(f'{name}={value!r} must be a non-empty str or None')
@@ -296,10 +315,7 @@ class TrainConfig:
         f'progress_bar={self.progress_bar!r} must be None (terminals only), '
         'True or False'
       )
-    if self.optimizer not in OPTIMIZERS:
-      raise ValueError(
-        f'optimizer={self.optimizer!r} is unknown; use one of {OPTIMIZERS}'
-      )
+    self._check_optimizer()
     if self.parallel not in PARALLEL:
       raise ValueError(
         f'parallel={self.parallel!r} is unknown; use one of {PARALLEL}'
@@ -372,21 +388,44 @@ class TrainConfig:
     if not isinstance(self.noise, NoiseConfig):
       raise ValueError(f'noise={self.noise!r} must be a NoiseConfig')
     self.noise.validate()
-    _check_int(self.synthetic_examples, 'synthetic_examples', 1)
-    _check_int(self.synthetic_classes, 'synthetic_classes', 2)
-    shape = self.synthetic_shape
-    if (
-      not isinstance(shape, (tuple, list))
-      or len(shape) != 3
-      or any(isinstance(d, bool) or not isinstance(d, int) for d in shape)
-      or any(d < 1 for d in shape)
-    ):
-      raise ValueError(
-        f'synthetic_shape={shape!r} must be (H, W, C), three integers >= 1'
-      )
     epochs = self._check_batch(num_train_examples)
     for name, (ok, allowed) in _POLICY_RANGES.items():
       _check_policy(getattr(self, name), name, ok, allowed, epochs)
+
+  def _check_optimizer(self) -> None:
+    """A known name, or a factory of the learning rate (see the class)."""
+    value = self.optimizer
+    if callable(value):
+      takes = factory_parameters(value)
+      if takes is None:
+        raise ValueError(
+          f'optimizer={value!r} must take the learning rate as its first '
+          'parameter (learning_rate -> optax.GradientTransformation)'
+        )
+      for name, default in (('momentum', 0.9), ('weight_decay', 0.0)):
+        given = getattr(self, name)
+        if name not in takes and not (
+          isinstance(given, numbers.Real)
+          and not isinstance(given, bool)
+          and float(given) == default
+        ):
+          raise ValueError(
+            f'{name}={given!r} is set, but the optimizer factory '
+            f'{function_id(value)} has no {name!r} parameter to receive '
+            f'it; add one to the factory or leave {name}={default}'
+          )
+    elif value not in OPTIMIZERS:
+      raise ValueError(
+        f'optimizer={value!r} is unknown; use one of {OPTIMIZERS} or a '
+        'factory learning_rate -> optax.GradientTransformation'
+      )
+    if self.clip_norm is not None:
+      _check_real(
+        self.clip_norm,
+        'clip_norm',
+        lambda v: v > 0,
+        'a finite global norm > 0 or None (no clipping)',
+      )
 
   def _check_batch(self, num_train_examples: int | None) -> float:
     """Checks ``batch``; returns the run's length in epochs."""
@@ -509,3 +548,101 @@ def _check_int(value, name: str, minimum: int, optional: bool = False) -> None:
   if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
     extra = ' or None' if optional else ''
     raise ValueError(f'{name}={value!r} must be an integer >= {minimum}{extra}')
+
+
+def factory_parameters(factory: Any) -> frozenset[str] | None:
+  """The keyword parameters an optimizer factory takes besides the learning
+  rate (its first parameter), or None when it cannot take one."""
+  try:
+    params = list(inspect.signature(factory).parameters.values())
+  except (TypeError, ValueError):
+    return None
+  positional = (
+    inspect.Parameter.POSITIONAL_ONLY,
+    inspect.Parameter.POSITIONAL_OR_KEYWORD,
+  )
+  if not params or params[0].kind not in positional:
+    if not any(p.kind == inspect.Parameter.VAR_POSITIONAL for p in params):
+      return None
+  keyword = (
+    inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    inspect.Parameter.KEYWORD_ONLY,
+  )
+  return frozenset(p.name for p in params[1:] if p.kind in keyword)
+
+
+def _is_plain_function(v: Any) -> bool:
+  return isinstance(
+    v, (types.FunctionType, types.BuiltinFunctionType, functools.partial)
+  )
+
+
+def function_id(fn: Any) -> str:
+  """A function's qualified name and a digest of what decides its result.
+
+  The digest covers the bytecode, the constants (recursively through
+  nested code), the default arguments and the values the function
+  captures (closure cells, ``functools.partial`` arguments) by their
+  ``repr`` with memory addresses removed; two lambdas that differ only in a
+  constant (``b2=0.95`` vs ``0.99``) differ. What it cannot see: globals the
+  function reads at call time.
+
+  Examples:
+    >>> a = function_id(lambda lr: lr * 0.95)
+    >>> b = function_id(lambda lr: lr * 0.99)
+    >>> a.startswith('<function lrjax.train._config.<lambda> '), a == b
+    (True, False)
+  """
+  h = hashlib.sha256()
+  _hash_callable(fn, h, depth=0)
+  target = fn.func if isinstance(fn, functools.partial) else fn
+  module = getattr(target, '__module__', None) or '?'
+  name = getattr(target, '__qualname__', type(target).__qualname__)
+  prefix = 'partial ' if isinstance(fn, functools.partial) else ''
+  return f'<{prefix}function {module}.{name} {h.hexdigest()[:16]}>'
+
+
+def _hash_callable(fn: Any, h: Any, depth: int) -> None:
+  if depth > 8:
+    return
+  if isinstance(fn, functools.partial):
+    _hash_callable(fn.func, h, depth + 1)
+    for v in (*fn.args, *sorted(fn.keywords.items())):
+      _hash_value(v, h, depth + 1)
+    return
+  code = getattr(fn, '__code__', None)
+  if code is None:
+    h.update(_stable_repr(fn).encode())
+    return
+  _hash_code(code, h)
+  for v in fn.__defaults__ or ():
+    _hash_value(v, h, depth + 1)
+  for k, v in sorted((fn.__kwdefaults__ or {}).items()):
+    h.update(k.encode())
+    _hash_value(v, h, depth + 1)
+  for cell in fn.__closure__ or ():
+    try:
+      _hash_value(cell.cell_contents, h, depth + 1)
+    except ValueError:  # an empty cell
+      h.update(b'<empty>')
+
+
+def _hash_code(code: types.CodeType, h: Any) -> None:
+  h.update(code.co_code)
+  h.update(repr(code.co_names).encode())
+  for c in code.co_consts:
+    if isinstance(c, types.CodeType):
+      _hash_code(c, h)
+    else:
+      h.update(repr(c).encode())
+
+
+def _hash_value(v: Any, h: Any, depth: int) -> None:
+  if isinstance(v, (types.FunctionType, functools.partial)):
+    _hash_callable(v, h, depth)
+  else:
+    h.update(_stable_repr(v).encode())
+
+
+def _stable_repr(v: Any) -> str:
+  return re.sub(r' at 0x[0-9a-fA-F]+', '', repr(v))

@@ -20,10 +20,10 @@ from lrjax.data import Prefetcher, Sampler, process_slice
 from lrjax.train import _setup, _workdir
 from lrjax.train._checkpoint import Checkpointer, CheckpointTimer
 from lrjax.train._compile import StageCompiler
-from lrjax.train._config import TrainConfig
+from lrjax.train._config import SGD_MOMENTUM, TrainConfig
 from lrjax.train._parallel import Runner
 from lrjax.train._step import create_train_state
-from lrjax.train._task import RESERVED_METRICS
+from lrjax.train._task import RESERVED_METRICS, Task
 
 # Logged after 'loss' and the task's own metrics.
 _LOG_KEYS = (
@@ -88,16 +88,15 @@ class NonFiniteError(FloatingPointError):
 def train_and_evaluate(
   config: TrainConfig,
   workdir: str,
-  task: Any = None,
+  task: Any,
   *,
   overwrite: bool = False,
   allow_changes: Collection[str] = (),
 ) -> TrainResult:
   """Trains and evaluates a task in ``workdir``; resumes if possible.
 
-  Validates the config (before anything compiles), builds the task (the
-  one given, or the one the config names), the optimizer and the
-  accumulation plan, compiles one step per
+  Validates the config (before anything compiles), builds the optimizer
+  and the accumulation plan, compiles one step per
   distinct micro-batch shape ahead of its first use, and runs the steps,
   logging the previous step's metrics so the host never waits on the device
   just to log. On the CPU backend with several devices each step is awaited
@@ -115,23 +114,25 @@ def train_and_evaluate(
   parameters and the records of an uninterrupted one.
 
   The workdir belongs to one run: the call holds an exclusive lock on it
-  and compares ``config`` with the saved ``config.json``. Fields that only
-  say how the run executes (``max_updates``, ``checkpoint_every``,
-  ``keep_checkpoints``, ``prefetch``, ``progress_bar``, ``tensorboard``,
-  ``compilation_cache_dir``, ``data_dir``, ``coordinator_address``,
-  ``process_id``) may change between calls; any other difference is
-  refused unless allowed.
+  and compares ``config`` and the task's fingerprint
+  (:attr:`Task.fingerprint`: model, loss, parameter shapes, data sizes and
+  digests) with the saved ``config.json``, before anything compiles.
+  Fields that only say how the run executes (``max_updates``,
+  ``checkpoint_every``, ``keep_checkpoints``, ``prefetch``,
+  ``progress_bar``, ``tensorboard``, ``compilation_cache_dir``,
+  ``coordinator_address``, ``process_id``) may change between calls; any
+  other difference is refused unless allowed.
 
   Args:
     config: how to train (batch schedule, policies, devices, checkpoints).
     workdir: output directory (created).
-    task: what to train, a :class:`lrjax.train.Task` (None: the task the
-      config names: ``config.task`` if registered, else the image
-      classifier ``config.model`` on ``config.dataset``).
+    task: what to train, a :class:`lrjax.train.Task` (``lrjax.tasks``
+      builds the named ones).
     overwrite: delete the workdir's run files (checkpoints, metrics,
       config) and start afresh.
-    allow_changes: config fields that may differ from the saved run's,
-      e.g. ``('num_epochs',)`` to train a finished run longer; the caller
+    allow_changes: config fields (or task groups such as ``'task'``,
+      ``'task.train_data'``) that may differ from the saved run's, e.g.
+      ``('num_epochs',)`` to train a finished run longer; the caller
       vouches that the run may go on under the new values.
 
   Returns:
@@ -140,17 +141,24 @@ def train_and_evaluate(
   Raises:
     ValueError: for a bad config value (naming the field and the fix).
     ConfigMismatchError: (a ValueError) when ``workdir`` holds a run of
-      another config, naming the differing fields.
+      another config or task, naming the differing fields.
+    TypeError: when ``task`` is not a Task.
     WorkdirLockedError: when another process holds ``workdir``.
     CheckpointError: when no checkpoint of the run is intact.
     NonFiniteError: for a non-finite loss or gradient norm under
       ``nan_policy='stop'`` (naming step, epoch, LR and batch size); the
       last checkpoint stays intact.
   """
+  if not isinstance(task, Task):
+    raise TypeError(
+      f'task={task!r} is not a lrjax.train.Task: build one with '
+      'lrjax.train.Task(model=..., loss=..., train_data=...) or '
+      'lrjax.tasks (image_classification, language_model)'
+    )
   workdir = _prepare(config, workdir)
   with _workdir.claim(
     workdir,
-    config,
+    _workdir.run_record(config, task),
     overwrite=overwrite,
     allow_changes=allow_changes,
     main=jax.process_index() == 0,
@@ -856,19 +864,21 @@ class _StepLog:
       'examples': examples,
       **{k: v / n for k, v in self._sums.items()},
       'lr': lr,
-      'momentum': mom,
       'batch_size': sp.batch_size,
       'accum_steps': sp.accum_steps,
       'micro_batch': sp.micro_batch,
       'stage': stage,
       'grad_sq_norm': m['sq_norm_global'],
-      'noise_g': _smith_g(lr, sp.batch_size, num_train, mom),
       'skipped': self.skipped,
       'data_wait_sec': self._data.wait_seconds,
       **rates,
     }
+    if 'momentum' in m:
+      rec['momentum'] = mom
     if 'weight_decay' in m:
       rec['weight_decay'] = m['weight_decay']
+    if self._config.optimizer in SGD_MOMENTUM:
+      rec['noise_g'] = _smith_g(lr, sp.batch_size, num_train, mom)
     if self._config.noise.enabled:
       rec['noise_scale'] = float(lnoise.b_simple(self.noise_state))
     self._writer.write(rec)

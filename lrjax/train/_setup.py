@@ -42,13 +42,12 @@ class Setup:
   runner: Runner
 
 
-def build(config: TrainConfig, task: Any = None) -> Setup:
-  """Builds the task, schedule, plan, optimizer and runner of a run.
+def build(config: TrainConfig, task: Any) -> Setup:
+  """Builds the schedule, plan, optimizer and runner of a run.
 
   Args:
     config: a validated config.
-    task: what to train (None: the task the config names,
-      :func:`lrjax.train.resolve_task`).
+    task: what to train (a :class:`lrjax.train.Task`).
 
   Returns:
     The Setup; nothing is compiled yet.
@@ -58,10 +57,6 @@ def build(config: TrainConfig, task: Any = None) -> Setup:
       that does not fit the data or the devices (naming the field and the
       fix).
   """
-  from lrjax.train import _task
-
-  if task is None:
-    task = _task.resolve(config)
   num_train = task.num_train
   if config.augment and not hasattr(task.train_data, 'augmentation'):
     raise ValueError(
@@ -98,6 +93,7 @@ def build(config: TrainConfig, task: Any = None) -> Setup:
     momentum=as_schedule(momentum, schedule),
     weight_decay=as_schedule(weight_decay, schedule),
     b2=config.b2,
+    clip_norm=config.clip_norm,
     every_k_schedule=plan.every_k_schedule if accumulate else None,
     skip_non_finite=skip,
   )
@@ -248,26 +244,6 @@ def as_schedule(p: Any, schedule: Any) -> Any:
   from lrjax.batch import per_update
 
   return per_update(p, schedule)
-
-
-def load_datasets(config: TrainConfig) -> tuple[Any, Any]:
-  """(train, test) Datasets of the config."""
-  from lrjax import data
-
-  if config.dataset == 'synthetic':
-    kw = dict(
-      image_shape=tuple(config.synthetic_shape),
-      num_classes=config.synthetic_classes,
-      seed=config.seed,
-    )
-    train = data.synthetic(config.synthetic_examples, split='train', **kw)
-    test = data.synthetic(
-      max(config.synthetic_examples // 4, 1), split='test', **kw
-    )
-    return train, test
-  train = data.load(config.dataset, split='train', data_dir=config.data_dir)
-  test = data.load(config.dataset, split='test', data_dir=config.data_dir)
-  return train, test
 
 
 def select_devices(config: TrainConfig) -> list[Any]:

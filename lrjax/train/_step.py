@@ -7,6 +7,7 @@ The step is written once for one device with collectives over the axis
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -46,12 +47,13 @@ def _is_stateful(policy: Any) -> bool:
 
 
 def make_optimizer(
-  name: str,
+  name: Any,
   *,
   learning_rate: Any,
   momentum: Any,
   weight_decay: Any,
   b2: float = 0.999,
+  clip_norm: float | None = None,
   every_k_schedule: Callable[[Any], Any] | int | None = None,
   skip_non_finite: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
@@ -66,12 +68,20 @@ def make_optimizer(
   'adamw' and 'lamb'; 'lars' adds it to the gradient before the layer-wise
   trust ratio, as ``optax.lars`` does.
 
+  Any optax optimizer is a factory of the learning rate, e.g.
+  ``lambda learning_rate: optax.adamw(learning_rate, b2=0.95)``; it gets
+  ``momentum`` / ``weight_decay`` by keyword only when it has parameters
+  of those names.
+
   Args:
-    name: 'sgd', 'nesterov', 'adam', 'adamw', 'lamb' or 'lars'.
+    name: 'sgd', 'nesterov', 'adam', 'adamw', 'lamb' or 'lars', or a factory
+      ``learning_rate -> optax.GradientTransformation``.
     learning_rate: float, schedule or stateful schedule.
     momentum: float, schedule or stateful schedule.
     weight_decay: float, schedule or stateful schedule (0.0 = none).
     b2: second-moment decay of the Adam family.
+    clip_norm: clip gradients to this global norm first
+      (``optax.clip_by_global_norm``; None = no clipping).
     every_k_schedule: accumulation steps per real update (int or schedule
       of the real update count); None or 1 = no ``optax.MultiSteps``.
     skip_non_finite: skip updates whose gradients are not finite
@@ -83,16 +93,87 @@ def make_optimizer(
 
   Raises:
     ValueError: for an unknown ``name``.
+
+  Examples:
+    >>> import jax.numpy as jnp, optax
+    >>> tx = make_optimizer(
+    ...     lambda learning_rate: optax.adamw(learning_rate, b2=0.95),
+    ...     learning_rate=optax.linear_schedule(1.0, 0.5, 10),
+    ...     momentum=0.9, weight_decay=0.0, clip_norm=1.0)
+    >>> state = tx.init({'w': jnp.zeros(3)})
+    >>> float(hyperparams(state)['learning_rate'])
+    1.0
   """
-  if name not in ('sgd', 'nesterov', 'adam', 'adamw', 'lamb', 'lars'):
+  if callable(name):
+    base = _user_factory(name)
+    takes = set(inspect.signature(name).parameters)
+    use_momentum = 'momentum' in takes
+    use_wd = 'weight_decay' in takes
+  elif name in ('sgd', 'nesterov', 'adam', 'adamw', 'lamb', 'lars'):
+    base = _named_factory(name, b2)
+    use_momentum = True
+    use_wd = _is_stateful(weight_decay) or callable(weight_decay)
+    use_wd = use_wd or float(weight_decay) != 0.0
+  else:
     raise ValueError(
       f'optimizer={name!r} is unknown; use sgd, nesterov, adam, adamw, '
-      'lamb or lars'
+      'lamb or lars, or a factory learning_rate -> optax optimizer'
     )
-  use_wd = _is_stateful(weight_decay) or callable(weight_decay)
-  use_wd = use_wd or float(weight_decay) != 0.0
+
+  def factory(learning_rate, **kw):
+    tx = base(learning_rate, kw.get('momentum'), kw.get('weight_decay', 0.0))
+    if clip_norm is None:
+      return tx
+    return optax.chain(optax.clip_by_global_norm(clip_norm), tx)
+
+  # inject_hyperparams reads the hyperparameters' names off the signature.
+  if use_momentum and use_wd:
+
+    def injected(learning_rate, momentum, weight_decay):
+      return factory(
+        learning_rate, momentum=momentum, weight_decay=weight_decay
+      )
+
+    kwargs = dict(momentum=momentum, weight_decay=weight_decay)
+  elif use_momentum:
+
+    def injected(learning_rate, momentum):
+      return factory(learning_rate, momentum=momentum)
+
+    kwargs = dict(momentum=momentum)
+  elif use_wd:
+
+    def injected(learning_rate, weight_decay):
+      return factory(learning_rate, weight_decay=weight_decay)
+
+    kwargs = dict(weight_decay=weight_decay)
+  else:
+
+    def injected(learning_rate):
+      return factory(learning_rate)
+
+    kwargs = {}
+  tx = optax.inject_hyperparams(injected)(learning_rate=learning_rate, **kwargs)
+  accumulate = every_k_schedule is not None and not (
+    isinstance(every_k_schedule, int) and every_k_schedule == 1
+  )
+  if accumulate:
+    return optax.MultiSteps(
+      tx,
+      every_k_schedule=every_k_schedule,
+      should_skip_update_fn=optax.skip_not_finite if skip_non_finite else None,
+    ).gradient_transformation()
+  if skip_non_finite:
+    # Never give up: a skipped update is counted, not applied.
+    return optax.apply_if_finite(tx, max_consecutive_errors=2**30)
+  return tx
+
+
+def _named_factory(name: str, b2: float) -> Callable[..., Any]:
+  """``(learning_rate, momentum, weight_decay) -> optax optimizer``."""
 
   def factory(learning_rate, momentum, weight_decay):
+    use_wd = not (isinstance(weight_decay, float) and weight_decay == 0.0)
     if name in ('sgd', 'nesterov'):
       sgd = optax.sgd(
         learning_rate, momentum=momentum, nesterov=name == 'nesterov'
@@ -117,27 +198,28 @@ def make_optimizer(
       learning_rate, weight_decay=weight_decay, momentum=momentum
     )
 
-  if use_wd:
-    tx = optax.inject_hyperparams(factory)(
-      learning_rate=learning_rate, momentum=momentum, weight_decay=weight_decay
-    )
-  else:
-    tx = optax.inject_hyperparams(
-      lambda learning_rate, momentum: factory(learning_rate, momentum, 0.0)
-    )(learning_rate=learning_rate, momentum=momentum)
-  accumulate = every_k_schedule is not None and not (
-    isinstance(every_k_schedule, int) and every_k_schedule == 1
-  )
-  if accumulate:
-    return optax.MultiSteps(
-      tx,
-      every_k_schedule=every_k_schedule,
-      should_skip_update_fn=optax.skip_not_finite if skip_non_finite else None,
-    ).gradient_transformation()
-  if skip_non_finite:
-    # Never give up: a skipped update is counted, not applied.
-    return optax.apply_if_finite(tx, max_consecutive_errors=2**30)
-  return tx
+  return factory
+
+
+def _user_factory(fn: Callable[..., Any]) -> Callable[..., Any]:
+  """A user's ``learning_rate -> optimizer`` as ``(lr, momentum, wd)``."""
+  takes = set(inspect.signature(fn).parameters)
+
+  def factory(learning_rate, momentum, weight_decay):
+    kw = {}
+    if 'momentum' in takes:
+      kw['momentum'] = momentum
+    if 'weight_decay' in takes:
+      kw['weight_decay'] = weight_decay
+    tx = fn(learning_rate, **kw)
+    if not isinstance(tx, optax.GradientTransformation):
+      raise TypeError(
+        f'the optimizer factory returned {type(tx).__name__}, not an '
+        'optax.GradientTransformation (e.g. optax.adamw(learning_rate))'
+      )
+    return tx
+
+  return factory
 
 
 def hyperparams(opt_state: Any) -> Mapping[str, jax.Array]:

@@ -18,15 +18,19 @@ parallelism, noise scale, checkpoints, metrics); a :class:`Task` says *what*:
 - ``inputs``: which part of a batch the model is called on (a key, or a
   function of the batch returning the model's positional arguments).
 
-Named models and datasets (``TrainConfig.model`` / ``dataset``) are resolved
-to a task once, by :func:`resolve`, before anything is built; names
-registered with :func:`register` (a builder ``config -> Task``) are tasks
-too (``TrainConfig.task``).
+Named tasks (an image classifier from the model zoo on a bundled or TFDS
+dataset, the byte-level language model) are built by :mod:`lrjax.tasks`;
+the trainer imports neither the models nor the dataset loaders.
+
+A task's :meth:`Task.fingerprint` is what a workdir records of what it
+trained (model, loss, parameter shapes, a digest of the data), so that a
+run resumed with another task is refused, naming what changed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
@@ -34,7 +38,6 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from lrjax.data._source import as_source, example_batch
 
@@ -52,11 +55,15 @@ class Model(NamedTuple):
       stochastic layers. Outside training mode return ``model_state``
       unchanged.
     name: a name for logs.
+    identity: what the model is, for the run's fingerprint: the module's
+      qualified class name (NNX, linen), or empty for the qualified names
+      of ``init`` and ``apply``.
   """
 
   init: Callable[..., tuple[Any, Any]]
   apply: Callable[..., tuple[Any, Any]]
   name: str = 'model'
+  identity: str = ''
 
 
 def from_linen(
@@ -116,7 +123,7 @@ def from_linen(
       model_state
     )
 
-  return Model(init, apply, type(module).__name__)
+  return Model(init, apply, type(module).__name__, qualified_name(module))
 
 
 def from_nnx(module: Any) -> Model:
@@ -179,7 +186,7 @@ def from_nnx(module: Any) -> Model:
       nnx.split(model, nnx.Param, nnx.RngState, ...)[3]
     )
 
-  return Model(init, apply, type(module).__name__)
+  return Model(init, apply, type(module).__name__, qualified_name(module))
 
 
 def from_functions(
@@ -204,7 +211,12 @@ def from_functions(
     del train, rng
     return apply(params, *inputs), model_state
 
-  return Model(init_fn, apply_fn, name)
+  return Model(
+    init_fn,
+    apply_fn,
+    name,
+    f'{qualified_name(init)} / {qualified_name(apply)}',
+  )
 
 
 def as_model(model: Any) -> Model:
@@ -312,6 +324,43 @@ class Task:
   def num_train(self) -> int:
     return int(self.train_data.num_examples)
 
+  @functools.cached_property
+  def fingerprint(self) -> dict[str, Any]:
+    """What this task is, as a workdir records it (computed once).
+
+    The model's identity (:attr:`Model.identity`), the qualified names of
+    ``loss``, ``eval_metrics`` and ``inputs``, the parameter and model-state
+    trees (path -> dtype and shape, from ``jax.eval_shape`` of ``init``:
+    nothing is computed) and each split's example count and content digest
+    (:func:`lrjax.data.fingerprint`). The parameter *values* of an NNX
+    module (its seed) are not in it.
+
+    Returns:
+      A JSON-ready dict.
+    """
+    from lrjax.data._fingerprint import fingerprint as data_fingerprint
+
+    params, model_state = jax.eval_shape(self.init, jax.random.PRNGKey(0))
+    model = self.model
+    return {
+      'name': self.name,
+      'model': model.identity
+      or f'{qualified_name(model.init)} / {qualified_name(model.apply)}',
+      'loss': qualified_name(self.loss),
+      'eval_metrics': None
+      if self.eval_metrics is None
+      else qualified_name(self.eval_metrics),
+      'inputs': self.inputs
+      if isinstance(self.inputs, str)
+      else qualified_name(self.inputs),
+      'params': tree_shapes(params),
+      'model_state': tree_shapes(model_state),
+      'train_data': data_fingerprint(self.train_data),
+      'eval_data': None
+      if self.eval_data is None
+      else data_fingerprint(self.eval_data),
+    }
+
   def model_inputs(self, batch: Mapping[str, Any]) -> tuple[Any, ...]:
     """The model's positional arguments for ``batch``."""
     if isinstance(self.inputs, str):
@@ -378,127 +427,34 @@ class Task:
     return {'loss': jnp.asarray(loss, jnp.float32), **dict(metrics)}
 
 
-# Image classification: the named models and datasets ------------------------
+def qualified_name(obj: Any) -> str:
+  """``module.qualname`` of a function or class; of its class for any other
+  object (a module instance); ``partial(...)`` of a ``functools.partial``.
+
+  Examples:
+    >>> qualified_name(qualified_name)
+    'lrjax.train._task.qualified_name'
+    >>> qualified_name(functools.partial(int, base=2))
+    'partial(builtins.int)'
+  """
+  if isinstance(obj, functools.partial):
+    return f'partial({qualified_name(obj.func)})'
+  target = obj if hasattr(obj, '__qualname__') else type(obj)
+  module = getattr(target, '__module__', None) or '?'
+  return f'{module}.{target.__qualname__}'
 
 
-def classification_loss(
-  outputs: jax.Array, batch: Mapping[str, Any]
-) -> tuple[jax.Array, dict[str, jax.Array]]:
-  """Mean softmax cross-entropy of logits against ``batch['label']``, and
-  the accuracy.
-
-  .. math::
-     L = -\\frac{1}{B}\\sum_i \\log \\operatorname{softmax}(z_i)_{y_i}
+def tree_shapes(tree: Any) -> dict[str, str]:
+  """Path -> ``'dtype (shape)'`` of each leaf of a tree of arrays.
 
   Examples:
     >>> import numpy as np
-    >>> logits = np.log(np.array([[0.5, 0.5], [0.9, 0.1]], np.float32))
-    >>> loss, m = classification_loss(logits, {'label': np.array([0, 1])})
-    >>> print(f'{float(loss):.4f} {float(m["accuracy"]):.1f}')  # ln 2, ln 10
-    1.4979 0.5
+    >>> tree_shapes({'dense': {'kernel': np.zeros((2, 3), np.float32)}})
+    {"['dense']['kernel']": 'float32 (2, 3)'}
   """
-  logits, labels = outputs.astype(jnp.float32), batch['label']
-  loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-  accuracy = jnp.mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32))
-  return loss, {'accuracy': accuracy}
-
-
-def classification_eval(
-  outputs: jax.Array, batch: Mapping[str, Any]
-) -> dict[str, jax.Array]:
-  """Per-example loss, accuracy and (from 5 classes) top-5 accuracy."""
-  logits, labels = outputs.astype(jnp.float32), batch['label']
-  out = {
-    'loss': optax.softmax_cross_entropy_with_integer_labels(logits, labels),
-    'accuracy': (jnp.argmax(logits, -1) == labels).astype(jnp.float32),
+  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+  return {
+    jax.tree_util.keystr(path): f'{np.dtype(leaf.dtype).name} '
+    f'{tuple(int(d) for d in leaf.shape)}'
+    for path, leaf in leaves
   }
-  if logits.shape[-1] >= 5:
-    top5 = jax.lax.top_k(logits, 5)[1]
-    out['top5_accuracy'] = jnp.any(top5 == labels[:, None], axis=-1).astype(
-      jnp.float32
-    )
-  return out
-
-
-def classification(
-  model: Any,
-  train_data: Any,
-  eval_data: Any = None,
-  name: str = 'task',
-  num_classes: int | None = None,
-) -> Task:
-  """An image-classification task: ``model(batch['image'])`` -> logits,
-  cross-entropy loss, accuracy (and top-5) metrics.
-
-  Args:
-    model: anything :func:`as_model` takes.
-    train_data: batches with ``image`` and integer ``label``.
-    eval_data: the test split (None: no evaluation).
-    name: the task's name.
-    num_classes: recorded in ``info`` (default: the data's ``num_classes``
-      attribute, if any).
-
-  Returns:
-    The Task.
-  """
-  if num_classes is None:
-    num_classes = getattr(train_data, 'num_classes', None)
-  return Task(
-    model=model,
-    loss=classification_loss,
-    train_data=train_data,
-    eval_data=eval_data,
-    inputs='image',
-    eval_metrics=classification_eval,
-    name=name,
-    info={} if num_classes is None else {'num_classes': int(num_classes)},
-  )
-
-
-_REGISTRY: dict[str, Callable[[Any], Task]] = {}
-
-
-def register(name: str, builder: Callable[[Any], Task]) -> None:
-  """Registers a named task: ``TrainConfig(task=name)`` trains
-  ``builder(config)``.
-
-  Raises:
-    ValueError: if ``name`` is already registered.
-  """
-  if name in _REGISTRY:
-    raise ValueError(f'task {name!r} is already registered')
-  _REGISTRY[name] = builder
-
-
-def registered() -> tuple[str, ...]:
-  """The registered task names."""
-  return tuple(sorted(_REGISTRY))
-
-
-def resolve(config: Any) -> Task:
-  """The task a config names: ``config.task`` (registered), else the image
-  classifier ``config.model`` on ``config.dataset``.
-
-  Raises:
-    ValueError: for an unknown task name (listing the registered ones).
-  """
-  if config.task is not None:
-    if config.task not in _REGISTRY:
-      raise ValueError(
-        f'task={config.task!r} is not registered; registered: '
-        f'{registered()} (lrjax.train.register_task)'
-      )
-    task = _REGISTRY[config.task](config)
-    if not isinstance(task, Task):
-      raise TypeError(f'the builder of task {config.task!r} returned {task!r}')
-    return task
-  from lrjax import models
-  from lrjax.train._setup import load_datasets
-
-  train, test = load_datasets(config)
-  model = models.get(
-    config.model, num_classes=train.num_classes, **config.model_kwargs
-  )
-  return classification(
-    model, train, test, name=f'{config.model} on {config.dataset}'
-  )

@@ -6,11 +6,15 @@ long as a run uses the directory; a second process gets a
 when its process ends, however it ends (a SIGKILL included), so a killed
 run never leaves a stale lock behind.
 
-``config.json`` is the run's fingerprint: a call on a workdir whose saved
-config differs in a field that changes what is computed is refused with a
-:class:`ConfigMismatchError` naming the fields, unless the caller starts
-afresh (``overwrite=True``) or marks the changes as allowed
-(``allow_changes``), e.g. more epochs for a run that should go on.
+``config.json`` is the run's identity: the config and, under ``task``,
+the task's fingerprint (``Task.fingerprint``: model, loss, parameter
+shapes, data sizes and digests). A call on a workdir whose saved record
+differs in a field that changes what is computed is refused with a
+:class:`ConfigMismatchError` naming the fields (a task's as
+``task.params['hidden']['kernel']: float32 (2, 32) -> float32 (2, 64)``),
+unless the caller starts afresh (``overwrite=True``) or marks the changes
+as allowed (``allow_changes``, a field or a group such as ``'task'`` or
+``'task.train_data'``), e.g. more epochs for a run that should go on.
 """
 
 from __future__ import annotations
@@ -39,7 +43,6 @@ EXECUTION_FIELDS = frozenset(
     'checkpoint_seconds',
     'compilation_cache_dir',
     'coordinator_address',
-    'data_dir',
     'keep_checkpoints',
     'max_updates',
     'prefetch',
@@ -137,19 +140,63 @@ def _command() -> list[str]:
   return [os.path.basename(sys.executable), *sys.argv][:8]
 
 
-def fingerprint(config: Any) -> dict[str, Any]:
-  """The fields of a config that decide what a run computes.
+TASK_KEY = 'task'
+
+
+def run_record(config: Any, task: Any = None) -> dict[str, Any]:
+  """What ``config.json`` holds: the config's fields and, under ``'task'``,
+  the task's fingerprint.
 
   Args:
     config: a ``TrainConfig`` (anything with ``to_dict``) or its dict.
+    task: a ``Task`` (its ``fingerprint``), a fingerprint dict, or None.
 
   Returns:
-    Its JSON form (as written to ``config.json``) without
-    :data:`EXECUTION_FIELDS`.
+    A JSON-ready dict.
   """
-  d = config if isinstance(config, Mapping) else config.to_dict()
-  d = json.loads(json.dumps(d, sort_keys=True))
-  return {k: v for k, v in d.items() if k not in EXECUTION_FIELDS}
+  d = dict(config if isinstance(config, Mapping) else config.to_dict())
+  if task is not None:
+    d[TASK_KEY] = task if isinstance(task, Mapping) else task.fingerprint
+  return json.loads(json.dumps(d, sort_keys=True, default=str))
+
+
+def fingerprint(config: Any) -> dict[str, Any]:
+  """The fields of a run record that decide what a run computes.
+
+  Args:
+    config: a ``TrainConfig`` or a record (:func:`run_record`).
+
+  Returns:
+    Its JSON form without :data:`EXECUTION_FIELDS`, the task's fingerprint
+    flattened into ``task.<field>`` entries (``task.params[...]`` per
+    parameter, ``task.train_data.digest``...).
+  """
+  d = run_record(config)
+  out = {k: v for k, v in d.items() if k not in EXECUTION_FIELDS}
+  task = out.pop(TASK_KEY, None)
+  if isinstance(task, Mapping):
+    out.update(_flatten(task, TASK_KEY))
+  return out
+
+
+def _flatten(d: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+  out = {}
+  for k, v in d.items():
+    if k in ('params', 'model_state') and isinstance(v, Mapping):
+      out.update({f'{prefix}.{k}{path}': x for path, x in v.items()})
+    elif isinstance(v, Mapping):
+      out.update(_flatten(v, f'{prefix}.{k}'))
+    else:
+      out[f'{prefix}.{k}'] = v
+  return out
+
+
+def _allowed(field: str, allow: Collection[str]) -> bool:
+  """A field, or one of a group: 'task' allows every task.* change."""
+  return any(
+    field == a or field.startswith(f'{a}.') or field.startswith(f'{a}[')
+    for a in allow
+  )
 
 
 def config_changes(
@@ -179,8 +226,18 @@ def config_changes(
 
 
 def describe_changes(changes: list[tuple[str, Any, Any]]) -> str:
-  """``'lr: 0.1 -> 0.2; seed: 0 -> 1'``."""
-  return '; '.join(f'{k}: {a!r} -> {b!r}' for k, a, b in changes)
+  """``'lr: 0.1 -> 0.2; seed: 0 -> 1'``; a task's values without quotes
+  (``task.params['w']: float32 (2, 32) -> float32 (2, 64)``), a missing
+  one as ``absent``."""
+
+  def show(key: str, value: Any) -> str:
+    if value is None and key.startswith(f'{TASK_KEY}.'):
+      return 'absent'
+    if isinstance(value, str) and key.startswith(f'{TASK_KEY}.'):
+      return value
+    return repr(value)
+
+  return '; '.join(f'{k}: {show(k, a)} -> {show(k, b)}' for k, a, b in changes)
 
 
 def read_config(workdir: str) -> dict[str, Any] | None:
@@ -215,10 +272,11 @@ def check_config(
 
   Args:
     workdir: the run's directory.
-    config: the new config.
-    allow_changes: fields that may differ (the caller vouches that the
-      run may go on with the new values, e.g. ``num_epochs`` to train
-      longer).
+    config: the new config, or its run record (:func:`run_record`, with
+      the task).
+    allow_changes: fields or groups that may differ (the caller vouches
+      that the run may go on with the new values, e.g. ``num_epochs`` to
+      train longer, ``'task.train_data'`` for more data).
 
   Returns:
     The allowed changes found (empty for a new or matching run).
@@ -242,11 +300,16 @@ def check_config(
       )
     return []
   changes = config_changes(saved, config)
-  refused = [c for c in changes if c[0] not in set(allow_changes)]
+  refused = [c for c in changes if not _allowed(c[0], allow_changes)]
   if refused:
     names = tuple(c[0] for c in refused)
+    what = (
+      'task'
+      if all(c[0].startswith(f'{TASK_KEY}.') for c in refused)
+      else 'config'
+    )
     raise ConfigMismatchError(
-      f'workdir {workdir} holds a run with another config: '
+      f'workdir {workdir} holds a run with another {what}: '
       f'{describe_changes(refused)}. Use another workdir, pass '
       'overwrite=True (--overwrite) to start afresh, or, if the run may go '
       f'on with the new values (e.g. more epochs), allow_changes={names}'
@@ -265,11 +328,16 @@ def remove_run_files(workdir: str, names: Collection[str] = RUN_FILES) -> None:
 
 
 def write_config(workdir: str, config: Any) -> None:
-  """Writes ``config.json`` atomically (a kill leaves the old or the new)."""
+  """Writes ``config.json`` atomically (a kill leaves the old or the new).
+
+  Args:
+    workdir: the run's directory.
+    config: a ``TrainConfig`` or a run record (:func:`run_record`).
+  """
   path = os.path.join(workdir, CONFIG_FILE)
   tmp = f'{path}.tmp{os.getpid()}'
   with open(tmp, 'w', encoding='utf-8') as f:
-    f.write(config.to_json())
+    f.write(json.dumps(run_record(config), indent=2, sort_keys=True))
     f.flush()
     os.fsync(f.fileno())
   os.replace(tmp, path)
@@ -293,7 +361,8 @@ def claim(
 
   Args:
     workdir: the run's directory (exists).
-    config: the run's config.
+    config: the run's config, or its run record (:func:`run_record`, with
+      the task's fingerprint).
     overwrite: remove ``run_files`` and start afresh.
     allow_changes: fields that may differ from the saved config.
     main: whether this is the process that writes (process 0).

@@ -1,0 +1,30 @@
+"""Tasks the trainer tests share: small image classifiers on synthetic data.
+
+Built once per setting (a task holds its data), so tests that train the
+same setting do not draw the images again.
+"""
+
+import functools
+
+from lrjax import tasks
+
+
+@functools.cache
+def synthetic(
+  examples: int = 256,
+  shape: tuple[int, int, int] = (4, 4, 1),
+  classes: int = 10,
+  model: str = 'mlp',
+  hidden: tuple[int, ...] | None = (16,),
+  seed: int = 0,
+):
+  """``tasks.image_classification`` of ``model`` on synthetic images."""
+  return tasks.image_classification(
+    'synthetic',
+    model,
+    model_kwargs=None if hidden is None else {'hidden': hidden},
+    synthetic_examples=examples,
+    synthetic_shape=shape,
+    synthetic_classes=classes,
+    seed=seed,
+  )
