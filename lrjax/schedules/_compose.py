@@ -374,10 +374,10 @@ def in_updates(policy: PolicyLike) -> Policy:
   """Marks a policy as a function of update counts (an optax schedule).
 
   The values are those of `policy`; the result carries `unit='update'`
-  (text `in_updates(...)`), so `lrjax.batch.per_update` (and with it the
-  trainer, which converts every policy over epochs through it) refuses it
-  instead of reading its durations as epochs. Wrapping a policy given to
-  optax directly in `in_updates` checks it is not an epoch policy.
+  (text `in_updates(...)`), so `lrjax.batch.per_update` refuses it
+  instead of reading its durations as epochs, and the trainer gives it to
+  optax as it is, a schedule of the real update count. Wrapping a policy
+  given to optax directly in `in_updates` checks it is not an epoch policy.
 
   Args:
     policy: a policy or a callable of t (update counts), e.g. an

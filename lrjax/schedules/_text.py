@@ -333,9 +333,12 @@ class _Units:
       return f'{words} ({u - u0} update{"" if u - u0 == 1 else "s"})'
 
     near = ' or '.join(text(u) for u in (u1 - 1, u1) if u > u0)
-    what = 'sequences' if amount.unit == 'tok' else 'examples'
+    what = f'{_number(target - start)} examples'
+    if amount.unit == 'tok':
+      tokens = (target - start) * self.seq_len
+      what = f'{_number(tokens)} tokens ({_number(target - start)} sequences)'
     raise ValueError(
-      f'{where}={amount.text} is {_number(target - start)} {what}, which '
+      f'{where}={amount.text} is {what}, which '
       f'does not end on an update of the batch schedule (the policy counts '
       f'updates, from update {u0}): use {near}'
     )
