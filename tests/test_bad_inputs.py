@@ -150,6 +150,21 @@ ROWS = [
     "weight_decay='constant(-0.0001)' is -0.0001 at epoch 0",
   ),
   (config(lr='reduce_on_plateau(-0.1)'), 'value=-0.1 must be >= 0'),
+  # Durations with units: converted as the trainer converts them.
+  (
+    config(batch='stages(16@2,seq=64)', lr='cosine(0.1,length=100tok)'),
+    "lr='cosine(0.1,length=100tok)' does not parse: cosine(): "
+    'length=100tok: tokens=100 (100) is not a multiple of seq=64 tokens '
+    'per sequence: use 64 (1 sequence) or 128 (2 sequences)',
+  ),
+  (
+    config(n=256, lr='cosine(0.1,length=4Kitok)'),
+    'length=4Kitok is in tokens but no sequence length is known',
+  ),
+  (
+    config(n=256, lr='noam(512,warmup=1.5ep)', batch='stages(100@2)'),
+    'warmup=1.5ep is 384 examples, which does not end on an update',
+  ),
   # Batch schedule texts.
   (lambda: lbatch.parse('stages()', 100), "text='stages()' has no stage"),
   (lambda: lbatch.parse('stages(16@2)'), 'has no n=<dataset size>'),

@@ -206,3 +206,28 @@ def test_with_tokens_states_example_counts_in_tokens():
 def test_to_text_without_tokens_is_str():
   s = BatchSchedule((Stage(8, epochs=1), Stage(16, updates=3)), 100)
   assert to_text(s) == str(s) == 'stages(8@1,16@3up,n=100)'
+
+
+def test_a_token_ramp_states_its_increment_error_in_tokens():
+  # seq=1024: start 32Kitok = 32 sequences, stop 100Kitok = 100, increment
+  # (the start) 32: 100 - 32 = 68 sequences = 69632 tokens, not a multiple
+  # of 32768; the nearest stops are 32 + 2 x 32 = 96 and 32 + 3 x 32 = 128
+  # sequences, 98304 and 131072 tokens.
+  text = (
+    'linear_ramp(start=32Kitok,stop=100Kitok,ramp=3Mitok,total=4Mitok,'
+    'seq=1024,n=4096)'
+  )
+  with pytest.raises(ValueError) as e:
+    parse(text)
+  assert str(e.value) == (
+    f'text={text!r}: stop - start = 100Kitok - 32Kitok = 69632 tokens is '
+    'not a multiple of increment=32Kitok (32768 tokens): use stop=96Kitok '
+    '(98304 tokens, 96 sequences) or stop=128Kitok (131072 tokens, 128 '
+    'sequences), or an increment that divides 69632 tokens'
+  )
+  # With an increment of 20Kitok: 96 / 20 -> stops 32 + 80 = 112 and 132.
+  with pytest.raises(ValueError, match=r'use stop=112Kitok .* or stop=132Ki'):
+    parse(text.replace('100Kitok', '128Kitok,increment=20Kitok'))
+  # In sequences the builder's message is unchanged.
+  with pytest.raises(ValueError, match='stop - start = 68 must be a multiple'):
+    parse('linear_ramp(start=32,stop=100,ramp=3000ex,total=4000ex,n=4096)')

@@ -260,12 +260,13 @@ def test_three_stage_ramp_compiles_each_shape_once(tmp_path):
 
 
 def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path):
-  # LR 0.1 for the first 0.1 epochs (updates 1-2), then inf: the third
-  # update makes the parameters inf and the fourth step's loss NaN.
+  # A plain callable is an optax schedule of the update count: LR 0.1 for
+  # counts 0 and 1 (updates 1-2), then inf: the third update makes the
+  # parameters inf and the fourth step's loss NaN.
   config = tiny(
     batch=16,
     num_epochs=1,
-    lr=lambda epoch: jnp.where(epoch < 0.1, 0.1, jnp.inf),
+    lr=lambda count: jnp.where(count < 2, 0.1, jnp.inf),
     checkpoint_every=2,
   )
   with pytest.raises(

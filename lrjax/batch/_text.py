@@ -230,12 +230,39 @@ def _ramp(kind: str, items: list, n: int, seq_len, whole: str):
   )
   if kind == 'linear_ramp':
     increment = sizes.get('increment', sizes['start'])
+    in_tokens = any(
+      values[k].endswith('tok')
+      for k in ('start', 'stop', 'increment')
+      if k in values
+    )
+    if in_tokens and increment and (sizes['stop'] - sizes['start']) % increment:
+      _increment_error(sizes['start'], sizes['stop'], increment, seq_len)
     return _builders.linear_ramp(
       sizes['start'], sizes['stop'], increment, **kwargs
     )
   factor = float(values.get('factor', 2))
   return _builders.geometric_ramp(
     sizes['start'], sizes['stop'], factor, **kwargs
+  )
+
+
+def _increment_error(start: int, stop: int, increment: int, seq_len: int):
+  """Raises the increment error of a ramp given in tokens, in tokens."""
+
+  def tok(sequences: int) -> str:
+    return f'{format_count(sequences * seq_len)}tok'
+
+  diff = stop - start
+  k = diff // increment
+  near = [start + j * increment for j in (k, k + 1) if j > 0]
+  options = ' or '.join(
+    f'stop={tok(b)} ({b * seq_len} tokens, {b} sequences)' for b in near
+  )
+  raise ValueError(
+    f'stop - start = {tok(stop)} - {tok(start)} = {diff * seq_len} tokens '
+    f'is not a multiple of increment={tok(increment)} '
+    f'({increment * seq_len} tokens): use {options}, or an increment that '
+    f'divides {diff * seq_len} tokens'
   )
 
 

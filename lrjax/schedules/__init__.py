@@ -11,8 +11,17 @@ One vocabulary for every policy:
 - The unit can be made explicit: `in_epochs(p)` marks a policy of epochs and
   `in_updates(p)` one of update counts (`noam` is one by construction);
   `Policy.unit` says which (None: unspecified, either use). `per_update`
-  (and so the trainer) refuses a policy of updates, compositions refuse to
-  mix units, and `in_updates` refuses a policy of epochs.
+  refuses a policy of updates, compositions refuse to mix units, and
+  `in_updates` refuses a policy of epochs. The trainer converts a policy
+  of epochs (or without a unit) with `per_update` and uses a policy of
+  updates, or a plain optax schedule, as a schedule of the update count.
+- In the text form a duration may carry a unit, in the batch text's
+  vocabulary: `2ep`, `500up`, `64000ex`, `110Kitok`. `parse(text,
+  batch_schedule, seq_len=...)` converts it exactly into the unit of the
+  policy holding it (updates inside `in_updates`/`noam`, epochs
+  elsewhere), or names the nearest exact counts.
+- `Policy.durations()` lists a policy's duration arguments placed on its
+  clock (the trainer warns when one does not fit the run).
 - Every duration argument (`length`, `period`, `milestones`, `boundaries`,
   `cooldown`, `warmup`, ...) is in the units of `t`; integer durations with
   integer `t` are computed in int32, so boundaries are exact up to 2**31 - 1.

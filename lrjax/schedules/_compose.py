@@ -22,7 +22,17 @@ from lrjax.schedules._policy import Policy, register
 PolicyLike = Policy | Callable[[Any], Any]
 
 
-@register('warmup')
+def _warmup_origins(args: dict[str, Any]) -> dict[str, Any]:
+  # With shift, the inner policy's clock starts when the warmup ends.
+  return {'policy': args['length'] if args['shift'] else 0}
+
+
+def _join_origins(args: dict[str, Any]) -> dict[str, Any]:
+  # Policy i starts at boundary i - 1 (the first at 0).
+  return {'policies': (0, *P.as_tuple(args['boundaries']))}
+
+
+@register('warmup', durations={'length': 'warmup'}, origins=_warmup_origins)
 def warmup(
   policy: PolicyLike,
   length: float,
@@ -131,7 +141,7 @@ def warmup(
   )
 
 
-@register('join')
+@register('join', durations={'boundaries': 'end'}, origins=_join_origins)
 def join(policies, boundaries) -> Policy:
   """Policies one after another, each on its own clock (optax.join_schedules).
 
@@ -330,7 +340,7 @@ def _with_unit(name: str, unit: str, policy) -> Policy:
   return P.make(name, policy.fn, unit=unit, policy=policy)
 
 
-@register('in_epochs')
+@register('in_epochs', unit='epoch')
 def in_epochs(policy: PolicyLike) -> Policy:
   """Marks a policy as a function of epochs, for `lrjax.batch.per_update`.
 
@@ -359,15 +369,15 @@ def in_epochs(policy: PolicyLike) -> Policy:
   return _with_unit('in_epochs', 'epoch', policy)
 
 
-@register('in_updates')
+@register('in_updates', unit='update')
 def in_updates(policy: PolicyLike) -> Policy:
   """Marks a policy as a function of update counts (an optax schedule).
 
   The values are those of `policy`; the result carries `unit='update'`
-  (text `in_updates(...)`), so `lrjax.batch.per_update` (and with it the
-  trainer, which converts every policy over epochs through it) refuses it
-  instead of reading its durations as epochs. Wrapping a policy given to
-  optax directly in `in_updates` checks it is not an epoch policy.
+  (text `in_updates(...)`), so `lrjax.batch.per_update` refuses it
+  instead of reading its durations as epochs, and the trainer gives it to
+  optax as it is, a schedule of the real update count. Wrapping a policy
+  given to optax directly in `in_updates` checks it is not an epoch policy.
 
   Args:
     policy: a policy or a callable of t (update counts), e.g. an
@@ -388,7 +398,7 @@ def in_updates(policy: PolicyLike) -> Policy:
   return _with_unit('in_updates', 'update', policy)
 
 
-@register('noise')
+@register('noise', durations={'begin': 'end', 'until': 'time'})
 def noise(
   policy: PolicyLike,
   pct: float = 0.67,

@@ -49,7 +49,7 @@ def constant(value: float) -> Policy:
 register('fixed', canonical=False)(constant)
 
 
-@register('step')
+@register('step', durations={'length': 'end'})
 def step(value: float, length: float, gamma: float = 0.1) -> Policy:
   """Step decay: multiply by `gamma` every `length` (PyTorch StepLR).
 
@@ -89,7 +89,7 @@ def step(value: float, length: float, gamma: float = 0.1) -> Policy:
   return P.make('step', fn, value=value, length=length, gamma=gamma)
 
 
-@register('multistep')
+@register('multistep', durations={'milestones': 'end'})
 def multistep(
   value: float,
   milestones,
@@ -177,7 +177,7 @@ def multistep(
   )
 
 
-@register('exponential')
+@register('exponential', durations={'length': 'time'})
 def exponential(
   value: float,
   gamma: float,
@@ -307,7 +307,7 @@ def inverse_time(value: float, gamma: float, power: float = 1.0) -> Policy:
   return P.make('inverse_time', fn, value=value, gamma=gamma, power=power)
 
 
-@register('inverse_sqrt')
+@register('inverse_sqrt', durations={'warmup': 'warmup', 'timescale': 'time'})
 def inverse_sqrt(
   value: float,
   warmup: float,
@@ -387,7 +387,7 @@ def inverse_sqrt(
   )
 
 
-@register('noam')
+@register('noam', durations={'warmup': 'warmup'}, unit='update')
 def noam(d_model: float, warmup: int, factor: float = 1.0) -> Policy:
   """The Transformer's schedule (Vaswani et al. 2017), counted in updates.
 
@@ -437,7 +437,7 @@ def noam(d_model: float, warmup: int, factor: float = 1.0) -> Policy:
   )
 
 
-@register('polynomial')
+@register('polynomial', durations={'length': 'end'})
 def polynomial(
   value: float,
   length: float,
@@ -498,7 +498,7 @@ def polynomial(
   )
 
 
-@register('linear')
+@register('linear', durations={'length': 'end'})
 def linear(value: float, end: float, length: float) -> Policy:
   """Linear interpolation from `value` to `end` over `length` (LinearLR).
 
@@ -537,7 +537,7 @@ def linear(value: float, end: float, length: float) -> Policy:
   return P.make('linear', fn, value=value, end=end, length=length)
 
 
-@register('sigmoid')
+@register('sigmoid', durations={'center': 'time'})
 def sigmoid(
   value: float, gamma: float, center: float, low: float = 0.0
 ) -> Policy:
@@ -582,7 +582,7 @@ def sigmoid(
   return P.make('sigmoid', fn, value=value, gamma=gamma, center=center, low=low)
 
 
-@register('cosine')
+@register('cosine', durations={'length': 'end'})
 def cosine(
   value: float,
   length: float,
@@ -736,7 +736,7 @@ def _cycles(t, period, mult):
   return i, jnp.clip(rem, 0.0, 1.0)
 
 
-@register('cosine_restarts')
+@register('cosine_restarts', durations={'period': 'end'})
 def cosine_restarts(
   value: float,
   period: float,
@@ -826,7 +826,7 @@ def cosine_restarts(
   )
 
 
-@register('tanh_restarts')
+@register('tanh_restarts', durations={'period': 'end'})
 def tanh_restarts(
   value: float,
   period: float,
@@ -963,7 +963,7 @@ def _phases(t, starts, ends, points, anneal):
   return out
 
 
-@register('onecycle')
+@register('onecycle', durations={'length': 'end'})
 def onecycle(
   value: float,
   length: float,
@@ -1057,7 +1057,7 @@ def onecycle(
   )
 
 
-@register('onecycle_momentum')
+@register('onecycle_momentum', durations={'length': 'end'})
 def onecycle_momentum(
   length: float,
   low: float = 0.85,
@@ -1142,7 +1142,9 @@ def warmup_factor(t, length, start, shape):
   return start + (1.0 - start) * x
 
 
-@register('wsd')
+@register(
+  'wsd', durations={'length': 'end', 'cooldown': 'time', 'warmup': 'warmup'}
+)
 def wsd(
   value: float,
   length: float,
@@ -1260,7 +1262,7 @@ def wsd(
   )
 
 
-@register('tanh_decay')
+@register('tanh_decay', durations={'length': 'end'})
 def tanh_decay(
   value: float,
   length: float,
@@ -1368,7 +1370,7 @@ def _wave(t, up, down, phase, wave):
   return k, u
 
 
-@register('triangular')
+@register('triangular', durations={'length': 'end', 'length_down': 'time'})
 def triangular(
   low: float,
   high: float,
@@ -1441,7 +1443,7 @@ def triangular(
   )
 
 
-@register('triangular2', canonical=False)
+@register('triangular2', canonical=False, durations={'length': 'end'})
 def triangular2(low: float, high: float, length: float) -> Policy:
   """Smith's triangular2: `triangular(..., amplitude='half')`.
 
@@ -1467,7 +1469,7 @@ def triangular2(low: float, high: float, length: float) -> Policy:
   return triangular(low, high, length, amplitude='half')
 
 
-@register('exp_range', canonical=False)
+@register('exp_range', canonical=False, durations={'length': 'end'})
 def exp_range(low: float, high: float, length: float, gamma: float) -> Policy:
   """Smith's exp_range: `triangular(..., amplitude='exp', gamma=gamma)`.
 
@@ -1494,7 +1496,9 @@ def exp_range(low: float, high: float, length: float, gamma: float) -> Policy:
   return triangular(low, high, length, amplitude='exp', gamma=gamma)
 
 
-@register('triangular_momentum')
+@register(
+  'triangular_momentum', durations={'length': 'end', 'length_down': 'time'}
+)
 def triangular_momentum(
   length: float,
   low: float = 0.8,
@@ -1567,7 +1571,7 @@ def triangular_momentum(
   )
 
 
-@register('sine')
+@register('sine', durations={'length': 'end'})
 def sine(
   low: float,
   high: float,
@@ -1629,7 +1633,7 @@ def sine(
   )
 
 
-@register('cosine_cyclic')
+@register('cosine_cyclic', durations={'length': 'end'})
 def cosine_cyclic(
   low: float,
   high: float,
@@ -1695,7 +1699,7 @@ def cosine_cyclic(
   )
 
 
-@register('sawtooth')
+@register('sawtooth', durations={'length': 'end'})
 def sawtooth(
   low: float,
   high: float,

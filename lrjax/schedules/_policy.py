@@ -6,7 +6,7 @@ import dataclasses
 import inspect
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -16,20 +16,104 @@ import numpy as np
 REGISTRY: dict[str, Callable[..., Any]] = {}
 # Canonical text name -> builder whose signature gives the defaults.
 _CANONICAL: dict[str, Callable[..., Any]] = {}
+# Builder -> what its arguments mean in time (see `TimeSpec`).
+_TIME: dict[Callable[..., Any], TimeSpec] = {}
 
 _INT32_MAX = 2**31 - 1
 
+# Kinds of duration arguments: `end` (a point the run should reach: a
+# decay's length, a milestone, a boundary), `warmup` (the end of a warmup)
+# and `time` (a time scale or a point that need not be reached).
+DURATION_KINDS = ('end', 'warmup', 'time')
 
-def register(name: str, *, canonical: bool = True):
-  """Registers a builder under `name` for `parse` (and for printing)."""
+
+@dataclasses.dataclass(frozen=True)
+class TimeSpec:
+  """Which arguments of a builder are in units of t, and its own unit.
+
+  Attributes:
+    durations: argument name -> kind (`DURATION_KINDS`); a list argument
+      (milestones, boundaries) holds one duration per element. Every one
+      is a point on the policy's own clock (t = 0 where the policy starts),
+      so text durations in tokens or updates convert as points.
+    unit: the unit the builder fixes for t: `'update'`, `'epoch'`, a
+      callable of the bound arguments (e.g. a `clock=` argument), or None
+      (its inner policies decide).
+    origins: for compositions, a callable of the bound arguments giving
+      where each inner policy's clock starts on this policy's clock:
+      `{argument: start or tuple of starts}`; None: every inner policy
+      sees this policy's t.
+  """
+
+  durations: tuple[tuple[str, str], ...] = ()
+  unit: str | Callable[[dict[str, Any]], str | None] | None = None
+  origins: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+
+  def kind(self, arg: str) -> str | None:
+    """The kind of the duration argument `arg`, or None if not one."""
+    return dict(self.durations).get(arg)
+
+  def unit_of(self, arguments: dict[str, Any]) -> str | None:
+    """The unit fixed by the builder called with `arguments` (bound)."""
+    return self.unit(arguments) if callable(self.unit) else self.unit
+
+
+def register(
+  name: str,
+  *,
+  canonical: bool = True,
+  durations: dict[str, str] | None = None,
+  unit=None,
+  origins=None,
+):
+  """Registers a builder under `name` for `parse` (and for printing).
+
+  Args:
+    name: the text name.
+    canonical: whether `str(policy)` uses this name (False: an alias).
+    durations: argument name -> kind (`DURATION_KINDS`), the arguments in
+      units of t (for text durations with units and for `durations()`).
+    unit: the unit the builder fixes (see `TimeSpec`).
+    origins: where inner policies' clocks start (see `TimeSpec`).
+  """
+  for kind in (durations or {}).values():
+    check_choice('kind', kind, DURATION_KINDS)
 
   def wrap(fn):
     REGISTRY[name] = fn
     if canonical:
       _CANONICAL[name] = fn
+    if fn not in _TIME or durations or unit or origins:
+      _TIME[fn] = TimeSpec(tuple((durations or {}).items()), unit, origins)
     return fn
 
   return wrap
+
+
+def time_spec(name: str) -> TimeSpec:
+  """The `TimeSpec` of the builder registered as `name` (aliases too)."""
+  return _TIME.get(REGISTRY.get(name), TimeSpec())
+
+
+class Duration(NamedTuple):
+  """A duration argument of a policy, placed on the outermost clock.
+
+  Attributes:
+    policy: the text name of the builder that has it (e.g. `cosine`).
+    arg: the argument, with an index for lists (`milestones[1]`).
+    value: the value as given, in units of t on the builder's own clock.
+    end: where it falls on the clock of the policy `durations()` was
+      called on: `value` plus the start of the builder's clock (a warmup
+      with `shift=True` starts its inner policy's clock at its length; a
+      `join` starts policy i at boundary i - 1).
+    kind: `end`, `warmup` or `time` (`DURATION_KINDS`).
+  """
+
+  policy: str
+  arg: str
+  value: float
+  end: float
+  kind: str
 
 
 # The text name of a plain callable wrapped into a Policy (no text form).
@@ -88,6 +172,24 @@ class Policy:
       _has_text(value) for _, value in self.args
     )
 
+  def durations(self) -> tuple[Duration, ...]:
+    """Every duration argument of this policy and of its inner policies.
+
+    Arguments left at their defaults count too (e.g. `noise`'s `begin=0`).
+    A plain callable inside has no known durations.
+
+    Returns:
+      The `Duration`s, outer before inner, each with its `end` on this
+      policy's clock (in this policy's unit, `unit`).
+
+    Examples:
+      >>> from lrjax import schedules
+      >>> p = schedules.warmup(schedules.cosine(0.4, length=90), length=5)
+      >>> [(d.policy, d.arg, d.end, d.kind) for d in p.durations()]
+      [('warmup', 'length', 5, 'warmup'), ('cosine', 'length', 95, 'end')]
+    """
+    return tuple(_durations(self, 0))
+
   def __copy__(self) -> Policy:
     return self
 
@@ -106,6 +208,43 @@ class Policy:
     from lrjax.schedules._text import parse  # noqa: PLC0415
 
     return (parse, (str(self),))
+
+
+def bound_args(name: str, args) -> dict[str, Any]:
+  """All arguments of the builder `name`, defaults included, by name."""
+  sig = inspect.signature(_CANONICAL.get(name) or REGISTRY[name])
+  out = {
+    k: p.default
+    for k, p in sig.parameters.items()
+    if p.default is not inspect.Parameter.empty
+  }
+  out.update(dict(args))
+  return out
+
+
+def _durations(policy: Policy, origin):
+  if policy.name == CALLABLE:
+    return
+  spec = time_spec(policy.name)
+  arguments = bound_args(policy.name, policy.args)
+  for arg, kind in spec.durations:
+    value = arguments.get(arg)
+    if value is None:
+      continue
+    if isinstance(value, tuple):
+      for i, v in enumerate(value):
+        yield Duration(policy.name, f'{arg}[{i}]', v, origin + v, kind)
+    else:
+      yield Duration(policy.name, arg, value, origin + value, kind)
+  starts = spec.origins(arguments) if spec.origins else {}
+  for arg, value in arguments.items():
+    if isinstance(value, Policy):
+      yield from _durations(value, origin + starts.get(arg, 0))
+    elif isinstance(value, tuple):
+      offsets = starts.get(arg, (0,) * len(value))
+      for v, start in zip(value, offsets, strict=True):
+        if isinstance(v, Policy):
+          yield from _durations(v, origin + start)
 
 
 def _has_text(value) -> bool:

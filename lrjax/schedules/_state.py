@@ -451,7 +451,11 @@ class SwitchOnPlateau:
     )
 
 
-@register('switch_on_plateau')
+def _clock_unit(args: dict) -> str:
+  return args['clock']
+
+
+@register('switch_on_plateau', durations={'total': 'time'}, unit=_clock_unit)
 def switch_on_plateau(
   policies,
   window: int = 5,

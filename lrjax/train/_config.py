@@ -14,6 +14,7 @@ import types
 from typing import Any
 
 import numpy as np
+from absl import logging
 
 OPTIMIZERS = ('sgd', 'nesterov', 'adam', 'adamw', 'lamb', 'lars')
 ADAM_FAMILY = ('adam', 'adamw', 'lamb')
@@ -99,7 +100,9 @@ class TrainConfig:
 
   Progress-valued hyperparameters (``lr``, ``momentum``, ``weight_decay``)
   are policies over **epochs** (text form, a ``lrjax.schedules.Policy``, or a
-  float for a constant); the trainer turns them into per-update optax
+  float for a constant) unless they say they count updates (see ``lr``:
+  ``in_updates``, ``noam``, or a plain optax schedule); the trainer turns
+  epoch policies into per-update optax
   schedules for the batch schedule with ``lrjax.batch.per_update``, so they
   do not drift under batch ramps or gradient accumulation.
 
@@ -128,16 +131,29 @@ class TrainConfig:
     batch: batch schedule: text form (``lrjax.batch.parse``), a
       ``BatchSchedule``, or an int (constant batch for ``num_epochs``).
     num_epochs: epochs for an int ``batch`` (ignored otherwise).
-    lr: learning rate policy over epochs (text, Policy, plateau policy or
-      float).
-    momentum: momentum policy over epochs or float; Adam-family ``b1``.
+    lr: the learning rate: a float, policy text, a ``lrjax.schedules``
+      Policy, a plateau policy, or a plain callable. Units, never guessed:
+      a Policy with unit 'epoch' or none (text without ``in_updates``) is a
+      function of epochs, converted with ``lrjax.batch.per_update``; a
+      Policy with unit 'update' (``in_updates(...)``, ``noam``) and a plain
+      callable that is not a lrjax policy (an optax schedule such as
+      ``optax.cosine_decay_schedule(0.1, 1000)``, a lambda of the count)
+      are functions of the real optimizer update count, as optax defines
+      it (0 at the first update; under accumulation, one count per real
+      update, not per micro-batch), used as they are. Durations in the
+      text may carry a unit (``2ep``, ``500up``, ``64000ex``, and
+      ``110Kitok`` with a ``seq=`` in ``batch``): they are converted
+      exactly against the batch schedule (``lrjax.schedules.parse``).
+      ``validate`` warns once when a length, milestone or boundary ends
+      after the run, or a warmup does not end before it.
+    momentum: momentum, read like ``lr``; Adam-family ``b1``.
     optimizer: one of 'sgd', 'nesterov', 'adam', 'adamw', 'lamb', 'lars', or
       a factory ``learning_rate -> optax.GradientTransformation`` (see
       above).
     clip_norm: clip the gradient to this global norm before the optimizer
       (``optax.clip_by_global_norm``; None = no clipping). With a factory it
       is applied before the factory's own transformations.
-    weight_decay: weight decay (policy over epochs or float); L2 added to
+    weight_decay: weight decay, read like ``lr``; L2 added to
       the gradient for sgd/nesterov/adam, decoupled for adamw/lamb, added
       to the gradient before the trust ratio for lars (``optax.lars``).
     b2: second-moment decay of the Adam family (named optimizers only).
@@ -287,11 +303,19 @@ class TrainConfig:
   ) -> None:
     """Checks every field; raises ValueError naming the field and the fix.
 
-    Numbers must be finite and in range. Policies given as text (or as a
-    ``lrjax.schedules`` policy) are parsed and evaluated at 129 epochs
-    spread over the run (and a plateau policy at its initial value), which
-    must be finite and in the field's range: ``lr`` and ``weight_decay``
-    >= 0, ``momentum`` in [0, 1). Arbitrary callables are not evaluated.
+    Numbers must be finite and in range. Policies are checked as the
+    trainer reads them: text is parsed (against the batch schedule when
+    ``num_train_examples`` is given, so durations in tokens, updates or
+    examples convert or fail here), then a policy of epochs is evaluated
+    at 129 epochs over the run, a policy of updates (``in_updates``,
+    ``noam``) and, when the run is known, a plain callable (an optax
+    schedule) at 129 update counts (called under ``jax.jit`` as the
+    optimizer calls it), and a plateau policy at its initial value; every
+    value must be finite and in the field's range: ``lr`` and
+    ``weight_decay`` >= 0, ``momentum`` in [0, 1). When the run is known,
+    a policy whose durations do not fit it (a length, milestone or
+    boundary after the run's end, a warmup not ending before it) is
+    warned about with absl logging, once per message and process.
 
     Args:
       num_local_devices: devices available to this process (checks
@@ -389,8 +413,21 @@ class TrainConfig:
       raise ValueError(f'noise={self.noise!r} must be a NoiseConfig')
     self.noise.validate()
     epochs = self._check_batch(num_train_examples)
+    from lrjax.train import _setup
+
+    run = None
+    if num_train_examples is not None:
+      run = _setup.batch_schedule(self, num_train_examples)
     for name, (ok, allowed) in _POLICY_RANGES.items():
-      _check_policy(getattr(self, name), name, ok, allowed, epochs)
+      _check_policy(
+        getattr(self, name),
+        name,
+        ok,
+        allowed,
+        epochs,
+        run,
+        _setup.seq_len(self.batch),
+      )
 
   def _check_optimizer(self) -> None:
     """A known name, or a factory of the learning rate (see the class)."""
@@ -484,14 +521,29 @@ def _check_real(value: Any, name: str, ok: Any, allowed: str) -> None:
 
 
 def _check_policy(
-  value: Any, name: str, ok: Any, allowed: str, epochs: float
+  value: Any,
+  name: str,
+  ok: Any,
+  allowed: str,
+  epochs: float,
+  run: Any = None,
+  seq_len: int | None = None,
 ) -> None:
-  """Checks a policy field: a number, policy text, a policy or a callable.
+  """Checks a policy field as the trainer reads it, and warns on a misfit.
 
-  Text and lrjax policies are evaluated at 129 epochs over ``[0, epochs]``;
-  plateau policies at their initial (and smallest) value.
+  A number must be in range. Text is parsed as the trainer parses it:
+  against the run's batch schedule ``run`` (durations with units
+  converted), or, without it, with its units checked but not converted.
+  Then the values are checked: a policy over epochs (unit 'epoch' or
+  None) at 129 epochs over ``[0, epochs]``; a policy of updates (unit
+  'update') and a plain callable (an optax schedule, read in updates) at
+  129 update counts over the run (a plain callable only when ``run`` is
+  known, a policy of updates otherwise over twice its longest duration);
+  a plateau policy at its initial (and smallest) value. With ``run``, a
+  policy whose durations do not fit it is warned about (`warn_fit`).
   """
   from lrjax import schedules
+  from lrjax.schedules import _text
 
   if isinstance(value, bool) or value is None:
     raise ValueError(f'{name}={value!r} must be a float, text or policy')
@@ -503,14 +555,19 @@ def _check_policy(
       number = float(value)
     except ValueError:
       try:
-        value = schedules.parse(value)
+        if run is not None:
+          value = schedules.parse(value, run, seq_len=seq_len)
+        else:
+          units = _text._Units(seq_len=seq_len, nominal=True)
+          value = _text.parse_with(value, units)
       except (ValueError, TypeError) as e:
         raise ValueError(f'{name}={value!r} does not parse: {e}') from None
     else:
       _check_real(number, name, ok, f'finite and {allowed}')
       return
-  grid = np.linspace(0.0, max(epochs, 1e-9), 129)
-  for policy, values in _policy_values(value, grid):
+  if not callable(value):
+    raise ValueError(f'{name}={value!r} must be a float, policy text or Policy')
+  for policy, where, grid, values in _policy_values(value, epochs, run, name):
     bad = [
       (float(t), float(v))
       for t, v in zip(grid, values, strict=False)
@@ -519,27 +576,116 @@ def _check_policy(
     if bad:
       t, v = bad[0]
       raise ValueError(
-        f'{name}={str(policy)!r} is {v:g} at epoch {t:g}; every value must '
-        f'be finite and {allowed}'
+        f'{name}={str(policy)!r} is {v:g} at {where} {t:g}; every value '
+        f'must be finite and {allowed}'
       )
+  if run is not None:
+    warn_fit(value, name, run)
 
 
-def _policy_values(value: Any, grid: np.ndarray) -> list[tuple[Any, Any]]:
-  """``(policy, its values)`` to check: on ``grid`` for a Policy, the
-  initial and smallest value of a plateau policy, none for a callable."""
+def _policy_values(
+  value: Any, epochs: float, run: Any, name: str
+) -> list[tuple[Any, str, Any, Any]]:
+  """``(policy, 'epoch' or 'update', grid, its values)`` to check."""
+  import jax
+  import jax.numpy as jnp
+
   from lrjax.schedules._policy import Policy
   from lrjax.schedules._state import ReduceOnPlateau, SwitchOnPlateau
 
+  def updates(policy=None):
+    if run is not None:
+      top = run.num_updates
+    else:
+      ends = [d.end for d in policy.durations()] if policy else []
+      top = 2 * max([float(e) for e in ends] + [500.0])
+    return np.unique(np.linspace(0, top, 129).round()).astype(np.int32)
+
+  def on_grid(policy, clock):
+    if clock == 'update':
+      grid = updates(policy)
+    else:
+      grid = np.linspace(0.0, max(epochs, 1e-9), 129)
+    values = np.broadcast_to(np.asarray(policy(grid)), grid.shape)
+    return (policy, clock, grid, values)
+
   if isinstance(value, Policy):
-    return [(value, np.broadcast_to(np.asarray(value(grid)), grid.shape))]
+    return [on_grid(value, value.unit or 'epoch')]
   if isinstance(value, ReduceOnPlateau):
-    return [(value, [value.init_value, value.min_value])]
+    return [(value, 'epoch', [0, 0], [value.init_value, value.min_value])]
   if isinstance(value, SwitchOnPlateau):
-    return [
-      (p, np.broadcast_to(np.asarray(p(grid)), grid.shape))
-      for p in value.policies
-    ]
-  return []
+    return [on_grid(p, value.clock) for p in value.policies]
+  if _is_stateful(value) or run is None:
+    return []
+  # A plain callable is an optax schedule of the real update count: called
+  # as the trainer calls it, one int32 count at a time under jit.
+  grid = updates()
+  try:
+    values = jax.jit(lambda c: jax.lax.map(value, c))(jnp.asarray(grid))
+  except Exception as e:  # noqa: BLE001 (the trainer would fail the same)
+    raise ValueError(
+      f'{name}={value!r} (a callable, read as an optax schedule of the '
+      f'update count) fails when called on an int32 count under jax.jit: '
+      f'{type(e).__name__}: {e}'
+    ) from None
+  return [(value, 'update', grid, np.asarray(values, np.float64))]
+
+
+def _is_stateful(value: Any) -> bool:
+  return hasattr(value, 'init') and hasattr(value, 'update')
+
+
+# The misfit warnings already given in this process (each is given once).
+_WARNED: set[str] = set()
+
+
+def warn_fit(value: Any, name: str, run: Any) -> None:
+  """Warns (absl, once per message) when durations do not fit the run.
+
+  A duration that marks a point the run should reach (a decay's length, a
+  milestone, a join boundary, a restart period) beyond the run's end, and
+  a warmup that ends at or after it, are warned about: the policy would be
+  cut off where the run ends. Durations are placed on the policy's clock
+  (`Policy.durations`), in epochs (unit 'epoch' or None) or updates (unit
+  'update', or a plateau switch with ``clock='update'``); plain callables
+  have no known durations.
+
+  Args:
+    value: the policy (a Policy or a plateau policy; others are skipped).
+    name: the config field, for the message.
+    run: the run's BatchSchedule.
+  """
+  from lrjax.schedules._policy import Policy
+  from lrjax.schedules._state import SwitchOnPlateau
+
+  if isinstance(value, Policy):
+    parts = [(value, value.unit or 'epoch')]
+  elif isinstance(value, SwitchOnPlateau):
+    parts = [(p, value.clock) for p in value.policies]
+  else:
+    return
+  for policy, clock in parts:
+    end = run.num_updates if clock == 'update' else run.num_epochs
+    for d in policy.durations():
+      where = float(d.end)
+      if d.kind == 'warmup' and where >= end:
+        problem = (
+          f'its warmup ({d.policy} {d.arg}={d.value:g}) ends at {clock} '
+          f'{where:g}, not before the run ends ({clock} {end:g}): the '
+          'value never reaches its target; shorten the warmup'
+        )
+      elif d.kind == 'end' and where > end * (1 + 1e-9):
+        problem = (
+          f'{d.policy} {d.arg}={d.value:g} ends at {clock} {where:g}, after '
+          f'the run ends ({clock} {end:g}): the run stops before it; '
+          'shorten it or lengthen the run'
+        )
+      else:
+        continue
+      message = f'{name}={value}: {problem}'
+      if message not in _WARNED:
+        _WARNED.add(message)
+        logging.warning(message)
 
 
 def _check_int(value, name: str, minimum: int, optional: bool = False) -> None:

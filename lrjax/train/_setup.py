@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import numbers
+import re
 from typing import Any
 
 import jax
@@ -72,9 +73,13 @@ def build(config: TrainConfig, task: Any) -> Setup:
   schedule = batch_schedule(config, num_train)
   devices = select_devices(config)
   plan = make_plan(schedule, len(devices), config.max_device_batch)
-  lr = policy(config.lr, 'lr')
-  momentum = policy(config.momentum, 'momentum')
-  weight_decay = policy(config.weight_decay, 'weight_decay')
+  lr = policy(config.lr, 'lr', schedule, seq_len(config.batch))
+  momentum = policy(
+    config.momentum, 'momentum', schedule, seq_len(config.batch)
+  )
+  weight_decay = policy(
+    config.weight_decay, 'weight_decay', schedule, seq_len(config.batch)
+  )
   check_noise(config, plan, len(devices))
   total_updates = schedule.num_updates
   if config.max_updates is not None:
@@ -213,8 +218,18 @@ def batch_schedule(config: TrainConfig, num_examples: int) -> Any:
   return schedule
 
 
-def policy(value: Any, name: str) -> Any:
-  """A float, a Policy, or a plateau policy from a config value."""
+def policy(
+  value: Any, name: str, schedule: Any = None, seq_len: int | None = None
+) -> Any:
+  """A float, a Policy, a plateau policy or a callable from a config value.
+
+  Text is parsed against ``schedule`` (durations in tokens, updates or
+  examples convert exactly; ``seq_len`` for tokens). With a schedule, a
+  policy whose durations do not fit the run is warned about once
+  (``TrainConfig.validate`` says how).
+  """
+  from lrjax.train import _config
+
   if isinstance(value, numbers.Real) and not isinstance(value, bool):
     return float(value)
   if isinstance(value, str):
@@ -225,12 +240,22 @@ def policy(value: Any, name: str) -> Any:
     from lrjax import schedules
 
     try:
-      return schedules.parse(value)
+      value = schedules.parse(value, schedule, seq_len=seq_len)
     except (ValueError, TypeError) as e:
       raise ValueError(f'{name}={value!r} does not parse: {e}') from e
   if callable(value):
+    if schedule is not None:
+      _config.warn_fit(value, name, schedule)
     return value
   raise ValueError(f'{name}={value!r} must be a float, policy text or Policy')
+
+
+def seq_len(batch: Any) -> int | None:
+  """The ``seq=`` (tokens per sequence) of batch text, else None."""
+  if not isinstance(batch, str):
+    return None
+  found = re.search(r'(?<![A-Za-z0-9_])seq\s*=\s*(\d+)', batch)
+  return int(found.group(1)) if found else None
 
 
 def is_stateful(p: Any) -> bool:
@@ -238,8 +263,19 @@ def is_stateful(p: Any) -> bool:
 
 
 def as_schedule(p: Any, schedule: Any) -> Any:
-  """Constant float, per-update optax schedule, or a stateful schedule."""
+  """A constant float, a stateful schedule, or an optax schedule of updates.
+
+  A policy over epochs (a lrjax Policy whose unit is 'epoch' or None) is
+  converted with ``lrjax.batch.per_update``; a policy of updates
+  (``unit='update'``: ``in_updates``, ``noam``) and a plain callable (an
+  optax schedule, a function of the count) are schedules of the real
+  update count already, as optax defines them, and are used as they are.
+  """
+  from lrjax.schedules import Policy
+
   if isinstance(p, float) or is_stateful(p):
+    return p
+  if not isinstance(p, Policy) or p.unit == 'update':
     return p
   from lrjax.batch import per_update
 
