@@ -59,7 +59,9 @@ def _parse():
   return p.parse_args()
 
 
-ARGS = _parse()
+# Parsed when run, not when imported (benchmarks.device_check reuses the
+# peak table).
+ARGS = _parse() if __name__ == '__main__' else None
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
@@ -150,15 +152,20 @@ def trainer(ds: data.TextDataset, prefetch: int) -> float:
   return r.loop_updates * ARGS.batch * ARGS.seq_len / r.loop_seconds
 
 
-def peak_flops() -> float | None:
-  """The device's peak FLOP/s: --peak_tflops, else the table, else None."""
-  if ARGS.peak_tflops > 0:
-    return ARGS.peak_tflops * 1e12
-  kind = jax.devices()[0].device_kind
+def device_peak_flops(kind: str, peak_tflops: float = 0.0) -> float | None:
+  """Peak FLOP/s of a device kind: ``peak_tflops`` if > 0, else the
+  table's dense bfloat16 peak, else None (unknown: MFU n/a)."""
+  if peak_tflops > 0:
+    return peak_tflops * 1e12
   for name, tflops in PEAK_TFLOPS.items():
     if kind.startswith(name):
       return tflops * 1e12
   return None
+
+
+def peak_flops() -> float | None:
+  """The device's peak FLOP/s: --peak_tflops, else the table, else None."""
+  return device_peak_flops(jax.devices()[0].device_kind, ARGS.peak_tflops)
 
 
 def main() -> None:

@@ -15,8 +15,12 @@ the ordinary trainer, every run with the same token budget
   baseline), a GPT-3-style linear ramp written in tokens (`ramp`), Smith et
   al.'s increase-instead-of-decay built with `lrjax.batch.from_lr_decay`
   from the step decay (`increase`: constant LR, the batch grows at the
-  milestones), and the adaptive batch that follows the measured noise scale
-  B_simple (`adaptive`, McCandlish et al. 2018; `lrjax.train.train_adaptive`).
+  milestones), the adaptive batch that follows the measured noise scale
+  B_simple (`adaptive`, McCandlish et al. 2018; `lrjax.train.train_adaptive`),
+  and Seesaw, Smith's conversion for Adam built with `lrjax.batch.seesaw`
+  from the cosine (`seesaw`, Meterez et al. 2025: where the cosine has
+  fallen by `--seesaw_factor` the batch grows by it and the LR falls by its
+  square root only, up to `--seesaw_max_tokens`).
 
 Batch sizes are in sequences of `--seq_len` tokens; budgets, ramps and the
 noise scale are also stated in tokens. The report gives the final
@@ -50,7 +54,7 @@ from absl import app, flags, logging
 from experiments import _common, _lm_common, _runs
 
 LR_POLICIES = ('cosine', 'wsd', 'constant_cooldown', 'step')
-BATCH_SCHEDULES = ('constant', 'ramp', 'increase', 'adaptive')
+BATCH_SCHEDULES = ('constant', 'ramp', 'increase', 'adaptive', 'seesaw')
 BASELINE = 'cosine'
 
 TRAIN_TOKENS = _lm_common.register_token_flag(
@@ -120,6 +124,18 @@ ADAPTIVE_GROWTH = flags.DEFINE_float(
   2.0,
   'adaptive: the largest factor by which one decision grows the batch.',
 )
+SEESAW_FACTOR = flags.DEFINE_float(
+  'seesaw_factor',
+  2.0,
+  'seesaw: the cosine is cut where it has fallen by this factor; there '
+  'the batch grows by it and the LR falls by its square root.',
+)
+SEESAW_MAX_TOKENS = flags.DEFINE_string(
+  'seesaw_max_tokens',
+  '',
+  'seesaw: the largest batch, in tokens (empty: --ramp_stop_tokens); past '
+  'it the LR falls by the whole factor per cut.',
+)
 
 
 def _fractions(values: Sequence[str]) -> list[float] | None:
@@ -163,6 +179,7 @@ flags.register_validator(
 )
 _common.register_bound('increase_factor', 1, strict=True)
 _common.register_bound('adaptive_growth', 1)
+_common.register_bound('seesaw_factor', 1, strict=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,6 +205,8 @@ class LmConfig:
   adaptive_every_tokens: int = 32 * 1024
   adaptive_max_tokens: int | None = None
   adaptive_growth: float = 2.0
+  seesaw_factor: float = 2.0
+  seesaw_max_tokens: int | None = None
 
   @property
   def ramp_start(self) -> int:
@@ -291,6 +310,16 @@ class LmConfig:
         )
       if self.adaptive_growth < 1:
         raise ValueError(f'adaptive_growth={self.adaptive_growth} must be >= 1')
+    if 'seesaw' in self.batch_schedules:
+      if self.seesaw_factor <= 1:
+        raise ValueError(f'seesaw_factor={self.seesaw_factor} must be > 1')
+      cap = self.seesaw_max_tokens or self.ramp_stop_tokens
+      lbatch.to_sequences(cap, t, 'seesaw_max_tokens')
+      if cap < c.batch_size * t:
+        raise ValueError(
+          f'seesaw_max_tokens={cap} must be >= the base batch of '
+          f'{c.batch_size * t} tokens'
+        )
 
 
 def get_config() -> LmConfig:
@@ -331,6 +360,12 @@ def get_config() -> LmConfig:
       else None
     ),
     adaptive_growth=ADAPTIVE_GROWTH.value,
+    seesaw_factor=SEESAW_FACTOR.value,
+    seesaw_max_tokens=(
+      tokens(SEESAW_MAX_TOKENS.value, 'seesaw_max_tokens')
+      if SEESAW_MAX_TOKENS.value
+      else None
+    ),
   )
 
 
@@ -449,6 +484,10 @@ def lr_text(config: LmConfig, name: str) -> str:
     'step': f'{warm}, divided by {config.increase_factor:g} at {at} tokens',
     'increase': f'{warm}, then constant (the batch grows instead of the '
     'step decay)',
+    'seesaw': f'{warm}, the cosine cut where it has fallen by '
+    f'{config.seesaw_factor:g}: x 1/sqrt({config.seesaw_factor:g}) per cut '
+    f'while the batch grows (x {config.seesaw_factor:g}), / '
+    f'{config.seesaw_factor:g} per cut past the cap',
   }[name]
 
 
@@ -520,6 +559,26 @@ def build_plans(config: LmConfig, num_examples: int) -> dict[str, Plan]:
       schedules.warmup(smith.lr, length=warm, shift=False),
       _batch_text(smith.batch_schedule, t),
       lr_text(config, 'increase'),
+    )
+  if 'seesaw' in config.batch_schedules:
+    seesaw = lbatch.seesaw(
+      cosine,
+      c.batch_size,
+      num_examples,
+      num_epochs=_epochs(total, t, num_examples),
+      factor=config.seesaw_factor,
+      max_batch_size=lbatch.to_sequences(
+        config.seesaw_max_tokens or config.ramp_stop_tokens,
+        t,
+        'seesaw_max_tokens',
+      ),
+      multiple_of=_multiple(c),
+    )
+    plans['seesaw'] = Plan(
+      seesaw.batch_schedule,
+      seesaw.lr,
+      _batch_text(seesaw.batch_schedule, t),
+      lr_text(config, 'seesaw'),
     )
   if 'adaptive' in config.batch_schedules:
     cap = lbatch.to_sequences(
@@ -626,7 +685,9 @@ def _run(config: LmConfig, workdir: str, overwrite: bool):
       )
   model = c.transformer()
   base = _lm_common.baselines(train, valid)
-  rows, table = _table(runs, plans, c.seq_len, model.flops_per_token())
+  rows, table = _table(
+    runs, plans, c.seq_len, model.flops_per_token(), noise=c.noise
+  )
   claims = _claims(runs, config)
   figures = _figures(runs, c.seq_len, base, workdir)
   results = {
@@ -669,7 +730,9 @@ def _noise_end(run: _runs.Run) -> float:
   return float(finite[-1]) if finite.size else math.nan
 
 
-def _table(runs, plans, seq_len, flops_per_token):
+def _table(runs, plans, seq_len, flops_per_token, *, noise=True):
+  """Rows and the markdown table; without the noise tracker (``noise``
+  False) neither has a B_simple column."""
   header = [
     'run',
     'val loss (nats)',
@@ -678,8 +741,7 @@ def _table(runs, plans, seq_len, flops_per_token):
     'tokens',
     'wall s',
     'tokens/s',
-    'B_simple at end (tokens)',
-  ]
+  ] + (['B_simple at end (tokens)'] if noise else [])
   rows, lines = [], []
   for name, group in runs.items():
     loss = [_final(r, 'loss') for r in group]
@@ -688,7 +750,6 @@ def _table(runs, plans, seq_len, flops_per_token):
     tokens = _mean([r.summary['examples_seen'] * seq_len for r in group])
     wall = [r.summary['wall_seconds'] for r in group]
     rates = [_loop_rate(r, seq_len) for r in group]
-    noise = [_noise_end(r) * seq_len for r in group]
     row = {
       'run': name,
       'seeds': len(group),
@@ -703,24 +764,23 @@ def _table(runs, plans, seq_len, flops_per_token):
       'wall_seconds': _common.mean_std(wall),
       'train_tokens_per_second': _common.mean_std(rates),
       'model_flops_per_second': _mean(rates) * flops_per_token,
-      'b_simple_end_sequences': _common.mean_std(
-        [_noise_end(r) for r in group]
-      ),
-      'b_simple_end_tokens': _common.mean_std(noise),
     }
+    line = [
+      name,
+      _lm_common.ms(loss),
+      _lm_common.ms(bpb),
+      _common.fmt_number(updates),
+      _common.fmt_number(tokens),
+      _lm_common.ms(wall, 1),
+      _lm_common.ms(rates, 0),
+    ]
+    if noise:
+      ends = [_noise_end(r) for r in group]
+      row['b_simple_end_sequences'] = _common.mean_std(ends)
+      row['b_simple_end_tokens'] = _common.mean_std([e * seq_len for e in ends])
+      line.append(_lm_common.ms([e * seq_len for e in ends], 0))
     rows.append(row)
-    lines.append(
-      [
-        name,
-        _lm_common.ms(loss),
-        _lm_common.ms(bpb),
-        _common.fmt_number(updates),
-        _common.fmt_number(tokens),
-        _lm_common.ms(wall, 1),
-        _lm_common.ms(rates, 0),
-        _lm_common.ms(noise, 0),
-      ]
-    )
+    lines.append(line)
   return rows, _common.markdown_table(header, lines)
 
 
@@ -768,7 +828,7 @@ def _claims(runs, config: LmConfig) -> list[dict[str, Any]]:
       'budget',
       BASELINE,
     )
-  for name in ('ramp', 'increase', 'adaptive'):
+  for name in ('ramp', 'increase', 'adaptive', 'seesaw'):
     if name not in runs:
       continue
     against = 'step' if name == 'increase' and 'step' in runs else BASELINE
@@ -827,8 +887,11 @@ def _noise_growth(run: _runs.Run) -> dict[str, float]:
   correlation between the estimates and the training loss logged with
   them (negative: B_simple grows as the loss falls).
   """
-  noise = run.train.get('noise_scale', np.zeros(0))
-  loss = run.train.get('loss', np.zeros(0))
+  noise = run.train.get('noise_scale')
+  loss = run.train.get('loss')
+  if noise is None or loss is None or noise.shape != loss.shape:
+    # No noise tracker (or no loss logged): nothing to relate.
+    return {'ratio': math.nan, 'rho': math.nan}
   keep = np.isfinite(noise) & np.isfinite(loss)
   noise, loss = noise[keep], loss[keep]
   if noise.size < 8:
@@ -941,9 +1004,14 @@ def _report(config, plans, results, table, claims, figures) -> str:
     '',
     'Tokens/s is the median training rate over the logged intervals (one '
     'with an evaluation or a compilation in it does not count); wall s is '
-    'the whole run, compilation and evaluations included. The noise scale is estimated with sequences as '
-    'the examples and stated in tokens (times the sequence length). '
-    "The policies' exact text forms (over epochs) are in results.json.",
+    'the whole run, compilation and evaluations included. '
+    + (
+      'The noise scale is estimated with sequences as the examples and '
+      'stated in tokens (times the sequence length). '
+      if c.noise
+      else 'The noise tracker was off (--nonoise): no B_simple. '
+    )
+    + "The policies' exact text forms (over epochs) are in results.json.",
   ]
   lines += _common.figure_lines(figures)
   return '\n'.join(lines)

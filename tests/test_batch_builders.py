@@ -11,8 +11,11 @@ from lrjax.batch import (
   from_lr_decay,
   geometric_ramp,
   linear_ramp,
+  parse,
   per_update,
   round_batch_size,
+  seesaw,
+  to_text,
 )
 
 N = 50000
@@ -396,3 +399,199 @@ def test_derived_lrs_read_as_12_significant_digits():
   # 0.7 * 0.1 is 0.06999999999999999 in floats.
   r = from_lr_decay(0.7, 128, N, lr_scale=0.1, **SMITH, max_batch_size=N)
   assert str(r.lr) == 'constant(0.07)'
+
+
+# ------------------------------------------------------------ Seesaw
+
+R2 = np.sqrt(2.0)
+
+
+def _stage_lrs(r):
+  """The LR in force at the first update of each stage, under jit."""
+  schedule = r.batch_schedule
+  firsts = np.cumsum((0,) + schedule.num_updates_per_stage[:-1])
+  lr = jax.jit(jax.vmap(per_update(r.lr, schedule)))
+  return np.asarray(lr(np.asarray(firsts, np.int32)), np.float64)
+
+
+def test_seesaw_step_decay_hand_table():
+  # LR /2 at 30, 60, 90 becomes LR x 1/sqrt2 and batch x2 at each.
+  r = seesaw(1.0, 32, N, milestones=(30, 60, 90), num_epochs=120)
+  assert r.batch_schedule.batch_size_per_stage == (32, 64, 128, 256)
+  np.testing.assert_allclose(
+    _stage_lrs(r), [1, 1 / R2, 1 / 2, 1 / (2 * R2)], rtol=2e-7
+  )
+  assert str(r.decay) == 'multistep(1,milestones=30/60/90,gamma=0.5)'
+  assert r.milestones == (30, 60, 90)
+  assert r.noise_scale_ratio == pytest.approx((1.0,) * 4, rel=1e-12)
+  # Updates by hand: 1.5e6 examples per 30 epochs. 1.5e6/32 = 46875
+  # (seen 1500000); ceil(1.5e6/64) = 23438 (3000032); ceil(1499968/128)
+  # = 11719 (4500064); ceil(1499936/256) = 5860 (6000224). The decay at
+  # 32 takes 6e6/32 = 187500.
+  assert r.batch_schedule.num_updates_per_stage == (46875, 23438, 11719, 5860)
+  assert r.batch_schedule.num_examples_total == 6000224
+  # The same step decay given as a policy, or its text, or a step policy.
+  for lr in (
+    'multistep(1,milestones=30/60/90,gamma=0.5)',
+    schedules.step(1.0, length=30, gamma=0.5),
+  ):
+    again = seesaw(lr, 32, N, num_epochs=120)
+    assert again.batch_schedule == r.batch_schedule
+    np.testing.assert_allclose(_stage_lrs(again), _stage_lrs(r), rtol=1e-7)
+
+
+def test_seesaw_keeps_lr_over_sqrt_batch_of_the_decay_at_every_epoch():
+  # Adam's invariant: eta / sqrt(B) of the seesaw run equals the decay's
+  # 2^-k / sqrt(32) in every stage k (1 / 2^k / sqrt(32) by hand).
+  r = seesaw(1.0, 32, N, milestones=(30, 60, 90), num_epochs=120)
+  schedule = r.batch_schedule
+  lr = jax.jit(jax.vmap(per_update(r.lr, schedule)))
+  epochs = [0, 15, 30, 45, 60, 89, 90, 119]
+  updates = np.asarray([schedule.update_at_epoch(e) for e in epochs], np.int32)
+  got = np.asarray(lr(updates), np.float64) / np.sqrt(
+    np.asarray(schedule.batch_size_at(updates), np.float64)
+  )
+  k = np.asarray([sum(e >= m for m in (30, 60, 90)) for e in epochs])
+  np.testing.assert_allclose(got, 0.5**k / np.sqrt(32), rtol=2e-7)
+
+
+def test_seesaw_discretises_a_cosine_where_it_has_halved():
+  # cosine(t) = (1 + cos(pi t / T)) / 2 falls to 2^-k at
+  # t_k = T / pi * arccos(2^(1-k) - 1): 50, 66.667, 76.980 for T = 100.
+  # It falls to 0, so the cuts are counted (max_cuts).
+  t = [100 / np.pi * np.arccos(2.0 ** (1 - k) - 1) for k in (1, 2, 3)]
+  r = seesaw(
+    schedules.cosine(1.0, length=100), 32, N, num_epochs=100, max_cuts=3
+  )
+  # 6 significant digits of a float32 bisection: 1e-5 relative.
+  np.testing.assert_allclose(r.milestones, t, rtol=1e-5)
+  assert r.batch_schedule.batch_size_per_stage == (32, 64, 128, 256)
+  np.testing.assert_allclose(
+    _stage_lrs(r), [1, 1 / R2, 1 / 2, 1 / (2 * R2)], rtol=2e-7
+  )
+  with pytest.raises(ValueError, match='give max_cuts'):
+    seesaw(schedules.cosine(1.0, length=100), 32, N, num_epochs=100)
+
+
+def test_seesaw_cosine_after_a_warmup_cuts_in_global_epochs():
+  # warmup over 10 epochs, then a cosine from 1 to 0.2 over 90: falls to
+  # 1/2 and 1/4 (1/8 < 0.2 is never reached) where
+  # 0.2 + 0.8 (1 + cos x) / 2 = 2^-k, x = arccos(2 (2^-k - 0.2) / 0.8 - 1).
+  x = [np.arccos(2 * (2.0**-k - 0.2) / 0.8 - 1) for k in (1, 2)]
+  t = [10 + 90 / np.pi * a for a in x]
+  policy = 'warmup(cosine(1,length=90,end=0.2),length=10)'
+  r = seesaw(policy, 32, N, num_epochs=100)
+  np.testing.assert_allclose(r.milestones, t, rtol=1e-5)
+  assert r.batch_schedule.batch_size_per_stage == (32, 64, 128)
+  lr = r.lr
+  # The warmup ramps from 0.1 to 1 over the first 10 epochs, unchanged.
+  assert float(lr(0)) == pytest.approx(0.1, rel=1e-6)
+  assert float(lr(5)) == pytest.approx(0.55, rel=1e-6)
+  assert float(lr(t[0] - 0.01)) == pytest.approx(1.0, rel=1e-6)
+  assert float(lr(t[0] + 0.01)) == pytest.approx(1 / R2, rel=1e-6)
+  assert float(lr(99)) == pytest.approx(0.5, rel=1e-6)
+  assert str(lr) == f'seesaw({policy},length=100)'
+  assert str(schedules.parse(str(lr))) == str(lr)
+
+
+def test_seesaw_cap_hands_the_rest_of_the_decay_to_the_lr():
+  # Cap 128 = 4 x 32: the third cut cannot double the batch; the LR
+  # falls by 2 there as the decay does: 1, 1/sqrt2, 1/2, 1/4.
+  kw = dict(milestones=(30, 60, 90), num_epochs=120)
+  r = seesaw(1.0, 32, N, max_batch_size=128, **kw)
+  assert str(r.batch_schedule) == 'stages(32@30,64@30,128@60,n=50000)'
+  np.testing.assert_allclose(
+    [float(r.lr(e)) for e in (0, 30, 60, 90)], [1, 1 / R2, 0.5, 0.25], rtol=2e-7
+  )
+  assert str(r.lr) == (
+    'seesaw(multistep(1,milestones=30/60/90,gamma=0.5),length=120,growth=4)'
+  )
+  # A measured B_simple of 100.7 as the cap, multiples of 8: 96 = 3 x 32.
+  # The second cut jumps to the cap: eta = 1/4 sqrt(96/32) keeps
+  # eta / sqrt(B) = 2^-2 / sqrt(32); the third halves it.
+  r = seesaw(1.0, 32, N, max_batch_size=100.7, multiple_of=8, **kw)
+  assert r.batch_schedule.batch_size_per_stage == (32, 64, 96)
+  np.testing.assert_allclose(
+    [float(r.lr(e)) for e in (0, 30, 60, 90)],
+    [1, 1 / R2, np.sqrt(3) / 4, np.sqrt(3) / 8],
+    rtol=2e-7,
+  )
+  assert r.noise_scale_ratio == pytest.approx((1.0,) * 4, rel=1e-12)
+  # No growth at all (cap = batch): the decay itself.
+  r = seesaw(1.0, 32, N, max_batch_size=32, **kw)
+  assert str(r.batch_schedule) == 'stages(32@120,n=50000)'
+  np.testing.assert_allclose(
+    [float(r.lr(e)) for e in (0, 30, 60, 90)], [1, 0.5, 0.25, 0.125], rtol=2e-7
+  )
+
+
+def test_seesaw_rounding_reports_the_change_of_lr_over_sqrt_batch():
+  # Factor 3 from 10, multiples of 4: 30 -> 32 (ratio sqrt(30/32)), 90 ->
+  # 88 (sqrt(90/88)); the LR keeps the rule, x 1/sqrt3 per cut.
+  r = seesaw(
+    1.0, 12, N, milestones=(1, 2), factor=3, num_epochs=3, multiple_of=4
+  )
+  assert r.batch_schedule.batch_size_per_stage == (12, 36, 108)
+  r = seesaw(1.0, 10, N, milestones=(1, 2), factor=3, num_epochs=3)
+  assert r.batch_schedule.batch_size_per_stage == (10, 30, 90)
+  r = seesaw(
+    1.0, 12, N, milestones=(1, 2), factor=2.5, num_epochs=3, multiple_of=4
+  )
+  # 12 x 2.5 = 30 -> 32; 12 x 6.25 = 75 -> 76.
+  assert r.batch_schedule.batch_size_per_stage == (12, 32, 76)
+  assert r.noise_scale_ratio == pytest.approx(
+    (1.0, np.sqrt(30 / 32), np.sqrt(75 / 76)), rel=1e-12
+  )
+
+
+def test_seesaw_in_tokens_and_as_batch_text():
+  # seq 16, 4096 sequences (64 Ki tokens = 1 epoch): 512 tokens = 32
+  # sequences, the cap 2 Ki tokens = 128; LR /2 at 0.25 and 0.5 epochs.
+  text = (
+    'seesaw(start=512tok, lr=multistep(1,milestones=0.25/0.5,gamma=0.5), '
+    'total=64Kitok, max=2Kitok, seq=16, n=4096)'
+  )
+  s = parse(text)
+  assert s.batch_size_per_stage == (32, 64, 128)
+  assert to_text(s, seq_len=16) == (
+    'stages(512tok@0.25,1Kitok@0.25,2Kitok@0.5,seq=16,n=4096)'
+  )
+  # Updates: 1024 / 32 = 32, 1024 / 64 = 16, 2048 / 128 = 16.
+  assert s.num_updates_per_stage == (32, 16, 16)
+  r = seesaw(
+    'multistep(1,milestones=0.25/0.5,gamma=0.5)',
+    32,
+    4096,
+    num_epochs=1,
+    max_batch_size=128,
+  )
+  assert r.batch_schedule == s
+  with pytest.raises(ValueError, match="not one of seesaw's keys"):
+    parse('seesaw(start=32,lr=constant(1),total=1,bogus=2,n=64)')
+  with pytest.raises(ValueError, match='seesaw needs lr='):
+    parse('seesaw(start=32,total=1,n=64)')
+
+
+@pytest.mark.parametrize(
+  'lr, kwargs, match',
+  [
+    (1.0, {}, 'give milestones'),
+    ('constant(1)', dict(milestones=(1,)), 'go with a number lr'),
+    (1.0, dict(milestones=(1,), factor=1), 'factor=1 must be > 1'),
+    (1.0, dict(milestones=(1,), max_batch_size=20), 'below batch_size=32'),
+    (
+      1.0,
+      dict(milestones=(1,), max_batch_size=35, multiple_of=8),
+      r'multiple of 8: 32\) is below',
+    ),
+    ('constant(0)', {}, 'must start > 0'),
+  ],
+)
+def test_seesaw_errors_name_the_argument(lr, kwargs, match):
+  kwargs = {'num_epochs': 3, **kwargs}
+  if 'multiple_of' in kwargs:
+    with pytest.raises(ValueError, match=match):
+      seesaw(lr, 40, N, **kwargs)
+    return
+  with pytest.raises(ValueError, match=match):
+    seesaw(lr, 32, N, **kwargs)

@@ -93,6 +93,26 @@ def test_lm_plans_state_the_budget_in_tokens_by_hand():
   assert smith.batch_size_per_stage == (12, 24, 48)
   assert smith.num_updates_per_stage == (86, 21, 11)
   assert plans['adaptive'].batch_sizes == (12, 24, 48)
+  # Seesaw: the cosine (peak at 1/64 epoch, then 15/64 epoch to 0.1 lr)
+  # falls to 2^-k of the peak at 1/64 + 15/64 / pi arccos(2 (2^-k - 0.1)
+  # / 0.9 - 1) = 0.141119, 0.187253, 0.225015 epoch: targets 1157, 1534,
+  # 1844 sequences. The batch doubles twice to the cap of 3 Ki tokens (48)
+  # and the LR falls by sqrt2 each time, then halves at the third cut:
+  # updates ceil(1157/12) = 97 (1164 seen), ceil(370/24) = 16 (1548),
+  # ceil(500/48) = 11 (2076): 124 against cosine's 171.
+  seesaw = plans['seesaw'].batch
+  assert seesaw.batch_size_per_stage == (12, 24, 48)
+  assert seesaw.num_updates_per_stage == (97, 16, 11)
+  assert seesaw.num_examples_total == 2076
+  for epoch, factor in (
+    (0.1, 1.0),
+    (0.15, 1 / math.sqrt(2)),
+    (0.2, 0.5),
+    (0.24, 0.25),
+  ):
+    assert float(plans['seesaw'].lr(epoch)) == pytest.approx(
+      factor * 1e-3, rel=1e-6
+    )
   assert plans['adaptive'].adaptive.every_epochs == pytest.approx(0.0625)
   # The policies over epochs: warmup 8 Ki tokens = 1/64 epoch, total 1/4.
   lr, warm, total = 1e-3, 1 / 64, 0.25
@@ -267,6 +287,45 @@ def test_lm_end_to_end_in_tokens_and_reuse(data_dir, tmp_path):
   again = lm.run(config, workdir)
   assert os.path.getmtime(metrics) == before
   assert again['rows'][1]['val_loss'] == results['rows'][1]['val_loss']
+
+
+def test_lm_seesaw_without_the_noise_tracker_reports_without_it(
+  python_docs_dir, tmp_path
+):
+  # Issue 23: a --nonoise run trained and then crashed in _noise_growth.
+  from _lm_tiny import tiny_lm
+
+  common = _tiny(python_docs_dir, str(tmp_path / 'cache'), noise=False)
+  # 256 sequences of 16; batch 4 sequences (64 tokens), cap 16 (256).
+  config = tiny_lm(
+    common, batch_schedules=('constant', 'seesaw'), seesaw_max_tokens=256
+  )
+  workdir = str(tmp_path / 'lm')
+  results = lm.run(config, workdir)
+  rows = {r['run']: r for r in results['rows']}
+  assert rows['cosine']['num_updates'] == 64
+  assert rows['seesaw']['num_updates'] < 64
+  assert all('b_simple_end_tokens' not in r for r in rows.values())
+  table = _read(os.path.join(workdir, 'report.md'))
+  assert 'B_simple at end' not in table and 'noise_scale.png' not in table
+  assert not os.path.exists(os.path.join(workdir, 'noise_scale.png'))
+  assert 'noise tracker was off' in table
+  claims = {c['claim']: c for c in results['claims']}
+  assert not any('B_simple' in c for c in claims)
+  claim = claims['seesaw saves updates at equal loss against cosine']
+  updates = rows['seesaw']['num_updates']
+  assert (
+    f'{64 / updates:.2f}x fewer updates ({updates:,.0f} vs 64)'
+    in (claim['detail'])
+  )
+  assert claim['held'] is None  # one seed
+  train, _ = _common.read_metrics(
+    os.path.join(workdir, 'runs', 'seesaw', 'seed0', 'metrics.jsonl')
+  )
+  assert set(np.unique(train['batch_size'])) == {4, 8, 16}
+  # LR x 1/sqrt2 per doubling: at batch 8 the peak 1e-3 / sqrt2.
+  at8 = train['lr'][train['batch_size'] == 8]
+  assert at8.min() == pytest.approx(1e-3 / math.sqrt(2), rel=1e-6)
 
 
 # ------------------------------------------------------------ finetune

@@ -56,6 +56,9 @@ CANONICAL = [
   'start=0.03125,shift=false)',
   'warmup(constant(1),length=0.5,shape=exponential,start=0.01)',
   'warmup(constant(1),length=10,shape=sqrt,start=0)',
+  'seesaw(multistep(1,milestones=30/60/90,gamma=0.5),length=120,growth=4)',
+  'seesaw(warmup(cosine(0.001,length=90,end=0.0001),length=10),length=100,'
+  'growth=2.5,factor=3,max_cuts=2)',
   'in_epochs(cosine(0.4,length=90))',
   'in_updates(warmup(cosine(0.4,length=9000),length=500))',
   'noise(cosine(0.1,length=100),pct=0.1,begin=10,until=90,kind=uniform,seed=7)',

@@ -23,6 +23,9 @@ count to examples seen and back:
   micro-batch, accumulation, stage changes);
 - builders: :func:`from_lr_decay` / :func:`from_lr_policy` (Smith et al.
   2018: the batch ramp, or hybrid, equivalent to an LR decay),
+  :func:`seesaw` (Meterez et al. 2025: its counterpart for Adam, LR x
+  1/sqrt(alpha) and batch x alpha where the LR would fall by alpha, from a
+  step decay or a discretised cosine),
   :func:`linear_ramp`, :func:`geometric_ramp`, :func:`cyclic`;
   :func:`round_batch_size` and
   :func:`round_schedule` make batch sizes realisable and report the change
@@ -39,6 +42,7 @@ count to examples seen and back:
 """
 
 from lrjax.batch._builders import LrDecayRamp as LrDecayRamp
+from lrjax.batch._builders import SeesawRamp as SeesawRamp
 from lrjax.batch._builders import cyclic as cyclic
 from lrjax.batch._builders import from_lr_decay as from_lr_decay
 from lrjax.batch._builders import from_lr_policy as from_lr_policy
@@ -46,6 +50,7 @@ from lrjax.batch._builders import geometric_ramp as geometric_ramp
 from lrjax.batch._builders import linear_ramp as linear_ramp
 from lrjax.batch._builders import round_batch_size as round_batch_size
 from lrjax.batch._builders import round_schedule as round_schedule
+from lrjax.batch._builders import seesaw as seesaw
 from lrjax.batch._convert import per_update as per_update
 from lrjax.batch._iterate import Update as Update
 from lrjax.batch._iterate import updates as updates
@@ -65,6 +70,7 @@ __all__ = [
   'AccumulationPlan',
   'BatchSchedule',
   'LrDecayRamp',
+  'SeesawRamp',
   'Stage',
   'StagePlan',
   'Update',
@@ -81,6 +87,7 @@ __all__ = [
   'plan',
   'round_batch_size',
   'round_schedule',
+  'seesaw',
   'to_sequences',
   'to_text',
   'with_tokens',

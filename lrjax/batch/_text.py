@@ -9,7 +9,7 @@ Grammar (spaces are ignored)::
   duration := NUMBER [unit] | COUNT 'tok'
   unit     := 'ep' (epochs, the default) | 'up' (updates) | 'ex' (examples)
   option   := 'n=' INT (dataset size) | 'seq=' INT (tokens per sequence)
-  ramp     := 'linear_ramp' | 'geometric_ramp'
+  ramp     := 'linear_ramp' | 'geometric_ramp' | 'seesaw'
   COUNT    := NUMBER ['k' | 'M' | 'G' | 'T' | 'Ki' | 'Mi' | 'Gi' | 'Ti']
 
 ``128@60`` is batch 128 for 60 epochs, ``128@60ep`` the same, ``256@500up``
@@ -28,6 +28,17 @@ A GPT-3-style ramp, "from 32k to 512k tokens over the first 4B tokens"::
 (keys: ``start``, ``stop``, ``ramp``, ``total``, optional ``increment``
 (default: ``start``) or, for ``geometric_ramp``, ``factor`` (default 2);
 :func:`lrjax.batch.linear_ramp`, :func:`lrjax.batch.geometric_ramp`).
+
+Seesaw (:func:`lrjax.batch.seesaw`), the batch side of an Adam LR decay
+traded for batch growth: ``lr`` is the standard schedule's policy text over
+epochs, ``max`` the cap (a size, or a measured B_simple in sequences),
+optional ``factor`` (default 2) and ``max_cuts``::
+
+  seesaw(start=768tok, lr=warmup(cosine(0.001,length=0.24,end=0.0001),
+         length=0.01), total=128Kitok, max=3Kitok, seq=64, n=8192)
+
+The LR that goes with it is the policy text ``seesaw(<lr>,length=<total
+epochs>,growth=<max/start>)`` (:func:`lrjax.schedules.seesaw`).
 """
 
 from __future__ import annotations
@@ -42,6 +53,7 @@ from lrjax.batch._tokens import format_count, parse_count, to_sequences
 _NUMBER = r'(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?'
 _DURATION = re.compile(rf'^({_NUMBER})(ep|up|ex)?$')
 _RAMPS = ('linear_ramp', 'geometric_ramp')
+_SEESAW_KEYS = ('start', 'lr', 'total', 'max', 'factor', 'max_cuts')
 _RAMP_KEYS = {
   'linear_ramp': ('start', 'stop', 'ramp', 'total', 'increment'),
   'geometric_ramp': ('start', 'stop', 'ramp', 'total', 'factor'),
@@ -266,6 +278,63 @@ def _increment_error(start: int, stop: int, increment: int, seq_len: int):
   )
 
 
+def _split(body: str) -> list[str]:
+  """Items separated by the commas outside parentheses."""
+  items, depth, start = [], 0, 0
+  for i, char in enumerate(body):
+    depth += {'(': 1, ')': -1}.get(char, 0)
+    if char == ',' and depth == 0:
+      items.append(body[start:i])
+      start = i + 1
+  items.append(body[start:])
+  return items
+
+
+def _seesaw(items: list, n: int, seq_len, whole: str) -> BatchSchedule:
+  values = {}
+  for item in items:
+    key, eq, value = item.partition('=')
+    if not eq or key not in _SEESAW_KEYS:
+      raise ValueError(
+        f"text={whole!r}: {item!r} is not one of seesaw's keys "
+        f'{", ".join(_SEESAW_KEYS)} (plus seq=, n=)'
+      )
+    values[key] = value
+  missing = [k for k in ('start', 'lr', 'total') if k not in values]
+  if missing:
+    raise ValueError(f'text={whole!r}: seesaw needs {", ".join(missing)}=')
+  start = _size(values['start'], f'start={values["start"]}', seq_len, whole)
+  total = _duration(values['total'], f'total={values["total"]}', seq_len, whole)
+  if 'updates' in total:
+    raise ValueError(
+      f'text={whole!r}: total={values["total"]!r}: give epochs, examples or '
+      'tokens, not updates (whose count depends on the batch)'
+    )
+  if 'epochs' in total:
+    num_epochs = total['epochs']
+  else:
+    num_epochs = fractions.Fraction(total['examples'], n)
+  cap = values.get('max')
+  if cap is not None:
+    item = f'max={cap}'
+    cap = (
+      _size(cap, item, seq_len, whole) if cap.endswith('tok') else float(cap)
+    )
+  kwargs = {}
+  if 'factor' in values:
+    kwargs['factor'] = float(values['factor'])
+  if 'max_cuts' in values:
+    kwargs['max_cuts'] = int(values['max_cuts'])
+  return _builders.seesaw(
+    values['lr'],
+    start,
+    n,
+    num_epochs=num_epochs,
+    max_batch_size=cap,
+    **kwargs,
+  ).batch_schedule
+
+
 def parse(
   text: str, num_examples: int | None = None, seq_len: int | None = None
 ) -> BatchSchedule:
@@ -277,7 +346,8 @@ def parse(
       (examples); batch or duration in tokens with ``tok`` (and a sequence
       length); optional last items ``seq=T`` (tokens per sequence) and
       ``n=50000`` (the dataset size). Or a ramp, ``linear_ramp(...)`` or
-      ``geometric_ramp(...)`` (see the module docstring).
+      ``geometric_ramp(...)``, or Seesaw's ``seesaw(...)`` (see the module
+      docstring).
     num_examples: dataset size, used when the text has no ``n=``; when both
       are given they must agree.
     seq_len: tokens per sequence, used when the text has no ``seq=``; when
@@ -306,11 +376,13 @@ def parse(
   if not isinstance(text, str):
     raise TypeError(f'text={text!r} must be a str')
   compact = re.sub(r'\s+', '', text)
-  match = re.fullmatch(r'(stages|linear_ramp|geometric_ramp)\((.*)\)', compact)
+  match = re.fullmatch(
+    r'(stages|linear_ramp|geometric_ramp|seesaw)\((.*)\)', compact
+  )
   if not match:
     raise ValueError(f'text={text!r}: {_GRAMMAR}')
   kind, body = match.groups()
-  items = body.split(',')
+  items = _split(body)
   if not items or items == ['']:
     raise ValueError(f'text={text!r} has no stage: {_GRAMMAR}')
   if seq_len is not None:
@@ -330,8 +402,10 @@ def parse(
     )
   if not items:
     raise ValueError(f'text={text!r} has no stage: {_GRAMMAR}')
-  if kind in _RAMPS:
+  if kind in _RAMPS + ('seesaw',):
     try:
+      if kind == 'seesaw':
+        return _seesaw(items, n, seq_len, text)
       return _ramp(kind, items, n, seq_len, text)
     except (TypeError, ValueError) as e:
       if str(e).startswith('text='):

@@ -57,6 +57,8 @@ The policies and their text names (aliases parse to the canonical name):
   CLR; aliases `triangular2`, `exp_range`), `triangular_momentum`, `sine`,
   `cosine_cyclic`, `sawtooth` (LRBench's TRI, SIN, COS/UPCOS, RSW families
   with their "2", "EXP" and "D" variants).
+- Seesaw (Adam's batch-for-LR trade): `seesaw`, the LR side, over
+  `discretize` (the step decay a decaying policy amounts to).
 - composition: `warmup`, `join` (alias `sequence`), `scale`, `clip`,
   `product`, `noise`, `in_epochs`, `in_updates`.
 - state-based: `reduce_on_plateau`, `switch_on_plateau`.
@@ -149,6 +151,8 @@ from lrjax.schedules._formula import triangular2 as triangular2
 from lrjax.schedules._formula import triangular_momentum as triangular_momentum
 from lrjax.schedules._formula import wsd as wsd
 from lrjax.schedules._policy import Policy as Policy
+from lrjax.schedules._seesaw import discretize as discretize
+from lrjax.schedules._seesaw import seesaw as seesaw
 from lrjax.schedules._state import ReduceOnPlateau as ReduceOnPlateau
 from lrjax.schedules._state import ReduceOnPlateauState as ReduceOnPlateauState
 from lrjax.schedules._state import SwitchOnPlateau as SwitchOnPlateau
@@ -171,6 +175,7 @@ __all__ = [
   'cosine',
   'cosine_cyclic',
   'cosine_restarts',
+  'discretize',
   'exp_range',
   'exponential',
   'fixed',
@@ -191,6 +196,7 @@ __all__ = [
   'reduce_on_plateau',
   'sawtooth',
   'scale',
+  'seesaw',
   'sequence',
   'sigmoid',
   'sine',
