@@ -539,7 +539,7 @@ def test_finetune_end_to_end_pretrains_once_and_resumes(
   finetune.run(config, workdir)
   assert os.path.getmtime(summary) == before
   other = dataclasses.replace(config, pretrain_tokens=4096)
-  with pytest.raises(ValueError, match='another configuration'):
+  with pytest.raises(ValueError, match='another config or task: batch'):
     finetune.run(other, workdir)
 
 
