@@ -310,13 +310,19 @@ def _open_writer(
 
   ``metrics.jsonl`` is first cut back to the records of the restored
   checkpoint (``meta``; none without one), so a resumed run neither loses
-  nor repeats a record.
+  nor repeats a record; records the checkpoint covers that a damaged file
+  lost are written back from the checkpoint (its log tail, its last train
+  and test records).
   """
   writers: list[Any] = []
   metrics_path = os.path.join(workdir, 'metrics.jsonl')
   if jax.process_index() == 0:
     lmetrics.rewind_jsonl(
-      metrics_path, meta.get('metrics'), int(meta.get('update', 0))
+      metrics_path,
+      meta.get('metrics'),
+      int(meta.get('update', 0)),
+      meta.get('metrics_tail', ()),
+      (meta.get('last_train'), meta.get('last_test')),
     )
     writers.append(lmetrics.JsonlWriter(metrics_path))
     if config.tensorboard:
@@ -689,9 +695,11 @@ class _Run:
         'intact (lower the LR or set nan_policy=skip)'
       )
     # The records up to this update are durable before the checkpoint
-    # commits; a resume cuts the log back to this position.
+    # commits; a resume cuts the log back to this position, and writes
+    # back the tail if a fault cut the file inside it.
     self._writer.sync()
     meta['metrics'] = _log_position(self._writer)
+    meta['metrics_tail'] = _log_tail(self._writer)
     self._ckpt.save(update, host, meta)
     self._timer.reset()
 
@@ -893,6 +901,15 @@ def _log_position(writer: lmetrics.MultiWriter) -> list[int] | None:
     if isinstance(w, lmetrics.JsonlWriter):
       return list(w.position)
   return None
+
+
+def _log_tail(writer: lmetrics.MultiWriter) -> list[str]:
+  """The last lines of metrics.jsonl (none on processes that do not write
+  it)."""
+  for w in writer.writers:
+    if isinstance(w, lmetrics.JsonlWriter):
+      return w.tail
+  return []
 
 
 def _smith_g(lr: float, batch: int, n: int, momentum: float) -> float:
