@@ -162,6 +162,7 @@ def _train(config: TrainConfig, workdir: str, task: Any) -> TrainResult:
   """``train_and_evaluate`` in a prepared workdir this process holds."""
   wall_start = time.perf_counter()
   setup = _setup.build(config, task)
+  setup.task.check()  # a clear error before anything is traced for real
   host_state = create_train_state(setup.task, setup.tx, config.seed)
   ckpt, host_state, meta = _restore(config, workdir, host_state)
   state = setup.runner.put_state(host_state)
