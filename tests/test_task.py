@@ -262,6 +262,11 @@ def test_linen_regression_on_a_dict_of_arrays_with_a_custom_loss(tmp_path):
     float(np.mean(np.abs(err))), rel=1e-4
   )
   assert result.test_metrics['loss'] < 1e-4  # noise-free data: solved
+  # Numbers only; where the evaluation was taken is beside them: after
+  # 30 epochs of 96 / 16 = 6 updates.
+  assert sorted(result.test_metrics) == ['loss', 'mae']
+  assert all(type(v) is float for v in result.test_metrics.values())
+  assert (result.test_step, result.test_epoch) == (180, 30.0)
   assert 'mae' in result.train_metrics and 'accuracy' not in (
     result.train_metrics
   )

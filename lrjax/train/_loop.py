@@ -40,6 +40,9 @@ _LOG_KEYS = (
   'data_wait_sec',
 )
 
+# What an evaluation record holds beside the task's evaluation metrics.
+_TEST_RECORD_KEYS = ('step', 'split', 'epoch', 'examples')
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainResult:
@@ -47,8 +50,11 @@ class TrainResult:
 
   Attributes:
     train_metrics: the last logged train metrics (step record).
-    test_metrics: the last evaluation (the task's evaluation metrics; for
-      classification loss, accuracy, top5_accuracy).
+    test_metrics: the last evaluation: the task's evaluation metrics only,
+      all numbers (for classification loss, accuracy, top5_accuracy);
+      ``{}`` without evaluation.
+    test_step: the update of the last evaluation (None: none).
+    test_epoch: the epoch of the last evaluation (None: none).
     num_updates: real optimizer updates done (over all sessions of the run).
     examples_seen: training examples consumed.
     wall_time: seconds of this call.
@@ -66,7 +72,9 @@ class TrainResult:
   """
 
   train_metrics: dict[str, Any]
-  test_metrics: dict[str, Any]
+  test_metrics: dict[str, float]
+  test_step: int | None
+  test_epoch: float | None
   num_updates: int
   examples_seen: int
   wall_time: float
@@ -196,7 +204,11 @@ def _train(config: TrainConfig, workdir: str, task: Any) -> TrainResult:
   )
   return TrainResult(
     train_metrics=run.log.last_train,
-    test_metrics=run.last_test,
+    test_metrics={
+      k: v for k, v in run.last_test.items() if k not in _TEST_RECORD_KEYS
+    },
+    test_step=run.last_test.get('step'),
+    test_epoch=run.last_test.get('epoch'),
     num_updates=run.update,
     examples_seen=run.examples,
     wall_time=time.perf_counter() - wall_start,
