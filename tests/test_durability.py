@@ -571,8 +571,13 @@ def _explicit_task():
   )
 
 
-HOW = {k: v for k, v in TINY.items() if not k.startswith(('synthetic', 'mod'))}
-HOW.pop('dataset')
+# TINY's how-to-train fields (what to train is the explicit task).
+HOW = {
+  k: v
+  for k, v in TINY.items()
+  if k not in ('dataset', 'model', 'model_kwargs')
+  and not k.startswith('synthetic')
+}
 
 
 @pytest.fixture(scope='module')
