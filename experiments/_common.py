@@ -135,7 +135,8 @@ NOISE_SLICES = flags.DEFINE_integer(
 COMPILATION_CACHE_DIR = flags.DEFINE_string(
   'compilation_cache_dir',
   None,
-  'Persistent JAX compilation cache directory (default: none).',
+  'Persistent JAX compilation cache directory (default, or empty: none; '
+  '--compilation_cache_dir= turns off the cache a flagfile sets).',
 )
 AUGMENT = flags.DEFINE_bool(
   'augment', False, 'Use the dataset augmentation when it has one.'
@@ -304,7 +305,7 @@ def common_config() -> CommonConfig:
     noise_decay=NOISE_DECAY.value,
     noise_every=NOISE_EVERY.value,
     noise_slices=NOISE_SLICES.value,
-    compilation_cache_dir=COMPILATION_CACHE_DIR.value,
+    compilation_cache_dir=COMPILATION_CACHE_DIR.value or None,
     augment=AUGMENT.value,
     checkpoint_every=CHECKPOINT_EVERY.value,
     checkpoint_seconds=CHECKPOINT_SECONDS.value,
@@ -592,8 +593,9 @@ def run_main(
   is written; stops after `dry_run` when asked, else runs
   `run(config, workdir, with_flags=True, overwrite=--overwrite)` and prints
   `results.md`. A usage error (positional arguments, a bad value found by
-  the checks, a dataset that is not prepared, a workdir held by another
-  process or holding runs of another config, no intact checkpoint) ends
+  the checks, a dataset that is not prepared, a `--workdir` that cannot
+  be created, a workdir held by another process or holding runs of
+  another config, no intact checkpoint) ends
   the process with one absl-style line on stderr and exit status 1, no
   traceback.
 
@@ -611,6 +613,10 @@ def run_main(
     _fatal('Flags error', str(e))
   workdir = workdir_for(name)
   try:
+    os.makedirs(workdir, exist_ok=True)
+  except OSError as e:
+    _fatal('Flags error', _workdir_problem(workdir, e))
+  try:
     if dry_run(config, workdir):
       return None
     results = run(config, workdir, with_flags=True, overwrite=OVERWRITE.value)
@@ -623,6 +629,21 @@ def run_main(
   with open(os.path.join(workdir, 'results.md')) as f:
     print(f.read())
   return results, workdir
+
+
+def _workdir_problem(workdir: str, error: OSError) -> str:
+  """Why `--workdir` cannot be created, and the fix, in one sentence."""
+  path = os.path.abspath(workdir)
+  while path != os.path.dirname(path) and not os.path.exists(path):
+    path = os.path.dirname(path)
+  if os.path.exists(path) and not os.path.isdir(path):
+    why = f'{path} is a file, not a directory'
+  else:
+    why = error.strerror or str(error)
+  return (
+    f'--workdir={workdir} cannot be created: {why}; give --workdir a '
+    'directory (or a path in one) this process may write'
+  )
 
 
 def _fatal(kind: str, message: str) -> None:

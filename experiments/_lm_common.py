@@ -157,8 +157,8 @@ def flag_value(name: str) -> Any:
   value = FLAGS[name].value
   if name == 'seeds':
     return tuple(int(s) for s in value)
-  if name == 'num_devices':
-    return value or None
+  if name in ('num_devices', 'compilation_cache_dir'):
+    return value or None  # 0 / empty: none
   return value
 
 

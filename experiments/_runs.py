@@ -68,6 +68,8 @@ def summarize(result: Any) -> dict[str, Any]:
       'train_accuracy': train_metrics.get('accuracy'),
       'train_loss': train_metrics.get('loss'),
       'test_metrics': test_metrics,
+      'test_step': _get(result, 'test_step'),
+      'test_epoch': _get(result, 'test_epoch'),
       'train_metrics': train_metrics,
       'num_updates': _get(result, 'num_updates'),
       'examples_seen': _get(result, 'examples_seen'),

@@ -456,7 +456,9 @@ def check(config: GoyalConfig) -> None:
   _common.check_batch('--goyal_batches', config.batches[-1], n)
   _common.check_batch('--goyal_base_batch', config.base_batch, n)
   configs = []
-  _runs_of(config, '', lambda name, seed, cfg, run_dir, task: configs.append(cfg))
+  _runs_of(
+    config, '', lambda name, seed, cfg, run_dir, task: configs.append(cfg)
+  )
   _common.check_train_configs(configs, n)
 
 

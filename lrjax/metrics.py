@@ -17,13 +17,14 @@ Examples:
 
 from __future__ import annotations
 
+import collections
 import json
 import math
 import os
 import sys
 import time
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import IO, Any, NamedTuple
 
 from absl import logging
@@ -59,6 +60,22 @@ class JsonlPosition(NamedTuple):
 
 class JsonlError(ValueError):
   """A JSONL metrics file holds a line that is not a JSON record."""
+
+
+# Records a JsonlWriter keeps in memory as its ``tail``: the last train
+# record, and the test record of the same update, with room to spare.
+TAIL_RECORDS = 16
+
+
+def jsonl_line(record: Mapping[str, Any]) -> bytes:
+  """The line (with its newline) a :class:`JsonlWriter` writes for
+  ``record``: JSON, keys in order, NaN and infinities as text."""
+  return (json.dumps({k: _plain(v) for k, v in record.items()}) + '\n').encode()
+
+
+def _record_key(record: Mapping[str, Any]) -> tuple[Any, int]:
+  """What identifies a record in a log: its split (None: train) and step."""
+  return record.get('split'), int(record.get('step', 0))
 
 
 def _complete_part(data: bytes) -> bytes:
@@ -150,29 +167,58 @@ def _replace_atomically(path: str, data: bytes) -> None:
 
 
 def rewind_jsonl(
-  path: str, position: JsonlPosition | None, max_step: int
+  path: str,
+  position: JsonlPosition | None,
+  max_step: int,
+  tail: Sequence[str] = (),
+  records: Iterable[Mapping[str, Any]] = (),
 ) -> JsonlPosition:
   """Cuts a metrics log back to the records of a restored checkpoint.
 
   With the ``position`` the checkpoint stored, the file is truncated to
   exactly those bytes after checking that they are the ones it was written
-  with (same size at least, same CRC-32). Without one, or when the check
-  fails (the file was edited, replaced or shortened), the records are kept
-  in order while their ``step`` is at most ``max_step``, and the file is
-  rewritten atomically; a check that fails is logged as a warning. A torn
-  last line is always dropped. ``max_step=0`` without a position starts
-  an empty log (a run that restarts from scratch).
+  with (same size at least, same CRC-32). When the file was damaged inside
+  those bytes (its end cut by a disk or copy fault, a torn last line) but
+  is intact before the checkpoint's ``tail`` (its last records, as
+  written), the tail is written back: the file is again exactly the
+  checkpoint's bytes. Otherwise (no position, or the file was edited,
+  replaced or shortened further) the records are kept in order while
+  their ``step`` is at most ``max_step``, the records of ``tail`` and
+  ``records`` missing from them (by split and step) are appended in step
+  order, and the file is rewritten atomically; a failed check is logged
+  as a warning. A torn last line is always dropped. ``max_step=0``
+  without a position starts an empty log (a run that restarts from
+  scratch).
 
   Args:
     path: the log (a missing file is created empty).
     position: the position saved with the checkpoint, or None.
     max_step: the update of the restored checkpoint (0: none).
+    tail: the last lines of the log up to ``position``, as
+      :attr:`JsonlWriter.tail` gave them when the checkpoint was saved.
+    records: records the checkpoint holds that the log must keep (the
+      last train and test records), as dicts.
 
   Returns:
     The position of the rewound file's end.
 
   Raises:
     JsonlError: when the records must be read and a line is damaged.
+
+  Examples:
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), 'metrics.jsonl')
+    >>> w = JsonlWriter(path)
+    >>> for step in (1, 2, 3):
+    ...   w.write({'step': step})
+    >>> position, tail = w.position, w.tail
+    >>> w.close()
+    >>> with open(path, 'r+') as f:  # the last line cut by a disk fault
+    ...   _ = f.truncate(position.size - 4)
+    >>> rewind_jsonl(path, position, 3, tail) == position
+    True
+    >>> [r['step'] for r in read_jsonl(path)]
+    [1, 2, 3]
   """
   data = _read_bytes(path)
   if position is not None:
@@ -185,22 +231,50 @@ def rewind_jsonl(
           f.flush()
           os.fsync(f.fileno())
       return position
+    saved = ''.join(tail).encode()
+    if tail and len(saved) <= position.size:
+      restored = data[: position.size - len(saved)] + saved
+      if _position(restored) == position:
+        logging.warning(
+          '%s was damaged inside the %d records (%d bytes) its checkpoint '
+          'covers; its last %d records are restored from the checkpoint',
+          path,
+          position.records,
+          position.size,
+          len(tail),
+        )
+        _replace_atomically(path, restored)
+        return position
     logging.warning(
       '%s does not hold the %d records (%d bytes) its checkpoint was '
-      'written with; keeping its records up to step %d',
+      'written with; keeping its records up to step %d and those the '
+      'checkpoint holds',
       path,
       position.records,
       position.size,
       max_step,
     )
   complete = _complete_part(data)
-  kept = []
+  kept, keys = [], set()
   if max_step > 0:
     for number, line in enumerate(complete.splitlines(keepends=True), 1):
       record = _parse_line(path, number, line)
       if record is not None and int(record.get('step', 0)) > max_step:
         break
       kept.append(line)
+      if record is not None:
+        keys.add(_record_key(record))
+  lost: dict[tuple[Any, int], bytes] = {}
+  saved_lines = [(json.loads(line), line.encode()) for line in tail]
+  saved_lines += [(r, jsonl_line(r)) for r in records if r]
+  for record, line in saved_lines:
+    key = _record_key(record)
+    if key not in keys and key[1] <= max_step:
+      lost.setdefault(key, line)
+  # In step order, a train record before the test record of its step.
+  kept += [
+    lost[k] for k in sorted(lost, key=lambda k: (k[1], k[0] is not None))
+  ]
   out = b''.join(kept)
   if out != data or not os.path.exists(path):
     _replace_atomically(path, out)
@@ -212,7 +286,9 @@ class JsonlWriter:
 
   A torn last line (left by a process killed while writing) is cut off
   when the file is opened, so it never corrupts the next record.
-  ``position`` is the end of the records written so far; ``sync`` makes
+  ``position`` is the end of the records written so far and ``tail`` the
+  last of them (a checkpoint stores both, so that a resume can rewind the
+  log exactly and restore records a damaged file lost); ``sync`` makes
   them durable (a checkpoint calls it before it commits).
 
   Args:
@@ -233,13 +309,20 @@ class JsonlWriter:
       with open(path, 'ab') as f:
         f.truncate(len(complete))
     self.position = _position(complete)
+    self._tail: collections.deque[bytes] = collections.deque(
+      complete.splitlines(keepends=True)[-TAIL_RECORDS:], TAIL_RECORDS
+    )
     self._file: IO[bytes] = open(path, 'ab')  # noqa: SIM115
 
+  @property
+  def tail(self) -> list[str]:
+    """The last (at most :data:`TAIL_RECORDS`) lines up to ``position``."""
+    return [line.decode() for line in self._tail]
+
   def write(self, record: Mapping[str, Any]) -> None:
-    line = (
-      json.dumps({k: _plain(v) for k, v in record.items()}) + '\n'
-    ).encode()
+    line = jsonl_line(record)
     self._file.write(line)
+    self._tail.append(line)
     p = self.position
     self.position = JsonlPosition(
       p.records + 1, p.size + len(line), zlib.crc32(line, p.crc32)

@@ -265,3 +265,52 @@ def test_bad_input_is_rejected_with_its_message(call, message):
 
 def test_the_table_is_big_enough():
   assert len(ROWS) >= 60
+
+
+# Flags that turn a setting off, and a workdir that cannot be created ------
+
+
+def test_an_empty_compilation_cache_dir_turns_a_flagfiles_cache_off():
+  from experiments import _lm_common
+
+  FLAGS.unparse_flags()
+  try:
+    # A flagfile's cache, then the command line's empty value after it.
+    FLAGS(['prog', '--compilation_cache_dir=runs/cache', '--epochs=40'])
+    assert _common.common_config().compilation_cache_dir == 'runs/cache'
+    FLAGS.unparse_flags()
+    cache = '--compilation_cache_dir=runs/cache'
+    FLAGS(['prog', cache, '--epochs=40', '--compilation_cache_dir='])
+    common = _common.common_config()
+    assert common.compilation_cache_dir is None
+    assert _lm_common.flag_value('compilation_cache_dir') is None
+    config = _common.train_config(common, batch=16, lr=0.1, seed=0)
+    config.validate()  # once refused: "must be a non-empty str or None"
+    assert config.compilation_cache_dir is None
+  finally:
+    FLAGS.unparse_flags()
+
+
+@pytest.mark.parametrize('under', ['file', 'file/deeper'])
+def test_a_workdir_under_a_regular_file_is_one_fatal_line(
+  tmp_path, capsys, under
+):
+  (tmp_path / 'file').write_text('not a directory')
+  workdir = str(tmp_path / under / 'run')
+  ran = []
+  FLAGS.unparse_flags()
+  try:
+    FLAGS(['prog', f'--workdir={workdir}', '--epochs=40'])
+    with pytest.raises(SystemExit) as info:
+      _common.run_main(
+        ['prog'], 'x', lambda: None, lambda *a, **k: ran.append(a), print
+      )
+  finally:
+    FLAGS.unparse_flags()
+  assert info.value.code == 1 and not ran
+  err = capsys.readouterr().err
+  assert err == (
+    f'FATAL Flags error: --workdir={workdir} cannot be created: '
+    f'{tmp_path / "file"} is a file, not a directory; give --workdir a '
+    'directory (or a path in one) this process may write\n'
+  )

@@ -136,6 +136,95 @@ def test_rewind_without_checkpoint_starts_an_empty_log(tmp_path):
   assert pathlib.Path(path).read_text() == ''.join(_lines(2))
 
 
+def test_exact_rewind_and_step_rewind_keep_different_records(tmp_path, caplog):
+  # The log's records as they happen to be: the position (after 3 records)
+  # holds a record of a step above max_step (5) before one below it, and
+  # after the position comes a record of a step at most max_step. Cutting
+  # at the position keeps [1, 5, 2]; keeping records while their step is
+  # <= 2 would keep [1] only, and going on past 5 would keep [1, 2, 2].
+  path = str(tmp_path / 'm.jsonl')
+  lines = [_lines(1, s)[0] for s in (1, 5, 2)]
+  after = [json.dumps({'step': 2, 'split': 'test'}) + '\n', _lines(1, 3)[0]]
+  head = ''.join(lines).encode()
+  position = lmetrics.JsonlPosition(3, len(head), zlib.crc32(head))
+  with open(path, 'wb') as f:
+    f.write(head + ''.join(after).encode())
+  with caplog.at_level(logging.WARNING, logger='absl'):
+    assert lmetrics.rewind_jsonl(path, position, max_step=2) == position
+  assert pathlib.Path(path).read_bytes() == head
+  assert caplog.text == ''  # no fallback was taken
+  # The same file without a position: the step rewind keeps [1].
+  with open(path, 'wb') as f:
+    f.write(head + ''.join(after).encode())
+  lmetrics.rewind_jsonl(path, None, max_step=2)
+  assert pathlib.Path(path).read_text() == lines[0]
+
+
+def _written(path, records):
+  w = lmetrics.JsonlWriter(path)
+  for r in records:
+    w.write(r)
+  w.sync()
+  position, tail = w.position, w.tail
+  w.close()
+  return position, tail
+
+
+def test_writer_tail_is_its_last_lines_also_after_reopening(tmp_path):
+  path = str(tmp_path / 'm.jsonl')
+  n = lmetrics.TAIL_RECORDS + 4
+  _, tail = _written(path, [json.loads(x) for x in _lines(n)])
+  assert tail == _lines(lmetrics.TAIL_RECORDS, start=5)
+  assert lmetrics.JsonlWriter(path).tail == tail
+  # NaN is written as text, as the writer writes every record.
+  rec = {'step': 1, 'x': float('nan'), 'y': np.float32(0.5)}
+  assert lmetrics.jsonl_line(rec) == b'{"step": 1, "x": "nan", "y": 0.5}\n'
+
+
+def test_a_log_cut_inside_the_tail_is_restored_byte_for_byte(tmp_path, caplog):
+  path = str(tmp_path / 'm.jsonl')
+  records = [json.loads(x) for x in _lines(5)]
+  records.insert(4, {'step': 4, 'split': 'test', 'loss': 0.5})
+  position, tail = _written(path, records)
+  whole = pathlib.Path(path).read_bytes()
+  for cut in (position.size - 1, position.size - len(tail[-1]) - 3, 0):
+    with open(path, 'wb') as f:
+      f.write(whole[:cut])
+    with caplog.at_level(logging.WARNING, logger='absl'):
+      assert lmetrics.rewind_jsonl(path, position, 5, tail) == position
+    assert 'restored from the checkpoint' in caplog.text
+    assert pathlib.Path(path).read_bytes() == whole
+    caplog.clear()
+  # Damaged before the tail too (one byte of the first line changed): the
+  # file is not restored exactly; its records up to the step are kept and
+  # the tail's missing records are added back, by split and step.
+  n = lmetrics.TAIL_RECORDS + 4
+  records = [json.loads(x) for x in _lines(n)]
+  records.insert(3, {'step': 3, 'split': 'test', 'loss': 0.25})
+  path = str(tmp_path / 'longer.jsonl')
+  position, tail = _written(path, records)
+  whole = pathlib.Path(path).read_bytes()
+  first = _lines(1)[0].encode()
+  damaged = first.replace(b'1.0', b'2.0') + whole[len(first) : len(whole) // 2]
+  with open(path, 'wb') as f:
+    f.write(damaged)
+  last_test = records[3]
+  lmetrics.rewind_jsonl(path, position, n, tail, [records[-1], last_test])
+  # The first half holds the records before the tail (which starts at
+  # record 5 of 21): every record is back, the damaged first one as it is.
+  assert len(damaged) > len(whole) - len(''.join(tail))
+  got = lmetrics.read_jsonl(path)
+  assert got == [{'step': 1, 'loss': 2.0}, *records[1:]]
+  # Cut before the last test record, which is older than the tail: the
+  # checkpoint's own copy of it is added back.
+  with open(path, 'wb') as f:
+    f.write(damaged[: len(first) + 5])
+  lmetrics.rewind_jsonl(path, position, n, tail, [records[-1], last_test])
+  got = lmetrics.read_jsonl(path)
+  assert len(tail) == 16 and records[-16]['step'] == 5
+  assert got == [{'step': 1, 'loss': 2.0}, last_test, *records[-16:]]
+
+
 # Checkpoints ----------------------------------------------------------------
 
 TASK = synthetic()
@@ -463,3 +552,67 @@ def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
   proc.wait()
   with _workdir.lock_workdir(str(tmp_path)):
     pass
+
+
+# A damaged log on resume -----------------------------------------------------
+
+
+def _cut_in_the_train_record_of_the_last_update(path, position):
+  # The log ends with the train and test records of the checkpoint's
+  # update; the file loses its last line and half of the one before.
+  data = pathlib.Path(path).read_bytes()[: position[1]]
+  lines = data.splitlines(keepends=True)
+  assert json.loads(lines[-2])['step'] == json.loads(lines[-1])['step']
+  cut = len(data) - len(lines[-1]) - len(lines[-2]) // 2
+  pathlib.Path(path).write_bytes(data[:cut])
+
+
+def _add_a_record_after_the_checkpoint(path, position):
+  # A record of the checkpoint's update written after the checkpoint (a
+  # step-based rewind keeps it; the exact one drops it).
+  with open(path, 'a') as f:
+    f.write(json.dumps({'step': 6, 'split': 'test', 'loss': -1.0}) + '\n')
+
+
+@pytest.mark.parametrize(
+  'damage',
+  [
+    _cut_in_the_train_record_of_the_last_update,
+    _add_a_record_after_the_checkpoint,
+  ],
+)
+@pytest.mark.parametrize('finished', [False, True])
+def test_a_resume_keeps_every_record_the_checkpoint_covers(
+  tmp_path, reference, caplog, damage, finished
+):
+  full, records = reference
+  workdir = str(tmp_path)
+  config = tiny()
+  first = train_and_evaluate(
+    config if finished else tiny(max_updates=6),
+    workdir,
+    TASK,
+  )
+  update = 8 if finished else 6
+  meta = load_meta(workdir)
+  assert meta['update'] == update
+  written = pathlib.Path(first.metrics_path).read_bytes()
+  assert len(written) == meta['metrics'][1]
+  damage(first.metrics_path, meta['metrics'])
+  with caplog.at_level(logging.WARNING, logger='absl'):
+    rest = train_and_evaluate(config, workdir, TASK)
+  assert rest.resumed_from == update
+  # The cut is repaired from the checkpoint's tail; the added record is
+  # cut off at the exact position, no fallback taken.
+  warned = 'restored from the checkpoint' in caplog.text
+  assert warned == (damage is _cut_in_the_train_record_of_the_last_update)
+  assert 'does not hold' not in caplog.text
+  # The records up to the checkpoint are the bytes first written (timings
+  # included), then those of the uninterrupted run.
+  assert pathlib.Path(rest.metrics_path).read_bytes()[: len(written)] == written
+  assert _untimed(rest.metrics_path) == records
+  assert _same_leaves(rest.params, full.params)
+  if finished:
+    assert rest.loop_updates == 0
+    assert rest.train_metrics == first.train_metrics
+    assert rest.test_metrics == first.test_metrics

@@ -280,6 +280,11 @@ def test_linen_regression_on_a_dict_of_arrays_with_a_custom_loss(tmp_path):
     float(np.mean(np.abs(err))), rel=1e-4
   )
   assert result.test_metrics['loss'] < 1e-4  # noise-free data: solved
+  # Numbers only; where the evaluation was taken is beside them: after
+  # 30 epochs of 96 / 16 = 6 updates.
+  assert sorted(result.test_metrics) == ['loss', 'mae']
+  assert all(type(v) is float for v in result.test_metrics.values())
+  assert (result.test_step, result.test_epoch) == (180, 30.0)
   assert 'mae' in result.train_metrics and 'accuracy' not in (
     result.train_metrics
   )
@@ -324,6 +329,88 @@ def test_a_loss_metric_named_like_a_trainer_metric_is_refused(tmp_path):
     inputs='x',
   )
   with pytest.raises(ValueError, match=r"metrics \['lr'\]"):
+    train_and_evaluate(_config(batch=8, num_epochs=1), str(tmp_path), task)
+
+
+_CONTRACT = (
+  r'the contract is loss\(outputs, batch\) -> \(mean loss, metrics dict\)'
+)
+
+
+@pytest.mark.parametrize(
+  'loss, error, message',
+  [
+    (
+      lambda o, b: jnp.mean((o - b['y']) ** 2),  # no metrics dict
+      TypeError,
+      r"task 'regression' returned an array of shape \(\) \(float32\); ",
+    ),
+    (
+      lambda o, b: ((o - b['y']) ** 2, {}),  # per-example, not the mean
+      ValueError,
+      r"task 'regression' returned a loss of shape \(2,\); ",
+    ),
+    (
+      lambda o, b: (jnp.mean(o), jnp.mean(o)),  # metrics not a dict
+      TypeError,
+      r"task 'regression' returned metrics as an array of shape \(\) ",
+    ),
+    (
+      lambda o, b: (jnp.mean(o), {'err': jnp.abs(o - b['y'])}),
+      ValueError,
+      r"returned metrics that are not scalars \(shapes \{'err': \(2,\)\}\)",
+    ),
+  ],
+  ids=[
+    'bare_scalar',
+    'per_example_loss',
+    'metrics_not_a_dict',
+    'vector_metric',
+  ],
+)
+def test_a_loss_breaking_its_contract_is_one_clear_error(
+  tmp_path, loss, error, message
+):
+  x = np.zeros((16, 2), np.float32)
+  task = Task(
+    model=_linear_fns(),
+    loss=loss,
+    train_data={'x': x, 'y': x[:, 0]},
+    inputs='x',
+    name='regression',
+  )
+  with pytest.raises(error, match=message + '.*' + _CONTRACT) as info:
+    train_and_evaluate(_config(batch=8, num_epochs=1), str(tmp_path), task)
+  # Raised by the check before compiling, not from inside a traced step
+  # (JAX chains its filtered-traceback note as the cause there).
+  assert info.value.__cause__ is None
+  assert info.traceback[-2].name == 'check'
+  assert not os.path.exists(tmp_path / 'checkpoints')
+  # The step checks the same contract while tracing (hand-written loops).
+  params, state = task.init(jax.random.key(0))
+  batch = {'x': x[:2], 'y': x[:2, 0]}
+  with pytest.raises(error, match=message):
+    jax.jit(task.train_loss)(params, state, batch, None)
+
+
+def test_eval_metrics_must_be_one_value_per_example(tmp_path):
+  x = np.zeros((16, 2), np.float32)
+  data = {'x': x, 'y': x[:, 0]}
+  task = Task(
+    model=_linear_fns(),
+    loss=_mse,
+    train_data=data,
+    eval_data=data,
+    inputs='x',
+    eval_metrics=lambda o, b: {'mae': jnp.mean(jnp.abs(o - b['y']))},
+    name='regression',
+  )
+  with pytest.raises(
+    ValueError,
+    match=r"eval_metrics of task 'regression' returned values of shapes "
+    r"\{'mae': \(\)\} for a batch of 2; the contract is eval_metrics\(outputs, "
+    r'batch\) -> \{name: \[B\] per-example values\}',
+  ):
     train_and_evaluate(_config(batch=8, num_epochs=1), str(tmp_path), task)
 
 

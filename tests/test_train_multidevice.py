@@ -424,3 +424,63 @@ def test_data_parallel_noise_helper_raises_on_misuse():
   )
   with pytest.raises(ValueError, match='sliced_sq_norms'):
     one(w, x[None], y[None])
+
+
+def test_shard_map_args_compile_a_hand_written_loop_per_stage():
+  from jax.sharding import Mesh, NamedSharding
+  from jax.sharding import PartitionSpec as P
+
+  from lrjax import batch as lbatch
+  from lrjax.train import StageCompiler, shard_map_args
+
+  # Full-batch-equivalent SGD on 0.5 * mean (x.w - y)^2 over 4 devices:
+  # per-device mean gradients, pmean over 'batch', so each update equals
+  # the update of the whole global batch, w <- w - lr * X^T (X w - y) / B.
+  x, y = _regression(n=48)
+  mesh = Mesh(np.array(jax.devices()[:4]), ('batch',))
+
+  def body(w, b, lr):
+    g = jax.grad(_half_mse)(w, b['x'], b['y'])
+    return w - lr * jax.lax.pmean(g, 'batch')
+
+  step = jax.jit(
+    jax.shard_map(
+      body,
+      mesh=mesh,
+      in_specs=(P(), P('batch'), P()),
+      out_specs=P(),
+      check_vma=False,
+    ),
+    donate_argnums=(0,),
+  )
+  w = np.zeros(3, np.float32)
+  lr = np.float32(0.1)
+  example = {'x': x[:1], 'y': y[:1]}
+  args = shard_map_args(mesh, w, example, lr)
+  rep, shard = NamedSharding(mesh, P()), NamedSharding(mesh, P('batch'))
+  assert args(2) == (
+    jax.ShapeDtypeStruct((3,), np.float32, sharding=rep),
+    {
+      'x': jax.ShapeDtypeStruct((8, 3), np.float32, sharding=shard),
+      'y': jax.ShapeDtypeStruct((8,), np.float32, sharding=shard),
+    },
+    jax.ShapeDtypeStruct((), np.float32, sharding=rep),
+  )
+  # Devices given instead of a mesh: the same arguments.
+  assert shard_map_args(jax.devices()[:4], w, example, lr)(2) == args(2)
+  # Batch 8 for 2 updates (micro-batch 2 per device), then 16 for 2 (4).
+  plan = lbatch.plan(lbatch.parse('stages(8@2up,16@2up,n=48)'), 4, 16)
+  assert [s.micro_batch for s in plan.stages] == [2, 4]
+  state = jax.device_put(w, rep)
+  want = w.astype(np.float64)
+  with StageCompiler.for_jit(step, args, plan, background=False) as compiler:
+    for u in lbatch.updates(plan, 0, 4):
+      lo = u.examples % 48
+      xb, yb = x[lo : lo + u.batch_size], y[lo : lo + u.batch_size]
+      batch = jax.device_put({'x': xb, 'y': yb}, shard)
+      step_fn = compiler.get(u.micro_batch)
+      state = step_fn(state, batch, jax.device_put(lr, rep))
+      jax.block_until_ready(state)  # one step in flight on CPU
+      want = want - 0.1 * xb.T @ (xb @ want - yb) / u.batch_size
+  assert compiler.num_compiles == 2
+  np.testing.assert_allclose(np.asarray(state), want, rtol=1e-5, atol=1e-6)

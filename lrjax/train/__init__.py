@@ -6,7 +6,8 @@ how to train it a :class:`TrainConfig`, whose optimizer is a name or any
 optax optimizer; ``train_and_evaluate(config, workdir, task)`` runs it.
 The pieces the trainer is built from are public for hand-written loops:
 :class:`StageCompiler` (one ahead-of-time compilation per micro-batch
-shape), ``lrjax.batch.updates`` (the stage iterator),
+shape; :func:`shard_map_args` for a ``jit(shard_map)`` step),
+``lrjax.batch.updates`` (the stage iterator),
 ``lrjax.noise.data_parallel_grad`` (the data-parallel noise scale),
 :func:`make_optimizer` and :func:`make_train_body`.
 """
@@ -18,6 +19,7 @@ from lrjax.train._checkpoint import CheckpointError as CheckpointError
 from lrjax.train._checkpoint import load_checkpoint as load_checkpoint
 from lrjax.train._checkpoint import load_meta as load_meta
 from lrjax.train._compile import StageCompiler as StageCompiler
+from lrjax.train._compile import shard_map_args as shard_map_args
 from lrjax.train._config import NoiseConfig as NoiseConfig
 from lrjax.train._config import TrainConfig as TrainConfig
 from lrjax.train._loop import NonFiniteError as NonFiniteError
@@ -69,6 +71,7 @@ __all__ = [
   'make_optimizer',
   'make_train_body',
   'run_record',
+  'shard_map_args',
   'train_adaptive',
   'train_and_evaluate',
 ]

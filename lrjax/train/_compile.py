@@ -4,10 +4,68 @@ from __future__ import annotations
 
 import concurrent.futures
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import jax
+import numpy as np
 from absl import logging
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+
+def shard_map_args(
+  mesh: Mesh | Sequence[Any],
+  state: Any,
+  example: Mapping[str, Any],
+  *scalars: Any,
+  axis_name: str = 'batch',
+) -> Callable[[int], tuple[Any, ...]]:
+  """The abstract arguments of a ``jit(shard_map(step))`` by micro-batch.
+
+  For a step ``step(state, batch, *scalars)`` mapped with ``in_specs=(P(),
+  P(axis_name), P(), ...)``: the state and the scalars replicated, the
+  batch sharded on its leading axis, ``micro_batch`` examples per device.
+  Pass the result to :meth:`StageCompiler.for_jit` as ``abstract_args``.
+
+  Args:
+    mesh: a one-axis mesh, or the devices to build one over (axis
+      ``axis_name``).
+    state: the step's state (arrays or ``jax.ShapeDtypeStruct``; only
+      shapes and dtypes are read).
+    example: a batch (dict of arrays with any leading size) whose
+      per-example shapes and dtypes the step takes.
+    *scalars: example values of the step's further arguments (e.g.
+      ``np.float32(0)`` for an epoch); their shapes and dtypes are used.
+    axis_name: the mesh axis the batch is sharded over.
+
+  Returns:
+    ``abstract_args(micro_batch) -> (state, batch, *scalars)`` as
+    ``jax.ShapeDtypeStruct`` with ``NamedSharding``; the batch has
+    ``devices * micro_batch`` examples.
+  """
+  if not isinstance(mesh, Mesh):
+    mesh = Mesh(np.array(list(mesh)), (axis_name,))
+  replicated = NamedSharding(mesh, P())
+  sharded = NamedSharding(mesh, P(axis_name))
+  devices = mesh.shape[axis_name]
+
+  def spec(a: Any, sharding: NamedSharding, shape=None) -> Any:
+    dtype = a.dtype if hasattr(a, 'dtype') else np.asarray(a).dtype
+    shape = np.shape(a) if shape is None else shape
+    return jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
+
+  abstract_state = jax.tree.map(lambda a: spec(a, replicated), state)
+  abstract_scalars = tuple(spec(a, replicated) for a in scalars)
+
+  def abstract_args(micro_batch: int) -> tuple[Any, ...]:
+    batch = {
+      k: spec(v, sharded, (devices * micro_batch, *np.shape(v)[1:]))
+      for k, v in example.items()
+    }
+    return (abstract_state, batch, *abstract_scalars)
+
+  return abstract_args
 
 
 class StageCompiler:
@@ -80,9 +138,36 @@ class StageCompiler:
     Args:
       fn: the jitted function.
       abstract_args: ``abstract_args(micro_batch)``: its arguments as
-        ``jax.ShapeDtypeStruct`` (with shardings where they matter).
+        ``jax.ShapeDtypeStruct`` (with shardings where they matter; for a
+        ``jit(shard_map(...))`` step :func:`shard_map_args` builds them).
       plan: the accumulation plan.
       **kwargs: ``start_update``, ``background``.
+
+    Examples:
+      A data-parallel step under ``jit(shard_map)`` on every device:
+
+      >>> import jax, jax.numpy as jnp, numpy as np
+      >>> from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+      >>> from lrjax import batch
+      >>> mesh = Mesh(np.array(jax.devices()), ('batch',))
+      >>> def body(w, b, lr):  # one SGD step on a mean squared error
+      ...   g = jax.grad(lambda w: jnp.mean((b['x'] @ w - b['y']) ** 2))(w)
+      ...   return w - lr * jax.lax.pmean(g, 'batch')
+      >>> step = jax.jit(jax.shard_map(
+      ...   body, mesh=mesh, in_specs=(P(), P('batch'), P()), out_specs=P(),
+      ...   check_vma=False))
+      >>> w = jnp.zeros(3)
+      >>> example = {'x': np.zeros((1, 3), np.float32), 'y': np.zeros(1)}
+      >>> args = shard_map_args(mesh, w, example, np.float32(0.1))
+      >>> n = 8 * mesh.size
+      >>> plan = batch.plan(batch.parse(f'stages({n // 2}@1,{n}@1,n={n})'),
+      ...                   mesh.size, 8)
+      >>> args(4)[1]['x'].shape == (4 * mesh.size, 3)
+      True
+      >>> with StageCompiler.for_jit(step, args, plan) as compiler:
+      ...   compiled = [compiler.get(m) for m in (4, 8)]
+      ...   print(compiler.num_compiles)
+      2
     """
     return cls(lambda m: fn.lower(*abstract_args(m)).compile(), plan, **kwargs)
 

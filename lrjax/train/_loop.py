@@ -40,6 +40,9 @@ _LOG_KEYS = (
   'data_wait_sec',
 )
 
+# What an evaluation record holds beside the task's evaluation metrics.
+_TEST_RECORD_KEYS = ('step', 'split', 'epoch', 'examples')
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainResult:
@@ -47,8 +50,11 @@ class TrainResult:
 
   Attributes:
     train_metrics: the last logged train metrics (step record).
-    test_metrics: the last evaluation (the task's evaluation metrics; for
-      classification loss, accuracy, top5_accuracy).
+    test_metrics: the last evaluation: the task's evaluation metrics only,
+      all numbers (for classification loss, accuracy, top5_accuracy);
+      ``{}`` without evaluation.
+    test_step: the update of the last evaluation (None: none).
+    test_epoch: the epoch of the last evaluation (None: none).
     num_updates: real optimizer updates done (over all sessions of the run).
     examples_seen: training examples consumed.
     wall_time: seconds of this call.
@@ -66,7 +72,9 @@ class TrainResult:
   """
 
   train_metrics: dict[str, Any]
-  test_metrics: dict[str, Any]
+  test_metrics: dict[str, float]
+  test_step: int | None
+  test_epoch: float | None
   num_updates: int
   examples_seen: int
   wall_time: float
@@ -170,6 +178,7 @@ def _train(config: TrainConfig, workdir: str, task: Any) -> TrainResult:
   """``train_and_evaluate`` in a prepared workdir this process holds."""
   wall_start = time.perf_counter()
   setup = _setup.build(config, task)
+  setup.task.check()  # a clear error before anything is traced for real
   host_state = create_train_state(setup.task, setup.tx, config.seed)
   ckpt, host_state, meta = _restore(config, workdir, host_state)
   state = setup.runner.put_state(host_state)
@@ -203,7 +212,11 @@ def _train(config: TrainConfig, workdir: str, task: Any) -> TrainResult:
   )
   return TrainResult(
     train_metrics=run.log.last_train,
-    test_metrics=run.last_test,
+    test_metrics={
+      k: v for k, v in run.last_test.items() if k not in _TEST_RECORD_KEYS
+    },
+    test_step=run.last_test.get('step'),
+    test_epoch=run.last_test.get('epoch'),
     num_updates=run.update,
     examples_seen=run.examples,
     wall_time=time.perf_counter() - wall_start,
@@ -318,13 +331,19 @@ def _open_writer(
 
   ``metrics.jsonl`` is first cut back to the records of the restored
   checkpoint (``meta``; none without one), so a resumed run neither loses
-  nor repeats a record.
+  nor repeats a record; records the checkpoint covers that a damaged file
+  lost are written back from the checkpoint (its log tail, its last train
+  and test records).
   """
   writers: list[Any] = []
   metrics_path = os.path.join(workdir, 'metrics.jsonl')
   if jax.process_index() == 0:
     lmetrics.rewind_jsonl(
-      metrics_path, meta.get('metrics'), int(meta.get('update', 0))
+      metrics_path,
+      meta.get('metrics'),
+      int(meta.get('update', 0)),
+      meta.get('metrics_tail', ()),
+      (meta.get('last_train'), meta.get('last_test')),
     )
     writers.append(lmetrics.JsonlWriter(metrics_path))
     if config.tensorboard:
@@ -697,9 +716,11 @@ class _Run:
         'intact (lower the LR or set nan_policy=skip)'
       )
     # The records up to this update are durable before the checkpoint
-    # commits; a resume cuts the log back to this position.
+    # commits; a resume cuts the log back to this position, and writes
+    # back the tail if a fault cut the file inside it.
     self._writer.sync()
     meta['metrics'] = _log_position(self._writer)
+    meta['metrics_tail'] = _log_tail(self._writer)
     self._ckpt.save(update, host, meta)
     self._timer.reset()
 
@@ -903,6 +924,15 @@ def _log_position(writer: lmetrics.MultiWriter) -> list[int] | None:
     if isinstance(w, lmetrics.JsonlWriter):
       return list(w.position)
   return None
+
+
+def _log_tail(writer: lmetrics.MultiWriter) -> list[str]:
+  """The last lines of metrics.jsonl (none on processes that do not write
+  it)."""
+  for w in writer.writers:
+    if isinstance(w, lmetrics.JsonlWriter):
+      return w.tail
+  return []
 
 
 def _smith_g(lr: float, batch: int, n: int, momentum: float) -> float:

@@ -274,6 +274,85 @@ RESERVED_METRICS = frozenset(
 )
 
 
+LOSS_CONTRACT = 'loss(outputs, batch) -> (mean loss, metrics dict)'
+EVAL_CONTRACT = 'eval_metrics(outputs, batch) -> {name: [B] per-example values}'
+
+
+def _describe(value: Any) -> str:
+  """What a user function returned, for an error message."""
+  shape = getattr(value, 'shape', None)
+  if shape is not None:
+    return f'an array of shape {tuple(shape)} ({value.dtype})'
+  if isinstance(value, (tuple, list)):
+    return f'a {type(value).__name__} of {len(value)}'
+  return f'a {type(value).__name__}'
+
+
+def _checked_loss(task: str, out: Any) -> tuple[Any, Mapping[str, Any]]:
+  """``(loss, metrics)`` of what a task's loss returned, checked (while
+  tracing: only shapes are read).
+
+  Raises:
+    TypeError: for anything but a pair of a loss and a Mapping.
+    ValueError: for a loss or a metric that is not a scalar.
+  """
+  if not (isinstance(out, (tuple, list)) and len(out) == 2):
+    raise TypeError(
+      f'the loss of task {task!r} returned {_describe(out)}; the contract '
+      f'is {LOSS_CONTRACT} (return (loss, {{}}) for no metrics)'
+    )
+  loss, metrics = out
+  if not isinstance(metrics, Mapping):
+    raise TypeError(
+      f'the loss of task {task!r} returned metrics as {_describe(metrics)}; '
+      f'the contract is {LOSS_CONTRACT} (a dict of scalars, {{}} for none)'
+    )
+  if np.shape(loss) != ():
+    raise ValueError(
+      f'the loss of task {task!r} returned a loss of shape '
+      f'{np.shape(loss)}; the contract is {LOSS_CONTRACT}: the mean over '
+      'the batch, a scalar (e.g. jnp.mean of the per-example losses)'
+    )
+  bad = {k: np.shape(v) for k, v in metrics.items() if np.shape(v) != ()}
+  if bad:
+    raise ValueError(
+      f'the loss of task {task!r} returned metrics that are not scalars '
+      f'(shapes {bad}); the contract is {LOSS_CONTRACT}, each metric a '
+      'scalar (per-example values belong in eval_metrics)'
+    )
+  clash = RESERVED_METRICS.intersection(metrics)
+  if clash:
+    raise ValueError(
+      f'the loss of task {task!r} returns metrics {sorted(clash)}, '
+      f'names the trainer logs itself ({sorted(RESERVED_METRICS)}); '
+      'rename them'
+    )
+  return loss, metrics
+
+
+def _checked_eval(task: str, values: Any, size: int) -> Mapping[str, Any]:
+  """What a task's ``eval_metrics`` returned for a batch of ``size``,
+  checked (while tracing: only shapes are read).
+
+  Raises:
+    TypeError: for anything but a Mapping.
+    ValueError: for values that are not one per example.
+  """
+  if not isinstance(values, Mapping):
+    raise TypeError(
+      f'eval_metrics of task {task!r} returned {_describe(values)}; '
+      f'the contract is {EVAL_CONTRACT}'
+    )
+  bad = {k: np.shape(v) for k, v in values.items() if np.shape(v) != (size,)}
+  if bad:
+    raise ValueError(
+      f'eval_metrics of task {task!r} returned values of shapes {bad} for '
+      f'a batch of {size}; the contract is {EVAL_CONTRACT} (one value per '
+      'example; a mean belongs in the loss)'
+    )
+  return values
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Task:
   """What to train; see the module docstring.
@@ -377,41 +456,81 @@ class Task:
     zeros = {k: np.zeros_like(v) for k, v in self.example().items()}
     return self.model.init(key, *self.model_inputs(zeros))
 
+  def check(self) -> None:
+    """Checks what ``loss`` and ``eval_metrics`` return, on two training
+    examples, abstractly (``jax.eval_shape``: nothing is computed).
+
+    The trainer calls it before it compiles, so that a loss breaking its
+    contract is one error naming the task, what it returned and the
+    contract, not an error deep inside a traced step.
+
+    Raises:
+      TypeError: when ``loss`` returns anything but ``(loss, metrics
+        dict)``, or ``eval_metrics`` anything but a dict.
+      ValueError: when the loss or a metric is not a scalar, a metric has
+        a name the trainer logs itself, or an evaluation metric is not one
+        value per example.
+    """
+    batch = example_batch(self.train_data, min(2, self.num_train))
+    seen: dict[str, Any] = {}
+
+    def abstract(tree):
+      return jax.tree.map(
+        lambda v: (
+          jax.ShapeDtypeStruct(v.shape, v.dtype)
+          if isinstance(v, jax.Array)
+          else v
+        ),
+        tree,
+      )
+
+    def trace(key, batch):
+      params, model_state = self.init(key)
+      outputs, _ = self.model.apply(
+        params, model_state, *self.model_inputs(batch), train=False, rng=None
+      )
+      seen['loss'] = abstract(self.loss(outputs, batch))
+      if self.eval_metrics is not None:
+        seen['eval'] = abstract(self.eval_metrics(outputs, batch))
+
+    jax.eval_shape(trace, jax.random.key(0), batch)
+    _checked_loss(self.name, seen['loss'])
+    if 'eval' in seen:
+      _checked_eval(self.name, seen['eval'], len(next(iter(batch.values()))))
+
   def train_loss(
     self, params: Any, model_state: Any, batch: Any, rng: jax.Array | None
   ) -> tuple[jax.Array, tuple[dict[str, jax.Array], Any]]:
     """``(loss, (metrics, new_model_state))`` in training mode.
 
     Raises:
-      ValueError: (while tracing) when ``loss`` returns a metric whose name
-        the trainer uses itself.
+      TypeError, ValueError: (while tracing) as :meth:`check`.
     """
     outputs, new_state = self.model.apply(
       params, model_state, *self.model_inputs(batch), train=True, rng=rng
     )
-    loss, metrics = self.loss(outputs, batch)
+    loss, metrics = _checked_loss(self.name, self.loss(outputs, batch))
     metrics = dict(metrics)
-    clash = RESERVED_METRICS.intersection(metrics)
-    if clash:
-      raise ValueError(
-        f'the loss of task {self.name!r} returns metrics {sorted(clash)}, '
-        f'names the trainer logs itself ({sorted(RESERVED_METRICS)}); '
-        'rename them'
-      )
     return jnp.asarray(loss, jnp.float32), (metrics, new_state)
 
   def eval_sums(
     self, params: Any, model_state: Any, batch: Any, mask: jax.Array
   ) -> dict[str, jax.Array]:
     """Sums of the evaluation metrics over the rows where ``mask`` is true,
-    and their ``count`` (``eval_metrics`` given)."""
+    and their ``count`` (``eval_metrics`` given).
+
+    Raises:
+      TypeError, ValueError: (while tracing) as :meth:`check`.
+    """
     outputs, _ = self.model.apply(
       params, model_state, *self.model_inputs(batch), train=False, rng=None
     )
+    values = _checked_eval(
+      self.name, self.eval_metrics(outputs, batch), mask.shape[0]
+    )
     mask = mask.astype(jnp.float32)
     out = {
-      k: jnp.sum(jnp.asarray(v, jnp.float32) * mask)
-      for k, v in self.eval_metrics(outputs, batch).items()
+      k: jnp.sum(jnp.asarray(v, jnp.float32) * mask) for k, v in values.items()
     }
     out['count'] = jnp.sum(mask)
     return out
@@ -419,11 +538,15 @@ class Task:
   def eval_means(
     self, params: Any, model_state: Any, batch: Any
   ) -> dict[str, jax.Array]:
-    """``loss`` and its metrics on a whole (unpadded) evaluation batch."""
+    """``loss`` and its metrics on a whole (unpadded) evaluation batch.
+
+    Raises:
+      TypeError, ValueError: (while tracing) as :meth:`train_loss`.
+    """
     outputs, _ = self.model.apply(
       params, model_state, *self.model_inputs(batch), train=False, rng=None
     )
-    loss, metrics = self.loss(outputs, batch)
+    loss, metrics = _checked_loss(self.name, self.loss(outputs, batch))
     return {'loss': jnp.asarray(loss, jnp.float32), **dict(metrics)}
 
 
