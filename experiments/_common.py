@@ -579,6 +579,25 @@ def workdir_for(name: str) -> str:
   return WORKDIR.value or os.path.join('runs', name)
 
 
+def use_cpu_cores() -> None:
+  """Gives the CPU backend one device per core, so that ``--num_devices``
+  can run data parallel on a CPU (``benchmarks/bench_devices.py``).
+
+  Only the CPU client is affected (an accelerator stays the default
+  backend). It must happen before JAX starts; when JAX has started already
+  (an experiment called in process, as the tests do) or ``XLA_FLAGS`` sets
+  the count, the devices stay as they are.
+  """
+  import jax
+
+  if 'xla_force_host_platform_device_count' in os.environ.get('XLA_FLAGS', ''):
+    return
+  try:
+    jax.config.update('jax_num_cpu_devices', os.cpu_count() or 1)
+  except RuntimeError:
+    pass  # JAX has started: its devices stay
+
+
 def run_main(
   argv: Sequence[str],
   name: str,
@@ -606,6 +625,7 @@ def run_main(
 
   if len(argv) > 1:
     _fatal('Usage error', f'unexpected arguments: {" ".join(argv[1:])}')
+  use_cpu_cores()
   try:
     config = get_config()
     check(config)

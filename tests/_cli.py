@@ -13,8 +13,9 @@ def run_experiment(module, cwd, *args, timeout=900, env=None):
   Tests pass a temporary directory as `cwd`, never the checkout: the
   flagfiles' relative paths (`--compilation_cache_dir=runs/jax_cache`)
   resolve against it. The checkout is found through PYTHONPATH; the child
-  runs on the CPU with one device (no inherited XLA_FLAGS). `timeout` is a
-  hang guard only.
+  runs on the CPU with two devices, as the experiments give a 2-core
+  machine (one per core), whatever this machine's core count (XLA_FLAGS
+  set here, none inherited). `timeout` is a hang guard only.
 
   Returns:
     The `subprocess.CompletedProcess`, stdout and stderr as text.
@@ -23,9 +24,9 @@ def run_experiment(module, cwd, *args, timeout=900, env=None):
     **os.environ,
     'JAX_PLATFORMS': 'cpu',
     'PYTHONDONTWRITEBYTECODE': '1',
+    'XLA_FLAGS': '--xla_force_host_platform_device_count=2',
     **(env or {}),
   }
-  env.pop('XLA_FLAGS', None)
   env['PYTHONPATH'] = os.pathsep.join(
     p for p in (ROOT, os.environ.get('PYTHONPATH')) if p
   )

@@ -113,7 +113,7 @@ def test_changed_flags_are_refused_and_overwrite_retrains(tmp_path):
   )
   with pytest.raises(
     ConfigMismatchError,
-    match=r'runs/decay/seed0 holds a finished run of another config: '
+    match=r'runs/decay/seed0 holds a finished run of another config or task: '
     r'lr: .*0\.1.*0\.05.*--overwrite',
   ):
     ramp.run(changed, workdir)
@@ -195,7 +195,7 @@ def _cli(module, *args, env=None):
     (
       'ramp',
       ['--flagfile=experiments/flagfiles/digits.cfg', '--num_devices=64'],
-      'FATAL Flags error: --num_devices=64 exceeds the 1 local device(s)',
+      'FATAL Flags error: --num_devices=64 exceeds the 2 local device(s)',
     ),
     (
       'sharpness',

@@ -207,7 +207,7 @@ class TrainConfig:
     >>> config.replace(optimizer='rmsprop').validate()
     Traceback (most recent call last):
     ...
-    ValueError: optimizer='rmsprop' is unknown; use one of ('sgd', ...)
+    ValueError: optimizer='rmsprop' is unknown; use one of ('sgd', ...) or a factory ...
   """
 
   batch: Any = 64

@@ -1,0 +1,145 @@
+"""One device or one simulated device per core on a CPU: the trainer's rate.
+
+On the CPU backend XLA can split the host into several devices
+(``jax_num_cpu_devices``); the trainer then runs data parallel over them
+(``shard_map``, one step in flight, as DESIGN.md's pitfall requires). This
+measures whether that is faster than one device for the experiments'
+workloads:
+
+- ``lm``: experiments.lm's model (nanoGPT's CPU size, 0.83 M parameters) on
+  python_text/docs, AdamW, batch 12 sequences of 64 bytes: tokens/s;
+- ``cnn512`` / ``cnn32``: the digits CNN at batch 512 and 32: examples/s;
+- ``mlp32`` / ``mlp128``: the digits MLP (the ramp experiment's model) at
+  batch 32 and 128: examples/s.
+
+The device count is fixed when a process starts JAX, so every measurement
+is a fresh process; rounds alternate one and two devices (interleaved, the
+machine may be shared), and the ratio is the median over the rounds'
+pairs. The rate is the trainer's step loop (``TrainResult.loop_seconds``:
+compilation excluded). The last column trains on one device of a process
+that has two (what ``--num_devices=1`` costs when the experiments give the
+process one device per core).
+
+Run: ``python -m benchmarks.bench_devices [--rounds 3] [--workloads
+lm,cnn512,cnn32,mlp32,mlp128]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+
+# name -> (task builder source, batch, updates, unit multiplier)
+WORKLOADS = {
+  'lm': ('lm', 12, 300, 64),
+  'cnn512': ('cnn', 512, 60, 1),
+  'cnn32': ('cnn', 32, 400, 1),
+  'mlp32': ('mlp', 32, 800, 1),
+  'mlp128': ('mlp', 128, 400, 1),
+}
+
+_CHILD = r"""
+import sys, tempfile
+import jax
+jax.config.update('jax_num_cpu_devices', int(sys.argv[6]))
+from absl import logging
+from lrjax import data, lm, tasks
+from lrjax.train import TrainConfig, train_and_evaluate
+logging.set_verbosity(logging.WARNING)
+devices, kind, batch, updates, data_dir = (
+  int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4]),
+  sys.argv[5])
+if kind == 'lm':
+  train = data.load_text('python_text/docs', split='train', seq_len=64,
+                         data_dir=data_dir)
+  task = tasks.language_model(train, config=lm.TransformerConfig())
+  opt = dict(optimizer='adamw', lr=1e-3, b2=0.99, weight_decay=0.1)
+else:
+  task = tasks.image_classification('digits', kind, data_dir=data_dir)
+  opt = dict(optimizer='sgd', lr=0.05, momentum=0.9)
+config = TrainConfig(
+  batch=batch, num_epochs=(updates + 1) * batch / task.num_train,
+  max_updates=updates + 1, num_devices=devices, parallel='shard_map',
+  prefetch=0, log_every=50, eval_every=0, keep_checkpoints=0,
+  progress_bar=False, **opt)
+with tempfile.TemporaryDirectory() as workdir:
+  r = train_and_evaluate(config, workdir, task)
+print('RATE', r.loop_updates * batch / r.loop_seconds)
+"""
+
+
+def _parse():
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument('--rounds', type=int, default=3)
+  p.add_argument('--workloads', default=','.join(WORKLOADS))
+  p.add_argument(
+    '--data_dir', default=os.path.expanduser('~/tensorflow_datasets')
+  )
+  return p.parse_args()
+
+
+def rate(
+  devices: int, workload: str, data_dir: str, process_devices: int = 0
+) -> float:
+  """Examples/s (sequences/s for the LM) of one fresh process that has
+  ``process_devices`` CPU devices (0: ``devices``) and trains on
+  ``devices`` of them."""
+  kind, batch, updates, _ = WORKLOADS[workload]
+  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+  env['JAX_PLATFORMS'] = 'cpu'
+  out = subprocess.run(
+    [
+      sys.executable,
+      '-c',
+      _CHILD,
+      str(devices),
+      kind,
+      str(batch),
+      str(updates),
+      data_dir,
+      str(process_devices or devices),
+    ],
+    capture_output=True,
+    text=True,
+    env=env,
+    check=False,
+  )
+  lines = [x for x in out.stdout.splitlines() if x.startswith('RATE ')]
+  if out.returncode or not lines:
+    raise RuntimeError(out.stderr[-3000:])
+  return float(lines[-1].split()[1])
+
+
+def main() -> None:
+  args = _parse()
+  names = [w for w in args.workloads.split(',') if w]
+  one = {w: [] for w in names}
+  two = {w: [] for w in names}
+  one_of_two = {w: [] for w in names}
+  for _ in range(args.rounds):
+    for w in names:
+      one[w].append(rate(1, w, args.data_dir))
+      two[w].append(rate(2, w, args.data_dir))
+      one_of_two[w].append(rate(1, w, args.data_dir, process_devices=2))
+  print(f'\ncores={os.cpu_count()} rounds={args.rounds} (interleaved)')
+  print(
+    f'{"workload":<10} {"unit":<12} {"1 device":>10} {"2 devices":>10} '
+    f'{"ratio (range)":>22}'
+  )
+  for w in names:
+    scale = WORKLOADS[w][3]
+    unit = 'tokens/s' if w == 'lm' else 'examples/s'
+    ratios = sorted(b / a for a, b in zip(one[w], two[w], strict=True))
+    print(
+      f'{w:<10} {unit:<12} {statistics.median(one[w]) * scale:10.0f} '
+      f'{statistics.median(two[w]) * scale:10.0f} '
+      f'{statistics.median(ratios):8.2f} ({ratios[0]:.2f}-{ratios[-1]:.2f}) '
+      f'{statistics.median(one_of_two[w]) * scale:10.0f}'
+    )
+
+
+if __name__ == '__main__':
+  main()
