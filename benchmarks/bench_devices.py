@@ -8,6 +8,7 @@ workloads:
 
 - ``lm``: experiments.lm's model (nanoGPT's CPU size, 0.83 M parameters) on
   python_text/docs, AdamW, batch 12 sequences of 64 bytes: tokens/s;
+- ``lm_small``: finetune_cpu.cfg's model (2 layers, width 64), batch 16;
 - ``cnn512`` / ``cnn32``: the digits CNN at batch 512 and 32: examples/s;
 - ``mlp32`` / ``mlp128``: the digits MLP (the ramp experiment's model) at
   batch 32 and 128: examples/s.
@@ -21,7 +22,7 @@ that has two (what ``--num_devices=1`` costs when the experiments give the
 process one device per core).
 
 Run: ``python -m benchmarks.bench_devices [--rounds 3] [--workloads
-lm,cnn512,cnn32,mlp32,mlp128]``.
+lm,lm_small,cnn512,cnn32,mlp32,mlp128]``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import sys
 # name -> (task builder source, batch, updates, unit multiplier)
 WORKLOADS = {
   'lm': ('lm', 12, 300, 64),
+  'lm_small': ('lm_small', 16, 300, 64),
   'cnn512': ('cnn', 512, 60, 1),
   'cnn32': ('cnn', 32, 400, 1),
   'mlp32': ('mlp', 32, 800, 1),
@@ -52,10 +54,11 @@ logging.set_verbosity(logging.WARNING)
 devices, kind, batch, updates, data_dir = (
   int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4]),
   sys.argv[5])
-if kind == 'lm':
+if kind.startswith('lm'):
   train = data.load_text('python_text/docs', split='train', seq_len=64,
                          data_dir=data_dir)
-  task = tasks.language_model(train, config=lm.TransformerConfig())
+  size = dict(num_layers=2, num_heads=4, width=64) if kind == 'lm_small' else {}
+  task = tasks.language_model(train, config=lm.TransformerConfig(**size))
   opt = dict(optimizer='adamw', lr=1e-3, b2=0.99, weight_decay=0.1)
 else:
   task = tasks.image_classification('digits', kind, data_dir=data_dir)
@@ -127,11 +130,11 @@ def main() -> None:
   print(f'\ncores={os.cpu_count()} rounds={args.rounds} (interleaved)')
   print(
     f'{"workload":<10} {"unit":<12} {"1 device":>10} {"2 devices":>10} '
-    f'{"ratio (range)":>22}'
+    f'{"2/1 (range)":>20} {"1 of 2":>10}'
   )
   for w in names:
     scale = WORKLOADS[w][3]
-    unit = 'tokens/s' if w == 'lm' else 'examples/s'
+    unit = 'tokens/s' if w.startswith('lm') else 'examples/s'
     ratios = sorted(b / a for a, b in zip(one[w], two[w], strict=True))
     print(
       f'{w:<10} {unit:<12} {statistics.median(one[w]) * scale:10.0f} '
