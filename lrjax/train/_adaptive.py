@@ -25,6 +25,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -302,6 +303,7 @@ def train_adaptive(
   workdir: str,
   task: Any,
   *,
+  hooks: Sequence[Hook] = (),
   overwrite: bool = False,
 ) -> AdaptiveResult:
   """Trains with a batch that grows toward the measured noise scale.
@@ -328,6 +330,7 @@ def train_adaptive(
     workdir: the run's workdir (``adaptive.json`` lists the decisions at
       the end); calling again with the same workdir resumes.
     task: what to train (a :class:`lrjax.train.Task`).
+    hooks: more hooks, run after the adaptive one.
     overwrite: remove the workdir's run files and start afresh.
 
   Returns:
@@ -358,7 +361,7 @@ def train_adaptive(
     config.replace(batch=hook.schedule()),
     workdir,
     task,
-    hooks=(hook,),
+    hooks=(hook, *hooks),
     overwrite=overwrite,
   )
   _write_decisions(os.path.dirname(result.metrics_path), hook, adaptive)

@@ -380,7 +380,9 @@ class _Run:
       setup.plan,
       start_update=self.update,
     )
-    if self._candidates:
+    if self._candidates and setup.schedule_free:
+      # Another schedule runs on these steps: compile the shapes a hook
+      # may put in force while this one trains.
       from lrjax import batch as lbatch
 
       every = lbatch.BatchSchedule(
