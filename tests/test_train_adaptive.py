@@ -187,6 +187,8 @@ def test_accumulated_sizes_keep_one_optimizer_structure(tmp_path):
   # (MultiSteps' accumulation steps per update), so each change of the
   # batch compiles the step anew: 1 + the changes.
   d = run.decisions
-  changes = sum(a['batch'] != b['batch'] for a, b in zip(d, d[1:]))
+  changes = sum(
+    a['batch'] != b['batch'] for a, b in zip(d, d[1:], strict=False)
+  )
   assert set(run.result.compile_seconds) == {16}
   assert run.result.num_compiles == 1 + changes
