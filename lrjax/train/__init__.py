@@ -28,7 +28,7 @@ from lrjax.train._hooks import InsideContext as InsideContext
 from lrjax.train._hooks import NoiseTracker as NoiseTracker
 from lrjax.train._hooks import RunInfo as RunInfo
 from lrjax.train._hooks import StepInfo as StepInfo
-from lrjax.train._loop import NonFiniteError as NonFiniteError
+from lrjax.train._host import NonFiniteError as NonFiniteError
 from lrjax.train._loop import TrainResult as TrainResult
 from lrjax.train._loop import train_and_evaluate as train_and_evaluate
 from lrjax.train._parallel import Runner as Runner
