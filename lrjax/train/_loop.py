@@ -317,6 +317,10 @@ class _Run:
     self._hooks = hooks
     self._inside = [h for h in hooks if h.inside_step is not None]
     self._candidates = tuple(b for h in hooks for b in h.batch_sizes)
+    self._config = config
+    # Compiling the first step also tells the runner the metrics' keys.
+    self.compilers: list[StageCompiler] = []
+    self._compiler = self._new_compiler()
     self._bar = ProgressBarHook(
       self.total_updates, config.log_every, config.progress_bar
     )
@@ -325,14 +329,11 @@ class _Run:
     )
     self.log.restore_sums(meta.get('log_sums'))
     self.log.last_train = dict(meta.get('last_train', {}))
-    self._config = config
     self._ckpt = ckpt
     self._timer = CheckpointTimer(config.checkpoint_seconds if ckpt else 0)
     self._writer = writer
     task = setup.task
     self._eval_fns = (jax.jit(task.eval_sums), jax.jit(task.eval_means))
-    self.compilers: list[StageCompiler] = []
-    self._compiler = self._new_compiler()
     run_info = RunInfo(
       schedule=setup.schedule,
       num_train=setup.num_train,
