@@ -164,8 +164,8 @@ def adaptive_trainer(adaptive: Any) -> Callable[..., Any] | None:
   (`lrjax.train.train_adaptive`), or None (the plain trainer) when
   ``adaptive`` is None.
 
-  The result is the last segment's TrainResult with the whole run's wall
-  time and compile time.
+  The result is the run's TrainResult (one trainer call with
+  `lrjax.train.AdaptiveBatchHook`), with the whole call's wall time.
   """
   if adaptive is None:
     return None

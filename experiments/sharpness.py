@@ -568,6 +568,107 @@ def _schedule(train_config: Any, num_examples: int) -> Any:
   )
 
 
+def stop_hook(
+  rule: StopRule, schedule: Any, loss_fn: Any, num_examples: int
+) -> Any:
+  """`rule` as a `lrjax.train.Hook` that stops the trainer from inside.
+
+  The hook is due at each check's update (the first update that completes
+  ``rule.check_epoch(k)`` epochs of `schedule`), ``sync`` so that the loop
+  waits for that update's state, measures the training loss there with
+  ``loss_fn(checked, workdir)`` (``checked`` has the run's ``params``,
+  ``model_state``, ``num_updates`` and ``examples_seen``), asks for a
+  checkpoint (a killed run resumes from its last check) and stops the run
+  when the rule says so. Its checks are its checkpointed state.
+  """
+  import types
+
+  from lrjax import train as lrtrain
+
+  updates = [
+    schedule.update_at_epoch(rule.check_epoch(k))
+    for k in range(1, rule.num_checks + 1)
+  ]
+  settings = _common.jsonable(rule)
+
+  class StopRuleHook(lrtrain.Hook):
+    sync = True
+
+    def __init__(self):
+      self.checks: list[dict[str, Any]] = []
+      self.stopped: str | None = None
+      self.workdir = ''
+
+    @property
+    def name(self):
+      return 'stop_rule'
+
+    def due(self, update):
+      k = len(self.checks)
+      return self.stopped is None and k < len(updates) and update == updates[k]
+
+    def on_step(self, info, value):
+      host = info.state()
+      checked = types.SimpleNamespace(
+        params=host.params,
+        model_state=host.model_state,
+        num_updates=info.update,
+        examples_seen=info.examples,
+      )
+      loss = float(loss_fn(checked, self.workdir))
+      self.checks.append(
+        {
+          'epoch': info.examples / num_examples,
+          'step': int(info.update),
+          'train_loss': loss,
+        }
+      )
+      self.stopped = rule.stop([c['train_loss'] for c in self.checks])
+      logging.info(
+        '%s check %d/%d: epoch %.2f, update %d, training loss %.4g%s',
+        rule.protocol,
+        len(self.checks),
+        rule.num_checks,
+        self.checks[-1]['epoch'],
+        info.update,
+        loss,
+        f', stopped ({self.stopped})' if self.stopped else '',
+      )
+      return lrtrain.HookResult(
+        metrics={'stop_rule_train_loss': loss},
+        stop=self.stopped is not None,
+        checkpoint=True,
+      )
+
+    def state(self):
+      return {'rule': settings, 'checks': self.checks, 'stopped': self.stopped}
+
+    def restore(self, state):
+      _check_rule(state['rule'], settings, self.workdir)
+      self.checks = list(state['checks'])
+      self.stopped = state['stopped']
+
+  return StopRuleHook()
+
+
+def _check_rule(saved: Any, settings: Any, workdir: str) -> None:
+  """Raises ConfigMismatchError unless the run's checks were made under
+  the rule `settings`."""
+  from lrjax import train as lrtrain
+
+  if saved == settings:
+    return
+  changes = [
+    f'{k}: {saved.get(k)!r} -> {v!r}'
+    for k, v in settings.items()
+    if saved.get(k) != v
+  ]
+  raise lrtrain.ConfigMismatchError(
+    f'{workdir} holds a run stopped by another rule ({"; ".join(changes)}). '
+    'Use another --workdir, or --overwrite to train the runs again'
+  )
+
+
 def train_until(
   train_config: Any,
   rule: StopRule,
@@ -579,31 +680,31 @@ def train_until(
   overwrite: bool = False,
   train: Any = None,
 ) -> Any:
-  """Trains one run until `rule` stops it; resumable at every check.
+  """Trains one run until `rule` stops it, in one trainer call.
 
   The run's trainer config (its ``num_epochs`` or batch schedule reaching
-  ``rule.max_epochs``) fixes the trajectory; each check k trains on to the
-  first update that completes ``rule.check_epoch(k)`` epochs (the
-  trainer's ``max_updates``, which may change between calls of one run),
-  which ends at a checkpoint, then measures the training loss there.
-  ``stopping.json`` in `workdir` keeps the checks, so a killed run goes on
-  from its last checkpoint and its recorded checks, and stops where an
-  uninterrupted one stops.
+  ``rule.max_epochs``) fixes the trajectory; `stop_hook` measures the
+  training loss at each check's update inside the trainer (no
+  recompilation per check), checkpoints there and stops the trainer when
+  the rule is met. A killed run goes on from its last check's checkpoint
+  and stops where an uninterrupted one stops. ``stopping.json`` in
+  `workdir` lists the checks when the call ends.
 
   Args:
     train_config: the run's `lrjax.train.TrainConfig`.
     rule: the stopping rule.
     workdir: the run's trainer workdir.
     task: what is trained (a `lrjax.train.Task`).
-    loss_fn: ``loss_fn(result, workdir) -> float``, the training loss at
-      a `TrainResult`'s final variables.
+    loss_fn: ``loss_fn(checked, workdir) -> float``, the training loss at
+      the variables of ``checked`` (``params``, ``model_state``, like a
+      `TrainResult`'s).
     num_examples: training examples (epochs -> updates).
-    overwrite: train afresh (the first trainer call deletes the run).
-    train: ``train(config, workdir, task, overwrite=...)``; None:
-      `lrjax.train.train_and_evaluate`.
+    overwrite: train afresh.
+    train: ``train(config, workdir, task, overwrite=..., hooks=...)``;
+      None: `lrjax.train.train_and_evaluate`.
 
   Returns:
-    The `TrainResult` of the last trainer call.
+    The `TrainResult` of the trainer call.
 
   Raises:
     lrjax.train.ConfigMismatchError: when `workdir` holds checks made
@@ -616,53 +717,21 @@ def train_until(
   if overwrite and os.path.exists(path):
     os.remove(path)
   settings = _common.jsonable(rule)
-  saved = _common.read_json(path) or {'rule': settings, 'checks': []}
-  if saved['rule'] != settings:
-    changes = [
-      f'{k}: {saved["rule"].get(k)!r} -> {v!r}'
-      for k, v in settings.items()
-      if saved['rule'].get(k) != v
-    ]
-    raise lrtrain.ConfigMismatchError(
-      f'{workdir} holds a run stopped by another rule ({"; ".join(changes)}). '
-      'Use another --workdir, or --overwrite to train the runs again'
-    )
-  checks = saved['checks']
-  schedule = _schedule(train_config, num_examples)
+  saved = _common.read_json(path)
+  if saved is not None:
+    _check_rule(saved['rule'], settings, workdir)
+  hook = stop_hook(
+    rule, _schedule(train_config, num_examples), loss_fn, num_examples
+  )
+  hook.workdir = workdir
   os.makedirs(workdir, exist_ok=True)
-  while True:
-    done = saved.get('stopped') is not None
-    k = len(checks) if done else len(checks) + 1
-    updates = schedule.update_at_epoch(rule.check_epoch(k))
-    result = train(
-      train_config.replace(max_updates=updates),
-      workdir,
-      task,
-      overwrite=overwrite and not checks,
-    )
-    if done:
-      return result
-    checks.append(
-      {
-        'epoch': result.examples_seen / num_examples,
-        'step': int(result.num_updates),
-        'train_loss': float(loss_fn(result, workdir)),
-      }
-    )
-    saved['stopped'] = rule.stop([c['train_loss'] for c in checks])
-    _common.write_json(path, saved)
-    logging.info(
-      '%s check %d/%d: epoch %.2f, update %d, training loss %.4g%s',
-      rule.protocol,
-      len(checks),
-      rule.num_checks,
-      checks[-1]['epoch'],
-      checks[-1]['step'],
-      checks[-1]['train_loss'],
-      f', stopped ({saved["stopped"]})' if saved['stopped'] else '',
-    )
-    if saved['stopped'] is not None:
-      return result
+  result = train(
+    train_config, workdir, task, overwrite=overwrite, hooks=(hook,)
+  )
+  _common.write_json(
+    path, {'rule': settings, 'checks': hook.checks, 'stopped': hook.stopped}
+  )
+  return result
 
 
 def _after(result: Any, workdir: str) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from _tasks import synthetic
 
 from lrjax.train import (
   AdaptiveConfig,
+  Hook,
   NoiseConfig,
   TrainConfig,
   _adaptive,
@@ -46,7 +47,6 @@ def tiny(**kw):
     (tiny(), AdaptiveConfig(128, kind='odd'), 'adaptive.kind'),
     (tiny(), AdaptiveConfig(128, max_growth=0.5), 'adaptive.*max_growth'),
     (tiny(noise=NoiseConfig()), ADAPTIVE, 'noise.enabled'),
-    (tiny(keep_checkpoints=0), ADAPTIVE, 'keep_checkpoints'),
     (tiny(max_updates=3), ADAPTIVE, 'max_updates'),
     # 3 slices do not divide the micro-batch 16.
     (tiny(noise=NoiseConfig(True, num_slices=3)), ADAPTIVE, 'num_slices'),
@@ -117,27 +117,43 @@ def test_logged_batch_size_is_the_decision_in_force(uninterrupted):
   assert saved['decisions'] == [dict(x) for x in run.decisions]
 
 
-def test_resume_after_a_kill_between_segments_is_exact(
-  uninterrupted, tmp_path, monkeypatch
-):
+class _Kill(Hook):
+  """Interrupts the run after update ``at`` (as a kill would)."""
+
+  sync = True
+
+  def __init__(self, at):
+    self.at = at
+
+  def due(self, update):
+    return update == self.at
+
+  def on_step(self, info, value):
+    raise KeyboardInterrupt
+
+
+def test_one_trainer_call_compiles_each_shape_once(uninterrupted):
+  _, run = uninterrupted
+  # Each shape compiles at most once in the one trainer call: those the
+  # decisions used, and perhaps more candidates (16, 32, 64, 128) compiled
+  # ahead in the background before the run ended.
+  used = {d['batch'] for d in run.decisions}
+  compiled = set(run.result.compile_seconds)
+  assert used <= compiled <= {16, 32, 64, 128}
+  assert run.result.num_compiles == len(compiled)
+  assert run.result.batch_schedule == run.schedule
+
+
+def test_resume_after_a_kill_is_exact(uninterrupted, tmp_path):
   full_dir, full = uninterrupted
-  real = _adaptive.train_and_evaluate
-  calls = []
-
-  def killed_after_second_segment(config, workdir, task=None, **kwargs):
-    result = real(config, workdir, task, **kwargs)
-    calls.append(result.num_updates)
-    if len(calls) == 2:  # segment done, next decision not yet made
-      raise KeyboardInterrupt
-    return result
-
-  monkeypatch.setattr(
-    _adaptive, 'train_and_evaluate', killed_after_second_segment
-  )
+  # Batch 16 for the first epoch: the decision at update 16 is in the
+  # checkpoint of update 16; the kill at update 20 loses updates 17-20.
+  config = tiny(checkpoint_every=8)
   with pytest.raises(KeyboardInterrupt):
-    train_adaptive(tiny(), ADAPTIVE, str(tmp_path), TASK)
-  monkeypatch.setattr(_adaptive, 'train_and_evaluate', real)
-  resumed = train_adaptive(tiny(), ADAPTIVE, str(tmp_path), TASK)
+    train_adaptive(config, ADAPTIVE, str(tmp_path), TASK, hooks=(_Kill(20),))
+  assert not os.path.exists(tmp_path / _adaptive.DECISIONS_FILE)
+  resumed = train_adaptive(config, ADAPTIVE, str(tmp_path), TASK)
+  assert resumed.result.resumed_from == 16
   assert resumed.decisions == full.decisions
   assert resumed.result.num_updates == full.result.num_updates
   for a, b in zip(
@@ -146,7 +162,6 @@ def test_resume_after_a_kill_between_segments_is_exact(
     strict=True,
   ):
     np.testing.assert_array_equal(a, b)
-  # The second segment, finished before the kill, is not evaluated again.
   timing = {'examples_per_sec', 'steps_per_sec', 'eta_sec', 'data_wait_sec'}
 
   def untimed(workdir):
@@ -168,4 +183,12 @@ def test_accumulated_sizes_keep_one_optimizer_structure(tmp_path):
     TASK,
   )
   assert run.result.num_updates == sum(run.schedule.num_updates_per_stage)
-  assert run.result.num_compiles == 1  # one micro-batch shape: 16
+  # One micro-batch shape, 16; the optimizer depends on the schedule
+  # (MultiSteps' accumulation steps per update), so each change of the
+  # batch compiles the step anew: 1 + the changes.
+  d = run.decisions
+  changes = sum(
+    a['batch'] != b['batch'] for a, b in zip(d, d[1:], strict=False)
+  )
+  assert set(run.result.compile_seconds) == {16}
+  assert run.result.num_compiles == 1 + changes

@@ -119,7 +119,34 @@ CHILD = textwrap.dedent(
     'synthetic', 'mlp', model_kwargs={'hidden': (16,)},
     synthetic_examples=256, synthetic_shape=(4, 4, 1),
   )
-  result = train_and_evaluate(config, workdir, task)
+  hooks = ()
+  if len(sys.argv) > 5 and sys.argv[5] == 'user_hook':
+    from lrjax.train import Hook, HookResult
+
+    class SumOfNorms(Hook):
+      # A running sum of inside-step squared norms: host state that a
+      # resume must restore exactly.
+      every = 3
+
+      def __init__(self):
+        self.total, self.count = 0.0, 0
+
+      def inside_step(self, params, grads, batch, ctx):
+        return sum((g * g).sum() for g in jax.tree.leaves(grads))
+
+      def on_step(self, info, value):
+        self.total += float(value)
+        self.count += 1
+        return HookResult(metrics={'norm_sum': self.total})
+
+      def state(self):
+        return {'total': self.total, 'count': self.count}
+
+      def restore(self, state):
+        self.total, self.count = state['total'], state['count']
+
+    hooks = (SumOfNorms(),)
+  result = train_and_evaluate(config, workdir, task, hooks=hooks)
   print('DONE', result.num_updates, result.resumed_from, flush=True)
   """
 )
@@ -128,10 +155,10 @@ TIMEOUT = 600  # a hang guard only
 TIMING = {'examples_per_sec', 'steps_per_sec', 'eta_sec', 'data_wait_sec'}
 
 
-def _run(workdir, cache, kill='none'):
+def _run(workdir, cache, kill='none', hooks='none'):
   env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
   return subprocess.run(
-    [sys.executable, '-c', CHILD, workdir, cache, kill, repr(CONFIG)],
+    [sys.executable, '-c', CHILD, workdir, cache, kill, repr(CONFIG), hooks],
     env=env,
     capture_output=True,
     text=True,
@@ -220,9 +247,53 @@ def test_killed_runs_resume_to_the_uninterrupted_result(
   state, meta = load_checkpoint(workdir)
   assert meta['update'] == want_meta['update'] == 12
   assert meta['sampler'] == want_meta['sampler']
-  assert meta['noise'] == want_meta['noise']
+  assert meta['hooks'] == want_meta['hooks']  # the noise tracker's too
   leaves, want = jax.tree.leaves(state), jax.tree.leaves(want_state)
   assert len(leaves) == len(want)
   for a, b in zip(leaves, want, strict=True):
     np.testing.assert_array_equal(a, b)  # bitwise: params and opt state
   assert _untimed(workdir) == want_records
+
+
+@pytest.fixture(scope='module')
+def reference_with_hook(tmp_path_factory, cache):
+  workdir = str(tmp_path_factory.mktemp('uninterrupted_hook'))
+  proc = _run(workdir, cache, hooks='user_hook')
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  state, meta = load_checkpoint(workdir)
+  # The hook ran at updates 3, 6, 9, 12: four norms summed.
+  assert meta['hooks']['SumOfNorms']['count'] == 4
+  return state, meta, _untimed(workdir)
+
+
+@pytest.mark.parametrize(
+  'kills, resumed_from',
+  [
+    # Mid-accumulation after checkpoint 4 (the hook ran once, at 3).
+    (['step:9'], 4),
+    # Inside the write of checkpoint 8; the process resumed from 4 dies
+    # right after its first checkpoint, 8, committed.
+    (['in_save:2', 'after_save:1'], 8),
+  ],
+)
+def test_killed_runs_with_hooks_resume_to_the_uninterrupted_result(
+  tmp_path, cache, reference_with_hook, kills, resumed_from
+):
+  want_state, want_meta, want_records = reference_with_hook
+  workdir = str(tmp_path / 'run')
+  for kill in kills:
+    proc = _run(workdir, cache, kill, hooks='user_hook')
+    assert proc.returncode == -signal.SIGKILL, (kill, proc.stderr[-3000:])
+  proc = _run(workdir, cache, hooks='user_hook')
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert f'DONE 12 {resumed_from}' in proc.stdout
+  state, meta = load_checkpoint(workdir)
+  # The noise tracker's and the user hook's states, bitwise.
+  assert meta['hooks'] == want_meta['hooks']
+  for a, b in zip(
+    jax.tree.leaves(state), jax.tree.leaves(want_state), strict=True
+  ):
+    np.testing.assert_array_equal(a, b)
+  records = _untimed(workdir)
+  assert records == want_records
+  assert [r['step'] for r in records if 'norm_sum' in r] == [3, 6, 9, 12]

@@ -1,5 +1,6 @@
 """Data-parallel trainer: a task (model, loss, data) trained under pmap or
-shard_map, with batch ramps, accumulation, noise scale and checkpoints.
+shard_map, with batch ramps, accumulation, noise scale and checkpoints;
+:class:`Hook` s plug measurements and decisions into its loop.
 
 What to train is a :class:`Task` (``lrjax.tasks`` builds the named ones);
 how to train it a :class:`TrainConfig`, whose optimizer is a name or any
@@ -12,6 +13,7 @@ shape; :func:`shard_map_args` for a ``jit(shard_map)`` step),
 :func:`make_optimizer` and :func:`make_train_body`.
 """
 
+from lrjax.train._adaptive import AdaptiveBatchHook as AdaptiveBatchHook
 from lrjax.train._adaptive import AdaptiveConfig as AdaptiveConfig
 from lrjax.train._adaptive import AdaptiveResult as AdaptiveResult
 from lrjax.train._adaptive import train_adaptive as train_adaptive
@@ -22,7 +24,13 @@ from lrjax.train._compile import StageCompiler as StageCompiler
 from lrjax.train._compile import shard_map_args as shard_map_args
 from lrjax.train._config import NoiseConfig as NoiseConfig
 from lrjax.train._config import TrainConfig as TrainConfig
-from lrjax.train._loop import NonFiniteError as NonFiniteError
+from lrjax.train._hooks import Hook as Hook
+from lrjax.train._hooks import HookResult as HookResult
+from lrjax.train._hooks import InsideContext as InsideContext
+from lrjax.train._hooks import NoiseTracker as NoiseTracker
+from lrjax.train._hooks import RunInfo as RunInfo
+from lrjax.train._hooks import StepInfo as StepInfo
+from lrjax.train._host import NonFiniteError as NonFiniteError
 from lrjax.train._loop import TrainResult as TrainResult
 from lrjax.train._loop import train_and_evaluate as train_and_evaluate
 from lrjax.train._parallel import Runner as Runner
@@ -44,15 +52,22 @@ from lrjax.train._workdir import lock_workdir as lock_workdir
 from lrjax.train._workdir import run_record as run_record
 
 __all__ = [
+  'AdaptiveBatchHook',
   'AdaptiveConfig',
   'AdaptiveResult',
   'CheckpointError',
   'ConfigMismatchError',
+  'Hook',
+  'HookResult',
+  'InsideContext',
   'Model',
   'NoiseConfig',
+  'NoiseTracker',
   'NonFiniteError',
+  'RunInfo',
   'Runner',
   'StageCompiler',
+  'StepInfo',
   'Task',
   'TrainConfig',
   'TrainResult',

@@ -2,48 +2,41 @@
 
 McCandlish et al. (2018) show that the batch size worth using is about the
 gradient noise scale B_simple, and that B_simple grows as training
-progresses. ``train_adaptive`` trains in segments of ``every_epochs``
-epochs; at the end of each segment it reads the tracked B_simple from the
-segment's last checkpoint and picks the next segment's batch with
-:class:`lrjax.noise.AdaptiveBatch` from a small set of realisable sizes, so
-only a few step shapes are ever compiled.
+progresses. :class:`AdaptiveBatchHook` decides, every ``every_epochs``
+epochs, the next segment's batch with :class:`lrjax.noise.AdaptiveBatch`
+from the trainer's tracked B_simple, over a small set of realisable sizes
+(compiled in the background when the run starts), and puts the new batch
+in force from that update on. ``train_adaptive`` is one
+``train_and_evaluate`` call with that hook: one workdir, one
+``metrics.jsonl``, one checkpoint series, one compilation per shape.
 
-Each segment is an ordinary ``train_and_evaluate`` call on the batch schedule
-realised so far (one stage per segment), resumed from the previous segment's
-checkpoint, so everything the trainer guarantees holds here too: LR,
-momentum and weight-decay policies stay in epochs, resume is exact, and the
-decisions themselves are a function of the checkpointed noise-scale state.
-The decisions are kept in ``workdir/adaptive.json``; a killed run resumes
-with the same command.
+Everything the trainer guarantees holds: LR, momentum and weight-decay
+policies stay in epochs (the schedule in force keeps the stages already
+trained, so every policy agrees for the updates done), the decisions are a
+function of the checkpointed noise-scale state, and a killed run resumes
+exactly (the hook's decisions and the schedule in force are in the
+checkpoint). ``workdir/adaptive.json`` lists the decisions when it ends.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
 import os
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import jax
 from absl import logging
 
 from lrjax import noise as lnoise
-from lrjax.train import _setup, _workdir
-from lrjax.train._checkpoint import load_meta
 from lrjax.train._config import TrainConfig
-from lrjax.train._loop import (
-  TrainResult,
-  _noise_state,
-  _prepare,
-  train_and_evaluate,
-)
+from lrjax.train._hooks import Hook, HookResult, StepInfo
+from lrjax.train._loop import TrainResult, train_and_evaluate
 
 DECISIONS_FILE = 'adaptive.json'
-# What differs from one segment's config to the next.
-_SEGMENT_FIELDS = ('batch', 'num_epochs', 'accumulate')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,11 +119,6 @@ class AdaptiveConfig:
         'read the measured noise scale (on one device also set '
         'noise.num_slices > 1)'
       )
-    if config.keep_checkpoints < 1:
-      raise ValueError(
-        f'keep_checkpoints={config.keep_checkpoints} must be >= 1 with an '
-        'adaptive batch: each segment resumes from the previous one'
-      )
     if config.max_updates is not None:
       raise ValueError(
         f'max_updates={config.max_updates} is not supported with an adaptive '
@@ -143,17 +131,15 @@ class AdaptiveResult:
   """What :func:`train_adaptive` returns.
 
   Attributes:
-    result: the last segment's TrainResult (its update and example counts
-      are totals over the run; ``wall_time`` is that segment's).
+    result: the run's TrainResult.
     schedule: the realised BatchSchedule (one stage per segment).
     decisions: per segment, ``dict(epoch=..., batch=..., b_simple=...)``:
       the epoch it starts at, its batch and the B_simple it was chosen from
       (None for the first, or when the estimate was not yet finite: the
       batch then stays).
-    wall_time: seconds of this call, all segments.
+    wall_time: seconds of this call.
     compile_seconds: per-device micro-batch -> seconds spent compiling its
-      step, summed over the segments of this call (each segment compiles
-      its shapes again unless ``compilation_cache_dir`` is set).
+      step in this call (every candidate size's shape, in the background).
   """
 
   result: TrainResult
@@ -164,18 +150,125 @@ class AdaptiveResult:
 
 
 def _segment_schedule(
-  decisions: list[dict[str, Any]], every: float, total: float, n: int
+  batches: list[int], every: float, total: float, n: int
 ) -> Any:
-  """One stage per decision, ``every`` epochs each, the last one cut at
+  """One stage per segment, ``every`` epochs each, the last one cut at
   ``total``."""
   from lrjax import batch as lbatch
 
   stages = []
-  for i, d in enumerate(decisions):
+  for i, b in enumerate(batches):
     start = i * every
     length = min(every, total - start)
-    stages.append(lbatch.Stage(int(d['batch']), epochs=_clean(length)))
+    stages.append(lbatch.Stage(int(b), epochs=_clean(length)))
   return lbatch.BatchSchedule(tuple(stages), n)
+
+
+def _num_segments(every: float, total: float) -> int:
+  k = 1
+  while k * every < total - 1e-12:
+    k += 1
+  return k
+
+
+class AdaptiveBatchHook(Hook):
+  """McCandlish's adaptive batch as a trainer hook.
+
+  The run is cut into segments of ``adaptive.every_epochs`` epochs (the
+  last one shorter), one stage each. At the first update of segment k
+  (the end of segment k - 1) the hook reads the trainer's B_simple
+  (``StepInfo.noise_scale``, the noise tracker runs first) and decides
+  segment k's batch with :class:`lrjax.noise.AdaptiveBatch`; the segments
+  not decided yet keep the last decision. It is ``sync``, so the decision
+  takes effect at exactly that update.
+
+  Args:
+    adaptive: how the batch grows.
+    start: the first segment's batch.
+    num_epochs: the run's length.
+    num_train: training examples N.
+
+  Attributes:
+    decisions: per segment decided so far, ``dict(epoch=..., batch=...,
+      b_simple=...)`` (``b_simple`` None for the first segment, or when the
+      estimate was not finite yet: the batch then stays).
+  """
+
+  sync = True
+
+  def __init__(
+    self,
+    adaptive: AdaptiveConfig,
+    start: int,
+    num_epochs: float,
+    num_train: int,
+  ) -> None:
+    self.batch_sizes = adaptive.sizes(start)
+    self.decisions: list[dict[str, Any]] = [
+      {'epoch': 0.0, 'batch': start, 'b_simple': None}
+    ]
+    self._policy = adaptive.policy(start)
+    self._every = float(adaptive.every_epochs)
+    self._total = float(num_epochs)
+    self._segments = _num_segments(self._every, self._total)
+    self._n = num_train
+    self._boundaries = self.schedule().boundaries
+
+  @property
+  def name(self) -> str:
+    return 'adaptive_batch'
+
+  def schedule(self) -> Any:
+    """The batch schedule of the decisions so far (the rest at the last)."""
+    batches = [int(d['batch']) for d in self.decisions]
+    batches += [batches[-1]] * (self._segments - len(batches))
+    return _segment_schedule(batches, self._every, self._total, self._n)
+
+  def due(self, update: int) -> bool:
+    k = len(self.decisions)
+    return k < self._segments and update == self._boundaries[k]
+
+  def on_step(self, info: StepInfo, value: Any) -> HookResult | None:
+    del value
+    b_hat = info.noise_scale
+    current = int(self.decisions[-1]['batch'])
+    nxt = self._policy(b_hat, current)
+    epoch = _clean(len(self.decisions) * self._every)
+    logging.info(
+      'Adaptive batch at epoch %.4g: B_simple %.1f, batch %d -> %d',
+      epoch,
+      b_hat,
+      current,
+      nxt,
+    )
+    self.decisions.append(
+      {
+        'epoch': epoch,
+        'batch': nxt,
+        'b_simple': b_hat if math.isfinite(b_hat) else None,
+      }
+    )
+    self._boundaries = self.schedule().boundaries
+    if nxt == current:
+      return None
+    return HookResult(batch_schedule=self.schedule())
+
+  def state(self) -> dict[str, Any]:
+    return {'decisions': self.decisions}
+
+  def restore(self, state: Any) -> None:
+    decisions = [dict(d) for d in state['decisions']]
+    outside = [
+      d['batch'] for d in decisions if d['batch'] not in self.batch_sizes
+    ]
+    if outside:
+      raise ValueError(
+        f'the checkpoint holds adaptive decisions {outside} outside the batch '
+        f'sizes {self.batch_sizes}: it is from another adaptive setting; use '
+        'a new workdir'
+      )
+    self.decisions = decisions
+    self._boundaries = self.schedule().boundaries
 
 
 def _clean(x: float) -> float:
@@ -184,62 +277,8 @@ def _clean(x: float) -> float:
   return float(f'{x:.12g}')
 
 
-def _read_decisions(
-  workdir: str, config: TrainConfig, adaptive: AdaptiveConfig
-) -> list[dict[str, Any]]:
-  """The decisions made so far in ``workdir`` for this run.
-
-  Raises:
-    ConfigMismatchError: when ``workdir`` holds another run: an adaptive
-      run of another config or adaptive setting (the fields named), or a
-      run that is not adaptive.
-  """
-  path = os.path.join(workdir, DECISIONS_FILE)
-  if not os.path.exists(path):
-    others = [
-      f for f in _workdir.RUN_FILES if os.path.exists(os.path.join(workdir, f))
-    ]
-    if others:
-      raise _workdir.ConfigMismatchError(
-        f'workdir {workdir} holds a run that is not adaptive '
-        f'({", ".join(others)}, no {DECISIONS_FILE}); use another workdir or '
-        'pass overwrite=True (--overwrite) to start afresh'
-      )
-    return []
-  try:
-    with open(path, encoding='utf-8') as f:
-      saved = json.load(f)
-    decisions = list(saved['decisions'])
-  except (ValueError, KeyError, TypeError) as e:
-    raise _workdir.ConfigMismatchError(
-      f'{path} is not readable ({type(e).__name__}: {e}); pass '
-      'overwrite=True (--overwrite) to start afresh'
-    ) from None
-  changes = []
-  if 'config' in saved:
-    changes += _workdir.config_changes(saved['config'], config)
-  if 'adaptive' in saved:
-    now = dataclasses.asdict(adaptive)
-    changes += [
-      (f'adaptive.{k}', saved['adaptive'].get(k), v)
-      for k, v in now.items()
-      if saved['adaptive'].get(k) != v
-    ]
-  if changes:
-    raise _workdir.ConfigMismatchError(
-      f'workdir {workdir} holds an adaptive run with another config: '
-      f'{_workdir.describe_changes(changes)}. Use another workdir or pass '
-      'overwrite=True (--overwrite) to start afresh'
-    )
-  return decisions
-
-
 def _write_decisions(
-  workdir: str,
-  decisions: list[dict[str, Any]],
-  sizes: tuple[int, ...],
-  config: TrainConfig,
-  adaptive: AdaptiveConfig,
+  workdir: str, hook: AdaptiveBatchHook, adaptive: AdaptiveConfig
 ) -> None:
   if jax.process_index() != 0:
     return
@@ -248,9 +287,8 @@ def _write_decisions(
   with open(tmp, 'w', encoding='utf-8') as f:
     json.dump(
       {
-        'sizes': list(sizes),
-        'decisions': decisions,
-        'config': config.to_dict(),
+        'sizes': list(hook.batch_sizes),
+        'decisions': hook.decisions,
         'adaptive': dataclasses.asdict(adaptive),
       },
       f,
@@ -259,17 +297,13 @@ def _write_decisions(
   os.replace(tmp, path)  # atomic: a kill never leaves half a file
 
 
-def _b_simple_at_checkpoint(workdir: str) -> float:
-  """B_simple of the noise-scale state saved with the newest checkpoint."""
-  return float(lnoise.b_simple(_noise_state(load_meta(workdir))))
-
-
 def train_adaptive(
   config: TrainConfig,
   adaptive: AdaptiveConfig,
   workdir: str,
   task: Any,
   *,
+  hooks: Sequence[Hook] = (),
   overwrite: bool = False,
 ) -> AdaptiveResult:
   """Trains with a batch that grows toward the measured noise scale.
@@ -282,32 +316,31 @@ def train_adaptive(
       \\min(\\hat B_{\\mathrm{simple}}, \\gamma B_k, B_{\\max})\\big)
 
   (:class:`lrjax.noise.AdaptiveBatch`), with :math:`\\hat B_{\\mathrm{simple}}`
-  the trainer's tracked estimate at the end of segment k. The LR, momentum
-  and weight decay stay policies over epochs. When some candidate batch
-  needs gradient accumulation (above devices x ``max_device_batch``) every
-  segment runs under ``optax.MultiSteps``, so the optimizer state keeps its
-  structure from segment to segment.
+  the trainer's tracked estimate at the end of segment k, in one
+  ``train_and_evaluate`` call with :class:`AdaptiveBatchHook`. The LR,
+  momentum and weight decay stay policies over epochs. When some candidate
+  batch needs gradient accumulation (above devices x ``max_device_batch``)
+  the whole run is under ``optax.MultiSteps``, so the optimizer state keeps
+  its structure.
 
   Args:
     config: the run; ``batch`` is the starting batch size (an int),
       ``num_epochs`` the length, ``noise.enabled`` must be set.
     adaptive: how the batch grows.
-    workdir: output directory; ``adaptive.json`` holds the decisions, the
-      trainer's files (metrics.jsonl, checkpoints) are shared by all
-      segments. Calling again with the same workdir resumes; the workdir
-      is locked for the whole call.
+    workdir: the run's workdir (``adaptive.json`` lists the decisions at
+      the end); calling again with the same workdir resumes.
     task: what to train (a :class:`lrjax.train.Task`).
-    overwrite: remove the workdir's run files (decisions included) and
-      start afresh.
+    hooks: more hooks, run after the adaptive one.
+    overwrite: remove the workdir's run files and start afresh.
 
   Returns:
     An :class:`AdaptiveResult`.
 
   Raises:
     ValueError: for a bad config (naming the field) before any compilation,
-      or a workdir whose decisions were made over other batch sizes.
+      or a checkpoint whose decisions were made over other batch sizes.
     ConfigMismatchError: (a ValueError) when the workdir holds another run
-      (another config or adaptive setting, or a run that is not adaptive).
+      (another config: the starting batch is the segment schedule).
     WorkdirLockedError: when another process holds the workdir.
 
   References:
@@ -316,91 +349,26 @@ def train_adaptive(
   """
   config.validate()
   adaptive.validate(config)
-  workdir = _prepare(config, workdir)
-  main = jax.process_index() == 0
-  with _workdir.lock_workdir(workdir) if main else contextlib.nullcontext():
-    if overwrite and main:
-      _workdir.remove_run_files(workdir, (*_workdir.RUN_FILES, DECISIONS_FILE))
-    return _train_adaptive(config, adaptive, workdir, task)
-
-
-def _train_adaptive(
-  config: TrainConfig, adaptive: AdaptiveConfig, workdir: str, task: Any
-) -> AdaptiveResult:
-  """``train_adaptive`` in a prepared workdir this process holds."""
   wall_start = time.perf_counter()
-  start = config.batch
-  sizes = adaptive.sizes(start)
-  policy = adaptive.policy(start)
   n = task.num_train
   if adaptive.max_batch_size > n:
     raise ValueError(
       f'adaptive.max_batch_size={adaptive.max_batch_size} is above the {n} '
       'training examples; about N/10 is the usual cap'
     )
-  # Every candidate size must be trainable before the first segment runs:
-  # one stage per size, planned over the devices.
-  every_size = _segment_schedule(
-    [{'batch': b} for b in sizes], 1.0, float(len(sizes)), n
+  hook = AdaptiveBatchHook(adaptive, config.batch, config.num_epochs, n)
+  result = train_and_evaluate(
+    config.replace(batch=hook.schedule()),
+    workdir,
+    task,
+    hooks=(hook, *hooks),
+    overwrite=overwrite,
   )
-  replicas = len(_setup.select_devices(config))
-  plan = _setup.make_plan(every_size, replicas, config.max_device_batch)
-  _setup.check_noise(config, plan, replicas)
-  accumulate = plan.needs_accumulation
-
-  decisions = _read_decisions(workdir, config, adaptive)
-  if decisions and any(int(d['batch']) not in sizes for d in decisions):
-    raise ValueError(
-      f'{workdir}/{DECISIONS_FILE} holds batch sizes outside {sizes}: it is '
-      'from another adaptive setting; use a new workdir'
-    )
-  if not decisions:
-    decisions = [{'epoch': 0.0, 'batch': start, 'b_simple': None}]
-    _write_decisions(workdir, decisions, sizes, config, adaptive)
-  every, total = float(adaptive.every_epochs), float(config.num_epochs)
-  compile_seconds: dict[int, float] = {}
-  while True:
-    k = len(decisions)
-    end = min(k * every, total)
-    schedule = _segment_schedule(decisions, every, total, n)
-    segment = config.replace(
-      batch=schedule, num_epochs=end, accumulate=accumulate or None
-    )
-    logging.info(
-      'Adaptive batch: segment %d, epochs %.4g-%.4g at batch %d',
-      k - 1,
-      decisions[-1]['epoch'],
-      end,
-      decisions[-1]['batch'],
-    )
-    result = train_and_evaluate(
-      segment, workdir, task, allow_changes=_SEGMENT_FIELDS
-    )
-    for micro, seconds in result.compile_seconds.items():
-      compile_seconds[micro] = compile_seconds.get(micro, 0.0) + seconds
-    if end >= total - 1e-12:
-      break
-    b_hat = _b_simple_at_checkpoint(workdir)
-    nxt = policy(b_hat, int(decisions[-1]['batch']))
-    logging.info(
-      'Adaptive batch at epoch %.4g: B_simple %.1f, batch %d -> %d',
-      end,
-      b_hat,
-      decisions[-1]['batch'],
-      nxt,
-    )
-    decisions.append(
-      {
-        'epoch': _clean(end),
-        'batch': nxt,
-        'b_simple': b_hat if math.isfinite(b_hat) else None,
-      }
-    )
-    _write_decisions(workdir, decisions, sizes, config, adaptive)
+  _write_decisions(os.path.dirname(result.metrics_path), hook, adaptive)
   return AdaptiveResult(
     result=result,
-    schedule=schedule,
-    decisions=tuple(decisions),
+    schedule=hook.schedule(),
+    decisions=tuple(hook.decisions),
     wall_time=time.perf_counter() - wall_start,
-    compile_seconds=compile_seconds,
+    compile_seconds=dict(result.compile_seconds),
   )

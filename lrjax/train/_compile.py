@@ -182,6 +182,13 @@ class StageCompiler:
     )
     return executable
 
+  def prefetch(self, micro_batches: Any) -> None:
+    """Compiles these micro-batch shapes in the background (those not
+    compiled or queued yet): shapes a hook's batch schedule may use."""
+    for m in dict.fromkeys(micro_batches):
+      if m not in self._ready and m not in self._futures:
+        self._futures[m] = self._pool.submit(self._compile, m)
+
   @property
   def num_compiles(self) -> int:
     """Shapes compiled so far."""

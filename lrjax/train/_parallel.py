@@ -26,13 +26,18 @@ class Runner:
 
   Args:
     body: per-device ``body(state, batch, epoch, monitor) -> (state,
-      metrics)`` with
-      collectives over ``'batch'``.
+      metrics)`` with collectives over ``'batch'`` (with ``num_inside``:
+      ``body(state, batch, epoch, monitor, due) -> (state, metrics,
+      values)``).
     devices: the global devices to run on, ordered by process (this
       process' devices are a contiguous block).
     mode: 'pmap' or 'shard_map'.
     example: a batch (dict of arrays, any leading size) whose per-example
       shapes and dtypes the compiled steps take.
+    num_inside: hooks the body computes inside the step
+      (``make_train_body(..., inside=...)``): the step then takes their
+      ``due`` flags (int32[num_inside]) after ``monitor`` and returns their
+      values (replicated) after the metrics.
   """
 
   def __init__(
@@ -41,6 +46,7 @@ class Runner:
     devices: list[Any],
     mode: str,
     example: Mapping[str, Any],
+    num_inside: int = 0,
   ) -> None:
     if mode not in ('pmap', 'shard_map'):
       raise ValueError(f'parallel={mode!r} must be pmap or shard_map')
@@ -67,22 +73,25 @@ class Runner:
       for k, v in example.items()
     }
     self._host_memory = all(d.platform == 'cpu' for d in self.devices)
+    self.num_inside = num_inside
+    self._flags: dict[tuple[int, ...], Any] = {}
 
-    def packed(state, batch, epoch, monitor):
+    def packed(state, batch, epoch, monitor, *due):
       # One float32 vector instead of a dict of scalars: one transfer per
       # step instead of one per metric.
-      state, metrics = body(state, batch, epoch, monitor)
+      state, metrics, *values = body(state, batch, epoch, monitor, *due)
       self.metric_keys = tuple(sorted(metrics))
       vec = jnp.stack(
         [jnp.asarray(metrics[k], jnp.float32) for k in self.metric_keys]
       )
-      return state, vec
+      return (state, vec, *values)
 
+    extra = 1 if num_inside else 0
     if mode == 'pmap':
       self._fn = jax.pmap(
         packed,
         axis_name=AXIS,
-        in_axes=(0, 0, None, None),
+        in_axes=(0, 0, None, None) + (None,) * extra,
         devices=self.devices,
         donate_argnums=(0,),
       )
@@ -90,8 +99,8 @@ class Runner:
       mapped = jax.shard_map(
         packed,
         mesh=self.mesh,
-        in_specs=(P(), P(AXIS), P(), P()),
-        out_specs=(P(), P()),
+        in_specs=(P(), P(AXIS), P(), P()) + (P(),) * extra,
+        out_specs=(P(), P()) + (P(),) * extra,
         check_vma=False,
       )
       self._fn = jax.jit(mapped, donate_argnums=(0,))
@@ -150,6 +159,16 @@ class Runner:
       m['skipped'] = int(m['skipped'])
       out.append(m)
     return out
+
+  def due_flags(self, due: tuple[int, ...]) -> Any:
+    """The step's ``due`` argument for the inside hooks' flags (cached)."""
+    flags = self._flags.get(due)
+    if flags is None:
+      flags = np.asarray(due, np.int32)
+      if self.num_devices > 1:
+        flags = jax.device_put(flags, self.replicated)
+      self._flags[due] = flags
+    return flags
 
   # Batches ----------------------------------------------------------------
 
@@ -217,13 +236,21 @@ class Runner:
 
     Returns:
       The compiled step ``(state, batch, epoch, monitor) -> (state,
-      metrics)``.
+      metrics)`` (with inside hooks ``(state, batch, epoch, monitor, due)
+      -> (state, metrics, values)``).
     """
     abstract = jax.tree.map(
       lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding),
       state,
     )
     scalar = jax.ShapeDtypeStruct((), jnp.float32, sharding=self.replicated)
+    due = ()
+    if self.num_inside:
+      due = (
+        jax.ShapeDtypeStruct(
+          (self.num_inside,), jnp.int32, sharding=self.replicated
+        ),
+      )
     return self._fn.lower(
-      abstract, self.batch_spec(micro), scalar, scalar
+      abstract, self.batch_spec(micro), scalar, scalar, *due
     ).compile()

@@ -31,6 +31,10 @@ class Setup:
     tx: the optimizer (its LR, momentum and weight-decay schedules, the
       accumulation and the skipping of non-finite updates inside).
     runner: places state and batches on the devices, compiles the step.
+    schedule_free: whether the optimizer is the same whatever the batch
+      schedule (every policy a constant, a function of updates or
+      state-based, and no accumulation), so that another schedule can run
+      on the same compiled steps.
   """
 
   task: Any
@@ -41,14 +45,28 @@ class Setup:
   total_updates: int
   tx: Any
   runner: Runner
+  schedule_free: bool = False
 
 
-def build(config: TrainConfig, task: Any) -> Setup:
+def build(
+  config: TrainConfig,
+  task: Any,
+  *,
+  schedule: Any = None,
+  inside: tuple[Any, ...] = (),
+  candidates: tuple[int, ...] = (),
+) -> Setup:
   """Builds the schedule, plan, optimizer and runner of a run.
 
   Args:
     config: a validated config.
     task: what to train (a :class:`lrjax.train.Task`).
+    schedule: the BatchSchedule in force (None: the config's); a hook may
+      have changed it.
+    inside: the hooks' ``inside_step`` functions, computed in the step.
+    candidates: batch sizes hooks may put in force later: planned now
+      (divisible by the devices, within the noise settings), and when one
+      of them accumulates the optimizer accumulates from the start.
 
   Returns:
     The Setup; nothing is compiled yet.
@@ -70,9 +88,21 @@ def build(config: TrainConfig, task: Any) -> Setup:
       f'plateau_metric={config.plateau_metric!r} monitors an evaluation '
       f'metric, but task {task.name!r} has no evaluation data'
     )
-  schedule = batch_schedule(config, num_train)
+  if schedule is None:
+    schedule = batch_schedule(config, num_train)
   devices = select_devices(config)
   plan = make_plan(schedule, len(devices), config.max_device_batch)
+  candidates_need_accumulation = False
+  if candidates:
+    from lrjax import batch as lbatch
+
+    every = lbatch.BatchSchedule(
+      tuple(lbatch.Stage(b, updates=1) for b in sorted(set(candidates))),
+      num_train,
+    )
+    every_plan = make_plan(every, len(devices), config.max_device_batch)
+    check_noise(config, every_plan, len(devices))
+    candidates_need_accumulation = every_plan.needs_accumulation
   lr = policy(config.lr, 'lr', schedule, seq_len(config.batch))
   momentum = policy(
     config.momentum, 'momentum', schedule, seq_len(config.batch)
@@ -85,18 +115,26 @@ def build(config: TrainConfig, task: Any) -> Setup:
   if config.max_updates is not None:
     total_updates = min(total_updates, config.max_updates)
   skip = config.nan_policy == 'skip'
-  if config.accumulate is False and plan.needs_accumulation:
+  if config.accumulate is False and (
+    plan.needs_accumulation or candidates_need_accumulation
+  ):
     raise ValueError(
       'accumulate=False, but the batch schedule needs accumulation over '
       f'max_device_batch={config.max_device_batch}; raise max_device_batch '
       'or set accumulate=None'
     )
-  accumulate = plan.needs_accumulation or bool(config.accumulate)
+  accumulate = (
+    plan.needs_accumulation
+    or candidates_need_accumulation
+    or bool(config.accumulate)
+  )
+  policies = (lr, momentum, weight_decay)
+  scheduled = [as_schedule(p, schedule) for p in policies]
   tx = make_optimizer(
     config.optimizer,
-    learning_rate=as_schedule(lr, schedule),
-    momentum=as_schedule(momentum, schedule),
-    weight_decay=as_schedule(weight_decay, schedule),
+    learning_rate=scheduled[0],
+    momentum=scheduled[1],
+    weight_decay=scheduled[2],
     b2=config.b2,
     clip_norm=config.clip_norm,
     every_k_schedule=plan.every_k_schedule if accumulate else None,
@@ -108,10 +146,12 @@ def build(config: TrainConfig, task: Any) -> Setup:
       tx,
       skip_non_finite=skip,
       plateau_metric=config.plateau_metric,
+      inside=inside,
     ),
     devices,
     config.parallel,
     task.example(),
+    num_inside=len(inside),
   )
   return Setup(
     task=task,
@@ -122,6 +162,8 @@ def build(config: TrainConfig, task: Any) -> Setup:
     total_updates=total_updates,
     tx=tx,
     runner=runner,
+    schedule_free=not accumulate
+    and all(a is p for a, p in zip(scheduled, policies, strict=True)),
   )
 
 

@@ -8,7 +8,7 @@ The step is written once for one device with collectives over the axis
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -311,9 +311,11 @@ def make_train_body(
   *,
   skip_non_finite: bool = False,
   plateau_metric: str = 'loss',
+  inside: Sequence[Callable[..., Any]] = (),
 ) -> Callable[..., Any]:
   """The per-device step: ``body(state, batch, epoch, monitor) -> (state,
-  metrics)``.
+  metrics)``; with ``inside`` hooks ``body(state, batch, epoch, monitor,
+  due) -> (state, metrics, values)``.
 
   Per device: loss and gradients on the local micro-batch, stateful layers
   (batch norm) with per-device statistics (ghost batch norm), the local
@@ -338,15 +340,20 @@ def make_train_body(
       loss), the name of one of the loss's metrics, or 'test_<name>' (the
       host's ``monitor`` argument: the latest evaluation of ``<name>``, NaN
       before the first).
+    inside: hooks' ``inside_step(params, grads, batch, ctx)`` functions
+      (:class:`lrjax.train.Hook`); the i-th runs when ``due[i]`` is
+      non-zero (under ``lax.cond``: nothing is computed otherwise) on this
+      device's gradients and micro-batch, and its floating leaves are
+      averaged over the devices; elsewhere its value is zeros.
 
   Returns:
     The body, to be mapped over devices with axis name ``'batch'``. Its
     metrics (identical on every device): loss, the loss's own metrics,
     sq_norm_local, sq_norm_global, finite, skipped and the injected
-    hyperparameters.
+    hyperparameters; its values: one pytree per ``inside`` function.
   """
 
-  def body(state: TrainState, batch, epoch, monitor):
+  def body(state: TrainState, batch, epoch, monitor, due=None):
     key = jax.random.fold_in(
       jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step),
       jax.lax.axis_index(AXIS),
@@ -358,6 +365,9 @@ def make_train_body(
     (loss, (task_metrics, new_model_state)), grads = jax.value_and_grad(
       loss_of, has_aux=True
     )(state.params)
+    values = _inside_values(
+      inside, due, state.params, grads, batch, state.model_state, key, loss_fn
+    )
     task_metrics = {
       k: jnp.asarray(v, jnp.float32) for k, v in task_metrics.items()
     }
@@ -421,6 +431,44 @@ def make_train_body(
     }
     for name, value in hyperparams(opt_state).items():
       metrics[name] = jnp.asarray(value, jnp.float32)
+    if inside:
+      return new_state, metrics, values
     return new_state, metrics
 
   return body
+
+
+def _inside_values(
+  inside, due, params, grads, batch, model_state, key, loss_fn
+):
+  """The hooks' inside-step values, each computed only where it is due."""
+  if not inside:
+    return ()
+  n = jax.lax.axis_size(AXIS)
+
+  def mean(tree):
+    return tree if n == 1 else _pmean_floats(tree)
+
+  def grad_fn(p, b):
+    return jax.grad(lambda q: loss_fn(q, model_state, b, key)[0])(p)
+
+  from lrjax.train._hooks import InsideContext
+
+  ctx = InsideContext(grad_fn=grad_fn, mean=mean, num_devices=n)
+  values = []
+  for i, fn in enumerate(inside):
+
+    def run(fn=fn):
+      return mean(fn(params, grads, batch, ctx))
+
+    shape = jax.eval_shape(run)
+    values.append(
+      jax.lax.cond(
+        due[i] > 0,
+        run,
+        lambda shape=shape: jax.tree.map(
+          lambda s: jnp.zeros(s.shape, s.dtype), shape
+        ),
+      )
+    )
+  return tuple(values)

@@ -1,0 +1,328 @@
+"""Hooks: what a run measures and decides, plugged into the training loop.
+
+A hook is levanter's ``JitCallback`` in lrjax's terms: an optional part that
+computes a pytree *inside* the compiled step (from the parameters, this
+device's gradients and micro-batch), and a host part that receives that
+pytree every few updates with the update's :class:`StepInfo`, and may log
+metrics, stop the run, ask for a checkpoint, or put a new batch schedule in
+force from the current update on. Its host state goes into the checkpoint,
+so a killed run resumes with its hooks exactly where they were.
+
+The trainer's own behaviours are hooks of this protocol too (the noise
+tracker and the progress bar), built from the config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+from lrjax import metrics as lmetrics
+from lrjax import noise as lnoise
+
+
+class RunInfo(NamedTuple):
+  """What a hook is told when the loop starts (:meth:`Hook.start`).
+
+  Attributes:
+    schedule: the BatchSchedule in force.
+    num_train: training examples N (an epoch).
+    total_updates: updates of the run (``max_updates`` applied).
+    start_update: updates already done (a resumed run).
+    num_devices: data-parallel devices over all processes.
+    seq_len: tokens per example for a language model (``Task.info``),
+      else None.
+  """
+
+  schedule: Any
+  num_train: int
+  total_updates: int
+  start_update: int
+  num_devices: int
+  seq_len: int | None
+
+
+class StepInfo(NamedTuple):
+  """One finished update, as a hook's :meth:`Hook.on_step` sees it.
+
+  Attributes:
+    update: updates done (the update just finished is ``update - 1``).
+    epoch: epochs seen after it, ``examples / N``.
+    examples: training examples seen after it.
+    tokens: ``examples * seq_len`` for a language model, else None.
+    stage: index of its stage in ``schedule``.
+    batch_size: its global batch B.
+    micro_batch: examples per device per micro-step.
+    accum_steps: micro-steps of the update.
+    num_devices: data-parallel devices.
+    lr: the learning rate it was taken with.
+    metrics: its last micro-step's metrics on the host (loss, the task's
+      metrics, ``sq_norm_local``, ``sq_norm_global``, ``finite``,
+      ``skipped`` and the injected hyperparameters).
+    noise_scale: the trainer's B_simple estimate after this update (NaN
+      without noise tracking); the noise tracker runs before every other
+      hook.
+    schedule: the BatchSchedule in force.
+    num_train: training examples N.
+    state: ``state()`` -> one replica of the TrainState as numpy arrays
+      (a device-to-host copy; read only what the hook needs, and only in a
+      ``sync`` hook does it hold exactly this update's state).
+  """
+
+  update: int
+  epoch: float
+  examples: int
+  tokens: int | None
+  stage: int
+  batch_size: int
+  micro_batch: int
+  accum_steps: int
+  num_devices: int
+  lr: float
+  metrics: Mapping[str, Any]
+  noise_scale: float
+  schedule: Any
+  num_train: int
+  state: Callable[[], Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class HookResult:
+  """What a hook asks of the loop after an update (all optional).
+
+  Attributes:
+    metrics: scalars to log with the update: in its train record when one
+      is written at it, else in a record of their own (``split='hook'``).
+    stop: end the run after this update (evaluated and checkpointed as at
+      its planned end; a resumed stopped run does not train on).
+    checkpoint: checkpoint after this update.
+    batch_schedule: the BatchSchedule in force from this update on. Its
+      stages up to this update must be those of the schedule in force (the
+      updates done keep their batch sizes, so every policy over examples
+      seen stays what it was for them); its batch sizes must be among the
+      hook's :attr:`Hook.batch_sizes`.
+  """
+
+  metrics: Mapping[str, float] | None = None
+  stop: bool = False
+  checkpoint: bool = False
+  batch_schedule: Any = None
+
+
+class InsideContext(NamedTuple):
+  """What ``inside_step`` gets beside the parameters, gradients and batch.
+
+  Attributes:
+    grad_fn: ``grad_fn(params, batch) -> grads`` of the task's loss on
+      ``batch`` (any leading size) with the step's model state and RNG key.
+    mean: ``mean(tree)``: the mean of ``tree`` over the devices (the
+      identity on one device).
+    num_devices: data-parallel devices.
+  """
+
+  grad_fn: Callable[[Any, Any], Any]
+  mean: Callable[[Any], Any]
+  num_devices: int
+
+
+class Hook:
+  """A measurement or decision the training loop runs every few updates.
+
+  Subclass and override what you need. Per update the loop calls, for
+  each hook whose :meth:`due` is true at it, :meth:`on_step` with the
+  update's :class:`StepInfo` and the value of :meth:`inside_step` (None
+  when the hook has none). The order is fixed: the trainer's noise tracker
+  first, then the hooks passed to ``train_and_evaluate`` in the order
+  given, then the trainer's record writer (which takes the hooks'
+  metrics) and progress bar. The requests of all hooks
+  are applied after the last one ran: stop, then the schedule, then the
+  checkpoint (with the periodic evaluation, which comes first).
+
+  The host runs the hooks a few updates behind the device, so that it
+  never waits on the step it just dispatched; a hook that sets
+  :attr:`sync` makes the loop wait for the device at each of its updates,
+  so that its stop or schedule takes effect at exactly that update (and
+  ``info.state()`` is that update's state).
+
+  Attributes:
+    every: the hook is due every ``every`` updates (see :meth:`due`).
+    sync: run before the next update is dispatched.
+    batch_sizes: the batch sizes of the schedules it may ask for: the
+      trainer plans them when it starts (MultiSteps wraps the optimizer
+      when one of them accumulates, so the state keeps its structure) and
+      compiles their micro-batch shapes in the background.
+    name: key of its state in the checkpoint (unique among the hooks).
+  """
+
+  every: int = 1
+  sync: bool = False
+  batch_sizes: tuple[int, ...] = ()
+
+  @property
+  def name(self) -> str:
+    return type(self).__name__
+
+  def start(self, run: RunInfo) -> None:
+    """Called once before the first update of a call (after restore)."""
+
+  def due(self, update: int) -> bool:
+    """Whether the hook runs after ``update`` updates are done."""
+    return update % self.every == 0
+
+  # Set to a method ``inside_step(params, grads, batch, ctx) -> pytree`` to
+  # compute a value inside the compiled step: per device (``grads`` and
+  # ``batch`` are this device's, before the all-reduce), only at the last
+  # micro-step of an update where the hook is due, then averaged over the
+  # devices (floating leaves) and handed to ``on_step`` on the host.
+  inside_step: Callable[..., Any] | None = None
+
+  def on_step(self, info: StepInfo, value: Any) -> HookResult | None:
+    """Host work after a due update; returns what it asks of the loop."""
+    del info, value
+    return None
+
+  def state(self) -> Any:
+    """The hook's host state (JSON), saved with every checkpoint."""
+    return None
+
+  def restore(self, state: Any) -> None:
+    """Restores :meth:`state` from the checkpoint resumed from."""
+    del state
+
+
+def as_hook_list(hooks: Any) -> list[Hook]:
+  """Checks the hooks passed to the trainer (types and unique names)."""
+  out = list(hooks)
+  names = set()
+  for h in out:
+    if not isinstance(h, Hook):
+      raise TypeError(
+        f'hooks: {h!r} is not a lrjax.train.Hook; subclass it and override '
+        'on_step (and inside_step, state, restore as needed)'
+      )
+    if not (isinstance(h.every, int) and h.every >= 1):
+      raise ValueError(f'hooks: {h.name}.every={h.every!r} must be an int >= 1')
+    if h.name in names:
+      raise ValueError(
+        f'hooks: two hooks are named {h.name!r}; give each a unique name '
+        '(their states are checkpointed by name)'
+      )
+    names.add(h.name)
+  return out
+
+
+# The trainer's own hooks ----------------------------------------------------
+
+
+class NoiseTracker(Hook):
+  """The gradient noise scale B_simple (McCandlish et al. 2018), tracked.
+
+  Every ``every`` updates it updates an EMA of the unbiased estimates of
+  :math:`|G|^2` and :math:`\\mathrm{tr}(\\Sigma)` from two batch sizes
+  (:func:`lrjax.noise.update`). With several devices the small batch is a
+  device's micro-batch and the big one the all-reduced micro-batch (the
+  step's own ``sq_norm_local`` / ``sq_norm_global``, nearly free); with
+  one device it slices the micro-batch into ``num_slices`` parts inside
+  the compiled step (``inside_step``). Non-finite norms are skipped.
+
+  Args:
+    every: updates between estimates.
+    decay: EMA decay.
+    num_slices: slices of a micro-batch on one device (<= 1: none).
+    num_devices: data-parallel devices.
+    num_train: training examples (the estimator's bias terms).
+  """
+
+  def __init__(
+    self,
+    every: int,
+    decay: float,
+    num_slices: int,
+    num_devices: int,
+    num_train: int,
+  ) -> None:
+    self.every = every
+    self.noise_state = lnoise.init()
+    self._decay = decay
+    self._slices = num_slices if num_devices == 1 and num_slices > 1 else 0
+    self._num_train = num_train
+    if self._slices:
+      self.inside_step = self._sliced_norms
+
+  @property
+  def name(self) -> str:
+    return 'noise'
+
+  def _sliced_norms(self, params, grads, batch, ctx):
+    del grads
+    r = lnoise.sliced_sq_norms(ctx.grad_fn, params, batch, self._slices)
+    return r.sq_norm_small, r.sq_norm_big
+
+  def b_simple(self) -> float:
+    """The current estimate (NaN before two finite measurements)."""
+    return float(lnoise.b_simple(self.noise_state))
+
+  def on_step(self, info: StepInfo, value: Any) -> None:
+    micro, m = info.micro_batch, info.metrics
+    if value is not None:
+      small, big = (float(v) for v in value)
+      self.noise_state = lnoise.update(
+        self.noise_state,
+        small,
+        big,
+        micro // self._slices,
+        micro,
+        self._decay,
+        self._num_train,
+      )
+    elif info.num_devices > 1 and m['finite']:
+      self.noise_state = lnoise.update(
+        self.noise_state,
+        m['sq_norm_local'],
+        m['sq_norm_global'],
+        micro,
+        micro * info.num_devices,
+        self._decay,
+        self._num_train,
+      )
+
+  def state(self) -> list[float]:
+    return [float(v) for v in self.noise_state]
+
+  def restore(self, state: Any) -> None:
+    g2, trace, weight, count = state
+    self.noise_state = lnoise.NoiseScaleState(
+      np.float32(g2), np.float32(trace), np.float32(weight), np.int32(count)
+    )
+
+
+class ProgressBarHook(Hook):
+  """The console progress bar (``TrainConfig.progress_bar``), moved at
+  each train record (every ``log_every`` updates and at the last)."""
+
+  def __init__(self, total_updates: int, log_every: int, enabled: bool) -> None:
+    self._bar = lmetrics.ProgressBar(total_updates, enabled=enabled)
+    self._total = total_updates
+    self._log_every = log_every
+
+  @property
+  def name(self) -> str:
+    return 'progress_bar'
+
+  def due(self, update: int) -> bool:
+    return update % self._log_every == 0 or update == self._total
+
+  def on_step(self, info: StepInfo, value: Any) -> None:
+    self._bar.update(info.update, f'loss={info.metrics["loss"]:.4f}')
+
+  def close(self) -> None:
+    self._bar.close()
+
+
+def host_values(runner: Any, tree: Any) -> Any:
+  """One replica of an inside-step value as numpy arrays."""
+  return jax.tree.map(lambda a: np.asarray(runner.replica(a)), tree)
