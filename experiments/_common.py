@@ -625,7 +625,8 @@ def run_main(
 
   if len(argv) > 1:
     _fatal('Usage error', f'unexpected arguments: {" ".join(argv[1:])}')
-  use_cpu_cores()
+  if NUM_DEVICES.value != 1:
+    use_cpu_cores()  # a one-device run keeps the CPU's threads whole
   try:
     config = get_config()
     check(config)

@@ -149,7 +149,8 @@ def test_recipe_lm_flagfile_builds_the_lm_config(tmp_path):
     1e-3,
     12,
   )
-  assert config['lm']['train_tokens'] == 128 * 1024
+  assert config['lm']['train_tokens'] == 256 * 1024
+  assert (common['num_devices'], common['clip_norm']) == (2, 1.0)
   assert config['lm']['lr_policies'] == ['cosine']
   assert config['max_accumulation'] == 8
 
