@@ -331,8 +331,6 @@ def _start_point_sharpness(run_dir, eps, subspace_dim, seed=0):
     f(x), the training accuracy, the full-space and the subspace
     start-point sharpness.
   """
-  import pickle
-
   import jax
   import jax.numpy as jnp
   import optax
@@ -341,8 +339,8 @@ def _start_point_sharpness(run_dir, eps, subspace_dim, seed=0):
   from lrjax import models
   from lrjax.sharpness import random_subspace
 
-  with open(os.path.join(run_dir, 'variables.pkl'), 'rb') as fh:
-    params = pickle.load(fh)['params']
+  params = _common.load_variables(os.path.join(run_dir, 'variables.npz'))
+  params = params['params']
   batch = _common.load_split(TINY, 'train', seed).take(np.arange(N_TRAIN))
   model = models.get('mlp', num_classes=10)
   x, unravel = ravel_pytree(params)
@@ -387,6 +385,48 @@ SHARP = sharpness.SharpnessConfig(
   hessian_iters=3,
   interp_points=5,
 )
+
+
+def _assert_no_pickle(workdir):
+  """Nothing in `workdir` runs code when read: no pickle file, and every
+  `.npz` loads without pickle."""
+  npz = 0
+  for root, _, files in os.walk(workdir):
+    for name in files:
+      path = os.path.join(root, name)
+      with open(path, 'rb') as fh:
+        head = fh.read(2)
+      # Pickle protocols 2-5 start with PROTO (0x80) and the protocol byte.
+      assert not (len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5), (
+        path
+      )
+      assert not name.endswith(('.pkl', '.pickle')), path
+      if name.endswith('.npz'):
+        with np.load(path, allow_pickle=False) as data:
+          for key in data.files:
+            assert data[key].dtype != object, (path, key)
+        npz += 1
+  assert npz > 0
+
+
+def test_variables_npz_round_trip(tmp_path):
+  path = str(tmp_path / 'variables.npz')
+  variables = {
+    'params': {'Dense_0': {'kernel': np.arange(6.0).reshape(2, 3)}},
+    'batch_stats': {'BatchNorm_0': {'mean': np.float32([1, 2])}},
+  }
+  _common.save_variables(path, variables)
+  back = _common.load_variables(path)
+  assert set(back) == {'params', 'batch_stats'}
+  np.testing.assert_array_equal(
+    back['params']['Dense_0']['kernel'], np.arange(6.0).reshape(2, 3)
+  )
+  assert back['batch_stats']['BatchNorm_0']['mean'].dtype == np.float32
+  with np.load(path, allow_pickle=False) as data:
+    assert sorted(data.files) == [
+      'batch_stats/BatchNorm_0/mean',
+      'params/Dense_0/kernel',
+    ]
 
 
 def _sharp_run_dir(workdir, protocol, label):
@@ -464,6 +504,7 @@ def test_sharpness_end_to_end(tmp_path):
   report = _read(os.path.join(workdir, 'report.md'))
   assert 'the whole training set' in report
   assert '**not tested (1 seed)**' in report
+  _assert_no_pickle(workdir)
   _assert_outputs(
     workdir,
     [
