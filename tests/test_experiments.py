@@ -14,6 +14,7 @@ import os
 import jax
 import numpy as np
 import pytest
+from _cli import flag_lines, flags_of
 from _cli import flagfile as _flagfile
 from _cli import run_experiment as _cli
 
@@ -828,22 +829,20 @@ def test_lr_find_command_line_caches_the_range_tests_compilation(tmp_path):
   assert cache.is_dir() and any(cache.iterdir())
 
 
+FLAGFILES = sorted(
+  f
+  for f in os.listdir(os.path.join(ROOT, 'experiments', 'flagfiles'))
+  if f.endswith('.cfg')
+)
+
 # Flagfiles whose experiment trains a single run (one seed, one range test):
 # nothing to share compiled steps with.
 _SINGLE_RUN = {'lr_find_cifar10.cfg'}
 
 
-@pytest.mark.parametrize(
-  'name',
-  sorted(
-    f
-    for f in os.listdir(os.path.join(ROOT, 'experiments', 'flagfiles'))
-    if f.endswith('.cfg')
-  ),
-)
+@pytest.mark.parametrize('name', FLAGFILES)
 def test_flagfiles_of_several_runs_use_the_compilation_cache(name):
-  with open(os.path.join(ROOT, 'experiments', 'flagfiles', name)) as f:
-    lines = [line.strip() for line in f if not line.startswith('#')]
+  lines = flag_lines(name)
   cached = any(line.startswith('--compilation_cache_dir=') for line in lines)
   if name in _SINGLE_RUN:
     assert '--seeds=0' in lines, name
@@ -991,20 +990,28 @@ def test_cifar10_dry_runs_check_the_batches_against_the_data(
   assert not workdir.exists()
 
 
-def _flags_of(name):
-  """A flagfile's flags as {name: value} ('' for a bare boolean flag)."""
-  path = os.path.join(ROOT, 'experiments', 'flagfiles', name)
-  flags = {}
-  for line in _read(path).splitlines():
-    if line.startswith('--'):
-      key, _, value = line[2:].partition('=')
-      flags[key] = value
-  return flags
+@pytest.mark.parametrize('name', FLAGFILES)
+def test_nested_flagfiles_are_paths_from_the_repository_root(name):
+  with open(os.path.join(ROOT, 'experiments', 'flagfiles', name)) as f:
+    nested = [
+      line.strip().partition('=')[2]
+      for line in f
+      if line.startswith('--flagfile=')
+    ]
+  for path in nested:
+    assert path.startswith('experiments/flagfiles/base/'), path
+    assert os.path.isfile(os.path.join(ROOT, path)), path
+  # A flag set twice is the flagfile overriding its base on purpose
+  # (--policy is a list: lrbench's flagfiles repeat it).
+  names = [line.partition('=')[0] for line in flag_lines(name)]
+  twice = {n for n in names if names.count(n) > 1} - {'--policy'}
+  overridden = {'sharpness_digits.cfg': {'--weight_decay'}}
+  assert twice == overridden.get(name, set()), twice
 
 
 def test_recipe_cifar10_baseline_is_the_ramp_decay_schedule():
-  ramp_flags = _flags_of('cifar10.cfg')
-  recipe_flags = _flags_of('recipe_cifar10.cfg')
+  ramp_flags = flags_of('cifar10.cfg')
+  recipe_flags = flags_of('recipe_cifar10.cfg')
   # cifar10.cfg's decay run: --lr divided by --decay_factor at --milestones,
   # at --batch_size, over --epochs.
   gamma = 1 / float(ramp_flags['decay_factor'])

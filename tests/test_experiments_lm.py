@@ -19,7 +19,7 @@ import sys
 import numpy as np
 import pytest
 from _cli import flagfile as _flagfile
-from _cli import run_experiment
+from _cli import flags_of, run_experiment
 from _lm_tiny import tiny_common
 
 from experiments import _common, _lm_common, _runs, finetune, lm
@@ -591,21 +591,9 @@ def test_flagfiles_build_valid_configs(tmp_path, module, flagfile, expected):
   assert sorted(os.listdir(workdir)) == ['.lock', 'config.json', 'flags.cfg']
 
 
-def _flags_of(name):
-  """A flagfile's flags as {name: value} ('' for a bare boolean flag)."""
-  flags = {}
-  for line in _read(
-    os.path.join(ROOT, 'experiments', 'flagfiles', name)
-  ).splitlines():
-    if line.startswith('--'):
-      key, _, value = line[2:].partition('=')
-      flags[key] = value
-  return flags
-
-
 def test_recipe_lm_gpu_flagfile_is_lm_gpus_task_with_cheap_probes():
-  lm_flags = _flags_of('lm_gpu.cfg')
-  recipe_flags = _flags_of('recipe_lm_gpu.cfg')
+  lm_flags = flags_of('lm_gpu.cfg')
+  recipe_flags = flags_of('recipe_lm_gpu.cfg')
   assert recipe_flags['recipe_task'] == 'lm'
   # The model, data, optimizer and budget of lm_gpu.cfg; the hand-tuned
   # run is its cosine run (LR, batch, warmup, final fraction).
