@@ -734,6 +734,12 @@ def verdict_tag(held: bool | None) -> str:
   return 'HELD    ' if held else 'FAILED  '
 
 
+def print_claims(claims: Sequence[Mapping[str, Any]]) -> None:
+  """The console summary: one line per claim, its `verdict_tag` first."""
+  for claim in claims:
+    print(f'{verdict_tag(claim["held"])} {claim["claim"]}')
+
+
 def claim_lines(claims: Sequence[Mapping[str, Any]]) -> list[str]:
   """report.md bullets: each claim, its verdict and its detail.
 

@@ -195,8 +195,8 @@ def test_lm_verdicts_only_where_the_seeds_support_them():
   single = {k: v[:1] for k, v in runs.items()}
   for claim in lm._claims(single, one):
     assert claim['held'] is None and claim['detail'].endswith('1 seed')
-  lines = _lm_common.claim_lines(lm._claims(single, one))
-  assert all('**not tested**' in line for line in lines)
+  lines = _common.claim_lines(lm._claims(single, one))
+  assert all('**not tested (1 seed)**' in line for line in lines)
 
 
 # ------------------------------------------------------------ lm smoke
@@ -274,10 +274,10 @@ def test_lm_end_to_end_in_tokens_and_reuse(data_dir, tmp_path):
     -np.log(p2[ev[:-1], ev[1:]]).mean(), rel=1e-12
   )
   assert results['eval_sequences'] == 32
-  # One seed: every verdict is "not tested".
+  # One seed: every verdict is "not tested (1 seed)".
   report = _read(os.path.join(workdir, 'report.md'))
   assert all(c['held'] is None for c in results['claims'])
-  assert report.count('**not tested**') == len(results['claims']) >= 2
+  assert report.count('**not tested (1 seed)**') == len(results['claims']) >= 2
   for figure in ('val_loss.png', 'schedules.png', 'noise_scale.png'):
     assert _png(os.path.join(workdir, figure)) and f'({figure})' in report
   assert 'linear_ramp(start=64tok,stop=256tok,ramp=1Kitok' in report
