@@ -353,6 +353,33 @@ def final_variables(result: Any, workdir: str) -> dict[str, Any]:
   return variables
 
 
+def save_variables(path: str, variables: Any) -> None:
+  """Writes nested dicts of arrays to `path` as `.npz`, one array per leaf
+  named by its key path (``params/Dense_0/kernel``): no pickle, so reading
+  a shared workdir never runs code."""
+  import jax
+
+  flat = {
+    '/'.join(str(k.key) for k in keys): np.asarray(leaf)
+    for keys, leaf in jax.tree_util.tree_flatten_with_path(variables)[0]
+  }
+  with open(path, 'wb') as fh:
+    np.savez(fh, **flat)
+
+
+def load_variables(path: str) -> dict[str, Any]:
+  """Reads what `save_variables` wrote (with ``allow_pickle=False``)."""
+  out: dict[str, Any] = {}
+  with np.load(path, allow_pickle=False) as data:
+    for name in data.files:
+      *parents, leaf = name.split('/')
+      node = out
+      for key in parents:
+        node = node.setdefault(key, {})
+      node[leaf] = data[name]
+  return out
+
+
 def train_config(
   common: CommonConfig, *, batch: Any, lr: Any, seed: int, **overrides: Any
 ):
@@ -706,6 +733,12 @@ def verdict_tag(held: bool | None) -> str:
   if held is None:
     return 'UNTESTED'
   return 'HELD    ' if held else 'FAILED  '
+
+
+def print_claims(claims: Sequence[Mapping[str, Any]]) -> None:
+  """The console summary: one line per claim, its `verdict_tag` first."""
+  for claim in claims:
+    print(f'{verdict_tag(claim["held"])} {claim["claim"]}')
 
 
 def claim_lines(claims: Sequence[Mapping[str, Any]]) -> list[str]:

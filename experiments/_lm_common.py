@@ -602,27 +602,6 @@ def ms(values: Sequence[float], digits: int = 3) -> str:
   return _common.fmt_mean_std(finite, 1.0, digits)
 
 
-def verdict(held: bool | None) -> str:
-  """A claim's verdict as the report and the console show it."""
-  if held is None:
-    return 'not tested'
-  return 'held' if held else 'did NOT hold'
-
-
-def claim_lines(claims: Sequence[Mapping[str, Any]]) -> list[str]:
-  """report.md bullets: each claim, its verdict, and its detail."""
-  return [
-    f'- {c["claim"]}: **{verdict(c["held"])}** ({c["detail"]}).' for c in claims
-  ]
-
-
-def print_claims(claims: Sequence[Mapping[str, Any]]) -> None:
-  """The console summary: one line per claim."""
-  for claim in claims:
-    tag = {None: 'UNTESTED', True: 'HELD  ', False: 'FAILED'}[claim['held']]
-    print(f'{tag} {claim["claim"]}')
-
-
 def run_dir(workdir: str, *parts: str) -> str:
   """A run's directory under ``workdir/runs``."""
   return os.path.join(workdir, 'runs', *parts)

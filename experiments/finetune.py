@@ -917,7 +917,7 @@ def _report(config, results, table, grid_table, figures) -> str:
     '## The contrast',
     '',
   ]
-  lines += _lm_common.claim_lines(results['claims'])
+  lines += _common.claim_lines(results['claims'])
   lines += _common.figure_lines(figures)
   return '\n'.join(lines)
 
@@ -927,7 +927,7 @@ def main(argv: Sequence[str]) -> None:
   if done is None:
     return
   results, workdir = done
-  _lm_common.print_claims(results['claims'])
+  _common.print_claims(results['claims'])
   _common.print_report_path(workdir)
 
 

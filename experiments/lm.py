@@ -999,7 +999,7 @@ def _report(config, plans, results, table, claims, figures) -> str:
   for name, plan in plans.items():
     lines.append(f'| {name} | {plan.lr_text} | `{plan.batch_text}` |')
   lines += ['', '## Results', '', table, '## Claims', '']
-  lines += _lm_common.claim_lines(claims)
+  lines += _common.claim_lines(claims)
   lines += [
     '',
     'Tokens/s is the median training rate over the logged intervals (one '
@@ -1022,7 +1022,7 @@ def main(argv: Sequence[str]) -> None:
   if done is None:
     return
   results, workdir = done
-  _lm_common.print_claims(results['claims'])
+  _common.print_claims(results['claims'])
   _common.print_report_path(workdir)
 
 

@@ -1040,8 +1040,7 @@ def main(argv: Sequence[str]) -> None:
   if done is None:
     return
   results, workdir = done
-  for claim in results['claims']:
-    print(_common.verdict_tag(claim['held']) + ' ' + claim['claim'])
+  _common.print_claims(results['claims'])
   _common.print_report_path(workdir)
 
 

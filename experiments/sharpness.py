@@ -736,11 +736,8 @@ def train_until(
 
 def _after(result: Any, workdir: str) -> dict[str, Any]:
   """Saves the final variables; returns the stopping record, if any."""
-  import pickle
-
   variables = _common.final_variables(result, workdir)
-  with open(os.path.join(workdir, 'variables.pkl'), 'wb') as fh:
-    pickle.dump(variables, fh)
+  _common.save_variables(os.path.join(workdir, 'variables.npz'), variables)
   stopping = _common.read_json(os.path.join(workdir, 'stopping.json'))
   if stopping is None:
     return {'stopped_by': 'epochs', 'checks': []}
@@ -748,10 +745,7 @@ def _after(result: Any, workdir: str) -> dict[str, Any]:
 
 
 def _load_params(workdir: str) -> Any:
-  import pickle
-
-  with open(os.path.join(workdir, 'variables.pkl'), 'rb') as fh:
-    return pickle.load(fh)
+  return _common.load_variables(os.path.join(workdir, 'variables.npz'))
 
 
 def batch_regimes(

@@ -12,7 +12,10 @@ def run_experiment(module, cwd, *args, timeout=900, env=None):
 
   Tests pass a temporary directory as `cwd`, never the checkout: the
   flagfiles' relative paths (`--compilation_cache_dir=runs/jax_cache`)
-  resolve against it. The checkout is found through PYTHONPATH; the child
+  resolve against it. absl reads a flagfile's nested
+  `--flagfile=experiments/flagfiles/base/...` from the working directory
+  too (users run from the checkout's root), so `cwd` gets a link
+  `experiments/flagfiles` to the checkout's. The checkout is found through PYTHONPATH; the child
   runs on the CPU with two devices, as the experiments give a 2-core
   machine (one per core), whatever this machine's core count (XLA_FLAGS
   set here, none inherited). `timeout` is a hang guard only.
@@ -27,6 +30,10 @@ def run_experiment(module, cwd, *args, timeout=900, env=None):
     'XLA_FLAGS': '--xla_force_host_platform_device_count=2',
     **(env or {}),
   }
+  link = os.path.join(cwd, 'experiments', 'flagfiles')
+  if not os.path.exists(link):
+    os.makedirs(os.path.dirname(link), exist_ok=True)
+    os.symlink(os.path.join(ROOT, 'experiments', 'flagfiles'), link)
   env['PYTHONPATH'] = os.pathsep.join(
     p for p in (ROOT, os.environ.get('PYTHONPATH')) if p
   )
@@ -43,3 +50,25 @@ def run_experiment(module, cwd, *args, timeout=900, env=None):
 def flagfile(name):
   """`--flagfile=` for `experiments/flagfiles/<name>`."""
   return f'--flagfile={os.path.join(ROOT, "experiments", "flagfiles", name)}'
+
+
+def flag_lines(name):
+  """The flag lines of `experiments/flagfiles/<name>`, nested flagfiles
+  (`--flagfile=experiments/flagfiles/...`) expanded in place, as absl reads
+  them."""
+  lines = []
+  with open(os.path.join(ROOT, 'experiments', 'flagfiles', name)) as f:
+    for line in f:
+      line = line.strip()
+      if line.startswith('--flagfile='):
+        nested = line.partition('=')[2]
+        lines += flag_lines(os.path.relpath(nested, 'experiments/flagfiles'))
+      elif line.startswith('--'):
+        lines.append(line)
+  return lines
+
+
+def flags_of(name):
+  """A flagfile's flags as {name: value} ('' for a bare boolean flag), its
+  own lines overriding the nested flagfiles'."""
+  return dict(line[2:].partition('=')[::2] for line in flag_lines(name))

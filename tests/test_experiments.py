@@ -14,6 +14,7 @@ import os
 import jax
 import numpy as np
 import pytest
+from _cli import flag_lines, flags_of
 from _cli import flagfile as _flagfile
 from _cli import run_experiment as _cli
 
@@ -331,8 +332,6 @@ def _start_point_sharpness(run_dir, eps, subspace_dim, seed=0):
     f(x), the training accuracy, the full-space and the subspace
     start-point sharpness.
   """
-  import pickle
-
   import jax
   import jax.numpy as jnp
   import optax
@@ -341,8 +340,8 @@ def _start_point_sharpness(run_dir, eps, subspace_dim, seed=0):
   from lrjax import models
   from lrjax.sharpness import random_subspace
 
-  with open(os.path.join(run_dir, 'variables.pkl'), 'rb') as fh:
-    params = pickle.load(fh)['params']
+  params = _common.load_variables(os.path.join(run_dir, 'variables.npz'))
+  params = params['params']
   batch = _common.load_split(TINY, 'train', seed).take(np.arange(N_TRAIN))
   model = models.get('mlp', num_classes=10)
   x, unravel = ravel_pytree(params)
@@ -387,6 +386,48 @@ SHARP = sharpness.SharpnessConfig(
   hessian_iters=3,
   interp_points=5,
 )
+
+
+def _assert_no_pickle(workdir):
+  """Nothing in `workdir` runs code when read: no pickle file, and every
+  `.npz` loads without pickle."""
+  npz = 0
+  for root, _, files in os.walk(workdir):
+    for name in files:
+      path = os.path.join(root, name)
+      with open(path, 'rb') as fh:
+        head = fh.read(2)
+      # Pickle protocols 2-5 start with PROTO (0x80) and the protocol byte.
+      assert not (len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5), (
+        path
+      )
+      assert not name.endswith(('.pkl', '.pickle')), path
+      if name.endswith('.npz'):
+        with np.load(path, allow_pickle=False) as data:
+          for key in data.files:
+            assert data[key].dtype != object, (path, key)
+        npz += 1
+  assert npz > 0
+
+
+def test_variables_npz_round_trip(tmp_path):
+  path = str(tmp_path / 'variables.npz')
+  variables = {
+    'params': {'Dense_0': {'kernel': np.arange(6.0).reshape(2, 3)}},
+    'batch_stats': {'BatchNorm_0': {'mean': np.float32([1, 2])}},
+  }
+  _common.save_variables(path, variables)
+  back = _common.load_variables(path)
+  assert set(back) == {'params', 'batch_stats'}
+  np.testing.assert_array_equal(
+    back['params']['Dense_0']['kernel'], np.arange(6.0).reshape(2, 3)
+  )
+  assert back['batch_stats']['BatchNorm_0']['mean'].dtype == np.float32
+  with np.load(path, allow_pickle=False) as data:
+    assert sorted(data.files) == [
+      'batch_stats/BatchNorm_0/mean',
+      'params/Dense_0/kernel',
+    ]
 
 
 def _sharp_run_dir(workdir, protocol, label):
@@ -464,6 +505,7 @@ def test_sharpness_end_to_end(tmp_path):
   report = _read(os.path.join(workdir, 'report.md'))
   assert 'the whole training set' in report
   assert '**not tested (1 seed)**' in report
+  _assert_no_pickle(workdir)
   _assert_outputs(
     workdir,
     [
@@ -787,22 +829,20 @@ def test_lr_find_command_line_caches_the_range_tests_compilation(tmp_path):
   assert cache.is_dir() and any(cache.iterdir())
 
 
+FLAGFILES = sorted(
+  f
+  for f in os.listdir(os.path.join(ROOT, 'experiments', 'flagfiles'))
+  if f.endswith('.cfg')
+)
+
 # Flagfiles whose experiment trains a single run (one seed, one range test):
 # nothing to share compiled steps with.
 _SINGLE_RUN = {'lr_find_cifar10.cfg'}
 
 
-@pytest.mark.parametrize(
-  'name',
-  sorted(
-    f
-    for f in os.listdir(os.path.join(ROOT, 'experiments', 'flagfiles'))
-    if f.endswith('.cfg')
-  ),
-)
+@pytest.mark.parametrize('name', FLAGFILES)
 def test_flagfiles_of_several_runs_use_the_compilation_cache(name):
-  with open(os.path.join(ROOT, 'experiments', 'flagfiles', name)) as f:
-    lines = [line.strip() for line in f if not line.startswith('#')]
+  lines = flag_lines(name)
   cached = any(line.startswith('--compilation_cache_dir=') for line in lines)
   if name in _SINGLE_RUN:
     assert '--seeds=0' in lines, name
@@ -950,20 +990,28 @@ def test_cifar10_dry_runs_check_the_batches_against_the_data(
   assert not workdir.exists()
 
 
-def _flags_of(name):
-  """A flagfile's flags as {name: value} ('' for a bare boolean flag)."""
-  path = os.path.join(ROOT, 'experiments', 'flagfiles', name)
-  flags = {}
-  for line in _read(path).splitlines():
-    if line.startswith('--'):
-      key, _, value = line[2:].partition('=')
-      flags[key] = value
-  return flags
+@pytest.mark.parametrize('name', FLAGFILES)
+def test_nested_flagfiles_are_paths_from_the_repository_root(name):
+  with open(os.path.join(ROOT, 'experiments', 'flagfiles', name)) as f:
+    nested = [
+      line.strip().partition('=')[2]
+      for line in f
+      if line.startswith('--flagfile=')
+    ]
+  for path in nested:
+    assert path.startswith('experiments/flagfiles/base/'), path
+    assert os.path.isfile(os.path.join(ROOT, path)), path
+  # A flag set twice is the flagfile overriding its base on purpose
+  # (--policy is a list: lrbench's flagfiles repeat it).
+  names = [line.partition('=')[0] for line in flag_lines(name)]
+  twice = {n for n in names if names.count(n) > 1} - {'--policy'}
+  overridden = {'sharpness_digits.cfg': {'--weight_decay'}}
+  assert twice == overridden.get(name, set()), twice
 
 
 def test_recipe_cifar10_baseline_is_the_ramp_decay_schedule():
-  ramp_flags = _flags_of('cifar10.cfg')
-  recipe_flags = _flags_of('recipe_cifar10.cfg')
+  ramp_flags = flags_of('cifar10.cfg')
+  recipe_flags = flags_of('recipe_cifar10.cfg')
   # cifar10.cfg's decay run: --lr divided by --decay_factor at --milestones,
   # at --batch_size, over --epochs.
   gamma = 1 / float(ramp_flags['decay_factor'])

@@ -19,7 +19,7 @@ import sys
 import numpy as np
 import pytest
 from _cli import flagfile as _flagfile
-from _cli import run_experiment
+from _cli import flags_of, run_experiment
 from _lm_tiny import tiny_common
 
 from experiments import _common, _lm_common, _runs, finetune, lm
@@ -195,8 +195,8 @@ def test_lm_verdicts_only_where_the_seeds_support_them():
   single = {k: v[:1] for k, v in runs.items()}
   for claim in lm._claims(single, one):
     assert claim['held'] is None and claim['detail'].endswith('1 seed')
-  lines = _lm_common.claim_lines(lm._claims(single, one))
-  assert all('**not tested**' in line for line in lines)
+  lines = _common.claim_lines(lm._claims(single, one))
+  assert all('**not tested (1 seed)**' in line for line in lines)
 
 
 # ------------------------------------------------------------ lm smoke
@@ -274,10 +274,10 @@ def test_lm_end_to_end_in_tokens_and_reuse(data_dir, tmp_path):
     -np.log(p2[ev[:-1], ev[1:]]).mean(), rel=1e-12
   )
   assert results['eval_sequences'] == 32
-  # One seed: every verdict is "not tested".
+  # One seed: every verdict is "not tested (1 seed)".
   report = _read(os.path.join(workdir, 'report.md'))
   assert all(c['held'] is None for c in results['claims'])
-  assert report.count('**not tested**') == len(results['claims']) >= 2
+  assert report.count('**not tested (1 seed)**') == len(results['claims']) >= 2
   for figure in ('val_loss.png', 'schedules.png', 'noise_scale.png'):
     assert _png(os.path.join(workdir, figure)) and f'({figure})' in report
   assert 'linear_ramp(start=64tok,stop=256tok,ramp=1Kitok' in report
@@ -591,21 +591,9 @@ def test_flagfiles_build_valid_configs(tmp_path, module, flagfile, expected):
   assert sorted(os.listdir(workdir)) == ['.lock', 'config.json', 'flags.cfg']
 
 
-def _flags_of(name):
-  """A flagfile's flags as {name: value} ('' for a bare boolean flag)."""
-  flags = {}
-  for line in _read(
-    os.path.join(ROOT, 'experiments', 'flagfiles', name)
-  ).splitlines():
-    if line.startswith('--'):
-      key, _, value = line[2:].partition('=')
-      flags[key] = value
-  return flags
-
-
 def test_recipe_lm_gpu_flagfile_is_lm_gpus_task_with_cheap_probes():
-  lm_flags = _flags_of('lm_gpu.cfg')
-  recipe_flags = _flags_of('recipe_lm_gpu.cfg')
+  lm_flags = flags_of('lm_gpu.cfg')
+  recipe_flags = flags_of('recipe_lm_gpu.cfg')
   assert recipe_flags['recipe_task'] == 'lm'
   # The model, data, optimizer and budget of lm_gpu.cfg; the hand-tuned
   # run is its cosine run (LR, batch, warmup, final fraction).

@@ -52,6 +52,19 @@ def test_claim_lines_say_not_tested_for_one_seed():
   assert tags == ['HELD    ', 'FAILED  ', 'UNTESTED']
 
 
+def test_print_claims_one_line_each_tag_first(capsys):
+  _common.print_claims(
+    [
+      {'claim': 'x ties y', 'held': None, 'detail': ''},
+      {'claim': 'x is faster', 'held': True, 'detail': ''},
+      {'claim': 'x is better', 'held': False, 'detail': ''},
+    ]
+  )
+  assert capsys.readouterr().out == (
+    'UNTESTED x ties y\nHELD     x is faster\nFAILED   x is better\n'
+  )
+
+
 def _row(name, accs):
   return {'policy': name, 'top1_per_seed': list(accs)}
 
