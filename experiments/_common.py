@@ -82,8 +82,12 @@ CLIP_NORM = flags.DEFINE_float(
 NUM_DEVICES = flags.DEFINE_integer(
   'num_devices',
   1,
-  'Data-parallel devices; 0 means all local devices. One is fastest on a '
-  'small CPU.',
+  'Data-parallel devices; 0 means all local devices. On a CPU the '
+  'experiments give the backend one device per core; measured on 2 cores '
+  '(benchmarks/bench_devices.py): two are 1.55x one for the LM of '
+  "lm_cpu.cfg, 1.36x for finetune_cpu.cfg's, 1.84x for the digits CNN at "
+  'batch 512, but 0.91x for the CNN at batch 32 and 0.19x for the digits '
+  'MLP (so the digits flagfiles use one).',
 )
 MAX_DEVICE_BATCH = flags.DEFINE_integer(
   'max_device_batch',
