@@ -505,8 +505,9 @@ def build_plans(config: LmConfig, num_examples: int) -> dict[str, Plan]:
   """The batch schedule and LR policy of every run, by name.
 
   Every plan trains on `train_tokens` tokens (the batch schedules end at
-  the first update at or past the budget). Batch sizes are multiples of 4
-  slices times the devices, so that the noise scale can be measured.
+  the first update at or past the budget). Batch sizes are multiples of the
+  devices, or of the noise tracker's 4 slices on one device, so that the
+  noise scale can be measured.
   """
   from lrjax import batch as lbatch
   from lrjax import schedules
@@ -606,8 +607,11 @@ def build_plans(config: LmConfig, num_examples: int) -> dict[str, Plan]:
 
 
 def _multiple(common: _lm_common.LmCommon) -> int:
-  """Batch sizes are multiples of this: 4 noise slices per device."""
-  return 4 * (common.num_devices or 1)
+  """Batch sizes are multiples of this: the devices, or on one device the
+  noise tracker's 4 slices (several devices compare per-device and
+  all-reduced gradients and slice nothing)."""
+  devices = common.num_devices or 1
+  return devices if devices > 1 else 4
 
 
 # ------------------------------------------------------------ runs
