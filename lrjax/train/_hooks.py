@@ -9,7 +9,7 @@ force from the current update on. Its host state goes into the checkpoint,
 so a killed run resumes with its hooks exactly where they were.
 
 The trainer's own behaviours are hooks of this protocol too (the noise
-tracker and the progress bar), built from the config.
+tracker, the progress bar and TensorBoard), built from the config.
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ class Hook:
   when the hook has none). The order is fixed: the trainer's noise tracker
   first, then the hooks passed to ``train_and_evaluate`` in the order
   given, then the trainer's record writer (which takes the hooks'
-  metrics) and progress bar. The requests of all hooks
+  metrics), progress bar and TensorBoard writer. The requests of all hooks
   are applied after the last one ran: stop, then the schedule, then the
   checkpoint (with the periodic evaluation, which comes first).
 
@@ -184,6 +184,20 @@ class Hook:
     """Host work after a due update; returns what it asks of the loop."""
     del info, value
     return None
+
+  def on_record(self, record: Mapping[str, Any]) -> None:
+    """Sees each record as it is written to ``metrics.jsonl``, in order.
+
+    The train record every ``log_every`` updates and at the last (with the
+    hooks' metrics), a record of the hooks' metrics at their other updates
+    (``split='hook'``) and each evaluation (``split='test'``); read only.
+    Called on every hook whether due or not, on the process that writes
+    the file.
+    """
+    del record
+
+  def close(self) -> None:
+    """Called once when the call ends, also on an error."""
 
   def state(self) -> Any:
     """The hook's host state (JSON), saved with every checkpoint."""
@@ -305,7 +319,9 @@ class ProgressBarHook(Hook):
   each train record (every ``log_every`` updates and at the last)."""
 
   def __init__(self, total_updates: int, log_every: int, enabled: bool) -> None:
-    self._bar = lmetrics.ProgressBar(total_updates, enabled=enabled)
+    self._bar: lmetrics.ProgressBar | None = lmetrics.ProgressBar(
+      total_updates, enabled=enabled
+    )
     self._total = total_updates
     self._log_every = log_every
 
@@ -317,10 +333,39 @@ class ProgressBarHook(Hook):
     return update % self._log_every == 0 or update == self._total
 
   def on_step(self, info: StepInfo, value: Any) -> None:
-    self._bar.update(info.update, f'loss={info.metrics["loss"]:.4f}')
+    if self._bar is not None:
+      self._bar.update(info.update, f'loss={info.metrics["loss"]:.4f}')
 
   def close(self) -> None:
-    self._bar.close()
+    """Ends the bar's line (once: the loop closes it when the steps end,
+    before the final evaluation logs)."""
+    if self._bar is not None:
+      self._bar.close()
+      self._bar = None
+
+
+class TensorBoardHook(Hook):
+  """TensorBoard event files (``TrainConfig.tensorboard``): each record's
+  numbers as scalars under ``train/``, ``test/`` or ``hook/``, at its step,
+  in ``logdir`` (:class:`lrjax.metrics.TensorBoardWriter`, which raises
+  ImportError without tensorboardX).
+  """
+
+  def __init__(self, logdir: str) -> None:
+    self._writer = lmetrics.TensorBoardWriter(logdir)
+
+  @property
+  def name(self) -> str:
+    return 'tensorboard'
+
+  def due(self, update: int) -> bool:
+    return False  # it sees the records, not the steps
+
+  def on_record(self, record: Mapping[str, Any]) -> None:
+    self._writer.write(record)
+
+  def close(self) -> None:
+    self._writer.close()
 
 
 def host_values(runner: Any, tree: Any) -> Any:

@@ -4,6 +4,7 @@ records, and the hooks (run in order, their requests collected)."""
 from __future__ import annotations
 
 import math
+import types
 from typing import Any
 
 from absl import logging
@@ -93,7 +94,8 @@ class StepLog:
   for each step raises on a non-finite loss or gradient norm (unless
   ``nan_policy='skip'``), sums the loss and the task's metrics, runs the
   hooks due at the update (in order; their requests are collected for the
-  loop) and, every ``log_every`` updates, writes and logs a record. The
+  loop) and, every ``log_every`` updates, writes and logs a record (which
+  every hook's ``on_record`` sees). The
   newest step can be left pending, so the host never waits on the step it
   just dispatched.
 
@@ -168,6 +170,14 @@ class StepLog:
     """Starts the clock of the rates."""
     self._progress.start(update, examples)
 
+  def record(self, rec: dict[str, Any]) -> None:
+    """Writes ``rec`` to the metrics files and shows it to the hooks."""
+    self._writer.write(rec)
+    if self._writer.writers:  # on the process that writes the files
+      view = types.MappingProxyType(rec)
+      for h in self.hooks:
+        h.on_record(view)
+
   def take_requests(self) -> Requests:
     """The hooks' requests since the last call."""
     out, self._requests = self._requests, Requests()
@@ -209,7 +219,7 @@ class StepLog:
     if u % self._log_every == 0 or u == self._total_updates:
       self._write(u, stage, examples, m, extra)
     elif extra:
-      self._writer.write(
+      self.record(
         {
           'step': u,
           'split': 'hook',
@@ -314,7 +324,7 @@ class StepLog:
     if self._noise is not None:
       rec['noise_scale'] = self._noise.b_simple()
     rec.update(extra)
-    self._writer.write(rec)
+    self.record(rec)
     # One line per record only at --v=1: experiments train many runs, and
     # thousands of step lines at INFO bury their progress; every record is
     # in metrics.jsonl anyway.

@@ -25,6 +25,7 @@ from lrjax.train._hooks import (
   NoiseTracker,
   ProgressBarHook,
   RunInfo,
+  TensorBoardHook,
   as_hook_list,
 )
 from lrjax.train._host import NonFiniteError as NonFiniteError
@@ -201,8 +202,13 @@ def _train(
   state = setup.runner.put_state(host_state)
   del host_state
   _log_start(config, setup)
-  writer, metrics_path = _open_writer(config, workdir, meta)
-  run = _Run(config, setup, build, state, meta, ckpt, writer, hooks, noise)
+  writer, metrics_path = _open_writer(workdir, meta)
+  tail: list[Hook] = []  # after the record writer and the progress bar
+  if config.tensorboard and jax.process_index() == 0:
+    tail.append(TensorBoardHook(os.path.join(workdir, 'tb')))
+  run = _Run(
+    config, setup, build, state, meta, ckpt, writer, hooks, noise, tail
+  )
   first_update = run.update
   try:
     loop_seconds = run.train()
@@ -303,6 +309,7 @@ class _Run:
     writer: lmetrics.MultiWriter,
     hooks: list[Hook],
     noise: NoiseTracker | None,
+    tail: list[Hook],
   ) -> None:
     self.setup = setup
     self.state = state
@@ -338,7 +345,7 @@ class _Run:
       self.total_updates, config.log_every, config.progress_bar
     )
     self.log = _host.StepLog(
-      config, setup, writer, [*hooks, self._bar], noise, self._host_state
+      config, setup, writer, [*hooks, self._bar, *tail], noise, self._host_state
     )
     self.log.restore_sums(meta.get('log_sums'))
     self.log.last_train = dict(meta.get('last_train', {}))
@@ -401,6 +408,8 @@ class _Run:
   def close(self) -> None:
     for c in self.compilers:
       c.close()
+    for h in self.log.hooks:
+      h.close()
 
   def train(self) -> float:
     """Runs the remaining updates, then evaluates and checkpoints the end.
@@ -573,7 +582,7 @@ class _Run:
       'examples': self.examples,
       **values,
     }
-    self._writer.write(res)
+    self.log.record(res)
     if self._monitor_key is not None:
       if self._monitor_key not in values:
         raise ValueError(
@@ -726,7 +735,7 @@ def _log_start(config: TrainConfig, setup: _setup.Setup) -> None:
 
 
 def _open_writer(
-  config: TrainConfig, workdir: str, meta: dict[str, Any]
+  workdir: str, meta: dict[str, Any]
 ) -> tuple[lmetrics.MultiWriter, str]:
   """The metrics writer (files on the main process only) and the JSONL path.
 
@@ -747,8 +756,6 @@ def _open_writer(
       (meta.get('last_train'), meta.get('last_test')),
     )
     writers.append(lmetrics.JsonlWriter(metrics_path))
-    if config.tensorboard:
-      writers.append(lmetrics.TensorBoardWriter(os.path.join(workdir, 'tb')))
   return lmetrics.MultiWriter(writers), metrics_path
 
 
