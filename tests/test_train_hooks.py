@@ -295,3 +295,34 @@ def test_on_record_sees_each_written_record_and_close_ends_the_call(tmp_path):
   ]
   assert json.loads(json.dumps(records.seen)) == written
   assert records.closed == 1
+
+
+class Micro(Hook):
+  """Keeps (update, micro-step, epoch, batch, finite) of every micro-step."""
+
+  def __init__(self):
+    self.seen = []
+
+  def due(self, update):
+    return False
+
+  def on_micro_step(self, info):
+    self.seen.append(
+      (
+        info.update,
+        info.micro_step,
+        info.epoch,
+        info.batch_size,
+        info.metrics['finite'],
+      )
+    )
+
+
+def test_on_micro_step_sees_every_micro_step_in_order(tmp_path):
+  micro = Micro()
+  # Batch 64 on micro-batches of 16: 4 micro-steps an update, 4 updates.
+  config = tiny(batch=64, max_device_batch=16)
+  train_and_evaluate(config, str(tmp_path), TASK, hooks=(micro,))
+  assert micro.seen == [
+    (u, j, u * 64 / 256, 64, True) for u in range(4) for j in range(4)
+  ]

@@ -1,5 +1,5 @@
-"""Host work for finished steps: the NaN policy, metric averages and
-records, and the hooks (run in order, their requests collected)."""
+"""Host work for finished steps: metric averages and records, and the
+hooks (run in order, their requests collected)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,13 @@ from absl import logging
 from lrjax import metrics as lmetrics
 from lrjax.train import _setup
 from lrjax.train._config import SGD_MOMENTUM, TrainConfig
-from lrjax.train._hooks import Hook, NoiseTracker, StepInfo, host_values
+from lrjax.train._hooks import (
+  Hook,
+  MicroStepInfo,
+  NoiseTracker,
+  StepInfo,
+  host_values,
+)
 from lrjax.train._task import RESERVED_METRICS
 
 # Logged after 'loss' and the task's own metrics.
@@ -29,10 +35,6 @@ _LOG_KEYS = (
   'steps_per_sec',
   'data_wait_sec',
 )
-
-
-class NonFiniteError(FloatingPointError):
-  """Training produced a non-finite loss or gradient norm."""
 
 
 def check_new_schedule(
@@ -91,8 +93,8 @@ class StepLog:
 
   The step loop appends each dispatched micro-step to ``pending`` and calls
   ``flush``, which reads the metrics of the pending steps in one fetch and
-  for each step raises on a non-finite loss or gradient norm (unless
-  ``nan_policy='skip'``), sums the loss and the task's metrics, runs the
+  for each step runs the hooks' ``on_micro_step`` (the NaN policy's stop),
+  sums the loss and the task's metrics of finite steps, runs the
   hooks due at the update (in order; their requests are collected for the
   loop) and, every ``log_every`` updates, writes and logs a record (which
   every hook's ``on_record`` sees). The
@@ -132,7 +134,9 @@ class StepLog:
       for i, h in enumerate(h for h in hooks if h.inside_step is not None)
     }
     self._requests = Requests()
-    self._stop_non_finite = config.nan_policy != 'skip'
+    self._micro_hooks = [
+      h for h in hooks if type(h).on_micro_step is not Hook.on_micro_step
+    ]
     self._log_every = config.log_every
     self.set_setup(setup)
     # The task's own metrics: what the compiled step returns beside the
@@ -198,20 +202,15 @@ class StepLog:
     update, micro, stage, epoch, examples, due, values = info
     self.skipped = m['skipped']
     sp = self._stages[stage]
+    if self._micro_hooks:
+      step = MicroStepInfo(update, micro, epoch, sp.batch_size, m)
+      for h in self._micro_hooks:
+        h.on_micro_step(step)
     if m['finite']:
       sums = self._sums
       for k in self._keys:
         sums[k] += m[k]
       self._count += 1
-    elif self._stop_non_finite:
-      raise NonFiniteError(
-        f'non-finite loss {m["loss"]} or gradient norm^2 '
-        f'{m["sq_norm_global"]} at step {update + 1} (update index '
-        f'{update}, micro-step {micro}), epoch '
-        f'{epoch:.4f}, lr {m["learning_rate"]:.6g}, batch size '
-        f'{sp.batch_size}; the last checkpoint is intact (lower the LR or '
-        'set nan_policy=skip)'
-      )
     if micro != sp.accum_steps - 1:
       return
     u = update + 1  # updates done after this step

@@ -23,12 +23,13 @@ from lrjax.train._config import TrainConfig
 from lrjax.train._hooks import (
   Hook,
   NoiseTracker,
+  NonFiniteStop,
   ProgressBarHook,
   RunInfo,
   TensorBoardHook,
   as_hook_list,
 )
-from lrjax.train._host import NonFiniteError as NonFiniteError
+from lrjax.train._hooks import NonFiniteError as NonFiniteError
 from lrjax.train._step import create_train_state
 from lrjax.train._task import Task
 
@@ -341,11 +342,18 @@ class _Run:
     # Compiling the first step also tells the runner the metrics' keys.
     self.compilers: list[StageCompiler] = []
     self._compiler = self._new_compiler()
+    # The trainer's stateless hooks (not checkpointed) around the others.
+    stop = [NonFiniteStop()] if config.nan_policy == 'stop' else []
     self._bar = ProgressBarHook(
       self.total_updates, config.log_every, config.progress_bar
     )
     self.log = _host.StepLog(
-      config, setup, writer, [*hooks, self._bar, *tail], noise, self._host_state
+      config,
+      setup,
+      writer,
+      [*stop, *hooks, self._bar, *tail],
+      noise,
+      self._host_state,
     )
     self.log.restore_sums(meta.get('log_sums'))
     self.log.last_train = dict(meta.get('last_train', {}))
@@ -646,8 +654,9 @@ class _Run:
     # commits; a resume cuts the log back to this position, and writes
     # back the tail if a fault cut the file inside it.
     self._writer.sync()
-    meta['metrics'] = _log_position(self._writer)
-    meta['metrics_tail'] = _log_tail(self._writer)
+    jsonl = self._writer.writers  # metrics.jsonl on the main process only
+    meta['metrics'] = list(jsonl[0].position) if jsonl else None
+    meta['metrics_tail'] = jsonl[0].tail if jsonl else []
     self._ckpt.save(update, host, meta)
     self._timer.reset()
 
@@ -737,7 +746,8 @@ def _log_start(config: TrainConfig, setup: _setup.Setup) -> None:
 def _open_writer(
   workdir: str, meta: dict[str, Any]
 ) -> tuple[lmetrics.MultiWriter, str]:
-  """The metrics writer (files on the main process only) and the JSONL path.
+  """The metrics writer (metrics.jsonl, on the main process only; hooks
+  such as TensorBoard see its records) and the JSONL path.
 
   ``metrics.jsonl`` is first cut back to the records of the restored
   checkpoint (``meta``; none without one), so a resumed run neither loses
@@ -757,20 +767,3 @@ def _open_writer(
     )
     writers.append(lmetrics.JsonlWriter(metrics_path))
   return lmetrics.MultiWriter(writers), metrics_path
-
-
-def _log_position(writer: lmetrics.MultiWriter) -> list[int] | None:
-  """The end of metrics.jsonl (None on processes that do not write it)."""
-  for w in writer.writers:
-    if isinstance(w, lmetrics.JsonlWriter):
-      return list(w.position)
-  return None
-
-
-def _log_tail(writer: lmetrics.MultiWriter) -> list[str]:
-  """The last lines of metrics.jsonl (none on processes that do not write
-  it)."""
-  for w in writer.writers:
-    if isinstance(w, lmetrics.JsonlWriter):
-      return w.tail
-  return []
