@@ -249,3 +249,80 @@ def test_bad_hooks_are_refused_before_training(tmp_path):
       TASK,
       hooks=(Recorder('x', log), Recorder('x', log)),
     )
+
+
+class Records(Hook):
+  """Keeps the records it is shown and counts its closes."""
+
+  def __init__(self):
+    self.seen, self.closed = [], 0
+
+  def due(self, update):
+    return False
+
+  def on_record(self, record):
+    with pytest.raises(TypeError):
+      record['step'] = -1  # read only
+    self.seen.append(dict(record))
+
+  def close(self):
+    self.closed += 1
+
+
+def test_on_record_sees_each_written_record_and_close_ends_the_call(tmp_path):
+  log, records = [], Records()
+  config = tiny(eval_every=0.5)
+  result = train_and_evaluate(
+    config,
+    str(tmp_path),
+    TASK,
+    hooks=(Recorder('b', log, every=3), records),
+  )
+  written = _records(result)
+  # Train records at 4, 8, 12, 16; evaluations at 8 and 16; 'b' at 3,
+  # 6, 9, 15 in records of their own (12 is in the train record).
+  assert [(r['step'], r.get('split')) for r in written] == [
+    (3, 'hook'),
+    (4, None),
+    (6, 'hook'),
+    (8, None),
+    (8, 'test'),
+    (9, 'hook'),
+    (12, None),
+    (15, 'hook'),
+    (16, None),
+    (16, 'test'),
+  ]
+  assert json.loads(json.dumps(records.seen)) == written
+  assert records.closed == 1
+
+
+class Micro(Hook):
+  """Keeps (update, micro-step, epoch, batch, finite) of every micro-step."""
+
+  def __init__(self):
+    self.seen = []
+
+  def due(self, update):
+    return False
+
+  def on_micro_step(self, info):
+    self.seen.append(
+      (
+        info.update,
+        info.micro_step,
+        info.epoch,
+        info.batch_size,
+        info.metrics['finite'],
+      )
+    )
+
+
+def test_on_micro_step_sees_every_micro_step_in_order(tmp_path):
+  micro = Micro()
+  # Batch 64 on micro-batches of 16: 4 micro-steps an update, 4 updates.
+  config = tiny(batch=64, max_device_batch=16)
+  train_and_evaluate(config, str(tmp_path), TASK, hooks=(micro,))
+  assert micro.seen == [
+    (u, j, u * 64 / 256, 64, True) for u in range(4) for j in range(4)
+  ]

@@ -27,10 +27,11 @@ from lrjax.train._config import TrainConfig as TrainConfig
 from lrjax.train._hooks import Hook as Hook
 from lrjax.train._hooks import HookResult as HookResult
 from lrjax.train._hooks import InsideContext as InsideContext
+from lrjax.train._hooks import MicroStepInfo as MicroStepInfo
 from lrjax.train._hooks import NoiseTracker as NoiseTracker
+from lrjax.train._hooks import NonFiniteError as NonFiniteError
 from lrjax.train._hooks import RunInfo as RunInfo
 from lrjax.train._hooks import StepInfo as StepInfo
-from lrjax.train._host import NonFiniteError as NonFiniteError
 from lrjax.train._loop import TrainResult as TrainResult
 from lrjax.train._loop import train_and_evaluate as train_and_evaluate
 from lrjax.train._parallel import Runner as Runner
@@ -60,6 +61,7 @@ __all__ = [
   'Hook',
   'HookResult',
   'InsideContext',
+  'MicroStepInfo',
   'Model',
   'NoiseConfig',
   'NoiseTracker',

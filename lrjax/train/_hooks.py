@@ -8,8 +8,9 @@ metrics, stop the run, ask for a checkpoint, or put a new batch schedule in
 force from the current update on. Its host state goes into the checkpoint,
 so a killed run resumes with its hooks exactly where they were.
 
-The trainer's own behaviours are hooks of this protocol too (the noise
-tracker and the progress bar), built from the config.
+The trainer's own behaviours are hooks of this protocol too (the NaN
+policy's stop, the noise tracker, the progress bar and TensorBoard), built
+from the config.
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ import numpy as np
 
 from lrjax import metrics as lmetrics
 from lrjax import noise as lnoise
+
+
+class NonFiniteError(FloatingPointError):
+  """Training produced a non-finite loss or gradient norm."""
 
 
 class RunInfo(NamedTuple):
@@ -90,6 +95,26 @@ class StepInfo(NamedTuple):
   state: Callable[[], Any]
 
 
+class MicroStepInfo(NamedTuple):
+  """One finished micro-step, as :meth:`Hook.on_micro_step` sees it.
+
+  Attributes:
+    update: index of its update (``update + 1`` updates are done after
+      the update's last micro-step).
+    micro_step: its index in the update, ``0 .. accum_steps - 1``.
+    epoch: epochs seen before its update (rounded to float32, the value
+      the step's epoch-domain policies get).
+    batch_size: its update's global batch B.
+    metrics: its metrics on the host (as :attr:`StepInfo.metrics`).
+  """
+
+  update: int
+  micro_step: int
+  epoch: float
+  batch_size: int
+  metrics: Mapping[str, Any]
+
+
 @dataclasses.dataclass(frozen=True)
 class HookResult:
   """What a hook asks of the loop after an update (all optional).
@@ -135,10 +160,11 @@ class Hook:
   Subclass and override what you need. Per update the loop calls, for
   each hook whose :meth:`due` is true at it, :meth:`on_step` with the
   update's :class:`StepInfo` and the value of :meth:`inside_step` (None
-  when the hook has none). The order is fixed: the trainer's noise tracker
-  first, then the hooks passed to ``train_and_evaluate`` in the order
+  when the hook has none). The order is fixed: the trainer's NaN policy
+  (``nan_policy='stop'``, per micro-step) and noise tracker first, then
+  the hooks passed to ``train_and_evaluate`` in the order
   given, then the trainer's record writer (which takes the hooks'
-  metrics) and progress bar. The requests of all hooks
+  metrics), progress bar and TensorBoard writer. The requests of all hooks
   are applied after the last one ran: stop, then the schedule, then the
   checkpoint (with the periodic evaluation, which comes first).
 
@@ -185,6 +211,26 @@ class Hook:
     del info, value
     return None
 
+  def on_micro_step(self, info: MicroStepInfo) -> None:
+    """Host work after every micro-step, before its update's ``on_step``
+    (and before its metrics enter the record's averages); it may raise to
+    end the run. The loop calls it only on hooks that override it."""
+    del info
+
+  def on_record(self, record: Mapping[str, Any]) -> None:
+    """Sees each record as it is written to ``metrics.jsonl``, in order.
+
+    The train record every ``log_every`` updates and at the last (with the
+    hooks' metrics), a record of the hooks' metrics at their other updates
+    (``split='hook'``) and each evaluation (``split='test'``); read only.
+    Called on every hook whether due or not, on the process that writes
+    the file.
+    """
+    del record
+
+  def close(self) -> None:
+    """Called once when the call ends, also on an error."""
+
   def state(self) -> Any:
     """The hook's host state (JSON), saved with every checkpoint."""
     return None
@@ -216,6 +262,33 @@ def as_hook_list(hooks: Any) -> list[Hook]:
 
 
 # The trainer's own hooks ----------------------------------------------------
+
+
+class NonFiniteStop(Hook):
+  """``nan_policy='stop'``: raises :class:`NonFiniteError` at the first
+  micro-step with a non-finite loss or gradient norm, naming its step,
+  micro-step, epoch, LR and batch size. It runs in the host's flush, before
+  anything is evaluated or checkpointed after that step, so the last
+  checkpoint stays intact."""
+
+  @property
+  def name(self) -> str:
+    return 'nan_policy'
+
+  def due(self, update: int) -> bool:
+    return False  # it sees the micro-steps
+
+  def on_micro_step(self, info: MicroStepInfo) -> None:
+    m = info.metrics
+    if not m['finite']:
+      raise NonFiniteError(
+        f'non-finite loss {m["loss"]} or gradient norm^2 '
+        f'{m["sq_norm_global"]} at step {info.update + 1} (update index '
+        f'{info.update}, micro-step {info.micro_step}), epoch '
+        f'{info.epoch:.4f}, lr {m["learning_rate"]:.6g}, batch size '
+        f'{info.batch_size}; the last checkpoint is intact (lower the LR or '
+        'set nan_policy=skip)'
+      )
 
 
 class NoiseTracker(Hook):
@@ -305,7 +378,9 @@ class ProgressBarHook(Hook):
   each train record (every ``log_every`` updates and at the last)."""
 
   def __init__(self, total_updates: int, log_every: int, enabled: bool) -> None:
-    self._bar = lmetrics.ProgressBar(total_updates, enabled=enabled)
+    self._bar: lmetrics.ProgressBar | None = lmetrics.ProgressBar(
+      total_updates, enabled=enabled
+    )
     self._total = total_updates
     self._log_every = log_every
 
@@ -317,10 +392,39 @@ class ProgressBarHook(Hook):
     return update % self._log_every == 0 or update == self._total
 
   def on_step(self, info: StepInfo, value: Any) -> None:
-    self._bar.update(info.update, f'loss={info.metrics["loss"]:.4f}')
+    if self._bar is not None:
+      self._bar.update(info.update, f'loss={info.metrics["loss"]:.4f}')
 
   def close(self) -> None:
-    self._bar.close()
+    """Ends the bar's line (once: the loop closes it when the steps end,
+    before the final evaluation logs)."""
+    if self._bar is not None:
+      self._bar.close()
+      self._bar = None
+
+
+class TensorBoardHook(Hook):
+  """TensorBoard event files (``TrainConfig.tensorboard``): each record's
+  numbers as scalars under ``train/``, ``test/`` or ``hook/``, at its step,
+  in ``logdir`` (:class:`lrjax.metrics.TensorBoardWriter`, which raises
+  ImportError without tensorboardX).
+  """
+
+  def __init__(self, logdir: str) -> None:
+    self._writer = lmetrics.TensorBoardWriter(logdir)
+
+  @property
+  def name(self) -> str:
+    return 'tensorboard'
+
+  def due(self, update: int) -> bool:
+    return False  # it sees the records, not the steps
+
+  def on_record(self, record: Mapping[str, Any]) -> None:
+    self._writer.write(record)
+
+  def close(self) -> None:
+    self._writer.close()
 
 
 def host_values(runner: Any, tree: Any) -> Any:

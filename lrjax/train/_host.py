@@ -1,9 +1,10 @@
-"""Host work for finished steps: the NaN policy, metric averages and
-records, and the hooks (run in order, their requests collected)."""
+"""Host work for finished steps: metric averages and records, and the
+hooks (run in order, their requests collected)."""
 
 from __future__ import annotations
 
 import math
+import types
 from typing import Any
 
 from absl import logging
@@ -11,7 +12,13 @@ from absl import logging
 from lrjax import metrics as lmetrics
 from lrjax.train import _setup
 from lrjax.train._config import SGD_MOMENTUM, TrainConfig
-from lrjax.train._hooks import Hook, NoiseTracker, StepInfo, host_values
+from lrjax.train._hooks import (
+  Hook,
+  MicroStepInfo,
+  NoiseTracker,
+  StepInfo,
+  host_values,
+)
 from lrjax.train._task import RESERVED_METRICS
 
 # Logged after 'loss' and the task's own metrics.
@@ -28,10 +35,6 @@ _LOG_KEYS = (
   'steps_per_sec',
   'data_wait_sec',
 )
-
-
-class NonFiniteError(FloatingPointError):
-  """Training produced a non-finite loss or gradient norm."""
 
 
 def check_new_schedule(
@@ -90,10 +93,11 @@ class StepLog:
 
   The step loop appends each dispatched micro-step to ``pending`` and calls
   ``flush``, which reads the metrics of the pending steps in one fetch and
-  for each step raises on a non-finite loss or gradient norm (unless
-  ``nan_policy='skip'``), sums the loss and the task's metrics, runs the
+  for each step runs the hooks' ``on_micro_step`` (the NaN policy's stop),
+  sums the loss and the task's metrics of finite steps, runs the
   hooks due at the update (in order; their requests are collected for the
-  loop) and, every ``log_every`` updates, writes and logs a record. The
+  loop) and, every ``log_every`` updates, writes and logs a record (which
+  every hook's ``on_record`` sees). The
   newest step can be left pending, so the host never waits on the step it
   just dispatched.
 
@@ -130,7 +134,9 @@ class StepLog:
       for i, h in enumerate(h for h in hooks if h.inside_step is not None)
     }
     self._requests = Requests()
-    self._stop_non_finite = config.nan_policy != 'skip'
+    self._micro_hooks = [
+      h for h in hooks if type(h).on_micro_step is not Hook.on_micro_step
+    ]
     self._log_every = config.log_every
     self.set_setup(setup)
     # The task's own metrics: what the compiled step returns beside the
@@ -168,6 +174,14 @@ class StepLog:
     """Starts the clock of the rates."""
     self._progress.start(update, examples)
 
+  def record(self, rec: dict[str, Any]) -> None:
+    """Writes ``rec`` to the metrics files and shows it to the hooks."""
+    self._writer.write(rec)
+    if self._writer.writers:  # on the process that writes the files
+      view = types.MappingProxyType(rec)
+      for h in self.hooks:
+        h.on_record(view)
+
   def take_requests(self) -> Requests:
     """The hooks' requests since the last call."""
     out, self._requests = self._requests, Requests()
@@ -188,20 +202,15 @@ class StepLog:
     update, micro, stage, epoch, examples, due, values = info
     self.skipped = m['skipped']
     sp = self._stages[stage]
+    if self._micro_hooks:
+      step = MicroStepInfo(update, micro, epoch, sp.batch_size, m)
+      for h in self._micro_hooks:
+        h.on_micro_step(step)
     if m['finite']:
       sums = self._sums
       for k in self._keys:
         sums[k] += m[k]
       self._count += 1
-    elif self._stop_non_finite:
-      raise NonFiniteError(
-        f'non-finite loss {m["loss"]} or gradient norm^2 '
-        f'{m["sq_norm_global"]} at step {update + 1} (update index '
-        f'{update}, micro-step {micro}), epoch '
-        f'{epoch:.4f}, lr {m["learning_rate"]:.6g}, batch size '
-        f'{sp.batch_size}; the last checkpoint is intact (lower the LR or '
-        'set nan_policy=skip)'
-      )
     if micro != sp.accum_steps - 1:
       return
     u = update + 1  # updates done after this step
@@ -209,7 +218,7 @@ class StepLog:
     if u % self._log_every == 0 or u == self._total_updates:
       self._write(u, stage, examples, m, extra)
     elif extra:
-      self._writer.write(
+      self.record(
         {
           'step': u,
           'split': 'hook',
@@ -314,7 +323,7 @@ class StepLog:
     if self._noise is not None:
       rec['noise_scale'] = self._noise.b_simple()
     rec.update(extra)
-    self._writer.write(rec)
+    self.record(rec)
     # One line per record only at --v=1: experiments train many runs, and
     # thousands of step lines at INFO bury their progress; every record is
     # in metrics.jsonl anyway.

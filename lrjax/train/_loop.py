@@ -23,11 +23,13 @@ from lrjax.train._config import TrainConfig
 from lrjax.train._hooks import (
   Hook,
   NoiseTracker,
+  NonFiniteStop,
   ProgressBarHook,
   RunInfo,
+  TensorBoardHook,
   as_hook_list,
 )
-from lrjax.train._host import NonFiniteError as NonFiniteError
+from lrjax.train._hooks import NonFiniteError as NonFiniteError
 from lrjax.train._step import create_train_state
 from lrjax.train._task import Task
 
@@ -201,8 +203,13 @@ def _train(
   state = setup.runner.put_state(host_state)
   del host_state
   _log_start(config, setup)
-  writer, metrics_path = _open_writer(config, workdir, meta)
-  run = _Run(config, setup, build, state, meta, ckpt, writer, hooks, noise)
+  writer, metrics_path = _open_writer(workdir, meta)
+  tail: list[Hook] = []  # after the record writer and the progress bar
+  if config.tensorboard and jax.process_index() == 0:
+    tail.append(TensorBoardHook(os.path.join(workdir, 'tb')))
+  run = _Run(
+    config, setup, build, state, meta, ckpt, writer, hooks, noise, tail
+  )
   first_update = run.update
   try:
     loop_seconds = run.train()
@@ -303,6 +310,7 @@ class _Run:
     writer: lmetrics.MultiWriter,
     hooks: list[Hook],
     noise: NoiseTracker | None,
+    tail: list[Hook],
   ) -> None:
     self.setup = setup
     self.state = state
@@ -334,11 +342,18 @@ class _Run:
     # Compiling the first step also tells the runner the metrics' keys.
     self.compilers: list[StageCompiler] = []
     self._compiler = self._new_compiler()
+    # The trainer's stateless hooks (not checkpointed) around the others.
+    stop = [NonFiniteStop()] if config.nan_policy == 'stop' else []
     self._bar = ProgressBarHook(
       self.total_updates, config.log_every, config.progress_bar
     )
     self.log = _host.StepLog(
-      config, setup, writer, [*hooks, self._bar], noise, self._host_state
+      config,
+      setup,
+      writer,
+      [*stop, *hooks, self._bar, *tail],
+      noise,
+      self._host_state,
     )
     self.log.restore_sums(meta.get('log_sums'))
     self.log.last_train = dict(meta.get('last_train', {}))
@@ -401,6 +416,8 @@ class _Run:
   def close(self) -> None:
     for c in self.compilers:
       c.close()
+    for h in self.log.hooks:
+      h.close()
 
   def train(self) -> float:
     """Runs the remaining updates, then evaluates and checkpoints the end.
@@ -573,7 +590,7 @@ class _Run:
       'examples': self.examples,
       **values,
     }
-    self._writer.write(res)
+    self.log.record(res)
     if self._monitor_key is not None:
       if self._monitor_key not in values:
         raise ValueError(
@@ -637,8 +654,9 @@ class _Run:
     # commits; a resume cuts the log back to this position, and writes
     # back the tail if a fault cut the file inside it.
     self._writer.sync()
-    meta['metrics'] = _log_position(self._writer)
-    meta['metrics_tail'] = _log_tail(self._writer)
+    jsonl = self._writer.writers  # metrics.jsonl on the main process only
+    meta['metrics'] = list(jsonl[0].position) if jsonl else None
+    meta['metrics_tail'] = jsonl[0].tail if jsonl else []
     self._ckpt.save(update, host, meta)
     self._timer.reset()
 
@@ -726,9 +744,10 @@ def _log_start(config: TrainConfig, setup: _setup.Setup) -> None:
 
 
 def _open_writer(
-  config: TrainConfig, workdir: str, meta: dict[str, Any]
+  workdir: str, meta: dict[str, Any]
 ) -> tuple[lmetrics.MultiWriter, str]:
-  """The metrics writer (files on the main process only) and the JSONL path.
+  """The metrics writer (metrics.jsonl, on the main process only; hooks
+  such as TensorBoard see its records) and the JSONL path.
 
   ``metrics.jsonl`` is first cut back to the records of the restored
   checkpoint (``meta``; none without one), so a resumed run neither loses
@@ -747,23 +766,4 @@ def _open_writer(
       (meta.get('last_train'), meta.get('last_test')),
     )
     writers.append(lmetrics.JsonlWriter(metrics_path))
-    if config.tensorboard:
-      writers.append(lmetrics.TensorBoardWriter(os.path.join(workdir, 'tb')))
   return lmetrics.MultiWriter(writers), metrics_path
-
-
-def _log_position(writer: lmetrics.MultiWriter) -> list[int] | None:
-  """The end of metrics.jsonl (None on processes that do not write it)."""
-  for w in writer.writers:
-    if isinstance(w, lmetrics.JsonlWriter):
-      return list(w.position)
-  return None
-
-
-def _log_tail(writer: lmetrics.MultiWriter) -> list[str]:
-  """The last lines of metrics.jsonl (none on processes that do not write
-  it)."""
-  for w in writer.writers:
-    if isinstance(w, lmetrics.JsonlWriter):
-      return w.tail
-  return []
