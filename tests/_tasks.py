@@ -28,3 +28,12 @@ def synthetic(
     synthetic_classes=classes,
     seed=seed,
   )
+
+
+def tiny_config(**changes):
+  """The trainer tests' config: one device, SGD with momentum at LR 0.1, no
+  evaluation during training; ``changes`` override any field."""
+  from lrjax.train import TrainConfig
+
+  base = dict(num_devices=1, eval_every=0, lr=0.1, momentum=0.9)
+  return TrainConfig(**{**base, **changes})

@@ -8,23 +8,18 @@ import os
 import jax
 import numpy as np
 import pytest
-from _tasks import synthetic
+from _tasks import synthetic, tiny_config
 
 from lrjax.train import (
   AdaptiveConfig,
   Hook,
   NoiseConfig,
-  TrainConfig,
   _adaptive,
   train_adaptive,
 )
 
 TASK = synthetic()
 TINY = dict(
-  num_devices=1,
-  eval_every=0,
-  lr=0.1,
-  momentum=0.9,
   batch=16,
   num_epochs=4,
   log_every=1,
@@ -34,7 +29,7 @@ ADAPTIVE = AdaptiveConfig(max_batch_size=128, every_epochs=1, max_growth=2.0)
 
 
 def tiny(**kw):
-  return TrainConfig(**{**TINY, **kw})
+  return tiny_config(**{**TINY, **kw})
 
 
 @pytest.mark.parametrize(

@@ -7,31 +7,22 @@ import json
 import jax
 import numpy as np
 import pytest
-from _tasks import synthetic
+from _tasks import synthetic, tiny_config
 
 from lrjax import batch as lbatch
 from lrjax.train import (
   Hook,
   HookResult,
   NoiseConfig,
-  TrainConfig,
   train_and_evaluate,
 )
 
 TASK = synthetic()  # 256 examples
-TINY = dict(
-  num_devices=1,
-  eval_every=0,
-  lr=0.1,
-  momentum=0.9,
-  batch=16,
-  num_epochs=1,
-  log_every=4,
-)
+TINY = dict(batch=16, num_epochs=1, log_every=4)
 
 
 def tiny(**kw):
-  return TrainConfig(**{**TINY, **kw})
+  return tiny_config(**{**TINY, **kw})
 
 
 def _records(result):

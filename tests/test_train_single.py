@@ -11,14 +11,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _tasks import synthetic
+from _tasks import synthetic, tiny_config
 
 from lrjax import metrics as lmetrics
 from lrjax import models, tasks
 from lrjax.train import (
   NoiseConfig,
   NonFiniteError,
-  TrainConfig,
   create_train_state,
   load_checkpoint,
   make_optimizer,
@@ -29,16 +28,7 @@ from lrjax.train._parallel import Runner
 from lrjax.train._step import hyperparams
 
 TASK = synthetic()
-TINY = dict(
-  num_devices=1,
-  eval_every=0,
-  lr=0.1,
-  momentum=0.9,
-)
-
-
-def tiny(**kw):
-  return TrainConfig(**{**TINY, **kw})
+tiny = tiny_config
 
 
 def _leaves_equal(a, b):

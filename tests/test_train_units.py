@@ -13,21 +13,12 @@ from unittest import mock
 import numpy as np
 import optax
 import pytest
-from _tasks import synthetic
+from _tasks import synthetic, tiny_config
 
 from lrjax import schedules as S
-from lrjax.train import TrainConfig, _config, _setup, train_and_evaluate
+from lrjax.train import _config, _setup, train_and_evaluate
 
-TINY = dict(
-  num_devices=1,
-  eval_every=0,
-  lr=0.1,
-  momentum=0.9,
-)
-
-
-def tiny(**kw):
-  return TrainConfig(**{**TINY, **kw})
+tiny = tiny_config
 
 
 @pytest.fixture
