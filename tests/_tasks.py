@@ -7,6 +7,7 @@ same setting do not draw the images again.
 import functools
 
 from lrjax import tasks
+from lrjax.train import Hook
 
 
 @functools.cache
@@ -37,3 +38,15 @@ def tiny_config(**changes):
 
   base = dict(num_devices=1, eval_every=0, lr=0.1, momentum=0.9)
   return TrainConfig(**{**base, **changes})
+
+
+class AtUpdate(Hook):
+  """A base for hooks that act once, at update ``at`` (waiting for it)."""
+
+  sync = True
+
+  def __init__(self, at):
+    self.at = at
+
+  def due(self, update):
+    return update == self.at

@@ -8,11 +8,10 @@ import os
 import jax
 import numpy as np
 import pytest
-from _tasks import synthetic, tiny_config
+from _tasks import AtUpdate, synthetic, tiny_config
 
 from lrjax.train import (
   AdaptiveConfig,
-  Hook,
   NoiseConfig,
   _adaptive,
   train_adaptive,
@@ -112,16 +111,8 @@ def test_logged_batch_size_is_the_decision_in_force(uninterrupted):
   assert saved['decisions'] == [dict(x) for x in run.decisions]
 
 
-class _Kill(Hook):
+class _Kill(AtUpdate):
   """Interrupts the run after update ``at`` (as a kill would)."""
-
-  sync = True
-
-  def __init__(self, at):
-    self.at = at
-
-  def due(self, update):
-    return update == self.at
 
   def on_step(self, info, value):
     raise KeyboardInterrupt

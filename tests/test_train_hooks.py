@@ -7,7 +7,7 @@ import json
 import jax
 import numpy as np
 import pytest
-from _tasks import synthetic, tiny_config
+from _tasks import AtUpdate, synthetic, tiny_config
 
 from lrjax import batch as lbatch
 from lrjax.train import (
@@ -122,15 +122,7 @@ def test_an_inside_step_value_arrives_at_its_updates(tmp_path):
     assert total == pytest.approx(norm, rel=1e-5)
 
 
-class StopAt(Hook):
-  sync = True
-
-  def __init__(self, at):
-    self.at = at
-
-  def due(self, update):
-    return update == self.at
-
+class StopAt(AtUpdate):
   def on_step(self, info, value):
     return HookResult(stop=True)
 

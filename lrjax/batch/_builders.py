@@ -367,20 +367,7 @@ def from_lr_decay(
   for b, g, step in zip(batches, targets, step_of_stage, strict=True):
     level *= step
     ratios.append(g_of(level, b, m_new) / g)
-  # One stage per milestone interval; equal neighbours merge (same
-  # bookkeeping, shorter text).
-  edges = [fractions.Fraction(0)] + marks + [end]
-  stages = []
-  for i, b in enumerate(batches):
-    length = edges[i + 1] - edges[i]
-    if stages and stages[-1][0] == b:
-      stages[-1][1] += length
-    else:
-      stages.append([b, length])
-  schedule = BatchSchedule(
-    tuple(Stage(b, epochs=_fraction_to_number(e)) for b, e in stages),
-    num_examples,
-  )
+  schedule = _interval_stages(batches, marks, end, num_examples)
   return LrDecayRamp(schedule, policy, float(m_new), tuple(ratios))
 
 
@@ -663,18 +650,7 @@ def seesaw(
     )
     batches.append(b)
     ratios.append(eta / math.sqrt(b) / (standard / math.sqrt(batch_size)))
-  edges = [fractions.Fraction(0)] + cuts + [end]
-  stages = []
-  for i, b in enumerate(batches):
-    duration = edges[i + 1] - edges[i]
-    if stages and stages[-1][0] == b:
-      stages[-1][1] += duration
-    else:
-      stages.append([b, duration])
-  schedule = BatchSchedule(
-    tuple(Stage(b, epochs=_fraction_to_number(e)) for b, e in stages),
-    num_examples,
-  )
+  schedule = _interval_stages(batches, cuts, end, num_examples)
   return SeesawRamp(
     schedule,
     lr_policy,
@@ -948,3 +924,25 @@ def cyclic(
     ends.append(min(piece * (i + 1), total))
     i += 1
   return _from_targets(batches, ends, n_total)
+
+
+def _interval_stages(
+  batches: list[int],
+  marks: list[fractions.Fraction],
+  end: fractions.Fraction,
+  num_examples: int,
+) -> BatchSchedule:
+  """One stage per interval between ``0, *marks, end`` (exact epochs), of
+  ``batches[i]``; equal neighbours merge (same bookkeeping, shorter text)."""
+  edges = [fractions.Fraction(0), *marks, end]
+  stages: list[list] = []
+  for i, b in enumerate(batches):
+    length = edges[i + 1] - edges[i]
+    if stages and stages[-1][0] == b:
+      stages[-1][1] += length
+    else:
+      stages.append([b, length])
+  return BatchSchedule(
+    tuple(Stage(b, epochs=_fraction_to_number(e)) for b, e in stages),
+    num_examples,
+  )
