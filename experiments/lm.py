@@ -408,7 +408,7 @@ class Plan:
     return tuple(self.batch.batch_sizes)
 
 
-def _epochs(tokens: int, seq_len: int, num_examples: int) -> float:
+def token_epochs(tokens: int, seq_len: int, num_examples: int) -> float:
   """A token count as epochs of ``num_examples`` sequences of ``seq_len``."""
   return float(fractions.Fraction(tokens, seq_len * num_examples))
 
@@ -427,8 +427,8 @@ def lr_policy(config: LmConfig, name: str, num_examples: int) -> Any:
   from lrjax import schedules
 
   c = config.common
-  total = _epochs(config.train_tokens, c.seq_len, num_examples)
-  warm = _epochs(config.warmup_tokens, c.seq_len, num_examples)
+  total = token_epochs(config.train_tokens, c.seq_len, num_examples)
+  warm = token_epochs(config.warmup_tokens, c.seq_len, num_examples)
   lr = c.lr
   if name == 'cosine':
     return schedules.warmup(
@@ -491,7 +491,7 @@ def lr_text(config: LmConfig, name: str) -> str:
   }[name]
 
 
-def _batch_text(schedule: Any, seq_len: int) -> str:
+def batch_text(schedule: Any, seq_len: int) -> str:
   """A schedule's exact text in tokens; stages given in epochs (floats that
   do not read well) are stated in updates instead."""
   from lrjax import batch as lbatch
@@ -524,7 +524,7 @@ def build_plans(config: LmConfig, num_examples: int) -> dict[str, Plan]:
     plans[name] = Plan(
       constant,
       cosine if name == 'cosine' else lr_policy(config, name, num_examples),
-      _batch_text(constant, t),
+      batch_text(constant, t),
       lr_text(config, name),
     )
   if 'ramp' in config.batch_schedules:
@@ -538,12 +538,12 @@ def build_plans(config: LmConfig, num_examples: int) -> dict[str, Plan]:
     plans['ramp'] = Plan(
       ramp,
       cosine,
-      f'{text} = {_batch_text(ramp, t)}',
+      f'{text} = {batch_text(ramp, t)}',
       lr_text(config, 'cosine'),
     )
   if 'increase' in config.batch_schedules:
-    epochs = _epochs(total, t, num_examples)
-    warm = _epochs(config.warmup_tokens, t, num_examples)
+    epochs = token_epochs(total, t, num_examples)
+    warm = token_epochs(config.warmup_tokens, t, num_examples)
     smith = lbatch.from_lr_decay(
       c.lr,
       c.batch_size,
@@ -558,7 +558,7 @@ def build_plans(config: LmConfig, num_examples: int) -> dict[str, Plan]:
     plans['increase'] = Plan(
       smith.batch_schedule,
       schedules.warmup(smith.lr, length=warm, shift=False),
-      _batch_text(smith.batch_schedule, t),
+      batch_text(smith.batch_schedule, t),
       lr_text(config, 'increase'),
     )
   if 'seesaw' in config.batch_schedules:
@@ -566,7 +566,7 @@ def build_plans(config: LmConfig, num_examples: int) -> dict[str, Plan]:
       cosine,
       c.batch_size,
       num_examples,
-      num_epochs=_epochs(total, t, num_examples),
+      num_epochs=token_epochs(total, t, num_examples),
       factor=config.seesaw_factor,
       max_batch_size=lbatch.to_sequences(
         config.seesaw_max_tokens or config.ramp_stop_tokens,
@@ -578,7 +578,7 @@ def build_plans(config: LmConfig, num_examples: int) -> dict[str, Plan]:
     plans['seesaw'] = Plan(
       seesaw.batch_schedule,
       seesaw.lr,
-      _batch_text(seesaw.batch_schedule, t),
+      batch_text(seesaw.batch_schedule, t),
       lr_text(config, 'seesaw'),
     )
   if 'adaptive' in config.batch_schedules:
@@ -589,7 +589,7 @@ def build_plans(config: LmConfig, num_examples: int) -> dict[str, Plan]:
     )
     adaptive = lrtrain.AdaptiveConfig(
       max_batch_size=cap,
-      every_epochs=_epochs(config.adaptive_every_tokens, t, num_examples),
+      every_epochs=token_epochs(config.adaptive_every_tokens, t, num_examples),
       max_growth=config.adaptive_growth,
     )
     sizes = adaptive.sizes(c.batch_size)
@@ -625,7 +625,7 @@ def train_config(config: LmConfig, plan: Plan, seed: int, num_examples: int):
     # Each segment of the adaptive run resumes from the previous one.
     overrides.update(
       keep_checkpoints=1,
-      num_epochs=_epochs(config.train_tokens, c.seq_len, num_examples),
+      num_epochs=token_epochs(config.train_tokens, c.seq_len, num_examples),
     )
   return _lm_common.train_config(
     c,
@@ -633,7 +633,7 @@ def train_config(config: LmConfig, plan: Plan, seed: int, num_examples: int):
     batch_sizes=plan.batch_sizes,
     lr=plan.lr,
     seed=seed,
-    eval_every=_epochs(config.eval_every_tokens, c.seq_len, num_examples),
+    eval_every=token_epochs(config.eval_every_tokens, c.seq_len, num_examples),
     **overrides,
   )
 

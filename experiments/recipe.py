@@ -516,7 +516,7 @@ def _run_lm(config: RecipeConfig, workdir: str, overwrite: bool):
   if config.recipe_only:
     seed = c.seeds[0]
     return _recipe_only(config, workdir, seed, task(seed, 'probes'))
-  eval_every = lm_exp._epochs(lc.eval_every_tokens, t, n)
+  eval_every = lm_exp.token_epochs(lc.eval_every_tokens, t, n)
   groups = {'recipe': [], 'hand-tuned': [], 'random search': []}
   chosen_all, trials_all = {}, {}
   for seed in c.seeds:
@@ -551,7 +551,7 @@ def _run_lm(config: RecipeConfig, workdir: str, overwrite: bool):
         recipe_run,
         chosen['probe_examples'],
         chosen['lr'],
-        lm_exp._batch_text(schedule, t),
+        lm_exp.batch_text(schedule, t),
       )
     )
     plan = lm_exp.build_plans(lc, n)[lm_exp.BASELINE]
