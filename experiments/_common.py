@@ -623,10 +623,9 @@ def use_cpu_cores() -> None:
 
   if 'xla_force_host_platform_device_count' in os.environ.get('XLA_FLAGS', ''):
     return
-  try:
+  # RuntimeError: JAX has started, and its devices stay.
+  with contextlib.suppress(RuntimeError):
     jax.config.update('jax_num_cpu_devices', os.cpu_count() or 1)
-  except RuntimeError:
-    pass  # JAX has started: its devices stay
 
 
 def run_main(

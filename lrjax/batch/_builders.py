@@ -8,7 +8,7 @@ import fractions
 import math
 import numbers
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from lrjax import rules, schedules
 from lrjax.batch._schedule import BatchSchedule, Stage, _as_fraction
@@ -268,15 +268,9 @@ def from_lr_decay(
     Batch Size. ICLR 2018, sections 3 and 5.
   """
   lr = _finite_positive(lr, 'lr')
-  batch_size = _positive_int(batch_size, 'batch_size')
-  num_examples = _positive_int(num_examples, 'num_examples')
-  if batch_size > num_examples:
-    raise ValueError(
-      f'batch_size={batch_size} is above num_examples={num_examples}'
-    )
-  end = _as_fraction(num_epochs, 'num_epochs')
-  if end <= 0:
-    raise ValueError(f'num_epochs={num_epochs!r} must be > 0')
+  batch_size, num_examples, end = _start_and_length(
+    batch_size, num_examples, num_epochs
+  )
   if isinstance(milestones, (str, bytes)) or not isinstance(
     milestones, Sequence
   ):
@@ -581,15 +575,9 @@ def seesaw(
   """
   from lrjax.schedules import _seesaw
 
-  batch_size = _positive_int(batch_size, 'batch_size')
-  num_examples = _positive_int(num_examples, 'num_examples')
-  if batch_size > num_examples:
-    raise ValueError(
-      f'batch_size={batch_size} is above num_examples={num_examples}'
-    )
-  end = _as_fraction(num_epochs, 'num_epochs')
-  if end <= 0:
-    raise ValueError(f'num_epochs={num_epochs!r} must be > 0')
+  batch_size, num_examples, end = _start_and_length(
+    batch_size, num_examples, num_epochs
+  )
   alpha = _finite_positive(factor, 'factor')
   if alpha <= 1:
     raise ValueError(f'factor={factor!r} must be > 1 (2 halves the LR)')
@@ -946,3 +934,25 @@ def _interval_stages(
     tuple(Stage(b, epochs=_fraction_to_number(e)) for b, e in stages),
     num_examples,
   )
+
+
+def _start_and_length(
+  batch_size: Any, num_examples: Any, num_epochs: Any
+) -> tuple[int, int, fractions.Fraction]:
+  """The checked starting batch, dataset size and run length (exact epochs)
+  of a ramp built from an LR decay.
+
+  Raises:
+    ValueError: naming the argument, for a batch above the dataset or a
+      length that is not > 0.
+  """
+  batch_size = _positive_int(batch_size, 'batch_size')
+  num_examples = _positive_int(num_examples, 'num_examples')
+  if batch_size > num_examples:
+    raise ValueError(
+      f'batch_size={batch_size} is above num_examples={num_examples}'
+    )
+  end = _as_fraction(num_epochs, 'num_epochs')
+  if end <= 0:
+    raise ValueError(f'num_epochs={num_epochs!r} must be > 0')
+  return batch_size, num_examples, end
