@@ -265,7 +265,7 @@ class TrainConfig:
         if not v.enabled:
           return {'enabled': False}
         return dataclasses.asdict(v)
-      if callable(v) and not isinstance(v, type) and _is_plain_function(v):
+      if _is_plain_function(v):
         # Not str(v): it holds a memory address, which would make every
         # process's config.json (the run's fingerprint) differ.
         return function_id(v)

@@ -105,8 +105,8 @@ def make_optimizer(
     1.0
   """
   if callable(name):
-    base = _user_factory(name)
     takes = set(inspect.signature(name).parameters)
+    base = _user_factory(name, takes)
     use_momentum = 'momentum' in takes
     use_wd = 'weight_decay' in takes
   elif name in ('sgd', 'nesterov', 'adam', 'adamw', 'lamb', 'lars'):
@@ -201,9 +201,11 @@ def _named_factory(name: str, b2: float) -> Callable[..., Any]:
   return factory
 
 
-def _user_factory(fn: Callable[..., Any]) -> Callable[..., Any]:
-  """A user's ``learning_rate -> optimizer`` as ``(lr, momentum, wd)``."""
-  takes = set(inspect.signature(fn).parameters)
+def _user_factory(
+  fn: Callable[..., Any], takes: set[str]
+) -> Callable[..., Any]:
+  """A user's ``learning_rate -> optimizer`` as ``(lr, momentum, wd)``;
+  ``takes`` are its parameters' names."""
 
   def factory(learning_rate, momentum, weight_decay):
     kw = {}
