@@ -28,6 +28,9 @@ from typing import Any
 import numpy as np
 from absl import flags
 
+from experiments import _flags
+from experiments._flags import setting
+
 FLAGS = flags.FLAGS
 
 WORKDIR = flags.DEFINE_string(
@@ -44,279 +47,198 @@ OVERWRITE = flags.DEFINE_bool(
   'Train every run afresh, deleting what the workdir holds of it '
   '(checkpoints, metrics, summaries).',
 )
-DATASET = flags.DEFINE_string(
-  'dataset',
-  'digits',
-  "Dataset name for lrjax.data.load: 'digits' (bundled) or a TFDS image "
-  "classification name such as 'cifar10'.",
-)
-DATA_DIR = flags.DEFINE_string(
-  'data_dir', None, 'Data directory (default: lrjax.data default).'
-)
-MODEL = flags.DEFINE_string(
-  'model', 'mlp', "Model name for lrjax.models.get: 'mlp', 'cnn', 'wrn16_4'."
-)
-SEEDS = flags.DEFINE_list(
-  'seeds', ['0', '1', '2'], 'Comma-separated integer seeds; one run each.'
-)
-EPOCHS = flags.DEFINE_float('epochs', 30.0, 'Training length in epochs.')
-LR = flags.DEFINE_float('lr', 0.1, 'Base (initial) learning rate.')
-BATCH_SIZE = flags.DEFINE_integer(
-  'batch_size', 32, 'Base (initial) global batch size.'
-)
-MOMENTUM = flags.DEFINE_float('momentum', 0.9, 'Momentum coefficient m.')
-OPTIMIZER = flags.DEFINE_enum(
-  'optimizer',
-  'sgd',
-  ['sgd', 'nesterov', 'adam', 'adamw', 'lamb', 'lars'],
-  'Optimizer.',
-)
-WEIGHT_DECAY = flags.DEFINE_float('weight_decay', 0.0, 'Weight decay.')
-CLIP_NORM = flags.DEFINE_float(
-  'clip_norm',
-  None,
-  'Clip each gradient to this global norm before the optimizer '
-  '(optax.clip_by_global_norm; unset = no clipping). The LM flagfiles clip '
-  'at 1.0, as nanoGPT and GPT-3 do.',
-)
-NUM_DEVICES = flags.DEFINE_integer(
-  'num_devices',
-  1,
-  'Data-parallel devices; 0 means all local devices. On a CPU the '
-  'experiments give the backend one device per core; measured on 2 cores '
-  '(benchmarks/bench_devices.py): two are 1.55x one for the LM of '
-  "lm_cpu.cfg, 1.36x for finetune_cpu.cfg's, 1.84x for the digits CNN at "
-  'batch 512, but 0.91x for the CNN at batch 32 and 0.19x for the digits '
-  'MLP (so the digits flagfiles use one).',
-)
-MAX_DEVICE_BATCH = flags.DEFINE_integer(
-  'max_device_batch',
-  4096,
-  'Largest micro-batch per device; larger batches accumulate gradients.',
-)
-PARALLEL = flags.DEFINE_enum(
-  'parallel', 'shard_map', ['pmap', 'shard_map'], 'Data-parallel primitive.'
-)
-EVAL_EVERY = flags.DEFINE_float(
-  'eval_every', 1.0, 'Evaluate on the test split every this many epochs.'
-)
-LOG_EVERY = flags.DEFINE_integer(
-  'log_every', 10, 'Log training metrics every this many updates.'
-)
-NOISE = flags.DEFINE_bool(
-  'noise', True, 'Measure the gradient noise scale B_simple during training.'
-)
-NOISE_DECAY = flags.DEFINE_float(
-  'noise_decay',
-  0.95,
-  "EMA decay of the noise scale's two estimates, in [0, 1). Higher: a "
-  'steadier B_simple that lags more (the EMA averages about (1 + d) / '
-  '(1 - d) readings, 39 at 0.95, and trails by d / (1 - d) = 19 readings); '
-  'lower: a quicker but noisier one. Measured on digits (BUILD.md, '
-  'benchmarks/bench_noise_defaults.py): at 0.95 one reading scatters by '
-  '-27%/+43% (10th/90th percentile) when B_simple is 2.4x the batch, '
-  '+-20% at 1.3x; 0.98 halves that but trails 49 readings. 0.95 keeps the '
-  "trail under the adaptive rule's 2-epoch decisions up to 4x the starting "
-  'batch; use 0.98 to monitor at a fixed batch.',
-)
-NOISE_EVERY = flags.DEFINE_integer(
-  'noise_every',
-  1,
-  'Estimate the noise scale every this many updates. On one device each '
-  'estimate costs a sliced pass over the batch, about one more '
-  'forward-backward; every update is the default because skipping updates '
-  "scatters more at equal decay (an epoch's batches are disjoint, so "
-  "consecutive readings' errors partly cancel) and multiplies the lag.",
-)
-NOISE_SLICES = flags.DEFINE_integer(
-  'noise_slices',
-  0,
-  'Slices of the batch for the one-device estimate (0: 4 when it divides '
-  'every batch size, else 2, else 1 = no one-device estimate). Measured '
-  'on digits: 8 slices scatter slightly less than 4 at 2.7x the cost of '
-  'the pass, 2 slices cost the same as 4 and scatter more.',
-)
-COMPILATION_CACHE_DIR = flags.DEFINE_string(
-  'compilation_cache_dir',
-  None,
-  'Persistent JAX compilation cache directory (default, or empty: none; '
-  '--compilation_cache_dir= turns off the cache a flagfile sets).',
-)
-AUGMENT = flags.DEFINE_bool(
-  'augment', False, 'Use the dataset augmentation when it has one.'
-)
 DRY_RUN = flags.DEFINE_bool(
   'dry_run',
   False,
   'Parse the flags, build and validate the config, write flags.cfg and '
   'config.json, print the config, and stop before any training.',
 )
-CHECKPOINT_EVERY = flags.DEFINE_integer(
-  'checkpoint_every',
-  0,
-  'Checkpoint every this many updates (0: only by --checkpoint_seconds and '
-  'at the end). The last two checkpoints are kept, so a damaged newest one '
-  'falls back to the previous one.',
-)
-CHECKPOINT_SECONDS = flags.DEFINE_float(
-  'checkpoint_seconds',
-  120.0,
-  'Also checkpoint when this many seconds of training passed since the '
-  'last checkpoint, so that a killed run loses at most that much (0: '
-  'never).',
-)
-SYNTHETIC_EXAMPLES = flags.DEFINE_integer(
-  'synthetic_examples',
-  1024,
-  '--dataset=synthetic: training examples (the test split has a quarter).',
-)
-SYNTHETIC_SHAPE = flags.DEFINE_list(
-  'synthetic_shape', ['32', '32', '3'], '--dataset=synthetic: H,W,C.'
-)
-SYNTHETIC_CLASSES = flags.DEFINE_integer(
-  'synthetic_classes', 10, '--dataset=synthetic: number of classes.'
-)
 
 
 def register_bound(
   name: str, bound: float, *, strict: bool = False, note: str = ''
 ) -> None:
-  """Registers the validator `--name >= bound` (`> bound` when strict).
-
-  The message reads `--name must be >= bound<note>`.
-  """
-  if strict:
-    flags.register_validator(
-      name, lambda v: v > bound, message=f'--{name} must be > {bound}{note}'
-    )
-  else:
-    flags.register_validator(
-      name, lambda v: v >= bound, message=f'--{name} must be >= {bound}{note}'
-    )
+  """Registers the validator `--name >= bound` (`> bound` when strict)."""
+  op, test = ('>', lambda v: v > bound) if strict else ('>=', lambda v: v >= bound)
+  flags.register_validator(
+    name, test, message=f'--{name} must be {op} {bound}{note}'
+  )
 
 
-def _is_int_list(values: Sequence[str]) -> bool:
-  try:
-    ints = [int(v) for v in values]
-  except (TypeError, ValueError):
-    return False
-  return len(ints) > 0 and len(set(ints)) == len(ints)
-
-
-flags.register_validator(
-  'seeds',
-  _is_int_list,
-  message='--seeds must be a non-empty list of distinct integers, e.g. 0,1,2',
-)
-
-
-def _known_model(name: str) -> bool:
+def _known_model(name: str) -> str | None:
   from lrjax import models
 
-  return name in models.NAMES
+  if name in models.NAMES:
+    return None
+  return "must be a name lrjax.models.get knows, e.g. 'mlp', 'cnn', 'wrn16_4'"
 
 
-flags.register_validator(
-  'model',
-  _known_model,
-  message="--model must be a name lrjax.models.get knows, e.g. 'mlp', "
-  "'cnn', 'wrn16_4'",
-)
-register_bound('checkpoint_every', 0, note=' updates')
-register_bound('checkpoint_seconds', 0, note=' seconds')
-register_bound('synthetic_examples', 1)
-flags.register_validator(
-  'synthetic_shape',
-  lambda v: len(v) == 3 and all(x.isdigit() and int(x) > 0 for x in v),
-  message='--synthetic_shape must be three positive integers H,W,C',
-)
-register_bound('synthetic_classes', 2)
-register_bound('epochs', 0, strict=True)
-register_bound('lr', 0, strict=True)
-register_bound('batch_size', 1)
-flags.register_validator(
-  'momentum',
-  lambda v: 0.0 <= v < 1.0,
-  message='--momentum must be in [0, 1)',
-)
-register_bound('weight_decay', 0)
-register_bound('num_devices', 0, note=' (0 = all local devices)')
-register_bound('max_device_batch', 1)
-register_bound('eval_every', 0, strict=True, note=' epochs')
-register_bound('log_every', 1, note=' update')
-flags.register_validator(
-  'noise_decay',
-  lambda v: 0.0 <= v < 1.0,
-  message='--noise_decay must be in [0, 1), e.g. 0.95',
-)
-register_bound('noise_every', 1, note=' update')
-register_bound('noise_slices', 0, note=' (0 = automatic)')
+def _shape(shape: Sequence[int]) -> str | None:
+  if len(shape) == 3 and all(x > 0 for x in shape):
+    return None
+  return 'must be three positive integers H,W,C'
 
 
 @dataclasses.dataclass(frozen=True)
 class CommonConfig:
-  """The settings every experiment shares (one field per common flag)."""
+  """The settings every experiment shares: one field per common flag (the
+  field is the flag, `_flags.define`)."""
 
-  dataset: str = 'digits'
-  data_dir: str | None = None
-  model: str = 'mlp'
-  seeds: tuple[int, ...] = (0, 1, 2)
-  epochs: float = 30.0
-  lr: float = 0.1
-  batch_size: int = 32
-  momentum: float = 0.9
-  optimizer: str = 'sgd'
-  weight_decay: float = 0.0
-  clip_norm: float | None = None
-  num_devices: int | None = 1
-  max_device_batch: int = 4096
-  parallel: str = 'shard_map'
-  eval_every: float = 1.0
-  log_every: int = 10
-  noise: bool = True
-  noise_decay: float = 0.95
-  noise_every: int = 1
-  noise_slices: int = 0
-  compilation_cache_dir: str | None = None
-  augment: bool = False
-  checkpoint_every: int = 0
-  checkpoint_seconds: float = 120.0
-  synthetic_examples: int = 1024
-  synthetic_shape: tuple[int, int, int] = (32, 32, 3)
-  synthetic_classes: int = 10
+  dataset: str = setting(
+    'digits',
+    "Dataset name for lrjax.data.load: 'digits' (bundled) or a TFDS image "
+    "classification name such as 'cifar10'.",
+  )
+  data_dir: str | None = setting(
+    None, 'Data directory (default: lrjax.data default).'
+  )
+  model: str = setting(
+    'mlp',
+    "Model name for lrjax.models.get: 'mlp', 'cnn', 'wrn16_4'.",
+    check=_known_model,
+  )
+  seeds: tuple[int, ...] = setting(
+    (0, 1, 2),
+    'Comma-separated integer seeds; one run each.',
+    check=_flags.distinct(', e.g. 0,1,2'),
+  )
+  epochs: float = setting(
+    30.0, 'Training length in epochs.', check=_flags.above(0)
+  )
+  lr: float = setting(
+    0.1, 'Base (initial) learning rate.', check=_flags.above(0)
+  )
+  batch_size: int = setting(
+    32, 'Base (initial) global batch size.', check=_flags.at_least(1)
+  )
+  momentum: float = setting(
+    0.9, 'Momentum coefficient m.', check=_flags.fraction()
+  )
+  optimizer: str = setting(
+    'sgd',
+    'Optimizer.',
+    choices=('sgd', 'nesterov', 'adam', 'adamw', 'lamb', 'lars'),
+  )
+  weight_decay: float = setting(
+    0.0, 'Weight decay.', check=_flags.at_least(0)
+  )
+  clip_norm: float | None = setting(
+    None,
+    'Clip each gradient to this global norm before the optimizer '
+    '(optax.clip_by_global_norm; unset = no clipping). The LM flagfiles '
+    'clip at 1.0, as nanoGPT and GPT-3 do.',
+    check=_flags.above(0),
+  )
+  num_devices: int | None = setting(
+    1,
+    'Data-parallel devices; 0 means all local devices. On a CPU the '
+    'experiments give the backend one device per core; measured on 2 cores '
+    '(benchmarks/bench_devices.py): two are 1.55x one for the LM of '
+    "lm_cpu.cfg, 1.36x for finetune_cpu.cfg's, 1.84x for the digits CNN at "
+    'batch 512, but 0.91x for the CNN at batch 32 and 0.19x for the digits '
+    'MLP (so the digits flagfiles use one).',
+    check=_flags.at_least(0, ' (0 = all local devices)'),
+    none_if_empty=True,
+  )
+  max_device_batch: int = setting(
+    4096,
+    'Largest micro-batch per device; larger batches accumulate gradients.',
+    check=_flags.at_least(1),
+  )
+  parallel: str = setting(
+    'shard_map', 'Data-parallel primitive.', choices=('pmap', 'shard_map')
+  )
+  eval_every: float = setting(
+    1.0,
+    'Evaluate on the test split every this many epochs.',
+    check=_flags.above(0, ' epochs'),
+  )
+  log_every: int = setting(
+    10,
+    'Log training metrics every this many updates.',
+    check=_flags.at_least(1, ' update'),
+  )
+  noise: bool = setting(
+    True, 'Measure the gradient noise scale B_simple during training.'
+  )
+  noise_decay: float = setting(
+    0.95,
+    "EMA decay of the noise scale's two estimates, in [0, 1). Higher: a "
+    'steadier B_simple that lags more (the EMA averages about (1 + d) / '
+    '(1 - d) readings, 39 at 0.95, and trails by d / (1 - d) = 19 '
+    'readings); lower: a quicker but noisier one. Measured on digits '
+    '(BUILD.md, benchmarks/bench_noise_defaults.py): at 0.95 one reading '
+    'scatters by -27%/+43% (10th/90th percentile) when B_simple is 2.4x the '
+    "batch, +-20% at 1.3x; 0.98 halves that but trails 49 readings. 0.95 "
+    "keeps the trail under the adaptive rule's 2-epoch decisions up to 4x "
+    'the starting batch; use 0.98 to monitor at a fixed batch.',
+    check=_flags.fraction(', e.g. 0.95'),
+  )
+  noise_every: int = setting(
+    1,
+    'Estimate the noise scale every this many updates. On one device each '
+    'estimate costs a sliced pass over the batch, about one more '
+    'forward-backward; every update is the default because skipping '
+    "updates scatters more at equal decay (an epoch's batches are disjoint, "
+    "so consecutive readings' errors partly cancel) and multiplies the lag.",
+    check=_flags.at_least(1, ' update'),
+  )
+  noise_slices: int = setting(
+    0,
+    'Slices of the batch for the one-device estimate (0: 4 when it divides '
+    'every batch size, else 2, else 1 = no one-device estimate). Measured '
+    'on digits: 8 slices scatter slightly less than 4 at 2.7x the cost of '
+    'the pass, 2 slices cost the same as 4 and scatter more.',
+    check=_flags.at_least(0, ' (0 = automatic)'),
+  )
+  compilation_cache_dir: str | None = setting(
+    None,
+    'Persistent JAX compilation cache directory (default, or empty: none; '
+    '--compilation_cache_dir= turns off the cache a flagfile sets).',
+    none_if_empty=True,
+  )
+  augment: bool = setting(
+    False, 'Use the dataset augmentation when it has one.'
+  )
+  checkpoint_every: int = setting(
+    0,
+    'Checkpoint every this many updates (0: only by --checkpoint_seconds '
+    'and at the end). The last two checkpoints are kept, so a damaged '
+    'newest one falls back to the previous one.',
+    check=_flags.at_least(0, ' updates'),
+  )
+  checkpoint_seconds: float = setting(
+    120.0,
+    'Also checkpoint when this many seconds of training passed since the '
+    'last checkpoint, so that a killed run loses at most that much (0: '
+    'never).',
+    check=_flags.at_least(0, ' seconds'),
+  )
+  synthetic_examples: int = setting(
+    1024,
+    '--dataset=synthetic: training examples (the test split has a quarter).',
+    check=_flags.at_least(1),
+  )
+  synthetic_shape: tuple[int, int, int] = setting(
+    (32, 32, 3), '--dataset=synthetic: H,W,C.', check=_shape
+  )
+  synthetic_classes: int = setting(
+    10, '--dataset=synthetic: number of classes.', check=_flags.at_least(2)
+  )
+
+
+_flags.define(CommonConfig)
 
 
 def common_config() -> CommonConfig:
-  """Reads the common flags (after parsing) into a `CommonConfig`."""
-  return CommonConfig(
-    dataset=DATASET.value,
-    data_dir=DATA_DIR.value,
-    model=MODEL.value,
-    seeds=tuple(int(s) for s in SEEDS.value),
-    epochs=EPOCHS.value,
-    lr=LR.value,
-    batch_size=BATCH_SIZE.value,
-    momentum=MOMENTUM.value,
-    optimizer=OPTIMIZER.value,
-    weight_decay=WEIGHT_DECAY.value,
-    clip_norm=CLIP_NORM.value,
-    num_devices=NUM_DEVICES.value or None,
-    max_device_batch=MAX_DEVICE_BATCH.value,
-    parallel=PARALLEL.value,
-    eval_every=EVAL_EVERY.value,
-    log_every=LOG_EVERY.value,
-    noise=NOISE.value,
-    noise_decay=NOISE_DECAY.value,
-    noise_every=NOISE_EVERY.value,
-    noise_slices=NOISE_SLICES.value,
-    compilation_cache_dir=COMPILATION_CACHE_DIR.value or None,
-    augment=AUGMENT.value,
-    checkpoint_every=CHECKPOINT_EVERY.value,
-    checkpoint_seconds=CHECKPOINT_SECONDS.value,
-    synthetic_examples=SYNTHETIC_EXAMPLES.value,
-    synthetic_shape=tuple(int(x) for x in SYNTHETIC_SHAPE.value),
-    synthetic_classes=SYNTHETIC_CLASSES.value,
-  )
+  """Reads the common flags (after parsing) into a checked `CommonConfig`.
+
+  Raises:
+    ValueError: naming the flag and the fix.
+  """
+  common = _flags.read(CommonConfig)
+  _flags.check(common)
+  return common
 
 
 def load_split(common: CommonConfig, split: str, seed: int = 0):
@@ -517,6 +439,7 @@ def check_common(common: CommonConfig) -> int:
   """
   import jax
 
+  _flags.check(common)
   have = jax.local_device_count()
   if common.num_devices is not None and common.num_devices > have:
     raise ValueError(
@@ -655,7 +578,7 @@ def run_main(
 
   if len(argv) > 1:
     _fatal('Usage error', f'unexpected arguments: {" ".join(argv[1:])}')
-  if NUM_DEVICES.value != 1:
+  if FLAGS.num_devices != 1:
     use_cpu_cores()  # a one-device run keeps the CPU's threads whole
   try:
     config = get_config()

@@ -337,7 +337,7 @@ def lm_common() -> LmCommon:
     parallel=flag_value('parallel'),
     log_every=flag_value('log_every'),
     noise=flag_value('noise'),
-    noise_every=_common.NOISE_EVERY.value,  # the flag experiments share
+    noise_every=FLAGS.noise_every,  # the flag experiments share
     checkpoint_every=flag_value('checkpoint_every'),
     compilation_cache_dir=flag_value('compilation_cache_dir'),
   )

@@ -38,9 +38,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from absl import app, flags, logging
+from absl import app
 
-from experiments import _common, _runs
+from experiments import _common, _flags, _runs, _study
+from experiments._flags import setting
 
 SCHEDULES = (
   'decay',
@@ -52,172 +53,114 @@ SCHEDULES = (
   'adaptive',
 )
 
-RAMP_SCHEDULES = flags.DEFINE_list(
-  'schedules',
-  ['decay', 'increase', 'hybrid'],
-  f'Schedules to compare, from {", ".join(SCHEDULES)}; decay is the '
-  'baseline and is always run.',
-)
-MILESTONES = flags.DEFINE_list(
-  'milestones',
-  ['10', '20', '30'],
-  'Epochs at which the baseline divides the LR by --decay_factor (and the '
-  'other schedules grow the batch instead).',
-)
-DECAY_FACTOR = flags.DEFINE_float(
-  'decay_factor', 2.0, 'LR decay (or batch growth) factor per milestone.'
-)
-MAX_BATCH_SIZE = flags.DEFINE_integer(
-  'max_batch_size',
-  0,
-  'Hybrid: the batch grows up to this size, then the LR decays (0: about '
-  'N/10, the paper recommendation).',
-)
-VARIANTS_MAX_BATCH_SIZE = flags.DEFINE_integer(
-  'variants_max_batch_size',
-  0,
-  'increased_lr and increased_momentum: the batch grows up to this size, '
-  'then the LR decays (0: the dataset size N, no cap; Smith et al. cap both '
-  'at 5120 on CIFAR-10).',
-)
-INCREASED_LR_FACTOR = flags.DEFINE_float(
-  'increased_lr_factor',
-  4.0,
-  'increased_lr: initial LR and batch multiplied by this factor.',
-)
-INCREASED_MOMENTUM = flags.DEFINE_float(
-  'increased_momentum',
-  0.95,
-  'increased_momentum: the momentum (initial batch scaled by '
-  "(1 - m) / (1 - m')).",
-)
-ADAPTIVE_EVERY = flags.DEFINE_float(
-  'adaptive_every', 2.0, 'adaptive: epochs between batch-size decisions.'
-)
-ADAPTIVE_MAX_GROWTH = flags.DEFINE_float(
-  'adaptive_max_growth', 2.0, 'adaptive: largest batch growth per decision.'
-)
-ADAPTIVE_MAX_BATCH_SIZE = flags.DEFINE_integer(
-  'adaptive_max_batch_size',
-  0,
-  'adaptive: the largest batch (0: the last batch of the increase '
-  'schedule, so both end at about the same noise scale).',
-)
 
-PROJECT_DEVICES = flags.DEFINE_list(
-  'project_devices',
-  ['1', '8', '64', '512'],
-  "Device counts P at which the report projects each schedule's wall time "
-  '(measured per-device step time plus a ring all-reduce of the gradients).',
-)
-GPU_LATENCY_US = flags.DEFINE_float(
-  'gpu_allreduce_latency_us',
-  10.0,
-  'Projection, GPU cluster: microseconds per ring step of the all-reduce '
-  '(alpha; an assumption, see BUILD.md).',
-)
-GPU_BANDWIDTH = flags.DEFINE_float(
-  'gpu_allreduce_gbytes_per_s',
-  50.0,
-  'Projection, GPU cluster: GB/s each device sends to its ring neighbour '
-  '(beta; one 400 Gb/s InfiniBand NDR port per GPU, see BUILD.md).',
-)
-TPU_LATENCY_US = flags.DEFINE_float(
-  'tpu_allreduce_latency_us',
-  5.0,
-  'Projection, TPU slice: microseconds per ring step (an assumption).',
-)
-TPU_BANDWIDTH = flags.DEFINE_float(
-  'tpu_allreduce_gbytes_per_s',
-  100.0,
-  "Projection, TPU slice: GB/s per ring neighbour (one of a v5e chip's "
-  'four ICI ports, 400 GB/s in all, see BUILD.md).',
-)
-
-
-def _floats(values: Sequence[str]) -> list[float] | None:
-  try:
-    return [float(v) for v in values]
-  except (TypeError, ValueError):
+def _subset(values: Sequence[str]) -> str | None:
+  if values and all(s in SCHEDULES for s in values):
     return None
+  return f'must be a non-empty subset of {",".join(SCHEDULES)}'
 
 
-flags.register_validator(
-  'schedules',
-  lambda v: bool(v) and all(s in SCHEDULES for s in v),
-  message=f'--schedules must be a non-empty subset of {",".join(SCHEDULES)}',
-)
-flags.register_validator(
-  'milestones',
-  lambda v: (
-    (m := _floats(v)) is not None
-    and all(x > 0 for x in m)
-    and all(a < b for a, b in zip(m, m[1:], strict=False))
-  ),
-  message='--milestones must be increasing positive epochs, e.g. 10,20,30',
-)
-_common.register_bound('decay_factor', 1, strict=True)
-_common.register_bound('increased_lr_factor', 1)
-_common.register_bound('adaptive_every', 0, strict=True)
-_common.register_bound('adaptive_max_growth', 1)
-_common.register_bound('adaptive_max_batch_size', 0)
-flags.register_validator(
-  'increased_momentum',
-  lambda v: 0 <= v < 1,
-  message='--increased_momentum must be in [0, 1)',
-)
-
-
-@flags.multi_flags_validator(
-  ['milestones', 'epochs'],
-  message='--milestones must all be < --epochs (a stage needs a length)',
-)
-def _milestones_within_training(values: Mapping[str, Any]) -> bool:
-  milestones = _floats(values['milestones']) or []
-  return all(m < values['epochs'] for m in milestones)
-
-
-@flags.multi_flags_validator(
-  ['max_batch_size', 'batch_size'],
-  message='--max_batch_size must be 0 (about N/10) or >= --batch_size',
-)
-def _cap_above_base(values: Mapping[str, Any]) -> bool:
-  return values['max_batch_size'] == 0 or (
-    values['max_batch_size'] >= values['batch_size']
-  )
-
-
-@flags.multi_flags_validator(
-  ['increased_momentum', 'momentum', 'schedules'],
-  message='--increased_momentum must be > --momentum when --schedules has '
-  'increased_momentum',
-)
-def _momentum_increases(values: Mapping[str, Any]) -> bool:
-  if 'increased_momentum' not in values['schedules']:
-    return True
-  return values['increased_momentum'] > values['momentum']
+def _increasing(values: Sequence[float]) -> str | None:
+  if all(x > 0 for x in values) and all(
+    a < b for a, b in zip(values, values[1:], strict=False)
+  ):
+    return None
+  return 'must be increasing positive epochs, e.g. 10,20,30'
 
 
 @dataclasses.dataclass(frozen=True)
 class RampConfig:
-  """The ramp experiment: common settings plus the schedule family."""
+  """The ramp experiment: common settings plus the schedule family (each
+  field is its flag)."""
 
   common: _common.CommonConfig = _common.CommonConfig()
-  schedules: tuple[str, ...] = ('decay', 'increase', 'hybrid')
-  milestones: tuple[float, ...] = (10.0, 20.0, 30.0)
-  decay_factor: float = 2.0
-  max_batch_size: int = 0
-  variants_max_batch_size: int = 0
-  increased_lr_factor: float = 4.0
-  increased_momentum: float = 0.95
-  adaptive_every: float = 2.0
-  adaptive_max_growth: float = 2.0
-  adaptive_max_batch_size: int = 0
-  project_devices: tuple[int, ...] = (1, 8, 64, 512)
-  gpu_allreduce_latency_us: float = 10.0
-  gpu_allreduce_gbytes_per_s: float = 50.0
-  tpu_allreduce_latency_us: float = 5.0
-  tpu_allreduce_gbytes_per_s: float = 100.0
+  schedules: tuple[str, ...] = setting(
+    ('decay', 'increase', 'hybrid'),
+    f'Schedules to compare, from {", ".join(SCHEDULES)}; decay is the '
+    'baseline and is always run.',
+    check=_subset,
+  )
+  milestones: tuple[float, ...] = setting(
+    (10.0, 20.0, 30.0),
+    'Epochs at which the baseline divides the LR by --decay_factor (and the '
+    'other schedules grow the batch instead).',
+    check=_increasing,
+  )
+  decay_factor: float = setting(
+    2.0,
+    'LR decay (or batch growth) factor per milestone.',
+    check=_flags.above(1),
+  )
+  max_batch_size: int = setting(
+    0,
+    'Hybrid: the batch grows up to this size, then the LR decays (0: about '
+    'N/10, the paper recommendation).',
+  )
+  variants_max_batch_size: int = setting(
+    0,
+    'increased_lr and increased_momentum: the batch grows up to this size, '
+    'then the LR decays (0: the dataset size N, no cap; Smith et al. cap '
+    'both at 5120 on CIFAR-10).',
+  )
+  increased_lr_factor: float = setting(
+    4.0,
+    'increased_lr: initial LR and batch multiplied by this factor.',
+    check=_flags.at_least(1),
+  )
+  increased_momentum: float = setting(
+    0.95,
+    'increased_momentum: the momentum (initial batch scaled by '
+    "(1 - m) / (1 - m')).",
+    check=_flags.fraction(),
+  )
+  adaptive_every: float = setting(
+    2.0,
+    'adaptive: epochs between batch-size decisions.',
+    check=_flags.above(0),
+  )
+  adaptive_max_growth: float = setting(
+    2.0,
+    'adaptive: largest batch growth per decision.',
+    check=_flags.at_least(1),
+  )
+  adaptive_max_batch_size: int = setting(
+    0,
+    'adaptive: the largest batch (0: the last batch of the increase '
+    'schedule, so both end at about the same noise scale).',
+    check=_flags.at_least(0),
+  )
+  project_devices: tuple[int, ...] = setting(
+    (1, 8, 64, 512),
+    "Device counts P at which the report projects each schedule's wall "
+    'time (measured per-device step time plus a ring all-reduce of the '
+    'gradients).',
+    check=lambda v: None
+    if v and all(p >= 1 for p in v)
+    else 'must be device counts >= 1, e.g. 1,8,64,512',
+  )
+  gpu_allreduce_latency_us: float = setting(
+    10.0,
+    'Projection, GPU cluster: microseconds per ring step of the all-reduce '
+    '(alpha; an assumption, see BUILD.md).',
+    check=_flags.at_least(0),
+  )
+  gpu_allreduce_gbytes_per_s: float = setting(
+    50.0,
+    'Projection, GPU cluster: GB/s each device sends to its ring neighbour '
+    '(beta; one 400 Gb/s InfiniBand NDR port per GPU, see BUILD.md).',
+    check=_flags.above(0),
+  )
+  tpu_allreduce_latency_us: float = setting(
+    5.0,
+    'Projection, TPU slice: microseconds per ring step (an assumption).',
+    check=_flags.at_least(0),
+  )
+  tpu_allreduce_gbytes_per_s: float = setting(
+    100.0,
+    "Projection, TPU slice: GB/s per ring neighbour (one of a v5e chip's "
+    'four ICI ports, 400 GB/s in all, see BUILD.md).',
+    check=_flags.above(0),
+  )
 
   def links(self) -> dict[str, Any]:
     """The projection's all-reduce link models, by name."""
@@ -237,98 +180,56 @@ class RampConfig:
     }
 
   def validate(self) -> None:
-    """Raises ValueError naming the field and the fix."""
-    if not self.project_devices or any(p < 1 for p in self.project_devices):
+    """Raises ValueError naming the flag and the fix."""
+    _flags.check(self)
+    c = self.common
+    if any(x >= c.epochs for x in self.milestones):
       raise ValueError(
-        f'project_devices={self.project_devices!r} must be device counts '
-        '>= 1, e.g. 1,8,64,512'
+        f'--milestones={",".join(map(str, self.milestones))} must all be < '
+        f'--epochs={c.epochs} (a stage needs a length)'
       )
-    for name in (
-      'gpu_allreduce_latency_us',
-      'tpu_allreduce_latency_us',
-    ):
-      if not getattr(self, name) >= 0:
-        raise ValueError(f'{name}={getattr(self, name)} must be >= 0')
-    for name in (
-      'gpu_allreduce_gbytes_per_s',
-      'tpu_allreduce_gbytes_per_s',
-    ):
-      if not getattr(self, name) > 0:
-        raise ValueError(f'{name}={getattr(self, name)} must be > 0')
-    unknown = [s for s in self.schedules if s not in SCHEDULES]
-    if unknown or not self.schedules:
-      raise ValueError(f'schedules={self.schedules!r} must be from {SCHEDULES}')
-    m = self.milestones
-    if any(x <= 0 for x in m) or any(
-      a >= b for a, b in zip(m, m[1:], strict=False)
-    ):
-      raise ValueError(f'milestones={m!r} must be increasing positive epochs')
-    if any(x >= self.common.epochs for x in m):
-      raise ValueError(
-        f'milestones={m!r} must all be < epochs={self.common.epochs}'
-      )
-    if self.decay_factor <= 1:
-      raise ValueError(f'decay_factor={self.decay_factor} must be > 1')
-    if self.max_batch_size and self.max_batch_size < self.common.batch_size:
-      raise ValueError(
-        f'max_batch_size={self.max_batch_size} must be 0 or >= '
-        f'batch_size={self.common.batch_size}'
-      )
+    for name in ('max_batch_size', 'variants_max_batch_size'):
+      cap = getattr(self, name)
+      if cap and cap < c.batch_size:
+        raise ValueError(
+          f'--{name}={cap} must be 0 or >= --batch_size={c.batch_size}'
+        )
     if (
-      self.variants_max_batch_size
-      and self.variants_max_batch_size < self.common.batch_size
+      'increased_momentum' in self.schedules
+      and not self.increased_momentum > c.momentum
     ):
       raise ValueError(
-        f'variants_max_batch_size={self.variants_max_batch_size} must be 0 '
-        f'or >= batch_size={self.common.batch_size}'
+        f'--increased_momentum={self.increased_momentum} must be > '
+        f'--momentum={c.momentum} when --schedules has increased_momentum'
       )
     if 'adaptive' not in self.schedules:
       return
-    if not self.common.noise:
+    if not c.noise:
       raise ValueError(
         'noise=False: the adaptive schedule reads the measured noise scale; '
         'pass --noise or drop adaptive from --schedules'
       )
-    if not 0 < self.adaptive_every <= self.common.epochs:
+    if not self.adaptive_every <= c.epochs:
       raise ValueError(
-        f'adaptive_every={self.adaptive_every} must be in (0, epochs='
-        f'{self.common.epochs}]'
+        f'--adaptive_every={self.adaptive_every} must be <= --epochs='
+        f'{c.epochs}'
       )
-    if self.adaptive_max_growth < 1:
+    cap = self.adaptive_max_batch_size
+    if cap and cap < c.batch_size:
       raise ValueError(
-        f'adaptive_max_growth={self.adaptive_max_growth} must be >= 1'
+        f'--adaptive_max_batch_size={cap} must be 0 or >= '
+        f'--batch_size={c.batch_size}'
       )
-    if (
-      self.adaptive_max_batch_size
-      and self.adaptive_max_batch_size < self.common.batch_size
-    ):
-      raise ValueError(
-        f'adaptive_max_batch_size={self.adaptive_max_batch_size} must be 0 '
-        f'or >= batch_size={self.common.batch_size}'
-      )
+
+
+_flags.define(RampConfig)
 
 
 def get_config() -> RampConfig:
-  """Builds the typed config from the parsed flags."""
-  schedules = ['decay'] + [s for s in RAMP_SCHEDULES.value if s != 'decay']
-  return RampConfig(
-    common=_common.common_config(),
-    schedules=tuple(schedules),
-    milestones=tuple(float(m) for m in MILESTONES.value),
-    decay_factor=DECAY_FACTOR.value,
-    max_batch_size=MAX_BATCH_SIZE.value,
-    variants_max_batch_size=VARIANTS_MAX_BATCH_SIZE.value,
-    increased_lr_factor=INCREASED_LR_FACTOR.value,
-    increased_momentum=INCREASED_MOMENTUM.value,
-    adaptive_every=ADAPTIVE_EVERY.value,
-    adaptive_max_growth=ADAPTIVE_MAX_GROWTH.value,
-    adaptive_max_batch_size=ADAPTIVE_MAX_BATCH_SIZE.value,
-    project_devices=tuple(int(p) for p in PROJECT_DEVICES.value),
-    gpu_allreduce_latency_us=GPU_LATENCY_US.value,
-    gpu_allreduce_gbytes_per_s=GPU_BANDWIDTH.value,
-    tpu_allreduce_latency_us=TPU_LATENCY_US.value,
-    tpu_allreduce_gbytes_per_s=TPU_BANDWIDTH.value,
-  )
+  """Builds the typed config from the parsed flags (decay always runs)."""
+  config = _flags.read(RampConfig, common=_common.common_config())
+  schedules = ['decay'] + [s for s in config.schedules if s != 'decay']
+  return dataclasses.replace(config, schedules=tuple(schedules))
 
 
 # ------------------------------------------------------------ schedules
@@ -716,120 +617,87 @@ def _has(runs: Mapping[str, list[Mapping[str, Any]]], key: str) -> bool:
   )
 
 
-def check(config: RampConfig) -> dict[str, Plan]:
-  """Checks the experiment before anything trains: the settings, the
-  devices and the data, and every run's trainer config.
+class Ramp(_study.Study):
+  """The schedules of `build_plans`, trained and compared with decay."""
 
-  Returns:
-    The plans of the schedules.
+  name = 'ramp'
 
-  Raises:
-    ValueError: naming the field (or flag) and the fix.
-    FileNotFoundError: for a dataset that is not prepared.
-  """
-  config.validate()
-  c = config.common
-  n = _common.check_common(c)
-  plans = build_plans(config, n, 4 * _num_replicas(c.num_devices))
-  for plan in plans.values():
-    configs = [train_config(config, plan, seed) for seed in c.seeds]
-    _common.check_train_configs(configs, n)
-    if plan.adaptive is not None:
-      plan.adaptive.validate(configs[0])
-  return plans
+  def check(self) -> None:
+    """Checks the settings, the devices, the data and every run's trainer
+    config before anything trains.
 
+    Raises:
+      ValueError: naming the flag and the fix.
+      FileNotFoundError: for a dataset that is not prepared.
+    """
+    config = self.config
+    config.validate()
+    c = config.common
+    self.num_examples = _common.check_common(c)
+    self.plans = build_plans(
+      config, self.num_examples, 4 * _num_replicas(c.num_devices)
+    )
+    _study.check_trials(self.trials(), self.num_examples)
 
-def run(
-  config: RampConfig,
-  workdir: str,
-  *,
-  with_flags: bool = False,
-  overwrite: bool = False,
-):
-  """Runs every schedule and seed, writes results, figures and report.
-
-  Finished runs of the same config are reused, unfinished ones resume.
-
-  Args:
-    config: the experiment.
-    workdir: its directory (locked while running).
-    with_flags: also write the parsed flags as flags.cfg.
-    overwrite: train every run afresh.
-
-  Returns:
-    The results dict (also written to results.json).
-
-  Raises:
-    ValueError: for a bad setting, before anything trains.
-    lrjax.train.ConfigMismatchError: for a run of another config in
-      ``workdir``.
-    lrjax.train.WorkdirLockedError: when another process holds ``workdir``.
-  """
-  plans = check(config)
-  with _common.experiment_workdir(workdir, config, with_flags=with_flags):
-    return _run(config, plans, workdir, overwrite)
-
-
-def _run(
-  config: RampConfig, plans: dict[str, Plan], workdir: str, overwrite: bool
-) -> dict[str, Any]:
-  c = config.common
-  train_split = _common.load_split(c, 'train', c.seeds[0])
-  test_split = _common.load_split(c, 'test', c.seeds[0])
-  runs: dict[str, list[_runs.Run]] = {}
-  for k, (name, plan) in enumerate(plans.items(), 1):
-    logging.info('%s: batch %s, lr %s', name, plan.batch, plan.lr)
-    for j, seed in enumerate(c.seeds, 1):
-      run_dir = os.path.join(workdir, 'runs', name, f'seed{seed}')
-      done = _runs.train_run(
+  def trials(self) -> list[_study.Trial]:
+    c = self.config.common
+    return [
+      _study.Trial(
         name,
-        seed,
-        train_config(config, plan, seed),
-        run_dir,
-        _common.make_task(c, seed),
+        c.seeds,
+        lambda seed, p=plan: train_config(self.config, p, seed),
+        lambda seed: _common.make_task(c, seed),
+        train=_runs.adaptive_trainer(plan.adaptive),
         after=lambda result, __, p=plan: {
           'batch': p.describe_batch(),
           'lr': str(p.lr),
           'num_params': _num_params(result),
         },
-        train=_runs.adaptive_trainer(plan.adaptive),
         extra={
           'adaptive': None
           if plan.adaptive is None
           else dataclasses.asdict(plan.adaptive)
         },
-        overwrite=overwrite,
-        progress=f'schedule {k}/{len(plans)}, seed {j}/{len(c.seeds)}',
+        describe=f'batch {plan.batch}, lr {plan.lr}',
+        check=None
+        if plan.adaptive is None
+        else lambda configs, a=plan.adaptive: a.validate(configs[0]),
       )
-      runs.setdefault(name, []).append(done)
-  rows, table = _table(runs, 'decay')
-  claims = _claims(runs, 'decay')
-  figures = _figures(runs, plans, workdir)
-  projection = project_wall_time(config, runs, plans)
-  if projection is not None:
-    figures['projected_wall_time.png'] = (
-      'Projected wall time against devices (ring all-reduce model)'
+      for name, plan in self.plans.items()
+    ]
+
+  def analyze(
+    self, runs: dict[str, list[_runs.Run]], workdir: str
+  ) -> _study.Report:
+    config, plans = self.config, self.plans
+    rows, table = _table(runs, 'decay')
+    claims = _claims(runs, 'decay')
+    figures = _figures(runs, plans, workdir)
+    projection = project_wall_time(config, runs, plans)
+    if projection is not None:
+      figures['projected_wall_time.png'] = (
+        'Projected wall time against devices (ring all-reduce model)'
+      )
+      _plot_projection(projection, workdir)
+    c = config.common
+    results = {
+      'experiment': 'ramp',
+      'num_train_examples': self.num_examples,
+      'num_test_examples': _common.load_split(c, 'test', c.seeds[0]).num_examples,
+      'rows': rows,
+      'claims': claims,
+      'projection': projection,
+      'figures': figures,
+    }
+    report = _report(config, plans, table, claims, figures, self.num_examples)
+    return _study.Report(
+      results,
+      table,
+      report.replace(_PROJECTION_MARK, _projection_md(projection)),
     )
-    _plot_projection(projection, workdir)
-  results = {
-    'experiment': 'ramp',
-    'num_train_examples': train_split.num_examples,
-    'num_test_examples': test_split.num_examples,
-    'rows': rows,
-    'claims': claims,
-    'projection': projection,
-    'figures': figures,
-  }
-  report = _report(
-    config, plans, table, claims, figures, train_split.num_examples
-  )
-  _common.write_outputs(
-    workdir,
-    results,
-    table,
-    report.replace(_PROJECTION_MARK, _projection_md(projection)),
-  )
-  return results
+
+
+check, run, main = _study.entry_points(Ramp, get_config)
 
 
 _PROJECTION_MARK = '<!-- projection -->'
@@ -1033,15 +901,6 @@ def _report(config, plans, table, claims, figures, num_examples) -> str:
   lines += ['## Claims', '']
   lines += _common.claim_lines(claims) + _common.figure_lines(figures)
   return '\n'.join(lines)
-
-
-def main(argv: Sequence[str]) -> None:
-  done = _common.run_main(argv, 'ramp', get_config, run, check)
-  if done is None:
-    return
-  results, workdir = done
-  _common.print_claims(results['claims'])
-  _common.print_report_path(workdir)
 
 
 if __name__ == '__main__':

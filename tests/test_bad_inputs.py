@@ -43,13 +43,19 @@ def config(n=None, **changes):
   )
 
 
-def parse_flags(*argv):
-  """Parses the experiments' flags (valid defaults + ``argv``)."""
+def parse_flags(*argv, study=None):
+  """Parses the experiments' flags (valid defaults + ``argv``) and builds
+  the config: the common one, or ``study``'s checked one (an experiment
+  module: its ``get_config`` and ``check``)."""
 
   def parse():
     FLAGS.unparse_flags()
     try:
       FLAGS(['prog', '--epochs=40', *argv])
+      if study is None:
+        _common.common_config()
+      else:
+        study.check(study.get_config())
     finally:
       FLAGS.unparse_flags()
 
@@ -231,18 +237,30 @@ ROWS = [
     "--baseline_lr='cosine(-1,length=2)': lr='cosine(-1,length=2)' is -1",
   ),
   # Flags.
-  (parse_flags('--lr=-1'), '--lr must be > 0'),
-  (parse_flags('--momentum=1'), '--momentum must be in [0, 1)'),
-  (parse_flags('--weight_decay=-1'), '--weight_decay must be >= 0'),
-  (parse_flags('--checkpoint_seconds=-1'), '--checkpoint_seconds must be >='),
-  (parse_flags('--eval_every=0'), '--eval_every must be > 0 epochs'),
-  (parse_flags('--seeds=1,1'), '--seeds must be a non-empty list of distinct'),
-  (parse_flags('--model=resnet9000'), '--model must be a name lrjax.models'),
-  (parse_flags('--synthetic_shape=4,4'), '--synthetic_shape must be three'),
-  (parse_flags('--milestones=10,5'), '--milestones must be increasing'),
-  (parse_flags('--milestones=10,50'), '--milestones must all be < --epochs'),
-  (parse_flags('--schedules=decay,bogus'), '--schedules must be a non-empty'),
-  (parse_flags('--decay_factor=1'), '--decay_factor must be > 1'),
+  (parse_flags('--lr=-1'), '--lr=-1.0 must be > 0'),
+  (parse_flags('--momentum=1'), '--momentum=1.0 must be in [0, 1)'),
+  (parse_flags('--weight_decay=-1'), '--weight_decay=-1.0 must be >= 0'),
+  (parse_flags('--checkpoint_seconds=-1'), '--checkpoint_seconds=-1.0 must be >='),
+  (parse_flags('--eval_every=0'), '--eval_every=0.0 must be > 0 epochs'),
+  (parse_flags('--seeds=1,1'), '--seeds=1,1 must be a non-empty list of distinct'),
+  (parse_flags('--model=resnet9000'), '--model=resnet9000 must be a name lrjax.models'),
+  (parse_flags('--synthetic_shape=4,4'), '--synthetic_shape=4,4 must be three'),
+  (
+    parse_flags('--milestones=10,5', study=ramp),
+    '--milestones=10.0,5.0 must be increasing',
+  ),
+  (
+    parse_flags('--milestones=10,50', study=ramp),
+    '--milestones=10.0,50.0 must all be < --epochs=40.0',
+  ),
+  (
+    parse_flags('--schedules=decay,bogus', study=ramp),
+    '--schedules=decay,bogus must be a non-empty',
+  ),
+  (
+    parse_flags('--decay_factor=1', study=ramp),
+    '--decay_factor=1.0 must be > 1',
+  ),
   (parse_flags('--policy=nosuch(1)'), "--policy='nosuch(1)' does not parse"),
   (parse_flags('--policy=cosine(0.1,length=)'), "--policy='cosine(0.1,len"),
   (parse_flags('--target_accuracy=1.5'), '--target_accuracy must be in (0, 1]'),
