@@ -479,6 +479,9 @@ def _claims(
   return claims
 
 
+_NOISE_WINDOW = 9
+
+
 def _figures(
   runs: Mapping[str, list[_runs.Run]],
   plans: Mapping[str, Plan],
@@ -528,83 +531,17 @@ def _figures(
     path=os.path.join(workdir, 'batch_size.png'),
   )
   if _has(train, 'noise_scale'):
-    _plot_noise(train, os.path.join(workdir, 'noise_scale.png'))
+    plots.plot_noise_scales(
+      {name: group[0] for name, group in train.items()},
+      window=_NOISE_WINDOW,
+      path=os.path.join(workdir, 'noise_scale.png'),
+    )
     figures['noise_scale.png'] = (
       f'Measured gradient noise scale B_simple (first seed; faint: each '
       f'record, solid: centred median of {_NOISE_WINDOW} records, no lag) '
       'and the batch size in force (dashed steps)'
     )
-  import matplotlib.pyplot as plt
-
-  plt.close('all')
   return figures
-
-
-_NOISE_WINDOW = 9
-
-
-def centred_median(values: Any, window: int) -> np.ndarray:
-  """Median over a centred window (shrunk at the ends): a smoother with
-  no lag, robust to the single readings that scatter far.
-
-  Examples:
-    >>> centred_median([1.0, 9.0, 2.0, 3.0, 100.0, 4.0], 3).tolist()
-    [5.0, 2.0, 3.0, 3.0, 4.0, 52.0]
-  """
-  values = np.asarray(values, np.float64)
-  half = window // 2
-  out = np.full(values.shape, np.nan)
-  for i in range(values.size):
-    part = values[max(i - half, 0) : i + half + 1]
-    part = part[np.isfinite(part)]
-    if part.size:
-      out[i] = np.median(part)
-  return out
-
-
-def _plot_noise(train: Mapping[str, list[Mapping[str, Any]]], path: str):
-  """B_simple of each schedule's first seed, raw and smoothed, with the
-  batch size in force, so the adaptive rule's decisions can be read."""
-  import matplotlib
-
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt
-
-  fig, ax = plt.subplots(figsize=(8, 4.5))
-  colors = plt.rcParams['axes.prop_cycle'].by_key()['color']
-  for index, (name, group) in enumerate(train.items()):
-    run = group[0]
-    if 'noise_scale' not in run or not np.isfinite(run['noise_scale']).any():
-      continue
-    color = colors[index % len(colors)]
-    epoch = np.asarray(run['epoch'], np.float64)
-    noise = np.asarray(run['noise_scale'], np.float64)
-    ax.plot(epoch, noise, color=color, alpha=0.25, linewidth=0.8)
-    ax.plot(
-      epoch,
-      centred_median(noise, _NOISE_WINDOW),
-      color=color,
-      label=f'{name}: B_simple',
-    )
-    ax.plot(
-      epoch,
-      np.asarray(run['batch_size'], np.float64),
-      color=color,
-      linestyle='--',
-      drawstyle='steps-post',
-      label=f'{name}: batch size',
-    )
-  ax.set_yscale('log')
-  ax.yaxis.set_major_formatter(
-    matplotlib.ticker.FuncFormatter(lambda v, _: f'{v:,.0f}')
-  )
-  ax.set_xlabel('epochs')
-  ax.set_ylabel('examples')
-  ax.grid(True, which='both', alpha=0.3)
-  ax.legend(fontsize='small', loc='upper left', bbox_to_anchor=(1.02, 1.0))
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
 
 
 def _has(runs: Mapping[str, list[Mapping[str, Any]]], key: str) -> bool:
@@ -848,35 +785,25 @@ def _projection_md(projection: dict[str, Any] | None) -> str:
 
 
 def _plot_projection(projection: dict[str, Any], workdir: str) -> None:
-  import matplotlib
+  from lrjax import plots
 
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt
-
-  links = list(projection['links'])
   devices = projection['devices']
-  fig, axes = plt.subplots(
-    1, len(links), figsize=(5 * len(links), 4), squeeze=False
+  plots.plot_panels(
+    devices,
+    {
+      link['name']: {
+        row['schedule']: [row[f'{key}_{p}'] for p in devices]
+        for row in projection['rows']
+      }
+      for key, link in projection['links'].items()
+    },
+    xlabel='devices P',
+    ylabel='projected training seconds',
+    logx=2,
+    logy=True,
+    xticks=devices,
+    path=os.path.join(workdir, 'projected_wall_time.png'),
   )
-  for ax, key in zip(axes[0], links, strict=True):
-    for row in projection['rows']:
-      ax.plot(
-        devices,
-        [row[f'{key}_{p}'] for p in devices],
-        marker='o',
-        label=row['schedule'],
-      )
-    ax.set_xscale('log', base=2)
-    ax.set_yscale('log')
-    ax.set_xticks(devices, [str(p) for p in devices])
-    ax.set_xlabel('devices P')
-    ax.set_ylabel('projected training seconds')
-    ax.set_title(projection['links'][key]['name'])
-    ax.grid(True, which='both', alpha=0.3)
-  axes[0][-1].legend(loc='center left', bbox_to_anchor=(1.02, 0.5))
-  fig.tight_layout()
-  fig.savefig(os.path.join(workdir, 'projected_wall_time.png'), dpi=120)
-  plt.close(fig)
 
 
 def _report(config, plans, table, claims, figures, num_examples) -> str:

@@ -321,6 +321,23 @@ def plot_accuracy_vs_cost(
   return _finish_axes(fig, ax, title, path, logx=logx)
 
 
+def _draw_lines(ax, x, ys, markers, vlines) -> None:
+  for label, values in ys.items():
+    xv = x[label] if isinstance(x, Mapping) else x
+    ax.plot(np.asarray(xv, float), np.asarray(values, float), label=label)
+  for label, (mx, my) in (markers or {}).items():
+    ax.plot([mx], [my], marker='o', linestyle='none', label=label)
+  for label, at in (vlines or {}).items():
+    ax.axvline(at, color='0.4', linestyle=':', label=label)
+
+
+def _scale_x(ax, logx: bool | int, xticks) -> None:
+  if logx:
+    ax.set_xscale('log', base=10 if logx is True else logx)
+  if xticks is not None:
+    ax.set_xticks(list(xticks), [f'{t:g}' for t in xticks])
+
+
 def plot_lines(
   x: ArrayLike | Mapping[str, ArrayLike],
   ys: Mapping[str, ArrayLike],
@@ -328,9 +345,11 @@ def plot_lines(
   xlabel: str = '',
   ylabel: str = '',
   title: str | None = None,
-  logx: bool = False,
+  logx: bool | int = False,
   logy: bool = False,
   markers: Mapping[str, tuple[float, float]] | None = None,
+  vlines: Mapping[str, float] | None = None,
+  xticks: Sequence[float] | None = None,
   path: str | None = None,
 ) -> matplotlib.figure.Figure:
   """Plain labelled lines (one run each), with optional labelled markers.
@@ -344,9 +363,13 @@ def plot_lines(
     xlabel: horizontal axis label.
     ylabel: vertical axis label.
     title: axes title.
-    logx: logarithmic horizontal axis.
+    logx: logarithmic horizontal axis (True: base 10; an int: that base,
+      e.g. 2 for batch sizes).
     logy: logarithmic vertical axis.
     markers: label -> ``(x, y)`` point to mark (e.g. a suggested LR).
+    vlines: label -> horizontal position of a dotted vertical line (e.g.
+      a measured critical batch).
+    xticks: ticks of the horizontal axis, labelled with their values.
     path: where to save the PNG (not saved when None).
 
   Returns:
@@ -354,17 +377,62 @@ def plot_lines(
 
   Examples:
     >>> fig = plot_lines([1, 2, 3], {'loss': [3., 2., 2.5]},
-    ...                  markers={'min': (2., 2.)})
+    ...                  markers={'min': (2., 2.)}, vlines={'B': 2.5})
     >>> print(len(fig.axes[0].lines))
-    2
+    3
   """
   fig = matplotlib.figure.Figure(figsize=(5.5, 4))
   ax = fig.subplots()
-  for label, values in ys.items():
-    xv = x[label] if isinstance(x, Mapping) else x
-    ax.plot(np.asarray(xv, float), np.asarray(values, float), label=label)
-  for label, (mx, my) in (markers or {}).items():
-    ax.plot([mx], [my], marker='o', linestyle='none', label=label)
+  _draw_lines(ax, x, ys, markers, vlines)
+  _scale_x(ax, logx, xticks)
   ax.set_xlabel(xlabel)
   ax.set_ylabel(ylabel)
-  return _finish_axes(fig, ax, title, path, logx=logx, logy=logy)
+  return _finish_axes(fig, ax, title, path, logy=logy)
+
+
+def plot_panels(
+  x: ArrayLike,
+  panels: Mapping[str, Mapping[str, ArrayLike]],
+  *,
+  xlabel: str = '',
+  ylabel: str = '',
+  logx: bool | int = False,
+  logy: bool = False,
+  xticks: Sequence[float] | None = None,
+  path: str | None = None,
+) -> matplotlib.figure.Figure:
+  """Side-by-side panels of labelled lines over the same ``x``, one legend.
+
+  Args:
+    x: the horizontal values shared by every line.
+    panels: panel title -> (label -> vertical values); the labels are
+      expected to be the same in every panel.
+    xlabel: horizontal axis label.
+    ylabel: vertical axis label.
+    logx: logarithmic horizontal axis (True: base 10; an int: that base).
+    logy: logarithmic vertical axis.
+    xticks: ticks of the horizontal axis, labelled with their values.
+    path: where to save the PNG (not saved when None).
+
+  Returns:
+    The figure.
+
+  Examples:
+    >>> fig = plot_panels([1, 8], {'GPU': {'a': [2., 1.]},
+    ...                            'TPU': {'a': [2., .5]}}, logx=2)
+    >>> print(len(fig.axes))
+    2
+  """
+  fig = matplotlib.figure.Figure(figsize=(5 * len(panels), 4))
+  axes = fig.subplots(1, len(panels), squeeze=False)[0]
+  for ax, (title, ys) in zip(axes, panels.items(), strict=True):
+    _draw_lines(ax, x, {k: v for k, v in ys.items()}, None, None)
+    _scale_x(ax, logx, xticks)
+    if logy:
+      ax.set_yscale('log')
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, which='both', alpha=0.3)
+  _outside_legend(axes[-1])
+  return _finish_figure(fig, path)

@@ -12,6 +12,7 @@ from typing import Any
 
 import matplotlib
 import matplotlib.figure
+import matplotlib.ticker
 import numpy as np
 from jax.typing import ArrayLike
 
@@ -245,6 +246,91 @@ def plot_noise_scale(
   ax.set_yscale('log')
   ax.set_xlabel('epoch')
   ax.set_ylabel('examples')
+  return _finish_axes(fig, ax, title, path)
+
+
+def centred_median(values: ArrayLike, window: int) -> np.ndarray:
+  """Median over a centred window (shrunk at the ends, NaN skipped): a
+  smoother with no lag, robust to the single readings that scatter far.
+
+  Examples:
+    >>> centred_median([1.0, 9.0, 2.0, 3.0, 100.0, 4.0], 3).tolist()
+    [5.0, 2.0, 3.0, 3.0, 4.0, 52.0]
+  """
+  values = np.asarray(values, np.float64)
+  half = window // 2
+  out = np.full(values.shape, np.nan)
+  for i in range(values.size):
+    part = values[max(i - half, 0) : i + half + 1]
+    part = part[np.isfinite(part)]
+    if part.size:
+      out[i] = np.median(part)
+  return out
+
+
+def plot_noise_scales(
+  runs: Mapping[str, Mapping[str, ArrayLike]],
+  *,
+  window: int = 9,
+  title: str | None = None,
+  path: str | None = None,
+) -> matplotlib.figure.Figure:
+  """Several runs' measured B_simple with the batch size each had in force.
+
+  Each run gets one colour: its raw readings (faint), their
+  `centred_median` over ``window`` readings (solid, no lag), and its batch
+  size as a dashed step line, so that where a batch reached the noise
+  scale (the adaptive rule's aim) can be read off. Runs without a finite
+  reading are left out.
+
+  Args:
+    runs: name -> columns of its training records: ``'epoch'``,
+      ``'noise_scale'`` and optionally ``'batch_size'``.
+    window: readings in the smoothing window.
+    title: axes title.
+    path: where to save the PNG.
+
+  Returns:
+    The figure.
+
+  Examples:
+    >>> fig = plot_noise_scales({'a': {'epoch': [0, 1, 2],
+    ...   'noise_scale': [50., 80., 120.], 'batch_size': [32, 64, 64]}})
+    >>> print(len(fig.axes[0].lines))
+    3
+  """
+  fig = matplotlib.figure.Figure(figsize=(8, 4.5))
+  ax = fig.subplots()
+  colors = matplotlib.rcParams['axes.prop_cycle'].by_key()['color']
+  for index, (name, run) in enumerate(runs.items()):
+    noise = np.asarray(run['noise_scale'], np.float64)
+    if not np.isfinite(noise).any():
+      continue
+    color = colors[index % len(colors)]
+    epoch = np.asarray(run['epoch'], np.float64)
+    ax.plot(epoch, noise, color=color, alpha=0.25, linewidth=0.8)
+    ax.plot(
+      epoch,
+      centred_median(noise, window),
+      color=color,
+      label=f'{name}: B_simple',
+    )
+    if 'batch_size' in run:
+      ax.plot(
+        epoch,
+        np.asarray(run['batch_size'], np.float64),
+        color=color,
+        linestyle='--',
+        drawstyle='steps-post',
+        label=f'{name}: batch size',
+      )
+  ax.set_yscale('log')
+  ax.yaxis.set_major_formatter(
+    matplotlib.ticker.FuncFormatter(lambda v, _: f'{v:,.0f}')
+  )
+  ax.set_xlabel('epochs')
+  ax.set_ylabel('examples')
+  ax.grid(True, which='both', alpha=0.3)
   return _finish_axes(fig, ax, title, path)
 
 
