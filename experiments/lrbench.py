@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from absl import app, flags, logging
 
-from experiments import _common, _finder, _runs
+from experiments import _common, _finder, _flags, _runs
 
 PLACEHOLDER = '{lr}'
 
@@ -137,7 +137,7 @@ def get_config() -> LrBenchConfig:
     policies=tuple(POLICIES.value),
     target_accuracy=TARGET_ACCURACY.value,
     metrics=tuple(METRICS.value),
-    finder=_finder.finder_config(),
+    finder=_flags.read(_finder.FinderConfig),
   )
 
 

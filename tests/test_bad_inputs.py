@@ -266,8 +266,14 @@ ROWS = [
   (parse_flags('--target_accuracy=1.5'), '--target_accuracy must be in (0, 1]'),
   (parse_flags('--large_batch=16'), '--large_batch must be 0 (10% of the data'),
   (parse_flags('--sharpness_eps=0'), '--sharpness_eps must be positive'),
-  (parse_flags('--finder_max_lr=1e-5'), '--finder_max_lr must be > --finder'),
-  (parse_flags('--finder_steps=1'), '--finder_steps must be >= 2'),
+  (
+    parse_flags('--finder_max_lr=1e-5', study=lr_find),
+    '--finder_max_lr=1e-05 must be > --finder_min_lr=0.0001',
+  ),
+  (
+    parse_flags('--finder_steps=1', study=lr_find),
+    '--finder_steps=1 must be >= 2',
+  ),
   (parse_flags('--metric=no.such:fn'), '--metric must name importable'),
 ]
 

@@ -256,7 +256,9 @@ def test_lrbench_end_to_end(tmp_path):
     ),
     target_accuracy=0.9,
     metrics=(_worst_class_accuracy,),
-    finder=_finder.FinderConfig(min_lr=1e-3, max_lr=10.0, steps=30),
+    finder=_finder.FinderConfig(
+      finder_min_lr=1e-3, finder_max_lr=10.0, finder_steps=30
+    ),
   )
   workdir = str(tmp_path / 'lrbench')
   results = lrbench.run(config, workdir)
@@ -712,7 +714,10 @@ def test_sharpness_config_errors_name_the_flag(tmp_path, changes, flag):
 
 def test_lr_find_end_to_end(tmp_path):
   config = lr_find.LrFindConfig(
-    common=TINY, finder=_finder.FinderConfig(min_lr=1e-3, max_lr=10, steps=40)
+    common=TINY,
+    finder=_finder.FinderConfig(
+      finder_min_lr=1e-3, finder_max_lr=10, finder_steps=40
+    ),
   )
   workdir = str(tmp_path / 'lr_find')
   results = lr_find.run(config, workdir)
@@ -756,7 +761,9 @@ def test_lr_find_figure_draws_the_reported_suggestion(tmp_path, monkeypatch):
   monkeypatch.setattr(plots, 'plot_lr_finder', spy)
   config = lr_find.LrFindConfig(
     common=dataclasses.replace(TINY, seeds=(0, 1)),
-    finder=_finder.FinderConfig(min_lr=1e-3, max_lr=10, steps=40),
+    finder=_finder.FinderConfig(
+      finder_min_lr=1e-3, finder_max_lr=10, finder_steps=40
+    ),
   )
   results = lr_find.run(config, str(tmp_path / 'lr_find'))
   per_seed = [row['minimum_over_10'] for row in results['rows']]

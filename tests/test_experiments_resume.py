@@ -129,7 +129,10 @@ def test_changed_flags_are_refused_and_overwrite_retrains(tmp_path):
 def test_lr_find_reuses_a_range_test_only_with_the_same_inputs(tmp_path):
   workdir = str(tmp_path / 'lr_find')
   config = lr_find.LrFindConfig(
-    common=TINY, finder=_finder.FinderConfig(min_lr=1e-3, max_lr=1, steps=12)
+    common=TINY,
+    finder=_finder.FinderConfig(
+      finder_min_lr=1e-3, finder_max_lr=1, finder_steps=12
+    ),
   )
   lr_find.run(config, workdir)
   path = os.path.join(workdir, 'runs', 'seed0', 'range_test.json')
@@ -137,7 +140,7 @@ def test_lr_find_reuses_a_range_test_only_with_the_same_inputs(tmp_path):
   lr_find.run(config, workdir)
   assert os.path.getmtime(path) == before
   longer = dataclasses.replace(
-    config, finder=dataclasses.replace(config.finder, steps=20)
+    config, finder=dataclasses.replace(config.finder, finder_steps=20)
   )
   results = lr_find.run(longer, workdir)
   assert results['rows'][0]['updates'] == 20
