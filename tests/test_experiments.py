@@ -249,13 +249,13 @@ def _worst_class_accuracy(probs, labels):
 def test_lrbench_end_to_end(tmp_path):
   config = lrbench.LrBenchConfig(
     common=TINY,
-    policies=(
+    policy=(
       'constant(0.1)',
       'reduce_on_plateau(0.1,factor=0.5,patience=0)',
       'cosine({lr},length=2)',
     ),
     target_accuracy=0.9,
-    metrics=(_worst_class_accuracy,),
+    metric=(_worst_class_accuracy,),
     finder=_finder.FinderConfig(
       finder_min_lr=1e-3, finder_max_lr=10.0, finder_steps=30
     ),

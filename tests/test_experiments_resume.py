@@ -224,9 +224,9 @@ def _cli(module, *args, env=None):
         '--policy=cosine(0.1,length=20)',
         '--policy=nosuch(1)',
       ],
-      # absl names the whole (repeated) flag, the validator the bad text.
-      "FATAL Flags parsing error: flag --policy=[...]: --policy='nosuch(1)' "
-      "does not parse: unknown policy 'nosuch'",
+      # The message names the whole (repeated) flag, then the bad text.
+      'FATAL Flags error: --policy=[...] must be policy texts '
+      "lrjax.schedules.parse reads: 'nosuch(1)': unknown policy 'nosuch'",
     ),
     (
       'ramp',
