@@ -323,15 +323,22 @@ class LrBench(_study.Study):
 # ------------------------------------------------------------ report
 
 
-_METRIC_KEYS = (
-  'top1',
-  'top5',
-  'loss',
-  'generalization_gap',
-  'confidence_mean',
-  'confidence_std',
-  'cdac_std',
+# The table's metric columns: (row key, header, scale, digits).
+_COLUMNS = (
+  ('top1', 'top-1 %', 100, 2),
+  ('top5', 'top-5 %', 100, 2),
+  ('loss', 'test loss', 1, 3),
+  ('updates_to_target', 'updates to {:.0%}', 1, 0),
+  ('seconds_to_target', 'train s to {:.0%}', 1, 1),
+  ('generalization_gap', 'loss gap (test - train)', 1, 3),
+  ('confidence_mean', 'confidence on correct', 1, 3),
+  ('confidence_std', 'confidence spread', 1, 3),
+  ('cdac_std', 'CDAC spread', 1, 3),
+  ('wall_seconds', 'wall s', 1, 1),
 )
+# The final metrics (summary['final']) averaged over seeds, in column order.
+_NOT_FINAL = ('updates_to_target', 'seconds_to_target', 'wall_seconds')
+_FINAL_KEYS = [k for k, *_ in _COLUMNS if k not in _NOT_FINAL]
 
 
 def _rows(runs, policies, target, extra) -> list[dict[str, Any]]:
@@ -343,22 +350,18 @@ def _rows(runs, policies, target, extra) -> list[dict[str, Any]]:
       'kind': policies[label]['kind'],
       'text': policies[label]['policy'],
     }
-    for key in (*_METRIC_KEYS, *extra):
+    for key in (*_FINAL_KEYS, *extra):
       row[key] = _common.mean_std([f[key] for f in finals])
     row['top1_per_seed'] = [f['top1'] for f in finals]
-    reach = [_to_target(r, target) for r in group]
-    reached = [u for u, _ in reach if not math.isnan(u)]
+    updates, seconds = zip(*[_to_target(r, target) for r in group], strict=True)
+    reached = [u for u in updates if not math.isnan(u)]
     row['reached_target'] = f'{len(reached)}/{len(group)}'
     row['updates_to_target'] = _common.mean_std(reached)
     row['seconds_to_target'] = _common.mean_std(
-      [s for _, s in reach if not math.isnan(s)]
+      [t for t in seconds if not math.isnan(t)]
     )
-    row['num_updates'] = _common.mean_std(
-      [r.summary['num_updates'] for r in group]
-    )
-    row['wall_seconds'] = _common.mean_std(
-      [r.summary['wall_seconds'] for r in group]
-    )
+    for key in ('num_updates', 'wall_seconds'):
+      row[key] = _common.mean_std([r.summary[key] for r in group])
     rows.append(row)
   return rows
 
@@ -420,43 +423,22 @@ def _ms(pair: tuple[float, float], scale: float = 1.0, digits: int = 2) -> str:
 
 
 def _table(rows, target, extra) -> str:
-  header = [
-    'rank',
-    'policy',
-    'kind',
-    'top-1 %',
-    'top-5 %',
-    'test loss',
-    f'updates to {target:.0%}',
-    f'train s to {target:.0%}',
-    'loss gap (test - train)',
-    'confidence on correct',
-    'confidence spread',
-    'CDAC spread',
-    'wall s',
-    *extra,
+  header = [h.format(target) for _, h, _, _ in _COLUMNS]
+  lines = [
+    [
+      f'={r["rank"]}' if r['tied'] else str(r['rank']),
+      f'`{r["policy"]}`',
+      r['kind'],
+      *[_ms(r[k], scale, digits) for k, _, scale, digits in _COLUMNS],
+      *[_ms(r[k], 1, 4) for k in extra],
+    ]
+    for r in rows
   ]
-  lines = []
-  for r in rows:
-    lines.append(
-      [
-        f'={r["rank"]}' if r['tied'] else str(r['rank']),
-        f'`{r["policy"]}`',
-        r['kind'],
-        _ms(r['top1'], 100),
-        _ms(r['top5'], 100),
-        _ms(r['loss'], 1, 3),
-        _ms(r['updates_to_target'], 1, 0) + f' ({r["reached_target"]})',
-        _ms(r['seconds_to_target'], 1, 1),
-        _ms(r['generalization_gap'], 1, 3),
-        _ms(r['confidence_mean'], 1, 3),
-        _ms(r['confidence_std'], 1, 3),
-        _ms(r['cdac_std'], 1, 3),
-        _ms(r['wall_seconds'], 1, 1),
-        *[_ms(r[k], 1, 4) for k in extra],
-      ]
-    )
-  return _common.markdown_table(header, lines)
+  for line, r in zip(lines, rows, strict=True):
+    line[6] += f' ({r["reached_target"]})'  # updates to target
+  return _common.markdown_table(
+    ['rank', 'policy', 'kind', *header, *extra], lines
+  )
 
 
 def _figures(runs, workdir) -> dict[str, str]:
@@ -466,42 +448,37 @@ def _figures(runs, workdir) -> dict[str, str]:
 
   labels = {
     'epoch': 'epochs',
-    'step': 'parameter updates',
     'lr': 'learning rate',
     'accuracy': 'test accuracy',
   }
   train = {k: [r.train for r in g] for k, g in runs.items()}
-  test = {k: [r.test for r in g] for k, g in runs.items()}
   lrs = np.concatenate(
     [np.asarray(r['lr'], float) for g in train.values() for r in g]
   )
   lrs = lrs[np.isfinite(lrs) & (lrs > 0)]
+  # A log axis once the policies span a decade or more.
+  logy = bool(lrs.size and lrs.max() >= 10 * lrs.min())
+  path = os.path.join(workdir, 'lr_curves.png')
   plots.plot_curves(
-    train,
-    x='epoch',
-    y='lr',
-    labels=labels,
-    band='range',
-    # A log axis once the policies span a decade or more.
-    logy=bool(lrs.size and lrs.max() >= 10 * lrs.min()),
-    path=os.path.join(workdir, 'lr_curves.png'),
+    train, y='lr', labels=labels, band='range', logy=logy, path=path
   )
   plots.plot_curves(
-    test,
-    x='epoch',
-    y='accuracy',
+    {k: [r.test for r in g] for k, g in runs.items()},
     labels=labels,
     path=os.path.join(workdir, 'accuracy_vs_epochs.png'),
   )
-  costs = [('wall_seconds', 'wall seconds', 'accuracy_vs_cost.png')]
+  figures = {
+    'lr_curves.png': 'Learning rate in force against epochs',
+    'accuracy_vs_epochs.png': 'Test accuracy against epochs',
+    'accuracy_vs_cost.png': 'Final test accuracy against wall time',
+  }
+  costs = {'accuracy_vs_cost.png': ('wall_seconds', 'wall seconds')}
   # Against updates only where the policies' update counts differ: with one
   # batch size for all (the usual case) the plot would be one vertical line.
-  updates = {r.summary['num_updates'] for g in runs.values() for r in g}
-  if len(updates) > 1:
-    costs.append(
-      ('num_updates', 'parameter updates', 'accuracy_vs_updates.png')
-    )
-  for cost, xlabel, name in costs:
+  if len({r.summary['num_updates'] for g in runs.values() for r in g}) > 1:
+    figures['accuracy_vs_updates.png'] = 'Final test accuracy against updates'
+    costs['accuracy_vs_updates.png'] = ('num_updates', 'parameter updates')
+  for name, (cost, xlabel) in costs.items():
     plots.plot_accuracy_vs_cost(
       {
         k: [(r.summary[cost], r.summary['final']['top1']) for r in g]
@@ -512,13 +489,6 @@ def _figures(runs, workdir) -> dict[str, str]:
       path=os.path.join(workdir, name),
     )
   plt.close('all')
-  figures = {
-    'lr_curves.png': 'Learning rate in force against epochs',
-    'accuracy_vs_epochs.png': 'Test accuracy against epochs',
-    'accuracy_vs_cost.png': 'Final test accuracy against wall time',
-  }
-  if len(updates) > 1:
-    figures['accuracy_vs_updates.png'] = 'Final test accuracy against updates'
   return figures
 
 
