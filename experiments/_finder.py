@@ -48,17 +48,8 @@ class FinderConfig:
 _flags.define(FinderConfig)
 
 # The settings a range test depends on besides the sweep.
-_INPUTS = (
-  'dataset',
-  'model',
-  'batch_size',
-  'optimizer',
-  'momentum',
-  'weight_decay',
-  'synthetic_examples',
-  'synthetic_shape',
-  'synthetic_classes',
-)
+_INPUTS = 'dataset model batch_size optimizer momentum weight_decay'.split()
+_INPUTS += ['synthetic_examples', 'synthetic_shape', 'synthetic_classes']
 
 
 def range_test(

@@ -262,9 +262,12 @@ ROWS = [
     '--decay_factor=1.0 must be > 1',
   ),
   (
-    parse_flags('--policy=nosuch(1)', study=lrbench),
-    "--policy=nosuch(1) must be policy texts lrjax.schedules.parse reads: "
-    "'nosuch(1)': unknown policy 'nosuch'",
+    # A repeated flag: the message names all of it, then the bad text.
+    parse_flags(
+      '--policy=cosine(0.1,length=20)', '--policy=nosuch(1)', study=lrbench
+    ),
+    '--policy=cosine(0.1,length=20),nosuch(1) must be policy texts '
+    "lrjax.schedules.parse reads: 'nosuch(1)': unknown policy 'nosuch'",
   ),
   (
     parse_flags('--policy=cosine(0.1,length=)', study=lrbench),

@@ -210,25 +210,6 @@ def _cli(module, *args, env=None):
       'training examples',
     ),
     (
-      'lr_find',
-      [
-        '--flagfile=experiments/flagfiles/lr_find_digits.cfg',
-        '--batch_size=2000',
-      ],
-      'FATAL Flags error: --batch_size=2000 is larger than the 1437',
-    ),
-    (
-      'lrbench',
-      [
-        '--flagfile=experiments/flagfiles/lrbench_digits.cfg',
-        '--policy=cosine(0.1,length=20)',
-        '--policy=nosuch(1)',
-      ],
-      # The message names the whole (repeated) flag, then the bad text.
-      'FATAL Flags error: --policy=[...] must be policy texts '
-      "lrjax.schedules.parse reads: 'nosuch(1)': unknown policy 'nosuch'",
-    ),
-    (
       'ramp',
       ['--flagfile=experiments/flagfiles/digits.cfg', '--dataset=mnist'],
       "FATAL Flags error: dataset 'mnist' is not prepared as array_record",
