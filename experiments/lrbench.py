@@ -26,33 +26,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from absl import app, flags, logging
+from absl import app, flags
 
-from experiments import _common, _finder, _runs
+from experiments import _common, _finder, _flags, _runs, _study
+from experiments._flags import setting
 
 PLACEHOLDER = '{lr}'
-
-POLICIES = flags.DEFINE_multi_string(
-  'policy',
-  [
-    'constant(0.1)',
-    'multistep(0.1,milestones=10/15,gamma=0.1)',
-    'cosine(0.1,length=20)',
-  ],
-  'A learning-rate policy over epochs in its text form; repeat the flag for '
-  f'several. A text with {PLACEHOLDER} runs the LR range test first.',
-)
-TARGET_ACCURACY = flags.DEFINE_float(
-  'target_accuracy',
-  0.95,
-  'Test accuracy at which to count updates and seconds to target.',
-)
-METRICS = flags.DEFINE_multi_string(
-  'metric',
-  [],
-  'Extra metric module:function, called as f(probs, labels) -> float on the '
-  'test split; repeat the flag for several.',
-)
 
 
 def _parse_policy(text: str) -> Any:
@@ -61,93 +40,93 @@ def _parse_policy(text: str) -> Any:
   return schedules.parse(text.replace(PLACEHOLDER, '1'))
 
 
-def _parses(texts: Sequence[str]) -> bool:
-  """Whether every text parses; raises ValidationError naming a bad one."""
+def _parses(texts: Sequence[str]) -> str | None:
   if not texts:
-    return False
+    return 'must be one or more policy texts, e.g. cosine(0.1,length=20)'
   for text in texts:
     try:
       _parse_policy(text)
     except (ValueError, TypeError, KeyError) as e:
-      raise flags.ValidationError(
-        f'--policy={text!r} does not parse: {e}'
-      ) from None
-  return True
+      return f'must be policy texts lrjax.schedules.parse reads: {text!r}: {e}'
+  return None
 
 
-flags.register_validator(
-  'policy',
-  _parses,
-  message='--policy must be one or more policy texts that '
-  'lrjax.schedules.parse reads, e.g. cosine(0.1,length=20)',
-)
-flags.register_validator(
-  'target_accuracy',
-  lambda v: 0 < v <= 1,
-  message='--target_accuracy must be in (0, 1]',
-)
-
-
-def _imports(paths: Sequence[str]) -> bool:
+def _imports(paths: Sequence[Any]) -> str | None:
   try:
-    return all(callable(_common.import_function(p)) for p in paths)
+    if all(callable(_function(p)) for p in paths):
+      return None
   except (ImportError, AttributeError, ValueError):
-    return False
+    pass
+  return 'must name importable functions as package.module:function'
 
 
-flags.register_validator(
-  'metric',
-  _imports,
-  message='--metric must name importable functions as package.module:function',
-)
+def _function(metric: Any) -> Callable[..., Any]:
+  return _common.import_function(metric) if isinstance(metric, str) else metric
 
 
 @dataclasses.dataclass(frozen=True)
 class LrBenchConfig:
-  """The benchmark: common settings, policies, target and extra metrics."""
+  """The benchmark: common settings, policies, target, extra metrics and the
+  range test's sweep (each of its own fields is its flag)."""
 
   common: _common.CommonConfig = _common.CommonConfig()
-  policies: tuple[str, ...] = (
-    'constant(0.1)',
-    'cosine(0.1,length=20)',
+  policy: tuple[str, ...] = setting(
+    (
+      'constant(0.1)',
+      'multistep(0.1,milestones=10/15,gamma=0.1)',
+      'cosine(0.1,length=20)',
+    ),
+    'A learning-rate policy over epochs in its text form; repeat the flag '
+    f'for several. A text with {PLACEHOLDER} runs the LR range test first.',
+    check=_parses,
   )
-  target_accuracy: float = 0.95
-  # `package.module:function` paths (from --metric) or the functions.
-  metrics: tuple[Any, ...] = ()
+  target_accuracy: float = setting(
+    0.95,
+    'Test accuracy at which to count updates and seconds to target.',
+    check=lambda v: None if 0 < v <= 1 else 'must be in (0, 1]',
+  )
+  # `package.module:function` paths; in process, the functions themselves.
+  metric: tuple[str, ...] = setting(
+    (),
+    'Extra metric module:function, called as f(probs, labels) -> float on '
+    'the test split; repeat the flag for several.',
+    check=_imports,
+  )
   finder: _finder.FinderConfig = _finder.FinderConfig()
 
-  def validate(self) -> None:
-    """Raises ValueError naming the field and the fix."""
-    if not self.policies:
-      raise ValueError('policies=() must name at least one policy')
-    for text in self.policies:
-      try:
-        _parse_policy(text)
-      except (ValueError, TypeError, KeyError) as e:
-        raise ValueError(f'policies: {text!r} does not parse: {e}') from e
-    if not 0 < self.target_accuracy <= 1:
-      raise ValueError(f'target_accuracy={self.target_accuracy} not in (0, 1]')
-    self.finder.validate()
+  def metric_fns(self) -> dict[str, Callable[..., float]]:
+    """The extra metrics by name (their path, or the function's name)."""
+    return {
+      m if isinstance(m, str) else m.__name__: _function(m) for m in self.metric
+    }
+
+
+def define_repeated(cls: type, *names: str) -> None:
+  """Defines the list settings ``names`` of ``cls`` as repeated flags
+  (``--policy=a --policy=b``), for items that hold commas; `_flags.define`
+  then skips them and `_flags.read` reads their lists."""
+  fields = {f.name: f for f in dataclasses.fields(cls)}
+  for name in names:
+    field = fields[name]
+    flags.DEFINE_multi_string(
+      name, list(field.default), field.metadata['help'], module_name=__name__
+    )
+
+
+define_repeated(LrBenchConfig, 'policy', 'metric')
+_flags.define(LrBenchConfig)
 
 
 def get_config() -> LrBenchConfig:
   """Builds the typed config from the parsed flags."""
-  return LrBenchConfig(
+  return _flags.read(
+    LrBenchConfig,
     common=_common.common_config(),
-    policies=tuple(POLICIES.value),
-    target_accuracy=TARGET_ACCURACY.value,
-    metrics=tuple(METRICS.value),
-    finder=_finder.finder_config(),
+    finder=_flags.read(_finder.FinderConfig),
   )
 
 
 # ------------------------------------------------------------ metrics
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-  z = logits - logits.max(axis=1, keepdims=True)
-  e = np.exp(z)
-  return e / e.sum(axis=1, keepdims=True)
 
 
 def prediction_metrics(probs: np.ndarray, labels: np.ndarray) -> dict:
@@ -165,11 +144,8 @@ def prediction_metrics(probs: np.ndarray, labels: np.ndarray) -> dict:
   """
   labels = np.asarray(labels)
   n, classes = probs.shape
-  pred = probs.argmax(axis=1)
-  correct = pred == labels
-  k = min(5, classes)
-  topk = np.argsort(-probs, axis=1)[:, :k]
-  top5 = (topk == labels[:, None]).any(axis=1)
+  correct = probs.argmax(axis=1) == labels
+  topk = np.argsort(-probs, axis=1)[:, : min(5, classes)]
   loss = -np.log(np.clip(probs[np.arange(n), labels], 1e-12, None))
   conf = probs.max(axis=1)[correct]
   per_class = [
@@ -179,7 +155,7 @@ def prediction_metrics(probs: np.ndarray, labels: np.ndarray) -> dict:
   ]
   return {
     'top1': float(correct.mean()),
-    'top5': float(top5.mean()),
+    'top5': float((topk == labels[:, None]).any(axis=1).mean()),
     'loss': float(loss.mean()),
     'confidence_mean': float(conf.mean()) if conf.size else math.nan,
     'confidence_std': float(conf.std()) if conf.size else math.nan,
@@ -201,22 +177,25 @@ def predict(
   probs, labels = [], []
   for start in range(0, ds.num_examples, 512):
     batch = ds.take(np.arange(start, min(start + 512, ds.num_examples)))
-    probs.append(_softmax(np.asarray(apply(variables, batch['image']))))
+    logits = np.asarray(apply(variables, batch['image']))
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs.append(e / e.sum(axis=1, keepdims=True))
     labels.append(np.asarray(batch['label']))
   return np.concatenate(probs), np.concatenate(labels)
 
 
 def _after(
-  common: _common.CommonConfig,
-  seed: int,
-  metric_fns: Mapping[str, Callable[[np.ndarray, np.ndarray], float]],
+  common: _common.CommonConfig, metric_fns: Mapping[str, Callable[..., float]]
 ) -> Callable[[Any, str], dict[str, Any]]:
+  """The run's final metrics, from its final parameters (test and train)."""
+
   def after(result: Any, workdir: str) -> dict[str, Any]:
+    # The seed picks the data only for --dataset=synthetic.
+    seed = _common.read_json(os.path.join(workdir, 'config.json'))['seed']
     variables = _common.final_variables(result, workdir)
     probs, labels = predict(common, variables, 'test', seed)
     test = prediction_metrics(probs, labels)
-    train_probs, train_labels = predict(common, variables, 'train', seed)
-    train = prediction_metrics(train_probs, train_labels)
+    train = prediction_metrics(*predict(common, variables, 'train', seed))
     extra = {name: float(fn(probs, labels)) for name, fn in metric_fns.items()}
     return {
       'final': {
@@ -231,56 +210,18 @@ def _after(
   return after
 
 
-def _train_seconds(run: _runs.Run) -> np.ndarray:
-  """Training seconds at each logged step, from the logged step rates."""
+def _to_target(run: _runs.Run, target: float) -> tuple[float, float]:
+  """(updates, training seconds) until the test accuracy first >= target;
+  the seconds come from the logged step rates (evaluation excluded)."""
+  step = _runs.first_reaching(run, 'accuracy', target, 'step')
   steps = run.train.get('step', np.zeros(0))
+  if math.isnan(step) or not steps.size:
+    return step, math.nan
   rates = run.train.get('steps_per_sec', np.zeros(0))
   previous = np.concatenate([[0.0], steps[:-1]])
   with np.errstate(divide='ignore', invalid='ignore'):
     dt = np.where(rates > 0, (steps - previous) / rates, 0.0)
-  return np.cumsum(np.nan_to_num(dt))
-
-
-def _to_target(run: _runs.Run, target: float) -> tuple[float, float]:
-  """(updates, training seconds) until the test accuracy first >= target."""
-  step = _runs.first_reaching(run, 'accuracy', target, 'step')
-  if math.isnan(step):
-    return math.nan, math.nan
-  seconds = _train_seconds(run)
-  steps = run.train.get('step', np.zeros(0))
-  if not steps.size:
-    return step, math.nan
-  return step, float(np.interp(step, steps, seconds))
-
-
-# ------------------------------------------------------------ run
-
-
-def resolve_policies(
-  config: LrBenchConfig, workdir: str
-) -> dict[str, dict[str, Any]]:
-  """Label -> {text, policy text used, range test} for every policy."""
-  resolved = {}
-  finder_result = None
-  for text in config.policies:
-    entry: dict[str, Any] = {'text': text, 'kind': _kind(text)}
-    if PLACEHOLDER in text:
-      if finder_result is None:
-        finder_result = _finder.range_test(
-          config.common,
-          config.finder,
-          config.common.seeds[0],
-          os.path.join(workdir, 'range_test'),
-        )
-      lr = float(finder_result['suggested_lr'])
-      entry['suggested_lr'] = lr
-      entry['policy'] = text.replace(PLACEHOLDER, f'{lr:.4g}')
-      label = f'range test: {entry["policy"]}'
-    else:
-      entry['policy'] = text
-      label = text
-    resolved[label] = entry
-  return resolved
+  return step, float(np.interp(step, steps, np.cumsum(np.nan_to_num(dt))))
 
 
 def _kind(text: str) -> str:
@@ -291,115 +232,113 @@ def _kind(text: str) -> str:
   return 'formula'
 
 
-def train_config(config: LrBenchConfig, policy_text: str, seed: int):
-  """The trainer's config for one seed of one policy."""
-  from lrjax import schedules
-
-  c = config.common
-  return _common.train_config(
-    c, batch=c.batch_size, lr=schedules.parse(policy_text), seed=seed
-  )
+# ------------------------------------------------------------ study
 
 
-def check(config: LrBenchConfig) -> None:
-  """Checks the settings, the devices, the data and every run's trainer
-  config (a range-test policy with LR 1 in place of ``{lr}``) before
-  anything trains.
+class LrBench(_study.Study):
+  """Every policy trained on the same budget and seeds, then ranked."""
 
-  Raises:
-    ValueError: naming the field (or flag) and the fix.
-    FileNotFoundError: for a dataset that is not prepared.
-  """
-  config.validate()
-  n = _common.check_common(config.common)
-  _common.check_batch('--batch_size', config.common.batch_size, n)
-  for text in config.policies:
-    policy = text.replace(PLACEHOLDER, '1')
-    configs = [train_config(config, policy, s) for s in config.common.seeds]
-    try:
-      _common.check_train_configs(configs, n)
-    except ValueError as e:
-      raise ValueError(f'--policy={text!r}: {e}') from None
+  name = 'lrbench'
 
+  def check(self) -> None:
+    """Checks the settings, the devices, the data and every run's trainer
+    config (a range-test policy with LR 1 in place of ``{lr}``)."""
+    config = self.config
+    _flags.check(config)
+    config.finder.validate()
+    n = _common.check_common(config.common)
+    _common.check_batch('--batch_size', config.common.batch_size, n)
+    for text in config.policy:
+      policy = {'policy': text.replace(PLACEHOLDER, '1')}
+      try:
+        _study.check_trials(self._trials({text: policy}), n)
+      except ValueError as e:
+        raise ValueError(f'--policy={text!r}: {e}') from None
 
-def run(
-  config: LrBenchConfig,
-  workdir: str,
-  *,
-  with_flags: bool = False,
-  overwrite: bool = False,
-):
-  """Trains every policy and seed; writes the ranked table, figures, report.
+  def _trials(self, policies: Mapping[str, dict[str, Any]]) -> list:
+    """A trial per policy, its runs in ``runs/policy<index>``."""
+    from lrjax import schedules
 
-  Finished runs of the same config are reused, unfinished ones resume.
-
-  Raises:
-    ValueError: for a bad setting, before anything trains.
-    lrjax.train.ConfigMismatchError: for a run of another config in
-      ``workdir``.
-    lrjax.train.WorkdirLockedError: when another process holds ``workdir``.
-  """
-  check(config)
-  with _common.experiment_workdir(workdir, config, with_flags=with_flags):
-    return _run(config, workdir, overwrite)
-
-
-def _run(config: LrBenchConfig, workdir: str, overwrite: bool):
-  metric_fns = {
-    (m if isinstance(m, str) else m.__name__): (
-      _common.import_function(m) if isinstance(m, str) else m
-    )
-    for m in config.metrics
-  }
-  if overwrite:
-    path = os.path.join(workdir, 'range_test', 'range_test.json')
-    if os.path.exists(path):
-      os.remove(path)
-  policies = resolve_policies(config, workdir)
-  runs: dict[str, list[_runs.Run]] = {}
-  seeds = config.common.seeds
-  for index, (label, entry) in enumerate(policies.items()):
-    for j, seed in enumerate(seeds, 1):
-      run_dir = os.path.join(workdir, 'runs', f'policy{index}', f'seed{seed}')
-      runs.setdefault(label, []).append(
-        _runs.train_run(
-          label,
-          seed,
-          train_config(config, entry['policy'], seed),
-          run_dir,
-          _common.make_task(config.common, seed),
-          after=_after(config.common, seed, metric_fns),
-          extra={'metrics': sorted(metric_fns)},
-          overwrite=overwrite,
-          progress=f'policy {index + 1}/{len(policies)}, seed {j}/{len(seeds)}',
-        )
+    c = self.config.common
+    extra = {'metrics': sorted(self.config.metric_fns())}
+    after = _after(c, self.config.metric_fns())
+    return [
+      _study.Trial(
+        f'policy{index}',
+        c.seeds,
+        lambda seed, text=entry['policy']: _common.train_config(
+          c, batch=c.batch_size, lr=schedules.parse(text), seed=seed
+        ),
+        lambda seed: _common.make_task(c, seed),
+        after=after,
+        extra=extra,
+        describe=entry['policy'],
       )
-  rows = rank_with_ties(
-    _rows(runs, policies, config.target_accuracy, list(metric_fns))
-  )
-  table = _table(rows, config.target_accuracy, list(metric_fns))
-  figures = _figures(runs, workdir)
-  results = {
-    'experiment': 'lrbench',
-    'target_accuracy': config.target_accuracy,
-    'rows': rows,
-    'figures': figures,
-  }
-  _common.write_outputs(
-    workdir, results, table, _report(config, rows, table, figures)
-  )
-  return results
+      for index, entry in enumerate(policies.values())
+    ]
+
+  def _resolve(self, workdir: str, overwrite: bool) -> dict[str, dict]:
+    """Label -> {text, kind, policy text used, suggested LR} per policy;
+    a ``{lr}`` takes the range test's suggestion (one test, the first
+    seed's, in ``range_test/``)."""
+    resolved, test = {}, None
+    for text in self.config.policy:
+      entry: dict[str, Any] = {'text': text, 'kind': _kind(text)}
+      if PLACEHOLDER in text:
+        c = self.config.common
+        test = test or _finder.range_test(
+          c,
+          self.config.finder,
+          c.seeds[0],
+          os.path.join(workdir, 'range_test'),
+          overwrite=overwrite,
+        )
+        entry['suggested_lr'] = lr = float(test['suggested_lr'])
+        entry['policy'] = text.replace(PLACEHOLDER, f'{lr:.4g}')
+        resolved[f'range test: {entry["policy"]}'] = entry
+      else:
+        resolved[text] = {**entry, 'policy': text}
+    return resolved
+
+  def run(self, context: _study.Context) -> _study.Report:
+    """Resolves the policies (the range test first), trains, ranks."""
+    policies = self._resolve(context.workdir, context.overwrite)
+    trained = context.train(self._trials(policies))
+    runs = dict(zip(policies, trained.values(), strict=True))
+    target = self.config.target_accuracy
+    extra = list(self.config.metric_fns())
+    rows = rank_with_ties(_rows(runs, policies, target, extra))
+    table = _table(rows, target, extra)
+    figures = _figures(runs, context.workdir)
+    results = {
+      'experiment': 'lrbench',
+      'target_accuracy': target,
+      'rows': rows,
+      'figures': figures,
+    }
+    report = _report(self.config, rows, table, figures)
+    return _study.Report(results, table, report)
 
 
-_METRIC_KEYS = (
-  'top1',
-  'top5',
-  'loss',
-  'generalization_gap',
-  'confidence_mean',
-  'confidence_std',
-  'cdac_std',
+# ------------------------------------------------------------ report
+
+
+# The table's metric columns: (row key, header, scale, digits).
+_COLUMNS = (
+  ('top1', 'top-1 %', 100, 2),
+  ('top5', 'top-5 %', 100, 2),
+  ('loss', 'test loss', 1, 3),
+  ('updates_to_target', 'updates to {:.0%}', 1, 0),
+  ('seconds_to_target', 'train s to {:.0%}', 1, 1),
+  ('generalization_gap', 'loss gap (test - train)', 1, 3),
+  ('confidence_mean', 'confidence on correct', 1, 3),
+  ('confidence_std', 'confidence spread', 1, 3),
+  ('cdac_std', 'CDAC spread', 1, 3),
+  ('wall_seconds', 'wall s', 1, 1),
 )
+# The final metrics (summary['final']) averaged over seeds, in column order.
+_NOT_FINAL = ('updates_to_target', 'seconds_to_target', 'wall_seconds')
+_FINAL_KEYS = [k for k, *_ in _COLUMNS if k not in _NOT_FINAL]
 
 
 def _rows(runs, policies, target, extra) -> list[dict[str, Any]]:
@@ -411,22 +350,18 @@ def _rows(runs, policies, target, extra) -> list[dict[str, Any]]:
       'kind': policies[label]['kind'],
       'text': policies[label]['policy'],
     }
-    for key in (*_METRIC_KEYS, *extra):
+    for key in (*_FINAL_KEYS, *extra):
       row[key] = _common.mean_std([f[key] for f in finals])
     row['top1_per_seed'] = [f['top1'] for f in finals]
-    reach = [_to_target(r, target) for r in group]
-    reached = [u for u, _ in reach if not math.isnan(u)]
+    updates, seconds = zip(*[_to_target(r, target) for r in group], strict=True)
+    reached = [u for u in updates if not math.isnan(u)]
     row['reached_target'] = f'{len(reached)}/{len(group)}'
     row['updates_to_target'] = _common.mean_std(reached)
     row['seconds_to_target'] = _common.mean_std(
-      [s for _, s in reach if not math.isnan(s)]
+      [t for t in seconds if not math.isnan(t)]
     )
-    row['num_updates'] = _common.mean_std(
-      [r.summary['num_updates'] for r in group]
-    )
-    row['wall_seconds'] = _common.mean_std(
-      [r.summary['wall_seconds'] for r in group]
-    )
+    for key in ('num_updates', 'wall_seconds'):
+      row[key] = _common.mean_std([r.summary[key] for r in group])
     rows.append(row)
   return rows
 
@@ -488,43 +423,22 @@ def _ms(pair: tuple[float, float], scale: float = 1.0, digits: int = 2) -> str:
 
 
 def _table(rows, target, extra) -> str:
-  header = [
-    'rank',
-    'policy',
-    'kind',
-    'top-1 %',
-    'top-5 %',
-    'test loss',
-    f'updates to {target:.0%}',
-    f'train s to {target:.0%}',
-    'loss gap (test - train)',
-    'confidence on correct',
-    'confidence spread',
-    'CDAC spread',
-    'wall s',
-    *extra,
+  header = [h.format(target) for _, h, _, _ in _COLUMNS]
+  lines = [
+    [
+      f'={r["rank"]}' if r['tied'] else str(r['rank']),
+      f'`{r["policy"]}`',
+      r['kind'],
+      *[_ms(r[k], scale, digits) for k, _, scale, digits in _COLUMNS],
+      *[_ms(r[k], 1, 4) for k in extra],
+    ]
+    for r in rows
   ]
-  lines = []
-  for r in rows:
-    lines.append(
-      [
-        f'={r["rank"]}' if r['tied'] else str(r['rank']),
-        f'`{r["policy"]}`',
-        r['kind'],
-        _ms(r['top1'], 100),
-        _ms(r['top5'], 100),
-        _ms(r['loss'], 1, 3),
-        _ms(r['updates_to_target'], 1, 0) + f' ({r["reached_target"]})',
-        _ms(r['seconds_to_target'], 1, 1),
-        _ms(r['generalization_gap'], 1, 3),
-        _ms(r['confidence_mean'], 1, 3),
-        _ms(r['confidence_std'], 1, 3),
-        _ms(r['cdac_std'], 1, 3),
-        _ms(r['wall_seconds'], 1, 1),
-        *[_ms(r[k], 1, 4) for k in extra],
-      ]
-    )
-  return _common.markdown_table(header, lines)
+  for line, r in zip(lines, rows, strict=True):
+    line[6] += f' ({r["reached_target"]})'  # updates to target
+  return _common.markdown_table(
+    ['rank', 'policy', 'kind', *header, *extra], lines
+  )
 
 
 def _figures(runs, workdir) -> dict[str, str]:
@@ -534,42 +448,37 @@ def _figures(runs, workdir) -> dict[str, str]:
 
   labels = {
     'epoch': 'epochs',
-    'step': 'parameter updates',
     'lr': 'learning rate',
     'accuracy': 'test accuracy',
   }
   train = {k: [r.train for r in g] for k, g in runs.items()}
-  test = {k: [r.test for r in g] for k, g in runs.items()}
   lrs = np.concatenate(
     [np.asarray(r['lr'], float) for g in train.values() for r in g]
   )
   lrs = lrs[np.isfinite(lrs) & (lrs > 0)]
+  # A log axis once the policies span a decade or more.
+  logy = bool(lrs.size and lrs.max() >= 10 * lrs.min())
+  path = os.path.join(workdir, 'lr_curves.png')
   plots.plot_curves(
-    train,
-    x='epoch',
-    y='lr',
-    labels=labels,
-    band='range',
-    # A log axis once the policies span a decade or more.
-    logy=bool(lrs.size and lrs.max() >= 10 * lrs.min()),
-    path=os.path.join(workdir, 'lr_curves.png'),
+    train, y='lr', labels=labels, band='range', logy=logy, path=path
   )
   plots.plot_curves(
-    test,
-    x='epoch',
-    y='accuracy',
+    {k: [r.test for r in g] for k, g in runs.items()},
     labels=labels,
     path=os.path.join(workdir, 'accuracy_vs_epochs.png'),
   )
-  costs = [('wall_seconds', 'wall seconds', 'accuracy_vs_cost.png')]
+  figures = {
+    'lr_curves.png': 'Learning rate in force against epochs',
+    'accuracy_vs_epochs.png': 'Test accuracy against epochs',
+    'accuracy_vs_cost.png': 'Final test accuracy against wall time',
+  }
+  costs = {'accuracy_vs_cost.png': ('wall_seconds', 'wall seconds')}
   # Against updates only where the policies' update counts differ: with one
   # batch size for all (the usual case) the plot would be one vertical line.
-  updates = {r.summary['num_updates'] for g in runs.values() for r in g}
-  if len(updates) > 1:
-    costs.append(
-      ('num_updates', 'parameter updates', 'accuracy_vs_updates.png')
-    )
-  for cost, xlabel, name in costs:
+  if len({r.summary['num_updates'] for g in runs.values() for r in g}) > 1:
+    figures['accuracy_vs_updates.png'] = 'Final test accuracy against updates'
+    costs['accuracy_vs_updates.png'] = ('num_updates', 'parameter updates')
+  for name, (cost, xlabel) in costs.items():
     plots.plot_accuracy_vs_cost(
       {
         k: [(r.summary[cost], r.summary['final']['top1']) for r in g]
@@ -580,13 +489,6 @@ def _figures(runs, workdir) -> dict[str, str]:
       path=os.path.join(workdir, name),
     )
   plt.close('all')
-  figures = {
-    'lr_curves.png': 'Learning rate in force against epochs',
-    'accuracy_vs_epochs.png': 'Test accuracy against epochs',
-    'accuracy_vs_cost.png': 'Final test accuracy against wall time',
-  }
-  if len(updates) > 1:
-    figures['accuracy_vs_updates.png'] = 'Final test accuracy against updates'
   return figures
 
 
@@ -660,12 +562,7 @@ def _report(config, rows, table, figures) -> str:
   return '\n'.join(lines)
 
 
-def main(argv: Sequence[str]) -> None:
-  done = _common.run_main(argv, 'lrbench', get_config, run, check)
-  if done is not None:
-    logging.info('report: %s', os.path.join(done[1], 'report.md'))
-    _common.print_report_path(done[1])
-
+check, run, main = _study.entry_points(LrBench, get_config)
 
 if __name__ == '__main__':
   app.run(main)

@@ -208,7 +208,7 @@ ROWS = [
   ),
   (
     lambda: lrbench.check(
-      lrbench.LrBenchConfig(common(), policies=('cosine(-1,length=2)',))
+      lrbench.LrBenchConfig(common(), policy=('cosine(-1,length=2)',))
     ),
     "--policy='cosine(-1,length=2)': lr='cosine(-1,length=2)' is -1 at",
   ),
@@ -261,14 +261,36 @@ ROWS = [
     parse_flags('--decay_factor=1', study=ramp),
     '--decay_factor=1.0 must be > 1',
   ),
-  (parse_flags('--policy=nosuch(1)'), "--policy='nosuch(1)' does not parse"),
-  (parse_flags('--policy=cosine(0.1,length=)'), "--policy='cosine(0.1,len"),
-  (parse_flags('--target_accuracy=1.5'), '--target_accuracy must be in (0, 1]'),
+  (
+    # A repeated flag: the message names all of it, then the bad text.
+    parse_flags(
+      '--policy=cosine(0.1,length=20)', '--policy=nosuch(1)', study=lrbench
+    ),
+    '--policy=cosine(0.1,length=20),nosuch(1) must be policy texts '
+    "lrjax.schedules.parse reads: 'nosuch(1)': unknown policy 'nosuch'",
+  ),
+  (
+    parse_flags('--policy=cosine(0.1,length=)', study=lrbench),
+    '--policy=cosine(0.1,length=) must be policy texts',
+  ),
+  (
+    parse_flags('--target_accuracy=1.5', study=lrbench),
+    '--target_accuracy=1.5 must be in (0, 1]',
+  ),
   (parse_flags('--large_batch=16'), '--large_batch must be 0 (10% of the data'),
   (parse_flags('--sharpness_eps=0'), '--sharpness_eps must be positive'),
-  (parse_flags('--finder_max_lr=1e-5'), '--finder_max_lr must be > --finder'),
-  (parse_flags('--finder_steps=1'), '--finder_steps must be >= 2'),
-  (parse_flags('--metric=no.such:fn'), '--metric must name importable'),
+  (
+    parse_flags('--finder_max_lr=1e-5', study=lr_find),
+    '--finder_max_lr=1e-05 must be > --finder_min_lr=0.0001',
+  ),
+  (
+    parse_flags('--finder_steps=1', study=lr_find),
+    '--finder_steps=1 must be >= 2',
+  ),
+  (
+    parse_flags('--metric=no.such:fn', study=lrbench),
+    '--metric=no.such:fn must name importable functions',
+  ),
 ]
 
 
