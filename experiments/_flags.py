@@ -41,6 +41,7 @@ def setting(
   choices: Sequence[str] | None = None,
   check: Check | None = None,
   none_if_empty: bool = False,
+  repeated: bool = False,
 ) -> Any:
   """A dataclass field that is also an absl flag.
 
@@ -50,6 +51,8 @@ def setting(
     choices: the allowed values of a text setting (an enum flag).
     check: ``check(value) -> None | 'must be ...'``, tested by `check`.
     none_if_empty: a flag value that is empty or 0 means None (off).
+    repeated: a list setting given as a repeated flag (``--policy=a
+      --policy=b``), for items that hold commas.
 
   Returns:
     A `dataclasses.field` carrying the flag's metadata.
@@ -61,6 +64,7 @@ def setting(
       'choices': tuple(choices) if choices else None,
       'check': check,
       'none_if_empty': none_if_empty,
+      'repeated': repeated,
     },
   )
 
@@ -124,7 +128,11 @@ def define(cls: type, *, skip: Sequence[str] = (), module: str = '') -> None:
     meta, default = field.metadata, field.default
     args = (field.name, default, meta['help'])
     kwargs = {'module_name': module or cls.__module__}
-    if meta['choices']:
+    if meta['repeated']:
+      flags.DEFINE_multi_string(
+        field.name, list(default), meta['help'], **kwargs
+      )
+    elif meta['choices']:
       flags.DEFINE_enum(
         field.name, default, meta['choices'], meta['help'], **kwargs
       )
@@ -195,11 +203,13 @@ def check(settings: Any) -> None:
       what it must be.
   """
   for field in _settings(type(settings)):
-    test = field.metadata['check']
+    test, choices = field.metadata['check'], field.metadata['choices']
     value = getattr(settings, field.name)
-    if test is None or value is None:
+    if value is None:
       continue
-    problem = test(value)
+    problem = test(value) if test is not None else None
+    if choices and value not in choices:
+      problem = f'must be one of {", ".join(choices)}'
     if problem:
       shown = ','.join(map(str, value)) if isinstance(value, tuple) else value
       raise ValueError(f'--{field.name}={shown} {problem}')

@@ -79,6 +79,7 @@ class LrBenchConfig:
     'A learning-rate policy over epochs in its text form; repeat the flag '
     f'for several. A text with {PLACEHOLDER} runs the LR range test first.',
     check=_parses,
+    repeated=True,
   )
   target_accuracy: float = setting(
     0.95,
@@ -91,6 +92,7 @@ class LrBenchConfig:
     'Extra metric module:function, called as f(probs, labels) -> float on '
     'the test split; repeat the flag for several.',
     check=_imports,
+    repeated=True,
   )
   finder: _finder.FinderConfig = _finder.FinderConfig()
 
@@ -101,19 +103,6 @@ class LrBenchConfig:
     }
 
 
-def define_repeated(cls: type, *names: str) -> None:
-  """Defines the list settings ``names`` of ``cls`` as repeated flags
-  (``--policy=a --policy=b``), for items that hold commas; `_flags.define`
-  then skips them and `_flags.read` reads their lists."""
-  fields = {f.name: f for f in dataclasses.fields(cls)}
-  for name in names:
-    field = fields[name]
-    flags.DEFINE_multi_string(
-      name, list(field.default), field.metadata['help'], module_name=__name__
-    )
-
-
-define_repeated(LrBenchConfig, 'policy', 'metric')
 _flags.define(LrBenchConfig)
 
 
