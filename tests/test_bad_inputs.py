@@ -264,8 +264,14 @@ ROWS = [
   (parse_flags('--policy=nosuch(1)'), "--policy='nosuch(1)' does not parse"),
   (parse_flags('--policy=cosine(0.1,length=)'), "--policy='cosine(0.1,len"),
   (parse_flags('--target_accuracy=1.5'), '--target_accuracy must be in (0, 1]'),
-  (parse_flags('--large_batch=16'), '--large_batch must be 0 (10% of the data'),
-  (parse_flags('--sharpness_eps=0'), '--sharpness_eps must be positive'),
+  (
+    parse_flags('--large_batch=16', study=sharpness),
+    '--large_batch=16 must be 0 or > --small_batch=32',
+  ),
+  (
+    parse_flags('--sharpness_eps=0', study=sharpness),
+    '--sharpness_eps=0.0 must be positive',
+  ),
   (parse_flags('--finder_max_lr=1e-5'), '--finder_max_lr must be > --finder'),
   (parse_flags('--finder_steps=1'), '--finder_steps must be >= 2'),
   (parse_flags('--metric=no.such:fn'), '--metric must name importable'),
