@@ -395,27 +395,21 @@ def measure(
   )
   f = jax.jit(f)
   out: dict[str, Any] = {}
+  # The definition's own start, y = 0 (the headline), beside the half-box
+  # start, which moves off an exact minimum: both are lower bounds of the
+  # box maximum; the subspace starts at its half box.
+  starts = (
+    {'start': 'zero'},
+    {},
+    {'subspace': min(config.subspace_dim, x.size)},
+  )
   for eps in config.sharpness_eps:
-    # The definition's own start, y = 0 (the headline), beside the
-    # half-box start, which moves off an exact minimum: both are lower
-    # bounds of the box maximum.
-    zero = lrsharp.eps_sharpness(
-      f, x, eps=eps, max_iter=config.sharpness_iters, seed=seed, start='zero'
-    )
-    full = lrsharp.eps_sharpness(
-      f, x, eps=eps, max_iter=config.sharpness_iters, seed=seed
-    )
-    sub = lrsharp.eps_sharpness(
-      f,
-      x,
-      eps=eps,
-      subspace=min(config.subspace_dim, x.shape[0]),
-      max_iter=config.sharpness_iters,
-      seed=seed,
-    )
-    out[f'sharpness_full_{eps:g}_from_zero'] = float(zero.sharpness)
-    out[f'sharpness_full_{eps:g}'] = float(full.sharpness)
-    out[f'sharpness_subspace_{eps:g}'] = float(sub.sharpness)
+    for key, start in zip(_eps_keys(eps), starts, strict=True):
+      out[key] = float(
+        lrsharp.eps_sharpness(
+          f, x, eps=eps, max_iter=config.sharpness_iters, seed=seed, **start
+        ).sharpness
+      )
   lam, _ = lrsharp.top_eigenvalue(
     f, x, num_iters=config.hessian_iters, key=seed
   )
@@ -467,16 +461,12 @@ def stop_hook(
   settings = _common.jsonable(rule)
 
   class StopRuleHook(lrtrain.Hook):
-    sync = True
+    sync, name = True, 'stop_rule'
 
     def __init__(self):
       self.checks: list[dict[str, Any]] = []
       self.stopped: str | None = None
       self.workdir = ''
-
-    @property
-    def name(self):
-      return 'stop_rule'
 
     def due(self, update):
       k = len(self.checks)
@@ -491,23 +481,15 @@ def stop_hook(
         examples_seen=info.examples,
       )
       loss = float(loss_fn(checked, self.workdir))
+      epoch = info.examples / num_examples
       self.checks.append(
-        {
-          'epoch': info.examples / num_examples,
-          'step': int(info.update),
-          'train_loss': loss,
-        }
+        {'epoch': epoch, 'step': int(info.update), 'train_loss': loss}
       )
       self.stopped = rule.stop([c['train_loss'] for c in self.checks])
+      stopped = f', stopped ({self.stopped})' if self.stopped else ''
       logging.info(
-        '%s check %d/%d: epoch %.2f, update %d, training loss %.4g%s',
-        rule.protocol,
-        len(self.checks),
-        rule.num_checks,
-        self.checks[-1]['epoch'],
-        info.update,
-        loss,
-        f', stopped ({self.stopped})' if self.stopped else '',
+        f'{rule.protocol} check {len(self.checks)}/{rule.num_checks}: epoch '
+        f'{epoch:.2f}, update {info.update}, training loss {loss:.4g}{stopped}'
       )
       return lrtrain.HookResult(
         metrics={'stop_rule_train_loss': loss},
@@ -566,17 +548,14 @@ def train_until(
   `workdir` lists the checks when the call ends.
 
   Args:
-    train_config: the run's `lrjax.train.TrainConfig`.
+    train_config, workdir, task: the trainer's arguments.
     rule: the stopping rule.
-    workdir: the run's trainer workdir.
-    task: what is trained (a `lrjax.train.Task`).
     loss_fn: ``loss_fn(checked, workdir) -> float``, the training loss at
       the variables of ``checked`` (``params``, ``model_state``, like a
       `TrainResult`'s).
     num_examples: training examples (epochs -> updates).
     overwrite: train afresh.
-    train: ``train(config, workdir, task, overwrite=..., hooks=...)``;
-      None: `lrjax.train.train_and_evaluate`.
+    train: the trainer (with ``hooks=``); None: `train_and_evaluate`.
 
   Returns:
     The `TrainResult` of the trainer call.
@@ -777,7 +756,10 @@ class Sharpness(_study.Study):
       'batch_sizes': regimes,
       'rows': rows,
       'claims': claims,
-      'interpolation': interp,
+      'interpolation': {
+        p: _common.jsonable({'alphas': r.alphas, 'metrics': r.metrics})
+        for p, r in interp.items()
+      },
       'figures': figures,
     }
     report = _report(config, regimes, table, rows, claims, figures, n)
@@ -787,7 +769,7 @@ class Sharpness(_study.Study):
 check, run, main = _study.entry_points(Sharpness, get_config)
 
 
-def _interpolation(config, runs, seed) -> dict[str, Any]:
+def _interpolation(config, runs, seed) -> Any:
   from lrjax import sharpness as lrsharp
 
   small = _load_params(runs['small batch'][0].workdir)
@@ -798,14 +780,13 @@ def _interpolation(config, runs, seed) -> dict[str, Any]:
     batch = ds.take(np.arange(ds.num_examples))
     data[split] = (batch['image'], batch['label'])
   # The whole variables (batch-norm statistics too) move along the path.
-  result = lrsharp.interpolate(
+  return lrsharp.interpolate(
     _loss_and_metrics(_model(config, seed)),
     small,
     large,
     data,
     alphas=np.linspace(-1, 2, config.interp_points),
   )
-  return _common.jsonable({'alphas': result.alphas, 'metrics': result.metrics})
 
 
 def _eps_keys(eps: float) -> list[str]:
@@ -879,24 +860,13 @@ def _table(config, runs, measures, regimes, n):
           fmt(columns[sub], 1, 3),
         ]
       lines.append([*cells, fmt(columns['top_eigenvalue'], 1, 3)])
-  header = [
-    'protocol',
-    'regime',
-    'batch',
-    'stopped by',
-    'epochs',
-    'updates',
-    'train loss',
-    'train acc %',
-    'test acc %',
-  ]
+  header = (
+    'protocol|regime|batch|stopped by|epochs|updates|train loss|train acc %|'
+    'test acc %'
+  ).split('|')
   for eps in config.sharpness_eps:
-    header += [
-      f'φ eps={eps:g} (%), y0 = 0',
-      '÷ small batch',
-      'from half box',
-      'subspace',
-    ]
+    header += [f'φ eps={eps:g} (%), y0 = 0', '÷ small batch']
+    header += ['from half box', 'subspace']
   header.append('top Hessian eigenvalue')
   return rows, _common.markdown_table(header, lines)
 
@@ -964,70 +934,55 @@ def _protocol_claims(config, protocol, runs, measures) -> list[dict[str, Any]]:
   return claims
 
 
+_LABELS = {
+  'epoch': 'epochs',
+  'step': 'parameter updates',
+  'accuracy': 'test accuracy',
+  'train_loss': 'training loss (checks)',
+}
+
+
 def _figures(config, runs, interp, workdir) -> dict[str, str]:
   import matplotlib.pyplot as plt
 
   from lrjax import plots
-  from lrjax import sharpness as lrsharp
 
-  seed = config.common.seeds[0]
   figures = {}
-  for protocol in config.protocols:
+  for protocol, result in interp.items():
     name = f'interpolation_{protocol}.png'
     plots.plot_interpolation(
-      lrsharp.Interpolation(
-        np.asarray(interp[protocol]['alphas'], float),
-        {
-          split: {k: np.asarray(v, float) for k, v in metrics.items()}
-          for split, metrics in interp[protocol]['metrics'].items()
-        },
-        'linear',
-      ),
-      title=f'1-D parametric plot, {protocol} (seed {seed})',
+      result,
+      title=f'1-D parametric plot, {protocol} (seed {config.common.seeds[0]})',
       path=os.path.join(workdir, name),
     )
     figures[name] = (
       f'{protocol}: loss and accuracy along the line through both minima '
       '(alpha = 0: small batch, 1: large batch)'
     )
+  curves = {
+    f'{label} ({protocol})': group
+    for protocol in config.protocols
+    for label, group in runs[protocol].items()
+  }
   plots.plot_curves(
-    {
-      f'{label} ({protocol})': [r.test for r in group]
-      for protocol in config.protocols
-      for label, group in runs[protocol].items()
-    },
+    {label: [r.test for r in group] for label, group in curves.items()},
     x=('epoch', 'step'),
     y='accuracy',
-    labels={
-      'epoch': 'epochs',
-      'step': 'parameter updates',
-      'accuracy': 'test accuracy',
-    },
+    labels=_LABELS,
     path=os.path.join(workdir, 'test_accuracy.png'),
   )
   figures['test_accuracy.png'] = 'Test accuracy during training'
   checked = {
-    f'{label} ({protocol})': [
-      {
-        key: np.asarray([c[key] for c in r.summary['checks']], float)
-        for key in ('epoch', 'step', 'train_loss')
-      }
-      for r in group
-    ]
-    for protocol in config.protocols
-    if protocol != 'equal_epochs'
-    for label, group in runs[protocol].items()
+    label: [_columns(r.summary['checks']) for r in group]
+    for label, group in curves.items()
+    if group[0].summary['checks']
   }
   if checked:
     plots.plot_curves(
       checked,
       x=('epoch', 'step'),
       y='train_loss',
-      labels={
-        'epoch': 'epochs',
-        'step': 'parameter updates',
-        'train_loss': 'training loss (checks)',
-      },
+      labels=_LABELS,
       logy=True,
       path=os.path.join(workdir, 'training_loss.png'),
     )
@@ -1037,6 +992,13 @@ def _figures(config, runs, interp, workdir) -> dict[str, str]:
     )
   plt.close('all')
   return figures
+
+
+def _columns(checks) -> dict[str, np.ndarray]:
+  return {
+    key: np.asarray([c[key] for c in checks], float)
+    for key in ('epoch', 'step', 'train_loss')
+  }
 
 
 def _report(config, regimes, table, rows, claims, figures, n) -> str:
