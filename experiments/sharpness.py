@@ -311,17 +311,11 @@ def _loss_and_metrics(model: Any):
 
 
 def measured_data(config: SharpnessConfig, seed: int):
-  """The training examples everything is measured on.
+  """``(images, labels)``: the training examples everything is measured on.
 
   Keskar et al. measure on the training loss, so by default the whole
-  training split; ``sharpness_examples`` > 0 takes its first k (big data).
-
-  Args:
-    config: the experiment's config.
-    seed: the run's seed (it draws `--dataset=synthetic` data).
-
-  Returns:
-    ``(images, labels)`` as arrays.
+  training split (drawn from `seed` for ``--dataset=synthetic``);
+  ``sharpness_examples`` > 0 takes its first k (big data).
   """
   train = _common.load_split(config.common, 'train', seed)
   n = train.num_examples
@@ -347,9 +341,6 @@ def training_loss(metrics: Any, variables: Any, data, chunk: int = 1024):
     variables: the model variables.
     data: ``(images, labels)``.
     chunk: examples per call (bounds the memory of big models).
-
-  Returns:
-    ``(loss, accuracy)``, means over all of `data`.
   """
   n = len(data[1])
   loss = accuracy = 0.0
@@ -659,13 +650,7 @@ class Sharpness(_study.Study):
   name = 'sharpness'
 
   def check(self) -> None:
-    """Checks the settings, the devices, the data and every run's trainer
-    config before anything trains.
-
-    Raises:
-      ValueError: naming the flag and the fix.
-      FileNotFoundError: for a dataset that is not prepared.
-    """
+    """The settings, the data, both batches and every trainer config."""
     config = self.config
     config.validate()
     self.n = _common.check_common(config.common)

@@ -272,6 +272,18 @@ ROWS = [
     parse_flags('--sharpness_eps=0', study=sharpness),
     '--sharpness_eps=0.0 must be positive',
   ),
+  (
+    parse_flags('--protocols=target_loss,bogus', study=sharpness),
+    '--protocols=target_loss,bogus must be distinct names out of',
+  ),
+  (
+    parse_flags('--loss_check_epochs=500', study=sharpness),
+    '--max_epochs=400.0 must be >= --loss_check_epochs=500.0',
+  ),
+  (
+    parse_flags('--target_loss=0', study=sharpness),
+    '--target_loss=0.0 must be > 0',
+  ),
   (parse_flags('--finder_max_lr=1e-5'), '--finder_max_lr must be > --finder'),
   (parse_flags('--finder_steps=1'), '--finder_steps must be >= 2'),
   (parse_flags('--metric=no.such:fn'), '--metric must name importable'),

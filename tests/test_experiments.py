@@ -783,20 +783,6 @@ def test_lr_find_figure_draws_the_reported_suggestion(tmp_path, monkeypatch):
     ('ramp', 'digits.cfg', '--schedules=decay,bogus', '--schedules'),
     ('ramp', 'cifar10.cfg', '--decay_factor=1', '--decay_factor'),
     ('lrbench', 'lrbench_digits.cfg', '--policy=nosuch(1)', '--policy'),
-    ('sharpness', 'sharpness_digits.cfg', '--large_batch=16', '--large_batch'),
-    (
-      'sharpness',
-      'sharpness_digits.cfg',
-      '--protocols=target_loss,bogus',
-      '--protocols',
-    ),
-    (
-      'sharpness',
-      'sharpness_digits.cfg',
-      '--loss_check_epochs=500',
-      '--max_epochs=400.0 must be >= --loss_check_epochs=500.0',
-    ),
-    ('sharpness', 'sharpness_digits.cfg', '--target_loss=0', '--target_loss'),
     ('lr_find', 'lr_find_digits.cfg', '--finder_max_lr=1e-5', '--finder_max'),
   ],
 )
