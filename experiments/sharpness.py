@@ -41,163 +41,29 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from absl import app, flags, logging
+from absl import app, logging
 
-from experiments import _common, _runs
+from experiments import _common, _flags, _runs, _study
+from experiments._flags import setting
 
 PROTOCOLS = ('target_loss', 'converge', 'equal_epochs')
 
-SMALL_BATCH = flags.DEFINE_integer(
-  'small_batch', 32, 'Small-batch regime: batch size.'
-)
-LARGE_BATCH = flags.DEFINE_integer(
-  'large_batch',
-  0,
-  'Large-batch regime: batch size (0: 10% of the training set, as Keskar).',
-)
-TRAIN_PROTOCOLS = flags.DEFINE_list(
-  'protocols',
-  ['target_loss', 'equal_epochs'],
-  'How long each regime trains, one set of runs per protocol, the first '
-  'the headline: target_loss (until the training loss is at most '
-  '--target_loss), converge (until it stops improving) or equal_epochs '
-  '(--epochs each).',
-)
-TARGET_LOSS = flags.DEFINE_float(
-  'target_loss',
-  1e-3,
-  'target_loss protocol: train until the training loss (mean cross-entropy '
-  'on the sharpness examples) is at most this.',
-)
-LOSS_CHECK_EPOCHS = flags.DEFINE_float(
-  'loss_check_epochs',
-  5.0,
-  'target_loss and converge protocols: measure the training loss every '
-  'this many epochs (each check ends a trainer call at a checkpoint).',
-)
-CONVERGE_PATIENCE = flags.DEFINE_integer(
-  'converge_patience',
-  3,
-  'converge protocol: stop after this many checks in a row without an '
-  'improvement.',
-)
-CONVERGE_MIN_IMPROVEMENT = flags.DEFINE_float(
-  'converge_min_improvement',
-  0.01,
-  'converge protocol: a check improves when its loss is below (1 - this) '
-  'times the best loss of the earlier checks.',
-)
-MAX_EPOCHS = flags.DEFINE_float(
-  'max_epochs',
-  400.0,
-  'target_loss and converge protocols: stop at this many epochs at the '
-  'latest (a hang guard; the report says which runs it stopped).',
-)
-SHARPNESS_EPS = flags.DEFINE_list(
-  'sharpness_eps', ['1e-3', '5e-4'], 'Box sizes eps of the eps-sharpness.'
-)
-SUBSPACE_DIM = flags.DEFINE_integer(
-  'subspace_dim', 100, 'Dimension p of the random subspace (A is n x p).'
-)
-SHARPNESS_ITERS = flags.DEFINE_integer(
-  'sharpness_iters', 10, 'L-BFGS-B iterations of the box maximisation.'
-)
-HESSIAN_ITERS = flags.DEFINE_integer(
-  'hessian_iters', 20, 'Power iterations for the top Hessian eigenvalue.'
-)
-SHARPNESS_EXAMPLES = flags.DEFINE_integer(
-  'sharpness_examples',
-  0,
-  'Training examples the training loss, the sharpness and the Hessian are '
-  'measured on: 0 for the whole training set (Keskar measures the training '
-  'loss), or the first k to subsample big data.',
-)
-WARM_START_EPOCHS = flags.DEFINE_list(
-  'warm_start_epochs',
-  [],
-  "Keskar's warm start: for each k, a run that trains k epochs with the "
-  'small batch and the rest with the large batch (empty: none).',
-)
-INTERP_POINTS = flags.DEFINE_integer(
-  'interp_points', 31, 'Points of the 1-D plot over alpha in [-1, 2].'
-)
 
-_common.register_bound('small_batch', 1)
-_common.register_bound('large_batch', 0, note=' (0: 10% of the data)')
-flags.register_validator(
-  'protocols',
-  lambda v: bool(v) and len(set(v)) == len(v) and set(v) <= set(PROTOCOLS),
-  message='--protocols must be distinct names out of '
-  f'{",".join(PROTOCOLS)}, e.g. target_loss,equal_epochs',
-)
-_common.register_bound('target_loss', 0, strict=True)
-_common.register_bound('loss_check_epochs', 0, strict=True, note=' epochs')
-_common.register_bound('converge_patience', 1, note=' checks')
-flags.register_validator(
-  'converge_min_improvement',
-  lambda v: 0.0 <= v < 1.0,
-  message='--converge_min_improvement must be in [0, 1), e.g. 0.01',
-)
-_common.register_bound('max_epochs', 0, strict=True)
-flags.register_validator(
-  'sharpness_eps',
-  lambda v: bool(v) and all(_positive_float(x) for x in v),
-  message='--sharpness_eps must be positive numbers, e.g. 1e-3,5e-4',
-)
-_common.register_bound('subspace_dim', 1)
-_common.register_bound('sharpness_iters', 1)
-_common.register_bound('hessian_iters', 1)
-_common.register_bound(
-  'sharpness_examples', 0, note=' (0: the whole training set)'
-)
-_common.register_bound('interp_points', 3)
-
-
-@flags.multi_flags_validator(
-  ['loss_check_epochs', 'max_epochs'],
-  message='--loss_check_epochs must be <= --max_epochs',
-)
-def _check_within_cap(values) -> bool:
-  return values['loss_check_epochs'] <= values['max_epochs']
-
-
-@flags.multi_flags_validator(
-  ['warm_start_epochs', 'protocols', 'epochs', 'max_epochs'],
-  message='--warm_start_epochs must be numbers in (0, --epochs) for the '
-  'equal_epochs protocol and in (0, --max_epochs) for the others',
-)
-def _warm_start_within_training(values) -> bool:
-  try:
-    ks = [float(k) for k in values['warm_start_epochs']]
-  except ValueError:
-    return False
-  return all(
-    0 < k < _length(values, p) for k in ks for p in values['protocols']
-  )
-
-
-def _length(values, protocol: str) -> float:
-  """The epochs a protocol's runs are configured for (its cap)."""
+def _protocols(values: Sequence[str]) -> str | None:
+  if (
+    values and len(set(values)) == len(values) and set(values) <= set(PROTOCOLS)
+  ):
+    return None
   return (
-    values['epochs'] if protocol == 'equal_epochs' else values['max_epochs']
+    f'must be distinct names out of {",".join(PROTOCOLS)}, e.g. '
+    'target_loss,equal_epochs'
   )
 
 
-@flags.multi_flags_validator(
-  ['small_batch', 'large_batch'],
-  message='--large_batch must be 0 (10% of the data) or > --small_batch',
-)
-def _large_above_small(values) -> bool:
-  return values['large_batch'] == 0 or (
-    values['large_batch'] > values['small_batch']
-  )
-
-
-def _positive_float(text: str) -> bool:
-  try:
-    return float(text) > 0
-  except ValueError:
-    return False
+def _positive(values: Sequence[float]) -> str | None:
+  if values and all(v > 0 for v in values):
+    return None
+  return 'must be positive numbers, e.g. 1e-3,5e-4'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,7 +83,8 @@ class StopRule:
     check is the reference, so the earliest stop is at check
     `patience` + 1;
 
-  and at `max_epochs` whatever the losses.
+  and at `max_epochs` whatever the losses. The settings are checked where
+  they are flags (`SharpnessConfig`).
 
   Attributes:
     protocol: 'target_loss' or 'converge'.
@@ -245,30 +112,6 @@ class StopRule:
   target_loss: float = 1e-3
   patience: int = 3
   min_improvement: float = 0.01
-
-  def validate(self) -> None:
-    """Raises ValueError naming the flag and the fix."""
-    if self.protocol not in ('target_loss', 'converge'):
-      raise ValueError(
-        f'--protocols: {self.protocol!r} has no stopping rule; use '
-        'target_loss or converge'
-      )
-    if not self.check_epochs > 0:
-      raise ValueError(f'--loss_check_epochs={self.check_epochs} must be > 0')
-    if not self.max_epochs >= self.check_epochs:
-      raise ValueError(
-        f'--max_epochs={self.max_epochs} must be >= '
-        f'--loss_check_epochs={self.check_epochs}'
-      )
-    if not (self.target_loss > 0 and math.isfinite(self.target_loss)):
-      raise ValueError(f'--target_loss={self.target_loss} must be > 0')
-    if self.patience < 1:
-      raise ValueError(f'--converge_patience={self.patience} must be >= 1')
-    if not 0 <= self.min_improvement < 1:
-      raise ValueError(
-        f'--converge_min_improvement={self.min_improvement} must be in '
-        '[0, 1), e.g. 0.01'
-      )
 
   @property
   def num_checks(self) -> int:
@@ -315,58 +158,104 @@ class StopRule:
 
 @dataclasses.dataclass(frozen=True)
 class SharpnessConfig:
-  """The sharpness experiment (one field per flag of this module)."""
+  """The sharpness experiment: common settings plus its own (each field is
+  its flag)."""
 
   common: _common.CommonConfig = _common.CommonConfig()
-  small_batch: int = 32
-  large_batch: int = 0
-  protocols: tuple[str, ...] = ('target_loss', 'equal_epochs')
-  target_loss: float = 1e-3
-  loss_check_epochs: float = 5.0
-  converge_patience: int = 3
-  converge_min_improvement: float = 0.01
-  max_epochs: float = 400.0
-  eps: tuple[float, ...] = (1e-3, 5e-4)
-  subspace_dim: int = 100
-  sharpness_iters: int = 10
-  hessian_iters: int = 20
-  sharpness_examples: int = 0
-  interp_points: int = 31
-  warm_start_epochs: tuple[float, ...] = ()
+  small_batch: int = setting(
+    32, 'Small-batch regime: batch size.', check=_flags.at_least(1)
+  )
+  large_batch: int = setting(
+    0,
+    'Large-batch regime: batch size (0: 10% of the training set, as Keskar).',
+    check=_flags.at_least(0, ' (0: 10% of the data)'),
+  )
+  protocols: tuple[str, ...] = setting(
+    ('target_loss', 'equal_epochs'),
+    'How long each regime trains, one set of runs per protocol, the first '
+    'the headline: target_loss (until the training loss is at most '
+    '--target_loss), converge (until it stops improving) or equal_epochs '
+    '(--epochs each).',
+    check=_protocols,
+  )
+  target_loss: float = setting(
+    1e-3,
+    'target_loss protocol: train until the training loss (mean cross-entropy '
+    'on the sharpness examples) is at most this.',
+    check=_flags.above(0),
+  )
+  loss_check_epochs: float = setting(
+    5.0,
+    'target_loss and converge protocols: measure the training loss every '
+    'this many epochs (each check ends a trainer call at a checkpoint).',
+    check=_flags.above(0),
+  )
+  converge_patience: int = setting(
+    3,
+    'converge protocol: stop after this many checks in a row without an '
+    'improvement.',
+    check=_flags.at_least(1),
+  )
+  converge_min_improvement: float = setting(
+    0.01,
+    'converge protocol: a check improves when its loss is below (1 - this) '
+    'times the best loss of the earlier checks.',
+    check=_flags.fraction(', e.g. 0.01'),
+  )
+  max_epochs: float = setting(
+    400.0,
+    'target_loss and converge protocols: stop at this many epochs at the '
+    'latest (a hang guard; the report says which runs it stopped).',
+    check=_flags.above(0),
+  )
+  sharpness_eps: tuple[float, ...] = setting(
+    (1e-3, 5e-4), 'Box sizes eps of the eps-sharpness.', check=_positive
+  )
+  subspace_dim: int = setting(
+    100,
+    'Dimension p of the random subspace (A is n x p).',
+    check=_flags.at_least(1),
+  )
+  sharpness_iters: int = setting(
+    10, 'L-BFGS-B iterations of the box maximisation.', check=_flags.at_least(1)
+  )
+  hessian_iters: int = setting(
+    20,
+    'Power iterations for the top Hessian eigenvalue.',
+    check=_flags.at_least(1),
+  )
+  sharpness_examples: int = setting(
+    0,
+    'Training examples the training loss, the sharpness and the Hessian are '
+    'measured on: 0 for the whole training set (Keskar measures the training '
+    'loss), or the first k to subsample big data.',
+    check=_flags.at_least(0, ' (0: the whole training set)'),
+  )
+  interp_points: int = setting(
+    31,
+    'Points of the 1-D plot over alpha in [-1, 2].',
+    check=_flags.at_least(3),
+  )
+  warm_start_epochs: tuple[float, ...] = setting(
+    (),
+    "Keskar's warm start: for each k, a run that trains k epochs with the "
+    'small batch and the rest with the large batch (empty: none).',
+  )
 
   def validate(self) -> None:
     """Raises ValueError naming the flag and the fix."""
-    if self.small_batch < 1:
-      raise ValueError(f'--small_batch={self.small_batch} must be >= 1')
+    _flags.check(self)
     if self.large_batch and self.large_batch <= self.small_batch:
       raise ValueError(
         f'--large_batch={self.large_batch} must be 0 or > '
         f'--small_batch={self.small_batch}'
       )
-    if (
-      not self.protocols
-      or len(set(self.protocols)) != len(self.protocols)
-      or not set(self.protocols) <= set(PROTOCOLS)
-    ):
+    stopping = set(self.protocols) - {'equal_epochs'}
+    if stopping and self.max_epochs < self.loss_check_epochs:
       raise ValueError(
-        f'--protocols={",".join(self.protocols)} must be distinct names out '
-        f'of {",".join(PROTOCOLS)}'
+        f'--max_epochs={self.max_epochs} must be >= '
+        f'--loss_check_epochs={self.loss_check_epochs}'
       )
-    for protocol in self.protocols:
-      if protocol != 'equal_epochs':
-        self.stop_rule(protocol).validate()
-    if not self.eps or any(e <= 0 for e in self.eps):
-      raise ValueError(f'--sharpness_eps={self.eps} must be positive numbers')
-    for name in ('subspace_dim', 'sharpness_iters', 'hessian_iters'):
-      if getattr(self, name) < 1:
-        raise ValueError(f'--{name}={getattr(self, name)} must be >= 1')
-    if self.sharpness_examples < 0:
-      raise ValueError(
-        f'--sharpness_examples={self.sharpness_examples} must be >= 0 (0: '
-        'the whole training set)'
-      )
-    if self.interp_points < 3:
-      raise ValueError(f'--interp_points={self.interp_points} must be >= 3')
     for protocol in self.protocols:
       length = self.epochs_of(protocol)
       for k in self.warm_start_epochs:
@@ -395,26 +284,12 @@ class SharpnessConfig:
     )
 
 
+_flags.define(SharpnessConfig)
+
+
 def get_config() -> SharpnessConfig:
   """Builds the typed config from the parsed flags."""
-  return SharpnessConfig(
-    common=_common.common_config(),
-    small_batch=SMALL_BATCH.value,
-    large_batch=LARGE_BATCH.value,
-    protocols=tuple(TRAIN_PROTOCOLS.value),
-    target_loss=TARGET_LOSS.value,
-    loss_check_epochs=LOSS_CHECK_EPOCHS.value,
-    converge_patience=CONVERGE_PATIENCE.value,
-    converge_min_improvement=CONVERGE_MIN_IMPROVEMENT.value,
-    max_epochs=MAX_EPOCHS.value,
-    eps=tuple(float(e) for e in SHARPNESS_EPS.value),
-    subspace_dim=SUBSPACE_DIM.value,
-    sharpness_iters=SHARPNESS_ITERS.value,
-    hessian_iters=HESSIAN_ITERS.value,
-    sharpness_examples=SHARPNESS_EXAMPLES.value,
-    interp_points=INTERP_POINTS.value,
-    warm_start_epochs=tuple(float(k) for k in WARM_START_EPOCHS.value),
-  )
+  return _flags.read(SharpnessConfig, common=_common.common_config())
 
 
 # ------------------------------------------------------------ measuring
@@ -436,17 +311,11 @@ def _loss_and_metrics(model: Any):
 
 
 def measured_data(config: SharpnessConfig, seed: int):
-  """The training examples everything is measured on.
+  """``(images, labels)``: the training examples everything is measured on.
 
   Keskar et al. measure on the training loss, so by default the whole
-  training split; ``sharpness_examples`` > 0 takes its first k (big data).
-
-  Args:
-    config: the experiment's config.
-    seed: the run's seed (it draws `--dataset=synthetic` data).
-
-  Returns:
-    ``(images, labels)`` as arrays.
+  training split (drawn from `seed` for ``--dataset=synthetic``);
+  ``sharpness_examples`` > 0 takes its first k (big data).
   """
   train = _common.load_split(config.common, 'train', seed)
   n = train.num_examples
@@ -472,9 +341,6 @@ def training_loss(metrics: Any, variables: Any, data, chunk: int = 1024):
     variables: the model variables.
     data: ``(images, labels)``.
     chunk: examples per call (bounds the memory of big models).
-
-  Returns:
-    ``(loss, accuracy)``, means over all of `data`.
   """
   n = len(data[1])
   loss = accuracy = 0.0
@@ -520,27 +386,21 @@ def measure(
   )
   f = jax.jit(f)
   out: dict[str, Any] = {}
-  for eps in config.eps:
-    # The definition's own start, y = 0 (the headline), beside the
-    # half-box start, which moves off an exact minimum: both are lower
-    # bounds of the box maximum.
-    zero = lrsharp.eps_sharpness(
-      f, x, eps=eps, max_iter=config.sharpness_iters, seed=seed, start='zero'
-    )
-    full = lrsharp.eps_sharpness(
-      f, x, eps=eps, max_iter=config.sharpness_iters, seed=seed
-    )
-    sub = lrsharp.eps_sharpness(
-      f,
-      x,
-      eps=eps,
-      subspace=min(config.subspace_dim, x.shape[0]),
-      max_iter=config.sharpness_iters,
-      seed=seed,
-    )
-    out[f'sharpness_full_{eps:g}_from_zero'] = float(zero.sharpness)
-    out[f'sharpness_full_{eps:g}'] = float(full.sharpness)
-    out[f'sharpness_subspace_{eps:g}'] = float(sub.sharpness)
+  # The definition's own start, y = 0 (the headline), beside the half-box
+  # start, which moves off an exact minimum: both are lower bounds of the
+  # box maximum; the subspace starts at its half box.
+  starts = (
+    {'start': 'zero'},
+    {},
+    {'subspace': min(config.subspace_dim, x.size)},
+  )
+  for eps in config.sharpness_eps:
+    for key, start in zip(_eps_keys(eps), starts, strict=True):
+      out[key] = float(
+        lrsharp.eps_sharpness(
+          f, x, eps=eps, max_iter=config.sharpness_iters, seed=seed, **start
+        ).sharpness
+      )
   lam, _ = lrsharp.top_eigenvalue(
     f, x, num_iters=config.hessian_iters, key=seed
   )
@@ -592,16 +452,12 @@ def stop_hook(
   settings = _common.jsonable(rule)
 
   class StopRuleHook(lrtrain.Hook):
-    sync = True
+    sync, name = True, 'stop_rule'
 
     def __init__(self):
       self.checks: list[dict[str, Any]] = []
       self.stopped: str | None = None
       self.workdir = ''
-
-    @property
-    def name(self):
-      return 'stop_rule'
 
     def due(self, update):
       k = len(self.checks)
@@ -616,23 +472,15 @@ def stop_hook(
         examples_seen=info.examples,
       )
       loss = float(loss_fn(checked, self.workdir))
+      epoch = info.examples / num_examples
       self.checks.append(
-        {
-          'epoch': info.examples / num_examples,
-          'step': int(info.update),
-          'train_loss': loss,
-        }
+        {'epoch': epoch, 'step': int(info.update), 'train_loss': loss}
       )
       self.stopped = rule.stop([c['train_loss'] for c in self.checks])
+      stopped = f', stopped ({self.stopped})' if self.stopped else ''
       logging.info(
-        '%s check %d/%d: epoch %.2f, update %d, training loss %.4g%s',
-        rule.protocol,
-        len(self.checks),
-        rule.num_checks,
-        self.checks[-1]['epoch'],
-        info.update,
-        loss,
-        f', stopped ({self.stopped})' if self.stopped else '',
+        f'{rule.protocol} check {len(self.checks)}/{rule.num_checks}: epoch '
+        f'{epoch:.2f}, update {info.update}, training loss {loss:.4g}{stopped}'
       )
       return lrtrain.HookResult(
         metrics={'stop_rule_train_loss': loss},
@@ -691,17 +539,14 @@ def train_until(
   `workdir` lists the checks when the call ends.
 
   Args:
-    train_config: the run's `lrjax.train.TrainConfig`.
+    train_config, workdir, task: the trainer's arguments.
     rule: the stopping rule.
-    workdir: the run's trainer workdir.
-    task: what is trained (a `lrjax.train.Task`).
     loss_fn: ``loss_fn(checked, workdir) -> float``, the training loss at
       the variables of ``checked`` (``params``, ``model_state``, like a
       `TrainResult`'s).
     num_examples: training examples (epochs -> updates).
     overwrite: train afresh.
-    train: ``train(config, workdir, task, overwrite=..., hooks=...)``;
-      None: `lrjax.train.train_and_evaluate`.
+    train: the trainer (with ``hooks=``); None: `train_and_evaluate`.
 
   Returns:
     The `TrainResult` of the trainer call.
@@ -735,9 +580,12 @@ def train_until(
 
 
 def _after(result: Any, workdir: str) -> dict[str, Any]:
-  """Saves the final variables; returns the stopping record, if any."""
+  """Saves the final variables (dropping the measurements of earlier ones);
+  returns the stopping record, if any."""
   variables = _common.final_variables(result, workdir)
   _common.save_variables(os.path.join(workdir, 'variables.npz'), variables)
+  if os.path.exists(path := os.path.join(workdir, 'sharpness.json')):
+    os.remove(path)
   stopping = _common.read_json(os.path.join(workdir, 'stopping.json'))
   if stopping is None:
     return {'stopped_by': 'epochs', 'checks': []}
@@ -777,39 +625,11 @@ def _train_config(
   return _common.train_config(c, batch=batch, lr=c.lr, seed=seed)
 
 
-def check(config: SharpnessConfig) -> dict[str, dict[str, Any]]:
-  """Checks the settings, the devices, the data and every run's trainer
-  config before anything trains.
-
-  Returns:
-    Per protocol, the regimes (label -> batch).
-
-  Raises:
-    ValueError: naming the flag and the fix.
-    FileNotFoundError: for a dataset that is not prepared.
-  """
-  config.validate()
-  n = _common.check_common(config.common)
-  _common.check_batch('--small_batch', config.small_batch, n)
-  _common.check_batch('--large_batch', config.large_batch, n)
-  out = {}
-  for protocol in config.protocols:
-    out[protocol] = batch_regimes(config, n, protocol)
-    for batch in out[protocol].values():
-      _common.check_train_configs(
-        [
-          _train_config(config, protocol, batch, s) for s in config.common.seeds
-        ],
-        n,
-      )
-  return out
-
-
 def _measure_settings(config: SharpnessConfig) -> dict[str, Any]:
   """What a sharpness.json depends on besides the run's parameters."""
   return _common.jsonable(
     {
-      'eps': config.eps,
+      'eps': config.sharpness_eps,
       'subspace_dim': config.subspace_dim,
       'sharpness_iters': config.sharpness_iters,
       'hessian_iters': config.hessian_iters,
@@ -819,150 +639,153 @@ def _measure_settings(config: SharpnessConfig) -> dict[str, Any]:
   )
 
 
-def run(
-  config: SharpnessConfig,
-  workdir: str,
-  *,
-  with_flags: bool = False,
-  overwrite: bool = False,
-):
-  """Trains every regime per protocol and seed, measures, writes table,
-  figures, report.
-
-  Finished runs of the same config are reused, unfinished ones resume
-  (a stopping protocol's from its last checkpoint and recorded checks);
-  a run's measurements are reused when made with the same settings.
-
-  Raises:
-    ValueError: for a bad setting, before anything trains.
-    lrjax.train.ConfigMismatchError: for a run of another config in
-      ``workdir``.
-    lrjax.train.WorkdirLockedError: when another process holds ``workdir``.
-  """
-  regimes = check(config)
-  with _common.experiment_workdir(workdir, config, with_flags=with_flags):
-    return _run(config, regimes, workdir, overwrite)
+def _trial_name(protocol: str, label: str) -> str:
+  """A regime's runs live in ``runs/<protocol>/<label, _ for spaces>``."""
+  return f'{protocol}/{label.replace(" ", "_")}'
 
 
-def _run(
-  config: SharpnessConfig,
-  regimes: dict[str, dict[str, Any]],
-  workdir: str,
-  overwrite: bool,
-) -> dict[str, Any]:
-  c = config.common
-  settings = _measure_settings(config)
-  n = _common.num_train_examples(c, c.seeds[0])
-  runs: dict[str, dict[str, list[_runs.Run]]] = {}
-  measures: dict[str, dict[str, list[dict[str, Any]]]] = {}
-  for i, protocol in enumerate(config.protocols, 1):
-    rule = config.stop_rule(protocol)
-    runs[protocol], measures[protocol] = {}, {}
-    for k, (label, batch) in enumerate(regimes[protocol].items(), 1):
-      for j, seed in enumerate(c.seeds, 1):
-        run_dir = os.path.join(
-          workdir, 'runs', protocol, label.replace(' ', '_'), f'seed{seed}'
-        )
-        path = os.path.join(run_dir, 'sharpness.json')
-        if overwrite and os.path.exists(path):
-          os.remove(path)
-        done = _runs.train_run(
-          label,
-          seed,
-          _train_config(config, protocol, batch, seed),
-          run_dir,
-          _common.make_task(c, seed),
+class Sharpness(_study.Study):
+  """Every regime of every protocol trained, measured and compared."""
+
+  name = 'sharpness'
+
+  def check(self) -> None:
+    """The settings, the data, both batches and every trainer config."""
+    config = self.config
+    config.validate()
+    self.n = _common.check_common(config.common)
+    _common.check_batch('--small_batch', config.small_batch, self.n)
+    _common.check_batch('--large_batch', config.large_batch, self.n)
+    self.regimes = {
+      p: batch_regimes(config, self.n, p) for p in config.protocols
+    }
+    _study.check_trials(self.trials(), self.n)
+
+  def trials(self) -> list[_study.Trial]:
+    config, c = self.config, self.config.common
+    trials = []
+    for protocol, regimes in self.regimes.items():
+      rule = config.stop_rule(protocol)
+      trials += [
+        _study.Trial(
+          _trial_name(protocol, label),
+          c.seeds,
+          lambda seed, p=protocol, b=batch: _train_config(config, p, b, seed),
+          lambda seed: _common.make_task(c, seed),
+          train=None if rule is None else self._train_until(rule),
           after=_after,
-          train=_trainer(config, rule, seed, n),
           extra={'protocol': protocol, 'stop_rule': rule},
-          overwrite=overwrite,
-          progress=f'protocol {i}/{len(config.protocols)} ({protocol}), '
-          f'regime {k}/{len(regimes[protocol])}, seed {j}/{len(c.seeds)}',
+          describe=f'batch {batch}',
         )
-        runs[protocol].setdefault(label, []).append(done)
-        m = _common.read_json(path)
-        if not isinstance(m, dict) or m.get('settings') != settings:
-          m = measure(config, _load_params(run_dir), seed)
-          m['settings'] = settings
-          _common.write_json(path, m)
-        measures[protocol].setdefault(label, []).append(m)
-  interp = {
-    p: _interpolation(config, runs[p], c.seeds[0]) for p in config.protocols
-  }
-  rows, table = _table(config, runs, measures, regimes, n)
-  claims = _claims(config, runs, measures)
-  figures = _figures(config, runs, interp, workdir)
-  results = {
-    'experiment': 'sharpness',
-    'protocols': list(config.protocols),
-    'num_train_examples': n,
-    'batch_sizes': regimes,
-    'rows': rows,
-    'claims': claims,
-    'interpolation': interp,
-    'figures': figures,
-  }
-  _common.write_outputs(
-    workdir,
-    results,
-    table,
-    _report(config, regimes, table, rows, claims, figures, n),
-  )
-  return results
+        for label, batch in regimes.items()
+      ]
+    return trials
+
+  def _train_until(self, rule: StopRule) -> Any:
+    """A stopping protocol's ``train(config, workdir, task, overwrite=...)``:
+    `train_until` with the training loss on the seed's measured data."""
+
+    def train(train_config, workdir, task, *, overwrite=False):
+      seed = train_config.seed
+      data = measured_data(self.config, seed)
+      metrics = _loss_and_metrics(_model(self.config, seed))
+
+      def loss_fn(result, run_workdir):
+        variables = _common.final_variables(result, run_workdir)
+        return training_loss(metrics, variables, data)[0]
+
+      return train_until(
+        train_config, rule, workdir, task, loss_fn, self.n, overwrite=overwrite
+      )
+
+    return train
+
+  def _measures(self, run: _runs.Run) -> dict[str, Any]:
+    """The run's measurements, reused when made with the same settings."""
+    path = os.path.join(run.workdir, 'sharpness.json')
+    settings = _measure_settings(self.config)
+    m = _common.read_json(path)
+    if not isinstance(m, dict) or m.get('settings') != settings:
+      m = measure(self.config, _load_params(run.workdir), run.seed)
+      m['settings'] = settings
+      _common.write_json(path, m)
+    return m
+
+  def analyze(
+    self, runs: dict[str, list[_runs.Run]], workdir: str
+  ) -> _study.Report:
+    config, regimes, n = self.config, self.regimes, self.n
+    runs = {
+      p: {label: runs[_trial_name(p, label)] for label in regimes[p]}
+      for p in config.protocols
+    }
+    measures = {
+      p: {
+        label: [self._measures(r) for r in group] for label, group in g.items()
+      }
+      for p, g in runs.items()
+    }
+    seed = config.common.seeds[0]
+    interp = {p: _interpolation(config, runs[p], seed) for p in runs}
+    rows, table = _table(config, runs, measures, regimes, n)
+    claims = [
+      claim
+      for p in config.protocols
+      for claim in _protocol_claims(config, p, runs[p], measures[p])
+    ]
+    figures = _figures(config, runs, interp, workdir)
+    results = {
+      'experiment': 'sharpness',
+      'protocols': list(config.protocols),
+      'num_train_examples': n,
+      'batch_sizes': regimes,
+      'rows': rows,
+      'claims': claims,
+      'interpolation': {
+        p: _common.jsonable({'alphas': r.alphas, 'metrics': r.metrics})
+        for p, r in interp.items()
+      },
+      'figures': figures,
+    }
+    report = _report(config, regimes, table, rows, claims, figures, n)
+    return _study.Report(results, table, report)
 
 
-def _trainer(config: SharpnessConfig, rule: StopRule | None, seed: int, n):
-  """The run's ``train(config, workdir, task, overwrite=...)``: the
-  trainer for equal epochs, `train_until` for a stopping protocol."""
-  from lrjax import train as lrtrain
-
-  if rule is None:
-    return lrtrain.train_and_evaluate
-  data = measured_data(config, seed)
-  metrics = _loss_and_metrics(_model(config, seed))
-
-  def loss_fn(result, workdir):
-    variables = _common.final_variables(result, workdir)
-    return training_loss(metrics, variables, data)[0]
-
-  def train(train_config, workdir, task, *, overwrite=False):
-    return train_until(
-      train_config, rule, workdir, task, loss_fn, n, overwrite=overwrite
-    )
-
-  return train
+check, run, main = _study.entry_points(Sharpness, get_config)
 
 
-def _interpolation(config, runs, seed) -> dict[str, Any]:
+def _interpolation(config, runs, seed) -> Any:
   from lrjax import sharpness as lrsharp
 
-  c = config.common
   small = _load_params(runs['small batch'][0].workdir)
   large = _load_params(runs['large batch'][0].workdir)
   data = {}
   for split in ('train', 'test'):
-    ds = _common.load_split(c, split, seed)
+    ds = _common.load_split(config.common, split, seed)
     batch = ds.take(np.arange(ds.num_examples))
     data[split] = (batch['image'], batch['label'])
   # The whole variables (batch-norm statistics too) move along the path.
-  result = lrsharp.interpolate(
+  return lrsharp.interpolate(
     _loss_and_metrics(_model(config, seed)),
     small,
     large,
     data,
     alphas=np.linspace(-1, 2, config.interp_points),
   )
-  return _common.jsonable({'alphas': result.alphas, 'metrics': result.metrics})
+
+
+def _eps_keys(eps: float) -> list[str]:
+  """A box size's measures: from y = 0 (the headline), from the half box,
+  in the subspace."""
+  return [
+    f'sharpness_full_{eps:g}_from_zero',
+    f'sharpness_full_{eps:g}',
+    f'sharpness_subspace_{eps:g}',
+  ]
 
 
 def _keys(config: SharpnessConfig) -> list[str]:
-  keys = []
-  for eps in config.eps:
-    keys += [
-      f'sharpness_full_{eps:g}_from_zero',
-      f'sharpness_full_{eps:g}',
-      f'sharpness_subspace_{eps:g}',
-    ]
+  keys = [k for eps in config.sharpness_eps for k in _eps_keys(eps)]
   return keys + ['top_eigenvalue']
 
 
@@ -971,144 +794,111 @@ def _mean(values) -> float:
 
 
 def _table(config, runs, measures, regimes, n):
-  keys = _keys(config)
+  keys, fmt = _keys(config), _common.fmt_mean_std
   rows, lines = [], []
   for protocol in config.protocols:
     small = measures[protocol]['small batch']
     for label, group in runs[protocol].items():
       ms = measures[protocol][label]
-      epochs = [r.summary['examples_seen'] / n for r in group]
-      updates = [r.summary['num_updates'] for r in group]
-      loss = [m['measured_loss'] for m in ms]
-      train_acc = [m['measured_accuracy'] for m in ms]
-      test_acc = [r.summary['test_accuracy'] for r in group]
+      columns = {
+        'epochs': [r.summary['examples_seen'] / n for r in group],
+        'num_updates': [r.summary['num_updates'] for r in group],
+        'train_loss': [m['measured_loss'] for m in ms],
+        'train_accuracy': [m['measured_accuracy'] for m in ms],
+        'test_accuracy': [r.summary['test_accuracy'] for r in group],
+        **{k: [m[k] for m in ms] for k in keys},
+      }
       stopped = sorted({r.summary.get('stopped_by', 'epochs') for r in group})
       ratios = {}
-      for eps in config.eps:
-        key = f'sharpness_full_{eps:g}_from_zero'
+      for eps in config.sharpness_eps:
+        key = _eps_keys(eps)[0]
         base = _mean([m[key] for m in small])
-        ratios[key] = _mean([m[key] for m in ms]) / base if base > 0 else None
+        ratios[key] = _mean(columns[key]) / base if base > 0 else None
       rows.append(
         {
           'protocol': protocol,
           'regime': label,
           'batch_size': regimes[protocol][label],
           'stopped_by': stopped,
-          'epochs': _common.mean_std(epochs),
-          'num_updates': _common.mean_std(updates),
-          'train_loss': _common.mean_std(loss),
-          'train_accuracy': _common.mean_std(train_acc),
-          'test_accuracy': _common.mean_std(test_acc),
-          **{k: _common.mean_std([m[k] for m in ms]) for k in keys},
+          **{k: _common.mean_std(v) for k, v in columns.items()},
           'ratio_to_small': ratios,
         }
       )
-      cells = []
-      for eps in config.eps:
-        ratio = ratios[f'sharpness_full_{eps:g}_from_zero']
+      cells = [
+        protocol,
+        label,
+        regimes[protocol][label],
+        ', '.join(stopped),
+        fmt(columns['epochs'], 1, 1),
+        fmt(columns['num_updates'], 1, 0),
+        fmt(columns['train_loss'], 1, 5),
+        fmt(columns['train_accuracy'], 100),
+        fmt(columns['test_accuracy'], 100),
+      ]
+      for eps in config.sharpness_eps:
+        zero, full, sub = _eps_keys(eps)
+        ratio = ratios[zero]
         cells += [
-          _common.fmt_mean_std(
-            [m[f'sharpness_full_{eps:g}_from_zero'] for m in ms], 1, 3
-          ),
+          fmt(columns[zero], 1, 3),
           'n/a' if ratio is None else f'{ratio:.2f}',
-          _common.fmt_mean_std(
-            [m[f'sharpness_full_{eps:g}'] for m in ms], 1, 3
-          ),
-          _common.fmt_mean_std(
-            [m[f'sharpness_subspace_{eps:g}'] for m in ms], 1, 3
-          ),
+          fmt(columns[full], 1, 3),
+          fmt(columns[sub], 1, 3),
         ]
-      lines.append(
-        [
-          protocol,
-          label,
-          regimes[protocol][label],
-          ', '.join(stopped),
-          _common.fmt_mean_std(epochs, 1, 1),
-          _common.fmt_mean_std(updates, 1, 0),
-          _common.fmt_mean_std(loss, 1, 5),
-          _common.fmt_mean_std(train_acc, 100),
-          _common.fmt_mean_std(test_acc, 100),
-          *cells,
-          _common.fmt_mean_std([m['top_eigenvalue'] for m in ms], 1, 3),
-        ]
-      )
-  header = [
-    'protocol',
-    'regime',
-    'batch',
-    'stopped by',
-    'epochs',
-    'updates',
-    'train loss',
-    'train acc %',
-    'test acc %',
-  ]
-  for eps in config.eps:
-    header += [
-      f'φ eps={eps:g} (%), y0 = 0',
-      '÷ small batch',
-      'from half box',
-      'subspace',
-    ]
+      lines.append([*cells, fmt(columns['top_eigenvalue'], 1, 3)])
+  header = (
+    'protocol|regime|batch|stopped by|epochs|updates|train loss|train acc %|'
+    'test acc %'
+  ).split('|')
+  for eps in config.sharpness_eps:
+    header += [f'φ eps={eps:g} (%), y0 = 0', '÷ small batch']
+    header += ['from half box', 'subspace']
   header.append('top Hessian eigenvalue')
   return rows, _common.markdown_table(header, lines)
 
 
-def _claims(config, runs, measures) -> list[dict[str, Any]]:
-  claims = []
-  for protocol in config.protocols:
-    claims += _protocol_claims(
-      config, protocol, runs[protocol], measures[protocol]
-    )
-  return claims
-
-
 def _protocol_claims(config, protocol, runs, measures) -> list[dict[str, Any]]:
-  claims = []
-  small, large = measures['small batch'], measures['large batch']
-  for key in _keys(config):
-    s = _mean([m[key] for m in small])
-    lg = _mean([m[key] for m in large])
-    claims.append(
-      {
-        'claim': f'{protocol}: the large-batch minimum is sharper ({key}, '
-        'beyond seed-to-seed variation)',
-        'held': _common.exceeds(
-          [m[key] for m in large], [m[key] for m in small]
-        ),
-        'detail': f'large {lg:.4g} vs small {s:.4g}'
-        + (f', {lg / s:.1f}x' if s > 0 else ''),
-      }
+  """One protocol's claims: the large batch sharper by each measure, each
+  warm start flatter, the large batch generalising worse."""
+
+  def compare(key, label, other, claim, detail):
+    a, b = [m[key] for m in measures[label]], [m[key] for m in measures[other]]
+    return {
+      'claim': f'{protocol}: {claim} ({key}, beyond seed-to-seed variation)',
+      'held': _common.exceeds(a, b),
+      'detail': detail(_mean(a), _mean(b)),
+    }
+
+  claims = [
+    compare(
+      key,
+      'large batch',
+      'small batch',
+      'the large-batch minimum is sharper',
+      lambda lg, s: (
+        f'large {lg:.4g} vs small {s:.4g}'
+        + (f', {lg / s:.1f}x' if s > 0 else '')
+      ),
     )
-
-  def accuracy(label, split):
-    return [r.summary[f'{split}_accuracy'] for r in runs[label]]
-
-  for label in runs:
-    if not label.startswith('warm start'):
-      continue
-    for key in (
-      'top_eigenvalue',
-      f'sharpness_full_{config.eps[0]:g}_from_zero',
-    ):
-      warm = _mean([m[key] for m in measures[label]])
-      cold = _mean([m[key] for m in large])
-      claims.append(
-        {
-          'claim': f'{protocol}: {label} epochs of small batch make the '
-          f'large-batch minimum flatter ({key}, beyond seed-to-seed '
-          'variation)',
-          'held': _common.exceeds(
-            [m[key] for m in large], [m[key] for m in measures[label]]
-          ),
-          'detail': f'warm start {warm:.4g} vs large batch from scratch '
-          f'{cold:.4g}',
-        }
-      )
+    for key in _keys(config)
+  ]
+  headline = _eps_keys(config.sharpness_eps[0])[0]
+  claims += [
+    compare(
+      key,
+      'large batch',
+      label,
+      f'{label} epochs of small batch make the large-batch minimum flatter',
+      lambda cold, warm: (
+        f'warm start {warm:.4g} vs large batch from scratch {cold:.4g}'
+      ),
+    )
+    for label in runs
+    if label.startswith('warm start')
+    for key in ('top_eigenvalue', headline)
+  ]
   large_acc, small_acc = (
-    accuracy('large batch', 'test'),
-    accuracy('small batch', 'test'),
+    [r.summary['test_accuracy'] for r in runs[label]]
+    for label in ('large batch', 'small batch')
   )
   _, diff, tol = _common.within_variation(large_acc, small_acc)
   claims.append(
@@ -1129,70 +919,55 @@ def _protocol_claims(config, protocol, runs, measures) -> list[dict[str, Any]]:
   return claims
 
 
+_LABELS = {
+  'epoch': 'epochs',
+  'step': 'parameter updates',
+  'accuracy': 'test accuracy',
+  'train_loss': 'training loss (checks)',
+}
+
+
 def _figures(config, runs, interp, workdir) -> dict[str, str]:
   import matplotlib.pyplot as plt
 
   from lrjax import plots
-  from lrjax import sharpness as lrsharp
 
-  seed = config.common.seeds[0]
   figures = {}
-  for protocol in config.protocols:
+  for protocol, result in interp.items():
     name = f'interpolation_{protocol}.png'
     plots.plot_interpolation(
-      lrsharp.Interpolation(
-        np.asarray(interp[protocol]['alphas'], float),
-        {
-          split: {k: np.asarray(v, float) for k, v in metrics.items()}
-          for split, metrics in interp[protocol]['metrics'].items()
-        },
-        'linear',
-      ),
-      title=f'1-D parametric plot, {protocol} (seed {seed})',
+      result,
+      title=f'1-D parametric plot, {protocol} (seed {config.common.seeds[0]})',
       path=os.path.join(workdir, name),
     )
     figures[name] = (
       f'{protocol}: loss and accuracy along the line through both minima '
       '(alpha = 0: small batch, 1: large batch)'
     )
+  curves = {
+    f'{label} ({protocol})': group
+    for protocol in config.protocols
+    for label, group in runs[protocol].items()
+  }
   plots.plot_curves(
-    {
-      f'{label} ({protocol})': [r.test for r in group]
-      for protocol in config.protocols
-      for label, group in runs[protocol].items()
-    },
+    {label: [r.test for r in group] for label, group in curves.items()},
     x=('epoch', 'step'),
     y='accuracy',
-    labels={
-      'epoch': 'epochs',
-      'step': 'parameter updates',
-      'accuracy': 'test accuracy',
-    },
+    labels=_LABELS,
     path=os.path.join(workdir, 'test_accuracy.png'),
   )
   figures['test_accuracy.png'] = 'Test accuracy during training'
   checked = {
-    f'{label} ({protocol})': [
-      {
-        key: np.asarray([c[key] for c in r.summary['checks']], float)
-        for key in ('epoch', 'step', 'train_loss')
-      }
-      for r in group
-    ]
-    for protocol in config.protocols
-    if protocol != 'equal_epochs'
-    for label, group in runs[protocol].items()
+    label: [_columns(r.summary['checks']) for r in group]
+    for label, group in curves.items()
+    if group[0].summary['checks']
   }
   if checked:
     plots.plot_curves(
       checked,
       x=('epoch', 'step'),
       y='train_loss',
-      labels={
-        'epoch': 'epochs',
-        'step': 'parameter updates',
-        'train_loss': 'training loss (checks)',
-      },
+      labels=_LABELS,
       logy=True,
       path=os.path.join(workdir, 'training_loss.png'),
     )
@@ -1204,12 +979,11 @@ def _figures(config, runs, interp, workdir) -> dict[str, str]:
   return figures
 
 
-_STOPS = {
-  'target_loss': 'reached --target_loss',
-  'converge': 'stopped improving',
-  'max_epochs': 'hit --max_epochs (did not meet its rule)',
-  'epochs': 'trained --epochs',
-}
+def _columns(checks) -> dict[str, np.ndarray]:
+  return {
+    key: np.asarray([c[key] for c in checks], float)
+    for key in ('epoch', 'step', 'train_loss')
+  }
 
 
 def _report(config, regimes, table, rows, claims, figures, n) -> str:
@@ -1284,12 +1058,6 @@ def _protocol_text(config, protocol: str) -> str:
     f'{config.converge_min_improvement:.0%} on its best for '
     f'{config.converge_patience} checks in a row, {cap}.'
   )
-
-
-def main(argv: Sequence[str]) -> None:
-  done = _common.run_main(argv, 'sharpness', get_config, run, check)
-  if done is not None:
-    _common.print_report_path(done[1])
 
 
 if __name__ == '__main__':

@@ -277,8 +277,6 @@ ROWS = [
     parse_flags('--target_accuracy=1.5', study=lrbench),
     '--target_accuracy=1.5 must be in (0, 1]',
   ),
-  (parse_flags('--large_batch=16'), '--large_batch must be 0 (10% of the data'),
-  (parse_flags('--sharpness_eps=0'), '--sharpness_eps must be positive'),
   (
     parse_flags('--finder_max_lr=1e-5', study=lr_find),
     '--finder_max_lr=1e-05 must be > --finder_min_lr=0.0001',
@@ -290,6 +288,26 @@ ROWS = [
   (
     parse_flags('--metric=no.such:fn', study=lrbench),
     '--metric=no.such:fn must name importable functions',
+  ),
+  (
+    parse_flags('--large_batch=16', study=sharpness),
+    '--large_batch=16 must be 0 or > --small_batch=32',
+  ),
+  (
+    parse_flags('--sharpness_eps=0', study=sharpness),
+    '--sharpness_eps=0.0 must be positive',
+  ),
+  (
+    parse_flags('--protocols=target_loss,bogus', study=sharpness),
+    '--protocols=target_loss,bogus must be distinct names out of',
+  ),
+  (
+    parse_flags('--loss_check_epochs=500', study=sharpness),
+    '--max_epochs=400.0 must be >= --loss_check_epochs=500.0',
+  ),
+  (
+    parse_flags('--target_loss=0', study=sharpness),
+    '--target_loss=0.0 must be > 0',
   ),
 ]
 
