@@ -147,10 +147,6 @@ class GoyalConfig:
     return (self.common if self.lm is None else self.lm.common).lr
 
   @property
-  def seeds(self) -> tuple[int, ...]:
-    return (self.common if self.lm is None else self.lm.common).seeds
-
-  @property
   def metric(self) -> _runs.Metric:
     """What decides: test accuracy, or the LM's validation loss."""
     return _runs.ACCURACY if self.lm is None else _runs.VAL_LOSS
@@ -393,14 +389,8 @@ class Goyal(_study.Study):
     name = f'{variant}_lr{factor:g}_b{batch}'
     if config.lm is None:
       c = config.common
-      policy = lr_policy(
-        variant,
-        batch,
-        c.lr * factor,
-        config.goyal_base_batch,
-        c.epochs,
-        config.goyal_warmup_epochs,
-      )
+      b0, warm = config.goyal_base_batch, config.goyal_warmup_epochs
+      policy = lr_policy(variant, batch, c.lr * factor, b0, c.epochs, warm)
       return (
         policy,
         name,
@@ -495,17 +485,10 @@ class Goyal(_study.Study):
         lines.append(cells)
         curves.setdefault(variant, []).append(row[f'{metric.name}_mean'])
     header = (
-      ['rule', 'batch']
-      if seq_len is None
-      else [
-        'rule',
-        'batch (sequences)',
-        'batch tokens',
-      ]
+      ['batch'] if seq_len is None else ['batch (sequences)', 'batch tokens']
     )
-    table = _common.markdown_table(
-      [*header, 'LR policy', *(m.label for m in shown), 'updates'], lines
-    )
+    header = ['rule', *header, 'LR policy', *(m.label for m in shown)]
+    table = _common.markdown_table([*header, 'updates'], lines)
     breaks = {
       v: breakdown(batches, curves[v], config.goyal_tolerance, metric)
       for v in config.goyal_variants
@@ -515,10 +498,8 @@ class Goyal(_study.Study):
       means = [
         _common.mean_std(values(metric, ('none', f, b)))[0] for b in batches
       ]
-      smith_le[f] = {
-        'means': means,
-        'best_batch': int(batches[metric.best(means)]),
-      }
+      best = int(batches[metric.best(means)])
+      smith_le[f] = {'means': means, 'best_batch': best}
     claim = _smith_le_claim(config, smith_le)
     b_simple = self._b_simple(workdir)
     figures = _figures(config, curves, smith_le, b_simple, workdir)
