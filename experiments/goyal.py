@@ -45,141 +45,149 @@ holds.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import os
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 from absl import app, flags
 
-from experiments import _common, _lm_common, _runs
+from experiments import _common, _flags, _lm_common, _runs, _study
 from experiments import lm as lm_exp
+from experiments._flags import setting
 
 VARIANTS = ('none', 'linear', 'warmup', 'sqrt')
 
-TASK = flags.DEFINE_enum(
-  'goyal_task',
-  'image',
-  ['image', 'lm'],
-  "What is swept: 'image' (--dataset, --model, the budget --epochs, test "
-  "accuracy) or 'lm' (experiments.lm's transformer on --corpus, the budget "
-  '--train_tokens, batches in sequences, validation loss).',
-)
-BATCHES = flags.DEFINE_list(
-  'goyal_batches',
-  ['32', '64', '128', '256', '512'],
-  'Batch sizes of the sweep (increasing).',
-)
-GOYAL_VARIANTS = flags.DEFINE_list(
-  'goyal_variants', list(VARIANTS), f'LR rules, from {", ".join(VARIANTS)}.'
-)
-BASE_BATCH = flags.DEFINE_integer(
-  'goyal_base_batch', 32, 'The batch at which --lr is the LR (B_0).'
-)
-WARMUP_EPOCHS = flags.DEFINE_float(
-  'goyal_warmup_epochs', 1.0, 'Gradual warmup of the warmup variant.'
-)
-WARMUP_TOKENS = _lm_common.register_token_flag(
-  'goyal_warmup_tokens',
-  '32Ki',
-  "With --goyal_task=lm: the warmup rule's warmup (the others warm up over "
-  '--warmup_tokens).',
-)
-TOLERANCE = flags.DEFINE_float(
-  'goyal_tolerance',
-  0.02,
-  'A variant breaks down at the first batch whose mean metric is more than '
-  'this worse than the first batch: a fraction of test accuracy for images '
-  '(0.02 = 2 points below), nats of validation loss with --goyal_task=lm '
-  '(0.05 = 0.05 nats above).',
-)
-LR_FACTORS = flags.DEFINE_list(
-  'goyal_lr_factors',
-  ['0.25', '1', '4'],
-  "Smith & Le's sweep: the unscaled sweep at these multiples of --lr.",
-)
-_common.register_bound('goyal_base_batch', 1)
-_common.register_bound('goyal_warmup_epochs', 0.0)
-_common.register_bound('goyal_tolerance', 0.0)
+
+def _increasing(values: Sequence[int]) -> str | None:
+  if values and values[0] >= 1 and list(values) == sorted(set(values)):
+    return None
+  return 'must be distinct, increasing and >= 1, e.g. 32,64,128'
+
+
+def _rules(values: Sequence[str]) -> str | None:
+  if values and set(values) <= set(VARIANTS):
+    return None
+  return f'must be a non-empty subset of {",".join(VARIANTS)}'
+
+
+def _positive(values: Sequence[float]) -> str | None:
+  return None if values and min(values) > 0 else 'must be positive numbers'
+
+
+def _tokens(text: str) -> str | None:
+  try:
+    _lm_common.parse_tokens(text, 'goyal_warmup_tokens')
+  except ValueError:
+    return (
+      'must be a whole token count >= 1 with an optional suffix k, M, G '
+      '(powers of 1000) or Ki, Mi, Gi (powers of 1024), e.g. 2M or 64Ki'
+    )
+  return None
 
 
 @dataclasses.dataclass(frozen=True)
 class GoyalConfig:
-  """The sweep: common settings, batches, LR rules, Smith & Le's LRs.
+  """The sweep: common settings, batches, LR rules, Smith & Le's LRs (each
+  field but ``common`` and ``lm`` is its flag).
 
   ``lm`` is None for an image task (``common`` holds it); for the language
   model it is experiments.lm's config (its ``common`` holds the model, the
   data, AdamW, ``lr`` and the seeds; ``common`` here is then unused), the
-  batches are in sequences and ``warmup_tokens`` is the warmup rule's
-  warmup (``warmup_epochs`` is the image tasks').
+  batches are in sequences and ``goyal_warmup_tokens`` is the warmup rule's
+  warmup (``goyal_warmup_epochs`` is the image tasks').
   """
 
   common: _common.CommonConfig = _common.CommonConfig()
   lm: Any = None
-  batches: tuple[int, ...] = (32, 64, 128, 256, 512)
-  variants: tuple[str, ...] = VARIANTS
-  base_batch: int = 32
-  warmup_epochs: float = 1.0
-  warmup_tokens: int = 32 * 1024
-  tolerance: float = 0.02
-  lr_factors: tuple[float, ...] = (0.25, 1.0, 4.0)
+  goyal_task: str = setting(
+    'image',
+    "What is swept: 'image' (--dataset, --model, the budget --epochs, test "
+    "accuracy) or 'lm' (experiments.lm's transformer on --corpus, the budget "
+    '--train_tokens, batches in sequences, validation loss).',
+    choices=('image', 'lm'),
+  )
+  goyal_batches: tuple[int, ...] = setting(
+    (32, 64, 128, 256, 512),
+    'Batch sizes of the sweep (increasing).',
+    check=_increasing,
+  )
+  goyal_variants: tuple[str, ...] = setting(
+    VARIANTS, f'LR rules, from {", ".join(VARIANTS)}.', check=_rules
+  )
+  goyal_base_batch: int = setting(
+    32, 'The batch at which --lr is the LR (B_0).', check=_flags.at_least(1)
+  )
+  goyal_warmup_epochs: float = setting(
+    1.0, 'Gradual warmup of the warmup variant.', check=_flags.at_least(0)
+  )
+  goyal_warmup_tokens: str = setting(
+    '32Ki',
+    "With --goyal_task=lm: the warmup rule's warmup (the others warm up over "
+    '--warmup_tokens).',
+    check=_tokens,
+  )
+  goyal_tolerance: float = setting(
+    0.02,
+    'A variant breaks down at the first batch whose mean metric is more than '
+    'this worse than the first batch: a fraction of test accuracy for images '
+    '(0.02 = 2 points below), nats of validation loss with --goyal_task=lm '
+    '(0.05 = 0.05 nats above).',
+    check=_flags.at_least(0),
+  )
+  goyal_lr_factors: tuple[float, ...] = setting(
+    (0.25, 1.0, 4.0),
+    "Smith & Le's sweep: the unscaled sweep at these multiples of --lr.",
+    check=_positive,
+  )
 
   @property
   def lr(self) -> float:
-    """The base LR, at ``base_batch``."""
+    """The base LR, at ``goyal_base_batch``."""
     return (self.common if self.lm is None else self.lm.common).lr
-
-  @property
-  def seeds(self) -> tuple[int, ...]:
-    return (self.common if self.lm is None else self.lm.common).seeds
 
   @property
   def metric(self) -> _runs.Metric:
     """What decides: test accuracy, or the LM's validation loss."""
     return _runs.ACCURACY if self.lm is None else _runs.VAL_LOSS
 
+  @property
+  def warmup_tokens(self) -> int:
+    """The LM's warmup rule's warmup, in tokens."""
+    return _lm_common.parse_tokens(
+      self.goyal_warmup_tokens, 'goyal_warmup_tokens'
+    )
+
   def validate(self) -> None:
     """Raises ValueError naming the flag and the fix."""
-    if not self.batches or list(self.batches) != sorted(set(self.batches)):
+    _flags.check(self)
+    if (self.goyal_task == 'lm') != (self.lm is not None):
       raise ValueError(
-        f'--goyal_batches={",".join(map(str, self.batches))} must be '
-        'distinct and increasing, e.g. 32,64,128'
-      )
-    if self.batches[0] < 1:
-      raise ValueError('--goyal_batches must be >= 1')
-    unknown = set(self.variants) - set(VARIANTS)
-    if unknown or not self.variants:
-      raise ValueError(
-        f'--goyal_variants has {sorted(unknown) or "none"}; use some of '
-        f'{",".join(VARIANTS)}'
+        f"--goyal_task={self.goyal_task} needs experiments.lm's config "
+        'exactly when it is lm'
       )
     if self.lm is not None:
-      for trial in _lm_trials(self).values():
-        _validate_lm_trial(trial)
-    elif self.warmup_epochs >= self.common.epochs:
+      for key in _keys(self):
+        _validate_lm_run(_lm_run_config(self, *key))
+    elif self.goyal_warmup_epochs >= self.common.epochs:
       raise ValueError(
-        f'--goyal_warmup_epochs={self.warmup_epochs} must be below '
+        f'--goyal_warmup_epochs={self.goyal_warmup_epochs} must be below '
         f'--epochs={self.common.epochs}'
       )
-    if not self.lr_factors or any(f <= 0 for f in self.lr_factors):
-      raise ValueError(
-        f'--goyal_lr_factors={self.lr_factors} must be positive numbers'
-      )
+
+
+_flags.define(GoyalConfig)
 
 
 def get_config() -> GoyalConfig:
-  """Builds the typed config from the parsed flags."""
-  try:
-    batches = tuple(int(b) for b in BATCHES.value)
-    factors = tuple(sorted(float(f) for f in LR_FACTORS.value))
-  except ValueError as e:
-    raise app.UsageError(
-      f'--goyal_batches are integers and --goyal_lr_factors numbers: {e}'
-    ) from None
-  lm_config, common = None, _common.CommonConfig()
-  if TASK.value == 'lm':
+  """Builds the typed config from the parsed flags (Smith & Le's LR
+  factors sorted).
+
+  Raises:
+    ValueError: for a flag of the other task given another value.
+    app.UsageError: for an image flag with --goyal_task=lm.
+  """
+  if flags.FLAGS.goyal_task == 'lm':
     _lm_common.refuse_flags(
       'goyal --goyal_task=lm',
       {
@@ -190,28 +198,20 @@ def get_config() -> GoyalConfig:
       },
     )
     # Every run is experiments.lm's cosine run at a constant batch.
-    lm_config = lm_exp.baseline_config()
+    config = _flags.read(
+      GoyalConfig, common=_common.CommonConfig(), lm=lm_exp.baseline_config()
+    )
   else:
     # A workdir's flags.cfg lists every flag: only another value is refused.
     warmup_tokens = flags.FLAGS['goyal_warmup_tokens']
     if warmup_tokens.present and warmup_tokens.value != warmup_tokens.default:
-      raise app.UsageError(
+      raise ValueError(
         '--goyal_warmup_tokens is for --goyal_task=lm; an image sweep warms '
         'up over --goyal_warmup_epochs'
       )
-    common = _common.common_config()
-  return GoyalConfig(
-    common=common,
-    lm=lm_config,
-    batches=batches,
-    variants=tuple(GOYAL_VARIANTS.value),
-    base_batch=BASE_BATCH.value,
-    warmup_epochs=WARMUP_EPOCHS.value,
-    warmup_tokens=_lm_common.parse_tokens(
-      WARMUP_TOKENS.value, 'goyal_warmup_tokens'
-    ),
-    tolerance=TOLERANCE.value,
-    lr_factors=factors,
+    config = _flags.read(GoyalConfig, common=_common.common_config())
+  return dataclasses.replace(
+    config, goyal_lr_factors=tuple(sorted(config.goyal_lr_factors))
   )
 
 
@@ -297,255 +297,228 @@ def breakdown(
   return None
 
 
-def _runs_of(config: GoyalConfig, workdir: str, train_run):
-  c = config.common
-  groups = {}
-  for variant in config.variants:
-    for b in config.batches:
-      groups[(variant, 1.0, b)] = lr_policy(
-        variant, b, c.lr, config.base_batch, c.epochs, config.warmup_epochs
-      )
-  for f in config.lr_factors:
-    for b in config.batches:
-      groups.setdefault(
-        ('none', f, b), str(_cosine(float(f'{c.lr * f:.6g}'), c.epochs))
-      )
-  runs = {}
-  for (variant, f, b), policy in groups.items():
-    for seed in c.seeds:
-      name = f'{variant}_lr{f:g}_b{b}'
-      cfg = _common.train_config(c, batch=b, lr=policy, seed=seed)
-      run_dir = os.path.join(workdir, 'runs', name, f'seed{seed}')
-      runs[(variant, f, b, seed)] = train_run(
-        name, seed, cfg, run_dir, _common.make_task(c, seed)
-      )
-  return groups, runs
+def _keys(config: GoyalConfig) -> list[tuple[str, float, int]]:
+  """(rule, LR factor, batch) of every run: the rules at the base LR, then
+  Smith & Le's sweeps, the `none` rule at ``goyal_lr_factors`` times it."""
+  keys = [
+    (v, 1.0, b) for v in config.goyal_variants for b in config.goyal_batches
+  ]
+  keys += [
+    ('none', f, b)
+    for f in config.goyal_lr_factors
+    for b in config.goyal_batches
+  ]
+  return list(dict.fromkeys(keys))
 
 
-def _cosine(lr: float, epochs: float):
-  from lrjax import schedules
-
-  return schedules.cosine(lr, length=epochs)
-
-
-def _lm_trials(config: GoyalConfig) -> dict[tuple[str, float, int], Any]:
-  """experiments.lm's config of every LM run, by (rule, LR factor, batch).
-
-  Each is the base config at its batch (sequences) and peak LR; the
-  `warmup` rule also warms up over `warmup_tokens` where its peak is above
-  the base LR (at the base batch it is the linear run). Smith & Le's
-  sweeps are the `none` rule at ``lr_factors`` times the base LR.
-  """
+def _lm_run_config(
+  config: GoyalConfig, variant: str, factor: float, batch: int
+):
+  """experiments.lm's config of one LM run: the base config at its batch
+  (sequences) and peak LR; the `warmup` rule also warms up over
+  ``warmup_tokens`` where its peak is above the base LR (at the base batch
+  it is the linear run)."""
   lc = config.lm
   c = lc.common
-
-  def trial(lr: float, batch: int, warmup_tokens: int):
-    return dataclasses.replace(
-      lc,
-      common=dataclasses.replace(c, lr=lr, batch_size=batch),
-      warmup_tokens=warmup_tokens,
-    )
-
-  trials = {}
-  for variant in config.variants:
-    for b in config.batches:
-      peak = peak_lr(variant, b, c.lr, config.base_batch)
-      longer = variant == 'warmup' and peak > c.lr
-      warm = config.warmup_tokens if longer else lc.warmup_tokens
-      trials[(variant, 1.0, b)] = trial(peak, b, warm)
-  for f in config.lr_factors:
-    for b in config.batches:
-      trials.setdefault(
-        ('none', f, b), trial(float(f'{c.lr * f:.6g}'), b, lc.warmup_tokens)
-      )
-  return trials
+  peak = peak_lr(variant, batch, c.lr * factor, config.goyal_base_batch)
+  longer = variant == 'warmup' and peak > c.lr
+  return dataclasses.replace(
+    lc,
+    common=dataclasses.replace(c, lr=peak, batch_size=batch),
+    warmup_tokens=config.warmup_tokens if longer else lc.warmup_tokens,
+  )
 
 
-def _validate_lm_trial(trial: Any) -> None:
+def _validate_lm_run(run: Any) -> None:
   """Raises ValueError naming the run and the flags to change."""
   try:
-    trial.validate()
+    run.validate()
   except ValueError as e:
     raise ValueError(
-      f'the run at batch {trial.common.batch_size} sequences, LR '
-      f'{trial.common.lr:g}: {e}; change --goyal_batches, '
+      f'the run at batch {run.common.batch_size} sequences, LR '
+      f'{run.common.lr:g}: {e}; change --goyal_batches, '
       '--goyal_warmup_tokens, --warmup_tokens or --train_tokens'
     ) from None
 
 
-def _lm_runs(config: GoyalConfig, workdir: str, overwrite: bool):
-  """Trains the LM sweep. Runs of the same LR policy and batch (e.g. every
-  rule at the base batch) are trained once and shared."""
-  lc = config.lm
-  c = lc.common
-  train, evaluate = _lm_common.train_and_evaluation(c)
-  n = train.num_examples
-  groups, runs, trained = {}, {}, {}
-  for (variant, f, b), trial in _lm_trials(config).items():
-    plan = lm_exp.build_plans(trial, n)[lm_exp.BASELINE]
-    groups[(variant, f, b)] = lm_exp.lr_text(trial, lm_exp.BASELINE)
-    name = f'{variant}_lr{f:g}_b{b}'
-    for seed in c.seeds:
-      same = (str(plan.lr), b, seed)
-      if same not in trained:
-        task = _lm_common.make_task(c, train, evaluate, seed, name=f'lm {name}')
-        trained[same] = _runs.train_run(
-          name,
-          seed,
-          lm_exp.train_config(trial, plan, seed, n),
-          os.path.join(workdir, 'runs', name, f'seed{seed}'),
-          task,
-          overwrite=overwrite,
-        )
-      runs[(variant, f, b, seed)] = trained[same]
-  probe_task = _lm_common.make_task(
-    c, train, evaluate, c.seeds[0], name='lm noise probe'
-  )
-  return groups, runs, _measure_b_simple(config, workdir, probe_task)
+class Goyal(_study.Study):
+  """Every rule at every batch, and Smith & Le's unscaled sweeps.
 
-
-def _measure_b_simple(config: GoyalConfig, workdir: str, task=None) -> float:
-  """B_simple at the base batch and LR (sequences for the LM), cached in
-  b_simple.json: 50 updates of `lrjax.recipe.probe_noise`."""
-  import json
-
-  from lrjax import recipe
-
-  path = os.path.join(workdir, 'b_simple.json')
-  if os.path.exists(path):
-    with open(path) as fh:
-      return float(json.load(fh)['b_simple'])
-  if config.lm is None:
-    c = config.common
-    task = _common.make_task(c, c.seeds[0])
-    adam = {}
-  else:
-    c = config.lm.common
-    adam = {'b2': c.b2}
-  slices = 4 if config.base_batch % 4 == 0 else 2
-  probe = recipe.probe_noise(
-    task,
-    lr=c.lr,
-    batch_size=config.base_batch,
-    num_slices=slices,
-    num_updates=50,
-    optimizer=c.optimizer,
-    momentum=c.momentum,
-    weight_decay=c.weight_decay,
-    seed=c.seeds[0],
-    **adam,
-  )
-  _common.write_json(path, {'b_simple': probe.b_simple})
-  return probe.b_simple
-
-
-def check(config: GoyalConfig) -> None:
-  """Checks the settings, the devices, the data and every run's trainer
-  config before anything trains or is written (so `--dry_run` checks the
-  whole sweep; for the LM every run's experiments.lm config, without
-  reading the corpus).
-
-  Raises:
-    ValueError: naming the flag and the fix.
-    FileNotFoundError: for a dataset that is not prepared.
+  The language model's runs of the same LR policy and batch (e.g. every
+  rule at the base batch) are one trial, trained once and shared.
   """
-  config.validate()
-  if config.lm is not None:
-    return
-  n = _common.check_common(config.common)
-  _common.check_batch('--goyal_batches', config.batches[-1], n)
-  _common.check_batch('--goyal_base_batch', config.base_batch, n)
-  configs = []
-  _runs_of(
-    config, '', lambda name, seed, cfg, run_dir, task: configs.append(cfg)
-  )
-  _common.check_train_configs(configs, n)
 
+  name = 'goyal'
 
-def run(
-  config: GoyalConfig,
-  workdir: str,
-  *,
-  with_flags: bool = False,
-  overwrite: bool = False,
-):
-  """Runs the sweep (finished runs are reused); writes table and report."""
-  check(config)
-  with _common.experiment_workdir(workdir, config, with_flags=with_flags):
-    return _run(config, workdir, overwrite)
+  def check(self) -> None:
+    """Checks the settings, and for an image task the devices, the data
+    and every run's trainer config, before anything trains (for the LM
+    every run's experiments.lm config, without reading the corpus).
 
+    Raises:
+      ValueError: naming the flag and the fix.
+      FileNotFoundError: for a dataset that is not prepared.
+    """
+    config = self.config
+    config.validate()
+    if config.lm is not None:
+      return
+    n = _common.check_common(config.common)
+    _common.check_batch('--goyal_batches', config.goyal_batches[-1], n)
+    _common.check_batch('--goyal_base_batch', config.goyal_base_batch, n)
+    _study.check_trials(self.trials(), n)
 
-def _image_runs(config: GoyalConfig, workdir: str, overwrite: bool):
-  train_run = functools.partial(_runs.train_run, overwrite=overwrite)
-  groups, runs = _runs_of(config, workdir, train_run)
-  return groups, runs, _measure_b_simple(config, workdir)
+  def trials(self) -> list[_study.Trial]:
+    """The distinct runs; `policies` and `trial_of` then hold each key's
+    LR policy text and the name of the trial it reads."""
+    self.policies, self.trial_of, trials = {}, {}, {}
+    for key in _keys(self.config):
+      policy, same, trial = self._trial(*key)
+      self.policies[key] = policy
+      self.trial_of[key] = trials.setdefault(same, trial).name
+    return list(trials.values())
 
+  def _lm_data(self) -> tuple[Any, Any]:
+    if not hasattr(self, '_data'):
+      self._data = _lm_common.train_and_evaluation(self.config.lm.common)
+    return self._data
 
-def _run(config: GoyalConfig, workdir: str, overwrite: bool):
-  if config.lm is None:
-    groups, runs, b_simple = _image_runs(config, workdir, overwrite)
-    shown, seq_len = (config.metric,), None
-  else:
-    groups, runs, b_simple = _lm_runs(config, workdir, overwrite)
-    shown, seq_len = (_runs.VAL_LOSS, _runs.VAL_BPB), config.lm.common.seq_len
-  metric = config.metric
-  seeds = config.seeds
+  def _trial(self, variant: str, factor: float, batch: int):
+    """One run's LR policy text, what makes two runs the same, its trial."""
+    config = self.config
+    name = f'{variant}_lr{factor:g}_b{batch}'
+    if config.lm is None:
+      c = config.common
+      b0, warm = config.goyal_base_batch, config.goyal_warmup_epochs
+      policy = lr_policy(variant, batch, c.lr * factor, b0, c.epochs, warm)
+      return (
+        policy,
+        name,
+        _study.Trial(
+          name,
+          c.seeds,
+          lambda seed: _common.train_config(
+            c, batch=batch, lr=policy, seed=seed
+          ),
+          lambda seed: _common.make_task(c, seed),
+        ),
+      )
+    run = _lm_run_config(config, variant, factor, batch)
+    c = config.lm.common
+    train, evaluate = self._lm_data()
+    n = train.num_examples
+    plan = lm_exp.build_plans(run, n)[lm_exp.BASELINE]
+    return (
+      lm_exp.lr_text(run, lm_exp.BASELINE),
+      (str(plan.lr), batch),
+      _study.Trial(
+        name,
+        c.seeds,
+        lambda seed: lm_exp.train_config(run, plan, seed, n),
+        lambda seed: _lm_common.make_task(
+          c, train, evaluate, seed, name=f'lm {name}'
+        ),
+      ),
+    )
 
-  def values(m, variant, f, b):
-    return [m.of(runs[(variant, f, b, s)]) for s in seeds]
+  def _b_simple(self, workdir: str) -> float:
+    """B_simple at the base batch and LR (sequences for the LM), cached in
+    b_simple.json: 50 updates of `lrjax.recipe.probe_noise`."""
+    from lrjax import recipe
 
-  rows, lines = [], []
-  curves = {}
-  for variant in config.variants:
-    means = []
-    for b in config.batches:
-      row = {'variant': variant, 'batch': b, 'lr': groups[(variant, 1.0, b)]}
-      cells = [variant, b] + ([b * seq_len] if seq_len else [])
-      cells.append(f'`{groups[(variant, 1.0, b)]}`')
-      for m in shown:
-        v = values(m, variant, 1.0, b)
-        row[f'{m.name}_mean'], row[f'{m.name}_std'] = _common.mean_std(v)
-        cells.append(_common.fmt_mean_std(v, m.scale, m.digits))
-      means.append(row[f'{metric.name}_mean'])
-      row['updates'] = runs[(variant, 1.0, b, seeds[0])].summary['num_updates']
-      cells.append(row['updates'])
-      rows.append(row)
-      lines.append(cells)
-    curves[variant] = means
-  header = ['rule', 'batch' if seq_len is None else 'batch (sequences)']
-  header += [] if seq_len is None else ['batch tokens']
-  table = _common.markdown_table(
-    [*header, 'LR policy', *(m.label for m in shown), 'updates'], lines
-  )
-  breaks = {
-    v: breakdown(config.batches, curves[v], config.tolerance, metric)
-    for v in config.variants
-  }
-  smith_le = {}
-  for f in config.lr_factors:
-    means = [
-      _common.mean_std(values(metric, 'none', f, b))[0] for b in config.batches
-    ]
-    smith_le[f] = {
-      'means': means,
-      'best_batch': int(config.batches[metric.best(means)]),
+    path = os.path.join(workdir, 'b_simple.json')
+    saved = _common.read_json(path)
+    if saved is not None:
+      return float(saved['b_simple'])
+    config = self.config
+    if config.lm is None:
+      c, adam = config.common, {}
+      task = _common.make_task(c, c.seeds[0])
+    else:
+      c, adam = config.lm.common, {'b2': config.lm.common.b2}
+      train, evaluate = self._lm_data()
+      task = _lm_common.make_task(
+        c, train, evaluate, c.seeds[0], name='lm noise probe'
+      )
+    probe = recipe.probe_noise(
+      task,
+      lr=c.lr,
+      batch_size=config.goyal_base_batch,
+      num_slices=4 if config.goyal_base_batch % 4 == 0 else 2,
+      num_updates=50,
+      optimizer=c.optimizer,
+      momentum=c.momentum,
+      weight_decay=c.weight_decay,
+      seed=c.seeds[0],
+      **adam,
+    )
+    _common.write_json(path, {'b_simple': probe.b_simple})
+    return probe.b_simple
+
+  def analyze(
+    self, runs: dict[str, list[_runs.Run]], workdir: str
+  ) -> _study.Report:
+    config, metric = self.config, self.config.metric
+    batches = config.goyal_batches
+    if config.lm is None:
+      shown, seq_len = (metric,), None
+    else:
+      shown, seq_len = (_runs.VAL_LOSS, _runs.VAL_BPB), config.lm.common.seq_len
+
+    def values(m, key):
+      return [m.of(run) for run in runs[self.trial_of[key]]]
+
+    rows, lines, curves = [], [], {}
+    for variant in config.goyal_variants:
+      for b in batches:
+        key = (variant, 1.0, b)
+        row = {'variant': variant, 'batch': b, 'lr': self.policies[key]}
+        cells = [variant, b, *([b * seq_len] if seq_len else [])]
+        cells.append(f'`{row["lr"]}`')
+        for m in shown:
+          v = values(m, key)
+          row[f'{m.name}_mean'], row[f'{m.name}_std'] = _common.mean_std(v)
+          cells.append(_common.fmt_mean_std(v, m.scale, m.digits))
+        row['updates'] = runs[self.trial_of[key]][0].summary['num_updates']
+        cells.append(row['updates'])
+        rows.append(row)
+        lines.append(cells)
+        curves.setdefault(variant, []).append(row[f'{metric.name}_mean'])
+    header = (
+      ['batch'] if seq_len is None else ['batch (sequences)', 'batch tokens']
+    )
+    header = ['rule', *header, 'LR policy', *(m.label for m in shown)]
+    table = _common.markdown_table([*header, 'updates'], lines)
+    breaks = {
+      v: breakdown(batches, curves[v], config.goyal_tolerance, metric)
+      for v in config.goyal_variants
     }
-  claim = _smith_le_claim(config, smith_le)
-  figures = _figures(config, curves, smith_le, b_simple, workdir)
-  results = {
-    'experiment': 'goyal',
-    'task': 'image' if config.lm is None else 'lm',
-    'metric': metric.name,
-    'rows': rows,
-    'breakdown_batch': breaks,
-    'b_simple': b_simple,
-    'smith_le': {str(f): v for f, v in smith_le.items()},
-    'smith_le_claim': claim,
-    'figures': figures,
-  }
-  report = _report(config, table, breaks, b_simple, smith_le, claim, figures)
-  _common.write_outputs(workdir, results, table, report)
-  return results
+    smith_le = {}
+    for f in config.goyal_lr_factors:
+      means = [
+        _common.mean_std(values(metric, ('none', f, b)))[0] for b in batches
+      ]
+      best = int(batches[metric.best(means)])
+      smith_le[f] = {'means': means, 'best_batch': best}
+    claim = _smith_le_claim(config, smith_le)
+    b_simple = self._b_simple(workdir)
+    figures = _figures(config, curves, smith_le, b_simple, workdir)
+    results = {
+      'experiment': 'goyal',
+      'task': config.goyal_task,
+      'metric': metric.name,
+      'rows': rows,
+      'breakdown_batch': breaks,
+      'b_simple': b_simple,
+      'smith_le': {str(f): v for f, v in smith_le.items()},
+      'smith_le_claim': claim,
+      'figures': figures,
+    }
+    report = _report(config, table, breaks, b_simple, smith_le, claim, figures)
+    return _study.Report(results, table, report)
+
+
+check, run, main = _study.entry_points(Goyal, get_config)
 
 
 def _smith_le_claim(config: GoyalConfig, smith_le) -> dict:
@@ -560,7 +533,9 @@ def _smith_le_claim(config: GoyalConfig, smith_le) -> dict:
     len(factors) > 1
     and abs(math.log2(batch_ratio) - math.log2(lr_ratio)) <= 1.0
   )
-  edge = any(b in (config.batches[0], config.batches[-1]) for b in best)
+  edge = any(
+    b in (config.goyal_batches[0], config.goyal_batches[-1]) for b in best
+  )
   return {
     'claim': 'the best batch grows in proportion to the LR (Smith & Le)',
     'held': bool(monotone and proportional),
@@ -578,51 +553,38 @@ def _smith_le_claim(config: GoyalConfig, smith_le) -> dict:
 
 
 def _figures(config, curves, smith_le, b_simple, workdir) -> dict[str, str]:
-  import matplotlib
+  """The metric against the batch, by rule and by LR; B_simple dashed."""
+  from lrjax import plots
 
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt
-
-  metric = config.metric
+  scale = config.metric.scale
   if config.lm is None:
     ylabel, what, unit = 'test accuracy (%)', 'Test accuracy', ''
   else:
     ylabel, what, unit = 'validation loss (nats)', 'Validation loss', ' seq'
-  batches = np.asarray(config.batches)
-  fig, ax = plt.subplots(figsize=(6, 4))
-  for variant, means in curves.items():
-    ax.plot(
-      batches, metric.scale * np.asarray(means), marker='o', label=variant
+  figures = {
+    'goyal.png': (
+      f'{what} against batch size, by LR rule',
+      {v: [scale * m for m in means] for v, means in curves.items()},
+    ),
+    'smith_le.png': (
+      'Constant LR: the best batch against the LR (Smith & Le)',
+      {
+        f'LR x{f:g} (best {v["best_batch"]})': [scale * m for m in v['means']]
+        for f, v in sorted(smith_le.items())
+      },
+    ),
+  }
+  for path, (title, ys) in figures.items():
+    fig = plots.plot_lines(
+      config.goyal_batches,
+      ys,
+      xlabel='batch size' + (' (sequences)' if unit else ''),
+      ylabel=ylabel,
+      title=f'{title}\n(dashed: B_simple = {b_simple:.3g}{unit})',
+      logx=True,
     )
-  ax.axvline(
-    b_simple, color='grey', ls='--', label=f'B_simple = {b_simple:.3g}{unit}'
-  )
-  ax.set_xscale('log', base=2)
-  ax.set_xlabel('batch size' + (' (sequences)' if unit else ''))
-  ax.set_ylabel(ylabel)
-  ax.set_title(f'{what} against batch size, by LR rule')
-  ax.legend()
-  fig.tight_layout()
-  fig.savefig(os.path.join(workdir, 'goyal.png'), dpi=120)
-  fig, ax = plt.subplots(figsize=(6, 4))
-  for f, v in sorted(smith_le.items()):
-    ax.plot(
-      batches,
-      metric.scale * np.asarray(v['means']),
-      marker='o',
-      label=f'LR x{f:g} (best {v["best_batch"]})',
-    )
-  ax.axvline(
-    b_simple, color='grey', ls='--', label=f'B_simple = {b_simple:.3g}{unit}'
-  )
-  ax.set_xscale('log', base=2)
-  ax.set_xlabel('batch size' + (' (sequences)' if unit else ''))
-  ax.set_ylabel(ylabel)
-  ax.set_title('Constant LR: the best batch against the LR (Smith & Le)')
-  ax.legend()
-  fig.tight_layout()
-  fig.savefig(os.path.join(workdir, 'smith_le.png'), dpi=120)
-  plt.close('all')
+    fig.axes[0].axvline(b_simple, color='grey', ls='--')
+    fig.savefig(os.path.join(workdir, path), dpi=110)
   return {
     'goyal.png': f'{what} against batch size, by LR rule',
     'smith_le.png': 'Unscaled LR sweeps at several LRs: where each peaks',
@@ -630,47 +592,44 @@ def _figures(config, curves, smith_le, b_simple, workdir) -> dict[str, str]:
 
 
 def _report(config, table, breaks, b_simple, smith_le, claim, figures) -> str:
-  base = config.batches[0]
+  base = config.goyal_batches[0]
   if config.lm is None:
-    c = config.common
-    setting = (
+    c, unit = config.common, ''
+    trained = (
       f'{c.dataset}, model {c.model}, {c.optimizer} (momentum '
       f'{c.momentum:g}, weight decay {c.weight_decay:g}), {c.epochs:g} '
-      f'epochs, cosine to 0; base LR {c.lr:g} at batch {config.base_batch}; '
-      f'seeds {list(c.seeds)}.'
+      f'epochs, cosine to 0; base LR {c.lr:g} at batch '
+      f'{config.goyal_base_batch}; seeds {list(c.seeds)}.'
     )
     noise = f'B_simple = {b_simple:.4g}'
     rule = (
-      f'(mean test accuracy more than {100 * config.tolerance:g} points '
-      f'below batch {base})'
+      f'(mean test accuracy more than {100 * config.goyal_tolerance:g} '
+      f'points below batch {base})'
     )
-    unit = ''
   else:
-    lc = config.lm
-    c = lc.common
-    t = c.seq_len
-    setting = (
+    lc, unit = config.lm, ' sequences'
+    c, t = lc.common, lc.common.seq_len
+    trained = (
       f'{c.corpus}, sequences of {t} bytes, transformer {c.layers} layers x '
       f'width {c.width}, {c.optimizer} (beta1 {c.momentum:g}, beta2 '
       f'{c.b2:g}, weight decay {c.weight_decay:g}), every run '
       f'{lc.train_tokens:,} tokens, warmup over {lc.warmup_tokens:,} tokens '
       f'(the warmup rule: {config.warmup_tokens:,}), cosine to '
       f'{lc.final_lr_fraction:g} of the peak; base LR {c.lr:g} at batch '
-      f'{config.base_batch} sequences; seeds {list(c.seeds)}.'
+      f'{config.goyal_base_batch} sequences; seeds {list(c.seeds)}.'
     )
     noise = f'B_simple = {b_simple:.4g} sequences ({b_simple * t:.4g} tokens)'
     rule = (
-      f'(mean validation loss more than {config.tolerance:g} nats above '
-      f'batch {base})'
+      f'(mean validation loss more than {config.goyal_tolerance:g} nats '
+      f'above batch {base})'
     )
-    unit = ' sequences'
   lines = [
     "# Goyal et al.'s batch sweep",
     '',
-    setting,
+    trained,
     '',
     table,
-    f'Measured noise scale at batch {config.base_batch}, LR '
+    f'Measured noise scale at batch {config.goyal_base_batch}, LR '
     f'{config.lr:g}: {noise}.',
     '',
     '## Where each rule breaks down',
@@ -680,25 +639,15 @@ def _report(config, table, breaks, b_simple, smith_le, claim, figures) -> str:
   ]
   for v, b in breaks.items():
     lines.append(
-      f'- {v}: '
-      + (
-        f'breaks down at batch {b}{unit}' if b else 'holds over the whole sweep'
-      )
-      + (f' ({b / b_simple:.2g} x B_simple)' if b else '')
+      f'- {v}: breaks down at batch {b}{unit} ({b / b_simple:.2g} x B_simple)'
+      if b
+      else f'- {v}: holds over the whole sweep'
     )
   lines += ['', "## Smith & Le's optimal batch", '']
   for f, v in sorted(smith_le.items()):
     lines.append(f'- LR {config.lr * f:g}: best batch {v["best_batch"]}{unit}')
-  lines += ['', *_common.claim_lines([claim])]
-  lines += _common.figure_lines(figures)
+  lines += ['', *_common.claim_lines([claim]), *_common.figure_lines(figures)]
   return '\n'.join(lines)
-
-
-def main(argv: Sequence[str]) -> None:
-  done = _common.run_main(argv, 'goyal', get_config, run, check)
-  if done is None:
-    return
-  _common.print_report_path(done[1])
 
 
 if __name__ == '__main__':

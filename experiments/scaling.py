@@ -21,207 +21,190 @@ command resumes an interrupted grid.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 from collections.abc import Sequence
 
 import numpy as np
-from absl import app, flags
+from absl import app
 
-from experiments import _common, _runs
+from experiments import _common, _flags, _runs, _study
+from experiments._flags import setting
 
-BUDGETS = flags.DEFINE_list(
-  'scaling_budgets', ['2', '4', '8'], 'Budgets in epochs (increasing).'
-)
-LRS = flags.DEFINE_list(
-  'scaling_lrs', ['0.01', '0.05', '0.25'], 'Peak LRs of the grid.'
-)
-SCALING_BATCHES = flags.DEFINE_list(
-  'scaling_batches', ['16', '32', '64', '128'], 'Batch sizes of the grid.'
-)
-TOLERANCE = flags.DEFINE_float(
-  'scaling_tolerance',
-  0.0025,
-  "Near-optimal band: loss within this fraction of the budget's best.",
-)
-EXTRAPOLATE = flags.DEFINE_list(
-  'scaling_extrapolate', ['32', '128'], 'Budgets (epochs) to predict at.'
-)
-RESAMPLES = flags.DEFINE_integer(
-  'scaling_resamples', 1000, 'Bootstrap resamples.'
-)
-_common.register_bound('scaling_tolerance', 0.0)
-_common.register_bound('scaling_resamples', 10)
+
+def _positive(values: Sequence[float]) -> str | None:
+  return None if values and min(values) > 0 else 'must be positive numbers'
+
+
+def _budgets(values: Sequence[float]) -> str | None:
+  if len(values) >= 2 and values[0] > 0 and list(values) == sorted(set(values)):
+    return None
+  return (
+    'must be at least 2 distinct increasing positive budgets (a power law '
+    'needs 2 points)'
+  )
 
 
 @dataclasses.dataclass(frozen=True)
 class ScalingConfig:
-  """The grid, the near-optimal band, the bootstrap and the extrapolation."""
+  """The grid, the near-optimal band, the bootstrap and the extrapolation
+  (each field but ``common`` is its flag)."""
 
   common: _common.CommonConfig = _common.CommonConfig()
-  budgets: tuple[float, ...] = (2.0, 4.0, 8.0)
-  lrs: tuple[float, ...] = (0.01, 0.05, 0.25)
-  batches: tuple[int, ...] = (16, 32, 64, 128)
-  tolerance: float = 0.0025
-  extrapolate: tuple[float, ...] = (32.0, 128.0)
-  resamples: int = 1000
+  scaling_budgets: tuple[float, ...] = setting(
+    (2.0, 4.0, 8.0), 'Budgets in epochs (increasing).', check=_budgets
+  )
+  scaling_lrs: tuple[float, ...] = setting(
+    (0.01, 0.05, 0.25), 'Peak LRs of the grid.', check=_positive
+  )
+  scaling_batches: tuple[int, ...] = setting(
+    (16, 32, 64, 128), 'Batch sizes of the grid.', check=_positive
+  )
+  scaling_tolerance: float = setting(
+    0.0025,
+    "Near-optimal band: loss within this fraction of the budget's best.",
+    check=_flags.at_least(0),
+  )
+  scaling_extrapolate: tuple[float, ...] = setting(
+    (32.0, 128.0), 'Budgets (epochs) to predict at.', check=_positive
+  )
+  scaling_resamples: int = setting(
+    1000, 'Bootstrap resamples.', check=_flags.at_least(10)
+  )
 
-  def validate(self) -> None:
-    """Raises ValueError naming the flag and the fix."""
-    if len(self.budgets) < 2 or list(self.budgets) != sorted(set(self.budgets)):
-      raise ValueError(
-        f'--scaling_budgets={self.budgets} needs at least 2 distinct '
-        'increasing budgets (a power law needs 2 points)'
-      )
-    for name, values in (
-      ('scaling_budgets', self.budgets),
-      ('scaling_lrs', self.lrs),
-      ('scaling_batches', self.batches),
-      ('scaling_extrapolate', self.extrapolate),
-    ):
-      if not values or min(values) <= 0:
-        raise ValueError(f'--{name} must be positive numbers')
+
+_flags.define(ScalingConfig)
 
 
 def get_config() -> ScalingConfig:
   """Builds the typed config from the parsed flags."""
-  try:
-    return ScalingConfig(
-      common=_common.common_config(),
-      budgets=tuple(float(b) for b in BUDGETS.value),
-      lrs=tuple(float(x) for x in LRS.value),
-      batches=tuple(int(b) for b in SCALING_BATCHES.value),
-      tolerance=TOLERANCE.value,
-      extrapolate=tuple(float(b) for b in EXTRAPOLATE.value),
-      resamples=RESAMPLES.value,
+  return _flags.read(ScalingConfig, common=_common.common_config())
+
+
+def _name(budget: float, lr: float, batch: int) -> str:
+  return f'e{budget:g}_lr{lr:g}_b{batch}'
+
+
+class Scaling(_study.Study):
+  """The grid of budgets x LRs x batches, and the power-law fits."""
+
+  name = 'scaling'
+
+  def check(self) -> None:
+    """Checks the settings, the devices, the data and every grid run's
+    trainer config before anything trains (so `--dry_run` checks the
+    whole grid).
+
+    Raises:
+      ValueError: naming the flag and the fix.
+      FileNotFoundError: for a dataset that is not prepared.
+    """
+    config = self.config
+    _flags.check(config)
+    self.num_examples = _common.check_common(config.common)
+    _common.check_batch(
+      '--scaling_batches', max(config.scaling_batches), self.num_examples
     )
-  except ValueError as e:
-    raise app.UsageError(f'a --scaling_* list has a bad number: {e}') from None
+    _study.check_trials(self.trials(), self.num_examples)
 
+  def trials(self) -> list[_study.Trial]:
+    c = self.config.common
+    return [
+      _study.Trial(
+        _name(budget, lr, b),
+        c.seeds,
+        lambda seed, budget=budget, lr=lr, b=b: _common.train_config(
+          c,
+          batch=b,
+          lr=f'cosine({lr:g},length={budget:g})',
+          seed=seed,
+          num_epochs=budget,
+          eval_every=budget,
+        ),
+        lambda seed: _common.make_task(c, seed),
+      )
+      for budget in self.config.scaling_budgets
+      for lr in self.config.scaling_lrs
+      for b in self.config.scaling_batches
+    ]
 
-def check(config: ScalingConfig) -> None:
-  """Checks the settings, the devices, the data and every grid run's
-  trainer config before anything trains or is written (so `--dry_run`
-  checks the whole grid).
+  def analyze(
+    self, runs: dict[str, list[_runs.Run]], workdir: str
+  ) -> _study.Report:
+    from lrjax import recipe
 
-  Raises:
-    ValueError: naming the flag and the fix.
-    FileNotFoundError: for a dataset that is not prepared.
-  """
-  config.validate()
-  n = _common.check_common(config.common)
-  _common.check_batch('--scaling_batches', max(config.batches), n)
-  _common.check_train_configs([cfg for _, _, cfg in _grid_configs(config)], n)
-
-
-def _grid_configs(config: ScalingConfig):
-  """Every run of the grid: (its name, its seed, its trainer config)."""
-  c = config.common
-  for budget in config.budgets:
-    for lr in config.lrs:
-      for b in config.batches:
-        for seed in c.seeds:
-          yield (
-            f'e{budget:g}_lr{lr:g}_b{b}',
-            seed,
-            _common.train_config(
-              c,
-              batch=b,
-              lr=f'cosine({lr:g},length={budget:g})',
-              seed=seed,
-              num_epochs=budget,
-              eval_every=budget,
-            ),
-          )
-
-
-def run(
-  config: ScalingConfig,
-  workdir: str,
-  *,
-  with_flags: bool = False,
-  overwrite: bool = False,
-):
-  """Trains (or reuses) the grid, fits, writes the table, figure, report."""
-  check(config)
-  with _common.experiment_workdir(workdir, config, with_flags=with_flags):
-    return _run(config, workdir, overwrite)
-
-
-def _run(config: ScalingConfig, workdir: str, overwrite: bool):
-  from lrjax import recipe
-
-  train_run = functools.partial(_runs.train_run, overwrite=overwrite)
-  c = config.common
-  n = _common.make_task(c, c.seeds[0]).num_train
-  losses = {}
-  for name, seed, cfg in _grid_configs(config):
-    r = train_run(
-      name,
-      seed,
-      cfg,
-      os.path.join(workdir, 'runs', name, f'seed{seed}'),
-      _common.make_task(c, seed),
-    )
-    losses.setdefault(name, []).append(r.summary['test_loss'])
-  grid = [
-    {
-      'epochs': budget,
-      'lr': lr,
-      'batch': b,
-      'test_loss': float(np.mean(losses[f'e{budget:g}_lr{lr:g}_b{b}'])),
-    }
-    for budget in config.budgets
-    for lr in config.lrs
-    for b in config.batches
-  ]
-  examples = np.array([g['epochs'] * n for g in grid])
-  loss = np.array([g['test_loss'] for g in grid])
-  at = np.array(config.extrapolate) * n
-  fits = {}
-  for key in ('lr', 'batch'):
-    values = np.array([g[key] for g in grid], float)
-    cs, vs = recipe.near_optimal(examples, values, loss, config.tolerance)
-    if np.unique(cs).size < 2:
-      fits[key] = None
-      continue
-    fit = recipe.bootstrap_power_law(
-      cs, vs, at=at, num_resamples=config.resamples, seed=c.seeds[0]
-    )
-    fits[key] = {'points': (cs, vs), 'fit': fit}
-  lines = []
-  for g in grid:
-    lines.append(
-      [f'{g["epochs"]:g}', f'{g["lr"]:g}', g['batch'], f'{g["test_loss"]:.4f}']
-    )
-  table = _common.markdown_table(
-    ['budget (epochs)', 'peak LR', 'batch', 'test loss (mean)'], lines
-  )
-  summary = _fit_lines(fits, config, n)
-  figures = _figures(fits, workdir)
-  results = {
-    'experiment': 'scaling',
-    'grid': grid,
-    'examples_per_epoch': n,
-    'fits': {
-      k: None
-      if v is None
-      else {
-        'coefficient': v['fit'].fit.coefficient,
-        'exponent': v['fit'].fit.exponent,
-        'coefficient_ci': v['fit'].coefficient_ci,
-        'exponent_ci': v['fit'].exponent_ci,
-        'extrapolate_examples': v['fit'].at,
-        'prediction': v['fit'].prediction,
-        'prediction_ci': v['fit'].prediction_ci,
-        'near_optimal_points': [list(v['points'][0]), list(v['points'][1])],
+    config, n = self.config, self.num_examples
+    c = config.common
+    grid = [
+      {
+        'epochs': budget,
+        'lr': lr,
+        'batch': b,
+        'test_loss': float(
+          np.mean([r.summary['test_loss'] for r in runs[_name(budget, lr, b)]])
+        ),
       }
-      for k, v in fits.items()
-    },
-    'figures': figures,
-  }
-  report = '\n'.join(
-    [
+      for budget in config.scaling_budgets
+      for lr in config.scaling_lrs
+      for b in config.scaling_batches
+    ]
+    examples = np.array([g['epochs'] * n for g in grid])
+    loss = np.array([g['test_loss'] for g in grid])
+    fits = {}
+    for key in ('lr', 'batch'):
+      values = np.array([g[key] for g in grid], float)
+      cs, vs = recipe.near_optimal(
+        examples, values, loss, config.scaling_tolerance
+      )
+      fits[key] = (
+        (
+          None
+          if np.unique(cs).size < 2
+          else recipe.bootstrap_power_law(
+            cs,
+            vs,
+            at=np.array(config.scaling_extrapolate) * n,
+            num_resamples=config.scaling_resamples,
+            seed=c.seeds[0],
+          )
+        ),
+        cs,
+        vs,
+      )
+    table = _common.markdown_table(
+      ['budget (epochs)', 'peak LR', 'batch', 'test loss (mean)'],
+      [
+        [
+          f'{g["epochs"]:g}',
+          f'{g["lr"]:g}',
+          g['batch'],
+          f'{g["test_loss"]:.4f}',
+        ]
+        for g in grid
+      ],
+    )
+    figures = _figures(fits, workdir)
+    results = {
+      'experiment': 'scaling',
+      'grid': grid,
+      'examples_per_epoch': n,
+      'fits': {
+        k: None
+        if f is None
+        else {
+          'coefficient': f.fit.coefficient,
+          'exponent': f.fit.exponent,
+          'coefficient_ci': f.coefficient_ci,
+          'exponent_ci': f.exponent_ci,
+          'extrapolate_examples': f.at,
+          'prediction': f.prediction,
+          'prediction_ci': f.prediction_ci,
+          'near_optimal_points': [list(cs), list(vs)],
+        }
+        for k, (f, cs, vs) in fits.items()
+      },
+      'figures': figures,
+    }
+    report = [
       '# Scaling laws of the optimal LR and batch',
       '',
       f'{c.dataset}, model {c.model}, {c.optimizer} (momentum '
@@ -229,32 +212,32 @@ def _run(config: ScalingConfig, workdir: str, overwrite: bool):
       f'seeds {list(c.seeds)}; budget C in training examples '
       f'({n:.0f} per epoch).',
       '',
-      *summary,
+      *_fit_lines(fits, config, n),
       '',
       table,
       *_common.figure_lines(figures),
     ]
-  )
-  _common.write_outputs(workdir, _common.jsonable(results), table, report)
-  return results
+    return _study.Report(_common.jsonable(results), table, '\n'.join(report))
+
+
+check, run, main = _study.entry_points(Scaling, get_config)
 
 
 def _fit_lines(fits, config, n) -> list[str]:
   lines = []
   for key, label in (('lr', 'LR'), ('batch', 'batch')):
-    v = fits[key]
-    if v is None:
+    f, _, vs = fits[key]
+    if f is None:
       lines.append(
         f'- {label}: the near-optimal runs cover a single budget; no fit '
         '(widen --scaling_tolerance or the grid)'
       )
       continue
-    f = v['fit']
     lo, hi = f.exponent_ci
     lines.append(
       f'- optimal {label} = {f.fit.coefficient:.4g} C^{f.fit.exponent:.3f} '
       f'(exponent {100 * f.level:g}% CI [{lo:.3f}, {hi:.3f}]; '
-      f'{len(v["points"][0])} near-optimal runs)'
+      f'{len(vs)} near-optimal runs)'
     )
     for c_, p, (plo, phi) in zip(
       f.at, f.prediction, f.prediction_ci, strict=True
@@ -268,8 +251,8 @@ def _fit_lines(fits, config, n) -> list[str]:
         f'  - the interval holds 0: this grid does not show the {label} '
         'changing with the budget'
       )
-    grid = config.lrs if key == 'lr' else config.batches
-    edge = sorted({x for x in v['points'][1] if x in (min(grid), max(grid))})
+    grid = config.scaling_lrs if key == 'lr' else config.scaling_batches
+    edge = sorted({x for x in vs if x in (min(grid), max(grid))})
     if edge:
       lines.append(
         f'  - near-optimal {label} at the edge of the grid '
@@ -284,25 +267,20 @@ def _fit_lines(fits, config, n) -> list[str]:
 
 
 def _figures(fits, workdir) -> dict[str, str]:
-  import matplotlib
+  """Each fit with its bootstrap band, its points and its extrapolation."""
+  import matplotlib.figure
 
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt
-
-  fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+  fig = matplotlib.figure.Figure(figsize=(10, 4))
   for ax, (key, label) in zip(
-    axes, (('lr', 'optimal LR'), ('batch', 'optimal batch')), strict=True
+    fig.subplots(1, 2),
+    (('lr', 'optimal LR'), ('batch', 'optimal batch')),
+    strict=True,
   ):
-    v = fits[key]
-    ax.set_xscale('log')
-    ax.set_yscale('log')
-    ax.set_xlabel('budget C (training examples)')
-    ax.set_ylabel(label)
-    if v is None:
-      ax.set_title(f'{label}: no fit')
+    f, cs, vs = fits[key]
+    ax.set(xscale='log', yscale='log', xlabel='budget C (training examples)')
+    ax.set(ylabel=label, title=label if f else f'{label}: no fit')
+    if f is None:
       continue
-    cs, vs = v['points']
-    f = v['fit']
     ax.scatter(cs, vs, label='near-optimal runs')
     grid = np.geomspace(min(cs.min(), *f.at), max(cs.max(), *f.at), 50)
     ax.plot(
@@ -310,32 +288,24 @@ def _figures(fits, workdir) -> dict[str, str]:
     )
     band = f.resamples[:, :1] * grid[None, :] ** f.resamples[:, 1:]
     q = [100 * (1 - f.level) / 2, 100 * (1 + f.level) / 2]
-    lo, hi = np.percentile(band, q, axis=0)
-    ax.fill_between(grid, lo, hi, alpha=0.2, label=f'{100 * f.level:g}% CI')
+    ax.fill_between(
+      grid,
+      *np.percentile(band, q, axis=0),
+      alpha=0.2,
+      label=f'{100 * f.level:g}% CI',
+    )
     if f.at.size:
       ax.errorbar(
         f.at,
         f.prediction,
-        yerr=[
-          f.prediction - f.prediction_ci[:, 0],
-          f.prediction_ci[:, 1] - f.prediction,
-        ],
+        yerr=np.abs(f.prediction_ci.T - f.prediction),
         fmt='x',
         label='extrapolation',
       )
-    ax.set_title(label)
     ax.legend(fontsize=8)
   fig.tight_layout()
   fig.savefig(os.path.join(workdir, 'scaling.png'), dpi=120)
-  plt.close('all')
   return {'scaling.png': 'Optimal LR and batch against the budget, with fits'}
-
-
-def main(argv: Sequence[str]) -> None:
-  done = _common.run_main(argv, 'scaling', get_config, run, check)
-  if done is None:
-    return
-  _common.print_report_path(done[1])
 
 
 if __name__ == '__main__':

@@ -219,11 +219,13 @@ ROWS = [
     "unknown dataset name='no_such_set'",
   ),
   (
-    lambda: goyal.check(goyal.GoyalConfig(common(), batches=(32, 2048))),
+    lambda: goyal.check(goyal.GoyalConfig(common(), goyal_batches=(32, 2048))),
     '--goyal_batches=2048 is larger than the 1437 training examples',
   ),
   (
-    lambda: scaling.check(scaling.ScalingConfig(common(), batches=(16, 4096))),
+    lambda: scaling.check(
+      scaling.ScalingConfig(common(), scaling_batches=(16, 4096))
+    ),
     '--scaling_batches=4096 is larger than the 1437 training examples',
   ),
   (
@@ -308,6 +310,38 @@ ROWS = [
   (
     parse_flags('--target_loss=0', study=sharpness),
     '--target_loss=0.0 must be > 0',
+  ),
+  (
+    parse_flags('--goyal_batches=64,32', study=goyal),
+    '--goyal_batches=64,32 must be distinct, increasing',
+  ),
+  (
+    parse_flags('--goyal_variants=none,cubic', study=goyal),
+    '--goyal_variants=none,cubic must be a non-empty subset of none,linear',
+  ),
+  (
+    parse_flags('--goyal_warmup_epochs=40', study=goyal),
+    '--goyal_warmup_epochs=40.0 must be below --epochs=40.0',
+  ),
+  (
+    parse_flags('--goyal_lr_factors=1,x', study=goyal),
+    '--goyal_lr_factors=1,x must be a comma-separated list of float',
+  ),
+  (
+    parse_flags('--goyal_warmup_tokens=8Ki', study=goyal),
+    '--goyal_warmup_tokens is for --goyal_task=lm',
+  ),
+  (
+    lambda: goyal.GoyalConfig(goyal_warmup_tokens='1.5').validate(),
+    '--goyal_warmup_tokens=1.5 must be a whole token count',
+  ),
+  (
+    parse_flags('--scaling_budgets=2', study=scaling),
+    '--scaling_budgets=2.0 must be at least 2 distinct increasing',
+  ),
+  (
+    parse_flags('--scaling_resamples=9', study=scaling),
+    '--scaling_resamples=9 must be >= 10',
   ),
 ]
 

@@ -12,13 +12,15 @@ import math
 import os
 
 import pytest
-from _cli import flagfile, run_experiment
+from _cli import flagfile
 from _lm_tiny import tiny_common, tiny_lm
+from absl import app, flags
 
 from experiments import _lm_common, _runs, goyal
 from lrjax import batch as lbatch
 from lrjax import schedules
 
+FLAGS = flags.FLAGS
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -56,11 +58,12 @@ def test_breakdown_of_accuracy_is_a_fall_below_the_first_batch():
 def test_lm_sweep_end_to_end(data_dir, tmp_path):
   config = goyal.GoyalConfig(
     lm=_tiny(data_dir, str(tmp_path / 'cache')),
-    batches=(4, 8),
-    base_batch=4,
-    warmup_tokens=1024,
-    tolerance=0.05,
-    lr_factors=(1.0, 2.0),
+    goyal_task='lm',
+    goyal_batches=(4, 8),
+    goyal_base_batch=4,
+    goyal_warmup_tokens='1Ki',
+    goyal_tolerance=0.05,
+    goyal_lr_factors=(1.0, 2.0),
   )
   workdir = str(tmp_path / 'goyal')
   results = goyal.run(config, workdir)
@@ -136,10 +139,16 @@ def test_lm_sweep_end_to_end(data_dir, tmp_path):
     assert os.path.getsize(os.path.join(workdir, figure)) > 0
 
 
-def _cli(cwd, *args):
-  return run_experiment(
-    'goyal', cwd, flagfile('goyal_lm.cfg'), *args, timeout=300
-  )
+def _checked_config(monkeypatch, name, *args):
+  """goyal's checked config from the flagfile ``name`` and ``args``,
+  parsed in process."""
+  monkeypatch.chdir(ROOT)  # nested flagfiles are paths from the root
+  FLAGS.unparse_flags()
+  try:
+    FLAGS(['prog', flagfile(name), *args])
+    return goyal.check(goyal.get_config()).config
+  finally:
+    FLAGS.unparse_flags()
 
 
 @pytest.mark.parametrize(
@@ -149,10 +158,9 @@ def _cli(cwd, *args):
     ('--goyal_batches=8,2048', 'change --goyal_batches'),
   ],
 )
-def test_bad_lm_flags_fail_naming_the_flag(tmp_path, bad, message):
-  proc = _cli(tmp_path, bad, f'--workdir={tmp_path / "out"}', '--dry_run')
-  assert proc.returncode != 0
-  assert message in proc.stderr, proc.stderr[-2000:]
+def test_bad_lm_flags_fail_naming_the_flag(monkeypatch, bad, message):
+  with pytest.raises((ValueError, app.UsageError), match=message):
+    _checked_config(monkeypatch, 'goyal_lm.cfg', bad)
 
 
 @pytest.mark.parametrize('module', [goyal, _runs])
@@ -163,25 +171,10 @@ def test_doctests(module):
   assert result.attempted >= 2 and result.failed == 0
 
 
-def test_lm_only_flag_is_refused_for_an_image_sweep(tmp_path):
-  args = [flagfile('goyal_digits.cfg'), '--dry_run']
+def test_lm_only_flag_is_refused_for_an_image_sweep(monkeypatch):
   # Its default (as a workdir's flags.cfg lists it) passes; another fails.
-  ok = run_experiment(
-    'goyal',
-    tmp_path,
-    *args,
-    f'--workdir={tmp_path / "out"}',
-    '--goyal_warmup_tokens=32Ki',
-    timeout=300,
-  )
-  assert ok.returncode == 0, ok.stderr[-2000:]
-  bad = run_experiment(
-    'goyal',
-    tmp_path,
-    *args,
-    f'--workdir={tmp_path / "bad"}',
-    '--goyal_warmup_tokens=8Ki',
-    timeout=300,
-  )
-  assert bad.returncode != 0
-  assert '--goyal_warmup_tokens is for --goyal_task=lm' in bad.stderr
+  digits = 'goyal_digits.cfg'
+  ok = _checked_config(monkeypatch, digits, '--goyal_warmup_tokens=32Ki')
+  assert ok.lm is None and ok.goyal_batches == (32, 64, 128, 256, 512)
+  with pytest.raises(ValueError, match='--goyal_warmup_tokens is for --goyal'):
+    _checked_config(monkeypatch, digits, '--goyal_warmup_tokens=8Ki')

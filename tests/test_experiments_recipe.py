@@ -49,11 +49,11 @@ def _assert_outputs(workdir, figures):
 def test_goyal_end_to_end(tmp_path):
   config = goyal.GoyalConfig(
     common=TINY,
-    batches=(32, 64),
-    variants=('none', 'warmup'),
-    base_batch=32,
-    warmup_epochs=0.5,
-    lr_factors=(1.0, 2.0),
+    goyal_batches=(32, 64),
+    goyal_variants=('none', 'warmup'),
+    goyal_base_batch=32,
+    goyal_warmup_epochs=0.5,
+    goyal_lr_factors=(1.0, 2.0),
   )
   workdir = str(tmp_path / 'goyal')
   results = goyal.run(config, workdir)
@@ -137,12 +137,12 @@ def test_recipe_only_prints_the_recipe(tmp_path):
 def test_scaling_end_to_end(tmp_path):
   config = scaling.ScalingConfig(
     common=dataclasses.replace(TINY, eval_every=1.0),
-    budgets=(1.0, 2.0),
-    lrs=(0.05, 0.2),
-    batches=(32, 64),
-    tolerance=1e9,  # every run is near-optimal: closed-form fits below
-    extrapolate=(8.0,),
-    resamples=50,
+    scaling_budgets=(1.0, 2.0),
+    scaling_lrs=(0.05, 0.2),
+    scaling_batches=(32, 64),
+    scaling_tolerance=1e9,  # every run is near-optimal: closed-form fits
+    scaling_extrapolate=(8.0,),
+    scaling_resamples=50,
   )
   workdir = str(tmp_path / 'scaling')
   results = scaling.run(config, workdir)
@@ -164,7 +164,6 @@ _cli = functools.partial(run_experiment, timeout=300)
   'module, flagfile, bad, name',
   [
     ('goyal', 'goyal_digits.cfg', '--goyal_batches=64,32', '--goyal_batches'),
-    ('goyal', 'goyal_digits.cfg', '--goyal_variants=cubic', '--goyal_variants'),
     ('recipe', 'recipe_digits.cfg', '--recipe_probe_batch=30', 'probe_batch'),
     ('recipe', 'recipe_digits.cfg', '--baseline_lr=nosuch(1)', 'baseline_lr'),
     ('scaling', 'scaling_digits.cfg', '--scaling_budgets=2', 'budgets'),
