@@ -59,7 +59,9 @@ def register_bound(
   name: str, bound: float, *, strict: bool = False, note: str = ''
 ) -> None:
   """Registers the validator `--name >= bound` (`> bound` when strict)."""
-  op, test = ('>', lambda v: v > bound) if strict else ('>=', lambda v: v >= bound)
+  op, test = (
+    ('>', lambda v: v > bound) if strict else ('>=', lambda v: v >= bound)
+  )
   flags.register_validator(
     name, test, message=f'--{name} must be {op} {bound}{note}'
   )
@@ -119,9 +121,7 @@ class CommonConfig:
     'Optimizer.',
     choices=('sgd', 'nesterov', 'adam', 'adamw', 'lamb', 'lars'),
   )
-  weight_decay: float = setting(
-    0.0, 'Weight decay.', check=_flags.at_least(0)
-  )
+  weight_decay: float = setting(0.0, 'Weight decay.', check=_flags.at_least(0))
   clip_norm: float | None = setting(
     None,
     'Clip each gradient to this global norm before the optimizer '
@@ -169,7 +169,7 @@ class CommonConfig:
     'readings); lower: a quicker but noisier one. Measured on digits '
     '(BUILD.md, benchmarks/bench_noise_defaults.py): at 0.95 one reading '
     'scatters by -27%/+43% (10th/90th percentile) when B_simple is 2.4x the '
-    "batch, +-20% at 1.3x; 0.98 halves that but trails 49 readings. 0.95 "
+    'batch, +-20% at 1.3x; 0.98 halves that but trails 49 readings. 0.95 '
     "keeps the trail under the adaptive rule's 2-epoch decisions up to 4x "
     'the starting batch; use 0.98 to monitor at a fixed batch.',
     check=_flags.fraction(', e.g. 0.95'),

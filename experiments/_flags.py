@@ -84,6 +84,11 @@ def fraction(note: str = '') -> Check:
   return lambda v: None if 0 <= v < 1 else f'must be in [0, 1){note}'
 
 
+def positive() -> Check:
+  """The check: a non-empty list of numbers > 0."""
+  return lambda v: None if v and min(v) > 0 else 'must be positive numbers'
+
+
 def distinct(note: str = '') -> Check:
   """The check: a non-empty list of distinct values."""
   return lambda v: (
@@ -106,7 +111,9 @@ def _kind(cls: type, field: dataclasses.Field) -> tuple[str, type]:
   base = args[0] if args and typing.get_origin(hint) is not None else hint
   if typing.get_origin(base) is tuple:
     return 'list', typing.get_args(base)[0]
-  return {bool: 'bool', int: 'integer', float: 'float'}.get(base, 'string'), base
+  return {bool: 'bool', int: 'integer', float: 'float'}.get(
+    base, 'string'
+  ), base
 
 
 def define(cls: type, *, skip: Sequence[str] = (), module: str = '') -> None:

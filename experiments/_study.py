@@ -118,8 +118,7 @@ class Context:
             train=trial.train,
             extra=trial.extra,
             overwrite=self.overwrite,
-            progress=f'trial {k}/{len(trials)}, seed {j}/'
-            f'{len(trial.seeds)}',
+            progress=f'trial {k}/{len(trials)}, seed {j}/{len(trial.seeds)}',
           )
         )
     return runs
@@ -145,9 +144,7 @@ class Study:
     """The study's trials."""
     raise NotImplementedError
 
-  def analyze(
-    self, runs: dict[str, list[_runs.Run]], workdir: str
-  ) -> Report:
+  def analyze(self, runs: dict[str, list[_runs.Run]], workdir: str) -> Report:
     """Tables, claims, figures and the report from the finished runs."""
     raise NotImplementedError
 

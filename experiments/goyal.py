@@ -71,10 +71,6 @@ def _rules(values: Sequence[str]) -> str | None:
   return f'must be a non-empty subset of {",".join(VARIANTS)}'
 
 
-def _positive(values: Sequence[float]) -> str | None:
-  return None if values and min(values) > 0 else 'must be positive numbers'
-
-
 def _tokens(text: str) -> str | None:
   try:
     _lm_common.parse_tokens(text, 'goyal_warmup_tokens')
@@ -138,7 +134,7 @@ class GoyalConfig:
   goyal_lr_factors: tuple[float, ...] = setting(
     (0.25, 1.0, 4.0),
     "Smith & Le's sweep: the unscaled sweep at these multiples of --lr.",
-    check=_positive,
+    check=_flags.positive(),
   )
 
   @property

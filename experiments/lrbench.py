@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from absl import app, flags
+from absl import app
 
 from experiments import _common, _finder, _flags, _runs, _study
 from experiments._flags import setting

@@ -134,9 +134,11 @@ class RampConfig:
     "Device counts P at which the report projects each schedule's wall "
     'time (measured per-device step time plus a ring all-reduce of the '
     'gradients).',
-    check=lambda v: None
-    if v and all(p >= 1 for p in v)
-    else 'must be device counts >= 1, e.g. 1,8,64,512',
+    check=lambda v: (
+      None
+      if v and all(p >= 1 for p in v)
+      else 'must be device counts >= 1, e.g. 1,8,64,512'
+    ),
   )
   gpu_allreduce_latency_us: float = setting(
     10.0,
@@ -211,8 +213,7 @@ class RampConfig:
       )
     if not self.adaptive_every <= c.epochs:
       raise ValueError(
-        f'--adaptive_every={self.adaptive_every} must be <= --epochs='
-        f'{c.epochs}'
+        f'--adaptive_every={self.adaptive_every} must be <= --epochs={c.epochs}'
       )
     cap = self.adaptive_max_batch_size
     if cap and cap < c.batch_size:
@@ -620,7 +621,9 @@ class Ramp(_study.Study):
     results = {
       'experiment': 'ramp',
       'num_train_examples': self.num_examples,
-      'num_test_examples': _common.load_split(c, 'test', c.seeds[0]).num_examples,
+      'num_test_examples': _common.load_split(
+        c, 'test', c.seeds[0]
+      ).num_examples,
       'rows': rows,
       'claims': claims,
       'projection': projection,

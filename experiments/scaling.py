@@ -31,10 +31,6 @@ from experiments import _common, _flags, _runs, _study
 from experiments._flags import setting
 
 
-def _positive(values: Sequence[float]) -> str | None:
-  return None if values and min(values) > 0 else 'must be positive numbers'
-
-
 def _budgets(values: Sequence[float]) -> str | None:
   if len(values) >= 2 and values[0] > 0 and list(values) == sorted(set(values)):
     return None
@@ -54,10 +50,10 @@ class ScalingConfig:
     (2.0, 4.0, 8.0), 'Budgets in epochs (increasing).', check=_budgets
   )
   scaling_lrs: tuple[float, ...] = setting(
-    (0.01, 0.05, 0.25), 'Peak LRs of the grid.', check=_positive
+    (0.01, 0.05, 0.25), 'Peak LRs of the grid.', check=_flags.positive()
   )
   scaling_batches: tuple[int, ...] = setting(
-    (16, 32, 64, 128), 'Batch sizes of the grid.', check=_positive
+    (16, 32, 64, 128), 'Batch sizes of the grid.', check=_flags.positive()
   )
   scaling_tolerance: float = setting(
     0.0025,
@@ -65,7 +61,7 @@ class ScalingConfig:
     check=_flags.at_least(0),
   )
   scaling_extrapolate: tuple[float, ...] = setting(
-    (32.0, 128.0), 'Budgets (epochs) to predict at.', check=_positive
+    (32.0, 128.0), 'Budgets (epochs) to predict at.', check=_flags.positive()
   )
   scaling_resamples: int = setting(
     1000, 'Bootstrap resamples.', check=_flags.at_least(10)

@@ -60,12 +60,6 @@ def _protocols(values: Sequence[str]) -> str | None:
   )
 
 
-def _positive(values: Sequence[float]) -> str | None:
-  if values and all(v > 0 for v in values):
-    return None
-  return 'must be positive numbers, e.g. 1e-3,5e-4'
-
-
 @dataclasses.dataclass(frozen=True)
 class StopRule:
   """When a run of a stopping protocol ends, from its training-loss checks.
@@ -209,7 +203,7 @@ class SharpnessConfig:
     check=_flags.above(0),
   )
   sharpness_eps: tuple[float, ...] = setting(
-    (1e-3, 5e-4), 'Box sizes eps of the eps-sharpness.', check=_positive
+    (1e-3, 5e-4), 'Box sizes eps of the eps-sharpness.', check=_flags.positive()
   )
   subspace_dim: int = setting(
     100,

@@ -242,10 +242,19 @@ ROWS = [
   (parse_flags('--lr=-1'), '--lr=-1.0 must be > 0'),
   (parse_flags('--momentum=1'), '--momentum=1.0 must be in [0, 1)'),
   (parse_flags('--weight_decay=-1'), '--weight_decay=-1.0 must be >= 0'),
-  (parse_flags('--checkpoint_seconds=-1'), '--checkpoint_seconds=-1.0 must be >='),
+  (
+    parse_flags('--checkpoint_seconds=-1'),
+    '--checkpoint_seconds=-1.0 must be >=',
+  ),
   (parse_flags('--eval_every=0'), '--eval_every=0.0 must be > 0 epochs'),
-  (parse_flags('--seeds=1,1'), '--seeds=1,1 must be a non-empty list of distinct'),
-  (parse_flags('--model=resnet9000'), '--model=resnet9000 must be a name lrjax.models'),
+  (
+    parse_flags('--seeds=1,1'),
+    '--seeds=1,1 must be a non-empty list of distinct',
+  ),
+  (
+    parse_flags('--model=resnet9000'),
+    '--model=resnet9000 must be a name lrjax.models',
+  ),
   (parse_flags('--synthetic_shape=4,4'), '--synthetic_shape=4,4 must be three'),
   (
     parse_flags('--milestones=10,5', study=ramp),

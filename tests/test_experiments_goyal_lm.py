@@ -163,14 +163,6 @@ def test_bad_lm_flags_fail_naming_the_flag(monkeypatch, bad, message):
     _checked_config(monkeypatch, 'goyal_lm.cfg', bad)
 
 
-@pytest.mark.parametrize('module', [goyal, _runs])
-def test_doctests(module):
-  import doctest
-
-  result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
-  assert result.attempted >= 2 and result.failed == 0
-
-
 def test_lm_only_flag_is_refused_for_an_image_sweep(monkeypatch):
   # Its default (as a workdir's flags.cfg lists it) passes; another fails.
   digits = 'goyal_digits.cfg'
