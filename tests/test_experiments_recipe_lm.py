@@ -44,12 +44,13 @@ def _read_json(path):
 def test_lm_recipe_end_to_end(data_dir, tmp_path):
   config = recipe_exp.RecipeConfig(
     lm=_tiny(data_dir, str(tmp_path / 'cache')),
-    probe_batch=4,
-    range_steps=12,
-    min_lr=1e-4,
-    max_lr=1.0,
-    noise_updates=4,
-    max_accumulation=4,  # batches up to 4 x 4 = 16 sequences
+    recipe_task='lm',
+    recipe_probe_batch=4,
+    recipe_range_steps=12,
+    recipe_min_lr=1e-4,
+    recipe_max_lr=1.0,
+    recipe_noise_updates=4,
+    recipe_max_accumulation=4,  # batches up to 4 x 4 = 16 sequences
     random_trials=2,
     random_lr_min=1e-4,
     random_lr_max=1e-2,
@@ -125,7 +126,9 @@ def test_lm_recipe_end_to_end(data_dir, tmp_path):
 
 
 def test_lm_trial_too_short_for_the_warmup_names_the_flags(data_dir):
-  config = recipe_exp.RecipeConfig(lm=_tiny(data_dir, None), random_trials=20)
+  config = recipe_exp.RecipeConfig(
+    lm=_tiny(data_dir, None), recipe_task='lm', random_trials=20
+  )
   with pytest.raises(ValueError, match='--random_trials=20.*warmup_tokens'):
     recipe_exp.lm_trial_config(config, 1e-3, 4, 256)
 
@@ -152,7 +155,7 @@ def test_recipe_lm_flagfile_builds_the_lm_config(tmp_path):
   assert config['lm']['train_tokens'] == 256 * 1024
   assert (common['num_devices'], common['clip_norm']) == (2, 1.0)
   assert config['lm']['lr_policies'] == ['cosine']
-  assert config['max_accumulation'] == 8
+  assert config['recipe_max_accumulation'] == 8
 
 
 @pytest.mark.parametrize(
