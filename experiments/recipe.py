@@ -48,10 +48,7 @@ from experiments import lm as lm_exp
 from experiments._flags import setting
 
 # The compared metrics live in _runs, shared with experiments.goyal.
-Metric = _runs.Metric
-ACCURACY = _runs.ACCURACY
-VAL_LOSS = _runs.VAL_LOSS
-VAL_BPB = _runs.VAL_BPB
+Metric, ACCURACY = _runs.Metric, _runs.ACCURACY
 
 
 def _lr_policy(text: str) -> str | None:
@@ -158,11 +155,15 @@ class RecipeConfig:
       )
     if self.lm is not None:
       self.lm.validate()
-    if not self.recipe_max_lr > self.recipe_min_lr:
-      raise ValueError(
-        f'--recipe_max_lr={self.recipe_max_lr} must be > --recipe_min_lr='
-        f'{self.recipe_min_lr}'
-      )
+    for low, high in [
+      ('recipe_min_lr', 'recipe_max_lr'),
+      ('random_lr_min', 'random_lr_max'),
+    ]:
+      if not getattr(self, high) > getattr(self, low):
+        raise ValueError(
+          f'--{high}={getattr(self, high)} must be > --{low}='
+          f'{getattr(self, low)}'
+        )
     if self.budget_seconds > 0 and not self.recipe_only:
       raise ValueError(
         f'--budget_seconds={self.budget_seconds} needs --recipe_only (the '
@@ -174,11 +175,6 @@ class RecipeConfig:
       raise ValueError(
         f'--recipe_probe_batch={self.recipe_probe_batch} must be a multiple '
         f'of --num_devices={devices} (the probes run data parallel)'
-      )
-    if not self.random_lr_max > self.random_lr_min:
-      raise ValueError(
-        f'--random_lr_max={self.random_lr_max} must be > --random_lr_min='
-        f'{self.random_lr_min}'
       )
 
 
@@ -222,24 +218,19 @@ def choose(
     with open(path) as fh:
       return json.load(fh)
   c = config.common if config.lm is None else config.lm.common
+  probes = ('probe_batch', 'min_lr', 'max_lr', 'noise_updates', 'suggestion')
   r = recipe.recommend(
     task,
     budget=recipe.Budget(seconds=config.budget_seconds)
     if config.budget_seconds
     else budget,
-    optimizer=c.optimizer,
-    momentum=c.momentum,
-    weight_decay=c.weight_decay,
+    **{k: getattr(c, k) for k in ('optimizer', 'momentum', 'weight_decay')},
     b2=getattr(c, 'b2', None),
     num_devices=c.num_devices or 1,
     max_device_batch=c.max_device_batch,
     max_accumulation=config.recipe_max_accumulation,
-    probe_batch=config.recipe_probe_batch,
     range_test_steps=config.recipe_range_steps,
-    min_lr=config.recipe_min_lr,
-    max_lr=config.recipe_max_lr,
-    noise_updates=config.recipe_noise_updates,
-    suggestion=config.recipe_suggestion,
+    **{k: getattr(config, f'recipe_{k}') for k in probes},
     continuable=config.recipe_continuable,
     seed=seed,
   )
@@ -319,18 +310,19 @@ class _Image:
     del name  # one task for every run of a seed
     return _common.make_task(self.c, seed)
 
-  def recipe(self, chosen: dict, seed: int) -> Method:
-    batch, lr = chosen['batch'], chosen['lr']
+  def _method(self, batch: Any, lr: str, seed: int, **overrides) -> Method:
     return Method(
-      _common.train_config(self.c, batch=batch, lr=lr, seed=seed), lr, batch
-    )
-
-  def hand_tuned(self, seed: int) -> Method:
-    lr, batch = self.config.baseline_lr, self.config.baseline_batch
-    return Method(
-      _common.train_config(self.c, batch=batch, lr=lr, seed=seed),
+      _common.train_config(self.c, batch=batch, lr=lr, seed=seed, **overrides),
       lr,
       str(batch),
+    )
+
+  def recipe(self, chosen: dict, seed: int) -> Method:
+    return self._method(chosen['batch'], chosen['lr'], seed)
+
+  def hand_tuned(self, seed: int) -> Method:
+    return self._method(
+      self.config.baseline_batch, self.config.baseline_lr, seed
     )
 
   def random(self, chosen: dict, seed: int) -> list[Method]:
@@ -339,17 +331,10 @@ class _Image:
     total = chosen['budget_examples'] + chosen['probe_examples']
     epochs = float(f'{total / n / self.config.random_trials:.4g}')
     return [
-      Method(
-        _common.train_config(
-          self.c, batch=b, lr=policy, seed=seed, num_epochs=epochs
-        ),
-        policy,
-        str(b),
+      self._method(
+        b, f'cosine({lr:g},length={epochs:g})', seed, num_epochs=epochs
       )
-      for b, policy in (
-        (b, f'cosine({lr:g},length={epochs:g})')
-        for lr, b in draws(self.config, seed)
-      )
+      for lr, b in draws(self.config, seed)
     ]
 
   def header(self) -> str:
@@ -364,7 +349,7 @@ class _Image:
 class _Lm:
   """experiments.lm's transformer: a budget of `--train_tokens`."""
 
-  metrics = (VAL_LOSS, VAL_BPB)
+  metrics = (_runs.VAL_LOSS, _runs.VAL_BPB)
 
   def __init__(self, config: RecipeConfig) -> None:
     from lrjax import recipe
@@ -438,11 +423,6 @@ class _Lm:
       f'batch {c.batch_size} sequences). Bigram model of the validation '
       f'split: {nats["bigram"]:.3f} nats; unigram {nats["unigram"]:.3f}.'
     )
-
-
-def metrics(config: RecipeConfig) -> tuple[Metric, ...]:
-  """The compared metrics; the first decides (best trial, verdict)."""
-  return (_Image if config.lm is None else _Lm).metrics
 
 
 # ------------------------------------------------------------ study

@@ -168,8 +168,6 @@ _cli = functools.partial(run_experiment, timeout=300)
   [
     ('goyal', 'goyal_digits.cfg', '--goyal_batches=64,32', '--goyal_batches'),
     ('goyal', 'goyal_digits.cfg', '--goyal_variants=cubic', '--goyal_variants'),
-    ('recipe', 'recipe_digits.cfg', '--recipe_probe_batch=30', 'probe_batch'),
-    ('recipe', 'recipe_digits.cfg', '--baseline_lr=nosuch(1)', 'baseline_lr'),
     ('scaling', 'scaling_digits.cfg', '--scaling_budgets=2', 'budgets'),
   ],
 )
