@@ -486,7 +486,8 @@ class Recipe(_study.Study):
     groups = {'recipe': [], 'hand-tuned': [], 'random search': []}
     chosen_all, trials_all = {}, {}
     for j, seed in enumerate(kind.seeds, 1):
-
+      # Runs live in seed<k>/<method>, not in the runner's <trial>/seed<k>
+      # (Context.train): the layout whose finished runs earlier workdirs hold.
       def train(name: str, method: Method, seed=seed, j=j) -> _runs.Run:
         return _runs.train_run(
           name,
@@ -501,11 +502,16 @@ class Recipe(_study.Study):
       chosen = chosen_all[seed] = choose_for(seed)
       recipe = kind.recipe(chosen, seed)
       groups['recipe'].append(
-        Entry(train('recipe', recipe), chosen['probe_examples'], *recipe[1:])
+        Entry(
+          train('recipe', recipe),
+          chosen['probe_examples'],
+          recipe.lr,
+          recipe.batch,
+        )
       )
       base = kind.hand_tuned(seed)
       groups['hand-tuned'].append(
-        Entry(train('hand-tuned', base), 0, *base[1:])
+        Entry(train('hand-tuned', base), 0, base.lr, base.batch)
       )
       if config.random_trials:
         trials = kind.random(chosen, seed)
@@ -594,30 +600,27 @@ def _compare(config, kind, groups, chosen_all, trials_all, workdir):
     'verdict': verdict,
     'figures': figures,
   }
-  report = '\n'.join(
-    [
-      '# Let lrjax choose: recipe vs hand-tuned vs random search',
-      '',
-      kind.header(),
-      '',
-      table,
-      *_per_seed(groups, ms[0]),
-      '## The recipe (first seed)',
-      '',
-      '```',
-      chosen_all[kind.seeds[0]]['summary'],
-      '```',
-      '',
-      '## Verdict',
-      '',
-      *verdict,
-      *_common.figure_lines(figures),
-    ]
-  )
+  report = f"""# Let lrjax choose: recipe vs hand-tuned vs random search
+
+{kind.header()}
+
+{table}
+{_per_seed(groups, ms[0])}
+
+## The recipe (first seed)
+
+```
+{chosen_all[kind.seeds[0]]['summary']}
+```
+
+## Verdict
+
+"""
+  report += '\n'.join(verdict + _common.figure_lines(figures))
   return _study.Report(results, table, report)
 
 
-def _per_seed(groups, metric: Metric) -> list[str]:
+def _per_seed(groups, metric: Metric) -> str:
   """The report's line of each method's metric for every seed."""
   d = metric.digits
   parts = [
@@ -625,7 +628,7 @@ def _per_seed(groups, metric: Metric) -> list[str]:
     + ' / '.join(f'{metric.scale * metric.of(e.run):.{d}f}' for e in entries)
     for name, entries in groups.items()
   ]
-  return [f'Per seed ({metric.label}): {"; ".join(parts)}.', '']
+  return f'Per seed ({metric.label}): {"; ".join(parts)}.'
 
 
 def _verdict(groups, metric: Metric) -> list[str]:
