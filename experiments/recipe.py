@@ -35,261 +35,181 @@ budget instead (the probes time the training step, see
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import math
 import os
-from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
-from absl import app, flags
+from absl import app
 
-from experiments import _common, _lm_common, _runs
+from experiments import _common, _flags, _lm_common, _runs, _study
 from experiments import lm as lm_exp
+from experiments._flags import setting
 
-TASK = flags.DEFINE_enum(
-  'recipe_task',
-  'image',
-  ['image', 'lm'],
-  "What the recipe is for: 'image' (--dataset, --model, the budget "
-  "--epochs) or 'lm' (experiments.lm's transformer on --corpus, the budget "
-  '--train_tokens).',
-)
+# The compared metrics live in _runs, shared with experiments.goyal.
+Metric, ACCURACY = _runs.Metric, _runs.ACCURACY
 
-PROBE_BATCH = flags.DEFINE_integer(
-  'recipe_probe_batch', 32, 'Batch of the probes (divisible by 4).'
-)
-RANGE_STEPS = flags.DEFINE_integer(
-  'recipe_range_steps', 100, 'Updates of the LR range test.'
-)
-MIN_LR = flags.DEFINE_float('recipe_min_lr', 1e-5, "The range test's first LR.")
-MAX_LR = flags.DEFINE_float('recipe_max_lr', 10.0, "The range test's last LR.")
-MAX_ACCUMULATION = flags.DEFINE_integer(
-  'recipe_max_accumulation',
-  1,
-  'Accumulation steps the recipe may use beyond --max_device_batch (its '
-  'largest batch is devices x max_device_batch x this).',
-)
-NOISE_UPDATES = flags.DEFINE_integer(
-  'recipe_noise_updates', 50, 'Updates of the noise-scale probe.'
-)
-SUGGESTION = flags.DEFINE_enum(
-  'recipe_suggestion',
-  'minimum_over_10',
-  ['steepest', 'minimum_over_10', 'valley'],
-  "The range test's suggestion the recipe uses.",
-)
-CONTINUABLE = flags.DEFINE_bool(
-  'recipe_continuable', False, 'Prefer WSD over cosine when not ramping.'
-)
-BUDGET_SECONDS = flags.DEFINE_float(
-  'budget_seconds',
-  0.0,
-  'Plan the recipe for this many seconds of training instead of --epochs '
-  '(--train_tokens for the LM), converted into examples with the step '
-  'times the probes measure (0: off; needs --recipe_only, since the '
-  'comparison trains every method on equal examples).',
-)
-RECIPE_ONLY = flags.DEFINE_bool(
-  'recipe_only', False, 'Print the recipe of the first seed and stop.'
-)
-BASELINE_LR = flags.DEFINE_string(
-  'baseline_lr',
-  'multistep(0.3,milestones=10/20/30,gamma=0.3333)',
-  'The hand-tuned LR policy over epochs.',
-)
-BASELINE_BATCH = flags.DEFINE_integer(
-  'baseline_batch', 32, 'The hand-tuned batch size.'
-)
-RANDOM_TRIALS = flags.DEFINE_integer(
-  'random_trials', 4, 'Trials of the random search (0: none).'
-)
-RANDOM_LR_MIN = flags.DEFINE_float('random_lr_min', 1e-3, 'Smallest LR.')
-RANDOM_LR_MAX = flags.DEFINE_float('random_lr_max', 1.0, 'Largest LR.')
-RANDOM_BATCHES = flags.DEFINE_list(
-  'random_batches', ['16', '32', '64', '128', '256'], 'Batches to draw.'
-)
-_common.register_bound('recipe_probe_batch', 4)
-_common.register_bound('recipe_range_steps', 2)
-_common.register_bound('recipe_noise_updates', 1)
-_common.register_bound('recipe_min_lr', 0.0, strict=True)
-_common.register_bound('recipe_max_accumulation', 1)
-_common.register_bound('budget_seconds', 0.0)
-_common.register_bound('baseline_batch', 1)
-_common.register_bound('random_trials', 0)
-_common.register_bound('random_lr_min', 0.0, strict=True)
+
+def _lr_policy(text: str) -> str | None:
+  from lrjax import schedules
+
+  try:
+    schedules.parse(text)
+  except ValueError as e:
+    return f'must be an LR policy: {e}'
+  return None
 
 
 @dataclasses.dataclass(frozen=True)
 class RecipeConfig:
-  """The comparison: common settings, probes, baseline, random search.
+  """The comparison: common settings, probes, baseline, random search (each
+  field but ``common`` and ``lm`` is its flag).
 
   ``lm`` is None for an image task (``common`` holds it); for the language
-  model it is experiments.lm's config (its ``common`` holds the model, the
-  data, the optimizer and the seeds; ``common`` here is then unused), and
-  ``baseline_lr``/``baseline_batch`` are its cosine run's.
+  model (``--recipe_task=lm``) it is experiments.lm's config (its
+  ``common`` holds the model, the data, the optimizer and the seeds;
+  ``common`` here is then unused), and the hand-tuned run is its cosine
+  run (``baseline_lr``/``baseline_batch`` are unused).
   """
 
   common: _common.CommonConfig = _common.CommonConfig()
   lm: Any = None
-  probe_batch: int = 32
-  range_steps: int = 100
-  min_lr: float = 1e-5
-  max_lr: float = 10.0
-  max_accumulation: int = 1
-  noise_updates: int = 50
-  suggestion: str = 'minimum_over_10'
-  continuable: bool = False
-  budget_seconds: float = 0.0
-  recipe_only: bool = False
-  baseline_lr: str = 'multistep(0.3,milestones=10/20/30,gamma=0.3333)'
-  baseline_batch: int = 32
-  random_trials: int = 4
-  random_lr_min: float = 1e-3
-  random_lr_max: float = 1.0
-  random_batches: tuple[int, ...] = (16, 32, 64, 128, 256)
+  recipe_task: str = setting(
+    'image',
+    "What the recipe is for: 'image' (--dataset, --model, the budget "
+    "--epochs) or 'lm' (experiments.lm's transformer on --corpus, the "
+    'budget --train_tokens).',
+    choices=('image', 'lm'),
+  )
+  recipe_probe_batch: int = setting(
+    32,
+    'Batch of the probes (divisible by 4).',
+    check=lambda v: (
+      None
+      if v >= 4 and v % 4 == 0
+      else 'must be a positive multiple of 4 (the noise probe slices it in 4)'
+    ),
+  )
+  recipe_range_steps: int = setting(
+    100, 'Updates of the LR range test.', check=_flags.at_least(2)
+  )
+  recipe_min_lr: float = setting(
+    1e-5, "The range test's first LR.", check=_flags.above(0)
+  )
+  recipe_max_lr: float = setting(10.0, "The range test's last LR.")
+  recipe_max_accumulation: int = setting(
+    1,
+    'Accumulation steps the recipe may use beyond --max_device_batch (its '
+    'largest batch is devices x max_device_batch x this).',
+    check=_flags.at_least(1),
+  )
+  recipe_noise_updates: int = setting(
+    50, 'Updates of the noise-scale probe.', check=_flags.at_least(1)
+  )
+  recipe_suggestion: str = setting(
+    'minimum_over_10',
+    "The range test's suggestion the recipe uses.",
+    choices=('steepest', 'minimum_over_10', 'valley'),
+  )
+  recipe_continuable: bool = setting(
+    False, 'Prefer WSD over cosine when not ramping.'
+  )
+  budget_seconds: float = setting(
+    0.0,
+    'Plan the recipe for this many seconds of training instead of --epochs '
+    '(--train_tokens for the LM), converted into examples with the step '
+    'times the probes measure (0: off; needs --recipe_only, since the '
+    'comparison trains every method on equal examples).',
+    check=_flags.at_least(0),
+  )
+  recipe_only: bool = setting(
+    False, 'Print the recipe of the first seed and stop.'
+  )
+  baseline_lr: str = setting(
+    'multistep(0.3,milestones=10/20/30,gamma=0.3333)',
+    'The hand-tuned LR policy over epochs.',
+    check=_lr_policy,
+  )
+  baseline_batch: int = setting(
+    32, 'The hand-tuned batch size.', check=_flags.at_least(1)
+  )
+  random_trials: int = setting(
+    4, 'Trials of the random search (0: none).', check=_flags.at_least(0)
+  )
+  random_lr_min: float = setting(1e-3, 'Smallest LR.', check=_flags.above(0))
+  random_lr_max: float = setting(1.0, 'Largest LR.')
+  random_batches: tuple[int, ...] = setting(
+    (16, 32, 64, 128, 256),
+    'Batches to draw.',
+    check=lambda v: None if v and min(v) >= 1 else 'must be positive integers',
+  )
 
   def validate(self) -> None:
     """Raises ValueError naming the flag and the fix."""
-    from lrjax import schedules
-
+    _flags.check(self)
+    if (self.recipe_task == 'lm') != (self.lm is not None):
+      raise ValueError(
+        f"--recipe_task={self.recipe_task} needs experiments.lm's config "
+        'exactly when it is lm'
+      )
     if self.lm is not None:
       self.lm.validate()
-    if not self.max_lr > self.min_lr > 0:
+    for low, high in [
+      ('recipe_min_lr', 'recipe_max_lr'),
+      ('random_lr_min', 'random_lr_max'),
+    ]:
+      if not getattr(self, high) > getattr(self, low):
+        raise ValueError(
+          f'--{high}={getattr(self, high)} must be > --{low}='
+          f'{getattr(self, low)}'
+        )
+    if self.budget_seconds > 0 and not self.recipe_only:
       raise ValueError(
-        f'--recipe_max_lr={self.max_lr} must be > --recipe_min_lr='
-        f'{self.min_lr} > 0'
-      )
-    if self.budget_seconds < 0 or (
-      self.budget_seconds > 0 and not self.recipe_only
-    ):
-      raise ValueError(
-        f'--budget_seconds={self.budget_seconds} must be >= 0, and a '
-        'wall-clock budget needs --recipe_only (the comparison trains every '
-        'method on equal examples, not equal seconds)'
+        f'--budget_seconds={self.budget_seconds} needs --recipe_only (the '
+        'comparison trains every method on equal examples, not equal '
+        'seconds)'
       )
     devices = (self.common if self.lm is None else self.lm.common).num_devices
-    if devices and self.probe_batch % devices:
+    if devices and self.recipe_probe_batch % devices:
       raise ValueError(
-        f'--recipe_probe_batch={self.probe_batch} must be a multiple of '
-        f'--num_devices={devices} (the probes run data parallel)'
+        f'--recipe_probe_batch={self.recipe_probe_batch} must be a multiple '
+        f'of --num_devices={devices} (the probes run data parallel)'
       )
-    if self.probe_batch % 4:
-      raise ValueError(
-        f'--recipe_probe_batch={self.probe_batch} must be divisible by 4 '
-        '(the noise probe slices it in 4)'
-      )
-    try:
-      schedules.parse(self.baseline_lr)
-    except ValueError as e:
-      raise ValueError(f'--baseline_lr={self.baseline_lr!r}: {e}') from None
-    if not self.random_lr_max > self.random_lr_min:
-      raise ValueError(
-        f'--random_lr_max={self.random_lr_max} must be > --random_lr_min='
-        f'{self.random_lr_min}'
-      )
-    if not self.random_batches or min(self.random_batches) < 1:
-      raise ValueError('--random_batches must be positive integers')
+
+
+_flags.define(RecipeConfig)
 
 
 def get_config() -> RecipeConfig:
   """Builds the typed config from the parsed flags."""
-  try:
-    batches = tuple(int(b) for b in RANDOM_BATCHES.value)
-  except ValueError as e:
-    raise app.UsageError(f'--random_batches must be integers: {e}') from None
-  lm_config, common = None, _common.CommonConfig()
-  if TASK.value == 'lm':
-    _lm_common.refuse_flags(
-      'recipe --recipe_task=lm',
-      {
-        'epochs': '--train_tokens (the budget in tokens)',
-        'eval_every': '--eval_every_tokens',
-        'baseline_lr': '--lr, --warmup_tokens and --final_lr_fraction (the '
-        "hand-tuned run is experiments.lm's cosine run)",
-        'baseline_batch': '--batch_size',
-      },
-    )
-    # Only experiments.lm's cosine run at a constant batch is compared.
-    lm_config = lm_exp.baseline_config()
-  else:
-    common = _common.common_config()
-  return RecipeConfig(
-    common=common,
-    lm=lm_config,
-    probe_batch=PROBE_BATCH.value,
-    range_steps=RANGE_STEPS.value,
-    min_lr=MIN_LR.value,
-    max_lr=MAX_LR.value,
-    max_accumulation=MAX_ACCUMULATION.value,
-    noise_updates=NOISE_UPDATES.value,
-    suggestion=SUGGESTION.value,
-    continuable=CONTINUABLE.value,
-    budget_seconds=BUDGET_SECONDS.value,
-    recipe_only=RECIPE_ONLY.value,
-    baseline_lr=BASELINE_LR.value,
-    baseline_batch=BASELINE_BATCH.value,
-    random_trials=RANDOM_TRIALS.value,
-    random_lr_min=RANDOM_LR_MIN.value,
-    random_lr_max=RANDOM_LR_MAX.value,
-    random_batches=batches,
+  if _flags.FLAGS.recipe_task == 'image':
+    return _flags.read(RecipeConfig, common=_common.common_config())
+  _lm_common.refuse_flags(
+    'recipe --recipe_task=lm',
+    {
+      'epochs': '--train_tokens (the budget in tokens)',
+      'eval_every': '--eval_every_tokens',
+      'baseline_lr': '--lr, --warmup_tokens and --final_lr_fraction (the '
+      "hand-tuned run is experiments.lm's cosine run)",
+      'baseline_batch': '--batch_size',
+    },
   )
-
-
-# The compared metrics live in _runs, shared with experiments.goyal.
-Metric = _runs.Metric
-ACCURACY = _runs.ACCURACY
-VAL_LOSS = _runs.VAL_LOSS
-VAL_BPB = _runs.VAL_BPB
-
-
-def metrics(config: RecipeConfig) -> tuple[Metric, ...]:
-  """The compared metrics; the first decides (best trial, verdict)."""
-  return (ACCURACY,) if config.lm is None else (VAL_LOSS, VAL_BPB)
-
-
-def _lm_data(config: RecipeConfig):
-  """The LM's training split and evaluation sequences."""
-  return _lm_common.train_and_evaluation(config.lm.common)
-
-
-def _recommend_args(config: RecipeConfig) -> dict[str, Any]:
-  """The budget, the optimizer and the hardware `recommend` reads."""
-  from lrjax import recipe
-
-  if config.lm is None:
-    c = config.common
-    budget = recipe.Budget(epochs=c.epochs)
-    b2 = None
-  else:
-    c = config.lm.common
-    budget = recipe.Budget(tokens=config.lm.train_tokens, seq_len=c.seq_len)
-    b2 = c.b2
-  if config.budget_seconds:
-    budget = recipe.Budget(seconds=config.budget_seconds)
-  return dict(
-    budget=budget,
-    optimizer=c.optimizer,
-    momentum=c.momentum,
-    weight_decay=c.weight_decay,
-    b2=b2,
-    num_devices=c.num_devices or 1,
-    max_device_batch=c.max_device_batch,
-    max_accumulation=config.max_accumulation,
-  )
+  # Only experiments.lm's cosine run at a constant batch is compared.
+  return _flags.read(RecipeConfig, lm=lm_exp.baseline_config())
 
 
 def choose(
-  config: RecipeConfig, seed: int, workdir: str, task: Any = None
+  config: RecipeConfig, seed: int, workdir: str, task: Any, budget: Any
 ) -> dict:
-  """The recipe of one seed (cached in recipe.json).
+  """The recipe of one seed (cached in ``<workdir>/recipe.json``).
 
   Args:
     config: the comparison.
     seed: the probes' seed.
     workdir: the seed's directory.
-    task: the task to probe (None: the image task the config names).
+    task: the task to probe.
+    budget: the `lrjax.recipe.Budget` (``--budget_seconds`` replaces it).
   """
   from lrjax import recipe
 
@@ -297,46 +217,43 @@ def choose(
   if os.path.exists(path):
     with open(path) as fh:
       return json.load(fh)
-  if task is None:
-    task = _common.make_task(config.common, seed)
+  c = config.common if config.lm is None else config.lm.common
+  probes = ('probe_batch', 'min_lr', 'max_lr', 'noise_updates', 'suggestion')
   r = recipe.recommend(
     task,
-    **_recommend_args(config),
-    probe_batch=config.probe_batch,
-    range_test_steps=config.range_steps,
-    min_lr=config.min_lr,
-    max_lr=config.max_lr,
-    noise_updates=config.noise_updates,
-    suggestion=config.suggestion,
-    continuable=config.continuable,
+    budget=recipe.Budget(seconds=config.budget_seconds)
+    if config.budget_seconds
+    else budget,
+    **{k: getattr(c, k) for k in ('optimizer', 'momentum', 'weight_decay')},
+    b2=getattr(c, 'b2', None),
+    num_devices=c.num_devices or 1,
+    max_device_batch=c.max_device_batch,
+    max_accumulation=config.recipe_max_accumulation,
+    range_test_steps=config.recipe_range_steps,
+    **{k: getattr(config, f'recipe_{k}') for k in probes},
+    continuable=config.recipe_continuable,
     seed=seed,
   )
-  os.makedirs(workdir, exist_ok=True)
   out = {
     **_common.jsonable(dataclasses.asdict(r)),
     'probe_fraction': r.probe_fraction,
     'summary': r.summary(),
   }
+  os.makedirs(workdir, exist_ok=True)
   _common.write_json(path, out)
   return out
 
 
-def _draw(config: RecipeConfig, seed: int) -> list[tuple[float, int]]:
+def draws(config: RecipeConfig, seed: int) -> list[tuple[float, int]]:
   """The random search's (lr, batch) draws for one seed."""
   rng = np.random.default_rng(1000 + seed)
   lo, hi = np.log(config.random_lr_min), np.log(config.random_lr_max)
-  draws = []
-  for _ in range(config.random_trials):
-    lr = float(f'{np.exp(rng.uniform(lo, hi)):.4g}')
-    draws.append((lr, int(rng.choice(config.random_batches))))
-  return draws
-
-
-def random_trials(config: RecipeConfig, seed: int, epochs: float) -> list:
-  """The random search's (lr, batch, policy) trials for one seed."""
   return [
-    (lr, b, f'cosine({lr:g},length={epochs:g})')
-    for lr, b in _draw(config, seed)
+    (
+      float(f'{np.exp(rng.uniform(lo, hi)):.4g}'),
+      int(rng.choice(config.random_batches)),
+    )
+    for _ in range(config.random_trials)
   ]
 
 
@@ -365,277 +282,302 @@ def lm_trial_config(config: RecipeConfig, lr: float, batch: int, tokens: int):
   return trial
 
 
-def check(config: RecipeConfig) -> None:
-  """Checks the settings and the data before anything trains or is written:
-  for an image task also the batches against the data and the hand-tuned
-  runs' trainer configs (the recipe's and the random trials' depend on
-  the probes).
+# ------------------------------------------------------------ tasks
 
-  Raises:
-    ValueError: naming the flag and the fix.
-    FileNotFoundError: for a dataset that is not prepared.
-  """
-  config.validate()
-  if config.lm is None:
-    c = config.common
-    n = _common.check_common(c)
-    _common.check_batch('--recipe_probe_batch', config.probe_batch, n)
-    _common.check_batch('--baseline_batch', config.baseline_batch, n)
-    _common.check_batch('--random_batches', max(config.random_batches), n)
-    baselines = [
-      _common.train_config(
-        c, batch=config.baseline_batch, lr=config.baseline_lr, seed=seed
+
+class Method(NamedTuple):
+  """What one method trained, as the trainer ran it."""
+
+  config: Any
+  lr: str
+  batch: str
+
+
+class _Image:
+  """The image task (`--dataset`, `--model`): a budget of `--epochs`."""
+
+  metrics = (ACCURACY,)
+  unit = ('examples', 1)
+
+  def __init__(self, config: RecipeConfig) -> None:
+    from lrjax import recipe
+
+    self.config, self.c = config, config.common
+    self.seeds = self.c.seeds
+    self.budget = recipe.Budget(epochs=self.c.epochs)
+
+  def task(self, seed: int, name: str) -> Any:
+    del name  # one task for every run of a seed
+    return _common.make_task(self.c, seed)
+
+  def _method(self, batch: Any, lr: str, seed: int, **overrides) -> Method:
+    return Method(
+      _common.train_config(self.c, batch=batch, lr=lr, seed=seed, **overrides),
+      lr,
+      str(batch),
+    )
+
+  def recipe(self, chosen: dict, seed: int) -> Method:
+    return self._method(chosen['batch'], chosen['lr'], seed)
+
+  def hand_tuned(self, seed: int) -> Method:
+    return self._method(
+      self.config.baseline_batch, self.config.baseline_lr, seed
+    )
+
+  def random(self, chosen: dict, seed: int) -> list[Method]:
+    """Each draw a cosine to 0 over its share of the total compute."""
+    n = chosen['budget_examples'] / self.c.epochs
+    total = chosen['budget_examples'] + chosen['probe_examples']
+    epochs = float(f'{total / n / self.config.random_trials:.4g}')
+    return [
+      self._method(
+        b, f'cosine({lr:g},length={epochs:g})', seed, num_epochs=epochs
       )
-      for seed in c.seeds
+      for lr, b in draws(self.config, seed)
     ]
-    try:
-      _common.check_train_configs(baselines, n)
-    except ValueError as e:
-      raise ValueError(f'--baseline_lr={config.baseline_lr!r}: {e}') from None
 
-
-def run(
-  config: RecipeConfig,
-  workdir: str,
-  *,
-  with_flags: bool = False,
-  overwrite: bool = False,
-):
-  """Chooses, trains and compares; writes the table, figure and report."""
-  check(config)
-  with _common.experiment_workdir(workdir, config, with_flags=with_flags):
-    if config.lm is not None:
-      return _run_lm(config, workdir, overwrite)
-    return _run(config, workdir, overwrite)
-
-
-def _recipe_only(config: RecipeConfig, workdir: str, seed: int, task=None):
-  chosen = choose(config, seed, os.path.join(workdir, f'seed{seed}'), task)
-  _common.write_outputs(
-    workdir, {'recipe': chosen}, chosen['summary'] + '\n', chosen['summary']
-  )
-  return {'recipe': chosen}
-
-
-def _run(config: RecipeConfig, workdir: str, overwrite: bool):
-  train_run = functools.partial(_runs.train_run, overwrite=overwrite)
-  c = config.common
-  if config.recipe_only:
-    return _recipe_only(config, workdir, c.seeds[0])
-  groups = {'recipe': [], 'hand-tuned': [], 'random search': []}
-  chosen_all, trials_all = {}, {}
-  for seed in c.seeds:
-    seed_dir = os.path.join(workdir, f'seed{seed}')
-    chosen = choose(config, seed, seed_dir)
-    chosen_all[seed] = chosen
-    recipe_run = train_run(
-      'recipe',
-      seed,
-      _common.train_config(
-        c, batch=chosen['batch'], lr=chosen['lr'], seed=seed
-      ),
-      os.path.join(seed_dir, 'recipe'),
-      _common.make_task(c, seed),
+  def header(self) -> str:
+    c = self.c
+    return (
+      f'{c.dataset}, model {c.model}, {c.optimizer} (momentum '
+      f'{c.momentum:g}, weight decay {c.weight_decay:g}), budget '
+      f'{c.epochs:g} epochs, seeds {list(c.seeds)}.'
     )
-    groups['recipe'].append(
-      (recipe_run, chosen['probe_examples'], chosen['lr'], chosen['batch'])
+
+
+class _Lm:
+  """experiments.lm's transformer: a budget of `--train_tokens`."""
+
+  metrics = (_runs.VAL_LOSS, _runs.VAL_BPB)
+
+  def __init__(self, config: RecipeConfig) -> None:
+    from lrjax import recipe
+
+    self.config, self.lc, self.c = config, config.lm, config.lm.common
+    self.seeds = self.c.seeds
+    self.unit = ('tokens', self.c.seq_len)
+    self.budget = recipe.Budget(
+      tokens=self.lc.train_tokens, seq_len=self.c.seq_len
     )
-    base = train_run(
-      'hand-tuned',
-      seed,
-      _common.train_config(
-        c, batch=config.baseline_batch, lr=config.baseline_lr, seed=seed
-      ),
-      os.path.join(seed_dir, 'hand_tuned'),
-      _common.make_task(c, seed),
+    self.train, self.evaluate = _lm_common.train_and_evaluation(self.c)
+    self.n = self.train.num_examples
+
+  def task(self, seed: int, name: str) -> Any:
+    return _lm_common.make_task(
+      self.c, self.train, self.evaluate, seed, name=f'lm {name}'
     )
-    groups['hand-tuned'].append(
-      (base, 0, config.baseline_lr, str(config.baseline_batch))
-    )
-    n = chosen['budget_examples'] / c.epochs
-    if config.random_trials:
-      total = chosen['budget_examples'] + chosen['probe_examples']
-      epochs = float(f'{total / n / config.random_trials:.4g}')
-      trials = random_trials(config, seed, epochs)
-      runs = [
-        train_run(
-          f'random{i}',
-          seed,
-          _common.train_config(
-            c, batch=b, lr=policy, seed=seed, num_epochs=epochs
-          ),
-          os.path.join(seed_dir, f'random{i}'),
-          _common.make_task(c, seed),
-        )
-        for i, (_, b, policy) in enumerate(trials)
-      ]
-      trials_all[seed] = _trial_rows(config, trials, runs)
-      groups['random search'].append(
-        _best_trial(config, runs, [(p, str(b)) for _, b, p in trials])
-      )
-  header = (
-    f'{c.dataset}, model {c.model}, {c.optimizer} (momentum '
-    f'{c.momentum:g}, weight decay {c.weight_decay:g}), budget '
-    f'{c.epochs:g} epochs, seeds {list(c.seeds)}.'
-  )
-  return _compare(
-    config, groups, chosen_all, trials_all, workdir, header, unit=None
-  )
 
+  def recipe(self, chosen: dict, seed: int) -> Method:
+    from lrjax import batch as lbatch
 
-def _trial_rows(config: RecipeConfig, trials, runs) -> list[dict]:
-  return [
-    {'lr': t[0], 'batch': t[1], **{m.name: m.of(r) for m in metrics(config)}}
-    for t, r in zip(trials, runs, strict=True)
-  ]
-
-
-def _best_trial(config: RecipeConfig, runs, texts) -> tuple:
-  """The best trial's entry: (run, the other trials' examples, lr, batch)."""
-  best = metrics(config)[0].best([metrics(config)[0].of(r) for r in runs])
-  examples = sum(r.summary['examples_seen'] for r in runs)
-  return (
-    runs[best],
-    examples - runs[best].summary['examples_seen'],
-    *texts[best],
-  )
-
-
-def _run_lm(config: RecipeConfig, workdir: str, overwrite: bool):
-  from lrjax import batch as lbatch
-
-  lc = config.lm
-  c = lc.common
-  t = c.seq_len
-  train, evaluate = _lm_data(config)
-  n = train.num_examples
-
-  def task(seed: int, name: str) -> Any:
-    return _lm_common.make_task(c, train, evaluate, seed, name=f'lm {name}')
-
-  if config.recipe_only:
-    seed = c.seeds[0]
-    return _recipe_only(config, workdir, seed, task(seed, 'probes'))
-  eval_every = lm_exp.token_epochs(lc.eval_every_tokens, t, n)
-  groups = {'recipe': [], 'hand-tuned': [], 'random search': []}
-  chosen_all, trials_all = {}, {}
-  for seed in c.seeds:
-    seed_dir = os.path.join(workdir, f'seed{seed}')
-
-    def train_run(name, config_, task_, seed=seed, seed_dir=seed_dir):
-      return _runs.train_run(
-        name,
-        seed,
-        config_,
-        os.path.join(seed_dir, name.replace('-', '_')),
-        task_,
-        overwrite=overwrite,
-      )
-
-    chosen = choose(config, seed, seed_dir, task(seed, 'probes'))
-    chosen_all[seed] = chosen
     schedule = lbatch.parse(chosen['batch'])
-    recipe_run = train_run(
-      'recipe',
+    eval_every = lm_exp.token_epochs(
+      self.lc.eval_every_tokens, self.c.seq_len, self.n
+    )
+    return Method(
       _lm_common.train_config(
-        c,
+        self.c,
         batch=schedule,
         lr=chosen['lr'],
         seed=seed,
         eval_every=eval_every,
       ),
-      task(seed, 'recipe'),
+      chosen['lr'],
+      lm_exp.batch_text(schedule, self.c.seq_len),
     )
-    groups['recipe'].append(
-      (
-        recipe_run,
-        chosen['probe_examples'],
-        chosen['lr'],
-        lm_exp.batch_text(schedule, t),
+
+  def _cosine(self, lm_config: Any, seed: int) -> Method:
+    plan = lm_exp.build_plans(lm_config, self.n)[lm_exp.BASELINE]
+    return Method(
+      lm_exp.train_config(lm_config, plan, seed, self.n),
+      str(plan.lr),
+      plan.batch_text,
+    )
+
+  def hand_tuned(self, seed: int) -> Method:
+    return self._cosine(self.lc, seed)
+
+  def random(self, chosen: dict, seed: int) -> list[Method]:
+    """Each draw the cosine run at its LR and batch over its share of the
+    total compute."""
+    total = chosen['budget_examples'] + chosen['probe_examples']
+    tokens = int(total // self.config.random_trials) * self.c.seq_len
+    return [
+      self._cosine(lm_trial_config(self.config, lr, b, tokens), seed)
+      for lr, b in draws(self.config, seed)
+    ]
+
+  def header(self) -> str:
+    c, lc, t = self.c, self.lc, self.c.seq_len
+    nats = _lm_common.baselines(
+      self.train, _lm_common.load_split(c, c.validation_split)
+    )
+    return (
+      f'{c.corpus} ({self.n:,} training sequences of {t} bytes), transformer '
+      f'{c.layers} layers x width {c.width} ({c.transformer().num_params:,} '
+      f'parameters), {c.optimizer} (beta1 {c.momentum:g}, beta2 {c.b2:g}, '
+      f'weight decay {c.weight_decay:g}), budget {lc.train_tokens:,} tokens '
+      f'({lc.train_tokens // t:,} sequences), seeds {list(c.seeds)}. The '
+      f'hand-tuned run is the cosine run of experiments.lm (LR {c.lr:g}, '
+      f'batch {c.batch_size} sequences). Bigram model of the validation '
+      f'split: {nats["bigram"]:.3f} nats; unigram {nats["unigram"]:.3f}.'
+    )
+
+
+# ------------------------------------------------------------ study
+
+
+class Entry(NamedTuple):
+  """One method's run of one seed, with the examples its choice cost
+  besides (the probes; the random search's other trials)."""
+
+  run: _runs.Run
+  other_examples: int
+  lr: str
+  batch: str
+
+
+class Recipe(_study.Study):
+  """Per seed: the recipe (probed, then trained), the hand-tuned run and
+  the random search; then the comparison."""
+
+  name = 'recipe'
+
+  def check(self) -> None:
+    """Checks the settings and, for an image task, the data, the batches
+    and the hand-tuned runs' trainer configs before anything trains or is
+    written (the recipe's and the random trials' depend on the probes).
+
+    Raises:
+      ValueError: naming the flag and the fix.
+      FileNotFoundError: for a dataset that is not prepared.
+    """
+    config = self.config
+    config.validate()
+    if config.lm is not None:
+      return
+    n = _common.check_common(config.common)
+    _common.check_batch('--recipe_probe_batch', config.recipe_probe_batch, n)
+    _common.check_batch('--baseline_batch', config.baseline_batch, n)
+    _common.check_batch('--random_batches', max(config.random_batches), n)
+    image = _Image(config)
+    try:
+      _common.check_train_configs(
+        [image.hand_tuned(seed).config for seed in image.seeds], n
       )
-    )
-    plan = lm_exp.build_plans(lc, n)[lm_exp.BASELINE]
-    base = train_run(
-      'hand-tuned',
-      lm_exp.train_config(lc, plan, seed, n),
-      task(seed, 'hand-tuned'),
-    )
-    groups['hand-tuned'].append((base, 0, str(plan.lr), plan.batch_text))
-    if config.random_trials:
-      total = chosen['budget_examples'] + chosen['probe_examples']
-      tokens = int(total // config.random_trials) * t
-      trials, runs = [], []
-      for i, (lr, b) in enumerate(_draw(config, seed)):
-        trial = lm_trial_config(config, lr, b, tokens)
-        plan = lm_exp.build_plans(trial, n)[lm_exp.BASELINE]
-        trials.append((lr, b, str(plan.lr), plan.batch_text))
-        runs.append(
-          train_run(
-            f'random{i}',
-            lm_exp.train_config(trial, plan, seed, n),
-            task(seed, f'random{i}'),
-          )
+    except ValueError as e:
+      raise ValueError(f'--baseline_lr={config.baseline_lr!r}: {e}') from None
+
+  def run(self, context: _study.Context) -> _study.Report:
+    config = self.config
+    kind = _Image(config) if config.lm is None else _Lm(config)
+
+    def choose_for(seed: int) -> dict:
+      seed_dir = os.path.join(context.workdir, f'seed{seed}')
+      return choose(
+        config, seed, seed_dir, kind.task(seed, 'probes'), kind.budget
+      )
+
+    if config.recipe_only:
+      chosen = choose_for(kind.seeds[0])
+      text = chosen['summary']
+      return _study.Report({'recipe': chosen}, text + '\n', text)
+    groups = {'recipe': [], 'hand-tuned': [], 'random search': []}
+    chosen_all, trials_all = {}, {}
+    for j, seed in enumerate(kind.seeds, 1):
+      # Runs live in seed<k>/<method>, not in the runner's <trial>/seed<k>
+      # (Context.train): the layout whose finished runs earlier workdirs hold.
+      def train(name: str, method: Method, seed=seed, j=j) -> _runs.Run:
+        return _runs.train_run(
+          name,
+          seed,
+          method.config,
+          os.path.join(context.workdir, f'seed{seed}', name.replace('-', '_')),
+          kind.task(seed, name),
+          overwrite=context.overwrite,
+          progress=f'seed {j}/{len(kind.seeds)}',
         )
-      trials_all[seed] = _trial_rows(config, trials, runs)
-      groups['random search'].append(
-        _best_trial(config, runs, [(p, bt) for _, _, p, bt in trials])
+
+      chosen = chosen_all[seed] = choose_for(seed)
+      recipe = kind.recipe(chosen, seed)
+      groups['recipe'].append(
+        Entry(
+          train('recipe', recipe),
+          chosen['probe_examples'],
+          recipe.lr,
+          recipe.batch,
+        )
       )
-  model = c.transformer()
-  base_nats = _lm_common.baselines(
-    train, _lm_common.load_split(c, c.validation_split)
-  )
-  header = (
-    f'{c.corpus} ({n:,} training sequences of {t} bytes), transformer '
-    f'{c.layers} layers x width {c.width} ({model.num_params:,} '
-    f'parameters), {c.optimizer} (beta1 {c.momentum:g}, beta2 {c.b2:g}, '
-    f'weight decay {c.weight_decay:g}), budget {lc.train_tokens:,} tokens '
-    f'({lc.train_tokens // t:,} sequences), seeds {list(c.seeds)}. The '
-    f'hand-tuned run is the cosine run of experiments.lm (LR {c.lr:g}, batch '
-    f'{c.batch_size} sequences). Bigram model of the validation split: '
-    f'{base_nats["bigram"]:.3f} nats; unigram {base_nats["unigram"]:.3f}.'
-  )
-  return _compare(
-    config, groups, chosen_all, trials_all, workdir, header, unit=('tokens', t)
+      base = kind.hand_tuned(seed)
+      groups['hand-tuned'].append(
+        Entry(train('hand-tuned', base), 0, base.lr, base.batch)
+      )
+      if config.random_trials:
+        trials = kind.random(chosen, seed)
+        runs = [train(f'random{i}', t) for i, t in enumerate(trials)]
+        trials_all[seed] = [
+          {'lr': lr, 'batch': b, **{m.name: m.of(r) for m in kind.metrics}}
+          for (lr, b), r in zip(draws(config, seed), runs, strict=True)
+        ]
+        groups['random search'].append(
+          _best_trial(kind.metrics[0], runs, trials)
+        )
+    if not config.random_trials:
+      del groups['random search']
+    return _compare(
+      config, kind, groups, chosen_all, trials_all, context.workdir
+    )
+
+
+check, run, main = _study.entry_points(Recipe, get_config)
+
+
+def _best_trial(metric: Metric, runs: list, trials: list[Method]) -> Entry:
+  """The best trial, charged with the other trials' examples."""
+  best = metric.best([metric.of(r) for r in runs])
+  examples = sum(r.summary['examples_seen'] for r in runs)
+  return Entry(
+    runs[best],
+    examples - runs[best].summary['examples_seen'],
+    trials[best].lr,
+    trials[best].batch,
   )
 
 
-def _compare(config, groups, chosen_all, trials_all, workdir, header, unit):
-  """The table, verdict, figures and report of the three methods.
-
-  ``unit``: None (compute in examples) or ``(name, per_example)``, e.g.
-  ``('tokens', seq_len)``.
-  """
-  if not config.random_trials:
-    del groups['random search']
-  unit_name, per = ('examples', 1) if unit is None else unit
-  ms = metrics(config)
+def _compare(config, kind, groups, chosen_all, trials_all, workdir):
+  """The table, verdict, figures and report of the methods."""
+  unit_name, per = kind.unit
+  ms = kind.metrics
   rows, lines = [], []
   for name, entries in groups.items():
-    updates = [e[0].summary['num_updates'] for e in entries]
-    examples = [e[0].summary['examples_seen'] + e[1] for e in entries]
+    updates = [e.run.summary['num_updates'] for e in entries]
+    examples = [
+      e.run.summary['examples_seen'] + e.other_examples for e in entries
+    ]
     row: dict[str, Any] = {'method': name}
     cells = [name]
     for m in ms:
-      values = [m.of(e[0]) for e in entries]
+      values = [m.of(e.run) for e in entries]
       row[f'{m.name}_mean'], row[f'{m.name}_std'] = _common.mean_std(values)
       row[f'{m.name}_per_seed'] = values
       cells.append(_common.fmt_mean_std(values, m.scale, m.digits))
     row.update(
-      {
-        'updates_mean': float(np.mean(updates)),
-        'examples_with_probes_mean': float(np.mean(examples)),
-        'lr': [e[2] for e in entries],
-        'batch': [e[3] for e in entries],
-      }
+      updates_mean=float(np.mean(updates)),
+      examples_with_probes_mean=float(np.mean(examples)),
+      lr=[e.lr for e in entries],
+      batch=[e.batch for e in entries],
     )
     rows.append(row)
-    cells += [
-      f'{np.mean(updates):.0f}',
-      f'{np.mean(examples) * per:.0f}',
-      f'`{entries[0][2]}`',
-      f'`{entries[0][3]}`',
-    ]
-    lines.append(cells)
+    lines.append(
+      cells
+      + [
+        f'{np.mean(updates):.0f}',
+        f'{np.mean(examples) * per:.0f}',
+        f'`{entries[0].lr}`',
+        f'`{entries[0].batch}`',
+      ]
+    )
   table = _common.markdown_table(
     [
       'method',
@@ -649,7 +591,6 @@ def _compare(config, groups, chosen_all, trials_all, workdir, header, unit):
   )
   verdict = _verdict(groups, ms[0])
   figures = _figures(groups, trials_all, workdir, ms[0])
-  seeds = list(chosen_all)
   results = {
     'experiment': 'recipe',
     'task': 'image' if config.lm is None else 'lm',
@@ -659,48 +600,46 @@ def _compare(config, groups, chosen_all, trials_all, workdir, header, unit):
     'verdict': verdict,
     'figures': figures,
   }
-  report = '\n'.join(
-    [
-      '# Let lrjax choose: recipe vs hand-tuned vs random search',
-      '',
-      header,
-      '',
-      table,
-      *_per_seed(groups, ms[0]),
-      '## The recipe (first seed)',
-      '',
-      '```',
-      chosen_all[seeds[0]]['summary'],
-      '```',
-      '',
-      '## Verdict',
-      '',
-      *verdict,
-      *_common.figure_lines(figures),
-    ]
-  )
-  _common.write_outputs(workdir, results, table, report)
-  return results
+  report = f"""# Let lrjax choose: recipe vs hand-tuned vs random search
+
+{kind.header()}
+
+{table}
+{_per_seed(groups, ms[0])}
+
+## The recipe (first seed)
+
+```
+{chosen_all[kind.seeds[0]]['summary']}
+```
+
+## Verdict
+
+"""
+  report += '\n'.join(verdict + _common.figure_lines(figures))
+  return _study.Report(results, table, report)
 
 
-def _per_seed(groups, metric: Metric) -> list[str]:
+def _per_seed(groups, metric: Metric) -> str:
   """The report's line of each method's metric for every seed."""
   d = metric.digits
   parts = [
     f'{name} '
-    + ' / '.join(f'{metric.scale * metric.of(e[0]):.{d}f}' for e in entries)
+    + ' / '.join(f'{metric.scale * metric.of(e.run):.{d}f}' for e in entries)
     for name, entries in groups.items()
   ]
-  return [f'Per seed ({metric.label}): {"; ".join(parts)}.', '']
+  return f'Per seed ({metric.label}): {"; ".join(parts)}.'
 
 
 def _verdict(groups, metric: Metric) -> list[str]:
-  values = {k: [metric.of(e[0]) for e in v] for k, v in groups.items()}
+  """The recipe against each other method, within run-to-run variation."""
+  values = {k: [metric.of(e.run) for e in v] for k, v in groups.items()}
   updates = {
-    k: float(np.mean([e[0].summary['num_updates'] for e in v]))
+    k: float(np.mean([e.run.summary['num_updates'] for e in v]))
     for k, v in groups.items()
   }
   unit = 'points of test accuracy' if metric is ACCURACY else metric.label
+  d = metric.digits
   lines = []
   for other in [k for k in values if k != 'recipe']:
     held, diff, tol = _common.within_variation(values['recipe'], values[other])
@@ -712,7 +651,6 @@ def _verdict(groups, metric: Metric) -> list[str]:
       word = 'beats'
     else:
       word = 'LOSES to'
-    d = metric.digits
     lines.append(
       f'- The recipe {word} {other}: {metric.scale * diff:+.{d}f} {unit} '
       f'(tolerance {metric.scale * tol:.{d}f}, two pooled standard '
@@ -723,6 +661,8 @@ def _verdict(groups, metric: Metric) -> list[str]:
 
 
 def _figures(groups, trials_all, workdir, metric: Metric) -> dict[str, str]:
+  """Each method's metric per seed, and the random trials' LR and batch
+  (lrjax.plots draws curves over training, not these)."""
   import matplotlib
 
   matplotlib.use('Agg')
@@ -732,11 +672,11 @@ def _figures(groups, trials_all, workdir, metric: Metric) -> dict[str, str]:
   fig, ax = plt.subplots(figsize=(6, 4))
   names = list(groups)
   for i, name in enumerate(names):
-    values = [metric.scale * metric.of(e[0]) for e in groups[name]]
+    values = [metric.scale * metric.of(e.run) for e in groups[name]]
     ax.scatter([i] * len(values), values, zorder=3)
     ax.bar(i, np.mean(values), alpha=0.4)
   ax.set_xticks(range(len(names)), names)
-  every = [metric.scale * metric.of(e[0]) for v in groups.values() for e in v]
+  every = [metric.scale * metric.of(e.run) for v in groups.values() for e in v]
   every = [v for v in every if math.isfinite(v)]
   if metric is ACCURACY:
     ax.set_ylim(max(0, min(every) - 5), 100)
@@ -770,13 +710,6 @@ def _figures(groups, trials_all, workdir, metric: Metric) -> dict[str, str]:
     figures['random_search.png'] = f'Random-search trials: LR, batch, {label}'
   plt.close('all')
   return figures
-
-
-def main(argv: Sequence[str]) -> None:
-  done = _common.run_main(argv, 'recipe', get_config, run, check)
-  if done is None:
-    return
-  _common.print_report_path(done[1])
 
 
 if __name__ == '__main__':

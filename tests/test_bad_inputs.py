@@ -238,6 +238,26 @@ ROWS = [
     ),
     "--baseline_lr='cosine(-1,length=2)': lr='cosine(-1,length=2)' is -1",
   ),
+  (
+    parse_flags('--recipe_probe_batch=30', study=recipe),
+    '--recipe_probe_batch=30 must be a positive multiple of 4',
+  ),
+  (
+    parse_flags('--baseline_lr=nosuch(1)', study=recipe),
+    '--baseline_lr=nosuch(1) must be an LR policy',
+  ),
+  (
+    parse_flags('--recipe_max_lr=1e-6', study=recipe),
+    '--recipe_max_lr=1e-06 must be > --recipe_min_lr=1e-05',
+  ),
+  (
+    parse_flags('--random_batches=16,x', study=recipe),
+    '--random_batches=16,x must be a comma-separated list of int',
+  ),
+  (
+    parse_flags('--budget_seconds=30', study=recipe),
+    '--budget_seconds=30.0 needs --recipe_only',
+  ),
   # Flags.
   (parse_flags('--lr=-1'), '--lr=-1.0 must be > 0'),
   (parse_flags('--momentum=1'), '--momentum=1.0 must be in [0, 1)'),

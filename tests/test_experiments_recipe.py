@@ -89,9 +89,9 @@ def test_goyal_end_to_end(tmp_path):
 def test_recipe_experiment_end_to_end(tmp_path):
   config = recipe_exp.RecipeConfig(
     common=TINY,
-    probe_batch=32,
-    range_steps=30,
-    noise_updates=10,
+    recipe_probe_batch=32,
+    recipe_range_steps=30,
+    recipe_noise_updates=10,
     baseline_lr='cosine(0.05,length=2)',
     baseline_batch=32,
     random_trials=2,
@@ -110,12 +110,15 @@ def test_recipe_experiment_end_to_end(tmp_path):
   epochs = float(
     f'{(2 * N_TRAIN + chosen["probe_examples"]) / N_TRAIN / 2:.4g}'
   )
-  for i, trial in enumerate(recipe_exp.random_trials(config, 0, epochs)):
+  trials = results['random_trials'][0]
+  assert [(t['lr'], t['batch']) for t in trials] == recipe_exp.draws(config, 0)
+  for i, trial in enumerate(trials):
     with open(os.path.join(workdir, 'seed0', f'random{i}', 'config.json')) as f:
       saved = json.load(f)
     assert saved['num_epochs'] == epochs
-    assert saved['lr'] == trial[2] and saved['batch'] == trial[1]
-    assert 1e-3 <= trial[0] <= 1.0
+    assert saved['lr'] == f'cosine({trial["lr"]:g},length={epochs:g})'
+    assert saved['batch'] == trial['batch'] and trial['batch'] in (32, 64)
+    assert 1e-3 <= trial['lr'] <= 1.0
   methods = [r['method'] for r in results['rows']]
   assert methods == ['recipe', 'hand-tuned', 'random search']
   assert len(results['verdict']) == 2
@@ -124,7 +127,7 @@ def test_recipe_experiment_end_to_end(tmp_path):
 
 def test_recipe_only_prints_the_recipe(tmp_path):
   config = recipe_exp.RecipeConfig(
-    common=TINY, range_steps=20, noise_updates=5, recipe_only=True
+    common=TINY, recipe_range_steps=20, recipe_noise_updates=5, recipe_only=True
   )
   workdir = str(tmp_path / 'only')
   results = recipe_exp.run(config, workdir)
@@ -164,8 +167,6 @@ _cli = functools.partial(run_experiment, timeout=300)
   'module, flagfile, bad, name',
   [
     ('goyal', 'goyal_digits.cfg', '--goyal_batches=64,32', '--goyal_batches'),
-    ('recipe', 'recipe_digits.cfg', '--recipe_probe_batch=30', 'probe_batch'),
-    ('recipe', 'recipe_digits.cfg', '--baseline_lr=nosuch(1)', 'baseline_lr'),
     ('scaling', 'scaling_digits.cfg', '--scaling_budgets=2', 'budgets'),
   ],
 )
@@ -189,8 +190,8 @@ def test_recipe_only_for_a_wall_clock_budget(tmp_path):
   # and the probes' cost is a share of the seconds.
   config = recipe_exp.RecipeConfig(
     common=TINY,
-    range_steps=20,
-    noise_updates=5,
+    recipe_range_steps=20,
+    recipe_noise_updates=5,
     recipe_only=True,
     budget_seconds=30.0,
   )
@@ -205,7 +206,7 @@ def test_recipe_only_for_a_wall_clock_budget(tmp_path):
 
 def test_probe_batch_must_split_across_the_devices():
   common = dataclasses.replace(TINY, num_devices=3)
-  config = recipe_exp.RecipeConfig(common=common, probe_batch=32)
+  config = recipe_exp.RecipeConfig(common=common, recipe_probe_batch=32)
   with pytest.raises(ValueError, match='multiple of --num_devices=3'):
     config.validate()
 
