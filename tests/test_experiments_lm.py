@@ -558,20 +558,20 @@ _cli = functools.partial(run_experiment, timeout=300)
 @pytest.mark.parametrize(
   'module, flagfile, expected',
   [
-    ('lm', 'lm_cpu.cfg', {'layers': 4, 'width': 128, 'seq_len': 64}),
-    ('lm', 'lm_gpu.cfg', {'layers': 6, 'width': 384, 'seq_len': 256}),
-    ('finetune', 'finetune_cpu.cfg', {'layers': 2, 'width': 64}),
-    ('finetune', 'finetune_gpu.cfg', {'layers': 6, 'width': 384}),
+    ('lm', 'lm_cpu.cfg', {'lm_layers': 4, 'lm_width': 128, 'seq_len': 64}),
+    ('lm', 'lm_gpu.cfg', {'lm_layers': 6, 'lm_width': 384, 'seq_len': 256}),
+    ('finetune', 'finetune_cpu.cfg', {'lm_layers': 2, 'lm_width': 64}),
+    ('finetune', 'finetune_gpu.cfg', {'lm_layers': 6, 'lm_width': 384}),
     (
       'recipe',
       'recipe_lm_gpu.cfg',
-      {'layers': 6, 'width': 384, 'seq_len': 256},
+      {'lm_layers': 6, 'lm_width': 384, 'seq_len': 256},
     ),
-    ('goyal', 'goyal_lm.cfg', {'layers': 4, 'width': 128, 'seq_len': 64}),
+    ('goyal', 'goyal_lm.cfg', {'lm_layers': 4, 'lm_width': 128, 'seq_len': 64}),
     (
       'goyal',
       'goyal_lm_gpu.cfg',
-      {'layers': 6, 'width': 384, 'seq_len': 256},
+      {'lm_layers': 6, 'lm_width': 384, 'seq_len': 256},
     ),
   ],
 )
@@ -650,7 +650,7 @@ def test_recipe_lm_gpu_flagfile_is_lm_gpus_task_with_cheap_probes():
       '--train_tokens=100k',
       'train_tokens=100000 (100k) is not a multiple',
     ),
-    ('lm', '--lm_width=130', '--lm_width must be a multiple of --lm_heads'),
+    ('lm', '--lm_width=130', '--lm_width=130 must be a multiple of --lm_heads'),
     (
       'lm',
       '--dataset=cifar10',
