@@ -658,7 +658,11 @@ def test_recipe_lm_gpu_flagfile_is_lm_gpus_task_with_cheap_probes():
     ),
     ('lm', '--epochs=3', 'use --train_tokens'),
     ('finetune', '--lr=0.05', 'use --lr_grid'),
-    ('finetune', '--policies=constant,noam', '--policies must be distinct'),
+    (
+      'finetune',
+      '--policies=constant,noam',
+      '--policies=constant,noam must be distinct',
+    ),
   ],
 )
 def test_bad_flags_fail_before_training_naming_the_flag(
