@@ -523,6 +523,13 @@ def train_seconds(train: Mapping[str, np.ndarray]) -> np.ndarray:
   return np.cumsum(np.nan_to_num(dt))
 
 
+def claim(text: str, held: Any, detail: str, seeds: int) -> dict[str, Any]:
+  """A claim of the report: not tested (``held`` None) with one seed."""
+  if seeds < 2:
+    return {'claim': text, 'held': None, 'detail': f'{detail}; 1 seed'}
+  return {'claim': text, 'held': held, 'detail': detail}
+
+
 def ms(values: Sequence[float], digits: int = 3) -> str:
   """``mean ± std`` of the finite values (``n/a`` when none)."""
   finite = [v for v in values if v is not None and math.isfinite(v)]

@@ -291,9 +291,7 @@ def pretrain(
   from lrjax import train as lrtrain
 
   c = config.common
-  train = _lm_common.load_split(c, 'train')
-  valid = _lm_common.load_split(c, c.validation_split)
-  evaluate = _lm_common.evenly_spaced(valid, c.eval_sequences)
+  train, evaluate = _lm_common.train_and_evaluation(c)
   tc = pretrain_config(config, train.num_examples)
   directory = os.path.join(workdir, 'pretrain')
   task = _lm_common.make_task(c, train, evaluate, c.seeds[0], name='pretrain')
@@ -554,12 +552,7 @@ def _contrast(summary, grid, config: FinetuneConfig) -> list[dict]:
   claims = []
 
   def add(claim: str, held: bool, detail: str) -> None:
-    if seeds < 2:
-      claims.append(
-        {'claim': claim, 'held': None, 'detail': f'{detail}; 1 seed'}
-      )
-    else:
-      claims.append({'claim': claim, 'held': bool(held), 'detail': detail})
+    claims.append(_lm_common.claim(claim, bool(held), detail, seeds))
 
   best_lr = {}
   for mode in MODES:
@@ -637,15 +630,19 @@ def _finite_or_inf(value: float) -> float:
   return value if value is not None and math.isfinite(value) else math.inf
 
 
+def _cell(grid, mode: str, name: str, lr: float) -> dict | None:
+  """The grid's row of a mode, policy and LR (None if none)."""
+  return next(
+    (x for x in grid if (x['mode'], x['policy'], x['lr']) == (mode, name, lr)),
+    None,
+  )
+
+
 def _per_seed(grid, summary_row) -> list[float]:
-  for r in grid:
-    if (
-      r['mode'] == summary_row['mode']
-      and r['policy'] == summary_row['policy']
-      and r['lr'] == summary_row['best_lr']
-    ):
-      return r['final_bits_per_byte_per_seed']
-  return []
+  row = _cell(
+    grid, summary_row['mode'], summary_row['policy'], summary_row['best_lr']
+  )
+  return [] if row is None else row['final_bits_per_byte_per_seed']
 
 
 # ------------------------------------------------------------ report
@@ -696,11 +693,7 @@ def _grid_table(grid, config: FinetuneConfig) -> str:
     row = [f'`{name}`']
     for mode in MODES:
       for lr in config.lr_grid:
-        r = next(
-          x
-          for x in grid
-          if x['mode'] == mode and x['policy'] == name and x['lr'] == lr
-        )
+        r = _cell(grid, mode, name, lr)
         row.append(_pair(r['final_bits_per_byte']))
     lines.append(row)
   return _common.markdown_table(header, lines)
@@ -720,11 +713,7 @@ def _figures(runs, grid, summary, start, config, workdir) -> dict[str, str]:
       for mode in MODES:
         values = []
         for lr in lrs[order]:
-          r = next(
-            x
-            for x in grid
-            if x['mode'] == mode and x['policy'] == name and x['lr'] == lr
-          )
+          r = _cell(grid, mode, name, lr)
           values.append(r['final_bits_per_byte_per_seed'][i])
         columns[mode] = np.array(values, dtype=float)
       per_seed.append(columns)

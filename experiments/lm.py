@@ -691,68 +691,45 @@ def _loop_rate(run: _runs.Run, seq_len: int) -> float:
   return float(np.median(rates) * seq_len) if rates.size else math.nan
 
 
+_MATCHES = {
+  'wsd': 'WSD with a 1-sqrt cooldown matches cosine at the end of the budget',
+  'constant_cooldown': 'a constant LR with a linear cooldown matches cosine '
+  'at the end of the budget',
+}
+
+
 def _claims(runs, config: LmConfig) -> list[dict[str, Any]]:
   seeds = len(config.common.seeds)
   claims = []
-
-  def compare(name: str, claim: str, against: str) -> None:
-    ref = [_final(r, 'loss') for r in runs[against]]
-    loss = [_final(r, 'loss') for r in runs[name]]
-    held, diff, tol = _common.within_variation(loss, ref)
-    detail = f'final validation loss {diff:+.4f} nats vs {against}'
-    if seeds < 2:
-      claims.append(
-        {'claim': claim, 'held': None, 'detail': f'{detail}; 1 seed'}
-      )
-    else:
-      claims.append(
-        {
-          'claim': claim,
-          'held': held,
-          'detail': f'{detail}, tolerance ±{tol:.4f} (2 x pooled seed std)',
-        }
-      )
-
-  if 'wsd' in runs:
-    compare(
-      'wsd',
-      'WSD with a 1-sqrt cooldown matches cosine at the end of the budget',
-      BASELINE,
-    )
-  if 'constant_cooldown' in runs:
-    compare(
-      'constant_cooldown',
-      'a constant LR with a linear cooldown matches cosine at the end of the '
-      'budget',
-      BASELINE,
-    )
-  for name in ('ramp', 'increase', 'adaptive', 'seesaw'):
+  for name in (*_MATCHES, 'ramp', 'increase', 'adaptive', 'seesaw'):
     if name not in runs:
       continue
     against = 'step' if name == 'increase' and 'step' in runs else BASELINE
-    ref = runs[against]
-    updates = _mean([r.summary['num_updates'] for r in runs[name]])
-    ref_updates = _mean([r.summary['num_updates'] for r in ref])
-    loss = [_final(r, 'loss') for r in runs[name]]
-    ref_loss = [_final(r, 'loss') for r in ref]
-    held, diff, tol = _common.within_variation(loss, ref_loss)
-    detail = (
-      f'{ref_updates / updates:.2f}x fewer updates ({updates:,.0f} vs '
-      f'{ref_updates:,.0f}), final validation loss {diff:+.4f} nats'
+    held, diff, tol = _common.within_variation(
+      [_final(r, 'loss') for r in runs[name]],
+      [_final(r, 'loss') for r in runs[against]],
     )
-    claim = f'{name} saves updates at equal loss against {against}'
-    if seeds < 2:
+    tolerance = f', tolerance ±{tol:.4f}' if seeds > 1 else ''
+    if name in _MATCHES:
+      detail = f'final validation loss {diff:+.4f} nats vs {against}'
+      if seeds > 1:
+        tolerance += ' (2 x pooled seed std)'
       claims.append(
-        {'claim': claim, 'held': None, 'detail': f'{detail}; 1 seed'}
+        _lm_common.claim(_MATCHES[name], held, detail + tolerance, seeds)
       )
-    else:
-      claims.append(
-        {
-          'claim': claim,
-          'held': bool(updates < ref_updates and (held or diff < 0)),
-          'detail': f'{detail}, tolerance ±{tol:.4f}',
-        }
+      continue
+    updates = _mean([r.summary['num_updates'] for r in runs[name]])
+    ref_updates = _mean([r.summary['num_updates'] for r in runs[against]])
+    claims.append(
+      _lm_common.claim(
+        f'{name} saves updates at equal loss against {against}',
+        bool(updates < ref_updates and (held or diff < 0)),
+        f'{ref_updates / updates:.2f}x fewer updates ({updates:,.0f} vs '
+        f'{ref_updates:,.0f}), final validation loss {diff:+.4f} nats'
+        + tolerance,
+        seeds,
       )
+    )
   growth = [_noise_growth(r) for r in runs[BASELINE]]
   finite = [g for g in growth if math.isfinite(g['ratio'])]
   if finite:
@@ -761,18 +738,14 @@ def _claims(runs, config: LmConfig) -> list[dict[str, Any]]:
       f'quarter, rank correlation with the loss {g["rho"]:+.2f}'
       for r, g in zip(runs[BASELINE], growth, strict=True)
     )
-    held = None
-    if seeds >= 2:
-      held = all(g['ratio'] > 1 and g['rho'] < 0 for g in finite)
-    else:
-      detail += '; 1 seed'
     claims.append(
-      {
-        'claim': f'B_simple grows as the loss falls ({BASELINE}, constant '
-        'batch; McCandlish et al.)',
-        'held': held,
-        'detail': detail,
-      }
+      _lm_common.claim(
+        f'B_simple grows as the loss falls ({BASELINE}, constant batch; '
+        'McCandlish et al.)',
+        all(g['ratio'] > 1 and g['rho'] < 0 for g in finite),
+        detail,
+        seeds,
+      )
     )
   return claims
 
