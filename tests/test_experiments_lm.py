@@ -18,8 +18,7 @@ import sys
 
 import numpy as np
 import pytest
-from _cli import flagfile as _flagfile
-from _cli import flags_of, run_experiment
+from _cli import flag_lines, flags_of, run_experiment
 from _lm_tiny import tiny_common
 
 from experiments import _common, _lm_common, _runs, finetune, lm
@@ -555,6 +554,25 @@ def _leaves(tree):
 _cli = functools.partial(run_experiment, timeout=300)
 
 
+def _config(module, *argv):
+  """``experiments.<module>``'s checked config from ``argv``, parsed in
+  process as its entry point parses them (a flagfile's nested flagfiles
+  expanded by `flag_lines`)."""
+  import importlib
+
+  from absl import flags
+
+  experiment = importlib.import_module(f'experiments.{module}')
+  flags.FLAGS.unparse_flags()
+  try:
+    flags.FLAGS(['prog', *argv])
+    config = experiment.get_config()
+    experiment.check(config)
+  finally:
+    flags.FLAGS.unparse_flags()
+  return config
+
+
 @pytest.mark.parametrize(
   'module, flagfile, expected',
   [
@@ -575,20 +593,13 @@ _cli = functools.partial(run_experiment, timeout=300)
     ),
   ],
 )
-def test_flagfiles_build_valid_configs(tmp_path, module, flagfile, expected):
-  workdir = tmp_path / 'dry'
-  proc = _cli(
-    module, tmp_path, _flagfile(flagfile), '--dry_run', f'--workdir={workdir}'
-  )
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  config = json.loads(_read(workdir / 'config.json'))
+def test_flagfiles_build_valid_configs(module, flagfile, expected):
+  config = _config(module, *flag_lines(flagfile))
   # The recipe and the Goyal sweep hold experiments.lm's config under 'lm'.
-  common = (config['lm'] if module in ('recipe', 'goyal') else config)['common']
+  common = (config.lm if module in ('recipe', 'goyal') else config).common
   for key, value in expected.items():
-    assert common[key] == value, key
-  assert common['optimizer'] == 'adamw'
-  # Nothing trained or probed (.lock: the workdir's lock).
-  assert sorted(os.listdir(workdir)) == ['.lock', 'config.json', 'flags.cfg']
+    assert getattr(common, key) == value, key
+  assert common.optimizer == 'adamw'
 
 
 def test_recipe_lm_gpu_flagfile_is_lm_gpus_task_with_cheap_probes():
@@ -665,24 +676,14 @@ def test_recipe_lm_gpu_flagfile_is_lm_gpus_task_with_cheap_probes():
     ),
   ],
 )
-def test_bad_flags_fail_before_training_naming_the_flag(
-  tmp_path, module, bad, name
-):
-  # --dry_run: checked at the same places as a real run, but a check that
-  # wrongly passes ends here instead of training for minutes.
-  flagfile = f'{module}_cpu.cfg'
-  workdir = tmp_path / 'out'
-  proc = _cli(
-    module,
-    tmp_path,
-    _flagfile(flagfile),
-    bad,
-    f'--workdir={workdir}',
-    '--dry_run',
-  )
-  assert proc.returncode != 0
-  assert name in proc.stderr, proc.stderr[-2000:]
-  assert not workdir.exists()
+def test_bad_flags_fail_before_training_naming_the_flag(module, bad, name):
+  # The entry point builds and checks the config before anything trains
+  # or is written (ValueError: one FATAL line; UsageError: absl's usage).
+  from absl import app
+
+  with pytest.raises((ValueError, app.UsageError)) as info:
+    _config(module, *flag_lines(f'{module}_cpu.cfg'), bad)
+  assert name in str(info.value)
 
 
 def test_lm_common_examples_run():
