@@ -109,10 +109,10 @@ def _lm(size: Size, parallel: str, noise: bool) -> tuple[float, Any]:
 
   common = _lm_common.LmCommon(
     seq_len=size.seq_len,
-    layers=size.layers,
-    heads=size.heads,
-    width=size.width,
-    dtype='bfloat16',
+    lm_layers=size.layers,
+    lm_heads=size.heads,
+    lm_width=size.width,
+    lm_dtype='bfloat16',
   )
   n = size.lm_batch * (size.lm_steps + 2)
   tokens = np.random.default_rng(0).integers(

@@ -1,4 +1,4 @@
-r"""What the language-model experiments share: flags, the LM task, tokens.
+r"""What the language-model experiments share: settings, the LM task, tokens.
 
 `experiments.lm` (pretraining) and `experiments.finetune` (LRBench++) train
 `lrjax.lm.Transformer` on byte-level text as an ordinary trainer task
@@ -21,92 +21,16 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from absl import app, flags
 
-from experiments import _common
+from experiments import _common, _flags
+from experiments._flags import setting
 
 FLAGS = flags.FLAGS
-
-CORPUS = flags.DEFINE_string(
-  'corpus',
-  'python_text/docs',
-  "Text to pretrain on: 'python_text/docs' (bundled: the interpreter's "
-  "documentation topics), 'python_text/stdlib' (its standard-library "
-  'sources) or a TFDS text dataset prepared as array_record in --data_dir '
-  "(e.g. 'tiny_shakespeare').",
-)
-TEXT_FEATURE = flags.DEFINE_string(
-  'text_feature', 'text', 'The text feature of a TFDS --corpus.'
-)
-VALIDATION_SPLIT = flags.DEFINE_string(
-  'validation_split',
-  'validation',
-  "The held-out split to evaluate on ('validation'; 'test' for lm1b).",
-)
-SEQ_LEN = flags.DEFINE_integer(
-  'seq_len', 64, 'Tokens (bytes) the model reads per sequence, T.'
-)
-LM_LAYERS = flags.DEFINE_integer('lm_layers', 4, 'Transformer blocks.')
-LM_HEADS = flags.DEFINE_integer('lm_heads', 4, 'Attention heads per block.')
-LM_WIDTH = flags.DEFINE_integer(
-  'lm_width', 128, 'Residual stream width d (a multiple of --lm_heads).'
-)
-LM_MLP_RATIO = flags.DEFINE_integer(
-  'lm_mlp_ratio', 4, 'MLP hidden width as a multiple of --lm_width.'
-)
-LM_DROPOUT = flags.DEFINE_float('lm_dropout', 0.0, 'Dropout rate in [0, 1).')
-LM_POSITIONS = flags.DEFINE_enum(
-  'lm_positions', 'learned', ['learned', 'rotary'], 'Position encoding.'
-)
-LM_TIE_EMBEDDINGS = flags.DEFINE_bool(
-  'lm_tie_embeddings', True, 'Use the token embeddings as the output layer.'
-)
-LM_DTYPE = flags.DEFINE_enum(
-  'lm_dtype',
-  'float32',
-  ['float32', 'bfloat16'],
-  'Compute dtype (parameters stay float32).',
-)
-EVAL_SEQUENCES = flags.DEFINE_integer(
-  'eval_sequences',
-  0,
-  'Evaluate on this many evenly spaced sequences of the validation split '
-  '(0: all of them).',
-)
-B2 = flags.DEFINE_float('b2', 0.99, "Adam's second-moment decay beta_2.")
-
-_common.register_bound('seq_len', 1)
-_common.register_bound('lm_layers', 1)
-_common.register_bound('lm_heads', 1)
-_common.register_bound('lm_width', 1)
-_common.register_bound('lm_mlp_ratio', 1)
-_common.register_bound('eval_sequences', 0, note=' (0 = all)')
-flags.register_validator(
-  'lm_dropout',
-  lambda v: 0.0 <= v < 1.0,
-  message='--lm_dropout must be in [0, 1)',
-)
-flags.register_validator(
-  'b2', lambda v: 0.0 <= v < 1.0, message='--b2 must be in [0, 1)'
-)
-
-
-@flags.multi_flags_validator(
-  ['lm_width', 'lm_heads', 'lm_positions'],
-  message='--lm_width must be a multiple of --lm_heads (each head gets '
-  'width / heads features), an even multiple with --lm_positions=rotary',
-)
-def _heads_divide_width(values: Mapping[str, Any]) -> bool:
-  width, heads = values['lm_width'], values['lm_heads']
-  if heads < 1 or width % heads:
-    return False
-  return values['lm_positions'] != 'rotary' or (width // heads) % 2 == 0
-
 
 #: The LM experiments' values of the common flags that are not given.
 LM_DEFAULTS = {
@@ -138,30 +62,6 @@ _IMAGE_ONLY = {
 }
 
 
-def use_defaults(defaults: Mapping[str, Any]) -> None:
-  """Gives each flag of ``defaults`` that was not given its default here.
-
-  The flag itself is set, so that the workdir's flags.cfg (every flag's
-  value) repeats the run: a common flag left out takes the LM default, not
-  the image experiments' one.
-  """
-  for name, value in defaults.items():
-    if not FLAGS[name].present:
-      if name == 'seeds':
-        value = [str(s) for s in value]
-      setattr(FLAGS, name, value)
-
-
-def flag_value(name: str) -> Any:
-  """A common flag's value (after `use_defaults`), as the config holds it."""
-  value = FLAGS[name].value
-  if name == 'seeds':
-    return tuple(int(s) for s in value)
-  if name in ('num_devices', 'compilation_cache_dir'):
-    return value or None  # 0 / empty: none
-  return value
-
-
 def refuse_flags(experiment: str, replaced: Mapping[str, str]) -> None:
   """Raises `app.UsageError` for a flag this experiment does not read.
 
@@ -188,23 +88,44 @@ def parse_tokens(text: str, flag: str) -> int:
   return lbatch.parse_count(str(text), f'--{flag}')
 
 
+_TOKENS_HELP = (
+  'must be a whole token count >= 1 with an optional suffix k, M, G '
+  '(powers of 1000) or Ki, Mi, Gi (powers of 1024), e.g. 2M or 64Ki'
+)
+
+
+def _token_count(value: Any) -> str | None:
+  try:
+    parse_tokens(value, 'tokens')
+  except ValueError:
+    return _TOKENS_HELP
+  return None
+
+
+def token_setting(default: str, help_text: str, **kwargs: Any) -> Any:
+  """A `setting` holding a token count: the flag's text (``'64Ki'``),
+  parsed into an int by `parse_token_settings`."""
+  return setting(default, help_text, check=_token_count, **kwargs)
+
+
+def parse_token_settings(config: Any) -> None:
+  """Replaces each `token_setting` field's text by its count (a frozen
+  dataclass's ``__post_init__``; None stays None).
+
+  Raises:
+    ValueError: naming the flag, for a count that does not parse.
+  """
+  for field in dataclasses.fields(config):
+    value = getattr(config, field.name)
+    if field.metadata.get('check') is _token_count and value is not None:
+      object.__setattr__(config, field.name, parse_tokens(value, field.name))
+
+
 def register_token_flag(name: str, default: str, help_text: str) -> Any:
   """Defines a string flag holding a token count (SI/IEC suffixes)."""
   holder = flags.DEFINE_string(name, default, help_text)
-
-  def valid(value: str) -> bool:
-    try:
-      parse_tokens(value, name)
-    except ValueError:
-      return False
-    return True
-
   flags.register_validator(
-    name,
-    valid,
-    message=f'--{name} must be a whole token count >= 1 with an optional '
-    'suffix k, M, G (powers of 1000) or Ki, Mi, Gi (powers of 1024), '
-    'e.g. 2M or 64Ki',
+    name, lambda v: _token_count(v) is None, message=f'--{name} {_TOKENS_HELP}'
   )
   return holder
 
@@ -216,64 +137,87 @@ def register_token_flag(name: str, default: str, help_text: str) -> Any:
 class LmCommon:
   r"""The model, the data and how every run trains (both LM experiments).
 
-  Attributes:
-    corpus: the text to train on (`lrjax.data.load_text` name).
-    data_dir: the TFDS data dir (None: TFDS's default).
-    text_feature: the text feature of a TFDS corpus.
-    validation_split: the split evaluated on.
-    seq_len: T, tokens per sequence.
-    layers, heads, width, mlp_ratio, dropout, positions, tie_embeddings,
-      dtype: the `lrjax.lm.TransformerConfig`.
-    eval_sequences: evenly spaced validation sequences evaluated (0: all).
-    seeds: one run per seed.
-    lr: the peak learning rate.
-    batch_size: the base batch, in sequences.
-    optimizer: 'adamw' (or any `lrjax.train.TrainConfig` optimizer).
-    momentum: Adam's :math:`\beta_1` (SGD's momentum).
-    b2: Adam's :math:`\beta_2`.
-    weight_decay: weight decay (decoupled for AdamW).
-    clip_norm: clip gradients to this global norm (None: no clipping).
-    num_devices: data-parallel devices (None: all local devices).
-    max_device_batch: the largest micro-batch per device.
-    parallel: 'pmap' or 'shard_map'.
-    log_every: updates between logged training records.
-    noise: estimate the gradient noise scale B_simple.
-    noise_every: updates between estimates.
-    checkpoint_every: updates between checkpoints (0: only the final one
-      where a run needs it).
-    compilation_cache_dir: JAX's persistent compilation cache.
+  The fields above ``data_dir`` are the LM flags; from ``data_dir`` on
+  they are the common flags of `experiments._common.CommonConfig` (read
+  with the `LM_DEFAULTS`; see there for their meaning, ``momentum`` being
+  Adam's :math:`\beta_1`).
   """
 
-  corpus: str = 'python_text/docs'
-  data_dir: str | None = None
-  text_feature: str = 'text'
-  validation_split: str = 'validation'
-  seq_len: int = 64
-  layers: int = 4
-  heads: int = 4
-  width: int = 128
-  mlp_ratio: int = 4
-  dropout: float = 0.0
-  positions: str = 'learned'
-  tie_embeddings: bool = True
-  dtype: str = 'float32'
-  eval_sequences: int = 0
-  seeds: tuple[int, ...] = (0,)
-  lr: float = 1e-3
-  batch_size: int = 12
-  optimizer: str = 'adamw'
-  momentum: float = 0.9
-  b2: float = 0.99
-  weight_decay: float = 0.1
-  clip_norm: float | None = None
-  num_devices: int | None = 1
-  max_device_batch: int = 4096
-  parallel: str = 'shard_map'
-  log_every: int = 50
-  noise: bool = True
+  corpus: str = setting(
+    'python_text/docs',
+    "Text to pretrain on: 'python_text/docs' (bundled: the interpreter's "
+    "documentation topics), 'python_text/stdlib' (its standard-library "
+    'sources) or a TFDS text dataset prepared as array_record in '
+    "--data_dir (e.g. 'tiny_shakespeare').",
+  )
+  text_feature: str = setting('text', 'The text feature of a TFDS --corpus.')
+  validation_split: str = setting(
+    'validation',
+    "The held-out split to evaluate on ('validation'; 'test' for lm1b).",
+  )
+  seq_len: int = setting(
+    64,
+    'Tokens (bytes) the model reads per sequence, T.',
+    check=_flags.at_least(1),
+  )
+  lm_layers: int = setting(
+    4, 'Transformer blocks.', check=_flags.at_least(1)
+  )
+  lm_heads: int = setting(
+    4, 'Attention heads per block.', check=_flags.at_least(1)
+  )
+  lm_width: int = setting(
+    128,
+    'Residual stream width d (a multiple of --lm_heads).',
+    check=_flags.at_least(1),
+  )
+  lm_mlp_ratio: int = setting(
+    4, 'MLP hidden width as a multiple of --lm_width.', check=_flags.at_least(1)
+  )
+  lm_dropout: float = setting(
+    0.0, 'Dropout rate in [0, 1).', check=_flags.fraction()
+  )
+  lm_positions: str = setting(
+    'learned', 'Position encoding.', choices=('learned', 'rotary')
+  )
+  lm_tie_embeddings: bool = setting(
+    True, 'Use the token embeddings as the output layer.'
+  )
+  lm_dtype: str = setting(
+    'float32',
+    'Compute dtype (parameters stay float32).',
+    choices=('float32', 'bfloat16'),
+  )
+  eval_sequences: int = setting(
+    0,
+    'Evaluate on this many evenly spaced sequences of the validation split '
+    '(0: all of them).',
+    check=_flags.at_least(0, ' (0 = all)'),
+  )
+  b2: float = setting(
+    0.99, "Adam's second-moment decay beta_2.", check=_flags.fraction()
+  )
+  data_dir: str | None = LM_DEFAULTS['data_dir']
+  seeds: tuple[int, ...] = LM_DEFAULTS['seeds']
+  lr: float = LM_DEFAULTS['lr']
+  batch_size: int = LM_DEFAULTS['batch_size']
+  optimizer: str = LM_DEFAULTS['optimizer']
+  momentum: float = LM_DEFAULTS['momentum']
+  weight_decay: float = LM_DEFAULTS['weight_decay']
+  clip_norm: float | None = LM_DEFAULTS['clip_norm']
+  num_devices: int | None = LM_DEFAULTS['num_devices']
+  max_device_batch: int = LM_DEFAULTS['max_device_batch']
+  parallel: str = LM_DEFAULTS['parallel']
+  log_every: int = LM_DEFAULTS['log_every']
+  noise: bool = LM_DEFAULTS['noise']
   noise_every: int = 8
-  checkpoint_every: int = 0
-  compilation_cache_dir: str | None = None
+  checkpoint_every: int = LM_DEFAULTS['checkpoint_every']
+  compilation_cache_dir: str | None = LM_DEFAULTS['compilation_cache_dir']
+
+  # The names the reports (and experiments.goyal, experiments.recipe) read.
+  layers = property(lambda self: self.lm_layers)
+  heads = property(lambda self: self.lm_heads)
+  width = property(lambda self: self.lm_width)
 
   def transformer(self):
     """The `lrjax.lm.TransformerConfig` (raises ValueError on a bad size)."""
@@ -282,64 +226,51 @@ class LmCommon:
     return lm.TransformerConfig(
       vocab_size=256,
       seq_len=self.seq_len,
-      num_layers=self.layers,
-      num_heads=self.heads,
-      width=self.width,
-      mlp_ratio=self.mlp_ratio,
-      dropout=self.dropout,
-      positions=self.positions,
-      tie_embeddings=self.tie_embeddings,
-      dtype=self.dtype,
+      num_layers=self.lm_layers,
+      num_heads=self.lm_heads,
+      width=self.lm_width,
+      mlp_ratio=self.lm_mlp_ratio,
+      dropout=self.lm_dropout,
+      positions=self.lm_positions,
+      tie_embeddings=self.lm_tie_embeddings,
+      dtype=self.lm_dtype,
     )
 
   def validate(self) -> None:
-    """Raises ValueError naming the field and the fix."""
+    """Raises ValueError naming the flag and the fix."""
+    _flags.check(self)
+    _flags.check(
+      _common.CommonConfig(**{k: getattr(self, k) for k in _COMMON_FIELDS})
+    )
+    head = self.lm_width // self.lm_heads
+    if self.lm_width % self.lm_heads or (
+      self.lm_positions == 'rotary' and head % 2
+    ):
+      raise ValueError(
+        f'--lm_width={self.lm_width} must be a multiple of --lm_heads='
+        f'{self.lm_heads} (each head gets width / heads features), an even '
+        'multiple with --lm_positions=rotary'
+      )
     self.transformer()
-    if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-      raise ValueError(f'seeds={self.seeds!r} must be distinct, at least one')
-    for name in ('lr', 'batch_size', 'log_every', 'noise_every'):
-      if not getattr(self, name) > 0:
-        raise ValueError(f'{name}={getattr(self, name)!r} must be > 0')
-    if self.eval_sequences < 0:
-      raise ValueError(f'eval_sequences={self.eval_sequences} must be >= 0')
-    if not 0 <= self.b2 < 1:
-      raise ValueError(f'b2={self.b2} must be in [0, 1)')
+
+
+#: The fields of `LmCommon` that are common flags (`_common.CommonConfig`).
+_COMMON_FIELDS = tuple(
+  f.name for f in dataclasses.fields(LmCommon) if 'help' not in f.metadata
+)
+
+_flags.define(LmCommon)
 
 
 def lm_common() -> LmCommon:
-  """Reads the LM flags and the common flags (LM defaults) after parsing."""
-  use_defaults(LM_DEFAULTS)
-  return LmCommon(
-    corpus=CORPUS.value,
-    data_dir=flag_value('data_dir'),
-    text_feature=TEXT_FEATURE.value,
-    validation_split=VALIDATION_SPLIT.value,
-    seq_len=SEQ_LEN.value,
-    layers=LM_LAYERS.value,
-    heads=LM_HEADS.value,
-    width=LM_WIDTH.value,
-    mlp_ratio=LM_MLP_RATIO.value,
-    dropout=LM_DROPOUT.value,
-    positions=LM_POSITIONS.value,
-    tie_embeddings=LM_TIE_EMBEDDINGS.value,
-    dtype=LM_DTYPE.value,
-    eval_sequences=EVAL_SEQUENCES.value,
-    seeds=flag_value('seeds'),
-    lr=flag_value('lr'),
-    batch_size=flag_value('batch_size'),
-    optimizer=flag_value('optimizer'),
-    momentum=flag_value('momentum'),
-    b2=B2.value,
-    weight_decay=flag_value('weight_decay'),
-    clip_norm=flag_value('clip_norm'),
-    num_devices=flag_value('num_devices'),
-    max_device_batch=flag_value('max_device_batch'),
-    parallel=flag_value('parallel'),
-    log_every=flag_value('log_every'),
-    noise=flag_value('noise'),
-    noise_every=FLAGS.noise_every,  # the flag experiments share
-    checkpoint_every=flag_value('checkpoint_every'),
-    compilation_cache_dir=flag_value('compilation_cache_dir'),
+  """Reads the LM flags and the common flags (LM defaults) after parsing.
+
+  A common flag left out is set to its `LM_DEFAULTS` value, so that the
+  workdir's flags.cfg repeats the run.
+  """
+  common = _flags.read(_common.CommonConfig, defaults=LM_DEFAULTS)
+  return _flags.read(
+    LmCommon, **{k: getattr(common, k) for k in _COMMON_FIELDS}
   )
 
 
@@ -592,6 +523,13 @@ def train_seconds(train: Mapping[str, np.ndarray]) -> np.ndarray:
   return np.cumsum(np.nan_to_num(dt))
 
 
+def claim(text: str, held: Any, detail: str, seeds: int) -> dict[str, Any]:
+  """A claim of the report: not tested (``held`` None) with one seed."""
+  if seeds < 2:
+    return {'claim': text, 'held': None, 'detail': f'{detail}; 1 seed'}
+  return {'claim': text, 'held': held, 'detail': detail}
+
+
 def ms(values: Sequence[float], digits: int = 3) -> str:
   """``mean ± std`` of the finite values (``n/a`` when none)."""
   finite = [v for v in values if v is not None and math.isfinite(v)]
@@ -600,8 +538,3 @@ def ms(values: Sequence[float], digits: int = 3) -> str:
   if len(finite) == 1:
     return f'{finite[0]:.{digits}f}'
   return _common.fmt_mean_std(finite, 1.0, digits)
-
-
-def run_dir(workdir: str, *parts: str) -> str:
-  """A run's directory under ``workdir/runs``."""
-  return os.path.join(workdir, 'runs', *parts)

@@ -51,13 +51,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from absl import app, flags, logging
+from absl import app
 
-from experiments import _common, _lm_common, _runs
+from experiments import _common, _flags, _lm_common, _runs, _study
+from experiments._flags import setting
+from experiments._lm_common import token_setting
 
 POLICIES = (
   'constant',
@@ -70,165 +71,112 @@ POLICIES = (
   'plateau',
 )
 MODES = ('finetune', 'scratch')
-
-FINETUNE_CORPUS = flags.DEFINE_string(
-  'finetune_corpus',
-  'python_text/stdlib',
-  'The second domain, fine-tuned on (and trained on from scratch): a '
-  '--corpus-style name.',
-)
-FINETUNE_SEQUENCES = flags.DEFINE_integer(
-  'finetune_sequences',
-  2048,
-  'Fine-tuning examples: this many evenly spaced sequences of the second '
-  "domain's training split (0: all of them).",
-)
-PRETRAIN_TOKENS = _lm_common.register_token_flag(
-  'pretrain_tokens', '256Ki', 'Tokens of the (cached) pretraining run.'
-)
-PRETRAIN_BATCH_SIZE = flags.DEFINE_integer(
-  'pretrain_batch_size',
-  0,
-  'Batch of the pretraining, in sequences (0: --batch_size).',
-)
-PRETRAIN_LR = flags.DEFINE_float(
-  'pretrain_lr', 1e-3, 'Peak LR of the pretraining (warmup, cosine to 10%).'
-)
-PRETRAIN_WARMUP_TOKENS = _lm_common.register_token_flag(
-  'pretrain_warmup_tokens', '8Ki', 'LR warmup of the pretraining, in tokens.'
-)
-LR_GRID = flags.DEFINE_list(
-  'lr_grid',
-  ['1e-4', '3e-4', '1e-3', '3e-3'],
-  'Peak LRs every policy is tried with, in both modes.',
-)
-FT_POLICIES = flags.DEFINE_list(
-  'policies',
-  list(POLICIES),
-  f'LR policies compared, from {", ".join(POLICIES)}.',
-)
-WARMUP_FRACTION = flags.DEFINE_float(
-  'warmup_fraction',
-  0.1,
-  'Warmup of the warmup_* policies, as a fraction of the fine-tuning '
-  'length (Alpaca fine-tuning scripts use 0.03).',
-)
-TARGET_BITS_PER_BYTE = flags.DEFINE_float(
-  'target_bits_per_byte',
-  3.0,
-  'Validation bits per byte at which the cost to target is counted.',
-)
-
-flags.register_validator(
-  'policies',
-  lambda v: bool(v) and all(p in POLICIES for p in v) and len(set(v)) == len(v),
-  message=f'--policies must be distinct names from {",".join(POLICIES)}',
-)
+#: The common flags this experiment reads with its own defaults.
+DEFAULTS = {'epochs': 3.0, 'eval_every': 1.0}
 
 
-def _lrs(values: Sequence[str]) -> list[float] | None:
-  try:
-    lrs = [float(v) for v in values]
-  except (TypeError, ValueError):
+def _policies(v) -> str | None:
+  if v and all(p in POLICIES for p in v) and len(set(v)) == len(v):
     return None
-  return lrs
+  return f'must be distinct names from {",".join(POLICIES)}'
 
 
-flags.register_validator(
-  'lr_grid',
-  lambda v: (
-    (g := _lrs(v)) is not None
-    and bool(g)
-    and all(x > 0 and math.isfinite(x) for x in g)
-    and len(set(g)) == len(g)
-  ),
-  message='--lr_grid must be distinct positive LRs, e.g. 1e-4,1e-3',
-)
-_common.register_bound('finetune_sequences', 0, note=' (0 = all)')
-_common.register_bound('pretrain_lr', 0, strict=True)
-_common.register_bound('pretrain_batch_size', 0, note=' (0 = --batch_size)')
-flags.register_validator(
-  'warmup_fraction',
-  lambda v: 0 < v < 1,
-  message='--warmup_fraction must be in (0, 1)',
-)
-_common.register_bound('target_bits_per_byte', 0, strict=True)
+def _lrs(v) -> str | None:
+  if v and all(x > 0 and math.isfinite(x) for x in v) and len(set(v)) == len(v):
+    return None
+  return 'must be distinct positive LRs, e.g. 1e-4,1e-3'
 
 
 @dataclasses.dataclass(frozen=True)
 class FinetuneConfig:
-  """The LRBench++ experiment: pretraining, the second domain, the grid."""
+  """The LRBench++ experiment: pretraining, the second domain, the grid
+  (each field but ``common``, ``epochs`` and ``eval_every``, the common
+  flags, is its flag)."""
 
   common: _lm_common.LmCommon = _lm_common.LmCommon()
-  finetune_corpus: str = 'python_text/stdlib'
-  finetune_sequences: int = 2048
-  pretrain_tokens: int = 256 * 1024
-  pretrain_batch_size: int = 0
-  pretrain_lr: float = 1e-3
-  pretrain_warmup_tokens: int = 8 * 1024
-  epochs: float = 3.0
-  eval_every: float = 1.0
-  lr_grid: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 3e-3)
-  policies: tuple[str, ...] = POLICIES
-  warmup_fraction: float = 0.1
-  target_bits_per_byte: float = 3.0
+  finetune_corpus: str = setting(
+    'python_text/stdlib',
+    'The second domain, fine-tuned on (and trained on from scratch): a '
+    '--corpus-style name.',
+  )
+  finetune_sequences: int = setting(
+    2048,
+    'Fine-tuning examples: this many evenly spaced sequences of the second '
+    "domain's training split (0: all of them).",
+    check=_flags.at_least(0, ' (0 = all)'),
+  )
+  pretrain_tokens: str | int = token_setting(
+    '256Ki', 'Tokens of the (cached) pretraining run.'
+  )
+  pretrain_batch_size: int = setting(
+    0,
+    'Batch of the pretraining, in sequences (0: --batch_size).',
+    check=_flags.at_least(0, ' (0 = --batch_size)'),
+  )
+  pretrain_lr: float = setting(
+    1e-3,
+    'Peak LR of the pretraining (warmup, cosine to 10%).',
+    check=_flags.above(0),
+  )
+  pretrain_warmup_tokens: str | int = token_setting(
+    '8Ki', 'LR warmup of the pretraining, in tokens.'
+  )
+  epochs: float = DEFAULTS['epochs']
+  eval_every: float = DEFAULTS['eval_every']
+  lr_grid: tuple[float, ...] = setting(
+    (1e-4, 3e-4, 1e-3, 3e-3),
+    'Peak LRs every policy is tried with, in both modes.',
+    check=_lrs,
+  )
+  policies: tuple[str, ...] = setting(
+    POLICIES, f'LR policies compared, from {", ".join(POLICIES)}.',
+    check=_policies,
+  )
+  warmup_fraction: float = setting(
+    0.1,
+    'Warmup of the warmup_* policies, as a fraction of the fine-tuning '
+    'length (Alpaca fine-tuning scripts use 0.03).',
+    check=lambda v: None if 0 < v < 1 else 'must be in (0, 1)',
+  )
+  target_bits_per_byte: float = setting(
+    3.0,
+    'Validation bits per byte at which the cost to target is counted.',
+    check=_flags.above(0),
+  )
+
+  def __post_init__(self) -> None:
+    _lm_common.parse_token_settings(self)
 
   def validate(self) -> None:
-    """Raises ValueError naming the field and the fix."""
+    """Raises ValueError naming the flag and the fix."""
     from lrjax import batch as lbatch
 
     c = self.common
     c.validate()
+    _flags.check(self)
+    _flags.check(
+      _common.CommonConfig(epochs=self.epochs, eval_every=self.eval_every)
+    )
     if self.finetune_corpus == c.corpus:
       raise ValueError(
-        f'finetune_corpus={self.finetune_corpus!r} is the pretraining '
+        f'--finetune_corpus={self.finetune_corpus} is the pretraining '
         'corpus: fine-tune on a second domain (e.g. python_text/stdlib '
         'after python_text/docs)'
-      )
-    if self.pretrain_batch_size < 0:
-      raise ValueError(
-        f'pretrain_batch_size={self.pretrain_batch_size} must be >= 0'
-      )
-    bad = [p for p in self.policies if p not in POLICIES]
-    if (
-      bad or not self.policies or len(set(self.policies)) != len(self.policies)
-    ):
-      raise ValueError(
-        f'policies={self.policies!r} must be distinct names from {POLICIES}'
-      )
-    if not self.lr_grid or any(
-      not (x > 0 and math.isfinite(x)) for x in self.lr_grid
-    ):
-      raise ValueError(f'lr_grid={self.lr_grid!r} must be positive LRs')
-    if len(set(self.lr_grid)) != len(self.lr_grid):
-      raise ValueError(f'lr_grid={self.lr_grid!r} has repeated LRs')
-    if self.finetune_sequences < 0:
-      raise ValueError(
-        f'finetune_sequences={self.finetune_sequences} must be >= 0'
       )
     for name in ('pretrain_tokens', 'pretrain_warmup_tokens'):
       lbatch.to_sequences(getattr(self, name), c.seq_len, name)
     if self.pretrain_warmup_tokens >= self.pretrain_tokens:
       raise ValueError(
-        f'pretrain_warmup_tokens={self.pretrain_warmup_tokens} must be < '
-        f'pretrain_tokens={self.pretrain_tokens}'
+        f'--pretrain_warmup_tokens={self.pretrain_warmup_tokens} must be < '
+        f'--pretrain_tokens={self.pretrain_tokens}'
       )
-    if not self.pretrain_lr > 0:
-      raise ValueError(f'pretrain_lr={self.pretrain_lr} must be > 0')
-    if not self.epochs > 0:
-      raise ValueError(f'epochs={self.epochs} must be > 0')
-    if not 0 < self.eval_every <= self.epochs:
+    if not self.eval_every <= self.epochs:
       raise ValueError(
-        f'eval_every={self.eval_every} must be in (0, epochs={self.epochs}]'
+        f'--eval_every={self.eval_every} must be <= --epochs={self.epochs}'
       )
-    if not 0 < self.warmup_fraction < 1:
-      raise ValueError(
-        f'warmup_fraction={self.warmup_fraction} must be in (0, 1)'
-      )
-    if not self.target_bits_per_byte > 0:
-      raise ValueError(
-        f'target_bits_per_byte={self.target_bits_per_byte} must be > 0'
-      )
+
+
+_flags.define(FinetuneConfig)
 
 
 def get_config() -> FinetuneConfig:
@@ -236,25 +184,12 @@ def get_config() -> FinetuneConfig:
   _lm_common.refuse_flags(
     'finetune', {'lr': '--lr_grid (and --pretrain_lr for the pretraining)'}
   )
-  _lm_common.use_defaults({'epochs': 3.0, 'eval_every': 1.0})
-  return FinetuneConfig(
+  common = _flags.read(_common.CommonConfig, defaults=DEFAULTS)
+  return _flags.read(
+    FinetuneConfig,
     common=_lm_common.lm_common(),
-    finetune_corpus=FINETUNE_CORPUS.value,
-    finetune_sequences=FINETUNE_SEQUENCES.value,
-    pretrain_tokens=_lm_common.parse_tokens(
-      PRETRAIN_TOKENS.value, 'pretrain_tokens'
-    ),
-    pretrain_batch_size=PRETRAIN_BATCH_SIZE.value,
-    pretrain_lr=PRETRAIN_LR.value,
-    pretrain_warmup_tokens=_lm_common.parse_tokens(
-      PRETRAIN_WARMUP_TOKENS.value, 'pretrain_warmup_tokens'
-    ),
-    epochs=_lm_common.FLAGS.epochs,
-    eval_every=_lm_common.FLAGS.eval_every,
-    lr_grid=tuple(float(x) for x in LR_GRID.value),
-    policies=tuple(FT_POLICIES.value),
-    warmup_fraction=WARMUP_FRACTION.value,
-    target_bits_per_byte=TARGET_BITS_PER_BYTE.value,
+    epochs=common.epochs,
+    eval_every=common.eval_every,
   )
 
 
@@ -356,9 +291,7 @@ def pretrain(
   from lrjax import train as lrtrain
 
   c = config.common
-  train = _lm_common.load_split(c, 'train')
-  valid = _lm_common.load_split(c, c.validation_split)
-  evaluate = _lm_common.evenly_spaced(valid, c.eval_sequences)
+  train, evaluate = _lm_common.train_and_evaluation(c)
   tc = pretrain_config(config, train.num_examples)
   directory = os.path.join(workdir, 'pretrain')
   task = _lm_common.make_task(c, train, evaluate, c.seeds[0], name='pretrain')
@@ -429,111 +362,79 @@ def train_config(
   )
 
 
-def check(config: FinetuneConfig) -> None:
-  """Checks the settings before anything trains or is written.
-
-  Raises:
-    ValueError: naming the flag and the fix.
-  """
-  config.validate()
-
-
-def run(
-  config: FinetuneConfig,
-  workdir: str,
-  *,
-  with_flags: bool = False,
-  overwrite: bool = False,
-):
+class Finetune(_study.Study):
   """Pretrains once, then fine-tunes and trains from scratch every policy
-  at every LR and seed; writes results, figures and the report.
+  at every LR and seed."""
 
-  Returns:
-    The results dict (also written to results.json).
-  """
-  check(config)
-  with _common.experiment_workdir(workdir, config, with_flags=with_flags):
-    return _run(config, workdir, overwrite)
+  name = 'finetune'
 
+  def check(self) -> None:
+    self.config.validate()
 
-def _run(config: FinetuneConfig, workdir: str, overwrite: bool):
-
-  c = config.common
-  pre_run, params = pretrain(config, workdir, overwrite)
-  ft_train_split = _lm_common.load_split(c, 'train', config.finetune_corpus)
-  ft_valid = _lm_common.load_split(
-    c, c.validation_split, config.finetune_corpus
-  )
-  train = _lm_common.evenly_spaced(ft_train_split, config.finetune_sequences)
-  evaluate = _lm_common.evenly_spaced(ft_valid, c.eval_sequences)
-  n = int(train['tokens'].shape[0])
-  start = {}
-  for mode in MODES:
-    task = _lm_common.make_task(
-      c,
-      train,
-      evaluate,
-      c.seeds[0],
-      params=params if mode == 'finetune' else None,
+  def run(self, context: _study.Context) -> _study.Report:
+    config, c = self.config, self.config.common
+    pre_run, params = pretrain(config, context.workdir, context.overwrite)
+    ft_split = _lm_common.load_split(c, 'train', config.finetune_corpus)
+    ft_valid = _lm_common.load_split(
+      c, c.validation_split, config.finetune_corpus
     )
-    start[mode] = _first_eval(task)
-  runs: dict[tuple[str, str, float], list[_runs.Run]] = {}
-  for mode in MODES:
-    for name in config.policies:
-      for lr in config.lr_grid:
-        for seed in c.seeds:
-          task = _lm_common.make_task(
-            c,
-            train,
-            evaluate,
-            seed,
-            params=params if mode == 'finetune' else None,
-            name=f'{mode} {name} lr={lr:g}',
-          )
-          logging.info('%s %s lr=%g seed=%d', mode, name, lr, seed)
-          runs.setdefault((mode, name, lr), []).append(
-            _runs.train_run(
-              f'{mode}/{name}/{lr:g}',
-              seed,
-              train_config(config, name, lr, seed, n),
-              _lm_common.run_dir(
-                workdir, mode, name, f'lr{lr:g}', f'seed{seed}'
-              ),
-              task,
-              overwrite=overwrite,
-            )
-          )
-  grid = _grid_rows(runs, config, c.seq_len)
-  summary = _summary_rows(grid, config)
-  contrast = _contrast(summary, grid, config)
-  table = _summary_table(summary, config)
-  grid_table = _grid_table(grid, config)
-  figures = _figures(runs, grid, summary, start, config, workdir)
-  results = {
-    'experiment': 'finetune',
-    'pretrain': {
-      'corpus': c.corpus,
-      'tokens': pre_run.summary['examples_seen'] * c.seq_len,
-      'validation': pre_run.summary['test_metrics'],
-      'wall_seconds': pre_run.summary['wall_seconds'],
-    },
-    'finetune_corpus': config.finetune_corpus,
-    'interpreter': ft_train_split.metadata.get('interpreter'),
-    'finetune_sequences': n,
-    'eval_sequences': int(evaluate['tokens'].shape[0]),
-    'baselines_bits_per_byte': {
-      k: v / math.log(2)
-      for k, v in _lm_common.baselines(ft_train_split, ft_valid).items()
-    },
-    'initial': start,
-    'grid': grid,
-    'summary': summary,
-    'claims': contrast,
-    'figures': figures,
-  }
-  report = _report(config, results, table, grid_table, figures)
-  _common.write_outputs(workdir, results, table, report)
-  return results
+    train = _lm_common.evenly_spaced(ft_split, config.finetune_sequences)
+    evaluate = _lm_common.evenly_spaced(ft_valid, c.eval_sequences)
+    n = int(train['tokens'].shape[0])
+
+    def task(mode: str, seed: int, name: str = 'lm'):
+      start = params if mode == 'finetune' else None
+      return _lm_common.make_task(
+        c, train, evaluate, seed, params=start, name=name
+      )
+
+    start = {mode: _first_eval(task(mode, c.seeds[0])) for mode in MODES}
+    keys = {
+      f'{mode}/{name}/lr{lr:g}': (mode, name, lr)
+      for mode in MODES
+      for name in config.policies
+      for lr in config.lr_grid
+    }
+    trials = [
+      _study.Trial(
+        trial,
+        c.seeds,
+        lambda seed, name=name, lr=lr: train_config(config, name, lr, seed, n),
+        lambda seed, m=mode, name=name, lr=lr: task(
+          m, seed, f'{m} {name} lr={lr:g}'
+        ),
+      )
+      for trial, (mode, name, lr) in keys.items()
+    ]
+    runs = {keys[k]: v for k, v in context.train(trials).items()}
+    grid = _grid_rows(runs, config, c.seq_len)
+    summary = _summary_rows(grid, config)
+    table = _summary_table(summary, config)
+    figures = _figures(runs, grid, summary, start, config, context.workdir)
+    results = {
+      'experiment': 'finetune',
+      'pretrain': {
+        'corpus': c.corpus,
+        'tokens': pre_run.summary['examples_seen'] * c.seq_len,
+        'validation': pre_run.summary['test_metrics'],
+        'wall_seconds': pre_run.summary['wall_seconds'],
+      },
+      'finetune_corpus': config.finetune_corpus,
+      'interpreter': ft_split.metadata.get('interpreter'),
+      'finetune_sequences': n,
+      'eval_sequences': int(evaluate['tokens'].shape[0]),
+      'baselines_bits_per_byte': {
+        k: v / math.log(2)
+        for k, v in _lm_common.baselines(ft_split, ft_valid).items()
+      },
+      'initial': start,
+      'grid': grid,
+      'summary': summary,
+      'claims': _contrast(summary, grid, config),
+      'figures': figures,
+    }
+    text = _report(config, results, table, _grid_table(grid, config), figures)
+    return _study.Report(results, table, text)
 
 
 # ------------------------------------------------------------ metrics
@@ -651,12 +552,7 @@ def _contrast(summary, grid, config: FinetuneConfig) -> list[dict]:
   claims = []
 
   def add(claim: str, held: bool, detail: str) -> None:
-    if seeds < 2:
-      claims.append(
-        {'claim': claim, 'held': None, 'detail': f'{detail}; 1 seed'}
-      )
-    else:
-      claims.append({'claim': claim, 'held': bool(held), 'detail': detail})
+    claims.append(_lm_common.claim(claim, bool(held), detail, seeds))
 
   best_lr = {}
   for mode in MODES:
@@ -734,15 +630,19 @@ def _finite_or_inf(value: float) -> float:
   return value if value is not None and math.isfinite(value) else math.inf
 
 
+def _cell(grid, mode: str, name: str, lr: float) -> dict | None:
+  """The grid's row of a mode, policy and LR (None if none)."""
+  return next(
+    (x for x in grid if (x['mode'], x['policy'], x['lr']) == (mode, name, lr)),
+    None,
+  )
+
+
 def _per_seed(grid, summary_row) -> list[float]:
-  for r in grid:
-    if (
-      r['mode'] == summary_row['mode']
-      and r['policy'] == summary_row['policy']
-      and r['lr'] == summary_row['best_lr']
-    ):
-      return r['final_bits_per_byte_per_seed']
-  return []
+  row = _cell(
+    grid, summary_row['mode'], summary_row['policy'], summary_row['best_lr']
+  )
+  return [] if row is None else row['final_bits_per_byte_per_seed']
 
 
 # ------------------------------------------------------------ report
@@ -793,11 +693,7 @@ def _grid_table(grid, config: FinetuneConfig) -> str:
     row = [f'`{name}`']
     for mode in MODES:
       for lr in config.lr_grid:
-        r = next(
-          x
-          for x in grid
-          if x['mode'] == mode and x['policy'] == name and x['lr'] == lr
-        )
+        r = _cell(grid, mode, name, lr)
         row.append(_pair(r['final_bits_per_byte']))
     lines.append(row)
   return _common.markdown_table(header, lines)
@@ -817,11 +713,7 @@ def _figures(runs, grid, summary, start, config, workdir) -> dict[str, str]:
       for mode in MODES:
         values = []
         for lr in lrs[order]:
-          r = next(
-            x
-            for x in grid
-            if x['mode'] == mode and x['policy'] == name and x['lr'] == lr
-          )
+          r = _cell(grid, mode, name, lr)
           values.append(r['final_bits_per_byte_per_seed'][i])
         columns[mode] = np.array(values, dtype=float)
       per_seed.append(columns)
@@ -922,14 +814,7 @@ def _report(config, results, table, grid_table, figures) -> str:
   return '\n'.join(lines)
 
 
-def main(argv: Sequence[str]) -> None:
-  done = _common.run_main(argv, 'finetune', get_config, run, check)
-  if done is None:
-    return
-  results, workdir = done
-  _common.print_claims(results['claims'])
-  _common.print_report_path(workdir)
-
+check, run, main = _study.entry_points(Finetune, get_config)
 
 if __name__ == '__main__':
   app.run(main)

@@ -49,164 +49,126 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from absl import app, flags, logging
+from absl import app
 
-from experiments import _common, _lm_common, _runs
+from experiments import _common, _flags, _lm_common, _runs, _study
+from experiments._flags import setting
+from experiments._lm_common import token_setting
 
 LR_POLICIES = ('cosine', 'wsd', 'constant_cooldown', 'step')
 BATCH_SCHEDULES = ('constant', 'ramp', 'increase', 'adaptive', 'seesaw')
 BASELINE = 'cosine'
 
-TRAIN_TOKENS = _lm_common.register_token_flag(
-  'train_tokens', '128Ki', 'Tokens every run trains on (the equal budget).'
-)
-EVAL_EVERY_TOKENS = _lm_common.register_token_flag(
-  'eval_every_tokens', '16Ki', 'Evaluate every this many training tokens.'
-)
-WARMUP_TOKENS = _lm_common.register_token_flag(
-  'warmup_tokens', '8Ki', 'Linear LR warmup of every policy, in tokens.'
-)
-LR_POLICY_NAMES = flags.DEFINE_list(
-  'lr_policies',
-  ['cosine', 'wsd', 'constant_cooldown'],
-  f'LR policies compared at a constant batch, from {", ".join(LR_POLICIES)}'
-  '; cosine is the baseline and always runs.',
-)
-BATCH_SCHEDULE_NAMES = flags.DEFINE_list(
-  'batch_schedules',
-  list(BATCH_SCHEDULES),
-  f'Batch schedules compared, from {", ".join(BATCH_SCHEDULES)}; constant '
-  'is the cosine run.',
-)
-FINAL_LR_FRACTION = flags.DEFINE_float(
-  'final_lr_fraction', 0.1, 'cosine decays to this fraction of the peak LR.'
-)
-COOLDOWN_FRACTION = flags.DEFINE_float(
-  'cooldown_fraction',
-  0.2,
-  'wsd and constant_cooldown cool down to 0 over this last fraction of '
-  'the budget.',
-)
-RAMP_START_TOKENS = flags.DEFINE_string(
-  'ramp_start_tokens',
-  '',
-  'ramp: the first batch in tokens (empty: --batch_size sequences); also '
-  'the increment of the linear ramp.',
-)
-RAMP_STOP_TOKENS = _lm_common.register_token_flag(
-  'ramp_stop_tokens', '3Ki', 'ramp: the final batch, in tokens.'
-)
-RAMP_TOKENS = _lm_common.register_token_flag(
-  'ramp_tokens', '32Ki', 'ramp: tokens over which the batch grows.'
-)
-INCREASE_MILESTONES = flags.DEFINE_list(
-  'increase_milestones',
-  ['0.5', '0.75'],
-  'step and increase: fractions of the budget at which the step decay '
-  'divides the LR by --increase_factor (and increase multiplies the batch '
-  'instead).',
-)
-INCREASE_FACTOR = flags.DEFINE_float(
-  'increase_factor', 2.0, 'step and increase: the factor per milestone.'
-)
-ADAPTIVE_EVERY_TOKENS = _lm_common.register_token_flag(
-  'adaptive_every_tokens',
-  '32Ki',
-  'adaptive: tokens between decisions on the batch.',
-)
-ADAPTIVE_MAX_TOKENS = flags.DEFINE_string(
-  'adaptive_max_tokens',
-  '',
-  'adaptive: the largest batch, in tokens (empty: --ramp_stop_tokens).',
-)
-ADAPTIVE_GROWTH = flags.DEFINE_float(
-  'adaptive_growth',
-  2.0,
-  'adaptive: the largest factor by which one decision grows the batch.',
-)
-SEESAW_FACTOR = flags.DEFINE_float(
-  'seesaw_factor',
-  2.0,
-  'seesaw: the cosine is cut where it has fallen by this factor; there '
-  'the batch grows by it and the LR falls by its square root.',
-)
-SEESAW_MAX_TOKENS = flags.DEFINE_string(
-  'seesaw_max_tokens',
-  '',
-  'seesaw: the largest batch, in tokens (empty: --ramp_stop_tokens); past '
-  'it the LR falls by the whole factor per cut.',
-)
+
+def _subset(names: Sequence[str]) -> _flags.Check:
+  return lambda v: (
+    None
+    if v and all(x in names for x in v)
+    else f'must be a non-empty subset of {",".join(names)}'
+  )
 
 
-def _fractions(values: Sequence[str]) -> list[float] | None:
-  try:
-    return [float(v) for v in values]
-  except (TypeError, ValueError):
+def _milestones(m: Sequence[float]) -> str | None:
+  if m and all(0 < x < 1 for x in m) and all(a < b for a, b in zip(m, m[1:])):
     return None
-
-
-flags.register_validator(
-  'lr_policies',
-  lambda v: bool(v) and all(p in LR_POLICIES for p in v),
-  message=f'--lr_policies must be a non-empty subset of {",".join(LR_POLICIES)}',
-)
-flags.register_validator(
-  'batch_schedules',
-  lambda v: bool(v) and all(s in BATCH_SCHEDULES for s in v),
-  message='--batch_schedules must be a non-empty subset of '
-  f'{",".join(BATCH_SCHEDULES)}',
-)
-flags.register_validator(
-  'final_lr_fraction',
-  lambda v: 0 <= v <= 1,
-  message='--final_lr_fraction must be in [0, 1]',
-)
-flags.register_validator(
-  'cooldown_fraction',
-  lambda v: 0 < v <= 1,
-  message='--cooldown_fraction must be in (0, 1]',
-)
-flags.register_validator(
-  'increase_milestones',
-  lambda v: (
-    (m := _fractions(v)) is not None
-    and bool(m)
-    and all(0 < x < 1 for x in m)
-    and all(a < b for a, b in zip(m, m[1:], strict=False))
-  ),
-  message='--increase_milestones must be increasing fractions of the '
-  'budget in (0, 1), e.g. 0.5,0.75',
-)
-_common.register_bound('increase_factor', 1, strict=True)
-_common.register_bound('adaptive_growth', 1)
-_common.register_bound('seesaw_factor', 1, strict=True)
+  return 'must be increasing fractions of the budget in (0, 1), e.g. 0.5,0.75'
 
 
 @dataclasses.dataclass(frozen=True)
 class LmConfig:
-  """The pretraining experiment: model and data, budget, what is compared.
+  """The pretraining experiment: model and data, budget, what is compared
+  (each field is its flag).
 
-  Token counts are ints; ``ramp_start_tokens`` None means the base batch.
+  Token fields hold counts: a flag's text (``'64Ki'``) is parsed when the
+  config is made; ``ramp_start_tokens`` None means the base batch, the
+  adaptive and seesaw caps None mean ``ramp_stop_tokens``.
   """
 
   common: _lm_common.LmCommon = _lm_common.LmCommon()
-  train_tokens: int = 128 * 1024
-  eval_every_tokens: int = 16 * 1024
-  warmup_tokens: int = 8 * 1024
-  lr_policies: tuple[str, ...] = ('cosine', 'wsd', 'constant_cooldown')
-  batch_schedules: tuple[str, ...] = BATCH_SCHEDULES
-  final_lr_fraction: float = 0.1
-  cooldown_fraction: float = 0.2
-  ramp_start_tokens: int | None = None
-  ramp_stop_tokens: int = 3 * 1024
-  ramp_tokens: int = 32 * 1024
-  increase_milestones: tuple[float, ...] = (0.5, 0.75)
-  increase_factor: float = 2.0
-  adaptive_every_tokens: int = 32 * 1024
-  adaptive_max_tokens: int | None = None
-  adaptive_growth: float = 2.0
-  seesaw_factor: float = 2.0
-  seesaw_max_tokens: int | None = None
+  train_tokens: str | int = token_setting(
+    '128Ki', 'Tokens every run trains on (the equal budget).'
+  )
+  eval_every_tokens: str | int = token_setting(
+    '16Ki', 'Evaluate every this many training tokens.'
+  )
+  warmup_tokens: str | int = token_setting(
+    '8Ki', 'Linear LR warmup of every policy, in tokens.'
+  )
+  lr_policies: tuple[str, ...] = setting(
+    ('cosine', 'wsd', 'constant_cooldown'),
+    f'LR policies compared at a constant batch, from {", ".join(LR_POLICIES)}'
+    '; cosine is the baseline and always runs.',
+    check=_subset(LR_POLICIES),
+  )
+  batch_schedules: tuple[str, ...] = setting(
+    BATCH_SCHEDULES,
+    f'Batch schedules compared, from {", ".join(BATCH_SCHEDULES)}; constant '
+    'is the cosine run.',
+    check=_subset(BATCH_SCHEDULES),
+  )
+  final_lr_fraction: float = setting(
+    0.1,
+    'cosine decays to this fraction of the peak LR.',
+    check=lambda v: None if 0 <= v <= 1 else 'must be in [0, 1]',
+  )
+  cooldown_fraction: float = setting(
+    0.2,
+    'wsd and constant_cooldown cool down to 0 over this last fraction of '
+    'the budget.',
+    check=lambda v: None if 0 < v <= 1 else 'must be in (0, 1]',
+  )
+  ramp_start_tokens: str | int | None = token_setting(
+    None,
+    'ramp: the first batch in tokens (empty: --batch_size sequences); also '
+    'the increment of the linear ramp.',
+    none_if_empty=True,
+  )
+  ramp_stop_tokens: str | int = token_setting(
+    '3Ki', 'ramp: the final batch, in tokens.'
+  )
+  ramp_tokens: str | int = token_setting(
+    '32Ki', 'ramp: tokens over which the batch grows.'
+  )
+  increase_milestones: tuple[float, ...] = setting(
+    (0.5, 0.75),
+    'step and increase: fractions of the budget at which the step decay '
+    'divides the LR by --increase_factor (and increase multiplies the batch '
+    'instead).',
+    check=_milestones,
+  )
+  increase_factor: float = setting(
+    2.0,
+    'step and increase: the factor per milestone.',
+    check=_flags.above(1),
+  )
+  adaptive_every_tokens: str | int = token_setting(
+    '32Ki', 'adaptive: tokens between decisions on the batch.'
+  )
+  adaptive_max_tokens: str | int | None = token_setting(
+    None,
+    'adaptive: the largest batch, in tokens (empty: --ramp_stop_tokens).',
+    none_if_empty=True,
+  )
+  adaptive_growth: float = setting(
+    2.0,
+    'adaptive: the largest factor by which one decision grows the batch.',
+    check=_flags.at_least(1),
+  )
+  seesaw_factor: float = setting(
+    2.0,
+    'seesaw: the cosine is cut where it has fallen by this factor; there '
+    'the batch grows by it and the LR falls by its square root.',
+    check=_flags.above(1),
+  )
+  seesaw_max_tokens: str | int | None = token_setting(
+    None,
+    'seesaw: the largest batch, in tokens (empty: --ramp_stop_tokens); past '
+    'it the LR falls by the whole factor per cut.',
+    none_if_empty=True,
+  )
+
+  def __post_init__(self) -> None:
+    _lm_common.parse_token_settings(self)
 
   @property
   def ramp_start(self) -> int:
@@ -216,23 +178,17 @@ class LmConfig:
     return self.ramp_start_tokens
 
   def validate(self) -> None:
-    """Raises ValueError naming the field and the fix."""
+    """Raises ValueError naming the flag and the fix."""
     from lrjax import batch as lbatch
 
     c = self.common
     c.validate()
-    bad = [p for p in self.lr_policies if p not in LR_POLICIES]
-    if bad or not self.lr_policies:
-      raise ValueError(
-        f'lr_policies={self.lr_policies!r} must be from {LR_POLICIES}'
-      )
-    bad = [s for s in self.batch_schedules if s not in BATCH_SCHEDULES]
-    if bad or not self.batch_schedules:
-      raise ValueError(
-        f'batch_schedules={self.batch_schedules!r} must be from '
-        f'{BATCH_SCHEDULES}'
-      )
+    _flags.check(self)
     t = c.seq_len
+    caps = {
+      'adaptive_max_tokens': self.adaptive_max_tokens,
+      'seesaw_max_tokens': self.seesaw_max_tokens,
+    }
     for name in (
       'train_tokens',
       'eval_every_tokens',
@@ -245,51 +201,32 @@ class LmConfig:
     lbatch.to_sequences(self.ramp_start, t, 'ramp_start_tokens')
     if self.train_tokens < c.batch_size * t:
       raise ValueError(
-        f'train_tokens={self.train_tokens} is less than one batch of '
+        f'--train_tokens={self.train_tokens} is less than one batch of '
         f'{c.batch_size} x {t} tokens'
       )
     stable = self.train_tokens * (1 - self.cooldown_fraction)
     if self.warmup_tokens >= stable:
       raise ValueError(
-        f'warmup_tokens={self.warmup_tokens} must end before the cooldown '
+        f'--warmup_tokens={self.warmup_tokens} must end before the cooldown '
         f'starts ({stable:.0f} tokens): shorten it or --cooldown_fraction'
-      )
-    if not 0 <= self.final_lr_fraction <= 1:
-      raise ValueError(
-        f'final_lr_fraction={self.final_lr_fraction} must be in [0, 1]'
-      )
-    if not 0 < self.cooldown_fraction <= 1:
-      raise ValueError(
-        f'cooldown_fraction={self.cooldown_fraction} must be in (0, 1]'
       )
     if 'ramp' in self.batch_schedules:
       if not self.ramp_start <= self.ramp_stop_tokens:
         raise ValueError(
-          f'ramp_stop_tokens={self.ramp_stop_tokens} must be >= the ramp '
+          f'--ramp_stop_tokens={self.ramp_stop_tokens} must be >= the ramp '
           f'start {self.ramp_start}'
         )
       if (self.ramp_stop_tokens - self.ramp_start) % self.ramp_start:
         raise ValueError(
-          f'ramp_stop_tokens={self.ramp_stop_tokens} minus the start '
+          f'--ramp_stop_tokens={self.ramp_stop_tokens} minus the start '
           f'{self.ramp_start} must be a multiple of the start (the '
           'increment of the linear ramp)'
         )
       if self.ramp_tokens > self.train_tokens:
         raise ValueError(
-          f'ramp_tokens={self.ramp_tokens} must be <= train_tokens='
+          f'--ramp_tokens={self.ramp_tokens} must be <= --train_tokens='
           f'{self.train_tokens}'
         )
-    m = self.increase_milestones
-    if (
-      not m
-      or any(not 0 < x < 1 for x in m)
-      or any(a >= b for a, b in zip(m, m[1:], strict=False))
-    ):
-      raise ValueError(
-        f'increase_milestones={m!r} must be increasing fractions in (0, 1)'
-      )
-    if self.increase_factor <= 1:
-      raise ValueError(f'increase_factor={self.increase_factor} must be > 1')
     if 'adaptive' in self.batch_schedules:
       if not c.noise:
         raise ValueError(
@@ -298,32 +235,26 @@ class LmConfig:
         )
       if self.adaptive_every_tokens > self.train_tokens:
         raise ValueError(
-          f'adaptive_every_tokens={self.adaptive_every_tokens} must be <= '
-          f'train_tokens={self.train_tokens}'
+          f'--adaptive_every_tokens={self.adaptive_every_tokens} must be <= '
+          f'--train_tokens={self.train_tokens}'
         )
-      cap = self.adaptive_max_tokens or self.ramp_stop_tokens
-      lbatch.to_sequences(cap, t, 'adaptive_max_tokens')
+    for name, cap in caps.items():
+      if name.split('_')[0] not in self.batch_schedules:
+        continue
+      cap = cap or self.ramp_stop_tokens
+      lbatch.to_sequences(cap, t, name)
       if cap < c.batch_size * t:
         raise ValueError(
-          f'adaptive_max_tokens={cap} must be >= the base batch of '
+          f'--{name}={cap} must be >= the base batch of '
           f'{c.batch_size * t} tokens'
         )
-      if self.adaptive_growth < 1:
-        raise ValueError(f'adaptive_growth={self.adaptive_growth} must be >= 1')
-    if 'seesaw' in self.batch_schedules:
-      if self.seesaw_factor <= 1:
-        raise ValueError(f'seesaw_factor={self.seesaw_factor} must be > 1')
-      cap = self.seesaw_max_tokens or self.ramp_stop_tokens
-      lbatch.to_sequences(cap, t, 'seesaw_max_tokens')
-      if cap < c.batch_size * t:
-        raise ValueError(
-          f'seesaw_max_tokens={cap} must be >= the base batch of '
-          f'{c.batch_size * t} tokens'
-        )
+
+
+_flags.define(LmConfig)
 
 
 def get_config() -> LmConfig:
-  """Builds the typed config from the parsed flags."""
+  """Builds the typed config from the parsed flags (cosine always runs)."""
   _lm_common.refuse_flags(
     'lm',
     {
@@ -331,42 +262,9 @@ def get_config() -> LmConfig:
       'eval_every': '--eval_every_tokens',
     },
   )
-  tokens = _lm_common.parse_tokens
-  policies = [BASELINE] + [p for p in LR_POLICY_NAMES.value if p != BASELINE]
-  return LmConfig(
-    common=_lm_common.lm_common(),
-    train_tokens=tokens(TRAIN_TOKENS.value, 'train_tokens'),
-    eval_every_tokens=tokens(EVAL_EVERY_TOKENS.value, 'eval_every_tokens'),
-    warmup_tokens=tokens(WARMUP_TOKENS.value, 'warmup_tokens'),
-    lr_policies=tuple(policies),
-    batch_schedules=tuple(BATCH_SCHEDULE_NAMES.value),
-    final_lr_fraction=FINAL_LR_FRACTION.value,
-    cooldown_fraction=COOLDOWN_FRACTION.value,
-    ramp_start_tokens=(
-      tokens(RAMP_START_TOKENS.value, 'ramp_start_tokens')
-      if RAMP_START_TOKENS.value
-      else None
-    ),
-    ramp_stop_tokens=tokens(RAMP_STOP_TOKENS.value, 'ramp_stop_tokens'),
-    ramp_tokens=tokens(RAMP_TOKENS.value, 'ramp_tokens'),
-    increase_milestones=tuple(float(m) for m in INCREASE_MILESTONES.value),
-    increase_factor=INCREASE_FACTOR.value,
-    adaptive_every_tokens=tokens(
-      ADAPTIVE_EVERY_TOKENS.value, 'adaptive_every_tokens'
-    ),
-    adaptive_max_tokens=(
-      tokens(ADAPTIVE_MAX_TOKENS.value, 'adaptive_max_tokens')
-      if ADAPTIVE_MAX_TOKENS.value
-      else None
-    ),
-    adaptive_growth=ADAPTIVE_GROWTH.value,
-    seesaw_factor=SEESAW_FACTOR.value,
-    seesaw_max_tokens=(
-      tokens(SEESAW_MAX_TOKENS.value, 'seesaw_max_tokens')
-      if SEESAW_MAX_TOKENS.value
-      else None
-    ),
-  )
+  config = _flags.read(LmConfig, common=_lm_common.lm_common())
+  policies = [BASELINE] + [p for p in config.lr_policies if p != BASELINE]
+  return dataclasses.replace(config, lr_policies=tuple(policies))
 
 
 def baseline_config() -> LmConfig:
@@ -638,81 +536,77 @@ def train_config(config: LmConfig, plan: Plan, seed: int, num_examples: int):
   )
 
 
-def check(config: LmConfig) -> None:
-  """Checks the settings before anything trains or is written.
+class Lm(_study.Study):
+  """Every plan (LR policy or batch schedule), each seed, on the corpus."""
 
-  Raises:
-    ValueError: naming the flag and the fix.
-  """
-  config.validate()
+  name = 'lm'
 
+  def check(self) -> None:
+    self.config.validate()
 
-def run(
-  config: LmConfig,
-  workdir: str,
-  *,
-  with_flags: bool = False,
-  overwrite: bool = False,
-):
-  """Trains every plan and seed; writes results, figures and the report.
+  @functools.cached_property
+  def data(self) -> tuple[Any, Any, dict]:
+    """The training split, the validation split, the evaluated sequences."""
+    c = self.config.common
+    valid = _lm_common.load_split(c, c.validation_split)
+    return (
+      _lm_common.load_split(c, 'train'),
+      valid,
+      _lm_common.evenly_spaced(valid, c.eval_sequences),
+    )
 
-  Returns:
-    The results dict (also written to results.json).
-  """
-  check(config)
-  with _common.experiment_workdir(workdir, config, with_flags=with_flags):
-    return _run(config, workdir, overwrite)
+  @functools.cached_property
+  def plans(self) -> dict[str, Plan]:
+    return build_plans(self.config, self.data[0].num_examples)
 
-
-def _run(config: LmConfig, workdir: str, overwrite: bool):
-  c = config.common
-  train = _lm_common.load_split(c, 'train')
-  valid = _lm_common.load_split(c, c.validation_split)
-  evaluate = _lm_common.evenly_spaced(valid, c.eval_sequences)
-  n = train.num_examples
-  plans = build_plans(config, n)
-  runs: dict[str, list[_runs.Run]] = {}
-  for name, plan in plans.items():
-    logging.info('%s: batch %s, lr %s', name, plan.batch_text, plan.lr)
-    for seed in c.seeds:
-      task = _lm_common.make_task(c, train, evaluate, seed, name=f'lm {name}')
-      runs.setdefault(name, []).append(
-        functools.partial(_runs.train_run, overwrite=overwrite)(
-          name,
-          seed,
-          train_config(config, plan, seed, n),
-          _lm_common.run_dir(workdir, name, f'seed{seed}'),
-          task,
-          after=lambda _, __, p=plan: {'batch': p.batch_text, 'lr': str(p.lr)},
-          train=_runs.adaptive_trainer(plan.adaptive),
-        )
+  def trials(self) -> list[_study.Trial]:
+    c = self.config.common
+    train, _, evaluate = self.data
+    return [
+      _study.Trial(
+        name,
+        c.seeds,
+        functools.partial(
+          train_config, self.config, plan, num_examples=train.num_examples
+        ),
+        lambda seed, n=name: _lm_common.make_task(
+          c, train, evaluate, seed, name=f'lm {n}'
+        ),
+        train=_runs.adaptive_trainer(plan.adaptive),
+        after=lambda _, __, p=plan: {'batch': p.batch_text, 'lr': str(p.lr)},
+        describe=f'batch {plan.batch_text}, lr {plan.lr}',
       )
-  model = c.transformer()
-  base = _lm_common.baselines(train, valid)
-  rows, table = _table(
-    runs, plans, c.seq_len, model.flops_per_token(), noise=c.noise
-  )
-  claims = _claims(runs, config)
-  figures = _figures(runs, c.seq_len, base, workdir)
-  results = {
-    'experiment': 'lm',
-    'corpus': c.corpus,
-    'interpreter': train.metadata.get('interpreter'),
-    'train_sequences': n,
-    'train_tokens_in_split': train.num_tokens,
-    'eval_sequences': int(evaluate['tokens'].shape[0]),
-    'seq_len': c.seq_len,
-    'num_params': model.num_params,
-    'flops_per_token': model.flops_per_token(),
-    'baselines_nats': base,
-    'baselines_bits_per_byte': {k: v / math.log(2) for k, v in base.items()},
-    'rows': rows,
-    'claims': claims,
-    'figures': figures,
-  }
-  report = _report(config, plans, results, table, claims, figures)
-  _common.write_outputs(workdir, results, table, report)
-  return results
+      for name, plan in self.plans.items()
+    ]
+
+  def analyze(self, runs, workdir: str) -> _study.Report:
+    c = self.config.common
+    train, valid, evaluate = self.data
+    model = c.transformer()
+    base = _lm_common.baselines(train, valid)
+    rows, table = _table(
+      runs, self.plans, c.seq_len, model.flops_per_token(), noise=c.noise
+    )
+    claims = _claims(runs, self.config)
+    figures = _figures(runs, c.seq_len, base, workdir)
+    results = {
+      'experiment': 'lm',
+      'corpus': c.corpus,
+      'interpreter': train.metadata.get('interpreter'),
+      'train_sequences': train.num_examples,
+      'train_tokens_in_split': train.num_tokens,
+      'eval_sequences': int(evaluate['tokens'].shape[0]),
+      'seq_len': c.seq_len,
+      'num_params': model.num_params,
+      'flops_per_token': model.flops_per_token(),
+      'baselines_nats': base,
+      'baselines_bits_per_byte': {k: v / math.log(2) for k, v in base.items()},
+      'rows': rows,
+      'claims': claims,
+      'figures': figures,
+    }
+    text = _report(self.config, self.plans, results, table, claims, figures)
+    return _study.Report(results, table, text)
 
 
 # ------------------------------------------------------------ report
@@ -797,68 +691,45 @@ def _loop_rate(run: _runs.Run, seq_len: int) -> float:
   return float(np.median(rates) * seq_len) if rates.size else math.nan
 
 
+_MATCHES = {
+  'wsd': 'WSD with a 1-sqrt cooldown matches cosine at the end of the budget',
+  'constant_cooldown': 'a constant LR with a linear cooldown matches cosine '
+  'at the end of the budget',
+}
+
+
 def _claims(runs, config: LmConfig) -> list[dict[str, Any]]:
   seeds = len(config.common.seeds)
   claims = []
-
-  def compare(name: str, claim: str, against: str) -> None:
-    ref = [_final(r, 'loss') for r in runs[against]]
-    loss = [_final(r, 'loss') for r in runs[name]]
-    held, diff, tol = _common.within_variation(loss, ref)
-    detail = f'final validation loss {diff:+.4f} nats vs {against}'
-    if seeds < 2:
-      claims.append(
-        {'claim': claim, 'held': None, 'detail': f'{detail}; 1 seed'}
-      )
-    else:
-      claims.append(
-        {
-          'claim': claim,
-          'held': held,
-          'detail': f'{detail}, tolerance ±{tol:.4f} (2 x pooled seed std)',
-        }
-      )
-
-  if 'wsd' in runs:
-    compare(
-      'wsd',
-      'WSD with a 1-sqrt cooldown matches cosine at the end of the budget',
-      BASELINE,
-    )
-  if 'constant_cooldown' in runs:
-    compare(
-      'constant_cooldown',
-      'a constant LR with a linear cooldown matches cosine at the end of the '
-      'budget',
-      BASELINE,
-    )
-  for name in ('ramp', 'increase', 'adaptive', 'seesaw'):
+  for name in (*_MATCHES, 'ramp', 'increase', 'adaptive', 'seesaw'):
     if name not in runs:
       continue
     against = 'step' if name == 'increase' and 'step' in runs else BASELINE
-    ref = runs[against]
-    updates = _mean([r.summary['num_updates'] for r in runs[name]])
-    ref_updates = _mean([r.summary['num_updates'] for r in ref])
-    loss = [_final(r, 'loss') for r in runs[name]]
-    ref_loss = [_final(r, 'loss') for r in ref]
-    held, diff, tol = _common.within_variation(loss, ref_loss)
-    detail = (
-      f'{ref_updates / updates:.2f}x fewer updates ({updates:,.0f} vs '
-      f'{ref_updates:,.0f}), final validation loss {diff:+.4f} nats'
+    held, diff, tol = _common.within_variation(
+      [_final(r, 'loss') for r in runs[name]],
+      [_final(r, 'loss') for r in runs[against]],
     )
-    claim = f'{name} saves updates at equal loss against {against}'
-    if seeds < 2:
+    tolerance = f', tolerance ±{tol:.4f}' if seeds > 1 else ''
+    if name in _MATCHES:
+      detail = f'final validation loss {diff:+.4f} nats vs {against}'
+      if seeds > 1:
+        tolerance += ' (2 x pooled seed std)'
       claims.append(
-        {'claim': claim, 'held': None, 'detail': f'{detail}; 1 seed'}
+        _lm_common.claim(_MATCHES[name], held, detail + tolerance, seeds)
       )
-    else:
-      claims.append(
-        {
-          'claim': claim,
-          'held': bool(updates < ref_updates and (held or diff < 0)),
-          'detail': f'{detail}, tolerance ±{tol:.4f}',
-        }
+      continue
+    updates = _mean([r.summary['num_updates'] for r in runs[name]])
+    ref_updates = _mean([r.summary['num_updates'] for r in runs[against]])
+    claims.append(
+      _lm_common.claim(
+        f'{name} saves updates at equal loss against {against}',
+        bool(updates < ref_updates and (held or diff < 0)),
+        f'{ref_updates / updates:.2f}x fewer updates ({updates:,.0f} vs '
+        f'{ref_updates:,.0f}), final validation loss {diff:+.4f} nats'
+        + tolerance,
+        seeds,
       )
+    )
   growth = [_noise_growth(r) for r in runs[BASELINE]]
   finite = [g for g in growth if math.isfinite(g['ratio'])]
   if finite:
@@ -867,18 +738,14 @@ def _claims(runs, config: LmConfig) -> list[dict[str, Any]]:
       f'quarter, rank correlation with the loss {g["rho"]:+.2f}'
       for r, g in zip(runs[BASELINE], growth, strict=True)
     )
-    held = None
-    if seeds >= 2:
-      held = all(g['ratio'] > 1 and g['rho'] < 0 for g in finite)
-    else:
-      detail += '; 1 seed'
     claims.append(
-      {
-        'claim': f'B_simple grows as the loss falls ({BASELINE}, constant '
-        'batch; McCandlish et al.)',
-        'held': held,
-        'detail': detail,
-      }
+      _lm_common.claim(
+        f'B_simple grows as the loss falls ({BASELINE}, constant batch; '
+        'McCandlish et al.)',
+        all(g['ratio'] > 1 and g['rho'] < 0 for g in finite),
+        detail,
+        seeds,
+      )
     )
   return claims
 
@@ -1021,14 +888,7 @@ def _report(config, plans, results, table, claims, figures) -> str:
   return '\n'.join(lines)
 
 
-def main(argv: Sequence[str]) -> None:
-  done = _common.run_main(argv, 'lm', get_config, run, check)
-  if done is None:
-    return
-  results, workdir = done
-  _common.print_claims(results['claims'])
-  _common.print_report_path(workdir)
-
+check, run, main = _study.entry_points(Lm, get_config)
 
 if __name__ == '__main__':
   app.run(main)

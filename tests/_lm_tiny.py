@@ -13,9 +13,9 @@ def tiny_common(data_dir, cache, **overrides):
   base = dict(
     data_dir=data_dir,
     seq_len=16,
-    layers=1,
-    heads=2,
-    width=32,
+    lm_layers=1,
+    lm_heads=2,
+    lm_width=32,
     eval_sequences=32,
     log_every=1,
     seeds=(0,),

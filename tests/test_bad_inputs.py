@@ -404,7 +404,7 @@ def test_an_empty_compilation_cache_dir_turns_a_flagfiles_cache_off():
     FLAGS(['prog', cache, '--epochs=40', '--compilation_cache_dir='])
     common = _common.common_config()
     assert common.compilation_cache_dir is None
-    assert _lm_common.flag_value('compilation_cache_dir') is None
+    assert _lm_common.lm_common().compilation_cache_dir is None
     config = _common.train_config(common, batch=16, lr=0.1, seed=0)
     config.validate()  # once refused: "must be a non-empty str or None"
     assert config.compilation_cache_dir is None

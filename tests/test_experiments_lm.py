@@ -18,8 +18,7 @@ import sys
 
 import numpy as np
 import pytest
-from _cli import flagfile as _flagfile
-from _cli import flags_of, run_experiment
+from _cli import flag_lines, flags_of, run_experiment
 from _lm_tiny import tiny_common
 
 from experiments import _common, _lm_common, _runs, finetune, lm
@@ -555,40 +554,52 @@ def _leaves(tree):
 _cli = functools.partial(run_experiment, timeout=300)
 
 
+def _config(module, *argv):
+  """``experiments.<module>``'s checked config from ``argv``, parsed in
+  process as its entry point parses them (a flagfile's nested flagfiles
+  expanded by `flag_lines`)."""
+  import importlib
+
+  from absl import flags
+
+  experiment = importlib.import_module(f'experiments.{module}')
+  flags.FLAGS.unparse_flags()
+  try:
+    flags.FLAGS(['prog', *argv])
+    config = experiment.get_config()
+    experiment.check(config)
+  finally:
+    flags.FLAGS.unparse_flags()
+  return config
+
+
 @pytest.mark.parametrize(
   'module, flagfile, expected',
   [
-    ('lm', 'lm_cpu.cfg', {'layers': 4, 'width': 128, 'seq_len': 64}),
-    ('lm', 'lm_gpu.cfg', {'layers': 6, 'width': 384, 'seq_len': 256}),
-    ('finetune', 'finetune_cpu.cfg', {'layers': 2, 'width': 64}),
-    ('finetune', 'finetune_gpu.cfg', {'layers': 6, 'width': 384}),
+    ('lm', 'lm_cpu.cfg', {'lm_layers': 4, 'lm_width': 128, 'seq_len': 64}),
+    ('lm', 'lm_gpu.cfg', {'lm_layers': 6, 'lm_width': 384, 'seq_len': 256}),
+    ('finetune', 'finetune_cpu.cfg', {'lm_layers': 2, 'lm_width': 64}),
+    ('finetune', 'finetune_gpu.cfg', {'lm_layers': 6, 'lm_width': 384}),
     (
       'recipe',
       'recipe_lm_gpu.cfg',
-      {'layers': 6, 'width': 384, 'seq_len': 256},
+      {'lm_layers': 6, 'lm_width': 384, 'seq_len': 256},
     ),
-    ('goyal', 'goyal_lm.cfg', {'layers': 4, 'width': 128, 'seq_len': 64}),
+    ('goyal', 'goyal_lm.cfg', {'lm_layers': 4, 'lm_width': 128, 'seq_len': 64}),
     (
       'goyal',
       'goyal_lm_gpu.cfg',
-      {'layers': 6, 'width': 384, 'seq_len': 256},
+      {'lm_layers': 6, 'lm_width': 384, 'seq_len': 256},
     ),
   ],
 )
-def test_flagfiles_build_valid_configs(tmp_path, module, flagfile, expected):
-  workdir = tmp_path / 'dry'
-  proc = _cli(
-    module, tmp_path, _flagfile(flagfile), '--dry_run', f'--workdir={workdir}'
-  )
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  config = json.loads(_read(workdir / 'config.json'))
+def test_flagfiles_build_valid_configs(module, flagfile, expected):
+  config = _config(module, *flag_lines(flagfile))
   # The recipe and the Goyal sweep hold experiments.lm's config under 'lm'.
-  common = (config['lm'] if module in ('recipe', 'goyal') else config)['common']
+  common = (config.lm if module in ('recipe', 'goyal') else config).common
   for key, value in expected.items():
-    assert common[key] == value, key
-  assert common['optimizer'] == 'adamw'
-  # Nothing trained or probed (.lock: the workdir's lock).
-  assert sorted(os.listdir(workdir)) == ['.lock', 'config.json', 'flags.cfg']
+    assert getattr(common, key) == value, key
+  assert common.optimizer == 'adamw'
 
 
 def test_recipe_lm_gpu_flagfile_is_lm_gpus_task_with_cheap_probes():
@@ -650,7 +661,7 @@ def test_recipe_lm_gpu_flagfile_is_lm_gpus_task_with_cheap_probes():
       '--train_tokens=100k',
       'train_tokens=100000 (100k) is not a multiple',
     ),
-    ('lm', '--lm_width=130', '--lm_width must be a multiple of --lm_heads'),
+    ('lm', '--lm_width=130', '--lm_width=130 must be a multiple of --lm_heads'),
     (
       'lm',
       '--dataset=cifar10',
@@ -658,27 +669,21 @@ def test_recipe_lm_gpu_flagfile_is_lm_gpus_task_with_cheap_probes():
     ),
     ('lm', '--epochs=3', 'use --train_tokens'),
     ('finetune', '--lr=0.05', 'use --lr_grid'),
-    ('finetune', '--policies=constant,noam', '--policies must be distinct'),
+    (
+      'finetune',
+      '--policies=constant,noam',
+      '--policies=constant,noam must be distinct',
+    ),
   ],
 )
-def test_bad_flags_fail_before_training_naming_the_flag(
-  tmp_path, module, bad, name
-):
-  # --dry_run: checked at the same places as a real run, but a check that
-  # wrongly passes ends here instead of training for minutes.
-  flagfile = f'{module}_cpu.cfg'
-  workdir = tmp_path / 'out'
-  proc = _cli(
-    module,
-    tmp_path,
-    _flagfile(flagfile),
-    bad,
-    f'--workdir={workdir}',
-    '--dry_run',
-  )
-  assert proc.returncode != 0
-  assert name in proc.stderr, proc.stderr[-2000:]
-  assert not workdir.exists()
+def test_bad_flags_fail_before_training_naming_the_flag(module, bad, name):
+  # The entry point builds and checks the config before anything trains
+  # or is written (ValueError: one FATAL line; UsageError: absl's usage).
+  from absl import app
+
+  with pytest.raises((ValueError, app.UsageError)) as info:
+    _config(module, *flag_lines(f'{module}_cpu.cfg'), bad)
+  assert name in str(info.value)
 
 
 def test_lm_common_examples_run():

@@ -26,10 +26,10 @@ def _text(n_bytes=4096, seed=0):
 def _step(mode, num_devices, tmp_path):
   common = _lm_common.LmCommon(
     seq_len=16,
-    layers=1,
-    heads=2,
-    width=32,
-    dropout=0.1,
+    lm_layers=1,
+    lm_heads=2,
+    lm_width=32,
+    lm_dropout=0.1,
     batch_size=8,
     num_devices=num_devices,
     parallel=mode,
