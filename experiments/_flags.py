@@ -89,6 +89,18 @@ def positive() -> Check:
   return lambda v: None if v and min(v) > 0 else 'must be positive numbers'
 
 
+def increasing(low: float, high: float, example: str) -> Check:
+  """The check: a non-empty, strictly increasing list in (``low``,
+  ``high``)."""
+
+  def check(v: Sequence[float]) -> str | None:
+    if v and low < v[0] and v[-1] < high and list(v) == sorted(set(v)):
+      return None
+    return f'must be increasing numbers in ({low:g}, {high:g}), e.g. {example}'
+
+  return check
+
+
 def distinct(note: str = '') -> Check:
   """The check: a non-empty list of distinct values."""
   return lambda v: (

@@ -94,7 +94,7 @@ _TOKENS_HELP = (
 )
 
 
-def _token_count(value: Any) -> str | None:
+def token_count(value: Any) -> str | None:
   try:
     parse_tokens(value, 'tokens')
   except ValueError:
@@ -105,7 +105,7 @@ def _token_count(value: Any) -> str | None:
 def token_setting(default: str, help_text: str, **kwargs: Any) -> Any:
   """A `setting` holding a token count: the flag's text (``'64Ki'``),
   parsed into an int by `parse_token_settings`."""
-  return setting(default, help_text, check=_token_count, **kwargs)
+  return setting(default, help_text, check=token_count, **kwargs)
 
 
 def parse_token_settings(config: Any) -> None:
@@ -117,17 +117,8 @@ def parse_token_settings(config: Any) -> None:
   """
   for field in dataclasses.fields(config):
     value = getattr(config, field.name)
-    if field.metadata.get('check') is _token_count and value is not None:
+    if field.metadata.get('check') is token_count and value is not None:
       object.__setattr__(config, field.name, parse_tokens(value, field.name))
-
-
-def register_token_flag(name: str, default: str, help_text: str) -> Any:
-  """Defines a string flag holding a token count (SI/IEC suffixes)."""
-  holder = flags.DEFINE_string(name, default, help_text)
-  flags.register_validator(
-    name, lambda v: _token_count(v) is None, message=f'--{name} {_TOKENS_HELP}'
-  )
-  return holder
 
 
 # ---------------------------------------------------------------- config
@@ -160,9 +151,7 @@ class LmCommon:
     'Tokens (bytes) the model reads per sequence, T.',
     check=_flags.at_least(1),
   )
-  lm_layers: int = setting(
-    4, 'Transformer blocks.', check=_flags.at_least(1)
-  )
+  lm_layers: int = setting(4, 'Transformer blocks.', check=_flags.at_least(1))
   lm_heads: int = setting(
     4, 'Attention heads per block.', check=_flags.at_least(1)
   )

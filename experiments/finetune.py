@@ -129,7 +129,8 @@ class FinetuneConfig:
     check=_lrs,
   )
   policies: tuple[str, ...] = setting(
-    POLICIES, f'LR policies compared, from {", ".join(POLICIES)}.',
+    POLICIES,
+    f'LR policies compared, from {", ".join(POLICIES)}.',
     check=_policies,
   )
   warmup_fraction: float = setting(

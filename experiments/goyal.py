@@ -59,27 +59,10 @@ from experiments._flags import setting
 VARIANTS = ('none', 'linear', 'warmup', 'sqrt')
 
 
-def _increasing(values: Sequence[int]) -> str | None:
-  if values and values[0] >= 1 and list(values) == sorted(set(values)):
-    return None
-  return 'must be distinct, increasing and >= 1, e.g. 32,64,128'
-
-
 def _rules(values: Sequence[str]) -> str | None:
   if values and set(values) <= set(VARIANTS):
     return None
   return f'must be a non-empty subset of {",".join(VARIANTS)}'
-
-
-def _tokens(text: str) -> str | None:
-  try:
-    _lm_common.parse_tokens(text, 'goyal_warmup_tokens')
-  except ValueError:
-    return (
-      'must be a whole token count >= 1 with an optional suffix k, M, G '
-      '(powers of 1000) or Ki, Mi, Gi (powers of 1024), e.g. 2M or 64Ki'
-    )
-  return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,7 +89,7 @@ class GoyalConfig:
   goyal_batches: tuple[int, ...] = setting(
     (32, 64, 128, 256, 512),
     'Batch sizes of the sweep (increasing).',
-    check=_increasing,
+    check=_flags.increasing(0, math.inf, '32,64,128'),
   )
   goyal_variants: tuple[str, ...] = setting(
     VARIANTS, f'LR rules, from {", ".join(VARIANTS)}.', check=_rules
@@ -121,7 +104,7 @@ class GoyalConfig:
     '32Ki',
     "With --goyal_task=lm: the warmup rule's warmup (the others warm up over "
     '--warmup_tokens).',
-    check=_tokens,
+    check=_lm_common.token_count,
   )
   goyal_tolerance: float = setting(
     0.02,

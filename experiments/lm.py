@@ -68,12 +68,6 @@ def _subset(names: Sequence[str]) -> _flags.Check:
   )
 
 
-def _milestones(m: Sequence[float]) -> str | None:
-  if m and all(0 < x < 1 for x in m) and all(a < b for a, b in zip(m, m[1:])):
-    return None
-  return 'must be increasing fractions of the budget in (0, 1), e.g. 0.5,0.75'
-
-
 @dataclasses.dataclass(frozen=True)
 class LmConfig:
   """The pretraining experiment: model and data, budget, what is compared
@@ -134,7 +128,7 @@ class LmConfig:
     'step and increase: fractions of the budget at which the step decay '
     'divides the LR by --increase_factor (and increase multiplies the batch '
     'instead).',
-    check=_milestones,
+    check=_flags.increasing(0, 1, '0.5,0.75'),
   )
   increase_factor: float = setting(
     2.0,

@@ -33,6 +33,7 @@ variation), with several times fewer parameter updates.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -60,14 +61,6 @@ def _subset(values: Sequence[str]) -> str | None:
   return f'must be a non-empty subset of {",".join(SCHEDULES)}'
 
 
-def _increasing(values: Sequence[float]) -> str | None:
-  if all(x > 0 for x in values) and all(
-    a < b for a, b in zip(values, values[1:], strict=False)
-  ):
-    return None
-  return 'must be increasing positive epochs, e.g. 10,20,30'
-
-
 @dataclasses.dataclass(frozen=True)
 class RampConfig:
   """The ramp experiment: common settings plus the schedule family (each
@@ -84,7 +77,7 @@ class RampConfig:
     (10.0, 20.0, 30.0),
     'Epochs at which the baseline divides the LR by --decay_factor (and the '
     'other schedules grow the batch instead).',
-    check=_increasing,
+    check=_flags.increasing(0, math.inf, '10,20,30'),
   )
   decay_factor: float = setting(
     2.0,

@@ -342,7 +342,7 @@ ROWS = [
   ),
   (
     parse_flags('--goyal_batches=64,32', study=goyal),
-    '--goyal_batches=64,32 must be distinct, increasing',
+    '--goyal_batches=64,32 must be increasing numbers in (0, inf)',
   ),
   (
     parse_flags('--goyal_variants=none,cubic', study=goyal),

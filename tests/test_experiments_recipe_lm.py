@@ -149,7 +149,11 @@ def test_recipe_lm_flagfile_builds_the_lm_config(tmp_path):
   with open(workdir / 'config.json') as f:
     config = json.load(f)
   common = config['lm']['common']
-  assert (common['layers'], common['width'], common['seq_len']) == (4, 128, 64)
+  assert (common['lm_layers'], common['lm_width'], common['seq_len']) == (
+    4,
+    128,
+    64,
+  )
   assert (common['optimizer'], common['lr'], common['batch_size']) == (
     'adamw',
     1e-3,
