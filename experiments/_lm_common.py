@@ -102,6 +102,18 @@ def token_count(value: Any) -> str | None:
   return None
 
 
+def check_task(flag: str, task: str, lm: Any) -> None:
+  """Raises ValueError unless an image/LM study (``--<flag>=image|lm``)
+  holds experiments.lm's config ``lm`` exactly when the task is lm (then
+  checked too)."""
+  if (task == 'lm') != (lm is not None):
+    raise ValueError(
+      f"--{flag}={task} needs experiments.lm's config exactly when it is lm"
+    )
+  if lm is not None:
+    lm.validate()
+
+
 def token_setting(default: str, help_text: str, **kwargs: Any) -> Any:
   """A `setting` holding a token count: the flag's text (``'64Ki'``),
   parsed into an int by `parse_token_settings`."""

@@ -140,11 +140,7 @@ class GoyalConfig:
   def validate(self) -> None:
     """Raises ValueError naming the flag and the fix."""
     _flags.check(self)
-    if (self.goyal_task == 'lm') != (self.lm is not None):
-      raise ValueError(
-        f"--goyal_task={self.goyal_task} needs experiments.lm's config "
-        'exactly when it is lm'
-      )
+    _lm_common.check_task('goyal_task', self.goyal_task, self.lm)
     if self.lm is not None:
       for key in _keys(self):
         _validate_lm_run(_lm_run_config(self, *key))

@@ -148,13 +148,7 @@ class RecipeConfig:
   def validate(self) -> None:
     """Raises ValueError naming the flag and the fix."""
     _flags.check(self)
-    if (self.recipe_task == 'lm') != (self.lm is not None):
-      raise ValueError(
-        f"--recipe_task={self.recipe_task} needs experiments.lm's config "
-        'exactly when it is lm'
-      )
-    if self.lm is not None:
-      self.lm.validate()
+    _lm_common.check_task('recipe_task', self.recipe_task, self.lm)
     for low, high in [
       ('recipe_min_lr', 'recipe_max_lr'),
       ('random_lr_min', 'random_lr_max'),
