@@ -1,28 +1,23 @@
-"""Pieces every experiment shares: common flags, workdir files, tables.
+"""What every experiment shares: the common settings and the analysis.
 
-The flags defined here are the ones every experiment understands (data,
-model, optimizer, devices, seeds, logging). Each experiment defines its own
-flags, with names no other experiment uses, in its module, so all the
-experiments can be imported into one process (the test suite does).
-
-An experiment's workdir belongs to one process (a lock), each run in it
-checkpoints every two minutes of training (``--checkpoint_seconds``), and
-running the experiment again resumes:
-finished runs whose config matches are reused, unfinished ones resume from
-their last checkpoint, and a run whose config differs is refused (naming
-the fields) unless ``--overwrite``.
+`CommonConfig` holds the settings every image experiment understands
+(data, model, optimizer, devices, seeds, logging), each a field that is
+also its flag (`experiments._flags`); `train_config` maps them to the
+trainer's config in one place and `make_task` to the task. The rest reads
+runs back and turns them into tables and verdicts (`mean_std`,
+`within_variation`, `verdict`, `markdown_table`). The runner itself (the
+workdir, its lock, reuse and resume, the entry points) is
+`experiments._study`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import json
 import math
 import os
-import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -32,39 +27,6 @@ from experiments import _flags
 from experiments._flags import setting
 
 FLAGS = flags.FLAGS
-
-WORKDIR = flags.DEFINE_string(
-  'workdir',
-  None,
-  'Directory for every output of the experiment (default: runs/<name>). '
-  'Re-running with the same workdir reuses the finished runs whose config '
-  'matches and resumes the unfinished ones from their last checkpoint; a '
-  'run whose config differs is an error (see --overwrite).',
-)
-OVERWRITE = flags.DEFINE_bool(
-  'overwrite',
-  False,
-  'Train every run afresh, deleting what the workdir holds of it '
-  '(checkpoints, metrics, summaries).',
-)
-DRY_RUN = flags.DEFINE_bool(
-  'dry_run',
-  False,
-  'Parse the flags, build and validate the config, write flags.cfg and '
-  'config.json, print the config, and stop before any training.',
-)
-
-
-def register_bound(
-  name: str, bound: float, *, strict: bool = False, note: str = ''
-) -> None:
-  """Registers the validator `--name >= bound` (`> bound` when strict)."""
-  op, test = (
-    ('>', lambda v: v > bound) if strict else ('>=', lambda v: v >= bound)
-  )
-  flags.register_validator(
-    name, test, message=f'--{name} must be {op} {bound}{note}'
-  )
 
 
 def _known_model(name: str) -> str | None:
@@ -513,135 +475,6 @@ def noise_config(common: CommonConfig, batch_sizes: Sequence[int]) -> Any:
   )
 
 
-def dry_run(config: Any, workdir: str) -> bool:
-  """With --dry_run: writes flags.cfg and config.json, prints the config.
-
-  The config was checked before (`run_main`).
-
-  Returns:
-    Whether the entry point should stop here.
-  """
-  if not DRY_RUN.value:
-    return False
-  with experiment_workdir(workdir, config, with_flags=True):
-    print(json.dumps(jsonable(config), indent=2))
-  return True
-
-
-def workdir_for(name: str) -> str:
-  """The workdir from --workdir, or runs/<name> in the current directory."""
-  return WORKDIR.value or os.path.join('runs', name)
-
-
-def use_cpu_cores() -> None:
-  """Gives the CPU backend one device per core, so that ``--num_devices``
-  can run data parallel on a CPU (``benchmarks/bench_devices.py``).
-
-  Only the CPU client is affected (an accelerator stays the default
-  backend). It must happen before JAX starts; when JAX has started already
-  (an experiment called in process, as the tests do) or ``XLA_FLAGS`` sets
-  the count, the devices stay as they are.
-  """
-  import jax
-
-  if 'xla_force_host_platform_device_count' in os.environ.get('XLA_FLAGS', ''):
-    return
-  # RuntimeError: JAX has started, and its devices stay.
-  with contextlib.suppress(RuntimeError):
-    jax.config.update('jax_num_cpu_devices', os.cpu_count() or 1)
-
-
-def run_main(
-  argv: Sequence[str],
-  name: str,
-  get_config: Callable[[], Any],
-  run: Callable[..., dict[str, Any]],
-  check: Callable[[Any], Any],
-) -> tuple[dict[str, Any], str] | None:
-  """The body of an experiment's `main`: config, checks, dry run or run.
-
-  Builds the config from the flags and checks it (`check(config)`: every
-  run's trainer config, the devices, the data) before anything trains or
-  is written; stops after `dry_run` when asked, else runs
-  `run(config, workdir, with_flags=True, overwrite=--overwrite)` and prints
-  `results.md`. A usage error (positional arguments, a bad value found by
-  the checks, a dataset that is not prepared, a `--workdir` that cannot
-  be created, a workdir held by another process or holding runs of
-  another config, no intact checkpoint) ends
-  the process with one absl-style line on stderr and exit status 1, no
-  traceback.
-
-  Returns:
-    `(results, workdir)`, or None after a dry run.
-  """
-  from lrjax import train as lrtrain
-
-  if len(argv) > 1:
-    _fatal('Usage error', f'unexpected arguments: {" ".join(argv[1:])}')
-  if FLAGS.num_devices != 1:
-    use_cpu_cores()  # a one-device run keeps the CPU's threads whole
-  try:
-    config = get_config()
-    check(config)
-  except (ValueError, FileNotFoundError) as e:
-    _fatal('Flags error', str(e))
-  workdir = workdir_for(name)
-  try:
-    os.makedirs(workdir, exist_ok=True)
-  except OSError as e:
-    _fatal('Flags error', _workdir_problem(workdir, e))
-  try:
-    if dry_run(config, workdir):
-      return None
-    results = run(config, workdir, with_flags=True, overwrite=OVERWRITE.value)
-  except (
-    lrtrain.ConfigMismatchError,
-    lrtrain.WorkdirLockedError,
-    lrtrain.CheckpointError,
-  ) as e:
-    _fatal('Workdir error', str(e))
-  with open(os.path.join(workdir, 'results.md')) as f:
-    print(f.read())
-  return results, workdir
-
-
-def _workdir_problem(workdir: str, error: OSError) -> str:
-  """Why `--workdir` cannot be created, and the fix, in one sentence."""
-  path = os.path.abspath(workdir)
-  while path != os.path.dirname(path) and not os.path.exists(path):
-    path = os.path.dirname(path)
-  if os.path.exists(path) and not os.path.isdir(path):
-    why = f'{path} is a file, not a directory'
-  else:
-    why = error.strerror or str(error)
-  return (
-    f'--workdir={workdir} cannot be created: {why}; give --workdir a '
-    'directory (or a path in one) this process may write'
-  )
-
-
-def _fatal(kind: str, message: str) -> None:
-  """Ends the process as absl does for a bad flag: one line, status 1."""
-  message = ' '.join(message.split())
-  sys.stderr.write(f'FATAL {kind}: {message}\n')
-  sys.stderr.flush()
-  sys.exit(1)
-
-
-def write_outputs(
-  workdir: str, results: Mapping[str, Any], table: str, report: str
-) -> None:
-  """Writes an experiment's results.json, results.md (table) and report.md."""
-  write_json(os.path.join(workdir, 'results.json'), results)
-  write_text(os.path.join(workdir, 'results.md'), table)
-  write_text(os.path.join(workdir, 'report.md'), report)
-
-
-def print_report_path(workdir: str) -> None:
-  """The last line an experiment prints: where its report is."""
-  print(f'report: {os.path.join(workdir, "report.md")}')
-
-
 def verdict(held: bool | None) -> str:
   """A claim's verdict in words: None (too few seeds to test) is not held.
 
@@ -737,47 +570,6 @@ def read_json(path: str) -> Any:
       return json.load(f)
   except (FileNotFoundError, ValueError):
     return None
-
-
-def write_flags(path: str) -> None:
-  """Writes the experiment's flags as a flagfile.
-
-  Re-running with `--flagfile=<workdir>/flags.cfg` repeats the experiment.
-  Only the experiments' own flags are written: those of libraries (absl,
-  TFDS, array_record, grain, ...) are defined only once their module is
-  imported, and a flagfile naming one fails to parse before that.
-  """
-  lines = []
-  for module, module_flags in sorted(FLAGS.flags_by_module_dict().items()):
-    parts = module.replace(os.sep, '/').split('/')
-    ours = module.startswith('experiments') or 'experiments' in parts[:-1]
-    if not (ours or module == '__main__'):
-      continue
-    for flag in sorted(module_flags, key=lambda fl: fl.name):
-      text = flag.serialize()
-      if text:
-        lines.append(text)
-  write_text(path, '\n'.join(lines) + '\n')
-
-
-@contextlib.contextmanager
-def experiment_workdir(
-  workdir: str, config: Any, *, with_flags: bool
-) -> Iterator[None]:
-  """Holds the experiment's workdir: locked, config.json (and flags.cfg if
-  parsed) written. Each run's own config is checked where it trains.
-
-  Raises:
-    WorkdirLockedError: when another process holds the workdir.
-  """
-  from lrjax import train as lrtrain
-
-  os.makedirs(workdir, exist_ok=True)
-  with lrtrain.lock_workdir(workdir):
-    if with_flags:
-      write_flags(os.path.join(workdir, 'flags.cfg'))
-    write_json(os.path.join(workdir, 'config.json'), config)
-    yield
 
 
 # ---------------------------------------------------------------- metrics

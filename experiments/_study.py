@@ -18,12 +18,210 @@ pre-trained model) overrides `Study.run` and trains in phases with
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import os
-from collections.abc import Callable, Mapping, Sequence
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+from absl import flags
+
 from experiments import _common, _runs
+
+FLAGS = flags.FLAGS
+
+WORKDIR = flags.DEFINE_string(
+  'workdir',
+  None,
+  'Directory for every output of the experiment (default: runs/<name>). '
+  'Re-running with the same workdir reuses the finished runs whose config '
+  'matches and resumes the unfinished ones from their last checkpoint; a '
+  'run whose config differs is an error (see --overwrite).',
+)
+OVERWRITE = flags.DEFINE_bool(
+  'overwrite',
+  False,
+  'Train every run afresh, deleting what the workdir holds of it '
+  '(checkpoints, metrics, summaries).',
+)
+DRY_RUN = flags.DEFINE_bool(
+  'dry_run',
+  False,
+  'Parse the flags, build and validate the config, write flags.cfg and '
+  'config.json, print the config, and stop before any training.',
+)
+
+
+def dry_run(config: Any, workdir: str) -> bool:
+  """With --dry_run: writes flags.cfg and config.json, prints the config.
+
+  The config was checked before (`run_main`).
+
+  Returns:
+    Whether the entry point should stop here.
+  """
+  if not DRY_RUN.value:
+    return False
+  with experiment_workdir(workdir, config, with_flags=True):
+    print(json.dumps(_common.jsonable(config), indent=2))
+  return True
+
+
+def workdir_for(name: str) -> str:
+  """The workdir from --workdir, or runs/<name> in the current directory."""
+  return WORKDIR.value or os.path.join('runs', name)
+
+
+def use_cpu_cores() -> None:
+  """Gives the CPU backend one device per core, so that ``--num_devices``
+  can run data parallel on a CPU (``benchmarks/bench_devices.py``).
+
+  Only the CPU client is affected (an accelerator stays the default
+  backend). It must happen before JAX starts; when JAX has started already
+  (an experiment called in process, as the tests do) or ``XLA_FLAGS`` sets
+  the count, the devices stay as they are.
+  """
+  import jax
+
+  if 'xla_force_host_platform_device_count' in os.environ.get('XLA_FLAGS', ''):
+    return
+  # RuntimeError: JAX has started, and its devices stay.
+  with contextlib.suppress(RuntimeError):
+    jax.config.update('jax_num_cpu_devices', os.cpu_count() or 1)
+
+
+def run_main(
+  argv: Sequence[str],
+  name: str,
+  get_config: Callable[[], Any],
+  run: Callable[..., dict[str, Any]],
+  check: Callable[[Any], Any],
+) -> tuple[dict[str, Any], str] | None:
+  """The body of an experiment's `main`: config, checks, dry run or run.
+
+  Builds the config from the flags and checks it (`check(config)`: every
+  run's trainer config, the devices, the data) before anything trains or
+  is written; stops after `dry_run` when asked, else runs
+  `run(config, workdir, with_flags=True, overwrite=--overwrite)` and prints
+  `results.md`. A usage error (positional arguments, a bad value found by
+  the checks, a dataset that is not prepared, a `--workdir` that cannot
+  be created, a workdir held by another process or holding runs of
+  another config, no intact checkpoint) ends
+  the process with one absl-style line on stderr and exit status 1, no
+  traceback.
+
+  Returns:
+    `(results, workdir)`, or None after a dry run.
+  """
+  from lrjax import train as lrtrain
+
+  if len(argv) > 1:
+    _fatal('Usage error', f'unexpected arguments: {" ".join(argv[1:])}')
+  if FLAGS.num_devices != 1:
+    use_cpu_cores()  # a one-device run keeps the CPU's threads whole
+  try:
+    config = get_config()
+    check(config)
+  except (ValueError, FileNotFoundError) as e:
+    _fatal('Flags error', str(e))
+  workdir = workdir_for(name)
+  try:
+    os.makedirs(workdir, exist_ok=True)
+  except OSError as e:
+    _fatal('Flags error', _workdir_problem(workdir, e))
+  try:
+    if dry_run(config, workdir):
+      return None
+    results = run(config, workdir, with_flags=True, overwrite=OVERWRITE.value)
+  except (
+    lrtrain.ConfigMismatchError,
+    lrtrain.WorkdirLockedError,
+    lrtrain.CheckpointError,
+  ) as e:
+    _fatal('Workdir error', str(e))
+  with open(os.path.join(workdir, 'results.md')) as f:
+    print(f.read())
+  return results, workdir
+
+
+def _workdir_problem(workdir: str, error: OSError) -> str:
+  """Why `--workdir` cannot be created, and the fix, in one sentence."""
+  path = os.path.abspath(workdir)
+  while path != os.path.dirname(path) and not os.path.exists(path):
+    path = os.path.dirname(path)
+  if os.path.exists(path) and not os.path.isdir(path):
+    why = f'{path} is a file, not a directory'
+  else:
+    why = error.strerror or str(error)
+  return (
+    f'--workdir={workdir} cannot be created: {why}; give --workdir a '
+    'directory (or a path in one) this process may write'
+  )
+
+
+def _fatal(kind: str, message: str) -> None:
+  """Ends the process as absl does for a bad flag: one line, status 1."""
+  message = ' '.join(message.split())
+  sys.stderr.write(f'FATAL {kind}: {message}\n')
+  sys.stderr.flush()
+  sys.exit(1)
+
+
+def write_outputs(
+  workdir: str, results: Mapping[str, Any], table: str, report: str
+) -> None:
+  """Writes an experiment's results.json, results.md (table) and report.md."""
+  _common.write_json(os.path.join(workdir, 'results.json'), results)
+  _common.write_text(os.path.join(workdir, 'results.md'), table)
+  _common.write_text(os.path.join(workdir, 'report.md'), report)
+
+
+def print_report_path(workdir: str) -> None:
+  """The last line an experiment prints: where its report is."""
+  print(f'report: {os.path.join(workdir, "report.md")}')
+
+
+def write_flags(path: str) -> None:
+  """Writes the experiment's flags as a flagfile.
+
+  Re-running with `--flagfile=<workdir>/flags.cfg` repeats the experiment.
+  Only the experiments' own flags are written: those of libraries (absl,
+  TFDS, array_record, grain, ...) are defined only once their module is
+  imported, and a flagfile naming one fails to parse before that.
+  """
+  lines = []
+  for module, module_flags in sorted(FLAGS.flags_by_module_dict().items()):
+    parts = module.replace(os.sep, '/').split('/')
+    ours = module.startswith('experiments') or 'experiments' in parts[:-1]
+    if not (ours or module == '__main__'):
+      continue
+    for flag in sorted(module_flags, key=lambda fl: fl.name):
+      text = flag.serialize()
+      if text:
+        lines.append(text)
+  _common.write_text(path, '\n'.join(lines) + '\n')
+
+
+@contextlib.contextmanager
+def experiment_workdir(
+  workdir: str, config: Any, *, with_flags: bool
+) -> Iterator[None]:
+  """Holds the experiment's workdir: locked, config.json (and flags.cfg if
+  parsed) written. Each run's own config is checked where it trains.
+
+  Raises:
+    WorkdirLockedError: when another process holds the workdir.
+  """
+  from lrjax import train as lrtrain
+
+  os.makedirs(workdir, exist_ok=True)
+  with lrtrain.lock_workdir(workdir):
+    if with_flags:
+      write_flags(os.path.join(workdir, 'flags.cfg'))
+    _common.write_json(os.path.join(workdir, 'config.json'), config)
+    yield
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,9 +376,9 @@ def run(
     lrjax.train.WorkdirLockedError: when another process holds it.
   """
   study.check()
-  with _common.experiment_workdir(workdir, study.config, with_flags=with_flags):
+  with experiment_workdir(workdir, study.config, with_flags=with_flags):
     report = study.run(Context(workdir, overwrite))
-    _common.write_outputs(workdir, report.results, report.table, report.text)
+    write_outputs(workdir, report.results, report.table, report.text)
   return report.results
 
 
@@ -205,14 +403,12 @@ def entry_points(
     return run(study(config), workdir, **kwargs)
 
   def main(argv: Sequence[str]) -> None:
-    done = _common.run_main(
-      argv, study(None).name, get_config, run_config, check
-    )
+    done = run_main(argv, study(None).name, get_config, run_config, check)
     if done is None:
       return
     results, workdir = done
     if results.get('claims'):
       _common.print_claims(results['claims'])
-    _common.print_report_path(workdir)
+    print_report_path(workdir)
 
   return check, run_config, main

@@ -17,6 +17,7 @@ from absl import flags
 
 from experiments import (
   _common,
+  _study,
   goyal,
   lr_find,
   lrbench,
@@ -423,7 +424,7 @@ def test_a_workdir_under_a_regular_file_is_one_fatal_line(
   try:
     FLAGS(['prog', f'--workdir={workdir}', '--epochs=40'])
     with pytest.raises(SystemExit) as info:
-      _common.run_main(
+      _study.run_main(
         ['prog'], 'x', lambda: None, lambda *a, **k: ran.append(a), print
       )
   finally:
