@@ -21,12 +21,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from absl import flags
 
 from experiments import _flags
 from experiments._flags import setting
-
-FLAGS = flags.FLAGS
 
 
 def _known_model(name: str) -> str | None:
