@@ -21,8 +21,15 @@ compilation excluded). The last column trains on one device of a process
 that has two (what ``--num_devices=1`` costs when the experiments give the
 process one device per core).
 
+With ``--torch PYTHON`` (an interpreter that has torch, e.g.
+``/tmp/torchenv/bin/python``), each round also runs the PyTorch reference
+of the workloads that have one (``lm``: `torch_lm_reference.py`;
+``cnn512``/``cnn32``: `torch_cnn_reference.py`) right after the trainer,
+and the last column is the two-device trainer's rate over PyTorch's
+(median of the rounds' pairs, range).
+
 Run: ``python -m benchmarks.bench_devices [--rounds 3] [--workloads
-lm,lm_small,cnn512,cnn32,mlp32,mlp128]``.
+lm,lm_small,cnn512,cnn32,mlp32,mlp128] [--torch PYTHON]``.
 """
 
 from __future__ import annotations
@@ -41,6 +48,13 @@ WORKLOADS = {
   'cnn32': ('cnn', 32, 400, 1),
   'mlp32': ('mlp', 32, 800, 1),
   'mlp128': ('mlp', 128, 400, 1),
+}
+
+# workload -> the PyTorch reference's arguments (same model, batch, steps)
+REFERENCES = {
+  'lm': ['torch_lm_reference.py', '--steps', '300', '--batch', '12'],
+  'cnn512': ['torch_cnn_reference.py', '--batch', '512', '--steps', '60'],
+  'cnn32': ['torch_cnn_reference.py', '--batch', '32', '--steps', '400'],
 }
 
 _CHILD = r"""
@@ -81,6 +95,9 @@ def _parse():
   p.add_argument(
     '--data_dir', default=os.path.expanduser('~/tensorflow_datasets')
   )
+  p.add_argument(
+    '--torch', default='', help='Python with torch: compare with PyTorch'
+  )
   return p.parse_args()
 
 
@@ -116,32 +133,58 @@ def rate(
   return float(lines[-1].split()[1])
 
 
+def torch_rate(python: str, workload: str) -> float:
+  """Tokens/s or examples/s of the workload's PyTorch reference."""
+  script, *args = REFERENCES[workload]
+  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), script)
+  out = subprocess.run(
+    [python, path, *args], capture_output=True, text=True, check=False
+  )
+  if out.returncode:
+    raise RuntimeError(out.stderr[-3000:])
+  words = out.stdout.split()
+  unit = words.index('tokens/s' if workload == 'lm' else 'examples/s')
+  return float(words[unit - 1].replace(',', ''))
+
+
+def _range(ratios: list[float]) -> str:
+  ratios = sorted(ratios)
+  return f'{statistics.median(ratios):8.2f} ({ratios[0]:.2f}-{ratios[-1]:.2f})'
+
+
 def main() -> None:
   args = _parse()
   names = [w for w in args.workloads.split(',') if w]
   one = {w: [] for w in names}
   two = {w: [] for w in names}
   one_of_two = {w: [] for w in names}
+  torch = {w: [] for w in names if args.torch and w in REFERENCES}
   for _ in range(args.rounds):
     for w in names:
       one[w].append(rate(1, w, args.data_dir))
       two[w].append(rate(2, w, args.data_dir))
       one_of_two[w].append(rate(1, w, args.data_dir, process_devices=2))
+      if w in torch:
+        torch[w].append(torch_rate(args.torch, w))
   print(f'\ncores={os.cpu_count()} rounds={args.rounds} (interleaved)')
   print(
     f'{"workload":<10} {"unit":<12} {"1 device":>10} {"2 devices":>10} '
     f'{"2/1 (range)":>20} {"1 of 2":>10}'
+    + (f' {"PyTorch":>10} {"2 dev/PyTorch":>20}' if torch else '')
   )
   for w in names:
     scale = WORKLOADS[w][3]
     unit = 'tokens/s' if w.startswith('lm') else 'examples/s'
-    ratios = sorted(b / a for a, b in zip(one[w], two[w], strict=True))
-    print(
+    ratios = [b / a for a, b in zip(one[w], two[w], strict=True)]
+    line = (
       f'{w:<10} {unit:<12} {statistics.median(one[w]) * scale:10.0f} '
-      f'{statistics.median(two[w]) * scale:10.0f} '
-      f'{statistics.median(ratios):8.2f} ({ratios[0]:.2f}-{ratios[-1]:.2f}) '
+      f'{statistics.median(two[w]) * scale:10.0f} {_range(ratios)} '
       f'{statistics.median(one_of_two[w]) * scale:10.0f}'
     )
+    if w in torch:
+      vs = [b * scale / t for b, t in zip(two[w], torch[w], strict=True)]
+      line += f' {statistics.median(torch[w]):10.0f} {_range(vs)}'
+    print(line)
 
 
 if __name__ == '__main__':
