@@ -26,7 +26,6 @@ import numpy as np
 from lrjax import metrics as lmetrics
 from lrjax import noise as lnoise
 
-
 # What an evaluation record holds beside the task's evaluation metrics.
 EVAL_RECORD_KEYS = ('step', 'split', 'epoch', 'examples')
 

@@ -471,9 +471,7 @@ class _Run:
     next_eval, sampler_state = self.next_eval, self.sampler_state
     micro = step_fn = None
     # The one hook that feeds the step, if any (as_hook_list checked).
-    feed = next(
-      (h.step_input for h in hooks if h.step_input is not None), None
-    )
+    feed = next((h.step_input for h in hooks if h.step_input is not None), None)
     for u, j, stage, batch, sampler_state, epoch_in in prefetch:
       sp = stages[stage]
       if sp.micro_batch != micro:
