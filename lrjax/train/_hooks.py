@@ -171,9 +171,10 @@ class Hook:
   (``nan_policy='stop'``, per micro-step), noise tracker and plateau
   monitor first, then the hooks passed to ``train_and_evaluate`` in the
   order given, then the trainer's record writer (which takes the hooks'
-  metrics), progress bar, TensorBoard writer and checkpoint timer. The requests of all hooks
-  are applied after the last one ran: stop, then the schedule, then the
-  checkpoint (with the periodic evaluation, which comes first).
+  metrics), progress bar, TensorBoard writer and checkpoint timer. The
+  requests of all hooks are applied after the last one ran: stop, then
+  the schedule, then the checkpoint (with the periodic evaluation, which
+  comes first).
 
   Values flow both ways between a hook and the compiled step:
   :attr:`inside_step` computes one in the step for the host, and

@@ -132,8 +132,9 @@ def train_and_evaluate(
     task: what to train, a :class:`lrjax.train.Task` (``lrjax.tasks``
       builds the named ones).
     hooks: :class:`lrjax.train.Hook` s run in this order after the
-      trainer's noise tracker: in-run measurements and decisions (log,
-      stop, a new batch schedule); their states are checkpointed by name.
+      trainer's noise tracker and plateau monitor: in-run measurements and
+      decisions (log, stop, a new batch schedule, a value fed to the
+      step); their states are checkpointed by name.
     overwrite: delete the workdir's run files (checkpoints, metrics,
       config) and start afresh.
     allow_changes: config fields (or task groups such as ``'task'``,
