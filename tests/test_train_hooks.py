@@ -1,21 +1,30 @@
 """Hooks in the training loop: order, inside-step values, the stop request,
 a batch schedule put in force mid-run (compile and update counts by hand),
-their metrics in the records."""
+their metrics in the records, a value a hook feeds the step, and the
+trainer's plateau monitor and checkpoint timer."""
 
 import json
+import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from _tasks import AtUpdate, synthetic, tiny_config
 
 from lrjax import batch as lbatch
 from lrjax.train import (
+  CheckpointTimer,
   Hook,
   HookResult,
   NoiseConfig,
+  PlateauMonitor,
+  Task,
+  from_functions,
+  load_checkpoint,
   train_and_evaluate,
 )
+from lrjax.train._hooks import restore_hooks
 
 TASK = synthetic()  # 256 examples
 TINY = dict(batch=16, num_epochs=1, log_every=4)
@@ -309,3 +318,193 @@ def test_on_micro_step_sees_every_micro_step_in_order(tmp_path):
   assert micro.seen == [
     (u, j, u * 64 / 256, 64, True) for u in range(4) for j in range(4)
   ]
+
+
+# A value a hook feeds the step ------------------------------------------------
+
+
+class Feeder(Hook):
+  """Feeds the step the count of its ``step_input`` calls (one per
+  micro-step dispatched) and keeps what its inside step read back."""
+
+  every = 2
+
+  def __init__(self, name='feeder'):
+    self._name, self.calls, self.seen = name, 0, []
+
+  @property
+  def name(self):
+    return self._name
+
+  def step_input(self):
+    self.calls += 1
+    return self.calls
+
+  def inside_step(self, params, grads, batch, ctx):
+    return ctx.step_input
+
+  def on_step(self, info, value):
+    self.seen.append((info.update, float(value)))
+
+
+def test_a_hook_feeds_the_step_and_its_inside_step_reads_it(tmp_path):
+  feeder = Feeder()
+  # 16 updates of one micro-step: update u is dispatched with the u-th call.
+  train_and_evaluate(tiny(), str(tmp_path), TASK, hooks=(feeder,))
+  assert feeder.seen == [(u, float(u)) for u in range(2, 17, 2)]
+
+
+def test_only_one_hook_may_feed_the_step(tmp_path):
+  with pytest.raises(ValueError, match='step_input'):
+    train_and_evaluate(
+      tiny(), str(tmp_path), TASK, hooks=(Feeder('a'), Feeder('b'))
+    )
+  # An evaluation plateau metric: the trainer's PlateauMonitor feeds it.
+  with pytest.raises(ValueError, match=r"\['plateau_monitor', 'a'\]"):
+    train_and_evaluate(
+      tiny(eval_every=1, plateau_metric='test_loss'),
+      str(tmp_path),
+      TASK,
+      hooks=(Feeder('a'),),
+    )
+
+
+# The plateau monitor ----------------------------------------------------------
+
+
+def _flat_task():
+  """A linear regression whose evaluation metric 'flat' is always 1: every
+  evaluation after the first is a plateau."""
+  x = np.random.RandomState(0).randn(32, 2).astype(np.float32)
+  data = {'x': x, 'y': x.sum(-1)}
+
+  def init(key, x):
+    return {'w': jnp.zeros((x.shape[-1],)), 'b': jnp.zeros(())}
+
+  def apply(params, x):
+    return x @ params['w'] + params['b']
+
+  def loss(outputs, batch):
+    err = outputs - batch['y']
+    return jnp.mean(err**2), {'flat': jnp.ones_like(err).mean()}
+
+  return Task(
+    model=from_functions(init, apply),
+    loss=loss,
+    train_data=data,
+    eval_data=data,
+    inputs='x',
+  )
+
+
+FLAT = _flat_task()
+# 4 updates an epoch; the LR halves after each epoch without improvement.
+PLATEAU = dict(
+  batch=8,
+  num_epochs=4,
+  eval_every=1,
+  log_every=4,
+  prefetch=0,
+  lr='reduce_on_plateau(0.1,factor=0.5,patience=0,value_per=epoch)',
+  plateau_metric='test_flat',
+)
+
+
+def _untimed(result):
+  timing = {'examples_per_sec', 'steps_per_sec', 'eta_sec', 'data_wait_sec'}
+  return [
+    {k: v for k, v in r.items() if k not in timing} for r in _records(result)
+  ]
+
+
+def test_the_plateau_monitor_feeds_the_evaluation_to_the_policy(tmp_path):
+  result = train_and_evaluate(tiny_config(**PLATEAU), str(tmp_path), FLAT)
+  lrs = [r['lr'] for r in _records(result) if r.get('split') is None]
+  # Epoch 0: no evaluation yet (NaN makes no decision); epoch 1: the first
+  # 1.0 improves on +inf; epochs 2 and 3: 1.0 again, a bad epoch each with
+  # patience 0, so the LR halves twice (exact in float32).
+  lr0 = np.float32(0.1)
+  assert lrs == [float(lr0), float(lr0), float(lr0 / 2), float(lr0 / 4)]
+  assert result.test_metrics['flat'] == 1.0
+  _, meta = load_checkpoint(str(tmp_path))
+  assert meta['hooks']['plateau_monitor'] == 1.0
+  assert 'monitor' not in meta
+
+
+def test_a_plateau_run_resumed_at_an_epoch_end_is_bitwise(tmp_path):
+  full = train_and_evaluate(
+    tiny_config(**PLATEAU), str(tmp_path / 'full'), FLAT
+  )
+  # Stopped after epoch 2's evaluation: the resumed process decides epoch
+  # 2 on the checkpointed 1.0 (NaN there would keep the LR at 0.1).
+  workdir = str(tmp_path / 'split')
+  train_and_evaluate(tiny_config(**PLATEAU, max_updates=8), workdir, FLAT)
+  resumed = train_and_evaluate(tiny_config(**PLATEAU), workdir, FLAT)
+  assert resumed.resumed_from == 8
+  assert _same(resumed.params, full.params)
+  assert _untimed(resumed) == _untimed(full)
+
+
+def test_the_plateau_monitor_keeps_and_checkpoints_the_latest_evaluation():
+  monitor = PlateauMonitor('test_accuracy')
+  assert np.isnan(monitor.step_input()) and monitor.state() is None
+  monitor.on_record({'step': 4, 'loss': 0.5})  # a train record
+  assert np.isnan(monitor.step_input())
+  monitor.on_record({'step': 4, 'split': 'test', 'accuracy': 0.25})
+  assert monitor.step_input() == np.float32(0.25)
+  assert monitor.state() == 0.25
+  with pytest.raises(
+    ValueError,
+    match=r"plateau_metric='test_accuracy': the evaluation has no "
+    r"'accuracy'; it has \['loss', 'top5'\]",
+  ):
+    monitor.on_record(
+      {'step': 8, 'split': 'test', 'epoch': 1.0, 'loss': 1.0, 'top5': 1.0}
+    )
+  # From its own state, and from a checkpoint written before it was a hook
+  # (meta['monitor']); a checkpoint without a value leaves NaN.
+  for meta in (
+    {'hooks': {'plateau_monitor': 0.75}},
+    {'monitor': 0.75, 'hooks': {'noise': None}},
+  ):
+    again = PlateauMonitor('test_accuracy')
+    restore_hooks([again], meta)
+    assert again.step_input() == np.float32(0.75)
+  again = PlateauMonitor('test_accuracy')
+  restore_hooks([again], {'hooks': {'plateau_monitor': None}})
+  assert np.isnan(again.step_input())
+  with pytest.raises(ValueError, match='test_<name>'):
+    PlateauMonitor('loss')
+
+
+# The checkpoint timer ---------------------------------------------------------
+
+
+def test_the_timer_asks_for_a_checkpoint_after_its_interval():
+  times = iter([0.0, 4.0, 9.9, 10.0, 10.5, 15.0, 21.0])
+  timer = CheckpointTimer(10.0, clock=lambda: next(times))  # at 0
+  assert timer.sync and timer.name == 'checkpoint_timer'
+  assert [timer.due(u) for u in (1, 2, 3)] == [False, False, True]
+  assert timer.on_step(None, None) == HookResult(checkpoint=True)
+  timer.on_checkpoint(3)  # at 10.5: due again from 20.5
+  assert [timer.due(u) for u in (4, 5)] == [False, True]  # 15, 21
+  never = CheckpointTimer(0.0, clock=lambda: 1 / 0)  # never reads it
+  assert not never.due(1)
+  never.on_checkpoint(1)
+
+
+def test_every_checkpoint_restarts_the_timer(tmp_path, monkeypatch):
+  # A clock one second later at each reading: once when the timer is made,
+  # at each of the 16 updates and after each checkpoint. With 3 s it is due
+  # at 3 (read 3), restarts at the checkpoints of 3 and 4 (checkpoint_every,
+  # reads 4 and 6), is due at 7 (read 9), and so on: 3, 4, 7, 8, 11, 12, 15,
+  # then 16 ends the run. A timer restarted only by its own checkpoints
+  # would be due at 6 instead of 7.
+  ticks = iter(range(100))
+  monkeypatch.setattr(
+    CheckpointTimer, 'clock', staticmethod(lambda: next(ticks))
+  )
+  config = tiny(checkpoint_every=4, checkpoint_seconds=3.0, keep_checkpoints=20)
+  train_and_evaluate(config, str(tmp_path), TASK)
+  saved = sorted(int(d) for d in os.listdir(tmp_path / 'checkpoints'))
+  assert saved == [3, 4, 7, 8, 11, 12, 15, 16]

@@ -155,10 +155,11 @@ TIMEOUT = 600  # a hang guard only
 TIMING = {'examples_per_sec', 'steps_per_sec', 'eta_sec', 'data_wait_sec'}
 
 
-def _run(workdir, cache, kill='none', hooks='none'):
+def _run(workdir, cache, kill='none', hooks='none', config=None):
   env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+  config = repr(config or CONFIG)
   return subprocess.run(
-    [sys.executable, '-c', CHILD, workdir, cache, kill, repr(CONFIG), hooks],
+    [sys.executable, '-c', CHILD, workdir, cache, kill, config, hooks],
     env=env,
     capture_output=True,
     text=True,
@@ -297,3 +298,47 @@ def test_killed_runs_with_hooks_resume_to_the_uninterrupted_result(
   records = _untimed(workdir)
   assert records == want_records
   assert [r['step'] for r in records if 'norm_sum' in r] == [3, 6, 9, 12]
+
+
+# The plateau policy on the evaluation loss: each update adds the latest
+# evaluation (the plateau monitor's value, fed to the step) to the
+# optimizer state's epoch sum, so a resume that lost the value of the
+# evaluation at update 7 would add NaN to it at updates 9 and 10.
+PLATEAU = dict(
+  CONFIG,
+  lr='reduce_on_plateau(0.1,factor=0.5,patience=0,mode=max)',
+  plateau_metric='test_loss',
+)
+
+
+@pytest.fixture(scope='module')
+def reference_plateau(tmp_path_factory, cache):
+  workdir = str(tmp_path_factory.mktemp('uninterrupted_plateau'))
+  proc = _run(workdir, cache, config=PLATEAU)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  state, meta = load_checkpoint(workdir)
+  records = _untimed(workdir)
+  # The monitor holds the last evaluation's loss.
+  assert meta['hooks']['plateau_monitor'] == records[-1]['loss']
+  return state, meta, records
+
+
+def test_a_killed_plateau_run_resumes_to_the_uninterrupted_result(
+  tmp_path, cache, reference_plateau
+):
+  want_state, want_meta, want_records = reference_plateau
+  workdir = str(tmp_path / 'run')
+  # Right after checkpoint 8 committed: the evaluation of update 7 must
+  # come back from it.
+  proc = _run(workdir, cache, 'after_save:2', config=PLATEAU)
+  assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+  proc = _run(workdir, cache, config=PLATEAU)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert 'DONE 12 8' in proc.stdout
+  state, meta = load_checkpoint(workdir)
+  assert meta['hooks'] == want_meta['hooks']
+  for a, b in zip(
+    jax.tree.leaves(state), jax.tree.leaves(want_state), strict=True
+  ):
+    np.testing.assert_array_equal(a, b)  # the policy's epoch sum too
+  assert _untimed(workdir) == want_records

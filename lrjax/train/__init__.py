@@ -18,6 +18,7 @@ from lrjax.train._adaptive import AdaptiveConfig as AdaptiveConfig
 from lrjax.train._adaptive import AdaptiveResult as AdaptiveResult
 from lrjax.train._adaptive import train_adaptive as train_adaptive
 from lrjax.train._checkpoint import CheckpointError as CheckpointError
+from lrjax.train._checkpoint import CheckpointTimer as CheckpointTimer
 from lrjax.train._checkpoint import load_checkpoint as load_checkpoint
 from lrjax.train._checkpoint import load_meta as load_meta
 from lrjax.train._compile import StageCompiler as StageCompiler
@@ -30,6 +31,7 @@ from lrjax.train._hooks import InsideContext as InsideContext
 from lrjax.train._hooks import MicroStepInfo as MicroStepInfo
 from lrjax.train._hooks import NoiseTracker as NoiseTracker
 from lrjax.train._hooks import NonFiniteError as NonFiniteError
+from lrjax.train._hooks import PlateauMonitor as PlateauMonitor
 from lrjax.train._hooks import RunInfo as RunInfo
 from lrjax.train._hooks import StepInfo as StepInfo
 from lrjax.train._loop import TrainResult as TrainResult
@@ -57,6 +59,7 @@ __all__ = [
   'AdaptiveConfig',
   'AdaptiveResult',
   'CheckpointError',
+  'CheckpointTimer',
   'ConfigMismatchError',
   'Hook',
   'HookResult',
@@ -66,6 +69,7 @@ __all__ = [
   'NoiseConfig',
   'NoiseTracker',
   'NonFiniteError',
+  'PlateauMonitor',
   'RunInfo',
   'Runner',
   'StageCompiler',

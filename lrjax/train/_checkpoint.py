@@ -7,12 +7,15 @@ import hashlib
 import logging as std_logging
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
+
+from lrjax.train._hooks import Hook, HookResult
 
 CHECKSUM_KEY = 'checksum'
 
@@ -137,44 +140,64 @@ def _restore_newest_good(
   )
 
 
-class CheckpointTimer:
-  """Says when ``seconds`` have passed since the last checkpoint.
+class CheckpointTimer(Hook):
+  """Asks for a checkpoint when ``seconds`` passed since the last one.
 
-  A run checkpoints every ``checkpoint_every`` updates and, with a timer,
-  also whenever ``seconds`` of training passed since its last checkpoint:
-  a kill then loses at most that long, and a fast run does not pay for a
-  checkpoint every few updates. Where the checkpoints fall does not change
-  what is computed (a resume is exact from any of them).
+  A run checkpoints every ``checkpoint_every`` updates and, with a timer
+  (``checkpoint_seconds``), also whenever ``seconds`` of training passed
+  since its last checkpoint: a kill then loses at most that long, and a
+  fast run does not pay for a checkpoint every few updates. Where the
+  checkpoints fall does not change what is computed (a resume is exact
+  from any of them).
+
+  The hook reads the clock in :meth:`due`, which the loop calls as it
+  dispatches an update, and is ``sync``: when it is due the loop waits for
+  that update and checkpoints right after it (a checkpoint waits for the
+  device anyway). Every checkpoint restarts the interval, whatever asked
+  for it.
 
   Args:
     seconds: the interval (0: never due).
+    clock: seconds from any origin (default: ``time.monotonic``); read
+      once here, at each update and after each checkpoint.
 
   Examples:
     >>> t = iter([0.0, 5.0, 11.0, 12.0, 13.0])
-    >>> timer = CheckpointTimer(10.0)
-    >>> timer.clock = lambda: next(t)
-    >>> timer.reset()  # a checkpoint at time 0
-    >>> timer.due(), timer.due()  # at 5 and 11 seconds
+    >>> timer = CheckpointTimer(10.0, clock=lambda: next(t))  # at 0
+    >>> timer.due(1), timer.due(2)  # at 5 and 11 seconds
     (False, True)
-    >>> timer.reset()  # a checkpoint at 12: the next is due at 22
-    >>> timer.due()
+    >>> timer.on_step(None, None).checkpoint
+    True
+    >>> timer.on_checkpoint(2)  # a checkpoint at 12: the next is due at 22
+    >>> timer.due(3)
     False
   """
 
   clock = staticmethod(time.monotonic)
+  sync = True
 
-  def __init__(self, seconds: float) -> None:
+  def __init__(
+    self, seconds: float, clock: Callable[[], float] | None = None
+  ) -> None:
+    if clock is not None:
+      self.clock = clock
     self.seconds = float(seconds)
     self._last = self.clock() if self.seconds > 0 else 0.0
 
-  def reset(self) -> None:
-    """A checkpoint was just written."""
+  @property
+  def name(self) -> str:
+    return 'checkpoint_timer'
+
+  def due(self, update: int) -> bool:
+    """Whether ``seconds`` passed since the last checkpoint."""
+    return self.seconds > 0 and self.clock() - self._last >= self.seconds
+
+  def on_step(self, info: Any, value: Any) -> HookResult:
+    return HookResult(checkpoint=True)
+
+  def on_checkpoint(self, update: int) -> None:
     if self.seconds > 0:
       self._last = self.clock()
-
-  def due(self) -> bool:
-    """Whether ``seconds`` passed since the last ``reset``."""
-    return self.seconds > 0 and self.clock() - self._last >= self.seconds
 
 
 class _QuietOrbax(std_logging.Filter):

@@ -5,12 +5,13 @@ computes a pytree *inside* the compiled step (from the parameters, this
 device's gradients and micro-batch), and a host part that receives that
 pytree every few updates with the update's :class:`StepInfo`, and may log
 metrics, stop the run, ask for a checkpoint, or put a new batch schedule in
-force from the current update on. Its host state goes into the checkpoint,
-so a killed run resumes with its hooks exactly where they were.
+force from the current update on. A hook may also feed the compiled step
+a value of its own (:attr:`Hook.step_input`). Its host state goes into the
+checkpoint, so a killed run resumes with its hooks exactly where they were.
 
 The trainer's own behaviours are hooks of this protocol too (the NaN
-policy's stop, the noise tracker, the progress bar and TensorBoard), built
-from the config.
+policy's stop, the noise tracker, the plateau monitor, the checkpoint
+timer, the progress bar and TensorBoard), built from the config.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ import numpy as np
 
 from lrjax import metrics as lmetrics
 from lrjax import noise as lnoise
+
+# What an evaluation record holds beside the task's evaluation metrics.
+EVAL_RECORD_KEYS = ('step', 'split', 'epoch', 'examples')
 
 
 class NonFiniteError(FloatingPointError):
@@ -147,11 +151,14 @@ class InsideContext(NamedTuple):
     mean: ``mean(tree)``: the mean of ``tree`` over the devices (the
       identity on one device).
     num_devices: data-parallel devices.
+    step_input: the float32 scalar a hook feeds the step
+      (:attr:`Hook.step_input`; NaN when no hook does).
   """
 
   grad_fn: Callable[[Any, Any], Any]
   mean: Callable[[Any], Any]
   num_devices: int
+  step_input: Any = float('nan')
 
 
 class Hook:
@@ -161,12 +168,17 @@ class Hook:
   each hook whose :meth:`due` is true at it, :meth:`on_step` with the
   update's :class:`StepInfo` and the value of :meth:`inside_step` (None
   when the hook has none). The order is fixed: the trainer's NaN policy
-  (``nan_policy='stop'``, per micro-step) and noise tracker first, then
-  the hooks passed to ``train_and_evaluate`` in the order
-  given, then the trainer's record writer (which takes the hooks'
-  metrics), progress bar and TensorBoard writer. The requests of all hooks
-  are applied after the last one ran: stop, then the schedule, then the
-  checkpoint (with the periodic evaluation, which comes first).
+  (``nan_policy='stop'``, per micro-step), noise tracker and plateau
+  monitor first, then the hooks passed to ``train_and_evaluate`` in the
+  order given, then the trainer's record writer (which takes the hooks'
+  metrics), progress bar, TensorBoard writer and checkpoint timer. The
+  requests of all hooks are applied after the last one ran: stop, then
+  the schedule, then the checkpoint (with the periodic evaluation, which
+  comes first).
+
+  Values flow both ways between a hook and the compiled step:
+  :attr:`inside_step` computes one in the step for the host, and
+  :attr:`step_input` hands one from the host to every step dispatched.
 
   The host runs the hooks a few updates behind the device, so that it
   never waits on the step it just dispatched; a hook that sets
@@ -206,6 +218,16 @@ class Hook:
   # devices (floating leaves) and handed to ``on_step`` on the host.
   inside_step: Callable[..., Any] | None = None
 
+  # Set to a method ``step_input() -> float`` to feed the compiled step:
+  # the loop calls it as it dispatches each micro-step and passes the
+  # value, a float32 scalar, as the step's ``monitor`` argument. The
+  # optimizer reads it as its ``value`` (what the plateau policies
+  # decide on) when ``plateau_metric`` is an evaluation metric
+  # ('test_<name>', fed by the trainer's PlateauMonitor), and every
+  # ``inside_step`` as ``ctx.step_input``. One channel, so at most one
+  # hook of a run feeds it; the value must be the same on every process.
+  step_input: Callable[[], Any] | None = None
+
   def on_step(self, info: StepInfo, value: Any) -> HookResult | None:
     """Host work after a due update; returns what it asks of the loop."""
     del info, value
@@ -223,10 +245,17 @@ class Hook:
     The train record every ``log_every`` updates and at the last (with the
     hooks' metrics), a record of the hooks' metrics at their other updates
     (``split='hook'``) and each evaluation (``split='test'``); read only.
-    Called on every hook whether due or not, on the process that writes
-    the file.
+    Called on every hook whether due or not, on every process (each
+    builds the same evaluation records; only the main one writes the
+    file, and a train record's timing fields differ between processes).
     """
     del record
+
+  def on_checkpoint(self, update: int) -> None:
+    """Called after a checkpoint of ``update`` updates was written,
+    whatever asked for it (the config's ``checkpoint_every``, a hook, the
+    run's end)."""
+    del update
 
   def close(self) -> None:
     """Called once when the call ends, also on an error."""
@@ -258,7 +287,29 @@ def as_hook_list(hooks: Any) -> list[Hook]:
         '(their states are checkpointed by name)'
       )
     names.add(h.name)
+  feeders = [h.name for h in out if h.step_input is not None]
+  if len(feeders) > 1:
+    raise ValueError(
+      f'hooks: {feeders} all feed the step (step_input); the step takes '
+      'one input, so at most one hook may set step_input'
+    )
   return out
+
+
+# Checkpoint meta keys of states saved before they were hooks' states.
+_LEGACY_STATES = {'noise': 'noise', 'plateau_monitor': 'monitor'}
+
+
+def restore_hooks(hooks: list[Hook], meta: Mapping[str, Any]) -> None:
+  """Gives each hook its state from a checkpoint's ``meta`` (a hook new to
+  the run, or a run without a checkpoint, starts afresh)."""
+  saved = dict(meta.get('hooks', {}))
+  for name, key in _LEGACY_STATES.items():
+    if key in meta and name not in saved:
+      saved[name] = meta[key]
+  for h in hooks:
+    if saved.get(h.name) is not None:
+      h.restore(saved[h.name])
 
 
 # The trainer's own hooks ----------------------------------------------------
@@ -371,6 +422,65 @@ class NoiseTracker(Hook):
     self.noise_state = lnoise.NoiseScaleState(
       np.float32(g2), np.float32(trace), np.float32(weight), np.int32(count)
     )
+
+
+class PlateauMonitor(Hook):
+  """Feeds the step the latest evaluation of an evaluation metric, the
+  value the plateau policies decide on under ``plateau_metric='test_<name>'``.
+
+  It keeps the ``<name>`` of each evaluation record (``on_record``) and
+  hands it to every step dispatched after it (:attr:`Hook.step_input`),
+  NaN before the first evaluation; its value is checkpointed.
+
+  Args:
+    metric: ``'test_<name>'``, with ``<name>`` one of the task's
+      evaluation metrics.
+
+  Raises:
+    ValueError: (at an evaluation) when the evaluation has no ``<name>``.
+
+  Examples:
+    >>> monitor = PlateauMonitor('test_loss')
+    >>> float(monitor.step_input())
+    nan
+    >>> monitor.on_record({'step': 4, 'split': 'test', 'loss': 0.5})
+    >>> float(monitor.step_input()), monitor.state()
+    (0.5, 0.5)
+  """
+
+  def __init__(self, metric: str) -> None:
+    if not metric.startswith('test_'):
+      raise ValueError(f"{metric=} must be 'test_<name>'")
+    self._metric = metric
+    self._key = metric[len('test_') :]
+    self._value = np.float32(np.nan)
+
+  @property
+  def name(self) -> str:
+    return 'plateau_monitor'
+
+  def due(self, update: int) -> bool:
+    return False  # it sees the evaluation records
+
+  def step_input(self) -> np.float32:
+    return self._value
+
+  def on_record(self, record: Mapping[str, Any]) -> None:
+    if record.get('split') != 'test':
+      return
+    if self._key not in record:
+      raise ValueError(
+        f'plateau_metric={self._metric!r}: the evaluation has no '
+        f'{self._key!r}; it has '
+        f'{sorted(k for k in record if k not in EVAL_RECORD_KEYS)}'
+      )
+    self._value = np.float32(record[self._key])
+
+  def state(self) -> float | None:
+    return float(self._value) if np.isfinite(self._value) else None
+
+  def restore(self, state: Any) -> None:
+    self._value = np.float32(state)
 
 
 class ProgressBarHook(Hook):

@@ -175,12 +175,13 @@ class StepLog:
     self._progress.start(update, examples)
 
   def record(self, rec: dict[str, Any]) -> None:
-    """Writes ``rec`` to the metrics files and shows it to the hooks."""
+    """Writes ``rec`` to the metrics files and shows it to the hooks (on
+    every process: a hook that feeds the step from the records must feed
+    the same value everywhere)."""
     self._writer.write(rec)
-    if self._writer.writers:  # on the process that writes the files
-      view = types.MappingProxyType(rec)
-      for h in self.hooks:
-        h.on_record(view)
+    view = types.MappingProxyType(rec)
+    for h in self.hooks:
+      h.on_record(view)
 
   def take_requests(self) -> Requests:
     """The hooks' requests since the last call."""

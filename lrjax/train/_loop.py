@@ -21,20 +21,20 @@ from lrjax.train._checkpoint import Checkpointer, CheckpointTimer
 from lrjax.train._compile import StageCompiler
 from lrjax.train._config import TrainConfig
 from lrjax.train._hooks import (
+  EVAL_RECORD_KEYS,
   Hook,
   NoiseTracker,
   NonFiniteStop,
+  PlateauMonitor,
   ProgressBarHook,
   RunInfo,
   TensorBoardHook,
   as_hook_list,
+  restore_hooks,
 )
 from lrjax.train._hooks import NonFiniteError as NonFiniteError
 from lrjax.train._step import create_train_state
 from lrjax.train._task import Task
-
-# What an evaluation record holds beside the task's evaluation metrics.
-_TEST_RECORD_KEYS = ('step', 'split', 'epoch', 'examples')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,8 +132,9 @@ def train_and_evaluate(
     task: what to train, a :class:`lrjax.train.Task` (``lrjax.tasks``
       builds the named ones).
     hooks: :class:`lrjax.train.Hook` s run in this order after the
-      trainer's noise tracker: in-run measurements and decisions (log,
-      stop, a new batch schedule); their states are checkpointed by name.
+      trainer's noise tracker and plateau monitor: in-run measurements and
+      decisions (log, stop, a new batch schedule, a value fed to the
+      step); their states are checkpointed by name.
     overwrite: delete the workdir's run files (checkpoints, metrics,
       config) and start afresh.
     allow_changes: config fields (or task groups such as ``'task'``,
@@ -185,7 +186,10 @@ def _train(
     noise = NoiseTracker(
       n.every, n.decay, n.num_slices, replicas, task.num_train
     )
-  hooks = ([noise] if noise else []) + user_hooks
+  own: list[Hook] = [noise] if noise else []
+  if config.plateau_metric.startswith('test_'):
+    own.append(PlateauMonitor(config.plateau_metric))
+  hooks = as_hook_list(own + user_hooks)  # checkpointed
   build = functools.partial(
     _setup.build,
     config,
@@ -199,7 +203,7 @@ def _train(
   ckpt, host_state, meta = _restore(config, workdir, host_state)
   if 'batch_schedule' in meta:  # put in force by a hook
     setup = build(schedule=_schedule_of(meta['batch_schedule'], setup))
-  _restore_hooks(hooks, meta)
+  restore_hooks(hooks, meta)
   state = setup.runner.put_state(host_state)
   del host_state
   _log_start(config, setup)
@@ -207,6 +211,8 @@ def _train(
   tail: list[Hook] = []  # after the record writer and the progress bar
   if config.tensorboard and jax.process_index() == 0:
     tail.append(TensorBoardHook(os.path.join(workdir, 'tb')))
+  if ckpt is not None and config.checkpoint_seconds > 0:
+    tail.append(CheckpointTimer(config.checkpoint_seconds))
   run = _Run(
     config, setup, build, state, meta, ckpt, writer, hooks, noise, tail
   )
@@ -228,7 +234,7 @@ def _train(
   return TrainResult(
     train_metrics=run.log.last_train,
     test_metrics={
-      k: v for k, v in run.last_test.items() if k not in _TEST_RECORD_KEYS
+      k: v for k, v in run.last_test.items() if k not in EVAL_RECORD_KEYS
     },
     test_step=run.last_test.get('step'),
     test_epoch=run.last_test.get('epoch'),
@@ -257,17 +263,6 @@ def _schedule_of(stages: list[list[int]], setup: _setup.Setup) -> Any:
     tuple(lbatch.Stage(int(b), updates=int(n)) for b, n in stages),
     setup.num_train,
   )
-
-
-def _restore_hooks(hooks: list[Hook], meta: dict[str, Any]) -> None:
-  """Gives each hook its checkpointed state (a hook new to the run, or a
-  run without a checkpoint, starts afresh)."""
-  saved = dict(meta.get('hooks', {}))
-  if 'noise' in meta and 'noise' not in saved:
-    saved['noise'] = meta['noise']  # a checkpoint from before the hooks
-  for h in hooks:
-    if saved.get(h.name) is not None:
-      h.restore(saved[h.name])
 
 
 # The run --------------------------------------------------------------------
@@ -325,14 +320,6 @@ class _Run:
       self._sampler.restore(tuple(meta['sampler']))
     self.sampler_state = self._sampler.state
     self.last_test: dict[str, Any] = dict(meta.get('last_test', {}))
-    # The evaluation metric a plateau policy monitors (plateau_metric
-    # 'test_<name>'), passed to every step; NaN until measured.
-    self._monitor_key = (
-      config.plateau_metric[len('test_') :]
-      if config.plateau_metric.startswith('test_')
-      else None
-    )
-    self.monitor = np.float32(meta.get('monitor', np.nan))
     self._changed = 'batch_schedule' in meta
     self._build = build
     self._hooks = hooks
@@ -358,7 +345,6 @@ class _Run:
     self.log.restore_sums(meta.get('log_sums'))
     self.log.last_train = dict(meta.get('last_train', {}))
     self._ckpt = ckpt
-    self._timer = CheckpointTimer(config.checkpoint_seconds if ckpt else 0)
     self._writer = writer
     task = setup.task
     self._eval_fns = (jax.jit(task.eval_sums), jax.jit(task.eval_means))
@@ -475,7 +461,6 @@ class _Run:
     stages, replicas = setup.plan.stages, setup.replicas
     num_train, total_updates = setup.num_train, self.total_updates
     checkpoint_every, eval_every = config.checkpoint_every, config.eval_every
-    checkpoint_due = self._timer.due
     pending, flush = self.log.pending, self.log.flush
     flush_every = min(config.log_every, 64)
     # XLA's CPU collectives can deadlock with several steps in flight.
@@ -486,7 +471,8 @@ class _Run:
     update, examples = self.update, self.examples
     next_eval, sampler_state = self.next_eval, self.sampler_state
     micro = step_fn = None
-    monitored = self._monitor_key is not None
+    # The one hook that feeds the step, if any (as_hook_list checked).
+    feed = next((h.step_input for h in hooks if h.step_input is not None), None)
     for u, j, stage, batch, sampler_state, epoch_in in prefetch:
       sp = stages[stage]
       if sp.micro_batch != micro:
@@ -496,8 +482,8 @@ class _Run:
       due = ()
       if last_micro:
         due = tuple(i for i, h in enumerate(hooks) if h.due(u + 1))
-      if monitored:
-        batch = (*batch[:2], self.monitor)
+      if feed is not None:
+        batch = (*batch[:2], np.float32(feed()))
       if inside:
         flags = none_due
         if due:
@@ -524,10 +510,8 @@ class _Run:
       asked = self.log.take_requests()
       epoch_now = examples / num_train
       at_ckpt = (
-        (checkpoint_every and update % checkpoint_every == 0)
-        or checkpoint_due()
-        or asked.checkpoint
-      )
+        checkpoint_every and update % checkpoint_every == 0
+      ) or asked.checkpoint
       at_eval = epoch_now >= next_eval - 1e-9
       end = asked.stop or asked.batch_schedule is not None
       if (at_ckpt or at_eval or end) and update < total_updates:
@@ -591,13 +575,6 @@ class _Run:
       **values,
     }
     self.log.record(res)
-    if self._monitor_key is not None:
-      if self._monitor_key not in values:
-        raise ValueError(
-          f'plateau_metric={self._config.plateau_metric!r}: the evaluation '
-          f'has no {self._monitor_key!r}; it has {sorted(values)}'
-        )
-      self.monitor = np.float32(values[self._monitor_key])
     logging.info(
       'eval step=%d epoch=%.3f %s',
       self.update,
@@ -641,8 +618,6 @@ class _Run:
       ]
     if self.stopped:
       meta['stopped'] = True
-    if self._monitor_key is not None and np.isfinite(self.monitor):
-      meta['monitor'] = float(self.monitor)
     host = self.setup.runner.get_state(self.state)
     if not all(np.all(np.isfinite(a)) for a in jax.tree.leaves(host.params)):
       raise NonFiniteError(
@@ -658,7 +633,8 @@ class _Run:
     meta['metrics'] = list(jsonl[0].position) if jsonl else None
     meta['metrics_tail'] = jsonl[0].tail if jsonl else []
     self._ckpt.save(update, host, meta)
-    self._timer.reset()
+    for h in self.log.hooks:
+      h.on_checkpoint(update)
 
 
 # Setup ----------------------------------------------------------------------

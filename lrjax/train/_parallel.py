@@ -185,8 +185,8 @@ class Runner:
       ``(batch, epoch, monitor)``, the step's arguments after the state:
       global device arrays ([devices, micro, ...] for pmap, [devices *
       micro, ...] for shard_map), the epoch scalar and a NaN ``monitor``
-      (the loop passes the metric a plateau policy monitors there, when it
-      is an evaluation metric).
+      (the loop passes there what a hook's ``step_input`` feeds, when one
+      does).
     """
     local = len(self.local_devices)
     epoch, monitor = np.float32(epoch), np.float32('nan')

@@ -340,13 +340,15 @@ def make_train_body(
       ``skipped`` when the loss or gradient is not finite.
     plateau_metric: what ``value`` holds: 'loss' (the update's training
       loss), the name of one of the loss's metrics, or 'test_<name>' (the
-      host's ``monitor`` argument: the latest evaluation of ``<name>``, NaN
-      before the first).
+      host's ``monitor`` argument, which a hook's ``step_input`` feeds:
+      the trainer's PlateauMonitor feeds the latest evaluation of
+      ``<name>``, NaN before the first).
     inside: hooks' ``inside_step(params, grads, batch, ctx)`` functions
       (:class:`lrjax.train.Hook`); the i-th runs when ``due[i]`` is
       non-zero (under ``lax.cond``: nothing is computed otherwise) on this
-      device's gradients and micro-batch, and its floating leaves are
-      averaged over the devices; elsewhere its value is zeros.
+      device's gradients and micro-batch (``ctx.step_input`` is
+      ``monitor``), and its floating leaves are averaged over the devices;
+      elsewhere its value is zeros.
 
   Returns:
     The body, to be mapped over devices with axis name ``'batch'``. Its
@@ -368,7 +370,15 @@ def make_train_body(
       loss_of, has_aux=True
     )(state.params)
     values = _inside_values(
-      inside, due, state.params, grads, batch, state.model_state, key, loss_fn
+      inside,
+      due,
+      state.params,
+      grads,
+      batch,
+      state.model_state,
+      key,
+      loss_fn,
+      monitor,
     )
     task_metrics = {
       k: jnp.asarray(v, jnp.float32) for k, v in task_metrics.items()
@@ -441,7 +451,7 @@ def make_train_body(
 
 
 def _inside_values(
-  inside, due, params, grads, batch, model_state, key, loss_fn
+  inside, due, params, grads, batch, model_state, key, loss_fn, monitor
 ):
   """The hooks' inside-step values, each computed only where it is due."""
   if not inside:
@@ -456,7 +466,12 @@ def _inside_values(
 
   from lrjax.train._hooks import InsideContext
 
-  ctx = InsideContext(grad_fn=grad_fn, mean=mean, num_devices=n)
+  ctx = InsideContext(
+    grad_fn=grad_fn,
+    mean=mean,
+    num_devices=n,
+    step_input=jnp.asarray(monitor, jnp.float32),
+  )
   values = []
   for i, fn in enumerate(inside):
 
