@@ -373,43 +373,52 @@ LABELS = {
 }
 
 
+def _column(group: Sequence[_runs.Run], key: str) -> list[float]:
+  return [r.summary[key] for r in group]
+
+
+def _mean(values: Sequence[float]) -> float:
+  return _common.mean_std(values)[0]
+
+
 def _table(
   runs: Mapping[str, list[_runs.Run]], baseline: str
 ) -> tuple[list[dict[str, Any]], str]:
   rows, lines = [], []
-  base_updates = _mean([r.summary['num_updates'] for r in runs[baseline]])
+  base_updates = _mean(_column(runs[baseline], 'num_updates'))
   for name, group in runs.items():
-    acc = [r.summary['test_accuracy'] for r in group]
-    updates = _mean([r.summary['num_updates'] for r in group])
-    row = {
-      'schedule': name,
-      'seeds': len(group),
-      'test_accuracy': _common.mean_std(acc),
-      'test_accuracy_per_seed': acc,
-      'num_updates': updates,
-      'fewer_updates_than_decay': base_updates / updates,
-      'examples_seen': _mean([r.summary['examples_seen'] for r in group]),
-      'wall_seconds': _common.mean_std(
-        [r.summary['wall_seconds'] for r in group]
-      ),
-      'compile_seconds': _common.mean_std(
-        [r.summary['compile_seconds'] for r in group]
-      ),
-      'batch': str(group[0].summary.get('batch', '')),
-      'lr': str(group[0].summary.get('lr', '')),
-    }
-    rows.append(row)
+    acc, updates = (
+      _column(group, 'test_accuracy'),
+      _column(group, 'num_updates'),
+    )
+    wall, compile_s = (
+      _column(group, 'wall_seconds'),
+      _column(group, 'compile_seconds'),
+    )
+    rows.append(
+      {
+        'schedule': name,
+        'seeds': len(group),
+        'test_accuracy': _common.mean_std(acc),
+        'test_accuracy_per_seed': acc,
+        'num_updates': _mean(updates),
+        'fewer_updates_than_decay': base_updates / _mean(updates),
+        'examples_seen': _mean(_column(group, 'examples_seen')),
+        'wall_seconds': _common.mean_std(wall),
+        'compile_seconds': _common.mean_std(compile_s),
+        'batch': str(group[0].summary.get('batch', '')),
+        'lr': str(group[0].summary.get('lr', '')),
+      }
+    )
     lines.append(
       [
         name,
         _common.fmt_mean_std(acc, 100),
-        _common.fmt_number(updates),
-        f'{row["fewer_updates_than_decay"]:.2f}x',
-        _common.fmt_number(row['examples_seen']),
-        _common.fmt_mean_std([r.summary['wall_seconds'] for r in group], 1, 1),
-        _common.fmt_mean_std(
-          [r.summary['compile_seconds'] for r in group], 1, 1
-        ),
+        _common.fmt_number(_mean(updates)),
+        f'{rows[-1]["fewer_updates_than_decay"]:.2f}x',
+        _common.fmt_number(rows[-1]['examples_seen']),
+        _common.fmt_mean_std(wall, 1, 1),
+        _common.fmt_mean_std(compile_s, 1, 1),
       ]
     )
   header = [
@@ -424,52 +433,49 @@ def _table(
   return rows, _common.markdown_table(header, lines)
 
 
-def _mean(values: Sequence[float]) -> float:
-  return _common.mean_std(values)[0]
-
-
 def _claims(
   runs: Mapping[str, list[_runs.Run]], baseline: str
 ) -> list[dict[str, Any]]:
   claims = []
-  base_acc = [r.summary['test_accuracy'] for r in runs[baseline]]
-  base_updates = _mean([r.summary['num_updates'] for r in runs[baseline]])
+  base_acc = _column(runs[baseline], 'test_accuracy')
+  base_updates = _mean(_column(runs[baseline], 'num_updates'))
   for name, group in runs.items():
     if name == baseline:
       continue
-    acc = [r.summary['test_accuracy'] for r in group]
+    acc = _column(group, 'test_accuracy')
     same, diff, tol = _common.within_variation(acc, base_acc)
-    seeds = f'{min(len(acc), len(base_acc))} seeds'
+    detail = (
+      f'difference {diff * 100:+.2f} points, tolerance ±{tol * 100:.2f} '
+      f'(2 x pooled seed std, {min(len(acc), len(base_acc))} seeds)'
+    )
     if name == 'constant':
+      claim = (
+        f'the schedule matters: constant LR and batch end below {baseline}'
+      )
       claims.append(
         {
-          'claim': 'the schedule matters: constant LR and batch end '
-          f'below {baseline}',
+          'claim': claim,
           'held': _common.exceeds(base_acc, acc),
-          'detail': f'difference {diff * 100:+.2f} points, tolerance '
-          f'±{tol * 100:.2f} (2 x pooled seed std, {seeds})',
+          'detail': detail,
         }
       )
       continue
-    claims.append(
+    updates = _mean(_column(group, 'num_updates'))
+    ratio = base_updates / updates
+    claims += [
       {
         'claim': f'{name} reaches the same test accuracy as {baseline} '
         'at equal epochs',
         'held': same,
-        'detail': f'difference {diff * 100:+.2f} points, tolerance '
-        f'±{tol * 100:.2f} (2 x pooled seed std, {seeds})',
-      }
-    )
-    updates = _mean([r.summary['num_updates'] for r in group])
-    ratio = base_updates / updates
-    claims.append(
+        'detail': detail,
+      },
       {
         # Update counts follow from the batch schedule, not the seed.
         'claim': f'{name} needs fewer parameter updates than {baseline}',
         'held': ratio > 1,
         'detail': f'{ratio:.2f}x fewer ({updates:,.0f} vs {base_updates:,.0f})',
-      }
-    )
+      },
+    ]
   return claims
 
 
@@ -524,7 +530,11 @@ def _figures(
     logy=True,
     path=os.path.join(workdir, 'batch_size.png'),
   )
-  if _has(train, 'noise_scale'):
+  if any(
+    np.isfinite(r.get('noise_scale', [np.nan])).any()
+    for g in train.values()
+    for r in g
+  ):
     plots.plot_noise_scales(
       {name: group[0] for name, group in train.items()},
       window=_NOISE_WINDOW,
@@ -536,16 +546,6 @@ def _figures(
       'and the batch size in force (dashed steps)'
     )
   return figures
-
-
-def _has(runs: Mapping[str, list[Mapping[str, Any]]], key: str) -> bool:
-  import numpy as np
-
-  return any(
-    key in run and np.isfinite(run[key]).any()
-    for group in runs.values()
-    for run in group
-  )
 
 
 class Ramp(_study.Study):
