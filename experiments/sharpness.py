@@ -41,7 +41,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from absl import app, logging
+from absl import app
 
 from experiments import _common, _flags, _runs, _study
 from experiments._flags import setting
@@ -58,96 +58,6 @@ def _protocols(values: Sequence[str]) -> str | None:
     f'must be distinct names out of {",".join(PROTOCOLS)}, e.g. '
     'target_loss,equal_epochs'
   )
-
-
-@dataclasses.dataclass(frozen=True)
-class StopRule:
-  """When a run of a stopping protocol ends, from its training-loss checks.
-
-  The loss is measured every `check_epochs` epochs (at the first update
-  that completes the epoch), the last check at `max_epochs`. After check
-  :math:`k` with loss :math:`L_k` the run stops
-
-  - ``target_loss``: when :math:`L_k \\le` `target_loss`;
-  - ``converge``: when `patience` checks in a row did not improve: check
-    :math:`k > 1` improves when :math:`L_k < (1 - \\delta) L^*`, with
-    :math:`\\delta` = `min_improvement` and :math:`L^*` the best loss so
-    far, which only an improving check replaces (PyTorch's
-    ``ReduceLROnPlateau`` rule with ``threshold_mode='rel'``); the first
-    check is the reference, so the earliest stop is at check
-    `patience` + 1;
-
-  and at `max_epochs` whatever the losses. The settings are checked where
-  they are flags (`SharpnessConfig`).
-
-  Attributes:
-    protocol: 'target_loss' or 'converge'.
-    check_epochs: epochs between checks, > 0.
-    max_epochs: the last check, >= `check_epochs`.
-    target_loss: the ``target_loss`` protocol's loss, > 0.
-    patience: the ``converge`` protocol's checks without improvement, >= 1.
-    min_improvement: the ``converge`` protocol's relative improvement that
-      counts, in [0, 1).
-
-  Examples:
-    >>> rule = StopRule('target_loss', check_epochs=5, max_epochs=20,
-    ...                 target_loss=0.1)
-    >>> rule.check_epoch(1), rule.num_checks
-    (5.0, 4)
-    >>> rule.stop([0.5, 0.2, 0.09])
-    'target_loss'
-    >>> print(rule.stop([0.5, 0.2]))
-    None
-  """
-
-  protocol: str
-  check_epochs: float
-  max_epochs: float
-  target_loss: float = 1e-3
-  patience: int = 3
-  min_improvement: float = 0.01
-
-  @property
-  def num_checks(self) -> int:
-    """Checks up to `max_epochs`, the last one at `max_epochs`."""
-    return math.ceil(self.max_epochs / self.check_epochs - 1e-9)
-
-  def check_epoch(self, k: int) -> float:
-    """The epoch of check k = 1, 2, ..., `num_checks`."""
-    return float(min(k * self.check_epochs, self.max_epochs))
-
-  def stop(self, losses: Sequence[float]) -> str | None:
-    """Why the run stops after the last of `losses` (None: it goes on).
-
-    Args:
-      losses: the training loss at checks 1, 2, ..., k.
-
-    Returns:
-      'target_loss' or 'converge' (the rule is met), 'max_epochs' (check
-      k is the last), or None.
-    """
-    k = len(losses)
-    if self.protocol == 'target_loss':
-      if losses and losses[-1] <= self.target_loss:
-        return 'target_loss'
-    elif k > self.patience:
-      best, bad = losses[0], 0
-      for value in losses[1:]:
-        if value < (1 - self.min_improvement) * best:
-          best, bad = value, 0
-        else:
-          bad += 1
-      if bad >= self.patience:
-        return 'converge'
-    return 'max_epochs' if k >= self.num_checks else None
-
-  def stop_check(self, losses: Sequence[float]) -> tuple[int, str] | None:
-    """The first check at which the run stops and why (1-based), or None."""
-    for k in range(1, len(losses) + 1):
-      reason = self.stop(losses[:k])
-      if reason is not None:
-        return k, reason
-    return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -264,11 +174,13 @@ class SharpnessConfig:
     """The epochs a protocol's runs are configured for (a cap if stopping)."""
     return self.common.epochs if protocol == 'equal_epochs' else self.max_epochs
 
-  def stop_rule(self, protocol: str) -> StopRule | None:
-    """The protocol's stopping rule (None for equal_epochs)."""
+  def stop_rule(self, protocol: str) -> Any:
+    """The protocol's `lrjax.train.StopRule` (None for equal_epochs)."""
+    from lrjax import train as lrtrain
+
     if protocol == 'equal_epochs':
       return None
-    return StopRule(
+    return lrtrain.StopRule(
       protocol=protocol,
       check_epochs=self.loss_check_epochs,
       max_epochs=self.max_epochs,
@@ -408,171 +320,6 @@ def measure(
 # ------------------------------------------------------------ training
 
 
-def _schedule(train_config: Any, num_examples: int) -> Any:
-  """The run's BatchSchedule (an int batch holds for ``num_epochs``)."""
-  from lrjax import batch as lrbatch
-
-  batch = train_config.batch
-  if isinstance(batch, str):
-    return lrbatch.parse(batch, num_examples=num_examples)
-  if isinstance(batch, lrbatch.BatchSchedule):
-    return batch
-  return lrbatch.BatchSchedule(
-    (lrbatch.Stage(int(batch), epochs=train_config.num_epochs),), num_examples
-  )
-
-
-def stop_hook(
-  rule: StopRule, schedule: Any, loss_fn: Any, num_examples: int
-) -> Any:
-  """`rule` as a `lrjax.train.Hook` that stops the trainer from inside.
-
-  The hook is due at each check's update (the first update that completes
-  ``rule.check_epoch(k)`` epochs of `schedule`), ``sync`` so that the loop
-  waits for that update's state, measures the training loss there with
-  ``loss_fn(checked, workdir)`` (``checked`` has the run's ``params``,
-  ``model_state``, ``num_updates`` and ``examples_seen``), asks for a
-  checkpoint (a killed run resumes from its last check) and stops the run
-  when the rule says so. Its checks are its checkpointed state.
-  """
-  import types
-
-  from lrjax import train as lrtrain
-
-  updates = [
-    schedule.update_at_epoch(rule.check_epoch(k))
-    for k in range(1, rule.num_checks + 1)
-  ]
-  settings = _common.jsonable(rule)
-
-  class StopRuleHook(lrtrain.Hook):
-    sync, name = True, 'stop_rule'
-
-    def __init__(self):
-      self.checks: list[dict[str, Any]] = []
-      self.stopped: str | None = None
-      self.workdir = ''
-
-    def due(self, update):
-      k = len(self.checks)
-      return self.stopped is None and k < len(updates) and update == updates[k]
-
-    def on_step(self, info, value):
-      host = info.state()
-      checked = types.SimpleNamespace(
-        params=host.params,
-        model_state=host.model_state,
-        num_updates=info.update,
-        examples_seen=info.examples,
-      )
-      loss = float(loss_fn(checked, self.workdir))
-      epoch = info.examples / num_examples
-      self.checks.append(
-        {'epoch': epoch, 'step': int(info.update), 'train_loss': loss}
-      )
-      self.stopped = rule.stop([c['train_loss'] for c in self.checks])
-      stopped = f', stopped ({self.stopped})' if self.stopped else ''
-      logging.info(
-        f'{rule.protocol} check {len(self.checks)}/{rule.num_checks}: epoch '
-        f'{epoch:.2f}, update {info.update}, training loss {loss:.4g}{stopped}'
-      )
-      return lrtrain.HookResult(
-        metrics={'stop_rule_train_loss': loss},
-        stop=self.stopped is not None,
-        checkpoint=True,
-      )
-
-    def state(self):
-      return {'rule': settings, 'checks': self.checks, 'stopped': self.stopped}
-
-    def restore(self, state):
-      _check_rule(state['rule'], settings, self.workdir)
-      self.checks = list(state['checks'])
-      self.stopped = state['stopped']
-
-  return StopRuleHook()
-
-
-def _check_rule(saved: Any, settings: Any, workdir: str) -> None:
-  """Raises ConfigMismatchError unless the run's checks were made under
-  the rule `settings`."""
-  from lrjax import train as lrtrain
-
-  if saved == settings:
-    return
-  changes = [
-    f'{k}: {saved.get(k)!r} -> {v!r}'
-    for k, v in settings.items()
-    if saved.get(k) != v
-  ]
-  raise lrtrain.ConfigMismatchError(
-    f'{workdir} holds a run stopped by another rule ({"; ".join(changes)}). '
-    'Use another --workdir, or --overwrite to train the runs again'
-  )
-
-
-def train_until(
-  train_config: Any,
-  rule: StopRule,
-  workdir: str,
-  task: Any,
-  loss_fn: Any,
-  num_examples: int,
-  *,
-  overwrite: bool = False,
-  train: Any = None,
-) -> Any:
-  """Trains one run until `rule` stops it, in one trainer call.
-
-  The run's trainer config (its ``num_epochs`` or batch schedule reaching
-  ``rule.max_epochs``) fixes the trajectory; `stop_hook` measures the
-  training loss at each check's update inside the trainer (no
-  recompilation per check), checkpoints there and stops the trainer when
-  the rule is met. A killed run goes on from its last check's checkpoint
-  and stops where an uninterrupted one stops. ``stopping.json`` in
-  `workdir` lists the checks when the call ends.
-
-  Args:
-    train_config, workdir, task: the trainer's arguments.
-    rule: the stopping rule.
-    loss_fn: ``loss_fn(checked, workdir) -> float``, the training loss at
-      the variables of ``checked`` (``params``, ``model_state``, like a
-      `TrainResult`'s).
-    num_examples: training examples (epochs -> updates).
-    overwrite: train afresh.
-    train: the trainer (with ``hooks=``); None: `train_and_evaluate`.
-
-  Returns:
-    The `TrainResult` of the trainer call.
-
-  Raises:
-    lrjax.train.ConfigMismatchError: when `workdir` holds checks made
-      under another rule.
-  """
-  from lrjax import train as lrtrain
-
-  train = train or lrtrain.train_and_evaluate
-  path = os.path.join(workdir, 'stopping.json')
-  if overwrite and os.path.exists(path):
-    os.remove(path)
-  settings = _common.jsonable(rule)
-  saved = _common.read_json(path)
-  if saved is not None:
-    _check_rule(saved['rule'], settings, workdir)
-  hook = stop_hook(
-    rule, _schedule(train_config, num_examples), loss_fn, num_examples
-  )
-  hook.workdir = workdir
-  os.makedirs(workdir, exist_ok=True)
-  result = train(
-    train_config, workdir, task, overwrite=overwrite, hooks=(hook,)
-  )
-  _common.write_json(
-    path, {'rule': settings, 'checks': hook.checks, 'stopped': hook.stopped}
-  )
-  return result
-
-
 def _after(result: Any, workdir: str) -> dict[str, Any]:
   """Saves the final variables (dropping the measurements of earlier ones);
   returns the stopping record, if any."""
@@ -675,22 +422,26 @@ class Sharpness(_study.Study):
       ]
     return trials
 
-  def _train_until(self, rule: StopRule) -> Any:
+  def _train_until(self, rule: Any) -> Any:
     """A stopping protocol's ``train(config, workdir, task, overwrite=...)``:
-    `train_until` with the training loss on the seed's measured data."""
+    the trainer with `lrjax.train.LossStop` measuring the training loss on
+    the seed's measured data; ``stopping.json`` keeps its checks."""
+    from lrjax import train as lrtrain
 
     def train(train_config, workdir, task, *, overwrite=False):
-      seed = train_config.seed
-      data = measured_data(self.config, seed)
-      metrics = _loss_and_metrics(_model(self.config, seed))
+      data = measured_data(self.config, train_config.seed)
+      metrics = _loss_and_metrics(_model(self.config, train_config.seed))
 
-      def loss_fn(result, run_workdir):
-        variables = _common.final_variables(result, run_workdir)
+      def loss_fn(state):
+        variables = {'params': state.params, **(state.model_state or {})}
         return training_loss(metrics, variables, data)[0]
 
-      return train_until(
-        train_config, rule, workdir, task, loss_fn, self.n, overwrite=overwrite
+      hook = lrtrain.LossStop(rule, loss_fn)
+      result = lrtrain.train_and_evaluate(
+        train_config, workdir, task, overwrite=overwrite, hooks=(hook,)
       )
+      _common.write_json(os.path.join(workdir, 'stopping.json'), hook.state())
+      return result
 
     return train
 
