@@ -1,21 +1,17 @@
 r"""Small-batch vs large-batch minima (Keskar et al. 2017).
 
 Trains the same model with a small batch and a large batch (about 10% of
-the data), same constant LR, for each seed and each training protocol:
+the data), same constant LR, for each seed and each protocol: until the
+training loss on the whole training set is at most ``--target_loss``
+(``target_loss``, the default: both regimes end at the same loss, as
+Keskar et al. train both to convergence) or until it stops improving
+(``converge``), both checked every ``--loss_check_epochs`` by
+`lrjax.train.LossStop` and stopped at ``--max_epochs`` at the latest; or
+``--epochs`` each (``equal_epochs``: the large batch makes about
+large/small times fewer updates and ends at a higher loss).
 
-- ``target_loss`` (default): until the training loss, measured on the
-  whole training set every ``--loss_check_epochs``, is at most
-  ``--target_loss``: both regimes end at the same training loss, as
-  Keskar et al. train both to convergence before comparing them;
-- ``converge``: until that loss stops improving (``--converge_patience``
-  checks in a row without a relative improvement of
-  ``--converge_min_improvement``);
-- ``equal_epochs``: ``--epochs`` epochs each, so the large batch makes
-  about large/small times fewer updates and ends at a higher loss.
-
-The stopping protocols stop at ``--max_epochs`` at the latest. Then, at
-the final parameters, it measures on the training set (all of it, or the
-first ``--sharpness_examples`` on big data):
+Then, at the final parameters, it measures on the training set (all of
+it, or the first ``--sharpness_examples`` on big data):
 
 - eps-sharpness :math:`\phi(\epsilon, A)` in the full space (A = I) from
   the definition's start y = 0 (the headline), from the half-box start,
@@ -216,19 +212,21 @@ def _loss_and_metrics(model: Any):
   return jax.jit(metrics)
 
 
+def _examples(config: SharpnessConfig, split: str, seed: int, limit: int = 0):
+  """``(images, labels)`` of a split (drawn from `seed` for synthetic data),
+  its first `limit` examples when `limit` > 0."""
+  ds = _common.load_split(config.common, split, seed)
+  batch = ds.take(np.arange(min(limit or ds.num_examples, ds.num_examples)))
+  return batch['image'], batch['label']
+
+
 def measured_data(config: SharpnessConfig, seed: int):
   """``(images, labels)``: the training examples everything is measured on.
 
   Keskar et al. measure on the training loss, so by default the whole
-  training split (drawn from `seed` for ``--dataset=synthetic``);
-  ``sharpness_examples`` > 0 takes its first k (big data).
+  training split; ``sharpness_examples`` > 0 takes its first k (big data).
   """
-  train = _common.load_split(config.common, 'train', seed)
-  n = train.num_examples
-  if config.sharpness_examples:
-    n = min(config.sharpness_examples, n)
-  batch = train.take(np.arange(n))
-  return batch['image'], batch['label']
+  return _examples(config, 'train', seed, config.sharpness_examples)
 
 
 def _model(config: SharpnessConfig, seed: int) -> Any:
@@ -504,11 +502,7 @@ def _interpolation(config, runs, seed) -> Any:
 
   small = _load_params(runs['small batch'][0].workdir)
   large = _load_params(runs['large batch'][0].workdir)
-  data = {}
-  for split in ('train', 'test'):
-    ds = _common.load_split(config.common, split, seed)
-    batch = ds.take(np.arange(ds.num_examples))
-    data[split] = (batch['image'], batch['label'])
+  data = {split: _examples(config, split, seed) for split in ('train', 'test')}
   # The whole variables (batch-norm statistics too) move along the path.
   return lrsharp.interpolate(
     _loss_and_metrics(_model(config, seed)),
@@ -538,9 +532,25 @@ def _mean(values) -> float:
   return _common.mean_std(values)[0]
 
 
+# The table's columns of each run: header, column, scale, digits.
+_RUN_COLUMNS = (
+  ('epochs', 'epochs', 1, 1),
+  ('updates', 'num_updates', 1, 0),
+  ('train loss', 'train_loss', 1, 5),
+  ('train acc %', 'train_accuracy', 100, 2),
+  ('test acc %', 'test_accuracy', 100, 2),
+)
+
+
 def _table(config, runs, measures, regimes, n):
-  keys, fmt = _keys(config), _common.fmt_mean_std
-  rows, lines = [], []
+  """The results' rows (each column's mean and std) and the table."""
+  fmt, rows, lines = _common.fmt_mean_std, [], []
+  header = ['protocol', 'regime', 'batch', 'stopped by']
+  header += [h for h, *_ in _RUN_COLUMNS]
+  for eps in config.sharpness_eps:
+    header += [f'φ eps={eps:g} (%), y0 = 0', '÷ small batch']
+    header += ['from half box', 'subspace']
+  header.append('top Hessian eigenvalue')
   for protocol in config.protocols:
     small = measures[protocol]['small batch']
     for label, group in runs[protocol].items():
@@ -551,53 +561,30 @@ def _table(config, runs, measures, regimes, n):
         'train_loss': [m['measured_loss'] for m in ms],
         'train_accuracy': [m['measured_accuracy'] for m in ms],
         'test_accuracy': [r.summary['test_accuracy'] for r in group],
-        **{k: [m[k] for m in ms] for k in keys},
+        **{k: [m[k] for m in ms] for k in _keys(config)},
       }
       stopped = sorted({r.summary.get('stopped_by', 'epochs') for r in group})
-      ratios = {}
+      batch, ratios = regimes[protocol][label], {}
+      cells = [protocol, label, batch, ', '.join(stopped)]
+      cells += [fmt(columns[k], scale, d) for _, k, scale, d in _RUN_COLUMNS]
       for eps in config.sharpness_eps:
-        key = _eps_keys(eps)[0]
-        base = _mean([m[key] for m in small])
-        ratios[key] = _mean(columns[key]) / base if base > 0 else None
+        zero, full, sub = _eps_keys(eps)
+        base = _mean([m[zero] for m in small])
+        ratio = ratios[zero] = _mean(columns[zero]) / base if base > 0 else None
+        cells += [fmt(columns[zero], 1, 3)]
+        cells += ['n/a' if ratio is None else f'{ratio:.2f}']
+        cells += [fmt(columns[full], 1, 3), fmt(columns[sub], 1, 3)]
+      lines.append([*cells, fmt(columns['top_eigenvalue'], 1, 3)])
       rows.append(
         {
           'protocol': protocol,
           'regime': label,
-          'batch_size': regimes[protocol][label],
+          'batch_size': batch,
           'stopped_by': stopped,
           **{k: _common.mean_std(v) for k, v in columns.items()},
           'ratio_to_small': ratios,
         }
       )
-      cells = [
-        protocol,
-        label,
-        regimes[protocol][label],
-        ', '.join(stopped),
-        fmt(columns['epochs'], 1, 1),
-        fmt(columns['num_updates'], 1, 0),
-        fmt(columns['train_loss'], 1, 5),
-        fmt(columns['train_accuracy'], 100),
-        fmt(columns['test_accuracy'], 100),
-      ]
-      for eps in config.sharpness_eps:
-        zero, full, sub = _eps_keys(eps)
-        ratio = ratios[zero]
-        cells += [
-          fmt(columns[zero], 1, 3),
-          'n/a' if ratio is None else f'{ratio:.2f}',
-          fmt(columns[full], 1, 3),
-          fmt(columns[sub], 1, 3),
-        ]
-      lines.append([*cells, fmt(columns['top_eigenvalue'], 1, 3)])
-  header = (
-    'protocol|regime|batch|stopped by|epochs|updates|train loss|train acc %|'
-    'test acc %'
-  ).split('|')
-  for eps in config.sharpness_eps:
-    header += [f'φ eps={eps:g} (%), y0 = 0', '÷ small batch']
-    header += ['from half box', 'subspace']
-  header.append('top Hessian eigenvalue')
   return rows, _common.markdown_table(header, lines)
 
 
@@ -613,18 +600,17 @@ def _protocol_claims(config, protocol, runs, measures) -> list[dict[str, Any]]:
       'detail': detail(_mean(a), _mean(b)),
     }
 
+  def sharper(large, small):
+    ratio = f', {large / small:.1f}x' if small > 0 else ''
+    return f'large {large:.4g} vs small {small:.4g}{ratio}'
+
+  def flatter(cold, warm):
+    return f'warm start {warm:.4g} vs large batch from scratch {cold:.4g}'
+
+  claim = 'the large-batch minimum is sharper'
   claims = [
-    compare(
-      key,
-      'large batch',
-      'small batch',
-      'the large-batch minimum is sharper',
-      lambda lg, s: (
-        f'large {lg:.4g} vs small {s:.4g}'
-        + (f', {lg / s:.1f}x' if s > 0 else '')
-      ),
-    )
-    for key in _keys(config)
+    compare(k, 'large batch', 'small batch', claim, sharper)
+    for k in _keys(config)
   ]
   headline = _eps_keys(config.sharpness_eps[0])[0]
   claims += [
@@ -633,9 +619,7 @@ def _protocol_claims(config, protocol, runs, measures) -> list[dict[str, Any]]:
       'large batch',
       label,
       f'{label} epochs of small batch make the large-batch minimum flatter',
-      lambda cold, warm: (
-        f'warm start {warm:.4g} vs large batch from scratch {cold:.4g}'
-      ),
+      flatter,
     )
     for label in runs
     if label.startswith('warm start')
@@ -646,6 +630,11 @@ def _protocol_claims(config, protocol, runs, measures) -> list[dict[str, Any]]:
     for label in ('large batch', 'small batch')
   )
   _, diff, tol = _common.within_variation(large_acc, small_acc)
+  spread = (
+    ', one seed: no variation to test against'
+    if math.isnan(tol)
+    else f', tolerance ±{tol * 100:.2f}'
+  )
   claims.append(
     {
       'claim': f'{protocol}: the large batch generalises worse (lower test '
@@ -653,12 +642,7 @@ def _protocol_claims(config, protocol, runs, measures) -> list[dict[str, Any]]:
       'held': _common.exceeds(small_acc, large_acc),
       'detail': f'test accuracy large {_mean(large_acc) * 100:.2f} % vs '
       f'small {_mean(small_acc) * 100:.2f} % (difference '
-      f'{diff * 100:+.2f} points'
-      + (
-        ', one seed: no variation to test against)'
-        if math.isnan(tol)
-        else f', tolerance ±{tol * 100:.2f})'
-      ),
+      f'{diff * 100:+.2f} points{spread})',
     }
   )
   return claims
@@ -673,8 +657,6 @@ _LABELS = {
 
 
 def _figures(config, runs, interp, workdir) -> dict[str, str]:
-  import matplotlib.pyplot as plt
-
   from lrjax import plots
 
   figures = {}
@@ -689,6 +671,7 @@ def _figures(config, runs, interp, workdir) -> dict[str, str]:
       f'{protocol}: loss and accuracy along the line through both minima '
       '(alpha = 0: small batch, 1: large batch)'
     )
+  keys = ('epoch', 'step', 'train_loss')
   curves = {
     f'{label} ({protocol})': group
     for protocol in config.protocols
@@ -703,7 +686,10 @@ def _figures(config, runs, interp, workdir) -> dict[str, str]:
   )
   figures['test_accuracy.png'] = 'Test accuracy during training'
   checked = {
-    label: [_columns(r.summary['checks']) for r in group]
+    label: [
+      {k: np.asarray([c[k] for c in r.summary['checks']], float) for k in keys}
+      for r in group
+    ]
     for label, group in curves.items()
     if group[0].summary['checks']
   }
@@ -720,15 +706,7 @@ def _figures(config, runs, interp, workdir) -> dict[str, str]:
       'Training loss at each check of the stopping protocols (the last '
       'point of a curve is where its run stopped)'
     )
-  plt.close('all')
   return figures
-
-
-def _columns(checks) -> dict[str, np.ndarray]:
-  return {
-    key: np.asarray([c[key] for c in checks], float)
-    for key in ('epoch', 'step', 'train_loss')
-  }
 
 
 def _report(config, regimes, table, rows, claims, figures, n) -> str:
@@ -746,7 +724,7 @@ def _report(config, regimes, table, rows, claims, figures, n) -> str:
     '',
   ]
   for protocol in config.protocols:
-    lines.append(f'- {_protocol_text(config, protocol)}')
+    lines.append(f'- {protocol}: {_protocol_text(config, protocol)}')
   subset = (
     'the whole training set'
     if measured >= n
@@ -785,24 +763,19 @@ def _report(config, regimes, table, rows, claims, figures, n) -> str:
 
 
 def _protocol_text(config, protocol: str) -> str:
-  if protocol == 'equal_epochs':
-    return (
-      f'equal_epochs: {config.common.epochs:g} epochs each, so the large '
-      'batch makes fewer updates and ends at a higher training loss.'
-    )
-  every = f'measured every {config.loss_check_epochs:g} epochs'
-  cap = f'at most {config.max_epochs:g} epochs'
-  if protocol == 'target_loss':
-    return (
-      f'target_loss: until the training loss ({every}) is at most '
-      f'{config.target_loss:g}, {cap}: both regimes end at about the same '
-      'training loss.'
-    )
-  return (
-    f'converge: until the training loss ({every}) has not improved by '
-    f'{config.converge_min_improvement:.0%} on its best for '
-    f'{config.converge_patience} checks in a row, {cap}.'
+  loss = (
+    f'the training loss (measured every {config.loss_check_epochs:g} epochs)'
   )
+  cap = f'at most {config.max_epochs:g} epochs'
+  return {
+    'equal_epochs': f'{config.common.epochs:g} epochs each, so the large '
+    'batch makes fewer updates and ends at a higher training loss.',
+    'target_loss': f'until {loss} is at most {config.target_loss:g}, {cap}: '
+    'both regimes end at about the same training loss.',
+    'converge': f'until {loss} has not improved by '
+    f'{config.converge_min_improvement:.0%} on its best for '
+    f'{config.converge_patience} checks in a row, {cap}.',
+  }[protocol]
 
 
 if __name__ == '__main__':
