@@ -1,21 +1,17 @@
 r"""Small-batch vs large-batch minima (Keskar et al. 2017).
 
 Trains the same model with a small batch and a large batch (about 10% of
-the data), same constant LR, for each seed and each training protocol:
+the data), same constant LR, for each seed and each protocol: until the
+training loss on the whole training set is at most ``--target_loss``
+(``target_loss``, the default: both regimes end at the same loss, as
+Keskar et al. train both to convergence) or until it stops improving
+(``converge``), both checked every ``--loss_check_epochs`` by
+`lrjax.train.LossStop` and stopped at ``--max_epochs`` at the latest; or
+``--epochs`` each (``equal_epochs``: the large batch makes about
+large/small times fewer updates and ends at a higher loss).
 
-- ``target_loss`` (default): until the training loss, measured on the
-  whole training set every ``--loss_check_epochs``, is at most
-  ``--target_loss``: both regimes end at the same training loss, as
-  Keskar et al. train both to convergence before comparing them;
-- ``converge``: until that loss stops improving (``--converge_patience``
-  checks in a row without a relative improvement of
-  ``--converge_min_improvement``);
-- ``equal_epochs``: ``--epochs`` epochs each, so the large batch makes
-  about large/small times fewer updates and ends at a higher loss.
-
-The stopping protocols stop at ``--max_epochs`` at the latest. Then, at
-the final parameters, it measures on the training set (all of it, or the
-first ``--sharpness_examples`` on big data):
+Then, at the final parameters, it measures on the training set (all of
+it, or the first ``--sharpness_examples`` on big data):
 
 - eps-sharpness :math:`\phi(\epsilon, A)` in the full space (A = I) from
   the definition's start y = 0 (the headline), from the half-box start,
@@ -41,7 +37,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from absl import app, logging
+from absl import app
 
 from experiments import _common, _flags, _runs, _study
 from experiments._flags import setting
@@ -58,96 +54,6 @@ def _protocols(values: Sequence[str]) -> str | None:
     f'must be distinct names out of {",".join(PROTOCOLS)}, e.g. '
     'target_loss,equal_epochs'
   )
-
-
-@dataclasses.dataclass(frozen=True)
-class StopRule:
-  """When a run of a stopping protocol ends, from its training-loss checks.
-
-  The loss is measured every `check_epochs` epochs (at the first update
-  that completes the epoch), the last check at `max_epochs`. After check
-  :math:`k` with loss :math:`L_k` the run stops
-
-  - ``target_loss``: when :math:`L_k \\le` `target_loss`;
-  - ``converge``: when `patience` checks in a row did not improve: check
-    :math:`k > 1` improves when :math:`L_k < (1 - \\delta) L^*`, with
-    :math:`\\delta` = `min_improvement` and :math:`L^*` the best loss so
-    far, which only an improving check replaces (PyTorch's
-    ``ReduceLROnPlateau`` rule with ``threshold_mode='rel'``); the first
-    check is the reference, so the earliest stop is at check
-    `patience` + 1;
-
-  and at `max_epochs` whatever the losses. The settings are checked where
-  they are flags (`SharpnessConfig`).
-
-  Attributes:
-    protocol: 'target_loss' or 'converge'.
-    check_epochs: epochs between checks, > 0.
-    max_epochs: the last check, >= `check_epochs`.
-    target_loss: the ``target_loss`` protocol's loss, > 0.
-    patience: the ``converge`` protocol's checks without improvement, >= 1.
-    min_improvement: the ``converge`` protocol's relative improvement that
-      counts, in [0, 1).
-
-  Examples:
-    >>> rule = StopRule('target_loss', check_epochs=5, max_epochs=20,
-    ...                 target_loss=0.1)
-    >>> rule.check_epoch(1), rule.num_checks
-    (5.0, 4)
-    >>> rule.stop([0.5, 0.2, 0.09])
-    'target_loss'
-    >>> print(rule.stop([0.5, 0.2]))
-    None
-  """
-
-  protocol: str
-  check_epochs: float
-  max_epochs: float
-  target_loss: float = 1e-3
-  patience: int = 3
-  min_improvement: float = 0.01
-
-  @property
-  def num_checks(self) -> int:
-    """Checks up to `max_epochs`, the last one at `max_epochs`."""
-    return math.ceil(self.max_epochs / self.check_epochs - 1e-9)
-
-  def check_epoch(self, k: int) -> float:
-    """The epoch of check k = 1, 2, ..., `num_checks`."""
-    return float(min(k * self.check_epochs, self.max_epochs))
-
-  def stop(self, losses: Sequence[float]) -> str | None:
-    """Why the run stops after the last of `losses` (None: it goes on).
-
-    Args:
-      losses: the training loss at checks 1, 2, ..., k.
-
-    Returns:
-      'target_loss' or 'converge' (the rule is met), 'max_epochs' (check
-      k is the last), or None.
-    """
-    k = len(losses)
-    if self.protocol == 'target_loss':
-      if losses and losses[-1] <= self.target_loss:
-        return 'target_loss'
-    elif k > self.patience:
-      best, bad = losses[0], 0
-      for value in losses[1:]:
-        if value < (1 - self.min_improvement) * best:
-          best, bad = value, 0
-        else:
-          bad += 1
-      if bad >= self.patience:
-        return 'converge'
-    return 'max_epochs' if k >= self.num_checks else None
-
-  def stop_check(self, losses: Sequence[float]) -> tuple[int, str] | None:
-    """The first check at which the run stops and why (1-based), or None."""
-    for k in range(1, len(losses) + 1):
-      reason = self.stop(losses[:k])
-      if reason is not None:
-        return k, reason
-    return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -264,11 +170,13 @@ class SharpnessConfig:
     """The epochs a protocol's runs are configured for (a cap if stopping)."""
     return self.common.epochs if protocol == 'equal_epochs' else self.max_epochs
 
-  def stop_rule(self, protocol: str) -> StopRule | None:
-    """The protocol's stopping rule (None for equal_epochs)."""
+  def stop_rule(self, protocol: str) -> Any:
+    """The protocol's `lrjax.train.StopRule` (None for equal_epochs)."""
+    from lrjax import train as lrtrain
+
     if protocol == 'equal_epochs':
       return None
-    return StopRule(
+    return lrtrain.StopRule(
       protocol=protocol,
       check_epochs=self.loss_check_epochs,
       max_epochs=self.max_epochs,
@@ -304,19 +212,21 @@ def _loss_and_metrics(model: Any):
   return jax.jit(metrics)
 
 
+def _examples(config: SharpnessConfig, split: str, seed: int, limit: int = 0):
+  """``(images, labels)`` of a split (drawn from `seed` for synthetic data),
+  its first `limit` examples when `limit` > 0."""
+  ds = _common.load_split(config.common, split, seed)
+  batch = ds.take(np.arange(min(limit or ds.num_examples, ds.num_examples)))
+  return batch['image'], batch['label']
+
+
 def measured_data(config: SharpnessConfig, seed: int):
   """``(images, labels)``: the training examples everything is measured on.
 
   Keskar et al. measure on the training loss, so by default the whole
-  training split (drawn from `seed` for ``--dataset=synthetic``);
-  ``sharpness_examples`` > 0 takes its first k (big data).
+  training split; ``sharpness_examples`` > 0 takes its first k (big data).
   """
-  train = _common.load_split(config.common, 'train', seed)
-  n = train.num_examples
-  if config.sharpness_examples:
-    n = min(config.sharpness_examples, n)
-  batch = train.take(np.arange(n))
-  return batch['image'], batch['label']
+  return _examples(config, 'train', seed, config.sharpness_examples)
 
 
 def _model(config: SharpnessConfig, seed: int) -> Any:
@@ -406,171 +316,6 @@ def measure(
 
 
 # ------------------------------------------------------------ training
-
-
-def _schedule(train_config: Any, num_examples: int) -> Any:
-  """The run's BatchSchedule (an int batch holds for ``num_epochs``)."""
-  from lrjax import batch as lrbatch
-
-  batch = train_config.batch
-  if isinstance(batch, str):
-    return lrbatch.parse(batch, num_examples=num_examples)
-  if isinstance(batch, lrbatch.BatchSchedule):
-    return batch
-  return lrbatch.BatchSchedule(
-    (lrbatch.Stage(int(batch), epochs=train_config.num_epochs),), num_examples
-  )
-
-
-def stop_hook(
-  rule: StopRule, schedule: Any, loss_fn: Any, num_examples: int
-) -> Any:
-  """`rule` as a `lrjax.train.Hook` that stops the trainer from inside.
-
-  The hook is due at each check's update (the first update that completes
-  ``rule.check_epoch(k)`` epochs of `schedule`), ``sync`` so that the loop
-  waits for that update's state, measures the training loss there with
-  ``loss_fn(checked, workdir)`` (``checked`` has the run's ``params``,
-  ``model_state``, ``num_updates`` and ``examples_seen``), asks for a
-  checkpoint (a killed run resumes from its last check) and stops the run
-  when the rule says so. Its checks are its checkpointed state.
-  """
-  import types
-
-  from lrjax import train as lrtrain
-
-  updates = [
-    schedule.update_at_epoch(rule.check_epoch(k))
-    for k in range(1, rule.num_checks + 1)
-  ]
-  settings = _common.jsonable(rule)
-
-  class StopRuleHook(lrtrain.Hook):
-    sync, name = True, 'stop_rule'
-
-    def __init__(self):
-      self.checks: list[dict[str, Any]] = []
-      self.stopped: str | None = None
-      self.workdir = ''
-
-    def due(self, update):
-      k = len(self.checks)
-      return self.stopped is None and k < len(updates) and update == updates[k]
-
-    def on_step(self, info, value):
-      host = info.state()
-      checked = types.SimpleNamespace(
-        params=host.params,
-        model_state=host.model_state,
-        num_updates=info.update,
-        examples_seen=info.examples,
-      )
-      loss = float(loss_fn(checked, self.workdir))
-      epoch = info.examples / num_examples
-      self.checks.append(
-        {'epoch': epoch, 'step': int(info.update), 'train_loss': loss}
-      )
-      self.stopped = rule.stop([c['train_loss'] for c in self.checks])
-      stopped = f', stopped ({self.stopped})' if self.stopped else ''
-      logging.info(
-        f'{rule.protocol} check {len(self.checks)}/{rule.num_checks}: epoch '
-        f'{epoch:.2f}, update {info.update}, training loss {loss:.4g}{stopped}'
-      )
-      return lrtrain.HookResult(
-        metrics={'stop_rule_train_loss': loss},
-        stop=self.stopped is not None,
-        checkpoint=True,
-      )
-
-    def state(self):
-      return {'rule': settings, 'checks': self.checks, 'stopped': self.stopped}
-
-    def restore(self, state):
-      _check_rule(state['rule'], settings, self.workdir)
-      self.checks = list(state['checks'])
-      self.stopped = state['stopped']
-
-  return StopRuleHook()
-
-
-def _check_rule(saved: Any, settings: Any, workdir: str) -> None:
-  """Raises ConfigMismatchError unless the run's checks were made under
-  the rule `settings`."""
-  from lrjax import train as lrtrain
-
-  if saved == settings:
-    return
-  changes = [
-    f'{k}: {saved.get(k)!r} -> {v!r}'
-    for k, v in settings.items()
-    if saved.get(k) != v
-  ]
-  raise lrtrain.ConfigMismatchError(
-    f'{workdir} holds a run stopped by another rule ({"; ".join(changes)}). '
-    'Use another --workdir, or --overwrite to train the runs again'
-  )
-
-
-def train_until(
-  train_config: Any,
-  rule: StopRule,
-  workdir: str,
-  task: Any,
-  loss_fn: Any,
-  num_examples: int,
-  *,
-  overwrite: bool = False,
-  train: Any = None,
-) -> Any:
-  """Trains one run until `rule` stops it, in one trainer call.
-
-  The run's trainer config (its ``num_epochs`` or batch schedule reaching
-  ``rule.max_epochs``) fixes the trajectory; `stop_hook` measures the
-  training loss at each check's update inside the trainer (no
-  recompilation per check), checkpoints there and stops the trainer when
-  the rule is met. A killed run goes on from its last check's checkpoint
-  and stops where an uninterrupted one stops. ``stopping.json`` in
-  `workdir` lists the checks when the call ends.
-
-  Args:
-    train_config, workdir, task: the trainer's arguments.
-    rule: the stopping rule.
-    loss_fn: ``loss_fn(checked, workdir) -> float``, the training loss at
-      the variables of ``checked`` (``params``, ``model_state``, like a
-      `TrainResult`'s).
-    num_examples: training examples (epochs -> updates).
-    overwrite: train afresh.
-    train: the trainer (with ``hooks=``); None: `train_and_evaluate`.
-
-  Returns:
-    The `TrainResult` of the trainer call.
-
-  Raises:
-    lrjax.train.ConfigMismatchError: when `workdir` holds checks made
-      under another rule.
-  """
-  from lrjax import train as lrtrain
-
-  train = train or lrtrain.train_and_evaluate
-  path = os.path.join(workdir, 'stopping.json')
-  if overwrite and os.path.exists(path):
-    os.remove(path)
-  settings = _common.jsonable(rule)
-  saved = _common.read_json(path)
-  if saved is not None:
-    _check_rule(saved['rule'], settings, workdir)
-  hook = stop_hook(
-    rule, _schedule(train_config, num_examples), loss_fn, num_examples
-  )
-  hook.workdir = workdir
-  os.makedirs(workdir, exist_ok=True)
-  result = train(
-    train_config, workdir, task, overwrite=overwrite, hooks=(hook,)
-  )
-  _common.write_json(
-    path, {'rule': settings, 'checks': hook.checks, 'stopped': hook.stopped}
-  )
-  return result
 
 
 def _after(result: Any, workdir: str) -> dict[str, Any]:
@@ -675,22 +420,26 @@ class Sharpness(_study.Study):
       ]
     return trials
 
-  def _train_until(self, rule: StopRule) -> Any:
+  def _train_until(self, rule: Any) -> Any:
     """A stopping protocol's ``train(config, workdir, task, overwrite=...)``:
-    `train_until` with the training loss on the seed's measured data."""
+    the trainer with `lrjax.train.LossStop` measuring the training loss on
+    the seed's measured data; ``stopping.json`` keeps its checks."""
+    from lrjax import train as lrtrain
 
     def train(train_config, workdir, task, *, overwrite=False):
-      seed = train_config.seed
-      data = measured_data(self.config, seed)
-      metrics = _loss_and_metrics(_model(self.config, seed))
+      data = measured_data(self.config, train_config.seed)
+      metrics = _loss_and_metrics(_model(self.config, train_config.seed))
 
-      def loss_fn(result, run_workdir):
-        variables = _common.final_variables(result, run_workdir)
+      def loss_fn(state):
+        variables = {'params': state.params, **(state.model_state or {})}
         return training_loss(metrics, variables, data)[0]
 
-      return train_until(
-        train_config, rule, workdir, task, loss_fn, self.n, overwrite=overwrite
+      hook = lrtrain.LossStop(rule, loss_fn)
+      result = lrtrain.train_and_evaluate(
+        train_config, workdir, task, overwrite=overwrite, hooks=(hook,)
       )
+      _common.write_json(os.path.join(workdir, 'stopping.json'), hook.state())
+      return result
 
     return train
 
@@ -753,11 +502,7 @@ def _interpolation(config, runs, seed) -> Any:
 
   small = _load_params(runs['small batch'][0].workdir)
   large = _load_params(runs['large batch'][0].workdir)
-  data = {}
-  for split in ('train', 'test'):
-    ds = _common.load_split(config.common, split, seed)
-    batch = ds.take(np.arange(ds.num_examples))
-    data[split] = (batch['image'], batch['label'])
+  data = {split: _examples(config, split, seed) for split in ('train', 'test')}
   # The whole variables (batch-norm statistics too) move along the path.
   return lrsharp.interpolate(
     _loss_and_metrics(_model(config, seed)),
@@ -787,9 +532,25 @@ def _mean(values) -> float:
   return _common.mean_std(values)[0]
 
 
+# The table's columns of each run: header, column, scale, digits.
+_RUN_COLUMNS = (
+  ('epochs', 'epochs', 1, 1),
+  ('updates', 'num_updates', 1, 0),
+  ('train loss', 'train_loss', 1, 5),
+  ('train acc %', 'train_accuracy', 100, 2),
+  ('test acc %', 'test_accuracy', 100, 2),
+)
+
+
 def _table(config, runs, measures, regimes, n):
-  keys, fmt = _keys(config), _common.fmt_mean_std
-  rows, lines = [], []
+  """The results' rows (each column's mean and std) and the table."""
+  fmt, rows, lines = _common.fmt_mean_std, [], []
+  header = ['protocol', 'regime', 'batch', 'stopped by']
+  header += [h for h, *_ in _RUN_COLUMNS]
+  for eps in config.sharpness_eps:
+    header += [f'φ eps={eps:g} (%), y0 = 0', '÷ small batch']
+    header += ['from half box', 'subspace']
+  header.append('top Hessian eigenvalue')
   for protocol in config.protocols:
     small = measures[protocol]['small batch']
     for label, group in runs[protocol].items():
@@ -800,53 +561,30 @@ def _table(config, runs, measures, regimes, n):
         'train_loss': [m['measured_loss'] for m in ms],
         'train_accuracy': [m['measured_accuracy'] for m in ms],
         'test_accuracy': [r.summary['test_accuracy'] for r in group],
-        **{k: [m[k] for m in ms] for k in keys},
+        **{k: [m[k] for m in ms] for k in _keys(config)},
       }
       stopped = sorted({r.summary.get('stopped_by', 'epochs') for r in group})
-      ratios = {}
+      batch, ratios = regimes[protocol][label], {}
+      cells = [protocol, label, batch, ', '.join(stopped)]
+      cells += [fmt(columns[k], scale, d) for _, k, scale, d in _RUN_COLUMNS]
       for eps in config.sharpness_eps:
-        key = _eps_keys(eps)[0]
-        base = _mean([m[key] for m in small])
-        ratios[key] = _mean(columns[key]) / base if base > 0 else None
+        zero, full, sub = _eps_keys(eps)
+        base = _mean([m[zero] for m in small])
+        ratio = ratios[zero] = _mean(columns[zero]) / base if base > 0 else None
+        cells += [fmt(columns[zero], 1, 3)]
+        cells += ['n/a' if ratio is None else f'{ratio:.2f}']
+        cells += [fmt(columns[full], 1, 3), fmt(columns[sub], 1, 3)]
+      lines.append([*cells, fmt(columns['top_eigenvalue'], 1, 3)])
       rows.append(
         {
           'protocol': protocol,
           'regime': label,
-          'batch_size': regimes[protocol][label],
+          'batch_size': batch,
           'stopped_by': stopped,
           **{k: _common.mean_std(v) for k, v in columns.items()},
           'ratio_to_small': ratios,
         }
       )
-      cells = [
-        protocol,
-        label,
-        regimes[protocol][label],
-        ', '.join(stopped),
-        fmt(columns['epochs'], 1, 1),
-        fmt(columns['num_updates'], 1, 0),
-        fmt(columns['train_loss'], 1, 5),
-        fmt(columns['train_accuracy'], 100),
-        fmt(columns['test_accuracy'], 100),
-      ]
-      for eps in config.sharpness_eps:
-        zero, full, sub = _eps_keys(eps)
-        ratio = ratios[zero]
-        cells += [
-          fmt(columns[zero], 1, 3),
-          'n/a' if ratio is None else f'{ratio:.2f}',
-          fmt(columns[full], 1, 3),
-          fmt(columns[sub], 1, 3),
-        ]
-      lines.append([*cells, fmt(columns['top_eigenvalue'], 1, 3)])
-  header = (
-    'protocol|regime|batch|stopped by|epochs|updates|train loss|train acc %|'
-    'test acc %'
-  ).split('|')
-  for eps in config.sharpness_eps:
-    header += [f'φ eps={eps:g} (%), y0 = 0', '÷ small batch']
-    header += ['from half box', 'subspace']
-  header.append('top Hessian eigenvalue')
   return rows, _common.markdown_table(header, lines)
 
 
@@ -862,18 +600,17 @@ def _protocol_claims(config, protocol, runs, measures) -> list[dict[str, Any]]:
       'detail': detail(_mean(a), _mean(b)),
     }
 
+  def sharper(large, small):
+    ratio = f', {large / small:.1f}x' if small > 0 else ''
+    return f'large {large:.4g} vs small {small:.4g}{ratio}'
+
+  def flatter(cold, warm):
+    return f'warm start {warm:.4g} vs large batch from scratch {cold:.4g}'
+
+  claim = 'the large-batch minimum is sharper'
   claims = [
-    compare(
-      key,
-      'large batch',
-      'small batch',
-      'the large-batch minimum is sharper',
-      lambda lg, s: (
-        f'large {lg:.4g} vs small {s:.4g}'
-        + (f', {lg / s:.1f}x' if s > 0 else '')
-      ),
-    )
-    for key in _keys(config)
+    compare(k, 'large batch', 'small batch', claim, sharper)
+    for k in _keys(config)
   ]
   headline = _eps_keys(config.sharpness_eps[0])[0]
   claims += [
@@ -882,9 +619,7 @@ def _protocol_claims(config, protocol, runs, measures) -> list[dict[str, Any]]:
       'large batch',
       label,
       f'{label} epochs of small batch make the large-batch minimum flatter',
-      lambda cold, warm: (
-        f'warm start {warm:.4g} vs large batch from scratch {cold:.4g}'
-      ),
+      flatter,
     )
     for label in runs
     if label.startswith('warm start')
@@ -895,6 +630,11 @@ def _protocol_claims(config, protocol, runs, measures) -> list[dict[str, Any]]:
     for label in ('large batch', 'small batch')
   )
   _, diff, tol = _common.within_variation(large_acc, small_acc)
+  spread = (
+    ', one seed: no variation to test against'
+    if math.isnan(tol)
+    else f', tolerance ±{tol * 100:.2f}'
+  )
   claims.append(
     {
       'claim': f'{protocol}: the large batch generalises worse (lower test '
@@ -902,12 +642,7 @@ def _protocol_claims(config, protocol, runs, measures) -> list[dict[str, Any]]:
       'held': _common.exceeds(small_acc, large_acc),
       'detail': f'test accuracy large {_mean(large_acc) * 100:.2f} % vs '
       f'small {_mean(small_acc) * 100:.2f} % (difference '
-      f'{diff * 100:+.2f} points'
-      + (
-        ', one seed: no variation to test against)'
-        if math.isnan(tol)
-        else f', tolerance ±{tol * 100:.2f})'
-      ),
+      f'{diff * 100:+.2f} points{spread})',
     }
   )
   return claims
@@ -922,8 +657,6 @@ _LABELS = {
 
 
 def _figures(config, runs, interp, workdir) -> dict[str, str]:
-  import matplotlib.pyplot as plt
-
   from lrjax import plots
 
   figures = {}
@@ -938,6 +671,7 @@ def _figures(config, runs, interp, workdir) -> dict[str, str]:
       f'{protocol}: loss and accuracy along the line through both minima '
       '(alpha = 0: small batch, 1: large batch)'
     )
+  keys = ('epoch', 'step', 'train_loss')
   curves = {
     f'{label} ({protocol})': group
     for protocol in config.protocols
@@ -952,7 +686,10 @@ def _figures(config, runs, interp, workdir) -> dict[str, str]:
   )
   figures['test_accuracy.png'] = 'Test accuracy during training'
   checked = {
-    label: [_columns(r.summary['checks']) for r in group]
+    label: [
+      {k: np.asarray([c[k] for c in r.summary['checks']], float) for k in keys}
+      for r in group
+    ]
     for label, group in curves.items()
     if group[0].summary['checks']
   }
@@ -969,15 +706,7 @@ def _figures(config, runs, interp, workdir) -> dict[str, str]:
       'Training loss at each check of the stopping protocols (the last '
       'point of a curve is where its run stopped)'
     )
-  plt.close('all')
   return figures
-
-
-def _columns(checks) -> dict[str, np.ndarray]:
-  return {
-    key: np.asarray([c[key] for c in checks], float)
-    for key in ('epoch', 'step', 'train_loss')
-  }
 
 
 def _report(config, regimes, table, rows, claims, figures, n) -> str:
@@ -995,7 +724,7 @@ def _report(config, regimes, table, rows, claims, figures, n) -> str:
     '',
   ]
   for protocol in config.protocols:
-    lines.append(f'- {_protocol_text(config, protocol)}')
+    lines.append(f'- {protocol}: {_protocol_text(config, protocol)}')
   subset = (
     'the whole training set'
     if measured >= n
@@ -1034,24 +763,19 @@ def _report(config, regimes, table, rows, claims, figures, n) -> str:
 
 
 def _protocol_text(config, protocol: str) -> str:
-  if protocol == 'equal_epochs':
-    return (
-      f'equal_epochs: {config.common.epochs:g} epochs each, so the large '
-      'batch makes fewer updates and ends at a higher training loss.'
-    )
-  every = f'measured every {config.loss_check_epochs:g} epochs'
-  cap = f'at most {config.max_epochs:g} epochs'
-  if protocol == 'target_loss':
-    return (
-      f'target_loss: until the training loss ({every}) is at most '
-      f'{config.target_loss:g}, {cap}: both regimes end at about the same '
-      'training loss.'
-    )
-  return (
-    f'converge: until the training loss ({every}) has not improved by '
-    f'{config.converge_min_improvement:.0%} on its best for '
-    f'{config.converge_patience} checks in a row, {cap}.'
+  loss = (
+    f'the training loss (measured every {config.loss_check_epochs:g} epochs)'
   )
+  cap = f'at most {config.max_epochs:g} epochs'
+  return {
+    'equal_epochs': f'{config.common.epochs:g} epochs each, so the large '
+    'batch makes fewer updates and ends at a higher training loss.',
+    'target_loss': f'until {loss} is at most {config.target_loss:g}, {cap}: '
+    'both regimes end at about the same training loss.',
+    'converge': f'until {loss} has not improved by '
+    f'{config.converge_min_improvement:.0%} on its best for '
+    f'{config.converge_patience} checks in a row, {cap}.',
+  }[protocol]
 
 
 if __name__ == '__main__':

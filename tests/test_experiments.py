@@ -11,7 +11,6 @@ import json
 import math
 import os
 
-import jax
 import numpy as np
 import pytest
 from _cli import flag_lines, flags_of
@@ -577,111 +576,6 @@ def test_sharpness_claims_per_protocol_two_seeds_hand_values():
   assert 'tolerance ±1.41)' in claims[-1]['detail']
   assert len(claims) == len(keys) + 2 + 1
   assert all(c['claim'].startswith('target_loss: ') for c in claims)
-
-
-class _Killed(Exception):
-  pass
-
-
-def test_train_until_follows_the_trajectory_resumes_and_refuses_a_rule(
-  tmp_path,
-):
-  from lrjax import train as lrtrain
-
-  rule = sharpness.StopRule(
-    'target_loss', check_epochs=1.0, max_epochs=3.0, target_loss=1e-9
-  )
-  train_config = sharpness._train_config(SHARP, 'target_loss', 144, 0)
-  data = sharpness.measured_data(SHARP, 0)
-  metrics = sharpness._loss_and_metrics(sharpness._model(SHARP, 0))
-  calls = []
-
-  def loss_fn(result, workdir, kill_at=None):
-    calls.append(result.num_updates)
-    if len(calls) == kill_at:
-      raise _Killed  # after the trainer's check, before it is recorded
-    variables = _common.final_variables(result, workdir)
-    return sharpness.training_loss(metrics, variables, data)[0]
-
-  whole = str(tmp_path / 'whole')
-  task = _common.make_task(SHARP.common, 0)
-  checked = sharpness.train_until(
-    train_config, rule, whole, task, loss_fn, N_TRAIN
-  )
-  assert calls == [10, 20, 30]  # ceil(k * 1437 / 144) = 10 k
-  # Trained check by check (the trainer stopped and resumed at each), the
-  # run ends with the parameters of one uninterrupted trainer call.
-  once = lrtrain.train_and_evaluate(train_config, str(tmp_path / 'once'), task)
-  assert once.num_updates == checked.num_updates == 30
-  for a, b in zip(
-    jax.tree.leaves(checked.params), jax.tree.leaves(once.params), strict=True
-  ):
-    np.testing.assert_array_equal(a, b)
-  killed = str(tmp_path / 'killed')
-  calls.clear()
-  with pytest.raises(_Killed):
-    sharpness.train_until(
-      train_config,
-      rule,
-      killed,
-      task,
-      lambda r, w: loss_fn(r, w, kill_at=2),
-      N_TRAIN,
-    )
-  calls.clear()
-  sharpness.train_until(train_config, rule, killed, task, loss_fn, N_TRAIN)
-  assert calls == [20, 30]  # check 2 again (from its checkpoint), then 3
-  stops = [
-    _common.read_json(os.path.join(w, 'stopping.json')) for w in (whole, killed)
-  ]
-  assert stops[0] == stops[1]
-  assert stops[0]['stopped'] == 'max_epochs'
-  other = dataclasses.replace(rule, target_loss=0.5)
-  with pytest.raises(lrtrain.ConfigMismatchError, match='target_loss'):
-    sharpness.train_until(train_config, other, killed, task, loss_fn, N_TRAIN)
-
-
-@pytest.mark.parametrize(
-  'losses, patience, min_improvement, expected',
-  [
-    # Hand table, patience 2, improvement 10% on the best so far:
-    # 0.5 < 0.9 (best 0.5); 0.46 >= 0.45 (1 bad); 0.44 < 0.45 (best 0.44);
-    # 0.30 < 0.396 (best 0.30); 0.298 >= 0.27 (1); 0.297 (2): stop at 7.
-    ([1.0, 0.5, 0.46, 0.44, 0.30, 0.298, 0.297, 0.296], 2, 0.1, 7),
-    # A flat loss stops at check patience + 1.
-    ([1.0, 1.0, 1.0, 1.0], 3, 0.01, 4),
-    ([1.0, 1.0, 1.0], 3, 0.01, None),
-    # Zero threshold: any decrease improves; an equal loss does not.
-    ([1.0, 0.99, 0.98, 0.98], 1, 0.0, 4),
-    # Steady 5% falls improve under a 1% threshold, not under 10%.
-    ([1.0, 0.95, 0.9025, 0.857], 2, 0.01, None),
-    ([1.0, 0.95, 0.9025, 0.857], 2, 0.1, 3),
-  ],
-)
-def test_converge_rule_hand_table(losses, patience, min_improvement, expected):
-  rule = sharpness.StopRule(
-    'converge',
-    check_epochs=1.0,
-    max_epochs=100.0,
-    patience=patience,
-    min_improvement=min_improvement,
-  )
-  stop = rule.stop_check(losses)
-  assert stop == (None if expected is None else (expected, 'converge'))
-
-
-def test_target_loss_rule_and_the_epoch_cap():
-  rule = sharpness.StopRule(
-    'target_loss', check_epochs=5.0, max_epochs=12.0, target_loss=0.1
-  )
-  # Checks at 5, 10 and the cap 12.
-  assert rule.num_checks == 3
-  assert [rule.check_epoch(k) for k in (1, 2, 3)] == [5.0, 10.0, 12.0]
-  assert rule.stop_check([0.5, 0.1, 0.05]) == (2, 'target_loss')  # <=
-  assert rule.stop_check([0.5, 0.2]) is None
-  assert rule.stop_check([0.5, 0.2, 0.11]) == (3, 'max_epochs')
-  # The target wins at the last check too.
-  assert rule.stop_check([0.5, 0.2, 0.09]) == (3, 'target_loss')
 
 
 @pytest.mark.parametrize(

@@ -41,6 +41,8 @@ from lrjax.train._step import TrainState as TrainState
 from lrjax.train._step import create_train_state as create_train_state
 from lrjax.train._step import make_optimizer as make_optimizer
 from lrjax.train._step import make_train_body as make_train_body
+from lrjax.train._stop import LossStop as LossStop
+from lrjax.train._stop import StopRule as StopRule
 from lrjax.train._task import Model as Model
 from lrjax.train._task import Task as Task
 from lrjax.train._task import as_model as as_model
@@ -64,6 +66,7 @@ __all__ = [
   'Hook',
   'HookResult',
   'InsideContext',
+  'LossStop',
   'MicroStepInfo',
   'Model',
   'NoiseConfig',
@@ -74,6 +77,7 @@ __all__ = [
   'Runner',
   'StageCompiler',
   'StepInfo',
+  'StopRule',
   'Task',
   'TrainConfig',
   'TrainResult',
