@@ -178,70 +178,71 @@ class LmConfig:
     c = self.common
     c.validate()
     _flags.check(self)
-    t = c.seq_len
-    caps = {
-      'adaptive_max_tokens': self.adaptive_max_tokens,
-      'seesaw_max_tokens': self.seesaw_max_tokens,
+    t, base, runs = c.seq_len, c.batch_size * c.seq_len, self.batch_schedules
+    counts = {
+      name: getattr(self, name)
+      for name in (
+        'train_tokens',
+        'eval_every_tokens',
+        'warmup_tokens',
+        'ramp_stop_tokens',
+        'ramp_tokens',
+        'adaptive_every_tokens',
+      )
     }
-    for name in (
-      'train_tokens',
-      'eval_every_tokens',
-      'warmup_tokens',
-      'ramp_stop_tokens',
-      'ramp_tokens',
-      'adaptive_every_tokens',
-    ):
-      lbatch.to_sequences(getattr(self, name), t, name)
-    lbatch.to_sequences(self.ramp_start, t, 'ramp_start_tokens')
-    if self.train_tokens < c.batch_size * t:
-      raise ValueError(
-        f'--train_tokens={self.train_tokens} is less than one batch of '
-        f'{c.batch_size} x {t} tokens'
-      )
+    counts['ramp_start_tokens'] = self.ramp_start
+    caps = {
+      f'{name}_max_tokens': getattr(self, f'{name}_max_tokens')
+      or self.ramp_stop_tokens
+      for name in ('adaptive', 'seesaw')
+      if name in runs
+    }
+    for name, tokens in {**counts, **caps}.items():
+      lbatch.to_sequences(tokens, t, name)
     stable = self.train_tokens * (1 - self.cooldown_fraction)
-    if self.warmup_tokens >= stable:
-      raise ValueError(
+    start, stop, ramp = self.ramp_start, self.ramp_stop_tokens, 'ramp' in runs
+    adaptive, total = 'adaptive' in runs, self.train_tokens
+    problems = [
+      (
+        total < base,
+        f'--train_tokens={total} is less than one batch of '
+        f'{c.batch_size} x {t} tokens',
+      ),
+      (
+        self.warmup_tokens >= stable,
         f'--warmup_tokens={self.warmup_tokens} must end before the cooldown '
-        f'starts ({stable:.0f} tokens): shorten it or --cooldown_fraction'
-      )
-    if 'ramp' in self.batch_schedules:
-      if not self.ramp_start <= self.ramp_stop_tokens:
-        raise ValueError(
-          f'--ramp_stop_tokens={self.ramp_stop_tokens} must be >= the ramp '
-          f'start {self.ramp_start}'
-        )
-      if (self.ramp_stop_tokens - self.ramp_start) % self.ramp_start:
-        raise ValueError(
-          f'--ramp_stop_tokens={self.ramp_stop_tokens} minus the start '
-          f'{self.ramp_start} must be a multiple of the start (the '
-          'increment of the linear ramp)'
-        )
-      if self.ramp_tokens > self.train_tokens:
-        raise ValueError(
-          f'--ramp_tokens={self.ramp_tokens} must be <= --train_tokens='
-          f'{self.train_tokens}'
-        )
-    if 'adaptive' in self.batch_schedules:
-      if not c.noise:
-        raise ValueError(
-          'noise=False: the adaptive batch reads the measured noise scale; '
-          'pass --noise or drop adaptive from --batch_schedules'
-        )
-      if self.adaptive_every_tokens > self.train_tokens:
-        raise ValueError(
-          f'--adaptive_every_tokens={self.adaptive_every_tokens} must be <= '
-          f'--train_tokens={self.train_tokens}'
-        )
-    for name, cap in caps.items():
-      if name.split('_')[0] not in self.batch_schedules:
-        continue
-      cap = cap or self.ramp_stop_tokens
-      lbatch.to_sequences(cap, t, name)
-      if cap < c.batch_size * t:
-        raise ValueError(
-          f'--{name}={cap} must be >= the base batch of '
-          f'{c.batch_size * t} tokens'
-        )
+        f'starts ({stable:.0f} tokens): shorten it or --cooldown_fraction',
+      ),
+      (
+        ramp and start > stop,
+        f'--ramp_stop_tokens={stop} must be >= the ramp start {start}',
+      ),
+      (
+        ramp and (stop - start) % start,
+        f'--ramp_stop_tokens={stop} minus the start {start} must be a '
+        'multiple of the start (the increment of the linear ramp)',
+      ),
+      (
+        ramp and self.ramp_tokens > total,
+        f'--ramp_tokens={self.ramp_tokens} must be <= --train_tokens={total}',
+      ),
+      (
+        adaptive and not c.noise,
+        'noise=False: the adaptive batch reads the measured noise scale; '
+        'pass --noise or drop adaptive from --batch_schedules',
+      ),
+      (
+        adaptive and self.adaptive_every_tokens > total,
+        f'--adaptive_every_tokens={self.adaptive_every_tokens} must be <= '
+        f'--train_tokens={total}',
+      ),
+    ] + [
+      (cap < base, f'--{name}={cap} must be >= the base batch of {base} tokens')
+      for name, cap in caps.items()
+    ]
+    for failed, message in problems:
+      if failed:
+        raise ValueError(message)
 
 
 _flags.define(LmConfig)
@@ -398,112 +399,92 @@ def build_plans(config: LmConfig, num_examples: int) -> dict[str, Plan]:
 
   Every plan trains on `train_tokens` tokens (the batch schedules end at
   the first update at or past the budget). Batch sizes are multiples of the
-  devices, or of the noise tracker's 4 slices on one device, so that the
-  noise scale can be measured.
+  devices, or on one device of the noise tracker's 4 slices (several
+  devices compare per-device and all-reduced gradients and slice nothing),
+  so that the noise scale can be measured.
   """
   from lrjax import batch as lbatch
   from lrjax import schedules
   from lrjax import train as lrtrain
 
-  c = config.common
-  t, total = c.seq_len, config.train_tokens
+  c, wanted = config.common, config.batch_schedules
+  t, total, count = c.seq_len, config.train_tokens, lbatch.format_count
+  epochs = functools.partial(token_epochs, seq_len=t, num_examples=num_examples)
+  multiple = c.num_devices if (c.num_devices or 1) > 1 else 4
+
+  def cap(name: str) -> int:
+    tokens = getattr(config, name) or config.ramp_stop_tokens
+    return lbatch.to_sequences(tokens, t, name)
+
+  def plan(batch: Any, lr: Any, policy: str, prefix: str = '') -> Plan:
+    return Plan(
+      batch, lr, prefix + batch_text(batch, t), lr_text(config, policy)
+    )
+
   constant = lbatch.parse(
     f'stages({c.batch_size * t}tok@{total}tok,seq={t})', num_examples
   )
-  cosine = lr_policy(config, 'cosine', num_examples)
-  plans = {}
-  for name in config.lr_policies:
-    plans[name] = Plan(
+  cosine = lr_policy(config, BASELINE, num_examples)
+  plans = {
+    name: plan(
       constant,
-      cosine if name == 'cosine' else lr_policy(config, name, num_examples),
-      batch_text(constant, t),
-      lr_text(config, name),
+      cosine if name == BASELINE else lr_policy(config, name, num_examples),
+      name,
     )
-  if 'ramp' in config.batch_schedules:
-    count = lbatch.format_count
+    for name in config.lr_policies
+  }
+  if 'ramp' in wanted:
     text = (
       f'linear_ramp(start={count(config.ramp_start)}tok,'
       f'stop={count(config.ramp_stop_tokens)}tok,'
       f'ramp={count(config.ramp_tokens)}tok,total={count(total)}tok,seq={t})'
     )
     ramp = lbatch.parse(text, num_examples)
-    plans['ramp'] = Plan(
-      ramp,
-      cosine,
-      f'{text} = {batch_text(ramp, t)}',
-      lr_text(config, 'cosine'),
-    )
-  if 'increase' in config.batch_schedules:
-    epochs = token_epochs(total, t, num_examples)
-    warm = token_epochs(config.warmup_tokens, t, num_examples)
+    plans['ramp'] = plan(ramp, cosine, BASELINE, f'{text} = ')
+  if 'increase' in wanted:
     smith = lbatch.from_lr_decay(
       c.lr,
       c.batch_size,
       num_examples,
-      milestones=[m * epochs for m in config.increase_milestones],
+      milestones=[m * epochs(total) for m in config.increase_milestones],
       factors=1 / config.increase_factor,
-      num_epochs=epochs,
+      num_epochs=epochs(total),
       momentum=0.0,
       max_batch_size=num_examples,
-      multiple_of=_multiple(c),
+      multiple_of=multiple,
     )
-    plans['increase'] = Plan(
-      smith.batch_schedule,
-      schedules.warmup(smith.lr, length=warm, shift=False),
-      batch_text(smith.batch_schedule, t),
-      lr_text(config, 'increase'),
+    lr = schedules.warmup(
+      smith.lr, length=epochs(config.warmup_tokens), shift=False
     )
-  if 'seesaw' in config.batch_schedules:
+    plans['increase'] = plan(smith.batch_schedule, lr, 'increase')
+  if 'seesaw' in wanted:
     seesaw = lbatch.seesaw(
       cosine,
       c.batch_size,
       num_examples,
-      num_epochs=token_epochs(total, t, num_examples),
+      num_epochs=epochs(total),
       factor=config.seesaw_factor,
-      max_batch_size=lbatch.to_sequences(
-        config.seesaw_max_tokens or config.ramp_stop_tokens,
-        t,
-        'seesaw_max_tokens',
-      ),
-      multiple_of=_multiple(c),
+      max_batch_size=cap('seesaw_max_tokens'),
+      multiple_of=multiple,
     )
-    plans['seesaw'] = Plan(
-      seesaw.batch_schedule,
-      seesaw.lr,
-      batch_text(seesaw.batch_schedule, t),
-      lr_text(config, 'seesaw'),
-    )
-  if 'adaptive' in config.batch_schedules:
-    cap = lbatch.to_sequences(
-      config.adaptive_max_tokens or config.ramp_stop_tokens,
-      t,
-      'adaptive_max_tokens',
-    )
+    plans['seesaw'] = plan(seesaw.batch_schedule, seesaw.lr, 'seesaw')
+  if 'adaptive' in wanted:
     adaptive = lrtrain.AdaptiveConfig(
-      max_batch_size=cap,
-      every_epochs=token_epochs(config.adaptive_every_tokens, t, num_examples),
+      max_batch_size=cap('adaptive_max_tokens'),
+      every_epochs=epochs(config.adaptive_every_tokens),
       max_growth=config.adaptive_growth,
     )
-    sizes = adaptive.sizes(c.batch_size)
+    sizes = '/'.join(count(b * t) for b in adaptive.sizes(c.batch_size))
     plans['adaptive'] = Plan(
       c.batch_size,
       cosine,
       f'{c.batch_size * t}tok growing toward B_simple every '
-      f'{lbatch.format_count(config.adaptive_every_tokens)}tok (x'
-      f'{config.adaptive_growth:g} at most; '
-      f'{"/".join(lbatch.format_count(b * t) for b in sizes)}tok)',
-      lr_text(config, 'cosine'),
+      f'{count(config.adaptive_every_tokens)}tok (x'
+      f'{config.adaptive_growth:g} at most; {sizes}tok)',
+      lr_text(config, BASELINE),
       adaptive=adaptive,
     )
   return plans
-
-
-def _multiple(common: _lm_common.LmCommon) -> int:
-  """Batch sizes are multiples of this: the devices, or on one device the
-  noise tracker's 4 slices (several devices compare per-device and
-  all-reduced gradients and slice nothing)."""
-  devices = common.num_devices or 1
-  return devices if devices > 1 else 4
 
 
 # ------------------------------------------------------------ runs
