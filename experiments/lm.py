@@ -596,25 +596,21 @@ def _final(run: _runs.Run, key: str) -> float:
   return math.nan if value is None else float(value)
 
 
-def _noise_end(run: _runs.Run) -> float:
-  """The last finite logged B_simple of a run, in sequences (NaN if none)."""
-  values = run.train.get('noise_scale', np.zeros(0))
-  finite = values[np.isfinite(values)]
-  return float(finite[-1]) if finite.size else math.nan
+def _finite(run: _runs.Run, key: str) -> np.ndarray:
+  values = run.train.get(key, np.zeros(0))
+  return values[np.isfinite(values) & (values > 0)]
 
 
 def _table(runs, plans, seq_len, flops_per_token, *, noise=True):
   """Rows and the markdown table; without the noise tracker (``noise``
-  False) neither has a B_simple column."""
-  header = [
-    'run',
-    'val loss (nats)',
-    'val bits/byte',
-    'updates',
-    'tokens',
-    'wall s',
-    'tokens/s',
-  ] + (['B_simple at end (tokens)'] if noise else [])
+  False) neither has a B_simple column.
+
+  Tokens/s is the median over the logged intervals (one with an
+  evaluation or a first compilation in it does not count); B_simple at
+  the end is the last finite logged estimate.
+  """
+  header = ['run', 'val loss (nats)', 'val bits/byte', 'updates', 'tokens']
+  header += ['wall s', 'tokens/s'] + ['B_simple at end (tokens)'] * noise
   rows, lines = [], []
   for name, group in runs.items():
     loss = [_final(r, 'loss') for r in group]
@@ -622,48 +618,41 @@ def _table(runs, plans, seq_len, flops_per_token, *, noise=True):
     updates = _mean([r.summary['num_updates'] for r in group])
     tokens = _mean([r.summary['examples_seen'] * seq_len for r in group])
     wall = [r.summary['wall_seconds'] for r in group]
-    rates = [_loop_rate(r, seq_len) for r in group]
-    row = {
-      'run': name,
-      'seeds': len(group),
-      'lr': str(plans[name].lr),
-      'lr_text': plans[name].lr_text,
-      'batch': plans[name].batch_text,
-      'val_loss': _common.mean_std(loss),
-      'val_loss_per_seed': loss,
-      'val_bits_per_byte': _common.mean_std(bpb),
-      'num_updates': updates,
-      'tokens': tokens,
-      'wall_seconds': _common.mean_std(wall),
-      'train_tokens_per_second': _common.mean_std(rates),
-      'model_flops_per_second': _mean(rates) * flops_per_token,
-    }
-    line = [
-      name,
-      _lm_common.ms(loss),
-      _lm_common.ms(bpb),
-      _common.fmt_number(updates),
-      _common.fmt_number(tokens),
-      _lm_common.ms(wall, 1),
-      _lm_common.ms(rates, 0),
+    rates = [_finite(r, 'examples_per_sec') for r in group]
+    rates = [
+      float(np.median(v) * seq_len) if v.size else math.nan for v in rates
     ]
+    rows.append(
+      {
+        'run': name,
+        'seeds': len(group),
+        'lr': str(plans[name].lr),
+        'lr_text': plans[name].lr_text,
+        'batch': plans[name].batch_text,
+        'val_loss': _common.mean_std(loss),
+        'val_loss_per_seed': loss,
+        'val_bits_per_byte': _common.mean_std(bpb),
+        'num_updates': updates,
+        'tokens': tokens,
+        'wall_seconds': _common.mean_std(wall),
+        'train_tokens_per_second': _common.mean_std(rates),
+        'model_flops_per_second': _mean(rates) * flops_per_token,
+      }
+    )
+    lines.append([name, _lm_common.ms(loss), _lm_common.ms(bpb)])
+    lines[-1] += [_common.fmt_number(updates), _common.fmt_number(tokens)]
+    lines[-1] += [_lm_common.ms(wall, 1), _lm_common.ms(rates, 0)]
     if noise:
-      ends = [_noise_end(r) for r in group]
-      row['b_simple_end_sequences'] = _common.mean_std(ends)
-      row['b_simple_end_tokens'] = _common.mean_std([e * seq_len for e in ends])
-      line.append(_lm_common.ms([e * seq_len for e in ends], 0))
-    rows.append(row)
-    lines.append(line)
+      ends = [r.train.get('noise_scale', np.zeros(0)) for r in group]
+      ends = [
+        float(e[np.isfinite(e)][-1]) if np.isfinite(e).any() else math.nan
+        for e in ends
+      ]
+      rows[-1]['b_simple_end_sequences'] = _common.mean_std(ends)
+      tokens_end = [e * seq_len for e in ends]
+      rows[-1]['b_simple_end_tokens'] = _common.mean_std(tokens_end)
+      lines[-1].append(_lm_common.ms(tokens_end, 0))
   return rows, _common.markdown_table(header, lines)
-
-
-def _loop_rate(run: _runs.Run, seq_len: int) -> float:
-  """Training tokens per second: the median over the logged intervals (so
-  that an interval with an evaluation or a first compilation in it does not
-  count)."""
-  rates = run.train.get('examples_per_sec', np.zeros(0))
-  rates = rates[np.isfinite(rates) & (rates > 0)]
-  return float(np.median(rates) * seq_len) if rates.size else math.nan
 
 
 _MATCHES = {
@@ -674,6 +663,8 @@ _MATCHES = {
 
 
 def _claims(runs, config: LmConfig) -> list[dict[str, Any]]:
+  """Each policy's and schedule's verdict against cosine (increase: against
+  step when it ran), and whether B_simple grows as the loss falls."""
   seeds = len(config.common.seeds)
   claims = []
   for name in (*_MATCHES, 'ramp', 'increase', 'adaptive', 'seesaw'):
@@ -686,67 +677,61 @@ def _claims(runs, config: LmConfig) -> list[dict[str, Any]]:
     )
     tolerance = f', tolerance ±{tol:.4f}' if seeds > 1 else ''
     if name in _MATCHES:
+      tolerance += ' (2 x pooled seed std)' if seeds > 1 else ''
       detail = f'final validation loss {diff:+.4f} nats vs {against}'
-      if seeds > 1:
-        tolerance += ' (2 x pooled seed std)'
       claims.append(
         _lm_common.claim(_MATCHES[name], held, detail + tolerance, seeds)
       )
       continue
     updates = _mean([r.summary['num_updates'] for r in runs[name]])
-    ref_updates = _mean([r.summary['num_updates'] for r in runs[against]])
+    ref = _mean([r.summary['num_updates'] for r in runs[against]])
     claims.append(
       _lm_common.claim(
         f'{name} saves updates at equal loss against {against}',
-        bool(updates < ref_updates and (held or diff < 0)),
-        f'{ref_updates / updates:.2f}x fewer updates ({updates:,.0f} vs '
-        f'{ref_updates:,.0f}), final validation loss {diff:+.4f} nats'
-        + tolerance,
+        bool(updates < ref and (held or diff < 0)),
+        f'{ref / updates:.2f}x fewer updates ({updates:,.0f} vs {ref:,.0f}), '
+        f'final validation loss {diff:+.4f} nats{tolerance}',
         seeds,
       )
     )
   growth = [_noise_growth(r) for r in runs[BASELINE]]
-  finite = [g for g in growth if math.isfinite(g['ratio'])]
-  if finite:
-    detail = '; '.join(
-      f'seed {r.seed}: B_simple x{g["ratio"]:.2f} from the first to the last '
-      f'quarter, rank correlation with the loss {g["rho"]:+.2f}'
-      for r, g in zip(runs[BASELINE], growth, strict=True)
-    )
+  if any(math.isfinite(g[0]) for g in growth):
     claims.append(
       _lm_common.claim(
         f'B_simple grows as the loss falls ({BASELINE}, constant batch; '
         'McCandlish et al.)',
-        all(g['ratio'] > 1 and g['rho'] < 0 for g in finite),
-        detail,
+        all(g[0] > 1 and g[1] < 0 for g in growth if math.isfinite(g[0])),
+        '; '.join(
+          f'seed {r.seed}: B_simple x{ratio:.2f} from the first to the last '
+          f'quarter, rank correlation with the loss {rho:+.2f}'
+          for r, (ratio, rho) in zip(runs[BASELINE], growth, strict=True)
+        ),
         seeds,
       )
     )
   return claims
 
 
-def _noise_growth(run: _runs.Run) -> dict[str, float]:
-  r"""How the measured B_simple moves over a run.
-
-  ``ratio``: the median of the last quarter of the finite logged
-  estimates over the median of the first quarter; ``rho``: Spearman's rank
-  correlation between the estimates and the training loss logged with
-  them (negative: B_simple grows as the loss falls).
+def _noise_growth(run: _runs.Run) -> tuple[float, float]:
+  r"""How the measured B_simple moves over a run: the median of the last
+  quarter of the finite logged estimates over the median of the first
+  quarter, and Spearman's rank correlation between the estimates and the
+  training loss logged with them (negative: B_simple grows as the loss
+  falls); NaNs without the noise tracker or with fewer than 8 estimates.
   """
-  noise = run.train.get('noise_scale')
-  loss = run.train.get('loss')
+  noise, loss = run.train.get('noise_scale'), run.train.get('loss')
   if noise is None or loss is None or noise.shape != loss.shape:
-    # No noise tracker (or no loss logged): nothing to relate.
-    return {'ratio': math.nan, 'rho': math.nan}
+    return math.nan, math.nan
   keep = np.isfinite(noise) & np.isfinite(loss)
   noise, loss = noise[keep], loss[keep]
   if noise.size < 8:
-    return {'ratio': math.nan, 'rho': math.nan}
+    return math.nan, math.nan
   q = noise.size // 4
-  ratio = float(np.median(noise[-q:]) / np.median(noise[:q]))
   rank = lambda v: np.argsort(np.argsort(v)).astype(float)  # noqa: E731
-  rho = float(np.corrcoef(rank(noise), rank(loss))[0, 1])
-  return {'ratio': ratio, 'rho': rho}
+  return (
+    float(np.median(noise[-q:]) / np.median(noise[:q])),
+    float(np.corrcoef(rank(noise), rank(loss))[0, 1]),
+  )
 
 
 LABELS = {
@@ -760,52 +745,39 @@ LABELS = {
 
 
 def _figures(runs, seq_len, base, workdir) -> dict[str, str]:
+  """The validation loss (with the bigram and unigram models'), the LR and batch in force, and B_simple when measured."""
+  from lrjax import batch as lbatch
   from lrjax import plots
 
-  test = {
-    k: [_lm_common.token_columns(r.test, seq_len) for r in g]
-    for k, g in runs.items()
-  }
-  train = {
-    k: [_lm_common.token_columns(r.train, seq_len) for r in g]
-    for k, g in runs.items()
-  }
-  figures = {}
-  path = os.path.join(workdir, 'val_loss.png')
-  fig = plots.plot_curves(
-    test, x=('tokens', 'step'), y='loss', labels=LABELS, title=None
-  )
+  def columns(kind: str) -> dict[str, list[dict]]:
+    return {
+      k: [lbatch.with_tokens(dict(getattr(r, kind)), seq_len) for r in g]
+      for k, g in runs.items()
+    }
+
+  test, train = columns('test'), columns('train')
+  plot = functools.partial(plots.plot_curves, labels=LABELS, x='tokens')
+  fig = plot(test, x=('tokens', 'step'), y='loss', title=None)
   for ax in fig.axes:
-    for label, value, style in (
-      ('bigram', base['bigram'], ':'),
-      ('unigram', base['unigram'], '--'),
-    ):
-      ax.axhline(value, color='gray', linestyle=style, label=label)
+    ax.axhline(base['bigram'], color='gray', linestyle=':', label='bigram')
+    ax.axhline(base['unigram'], color='gray', linestyle='--', label='unigram')
     ax.legend(fontsize='small')
-  fig.savefig(path, dpi=110)
-  figures['val_loss.png'] = (
-    'Validation loss against training tokens and against updates (gray: '
-    'the bigram and unigram models of the same split)'
-  )
-  plots.plot_curves(
-    train,
-    x='tokens',
-    y=('lr', 'batch_tokens'),
-    labels=LABELS,
-    band='range',
-    path=os.path.join(workdir, 'schedules.png'),
-  )
-  figures['schedules.png'] = 'LR and batch (tokens) in force, as trained'
+  fig.savefig(os.path.join(workdir, 'val_loss.png'), dpi=110)
+  path = os.path.join(workdir, 'schedules.png')
+  plot(train, y=('lr', 'batch_tokens'), band='range', path=path)
+  figures = {
+    'val_loss.png': 'Validation loss against training tokens and against '
+    'updates (gray: the bigram and unigram models of the same split)',
+    'schedules.png': 'LR and batch (tokens) in force, as trained',
+  }
   if any(
-    np.isfinite(run.get('noise_scale_tokens', np.zeros(0))).any()
-    for group in train.values()
-    for run in group
+    np.isfinite(r.get('noise_scale_tokens', np.zeros(0))).any()
+    for g in train.values()
+    for r in g
   ):
-    plots.plot_curves(
+    plot(
       train,
-      x='tokens',
       y='noise_scale_tokens',
-      labels=LABELS,
       band='range',
       logy=True,
       path=os.path.join(workdir, 'noise_scale.png'),
@@ -820,6 +792,12 @@ def _figures(runs, seq_len, base, workdir) -> dict[str, str]:
 def _report(config, plans, results, table, claims, figures) -> str:
   c = config.common
   base = results['baselines_bits_per_byte']
+  noise = (
+    'The noise scale is estimated with sequences as the examples and '
+    'stated in tokens (times the sequence length). '
+    if c.noise
+    else 'The noise tracker was off (--nonoise): no B_simple. '
+  )
   lines = [
     '# Pretraining a byte-level transformer: LR policies and batch schedules',
     '',
@@ -841,25 +819,21 @@ def _report(config, plans, results, table, claims, figures) -> str:
     '',
     '| run | LR policy | batch schedule (tokens) |',
     '|---|---|---|',
-  ]
-  for name, plan in plans.items():
-    lines.append(f'| {name} | {plan.lr_text} | `{plan.batch_text}` |')
-  lines += ['', '## Results', '', table, '## Claims', '']
-  lines += _common.claim_lines(claims)
-  lines += [
+    *(f'| {k} | {p.lr_text} | `{p.batch_text}` |' for k, p in plans.items()),
+    '',
+    '## Results',
+    '',
+    table,
+    '## Claims',
+    '',
+    *_common.claim_lines(claims),
     '',
     'Tokens/s is the median training rate over the logged intervals (one '
     'with an evaluation or a compilation in it does not count); wall s is '
-    'the whole run, compilation and evaluations included. '
-    + (
-      'The noise scale is estimated with sequences as the examples and '
-      'stated in tokens (times the sequence length). '
-      if c.noise
-      else 'The noise tracker was off (--nonoise): no B_simple. '
-    )
-    + "The policies' exact text forms (over epochs) are in results.json.",
+    f'the whole run, compilation and evaluations included. {noise}'
+    "The policies' exact text forms (over epochs) are in results.json.",
+    *_common.figure_lines(figures),
   ]
-  lines += _common.figure_lines(figures)
   return '\n'.join(lines)
 
 
