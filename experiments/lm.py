@@ -1,39 +1,26 @@
 r"""Pretraining a small language model: LR policies and batch schedules.
 
 Trains `lrjax.lm.Transformer` (nanoGPT's CPU size by default) on byte-level
-text (`--corpus`, the interpreter's documentation topics by default) through
-the ordinary trainer, every run with the same token budget
+text (`--corpus`) through the ordinary trainer, every run on the same
 `--train_tokens`, and compares
 
-- the LR policies LLMs are trained with, at a constant batch: linear warmup
-  and cosine decay to `--final_lr_fraction` of the peak (`cosine`, GPT-3),
-  warmup-stable-decay with a 1-sqrt cooldown over the last
-  `--cooldown_fraction` (`wsd`, MiniCPM; Hägele et al. 2024), the same
-  with a linear cooldown (`constant_cooldown`), and optionally the LR step
-  decay that Smith's schedule replaces (`step`);
-- batch schedules, with the cosine LR: a constant batch (`constant`, the
-  baseline), a GPT-3-style linear ramp written in tokens (`ramp`), Smith et
-  al.'s increase-instead-of-decay built with `lrjax.batch.from_lr_decay`
-  from the step decay (`increase`: constant LR, the batch grows at the
-  milestones), the adaptive batch that follows the measured noise scale
-  B_simple (`adaptive`, McCandlish et al. 2018; `lrjax.train.train_adaptive`),
-  and Seesaw, Smith's conversion for Adam built with `lrjax.batch.seesaw`
-  from the cosine (`seesaw`, Meterez et al. 2025: where the cosine has
-  fallen by `--seesaw_factor` the batch grows by it and the LR falls by its
-  square root only, up to `--seesaw_max_tokens`).
+- LR policies at a constant batch: warmup and cosine to
+  `--final_lr_fraction` (`cosine`, GPT-3, the baseline), warmup-stable-decay
+  with a 1-sqrt cooldown over the last `--cooldown_fraction` (`wsd`,
+  Hägele et al. 2024), the same with a linear cooldown
+  (`constant_cooldown`) and the step decay Smith's schedule replaces
+  (`step`);
+- batch schedules with the cosine LR: constant, a GPT-3-style ramp in
+  tokens (`ramp`), Smith et al.'s increase-instead-of-decay
+  (`lrjax.batch.from_lr_decay`: `increase`), the batch that follows the
+  measured B_simple (`adaptive`, McCandlish et al. 2018) and Seesaw
+  (`lrjax.batch.seesaw`, Meterez et al. 2025).
 
-Batch sizes are in sequences of `--seq_len` tokens; budgets, ramps and the
-noise scale are also stated in tokens. The report gives the final
-validation loss and bits per byte next to a unigram and a bigram model of
-the same split, updates, tokens, wall time, figures of the validation loss
-against tokens and updates and of B_simple (in tokens) against tokens, and
-verdicts only where the seeds support them (with one seed: not tested).
-
-The common flags (seeds, batch size, optimizer, ...) keep their meaning;
-one left out takes the language-model default of
-`experiments._lm_common.LM_DEFAULTS` (AdamW, LR 1e-3, weight decay 0.1,
-batch 12 sequences, one seed) and the image-only ones (`--dataset`,
-`--model`, ...) are refused.
+Batch sizes are in sequences of `--seq_len` tokens; budgets, ramps and
+B_simple are also stated in tokens. The report gives the final validation
+loss and bits per byte next to unigram and bigram models, updates, tokens,
+wall time, figures, and verdicts where the seeds support them. Common flags
+left out take `experiments._lm_common.LM_DEFAULTS`.
 
   python -m experiments.lm --flagfile=experiments/flagfiles/lm_cpu.cfg
 """
@@ -278,15 +265,9 @@ def baseline_config() -> LmConfig:
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
-  """What one run trains with.
-
-  Attributes:
-    batch: the BatchSchedule (for ``adaptive``: the starting batch, an int).
-    lr: the LR policy over epochs.
-    batch_text: the batch schedule as the report states it (tokens).
-    lr_text: the LR policy as the report states it (tokens).
-    adaptive: the `lrjax.train.AdaptiveConfig` of the adaptive run.
-  """
+  """What one run trains with: its BatchSchedule (``adaptive``: the
+  starting batch and its `lrjax.train.AdaptiveConfig`), its LR policy over
+  epochs, and both as the report states them (tokens)."""
 
   batch: Any
   lr: Any
@@ -307,49 +288,41 @@ def token_epochs(tokens: int, seq_len: int, num_examples: int) -> float:
 
 
 def lr_policy(config: LmConfig, name: str, num_examples: int) -> Any:
-  """The LR policy ``name`` over epochs, warmed up over `warmup_tokens`.
-
-  - ``cosine``: ``warmup(cosine(lr, end=f lr))``, the cosine over the
-    budget after the warmup;
-  - ``wsd``: ``wsd(lr, cooldown=c, shape='sqrt')``, the 1-sqrt cooldown to
-    0 over the last fraction c of the budget;
-  - ``constant_cooldown``: the same with a linear cooldown;
-  - ``step``: the LR divided by `increase_factor` at each milestone (the
-    decay Smith's ``increase`` schedule replaces), after the warmup.
-  """
-  from lrjax import schedules
+  """The LR policy ``name`` over epochs, warmed up over `warmup_tokens`:
+  ``cosine`` to `final_lr_fraction` of the peak over the budget after the
+  warmup, ``wsd`` (1-sqrt) and ``constant_cooldown`` (linear) cooling down
+  to 0 over the last `cooldown_fraction`, ``step`` divided by
+  `increase_factor` at each milestone."""
+  from lrjax import schedules as s
 
   c = config.common
   total = token_epochs(config.train_tokens, c.seq_len, num_examples)
   warm = token_epochs(config.warmup_tokens, c.seq_len, num_examples)
-  lr = c.lr
-  if name == 'cosine':
-    return schedules.warmup(
-      schedules.cosine(
-        lr, length=total - warm, end=_round12(config.final_lr_fraction * lr)
-      ),
-      length=warm,
-    )
-  if name in ('wsd', 'constant_cooldown'):
-    return schedules.wsd(
-      lr,
-      length=total,
-      cooldown=total * config.cooldown_fraction,
-      warmup=warm,
-      end=0.0,
-      shape='sqrt' if name == 'wsd' else 'linear',
-    )
-  if name == 'step':
-    return schedules.warmup(
-      schedules.multistep(
-        lr,
-        milestones=[m * total for m in config.increase_milestones],
-        gamma=1 / config.increase_factor,
-      ),
+  end = _round12(config.final_lr_fraction * c.lr)
+  wsd = functools.partial(
+    s.wsd,
+    c.lr,
+    length=total,
+    warmup=warm,
+    end=0.0,
+    cooldown=total * config.cooldown_fraction,
+  )
+  milestones = [m * total for m in config.increase_milestones]
+  policies = {
+    'cosine': lambda: s.warmup(
+      s.cosine(c.lr, length=total - warm, end=end), length=warm
+    ),
+    'wsd': lambda: wsd(shape='sqrt'),
+    'constant_cooldown': lambda: wsd(shape='linear'),
+    'step': lambda: s.warmup(
+      s.multistep(c.lr, milestones, gamma=1 / config.increase_factor),
       length=warm,
       shift=False,
-    )
-  raise ValueError(f'{name=} is not one of {LR_POLICIES}')
+    ),
+  }
+  if name not in policies:
+    raise ValueError(f'{name=} is not one of {LR_POLICIES}')
+  return policies[name]()
 
 
 def _round12(x: float) -> float:
