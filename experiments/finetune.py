@@ -1,47 +1,27 @@
 r"""LRBench++ at small scale: LR policies for fine-tuning versus from scratch.
 
-Jin et al. (2023) argue that tuning the learning rate for fine-tuning a
-pretrained language model differs from tuning it for training from
-scratch: a pretrained initialisation, few epochs, evaluation per epoch.
-Their own runs fine-tune LLaMA-7B on Alpaca for 3 epochs at a global batch
-of 128 with AdamW and LRs of 1e-5 to 6e-5, warmup-constant against
-warmup-linear-decay. This experiment repeats the protocol at a size a CPU
-can run:
+Jin et al. (2023) argue that tuning the LR for fine-tuning a pretrained
+language model differs from tuning it for training from scratch (their
+runs: LLaMA-7B on Alpaca, 3 epochs, batch 128, AdamW, LRs 1e-5 to 6e-5).
+This experiment repeats the protocol at a size a CPU can run:
 
-1. pretrain `lrjax.lm.Transformer` once on `--corpus` (the interpreter's
-   documentation prose by default) for `--pretrain_tokens`, warmup and
-   cosine to 10%, cached in ``workdir/pretrain`` (a finished pretraining is
-   reused, an interrupted one resumes from its checkpoint);
-2. fine-tune it on a second domain, `--finetune_corpus` (the standard
-   library's Python source by default; `--finetune_sequences` evenly spaced
-   sequences of its training split), for `--epochs` epochs with every
-   policy of `--policies` at every LR of `--lr_grid`, evaluating after
-   each epoch;
-3. train the same model from scratch on the same data with the same
-   policies and LRs.
+1. pretrain `lrjax.lm.Transformer` once on `--corpus` for
+   `--pretrain_tokens` (warmup, cosine to 10%), cached and resumable in
+   ``workdir/pretrain``;
+2. fine-tune it on a second domain, `--finetune_sequences` evenly spaced
+   sequences of `--finetune_corpus`, for `--epochs` epochs with every
+   policy of `--policies` (`POLICIES`, see `policy`) at every LR of
+   `--lr_grid`, evaluating after each epoch;
+3. train the same model from scratch on the same data, likewise.
 
-The policies: `constant`, `linear` (to 0), `cosine` (to 0),
-`warmup_constant` (LRBench++'s), `warmup_cosine`, `hf_warmup_linear`
-(Hugging Face's `get_linear_schedule_with_warmup`, LRBench++'s
-warmup-linear-decay: from 0 up over `--warmup_fraction` of the updates,
-then linearly to 0), `onecycle` (Smith's, peak at the LR) and `plateau`
-(the LR halved whenever the validation loss of an epoch does not improve).
-
-LRBench metrics, for both modes: utility (final validation bits per byte,
-and the best epoch's), cost to reach `--target_bits_per_byte` (updates,
-tokens, training seconds), robustness (the spread of the final loss over
-the LR grid and over seeds) and confidence (the mean predicted probability
-on correctly predicted bytes). The report states the contrast the paper
-draws: which LRs and which policies win when fine-tuning and when training
-from scratch, with the table and the figure behind it.
-
-The common flags (seeds, batch size, optimizer, ...) keep their meaning;
-one left out takes the language-model default of
-`experiments._lm_common.LM_DEFAULTS` (AdamW, LR 1e-3, weight decay 0.1,
-batch 12 sequences, one seed) and the image-only ones (`--dataset`,
-`--model`, ...) are refused, as is `--lr` (see `--lr_grid` and
-`--pretrain_lr`); `--epochs` (default 3) and `--eval_every` (default 1)
-are the fine-tuning's.
+LRBench metrics for both modes: utility (final and best-epoch validation
+bits per byte), cost to `--target_bits_per_byte` (updates, tokens,
+seconds), robustness (spread over the LR grid and over seeds) and
+confidence on correctly predicted bytes; the report states the paper's
+contrast from them. Common flags left out take
+`experiments._lm_common.LM_DEFAULTS`; `--lr` is refused (`--lr_grid`,
+`--pretrain_lr`); `--epochs` (default 3) and `--eval_every` (1) are the
+fine-tuning's.
 
   python -m experiments.finetune --flagfile=experiments/flagfiles/finetune_cpu.cfg
 """
@@ -49,6 +29,7 @@ are the fine-tuning's.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import os
 from typing import Any
@@ -218,25 +199,25 @@ def policy(name: str, lr: float, epochs: float, warmup_fraction: float):
   from lrjax import schedules as s
 
   warm = warmup_fraction * epochs
-  if name == 'constant':
-    return s.constant(lr)
-  if name == 'linear':
-    return s.linear(lr, end=0.0, length=epochs)
-  if name == 'cosine':
-    return s.cosine(lr, length=epochs)
-  if name == 'warmup_constant':
-    return s.warmup(s.constant(lr), length=warm)
-  if name == 'warmup_cosine':
-    return s.warmup(s.cosine(lr, length=epochs - warm), length=warm)
-  if name == 'hf_warmup_linear':
-    return s.warmup(
+  policies = {
+    'constant': lambda: s.constant(lr),
+    'linear': lambda: s.linear(lr, end=0.0, length=epochs),
+    'cosine': lambda: s.cosine(lr, length=epochs),
+    'warmup_constant': lambda: s.warmup(s.constant(lr), length=warm),
+    'warmup_cosine': lambda: s.warmup(
+      s.cosine(lr, length=epochs - warm), length=warm
+    ),
+    'hf_warmup_linear': lambda: s.warmup(
       s.linear(lr, end=0.0, length=epochs - warm), length=warm, start=0.0
-    )
-  if name == 'onecycle':
-    return s.onecycle(lr, length=epochs)
-  if name == 'plateau':
-    return s.reduce_on_plateau(lr, factor=0.5, patience=0, value_per='epoch')
-  raise ValueError(f'{name=} is not one of {POLICIES}')
+    ),
+    'onecycle': lambda: s.onecycle(lr, length=epochs),
+    'plateau': lambda: s.reduce_on_plateau(
+      lr, factor=0.5, patience=0, value_per='epoch'
+    ),
+  }
+  if name not in policies:
+    raise ValueError(f'{name=} is not one of {POLICIES}')
+  return policies[name]()
 
 
 def _kind(name: str) -> str:
@@ -701,62 +682,49 @@ def _grid_table(grid, config: FinetuneConfig) -> str:
 
 
 def _figures(runs, grid, summary, start, config, workdir) -> dict[str, str]:
+  """Final bits per byte against the LR, and the curves at the best LRs
+  (from the initial model's, at epoch 0), per policy and seed."""
   from lrjax import plots
 
-  seeds = config.common.seeds
-  lrs = np.array(config.lr_grid, dtype=float)
-  order = np.argsort(lrs)
-  sensitivity = {}
+  lrs, seeds = sorted(config.lr_grid), range(len(config.common.seeds))
+  best = {(r['mode'], r['policy']): r['best_lr'] for r in summary}
+  sensitivity, curves = {}, {}
   for name in config.policies:
-    per_seed = []
-    for i in range(len(seeds)):
-      columns = {'lr': lrs[order]}
-      for mode in MODES:
-        values = []
-        for lr in lrs[order]:
-          r = _cell(grid, mode, name, lr)
-          values.append(r['final_bits_per_byte_per_seed'][i])
-        columns[mode] = np.array(values, dtype=float)
-      per_seed.append(columns)
-    sensitivity[name] = per_seed
-  labels = {
-    'lr': 'peak learning rate',
-    'finetune': 'fine-tune: final val bits/byte',
-    'scratch': 'scratch: final val bits/byte',
-    'epoch': 'epochs',
-  }
+    sensitivity[name] = [
+      {'lr': np.array(lrs, dtype=float)}
+      | {
+        mode: np.array(
+          [
+            _cell(grid, mode, name, lr)['final_bits_per_byte_per_seed'][i]
+            for lr in lrs
+          ],
+          dtype=float,
+        )
+        for mode in MODES
+      }
+      for i in seeds
+    ]
+    curves[name] = [{} for _ in seeds]
+    for i, mode in itertools.product(seeds, MODES):
+      test = runs[(mode, name, best[mode, name])][i].test
+      curves[name][i]['epoch'] = np.concatenate([[0.0], test['epoch']])
+      curves[name][i][mode] = np.concatenate(
+        [[start[mode]['bits_per_byte']], test['bits_per_byte']]
+      )
+  labels = {'lr': 'peak learning rate', 'epoch': 'epochs'}
   plots.plot_curves(
     sensitivity,
     x='lr',
     y=MODES,
-    labels=labels,
+    labels=labels | {m: f'{m}: final val bits/byte' for m in MODES},
     logx=True,
     path=os.path.join(workdir, 'lr_sensitivity.png'),
   )
-  curves = {}
-  for name in config.policies:
-    best = {r['mode']: r['best_lr'] for r in summary if r['policy'] == name}
-    per_seed = []
-    for i in range(len(seeds)):
-      columns = {}
-      for mode in MODES:
-        run = runs[(mode, name, best[mode])][i]
-        epoch = np.concatenate([[0.0], run.test['epoch']])
-        columns['epoch'] = epoch
-        columns[mode] = np.concatenate(
-          [[start[mode]['bits_per_byte']], run.test['bits_per_byte']]
-        )
-      per_seed.append(columns)
-    curves[name] = per_seed
   plots.plot_curves(
     curves,
     x='epoch',
     y=MODES,
-    labels={
-      **labels,
-      'finetune': 'fine-tune: val bits/byte',
-      'scratch': 'scratch: val bits/byte',
-    },
+    labels=labels | {m: f'{m}: val bits/byte' for m in MODES},
     path=os.path.join(workdir, 'curves.png'),
   )
   return {
