@@ -529,23 +529,14 @@ def _summary_rows(grid, config: FinetuneConfig) -> list[dict]:
 def _contrast(summary, grid, config: FinetuneConfig) -> list[dict]:
   """The paper's contrast, from the numbers: best LRs, best policies, the
   policy's and the LR's influence, fine-tuning against scratch."""
-  seeds = len(config.common.seeds)
   by_mode = {m: [r for r in summary if r['mode'] == m] for m in MODES}
-  claims = []
-
-  def add(claim: str, held: bool, detail: str) -> None:
-    claims.append(_lm_common.claim(claim, bool(held), detail, seeds))
-
+  final = lambda r: r['final_bits_per_byte'][0]  # noqa: E731
   best_lr = {}
   for mode in MODES:
     # The LR that is best on average over the policies.
     per_lr = {
       lr: np.nanmean(
-        [
-          r['final_bits_per_byte'][0]
-          for r in grid
-          if r['mode'] == mode and r['lr'] == lr
-        ]
+        [final(r) for r in grid if r['mode'] == mode and r['lr'] == lr]
       )
       for lr in config.lr_grid
     }
@@ -554,57 +545,61 @@ def _contrast(summary, grid, config: FinetuneConfig) -> list[dict]:
     f['best_lr'] < s['best_lr']
     for f, s in zip(by_mode['finetune'], by_mode['scratch'], strict=True)
   )
-  add(
-    'fine-tuning is best at a smaller LR than training from scratch',
-    best_lr['finetune'] < best_lr['scratch'],
-    f'best LR averaged over the policies: {best_lr["finetune"]:g} '
-    f'(fine-tune) vs {best_lr["scratch"]:g} (scratch); smaller for '
-    f'{smaller} of {len(config.policies)} policies',
-  )
   spread = {
     m: float(
-      np.nanmax([r['final_bits_per_byte'][0] for r in by_mode[m]])
-      - np.nanmin([r['final_bits_per_byte'][0] for r in by_mode[m]])
+      np.nanmax([final(r) for r in by_mode[m]])
+      - np.nanmin([final(r) for r in by_mode[m]])
     )
     for m in MODES
   }
-  add(
-    'the LR policy matters less in fine-tuning than from scratch',
-    spread['finetune'] < spread['scratch'],
-    f'spread of the final bits/byte over the policies at their best LRs: '
-    f'{spread["finetune"]:.3f} (fine-tune) vs {spread["scratch"]:.3f} '
-    '(scratch)',
-  )
   lr_spread = {
     m: float(np.nanmean([r['lr_spread'] for r in by_mode[m]])) for m in MODES
   }
-  add(
-    'fine-tuning is less sensitive to the LR than training from scratch',
-    lr_spread['finetune'] < lr_spread['scratch'],
-    f'mean spread of the final bits/byte over the LR grid: '
-    f'{lr_spread["finetune"]:.3f} (fine-tune) vs '
-    f'{lr_spread["scratch"]:.3f} (scratch)',
-  )
   best = {
-    m: min(
-      by_mode[m], key=lambda r: _finite_or_inf(r['final_bits_per_byte'][0])
-    )
-    for m in MODES
+    m: min(by_mode[m], key=lambda r: _finite_or_inf(final(r))) for m in MODES
   }
   held, diff, tol = _common.within_variation(
     _per_seed(grid, best['finetune']), _per_seed(grid, best['scratch'])
   )
-  add(
-    'fine-tuning the pretrained model beats training from scratch at '
-    'equal budget',
-    diff < 0 and not held,
-    f'best final bits/byte {best["finetune"]["final_bits_per_byte"][0]:.3f} '
-    f'({best["finetune"]["policy"]}, LR {best["finetune"]["best_lr"]:g}) vs '
-    f'{best["scratch"]["final_bits_per_byte"][0]:.3f} '
-    f'({best["scratch"]["policy"]}, LR {best["scratch"]["best_lr"]:g}), '
-    f'tolerance ±{tol:.3f}',
-  )
-  return claims
+
+  def vs(values: dict, spec: str = '.3f') -> str:
+    return (
+      f'{values["finetune"]:{spec}} (fine-tune) vs '
+      f'{values["scratch"]:{spec}} (scratch)'
+    )
+
+  def at_best(mode: str) -> str:
+    r = best[mode]
+    return f'{final(r):.3f} ({r["policy"]}, LR {r["best_lr"]:g})'
+
+  claims = [
+    (
+      'fine-tuning is best at a smaller LR than training from scratch',
+      best_lr['finetune'] < best_lr['scratch'],
+      f'best LR averaged over the policies: {vs(best_lr, "g")}; smaller '
+      f'for {smaller} of {len(config.policies)} policies',
+    ),
+    (
+      'the LR policy matters less in fine-tuning than from scratch',
+      spread['finetune'] < spread['scratch'],
+      'spread of the final bits/byte over the policies at their best LRs: '
+      + vs(spread),
+    ),
+    (
+      'fine-tuning is less sensitive to the LR than training from scratch',
+      lr_spread['finetune'] < lr_spread['scratch'],
+      f'mean spread of the final bits/byte over the LR grid: {vs(lr_spread)}',
+    ),
+    (
+      'fine-tuning the pretrained model beats training from scratch at '
+      'equal budget',
+      diff < 0 and not held,
+      f'best final bits/byte {at_best("finetune")} vs {at_best("scratch")}, '
+      f'tolerance ±{tol:.3f}',
+    ),
+  ]
+  seeds = len(config.common.seeds)
+  return [_lm_common.claim(c, bool(h), d, seeds) for c, h, d in claims]
 
 
 def _finite_or_inf(value: float) -> float:
