@@ -6,14 +6,10 @@ r"""What the language-model experiments share: settings, the LM task, tokens.
 `--seq_len` bytes are the examples, so batch sizes are in sequences and
 tokens are a derived unit (a batch of B sequences is :math:`B T` tokens).
 
-The common flags of `experiments._common` keep their meaning (seeds,
-batch size in sequences, optimizer, weight decay, momentum as Adam's
-:math:`\beta_1`, devices, logging, checkpoints), but a language model wants
-other defaults than an image classifier: a common flag that is not given
-takes the value of `LM_DEFAULTS` (AdamW at LR 1e-3, weight decay 0.1, batch
-12, one seed), not the image experiments' default. The image-only flags
-(`--dataset`, `--model`, `--augment`, `--synthetic_*`) are refused with a
-message naming the LM flag to use instead.
+The common flags of `experiments._common` keep their meaning (momentum
+is Adam's :math:`\beta_1`); one not given takes its `LM_DEFAULTS` value
+(AdamW at LR 1e-3, weight decay 0.1, batch 12, one seed), and the
+image-only ones are refused naming the LM flag to use instead.
 """
 
 from __future__ import annotations
@@ -31,25 +27,6 @@ from experiments import _common, _flags
 from experiments._flags import setting
 
 FLAGS = flags.FLAGS
-
-#: The LM experiments' values of the common flags that are not given.
-LM_DEFAULTS = {
-  'seeds': (0,),
-  'lr': 1e-3,
-  'batch_size': 12,
-  'momentum': 0.9,
-  'optimizer': 'adamw',
-  'weight_decay': 0.1,
-  'clip_norm': None,
-  'num_devices': 1,
-  'max_device_batch': 4096,
-  'parallel': 'shard_map',
-  'log_every': 50,
-  'noise': True,
-  'checkpoint_every': 0,
-  'compilation_cache_dir': None,
-  'data_dir': None,
-}
 
 # Image-only common flags, and what a language model uses instead.
 _IMAGE_ONLY = {
@@ -198,22 +175,22 @@ class LmCommon:
   b2: float = setting(
     0.99, "Adam's second-moment decay beta_2.", check=_flags.fraction()
   )
-  data_dir: str | None = LM_DEFAULTS['data_dir']
-  seeds: tuple[int, ...] = LM_DEFAULTS['seeds']
-  lr: float = LM_DEFAULTS['lr']
-  batch_size: int = LM_DEFAULTS['batch_size']
-  optimizer: str = LM_DEFAULTS['optimizer']
-  momentum: float = LM_DEFAULTS['momentum']
-  weight_decay: float = LM_DEFAULTS['weight_decay']
-  clip_norm: float | None = LM_DEFAULTS['clip_norm']
-  num_devices: int | None = LM_DEFAULTS['num_devices']
-  max_device_batch: int = LM_DEFAULTS['max_device_batch']
-  parallel: str = LM_DEFAULTS['parallel']
-  log_every: int = LM_DEFAULTS['log_every']
-  noise: bool = LM_DEFAULTS['noise']
+  data_dir: str | None = None
+  seeds: tuple[int, ...] = (0,)
+  lr: float = 1e-3
+  batch_size: int = 12
+  optimizer: str = 'adamw'
+  momentum: float = 0.9
+  weight_decay: float = 0.1
+  clip_norm: float | None = None
+  num_devices: int | None = 1
+  max_device_batch: int = 4096
+  parallel: str = 'shard_map'
+  log_every: int = 50
+  noise: bool = True
   noise_every: int = 8
-  checkpoint_every: int = LM_DEFAULTS['checkpoint_every']
-  compilation_cache_dir: str | None = LM_DEFAULTS['compilation_cache_dir']
+  checkpoint_every: int = 0
+  compilation_cache_dir: str | None = None
 
   # The names the reports (and experiments.goyal, experiments.recipe) read.
   layers = property(lambda self: self.lm_layers)
@@ -259,6 +236,13 @@ class LmCommon:
 _COMMON_FIELDS = tuple(
   f.name for f in dataclasses.fields(LmCommon) if 'help' not in f.metadata
 )
+#: The LM experiments' values of the common flags that are not given
+#: (``--noise_every`` keeps the common flag's default).
+LM_DEFAULTS = {
+  name: getattr(LmCommon, name)
+  for name in _COMMON_FIELDS
+  if name != 'noise_every'
+}
 
 _flags.define(LmCommon)
 
@@ -279,16 +263,6 @@ def lm_common() -> LmCommon:
 
 
 @functools.cache
-def _load(
-  corpus: str, split: str, seq_len: int, data_dir: str | None, feature: str
-):
-  from lrjax import data as ldata
-
-  return ldata.load_text(
-    corpus, split=split, seq_len=seq_len, data_dir=data_dir, feature=feature
-  )
-
-
 def load_split(common: LmCommon, split: str, corpus: str | None = None):
   """One split of a corpus as a `lrjax.data.TextDataset` (cached).
 
@@ -297,12 +271,14 @@ def load_split(common: LmCommon, split: str, corpus: str | None = None):
     split: 'train' or the validation split's name.
     corpus: the corpus (None: `common.corpus`).
   """
-  return _load(
+  from lrjax import data as ldata
+
+  return ldata.load_text(
     corpus or common.corpus,
-    split,
-    common.seq_len,
-    common.data_dir,
-    common.text_feature,
+    split=split,
+    seq_len=common.seq_len,
+    data_dir=common.data_dir,
+    feature=common.text_feature,
   )
 
 
@@ -390,7 +366,8 @@ def make_task(
   params: Any = None,
   name: str = 'lm',
 ):
-  """The trainer task: the Transformer on ``train``, evaluated on ``evaluate``.
+  """`lrjax.tasks.language_model` of the Transformer on ``train``,
+  evaluated on ``evaluate`` with `lm_eval`.
 
   Args:
     common: the model's size.
@@ -400,10 +377,6 @@ def make_task(
     params: parameters to start from (a pure dict, as the trainer's
       checkpoints hold them), or None for a fresh initialisation.
     name: the task's name.
-
-  Returns:
-    `lrjax.tasks.language_model` of the Transformer (loss in nats with
-    bits per byte and accuracy, `lm_eval` metrics).
   """
   from lrjax import tasks
 
@@ -418,19 +391,6 @@ def make_task(
   )
 
 
-def noise_config(common: LmCommon, micro_batches: Sequence[int]):
-  """The noise-scale settings: 4 slices of each micro-batch when 4 divides
-  them all (one device), else 2, else 1 (no one-device estimate)."""
-  from lrjax import train as lrtrain
-
-  slices = next(
-    (k for k in (4, 2) if all(b % k == 0 for b in micro_batches)), 1
-  )
-  return lrtrain.NoiseConfig(
-    enabled=common.noise, every=common.noise_every, num_slices=slices
-  )
-
-
 def train_config(
   common: LmCommon,
   *,
@@ -441,11 +401,7 @@ def train_config(
   batch_sizes: Sequence[int] | None = None,
   **overrides: Any,
 ):
-  """The trainer's config for one run.
-
-  What is trained is the task (`make_task`), whose fingerprint the
-  trainer records beside the config. Checkpoints are kept when the run
-  checkpoints periodically (to resume after a kill).
+  """The trainer's config (`lrjax.train.TrainConfig`) for one run.
 
   Args:
     common: the settings.
@@ -454,23 +410,22 @@ def train_config(
     seed: the run's seed.
     eval_every: epochs between evaluations.
     batch_sizes: every batch size the run may train with (None: those of
-      ``batch``), for the noise-scale slices.
+      ``batch``): the noise tracker slices each micro-batch in 4 when 4
+      divides them all (one device), else 2, else 1.
     **overrides: any other `TrainConfig` field.
-
-  Returns:
-    A `lrjax.train.TrainConfig`.
   """
   from lrjax import batch as lbatch
   from lrjax import train as lrtrain
 
   if batch_sizes is None:
     batch_sizes = [batch] if isinstance(batch, int) else batch.batch_sizes
-  sizes = list(batch_sizes)
   every_size = lbatch.BatchSchedule(
-    tuple(lbatch.Stage(b, updates=1) for b in sizes), max(sizes)
+    tuple(lbatch.Stage(b, updates=1) for b in batch_sizes), max(batch_sizes)
   )
-  replicas = common.num_devices or 1
-  micro = lbatch.plan(every_size, replicas, common.max_device_batch)
+  micro = lbatch.plan(
+    every_size, common.num_devices or 1, common.max_device_batch
+  ).micro_batches
+  slices = next((k for k in (4, 2) if all(b % k == 0 for b in micro)), 1)
   fields = dict(
     batch=batch,
     lr=lr,
@@ -490,28 +445,18 @@ def train_config(
     # only competes with XLA's threads (measured by bench_lm_trainer).
     prefetch=0,
     checkpoint_every=common.checkpoint_every,
+    # Kept to resume after a kill.
     keep_checkpoints=1 if common.checkpoint_every else 0,
-    noise=noise_config(common, micro.micro_batches),
+    noise=lrtrain.NoiseConfig(
+      enabled=common.noise, every=common.noise_every, num_slices=slices
+    ),
     compilation_cache_dir=common.compilation_cache_dir,
     progress_bar=False,
   )
-  fields.update(overrides)
-  return lrtrain.TrainConfig(**fields)
+  return lrtrain.TrainConfig(**{**fields, **overrides})
 
 
 # ---------------------------------------------------------------- records
-
-
-def token_columns(columns: Mapping[str, np.ndarray], seq_len: int) -> dict:
-  """Metric columns with their example counts also in tokens.
-
-  `lrjax.batch.with_tokens` applied to columns: ``examples`` ->
-  ``tokens``, ``batch_size`` -> ``batch_tokens``, ``noise_scale`` ->
-  ``noise_scale_tokens`` (each times ``seq_len``).
-  """
-  from lrjax import batch as lbatch
-
-  return lbatch.with_tokens(dict(columns), seq_len)
 
 
 def train_seconds(train: Mapping[str, np.ndarray]) -> np.ndarray:

@@ -1,47 +1,27 @@
 r"""LRBench++ at small scale: LR policies for fine-tuning versus from scratch.
 
-Jin et al. (2023) argue that tuning the learning rate for fine-tuning a
-pretrained language model differs from tuning it for training from
-scratch: a pretrained initialisation, few epochs, evaluation per epoch.
-Their own runs fine-tune LLaMA-7B on Alpaca for 3 epochs at a global batch
-of 128 with AdamW and LRs of 1e-5 to 6e-5, warmup-constant against
-warmup-linear-decay. This experiment repeats the protocol at a size a CPU
-can run:
+Jin et al. (2023) argue that tuning the LR for fine-tuning a pretrained
+language model differs from tuning it for training from scratch (their
+runs: LLaMA-7B on Alpaca, 3 epochs, batch 128, AdamW, LRs 1e-5 to 6e-5).
+This experiment repeats the protocol at a size a CPU can run:
 
-1. pretrain `lrjax.lm.Transformer` once on `--corpus` (the interpreter's
-   documentation prose by default) for `--pretrain_tokens`, warmup and
-   cosine to 10%, cached in ``workdir/pretrain`` (a finished pretraining is
-   reused, an interrupted one resumes from its checkpoint);
-2. fine-tune it on a second domain, `--finetune_corpus` (the standard
-   library's Python source by default; `--finetune_sequences` evenly spaced
-   sequences of its training split), for `--epochs` epochs with every
-   policy of `--policies` at every LR of `--lr_grid`, evaluating after
-   each epoch;
-3. train the same model from scratch on the same data with the same
-   policies and LRs.
+1. pretrain `lrjax.lm.Transformer` once on `--corpus` for
+   `--pretrain_tokens` (warmup, cosine to 10%), cached and resumable in
+   ``workdir/pretrain``;
+2. fine-tune it on a second domain, `--finetune_sequences` evenly spaced
+   sequences of `--finetune_corpus`, for `--epochs` epochs with every
+   policy of `--policies` (`POLICIES`, see `policy`) at every LR of
+   `--lr_grid`, evaluating after each epoch;
+3. train the same model from scratch on the same data, likewise.
 
-The policies: `constant`, `linear` (to 0), `cosine` (to 0),
-`warmup_constant` (LRBench++'s), `warmup_cosine`, `hf_warmup_linear`
-(Hugging Face's `get_linear_schedule_with_warmup`, LRBench++'s
-warmup-linear-decay: from 0 up over `--warmup_fraction` of the updates,
-then linearly to 0), `onecycle` (Smith's, peak at the LR) and `plateau`
-(the LR halved whenever the validation loss of an epoch does not improve).
-
-LRBench metrics, for both modes: utility (final validation bits per byte,
-and the best epoch's), cost to reach `--target_bits_per_byte` (updates,
-tokens, training seconds), robustness (the spread of the final loss over
-the LR grid and over seeds) and confidence (the mean predicted probability
-on correctly predicted bytes). The report states the contrast the paper
-draws: which LRs and which policies win when fine-tuning and when training
-from scratch, with the table and the figure behind it.
-
-The common flags (seeds, batch size, optimizer, ...) keep their meaning;
-one left out takes the language-model default of
-`experiments._lm_common.LM_DEFAULTS` (AdamW, LR 1e-3, weight decay 0.1,
-batch 12 sequences, one seed) and the image-only ones (`--dataset`,
-`--model`, ...) are refused, as is `--lr` (see `--lr_grid` and
-`--pretrain_lr`); `--epochs` (default 3) and `--eval_every` (default 1)
-are the fine-tuning's.
+LRBench metrics for both modes: utility (final and best-epoch validation
+bits per byte), cost to `--target_bits_per_byte` (updates, tokens,
+seconds), robustness (spread over the LR grid and over seeds) and
+confidence on correctly predicted bytes; the report states the paper's
+contrast from them. Common flags left out take
+`experiments._lm_common.LM_DEFAULTS`; `--lr` is refused (`--lr_grid`,
+`--pretrain_lr`); `--epochs` (default 3) and `--eval_every` (1) are the
+fine-tuning's.
 
   python -m experiments.finetune --flagfile=experiments/flagfiles/finetune_cpu.cfg
 """
@@ -49,6 +29,7 @@ are the fine-tuning's.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import os
 from typing import Any
@@ -218,25 +199,25 @@ def policy(name: str, lr: float, epochs: float, warmup_fraction: float):
   from lrjax import schedules as s
 
   warm = warmup_fraction * epochs
-  if name == 'constant':
-    return s.constant(lr)
-  if name == 'linear':
-    return s.linear(lr, end=0.0, length=epochs)
-  if name == 'cosine':
-    return s.cosine(lr, length=epochs)
-  if name == 'warmup_constant':
-    return s.warmup(s.constant(lr), length=warm)
-  if name == 'warmup_cosine':
-    return s.warmup(s.cosine(lr, length=epochs - warm), length=warm)
-  if name == 'hf_warmup_linear':
-    return s.warmup(
+  policies = {
+    'constant': lambda: s.constant(lr),
+    'linear': lambda: s.linear(lr, end=0.0, length=epochs),
+    'cosine': lambda: s.cosine(lr, length=epochs),
+    'warmup_constant': lambda: s.warmup(s.constant(lr), length=warm),
+    'warmup_cosine': lambda: s.warmup(
+      s.cosine(lr, length=epochs - warm), length=warm
+    ),
+    'hf_warmup_linear': lambda: s.warmup(
       s.linear(lr, end=0.0, length=epochs - warm), length=warm, start=0.0
-    )
-  if name == 'onecycle':
-    return s.onecycle(lr, length=epochs)
-  if name == 'plateau':
-    return s.reduce_on_plateau(lr, factor=0.5, patience=0, value_per='epoch')
-  raise ValueError(f'{name=} is not one of {POLICIES}')
+    ),
+    'onecycle': lambda: s.onecycle(lr, length=epochs),
+    'plateau': lambda: s.reduce_on_plateau(
+      lr, factor=0.5, patience=0, value_per='epoch'
+    ),
+  }
+  if name not in policies:
+    raise ValueError(f'{name=} is not one of {POLICIES}')
+  return policies[name]()
 
 
 def _kind(name: str) -> str:
@@ -548,23 +529,14 @@ def _summary_rows(grid, config: FinetuneConfig) -> list[dict]:
 def _contrast(summary, grid, config: FinetuneConfig) -> list[dict]:
   """The paper's contrast, from the numbers: best LRs, best policies, the
   policy's and the LR's influence, fine-tuning against scratch."""
-  seeds = len(config.common.seeds)
   by_mode = {m: [r for r in summary if r['mode'] == m] for m in MODES}
-  claims = []
-
-  def add(claim: str, held: bool, detail: str) -> None:
-    claims.append(_lm_common.claim(claim, bool(held), detail, seeds))
-
+  final = lambda r: r['final_bits_per_byte'][0]  # noqa: E731
   best_lr = {}
   for mode in MODES:
     # The LR that is best on average over the policies.
     per_lr = {
       lr: np.nanmean(
-        [
-          r['final_bits_per_byte'][0]
-          for r in grid
-          if r['mode'] == mode and r['lr'] == lr
-        ]
+        [final(r) for r in grid if r['mode'] == mode and r['lr'] == lr]
       )
       for lr in config.lr_grid
     }
@@ -573,57 +545,61 @@ def _contrast(summary, grid, config: FinetuneConfig) -> list[dict]:
     f['best_lr'] < s['best_lr']
     for f, s in zip(by_mode['finetune'], by_mode['scratch'], strict=True)
   )
-  add(
-    'fine-tuning is best at a smaller LR than training from scratch',
-    best_lr['finetune'] < best_lr['scratch'],
-    f'best LR averaged over the policies: {best_lr["finetune"]:g} '
-    f'(fine-tune) vs {best_lr["scratch"]:g} (scratch); smaller for '
-    f'{smaller} of {len(config.policies)} policies',
-  )
   spread = {
     m: float(
-      np.nanmax([r['final_bits_per_byte'][0] for r in by_mode[m]])
-      - np.nanmin([r['final_bits_per_byte'][0] for r in by_mode[m]])
+      np.nanmax([final(r) for r in by_mode[m]])
+      - np.nanmin([final(r) for r in by_mode[m]])
     )
     for m in MODES
   }
-  add(
-    'the LR policy matters less in fine-tuning than from scratch',
-    spread['finetune'] < spread['scratch'],
-    f'spread of the final bits/byte over the policies at their best LRs: '
-    f'{spread["finetune"]:.3f} (fine-tune) vs {spread["scratch"]:.3f} '
-    '(scratch)',
-  )
   lr_spread = {
     m: float(np.nanmean([r['lr_spread'] for r in by_mode[m]])) for m in MODES
   }
-  add(
-    'fine-tuning is less sensitive to the LR than training from scratch',
-    lr_spread['finetune'] < lr_spread['scratch'],
-    f'mean spread of the final bits/byte over the LR grid: '
-    f'{lr_spread["finetune"]:.3f} (fine-tune) vs '
-    f'{lr_spread["scratch"]:.3f} (scratch)',
-  )
   best = {
-    m: min(
-      by_mode[m], key=lambda r: _finite_or_inf(r['final_bits_per_byte'][0])
-    )
-    for m in MODES
+    m: min(by_mode[m], key=lambda r: _finite_or_inf(final(r))) for m in MODES
   }
   held, diff, tol = _common.within_variation(
     _per_seed(grid, best['finetune']), _per_seed(grid, best['scratch'])
   )
-  add(
-    'fine-tuning the pretrained model beats training from scratch at '
-    'equal budget',
-    diff < 0 and not held,
-    f'best final bits/byte {best["finetune"]["final_bits_per_byte"][0]:.3f} '
-    f'({best["finetune"]["policy"]}, LR {best["finetune"]["best_lr"]:g}) vs '
-    f'{best["scratch"]["final_bits_per_byte"][0]:.3f} '
-    f'({best["scratch"]["policy"]}, LR {best["scratch"]["best_lr"]:g}), '
-    f'tolerance ±{tol:.3f}',
-  )
-  return claims
+
+  def vs(values: dict, spec: str = '.3f') -> str:
+    return (
+      f'{values["finetune"]:{spec}} (fine-tune) vs '
+      f'{values["scratch"]:{spec}} (scratch)'
+    )
+
+  def at_best(mode: str) -> str:
+    r = best[mode]
+    return f'{final(r):.3f} ({r["policy"]}, LR {r["best_lr"]:g})'
+
+  claims = [
+    (
+      'fine-tuning is best at a smaller LR than training from scratch',
+      best_lr['finetune'] < best_lr['scratch'],
+      f'best LR averaged over the policies: {vs(best_lr, "g")}; smaller '
+      f'for {smaller} of {len(config.policies)} policies',
+    ),
+    (
+      'the LR policy matters less in fine-tuning than from scratch',
+      spread['finetune'] < spread['scratch'],
+      'spread of the final bits/byte over the policies at their best LRs: '
+      + vs(spread),
+    ),
+    (
+      'fine-tuning is less sensitive to the LR than training from scratch',
+      lr_spread['finetune'] < lr_spread['scratch'],
+      f'mean spread of the final bits/byte over the LR grid: {vs(lr_spread)}',
+    ),
+    (
+      'fine-tuning the pretrained model beats training from scratch at '
+      'equal budget',
+      diff < 0 and not held,
+      f'best final bits/byte {at_best("finetune")} vs {at_best("scratch")}, '
+      f'tolerance ±{tol:.3f}',
+    ),
+  ]
+  seeds = len(config.common.seeds)
+  return [_lm_common.claim(c, bool(h), d, seeds) for c, h, d in claims]
 
 
 def _finite_or_inf(value: float) -> float:
@@ -701,62 +677,49 @@ def _grid_table(grid, config: FinetuneConfig) -> str:
 
 
 def _figures(runs, grid, summary, start, config, workdir) -> dict[str, str]:
+  """Final bits per byte against the LR, and the curves at the best LRs
+  (from the initial model's, at epoch 0), per policy and seed."""
   from lrjax import plots
 
-  seeds = config.common.seeds
-  lrs = np.array(config.lr_grid, dtype=float)
-  order = np.argsort(lrs)
-  sensitivity = {}
+  lrs, seeds = sorted(config.lr_grid), range(len(config.common.seeds))
+  best = {(r['mode'], r['policy']): r['best_lr'] for r in summary}
+  sensitivity, curves = {}, {}
   for name in config.policies:
-    per_seed = []
-    for i in range(len(seeds)):
-      columns = {'lr': lrs[order]}
-      for mode in MODES:
-        values = []
-        for lr in lrs[order]:
-          r = _cell(grid, mode, name, lr)
-          values.append(r['final_bits_per_byte_per_seed'][i])
-        columns[mode] = np.array(values, dtype=float)
-      per_seed.append(columns)
-    sensitivity[name] = per_seed
-  labels = {
-    'lr': 'peak learning rate',
-    'finetune': 'fine-tune: final val bits/byte',
-    'scratch': 'scratch: final val bits/byte',
-    'epoch': 'epochs',
-  }
+    sensitivity[name] = [
+      {'lr': np.array(lrs, dtype=float)}
+      | {
+        mode: np.array(
+          [
+            _cell(grid, mode, name, lr)['final_bits_per_byte_per_seed'][i]
+            for lr in lrs
+          ],
+          dtype=float,
+        )
+        for mode in MODES
+      }
+      for i in seeds
+    ]
+    curves[name] = [{} for _ in seeds]
+    for i, mode in itertools.product(seeds, MODES):
+      test = runs[(mode, name, best[mode, name])][i].test
+      curves[name][i]['epoch'] = np.concatenate([[0.0], test['epoch']])
+      curves[name][i][mode] = np.concatenate(
+        [[start[mode]['bits_per_byte']], test['bits_per_byte']]
+      )
+  labels = {'lr': 'peak learning rate', 'epoch': 'epochs'}
   plots.plot_curves(
     sensitivity,
     x='lr',
     y=MODES,
-    labels=labels,
+    labels=labels | {m: f'{m}: final val bits/byte' for m in MODES},
     logx=True,
     path=os.path.join(workdir, 'lr_sensitivity.png'),
   )
-  curves = {}
-  for name in config.policies:
-    best = {r['mode']: r['best_lr'] for r in summary if r['policy'] == name}
-    per_seed = []
-    for i in range(len(seeds)):
-      columns = {}
-      for mode in MODES:
-        run = runs[(mode, name, best[mode])][i]
-        epoch = np.concatenate([[0.0], run.test['epoch']])
-        columns['epoch'] = epoch
-        columns[mode] = np.concatenate(
-          [[start[mode]['bits_per_byte']], run.test['bits_per_byte']]
-        )
-      per_seed.append(columns)
-    curves[name] = per_seed
   plots.plot_curves(
     curves,
     x='epoch',
     y=MODES,
-    labels={
-      **labels,
-      'finetune': 'fine-tune: val bits/byte',
-      'scratch': 'scratch: val bits/byte',
-    },
+    labels=labels | {m: f'{m}: val bits/byte' for m in MODES},
     path=os.path.join(workdir, 'curves.png'),
   )
   return {

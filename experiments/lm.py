@@ -1,39 +1,26 @@
 r"""Pretraining a small language model: LR policies and batch schedules.
 
 Trains `lrjax.lm.Transformer` (nanoGPT's CPU size by default) on byte-level
-text (`--corpus`, the interpreter's documentation topics by default) through
-the ordinary trainer, every run with the same token budget
+text (`--corpus`) through the ordinary trainer, every run on the same
 `--train_tokens`, and compares
 
-- the LR policies LLMs are trained with, at a constant batch: linear warmup
-  and cosine decay to `--final_lr_fraction` of the peak (`cosine`, GPT-3),
-  warmup-stable-decay with a 1-sqrt cooldown over the last
-  `--cooldown_fraction` (`wsd`, MiniCPM; Hägele et al. 2024), the same
-  with a linear cooldown (`constant_cooldown`), and optionally the LR step
-  decay that Smith's schedule replaces (`step`);
-- batch schedules, with the cosine LR: a constant batch (`constant`, the
-  baseline), a GPT-3-style linear ramp written in tokens (`ramp`), Smith et
-  al.'s increase-instead-of-decay built with `lrjax.batch.from_lr_decay`
-  from the step decay (`increase`: constant LR, the batch grows at the
-  milestones), the adaptive batch that follows the measured noise scale
-  B_simple (`adaptive`, McCandlish et al. 2018; `lrjax.train.train_adaptive`),
-  and Seesaw, Smith's conversion for Adam built with `lrjax.batch.seesaw`
-  from the cosine (`seesaw`, Meterez et al. 2025: where the cosine has
-  fallen by `--seesaw_factor` the batch grows by it and the LR falls by its
-  square root only, up to `--seesaw_max_tokens`).
+- LR policies at a constant batch: warmup and cosine to
+  `--final_lr_fraction` (`cosine`, GPT-3, the baseline), warmup-stable-decay
+  with a 1-sqrt cooldown over the last `--cooldown_fraction` (`wsd`,
+  Hägele et al. 2024), the same with a linear cooldown
+  (`constant_cooldown`) and the step decay Smith's schedule replaces
+  (`step`);
+- batch schedules with the cosine LR: constant, a GPT-3-style ramp in
+  tokens (`ramp`), Smith et al.'s increase-instead-of-decay
+  (`lrjax.batch.from_lr_decay`: `increase`), the batch that follows the
+  measured B_simple (`adaptive`, McCandlish et al. 2018) and Seesaw
+  (`lrjax.batch.seesaw`, Meterez et al. 2025).
 
-Batch sizes are in sequences of `--seq_len` tokens; budgets, ramps and the
-noise scale are also stated in tokens. The report gives the final
-validation loss and bits per byte next to a unigram and a bigram model of
-the same split, updates, tokens, wall time, figures of the validation loss
-against tokens and updates and of B_simple (in tokens) against tokens, and
-verdicts only where the seeds support them (with one seed: not tested).
-
-The common flags (seeds, batch size, optimizer, ...) keep their meaning;
-one left out takes the language-model default of
-`experiments._lm_common.LM_DEFAULTS` (AdamW, LR 1e-3, weight decay 0.1,
-batch 12 sequences, one seed) and the image-only ones (`--dataset`,
-`--model`, ...) are refused.
+Batch sizes are in sequences of `--seq_len` tokens; budgets, ramps and
+B_simple are also stated in tokens. The report gives the final validation
+loss and bits per byte next to unigram and bigram models, updates, tokens,
+wall time, figures, and verdicts where the seeds support them. Common flags
+left out take `experiments._lm_common.LM_DEFAULTS`.
 
   python -m experiments.lm --flagfile=experiments/flagfiles/lm_cpu.cfg
 """
@@ -178,70 +165,71 @@ class LmConfig:
     c = self.common
     c.validate()
     _flags.check(self)
-    t = c.seq_len
-    caps = {
-      'adaptive_max_tokens': self.adaptive_max_tokens,
-      'seesaw_max_tokens': self.seesaw_max_tokens,
+    t, base, runs = c.seq_len, c.batch_size * c.seq_len, self.batch_schedules
+    counts = {
+      name: getattr(self, name)
+      for name in (
+        'train_tokens',
+        'eval_every_tokens',
+        'warmup_tokens',
+        'ramp_stop_tokens',
+        'ramp_tokens',
+        'adaptive_every_tokens',
+      )
     }
-    for name in (
-      'train_tokens',
-      'eval_every_tokens',
-      'warmup_tokens',
-      'ramp_stop_tokens',
-      'ramp_tokens',
-      'adaptive_every_tokens',
-    ):
-      lbatch.to_sequences(getattr(self, name), t, name)
-    lbatch.to_sequences(self.ramp_start, t, 'ramp_start_tokens')
-    if self.train_tokens < c.batch_size * t:
-      raise ValueError(
-        f'--train_tokens={self.train_tokens} is less than one batch of '
-        f'{c.batch_size} x {t} tokens'
-      )
+    counts['ramp_start_tokens'] = self.ramp_start
+    caps = {
+      f'{name}_max_tokens': getattr(self, f'{name}_max_tokens')
+      or self.ramp_stop_tokens
+      for name in ('adaptive', 'seesaw')
+      if name in runs
+    }
+    for name, tokens in {**counts, **caps}.items():
+      lbatch.to_sequences(tokens, t, name)
     stable = self.train_tokens * (1 - self.cooldown_fraction)
-    if self.warmup_tokens >= stable:
-      raise ValueError(
+    start, stop, ramp = self.ramp_start, self.ramp_stop_tokens, 'ramp' in runs
+    adaptive, total = 'adaptive' in runs, self.train_tokens
+    problems = [
+      (
+        total < base,
+        f'--train_tokens={total} is less than one batch of '
+        f'{c.batch_size} x {t} tokens',
+      ),
+      (
+        self.warmup_tokens >= stable,
         f'--warmup_tokens={self.warmup_tokens} must end before the cooldown '
-        f'starts ({stable:.0f} tokens): shorten it or --cooldown_fraction'
-      )
-    if 'ramp' in self.batch_schedules:
-      if not self.ramp_start <= self.ramp_stop_tokens:
-        raise ValueError(
-          f'--ramp_stop_tokens={self.ramp_stop_tokens} must be >= the ramp '
-          f'start {self.ramp_start}'
-        )
-      if (self.ramp_stop_tokens - self.ramp_start) % self.ramp_start:
-        raise ValueError(
-          f'--ramp_stop_tokens={self.ramp_stop_tokens} minus the start '
-          f'{self.ramp_start} must be a multiple of the start (the '
-          'increment of the linear ramp)'
-        )
-      if self.ramp_tokens > self.train_tokens:
-        raise ValueError(
-          f'--ramp_tokens={self.ramp_tokens} must be <= --train_tokens='
-          f'{self.train_tokens}'
-        )
-    if 'adaptive' in self.batch_schedules:
-      if not c.noise:
-        raise ValueError(
-          'noise=False: the adaptive batch reads the measured noise scale; '
-          'pass --noise or drop adaptive from --batch_schedules'
-        )
-      if self.adaptive_every_tokens > self.train_tokens:
-        raise ValueError(
-          f'--adaptive_every_tokens={self.adaptive_every_tokens} must be <= '
-          f'--train_tokens={self.train_tokens}'
-        )
-    for name, cap in caps.items():
-      if name.split('_')[0] not in self.batch_schedules:
-        continue
-      cap = cap or self.ramp_stop_tokens
-      lbatch.to_sequences(cap, t, name)
-      if cap < c.batch_size * t:
-        raise ValueError(
-          f'--{name}={cap} must be >= the base batch of '
-          f'{c.batch_size * t} tokens'
-        )
+        f'starts ({stable:.0f} tokens): shorten it or --cooldown_fraction',
+      ),
+      (
+        ramp and start > stop,
+        f'--ramp_stop_tokens={stop} must be >= the ramp start {start}',
+      ),
+      (
+        ramp and (stop - start) % start,
+        f'--ramp_stop_tokens={stop} minus the start {start} must be a '
+        'multiple of the start (the increment of the linear ramp)',
+      ),
+      (
+        ramp and self.ramp_tokens > total,
+        f'--ramp_tokens={self.ramp_tokens} must be <= --train_tokens={total}',
+      ),
+      (
+        adaptive and not c.noise,
+        'noise=False: the adaptive batch reads the measured noise scale; '
+        'pass --noise or drop adaptive from --batch_schedules',
+      ),
+      (
+        adaptive and self.adaptive_every_tokens > total,
+        f'--adaptive_every_tokens={self.adaptive_every_tokens} must be <= '
+        f'--train_tokens={total}',
+      ),
+    ] + [
+      (cap < base, f'--{name}={cap} must be >= the base batch of {base} tokens')
+      for name, cap in caps.items()
+    ]
+    for failed, message in problems:
+      if failed:
+        raise ValueError(message)
 
 
 _flags.define(LmConfig)
@@ -277,15 +265,9 @@ def baseline_config() -> LmConfig:
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
-  """What one run trains with.
-
-  Attributes:
-    batch: the BatchSchedule (for ``adaptive``: the starting batch, an int).
-    lr: the LR policy over epochs.
-    batch_text: the batch schedule as the report states it (tokens).
-    lr_text: the LR policy as the report states it (tokens).
-    adaptive: the `lrjax.train.AdaptiveConfig` of the adaptive run.
-  """
+  """What one run trains with: its BatchSchedule (``adaptive``: the
+  starting batch and its `lrjax.train.AdaptiveConfig`), its LR policy over
+  epochs, and both as the report states them (tokens)."""
 
   batch: Any
   lr: Any
@@ -306,49 +288,41 @@ def token_epochs(tokens: int, seq_len: int, num_examples: int) -> float:
 
 
 def lr_policy(config: LmConfig, name: str, num_examples: int) -> Any:
-  """The LR policy ``name`` over epochs, warmed up over `warmup_tokens`.
-
-  - ``cosine``: ``warmup(cosine(lr, end=f lr))``, the cosine over the
-    budget after the warmup;
-  - ``wsd``: ``wsd(lr, cooldown=c, shape='sqrt')``, the 1-sqrt cooldown to
-    0 over the last fraction c of the budget;
-  - ``constant_cooldown``: the same with a linear cooldown;
-  - ``step``: the LR divided by `increase_factor` at each milestone (the
-    decay Smith's ``increase`` schedule replaces), after the warmup.
-  """
-  from lrjax import schedules
+  """The LR policy ``name`` over epochs, warmed up over `warmup_tokens`:
+  ``cosine`` to `final_lr_fraction` of the peak over the budget after the
+  warmup, ``wsd`` (1-sqrt) and ``constant_cooldown`` (linear) cooling down
+  to 0 over the last `cooldown_fraction`, ``step`` divided by
+  `increase_factor` at each milestone."""
+  from lrjax import schedules as s
 
   c = config.common
   total = token_epochs(config.train_tokens, c.seq_len, num_examples)
   warm = token_epochs(config.warmup_tokens, c.seq_len, num_examples)
-  lr = c.lr
-  if name == 'cosine':
-    return schedules.warmup(
-      schedules.cosine(
-        lr, length=total - warm, end=_round12(config.final_lr_fraction * lr)
-      ),
-      length=warm,
-    )
-  if name in ('wsd', 'constant_cooldown'):
-    return schedules.wsd(
-      lr,
-      length=total,
-      cooldown=total * config.cooldown_fraction,
-      warmup=warm,
-      end=0.0,
-      shape='sqrt' if name == 'wsd' else 'linear',
-    )
-  if name == 'step':
-    return schedules.warmup(
-      schedules.multistep(
-        lr,
-        milestones=[m * total for m in config.increase_milestones],
-        gamma=1 / config.increase_factor,
-      ),
+  end = _round12(config.final_lr_fraction * c.lr)
+  wsd = functools.partial(
+    s.wsd,
+    c.lr,
+    length=total,
+    warmup=warm,
+    end=0.0,
+    cooldown=total * config.cooldown_fraction,
+  )
+  milestones = [m * total for m in config.increase_milestones]
+  policies = {
+    'cosine': lambda: s.warmup(
+      s.cosine(c.lr, length=total - warm, end=end), length=warm
+    ),
+    'wsd': lambda: wsd(shape='sqrt'),
+    'constant_cooldown': lambda: wsd(shape='linear'),
+    'step': lambda: s.warmup(
+      s.multistep(c.lr, milestones, gamma=1 / config.increase_factor),
       length=warm,
       shift=False,
-    )
-  raise ValueError(f'{name=} is not one of {LR_POLICIES}')
+    ),
+  }
+  if name not in policies:
+    raise ValueError(f'{name=} is not one of {LR_POLICIES}')
+  return policies[name]()
 
 
 def _round12(x: float) -> float:
@@ -398,112 +372,92 @@ def build_plans(config: LmConfig, num_examples: int) -> dict[str, Plan]:
 
   Every plan trains on `train_tokens` tokens (the batch schedules end at
   the first update at or past the budget). Batch sizes are multiples of the
-  devices, or of the noise tracker's 4 slices on one device, so that the
-  noise scale can be measured.
+  devices, or on one device of the noise tracker's 4 slices (several
+  devices compare per-device and all-reduced gradients and slice nothing),
+  so that the noise scale can be measured.
   """
   from lrjax import batch as lbatch
   from lrjax import schedules
   from lrjax import train as lrtrain
 
-  c = config.common
-  t, total = c.seq_len, config.train_tokens
+  c, wanted = config.common, config.batch_schedules
+  t, total, count = c.seq_len, config.train_tokens, lbatch.format_count
+  epochs = functools.partial(token_epochs, seq_len=t, num_examples=num_examples)
+  multiple = c.num_devices if (c.num_devices or 1) > 1 else 4
+
+  def cap(name: str) -> int:
+    tokens = getattr(config, name) or config.ramp_stop_tokens
+    return lbatch.to_sequences(tokens, t, name)
+
+  def plan(batch: Any, lr: Any, policy: str, prefix: str = '') -> Plan:
+    return Plan(
+      batch, lr, prefix + batch_text(batch, t), lr_text(config, policy)
+    )
+
   constant = lbatch.parse(
     f'stages({c.batch_size * t}tok@{total}tok,seq={t})', num_examples
   )
-  cosine = lr_policy(config, 'cosine', num_examples)
-  plans = {}
-  for name in config.lr_policies:
-    plans[name] = Plan(
+  cosine = lr_policy(config, BASELINE, num_examples)
+  plans = {
+    name: plan(
       constant,
-      cosine if name == 'cosine' else lr_policy(config, name, num_examples),
-      batch_text(constant, t),
-      lr_text(config, name),
+      cosine if name == BASELINE else lr_policy(config, name, num_examples),
+      name,
     )
-  if 'ramp' in config.batch_schedules:
-    count = lbatch.format_count
+    for name in config.lr_policies
+  }
+  if 'ramp' in wanted:
     text = (
       f'linear_ramp(start={count(config.ramp_start)}tok,'
       f'stop={count(config.ramp_stop_tokens)}tok,'
       f'ramp={count(config.ramp_tokens)}tok,total={count(total)}tok,seq={t})'
     )
     ramp = lbatch.parse(text, num_examples)
-    plans['ramp'] = Plan(
-      ramp,
-      cosine,
-      f'{text} = {batch_text(ramp, t)}',
-      lr_text(config, 'cosine'),
-    )
-  if 'increase' in config.batch_schedules:
-    epochs = token_epochs(total, t, num_examples)
-    warm = token_epochs(config.warmup_tokens, t, num_examples)
+    plans['ramp'] = plan(ramp, cosine, BASELINE, f'{text} = ')
+  if 'increase' in wanted:
     smith = lbatch.from_lr_decay(
       c.lr,
       c.batch_size,
       num_examples,
-      milestones=[m * epochs for m in config.increase_milestones],
+      milestones=[m * epochs(total) for m in config.increase_milestones],
       factors=1 / config.increase_factor,
-      num_epochs=epochs,
+      num_epochs=epochs(total),
       momentum=0.0,
       max_batch_size=num_examples,
-      multiple_of=_multiple(c),
+      multiple_of=multiple,
     )
-    plans['increase'] = Plan(
-      smith.batch_schedule,
-      schedules.warmup(smith.lr, length=warm, shift=False),
-      batch_text(smith.batch_schedule, t),
-      lr_text(config, 'increase'),
+    lr = schedules.warmup(
+      smith.lr, length=epochs(config.warmup_tokens), shift=False
     )
-  if 'seesaw' in config.batch_schedules:
+    plans['increase'] = plan(smith.batch_schedule, lr, 'increase')
+  if 'seesaw' in wanted:
     seesaw = lbatch.seesaw(
       cosine,
       c.batch_size,
       num_examples,
-      num_epochs=token_epochs(total, t, num_examples),
+      num_epochs=epochs(total),
       factor=config.seesaw_factor,
-      max_batch_size=lbatch.to_sequences(
-        config.seesaw_max_tokens or config.ramp_stop_tokens,
-        t,
-        'seesaw_max_tokens',
-      ),
-      multiple_of=_multiple(c),
+      max_batch_size=cap('seesaw_max_tokens'),
+      multiple_of=multiple,
     )
-    plans['seesaw'] = Plan(
-      seesaw.batch_schedule,
-      seesaw.lr,
-      batch_text(seesaw.batch_schedule, t),
-      lr_text(config, 'seesaw'),
-    )
-  if 'adaptive' in config.batch_schedules:
-    cap = lbatch.to_sequences(
-      config.adaptive_max_tokens or config.ramp_stop_tokens,
-      t,
-      'adaptive_max_tokens',
-    )
+    plans['seesaw'] = plan(seesaw.batch_schedule, seesaw.lr, 'seesaw')
+  if 'adaptive' in wanted:
     adaptive = lrtrain.AdaptiveConfig(
-      max_batch_size=cap,
-      every_epochs=token_epochs(config.adaptive_every_tokens, t, num_examples),
+      max_batch_size=cap('adaptive_max_tokens'),
+      every_epochs=epochs(config.adaptive_every_tokens),
       max_growth=config.adaptive_growth,
     )
-    sizes = adaptive.sizes(c.batch_size)
+    sizes = '/'.join(count(b * t) for b in adaptive.sizes(c.batch_size))
     plans['adaptive'] = Plan(
       c.batch_size,
       cosine,
       f'{c.batch_size * t}tok growing toward B_simple every '
-      f'{lbatch.format_count(config.adaptive_every_tokens)}tok (x'
-      f'{config.adaptive_growth:g} at most; '
-      f'{"/".join(lbatch.format_count(b * t) for b in sizes)}tok)',
-      lr_text(config, 'cosine'),
+      f'{count(config.adaptive_every_tokens)}tok (x'
+      f'{config.adaptive_growth:g} at most; {sizes}tok)',
+      lr_text(config, BASELINE),
       adaptive=adaptive,
     )
   return plans
-
-
-def _multiple(common: _lm_common.LmCommon) -> int:
-  """Batch sizes are multiples of this: the devices, or on one device the
-  noise tracker's 4 slices (several devices compare per-device and
-  all-reduced gradients and slice nothing)."""
-  devices = common.num_devices or 1
-  return devices if devices > 1 else 4
 
 
 # ------------------------------------------------------------ runs
@@ -615,25 +569,21 @@ def _final(run: _runs.Run, key: str) -> float:
   return math.nan if value is None else float(value)
 
 
-def _noise_end(run: _runs.Run) -> float:
-  """The last finite logged B_simple of a run, in sequences (NaN if none)."""
-  values = run.train.get('noise_scale', np.zeros(0))
-  finite = values[np.isfinite(values)]
-  return float(finite[-1]) if finite.size else math.nan
+def _finite(run: _runs.Run, key: str) -> np.ndarray:
+  values = run.train.get(key, np.zeros(0))
+  return values[np.isfinite(values) & (values > 0)]
 
 
 def _table(runs, plans, seq_len, flops_per_token, *, noise=True):
   """Rows and the markdown table; without the noise tracker (``noise``
-  False) neither has a B_simple column."""
-  header = [
-    'run',
-    'val loss (nats)',
-    'val bits/byte',
-    'updates',
-    'tokens',
-    'wall s',
-    'tokens/s',
-  ] + (['B_simple at end (tokens)'] if noise else [])
+  False) neither has a B_simple column.
+
+  Tokens/s is the median over the logged intervals (one with an
+  evaluation or a first compilation in it does not count); B_simple at
+  the end is the last finite logged estimate.
+  """
+  header = ['run', 'val loss (nats)', 'val bits/byte', 'updates', 'tokens']
+  header += ['wall s', 'tokens/s'] + ['B_simple at end (tokens)'] * noise
   rows, lines = [], []
   for name, group in runs.items():
     loss = [_final(r, 'loss') for r in group]
@@ -641,48 +591,41 @@ def _table(runs, plans, seq_len, flops_per_token, *, noise=True):
     updates = _mean([r.summary['num_updates'] for r in group])
     tokens = _mean([r.summary['examples_seen'] * seq_len for r in group])
     wall = [r.summary['wall_seconds'] for r in group]
-    rates = [_loop_rate(r, seq_len) for r in group]
-    row = {
-      'run': name,
-      'seeds': len(group),
-      'lr': str(plans[name].lr),
-      'lr_text': plans[name].lr_text,
-      'batch': plans[name].batch_text,
-      'val_loss': _common.mean_std(loss),
-      'val_loss_per_seed': loss,
-      'val_bits_per_byte': _common.mean_std(bpb),
-      'num_updates': updates,
-      'tokens': tokens,
-      'wall_seconds': _common.mean_std(wall),
-      'train_tokens_per_second': _common.mean_std(rates),
-      'model_flops_per_second': _mean(rates) * flops_per_token,
-    }
-    line = [
-      name,
-      _lm_common.ms(loss),
-      _lm_common.ms(bpb),
-      _common.fmt_number(updates),
-      _common.fmt_number(tokens),
-      _lm_common.ms(wall, 1),
-      _lm_common.ms(rates, 0),
+    rates = [_finite(r, 'examples_per_sec') for r in group]
+    rates = [
+      float(np.median(v) * seq_len) if v.size else math.nan for v in rates
     ]
+    rows.append(
+      {
+        'run': name,
+        'seeds': len(group),
+        'lr': str(plans[name].lr),
+        'lr_text': plans[name].lr_text,
+        'batch': plans[name].batch_text,
+        'val_loss': _common.mean_std(loss),
+        'val_loss_per_seed': loss,
+        'val_bits_per_byte': _common.mean_std(bpb),
+        'num_updates': updates,
+        'tokens': tokens,
+        'wall_seconds': _common.mean_std(wall),
+        'train_tokens_per_second': _common.mean_std(rates),
+        'model_flops_per_second': _mean(rates) * flops_per_token,
+      }
+    )
+    lines.append([name, _lm_common.ms(loss), _lm_common.ms(bpb)])
+    lines[-1] += [_common.fmt_number(updates), _common.fmt_number(tokens)]
+    lines[-1] += [_lm_common.ms(wall, 1), _lm_common.ms(rates, 0)]
     if noise:
-      ends = [_noise_end(r) for r in group]
-      row['b_simple_end_sequences'] = _common.mean_std(ends)
-      row['b_simple_end_tokens'] = _common.mean_std([e * seq_len for e in ends])
-      line.append(_lm_common.ms([e * seq_len for e in ends], 0))
-    rows.append(row)
-    lines.append(line)
+      ends = [r.train.get('noise_scale', np.zeros(0)) for r in group]
+      ends = [
+        float(e[np.isfinite(e)][-1]) if np.isfinite(e).any() else math.nan
+        for e in ends
+      ]
+      rows[-1]['b_simple_end_sequences'] = _common.mean_std(ends)
+      tokens_end = [e * seq_len for e in ends]
+      rows[-1]['b_simple_end_tokens'] = _common.mean_std(tokens_end)
+      lines[-1].append(_lm_common.ms(tokens_end, 0))
   return rows, _common.markdown_table(header, lines)
-
-
-def _loop_rate(run: _runs.Run, seq_len: int) -> float:
-  """Training tokens per second: the median over the logged intervals (so
-  that an interval with an evaluation or a first compilation in it does not
-  count)."""
-  rates = run.train.get('examples_per_sec', np.zeros(0))
-  rates = rates[np.isfinite(rates) & (rates > 0)]
-  return float(np.median(rates) * seq_len) if rates.size else math.nan
 
 
 _MATCHES = {
@@ -693,6 +636,8 @@ _MATCHES = {
 
 
 def _claims(runs, config: LmConfig) -> list[dict[str, Any]]:
+  """Each policy's and schedule's verdict against cosine (increase: against
+  step when it ran), and whether B_simple grows as the loss falls."""
   seeds = len(config.common.seeds)
   claims = []
   for name in (*_MATCHES, 'ramp', 'increase', 'adaptive', 'seesaw'):
@@ -705,67 +650,61 @@ def _claims(runs, config: LmConfig) -> list[dict[str, Any]]:
     )
     tolerance = f', tolerance ±{tol:.4f}' if seeds > 1 else ''
     if name in _MATCHES:
+      tolerance += ' (2 x pooled seed std)' if seeds > 1 else ''
       detail = f'final validation loss {diff:+.4f} nats vs {against}'
-      if seeds > 1:
-        tolerance += ' (2 x pooled seed std)'
       claims.append(
         _lm_common.claim(_MATCHES[name], held, detail + tolerance, seeds)
       )
       continue
     updates = _mean([r.summary['num_updates'] for r in runs[name]])
-    ref_updates = _mean([r.summary['num_updates'] for r in runs[against]])
+    ref = _mean([r.summary['num_updates'] for r in runs[against]])
     claims.append(
       _lm_common.claim(
         f'{name} saves updates at equal loss against {against}',
-        bool(updates < ref_updates and (held or diff < 0)),
-        f'{ref_updates / updates:.2f}x fewer updates ({updates:,.0f} vs '
-        f'{ref_updates:,.0f}), final validation loss {diff:+.4f} nats'
-        + tolerance,
+        bool(updates < ref and (held or diff < 0)),
+        f'{ref / updates:.2f}x fewer updates ({updates:,.0f} vs {ref:,.0f}), '
+        f'final validation loss {diff:+.4f} nats{tolerance}',
         seeds,
       )
     )
   growth = [_noise_growth(r) for r in runs[BASELINE]]
-  finite = [g for g in growth if math.isfinite(g['ratio'])]
-  if finite:
-    detail = '; '.join(
-      f'seed {r.seed}: B_simple x{g["ratio"]:.2f} from the first to the last '
-      f'quarter, rank correlation with the loss {g["rho"]:+.2f}'
-      for r, g in zip(runs[BASELINE], growth, strict=True)
-    )
+  if any(math.isfinite(g[0]) for g in growth):
     claims.append(
       _lm_common.claim(
         f'B_simple grows as the loss falls ({BASELINE}, constant batch; '
         'McCandlish et al.)',
-        all(g['ratio'] > 1 and g['rho'] < 0 for g in finite),
-        detail,
+        all(g[0] > 1 and g[1] < 0 for g in growth if math.isfinite(g[0])),
+        '; '.join(
+          f'seed {r.seed}: B_simple x{ratio:.2f} from the first to the last '
+          f'quarter, rank correlation with the loss {rho:+.2f}'
+          for r, (ratio, rho) in zip(runs[BASELINE], growth, strict=True)
+        ),
         seeds,
       )
     )
   return claims
 
 
-def _noise_growth(run: _runs.Run) -> dict[str, float]:
-  r"""How the measured B_simple moves over a run.
-
-  ``ratio``: the median of the last quarter of the finite logged
-  estimates over the median of the first quarter; ``rho``: Spearman's rank
-  correlation between the estimates and the training loss logged with
-  them (negative: B_simple grows as the loss falls).
+def _noise_growth(run: _runs.Run) -> tuple[float, float]:
+  r"""How the measured B_simple moves over a run: the median of the last
+  quarter of the finite logged estimates over the median of the first
+  quarter, and Spearman's rank correlation between the estimates and the
+  training loss logged with them (negative: B_simple grows as the loss
+  falls); NaNs without the noise tracker or with fewer than 8 estimates.
   """
-  noise = run.train.get('noise_scale')
-  loss = run.train.get('loss')
+  noise, loss = run.train.get('noise_scale'), run.train.get('loss')
   if noise is None or loss is None or noise.shape != loss.shape:
-    # No noise tracker (or no loss logged): nothing to relate.
-    return {'ratio': math.nan, 'rho': math.nan}
+    return math.nan, math.nan
   keep = np.isfinite(noise) & np.isfinite(loss)
   noise, loss = noise[keep], loss[keep]
   if noise.size < 8:
-    return {'ratio': math.nan, 'rho': math.nan}
+    return math.nan, math.nan
   q = noise.size // 4
-  ratio = float(np.median(noise[-q:]) / np.median(noise[:q]))
   rank = lambda v: np.argsort(np.argsort(v)).astype(float)  # noqa: E731
-  rho = float(np.corrcoef(rank(noise), rank(loss))[0, 1])
-  return {'ratio': ratio, 'rho': rho}
+  return (
+    float(np.median(noise[-q:]) / np.median(noise[:q])),
+    float(np.corrcoef(rank(noise), rank(loss))[0, 1]),
+  )
 
 
 LABELS = {
@@ -779,52 +718,39 @@ LABELS = {
 
 
 def _figures(runs, seq_len, base, workdir) -> dict[str, str]:
+  """The validation loss (with the bigram and unigram models'), the LR and batch in force, and B_simple when measured."""
+  from lrjax import batch as lbatch
   from lrjax import plots
 
-  test = {
-    k: [_lm_common.token_columns(r.test, seq_len) for r in g]
-    for k, g in runs.items()
-  }
-  train = {
-    k: [_lm_common.token_columns(r.train, seq_len) for r in g]
-    for k, g in runs.items()
-  }
-  figures = {}
-  path = os.path.join(workdir, 'val_loss.png')
-  fig = plots.plot_curves(
-    test, x=('tokens', 'step'), y='loss', labels=LABELS, title=None
-  )
+  def columns(kind: str) -> dict[str, list[dict]]:
+    return {
+      k: [lbatch.with_tokens(dict(getattr(r, kind)), seq_len) for r in g]
+      for k, g in runs.items()
+    }
+
+  test, train = columns('test'), columns('train')
+  plot = functools.partial(plots.plot_curves, labels=LABELS, x='tokens')
+  fig = plot(test, x=('tokens', 'step'), y='loss', title=None)
   for ax in fig.axes:
-    for label, value, style in (
-      ('bigram', base['bigram'], ':'),
-      ('unigram', base['unigram'], '--'),
-    ):
-      ax.axhline(value, color='gray', linestyle=style, label=label)
+    ax.axhline(base['bigram'], color='gray', linestyle=':', label='bigram')
+    ax.axhline(base['unigram'], color='gray', linestyle='--', label='unigram')
     ax.legend(fontsize='small')
-  fig.savefig(path, dpi=110)
-  figures['val_loss.png'] = (
-    'Validation loss against training tokens and against updates (gray: '
-    'the bigram and unigram models of the same split)'
-  )
-  plots.plot_curves(
-    train,
-    x='tokens',
-    y=('lr', 'batch_tokens'),
-    labels=LABELS,
-    band='range',
-    path=os.path.join(workdir, 'schedules.png'),
-  )
-  figures['schedules.png'] = 'LR and batch (tokens) in force, as trained'
+  fig.savefig(os.path.join(workdir, 'val_loss.png'), dpi=110)
+  path = os.path.join(workdir, 'schedules.png')
+  plot(train, y=('lr', 'batch_tokens'), band='range', path=path)
+  figures = {
+    'val_loss.png': 'Validation loss against training tokens and against '
+    'updates (gray: the bigram and unigram models of the same split)',
+    'schedules.png': 'LR and batch (tokens) in force, as trained',
+  }
   if any(
-    np.isfinite(run.get('noise_scale_tokens', np.zeros(0))).any()
-    for group in train.values()
-    for run in group
+    np.isfinite(r.get('noise_scale_tokens', np.zeros(0))).any()
+    for g in train.values()
+    for r in g
   ):
-    plots.plot_curves(
+    plot(
       train,
-      x='tokens',
       y='noise_scale_tokens',
-      labels=LABELS,
       band='range',
       logy=True,
       path=os.path.join(workdir, 'noise_scale.png'),
@@ -839,6 +765,12 @@ def _figures(runs, seq_len, base, workdir) -> dict[str, str]:
 def _report(config, plans, results, table, claims, figures) -> str:
   c = config.common
   base = results['baselines_bits_per_byte']
+  noise = (
+    'The noise scale is estimated with sequences as the examples and '
+    'stated in tokens (times the sequence length). '
+    if c.noise
+    else 'The noise tracker was off (--nonoise): no B_simple. '
+  )
   lines = [
     '# Pretraining a byte-level transformer: LR policies and batch schedules',
     '',
@@ -860,25 +792,21 @@ def _report(config, plans, results, table, claims, figures) -> str:
     '',
     '| run | LR policy | batch schedule (tokens) |',
     '|---|---|---|',
-  ]
-  for name, plan in plans.items():
-    lines.append(f'| {name} | {plan.lr_text} | `{plan.batch_text}` |')
-  lines += ['', '## Results', '', table, '## Claims', '']
-  lines += _common.claim_lines(claims)
-  lines += [
+    *(f'| {k} | {p.lr_text} | `{p.batch_text}` |' for k, p in plans.items()),
+    '',
+    '## Results',
+    '',
+    table,
+    '## Claims',
+    '',
+    *_common.claim_lines(claims),
     '',
     'Tokens/s is the median training rate over the logged intervals (one '
     'with an evaluation or a compilation in it does not count); wall s is '
-    'the whole run, compilation and evaluations included. '
-    + (
-      'The noise scale is estimated with sequences as the examples and '
-      'stated in tokens (times the sequence length). '
-      if c.noise
-      else 'The noise tracker was off (--nonoise): no B_simple. '
-    )
-    + "The policies' exact text forms (over epochs) are in results.json.",
+    f'the whole run, compilation and evaluations included. {noise}'
+    "The policies' exact text forms (over epochs) are in results.json.",
+    *_common.figure_lines(figures),
   ]
-  lines += _common.figure_lines(figures)
   return '\n'.join(lines)
 
 
