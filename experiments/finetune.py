@@ -292,31 +292,13 @@ def pretrain(
 # ------------------------------------------------------------ runs
 
 
-def _first_eval(task: Any, batch_size: int = 256) -> dict[str, float]:
+def _first_eval(task: Any) -> dict[str, float]:
   """The evaluation metrics of a task's initial parameters (epoch 0)."""
   import jax
 
-  params, model_state = task.init(jax.random.key(0))
-  fn = jax.jit(task.eval_sums)
-  data = task.eval_data
-  n = data.num_examples
-  sums: dict[str, float] = {}
-  for start in range(0, n, batch_size):
-    idx = np.arange(start, min(start + batch_size, n))
-    batch = data.take(idx)
-    pad = batch_size - len(idx)
-    if pad:
-      batch = {
-        k: np.concatenate([v, np.repeat(v[:1], pad, axis=0)])
-        for k, v in batch.items()
-      }
-    out = jax.device_get(
-      fn(params, model_state, batch, np.arange(batch_size) < len(idx))
-    )
-    for k, v in out.items():
-      sums[k] = sums.get(k, 0.0) + float(v)
-  count = sums.pop('count')
-  return {k: v / count for k, v in sums.items()}
+  from lrjax import train as lrtrain
+
+  return lrtrain.evaluate(task, *task.init(jax.random.key(0)))
 
 
 def train_config(

@@ -37,6 +37,7 @@ from lrjax.train._hooks import StepInfo as StepInfo
 from lrjax.train._loop import TrainResult as TrainResult
 from lrjax.train._loop import train_and_evaluate as train_and_evaluate
 from lrjax.train._parallel import Runner as Runner
+from lrjax.train._pipeline import evaluate as evaluate
 from lrjax.train._step import TrainState as TrainState
 from lrjax.train._step import create_train_state as create_train_state
 from lrjax.train._step import make_optimizer as make_optimizer
@@ -87,6 +88,7 @@ __all__ = [
   'config_changes',
   'create_train_state',
   'describe_changes',
+  'evaluate',
   'from_functions',
   'from_linen',
   'from_nnx',

@@ -564,8 +564,13 @@ class _Run:
     records and logs the result."""
     if self.setup.task.eval_data is None:
       return
+    runner = self.setup.runner
     values = _pipeline.evaluate(
-      self.setup, self._eval_fns, self.state, self._config.eval_batch_size
+      self.setup.task,
+      jax.tree.map(runner.replica, self.state.params),
+      jax.tree.map(runner.replica, self.state.model_state),
+      self._config.eval_batch_size,
+      self._eval_fns,
     )
     res = {
       'step': self.update,

@@ -58,20 +58,56 @@ def batches(
 
 
 def evaluate(
-  setup: _setup.Setup, eval_fns: Any, state: Any, batch_size: int
+  task: Any,
+  params: Any,
+  model_state: Any = None,
+  batch_size: int = 256,
+  eval_fns: tuple[Any, Any] | None = None,
 ) -> dict[str, float]:
-  """The task's evaluation metrics of one replica of ``state``.
+  """A task's evaluation metrics of ``params`` on its evaluation split.
 
-  With per-example ``eval_metrics`` the evaluation split runs in batches
-  of ``batch_size``, the last one padded (with copies of its first
-  example) and masked, so that one compiled program serves them all;
-  without, ``loss`` and its metrics are averaged over the batches weighted
-  by their sizes (the last, smaller batch is one more program).
+  What the trainer records at each evaluation, for parameters from
+  anywhere (an initialisation, a checkpoint, another library). With
+  per-example ``eval_metrics`` the split runs in batches of
+  ``batch_size``, the last one padded (with copies of its first example)
+  and masked, so that one compiled program serves them all; without,
+  ``loss`` and its metrics are averaged over the batches weighted by their
+  sizes (the last, smaller batch is one more program).
+
+  Args:
+    task: a `lrjax.train.Task` with ``eval_data``.
+    params: the model's parameters (one replica, host or device arrays).
+    model_state: the model's state (e.g. batch statistics); None: the
+      task's initial one.
+    batch_size: examples per evaluation batch.
+    eval_fns: ``(jit(task.eval_sums), jit(task.eval_means))`` to reuse
+      their compilations (the trainer's); None: jitted here.
+
+  Returns:
+    Metric name -> mean over the split.
+
+  Examples:
+    Zero weights give uniform predictions over the 10 classes, so the
+    loss is ln 10 on every example (the last batch of 10 of the 36-example
+    test split is padded and masked):
+
+    >>> import jax, jax.numpy as jnp
+    >>> from lrjax import tasks
+    >>> task = tasks.image_classification(
+    ...   'synthetic', 'mlp', synthetic_examples=144, synthetic_shape=(2, 2, 1))
+    >>> params, state = task.init(jax.random.key(0))
+    >>> zeros = jax.tree.map(jnp.zeros_like, params)
+    >>> task.eval_data.num_examples
+    36
+    >>> print(f"{evaluate(task, zeros, state, batch_size=16)['loss']:.6f}")
+    2.302585
   """
-  task, runner = setup.task, setup.runner
-  sums_fn, means_fn = eval_fns
-  params = jax.tree.map(runner.replica, state.params)
-  model_state = jax.tree.map(runner.replica, state.model_state)
+  if model_state is None:
+    model_state = task.init(jax.random.key(0))[1]
+  sums_fn, means_fn = eval_fns or (
+    jax.jit(task.eval_sums),
+    jax.jit(task.eval_means),
+  )
   data = task.eval_data
   n = data.num_examples
   bs = min(batch_size, n)
@@ -97,18 +133,3 @@ def evaluate(
       sums[k] = sums.get(k, 0.0) + float(v)
   count = sums.pop('count')
   return {k: v / count for k, v in sums.items()}
-
-
-class Inline:
-  """Batches produced on the main thread (``prefetch=0``)."""
-
-  wait_seconds = 0.0
-
-  def __init__(self, iterable: Any) -> None:
-    self._it = iter(iterable)
-
-  def __iter__(self) -> Any:
-    return self._it
-
-  def close(self) -> None:
-    pass
