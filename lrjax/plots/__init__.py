@@ -13,6 +13,7 @@ from lrjax.plots._curves import plot_accuracy_vs_cost as plot_accuracy_vs_cost
 from lrjax.plots._curves import plot_curves as plot_curves
 from lrjax.plots._curves import plot_lines as plot_lines
 from lrjax.plots._curves import plot_panels as plot_panels
+from lrjax.plots._curves import plot_points as plot_points
 from lrjax.plots._measure import centred_median as centred_median
 from lrjax.plots._measure import lr_finder_ylim as lr_finder_ylim
 from lrjax.plots._measure import plot_interpolation as plot_interpolation
@@ -34,5 +35,6 @@ __all__ = [
   'plot_noise_scale',
   'plot_noise_scales',
   'plot_panels',
+  'plot_points',
   'plot_schedules',
 ]
