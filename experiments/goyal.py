@@ -528,62 +528,58 @@ def _smith_le_claim(config: GoyalConfig, smith_le) -> dict:
 
 
 def _figures(config, curves, smith_le, b_simple, workdir) -> dict[str, str]:
-  """The metric against the batch, by rule and by LR; B_simple dashed."""
+  """The metric against the batch, by rule and by LR; B_simple dotted."""
   from lrjax import plots
 
-  scale = config.metric.scale
-  if config.lm is None:
-    ylabel, what, unit = 'test accuracy (%)', 'Test accuracy', ''
-  else:
-    ylabel, what, unit = 'validation loss (nats)', 'Validation loss', ' seq'
+  scale, lm = config.metric.scale, config.lm is not None
+  what = 'Validation loss' if lm else 'Test accuracy'
+  unit = ' seq' if lm else ''
   figures = {
     'goyal.png': (
       f'{what} against batch size, by LR rule',
-      {v: [scale * m for m in means] for v, means in curves.items()},
+      curves,
+      f'{what} against batch size, by LR rule',
     ),
     'smith_le.png': (
       'Constant LR: the best batch against the LR (Smith & Le)',
       {
-        f'LR x{f:g} (best {v["best_batch"]})': [scale * m for m in v['means']]
+        f'LR x{f:g} (best {v["best_batch"]})': v['means']
         for f, v in sorted(smith_le.items())
       },
+      'Unscaled LR sweeps at several LRs: where each peaks',
     ),
   }
-  for path, (title, ys) in figures.items():
-    fig = plots.plot_lines(
+  for path, (title, ys, _) in figures.items():
+    plots.plot_lines(
       config.goyal_batches,
-      ys,
-      xlabel='batch size' + (' (sequences)' if unit else ''),
-      ylabel=ylabel,
-      title=f'{title}\n(dashed: B_simple = {b_simple:.3g}{unit})',
+      {k: [scale * m for m in means] for k, means in ys.items()},
+      xlabel='batch size' + (' (sequences)' if lm else ''),
+      ylabel='validation loss (nats)' if lm else 'test accuracy (%)',
+      title=title,
       logx=True,
+      vlines={f'B_simple = {b_simple:.3g}{unit}': b_simple},
+      path=os.path.join(workdir, path),
     )
-    fig.axes[0].axvline(b_simple, color='grey', ls='--')
-    fig.savefig(os.path.join(workdir, path), dpi=110)
-  return {
-    'goyal.png': f'{what} against batch size, by LR rule',
-    'smith_le.png': 'Unscaled LR sweeps at several LRs: where each peaks',
-  }
+  return {path: caption for path, (_, _, caption) in figures.items()}
 
 
 def _report(config, table, breaks, b_simple, smith_le, claim, figures) -> str:
-  base = config.goyal_batches[0]
+  base, b0 = config.goyal_batches[0], config.goyal_base_batch
   if config.lm is None:
-    c, unit = config.common, ''
+    c, unit, noise = config.common, '', ''
     trained = (
       f'{c.dataset}, model {c.model}, {c.optimizer} (momentum '
       f'{c.momentum:g}, weight decay {c.weight_decay:g}), {c.epochs:g} '
-      f'epochs, cosine to 0; base LR {c.lr:g} at batch '
-      f'{config.goyal_base_batch}; seeds {list(c.seeds)}.'
+      f'epochs, cosine to 0; base LR {c.lr:g} at batch {b0}'
     )
-    noise = f'B_simple = {b_simple:.4g}'
     rule = (
-      f'(mean test accuracy more than {100 * config.goyal_tolerance:g} '
-      f'points below batch {base})'
+      f'mean test accuracy more than {100 * config.goyal_tolerance:g} '
+      f'points below batch {base}'
     )
   else:
     lc, unit = config.lm, ' sequences'
     c, t = lc.common, lc.common.seq_len
+    noise = f' sequences ({b_simple * t:.4g} tokens)'
     trained = (
       f'{c.corpus}, sequences of {t} bytes, transformer {c.layers} layers x '
       f'width {c.width}, {c.optimizer} (beta1 {c.momentum:g}, beta2 '
@@ -591,37 +587,42 @@ def _report(config, table, breaks, b_simple, smith_le, claim, figures) -> str:
       f'{lc.train_tokens:,} tokens, warmup over {lc.warmup_tokens:,} tokens '
       f'(the warmup rule: {config.warmup_tokens:,}), cosine to '
       f'{lc.final_lr_fraction:g} of the peak; base LR {c.lr:g} at batch '
-      f'{config.goyal_base_batch} sequences; seeds {list(c.seeds)}.'
+      f'{b0} sequences'
     )
-    noise = f'B_simple = {b_simple:.4g} sequences ({b_simple * t:.4g} tokens)'
     rule = (
-      f'(mean validation loss more than {config.goyal_tolerance:g} nats '
-      f'above batch {base})'
+      f'mean validation loss more than {config.goyal_tolerance:g} nats '
+      f'above batch {base}'
     )
   lines = [
     "# Goyal et al.'s batch sweep",
     '',
-    trained,
+    f'{trained}; seeds {list(c.seeds)}.',
     '',
     table,
-    f'Measured noise scale at batch {config.goyal_base_batch}, LR '
-    f'{config.lr:g}: {noise}.',
+    f'Measured noise scale at batch {b0}, LR {config.lr:g}: B_simple = '
+    f'{b_simple:.4g}{noise}.',
     '',
     '## Where each rule breaks down',
     '',
-    rule,
+    f'({rule})',
     '',
-  ]
-  for v, b in breaks.items():
-    lines.append(
+    *(
       f'- {v}: breaks down at batch {b}{unit} ({b / b_simple:.2g} x B_simple)'
       if b
       else f'- {v}: holds over the whole sweep'
-    )
-  lines += ['', "## Smith & Le's optimal batch", '']
-  for f, v in sorted(smith_le.items()):
-    lines.append(f'- LR {config.lr * f:g}: best batch {v["best_batch"]}{unit}')
-  lines += ['', *_common.claim_lines([claim]), *_common.figure_lines(figures)]
+      for v, b in breaks.items()
+    ),
+    '',
+    "## Smith & Le's optimal batch",
+    '',
+    *(
+      f'- LR {config.lr * f:g}: best batch {v["best_batch"]}{unit}'
+      for f, v in sorted(smith_le.items())
+    ),
+    '',
+    *_common.claim_lines([claim]),
+    *_common.figure_lines(figures),
+  ]
   return '\n'.join(lines)
 
 
