@@ -35,7 +35,6 @@ budget instead (the probes time the training step, see
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Any, NamedTuple
 
@@ -207,9 +206,9 @@ def choose(
   from lrjax import recipe
 
   path = os.path.join(workdir, 'recipe.json')
-  if os.path.exists(path):
-    with open(path) as fh:
-      return json.load(fh)
+  saved = _common.read_json(path)
+  if saved is not None:
+    return saved
   c = config.common if config.lm is None else config.lm.common
   probes = ('probe_batch', 'min_lr', 'max_lr', 'noise_updates', 'suggestion')
   r = recipe.recommend(
