@@ -121,9 +121,9 @@ class GoyalConfig:
   )
 
   @property
-  def lr(self) -> float:
-    """The base LR, at ``goyal_base_batch``."""
-    return (self.common if self.lm is None else self.lm.common).lr
+  def task_common(self) -> Any:
+    """The common settings of the task swept (the LM's, or ``common``)."""
+    return self.common if self.lm is None else self.lm.common
 
   @property
   def metric(self) -> _runs.Metric:
@@ -358,41 +358,38 @@ class Goyal(_study.Study):
       self._data = _lm_common.train_and_evaluation(self.config.lm.common)
     return self._data
 
+  def _task(self, seed: int, name: str) -> Any:
+    if self.config.lm is None:
+      return _common.make_task(self.config.common, seed)
+    c = self.config.lm.common
+    return _lm_common.make_task(c, *self._lm_data(), seed, name=f'lm {name}')
+
   def _trial(self, variant: str, factor: float, batch: int):
     """One run's LR policy text, what makes two runs the same, its trial."""
-    config = self.config
-    name = f'{variant}_lr{factor:g}_b{batch}'
+    config, c = self.config, self.config.task_common
+    name = same = f'{variant}_lr{factor:g}_b{batch}'
     if config.lm is None:
-      c = config.common
       b0, warm = config.goyal_base_batch, config.goyal_warmup_epochs
       policy = lr_policy(variant, batch, c.lr * factor, b0, c.epochs, warm)
-      return (
-        policy,
-        name,
-        _study.Trial(
-          name,
-          c.seeds,
-          lambda seed: _common.train_config(
-            c, batch=batch, lr=policy, seed=seed
-          ),
-          lambda seed: _common.make_task(c, seed),
-        ),
-      )
-    run = _lm_run_config(config, variant, factor, batch)
-    c = config.lm.common
-    train, evaluate = self._lm_data()
-    n = train.num_examples
-    plan = lm_exp.build_plans(run, n)[lm_exp.BASELINE]
+
+      def train_config(seed: int) -> Any:
+        return _common.train_config(c, batch=batch, lr=policy, seed=seed)
+
+    else:
+      run = _lm_run_config(config, variant, factor, batch)
+      n = self._lm_data()[0].num_examples
+      plan = lm_exp.build_plans(run, n)[lm_exp.BASELINE]
+      policy = lm_exp.lr_text(run, lm_exp.BASELINE)
+      same = (str(plan.lr), batch)
+
+      def train_config(seed: int) -> Any:
+        return lm_exp.train_config(run, plan, seed, n)
+
     return (
-      lm_exp.lr_text(run, lm_exp.BASELINE),
-      (str(plan.lr), batch),
+      policy,
+      same,
       _study.Trial(
-        name,
-        c.seeds,
-        lambda seed: lm_exp.train_config(run, plan, seed, n),
-        lambda seed: _lm_common.make_task(
-          c, train, evaluate, seed, name=f'lm {name}'
-        ),
+        name, c.seeds, train_config, lambda seed: self._task(seed, name)
       ),
     )
 
@@ -405,27 +402,18 @@ class Goyal(_study.Study):
     saved = _common.read_json(path)
     if saved is not None:
       return float(saved['b_simple'])
-    config = self.config
-    if config.lm is None:
-      c, adam = config.common, {}
-      task = _common.make_task(c, c.seeds[0])
-    else:
-      c, adam = config.lm.common, {'b2': config.lm.common.b2}
-      train, evaluate = self._lm_data()
-      task = _lm_common.make_task(
-        c, train, evaluate, c.seeds[0], name='lm noise probe'
-      )
+    c, b0 = self.config.task_common, self.config.goyal_base_batch
     probe = recipe.probe_noise(
-      task,
+      self._task(c.seeds[0], 'noise probe'),
       lr=c.lr,
-      batch_size=config.goyal_base_batch,
-      num_slices=4 if config.goyal_base_batch % 4 == 0 else 2,
+      batch_size=b0,
+      num_slices=4 if b0 % 4 == 0 else 2,
       num_updates=50,
       optimizer=c.optimizer,
       momentum=c.momentum,
       weight_decay=c.weight_decay,
       seed=c.seeds[0],
-      **adam,
+      **({} if self.config.lm is None else {'b2': c.b2}),
     )
     _common.write_json(path, {'b_simple': probe.b_simple})
     return probe.b_simple
@@ -599,7 +587,7 @@ def _report(config, table, breaks, b_simple, smith_le, claim, figures) -> str:
     f'{trained}; seeds {list(c.seeds)}.',
     '',
     table,
-    f'Measured noise scale at batch {b0}, LR {config.lr:g}: B_simple = '
+    f'Measured noise scale at batch {b0}, LR {c.lr:g}: B_simple = '
     f'{b_simple:.4g}{noise}.',
     '',
     '## Where each rule breaks down',
@@ -616,7 +604,7 @@ def _report(config, table, breaks, b_simple, smith_le, claim, figures) -> str:
     "## Smith & Le's optimal batch",
     '',
     *(
-      f'- LR {config.lr * f:g}: best batch {v["best_batch"]}{unit}'
+      f'- LR {c.lr * f:g}: best batch {v["best_batch"]}{unit}'
       for f, v in sorted(smith_le.items())
     ),
     '',

@@ -12,7 +12,9 @@ _BRIGHT = (0.993248, 0.906157, 0.143936)
 
 
 @pytest.mark.parametrize('higher_is_better', [True, False])
-def test_plot_points_colours_the_best_point_brightest(tmp_path, higher_is_better):
+def test_plot_points_colours_the_best_point_brightest(
+  tmp_path, higher_is_better
+):
   path = tmp_path / 'points.png'
   fig = plots.plot_points(
     [0.01, 0.1, 1.0],
