@@ -141,10 +141,17 @@ class GoyalConfig:
     """Raises ValueError naming the flag and the fix."""
     _flags.check(self)
     _lm_common.check_task('goyal_task', self.goyal_task, self.lm)
-    if self.lm is not None:
-      for key in _keys(self):
-        _validate_lm_run(_lm_run_config(self, *key))
-    elif self.goyal_warmup_epochs >= self.common.epochs:
+    for key in _keys(self) if self.lm is not None else ():
+      run = _lm_run_config(self, *key)
+      try:
+        run.validate()
+      except ValueError as e:
+        raise ValueError(
+          f'the run at batch {run.common.batch_size} sequences, LR '
+          f'{run.common.lr:g}: {e}; change --goyal_batches, '
+          '--goyal_warmup_tokens, --warmup_tokens or --train_tokens'
+        ) from None
+    if self.lm is None and self.goyal_warmup_epochs >= self.common.epochs:
       raise ValueError(
         f'--goyal_warmup_epochs={self.goyal_warmup_epochs} must be below '
         f'--epochs={self.common.epochs}'
@@ -275,15 +282,11 @@ def breakdown(
 def _keys(config: GoyalConfig) -> list[tuple[str, float, int]]:
   """(rule, LR factor, batch) of every run: the rules at the base LR, then
   Smith & Le's sweeps, the `none` rule at ``goyal_lr_factors`` times it."""
-  keys = [
-    (v, 1.0, b) for v in config.goyal_variants for b in config.goyal_batches
-  ]
-  keys += [
-    ('none', f, b)
-    for f in config.goyal_lr_factors
-    for b in config.goyal_batches
-  ]
-  return list(dict.fromkeys(keys))
+  sweeps = [(v, 1.0) for v in config.goyal_variants]
+  sweeps += [('none', f) for f in config.goyal_lr_factors]
+  return list(
+    dict.fromkeys((v, f, b) for v, f in sweeps for b in config.goyal_batches)
+  )
 
 
 def _lm_run_config(
@@ -302,18 +305,6 @@ def _lm_run_config(
     common=dataclasses.replace(c, lr=peak, batch_size=batch),
     warmup_tokens=config.warmup_tokens if longer else lc.warmup_tokens,
   )
-
-
-def _validate_lm_run(run: Any) -> None:
-  """Raises ValueError naming the run and the flags to change."""
-  try:
-    run.validate()
-  except ValueError as e:
-    raise ValueError(
-      f'the run at batch {run.common.batch_size} sequences, LR '
-      f'{run.common.lr:g}: {e}; change --goyal_batches, '
-      '--goyal_warmup_tokens, --warmup_tokens or --train_tokens'
-    ) from None
 
 
 class Goyal(_study.Study):
@@ -423,10 +414,8 @@ class Goyal(_study.Study):
   ) -> _study.Report:
     config, metric = self.config, self.config.metric
     batches = config.goyal_batches
-    if config.lm is None:
-      shown, seq_len = (metric,), None
-    else:
-      shown, seq_len = (_runs.VAL_LOSS, _runs.VAL_BPB), config.lm.common.seq_len
+    seq_len = None if config.lm is None else config.lm.common.seq_len
+    shown = (metric,) if seq_len is None else (_runs.VAL_LOSS, _runs.VAL_BPB)
 
     def values(m, key):
       return [m.of(run) for run in runs[self.trial_of[key]]]

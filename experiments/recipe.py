@@ -363,20 +363,14 @@ class _Lm:
   def recipe(self, chosen: dict, seed: int) -> Method:
     from lrjax import batch as lbatch
 
-    schedule = lbatch.parse(chosen['batch'])
-    eval_every = lm_exp.token_epochs(
-      self.lc.eval_every_tokens, self.c.seq_len, self.n
-    )
+    schedule, t = lbatch.parse(chosen['batch']), self.c.seq_len
+    every = lm_exp.token_epochs(self.lc.eval_every_tokens, t, self.n)
     return Method(
       _lm_common.train_config(
-        self.c,
-        batch=schedule,
-        lr=chosen['lr'],
-        seed=seed,
-        eval_every=eval_every,
+        self.c, batch=schedule, lr=chosen['lr'], seed=seed, eval_every=every
       ),
       chosen['lr'],
-      lm_exp.batch_text(schedule, self.c.seq_len),
+      lm_exp.batch_text(schedule, t),
     )
 
   def _cosine(self, lm_config: Any, seed: int) -> Method:
