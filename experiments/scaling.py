@@ -262,30 +262,16 @@ def _fit_lines(fits, config, n) -> list[str]:
 
 def _figures(fits, workdir) -> dict[str, str]:
   """Each fit with its bootstrap band, its points and its extrapolation."""
-  import matplotlib.figure
+  from lrjax import plots
 
-  fig = matplotlib.figure.Figure(figsize=(10, 4))
-  for ax, key in zip(fig.subplots(1, 2), ('lr', 'batch'), strict=True):
-    f, cs, vs = fits[key]
-    label = f'optimal {key.replace("lr", "LR")}'
-    ax.set(xscale='log', yscale='log', xlabel='budget C (training examples)')
-    ax.set(ylabel=label, title=label if f else f'{label}: no fit')
-    if f is None:
-      continue
-    ax.scatter(cs, vs, label='near-optimal runs')
-    grid = np.geomspace(min(cs.min(), *f.at), max(cs.max(), *f.at), 50)
-    fit_label = f'{f.fit.coefficient:.3g} C^{f.fit.exponent:.3f}'
-    ax.plot(grid, f.fit(grid), label=fit_label)
-    band = f.resamples[:, :1] * grid[None, :] ** f.resamples[:, 1:]
-    q = [100 * (1 - f.level) / 2, 100 * (1 + f.level) / 2]
-    ci = np.percentile(band, q, axis=0)
-    ax.fill_between(grid, *ci, alpha=0.2, label=f'{100 * f.level:g}% CI')
-    if f.at.size:
-      yerr = np.abs(f.prediction_ci.T - f.prediction)
-      ax.errorbar(f.at, f.prediction, yerr=yerr, fmt='x', label='extrapolation')
-    ax.legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(os.path.join(workdir, 'scaling.png'), dpi=120)
+  plots.plot_power_laws(
+    {
+      f'optimal {label}': (cs, vs, f)
+      for label, (f, cs, vs) in zip(('LR', 'batch'), fits.values(), strict=True)
+    },
+    xlabel='budget C (training examples)',
+    path=os.path.join(workdir, 'scaling.png'),
+  )
   return {'scaling.png': 'Optimal LR and batch against the budget, with fits'}
 
 

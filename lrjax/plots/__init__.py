@@ -20,6 +20,7 @@ from lrjax.plots._measure import plot_interpolation as plot_interpolation
 from lrjax.plots._measure import plot_lr_finder as plot_lr_finder
 from lrjax.plots._measure import plot_noise_scale as plot_noise_scale
 from lrjax.plots._measure import plot_noise_scales as plot_noise_scales
+from lrjax.plots._measure import plot_power_laws as plot_power_laws
 from lrjax.plots._schedules import plot_schedules as plot_schedules
 
 __all__ = [
@@ -36,5 +37,6 @@ __all__ = [
   'plot_noise_scales',
   'plot_panels',
   'plot_points',
+  'plot_power_laws',
   'plot_schedules',
 ]
