@@ -477,20 +477,16 @@ def _smith_le_claim(config: GoyalConfig, smith_le) -> dict:
   """Whether the best batch grows with the LR, by about the LR's ratio."""
   factors = sorted(smith_le)
   best = [smith_le[f]['best_batch'] for f in factors]
-  monotone = all(a <= b for a, b in zip(best, best[1:], strict=False))
-  lr_ratio = factors[-1] / factors[0]
-  batch_ratio = best[-1] / best[0]
+  lr_ratio, batch_ratio = factors[-1] / factors[0], best[-1] / best[0]
   # The sweep's batches are a factor 2 apart: agreement within one step.
   proportional = (
     len(factors) > 1
     and abs(math.log2(batch_ratio) - math.log2(lr_ratio)) <= 1.0
   )
-  edge = any(
-    b in (config.goyal_batches[0], config.goyal_batches[-1]) for b in best
-  )
+  edge = {config.goyal_batches[0], config.goyal_batches[-1]} & set(best)
   return {
     'claim': 'the best batch grows in proportion to the LR (Smith & Le)',
-    'held': bool(monotone and proportional),
+    'held': bool(best == sorted(best) and proportional),
     'detail': (
       f'best batch {best} at LR x{[f"{f:g}" for f in factors]}; batch ratio '
       f'{batch_ratio:g} vs LR ratio {lr_ratio:g}'
