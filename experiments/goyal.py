@@ -121,9 +121,9 @@ class GoyalConfig:
   )
 
   @property
-  def lr(self) -> float:
-    """The base LR, at ``goyal_base_batch``."""
-    return (self.common if self.lm is None else self.lm.common).lr
+  def task_common(self) -> Any:
+    """The common settings of the task swept (the LM's, or ``common``)."""
+    return self.common if self.lm is None else self.lm.common
 
   @property
   def metric(self) -> _runs.Metric:
@@ -141,10 +141,17 @@ class GoyalConfig:
     """Raises ValueError naming the flag and the fix."""
     _flags.check(self)
     _lm_common.check_task('goyal_task', self.goyal_task, self.lm)
-    if self.lm is not None:
-      for key in _keys(self):
-        _validate_lm_run(_lm_run_config(self, *key))
-    elif self.goyal_warmup_epochs >= self.common.epochs:
+    for key in _keys(self) if self.lm is not None else ():
+      run = _lm_run_config(self, *key)
+      try:
+        run.validate()
+      except ValueError as e:
+        raise ValueError(
+          f'the run at batch {run.common.batch_size} sequences, LR '
+          f'{run.common.lr:g}: {e}; change --goyal_batches, '
+          '--goyal_warmup_tokens, --warmup_tokens or --train_tokens'
+        ) from None
+    if self.lm is None and self.goyal_warmup_epochs >= self.common.epochs:
       raise ValueError(
         f'--goyal_warmup_epochs={self.goyal_warmup_epochs} must be below '
         f'--epochs={self.common.epochs}'
@@ -275,15 +282,11 @@ def breakdown(
 def _keys(config: GoyalConfig) -> list[tuple[str, float, int]]:
   """(rule, LR factor, batch) of every run: the rules at the base LR, then
   Smith & Le's sweeps, the `none` rule at ``goyal_lr_factors`` times it."""
-  keys = [
-    (v, 1.0, b) for v in config.goyal_variants for b in config.goyal_batches
-  ]
-  keys += [
-    ('none', f, b)
-    for f in config.goyal_lr_factors
-    for b in config.goyal_batches
-  ]
-  return list(dict.fromkeys(keys))
+  sweeps = [(v, 1.0) for v in config.goyal_variants]
+  sweeps += [('none', f) for f in config.goyal_lr_factors]
+  return list(
+    dict.fromkeys((v, f, b) for v, f in sweeps for b in config.goyal_batches)
+  )
 
 
 def _lm_run_config(
@@ -302,18 +305,6 @@ def _lm_run_config(
     common=dataclasses.replace(c, lr=peak, batch_size=batch),
     warmup_tokens=config.warmup_tokens if longer else lc.warmup_tokens,
   )
-
-
-def _validate_lm_run(run: Any) -> None:
-  """Raises ValueError naming the run and the flags to change."""
-  try:
-    run.validate()
-  except ValueError as e:
-    raise ValueError(
-      f'the run at batch {run.common.batch_size} sequences, LR '
-      f'{run.common.lr:g}: {e}; change --goyal_batches, '
-      '--goyal_warmup_tokens, --warmup_tokens or --train_tokens'
-    ) from None
 
 
 class Goyal(_study.Study):
@@ -358,41 +349,38 @@ class Goyal(_study.Study):
       self._data = _lm_common.train_and_evaluation(self.config.lm.common)
     return self._data
 
+  def _task(self, seed: int, name: str) -> Any:
+    if self.config.lm is None:
+      return _common.make_task(self.config.common, seed)
+    c = self.config.lm.common
+    return _lm_common.make_task(c, *self._lm_data(), seed, name=f'lm {name}')
+
   def _trial(self, variant: str, factor: float, batch: int):
     """One run's LR policy text, what makes two runs the same, its trial."""
-    config = self.config
-    name = f'{variant}_lr{factor:g}_b{batch}'
+    config, c = self.config, self.config.task_common
+    name = same = f'{variant}_lr{factor:g}_b{batch}'
     if config.lm is None:
-      c = config.common
       b0, warm = config.goyal_base_batch, config.goyal_warmup_epochs
       policy = lr_policy(variant, batch, c.lr * factor, b0, c.epochs, warm)
-      return (
-        policy,
-        name,
-        _study.Trial(
-          name,
-          c.seeds,
-          lambda seed: _common.train_config(
-            c, batch=batch, lr=policy, seed=seed
-          ),
-          lambda seed: _common.make_task(c, seed),
-        ),
-      )
-    run = _lm_run_config(config, variant, factor, batch)
-    c = config.lm.common
-    train, evaluate = self._lm_data()
-    n = train.num_examples
-    plan = lm_exp.build_plans(run, n)[lm_exp.BASELINE]
+
+      def train_config(seed: int) -> Any:
+        return _common.train_config(c, batch=batch, lr=policy, seed=seed)
+
+    else:
+      run = _lm_run_config(config, variant, factor, batch)
+      n = self._lm_data()[0].num_examples
+      plan = lm_exp.build_plans(run, n)[lm_exp.BASELINE]
+      policy = lm_exp.lr_text(run, lm_exp.BASELINE)
+      same = (str(plan.lr), batch)
+
+      def train_config(seed: int) -> Any:
+        return lm_exp.train_config(run, plan, seed, n)
+
     return (
-      lm_exp.lr_text(run, lm_exp.BASELINE),
-      (str(plan.lr), batch),
+      policy,
+      same,
       _study.Trial(
-        name,
-        c.seeds,
-        lambda seed: lm_exp.train_config(run, plan, seed, n),
-        lambda seed: _lm_common.make_task(
-          c, train, evaluate, seed, name=f'lm {name}'
-        ),
+        name, c.seeds, train_config, lambda seed: self._task(seed, name)
       ),
     )
 
@@ -405,27 +393,18 @@ class Goyal(_study.Study):
     saved = _common.read_json(path)
     if saved is not None:
       return float(saved['b_simple'])
-    config = self.config
-    if config.lm is None:
-      c, adam = config.common, {}
-      task = _common.make_task(c, c.seeds[0])
-    else:
-      c, adam = config.lm.common, {'b2': config.lm.common.b2}
-      train, evaluate = self._lm_data()
-      task = _lm_common.make_task(
-        c, train, evaluate, c.seeds[0], name='lm noise probe'
-      )
+    c, b0 = self.config.task_common, self.config.goyal_base_batch
     probe = recipe.probe_noise(
-      task,
+      self._task(c.seeds[0], 'noise probe'),
       lr=c.lr,
-      batch_size=config.goyal_base_batch,
-      num_slices=4 if config.goyal_base_batch % 4 == 0 else 2,
+      batch_size=b0,
+      num_slices=4 if b0 % 4 == 0 else 2,
       num_updates=50,
       optimizer=c.optimizer,
       momentum=c.momentum,
       weight_decay=c.weight_decay,
       seed=c.seeds[0],
-      **adam,
+      **({} if self.config.lm is None else {'b2': c.b2}),
     )
     _common.write_json(path, {'b_simple': probe.b_simple})
     return probe.b_simple
@@ -435,10 +414,8 @@ class Goyal(_study.Study):
   ) -> _study.Report:
     config, metric = self.config, self.config.metric
     batches = config.goyal_batches
-    if config.lm is None:
-      shown, seq_len = (metric,), None
-    else:
-      shown, seq_len = (_runs.VAL_LOSS, _runs.VAL_BPB), config.lm.common.seq_len
+    seq_len = None if config.lm is None else config.lm.common.seq_len
+    shown = (metric,) if seq_len is None else (_runs.VAL_LOSS, _runs.VAL_BPB)
 
     def values(m, key):
       return [m.of(run) for run in runs[self.trial_of[key]]]
@@ -500,20 +477,16 @@ def _smith_le_claim(config: GoyalConfig, smith_le) -> dict:
   """Whether the best batch grows with the LR, by about the LR's ratio."""
   factors = sorted(smith_le)
   best = [smith_le[f]['best_batch'] for f in factors]
-  monotone = all(a <= b for a, b in zip(best, best[1:], strict=False))
-  lr_ratio = factors[-1] / factors[0]
-  batch_ratio = best[-1] / best[0]
+  lr_ratio, batch_ratio = factors[-1] / factors[0], best[-1] / best[0]
   # The sweep's batches are a factor 2 apart: agreement within one step.
   proportional = (
     len(factors) > 1
     and abs(math.log2(batch_ratio) - math.log2(lr_ratio)) <= 1.0
   )
-  edge = any(
-    b in (config.goyal_batches[0], config.goyal_batches[-1]) for b in best
-  )
+  edge = {config.goyal_batches[0], config.goyal_batches[-1]} & set(best)
   return {
     'claim': 'the best batch grows in proportion to the LR (Smith & Le)',
-    'held': bool(monotone and proportional),
+    'held': bool(best == sorted(best) and proportional),
     'detail': (
       f'best batch {best} at LR x{[f"{f:g}" for f in factors]}; batch ratio '
       f'{batch_ratio:g} vs LR ratio {lr_ratio:g}'
@@ -528,62 +501,58 @@ def _smith_le_claim(config: GoyalConfig, smith_le) -> dict:
 
 
 def _figures(config, curves, smith_le, b_simple, workdir) -> dict[str, str]:
-  """The metric against the batch, by rule and by LR; B_simple dashed."""
+  """The metric against the batch, by rule and by LR; B_simple dotted."""
   from lrjax import plots
 
-  scale = config.metric.scale
-  if config.lm is None:
-    ylabel, what, unit = 'test accuracy (%)', 'Test accuracy', ''
-  else:
-    ylabel, what, unit = 'validation loss (nats)', 'Validation loss', ' seq'
+  scale, lm = config.metric.scale, config.lm is not None
+  what = 'Validation loss' if lm else 'Test accuracy'
+  unit = ' seq' if lm else ''
   figures = {
     'goyal.png': (
       f'{what} against batch size, by LR rule',
-      {v: [scale * m for m in means] for v, means in curves.items()},
+      curves,
+      f'{what} against batch size, by LR rule',
     ),
     'smith_le.png': (
       'Constant LR: the best batch against the LR (Smith & Le)',
       {
-        f'LR x{f:g} (best {v["best_batch"]})': [scale * m for m in v['means']]
+        f'LR x{f:g} (best {v["best_batch"]})': v['means']
         for f, v in sorted(smith_le.items())
       },
+      'Unscaled LR sweeps at several LRs: where each peaks',
     ),
   }
-  for path, (title, ys) in figures.items():
-    fig = plots.plot_lines(
+  for path, (title, ys, _) in figures.items():
+    plots.plot_lines(
       config.goyal_batches,
-      ys,
-      xlabel='batch size' + (' (sequences)' if unit else ''),
-      ylabel=ylabel,
-      title=f'{title}\n(dashed: B_simple = {b_simple:.3g}{unit})',
+      {k: [scale * m for m in means] for k, means in ys.items()},
+      xlabel='batch size' + (' (sequences)' if lm else ''),
+      ylabel='validation loss (nats)' if lm else 'test accuracy (%)',
+      title=title,
       logx=True,
+      vlines={f'B_simple = {b_simple:.3g}{unit}': b_simple},
+      path=os.path.join(workdir, path),
     )
-    fig.axes[0].axvline(b_simple, color='grey', ls='--')
-    fig.savefig(os.path.join(workdir, path), dpi=110)
-  return {
-    'goyal.png': f'{what} against batch size, by LR rule',
-    'smith_le.png': 'Unscaled LR sweeps at several LRs: where each peaks',
-  }
+  return {path: caption for path, (_, _, caption) in figures.items()}
 
 
 def _report(config, table, breaks, b_simple, smith_le, claim, figures) -> str:
-  base = config.goyal_batches[0]
+  base, b0 = config.goyal_batches[0], config.goyal_base_batch
   if config.lm is None:
-    c, unit = config.common, ''
+    c, unit, noise = config.common, '', ''
     trained = (
       f'{c.dataset}, model {c.model}, {c.optimizer} (momentum '
       f'{c.momentum:g}, weight decay {c.weight_decay:g}), {c.epochs:g} '
-      f'epochs, cosine to 0; base LR {c.lr:g} at batch '
-      f'{config.goyal_base_batch}; seeds {list(c.seeds)}.'
+      f'epochs, cosine to 0; base LR {c.lr:g} at batch {b0}'
     )
-    noise = f'B_simple = {b_simple:.4g}'
     rule = (
-      f'(mean test accuracy more than {100 * config.goyal_tolerance:g} '
-      f'points below batch {base})'
+      f'mean test accuracy more than {100 * config.goyal_tolerance:g} '
+      f'points below batch {base}'
     )
   else:
     lc, unit = config.lm, ' sequences'
     c, t = lc.common, lc.common.seq_len
+    noise = f' sequences ({b_simple * t:.4g} tokens)'
     trained = (
       f'{c.corpus}, sequences of {t} bytes, transformer {c.layers} layers x '
       f'width {c.width}, {c.optimizer} (beta1 {c.momentum:g}, beta2 '
@@ -591,37 +560,42 @@ def _report(config, table, breaks, b_simple, smith_le, claim, figures) -> str:
       f'{lc.train_tokens:,} tokens, warmup over {lc.warmup_tokens:,} tokens '
       f'(the warmup rule: {config.warmup_tokens:,}), cosine to '
       f'{lc.final_lr_fraction:g} of the peak; base LR {c.lr:g} at batch '
-      f'{config.goyal_base_batch} sequences; seeds {list(c.seeds)}.'
+      f'{b0} sequences'
     )
-    noise = f'B_simple = {b_simple:.4g} sequences ({b_simple * t:.4g} tokens)'
     rule = (
-      f'(mean validation loss more than {config.goyal_tolerance:g} nats '
-      f'above batch {base})'
+      f'mean validation loss more than {config.goyal_tolerance:g} nats '
+      f'above batch {base}'
     )
   lines = [
     "# Goyal et al.'s batch sweep",
     '',
-    trained,
+    f'{trained}; seeds {list(c.seeds)}.',
     '',
     table,
-    f'Measured noise scale at batch {config.goyal_base_batch}, LR '
-    f'{config.lr:g}: {noise}.',
+    f'Measured noise scale at batch {b0}, LR {c.lr:g}: B_simple = '
+    f'{b_simple:.4g}{noise}.',
     '',
     '## Where each rule breaks down',
     '',
-    rule,
+    f'({rule})',
     '',
-  ]
-  for v, b in breaks.items():
-    lines.append(
+    *(
       f'- {v}: breaks down at batch {b}{unit} ({b / b_simple:.2g} x B_simple)'
       if b
       else f'- {v}: holds over the whole sweep'
-    )
-  lines += ['', "## Smith & Le's optimal batch", '']
-  for f, v in sorted(smith_le.items()):
-    lines.append(f'- LR {config.lr * f:g}: best batch {v["best_batch"]}{unit}')
-  lines += ['', *_common.claim_lines([claim]), *_common.figure_lines(figures)]
+      for v, b in breaks.items()
+    ),
+    '',
+    "## Smith & Le's optimal batch",
+    '',
+    *(
+      f'- LR {c.lr * f:g}: best batch {v["best_batch"]}{unit}'
+      for f, v in sorted(smith_le.items())
+    ),
+    '',
+    *_common.claim_lines([claim]),
+    *_common.figure_lines(figures),
+  ]
   return '\n'.join(lines)
 
 

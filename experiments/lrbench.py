@@ -431,8 +431,6 @@ def _table(rows, target, extra) -> str:
 
 
 def _figures(runs, workdir) -> dict[str, str]:
-  import matplotlib.pyplot as plt
-
   from lrjax import plots
 
   labels = {
@@ -447,9 +445,13 @@ def _figures(runs, workdir) -> dict[str, str]:
   lrs = lrs[np.isfinite(lrs) & (lrs > 0)]
   # A log axis once the policies span a decade or more.
   logy = bool(lrs.size and lrs.max() >= 10 * lrs.min())
-  path = os.path.join(workdir, 'lr_curves.png')
   plots.plot_curves(
-    train, y='lr', labels=labels, band='range', logy=logy, path=path
+    train,
+    y='lr',
+    labels=labels,
+    band='range',
+    logy=logy,
+    path=os.path.join(workdir, 'lr_curves.png'),
   )
   plots.plot_curves(
     {k: [r.test for r in g] for k, g in runs.items()},
@@ -477,13 +479,35 @@ def _figures(runs, workdir) -> dict[str, str]:
       logx=False,
       path=os.path.join(workdir, name),
     )
-  plt.close('all')
   return figures
 
 
 def _report(config, rows, table, figures) -> str:
-  c = config.common
-  best = rows[0]
+  c, best, target = config.common, rows[0], config.target_accuracy
+  top = [r for r in rows if r['rank'] == 1]
+  if best['tied'] is None:
+    leader = (
+      f'- Highest mean top-1: `{best["policy"]}` ({best["kind"]}-based, '
+      f'{_ms(best["top1"], 100)} %); the ranking is **not tested (1 seed)**: '
+      'with one seed the differences cannot be told from seed noise.'
+    )
+  elif len(top) > 1:
+    leader = (
+      f'- No single best policy: {len(top)} tie within seed noise for rank '
+      '1: '
+      + ', '.join(f'`{r["policy"]}` ({_ms(r["top1"], 100)} %)' for r in top)
+      + '.'
+    )
+  else:
+    leader = (
+      f'- Best policy: `{best["policy"]}` ({best["kind"]}-based) with '
+      f'{_ms(best["top1"], 100)} % top-1, ahead of the next beyond seed '
+      'noise.'
+    )
+  # Rows are ranked: the first of a kind is its best.
+  kinds = {r['kind']: r for r in reversed(rows)}
+  reached = [r for r in rows if not math.isnan(r['updates_to_target'][0])]
+  fastest = min(reached, key=lambda r: r['updates_to_target'][0], default=None)
   lines = [
     '# Learning-rate policies compared (LRBench)',
     '',
@@ -497,57 +521,25 @@ def _report(config, rows, table, figures) -> str:
     table,
     '## Findings',
     '',
-  ]
-  top = [r for r in rows if r['rank'] == 1]
-  if best['tied'] is None:
-    lines.append(
-      f'- Highest mean top-1: `{best["policy"]}` ({best["kind"]}-based, '
-      f'{_ms(best["top1"], 100)} %); the ranking is **not tested (1 seed)**: '
-      'with one seed the differences cannot be told from seed noise.'
-    )
-  elif len(top) > 1:
-    lines.append(
-      f'- No single best policy: {len(top)} tie within seed noise for rank '
-      '1: '
-      + ', '.join(f'`{r["policy"]}` ({_ms(r["top1"], 100)} %)' for r in top)
-      + '.'
-    )
-  else:
-    lines.append(
-      f'- Best policy: `{best["policy"]}` ({best["kind"]}-based) with '
-      f'{_ms(best["top1"], 100)} % top-1, ahead of the next beyond seed '
-      'noise.'
-    )
-  for kind in ('formula', 'state', 'exploration'):
-    of_kind = [r for r in rows if r['kind'] == kind]
-    if of_kind:
-      lines.append(
-        f'- Best {kind}-based: `{of_kind[0]["policy"]}` '
-        f'({_ms(of_kind[0]["top1"], 100)} %, rank {of_kind[0]["rank"]}).'
-      )
-  fastest = min(
-    (r for r in rows if not math.isnan(r['updates_to_target'][0])),
-    key=lambda r: r['updates_to_target'][0],
-    default=None,
-  )
-  if fastest is not None:
-    lines.append(
-      f'- Fewest updates to {config.target_accuracy:.0%} test accuracy: '
-      f'`{fastest["policy"]}` ({fastest["updates_to_target"][0]:.0f}).'
-    )
-  else:
-    lines.append(
-      f'- No policy reached {config.target_accuracy:.0%} test accuracy.'
-    )
-  lines += [
+    leader,
+    *(
+      f'- Best {kind}-based: `{r["policy"]}` ({_ms(r["top1"], 100)} %, '
+      f'rank {r["rank"]}).'
+      for kind in ('formula', 'state', 'exploration')
+      if (r := kinds.get(kind))
+    ),
+    f'- Fewest updates to {target:.0%} test accuracy: `{fastest["policy"]}` '
+    f'({fastest["updates_to_target"][0]:.0f}).'
+    if fastest
+    else f'- No policy reached {target:.0%} test accuracy.',
     '',
     'Robustness is the test minus train loss gap of the final parameters; '
     'confidence is the predicted-class probability on correctly classified '
     'test examples; CDAC spread is the standard deviation over classes of '
     "each class's mean confidence on its correct predictions. Training "
     'seconds to target come from the logged step rates (evaluation excluded).',
+    *_common.figure_lines(figures),
   ]
-  lines += _common.figure_lines(figures)
   return '\n'.join(lines)
 
 

@@ -35,8 +35,6 @@ budget instead (the probes time the training step, see
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 import os
 from typing import Any, NamedTuple
 
@@ -208,9 +206,9 @@ def choose(
   from lrjax import recipe
 
   path = os.path.join(workdir, 'recipe.json')
-  if os.path.exists(path):
-    with open(path) as fh:
-      return json.load(fh)
+  saved = _common.read_json(path)
+  if saved is not None:
+    return saved
   c = config.common if config.lm is None else config.lm.common
   probes = ('probe_batch', 'min_lr', 'max_lr', 'noise_updates', 'suggestion')
   r = recipe.recommend(
@@ -365,20 +363,14 @@ class _Lm:
   def recipe(self, chosen: dict, seed: int) -> Method:
     from lrjax import batch as lbatch
 
-    schedule = lbatch.parse(chosen['batch'])
-    eval_every = lm_exp.token_epochs(
-      self.lc.eval_every_tokens, self.c.seq_len, self.n
-    )
+    schedule, t = lbatch.parse(chosen['batch']), self.c.seq_len
+    every = lm_exp.token_epochs(self.lc.eval_every_tokens, t, self.n)
     return Method(
       _lm_common.train_config(
-        self.c,
-        batch=schedule,
-        lr=chosen['lr'],
-        seed=seed,
-        eval_every=eval_every,
+        self.c, batch=schedule, lr=chosen['lr'], seed=seed, eval_every=every
       ),
       chosen['lr'],
-      lm_exp.batch_text(schedule, self.c.seq_len),
+      lm_exp.batch_text(schedule, t),
     )
 
   def _cosine(self, lm_config: Any, seed: int) -> Method:
@@ -428,8 +420,7 @@ class Entry(NamedTuple):
 
   run: _runs.Run
   other_examples: int
-  lr: str
-  batch: str
+  method: Method
 
 
 class Recipe(_study.Study):
@@ -477,7 +468,7 @@ class Recipe(_study.Study):
       chosen = choose_for(kind.seeds[0])
       text = chosen['summary']
       return _study.Report({'recipe': chosen}, text + '\n', text)
-    groups = {'recipe': [], 'hand-tuned': [], 'random search': []}
+    groups = {'recipe': [], 'hand-tuned': []}
     chosen_all, trials_all = {}, {}
     for j, seed in enumerate(kind.seeds, 1):
       # Runs live in seed<k>/<method>, not in the runner's <trial>/seed<k>
@@ -494,31 +485,27 @@ class Recipe(_study.Study):
         )
 
       chosen = chosen_all[seed] = choose_for(seed)
-      recipe = kind.recipe(chosen, seed)
+      recipe, base = kind.recipe(chosen, seed), kind.hand_tuned(seed)
       groups['recipe'].append(
-        Entry(
-          train('recipe', recipe),
-          chosen['probe_examples'],
-          recipe.lr,
-          recipe.batch,
-        )
+        Entry(train('recipe', recipe), chosen['probe_examples'], recipe)
       )
-      base = kind.hand_tuned(seed)
-      groups['hand-tuned'].append(
-        Entry(train('hand-tuned', base), 0, base.lr, base.batch)
+      groups['hand-tuned'].append(Entry(train('hand-tuned', base), 0, base))
+      if not config.random_trials:
+        continue
+      trials = kind.random(chosen, seed)
+      runs = [train(f'random{i}', t) for i, t in enumerate(trials)]
+      metric = kind.metrics[0]
+      trials_all[seed] = [
+        {'lr': lr, 'batch': b, **{m.name: m.of(r) for m in kind.metrics}}
+        for (lr, b), r in zip(draws(config, seed), runs, strict=True)
+      ]
+      # The best trial, charged with the other trials' examples.
+      best = metric.best([metric.of(r) for r in runs])
+      others = sum(r.summary['examples_seen'] for r in runs)
+      others -= runs[best].summary['examples_seen']
+      groups.setdefault('random search', []).append(
+        Entry(runs[best], others, trials[best])
       )
-      if config.random_trials:
-        trials = kind.random(chosen, seed)
-        runs = [train(f'random{i}', t) for i, t in enumerate(trials)]
-        trials_all[seed] = [
-          {'lr': lr, 'batch': b, **{m.name: m.of(r) for m in kind.metrics}}
-          for (lr, b), r in zip(draws(config, seed), runs, strict=True)
-        ]
-        groups['random search'].append(
-          _best_trial(kind.metrics[0], runs, trials)
-        )
-    if not config.random_trials:
-      del groups['random search']
     return _compare(
       config, kind, groups, chosen_all, trials_all, context.workdir
     )
@@ -527,55 +514,45 @@ class Recipe(_study.Study):
 check, run, main = _study.entry_points(Recipe, get_config)
 
 
-def _best_trial(metric: Metric, runs: list, trials: list[Method]) -> Entry:
-  """The best trial, charged with the other trials' examples."""
-  best = metric.best([metric.of(r) for r in runs])
-  examples = sum(r.summary['examples_seen'] for r in runs)
-  return Entry(
-    runs[best],
-    examples - runs[best].summary['examples_seen'],
-    trials[best].lr,
-    trials[best].batch,
-  )
-
-
 def _compare(config, kind, groups, chosen_all, trials_all, workdir):
   """The table, verdict, figures and report of the methods."""
   unit_name, per = kind.unit
-  ms = kind.metrics
-  rows, lines = [], []
+  metrics, metric = kind.metrics, kind.metrics[0]
+  rows, lines = {}, []
   for name, entries in groups.items():
-    updates = [e.run.summary['num_updates'] for e in entries]
-    examples = [
-      e.run.summary['examples_seen'] + e.other_examples for e in entries
-    ]
-    row: dict[str, Any] = {'method': name}
-    cells = [name]
-    for m in ms:
+    row = rows[name] = {'method': name}
+    for m in metrics:
       values = [m.of(e.run) for e in entries]
       row[f'{m.name}_mean'], row[f'{m.name}_std'] = _common.mean_std(values)
       row[f'{m.name}_per_seed'] = values
-      cells.append(_common.fmt_mean_std(values, m.scale, m.digits))
+    examples = [
+      e.run.summary['examples_seen'] + e.other_examples for e in entries
+    ]
     row.update(
-      updates_mean=float(np.mean(updates)),
+      updates_mean=float(
+        np.mean([e.run.summary['num_updates'] for e in entries])
+      ),
       examples_with_probes_mean=float(np.mean(examples)),
-      lr=[e.lr for e in entries],
-      batch=[e.batch for e in entries],
+      lr=[e.method.lr for e in entries],
+      batch=[e.method.batch for e in entries],
     )
-    rows.append(row)
     lines.append(
-      cells
-      + [
-        f'{np.mean(updates):.0f}',
+      [
+        name,
+        *(
+          _common.fmt_mean_std(row[f'{m.name}_per_seed'], m.scale, m.digits)
+          for m in metrics
+        ),
+        f'{row["updates_mean"]:.0f}',
         f'{np.mean(examples) * per:.0f}',
-        f'`{entries[0].lr}`',
-        f'`{entries[0].batch}`',
+        f'`{row["lr"][0]}`',
+        f'`{row["batch"][0]}`',
       ]
     )
   table = _common.markdown_table(
     [
       'method',
-      *(m.label for m in ms),
+      *(m.label for m in metrics),
       'updates',
       f'{unit_name} (probes incl.)',
       'LR (first seed)',
@@ -583,23 +560,28 @@ def _compare(config, kind, groups, chosen_all, trials_all, workdir):
     ],
     lines,
   )
-  verdict = _verdict(groups, ms[0])
-  figures = _figures(groups, trials_all, workdir, ms[0])
+  verdict = _verdict(rows, metric)
+  figures = _figures(rows, trials_all, kind.seeds, workdir, metric)
   results = {
     'experiment': 'recipe',
     'task': 'image' if config.lm is None else 'lm',
-    'rows': rows,
+    'rows': list(rows.values()),
     'recipes': chosen_all,
     'random_trials': trials_all,
     'verdict': verdict,
     'figures': figures,
   }
+  d, values = metric.digits, f'{metric.name}_per_seed'
+  per_seed = '; '.join(
+    f'{name} ' + ' / '.join(f'{metric.scale * v:.{d}f}' for v in row[values])
+    for name, row in rows.items()
+  )
   report = f"""# Let lrjax choose: recipe vs hand-tuned vs random search
 
 {kind.header()}
 
 {table}
-{_per_seed(groups, ms[0])}
+Per seed ({metric.label}): {per_seed}.
 
 ## The recipe (first seed)
 
@@ -614,95 +596,60 @@ def _compare(config, kind, groups, chosen_all, trials_all, workdir):
   return _study.Report(results, table, report)
 
 
-def _per_seed(groups, metric: Metric) -> str:
-  """The report's line of each method's metric for every seed."""
-  d = metric.digits
-  parts = [
-    f'{name} '
-    + ' / '.join(f'{metric.scale * metric.of(e.run):.{d}f}' for e in entries)
-    for name, entries in groups.items()
-  ]
-  return f'Per seed ({metric.label}): {"; ".join(parts)}.'
-
-
-def _verdict(groups, metric: Metric) -> list[str]:
+def _verdict(rows, metric: Metric) -> list[str]:
   """The recipe against each other method, within run-to-run variation."""
-  values = {k: [metric.of(e.run) for e in v] for k, v in groups.items()}
-  updates = {
-    k: float(np.mean([e.run.summary['num_updates'] for e in v]))
-    for k, v in groups.items()
-  }
+  values, recipe = f'{metric.name}_per_seed', rows['recipe']
   unit = 'points of test accuracy' if metric is ACCURACY else metric.label
-  d = metric.digits
-  lines = []
-  for other in [k for k in values if k != 'recipe']:
-    held, diff, tol = _common.within_variation(values['recipe'], values[other])
+  d, lines = metric.digits, []
+  for other, row in list(rows.items())[1:]:
+    held, diff, tol = _common.within_variation(recipe[values], row[values])
     if held is None:
       word = 'is not tested (1 seed) against'
     elif held:
       word = 'ties with'
-    elif (diff > 0) == metric.higher_is_better:
-      word = 'beats'
     else:
-      word = 'LOSES to'
+      word = 'beats' if (diff > 0) == metric.higher_is_better else 'LOSES to'
     lines.append(
       f'- The recipe {word} {other}: {metric.scale * diff:+.{d}f} {unit} '
       f'(tolerance {metric.scale * tol:.{d}f}, two pooled standard '
-      f'deviations), with {updates["recipe"]:.0f} updates against '
-      f'{updates[other]:.0f}.'
+      f'deviations), with {recipe["updates_mean"]:.0f} updates against '
+      f'{row["updates_mean"]:.0f}.'
     )
   return lines
 
 
-def _figures(groups, trials_all, workdir, metric: Metric) -> dict[str, str]:
-  """Each method's metric per seed, and the random trials' LR and batch
-  (lrjax.plots draws curves over training, not these)."""
-  import matplotlib
-
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt
+def _figures(rows, trials_all, seeds, workdir, metric: Metric) -> dict:
+  """Each method's metric per seed, and the random trials' LR and batch."""
+  from lrjax import plots
 
   label = metric.label if metric is not ACCURACY else 'test accuracy (%)'
-  fig, ax = plt.subplots(figsize=(6, 4))
-  names = list(groups)
-  for i, name in enumerate(names):
-    values = [metric.scale * metric.of(e.run) for e in groups[name]]
-    ax.scatter([i] * len(values), values, zorder=3)
-    ax.bar(i, np.mean(values), alpha=0.4)
-  ax.set_xticks(range(len(names)), names)
-  every = [metric.scale * metric.of(e.run) for v in groups.values() for e in v]
-  every = [v for v in every if math.isfinite(v)]
-  if metric is ACCURACY:
-    ax.set_ylim(max(0, min(every) - 5), 100)
-  elif every:
-    pad = 0.1 * (max(every) - min(every)) + 1e-3
-    ax.set_ylim(min(every) - pad, max(every) + pad)
-  ax.set_ylabel(label)
-  ax.set_title('Recipe against hand-tuned and random search (each seed)')
-  fig.tight_layout()
-  fig.savefig(os.path.join(workdir, 'recipe.png'), dpi=120)
+  values = f'{metric.name}_per_seed'
+  plots.plot_lines(
+    seeds,
+    {k: [metric.scale * v for v in r[values]] for k, r in rows.items()},
+    xlabel='seed',
+    ylabel=label,
+    title='Recipe against hand-tuned and random search (each seed)',
+    xticks=seeds,
+    path=os.path.join(workdir, 'recipe.png'),
+  )
   figures = {'recipe.png': f'{label.capitalize()} of each method, every seed'}
   if trials_all:
-    fig, ax = plt.subplots(figsize=(6, 4))
     pts = [t for ts in trials_all.values() for t in ts]
-    sc = ax.scatter(
+    plots.plot_points(
       [t['lr'] for t in pts],
       [t['batch'] for t in pts],
-      c=[metric.scale * t[metric.name] for t in pts],
-      cmap='viridis' if metric.higher_is_better else 'viridis_r',
+      [metric.scale * t[metric.name] for t in pts],
+      xlabel='learning rate',
+      ylabel='batch size',
+      value_label=label,
+      higher_is_better=metric.higher_is_better,
+      title='Random-search trials',
+      logx=True,
+      logy=2,
+      path=os.path.join(workdir, 'random_search.png'),
     )
-    fig.colorbar(sc, label=label)
-    ax.set_xscale('log')
-    # Minor-tick labels of a log axis over a decade overlap.
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.set_yscale('log', base=2)
-    ax.set_xlabel('learning rate')
-    ax.set_ylabel('batch size')
-    ax.set_title('Random-search trials')
-    fig.tight_layout()
-    fig.savefig(os.path.join(workdir, 'random_search.png'), dpi=120)
     figures['random_search.png'] = f'Random-search trials: LR, batch, {label}'
-  plt.close('all')
   return figures
 
 

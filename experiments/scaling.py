@@ -96,19 +96,27 @@ class Scaling(_study.Study):
     """
     config = self.config
     _flags.check(config)
-    self.num_examples = _common.check_common(config.common)
-    _common.check_batch(
-      '--scaling_batches', max(config.scaling_batches), self.num_examples
-    )
-    _study.check_trials(self.trials(), self.num_examples)
+    self.num_examples = n = _common.check_common(config.common)
+    _common.check_batch('--scaling_batches', max(config.scaling_batches), n)
+    _study.check_trials(self.trials(), n)
+
+  def grid(self) -> list[tuple[float, float, int]]:
+    """(budget, peak LR, batch) of every run."""
+    c = self.config
+    return [
+      (budget, lr, b)
+      for budget in c.scaling_budgets
+      for lr in c.scaling_lrs
+      for b in c.scaling_batches
+    ]
 
   def trials(self) -> list[_study.Trial]:
     c = self.config.common
     return [
       _study.Trial(
-        _name(budget, lr, b),
+        _name(*key),
         c.seeds,
-        lambda seed, budget=budget, lr=lr, b=b: _common.train_config(
+        lambda seed, budget=key[0], lr=key[1], b=key[2]: _common.train_config(
           c,
           batch=b,
           lr=f'cosine({lr:g},length={budget:g})',
@@ -118,9 +126,7 @@ class Scaling(_study.Study):
         ),
         lambda seed: _common.make_task(c, seed),
       )
-      for budget in self.config.scaling_budgets
-      for lr in self.config.scaling_lrs
-      for b in self.config.scaling_batches
+      for key in self.grid()
     ]
 
   def analyze(
@@ -128,8 +134,7 @@ class Scaling(_study.Study):
   ) -> _study.Report:
     from lrjax import recipe
 
-    config, n = self.config, self.num_examples
-    c = config.common
+    config, n, c = self.config, self.num_examples, self.config.common
     grid = [
       {
         'epochs': budget,
@@ -139,9 +144,7 @@ class Scaling(_study.Study):
           np.mean([r.summary['test_loss'] for r in runs[_name(budget, lr, b)]])
         ),
       }
-      for budget in config.scaling_budgets
-      for lr in config.scaling_lrs
-      for b in config.scaling_batches
+      for budget, lr, b in self.grid()
     ]
     examples = np.array([g['epochs'] * n for g in grid])
     loss = np.array([g['test_loss'] for g in grid])
@@ -151,21 +154,16 @@ class Scaling(_study.Study):
       cs, vs = recipe.near_optimal(
         examples, values, loss, config.scaling_tolerance
       )
-      fits[key] = (
-        (
-          None
-          if np.unique(cs).size < 2
-          else recipe.bootstrap_power_law(
-            cs,
-            vs,
-            at=np.array(config.scaling_extrapolate) * n,
-            num_resamples=config.scaling_resamples,
-            seed=c.seeds[0],
-          )
-        ),
-        cs,
-        vs,
-      )
+      fit = None
+      if np.unique(cs).size >= 2:
+        fit = recipe.bootstrap_power_law(
+          cs,
+          vs,
+          at=np.array(config.scaling_extrapolate) * n,
+          num_resamples=config.scaling_resamples,
+          seed=c.seeds[0],
+        )
+      fits[key] = (fit, cs, vs)
     table = _common.markdown_table(
       ['budget (epochs)', 'peak LR', 'batch', 'test loss (mean)'],
       [
@@ -183,21 +181,7 @@ class Scaling(_study.Study):
       'experiment': 'scaling',
       'grid': grid,
       'examples_per_epoch': n,
-      'fits': {
-        k: None
-        if f is None
-        else {
-          'coefficient': f.fit.coefficient,
-          'exponent': f.fit.exponent,
-          'coefficient_ci': f.coefficient_ci,
-          'exponent_ci': f.exponent_ci,
-          'extrapolate_examples': f.at,
-          'prediction': f.prediction,
-          'prediction_ci': f.prediction_ci,
-          'near_optimal_points': [list(cs), list(vs)],
-        }
-        for k, (f, cs, vs) in fits.items()
-      },
+      'fits': {k: _fit_json(*v) for k, v in fits.items()},
       'figures': figures,
     }
     report = [
@@ -219,6 +203,21 @@ class Scaling(_study.Study):
 check, run, main = _study.entry_points(Scaling, get_config)
 
 
+def _fit_json(f, cs, vs) -> dict | None:
+  if f is None:
+    return None
+  return {
+    'coefficient': f.fit.coefficient,
+    'exponent': f.fit.exponent,
+    'coefficient_ci': f.coefficient_ci,
+    'exponent_ci': f.exponent_ci,
+    'extrapolate_examples': f.at,
+    'prediction': f.prediction,
+    'prediction_ci': f.prediction_ci,
+    'near_optimal_points': [list(cs), list(vs)],
+  }
+
+
 def _fit_lines(fits, config, n) -> list[str]:
   lines = []
   for key, label in (('lr', 'LR'), ('batch', 'batch')):
@@ -235,21 +234,20 @@ def _fit_lines(fits, config, n) -> list[str]:
       f'(exponent {100 * f.level:g}% CI [{lo:.3f}, {hi:.3f}]; '
       f'{len(vs)} near-optimal runs)'
     )
-    for c_, p, (plo, phi) in zip(
-      f.at, f.prediction, f.prediction_ci, strict=True
-    ):
-      lines.append(
-        f'  - extrapolated to {c_ / n:g} epochs: {p:.4g} '
-        f'(CI [{plo:.4g}, {phi:.4g}])'
+    lines += [
+      f'  - extrapolated to {c_ / n:g} epochs: {p:.4g} '
+      f'(CI [{plo:.4g}, {phi:.4g}])'
+      for c_, p, (plo, phi) in zip(
+        f.at, f.prediction, f.prediction_ci, strict=True
       )
+    ]
     if lo <= 0 <= hi:
       lines.append(
         f'  - the interval holds 0: this grid does not show the {label} '
         'changing with the budget'
       )
     grid = config.scaling_lrs if key == 'lr' else config.scaling_batches
-    edge = sorted({x for x in vs if x in (min(grid), max(grid))})
-    if edge:
+    if edge := sorted({x for x in vs if x in (min(grid), max(grid))}):
       lines.append(
         f'  - near-optimal {label} at the edge of the grid '
         f'({", ".join(f"{x:g}" for x in edge)}): the optimum may lie outside '
@@ -264,43 +262,16 @@ def _fit_lines(fits, config, n) -> list[str]:
 
 def _figures(fits, workdir) -> dict[str, str]:
   """Each fit with its bootstrap band, its points and its extrapolation."""
-  import matplotlib.figure
+  from lrjax import plots
 
-  fig = matplotlib.figure.Figure(figsize=(10, 4))
-  for ax, (key, label) in zip(
-    fig.subplots(1, 2),
-    (('lr', 'optimal LR'), ('batch', 'optimal batch')),
-    strict=True,
-  ):
-    f, cs, vs = fits[key]
-    ax.set(xscale='log', yscale='log', xlabel='budget C (training examples)')
-    ax.set(ylabel=label, title=label if f else f'{label}: no fit')
-    if f is None:
-      continue
-    ax.scatter(cs, vs, label='near-optimal runs')
-    grid = np.geomspace(min(cs.min(), *f.at), max(cs.max(), *f.at), 50)
-    ax.plot(
-      grid, f.fit(grid), label=f'{f.fit.coefficient:.3g} C^{f.fit.exponent:.3f}'
-    )
-    band = f.resamples[:, :1] * grid[None, :] ** f.resamples[:, 1:]
-    q = [100 * (1 - f.level) / 2, 100 * (1 + f.level) / 2]
-    ax.fill_between(
-      grid,
-      *np.percentile(band, q, axis=0),
-      alpha=0.2,
-      label=f'{100 * f.level:g}% CI',
-    )
-    if f.at.size:
-      ax.errorbar(
-        f.at,
-        f.prediction,
-        yerr=np.abs(f.prediction_ci.T - f.prediction),
-        fmt='x',
-        label='extrapolation',
-      )
-    ax.legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(os.path.join(workdir, 'scaling.png'), dpi=120)
+  plots.plot_power_laws(
+    {
+      f'optimal {label}': (cs, vs, f)
+      for label, (f, cs, vs) in zip(('LR', 'batch'), fits.values(), strict=True)
+    },
+    xlabel='budget C (training examples)',
+    path=os.path.join(workdir, 'scaling.png'),
+  )
   return {'scaling.png': 'Optimal LR and batch against the budget, with fits'}
 
 

@@ -13,12 +13,14 @@ from lrjax.plots._curves import plot_accuracy_vs_cost as plot_accuracy_vs_cost
 from lrjax.plots._curves import plot_curves as plot_curves
 from lrjax.plots._curves import plot_lines as plot_lines
 from lrjax.plots._curves import plot_panels as plot_panels
+from lrjax.plots._curves import plot_points as plot_points
 from lrjax.plots._measure import centred_median as centred_median
 from lrjax.plots._measure import lr_finder_ylim as lr_finder_ylim
 from lrjax.plots._measure import plot_interpolation as plot_interpolation
 from lrjax.plots._measure import plot_lr_finder as plot_lr_finder
 from lrjax.plots._measure import plot_noise_scale as plot_noise_scale
 from lrjax.plots._measure import plot_noise_scales as plot_noise_scales
+from lrjax.plots._measure import plot_power_laws as plot_power_laws
 from lrjax.plots._schedules import plot_schedules as plot_schedules
 
 __all__ = [
@@ -34,5 +36,7 @@ __all__ = [
   'plot_noise_scale',
   'plot_noise_scales',
   'plot_panels',
+  'plot_points',
+  'plot_power_laws',
   'plot_schedules',
 ]

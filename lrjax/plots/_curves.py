@@ -436,3 +436,74 @@ def plot_panels(
     ax.grid(True, which='both', alpha=0.3)
   _outside_legend(axes[-1])
   return _finish_figure(fig, path)
+
+
+def plot_points(
+  x: ArrayLike,
+  y: ArrayLike,
+  values: ArrayLike,
+  *,
+  xlabel: str = '',
+  ylabel: str = '',
+  value_label: str = '',
+  higher_is_better: bool = True,
+  title: str | None = None,
+  logx: bool | int = False,
+  logy: bool | int = False,
+  path: str | None = None,
+) -> matplotlib.figure.Figure:
+  """Points at ``(x, y)`` coloured by a value, with a colour bar.
+
+  Used for a search over two hyperparameters (e.g. LR and batch of random
+  trials, coloured by their accuracy): the best points are the brightest
+  (yellow in viridis) whichever way the value improves.
+
+  Args:
+    x: horizontal positions.
+    y: vertical positions.
+    values: one value per point, mapped to its colour.
+    xlabel: horizontal axis label.
+    ylabel: vertical axis label.
+    value_label: the colour bar's label.
+    higher_is_better: the largest value is brightest (False: the smallest,
+      e.g. a loss).
+    title: axes title.
+    logx: logarithmic horizontal axis (True: base 10; an int: that base).
+    logy: logarithmic vertical axis (True: base 10; an int: that base, e.g.
+      2 for batch sizes, labelled as plain integers).
+    path: where to save the PNG (not saved when None).
+
+  Returns:
+    The figure.
+
+  Examples:
+    >>> fig = plot_points([1e-2, 1e-1], [32, 128], [0.9, 0.8], logx=True,
+    ...                   logy=2, value_label='accuracy')
+    >>> print(len(fig.axes), fig.axes[1].get_ylabel())
+    2 accuracy
+  """
+  import matplotlib.ticker as mticker
+
+  fig = matplotlib.figure.Figure(figsize=(6, 4))
+  ax = fig.subplots()
+  points = ax.scatter(
+    np.asarray(x, float),
+    np.asarray(y, float),
+    c=np.asarray(values, float),
+    cmap='viridis' if higher_is_better else 'viridis_r',
+  )
+  fig.colorbar(points, ax=ax, label=value_label)
+  _scale_x(ax, logx, None)
+  # Minor-tick labels of a log axis over a decade overlap.
+  ax.xaxis.set_minor_formatter(mticker.NullFormatter())
+  if logy is True:
+    ax.set_yscale('log')
+  elif logy:
+    ax.set_yscale('log', base=logy)
+    _integer_log_ticks(ax.yaxis)
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel(ylabel)
+  ax.grid(True, alpha=0.3)
+  if title:
+    ax.set_title(title)
+  return _finish_figure(fig, path)

@@ -381,3 +381,68 @@ def plot_interpolation(
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize='small')
   return _finish_figure(fig, path, suptitle=title)
+
+
+def plot_power_laws(
+  panels: Mapping[str, tuple[ArrayLike, ArrayLike, Any]],
+  *,
+  xlabel: str = 'budget',
+  path: str | None = None,
+) -> matplotlib.figure.Figure:
+  r"""Power-law fits side by side, each with its bootstrap band.
+
+  One log-log panel per fit of :func:`lrjax.recipe.bootstrap_power_law`:
+  the points fitted, the fit
+
+  .. math:: y = a x^b
+
+  from the smallest point to the largest extrapolation budget, the band
+  between the resamples' :math:`(1 \mp \text{level})/2` percentiles at each
+  x, and the predictions at the extrapolation budgets with their
+  intervals. A panel whose fit is None (e.g. points at a single budget)
+  shows its points and says so in its title.
+
+  Args:
+    panels: title -> ``(x, y, fit)``: the points and their
+      :class:`lrjax.recipe.PowerLawFit` (or None).
+    xlabel: horizontal axis label (the budget's unit).
+    path: where to save the PNG (not saved when None).
+
+  Returns:
+    The figure.
+
+  Examples:
+    >>> from lrjax import recipe
+    >>> x, y = [1.0, 2.0, 4.0], [2.0, 2.8, 4.1]
+    >>> fit = recipe.bootstrap_power_law(x, y, at=[16.0], num_resamples=10)
+    >>> fig = plot_power_laws({'optimal LR': (x, y, fit),
+    ...                        'optimal batch': (x, y, None)})
+    >>> print([ax.get_title() for ax in fig.axes])
+    ['optimal LR', 'optimal batch: no fit']
+  """
+  fig = matplotlib.figure.Figure(figsize=(5 * len(panels), 4))
+  axes = fig.subplots(1, len(panels), squeeze=False)[0]
+  for ax, (title, (x, y, fit)) in zip(axes, panels.items(), strict=True):
+    x = np.asarray(x, np.float64)
+    ax.set(xscale='log', yscale='log', xlabel=xlabel, ylabel=title)
+    ax.set_title(title if fit is not None else f'{title}: no fit')
+    ax.scatter(x, np.asarray(y, np.float64), label='points')
+    if fit is not None:
+      grid = np.geomspace(min(x.min(), *fit.at), max(x.max(), *fit.at), 50)
+      a, b = fit.fit
+      ax.plot(grid, fit.fit(grid), label=f'{a:.3g} x^{b:.3f}')
+      band = fit.resamples[:, :1] * grid[None, :] ** fit.resamples[:, 1:]
+      q = [50 * (1 - fit.level), 50 * (1 + fit.level)]
+      low, high = np.percentile(band, q, axis=0)
+      ax.fill_between(grid, low, high, alpha=0.2, label=f'{fit.level:.0%} CI')
+      if fit.at.size:
+        ax.errorbar(
+          fit.at,
+          fit.prediction,
+          yerr=np.abs(fit.prediction_ci.T - fit.prediction),
+          fmt='x',
+          label='extrapolation',
+        )
+    ax.grid(True, which='both', alpha=0.3)
+    ax.legend(fontsize='small')
+  return _finish_figure(fig, path)
