@@ -6,7 +6,8 @@ the second, global average pooling, a dense layer of 128 with ReLU and a
 10-way head) on inputs of the digits' shape (8x8x1), trained with SGD
 (momentum 0.9, LR 0.05) on the softmax cross-entropy, in a plain eager
 PyTorch loop on the CPU. The rate does not depend on the pixel values, so
-the inputs are random and the script needs only ``torch`` and ``numpy``:
+the inputs are random and the script needs only ``torch``, ``numpy`` and
+`torch_lm_reference.py` beside it:
 
   python -m venv /tmp/torchenv && /tmp/torchenv/bin/pip install torch numpy
   /tmp/torchenv/bin/python benchmarks/torch_cnn_reference.py --batch 512
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch_lm_reference import parse_args  # run as a script beside it
 
 
 class CNN(nn.Module):
@@ -51,12 +53,7 @@ def main():
   p.add_argument('--steps', type=int, default=60)
   p.add_argument('--warmup', type=int, default=5)
   p.add_argument('--batch', type=int, default=512)
-  p.add_argument('--threads', type=int, default=0, help='0: torch default')
-  p.add_argument('--seed', type=int, default=0)
-  args = p.parse_args()
-  if args.threads:
-    torch.set_num_threads(args.threads)
-  torch.manual_seed(args.seed)
+  args = parse_args(p)
   rng = np.random.default_rng(args.seed)
   x = torch.from_numpy(rng.random((args.batch, 1, 8, 8), np.float32))
   y = torch.from_numpy(rng.integers(0, 10, args.batch))

@@ -80,6 +80,18 @@ class GPT(nn.Module):
     return self.norm(x) @ self.embed.weight.T
 
 
+def parse_args(p: argparse.ArgumentParser) -> argparse.Namespace:
+  """Adds ``--threads`` and ``--seed`` to a reference's own arguments,
+  parses them, and sets torch's threads and seed."""
+  p.add_argument('--threads', type=int, default=0, help='0: torch default')
+  p.add_argument('--seed', type=int, default=0)
+  args = p.parse_args()
+  if args.threads:
+    torch.set_num_threads(args.threads)
+  torch.manual_seed(args.seed)
+  return args
+
+
 def main():
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument('--steps', type=int, default=300)
@@ -87,12 +99,7 @@ def main():
   p.add_argument('--seq_len', type=int, default=64)
   p.add_argument('--lr', type=float, default=1e-3)
   p.add_argument('--warmup', type=int, default=100)
-  p.add_argument('--threads', type=int, default=0, help='0: torch default')
-  p.add_argument('--seed', type=int, default=0)
-  args = p.parse_args()
-  if args.threads:
-    torch.set_num_threads(args.threads)
-  torch.manual_seed(args.seed)
+  args = parse_args(p)
   train, val = corpus()
   t = args.seq_len
   model = GPT(seq_len=t)
