@@ -53,11 +53,17 @@ def main():
   p.add_argument('--steps', type=int, default=60)
   p.add_argument('--warmup', type=int, default=5)
   p.add_argument('--batch', type=int, default=512)
+  p.add_argument(
+    '--channels_last', action='store_true', help='NHWC memory format'
+  )
   args = parse_args(p)
   rng = np.random.default_rng(args.seed)
   x = torch.from_numpy(rng.random((args.batch, 1, 8, 8), np.float32))
   y = torch.from_numpy(rng.integers(0, 10, args.batch))
   model = CNN()
+  if args.channels_last:
+    model = model.to(memory_format=torch.channels_last)
+    x = x.to(memory_format=torch.channels_last)
   opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
   start = None
   for step in range(args.warmup + args.steps):
