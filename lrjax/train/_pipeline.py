@@ -133,3 +133,18 @@ def evaluate(
       sums[k] = sums.get(k, 0.0) + float(v)
   count = sums.pop('count')
   return {k: v / count for k, v in sums.items()}
+
+
+class Inline:
+  """Batches produced on the main thread (``prefetch=0``)."""
+
+  wait_seconds = 0.0
+
+  def __init__(self, iterable: Any) -> None:
+    self._it = iter(iterable)
+
+  def __iter__(self) -> Any:
+    return self._it
+
+  def close(self) -> None:
+    pass
