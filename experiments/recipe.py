@@ -302,11 +302,8 @@ class _Image:
 
   def header(self) -> str:
     c = self.c
-    return (
-      f'{c.dataset}, model {c.model}, {c.optimizer} (momentum '
-      f'{c.momentum:g}, weight decay {c.weight_decay:g}), budget '
-      f'{c.epochs:g} epochs, seeds {list(c.seeds)}.'
-    )
+    budget = f'budget {c.epochs:g} epochs, seeds {list(c.seeds)}'
+    return f'{_common.trained_text(c)}, {budget}.'
 
 
 class _Lm:
@@ -371,11 +368,10 @@ class _Lm:
       self.train, _lm_common.load_split(c, c.validation_split)
     )
     return (
-      f'{c.corpus} ({self.n:,} training sequences of {t} bytes), transformer '
-      f'{c.layers} layers x width {c.width} ({c.transformer().num_params:,} '
-      f'parameters), {c.optimizer} (beta1 {c.momentum:g}, beta2 {c.b2:g}, '
-      f'weight decay {c.weight_decay:g}), budget {lc.train_tokens:,} tokens '
-      f'({lc.train_tokens // t:,} sequences), seeds {list(c.seeds)}. The '
+      f'{_common.trained_text(c)}; {self.n:,} training sequences, '
+      f'{c.transformer().num_params:,} parameters; budget '
+      f'{lc.train_tokens:,} tokens ({lc.train_tokens // t:,} sequences), '
+      f'seeds {list(c.seeds)}. The '
       f'hand-tuned run is the cosine run of experiments.lm (LR {c.lr:g}, '
       f'batch {c.batch_size} sequences). Bigram model of the validation '
       f'split: {nats["bigram"]:.3f} nats; unigram {nats["unigram"]:.3f}.'

@@ -136,14 +136,13 @@ class SharpnessConfig:
         f'--max_epochs={self.max_epochs} must be >= '
         f'--loss_check_epochs={self.loss_check_epochs}'
       )
-    for protocol in self.protocols:
-      length = self.epochs_of(protocol)
+    for p in self.protocols:
+      flag = 'epochs' if p == 'equal_epochs' else 'max_epochs'
       for k in self.warm_start_epochs:
-        if not 0 < k < length:
-          flag = 'epochs' if protocol == 'equal_epochs' else 'max_epochs'
+        if not 0 < k < (length := self.epochs_of(p)):
           raise ValueError(
             f'--warm_start_epochs={k:g} must be in (0, --{flag}={length:g}) '
-            f'for the {protocol} protocol'
+            f'for the {p} protocol'
           )
 
   def epochs_of(self, protocol: str) -> float:
@@ -324,16 +323,10 @@ def _train_config(
 
 def _measure_settings(config: SharpnessConfig) -> dict[str, Any]:
   """What a sharpness.json depends on besides the run's parameters."""
-  return _common.jsonable(
-    {
-      'eps': config.sharpness_eps,
-      'subspace_dim': config.subspace_dim,
-      'sharpness_iters': config.sharpness_iters,
-      'hessian_iters': config.hessian_iters,
-      'sharpness_examples': config.sharpness_examples,
-      'starts': ['zero', 'half_box'],
-    }
-  )
+  keys = ('subspace_dim', 'sharpness_iters', 'hessian_iters')
+  settings = {k: getattr(config, k) for k in (*keys, 'sharpness_examples')}
+  settings |= {'eps': config.sharpness_eps, 'starts': ['zero', 'half_box']}
+  return _common.jsonable(settings)
 
 
 def _trial_name(protocol: str, label: str) -> str:
@@ -379,9 +372,8 @@ class Sharpness(_study.Study):
     return trials
 
   def _train_until(self, rule: Any) -> Any:
-    """A stopping protocol's ``train(config, workdir, task, overwrite=...)``:
-    the trainer with `lrjax.train.LossStop` measuring the training loss on
-    the seed's measured data; ``stopping.json`` keeps its checks."""
+    """The trainer with `lrjax.train.LossStop` on the measured training
+    loss; ``stopping.json`` keeps its checks."""
     from lrjax import train as lrtrain
 
     def train(train_config, workdir, task, *, overwrite=False):
