@@ -732,3 +732,21 @@ def import_function(path: str) -> Callable[..., Any]:
   module_name, name = path.split(':', 1)
   module = __import__(module_name, fromlist=[name])
   return getattr(module, name)
+
+
+def trained_text(common: Any) -> str:
+  """What was trained with what, for a report's header: the data, the model
+  and the optimizer of an image task's `CommonConfig` or of the LM's
+  (``experiments._lm_common``, told apart by its ``corpus``)."""
+  c = common
+  decay = f'weight decay {c.weight_decay:g}'
+  if not hasattr(c, 'corpus'):
+    return (
+      f'{c.dataset}, model {c.model}, {c.optimizer} (momentum '
+      f'{c.momentum:g}, {decay})'
+    )
+  return (
+    f'{c.corpus}, sequences of {c.seq_len} bytes, transformer {c.layers} '
+    f'layers x width {c.width}, {c.optimizer} (beta1 {c.momentum:g}, beta2 '
+    f'{c.b2:g}, {decay})'
+  )

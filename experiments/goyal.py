@@ -1,42 +1,11 @@
 r"""Goyal et al.'s batch sweep and Smith & Le's optimal noise scale.
 
-Trains the same model for the same number of epochs at batch sizes from
-`--goyal_batches`, under four LR rules anchored at `--lr` for
-`--goyal_base_batch`:
-
-- `none`: the base LR at every batch (no scaling);
-- `linear`: :math:`\eta = \eta_0 B / B_0` (Goyal et al. 2017, section 2.1);
-- `warmup`: the linear rule with Goyal's gradual warmup from
-  :math:`\eta_0` over `--goyal_warmup_epochs` (section 2.2);
-- `sqrt`: :math:`\eta = \eta_0 \sqrt{B / B_0}` (Krizhevsky 2014).
-
-Every run follows a cosine to 0 over the epochs (after the warmup). The
-report gives test accuracy against batch size (the shape of Goyal et al.'s
-figure 1), the batch where each variant breaks down (its mean accuracy
-falls more than `--goyal_tolerance` below the base batch's), and the
-gradient noise scale B_simple measured at the base batch and LR
-(`lrjax.recipe.probe_noise`) on the axis.
-
-Smith & Le (2017): at a constant LR, test accuracy peaks at a batch that
-grows in proportion to the LR (:math:`B_{opt} \propto \epsilon N`). The
-`none` sweep is repeated at the LRs `--goyal_lr_factors` times `--lr`; the
-report gives each LR's best batch and whether the best batch grows with
-the LR by about the LR's ratio.
-
-With `--goyal_task=lm` the model is experiments.lm's byte-level
-transformer (its flags: `--corpus`, `--seq_len`, `--lm_*`, AdamW's
-`--b2`, the budget `--train_tokens`): every run is experiments.lm's
-`cosine` run (warmup over `--warmup_tokens`, cosine to
-`--final_lr_fraction` of the peak) at its batch in sequences and its
-rule's peak LR, on the same tokens. Since every LM run already warms up,
-the `warmup` rule is the linear rule with the longer warmup
-`--goyal_warmup_tokens` (Goyal et al.'s remedy at large batches). The
-metric is the validation loss in nats (bits per byte beside it), lower
-is better: a rule breaks down where its mean loss rises more than
-`--goyal_tolerance` nats above the base batch's, and Smith & Le's best
-batch is the one of lowest loss. For Adam-type optimizers the question is
-whether the square-root rule (Malladi et al. 2022) or the linear one
-holds.
+Trains one model on one budget at each of `--goyal_batches` under the LR
+rules of `--goyal_variants`, each a cosine (after its warmup): where does
+each rule break down, beside the noise scale B_simple measured at the base
+batch? And, with the unscaled rule at several LRs (Smith & Le 2017), does
+the best batch grow with the LR? `--goyal_task=lm` sweeps experiments.lm's
+transformer (its `cosine` run; the metric is the validation loss).
 
   python -m experiments.goyal --flagfile=experiments/flagfiles/goyal_digits.cfg
   python -m experiments.goyal --flagfile=experiments/flagfiles/goyal_lm.cfg
@@ -67,15 +36,9 @@ def _rules(values: Sequence[str]) -> str | None:
 
 @dataclasses.dataclass(frozen=True)
 class GoyalConfig:
-  """The sweep: common settings, batches, LR rules, Smith & Le's LRs (each
-  field but ``common`` and ``lm`` is its flag).
-
-  ``lm`` is None for an image task (``common`` holds it); for the language
-  model it is experiments.lm's config (its ``common`` holds the model, the
-  data, AdamW, ``lr`` and the seeds; ``common`` here is then unused), the
-  batches are in sequences and ``goyal_warmup_tokens`` is the warmup rule's
-  warmup (``goyal_warmup_epochs`` is the image tasks').
-  """
+  """The sweep (each field but ``common`` and ``lm`` is its flag); ``lm``
+  is experiments.lm's config for ``--goyal_task=lm`` (its ``common`` then
+  replaces ``common``), else None."""
 
   common: _common.CommonConfig = _common.CommonConfig()
   lm: Any = None
@@ -92,7 +55,13 @@ class GoyalConfig:
     check=_flags.increasing(0, math.inf, '32,64,128'),
   )
   goyal_variants: tuple[str, ...] = setting(
-    VARIANTS, f'LR rules, from {", ".join(VARIANTS)}.', check=_rules
+    VARIANTS,
+    'LR rules anchored at --lr for --goyal_base_batch: none (the base LR at '
+    'every batch), linear (LR x B / B_0, Goyal et al. 2017), warmup (linear '
+    'after a gradual warmup from the base LR over --goyal_warmup_epochs, '
+    "Goyal's remedy; for the LM the longer warmup --goyal_warmup_tokens) or "
+    'sqrt (LR x sqrt(B / B_0), Krizhevsky 2014).',
+    check=_rules,
   )
   goyal_base_batch: int = setting(
     32, 'The batch at which --lr is the LR (B_0).', check=_flags.at_least(1)
@@ -198,24 +167,12 @@ def get_config() -> GoyalConfig:
 
 
 def peak_lr(variant: str, batch: int, base_lr: float, base_batch: int) -> float:
-  r"""The peak LR of a rule at a batch (6 significant digits).
-
-  .. math:: \eta = \eta_0 \text{ (none)}, \quad \eta_0 B / B_0
-    \text{ (linear, warmup)}, \quad \eta_0 \sqrt{B / B_0} \text{ (sqrt)}
-
-  Examples:
-    >>> peak_lr('linear', 64, 1e-3, 8), peak_lr('sqrt', 32, 1e-3, 8)
-    (0.008, 0.002)
-  """
+  """A rule's peak LR at a batch (`lrjax.rules.scaled_lr`; the warmup rule
+  scales linearly), to 6 significant digits."""
   from lrjax import rules
 
-  if variant == 'none':
-    peak = base_lr
-  elif variant == 'sqrt':
-    peak = rules.sqrt_scaling(batch, base_lr, base_batch)
-  else:
-    peak = rules.linear_scaling(batch, base_lr, base_batch)
-  return float(f'{peak:.6g}')
+  rule = 'linear' if variant == 'warmup' else variant
+  return float(f'{rules.scaled_lr(rule, batch, base_lr, base_batch):.6g}')
 
 
 def lr_policy(
@@ -252,18 +209,9 @@ def breakdown(
   tolerance: float,
   metric: _runs.Metric = _runs.ACCURACY,
 ) -> int | None:
-  """The first batch whose metric is more than `tolerance` worse than the
-  first batch's (None: no breakdown).
-
-  Args:
-    batches: the sweep's batches, increasing.
-    values: the metric at each batch (its mean over seeds).
-    tolerance: in the metric's unit (a fraction of accuracy, nats of loss).
-    metric: whether higher (accuracy) or lower (a loss) is better; a NaN
-      value (a diverged run) is a breakdown.
-
-  Returns:
-    The batch, or None.
+  """The first of the increasing `batches` whose mean metric in `values` is
+  more than `tolerance` (in the metric's unit) worse than the first's, a
+  NaN (diverged) included; None when there is none.
 
   Examples:
     >>> breakdown([32, 64, 128], [0.95, 0.94, 0.90], 0.02)
@@ -292,12 +240,9 @@ def _keys(config: GoyalConfig) -> list[tuple[str, float, int]]:
 def _lm_run_config(
   config: GoyalConfig, variant: str, factor: float, batch: int
 ):
-  """experiments.lm's config of one LM run: the base config at its batch
-  (sequences) and peak LR; the `warmup` rule also warms up over
-  ``warmup_tokens`` where its peak is above the base LR (at the base batch
-  it is the linear run)."""
-  lc = config.lm
-  c = lc.common
+  """experiments.lm's config of one run at its batch and peak LR; the
+  warmup rule warms up longer where its peak is above the base LR."""
+  lc, c = config.lm, config.lm.common
   peak = peak_lr(variant, batch, c.lr * factor, config.goyal_base_batch)
   longer = variant == 'warmup' and peak > c.lr
   return dataclasses.replace(
@@ -308,23 +253,14 @@ def _lm_run_config(
 
 
 class Goyal(_study.Study):
-  """Every rule at every batch, and Smith & Le's unscaled sweeps.
-
-  The language model's runs of the same LR policy and batch (e.g. every
-  rule at the base batch) are one trial, trained once and shared.
-  """
+  """Every rule at every batch, and Smith & Le's unscaled sweeps (the LM's
+  runs of the same LR policy and batch are one trial, trained once)."""
 
   name = 'goyal'
 
   def check(self) -> None:
-    """Checks the settings, and for an image task the devices, the data
-    and every run's trainer config, before anything trains (for the LM
-    every run's experiments.lm config, without reading the corpus).
-
-    Raises:
-      ValueError: naming the flag and the fix.
-      FileNotFoundError: for a dataset that is not prepared.
-    """
+    """The settings; for an image task also the data and every trainer
+    config (the LM's run configs are checked without reading the corpus)."""
     config = self.config
     config.validate()
     if config.lm is not None:
@@ -385,8 +321,8 @@ class Goyal(_study.Study):
     )
 
   def _b_simple(self, workdir: str) -> float:
-    """B_simple at the base batch and LR (sequences for the LM), cached in
-    b_simple.json: 50 updates of `lrjax.recipe.probe_noise`."""
+    """B_simple at the base batch and LR: 50 updates of
+    `lrjax.recipe.probe_noise`, cached in b_simple.json."""
     from lrjax import recipe
 
     path = os.path.join(workdir, 'b_simple.json')
@@ -537,39 +473,30 @@ def _figures(config, curves, smith_le, b_simple, workdir) -> dict[str, str]:
 
 
 def _report(config, table, breaks, b_simple, smith_le, claim, figures) -> str:
-  base, b0 = config.goyal_batches[0], config.goyal_base_batch
+  base, b0, c = (
+    config.goyal_batches[0],
+    config.goyal_base_batch,
+    config.task_common,
+  )
   if config.lm is None:
-    c, unit, noise = config.common, '', ''
-    trained = (
-      f'{c.dataset}, model {c.model}, {c.optimizer} (momentum '
-      f'{c.momentum:g}, weight decay {c.weight_decay:g}), {c.epochs:g} '
-      f'epochs, cosine to 0; base LR {c.lr:g} at batch {b0}'
-    )
-    rule = (
-      f'mean test accuracy more than {100 * config.goyal_tolerance:g} '
-      f'points below batch {base}'
-    )
+    unit, noise = '', ''
+    budget = f'{c.epochs:g} epochs, cosine to 0'
+    rule = f'{100 * config.goyal_tolerance:g} points of test accuracy below'
   else:
     lc, unit = config.lm, ' sequences'
-    c, t = lc.common, lc.common.seq_len
-    noise = f' sequences ({b_simple * t:.4g} tokens)'
-    trained = (
-      f'{c.corpus}, sequences of {t} bytes, transformer {c.layers} layers x '
-      f'width {c.width}, {c.optimizer} (beta1 {c.momentum:g}, beta2 '
-      f'{c.b2:g}, weight decay {c.weight_decay:g}), every run '
-      f'{lc.train_tokens:,} tokens, warmup over {lc.warmup_tokens:,} tokens '
-      f'(the warmup rule: {config.warmup_tokens:,}), cosine to '
-      f'{lc.final_lr_fraction:g} of the peak; base LR {c.lr:g} at batch '
-      f'{b0} sequences'
+    noise = f' sequences ({b_simple * c.seq_len:.4g} tokens)'
+    budget = (
+      f'every run {lc.train_tokens:,} tokens, warmup over '
+      f'{lc.warmup_tokens:,} tokens (the warmup rule: '
+      f'{config.warmup_tokens:,}), cosine to {lc.final_lr_fraction:g} of the '
+      'peak'
     )
-    rule = (
-      f'mean validation loss more than {config.goyal_tolerance:g} nats '
-      f'above batch {base}'
-    )
+    rule = f'{config.goyal_tolerance:g} nats of validation loss above'
   lines = [
     "# Goyal et al.'s batch sweep",
     '',
-    f'{trained}; seeds {list(c.seeds)}.',
+    f'{_common.trained_text(c)}, {budget}; base LR {c.lr:g} at batch {b0}'
+    f'{unit}; seeds {list(c.seeds)}.',
     '',
     table,
     f'Measured noise scale at batch {b0}, LR {c.lr:g}: B_simple = '
@@ -577,7 +504,7 @@ def _report(config, table, breaks, b_simple, smith_le, claim, figures) -> str:
     '',
     '## Where each rule breaks down',
     '',
-    f'({rule})',
+    f'(the mean more than {rule} batch {base})',
     '',
     *(
       f'- {v}: breaks down at batch {b}{unit} ({b / b_simple:.2g} x B_simple)'

@@ -1,18 +1,9 @@
-r"""Benchmark learning-rate policies side by side (LRBench, Wu et al. 2019).
+r"""LR policies benchmarked side by side (LRBench, Wu et al. 2019).
 
-Each `--policy` is a policy in its text form over epochs (see
-`lrjax.schedules.parse`): formula-based (`multistep(...)`, `cosine(...)`),
-state-based (`reduce_on_plateau(...)`), or exploration-based: a text with the
-placeholder `{lr}` (e.g. `cosine({lr},length=30)`) first runs the LR range
-test and puts its suggested LR in place of `{lr}`. Every policy gets the same
-budget (epochs, batch size, model, data) and the same seeds.
-
-Metrics per policy (mean and std over seeds), computed from the final
-parameters on the test split: top-1 and top-5 accuracy, loss; updates and
-training seconds to reach `--target_accuracy`; robustness as the test minus
-train loss gap; mean and spread of the confidence on correct predictions; the
-spread over classes of the per-class mean confidence (CDAC, Jin et al. 2023);
-and any `--metric=module:function` of `(probs, labels) -> float`.
+Every `--policy` (formula-, state- or, with ``{lr}``, exploration-based: the
+LR range test fills it in) trains on the same budget and seeds; the final
+parameters are scored by `lrjax.evaluation.prediction_metrics` (plus
+`--metric`s) and the policies ranked by top-1, ties within seed noise.
 
   python -m experiments.lrbench --flagfile=experiments/flagfiles/lrbench_digits.cfg
 """
@@ -34,18 +25,14 @@ from experiments._flags import setting
 PLACEHOLDER = '{lr}'
 
 
-def _parse_policy(text: str) -> Any:
+def _parses(texts: Sequence[str]) -> str | None:
   from lrjax import schedules
 
-  return schedules.parse(text.replace(PLACEHOLDER, '1'))
-
-
-def _parses(texts: Sequence[str]) -> str | None:
   if not texts:
     return 'must be one or more policy texts, e.g. cosine(0.1,length=20)'
   for text in texts:
     try:
-      _parse_policy(text)
+      schedules.parse(text.replace(PLACEHOLDER, '1'))
     except (ValueError, TypeError, KeyError) as e:
       return f'must be policy texts lrjax.schedules.parse reads: {text!r}: {e}'
   return None
@@ -66,8 +53,7 @@ def _function(metric: Any) -> Callable[..., Any]:
 
 @dataclasses.dataclass(frozen=True)
 class LrBenchConfig:
-  """The benchmark: common settings, policies, target, extra metrics and the
-  range test's sweep (each of its own fields is its flag)."""
+  """The benchmark's settings (each of its own fields is its flag)."""
 
   common: _common.CommonConfig = _common.CommonConfig()
   policy: tuple[str, ...] = setting(
@@ -76,8 +62,11 @@ class LrBenchConfig:
       'multistep(0.1,milestones=10/15,gamma=0.1)',
       'cosine(0.1,length=20)',
     ),
-    'A learning-rate policy over epochs in its text form; repeat the flag '
-    f'for several. A text with {PLACEHOLDER} runs the LR range test first.',
+    'A learning-rate policy over epochs in its lrjax.schedules.parse text '
+    'form: formula-based (cosine(...), multistep(...)) or state-based '
+    '(reduce_on_plateau(...)); repeat the flag for several. A text with '
+    f'{PLACEHOLDER} is exploration-based: the LR range test runs first and '
+    'its suggested LR takes the placeholder.',
     check=_parses,
     repeated=True,
   )
@@ -118,40 +107,6 @@ def get_config() -> LrBenchConfig:
 # ------------------------------------------------------------ metrics
 
 
-def prediction_metrics(probs: np.ndarray, labels: np.ndarray) -> dict:
-  """Accuracy, loss and confidence metrics of predicted probabilities.
-
-  Args:
-    probs: [n, classes] predicted probabilities.
-    labels: [n] integer labels.
-
-  Returns:
-    `top1`, `top5` accuracy, `loss` (mean cross-entropy), `confidence_mean`
-    and `confidence_std` (probability of the predicted class over correctly
-    classified examples), and `cdac_std`: the standard deviation over classes
-    of each class's mean confidence on its correct predictions.
-  """
-  labels = np.asarray(labels)
-  n, classes = probs.shape
-  correct = probs.argmax(axis=1) == labels
-  topk = np.argsort(-probs, axis=1)[:, : min(5, classes)]
-  loss = -np.log(np.clip(probs[np.arange(n), labels], 1e-12, None))
-  conf = probs.max(axis=1)[correct]
-  per_class = [
-    conf_c.mean()
-    for c in range(classes)
-    if (conf_c := probs.max(axis=1)[correct & (labels == c)]).size
-  ]
-  return {
-    'top1': float(correct.mean()),
-    'top5': float((topk == labels[:, None]).any(axis=1).mean()),
-    'loss': float(loss.mean()),
-    'confidence_mean': float(conf.mean()) if conf.size else math.nan,
-    'confidence_std': float(conf.std()) if conf.size else math.nan,
-    'cdac_std': float(np.std(per_class)) if per_class else math.nan,
-  }
-
-
 def predict(
   common: _common.CommonConfig, variables: Any, split: str, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -179,6 +134,8 @@ def _after(
   """The run's final metrics, from its final parameters (test and train)."""
 
   def after(result: Any, workdir: str) -> dict[str, Any]:
+    from lrjax.evaluation import prediction_metrics
+
     # The seed picks the data only for --dataset=synthetic.
     seed = _common.read_json(os.path.join(workdir, 'config.json'))['seed']
     variables = _common.final_variables(result, workdir)
@@ -230,8 +187,7 @@ class LrBench(_study.Study):
   name = 'lrbench'
 
   def check(self) -> None:
-    """Checks the settings, the devices, the data and every run's trainer
-    config (a range-test policy with LR 1 in place of ``{lr}``)."""
+    """Every run's trainer config, a ``{lr}`` read as LR 1."""
     config = self.config
     _flags.check(config)
     config.finder.validate()
@@ -270,11 +226,10 @@ class LrBench(_study.Study):
     """Label -> {text, kind, policy text used, suggested LR} per policy;
     a ``{lr}`` takes the range test's suggestion (one test, the first
     seed's, in ``range_test/``)."""
-    resolved, test = {}, None
+    resolved, test, c = {}, None, self.config.common
     for text in self.config.policy:
-      entry: dict[str, Any] = {'text': text, 'kind': _kind(text)}
+      entry = {'text': text, 'kind': _kind(text), 'policy': text}
       if PLACEHOLDER in text:
-        c = self.config.common
         test = test or _finder.range_test(
           c,
           self.config.finder,
@@ -284,9 +239,8 @@ class LrBench(_study.Study):
         )
         entry['suggested_lr'] = lr = float(test['suggested_lr'])
         entry['policy'] = text.replace(PLACEHOLDER, f'{lr:.4g}')
-        resolved[f'range test: {entry["policy"]}'] = entry
-      else:
-        resolved[text] = {**entry, 'policy': text}
+      explored = 'range test: ' if PLACEHOLDER in text else ''
+      resolved[explored + entry['policy']] = entry
     return resolved
 
   def run(self, context: _study.Context) -> _study.Report:
@@ -334,37 +288,35 @@ def _rows(runs, policies, target, extra) -> list[dict[str, Any]]:
   rows = []
   for label, group in runs.items():
     finals = [r.summary['final'] for r in group]
-    row: dict[str, Any] = {
-      'policy': label,
-      'kind': policies[label]['kind'],
-      'text': policies[label]['policy'],
-    }
-    for key in (*_FINAL_KEYS, *extra):
-      row[key] = _common.mean_std([f[key] for f in finals])
-    row['top1_per_seed'] = [f['top1'] for f in finals]
-    updates, seconds = zip(*[_to_target(r, target) for r in group], strict=True)
-    reached = [u for u in updates if not math.isnan(u)]
-    row['reached_target'] = f'{len(reached)}/{len(group)}'
-    row['updates_to_target'] = _common.mean_std(reached)
-    row['seconds_to_target'] = _common.mean_std(
-      [t for t in seconds if not math.isnan(t)]
+    values = {k: [f[k] for f in finals] for k in (*_FINAL_KEYS, *extra)}
+    for k in ('num_updates', 'wall_seconds'):
+      values[k] = [r.summary[k] for r in group]
+    to_target = zip(*[_to_target(r, target) for r in group], strict=True)
+    updates, seconds = (
+      [v for v in vs if not math.isnan(v)] for vs in to_target
     )
-    for key in ('num_updates', 'wall_seconds'):
-      row[key] = _common.mean_std([r.summary[key] for r in group])
-    rows.append(row)
+    values |= {'updates_to_target': updates, 'seconds_to_target': seconds}
+    rows.append(
+      {
+        'policy': label,
+        'kind': policies[label]['kind'],
+        'text': policies[label]['policy'],
+        **{k: _common.mean_std(v) for k, v in values.items()},
+        'top1_per_seed': values['top1'],
+        'reached_target': f'{len(updates)}/{len(group)}',
+      }
+    )
   return rows
 
 
 def rank_with_ties(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
   """Ranks policies by mean top-1 accuracy, tying those within seed noise.
 
-  Rows are sorted by mean top-1 (highest first). Walking down the list,
-  a row shares the rank of its group's leader (the group's first row) when
-  the two agree within their seed-to-seed variation
-  (:func:`experiments._common.within_variation` on ``top1_per_seed``);
-  otherwise it starts a new group, ranked by its position (competition
-  ranking: 1, 1, 3). With one seed in any row nothing can be told from the
-  noise: every row is ranked by its position and ``tied`` is None.
+  Sorted by mean top-1, a row shares the rank of its group's leader when
+  the two agree within seed-to-seed variation (`_common.within_variation`
+  on ``top1_per_seed``), else starts a group ranked by its position
+  (competition ranking: 1, 1, 3). With one seed in any row every row is
+  ranked by its position and ``tied`` is None.
 
   Args:
     rows: one dict per policy with ``top1_per_seed`` (a list of accuracies).
@@ -387,17 +339,15 @@ def rank_with_ties(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
   tested = all(len(r['top1_per_seed']) >= 2 for r in ordered)
   leader: dict[str, Any] | None = None
   for position, row in enumerate(ordered, 1):
-    if (
-      tested
-      and leader is not None
+    tie = tested and leader is not None
+    tie = (
+      tie
       and _common.within_variation(
-        leader['top1_per_seed'], row['top1_per_seed']
+        *(r['top1_per_seed'] for r in (leader, row))
       )[0]
-    ):
-      row['rank'] = leader['rank']
-    else:
-      row['rank'] = position
-      leader = row
+    )
+    row['rank'] = leader['rank'] if tie else position
+    leader = leader if tie else row
   ranks = [r['rank'] for r in ordered]
   for row in ordered:
     row['tied'] = ranks.count(row['rank']) > 1 if tested else None
@@ -433,15 +383,9 @@ def _table(rows, target, extra) -> str:
 def _figures(runs, workdir) -> dict[str, str]:
   from lrjax import plots
 
-  labels = {
-    'epoch': 'epochs',
-    'lr': 'learning rate',
-    'accuracy': 'test accuracy',
-  }
+  labels = dict(epoch='epochs', lr='learning rate', accuracy='test accuracy')
   train = {k: [r.train for r in g] for k, g in runs.items()}
-  lrs = np.concatenate(
-    [np.asarray(r['lr'], float) for g in train.values() for r in g]
-  )
+  lrs = np.concatenate([r['lr'] for g in train.values() for r in g]) * 1.0
   lrs = lrs[np.isfinite(lrs) & (lrs > 0)]
   # A log axis once the policies span a decade or more.
   logy = bool(lrs.size and lrs.max() >= 10 * lrs.min())
@@ -461,15 +405,16 @@ def _figures(runs, workdir) -> dict[str, str]:
   figures = {
     'lr_curves.png': 'Learning rate in force against epochs',
     'accuracy_vs_epochs.png': 'Test accuracy against epochs',
-    'accuracy_vs_cost.png': 'Final test accuracy against wall time',
   }
-  costs = {'accuracy_vs_cost.png': ('wall_seconds', 'wall seconds')}
+  costs = {'cost': ('wall_seconds', 'wall seconds', 'wall time')}
   # Against updates only where the policies' update counts differ: with one
   # batch size for all (the usual case) the plot would be one vertical line.
   if len({r.summary['num_updates'] for g in runs.values() for r in g}) > 1:
-    figures['accuracy_vs_updates.png'] = 'Final test accuracy against updates'
-    costs['accuracy_vs_updates.png'] = ('num_updates', 'parameter updates')
-  for name, (cost, xlabel) in costs.items():
+    costs['updates'] = ('num_updates', 'parameter updates', 'updates')
+  for what, (cost, xlabel, caption) in costs.items():
+    name = f'accuracy_vs_{what}.png'
+    figures[name] = f'Final test accuracy against {caption}'
+
     plots.plot_accuracy_vs_cost(
       {
         k: [(r.summary[cost], r.summary['final']['top1']) for r in g]
@@ -484,26 +429,16 @@ def _figures(runs, workdir) -> dict[str, str]:
 
 def _report(config, rows, table, figures) -> str:
   c, best, target = config.common, rows[0], config.target_accuracy
-  top = [r for r in rows if r['rank'] == 1]
-  if best['tied'] is None:
-    leader = (
-      f'- Highest mean top-1: `{best["policy"]}` ({best["kind"]}-based, '
-      f'{_ms(best["top1"], 100)} %); the ranking is **not tested (1 seed)**: '
-      'with one seed the differences cannot be told from seed noise.'
-    )
-  elif len(top) > 1:
-    leader = (
-      f'- No single best policy: {len(top)} tie within seed noise for rank '
-      '1: '
-      + ', '.join(f'`{r["policy"]}` ({_ms(r["top1"], 100)} %)' for r in top)
-      + '.'
-    )
-  else:
-    leader = (
-      f'- Best policy: `{best["policy"]}` ({best["kind"]}-based) with '
-      f'{_ms(best["top1"], 100)} % top-1, ahead of the next beyond seed '
-      'noise.'
-    )
+  top = ', '.join(
+    f'`{r["policy"]}` ({_ms(r["top1"], 100)} %)' for r in rows if r['rank'] == 1
+  )
+  leader = {
+    None: f'- Highest mean top-1: {top}; the ranking is **not tested (1 '
+    'seed)**: with one seed the differences cannot be told from seed noise.',
+    True: f'- No single best policy: these tie within seed noise for rank 1: '
+    f'{top}.',
+    False: f'- Best policy: {top}, ahead of the next beyond seed noise.',
+  }[best['tied']]
   # Rows are ranked: the first of a kind is its best.
   kinds = {r['kind']: r for r in reversed(rows)}
   reached = [r for r in rows if not math.isnan(r['updates_to_target'][0])]

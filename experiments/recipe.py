@@ -1,32 +1,11 @@
 r"""Let lrjax choose: the recipe against hand-tuned defaults and random search.
 
-For each seed, `lrjax.recipe.recommend` probes the task (the LR range test
-at `--recipe_probe_batch`, then a short run measuring the noise scale
-B_simple) and returns an LR policy and a batch schedule for a budget of
-`--epochs`; the recipe is then trained. It is compared with:
-
-- `hand-tuned`: `--baseline_lr` at `--baseline_batch` (by default the
-  `decay` schedule of experiments.ramp's digits flagfile, tuned by hand);
-- `random search`: `--random_trials` runs with LR log-uniform in
-  [`--random_lr_min`, `--random_lr_max`] and a batch drawn from
-  `--random_batches`, each a cosine to 0, sharing the recipe's total
-  compute (its probes included) equally; the best trial by test accuracy
-  is reported (selection on the test split: optimistic for random search,
-  as the data has no separate validation split).
-
-With `--recipe_task=lm` the task is experiments.lm's byte-level
-transformer (its flags: `--corpus`, `--seq_len`, `--lm_*`, the budget
-`--train_tokens`): the hand-tuned run is experiments.lm's `cosine` run
-(`--lr` at `--batch_size` sequences, warmed up over `--warmup_tokens`,
-cosine to `--final_lr_fraction` of the peak), each random trial is the
-same policy at its LR and batch over its share of the tokens, and the
-metric is the validation loss (nats; lower is better; the best random
-trial is selected on it).
-
-With `--recipe_only` it prints the recipe and stops (the README's "let
-lrjax choose" command); with it, `--budget_seconds` plans for a wall-clock
-budget instead (the probes time the training step, see
-`lrjax.recipe.recommend`).
+Per seed, `lrjax.recipe.recommend` probes the task and returns an LR policy
+and a batch schedule for the budget; that recipe is trained beside the
+hand-tuned run and a random search sharing the recipe's compute (probes
+included; its best trial picked on the test split: optimistic for it).
+`--recipe_task=lm` compares on experiments.lm's transformer (validation
+loss); `--recipe_only` prints the recipe and stops.
 
   python -m experiments.recipe --flagfile=experiments/flagfiles/recipe_digits.cfg
   python -m experiments.recipe --flagfile=experiments/flagfiles/recipe_lm.cfg
@@ -61,15 +40,9 @@ def _lr_policy(text: str) -> str | None:
 
 @dataclasses.dataclass(frozen=True)
 class RecipeConfig:
-  """The comparison: common settings, probes, baseline, random search (each
-  field but ``common`` and ``lm`` is its flag).
-
-  ``lm`` is None for an image task (``common`` holds it); for the language
-  model (``--recipe_task=lm``) it is experiments.lm's config (its
-  ``common`` holds the model, the data, the optimizer and the seeds;
-  ``common`` here is then unused), and the hand-tuned run is its cosine
-  run (``baseline_lr``/``baseline_batch`` are unused).
-  """
+  """The comparison (each field but ``common`` and ``lm`` is its flag);
+  ``lm`` is experiments.lm's config for ``--recipe_task=lm`` (its ``common``
+  replaces ``common``; the hand-tuned run is its cosine run), else None."""
 
   common: _common.CommonConfig = _common.CommonConfig()
   lm: Any = None
@@ -126,14 +99,19 @@ class RecipeConfig:
   )
   baseline_lr: str = setting(
     'multistep(0.3,milestones=10/20/30,gamma=0.3333)',
-    'The hand-tuned LR policy over epochs.',
+    'The hand-tuned LR policy over epochs (the default: the decay schedule '
+    "of experiments.ramp's digits flagfile, tuned by hand).",
     check=_lr_policy,
   )
   baseline_batch: int = setting(
     32, 'The hand-tuned batch size.', check=_flags.at_least(1)
   )
   random_trials: int = setting(
-    4, 'Trials of the random search (0: none).', check=_flags.at_least(0)
+    4,
+    'Trials of the random search (0: none), each a cosine to 0 at an LR '
+    'log-uniform in [--random_lr_min, --random_lr_max] and a batch from '
+    "--random_batches, sharing the recipe's examples (probes included).",
+    check=_flags.at_least(0),
   )
   random_lr_min: float = setting(1e-3, 'Smallest LR.', check=_flags.above(0))
   random_lr_max: float = setting(1.0, 'Largest LR.')
@@ -194,15 +172,8 @@ def get_config() -> RecipeConfig:
 def choose(
   config: RecipeConfig, seed: int, workdir: str, task: Any, budget: Any
 ) -> dict:
-  """The recipe of one seed (cached in ``<workdir>/recipe.json``).
-
-  Args:
-    config: the comparison.
-    seed: the probes' seed.
-    workdir: the seed's directory.
-    task: the task to probe.
-    budget: the `lrjax.recipe.Budget` (``--budget_seconds`` replaces it).
-  """
+  """The recipe of one seed for `budget` (an `lrjax.recipe.Budget`, or
+  ``--budget_seconds``), cached in ``<workdir>/recipe.json``."""
   from lrjax import recipe
 
   path = os.path.join(workdir, 'recipe.json')
@@ -331,11 +302,8 @@ class _Image:
 
   def header(self) -> str:
     c = self.c
-    return (
-      f'{c.dataset}, model {c.model}, {c.optimizer} (momentum '
-      f'{c.momentum:g}, weight decay {c.weight_decay:g}), budget '
-      f'{c.epochs:g} epochs, seeds {list(c.seeds)}.'
-    )
+    budget = f'budget {c.epochs:g} epochs, seeds {list(c.seeds)}'
+    return f'{_common.trained_text(c)}, {budget}.'
 
 
 class _Lm:
@@ -400,11 +368,10 @@ class _Lm:
       self.train, _lm_common.load_split(c, c.validation_split)
     )
     return (
-      f'{c.corpus} ({self.n:,} training sequences of {t} bytes), transformer '
-      f'{c.layers} layers x width {c.width} ({c.transformer().num_params:,} '
-      f'parameters), {c.optimizer} (beta1 {c.momentum:g}, beta2 {c.b2:g}, '
-      f'weight decay {c.weight_decay:g}), budget {lc.train_tokens:,} tokens '
-      f'({lc.train_tokens // t:,} sequences), seeds {list(c.seeds)}. The '
+      f'{_common.trained_text(c)}; {self.n:,} training sequences, '
+      f'{c.transformer().num_params:,} parameters; budget '
+      f'{lc.train_tokens:,} tokens ({lc.train_tokens // t:,} sequences), '
+      f'seeds {list(c.seeds)}. The '
       f'hand-tuned run is the cosine run of experiments.lm (LR {c.lr:g}, '
       f'batch {c.batch_size} sequences). Bigram model of the validation '
       f'split: {nats["bigram"]:.3f} nats; unigram {nats["unigram"]:.3f}.'
@@ -430,14 +397,8 @@ class Recipe(_study.Study):
   name = 'recipe'
 
   def check(self) -> None:
-    """Checks the settings and, for an image task, the data, the batches
-    and the hand-tuned runs' trainer configs before anything trains or is
-    written (the recipe's and the random trials' depend on the probes).
-
-    Raises:
-      ValueError: naming the flag and the fix.
-      FileNotFoundError: for a dataset that is not prepared.
-    """
+    """The settings; for an image task also the data, the batches and the
+    hand-tuned runs (the others' configs depend on the probes)."""
     config = self.config
     config.validate()
     if config.lm is not None:

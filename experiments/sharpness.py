@@ -1,29 +1,10 @@
 r"""Small-batch vs large-batch minima (Keskar et al. 2017).
 
-Trains the same model with a small batch and a large batch (about 10% of
-the data), same constant LR, for each seed and each protocol: until the
-training loss on the whole training set is at most ``--target_loss``
-(``target_loss``, the default: both regimes end at the same loss, as
-Keskar et al. train both to convergence) or until it stops improving
-(``converge``), both checked every ``--loss_check_epochs`` by
-`lrjax.train.LossStop` and stopped at ``--max_epochs`` at the latest; or
-``--epochs`` each (``equal_epochs``: the large batch makes about
-large/small times fewer updates and ends at a higher loss).
-
-Then, at the final parameters, it measures on the training set (all of
-it, or the first ``--sharpness_examples`` on big data):
-
-- eps-sharpness :math:`\phi(\epsilon, A)` in the full space (A = I) from
-  the definition's start y = 0 (the headline), from the half-box start,
-  and in a random p-dimensional subspace, for each `--sharpness_eps`;
-- the top Hessian eigenvalue (power iteration on Hessian-vector products);
-- the 1-D parametric plot: train and test loss and accuracy along
-  :math:`\alpha x_l + (1 - \alpha) x_s`, alpha in [-1, 2].
-
-The report says, per protocol, whether the large-batch minimum is sharper
-and generalises worse, beyond seed-to-seed variation. Optionally
-(`--warm_start_epochs`) the large batch also starts from the small-batch
-iterate after that many epochs (Keskar's warm start).
+Per seed and `--protocols` entry, a small and a large batch train at the
+same constant LR; at their final parameters the eps-sharpness, the top
+Hessian eigenvalue and the 1-D parametric plot through both minima are
+measured on the training set. The report says, per protocol, whether the
+large-batch minimum is sharper and generalises worse, beyond seed noise.
 
   python -m experiments.sharpness --flagfile=experiments/flagfiles/sharpness_digits.cfg
 """
@@ -58,8 +39,7 @@ def _protocols(values: Sequence[str]) -> str | None:
 
 @dataclasses.dataclass(frozen=True)
 class SharpnessConfig:
-  """The sharpness experiment: common settings plus its own (each field is
-  its flag)."""
+  """The sharpness experiment's settings (each field is its flag)."""
 
   common: _common.CommonConfig = _common.CommonConfig()
   small_batch: int = setting(
@@ -156,14 +136,13 @@ class SharpnessConfig:
         f'--max_epochs={self.max_epochs} must be >= '
         f'--loss_check_epochs={self.loss_check_epochs}'
       )
-    for protocol in self.protocols:
-      length = self.epochs_of(protocol)
+    for p in self.protocols:
+      flag = 'epochs' if p == 'equal_epochs' else 'max_epochs'
       for k in self.warm_start_epochs:
-        if not 0 < k < length:
-          flag = 'epochs' if protocol == 'equal_epochs' else 'max_epochs'
+        if not 0 < k < (length := self.epochs_of(p)):
           raise ValueError(
             f'--warm_start_epochs={k:g} must be in (0, --{flag}={length:g}) '
-            f'for the {protocol} protocol'
+            f'for the {p} protocol'
           )
 
   def epochs_of(self, protocol: str) -> float:
@@ -221,11 +200,8 @@ def _examples(config: SharpnessConfig, split: str, seed: int, limit: int = 0):
 
 
 def measured_data(config: SharpnessConfig, seed: int):
-  """``(images, labels)``: the training examples everything is measured on.
-
-  Keskar et al. measure on the training loss, so by default the whole
-  training split; ``sharpness_examples`` > 0 takes its first k (big data).
-  """
+  """``(images, labels)`` everything is measured on (Keskar et al.: the
+  training set; ``sharpness_examples`` > 0: its first k)."""
   return _examples(config, 'train', seed, config.sharpness_examples)
 
 
@@ -237,15 +213,9 @@ def _model(config: SharpnessConfig, seed: int) -> Any:
 
 
 def training_loss(metrics: Any, variables: Any, data, chunk: int = 1024):
-  """Mean loss and accuracy of `variables` over `data`, `chunk` at a time.
-
-  Args:
-    metrics: ``metrics(variables, (images, labels)) -> {loss, accuracy}``,
-      means over the batch.
-    variables: the model variables.
-    data: ``(images, labels)``.
-    chunk: examples per call (bounds the memory of big models).
-  """
+  """Mean loss and accuracy of `variables` over `data` (``(images,
+  labels)``) by `metrics` (`_loss_and_metrics`), `chunk` examples a call
+  to bound the memory of big models."""
   n = len(data[1])
   loss = accuracy = 0.0
   for start in range(0, n, chunk):
@@ -259,24 +229,11 @@ def training_loss(metrics: Any, variables: Any, data, chunk: int = 1024):
 def measure(
   config: SharpnessConfig, variables: Any, seed: int
 ) -> dict[str, Any]:
-  """eps-sharpness (full, subspace), top Hessian eigenvalue at `variables`.
-
-  The loss is the mean cross-entropy over `measured_data`, a function of
-  the parameters only; batch-norm statistics, if any, stay fixed at their
-  final running values (eval mode).
-
-  Args:
-    config: the experiment's config (eps, iterations, subspace).
-    variables: the run's final model variables.
-    seed: the run's seed (random subspace, Hessian start, coin signs).
-
-  Returns:
-    ``sharpness_full_<eps>_from_zero`` (y0 = 0, the definition's start),
-    ``sharpness_full_<eps>`` (half-box start) and
-    ``sharpness_subspace_<eps>`` (half-box start) for each eps, in %;
-    ``top_eigenvalue``; ``measured_loss``, ``measured_accuracy`` and
-    ``measured_examples`` of the measured set.
-  """
+  """The `_eps_keys` of each eps (in %), ``top_eigenvalue`` and the
+  ``measured_loss``, ``_accuracy`` and ``_examples`` at `variables`: the
+  loss is the mean cross-entropy over `measured_data` as a function of the
+  parameters, batch-norm statistics fixed (eval mode); `seed` draws the
+  subspace, the Hessian start and the coin signs."""
   import jax
 
   from lrjax import sharpness as lrsharp
@@ -366,16 +323,10 @@ def _train_config(
 
 def _measure_settings(config: SharpnessConfig) -> dict[str, Any]:
   """What a sharpness.json depends on besides the run's parameters."""
-  return _common.jsonable(
-    {
-      'eps': config.sharpness_eps,
-      'subspace_dim': config.subspace_dim,
-      'sharpness_iters': config.sharpness_iters,
-      'hessian_iters': config.hessian_iters,
-      'sharpness_examples': config.sharpness_examples,
-      'starts': ['zero', 'half_box'],
-    }
-  )
+  keys = ('subspace_dim', 'sharpness_iters', 'hessian_iters')
+  settings = {k: getattr(config, k) for k in (*keys, 'sharpness_examples')}
+  settings |= {'eps': config.sharpness_eps, 'starts': ['zero', 'half_box']}
+  return _common.jsonable(settings)
 
 
 def _trial_name(protocol: str, label: str) -> str:
@@ -421,9 +372,8 @@ class Sharpness(_study.Study):
     return trials
 
   def _train_until(self, rule: Any) -> Any:
-    """A stopping protocol's ``train(config, workdir, task, overwrite=...)``:
-    the trainer with `lrjax.train.LossStop` measuring the training loss on
-    the seed's measured data; ``stopping.json`` keeps its checks."""
+    """The trainer with `lrjax.train.LossStop` on the measured training
+    loss; ``stopping.json`` keeps its checks."""
     from lrjax import train as lrtrain
 
     def train(train_config, workdir, task, *, overwrite=False):

@@ -6,10 +6,9 @@ seen, and `per_update` turns any epoch-domain policy into an ordinary
 `optax.Schedule` for it. See README.md for a tour.
 
 The light modules (schedules, batch, rules, noise) load with the package;
-the others (data, models, tasks, train, metrics, sharpness, finder, plots,
-recipe)
-load on first attribute access, so `import lrjax` does not pull in
-TensorFlow Datasets, orbax or matplotlib.
+the others (data, evaluation, models, tasks, train, metrics, sharpness,
+finder, plots, recipe) load on first attribute access, so `import lrjax`
+does not pull in TensorFlow Datasets, orbax or matplotlib.
 """
 
 import importlib
@@ -31,6 +30,7 @@ __version__ = '0.1.0'
 
 _LAZY = (
   'data',
+  'evaluation',
   'finder',
   'metrics',
   'models',
@@ -58,6 +58,7 @@ __all__ = [
   'Stage',
   'batch',
   'data',
+  'evaluation',
   'finder',
   'from_lr_decay',
   'metrics',

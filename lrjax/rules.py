@@ -38,12 +38,14 @@ import jax
 import jax.numpy as jnp
 
 __all__ = [
+  'SCALING_RULES',
   'effective_lr',
   'linear_scaling',
   'linear_scaling_warmup',
   'momentum_rule',
   'noise_scale',
   'preserve_noise_scale',
+  'scaled_lr',
   'sqrt_scaling',
 ]
 
@@ -211,6 +213,55 @@ def sqrt_scaling(
   if _concrete(ratio):
     return base_lr * math.sqrt(ratio)
   return base_lr * jnp.sqrt(ratio)
+
+
+SCALING_RULES = ('none', 'linear', 'sqrt')
+
+
+def scaled_lr(
+  rule: str,
+  batch_size: jax.typing.ArrayLike,
+  base_lr: jax.typing.ArrayLike,
+  base_batch_size: jax.typing.ArrayLike,
+):
+  """The learning rate a named scaling rule gives at a batch size.
+
+  .. math::
+    \\epsilon(B) = \\epsilon_0 \text{ (none)}, \\quad
+    \\epsilon_0 \frac{B}{B_0} \text{ (linear)}, \\quad
+    \\epsilon_0 \\sqrt{B / B_0} \text{ (sqrt)}.
+
+  Args:
+    rule: one of ``SCALING_RULES``: ``'none'`` (the base LR at every batch),
+      ``'linear'`` (`linear_scaling`) or ``'sqrt'`` (`sqrt_scaling`).
+    batch_size: the global batch size B > 0.
+    base_lr: the learning rate :math:`\\epsilon_0` at the base batch size.
+    base_batch_size: :math:`B_0`.
+
+  Returns:
+    The learning rate for ``batch_size``.
+
+  Raises:
+    ValueError: for an unknown rule, or a concrete non-positive argument.
+
+  Examples:
+    >>> from lrjax import rules
+    >>> [rules.scaled_lr(r, 64, 0.1, 16) for r in rules.SCALING_RULES]
+    [0.1, 0.4, 0.2]
+
+  References:
+    Goyal et al. 2017, section 2.1 (linear); Krizhevsky 2014 (sqrt).
+  """
+  if rule not in SCALING_RULES:
+    raise ValueError(f'{rule=} must be one of {SCALING_RULES}')
+  if rule == 'linear':
+    return linear_scaling(batch_size, base_lr, base_batch_size)
+  if rule == 'sqrt':
+    return sqrt_scaling(batch_size, base_lr, base_batch_size)
+  _positive(batch_size, 'batch_size')
+  _positive(base_batch_size, 'base_batch_size')
+  _positive(base_lr, 'base_lr')
+  return base_lr
 
 
 def momentum_rule(

@@ -294,28 +294,6 @@ def test_lrbench_end_to_end(tmp_path):
   assert 'accuracy_vs_updates.png' not in results['figures']
 
 
-def test_prediction_metrics_hand_computed():
-  probs = np.array(
-    [
-      [0.7, 0.2, 0.1],  # label 0, correct, confidence 0.7
-      [0.1, 0.8, 0.1],  # label 1, correct, confidence 0.8
-      [0.6, 0.3, 0.1],  # label 1, wrong
-      [0.1, 0.3, 0.6],  # label 2, correct, confidence 0.6
-    ]
-  )
-  labels = np.array([0, 1, 1, 2])
-  m = lrbench.prediction_metrics(probs, labels)
-  assert m['top1'] == pytest.approx(0.75)
-  assert m['top5'] == pytest.approx(1.0)
-  loss = -(math.log(0.7) + math.log(0.8) + math.log(0.3) + math.log(0.6)) / 4
-  assert m['loss'] == pytest.approx(loss, rel=1e-12)
-  assert m['confidence_mean'] == pytest.approx(0.7)
-  # population std of (0.7, 0.8, 0.6)
-  assert m['confidence_std'] == pytest.approx(math.sqrt(0.02 / 3))
-  # per-class mean confidence on correct predictions: 0.7, 0.8, 0.6
-  assert m['cdac_std'] == pytest.approx(math.sqrt(0.02 / 3))
-
-
 # ------------------------------------------------------------ sharpness
 
 

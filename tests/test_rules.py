@@ -142,3 +142,16 @@ def test_linear_scaling_warmup_through_a_batch_schedule():
     'constant(0.2)'
   )
   assert math.isfinite(float(lr(2**31 - 1)))
+
+
+def test_scaled_lr_by_name():
+  # B / B0 = 128 / 32 = 4: linear 0.05 * 4 = 0.2, sqrt 0.05 * 2 = 0.1.
+  assert rules.scaled_lr('none', 128, 0.05, 32) == 0.05
+  assert rules.scaled_lr('linear', 128, 0.05, 32) == pytest.approx(0.2)
+  assert rules.scaled_lr('sqrt', 128, 0.05, 32) == pytest.approx(0.1)
+  # Below the base batch: 8 / 32 = 1/4, sqrt 1/2.
+  assert rules.scaled_lr('sqrt', 8, 0.05, 32) == pytest.approx(0.025)
+  with pytest.raises(ValueError, match='rule'):
+    rules.scaled_lr('cubic', 128, 0.05, 32)
+  with pytest.raises(ValueError, match='batch_size'):
+    rules.scaled_lr('none', 0, 0.05, 32)
