@@ -224,18 +224,18 @@ def scaled_lr(
   base_lr: jax.typing.ArrayLike,
   base_batch_size: jax.typing.ArrayLike,
 ):
-  """The learning rate a named scaling rule gives at a batch size.
+  r"""The learning rate a named scaling rule gives at a batch size.
 
   .. math::
-    \\epsilon(B) = \\epsilon_0 \text{ (none)}, \\quad
-    \\epsilon_0 \frac{B}{B_0} \text{ (linear)}, \\quad
-    \\epsilon_0 \\sqrt{B / B_0} \text{ (sqrt)}.
+    \epsilon(B) = \epsilon_0 \text{ (none)}, \quad
+    \epsilon_0 \frac{B}{B_0} \text{ (linear)}, \quad
+    \epsilon_0 \sqrt{B / B_0} \text{ (sqrt)}.
 
   Args:
     rule: one of ``SCALING_RULES``: ``'none'`` (the base LR at every batch),
       ``'linear'`` (`linear_scaling`) or ``'sqrt'`` (`sqrt_scaling`).
     batch_size: the global batch size B > 0.
-    base_lr: the learning rate :math:`\\epsilon_0` at the base batch size.
+    base_lr: the learning rate :math:`\epsilon_0` at the base batch size.
     base_batch_size: :math:`B_0`.
 
   Returns:
