@@ -316,19 +316,6 @@ def build_plans(
   return plans
 
 
-def train_config(config: RampConfig, plan: Plan, seed: int):
-  """The trainer's config for one seed of one schedule."""
-  c = config.common
-  return _common.train_config(
-    c,
-    batch=plan.batch,
-    lr=plan.lr,
-    seed=seed,
-    momentum=plan.momentum,
-    noise=_common.noise_config(c, plan.batch_sizes),
-  )
-
-
 # ------------------------------------------------------------ report
 
 
@@ -337,10 +324,7 @@ LABELS = {
   'step': 'parameter updates',
   'accuracy': 'test accuracy',
   'loss': 'training loss',
-  'lr': 'learning rate',
   'batch_size': 'batch size',
-  'noise_g': 'noise scale g',
-  'noise_scale': 'measured B_simple',
 }
 # (key, header, format) of each column of the results table.
 _COLUMNS = (
@@ -356,6 +340,9 @@ _COLUMNS = (
   ('wall_seconds', 'wall s', lambda v: f'{v[0]:.1f} ± {v[1]:.1f}'),
   ('compile_seconds', 'compile s', lambda v: f'{v[0]:.1f} ± {v[1]:.1f}'),
 )
+# Summaries the rows hold as (mean, std) over seeds, and as the mean.
+_MEAN_STD = ('test_accuracy', 'wall_seconds', 'compile_seconds')
+_MEAN = ('num_updates', 'examples_seen')
 _NOISE_WINDOW = 9
 
 
@@ -367,28 +354,15 @@ def _rows(runs: Mapping[str, list[_runs.Run]]) -> list[dict[str, Any]]:
   """One row per schedule: its summaries over seeds."""
   rows = []
   for name, group in runs.items():
-    col = {
-      k: [r.summary[k] for r in group]
-      for k in (
-        'test_accuracy',
-        'num_updates',
-        'examples_seen',
-        'wall_seconds',
-        'compile_seconds',
-      )
-    }
+    col = {k: [r.summary[k] for r in group] for k in group[0].summary}
     rows.append(
       {
         'schedule': name,
         'seeds': len(group),
-        'test_accuracy': _common.mean_std(col['test_accuracy']),
         'test_accuracy_per_seed': col['test_accuracy'],
-        'num_updates': _mean(col['num_updates']),
-        'examples_seen': _mean(col['examples_seen']),
-        'wall_seconds': _common.mean_std(col['wall_seconds']),
-        'compile_seconds': _common.mean_std(col['compile_seconds']),
-        'batch': str(group[0].summary.get('batch', '')),
-        'lr': str(group[0].summary.get('lr', '')),
+        **{k: _common.mean_std(col[k]) for k in _MEAN_STD},
+        **{k: _common.mean_std(col[k])[0] for k in _MEAN},
+        **{k: str(group[0].summary.get(k, '')) for k in ('batch', 'lr')},
       }
     )
   base = next(r for r in rows if r['schedule'] == 'decay')
@@ -411,27 +385,21 @@ def _claims(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
       f'(2 x pooled seed std, {min(row["seeds"], base["seeds"])} seeds)'
     )
     if name == 'constant':
-      claims.append(
-        {
-          'claim': 'the schedule matters: constant LR and batch end below '
-          f'{base["schedule"]}',
-          'held': _common.exceeds(base['test_accuracy_per_seed'], acc),
-          'detail': detail,
-        }
-      )
+      held = _common.exceeds(base['test_accuracy_per_seed'], acc)
+      claim = 'the schedule matters: constant LR and batch end below decay'
+      claims.append({'claim': claim, 'held': held, 'detail': detail})
       continue
     ratio = row['fewer_updates_than_decay']
     claims += [
       {
-        'claim': f'{name} reaches the same test accuracy as '
-        f'{base["schedule"]} at equal epochs',
+        'claim': f'{name} reaches the same test accuracy as decay at equal '
+        'epochs',
         'held': same,
         'detail': detail,
       },
       {
         # Update counts follow from the batch schedule, not the seed.
-        'claim': f'{name} needs fewer parameter updates than '
-        f'{base["schedule"]}',
+        'claim': f'{name} needs fewer parameter updates than decay',
         'held': ratio > 1,
         'detail': f'{ratio:.2f}x fewer ({row["num_updates"]:,.0f} vs '
         f'{base["num_updates"]:,.0f})',
@@ -630,18 +598,27 @@ class Ramp(_study.Study):
     _study.check_trials(self.trials(), self.num_examples)
 
   def trials(self) -> list[_study.Trial]:
+    from lrjax import models
+
     c = self.config.common
     return [
       _study.Trial(
         name,
         c.seeds,
-        lambda seed, p=plan: train_config(self.config, p, seed),
+        lambda seed, p=plan: _common.train_config(
+          c,
+          batch=p.batch,
+          lr=p.lr,
+          seed=seed,
+          momentum=p.momentum,
+          noise=_common.noise_config(c, p.batch_sizes),
+        ),
         lambda seed: _common.make_task(c, seed),
         train=_runs.adaptive_trainer(a := plan.adaptive),
         after=lambda result, __, p=plan: {
           'batch': p.describe_batch(),
           'lr': str(p.lr),
-          'num_params': _num_params(result),
+          'num_params': models.param_count(result.params),
         },
         extra={'adaptive': a and dataclasses.asdict(a)},
         describe=f'batch {plan.batch}, lr {plan.lr}',
@@ -653,13 +630,31 @@ class Ramp(_study.Study):
   def analyze(
     self, runs: dict[str, list[_runs.Run]], workdir: str
   ) -> _study.Report:
+    from lrjax import plots
+
     config, plans, c = self.config, self.plans, self.config.common
     rows = _rows(runs)
     claims = _claims(rows)
     figures = _figures(runs, plans, workdir)
     projection = project_wall_time(config, runs, plans)
     if projection is not None:
-      _plot_projection(projection, workdir)
+      devices = projection['devices']
+      plots.plot_panels(
+        devices,
+        {
+          link['name']: {
+            row['schedule']: [row[f'{key}_{p}'] for p in devices]
+            for row in projection['rows']
+          }
+          for key, link in projection['links'].items()
+        },
+        xlabel='devices P',
+        ylabel='projected training seconds',
+        logx=2,
+        logy=True,
+        xticks=devices,
+        path=os.path.join(workdir, 'projected_wall_time.png'),
+      )
       figures['projected_wall_time.png'] = (
         'Projected wall time against devices (ring all-reduce model)'
       )
@@ -708,34 +703,6 @@ class Ramp(_study.Study):
 
 
 check, run, main = _study.entry_points(Ramp, get_config)
-
-
-def _num_params(result: Any) -> int:
-  from lrjax import models
-
-  return models.param_count(result.params)
-
-
-def _plot_projection(projection: dict[str, Any], workdir: str) -> None:
-  from lrjax import plots
-
-  devices = projection['devices']
-  plots.plot_panels(
-    devices,
-    {
-      link['name']: {
-        row['schedule']: [row[f'{key}_{p}'] for p in devices]
-        for row in projection['rows']
-      }
-      for key, link in projection['links'].items()
-    },
-    xlabel='devices P',
-    ylabel='projected training seconds',
-    logx=2,
-    logy=True,
-    xticks=devices,
-    path=os.path.join(workdir, 'projected_wall_time.png'),
-  )
 
 
 if __name__ == '__main__':
