@@ -12,6 +12,7 @@ C the budget in training examples, with bootstrap intervals
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 from collections.abc import Sequence
 
@@ -86,12 +87,9 @@ class Scaling(_study.Study):
   def grid(self) -> list[tuple[float, float, int]]:
     """(budget, peak LR, batch) of every run."""
     c = self.config
-    return [
-      (budget, lr, b)
-      for budget in c.scaling_budgets
-      for lr in c.scaling_lrs
-      for b in c.scaling_batches
-    ]
+    return list(
+      itertools.product(c.scaling_budgets, c.scaling_lrs, c.scaling_batches)
+    )
 
   def trials(self) -> list[_study.Trial]:
     c = self.config.common
@@ -119,15 +117,13 @@ class Scaling(_study.Study):
 
     config, n, c = self.config, self.num_examples, self.config.common
     grid = [
-      {
-        'epochs': budget,
-        'lr': lr,
-        'batch': b,
-        'test_loss': float(
-          np.mean([r.summary['test_loss'] for r in runs[_name(budget, lr, b)]])
+      dict(
+        zip(('epochs', 'lr', 'batch'), key, strict=True),
+        test_loss=float(
+          np.mean([r.summary['test_loss'] for r in runs[_name(*key)]])
         ),
-      }
-      for budget, lr, b in self.grid()
+      )
+      for key in self.grid()
     ]
     examples = np.array([g['epochs'] * n for g in grid])
     loss = np.array([g['test_loss'] for g in grid])
@@ -150,13 +146,8 @@ class Scaling(_study.Study):
     table = _common.markdown_table(
       ['budget (epochs)', 'peak LR', 'batch', 'test loss (mean)'],
       [
-        [
-          f'{g["epochs"]:g}',
-          f'{g["lr"]:g}',
-          g['batch'],
-          f'{g["test_loss"]:.4f}',
-        ]
-        for g in grid
+        [f'{e:g}', f'{lr:g}', b, f'{loss:.4f}']
+        for e, lr, b, loss in map(dict.values, grid)
       ],
     )
     plots.plot_power_laws(
@@ -220,37 +211,31 @@ def _fit_lines(key, label, f, cs, vs, config, n) -> list[str]:
     ]
   lo, hi = f.exponent_ci
   grid = config.scaling_lrs if key == 'lr' else config.scaling_batches
-  edge = sorted({x for x in vs if x in (min(grid), max(grid))})
-  return [
+  lines = [
     f'- optimal {label} = {f.fit.coefficient:.4g} C^{f.fit.exponent:.3f} '
     f'(exponent {100 * f.level:g}% CI [{lo:.3f}, {hi:.3f}]; '
-    f'{len(vs)} near-optimal runs)',
-    *[
-      f'  - extrapolated to {c_ / n:g} epochs: {p:.4g} '
-      f'(CI [{plo:.4g}, {phi:.4g}])'
-      for c_, p, (plo, phi) in zip(
-        f.at, f.prediction, f.prediction_ci, strict=True
-      )
-    ],
-    *(
-      [
-        f'  - the interval holds 0: this grid does not show the {label} '
-        'changing with the budget'
-      ]
-      if lo <= 0 <= hi
-      else []
-    ),
-    *(
-      [
-        f'  - near-optimal {label} at the edge of the grid '
-        f'({", ".join(f"{x:g}" for x in edge)}): the optimum may lie '
-        'outside it; widen the grid'
-      ]
-      if edge
-      else []
-    ),
+    f'{len(vs)} near-optimal runs)'
+  ]
+  lines += [
+    f'  - extrapolated to {c_ / n:g} epochs: {p:.4g} (CI [{plo:.4g}, {phi:.4g}])'
+    for c_, p, (plo, phi) in zip(
+      f.at, f.prediction, f.prediction_ci, strict=True
+    )
+  ]
+  if lo <= 0 <= hi:
+    lines.append(
+      f'  - the interval holds 0: this grid does not show the {label} '
+      'changing with the budget'
+    )
+  if edge := sorted({x for x in vs if x in (min(grid), max(grid))}):
+    lines.append(
+      f'  - near-optimal {label} at the edge of the grid '
+      f'({", ".join(f"{x:g}" for x in edge)}): the optimum may lie outside '
+      'it; widen the grid'
+    )
+  return lines + [
     '  - the interval resamples the near-optimal runs only: it does not '
-    "include the grid's spacing",
+    "include the grid's spacing"
   ]
 
 
