@@ -1,9 +1,7 @@
 r"""The optimal LR and batch as power laws of the budget (DeepSeek LLM).
 
-Trains every budget x LR x batch of the grid (a cosine to 0 each), keeps
-each budget's near-optimal runs and fits
-:math:`\eta_{opt} = a_\eta C^{b_\eta}` and :math:`B_{opt} = a_B C^{b_B}`,
-C the budget in training examples, with bootstrap intervals
+Fits :math:`\eta_{opt} = a_\eta C^{b_\eta}` and :math:`B_{opt} = a_B C^{b_B}`
+(C: budget in examples) to each budget's near-optimal runs of the grid
 (`lrjax.recipe.near_optimal`, `lrjax.recipe.bootstrap_power_law`).
 
   python -m experiments.scaling --flagfile=experiments/flagfiles/scaling_digits.cfg
@@ -116,18 +114,13 @@ class Scaling(_study.Study):
     from lrjax import plots, recipe
 
     config, n, c = self.config, self.num_examples, self.config.common
-    grid = [
-      dict(
-        zip(('epochs', 'lr', 'batch'), key, strict=True),
-        test_loss=float(
-          np.mean([r.summary['test_loss'] for r in runs[_name(*key)]])
-        ),
-      )
-      for key in self.grid()
-    ]
+    grid = []
+    for e, lr, b in self.grid():
+      mean = np.mean([r.summary['test_loss'] for r in runs[_name(e, lr, b)]])
+      grid.append({'epochs': e, 'lr': lr, 'batch': b, 'test_loss': float(mean)})
     examples = np.array([g['epochs'] * n for g in grid])
     loss = np.array([g['test_loss'] for g in grid])
-    fits = {}
+    fits, at = {}, np.array(config.scaling_extrapolate) * n
     for key, label in (('lr', 'LR'), ('batch', 'batch')):
       values = np.array([g[key] for g in grid], float)
       cs, vs = recipe.near_optimal(
@@ -136,11 +129,7 @@ class Scaling(_study.Study):
       fit = None
       if np.unique(cs).size >= 2:
         fit = recipe.bootstrap_power_law(
-          cs,
-          vs,
-          at=np.array(config.scaling_extrapolate) * n,
-          num_resamples=config.scaling_resamples,
-          seed=c.seeds[0],
+          cs, vs, at=at, num_resamples=config.scaling_resamples, seed=c.seeds[0]
         )
       fits[key] = (label, fit, cs, vs)
     table = _common.markdown_table(
@@ -192,9 +181,7 @@ _FIT_FIELDS = ('coefficient_ci', 'exponent_ci', 'prediction', 'prediction_ci')
 
 
 def _fit_json(f, cs, vs) -> dict | None:
-  if f is None:
-    return None
-  return {
+  return f and {
     **f.fit._asdict(),
     **{k: getattr(f, k) for k in _FIT_FIELDS},
     'extrapolate_examples': f.at,
