@@ -221,7 +221,6 @@ class Plan:
   batch: Any
   lr: Any
   momentum: float
-  noise_scale_ratio: tuple[float, ...] = ()
   adaptive: Any = None
 
   @property
@@ -249,9 +248,8 @@ def build_plans(
 
   The exact g = lr (N/B - 1) / (1 - m) is kept (on a small dataset the
   B << N form would end the increasing-batch schedule at a visibly smaller
-  g); batches are rounded to multiples of `multiple_of` (devices times the
-  4 slices of the one-device noise estimate), at the cost in g that
-  `noise_scale_ratio` reports.
+  g); batches are multiples of `multiple_of` (devices times the 4 slices
+  of the one-device noise estimate).
   """
   from lrjax import batch as lrbatch
   from lrjax import schedules
@@ -295,7 +293,6 @@ def build_plans(
       ramp.batch_schedule,
       ramp.lr,
       float(ramp.momentum),
-      tuple(float(r) for r in ramp.noise_scale_ratio),
     )
   if 'adaptive' in config.schedules:
     cap = config.adaptive_max_batch_size or max(
@@ -354,7 +351,7 @@ def _rows(runs: Mapping[str, list[_runs.Run]]) -> list[dict[str, Any]]:
   """One row per schedule: its summaries over seeds."""
   rows = []
   for name, group in runs.items():
-    col = {k: [r.summary[k] for r in group] for k in group[0].summary}
+    col = {k: [r.summary[k] for r in group] for k in _MEAN_STD + _MEAN}
     rows.append(
       {
         'schedule': name,
@@ -464,18 +461,9 @@ def project_wall_time(
   runs: Mapping[str, list[_runs.Run]],
   plans: Mapping[str, Plan],
 ) -> dict[str, Any] | None:
-  """Each schedule's wall time projected on `config.project_devices`.
-
-  `lrjax.parallel_cost.project_grid` of each schedule's stages (as planned,
-  or as trained for adaptive) under every link of `RampConfig.links`, with
-  the per-device step time fitted to every run's records (this machine)
-  and a float32 gradient.
-
-  Returns:
-    ``{'step_time', 'step_time_points', 'gradient_bytes', 'devices',
-    'links', 'rows'}``, or None for runs made before the projection
-    existed (no ``micro_batch`` records or parameter count).
-  """
+  """`lrjax.parallel_cost.project_grid` of each schedule's stages (as
+  planned, or as trained for adaptive), the step time fitted to every run's
+  records; None for runs made before the projection existed."""
   from lrjax import parallel_cost as pc
 
   every = [r for group in runs.values() for r in group]
@@ -563,16 +551,13 @@ def _projection_md(projection: dict[str, Any] | None) -> str:
   )
   return (
     "What fewer updates buy on parallel hardware: each schedule's "
-    'projected training time on P devices (a stage of batch B uses '
-    'min(P, B) devices, each a micro-batch of ceil(B / devices), '
-    'accumulating beyond --max_device_batch; per update one micro-step per '
-    'accumulation step plus a ring all-reduce of the float32 gradients, '
-    f'{projection["gradient_bytes"] / 1e6:.3g} MB). Per-device step time '
+    'projected training time on P devices (`lrjax.parallel_cost`: min(P, B) '
+    'devices per stage, accumulation beyond --max_device_batch, a ring '
+    'all-reduce of the float32 gradients, '
+    f'{projection["gradient_bytes"] / 1e6:.3g} MB, per update; its '
+    'assumptions and BUILD.md say what is left out). Per-device step time '
     f'fitted on this machine: t(b) = {step["intercept"] * 1e3:.3g} ms + '
-    f'{step["per_example"] * 1e6:.3g} us x b. Links: {links}. Assumed: no '
-    'overlap of communication and computation, target devices as fast as '
-    'this one, input pipeline, evaluation and checkpoints free (see '
-    f'lrjax/parallel_cost.py and BUILD.md).\n\n{table}'
+    f'{step["per_example"] * 1e6:.3g} us x b. Links: {links}.\n\n{table}'
   )
 
 
@@ -582,12 +567,7 @@ class Ramp(_study.Study):
   name = 'ramp'
 
   def check(self) -> None:
-    """Checks the settings, devices, data and every run's trainer config.
-
-    Raises:
-      ValueError: naming the flag and the fix.
-      FileNotFoundError: for a dataset that is not prepared.
-    """
+    """Checks the settings, devices, data and every run's trainer config."""
     import jax
 
     self.config.validate()
