@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 from typing import Any
 
@@ -59,41 +60,23 @@ def range_test(
   workdir: str,
   overwrite: bool = False,
 ) -> dict[str, Any]:
-  """Runs `lrjax.finder.lr_range_test` on the experiment's model and data.
+  """`lrjax.finder.lr_range_test` of the experiment's model, data, optimizer.
 
-  The model is initialised from `seed` and trained on batches of
-  `common.batch_size` drawn by `lrjax.data.Sampler`, with the trainer's
-  optimizer (`lrjax.train.make_optimizer`: same momentum and weight decay)
-  while the LR sweeps geometrically from `finder.finder_min_lr` to
-  `finder.finder_max_lr`. Batch norm layers normalise with the batch
-  statistics (train mode). With `common.compilation_cache_dir` the step's
-  compilation is cached there, so the range tests of later seeds (and
-  reruns) skip it.
-
-  A `<workdir>/range_test.json` made from the same inputs (the sweep, the
-  model, data, batch size, optimizer and seed) is reused unless
-  `overwrite`; one made from others is replaced.
+  The model is initialised from `seed`; batch norm normalises with the
+  batch's statistics. `<workdir>/range_test.json` is reused when made from
+  the same inputs (sweep, model, data, batch, optimizer, seed) unless
+  `overwrite`.
 
   Returns:
-    A JSON-ready dict: `lrs`, `losses`, `smoothed`, `suggestions` (steepest,
-    minimum_over_10, valley), `suggested_lr` (the `finder.finder_suggestion`
-    one), `suggestion`, `stopped_early`, `beta` (the smoothing EMA's decay)
-    and `inputs`; also written to `<workdir>/range_test.json`.
-
-  Raises:
-    ValueError: for a batch size larger than the training split.
+    The JSON-ready `lrjax.finder.RangeTestResult` fields, with
+    `suggested_lr` (the `finder.finder_suggestion` one), `suggestion` and
+    `inputs`.
   """
   sweep = {
-    # Named without the flags' prefix, as the saved range tests are.
-    k.removeprefix('finder_'): v
-    for k, v in dataclasses.asdict(finder).items()
+    k.removeprefix('finder_'): v for k, v in dataclasses.asdict(finder).items()
   }
   inputs = _common.jsonable(
-    {
-      'finder': sweep,
-      'seed': seed,
-      **{k: getattr(common, k) for k in _INPUTS},
-    }
+    {'finder': sweep, 'seed': seed, **{k: getattr(common, k) for k in _INPUTS}}
   )
   path = os.path.join(workdir, 'range_test.json')
   saved = _common.read_json(path)
@@ -134,43 +117,36 @@ def range_test(
       logits, batch['label']
     ).mean()
 
-  def optimizer(lr):
-    return make_optimizer(
-      common.optimizer,
-      learning_rate=lr,
-      momentum=common.momentum,
-      weight_decay=common.weight_decay,
-    )
-
   _common.enable_compilation_cache(common.compilation_cache_dir)
   sampler = lrdata.Sampler(train.num_examples, seed=seed)
-  every = max(finder.finder_steps // 10, 1)
+  steps = finder.finder_steps
 
   def batches():
-    step = 0
-    while True:
-      if step % every == 0:
-        logging.info(
-          'range test (seed %d): step %d/%d', seed, step, finder.finder_steps
-        )
-      step += 1
+    for step in itertools.count():
+      if step % max(steps // 10, 1) == 0:
+        logging.info('range test (seed %d): step %d/%d', seed, step, steps)
       yield train.take(sampler.next(common.batch_size))
 
   result = lrfinder.lr_range_test(
     loss_fn,
     variables['params'],
-    optimizer,
+    lambda lr: make_optimizer(
+      common.optimizer,
+      learning_rate=lr,
+      momentum=common.momentum,
+      weight_decay=common.weight_decay,
+    ),
     batches(),
     min_lr=finder.finder_min_lr,
     max_lr=finder.finder_max_lr,
-    num_steps=finder.finder_steps,
+    num_steps=steps,
     beta=BETA,
   )
   suggested = result.suggestions[finder.finder_suggestion]
   logging.info(
     'range test: done after %d of %d steps, suggested LR %.4g (%s)',
     len(result.lrs),
-    finder.finder_steps,
+    steps,
     suggested,
     finder.finder_suggestion,
   )
@@ -193,8 +169,11 @@ def as_result(test: dict[str, Any]) -> Any:
 
   from lrjax import finder as lrfinder
 
+  arrays = {
+    k: np.asarray(test[k], float) for k in ('lrs', 'losses', 'smoothed')
+  }
   return lrfinder.RangeTestResult(
-    **{k: np.asarray(test[k], float) for k in ('lrs', 'losses', 'smoothed')},
+    **arrays,
     suggestions=dict(test['suggestions']),
     stopped_early=bool(test['stopped_early']),
     beta=float(test['beta']),

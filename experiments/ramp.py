@@ -1,31 +1,12 @@
 r"""Don't decay the learning rate, increase the batch size (Smith et al. 2018).
 
-Trains the same model on the same data, several seeds each, under schedules
-whose SGD noise scale :math:`g = \epsilon (N/B - 1)/(1 - m)` follows the same
-staircase over epochs:
-
-- `decay`: constant batch, the LR divided by `--decay_factor` at each
-  milestone (the baseline);
-- `increase`: constant LR, the batch multiplied by `--decay_factor` instead;
-- `hybrid`: the batch grows until `--max_batch_size` (about N/10), then the
-  LR decays;
-- `increased_lr`: initial LR and batch both `--increased_lr_factor` times
-  larger, then the batch grows;
-- `increased_momentum`: as `increased_lr`, with momentum
-  `--increased_momentum` and the initial batch larger again by
-  (1 - m) / (1 - m'), then the batch grows;
-- `constant`: a control with neither decay nor growth (the noise scale stays
-  at its initial value), showing how much the schedule matters;
-- `adaptive`: McCandlish et al.'s alternative, with no schedule fixed in
-  advance: constant LR, and every `--adaptive_every` epochs the batch grows
-  toward the measured gradient noise scale B_simple (at most x
-  `--adaptive_max_growth`, powers of two times the starting batch, up to
-  `--adaptive_max_batch_size`); `lrjax.train.train_adaptive`.
-
-All other batch schedules come from `lrjax.batch.from_lr_decay` applied to
-the baseline's LR decay. The report checks the paper's two claims from the
-numbers: the same test accuracy at equal epochs (within run-to-run
-variation), with several times fewer parameter updates.
+Trains every schedule of `--schedules`, several seeds each; all but
+`adaptive` come from `lrjax.batch.from_lr_decay` applied to the baseline's
+LR decay, so their SGD noise scales :math:`g = \epsilon (N/B - 1)/(1 - m)`
+follow the same staircase over epochs. The report checks the paper's two
+claims from the numbers (the same test accuracy at equal epochs, within
+run-to-run variation, with several times fewer parameter updates) and
+projects each schedule's wall time on P devices (`lrjax.parallel_cost`).
 
   python -m experiments.ramp --flagfile=experiments/flagfiles/digits.cfg
 """
@@ -44,34 +25,38 @@ from absl import app
 from experiments import _common, _flags, _runs, _study
 from experiments._flags import setting
 
-SCHEDULES = (
-  'decay',
-  'increase',
-  'hybrid',
-  'increased_lr',
-  'increased_momentum',
-  'constant',
-  'adaptive',
-)
-
-
-def _subset(values: Sequence[str]) -> str | None:
-  if values and all(s in SCHEDULES for s in values):
-    return None
-  return f'must be a non-empty subset of {",".join(SCHEDULES)}'
+SCHEDULES = {
+  'decay': 'constant batch, the LR divided by --decay_factor at each '
+  'milestone (the baseline)',
+  'increase': 'constant LR, the batch multiplied instead',
+  'hybrid': 'the batch grows up to --max_batch_size, then the LR decays',
+  'increased_lr': 'initial LR and batch --increased_lr_factor times larger, '
+  'then the batch grows',
+  'increased_momentum': 'as increased_lr, with momentum '
+  "--increased_momentum and the initial batch larger by (1 - m) / (1 - m')",
+  'constant': 'neither decay nor growth, a control showing how much the '
+  'schedule matters',
+  'adaptive': 'constant LR; every --adaptive_every epochs the batch grows '
+  'toward the measured gradient noise scale B_simple (McCandlish et al. '
+  '2018, lrjax.train.train_adaptive)',
+}
 
 
 @dataclasses.dataclass(frozen=True)
 class RampConfig:
-  """The ramp experiment: common settings plus the schedule family (each
-  field is its flag)."""
+  """The ramp experiment: common settings plus the schedule family."""
 
   common: _common.CommonConfig = _common.CommonConfig()
   schedules: tuple[str, ...] = setting(
     ('decay', 'increase', 'hybrid'),
-    f'Schedules to compare, from {", ".join(SCHEDULES)}; decay is the '
-    'baseline and is always run.',
-    check=_subset,
+    'Schedules to compare (decay is always run): '
+    + '; '.join(f'{k}: {v}' for k, v in SCHEDULES.items())
+    + '.',
+    check=lambda v: (
+      None
+      if v and set(v) <= set(SCHEDULES)
+      else f'must be a non-empty subset of {",".join(SCHEDULES)}'
+    ),
   )
   milestones: tuple[float, ...] = setting(
     (10.0, 20.0, 30.0),
@@ -88,12 +73,14 @@ class RampConfig:
     0,
     'Hybrid: the batch grows up to this size, then the LR decays (0: about '
     'N/10, the paper recommendation).',
+    check=_flags.at_least(0),
   )
   variants_max_batch_size: int = setting(
     0,
     'increased_lr and increased_momentum: the batch grows up to this size, '
     'then the LR decays (0: the dataset size N, no cap; Smith et al. cap '
     'both at 5120 on CIFAR-10).',
+    check=_flags.at_least(0),
   )
   increased_lr_factor: float = setting(
     4.0,
@@ -113,7 +100,8 @@ class RampConfig:
   )
   adaptive_max_growth: float = setting(
     2.0,
-    'adaptive: largest batch growth per decision.',
+    'adaptive: largest batch growth per decision (the batch stays a power '
+    'of two times --batch_size).',
     check=_flags.at_least(1),
   )
   adaptive_max_batch_size: int = setting(
@@ -129,7 +117,7 @@ class RampConfig:
     'gradients).',
     check=lambda v: (
       None
-      if v and all(p >= 1 for p in v)
+      if v and min(v) >= 1
       else 'must be device counts >= 1, e.g. 1,8,64,512'
     ),
   )
@@ -162,58 +150,54 @@ class RampConfig:
     from lrjax import parallel_cost
 
     return {
-      'gpu': parallel_cost.Link(
-        self.gpu_allreduce_latency_us * 1e-6,
-        self.gpu_allreduce_gbytes_per_s * 1e9,
-        'GPU cluster',
-      ),
-      'tpu': parallel_cost.Link(
-        self.tpu_allreduce_latency_us * 1e-6,
-        self.tpu_allreduce_gbytes_per_s * 1e9,
-        'TPU slice',
-      ),
+      key: parallel_cost.Link(
+        getattr(self, f'{key}_allreduce_latency_us') * 1e-6,
+        getattr(self, f'{key}_allreduce_gbytes_per_s') * 1e9,
+        name,
+      )
+      for key, name in (('gpu', 'GPU cluster'), ('tpu', 'TPU slice'))
     }
 
   def validate(self) -> None:
     """Raises ValueError naming the flag and the fix."""
     _flags.check(self)
-    c = self.common
-    if any(x >= c.epochs for x in self.milestones):
-      raise ValueError(
+    c, adaptive = self.common, 'adaptive' in self.schedules
+    batch = f'must be 0 or >= --batch_size={c.batch_size}'
+    caps = ('max_batch_size', 'variants_max_batch_size')
+    if adaptive:
+      caps += ('adaptive_max_batch_size',)
+    for bad, message in (
+      (
+        max(self.milestones) >= c.epochs,
         f'--milestones={",".join(map(str, self.milestones))} must all be < '
-        f'--epochs={c.epochs} (a stage needs a length)'
-      )
-    for name in ('max_batch_size', 'variants_max_batch_size'):
-      cap = getattr(self, name)
-      if cap and cap < c.batch_size:
-        raise ValueError(
-          f'--{name}={cap} must be 0 or >= --batch_size={c.batch_size}'
+        f'--epochs={c.epochs} (a stage needs a length)',
+      ),
+      *(
+        (
+          0 < getattr(self, k) < c.batch_size,
+          f'--{k}={getattr(self, k)} {batch}',
         )
-    if (
-      'increased_momentum' in self.schedules
-      and not self.increased_momentum > c.momentum
-    ):
-      raise ValueError(
+        for k in caps
+      ),
+      (
+        'increased_momentum' in self.schedules
+        and not self.increased_momentum > c.momentum,
         f'--increased_momentum={self.increased_momentum} must be > '
-        f'--momentum={c.momentum} when --schedules has increased_momentum'
-      )
-    if 'adaptive' not in self.schedules:
-      return
-    if not c.noise:
-      raise ValueError(
+        f'--momentum={c.momentum} when --schedules has increased_momentum',
+      ),
+      (
+        adaptive and not c.noise,
         'noise=False: the adaptive schedule reads the measured noise scale; '
-        'pass --noise or drop adaptive from --schedules'
-      )
-    if not self.adaptive_every <= c.epochs:
-      raise ValueError(
-        f'--adaptive_every={self.adaptive_every} must be <= --epochs={c.epochs}'
-      )
-    cap = self.adaptive_max_batch_size
-    if cap and cap < c.batch_size:
-      raise ValueError(
-        f'--adaptive_max_batch_size={cap} must be 0 or >= '
-        f'--batch_size={c.batch_size}'
-      )
+        'pass --noise or drop adaptive from --schedules',
+      ),
+      (
+        adaptive and not self.adaptive_every <= c.epochs,
+        f'--adaptive_every={self.adaptive_every} must be <= '
+        f'--epochs={c.epochs}',
+      ),
+    ):
+      if bad:
+        raise ValueError(message)
 
 
 _flags.define(RampConfig)
@@ -226,21 +210,17 @@ def get_config() -> RampConfig:
   return dataclasses.replace(config, schedules=tuple(schedules))
 
 
-# ------------------------------------------------------------ schedules
-
-
 @dataclasses.dataclass(frozen=True)
 class Plan:
   """What one schedule trains with: batch schedule, LR and momentum.
 
-  ``adaptive`` is set for the adaptive schedule, whose ``batch`` is then the
+  For the adaptive schedule ``adaptive`` is set and ``batch`` is the
   starting batch size (the rest is decided while training).
   """
 
   batch: Any
   lr: Any
   momentum: float
-  noise_scale_ratio: tuple[float, ...] = ()
   adaptive: Any = None
 
   @property
@@ -252,9 +232,8 @@ class Plan:
 
   def describe_batch(self) -> str:
     """The batch schedule as the report shows it."""
-    if self.adaptive is None:
+    if (a := self.adaptive) is None:
       return str(self.batch)
-    a = self.adaptive
     return (
       f'{self.batch} growing toward B_simple every {a.every_epochs:g} '
       f'epochs (x{a.max_growth:g} at most, sizes '
@@ -267,39 +246,35 @@ def build_plans(
 ) -> dict[str, Plan]:
   """The batch schedule, LR policy and momentum of every schedule.
 
-  Every schedule, the constant-batch baseline included, comes from
-  `lrjax.batch.from_lr_decay` applied to the same LR step decay, so their
-  noise scales g agree stage by stage. The exact form
-  g = lr (N/B - 1) / (1 - m) is kept (on a small dataset the B << N form
-  would end the increasing-batch schedule at a visibly smaller g); batch
-  sizes are rounded to multiples of `multiple_of` (devices times the 4
-  slices of the one-device noise estimate), and the g each rounding costs
-  is reported as `noise_scale_ratio`.
+  The exact g = lr (N/B - 1) / (1 - m) is kept (on a small dataset the
+  B << N form would end the increasing-batch schedule at a visibly smaller
+  g); batches are multiples of `multiple_of` (devices times the 4 slices
+  of the one-device noise estimate).
   """
   from lrjax import batch as lrbatch
   from lrjax import schedules
   from lrjax import train as lrtrain
 
-  c = config.common
+  c, n = config.common, num_examples
+  variants = config.variants_max_batch_size or n
   caps = {
     'decay': c.batch_size,
     'constant': c.batch_size,
-    'increase': num_examples,
+    'increase': n,
     'hybrid': config.max_batch_size or None,
-    'increased_lr': config.variants_max_batch_size or num_examples,
-    'increased_momentum': config.variants_max_batch_size or num_examples,
+    'increased_lr': variants,
+    'increased_momentum': variants,
   }
+  names = [s for s in config.schedules if s != 'adaptive']
+  # The increase schedule's last batch is adaptive's default cap.
+  if 'adaptive' in config.schedules and not config.adaptive_max_batch_size:
+    names += [] if 'increase' in names else ['increase']
   plans = {}
-  names = list(config.schedules)
-  if 'adaptive' in names:
-    names.remove('adaptive')
-    if not config.adaptive_max_batch_size and 'increase' not in names:
-      names.append('increase')  # its last batch is adaptive's default cap
   for name in names:
     ramp = lrbatch.from_lr_decay(
       c.lr,
       c.batch_size,
-      num_examples,
+      n,
       milestones=config.milestones,
       factors=1.0 if name == 'constant' else 1 / config.decay_factor,
       num_epochs=c.epochs,
@@ -318,7 +293,6 @@ def build_plans(
       ramp.batch_schedule,
       ramp.lr,
       float(ramp.momentum),
-      tuple(float(r) for r in ramp.noise_scale_ratio),
     )
   if 'adaptive' in config.schedules:
     cap = config.adaptive_max_batch_size or max(
@@ -339,25 +313,6 @@ def build_plans(
   return plans
 
 
-def _num_replicas(num_devices: int | None) -> int:
-  import jax
-
-  return num_devices or jax.local_device_count()
-
-
-def train_config(config: RampConfig, plan: Plan, seed: int):
-  """The trainer's config for one seed of one schedule."""
-  c = config.common
-  return _common.train_config(
-    c,
-    batch=plan.batch,
-    lr=plan.lr,
-    seed=seed,
-    momentum=plan.momentum,
-    noise=_common.noise_config(c, plan.batch_sizes),
-  )
-
-
 # ------------------------------------------------------------ report
 
 
@@ -366,152 +321,108 @@ LABELS = {
   'step': 'parameter updates',
   'accuracy': 'test accuracy',
   'loss': 'training loss',
-  'lr': 'learning rate',
   'batch_size': 'batch size',
-  'noise_g': 'noise scale g',
-  'noise_scale': 'measured B_simple',
 }
-
-
-def _column(group: Sequence[_runs.Run], key: str) -> list[float]:
-  return [r.summary[key] for r in group]
+# (key, header, format) of each column of the results table.
+_COLUMNS = (
+  ('schedule', 'schedule', str),
+  (
+    'test_accuracy_per_seed',
+    'test accuracy % (mean ± std)',
+    lambda v: _common.fmt_mean_std(v, 100),
+  ),
+  ('num_updates', 'parameter updates', _common.fmt_number),
+  ('fewer_updates_than_decay', 'fewer updates than decay', '{:.2f}x'.format),
+  ('examples_seen', 'examples seen', _common.fmt_number),
+  ('wall_seconds', 'wall s', lambda v: f'{v[0]:.1f} ± {v[1]:.1f}'),
+  ('compile_seconds', 'compile s', lambda v: f'{v[0]:.1f} ± {v[1]:.1f}'),
+)
+# Summaries the rows hold as (mean, std) over seeds, and as the mean.
+_MEAN_STD = ('test_accuracy', 'wall_seconds', 'compile_seconds')
+_MEAN = ('num_updates', 'examples_seen')
+_NOISE_WINDOW = 9
 
 
 def _mean(values: Sequence[float]) -> float:
   return _common.mean_std(values)[0]
 
 
-def _table(
-  runs: Mapping[str, list[_runs.Run]], baseline: str
-) -> tuple[list[dict[str, Any]], str]:
-  rows, lines = [], []
-  base_updates = _mean(_column(runs[baseline], 'num_updates'))
+def _rows(runs: Mapping[str, list[_runs.Run]]) -> list[dict[str, Any]]:
+  """One row per schedule: its summaries over seeds."""
+  rows = []
   for name, group in runs.items():
-    acc, updates = (
-      _column(group, 'test_accuracy'),
-      _column(group, 'num_updates'),
-    )
-    wall, compile_s = (
-      _column(group, 'wall_seconds'),
-      _column(group, 'compile_seconds'),
-    )
+    col = {k: [r.summary[k] for r in group] for k in _MEAN_STD + _MEAN}
     rows.append(
       {
         'schedule': name,
         'seeds': len(group),
-        'test_accuracy': _common.mean_std(acc),
-        'test_accuracy_per_seed': acc,
-        'num_updates': _mean(updates),
-        'fewer_updates_than_decay': base_updates / _mean(updates),
-        'examples_seen': _mean(_column(group, 'examples_seen')),
-        'wall_seconds': _common.mean_std(wall),
-        'compile_seconds': _common.mean_std(compile_s),
-        'batch': str(group[0].summary.get('batch', '')),
-        'lr': str(group[0].summary.get('lr', '')),
+        'test_accuracy_per_seed': col['test_accuracy'],
+        **{k: _common.mean_std(col[k]) for k in _MEAN_STD},
+        **{k: _common.mean_std(col[k])[0] for k in _MEAN},
+        **{k: str(group[0].summary.get(k, '')) for k in ('batch', 'lr')},
       }
     )
-    lines.append(
-      [
-        name,
-        _common.fmt_mean_std(acc, 100),
-        _common.fmt_number(_mean(updates)),
-        f'{rows[-1]["fewer_updates_than_decay"]:.2f}x',
-        _common.fmt_number(rows[-1]['examples_seen']),
-        _common.fmt_mean_std(wall, 1, 1),
-        _common.fmt_mean_std(compile_s, 1, 1),
-      ]
-    )
-  header = [
-    'schedule',
-    'test accuracy % (mean ± std)',
-    'parameter updates',
-    'fewer updates than decay',
-    'examples seen',
-    'wall s',
-    'compile s',
-  ]
-  return rows, _common.markdown_table(header, lines)
+  base = next(r for r in rows if r['schedule'] == 'decay')
+  for row in rows:
+    row['fewer_updates_than_decay'] = base['num_updates'] / row['num_updates']
+  return rows
 
 
-def _claims(
-  runs: Mapping[str, list[_runs.Run]], baseline: str
-) -> list[dict[str, Any]]:
+def _claims(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+  """Each schedule against the baseline, decay."""
+  base = next(r for r in rows if r['schedule'] == 'decay')
   claims = []
-  base_acc = _column(runs[baseline], 'test_accuracy')
-  base_updates = _mean(_column(runs[baseline], 'num_updates'))
-  for name, group in runs.items():
-    if name == baseline:
-      continue
-    acc = _column(group, 'test_accuracy')
-    same, diff, tol = _common.within_variation(acc, base_acc)
+  for row in (r for r in rows if r is not base):
+    name, acc = row['schedule'], row['test_accuracy_per_seed']
+    same, diff, tol = _common.within_variation(
+      acc, base['test_accuracy_per_seed']
+    )
     detail = (
       f'difference {diff * 100:+.2f} points, tolerance ±{tol * 100:.2f} '
-      f'(2 x pooled seed std, {min(len(acc), len(base_acc))} seeds)'
+      f'(2 x pooled seed std, {min(row["seeds"], base["seeds"])} seeds)'
     )
     if name == 'constant':
-      claim = (
-        f'the schedule matters: constant LR and batch end below {baseline}'
-      )
-      claims.append(
-        {
-          'claim': claim,
-          'held': _common.exceeds(base_acc, acc),
-          'detail': detail,
-        }
-      )
+      held = _common.exceeds(base['test_accuracy_per_seed'], acc)
+      claim = 'the schedule matters: constant LR and batch end below decay'
+      claims.append({'claim': claim, 'held': held, 'detail': detail})
       continue
-    updates = _mean(_column(group, 'num_updates'))
-    ratio = base_updates / updates
+    ratio = row['fewer_updates_than_decay']
     claims += [
       {
-        'claim': f'{name} reaches the same test accuracy as {baseline} '
-        'at equal epochs',
+        'claim': f'{name} reaches the same test accuracy as decay at equal '
+        'epochs',
         'held': same,
         'detail': detail,
       },
       {
         # Update counts follow from the batch schedule, not the seed.
-        'claim': f'{name} needs fewer parameter updates than {baseline}',
+        'claim': f'{name} needs fewer parameter updates than decay',
         'held': ratio > 1,
-        'detail': f'{ratio:.2f}x fewer ({updates:,.0f} vs {base_updates:,.0f})',
+        'detail': f'{ratio:.2f}x fewer ({row["num_updates"]:,.0f} vs '
+        f'{base["num_updates"]:,.0f})',
       },
     ]
   return claims
 
 
-_NOISE_WINDOW = 9
-
-
-def _figures(
-  runs: Mapping[str, list[_runs.Run]],
-  plans: Mapping[str, Plan],
-  workdir: str,
-) -> dict[str, str]:
+def _figures(runs, plans, workdir: str) -> dict[str, str]:
   from lrjax import plots
 
-  test = {name: [r.test for r in group] for name, group in runs.items()}
-  train = {name: [r.train for r in group] for name, group in runs.items()}
-  figures = {
-    'test_accuracy.png': 'Test accuracy against epochs and updates',
-    'train_loss.png': 'Training loss against epochs and updates',
-    'schedules.png': 'LR, batch size and noise scale g of each schedule',
-    'batch_size.png': 'Batch size in force against epochs (as trained)',
+  curves = {  # the figures plot_curves draws: split, arguments
+    'test_accuracy.png': ('test', dict(x=('epoch', 'step'), y='accuracy')),
+    'train_loss.png': ('train', dict(x=('epoch', 'step'), y='loss', logy=True)),
+    'batch_size.png': (
+      'train',
+      dict(x='epoch', y='batch_size', band='range', logy=True),
+    ),
   }
-  plots.plot_curves(
-    test,
-    x=('epoch', 'step'),
-    y='accuracy',
-    labels=LABELS,
-    path=os.path.join(workdir, 'test_accuracy.png'),
-  )
-  plots.plot_curves(
-    train,
-    x=('epoch', 'step'),
-    y='loss',
-    labels=LABELS,
-    logy=True,
-    path=os.path.join(workdir, 'train_loss.png'),
-  )
+  for name, (split, kwargs) in curves.items():
+    plots.plot_curves(
+      {k: [getattr(r, split) for r in g] for k, g in runs.items()},
+      **kwargs,
+      labels=LABELS,
+      path=os.path.join(workdir, name),
+    )
   plots.plot_batch_schedule(
     {
       name: (p.batch, p.lr, p.momentum)
@@ -521,22 +432,19 @@ def _figures(
     exact=True,
     path=os.path.join(workdir, 'schedules.png'),
   )
-  plots.plot_curves(
-    train,
-    x='epoch',
-    y='batch_size',
-    labels=LABELS,
-    band='range',
-    logy=True,
-    path=os.path.join(workdir, 'batch_size.png'),
-  )
+  figures = {
+    'test_accuracy.png': 'Test accuracy against epochs and updates',
+    'train_loss.png': 'Training loss against epochs and updates',
+    'schedules.png': 'LR, batch size and noise scale g of each schedule',
+    'batch_size.png': 'Batch size in force against epochs (as trained)',
+  }
   if any(
-    np.isfinite(r.get('noise_scale', [np.nan])).any()
-    for g in train.values()
+    np.isfinite(r.train.get('noise_scale', [np.nan])).any()
+    for g in runs.values()
     for r in g
   ):
     plots.plot_noise_scales(
-      {name: group[0] for name, group in train.items()},
+      {name: group[0].train for name, group in runs.items()},
       window=_NOISE_WINDOW,
       path=os.path.join(workdir, 'noise_scale.png'),
     )
@@ -548,185 +456,64 @@ def _figures(
   return figures
 
 
-class Ramp(_study.Study):
-  """The schedules of `build_plans`, trained and compared with decay."""
-
-  name = 'ramp'
-
-  def check(self) -> None:
-    """Checks the settings, the devices, the data and every run's trainer
-    config before anything trains.
-
-    Raises:
-      ValueError: naming the flag and the fix.
-      FileNotFoundError: for a dataset that is not prepared.
-    """
-    config = self.config
-    config.validate()
-    c = config.common
-    self.num_examples = _common.check_common(c)
-    self.plans = build_plans(
-      config, self.num_examples, 4 * _num_replicas(c.num_devices)
-    )
-    _study.check_trials(self.trials(), self.num_examples)
-
-  def trials(self) -> list[_study.Trial]:
-    c = self.config.common
-    return [
-      _study.Trial(
-        name,
-        c.seeds,
-        lambda seed, p=plan: train_config(self.config, p, seed),
-        lambda seed: _common.make_task(c, seed),
-        train=_runs.adaptive_trainer(plan.adaptive),
-        after=lambda result, __, p=plan: {
-          'batch': p.describe_batch(),
-          'lr': str(p.lr),
-          'num_params': _num_params(result),
-        },
-        extra={
-          'adaptive': None
-          if plan.adaptive is None
-          else dataclasses.asdict(plan.adaptive)
-        },
-        describe=f'batch {plan.batch}, lr {plan.lr}',
-        check=None
-        if plan.adaptive is None
-        else lambda configs, a=plan.adaptive: a.validate(configs[0]),
-      )
-      for name, plan in self.plans.items()
-    ]
-
-  def analyze(
-    self, runs: dict[str, list[_runs.Run]], workdir: str
-  ) -> _study.Report:
-    config, plans = self.config, self.plans
-    rows, table = _table(runs, 'decay')
-    claims = _claims(runs, 'decay')
-    figures = _figures(runs, plans, workdir)
-    projection = project_wall_time(config, runs, plans)
-    if projection is not None:
-      figures['projected_wall_time.png'] = (
-        'Projected wall time against devices (ring all-reduce model)'
-      )
-      _plot_projection(projection, workdir)
-    c = config.common
-    results = {
-      'experiment': 'ramp',
-      'num_train_examples': self.num_examples,
-      'num_test_examples': _common.load_split(
-        c, 'test', c.seeds[0]
-      ).num_examples,
-      'rows': rows,
-      'claims': claims,
-      'projection': projection,
-      'figures': figures,
-    }
-    report = _report(config, plans, table, claims, figures, self.num_examples)
-    return _study.Report(
-      results,
-      table,
-      report.replace(_PROJECTION_MARK, _projection_md(projection)),
-    )
-
-
-check, run, main = _study.entry_points(Ramp, get_config)
-
-
-_PROJECTION_MARK = '<!-- projection -->'
-
-
-def _num_params(result: Any) -> int:
-  from lrjax import models
-
-  return models.param_count(result.params)
-
-
-def _stages(run: _runs.Run, plan: Plan) -> list[tuple[int, int]]:
-  """(batch size, updates) of each stage, as planned or as trained."""
-  if plan.adaptive is None:
-    return list(
-      zip(
-        plan.batch.batch_size_per_stage,
-        plan.batch.num_updates_per_stage,
-        strict=True,
-      )
-    )
-  # Decided while training: from the records (every --log_every updates,
-  # so a boundary is placed to within that many updates).
-  steps = np.asarray(run.train['step'], np.int64)
-  sizes = np.asarray(run.train['batch_size'], np.int64)
-  stages: list[tuple[int, int]] = []
-  last = 0
-  for step, size in zip(steps, sizes, strict=True):
-    if stages and stages[-1][0] == size:
-      stages[-1] = (int(size), stages[-1][1] + int(step) - last)
-    else:
-      stages.append((int(size), int(step) - last))
-    last = int(step)
-  return stages
-
-
 def project_wall_time(
   config: RampConfig,
   runs: Mapping[str, list[_runs.Run]],
   plans: Mapping[str, Plan],
 ) -> dict[str, Any] | None:
-  """Projected wall time of each schedule on `config.project_devices`.
+  """`lrjax.parallel_cost.project_grid` of each schedule's stages (as
+  planned, or as trained for adaptive), the step time fitted to every run's
+  records; None for runs made before the projection existed."""
+  from lrjax import parallel_cost as pc
 
-  The per-device step time is fitted, :math:`t(b) = t_0 + t_1 b`, to the
-  median seconds per micro-step at each micro-batch of every run's
-  records (this machine, `--num_devices` as trained); the gradient is
-  all-reduced once per update in float32 by a ring under each link model
-  of :meth:`RampConfig.links`. See `lrjax.parallel_cost` for the model's
-  assumptions.
-
-  Returns:
-    ``{'step_time': ..., 'gradient_bytes': ..., 'links': ..., 'rows': ...}``
-    or None when the runs lack the records or parameter count it needs
-    (runs made before the projection existed).
-  """
-  from lrjax import parallel_cost
-
-  points_b, points_t = [], []
-  num_params = None
-  for group in runs.values():
-    for run in group:
-      num_params = run.summary.get('num_params', num_params)
-      if 'micro_batch' not in run.train:
-        return None
-      b, t = parallel_cost.step_time_from_records(run.train)
-      points_b += b
-      points_t += t
-  if num_params is None or not points_b:
+  every = [r for group in runs.values() for r in group]
+  params = [r.summary['num_params'] for r in every if 'num_params' in r.summary]
+  if not params or any('micro_batch' not in r.train for r in every):
     return None
-  step = parallel_cost.StepTime.fit(points_b, points_t)
-  gradient_bytes = 4 * int(num_params)
-  cap = config.common.max_device_batch or None
-  links = config.links()
+  points = [
+    p
+    for r in every
+    for p in zip(*pc.step_time_from_records(r.train), strict=True)
+  ]
+  if not points:
+    return None
+  step = pc.StepTime.fit(*zip(*points, strict=True))
+  gradient_bytes, links = 4 * int(params[-1]), config.links()
   rows = []
   for name, group in runs.items():
-    stages = _stages(group[0], plans[name])
-    row: dict[str, Any] = {
+    batch, train = plans[name].batch, group[0].train
+    stages = (
+      pc.stages_from_records(train['step'], train['batch_size'])
+      if plans[name].adaptive
+      else list(
+        zip(
+          batch.batch_size_per_stage, batch.num_updates_per_stage, strict=True
+        )
+      )
+    )
+    grid = pc.project_grid(
+      stages,
+      config.project_devices,
+      links,
+      step,
+      gradient_bytes,
+      config.common.max_device_batch or None,
+    )
+    row = {
       'schedule': name,
       'num_updates': sum(u for _, u in stages),
       'measured_wall_seconds': _mean(
         [r.summary['wall_seconds'] for r in group]
       ),
     }
-    for key, link in links.items():
-      for p in config.project_devices:
-        seconds, stage_plans = parallel_cost.project(
-          stages, p, step, link, gradient_bytes, cap
-        )
+    for key, by_devices in grid.items():
+      for p, (seconds, stage_plans) in by_devices.items():
         row[f'{key}_{p}'] = seconds
-        row[f'{key}_{p}_stages'] = [
-          dataclasses.asdict(sp) for sp in stage_plans
-        ]
+        row[f'{key}_{p}_stages'] = [dataclasses.asdict(s) for s in stage_plans]
     rows.append(row)
   return {
     'step_time': dataclasses.asdict(step),
-    'step_time_points': list(zip(points_b, points_t, strict=True)),
+    'step_time_points': points,
     'gradient_bytes': gradient_bytes,
     'devices': list(config.project_devices),
     'links': {k: dataclasses.asdict(v) for k, v in links.items()},
@@ -740,90 +527,162 @@ def _projection_md(projection: dict[str, Any] | None) -> str:
       'Not available: the runs were made before the projection existed '
       '(no parameter count in their summaries); rerun with --overwrite.'
     )
-  step = projection['step_time']
-  devices = projection['devices']
-  header = ['schedule', 'updates', 'measured wall s (1 device here)']
-  for key in projection['links']:
-    header += [f'{key} P={p} s' for p in devices]
-  lines = []
-  for row in projection['rows']:
-    cells = [
-      row['schedule'],
-      _common.fmt_number(row['num_updates']),
-      f'{row["measured_wall_seconds"]:.1f}',
-    ]
-    for key in projection['links']:
-      cells += [f'{row[f"{key}_{p}"]:.3g}' for p in devices]
-    lines.append(cells)
+  step, devices, links = (
+    projection[k] for k in ('step_time', 'devices', 'links')
+  )
+  cells = [(k, p) for k in links for p in devices]
+  table = _common.markdown_table(
+    ['schedule', 'updates', 'measured wall s (1 device here)']
+    + [f'{k} P={p} s' for k, p in cells],
+    [
+      [
+        row['schedule'],
+        _common.fmt_number(row['num_updates']),
+        f'{row["measured_wall_seconds"]:.1f}',
+        *[f'{row[f"{k}_{p}"]:.3g}' for k, p in cells],
+      ]
+      for row in projection['rows']
+    ],
+  )
   links = '; '.join(
     f'{k}: {v["name"]}, latency {v["latency_s"] * 1e6:g} us, bandwidth '
     f'{v["bandwidth"] / 1e9:g} GB/s'
-    for k, v in projection['links'].items()
+    for k, v in links.items()
   )
-  return '\n'.join(
-    [
-      "What fewer updates buy on parallel hardware: each schedule's "
-      'projected training time on P devices (a stage of batch B uses '
-      'min(P, B) devices, each a micro-batch of ceil(B / devices), '
-      'accumulating beyond --max_device_batch; per update one micro-step '
-      'per accumulation step plus a ring all-reduce of the float32 '
-      'gradients, '
-      f'{projection["gradient_bytes"] / 1e6:.3g} MB). Per-device step time '
-      f'fitted on this machine: t(b) = {step["intercept"] * 1e3:.3g} ms + '
-      f'{step["per_example"] * 1e6:.3g} us x b. Links: {links}. '
-      'Assumed: no overlap of communication and computation, target '
-      'devices as fast as this one, input pipeline, evaluation and '
-      'checkpoints free (see lrjax/parallel_cost.py and BUILD.md).',
-      '',
-      _common.markdown_table(header, lines),
+  return (
+    "What fewer updates buy on parallel hardware: each schedule's "
+    'projected training time on P devices (`lrjax.parallel_cost`: min(P, B) '
+    'devices per stage, accumulation beyond --max_device_batch, a ring '
+    'all-reduce of the float32 gradients, '
+    f'{projection["gradient_bytes"] / 1e6:.3g} MB, per update; its '
+    'assumptions and BUILD.md say what is left out). Per-device step time '
+    f'fitted on this machine: t(b) = {step["intercept"] * 1e3:.3g} ms + '
+    f'{step["per_example"] * 1e6:.3g} us x b. Links: {links}.\n\n{table}'
+  )
+
+
+class Ramp(_study.Study):
+  """The schedules of `build_plans`, trained and compared with decay."""
+
+  name = 'ramp'
+
+  def check(self) -> None:
+    """Checks the settings, devices, data and every run's trainer config."""
+    import jax
+
+    self.config.validate()
+    c = self.config.common
+    self.num_examples = _common.check_common(c)
+    replicas = c.num_devices or jax.local_device_count()
+    self.plans = build_plans(self.config, self.num_examples, 4 * replicas)
+    _study.check_trials(self.trials(), self.num_examples)
+
+  def trials(self) -> list[_study.Trial]:
+    from lrjax import models
+
+    c = self.config.common
+    return [
+      _study.Trial(
+        name,
+        c.seeds,
+        lambda seed, p=plan: _common.train_config(
+          c,
+          batch=p.batch,
+          lr=p.lr,
+          seed=seed,
+          momentum=p.momentum,
+          noise=_common.noise_config(c, p.batch_sizes),
+        ),
+        lambda seed: _common.make_task(c, seed),
+        train=_runs.adaptive_trainer(a := plan.adaptive),
+        after=lambda result, __, p=plan: {
+          'batch': p.describe_batch(),
+          'lr': str(p.lr),
+          'num_params': models.param_count(result.params),
+        },
+        extra={'adaptive': a and dataclasses.asdict(a)},
+        describe=f'batch {plan.batch}, lr {plan.lr}',
+        check=a and (lambda configs, a=a: a.validate(configs[0])),
+      )
+      for name, plan in self.plans.items()
     ]
-  )
 
+  def analyze(
+    self, runs: dict[str, list[_runs.Run]], workdir: str
+  ) -> _study.Report:
+    from lrjax import plots
 
-def _plot_projection(projection: dict[str, Any], workdir: str) -> None:
-  from lrjax import plots
-
-  devices = projection['devices']
-  plots.plot_panels(
-    devices,
-    {
-      link['name']: {
-        row['schedule']: [row[f'{key}_{p}'] for p in devices]
-        for row in projection['rows']
-      }
-      for key, link in projection['links'].items()
-    },
-    xlabel='devices P',
-    ylabel='projected training seconds',
-    logx=2,
-    logy=True,
-    xticks=devices,
-    path=os.path.join(workdir, 'projected_wall_time.png'),
-  )
-
-
-def _report(config, plans, table, claims, figures, num_examples) -> str:
-  c = config.common
-  lines = [
-    "# Don't decay the learning rate, increase the batch size",
-    '',
-    f'{c.dataset} ({num_examples} training examples), model {c.model}, '
-    f'{c.optimizer} with momentum {c.momentum:g}, {c.epochs:g} epochs, '
-    f'seeds {", ".join(map(str, c.seeds))}.',
-    '',
-    '| schedule | batch schedule | LR policy (epochs) | momentum |',
-    '|---|---|---|---|',
-  ]
-  for name, plan in plans.items():
-    lines.append(
-      f'| {name} | `{plan.describe_batch()}` | `{plan.lr}` | '
-      f'{plan.momentum:g} |'
+    config, plans, c = self.config, self.plans, self.config.common
+    rows = _rows(runs)
+    claims = _claims(rows)
+    figures = _figures(runs, plans, workdir)
+    projection = project_wall_time(config, runs, plans)
+    if projection is not None:
+      devices = projection['devices']
+      plots.plot_panels(
+        devices,
+        {
+          link['name']: {
+            row['schedule']: [row[f'{key}_{p}'] for p in devices]
+            for row in projection['rows']
+          }
+          for key, link in projection['links'].items()
+        },
+        xlabel='devices P',
+        ylabel='projected training seconds',
+        logx=2,
+        logy=True,
+        xticks=devices,
+        path=os.path.join(workdir, 'projected_wall_time.png'),
+      )
+      figures['projected_wall_time.png'] = (
+        'Projected wall time against devices (ring all-reduce model)'
+      )
+    table = _common.markdown_table(
+      [header for _, header, _ in _COLUMNS],
+      [[fmt(row[k]) for k, _, fmt in _COLUMNS] for row in rows],
     )
-  lines += ['', '## Results', '', table]
-  lines += ['## Projected wall time on P devices', '', _PROJECTION_MARK, '']
-  lines += ['## Claims', '']
-  lines += _common.claim_lines(claims) + _common.figure_lines(figures)
-  return '\n'.join(lines)
+    results = {
+      'experiment': 'ramp',
+      'num_train_examples': self.num_examples,
+      'num_test_examples': _common.load_split(
+        c, 'test', c.seeds[0]
+      ).num_examples,
+      'rows': rows,
+      'claims': claims,
+      'projection': projection,
+      'figures': figures,
+    }
+    report = [
+      "# Don't decay the learning rate, increase the batch size",
+      '',
+      f'{c.dataset} ({self.num_examples} training examples), model '
+      f'{c.model}, {c.optimizer} with momentum {c.momentum:g}, '
+      f'{c.epochs:g} epochs, seeds {", ".join(map(str, c.seeds))}.',
+      '',
+      _common.markdown_table(
+        ['schedule', 'batch schedule', 'LR policy (epochs)', 'momentum'],
+        [
+          [name, f'`{p.describe_batch()}`', f'`{p.lr}`', f'{p.momentum:g}']
+          for name, p in plans.items()
+        ],
+      ),
+      '## Results',
+      '',
+      table,
+      '## Projected wall time on P devices',
+      '',
+      _projection_md(projection),
+      '',
+      '## Claims',
+      '',
+      *_common.claim_lines(claims),
+      *_common.figure_lines(figures),
+    ]
+    return _study.Report(results, table, '\n'.join(report))
+
+
+check, run, main = _study.entry_points(Ramp, get_config)
 
 
 if __name__ == '__main__':

@@ -1,19 +1,8 @@
 r"""The optimal LR and batch as power laws of the budget (DeepSeek LLM).
 
-Trains a grid of small runs, every LR of `--scaling_lrs` x every batch of
-`--scaling_batches` at every budget of `--scaling_budgets` (epochs, each a
-cosine to 0), then for each budget keeps the near-optimal runs (mean final
-test loss over seeds within `--scaling_tolerance` of the budget's best,
-DeepSeek's 0.25% band by default) and fits
-
-.. math::
-  \eta_{opt} = a_\eta C^{b_\eta}, \qquad B_{opt} = a_B C^{b_B}
-
-with C the budget in training examples (proportional to compute for one
-model), by least squares in log space with percentile bootstrap intervals
-(`lrjax.recipe.bootstrap_power_law`), and extrapolates to
-`--scaling_extrapolate` (epochs). Finished runs are reused, so the same
-command resumes an interrupted grid.
+Fits :math:`\eta_{opt} = a_\eta C^{b_\eta}` and :math:`B_{opt} = a_B C^{b_B}`
+(C: budget in examples) to each budget's near-optimal runs of the grid
+(`lrjax.recipe.near_optimal`, `lrjax.recipe.bootstrap_power_law`).
 
   python -m experiments.scaling --flagfile=experiments/flagfiles/scaling_digits.cfg
 """
@@ -21,6 +10,7 @@ command resumes an interrupted grid.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 from collections.abc import Sequence
 
@@ -42,8 +32,7 @@ def _budgets(values: Sequence[float]) -> str | None:
 
 @dataclasses.dataclass(frozen=True)
 class ScalingConfig:
-  """The grid, the near-optimal band, the bootstrap and the extrapolation
-  (each field but ``common`` is its flag)."""
+  """The grid, the near-optimal band, the bootstrap and the extrapolation."""
 
   common: _common.CommonConfig = _common.CommonConfig()
   scaling_budgets: tuple[float, ...] = setting(
@@ -86,14 +75,7 @@ class Scaling(_study.Study):
   name = 'scaling'
 
   def check(self) -> None:
-    """Checks the settings, the devices, the data and every grid run's
-    trainer config before anything trains (so `--dry_run` checks the
-    whole grid).
-
-    Raises:
-      ValueError: naming the flag and the fix.
-      FileNotFoundError: for a dataset that is not prepared.
-    """
+    """Checks the settings, data and every grid run (`--dry_run` too)."""
     config = self.config
     _flags.check(config)
     self.num_examples = n = _common.check_common(config.common)
@@ -103,12 +85,9 @@ class Scaling(_study.Study):
   def grid(self) -> list[tuple[float, float, int]]:
     """(budget, peak LR, batch) of every run."""
     c = self.config
-    return [
-      (budget, lr, b)
-      for budget in c.scaling_budgets
-      for lr in c.scaling_lrs
-      for b in c.scaling_batches
-    ]
+    return list(
+      itertools.product(c.scaling_budgets, c.scaling_lrs, c.scaling_batches)
+    )
 
   def trials(self) -> list[_study.Trial]:
     c = self.config.common
@@ -132,24 +111,17 @@ class Scaling(_study.Study):
   def analyze(
     self, runs: dict[str, list[_runs.Run]], workdir: str
   ) -> _study.Report:
-    from lrjax import recipe
+    from lrjax import plots, recipe
 
     config, n, c = self.config, self.num_examples, self.config.common
-    grid = [
-      {
-        'epochs': budget,
-        'lr': lr,
-        'batch': b,
-        'test_loss': float(
-          np.mean([r.summary['test_loss'] for r in runs[_name(budget, lr, b)]])
-        ),
-      }
-      for budget, lr, b in self.grid()
-    ]
+    grid = []
+    for e, lr, b in self.grid():
+      mean = np.mean([r.summary['test_loss'] for r in runs[_name(e, lr, b)]])
+      grid.append({'epochs': e, 'lr': lr, 'batch': b, 'test_loss': float(mean)})
     examples = np.array([g['epochs'] * n for g in grid])
     loss = np.array([g['test_loss'] for g in grid])
-    fits = {}
-    for key in ('lr', 'batch'):
+    fits, at = {}, np.array(config.scaling_extrapolate) * n
+    for key, label in (('lr', 'LR'), ('batch', 'batch')):
       values = np.array([g[key] for g in grid], float)
       cs, vs = recipe.near_optimal(
         examples, values, loss, config.scaling_tolerance
@@ -157,31 +129,29 @@ class Scaling(_study.Study):
       fit = None
       if np.unique(cs).size >= 2:
         fit = recipe.bootstrap_power_law(
-          cs,
-          vs,
-          at=np.array(config.scaling_extrapolate) * n,
-          num_resamples=config.scaling_resamples,
-          seed=c.seeds[0],
+          cs, vs, at=at, num_resamples=config.scaling_resamples, seed=c.seeds[0]
         )
-      fits[key] = (fit, cs, vs)
+      fits[key] = (label, fit, cs, vs)
     table = _common.markdown_table(
       ['budget (epochs)', 'peak LR', 'batch', 'test loss (mean)'],
       [
-        [
-          f'{g["epochs"]:g}',
-          f'{g["lr"]:g}',
-          g['batch'],
-          f'{g["test_loss"]:.4f}',
-        ]
-        for g in grid
+        [f'{e:g}', f'{lr:g}', b, f'{loss:.4f}']
+        for e, lr, b, loss in map(dict.values, grid)
       ],
     )
-    figures = _figures(fits, workdir)
+    plots.plot_power_laws(
+      {f'optimal {label}': (cs, vs, f) for label, f, cs, vs in fits.values()},
+      xlabel='budget C (training examples)',
+      path=os.path.join(workdir, 'scaling.png'),
+    )
+    figures = {
+      'scaling.png': 'Optimal LR and batch against the budget, with fits'
+    }
     results = {
       'experiment': 'scaling',
       'grid': grid,
       'examples_per_epoch': n,
-      'fits': {k: _fit_json(*v) for k, v in fits.items()},
+      'fits': {k: _fit_json(*v[1:]) for k, v in fits.items()},
       'figures': figures,
     }
     report = [
@@ -192,7 +162,11 @@ class Scaling(_study.Study):
       f'seeds {list(c.seeds)}; budget C in training examples '
       f'({n:.0f} per epoch).',
       '',
-      *_fit_lines(fits, config, n),
+      *[
+        line
+        for key, fit in fits.items()
+        for line in _fit_lines(key, *fit, config, n)
+      ],
       '',
       table,
       *_common.figure_lines(figures),
@@ -203,76 +177,53 @@ class Scaling(_study.Study):
 check, run, main = _study.entry_points(Scaling, get_config)
 
 
+_FIT_FIELDS = ('coefficient_ci', 'exponent_ci', 'prediction', 'prediction_ci')
+
+
 def _fit_json(f, cs, vs) -> dict | None:
-  if f is None:
-    return None
-  return {
-    'coefficient': f.fit.coefficient,
-    'exponent': f.fit.exponent,
-    'coefficient_ci': f.coefficient_ci,
-    'exponent_ci': f.exponent_ci,
+  return f and {
+    **f.fit._asdict(),
+    **{k: getattr(f, k) for k in _FIT_FIELDS},
     'extrapolate_examples': f.at,
-    'prediction': f.prediction,
-    'prediction_ci': f.prediction_ci,
     'near_optimal_points': [list(cs), list(vs)],
   }
 
 
-def _fit_lines(fits, config, n) -> list[str]:
-  lines = []
-  for key, label in (('lr', 'LR'), ('batch', 'batch')):
-    f, _, vs = fits[key]
-    if f is None:
-      lines.append(
-        f'- {label}: the near-optimal runs cover a single budget; no fit '
-        '(widen --scaling_tolerance or the grid)'
-      )
-      continue
-    lo, hi = f.exponent_ci
-    lines.append(
-      f'- optimal {label} = {f.fit.coefficient:.4g} C^{f.fit.exponent:.3f} '
-      f'(exponent {100 * f.level:g}% CI [{lo:.3f}, {hi:.3f}]; '
-      f'{len(vs)} near-optimal runs)'
-    )
-    lines += [
-      f'  - extrapolated to {c_ / n:g} epochs: {p:.4g} '
-      f'(CI [{plo:.4g}, {phi:.4g}])'
-      for c_, p, (plo, phi) in zip(
-        f.at, f.prediction, f.prediction_ci, strict=True
-      )
+def _fit_lines(key, label, f, cs, vs, config, n) -> list[str]:
+  """report.md's bullets of one fit: the law, its extrapolation, caveats."""
+  if f is None:
+    return [
+      f'- {label}: the near-optimal runs cover a single budget; no fit '
+      '(widen --scaling_tolerance or the grid)'
     ]
-    if lo <= 0 <= hi:
-      lines.append(
-        f'  - the interval holds 0: this grid does not show the {label} '
-        'changing with the budget'
-      )
-    grid = config.scaling_lrs if key == 'lr' else config.scaling_batches
-    if edge := sorted({x for x in vs if x in (min(grid), max(grid))}):
-      lines.append(
-        f'  - near-optimal {label} at the edge of the grid '
-        f'({", ".join(f"{x:g}" for x in edge)}): the optimum may lie outside '
-        'it; widen the grid'
-      )
-    lines.append(
-      '  - the interval resamples the near-optimal runs only: it does not '
-      "include the grid's spacing"
+  lo, hi = f.exponent_ci
+  grid = config.scaling_lrs if key == 'lr' else config.scaling_batches
+  lines = [
+    f'- optimal {label} = {f.fit.coefficient:.4g} C^{f.fit.exponent:.3f} '
+    f'(exponent {100 * f.level:g}% CI [{lo:.3f}, {hi:.3f}]; '
+    f'{len(vs)} near-optimal runs)'
+  ]
+  lines += [
+    f'  - extrapolated to {c_ / n:g} epochs: {p:.4g} (CI [{plo:.4g}, {phi:.4g}])'
+    for c_, p, (plo, phi) in zip(
+      f.at, f.prediction, f.prediction_ci, strict=True
     )
-  return lines
-
-
-def _figures(fits, workdir) -> dict[str, str]:
-  """Each fit with its bootstrap band, its points and its extrapolation."""
-  from lrjax import plots
-
-  plots.plot_power_laws(
-    {
-      f'optimal {label}': (cs, vs, f)
-      for label, (f, cs, vs) in zip(('LR', 'batch'), fits.values(), strict=True)
-    },
-    xlabel='budget C (training examples)',
-    path=os.path.join(workdir, 'scaling.png'),
-  )
-  return {'scaling.png': 'Optimal LR and batch against the budget, with fits'}
+  ]
+  if lo <= 0 <= hi:
+    lines.append(
+      f'  - the interval holds 0: this grid does not show the {label} '
+      'changing with the budget'
+    )
+  if edge := sorted({x for x in vs if x in (min(grid), max(grid))}):
+    lines.append(
+      f'  - near-optimal {label} at the edge of the grid '
+      f'({", ".join(f"{x:g}" for x in edge)}): the optimum may lie outside '
+      'it; widen the grid'
+    )
+  return lines + [
+    '  - the interval resamples the near-optimal runs only: it does not '
+    "include the grid's spacing"
+  ]
 
 
 if __name__ == '__main__':

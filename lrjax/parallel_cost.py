@@ -337,3 +337,84 @@ def step_time_from_records(
     out_b.append(int(b))
     out_t.append(float(np.median(1.0 / (rate[idx] * accum[idx]))))
   return out_b, out_t
+
+
+def stages_from_records(
+  steps: Sequence[int], batch_sizes: Sequence[int]
+) -> list[tuple[int, int]]:
+  """A run's batch schedule as trained, ``(batch_size, updates)`` per stage.
+
+  For a schedule decided while training (e.g. `lrjax.train.train_adaptive`)
+  there is no plan to project, only the train records. Each record logs the
+  updates done so far (``step``) and the batch in force; the updates since
+  the previous record are counted at the record's batch, and consecutive
+  records of one batch form one stage. A boundary is therefore placed to
+  within the records' spacing.
+
+  Args:
+    steps: the update count of each record, increasing.
+    batch_sizes: the batch size of each record.
+
+  Returns:
+    ``(batch_size, updates)`` of each stage, in order; the updates sum to
+    the last step.
+
+  Raises:
+    ValueError: for columns of different lengths.
+
+  Examples:
+    >>> stages_from_records([10, 20, 30, 40], [32, 32, 64, 64])
+    [(32, 20), (64, 20)]
+  """
+  if len(steps) != len(batch_sizes):
+    raise ValueError(
+      f'steps ({len(steps)}) and batch_sizes ({len(batch_sizes)}) must be '
+      'the same length'
+    )
+  stages: list[tuple[int, int]] = []
+  last = 0
+  for step, size in zip(steps, batch_sizes, strict=True):
+    step, size = int(step), int(size)
+    if stages and stages[-1][0] == size:
+      stages[-1] = (size, stages[-1][1] + step - last)
+    else:
+      stages.append((size, step - last))
+    last = step
+  return stages
+
+
+def project_grid(
+  stages: Sequence[tuple[int, int]],
+  devices: Sequence[int],
+  links: Mapping[str, Link],
+  step: StepTime,
+  gradient_bytes: float,
+  max_device_batch: int | None = None,
+) -> dict[str, dict[int, tuple[float, list[StagePlan]]]]:
+  """:func:`project` of one batch schedule under every link and device count.
+
+  Args:
+    stages: ``(batch_size, updates)`` of each stage, in order.
+    devices: the device counts P to project at.
+    links: the all-reduce link models, by name (e.g. :data:`LINKS`).
+    step: per-device step time as a function of the micro-batch.
+    gradient_bytes: bytes all-reduced per update.
+    max_device_batch: per-device cap on the micro-batch (None: no cap).
+
+  Returns:
+    ``{link name: {P: (seconds, plans)}}``, as :func:`project` returns.
+
+  Examples:
+    >>> grid = project_grid([(128, 100), (640, 20)], [1, 8],
+    ...                     {'free': Link(0.0, 1e9)}, StepTime(0.0, 1e-4),
+    ...                     gradient_bytes=0)
+    >>> {p: round(s, 6) for p, (s, _) in grid['free'].items()}
+    {1: 2.56, 8: 0.32}
+  """
+  return {
+    name: {
+      p: project(stages, p, step, link, gradient_bytes, max_device_batch)
+      for p in devices
+    }
+    for name, link in links.items()
+  }

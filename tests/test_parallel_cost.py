@@ -98,6 +98,37 @@ def test_step_times_come_from_records_minus_each_first():
   assert t == pytest.approx([0.0075, 0.02, 0.05])
 
 
+def test_stages_from_records_merge_runs_of_one_batch():
+  # Records every 5 updates: 32 until update 10, 64 until 25, then 128
+  # from 30; the updates since the previous record count at its batch.
+  stages = pc.stages_from_records(
+    [5, 10, 15, 20, 25, 30, 35], [32, 32, 64, 64, 64, 128, 128]
+  )
+  assert stages == [(32, 10), (64, 15), (128, 10)]
+
+
+def test_project_grid_every_link_and_device_count():
+  # 100 updates of 128 and 20 of 640, t(b) = 1e-4 s x b, 4 MB of
+  # gradients. P = 1: 12.8 ms + 64 ms per update, no all-reduce:
+  # 1.28 + 1.28 = 2.56 s. P = 8: 100 x 1.6 ms + 20 x 8 ms = 0.32 s of
+  # compute; the ring over LINK costs 14e-5 + 1.75 x 4e-3 = 7.14 ms per
+  # update, 120 updates: 0.8568 s more.
+  grid = pc.project_grid(
+    [(128, 100), (640, 20)],
+    [1, 8],
+    {'free': pc.Link(0.0, 1e9), 'ring': LINK},
+    pc.StepTime(0.0, 1e-4),
+    gradient_bytes=4e6,
+  )
+  free_1 = 2.56 + 0.0  # one device: no all-reduce on either link
+  seconds = {k: {p: s for p, (s, _) in v.items()} for k, v in grid.items()}
+  assert seconds['free'][1] == pytest.approx(free_1)
+  assert seconds['ring'][1] == pytest.approx(free_1)
+  assert seconds['free'][8] == pytest.approx(0.32 + 120 * 1.75 * 4e-3)
+  assert seconds['ring'][8] == pytest.approx(0.32 + 0.8568)
+  assert [s.micro_batch for s in grid['ring'][8][1]] == [16, 80]
+
+
 @pytest.mark.parametrize(
   'call, match',
   [
@@ -111,6 +142,7 @@ def test_step_times_come_from_records_minus_each_first():
     ),
     (lambda: pc.StepTime.fit([], []), 'same'),
     (lambda: pc.step_time_from_records({}), 'micro_batch'),
+    (lambda: pc.stages_from_records([1, 2], [8]), 'same length'),
   ],
 )
 def test_bad_input_names_the_argument(call, match):
