@@ -1,26 +1,12 @@
 r"""LRBench++ at small scale: LR policies for fine-tuning versus from scratch.
 
-Jin et al. (2023) argue that tuning the LR for fine-tuning a pretrained
-language model differs from tuning it for training from scratch (their
-runs: LLaMA-7B on Alpaca, 3 epochs, batch 128, AdamW, LRs 1e-5 to 6e-5).
-This experiment repeats the protocol at a size a CPU can run:
-
-1. pretrain `lrjax.lm.Transformer` once on `--corpus` for
-   `--pretrain_tokens` (warmup, cosine to 10%), cached and resumable in
-   ``workdir/pretrain``;
-2. fine-tune it on a second domain, `--finetune_sequences` evenly spaced
-   sequences of `--finetune_corpus`, for `--epochs` epochs with every
-   policy of `--policies` (`POLICIES`, see `policy`) at every LR of
-   `--lr_grid`, evaluating after each epoch;
-3. train the same model from scratch on the same data, likewise.
-
-LRBench metrics for both modes: utility (final and best-epoch validation
-bits per byte), cost to `--target_bits_per_byte` (updates, tokens,
-seconds), robustness (spread over the LR grid and over seeds) and
-confidence on correctly predicted bytes; the report states the paper's
-contrast from them. Common flags left out take
-`experiments._lm_common.LM_DEFAULTS`; `--lr` is refused (`--lr_grid`,
-`--pretrain_lr`); `--epochs` (default 3) and `--eval_every` (1) are the
+Jin et al. (2023) argue that the LR is tuned differently for fine-tuning a
+pretrained language model than for training from scratch (LLaMA-7B on
+Alpaca, 3 epochs, batch 128, AdamW, LRs 1e-5 to 6e-5). Here at CPU size:
+pretrain once on `--corpus` (cached in ``workdir/pretrain``), then fine-tune
+on `--finetune_corpus` and train from scratch on it, every policy at every
+LR, and compare LRBench's utility, cost to target, robustness and
+confidence. `--lr` is refused; `--epochs` and `--eval_every` are the
 fine-tuning's.
 
   python -m experiments.finetune --flagfile=experiments/flagfiles/finetune_cpu.cfg
@@ -41,38 +27,44 @@ from experiments import _common, _flags, _lm_common, _runs, _study
 from experiments._flags import setting
 from experiments._lm_common import token_setting
 
-POLICIES = (
-  'constant',
-  'linear',
-  'cosine',
-  'warmup_constant',
-  'warmup_cosine',
-  'hf_warmup_linear',
-  'onecycle',
-  'plateau',
-)
+
+def _policies() -> dict[str, Any]:
+  """Each policy's builder ``(lr, epochs, warmup epochs) -> schedule``."""
+  from lrjax import schedules as s
+
+  return {
+    'constant': lambda lr, e, w: s.constant(lr),
+    'linear': lambda lr, e, w: s.linear(lr, end=0.0, length=e),
+    'cosine': lambda lr, e, w: s.cosine(lr, length=e),
+    'warmup_constant': lambda lr, e, w: s.warmup(s.constant(lr), length=w),
+    'warmup_cosine': lambda lr, e, w: s.warmup(
+      s.cosine(lr, length=e - w), length=w
+    ),
+    'hf_warmup_linear': lambda lr, e, w: s.warmup(
+      s.linear(lr, end=0.0, length=e - w), length=w, start=0.0
+    ),
+    'onecycle': lambda lr, e, w: s.onecycle(lr, length=e),
+    'plateau': lambda lr, e, w: s.reduce_on_plateau(
+      lr, factor=0.5, patience=0, value_per='epoch'
+    ),
+  }
+
+
+POLICIES = tuple(_policies())
 MODES = ('finetune', 'scratch')
 #: The common flags this experiment reads with its own defaults.
 DEFAULTS = {'epochs': 3.0, 'eval_every': 1.0}
 
 
-def _policies(v) -> str | None:
-  if v and all(p in POLICIES for p in v) and len(set(v)) == len(v):
-    return None
-  return f'must be distinct names from {",".join(POLICIES)}'
-
-
-def _lrs(v) -> str | None:
-  if v and all(x > 0 and math.isfinite(x) for x in v) and len(set(v)) == len(v):
-    return None
-  return 'must be distinct positive LRs, e.g. 1e-4,1e-3'
+def _distinct(ok, message: str) -> _flags.Check:
+  return lambda v: (
+    None if v and all(map(ok, v)) and len(set(v)) == len(v) else message
+  )
 
 
 @dataclasses.dataclass(frozen=True)
 class FinetuneConfig:
-  """The LRBench++ experiment: pretraining, the second domain, the grid
-  (each field but ``common``, ``epochs`` and ``eval_every``, the common
-  flags, is its flag)."""
+  """The LRBench++ experiment (each field but the common flags is a flag)."""
 
   common: _lm_common.LmCommon = _lm_common.LmCommon()
   finetune_corpus: str = setting(
@@ -107,12 +99,18 @@ class FinetuneConfig:
   lr_grid: tuple[float, ...] = setting(
     (1e-4, 3e-4, 1e-3, 3e-3),
     'Peak LRs every policy is tried with, in both modes.',
-    check=_lrs,
+    check=_distinct(
+      lambda x: x > 0 and math.isfinite(x),
+      'must be distinct positive LRs, e.g. 1e-4,1e-3',
+    ),
   )
   policies: tuple[str, ...] = setting(
     POLICIES,
     f'LR policies compared, from {", ".join(POLICIES)}.',
-    check=_policies,
+    check=_distinct(
+      POLICIES.__contains__,
+      f'must be distinct names from {",".join(POLICIES)}',
+    ),
   )
   warmup_fraction: float = setting(
     0.1,
@@ -139,23 +137,23 @@ class FinetuneConfig:
     _flags.check(
       _common.CommonConfig(epochs=self.epochs, eval_every=self.eval_every)
     )
-    if self.finetune_corpus == c.corpus:
-      raise ValueError(
-        f'--finetune_corpus={self.finetune_corpus} is the pretraining '
-        'corpus: fine-tune on a second domain (e.g. python_text/stdlib '
-        'after python_text/docs)'
-      )
     for name in ('pretrain_tokens', 'pretrain_warmup_tokens'):
       lbatch.to_sequences(getattr(self, name), c.seq_len, name)
-    if self.pretrain_warmup_tokens >= self.pretrain_tokens:
-      raise ValueError(
-        f'--pretrain_warmup_tokens={self.pretrain_warmup_tokens} must be < '
-        f'--pretrain_tokens={self.pretrain_tokens}'
-      )
-    if not self.eval_every <= self.epochs:
-      raise ValueError(
-        f'--eval_every={self.eval_every} must be <= --epochs={self.epochs}'
-      )
+    problems = {
+      f'--finetune_corpus={self.finetune_corpus} is the pretraining corpus: '
+      'fine-tune on a second domain (e.g. python_text/stdlib after '
+      'python_text/docs)': self.finetune_corpus == c.corpus,
+      f'--pretrain_warmup_tokens={self.pretrain_warmup_tokens} must be < '
+      f'--pretrain_tokens={self.pretrain_tokens}': (
+        self.pretrain_warmup_tokens >= self.pretrain_tokens
+      ),
+      f'--eval_every={self.eval_every} must be <= --epochs={self.epochs}': (
+        not self.eval_every <= self.epochs
+      ),
+    }
+    message = next((m for m, failed in problems.items() if failed), None)
+    if message:
+      raise ValueError(message)
 
 
 _flags.define(FinetuneConfig)
@@ -175,115 +173,66 @@ def get_config() -> FinetuneConfig:
   )
 
 
-# ------------------------------------------------------------ policies
-
-
 def policy(name: str, lr: float, epochs: float, warmup_fraction: float):
   r"""The LR policy ``name`` over the fine-tuning's ``epochs``.
 
-  With :math:`E` epochs, peak LR :math:`\eta` and warmup
-  :math:`W = f E`: ``constant`` :math:`\eta`; ``linear`` and ``cosine``
-  from :math:`\eta` to 0 over :math:`E`; ``warmup_constant`` and
-  ``warmup_cosine`` the same after a linear warmup over :math:`W` from
-  :math:`0.1\eta`; ``hf_warmup_linear`` Hugging Face's
-  ``get_linear_schedule_with_warmup``, :math:`\eta\, t / W` for
-  :math:`t < W`, then :math:`\eta\,(E - t)/(E - W)`; ``onecycle`` Smith's
-  one-cycle peaking at :math:`\eta` after 30% of :math:`E`; ``plateau``
+  With :math:`E` epochs, peak LR :math:`\eta` and warmup :math:`W = f E`:
+  ``constant`` :math:`\eta`; ``linear`` and ``cosine`` from :math:`\eta` to
+  0 over :math:`E`; ``warmup_constant`` and ``warmup_cosine`` the same
+  after a linear warmup over :math:`W` from :math:`0.1\eta`;
+  ``hf_warmup_linear`` Hugging Face's ``get_linear_schedule_with_warmup``
+  (:math:`\eta t / W`, then :math:`\eta (E - t)/(E - W)`); ``onecycle``
+  Smith's one-cycle peaking after 30% of :math:`E`; ``plateau``
   :math:`\eta` halved after each epoch whose validation loss does not
   improve on the best (PyTorch's ``ReduceLROnPlateau(factor=0.5,
-  patience=0)`` stepped per epoch).
+  patience=0)``).
 
   Raises:
     ValueError: for an unknown name.
   """
-  from lrjax import schedules as s
-
-  warm = warmup_fraction * epochs
-  policies = {
-    'constant': lambda: s.constant(lr),
-    'linear': lambda: s.linear(lr, end=0.0, length=epochs),
-    'cosine': lambda: s.cosine(lr, length=epochs),
-    'warmup_constant': lambda: s.warmup(s.constant(lr), length=warm),
-    'warmup_cosine': lambda: s.warmup(
-      s.cosine(lr, length=epochs - warm), length=warm
-    ),
-    'hf_warmup_linear': lambda: s.warmup(
-      s.linear(lr, end=0.0, length=epochs - warm), length=warm, start=0.0
-    ),
-    'onecycle': lambda: s.onecycle(lr, length=epochs),
-    'plateau': lambda: s.reduce_on_plateau(
-      lr, factor=0.5, patience=0, value_per='epoch'
-    ),
-  }
-  if name not in policies:
+  if name not in POLICIES:
     raise ValueError(f'{name=} is not one of {POLICIES}')
-  return policies[name]()
+  return _policies()[name](lr, epochs, warmup_fraction * epochs)
 
 
 def _kind(name: str) -> str:
   return 'state' if name == 'plateau' else 'formula'
 
 
-# ------------------------------------------------------------ pretraining
+def pretrain(
+  config: FinetuneConfig, workdir: str, overwrite: bool = False
+) -> tuple[_runs.Run, Any]:
+  """Pretrains once (or reuses / resumes ``workdir/pretrain``): warmup,
+  cosine to 10%, a constant batch, always keeping a checkpoint.
 
-
-def pretrain_config(config: FinetuneConfig, num_examples: int):
-  """The pretraining run's trainer config (always keeps a checkpoint: the
-  fine-tuning starts from its parameters)."""
+  Returns:
+    The finished run and its final parameters (a pure dict).
+  """
   from lrjax import batch as lbatch
   from lrjax import schedules as s
   from lrjax import train as lrtrain
 
-  c = config.common
-  t = c.seq_len
-  total = config.pretrain_tokens / (t * num_examples)
-  warm = config.pretrain_warmup_tokens / (t * num_examples)
-  lr = s.warmup(
-    s.cosine(
-      config.pretrain_lr,
-      length=total - warm,
-      end=float(f'{0.1 * config.pretrain_lr:.12g}'),
-    ),
-    length=warm,
-  )
-  size = config.pretrain_batch_size or c.batch_size
-  batch = lbatch.parse(
-    f'stages({size * t}tok@{config.pretrain_tokens}tok,seq={t})',
-    num_examples,
-  )
-  return _lm_common.train_config(
+  c, lr = config.common, config.pretrain_lr
+  train, evaluate = _lm_common.train_and_evaluation(c)
+  t, n, tokens = c.seq_len, train.num_examples, config.pretrain_tokens
+  total, warm = tokens / (t * n), config.pretrain_warmup_tokens / (t * n)
+  size = (config.pretrain_batch_size or c.batch_size) * t
+  tc = _lm_common.train_config(
     c,
-    batch=batch,
-    lr=lr,
+    batch=lbatch.parse(f'stages({size}tok@{tokens}tok,seq={t})', n),
+    lr=s.warmup(
+      s.cosine(lr, length=total - warm, end=float(f'{0.1 * lr:.12g}')),
+      length=warm,
+    ),
     seed=c.seeds[0],
     eval_every=total / 4,
     keep_checkpoints=1,
     noise=lrtrain.NoiseConfig(enabled=False),
   )
-
-
-def pretrain(
-  config: FinetuneConfig, workdir: str, overwrite: bool = False
-) -> tuple[_runs.Run, Any]:
-  """Pretrains once (or reuses / resumes the run in ``workdir/pretrain``).
-
-  Returns:
-    The finished run and its final parameters (a pure dict).
-  """
-  from lrjax import train as lrtrain
-
-  c = config.common
-  train, evaluate = _lm_common.train_and_evaluation(c)
-  tc = pretrain_config(config, train.num_examples)
   directory = os.path.join(workdir, 'pretrain')
   task = _lm_common.make_task(c, train, evaluate, c.seeds[0], name='pretrain')
   done = _runs.train_run(
-    'pretrain',
-    c.seeds[0],
-    tc,
-    directory,
-    task,
-    overwrite=overwrite,
+    'pretrain', c.seeds[0], tc, directory, task, overwrite=overwrite
   )
   state, _ = lrtrain.load_checkpoint(directory)
   return done, state['params']
