@@ -1,14 +1,7 @@
-r"""What the language-model experiments share: settings, the LM task, tokens.
+"""What the language-model experiments share: settings, the LM task, tokens.
 
-`experiments.lm` (pretraining) and `experiments.finetune` (LRBench++) train
-`lrjax.lm.Transformer` on byte-level text as an ordinary trainer task
-(`lrjax.train.Task` passed to `train_and_evaluate`): sequences of
-`--seq_len` bytes are the examples, so batch sizes are in sequences and
-tokens are a derived unit (a batch of B sequences is :math:`B T` tokens).
-
-The common flags of `experiments._common` keep their meaning (momentum
-is Adam's :math:`\beta_1`); one not given takes its `LM_DEFAULTS` value
-(AdamW at LR 1e-3, weight decay 0.1, batch 12, one seed), and the
+Sequences of `--seq_len` bytes are the examples (batches are in sequences,
+tokens a derived unit); common flags left out take `LM_DEFAULTS`, and the
 image-only ones are refused naming the LM flag to use instead.
 """
 
@@ -40,15 +33,11 @@ _IMAGE_ONLY = {
 
 
 def refuse_flags(experiment: str, replaced: Mapping[str, str]) -> None:
-  """Raises `app.UsageError` for a flag this experiment does not read.
+  """Raises `app.UsageError` for a flag ``experiment`` does not read.
 
-  A flag is refused when given a value other than the one the workdir's
-  flags.cfg holds for it when left out (its LM default, else its default):
-  flags.cfg lists every flag, and re-running from it must work.
-
-  Args:
-    experiment: the experiment's name, for the message.
-    replaced: flag name -> what to use instead, besides the image-only ones.
+  ``replaced`` maps such flags (besides the image-only ones) to what to use
+  instead. A value equal to the one flags.cfg writes when the flag is left
+  out (its LM default) passes, so that re-running from flags.cfg works.
   """
   for name, instead in {**_IMAGE_ONLY, **replaced}.items():
     flag = FLAGS[name]
@@ -80,9 +69,8 @@ def token_count(value: Any) -> str | None:
 
 
 def check_task(flag: str, task: str, lm: Any) -> None:
-  """Raises ValueError unless an image/LM study (``--<flag>=image|lm``)
-  holds experiments.lm's config ``lm`` exactly when the task is lm (then
-  checked too)."""
+  """Raises ValueError unless ``lm`` (experiments.lm's config, validated)
+  is given exactly when ``--<flag>`` is lm."""
   if (task == 'lm') != (lm is not None):
     raise ValueError(
       f"--{flag}={task} needs experiments.lm's config exactly when it is lm"
@@ -98,12 +86,8 @@ def token_setting(default: str, help_text: str, **kwargs: Any) -> Any:
 
 
 def parse_token_settings(config: Any) -> None:
-  """Replaces each `token_setting` field's text by its count (a frozen
-  dataclass's ``__post_init__``; None stays None).
-
-  Raises:
-    ValueError: naming the flag, for a count that does not parse.
-  """
+  """Replaces each `token_setting` field's text by its count, in a frozen
+  dataclass's ``__post_init__`` (ValueError naming a bad one's flag)."""
   for field in dataclasses.fields(config):
     value = getattr(config, field.name)
     if field.metadata.get('check') is token_count and value is not None:
@@ -115,13 +99,8 @@ def parse_token_settings(config: Any) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class LmCommon:
-  r"""The model, the data and how every run trains (both LM experiments).
-
-  The fields above ``data_dir`` are the LM flags; from ``data_dir`` on
-  they are the common flags of `experiments._common.CommonConfig` (read
-  with the `LM_DEFAULTS`; see there for their meaning, ``momentum`` being
-  Adam's :math:`\beta_1`).
-  """
+  """The model, the data and how every run trains: the LM flags, then (from
+  ``data_dir``) the common flags with their `LM_DEFAULTS`."""
 
   corpus: str = setting(
     'python_text/docs',
@@ -206,12 +185,10 @@ class LmCommon:
       seq_len=self.seq_len,
       num_layers=self.lm_layers,
       num_heads=self.lm_heads,
-      width=self.lm_width,
-      mlp_ratio=self.lm_mlp_ratio,
-      dropout=self.lm_dropout,
-      positions=self.lm_positions,
-      tie_embeddings=self.lm_tie_embeddings,
-      dtype=self.lm_dtype,
+      **{
+        k: getattr(self, f'lm_{k}')
+        for k in 'width mlp_ratio dropout positions tie_embeddings dtype'.split()
+      },
     )
 
   def validate(self) -> None:
@@ -248,11 +225,7 @@ _flags.define(LmCommon)
 
 
 def lm_common() -> LmCommon:
-  """Reads the LM flags and the common flags (LM defaults) after parsing.
-
-  A common flag left out is set to its `LM_DEFAULTS` value, so that the
-  workdir's flags.cfg repeats the run.
-  """
+  """Reads the LM flags and the common flags (left out: `LM_DEFAULTS`)."""
   common = _flags.read(_common.CommonConfig, defaults=LM_DEFAULTS)
   return _flags.read(
     LmCommon, **{k: getattr(common, k) for k in _COMMON_FIELDS}
@@ -264,13 +237,8 @@ def lm_common() -> LmCommon:
 
 @functools.cache
 def load_split(common: LmCommon, split: str, corpus: str | None = None):
-  """One split of a corpus as a `lrjax.data.TextDataset` (cached).
-
-  Args:
-    common: the settings (`seq_len`, `data_dir`, `text_feature`).
-    split: 'train' or the validation split's name.
-    corpus: the corpus (None: `common.corpus`).
-  """
+  """A split of ``corpus`` (None: `common.corpus`) as a cached
+  `lrjax.data.TextDataset`."""
   from lrjax import data as ldata
 
   return ldata.load_text(
@@ -311,12 +279,8 @@ def train_and_evaluation(common: LmCommon) -> tuple[Any, dict]:
 
 
 def baselines(train: Any, evaluate: Any) -> dict[str, float]:
-  """Unigram and bigram cross-entropy of the evaluated split, nats/token.
-
-  Counted on the training split's whole byte stream and scored on the
-  validation stream up to the last target of its last sequence (the
-  targets the model is scored on when every sequence is evaluated).
-  """
+  """Unigram and bigram cross-entropy, nats/token: counted on the training
+  stream, scored on the evaluated stream up to its last sequence's target."""
   from lrjax import lm
 
   stream = evaluate.tokens[: evaluate.num_examples * evaluate.seq_len + 1]
@@ -367,17 +331,8 @@ def make_task(
   name: str = 'lm',
 ):
   """`lrjax.tasks.language_model` of the Transformer on ``train``,
-  evaluated on ``evaluate`` with `lm_eval`.
-
-  Args:
-    common: the model's size.
-    train: training sequences (a TextDataset or a dict of arrays).
-    evaluate: evaluation sequences (likewise).
-    seed: seeds the initial parameters and the dropout stream.
-    params: parameters to start from (a pure dict, as the trainer's
-      checkpoints hold them), or None for a fresh initialisation.
-    name: the task's name.
-  """
+  evaluated on ``evaluate`` with `lm_eval`, from ``params`` (a pure dict;
+  None: a fresh initialisation from ``seed``)."""
   from lrjax import tasks
 
   return tasks.language_model(
@@ -391,6 +346,13 @@ def make_task(
   )
 
 
+#: The `LmCommon` fields every run's TrainConfig takes as they are.
+_TRAIN_FIELDS = (
+  'momentum optimizer weight_decay clip_norm b2 max_device_batch num_devices '
+  'parallel log_every checkpoint_every compilation_cache_dir'
+).split()
+
+
 def train_config(
   common: LmCommon,
   *,
@@ -401,18 +363,11 @@ def train_config(
   batch_sizes: Sequence[int] | None = None,
   **overrides: Any,
 ):
-  """The trainer's config (`lrjax.train.TrainConfig`) for one run.
+  """The `lrjax.train.TrainConfig` of one run; ``overrides`` any field.
 
-  Args:
-    common: the settings.
-    batch: the batch size (sequences) or a `lrjax.batch.BatchSchedule`.
-    lr: the LR policy over epochs.
-    seed: the run's seed.
-    eval_every: epochs between evaluations.
-    batch_sizes: every batch size the run may train with (None: those of
-      ``batch``): the noise tracker slices each micro-batch in 4 when 4
-      divides them all (one device), else 2, else 1.
-    **overrides: any other `TrainConfig` field.
+  ``batch_sizes`` (None: those of ``batch``) are all the run may train with:
+  the noise tracker slices each micro-batch in 4 when 4 divides them all,
+  else 2, else 1.
   """
   from lrjax import batch as lbatch
   from lrjax import train as lrtrain
@@ -427,30 +382,20 @@ def train_config(
   ).micro_batches
   slices = next((k for k in (4, 2) if all(b % k == 0 for b in micro)), 1)
   fields = dict(
+    {k: getattr(common, k) for k in _TRAIN_FIELDS},
     batch=batch,
     lr=lr,
-    momentum=common.momentum,
-    optimizer=common.optimizer,
-    weight_decay=common.weight_decay,
-    clip_norm=common.clip_norm,
-    b2=common.b2,
-    max_device_batch=common.max_device_batch,
-    num_devices=common.num_devices,
-    parallel=common.parallel,
     seed=seed,
-    log_every=common.log_every,
     eval_every=eval_every,
     eval_batch_size=256,
     # A batch is one fancy index into the token array: a prefetch thread
     # only competes with XLA's threads (measured by bench_lm_trainer).
     prefetch=0,
-    checkpoint_every=common.checkpoint_every,
     # Kept to resume after a kill.
     keep_checkpoints=1 if common.checkpoint_every else 0,
     noise=lrtrain.NoiseConfig(
       enabled=common.noise, every=common.noise_every, num_slices=slices
     ),
-    compilation_cache_dir=common.compilation_cache_dir,
     progress_bar=False,
   )
   return lrtrain.TrainConfig(**{**fields, **overrides})
@@ -461,11 +406,9 @@ def train_config(
 
 def train_seconds(train: Mapping[str, np.ndarray]) -> np.ndarray:
   """Training seconds at each logged step, from the logged step rates."""
-  steps = train.get('step', np.zeros(0))
-  rates = train.get('steps_per_sec', np.zeros(0))
-  previous = np.concatenate([[0.0], steps[:-1]])
+  steps, rates = (train.get(k, np.zeros(0)) for k in ('step', 'steps_per_sec'))
   with np.errstate(divide='ignore', invalid='ignore'):
-    dt = np.where(rates > 0, (steps - previous) / rates, 0.0)
+    dt = np.where(rates > 0, np.diff(steps, prepend=0.0) / rates, 0.0)
   return np.cumsum(np.nan_to_num(dt))
 
 
