@@ -250,32 +250,12 @@ def load_split(common: LmCommon, split: str, corpus: str | None = None):
   )
 
 
-def evenly_spaced(dataset: Any, count: int) -> dict[str, np.ndarray]:
-  r"""``count`` sequences of a TextDataset, evenly spaced over the split.
-
-  Sequence :math:`\lfloor i n / k \rfloor` for :math:`i < k`, with
-  :math:`n` sequences in the split and :math:`k` = ``count`` (all of them
-  when ``count`` is 0 or at least :math:`n`): a deterministic sample that
-  covers the whole split (every file of a corpus of many files), as a dict
-  of arrays the trainer reads as a source.
-
-  Examples:
-    >>> from lrjax.data import TextDataset
-    >>> ds = TextDataset.from_text('abcdefghij', seq_len=2)  # 4 sequences
-    >>> evenly_spaced(ds, 2)['tokens'].tolist()  # sequences 0 and 2
-    [[97, 98, 99], [101, 102, 103]]
-  """
-  n = dataset.num_examples
-  k = n if count <= 0 or count >= n else count
-  return dataset.take((np.arange(k, dtype=np.int64) * n) // k)
-
-
 def train_and_evaluation(common: LmCommon) -> tuple[Any, dict]:
   """The training split and the `eval_sequences` evenly spaced sequences
   of the validation split that every run is evaluated on."""
   train = load_split(common, 'train')
   valid = load_split(common, common.validation_split)
-  return train, evenly_spaced(valid, common.eval_sequences)
+  return train, valid.evenly_spaced(common.eval_sequences)
 
 
 def baselines(train: Any, evaluate: Any) -> dict[str, float]:
@@ -420,7 +400,14 @@ def claim(text: str, held: Any, detail: str, seeds: int) -> dict[str, Any]:
 
 
 def ms(values: Sequence[float], digits: int = 3) -> str:
-  """``mean ± std`` of the finite values (``n/a`` when none)."""
+  """``mean ± std`` of the finite values (``n/a`` when none).
+
+  Examples:
+    >>> ms([1.0, 3.0]), ms([2.0, math.nan])
+    ('2.000 ± 1.414', '2.000')
+    >>> ms([None, math.inf], 1)
+    'n/a'
+  """
   finite = [v for v in values if v is not None and math.isfinite(v)]
   if not finite:
     return 'n/a'

@@ -285,8 +285,8 @@ class Finetune(_study.Study):
       _lm_common.load_split(c, name, config.finetune_corpus)
       for name in ('train', c.validation_split)
     )
-    train = _lm_common.evenly_spaced(split, config.finetune_sequences)
-    evaluate = _lm_common.evenly_spaced(valid, c.eval_sequences)
+    train = split.evenly_spaced(config.finetune_sequences)
+    evaluate = valid.evenly_spaced(c.eval_sequences)
     n = int(train['tokens'].shape[0])
 
     def task(mode: str, seed: int, name: str = 'lm'):

@@ -463,7 +463,7 @@ class Lm(_study.Study):
     return (
       _lm_common.load_split(c, 'train'),
       valid,
-      _lm_common.evenly_spaced(valid, c.eval_sequences),
+      valid.evenly_spaced(c.eval_sequences),
     )
 
   @functools.cached_property
