@@ -274,31 +274,13 @@ def baselines(train: Any, evaluate: Any) -> dict[str, float]:
 
 
 def lm_eval(logits: Any, batch: Mapping[str, Any]) -> dict[str, Any]:
-  r"""Per-sequence evaluation metrics: loss, bits per byte, confidence.
-
-  `lrjax.lm.lm_eval_metrics` (loss, bits per byte, next-byte accuracy),
-  and with :math:`p_t` the largest predicted probability at position t
-  and :math:`c_t` whether its byte is the target,
-
-  .. math::
-    \mathrm{confidence} = \frac{1}{T}\sum_t p_t, \qquad
-    \mathrm{correct\_confidence} = \frac{1}{T}\sum_t c_t\, p_t,
-
-  so that over a split ``correct_confidence / accuracy`` is the mean
-  confidence on the correctly predicted bytes (LRBench++'s confidence).
-  """
-  import jax
-  import jax.numpy as jnp
-
+  """Per-sequence loss, bits per byte, accuracy and (LRBench++) confidence."""
   from lrjax import lm
 
-  out = dict(lm.lm_eval_metrics(logits, batch))
-  probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
-  top = jnp.max(probs, axis=-1)
-  correct = jnp.argmax(logits, axis=-1) == batch['tokens'][:, 1:]
-  out['confidence'] = jnp.mean(top, axis=1)
-  out['correct_confidence'] = jnp.mean(jnp.where(correct, top, 0.0), axis=1)
-  return out
+  return {
+    **lm.lm_eval_metrics(logits, batch),
+    **lm.confidence_metrics(logits, batch),
+  }
 
 
 def make_task(
