@@ -374,6 +374,12 @@ def train_seconds(train: Mapping[str, np.ndarray]) -> np.ndarray:
   return np.cumsum(np.nan_to_num(dt))
 
 
+def final(run: Any, key: str) -> float:
+  """A finished run's final evaluation metric ``key`` (NaN if none)."""
+  value = run.summary['test_metrics'].get(key)
+  return math.nan if value is None else float(value)
+
+
 def claim(text: str, held: Any, detail: str, seeds: int) -> dict[str, Any]:
   """A claim of the report: not tested (``held`` None) with one seed."""
   if seeds < 2:

@@ -344,17 +344,12 @@ class Finetune(_study.Study):
 # ------------------------------------------------------------ metrics
 
 
-def _final(run: _runs.Run, key: str) -> float:
-  value = run.summary['test_metrics'].get(key)
-  return math.nan if value is None else float(value)
-
-
 def _confidence_on_correct(run: _runs.Run) -> float:
   """Mean top probability on correctly predicted bytes (final params)."""
-  accuracy = _final(run, 'accuracy')
+  accuracy = _lm_common.final(run, 'accuracy')
   if not accuracy > 0:
     return math.nan
-  return _final(run, 'correct_confidence') / accuracy
+  return _lm_common.final(run, 'correct_confidence') / accuracy
 
 
 def _to_target(run: _runs.Run, target: float, seq_len: int) -> dict | None:
@@ -377,7 +372,7 @@ def _to_target(run: _runs.Run, target: float, seq_len: int) -> dict | None:
 def _grid_row(mode, name, lr, group, target: float, seq_len: int) -> dict:
   """The metrics of one (mode, policy, LR) over its seeds."""
   each = lambda f: _common.mean_std([f(r) for r in group])  # noqa: E731
-  final = [_final(r, 'bits_per_byte') for r in group]
+  final = [_lm_common.final(r, 'bits_per_byte') for r in group]
   reached = [x for r in group if (x := _to_target(r, target, seq_len))]
   return {
     'mode': mode,
@@ -390,8 +385,8 @@ def _grid_row(mode, name, lr, group, target: float, seq_len: int) -> dict:
     'best_epoch_bits_per_byte': each(
       lambda r: float(np.nanmin(r.test['bits_per_byte']))
     ),
-    'final_loss': each(lambda r: _final(r, 'loss')),
-    'accuracy': each(lambda r: _final(r, 'accuracy')),
+    'final_loss': each(lambda r: _lm_common.final(r, 'loss')),
+    'accuracy': each(lambda r: _lm_common.final(r, 'accuracy')),
     'confidence_on_correct': each(_confidence_on_correct),
     'reached_target': f'{len(reached)}/{len(group)}',
     **{
@@ -571,11 +566,11 @@ def _figures(runs, summary, start, config, workdir) -> dict[str, str]:
 
   lrs, seeds = sorted(config.lr_grid), range(len(config.common.seeds))
   best = {(r['mode'], r['policy']): r['best_lr'] for r in summary}
-  final = lambda m, p, lr, i: _final(runs[m, p, lr][i], 'bits_per_byte')  # noqa: E731
+  bpb = lambda run: _lm_common.final(run, 'bits_per_byte')  # noqa: E731
   sensitivity = {
     p: [
       {'lr': np.array(lrs, dtype=float)}
-      | {m: np.array([final(m, p, lr, i) for lr in lrs]) for m in MODES}
+      | {m: np.array([bpb(runs[m, p, lr][i]) for lr in lrs]) for m in MODES}
       for i in seeds
     ]
     for p in config.policies

@@ -24,7 +24,7 @@ from absl import app
 
 from experiments import _common, _flags, _lm_common, _runs, _study
 from experiments._flags import setting
-from experiments._lm_common import token_setting
+from experiments._lm_common import final, token_setting
 
 LR_POLICIES = ('cosine', 'wsd', 'constant_cooldown', 'step')
 BATCH_SCHEDULES = ('constant', 'ramp', 'increase', 'adaptive', 'seesaw')
@@ -223,11 +223,7 @@ def get_config() -> LmConfig:
 
 
 def baseline_config() -> LmConfig:
-  """The flags' config reduced to its cosine run at a constant batch.
-
-  The hand-tuned run other experiments compare against or sweep (goyal,
-  recipe): experiments.lm's `BASELINE` policy, no batch schedule.
-  """
+  """The flags' config reduced to its `BASELINE` run (goyal, recipe)."""
   return dataclasses.replace(
     get_config(), lr_policies=(BASELINE,), batch_schedules=('constant',)
   )
@@ -459,12 +455,8 @@ class Lm(_study.Study):
   def data(self) -> tuple[Any, Any, dict]:
     """The training split, the validation split, the evaluated sequences."""
     c = self.config.common
-    valid = _lm_common.load_split(c, c.validation_split)
-    return (
-      _lm_common.load_split(c, 'train'),
-      valid,
-      valid.evenly_spaced(c.eval_sequences),
-    )
+    train, evaluate = _lm_common.train_and_evaluation(c)
+    return train, _lm_common.load_split(c, c.validation_split), evaluate
 
   @functools.cached_property
   def plans(self) -> dict[str, Plan]:
@@ -526,11 +518,6 @@ def _mean(values: Sequence[float]) -> float:
   return _common.mean_std(values)[0]
 
 
-def _final(run: _runs.Run, key: str) -> float:
-  value = run.summary['test_metrics'].get(key)
-  return math.nan if value is None else float(value)
-
-
 def _table(runs, plans, seq_len, flops_per_token, *, noise=True):
   """Rows and the markdown table (B_simple columns only with ``noise``).
 
@@ -544,8 +531,8 @@ def _table(runs, plans, seq_len, flops_per_token, *, noise=True):
   for name, group in runs.items():
     each = lambda f, g=group: [f(r) for r in g]  # noqa: E731
     loss, bpb = (
-      each(lambda r: _final(r, 'loss')),
-      each(lambda r: _final(r, 'bits_per_byte')),
+      each(lambda r: final(r, 'loss')),
+      each(lambda r: final(r, 'bits_per_byte')),
     )
     updates = _mean(each(lambda r: r.summary['num_updates']))
     tokens = _mean(each(lambda r: r.summary['examples_seen'] * seq_len))
@@ -606,7 +593,7 @@ def _claims(runs, config: LmConfig) -> list[dict[str, Any]]:
   from lrjax import noise
 
   seeds = len(config.common.seeds)
-  loss = lambda k: [_final(r, 'loss') for r in runs[k]]  # noqa: E731
+  loss = lambda k: [final(r, 'loss') for r in runs[k]]  # noqa: E731
   updates = lambda k: _mean([r.summary['num_updates'] for r in runs[k]])  # noqa: E731
   claims = []
   for name in (*_MATCHES, 'ramp', 'increase', 'adaptive', 'seesaw'):
