@@ -54,17 +54,15 @@ def parse_tokens(text: str, flag: str) -> int:
   return lbatch.parse_count(str(text), f'--{flag}')
 
 
-_TOKENS_HELP = (
-  'must be a whole token count >= 1 with an optional suffix k, M, G '
-  '(powers of 1000) or Ki, Mi, Gi (powers of 1024), e.g. 2M or 64Ki'
-)
-
-
 def token_count(value: Any) -> str | None:
+  """The check of a `token_setting`: None for a count that parses."""
   try:
     parse_tokens(value, 'tokens')
   except ValueError:
-    return _TOKENS_HELP
+    return (
+      'must be a whole token count >= 1 with an optional suffix k, M, G '
+      '(powers of 1000) or Ki, Mi, Gi (powers of 1024), e.g. 2M or 64Ki'
+    )
   return None
 
 

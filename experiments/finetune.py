@@ -174,21 +174,12 @@ def get_config() -> FinetuneConfig:
 
 
 def policy(name: str, lr: float, epochs: float, warmup_fraction: float):
-  r"""The LR policy ``name`` over the fine-tuning's ``epochs``.
+  """The LR policy ``name`` over the fine-tuning's ``epochs`` at peak ``lr``.
 
-  With :math:`E` epochs, peak LR :math:`\eta` and warmup :math:`W = f E`:
-  ``constant`` :math:`\eta`; ``linear`` and ``cosine`` from :math:`\eta` to
-  0 over :math:`E`; ``warmup_constant`` and ``warmup_cosine`` the same
-  after a linear warmup over :math:`W` from :math:`0.1\eta`;
-  ``hf_warmup_linear`` Hugging Face's ``get_linear_schedule_with_warmup``
-  (:math:`\eta t / W`, then :math:`\eta (E - t)/(E - W)`); ``onecycle``
-  Smith's one-cycle peaking after 30% of :math:`E`; ``plateau``
-  :math:`\eta` halved after each epoch whose validation loss does not
-  improve on the best (PyTorch's ``ReduceLROnPlateau(factor=0.5,
-  patience=0)``).
-
-  Raises:
-    ValueError: for an unknown name.
+  Warmups last ``warmup_fraction`` of the epochs (from 0.1 lr, from 0 for
+  ``hf_warmup_linear``, Hugging Face's ``get_linear_schedule_with_warmup``);
+  ``plateau`` is PyTorch's ``ReduceLROnPlateau(factor=0.5, patience=0)``
+  stepped per epoch. Raises ValueError for an unknown name.
   """
   if name not in POLICIES:
     raise ValueError(f'{name=} is not one of {POLICIES}')
