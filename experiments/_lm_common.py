@@ -13,7 +13,6 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 from absl import app, flags
 
 from experiments import _common, _flags
@@ -362,14 +361,6 @@ def train_config(
 
 
 # ---------------------------------------------------------------- records
-
-
-def train_seconds(train: Mapping[str, np.ndarray]) -> np.ndarray:
-  """Training seconds at each logged step, from the logged step rates."""
-  steps, rates = (train.get(k, np.zeros(0)) for k in ('step', 'steps_per_sec'))
-  with np.errstate(divide='ignore', invalid='ignore'):
-    dt = np.where(rates > 0, np.diff(steps, prepend=0.0) / rates, 0.0)
-  return np.cumsum(np.nan_to_num(dt))
 
 
 def final(run: Any, key: str) -> float:

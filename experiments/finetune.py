@@ -346,15 +346,19 @@ def _confidence_on_correct(run: _runs.Run) -> float:
 def _to_target(run: _runs.Run, target: float, seq_len: int) -> dict | None:
   """Updates, tokens and training seconds until the validation bits per
   byte first reach ``target`` (None if never)."""
+  from lrjax import metrics
+
   hits = np.nonzero(run.test.get('bits_per_byte', np.zeros(0)) <= target)[0]
   if not hits.size:
     return None
   step, steps = float(run.test['step'][hits[0]]), run.train.get('step', [])
-  seconds = _lm_common.train_seconds(run.train)
+  rates = run.train.get('steps_per_sec', np.zeros(0))
   return {
     'updates': step,
     'tokens': float(run.test['examples'][hits[0]]) * seq_len,
-    'seconds': float(np.interp(step, steps, seconds))
+    'seconds': float(
+      np.interp(step, steps, metrics.train_seconds(steps, rates))
+    )
     if len(steps)
     else math.nan,
   }
