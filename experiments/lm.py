@@ -29,6 +29,8 @@ from experiments._lm_common import final, token_setting
 LR_POLICIES = ('cosine', 'wsd', 'constant_cooldown', 'step')
 BATCH_SCHEDULES = ('constant', 'ramp', 'increase', 'adaptive', 'seesaw')
 BASELINE = 'cosine'
+#: The batch schedules with a cap (``--<name>_max_tokens``).
+_CAPPED = ('adaptive', 'seesaw')
 #: Token counts every config checks are whole sequences.
 _TOKEN_FIELDS = (
   'train_tokens',
@@ -158,51 +160,55 @@ class LmConfig:
     c.validate()
     _flags.check(self)
     t, base, runs = c.seq_len, c.batch_size * c.seq_len, self.batch_schedules
-    caps = {
-      f'{n}_max_tokens': self.cap(n)
-      for n in ('adaptive', 'seesaw')
-      if n in runs
-    }
+    caps = {f'{n}_max_tokens': self.cap(n) for n in _CAPPED if n in runs}
     counts = {n: getattr(self, n) for n in _TOKEN_FIELDS}
     counts['ramp_start_tokens'] = self.ramp_start
-    for name, tokens in {**counts, **caps}.items():
+    for name, tokens in (counts | caps).items():
       lbatch.to_sequences(tokens, t, name)
-    stable = self.train_tokens * (1 - self.cooldown_fraction)
-    start, stop, total = (
-      self.ramp_start,
-      self.ramp_stop_tokens,
-      self.train_tokens,
-    )
+    total, every = self.train_tokens, self.adaptive_every_tokens
+    start, stop = self.ramp_start, self.ramp_stop_tokens
+    stable = total * (1 - self.cooldown_fraction)
     ramp, adaptive = 'ramp' in runs, 'adaptive' in runs
-    every = self.adaptive_every_tokens
-    problems = {
-      f'--train_tokens={total} is less than one batch of {c.batch_size} x '
-      f'{t} tokens': total < base,
-      f'--warmup_tokens={self.warmup_tokens} must end before the cooldown '
-      f'starts ({stable:.0f} tokens): shorten it or --cooldown_fraction': (
-        self.warmup_tokens >= stable
+    problems = [
+      (
+        total < base,
+        f'--train_tokens={total} is less than one batch of {c.batch_size} x '
+        f'{t} tokens',
       ),
-      f'--ramp_stop_tokens={stop} must be >= the ramp start {start}': ramp
-      and start > stop,
-      f'--ramp_stop_tokens={stop} minus the start {start} must be a multiple '
-      'of the start (the increment of the linear ramp)': ramp
-      and (stop - start) % start,
-      f'--ramp_tokens={self.ramp_tokens} must be <= --train_tokens={total}': (
-        ramp and self.ramp_tokens > total
+      (
+        self.warmup_tokens >= stable,
+        f'--warmup_tokens={self.warmup_tokens} must end before the cooldown '
+        f'starts ({stable:.0f} tokens): shorten it or --cooldown_fraction',
       ),
-      'noise=False: the adaptive batch reads the measured noise scale; pass '
-      '--noise or drop adaptive from --batch_schedules': adaptive
-      and not c.noise,
-      f'--adaptive_every_tokens={every} must be <= --train_tokens={total}': (
-        adaptive and every > total
+      (
+        ramp and start > stop,
+        f'--ramp_stop_tokens={stop} must be >= the ramp start {start}',
       ),
-    } | {
-      f'--{name}={cap} must be >= the base batch of {base} tokens': cap < base
+      (
+        ramp and (stop - start) % start,
+        f'--ramp_stop_tokens={stop} minus the start {start} must be a '
+        'multiple of the start (the increment of the linear ramp)',
+      ),
+      (
+        ramp and self.ramp_tokens > total,
+        f'--ramp_tokens={self.ramp_tokens} must be <= --train_tokens={total}',
+      ),
+      (
+        adaptive and not c.noise,
+        'noise=False: the adaptive batch reads the measured noise scale; '
+        'pass --noise or drop adaptive from --batch_schedules',
+      ),
+      (
+        adaptive and every > total,
+        f'--adaptive_every_tokens={every} must be <= --train_tokens={total}',
+      ),
+    ] + [
+      (cap < base, f'--{name}={cap} must be >= the base batch of {base} tokens')
       for name, cap in caps.items()
-    }
-    message = next((m for m, failed in problems.items() if failed), None)
-    if message:
-      raise ValueError(message)
+    ]
+    for failed, message in problems:
+      if failed:
+        raise ValueError(message)
 
 
 _flags.define(LmConfig)
