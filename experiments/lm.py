@@ -672,32 +672,26 @@ def _figures(runs, seq_len, base, workdir) -> dict[str, str]:
     }
     for kind in ('test', 'train')
   )
-  path = lambda name: os.path.join(workdir, name)  # noqa: E731
-  plot = functools.partial(plots.plot_curves, labels=LABELS, x='tokens')
-  fig = plot(test, x=('tokens', 'step'), y='loss')
-  for ax in fig.axes:
-    ax.axhline(base['bigram'], color='gray', linestyle=':', label='bigram')
-    ax.axhline(base['unigram'], color='gray', linestyle='--', label='unigram')
-    ax.legend(fontsize='small')
-  fig.savefig(path('val_loss.png'), dpi=110)
-  plot(
-    train, y=('lr', 'batch_tokens'), band='range', path=path('schedules.png')
-  )
-  names = ['val_loss.png', 'schedules.png']
-  if any(
+  refs = {k: base[k] for k in ('bigram', 'unigram')}
+  specs = {
+    'val_loss.png': (test, {'x': ('tokens', 'step'), 'hlines': refs}),
+    'schedules.png': (train, {'y': ('lr', 'batch_tokens'), 'band': 'range'}),
+    'noise_scale.png': (
+      train,
+      {'y': 'noise_scale_tokens', 'band': 'range', 'logy': True},
+    ),
+  }
+  if not any(
     np.isfinite(r.get('noise_scale_tokens', [])).any()
     for g in train.values()
     for r in g
   ):
-    plot(
-      train,
-      y='noise_scale_tokens',
-      band='range',
-      logy=True,
-      path=path('noise_scale.png'),
-    )
-    names.append('noise_scale.png')
-  return {name: _FIGURES[name] for name in names}
+    del specs['noise_scale.png']
+  for name, (data, kwargs) in specs.items():
+    path = os.path.join(workdir, name)
+    kwargs = {'x': 'tokens', 'y': 'loss', **kwargs}
+    plots.plot_curves(data, labels=LABELS, path=path, **kwargs)
+  return {name: _FIGURES[name] for name in specs}
 
 
 def _report(config, plans, results, table) -> str:
