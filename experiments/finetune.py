@@ -445,9 +445,7 @@ def _contrast(summary, grid, config: FinetuneConfig) -> list[dict]:
   for m, rows in by_mode.items():
     # The LR that is best on average over the policies.
     per_lr = {
-      lr: np.nanmean(
-        [final(r) for r in grid if (r['mode'], r['lr']) == (m, lr)]
-      )
+      lr: np.nanmean([r['per_lr'][f'{lr:g}'] for r in rows])
       for lr in config.lr_grid
     }
     best_lr[m] = min(per_lr, key=lambda lr, p=per_lr: _rank(p[lr]))
