@@ -91,6 +91,17 @@ def parse_token_settings(config: Any) -> None:
       object.__setattr__(config, field.name, parse_tokens(value, field.name))
 
 
+def check_sequences(config: Any, seq_len: int) -> None:
+  """Raises ValueError naming the flag of a (non-optional) `token_setting`
+  that is not a whole number of sequences."""
+  from lrjax import batch as lbatch
+
+  for field in dataclasses.fields(config):
+    meta = field.metadata
+    if meta.get('check') is token_count and not meta['none_if_empty']:
+      lbatch.to_sequences(getattr(config, field.name), seq_len, field.name)
+
+
 # ---------------------------------------------------------------- config
 
 

@@ -129,16 +129,13 @@ class FinetuneConfig:
 
   def validate(self) -> None:
     """Raises ValueError naming the flag and the fix."""
-    from lrjax import batch as lbatch
-
     c = self.common
     c.validate()
     _flags.check(self)
     _flags.check(
       _common.CommonConfig(epochs=self.epochs, eval_every=self.eval_every)
     )
-    for name in ('pretrain_tokens', 'pretrain_warmup_tokens'):
-      lbatch.to_sequences(getattr(self, name), c.seq_len, name)
+    _lm_common.check_sequences(self, c.seq_len)
     problems = {
       f'--finetune_corpus={self.finetune_corpus} is the pretraining corpus: '
       'fine-tune on a second domain (e.g. python_text/stdlib after '

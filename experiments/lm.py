@@ -31,15 +31,6 @@ BATCH_SCHEDULES = ('constant', 'ramp', 'increase', 'adaptive', 'seesaw')
 BASELINE = 'cosine'
 #: The batch schedules with a cap (``--<name>_max_tokens``).
 _CAPPED = ('adaptive', 'seesaw')
-#: Token counts every config checks are whole sequences.
-_TOKEN_FIELDS = (
-  'train_tokens',
-  'eval_every_tokens',
-  'warmup_tokens',
-  'ramp_stop_tokens',
-  'ramp_tokens',
-  'adaptive_every_tokens',
-)
 
 
 def _subset(names: Sequence[str]) -> _flags.Check:
@@ -161,9 +152,8 @@ class LmConfig:
     _flags.check(self)
     t, base, runs = c.seq_len, c.batch_size * c.seq_len, self.batch_schedules
     caps = {f'{n}_max_tokens': self.cap(n) for n in _CAPPED if n in runs}
-    counts = {n: getattr(self, n) for n in _TOKEN_FIELDS}
-    counts['ramp_start_tokens'] = self.ramp_start
-    for name, tokens in (counts | caps).items():
+    _lm_common.check_sequences(self, t)
+    for name, tokens in ({'ramp_start_tokens': self.ramp_start} | caps).items():
       lbatch.to_sequences(tokens, t, name)
     total, every = self.train_tokens, self.adaptive_every_tokens
     start, stop = self.ramp_start, self.ramp_stop_tokens
