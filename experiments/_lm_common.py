@@ -1,14 +1,7 @@
-r"""What the language-model experiments share: settings, the LM task, tokens.
+"""What the language-model experiments share: settings, the LM task, tokens.
 
-`experiments.lm` (pretraining) and `experiments.finetune` (LRBench++) train
-`lrjax.lm.Transformer` on byte-level text as an ordinary trainer task
-(`lrjax.train.Task` passed to `train_and_evaluate`): sequences of
-`--seq_len` bytes are the examples, so batch sizes are in sequences and
-tokens are a derived unit (a batch of B sequences is :math:`B T` tokens).
-
-The common flags of `experiments._common` keep their meaning (momentum
-is Adam's :math:`\beta_1`); one not given takes its `LM_DEFAULTS` value
-(AdamW at LR 1e-3, weight decay 0.1, batch 12, one seed), and the
+Sequences of `--seq_len` bytes are the examples (batches are in sequences,
+tokens a derived unit); common flags left out take `LM_DEFAULTS`, and the
 image-only ones are refused naming the LM flag to use instead.
 """
 
@@ -20,7 +13,6 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 from absl import app, flags
 
 from experiments import _common, _flags
@@ -40,15 +32,11 @@ _IMAGE_ONLY = {
 
 
 def refuse_flags(experiment: str, replaced: Mapping[str, str]) -> None:
-  """Raises `app.UsageError` for a flag this experiment does not read.
+  """Raises `app.UsageError` for a flag ``experiment`` does not read.
 
-  A flag is refused when given a value other than the one the workdir's
-  flags.cfg holds for it when left out (its LM default, else its default):
-  flags.cfg lists every flag, and re-running from it must work.
-
-  Args:
-    experiment: the experiment's name, for the message.
-    replaced: flag name -> what to use instead, besides the image-only ones.
+  ``replaced`` maps such flags (besides the image-only ones) to what to use
+  instead. A value equal to the one flags.cfg writes when the flag is left
+  out (its LM default) passes, so that re-running from flags.cfg works.
   """
   for name, instead in {**_IMAGE_ONLY, **replaced}.items():
     flag = FLAGS[name]
@@ -65,24 +53,21 @@ def parse_tokens(text: str, flag: str) -> int:
   return lbatch.parse_count(str(text), f'--{flag}')
 
 
-_TOKENS_HELP = (
-  'must be a whole token count >= 1 with an optional suffix k, M, G '
-  '(powers of 1000) or Ki, Mi, Gi (powers of 1024), e.g. 2M or 64Ki'
-)
-
-
 def token_count(value: Any) -> str | None:
+  """The check of a `token_setting`: None for a count that parses."""
   try:
     parse_tokens(value, 'tokens')
   except ValueError:
-    return _TOKENS_HELP
+    return (
+      'must be a whole token count >= 1 with an optional suffix k, M, G '
+      '(powers of 1000) or Ki, Mi, Gi (powers of 1024), e.g. 2M or 64Ki'
+    )
   return None
 
 
 def check_task(flag: str, task: str, lm: Any) -> None:
-  """Raises ValueError unless an image/LM study (``--<flag>=image|lm``)
-  holds experiments.lm's config ``lm`` exactly when the task is lm (then
-  checked too)."""
+  """Raises ValueError unless ``lm`` (experiments.lm's config, validated)
+  is given exactly when ``--<flag>`` is lm."""
   if (task == 'lm') != (lm is not None):
     raise ValueError(
       f"--{flag}={task} needs experiments.lm's config exactly when it is lm"
@@ -98,16 +83,23 @@ def token_setting(default: str, help_text: str, **kwargs: Any) -> Any:
 
 
 def parse_token_settings(config: Any) -> None:
-  """Replaces each `token_setting` field's text by its count (a frozen
-  dataclass's ``__post_init__``; None stays None).
-
-  Raises:
-    ValueError: naming the flag, for a count that does not parse.
-  """
+  """Replaces each `token_setting` field's text by its count, in a frozen
+  dataclass's ``__post_init__`` (ValueError naming a bad one's flag)."""
   for field in dataclasses.fields(config):
     value = getattr(config, field.name)
     if field.metadata.get('check') is token_count and value is not None:
       object.__setattr__(config, field.name, parse_tokens(value, field.name))
+
+
+def check_sequences(config: Any, seq_len: int) -> None:
+  """Raises ValueError naming the flag of a (non-optional) `token_setting`
+  that is not a whole number of sequences."""
+  from lrjax import batch as lbatch
+
+  for field in dataclasses.fields(config):
+    meta = field.metadata
+    if meta.get('check') is token_count and not meta['none_if_empty']:
+      lbatch.to_sequences(getattr(config, field.name), seq_len, field.name)
 
 
 # ---------------------------------------------------------------- config
@@ -115,13 +107,8 @@ def parse_token_settings(config: Any) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class LmCommon:
-  r"""The model, the data and how every run trains (both LM experiments).
-
-  The fields above ``data_dir`` are the LM flags; from ``data_dir`` on
-  they are the common flags of `experiments._common.CommonConfig` (read
-  with the `LM_DEFAULTS`; see there for their meaning, ``momentum`` being
-  Adam's :math:`\beta_1`).
-  """
+  """The model, the data and how every run trains: the LM flags, then (from
+  ``data_dir``) the common flags with their `LM_DEFAULTS`."""
 
   corpus: str = setting(
     'python_text/docs',
@@ -206,12 +193,10 @@ class LmCommon:
       seq_len=self.seq_len,
       num_layers=self.lm_layers,
       num_heads=self.lm_heads,
-      width=self.lm_width,
-      mlp_ratio=self.lm_mlp_ratio,
-      dropout=self.lm_dropout,
-      positions=self.lm_positions,
-      tie_embeddings=self.lm_tie_embeddings,
-      dtype=self.lm_dtype,
+      **{
+        k: getattr(self, f'lm_{k}')
+        for k in 'width mlp_ratio dropout positions tie_embeddings dtype'.split()
+      },
     )
 
   def validate(self) -> None:
@@ -248,11 +233,7 @@ _flags.define(LmCommon)
 
 
 def lm_common() -> LmCommon:
-  """Reads the LM flags and the common flags (LM defaults) after parsing.
-
-  A common flag left out is set to its `LM_DEFAULTS` value, so that the
-  workdir's flags.cfg repeats the run.
-  """
+  """Reads the LM flags and the common flags (left out: `LM_DEFAULTS`)."""
   common = _flags.read(_common.CommonConfig, defaults=LM_DEFAULTS)
   return _flags.read(
     LmCommon, **{k: getattr(common, k) for k in _COMMON_FIELDS}
@@ -264,13 +245,8 @@ def lm_common() -> LmCommon:
 
 @functools.cache
 def load_split(common: LmCommon, split: str, corpus: str | None = None):
-  """One split of a corpus as a `lrjax.data.TextDataset` (cached).
-
-  Args:
-    common: the settings (`seq_len`, `data_dir`, `text_feature`).
-    split: 'train' or the validation split's name.
-    corpus: the corpus (None: `common.corpus`).
-  """
+  """A split of ``corpus`` (None: `common.corpus`) as a cached
+  `lrjax.data.TextDataset`."""
   from lrjax import data as ldata
 
   return ldata.load_text(
@@ -282,41 +258,17 @@ def load_split(common: LmCommon, split: str, corpus: str | None = None):
   )
 
 
-def evenly_spaced(dataset: Any, count: int) -> dict[str, np.ndarray]:
-  r"""``count`` sequences of a TextDataset, evenly spaced over the split.
-
-  Sequence :math:`\lfloor i n / k \rfloor` for :math:`i < k`, with
-  :math:`n` sequences in the split and :math:`k` = ``count`` (all of them
-  when ``count`` is 0 or at least :math:`n`): a deterministic sample that
-  covers the whole split (every file of a corpus of many files), as a dict
-  of arrays the trainer reads as a source.
-
-  Examples:
-    >>> from lrjax.data import TextDataset
-    >>> ds = TextDataset.from_text('abcdefghij', seq_len=2)  # 4 sequences
-    >>> evenly_spaced(ds, 2)['tokens'].tolist()  # sequences 0 and 2
-    [[97, 98, 99], [101, 102, 103]]
-  """
-  n = dataset.num_examples
-  k = n if count <= 0 or count >= n else count
-  return dataset.take((np.arange(k, dtype=np.int64) * n) // k)
-
-
 def train_and_evaluation(common: LmCommon) -> tuple[Any, dict]:
   """The training split and the `eval_sequences` evenly spaced sequences
   of the validation split that every run is evaluated on."""
   train = load_split(common, 'train')
   valid = load_split(common, common.validation_split)
-  return train, evenly_spaced(valid, common.eval_sequences)
+  return train, valid.evenly_spaced(common.eval_sequences)
 
 
 def baselines(train: Any, evaluate: Any) -> dict[str, float]:
-  """Unigram and bigram cross-entropy of the evaluated split, nats/token.
-
-  Counted on the training split's whole byte stream and scored on the
-  validation stream up to the last target of its last sequence (the
-  targets the model is scored on when every sequence is evaluated).
-  """
+  """Unigram and bigram cross-entropy, nats/token: counted on the training
+  stream, scored on the evaluated stream up to its last sequence's target."""
   from lrjax import lm
 
   stream = evaluate.tokens[: evaluate.num_examples * evaluate.seq_len + 1]
@@ -330,31 +282,13 @@ def baselines(train: Any, evaluate: Any) -> dict[str, float]:
 
 
 def lm_eval(logits: Any, batch: Mapping[str, Any]) -> dict[str, Any]:
-  r"""Per-sequence evaluation metrics: loss, bits per byte, confidence.
-
-  `lrjax.lm.lm_eval_metrics` (loss, bits per byte, next-byte accuracy),
-  and with :math:`p_t` the largest predicted probability at position t
-  and :math:`c_t` whether its byte is the target,
-
-  .. math::
-    \mathrm{confidence} = \frac{1}{T}\sum_t p_t, \qquad
-    \mathrm{correct\_confidence} = \frac{1}{T}\sum_t c_t\, p_t,
-
-  so that over a split ``correct_confidence / accuracy`` is the mean
-  confidence on the correctly predicted bytes (LRBench++'s confidence).
-  """
-  import jax
-  import jax.numpy as jnp
-
+  """Per-sequence loss, bits per byte, accuracy and (LRBench++) confidence."""
   from lrjax import lm
 
-  out = dict(lm.lm_eval_metrics(logits, batch))
-  probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
-  top = jnp.max(probs, axis=-1)
-  correct = jnp.argmax(logits, axis=-1) == batch['tokens'][:, 1:]
-  out['confidence'] = jnp.mean(top, axis=1)
-  out['correct_confidence'] = jnp.mean(jnp.where(correct, top, 0.0), axis=1)
-  return out
+  return {
+    **lm.lm_eval_metrics(logits, batch),
+    **lm.confidence_metrics(logits, batch),
+  }
 
 
 def make_task(
@@ -367,17 +301,8 @@ def make_task(
   name: str = 'lm',
 ):
   """`lrjax.tasks.language_model` of the Transformer on ``train``,
-  evaluated on ``evaluate`` with `lm_eval`.
-
-  Args:
-    common: the model's size.
-    train: training sequences (a TextDataset or a dict of arrays).
-    evaluate: evaluation sequences (likewise).
-    seed: seeds the initial parameters and the dropout stream.
-    params: parameters to start from (a pure dict, as the trainer's
-      checkpoints hold them), or None for a fresh initialisation.
-    name: the task's name.
-  """
+  evaluated on ``evaluate`` with `lm_eval`, from ``params`` (a pure dict;
+  None: a fresh initialisation from ``seed``)."""
   from lrjax import tasks
 
   return tasks.language_model(
@@ -391,6 +316,13 @@ def make_task(
   )
 
 
+#: The `LmCommon` fields every run's TrainConfig takes as they are.
+_TRAIN_FIELDS = (
+  'momentum optimizer weight_decay clip_norm b2 max_device_batch num_devices '
+  'parallel log_every checkpoint_every compilation_cache_dir'
+).split()
+
+
 def train_config(
   common: LmCommon,
   *,
@@ -401,18 +333,11 @@ def train_config(
   batch_sizes: Sequence[int] | None = None,
   **overrides: Any,
 ):
-  """The trainer's config (`lrjax.train.TrainConfig`) for one run.
+  """The `lrjax.train.TrainConfig` of one run; ``overrides`` any field.
 
-  Args:
-    common: the settings.
-    batch: the batch size (sequences) or a `lrjax.batch.BatchSchedule`.
-    lr: the LR policy over epochs.
-    seed: the run's seed.
-    eval_every: epochs between evaluations.
-    batch_sizes: every batch size the run may train with (None: those of
-      ``batch``): the noise tracker slices each micro-batch in 4 when 4
-      divides them all (one device), else 2, else 1.
-    **overrides: any other `TrainConfig` field.
+  ``batch_sizes`` (None: those of ``batch``) are all the run may train with:
+  the noise tracker slices each micro-batch in 4 when 4 divides them all,
+  else 2, else 1.
   """
   from lrjax import batch as lbatch
   from lrjax import train as lrtrain
@@ -427,30 +352,20 @@ def train_config(
   ).micro_batches
   slices = next((k for k in (4, 2) if all(b % k == 0 for b in micro)), 1)
   fields = dict(
+    {k: getattr(common, k) for k in _TRAIN_FIELDS},
     batch=batch,
     lr=lr,
-    momentum=common.momentum,
-    optimizer=common.optimizer,
-    weight_decay=common.weight_decay,
-    clip_norm=common.clip_norm,
-    b2=common.b2,
-    max_device_batch=common.max_device_batch,
-    num_devices=common.num_devices,
-    parallel=common.parallel,
     seed=seed,
-    log_every=common.log_every,
     eval_every=eval_every,
     eval_batch_size=256,
     # A batch is one fancy index into the token array: a prefetch thread
     # only competes with XLA's threads (measured by bench_lm_trainer).
     prefetch=0,
-    checkpoint_every=common.checkpoint_every,
     # Kept to resume after a kill.
     keep_checkpoints=1 if common.checkpoint_every else 0,
     noise=lrtrain.NoiseConfig(
       enabled=common.noise, every=common.noise_every, num_slices=slices
     ),
-    compilation_cache_dir=common.compilation_cache_dir,
     progress_bar=False,
   )
   return lrtrain.TrainConfig(**{**fields, **overrides})
@@ -459,14 +374,10 @@ def train_config(
 # ---------------------------------------------------------------- records
 
 
-def train_seconds(train: Mapping[str, np.ndarray]) -> np.ndarray:
-  """Training seconds at each logged step, from the logged step rates."""
-  steps = train.get('step', np.zeros(0))
-  rates = train.get('steps_per_sec', np.zeros(0))
-  previous = np.concatenate([[0.0], steps[:-1]])
-  with np.errstate(divide='ignore', invalid='ignore'):
-    dt = np.where(rates > 0, (steps - previous) / rates, 0.0)
-  return np.cumsum(np.nan_to_num(dt))
+def final(run: Any, key: str) -> float:
+  """A finished run's final evaluation metric ``key`` (NaN if none)."""
+  value = run.summary['test_metrics'].get(key)
+  return math.nan if value is None else float(value)
 
 
 def claim(text: str, held: Any, detail: str, seeds: int) -> dict[str, Any]:
@@ -477,7 +388,14 @@ def claim(text: str, held: Any, detail: str, seeds: int) -> dict[str, Any]:
 
 
 def ms(values: Sequence[float], digits: int = 3) -> str:
-  """``mean ± std`` of the finite values (``n/a`` when none)."""
+  """``mean ± std`` of the finite values (``n/a`` when none).
+
+  Examples:
+    >>> ms([1.0, 3.0]), ms([2.0, math.nan])
+    ('2.000 ± 1.414', '2.000')
+    >>> ms([None, math.inf], 1)
+    'n/a'
+  """
   finite = [v for v in values if v is not None and math.isfinite(v)]
   if not finite:
     return 'n/a'

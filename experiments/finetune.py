@@ -1,26 +1,12 @@
 r"""LRBench++ at small scale: LR policies for fine-tuning versus from scratch.
 
-Jin et al. (2023) argue that tuning the LR for fine-tuning a pretrained
-language model differs from tuning it for training from scratch (their
-runs: LLaMA-7B on Alpaca, 3 epochs, batch 128, AdamW, LRs 1e-5 to 6e-5).
-This experiment repeats the protocol at a size a CPU can run:
-
-1. pretrain `lrjax.lm.Transformer` once on `--corpus` for
-   `--pretrain_tokens` (warmup, cosine to 10%), cached and resumable in
-   ``workdir/pretrain``;
-2. fine-tune it on a second domain, `--finetune_sequences` evenly spaced
-   sequences of `--finetune_corpus`, for `--epochs` epochs with every
-   policy of `--policies` (`POLICIES`, see `policy`) at every LR of
-   `--lr_grid`, evaluating after each epoch;
-3. train the same model from scratch on the same data, likewise.
-
-LRBench metrics for both modes: utility (final and best-epoch validation
-bits per byte), cost to `--target_bits_per_byte` (updates, tokens,
-seconds), robustness (spread over the LR grid and over seeds) and
-confidence on correctly predicted bytes; the report states the paper's
-contrast from them. Common flags left out take
-`experiments._lm_common.LM_DEFAULTS`; `--lr` is refused (`--lr_grid`,
-`--pretrain_lr`); `--epochs` (default 3) and `--eval_every` (1) are the
+Jin et al. (2023) argue that the LR is tuned differently for fine-tuning a
+pretrained language model than for training from scratch (LLaMA-7B on
+Alpaca, 3 epochs, batch 128, AdamW, LRs 1e-5 to 6e-5). Here at CPU size:
+pretrain once on `--corpus` (cached in ``workdir/pretrain``), then fine-tune
+on `--finetune_corpus` and train from scratch on it, every policy at every
+LR, and compare LRBench's utility, cost to target, robustness and
+confidence. `--lr` is refused; `--epochs` and `--eval_every` are the
 fine-tuning's.
 
   python -m experiments.finetune --flagfile=experiments/flagfiles/finetune_cpu.cfg
@@ -41,38 +27,44 @@ from experiments import _common, _flags, _lm_common, _runs, _study
 from experiments._flags import setting
 from experiments._lm_common import token_setting
 
-POLICIES = (
-  'constant',
-  'linear',
-  'cosine',
-  'warmup_constant',
-  'warmup_cosine',
-  'hf_warmup_linear',
-  'onecycle',
-  'plateau',
-)
+
+def _policies() -> dict[str, Any]:
+  """Each policy's builder ``(lr, epochs, warmup epochs) -> schedule``."""
+  from lrjax import schedules as s
+
+  return {
+    'constant': lambda lr, e, w: s.constant(lr),
+    'linear': lambda lr, e, w: s.linear(lr, end=0.0, length=e),
+    'cosine': lambda lr, e, w: s.cosine(lr, length=e),
+    'warmup_constant': lambda lr, e, w: s.warmup(s.constant(lr), length=w),
+    'warmup_cosine': lambda lr, e, w: s.warmup(
+      s.cosine(lr, length=e - w), length=w
+    ),
+    'hf_warmup_linear': lambda lr, e, w: s.warmup(
+      s.linear(lr, end=0.0, length=e - w), length=w, start=0.0
+    ),
+    'onecycle': lambda lr, e, w: s.onecycle(lr, length=e),
+    'plateau': lambda lr, e, w: s.reduce_on_plateau(
+      lr, factor=0.5, patience=0, value_per='epoch'
+    ),
+  }
+
+
+POLICIES = tuple(_policies())
 MODES = ('finetune', 'scratch')
 #: The common flags this experiment reads with its own defaults.
 DEFAULTS = {'epochs': 3.0, 'eval_every': 1.0}
 
 
-def _policies(v) -> str | None:
-  if v and all(p in POLICIES for p in v) and len(set(v)) == len(v):
-    return None
-  return f'must be distinct names from {",".join(POLICIES)}'
-
-
-def _lrs(v) -> str | None:
-  if v and all(x > 0 and math.isfinite(x) for x in v) and len(set(v)) == len(v):
-    return None
-  return 'must be distinct positive LRs, e.g. 1e-4,1e-3'
+def _distinct(ok, message: str) -> _flags.Check:
+  return lambda v: (
+    None if v and all(map(ok, v)) and len(set(v)) == len(v) else message
+  )
 
 
 @dataclasses.dataclass(frozen=True)
 class FinetuneConfig:
-  """The LRBench++ experiment: pretraining, the second domain, the grid
-  (each field but ``common``, ``epochs`` and ``eval_every``, the common
-  flags, is its flag)."""
+  """The LRBench++ experiment (each field but the common flags is a flag)."""
 
   common: _lm_common.LmCommon = _lm_common.LmCommon()
   finetune_corpus: str = setting(
@@ -107,12 +99,18 @@ class FinetuneConfig:
   lr_grid: tuple[float, ...] = setting(
     (1e-4, 3e-4, 1e-3, 3e-3),
     'Peak LRs every policy is tried with, in both modes.',
-    check=_lrs,
+    check=_distinct(
+      lambda x: x > 0 and math.isfinite(x),
+      'must be distinct positive LRs, e.g. 1e-4,1e-3',
+    ),
   )
   policies: tuple[str, ...] = setting(
     POLICIES,
     f'LR policies compared, from {", ".join(POLICIES)}.',
-    check=_policies,
+    check=_distinct(
+      POLICIES.__contains__,
+      f'must be distinct names from {",".join(POLICIES)}',
+    ),
   )
   warmup_fraction: float = setting(
     0.1,
@@ -131,31 +129,28 @@ class FinetuneConfig:
 
   def validate(self) -> None:
     """Raises ValueError naming the flag and the fix."""
-    from lrjax import batch as lbatch
-
     c = self.common
     c.validate()
     _flags.check(self)
     _flags.check(
       _common.CommonConfig(epochs=self.epochs, eval_every=self.eval_every)
     )
-    if self.finetune_corpus == c.corpus:
-      raise ValueError(
-        f'--finetune_corpus={self.finetune_corpus} is the pretraining '
-        'corpus: fine-tune on a second domain (e.g. python_text/stdlib '
-        'after python_text/docs)'
-      )
-    for name in ('pretrain_tokens', 'pretrain_warmup_tokens'):
-      lbatch.to_sequences(getattr(self, name), c.seq_len, name)
-    if self.pretrain_warmup_tokens >= self.pretrain_tokens:
-      raise ValueError(
-        f'--pretrain_warmup_tokens={self.pretrain_warmup_tokens} must be < '
-        f'--pretrain_tokens={self.pretrain_tokens}'
-      )
-    if not self.eval_every <= self.epochs:
-      raise ValueError(
-        f'--eval_every={self.eval_every} must be <= --epochs={self.epochs}'
-      )
+    _lm_common.check_sequences(self, c.seq_len)
+    problems = {
+      f'--finetune_corpus={self.finetune_corpus} is the pretraining corpus: '
+      'fine-tune on a second domain (e.g. python_text/stdlib after '
+      'python_text/docs)': self.finetune_corpus == c.corpus,
+      f'--pretrain_warmup_tokens={self.pretrain_warmup_tokens} must be < '
+      f'--pretrain_tokens={self.pretrain_tokens}': (
+        self.pretrain_warmup_tokens >= self.pretrain_tokens
+      ),
+      f'--eval_every={self.eval_every} must be <= --epochs={self.epochs}': (
+        not self.eval_every <= self.epochs
+      ),
+    }
+    message = next((m for m, failed in problems.items() if failed), None)
+    if message:
+      raise ValueError(message)
 
 
 _flags.define(FinetuneConfig)
@@ -175,130 +170,63 @@ def get_config() -> FinetuneConfig:
   )
 
 
-# ------------------------------------------------------------ policies
-
-
 def policy(name: str, lr: float, epochs: float, warmup_fraction: float):
-  r"""The LR policy ``name`` over the fine-tuning's ``epochs``.
+  """The LR policy ``name`` over the fine-tuning's ``epochs`` at peak ``lr``.
 
-  With :math:`E` epochs, peak LR :math:`\eta` and warmup
-  :math:`W = f E`: ``constant`` :math:`\eta`; ``linear`` and ``cosine``
-  from :math:`\eta` to 0 over :math:`E`; ``warmup_constant`` and
-  ``warmup_cosine`` the same after a linear warmup over :math:`W` from
-  :math:`0.1\eta`; ``hf_warmup_linear`` Hugging Face's
-  ``get_linear_schedule_with_warmup``, :math:`\eta\, t / W` for
-  :math:`t < W`, then :math:`\eta\,(E - t)/(E - W)`; ``onecycle`` Smith's
-  one-cycle peaking at :math:`\eta` after 30% of :math:`E`; ``plateau``
-  :math:`\eta` halved after each epoch whose validation loss does not
-  improve on the best (PyTorch's ``ReduceLROnPlateau(factor=0.5,
-  patience=0)`` stepped per epoch).
-
-  Raises:
-    ValueError: for an unknown name.
+  Warmups last ``warmup_fraction`` of the epochs (from 0.1 lr, from 0 for
+  ``hf_warmup_linear``, Hugging Face's ``get_linear_schedule_with_warmup``);
+  ``plateau`` is PyTorch's ``ReduceLROnPlateau(factor=0.5, patience=0)``
+  stepped per epoch. Raises ValueError for an unknown name.
   """
-  from lrjax import schedules as s
-
-  warm = warmup_fraction * epochs
-  policies = {
-    'constant': lambda: s.constant(lr),
-    'linear': lambda: s.linear(lr, end=0.0, length=epochs),
-    'cosine': lambda: s.cosine(lr, length=epochs),
-    'warmup_constant': lambda: s.warmup(s.constant(lr), length=warm),
-    'warmup_cosine': lambda: s.warmup(
-      s.cosine(lr, length=epochs - warm), length=warm
-    ),
-    'hf_warmup_linear': lambda: s.warmup(
-      s.linear(lr, end=0.0, length=epochs - warm), length=warm, start=0.0
-    ),
-    'onecycle': lambda: s.onecycle(lr, length=epochs),
-    'plateau': lambda: s.reduce_on_plateau(
-      lr, factor=0.5, patience=0, value_per='epoch'
-    ),
-  }
-  if name not in policies:
+  if name not in POLICIES:
     raise ValueError(f'{name=} is not one of {POLICIES}')
-  return policies[name]()
+  return _policies()[name](lr, epochs, warmup_fraction * epochs)
 
 
 def _kind(name: str) -> str:
   return 'state' if name == 'plateau' else 'formula'
 
 
-# ------------------------------------------------------------ pretraining
+def pretrain(
+  config: FinetuneConfig, workdir: str, overwrite: bool = False
+) -> tuple[_runs.Run, Any]:
+  """Pretrains once (or reuses / resumes ``workdir/pretrain``): warmup,
+  cosine to 10%, a constant batch, always keeping a checkpoint.
 
-
-def pretrain_config(config: FinetuneConfig, num_examples: int):
-  """The pretraining run's trainer config (always keeps a checkpoint: the
-  fine-tuning starts from its parameters)."""
+  Returns:
+    The finished run and its final parameters (a pure dict).
+  """
   from lrjax import batch as lbatch
   from lrjax import schedules as s
   from lrjax import train as lrtrain
 
-  c = config.common
-  t = c.seq_len
-  total = config.pretrain_tokens / (t * num_examples)
-  warm = config.pretrain_warmup_tokens / (t * num_examples)
-  lr = s.warmup(
-    s.cosine(
-      config.pretrain_lr,
-      length=total - warm,
-      end=float(f'{0.1 * config.pretrain_lr:.12g}'),
-    ),
-    length=warm,
-  )
-  size = config.pretrain_batch_size or c.batch_size
-  batch = lbatch.parse(
-    f'stages({size * t}tok@{config.pretrain_tokens}tok,seq={t})',
-    num_examples,
-  )
-  return _lm_common.train_config(
+  c, lr = config.common, config.pretrain_lr
+  train, evaluate = _lm_common.train_and_evaluation(c)
+  t, n, tokens = c.seq_len, train.num_examples, config.pretrain_tokens
+  total, warm = tokens / (t * n), config.pretrain_warmup_tokens / (t * n)
+  size = (config.pretrain_batch_size or c.batch_size) * t
+  tc = _lm_common.train_config(
     c,
-    batch=batch,
-    lr=lr,
+    batch=lbatch.parse(f'stages({size}tok@{tokens}tok,seq={t})', n),
+    lr=s.warmup(
+      s.cosine(lr, length=total - warm, end=float(f'{0.1 * lr:.12g}')),
+      length=warm,
+    ),
     seed=c.seeds[0],
     eval_every=total / 4,
     keep_checkpoints=1,
     noise=lrtrain.NoiseConfig(enabled=False),
   )
-
-
-def pretrain(
-  config: FinetuneConfig, workdir: str, overwrite: bool = False
-) -> tuple[_runs.Run, Any]:
-  """Pretrains once (or reuses / resumes the run in ``workdir/pretrain``).
-
-  Returns:
-    The finished run and its final parameters (a pure dict).
-  """
-  from lrjax import train as lrtrain
-
-  c = config.common
-  train, evaluate = _lm_common.train_and_evaluation(c)
-  tc = pretrain_config(config, train.num_examples)
   directory = os.path.join(workdir, 'pretrain')
   task = _lm_common.make_task(c, train, evaluate, c.seeds[0], name='pretrain')
   done = _runs.train_run(
-    'pretrain',
-    c.seeds[0],
-    tc,
-    directory,
-    task,
-    overwrite=overwrite,
+    'pretrain', c.seeds[0], tc, directory, task, overwrite=overwrite
   )
   state, _ = lrtrain.load_checkpoint(directory)
   return done, state['params']
 
 
 # ------------------------------------------------------------ runs
-
-
-def _first_eval(task: Any) -> dict[str, float]:
-  """The evaluation metrics of a task's initial parameters (epoch 0)."""
-  import jax
-
-  from lrjax import train as lrtrain
-
-  return lrtrain.evaluate(task, *task.init(jax.random.key(0)))
 
 
 def train_config(
@@ -311,18 +239,17 @@ def train_config(
   batch = lbatch.BatchSchedule(
     (lbatch.Stage(c.batch_size, epochs=config.epochs),), num_examples
   )
-  # A high LR of the grid may diverge: skip its non-finite updates (and
-  # score what it ends at) rather than stop the whole grid.
-  overrides: dict = {'nan_policy': 'skip'}
-  if name == 'plateau':
-    overrides['plateau_metric'] = 'test_loss'
+  plateau = {'plateau_metric': 'test_loss'} if name == 'plateau' else {}
   return _lm_common.train_config(
     c,
     batch=batch,
     lr=policy(name, lr, config.epochs, config.warmup_fraction),
     seed=seed,
     eval_every=config.eval_every,
-    **overrides,
+    # A high LR of the grid may diverge: skip its non-finite updates (and
+    # score what it ends at) rather than stop the whole grid.
+    nan_policy='skip',
+    **plateau,
   )
 
 
@@ -336,14 +263,18 @@ class Finetune(_study.Study):
     self.config.validate()
 
   def run(self, context: _study.Context) -> _study.Report:
+    import jax
+
+    from lrjax import train as lrtrain
+
     config, c = self.config, self.config.common
     pre_run, params = pretrain(config, context.workdir, context.overwrite)
-    ft_split = _lm_common.load_split(c, 'train', config.finetune_corpus)
-    ft_valid = _lm_common.load_split(
-      c, c.validation_split, config.finetune_corpus
+    split, valid = (
+      _lm_common.load_split(c, name, config.finetune_corpus)
+      for name in ('train', c.validation_split)
     )
-    train = _lm_common.evenly_spaced(ft_split, config.finetune_sequences)
-    evaluate = _lm_common.evenly_spaced(ft_valid, c.eval_sequences)
+    train = split.evenly_spaced(config.finetune_sequences)
+    evaluate = valid.evenly_spaced(c.eval_sequences)
     n = int(train['tokens'].shape[0])
 
     def task(mode: str, seed: int, name: str = 'lm'):
@@ -352,29 +283,29 @@ class Finetune(_study.Study):
         c, train, evaluate, seed, params=start, name=name
       )
 
-    start = {mode: _first_eval(task(mode, c.seeds[0])) for mode in MODES}
-    keys = {
-      f'{mode}/{name}/lr{lr:g}': (mode, name, lr)
-      for mode in MODES
-      for name in config.policies
-      for lr in config.lr_grid
+    # Epoch 0 of the curves: the pretrained and a random model.
+    start = {
+      m: lrtrain.evaluate(t, *t.init(jax.random.key(0)))
+      for m, t in ((m, task(m, c.seeds[0])) for m in MODES)
     }
+    keys = list(itertools.product(MODES, config.policies, config.lr_grid))
     trials = [
       _study.Trial(
-        trial,
+        f'{mode}/{name}/lr{lr:g}',
         c.seeds,
         lambda seed, name=name, lr=lr: train_config(config, name, lr, seed, n),
         lambda seed, m=mode, name=name, lr=lr: task(
           m, seed, f'{m} {name} lr={lr:g}'
         ),
       )
-      for trial, (mode, name, lr) in keys.items()
+      for mode, name, lr in keys
     ]
-    runs = {keys[k]: v for k, v in context.train(trials).items()}
-    grid = _grid_rows(runs, config, c.seq_len)
+    runs = dict(zip(keys, context.train(trials).values(), strict=True))
+    target = config.target_bits_per_byte
+    grid = [_grid_row(*k, g, target, c.seq_len) for k, g in runs.items()]
     summary = _summary_rows(grid, config)
-    table = _summary_table(summary, config)
-    figures = _figures(runs, grid, summary, start, config, context.workdir)
+    table, grid_table = _tables(grid, summary, config)
+    base = _lm_common.baselines(split, valid)
     results = {
       'experiment': 'finetune',
       'pretrain': {
@@ -384,164 +315,148 @@ class Finetune(_study.Study):
         'wall_seconds': pre_run.summary['wall_seconds'],
       },
       'finetune_corpus': config.finetune_corpus,
-      'interpreter': ft_split.metadata.get('interpreter'),
+      'interpreter': split.metadata.get('interpreter'),
       'finetune_sequences': n,
       'eval_sequences': int(evaluate['tokens'].shape[0]),
-      'baselines_bits_per_byte': {
-        k: v / math.log(2)
-        for k, v in _lm_common.baselines(ft_split, ft_valid).items()
-      },
+      'baselines_bits_per_byte': {k: v / math.log(2) for k, v in base.items()},
       'initial': start,
       'grid': grid,
       'summary': summary,
       'claims': _contrast(summary, grid, config),
-      'figures': figures,
+      'figures': _figures(runs, summary, start, config, context.workdir),
     }
-    text = _report(config, results, table, _grid_table(grid, config), figures)
+    text = _report(config, results, table, grid_table)
     return _study.Report(results, table, text)
 
 
 # ------------------------------------------------------------ metrics
 
 
-def _final(run: _runs.Run, key: str) -> float:
-  value = run.summary['test_metrics'].get(key)
-  return math.nan if value is None else float(value)
-
-
 def _confidence_on_correct(run: _runs.Run) -> float:
   """Mean top probability on correctly predicted bytes (final params)."""
-  accuracy = _final(run, 'accuracy')
+  accuracy = _lm_common.final(run, 'accuracy')
   if not accuracy > 0:
     return math.nan
-  return _final(run, 'correct_confidence') / accuracy
+  return _lm_common.final(run, 'correct_confidence') / accuracy
 
 
-def _to_target(run: _runs.Run, target: float, seq_len: int) -> dict:
+def _to_target(run: _runs.Run, target: float, seq_len: int) -> dict | None:
   """Updates, tokens and training seconds until the validation bits per
-  byte first reach ``target`` (NaN if never)."""
-  bpb = run.test.get('bits_per_byte', np.zeros(0))
-  hits = np.nonzero(bpb <= target)[0]
+  byte first reach ``target`` (None if never)."""
+  from lrjax import metrics
+
+  hits = np.nonzero(run.test.get('bits_per_byte', np.zeros(0)) <= target)[0]
   if not hits.size:
-    return {'updates': math.nan, 'tokens': math.nan, 'seconds': math.nan}
-  i = hits[0]
-  step = float(run.test['step'][i])
-  seconds = _lm_common.train_seconds(run.train)
-  steps = run.train.get('step', np.zeros(0))
+    return None
+  step, steps = float(run.test['step'][hits[0]]), run.train.get('step', [])
+  rates = run.train.get('steps_per_sec', np.zeros(0))
   return {
     'updates': step,
-    'tokens': float(run.test['examples'][i]) * seq_len,
-    'seconds': float(np.interp(step, steps, seconds))
-    if steps.size
+    'tokens': float(run.test['examples'][hits[0]]) * seq_len,
+    'seconds': float(
+      np.interp(step, steps, metrics.train_seconds(steps, rates))
+    )
+    if len(steps)
     else math.nan,
   }
 
 
-def _grid_rows(runs, config: FinetuneConfig, seq_len: int) -> list[dict]:
-  """One row per (mode, policy, LR): metrics over seeds."""
-  rows = []
-  target = config.target_bits_per_byte
-  for (mode, name, lr), group in runs.items():
-    final = [_final(r, 'bits_per_byte') for r in group]
-    best = [float(np.nanmin(r.test['bits_per_byte'])) for r in group]
-    reach = [_to_target(r, target, seq_len) for r in group]
-    reached = [x for x in reach if math.isfinite(x['updates'])]
-    rows.append(
-      {
-        'mode': mode,
-        'policy': name,
-        'kind': _kind(name),
-        'lr': lr,
-        'seeds': len(group),
-        'final_bits_per_byte': _common.mean_std(final),
-        'final_bits_per_byte_per_seed': final,
-        'best_epoch_bits_per_byte': _common.mean_std(best),
-        'final_loss': _common.mean_std([_final(r, 'loss') for r in group]),
-        'accuracy': _common.mean_std([_final(r, 'accuracy') for r in group]),
-        'confidence_on_correct': _common.mean_std(
-          [_confidence_on_correct(r) for r in group]
-        ),
-        'reached_target': f'{len(reached)}/{len(group)}',
-        'updates_to_target': _common.mean_std([x['updates'] for x in reached]),
-        'tokens_to_target': _common.mean_std([x['tokens'] for x in reached]),
-        'seconds_to_target': _common.mean_std([x['seconds'] for x in reached]),
-        'num_updates': group[0].summary['num_updates'],
-        'wall_seconds': _common.mean_std(
-          [r.summary['wall_seconds'] for r in group]
-        ),
-      }
-    )
-  return rows
+def _grid_row(mode, name, lr, group, target: float, seq_len: int) -> dict:
+  """The metrics of one (mode, policy, LR) over its seeds."""
+  each = lambda f: _common.mean_std([f(r) for r in group])  # noqa: E731
+  final = [_lm_common.final(r, 'bits_per_byte') for r in group]
+  reached = [x for r in group if (x := _to_target(r, target, seq_len))]
+  return {
+    'mode': mode,
+    'policy': name,
+    'kind': _kind(name),
+    'lr': lr,
+    'seeds': len(group),
+    'final_bits_per_byte': _common.mean_std(final),
+    'final_bits_per_byte_per_seed': final,
+    'best_epoch_bits_per_byte': each(
+      lambda r: float(np.nanmin(r.test['bits_per_byte']))
+    ),
+    'final_loss': each(lambda r: _lm_common.final(r, 'loss')),
+    'accuracy': each(lambda r: _lm_common.final(r, 'accuracy')),
+    'confidence_on_correct': each(_confidence_on_correct),
+    'reached_target': f'{len(reached)}/{len(group)}',
+    **{
+      f'{k}_to_target': _common.mean_std([x[k] for x in reached])
+      for k in ('updates', 'tokens', 'seconds')
+    },
+    'num_updates': group[0].summary['num_updates'],
+    'wall_seconds': each(lambda r: r.summary['wall_seconds']),
+  }
+
+
+#: What a policy's summary row copies from its row at the best LR.
+_AT_BEST = (
+  'final_bits_per_byte',
+  'best_epoch_bits_per_byte',
+  'confidence_on_correct',
+  'reached_target',
+  'updates_to_target',
+  'tokens_to_target',
+)
 
 
 def _summary_rows(grid, config: FinetuneConfig) -> list[dict]:
   """One row per (mode, policy): its best LR and its robustness."""
   out = []
-  for mode in MODES:
-    for name in config.policies:
-      rows = [r for r in grid if r['mode'] == mode and r['policy'] == name]
-      means = np.array([r['final_bits_per_byte'][0] for r in rows])
-      if np.isfinite(means).any():
-        best = rows[int(np.nanargmin(means))]
-      else:
-        best = rows[0]
-      seed_std = [r['final_bits_per_byte'][1] for r in rows]
-      out.append(
-        {
-          'mode': mode,
-          'policy': name,
-          'kind': _kind(name),
-          'best_lr': best['lr'],
-          'final_bits_per_byte': best['final_bits_per_byte'],
-          'best_epoch_bits_per_byte': best['best_epoch_bits_per_byte'],
-          'confidence_on_correct': best['confidence_on_correct'],
-          'reached_target': best['reached_target'],
-          'updates_to_target': best['updates_to_target'],
-          'tokens_to_target': best['tokens_to_target'],
-          'lr_spread': float(np.nanmax(means) - np.nanmin(means))
-          if np.isfinite(means).any()
-          else math.nan,
-          'seed_std': float(np.nanmean(seed_std)) if seed_std else math.nan,
-          'per_lr': {f'{r["lr"]:g}': r['final_bits_per_byte'][0] for r in rows},
-        }
-      )
+  for mode, name in itertools.product(MODES, config.policies):
+    rows = [r for r in grid if (r['mode'], r['policy']) == (mode, name)]
+    means = np.array([r['final_bits_per_byte'][0] for r in rows])
+    finite = np.isfinite(means).any()
+    best = rows[int(np.nanargmin(means))] if finite else rows[0]
+    seed_std = [r['final_bits_per_byte'][1] for r in rows]
+    out.append(
+      {
+        'mode': mode,
+        'policy': name,
+        'kind': _kind(name),
+        'best_lr': best['lr'],
+        **{k: best[k] for k in _AT_BEST},
+        'lr_spread': float(np.nanmax(means) - np.nanmin(means))
+        if finite
+        else math.nan,
+        'seed_std': float(np.nanmean(seed_std)) if seed_std else math.nan,
+        'per_lr': {f'{r["lr"]:g}': r['final_bits_per_byte'][0] for r in rows},
+      }
+    )
   return out
+
+
+def _rank(value: float) -> float:
+  """``value``, or infinity for NaN (a diverged run ranks last)."""
+  return value if value is not None and math.isfinite(value) else math.inf
 
 
 def _contrast(summary, grid, config: FinetuneConfig) -> list[dict]:
   """The paper's contrast, from the numbers: best LRs, best policies, the
   policy's and the LR's influence, fine-tuning against scratch."""
-  by_mode = {m: [r for r in summary if r['mode'] == m] for m in MODES}
   final = lambda r: r['final_bits_per_byte'][0]  # noqa: E731
-  best_lr = {}
-  for mode in MODES:
+  cells = {(r['mode'], r['policy'], r['lr']): r for r in grid}
+  by_mode = {m: [r for r in summary if r['mode'] == m] for m in MODES}
+  best_lr, spread, lr_spread, best, per_seed = {}, {}, {}, {}, {}
+  for m, rows in by_mode.items():
     # The LR that is best on average over the policies.
     per_lr = {
-      lr: np.nanmean(
-        [final(r) for r in grid if r['mode'] == mode and r['lr'] == lr]
-      )
+      lr: np.nanmean([r['per_lr'][f'{lr:g}'] for r in rows])
       for lr in config.lr_grid
     }
-    best_lr[mode] = min(per_lr, key=lambda lr: _finite_or_inf(per_lr[lr]))
+    best_lr[m] = min(per_lr, key=lambda lr, p=per_lr: _rank(p[lr]))
+    finals = [final(r) for r in rows]
+    spread[m] = float(np.nanmax(finals) - np.nanmin(finals))
+    lr_spread[m] = float(np.nanmean([r['lr_spread'] for r in rows]))
+    best[m] = min(rows, key=lambda r: _rank(final(r)))
+    cell = cells.get((m, best[m]['policy'], best[m]['best_lr']), {})
+    per_seed[m] = cell.get('final_bits_per_byte_per_seed', [])
   smaller = sum(
-    f['best_lr'] < s['best_lr']
-    for f, s in zip(by_mode['finetune'], by_mode['scratch'], strict=True)
+    f['best_lr'] < s['best_lr'] for f, s in zip(*by_mode.values(), strict=True)
   )
-  spread = {
-    m: float(
-      np.nanmax([final(r) for r in by_mode[m]])
-      - np.nanmin([final(r) for r in by_mode[m]])
-    )
-    for m in MODES
-  }
-  lr_spread = {
-    m: float(np.nanmean([r['lr_spread'] for r in by_mode[m]])) for m in MODES
-  }
-  best = {
-    m: min(by_mode[m], key=lambda r: _finite_or_inf(final(r))) for m in MODES
-  }
   held, diff, tol = _common.within_variation(
-    _per_seed(grid, best['finetune']), _per_seed(grid, best['scratch'])
+    per_seed['finetune'], per_seed['scratch']
   )
 
   def vs(values: dict, spec: str = '.3f') -> str:
@@ -550,10 +465,10 @@ def _contrast(summary, grid, config: FinetuneConfig) -> list[dict]:
       f'{values["scratch"]:{spec}} (scratch)'
     )
 
-  def at_best(mode: str) -> str:
-    r = best[mode]
-    return f'{final(r):.3f} ({r["policy"]}, LR {r["best_lr"]:g})'
-
+  at_best = {
+    m: f'{final(r):.3f} ({r["policy"]}, LR {r["best_lr"]:g})'
+    for m, r in best.items()
+  }
   claims = [
     (
       'fine-tuning is best at a smaller LR than training from scratch',
@@ -576,7 +491,7 @@ def _contrast(summary, grid, config: FinetuneConfig) -> list[dict]:
       'fine-tuning the pretrained model beats training from scratch at '
       'equal budget',
       diff < 0 and not held,
-      f'best final bits/byte {at_best("finetune")} vs {at_best("scratch")}, '
+      f'best final bits/byte {at_best["finetune"]} vs {at_best["scratch"]}, '
       f'tolerance ±{tol:.3f}',
     ),
   ]
@@ -584,30 +499,11 @@ def _contrast(summary, grid, config: FinetuneConfig) -> list[dict]:
   return [_lm_common.claim(c, bool(h), d, seeds) for c, h, d in claims]
 
 
-def _finite_or_inf(value: float) -> float:
-  """``value``, or infinity for NaN (a diverged run ranks last)."""
-  return value if value is not None and math.isfinite(value) else math.inf
-
-
-def _cell(grid, mode: str, name: str, lr: float) -> dict | None:
-  """The grid's row of a mode, policy and LR (None if none)."""
-  return next(
-    (x for x in grid if (x['mode'], x['policy'], x['lr']) == (mode, name, lr)),
-    None,
-  )
-
-
-def _per_seed(grid, summary_row) -> list[float]:
-  row = _cell(
-    grid, summary_row['mode'], summary_row['policy'], summary_row['best_lr']
-  )
-  return [] if row is None else row['final_bits_per_byte_per_seed']
-
-
 # ------------------------------------------------------------ report
 
 
 def _pair(pair, digits: int = 3) -> str:
+  """A (mean, std) pair: the mean alone when the std is 0."""
   mean, std = pair
   if mean is None or not math.isfinite(mean):
     return 'n/a'
@@ -616,94 +512,79 @@ def _pair(pair, digits: int = 3) -> str:
   return f'{mean:.{digits}f} ± {std:.{digits}f}'
 
 
-def _summary_table(summary, config: FinetuneConfig) -> str:
-  header = ['policy', 'kind']
-  for mode in MODES:
-    header += [
-      f'{mode}: best LR',
-      f'{mode}: bits/byte',
-      f'{mode}: updates to {config.target_bits_per_byte:g}',
-      f'{mode}: LR spread',
-    ]
-  header += ['fine-tune: confidence on correct']
-  lines = []
-  for name in config.policies:
-    row = [f'`{name}`', _kind(name)]
-    by = {r['mode']: r for r in summary if r['policy'] == name}
-    for mode in MODES:
-      r = by[mode]
-      row += [
-        f'{r["best_lr"]:g}',
-        _pair(r['final_bits_per_byte']),
-        f'{_pair(r["updates_to_target"], 0)} ({r["reached_target"]})',
-        f'{r["lr_spread"]:.3f}',
+def _tables(grid, summary, config: FinetuneConfig) -> tuple[str, str]:
+  """The per-policy table (best LR, LRBench metrics) and the whole grid's."""
+  rows = {(r['mode'], r['policy']): r for r in summary}
+  cells = {(r['mode'], r['policy'], r['lr']): r for r in grid}
+  columns = {
+    'best LR': lambda r: f'{r["best_lr"]:g}',
+    'bits/byte': lambda r: _pair(r['final_bits_per_byte']),
+    f'updates to {config.target_bits_per_byte:g}': lambda r: (
+      f'{_pair(r["updates_to_target"], 0)} ({r["reached_target"]})'
+    ),
+    'LR spread': lambda r: f'{r["lr_spread"]:.3f}',
+  }
+  summary_table = _common.markdown_table(
+    ['policy', 'kind', *(f'{m}: {h}' for m in MODES for h in columns)]
+    + ['fine-tune: confidence on correct'],
+    [
+      [f'`{p}`', _kind(p)]
+      + [cell(rows[m, p]) for m in MODES for cell in columns.values()]
+      + [_pair(rows['finetune', p]['confidence_on_correct'])]
+      for p in config.policies
+    ],
+  )
+  grid_table = _common.markdown_table(
+    ['policy', *(f'{m} LR {lr:g}' for m in MODES for lr in config.lr_grid)],
+    [
+      [f'`{p}`']
+      + [
+        _pair(cells[m, p, lr]['final_bits_per_byte'])
+        for m in MODES
+        for lr in config.lr_grid
       ]
-    row.append(_pair(by['finetune']['confidence_on_correct']))
-    lines.append(row)
-  return _common.markdown_table(header, lines)
+      for p in config.policies
+    ],
+  )
+  return summary_table, grid_table
 
 
-def _grid_table(grid, config: FinetuneConfig) -> str:
-  header = ['policy'] + [
-    f'{mode} LR {lr:g}' for mode in MODES for lr in config.lr_grid
-  ]
-  lines = []
-  for name in config.policies:
-    row = [f'`{name}`']
-    for mode in MODES:
-      for lr in config.lr_grid:
-        r = _cell(grid, mode, name, lr)
-        row.append(_pair(r['final_bits_per_byte']))
-    lines.append(row)
-  return _common.markdown_table(header, lines)
-
-
-def _figures(runs, grid, summary, start, config, workdir) -> dict[str, str]:
+def _figures(runs, summary, start, config, workdir) -> dict[str, str]:
   """Final bits per byte against the LR, and the curves at the best LRs
   (from the initial model's, at epoch 0), per policy and seed."""
   from lrjax import plots
 
   lrs, seeds = sorted(config.lr_grid), range(len(config.common.seeds))
   best = {(r['mode'], r['policy']): r['best_lr'] for r in summary}
-  sensitivity, curves = {}, {}
-  for name in config.policies:
-    sensitivity[name] = [
+  bpb = lambda run: _lm_common.final(run, 'bits_per_byte')  # noqa: E731
+  sensitivity = {
+    p: [
       {'lr': np.array(lrs, dtype=float)}
-      | {
-        mode: np.array(
-          [
-            _cell(grid, mode, name, lr)['final_bits_per_byte_per_seed'][i]
-            for lr in lrs
-          ],
-          dtype=float,
-        )
-        for mode in MODES
-      }
+      | {m: np.array([bpb(runs[m, p, lr][i]) for lr in lrs]) for m in MODES}
       for i in seeds
     ]
-    curves[name] = [{} for _ in seeds]
-    for i, mode in itertools.product(seeds, MODES):
-      test = runs[(mode, name, best[mode, name])][i].test
-      curves[name][i]['epoch'] = np.concatenate([[0.0], test['epoch']])
-      curves[name][i][mode] = np.concatenate(
-        [[start[mode]['bits_per_byte']], test['bits_per_byte']]
-      )
+    for p in config.policies
+  }
+  curves = {p: [{} for _ in seeds] for p in config.policies}
+  for p, i, m in itertools.product(config.policies, seeds, MODES):
+    test = runs[m, p, best[m, p]][i].test
+    curves[p][i]['epoch'] = np.concatenate([[0.0], test['epoch']])
+    curves[p][i][m] = np.concatenate(
+      [[start[m]['bits_per_byte']], test['bits_per_byte']]
+    )
   labels = {'lr': 'peak learning rate', 'epoch': 'epochs'}
-  plots.plot_curves(
-    sensitivity,
-    x='lr',
-    y=MODES,
-    labels=labels | {m: f'{m}: final val bits/byte' for m in MODES},
-    logx=True,
-    path=os.path.join(workdir, 'lr_sensitivity.png'),
-  )
-  plots.plot_curves(
-    curves,
-    x='epoch',
-    y=MODES,
-    labels=labels | {m: f'{m}: val bits/byte' for m in MODES},
-    path=os.path.join(workdir, 'curves.png'),
-  )
+  for data, x, name, what in (
+    (sensitivity, 'lr', 'lr_sensitivity.png', 'final val bits/byte'),
+    (curves, 'epoch', 'curves.png', 'val bits/byte'),
+  ):
+    plots.plot_curves(
+      data,
+      x=x,
+      y=MODES,
+      labels=labels | {m: f'{m}: {what}' for m in MODES},
+      logx=x == 'lr',
+      path=os.path.join(workdir, name),
+    )
   return {
     'lr_sensitivity.png': 'Final validation bits per byte against the peak '
     'LR, per policy: fine-tuning (top) and from scratch (bottom)',
@@ -712,32 +593,28 @@ def _figures(runs, grid, summary, start, config, workdir) -> dict[str, str]:
   }
 
 
-def _report(config, results, table, grid_table, figures) -> str:
-  c = config.common
-  pre = results['pretrain']
-  init = results['initial']
-  base = results['baselines_bits_per_byte']
+def _report(config, results, table, grid_table) -> str:
+  c, r = config.common, results
+  pre, init, base = r['pretrain'], r['initial'], r['baselines_bits_per_byte']
   lines = [
     '# LRBench++ at small scale: fine-tuning versus training from scratch',
     '',
-    f'Pretraining: {c.corpus}, {pre["tokens"]:,} tokens, '
-    f'{c.layers} layers x width {c.width}, '
-    f'final validation {pre["validation"].get("bits_per_byte", math.nan):.3f} '
-    f'bits/byte ({pre["wall_seconds"]:.0f} s, cached in pretrain/).',
+    f'Pretraining: {c.corpus}, {pre["tokens"]:,} tokens, {c.layers} layers '
+    f'x width {c.width}, final validation '
+    f'{pre["validation"].get("bits_per_byte", math.nan):.3f} bits/byte '
+    f'({pre["wall_seconds"]:.0f} s, cached in pretrain/).',
     '',
     f'Second domain: {config.finetune_corpus} (read from '
-    f'{results["interpreter"] or "a TFDS dataset"}), '
-    f'{results["finetune_sequences"]:,} training sequences of {c.seq_len} '
-    f'bytes, {config.epochs:g} epochs at batch {c.batch_size} '
-    f'({results["grid"][0]["num_updates"]} updates), evaluated every '
-    f'{config.eval_every:g} epoch(s) on {results["eval_sequences"]} '
-    f'sequences; {c.optimizer} (beta2 {c.b2:g}, weight decay '
-    f'{c.weight_decay:g}); LRs {", ".join(f"{x:g}" for x in config.lr_grid)}; '
-    f'seeds {", ".join(map(str, c.seeds))}.',
-    '',
-    f'Before training, on the second domain: the pretrained model '
-    f'{init["finetune"]["bits_per_byte"]:.3f} bits/byte, a random one '
-    f'{init["scratch"]["bits_per_byte"]:.3f}; unigram '
+    f'{r["interpreter"] or "a TFDS dataset"}), {r["finetune_sequences"]:,} '
+    f'training sequences of {c.seq_len} bytes, {config.epochs:g} epochs at '
+    f'batch {c.batch_size} ({r["grid"][0]["num_updates"]} updates), '
+    f'evaluated every {config.eval_every:g} epoch(s) on '
+    f'{r["eval_sequences"]} sequences; {c.optimizer} (beta2 {c.b2:g}, '
+    f'weight decay {c.weight_decay:g}); LRs '
+    f'{", ".join(f"{x:g}" for x in config.lr_grid)}; seeds '
+    f'{", ".join(map(str, c.seeds))}. Before training: the pretrained '
+    f'model {init["finetune"]["bits_per_byte"]:.3f} bits/byte, a random '
+    f'one {init["scratch"]["bits_per_byte"]:.3f}; unigram '
     f'{base["unigram"]:.3f}, bigram {base["bigram"]:.3f}.',
     '',
     '## Per policy: best LR and LRBench metrics',
@@ -754,9 +631,9 @@ def _report(config, results, table, grid_table, figures) -> str:
     grid_table,
     '## The contrast',
     '',
+    *_common.claim_lines(r['claims']),
+    *_common.figure_lines(r['figures']),
   ]
-  lines += _common.claim_lines(results['claims'])
-  lines += _common.figure_lines(figures)
   return '\n'.join(lines)
 
 

@@ -1,26 +1,10 @@
-r"""Pretraining a small language model: LR policies and batch schedules.
+"""Pretraining a byte-level transformer: LR policies and batch schedules.
 
-Trains `lrjax.lm.Transformer` (nanoGPT's CPU size by default) on byte-level
-text (`--corpus`) through the ordinary trainer, every run on the same
-`--train_tokens`, and compares
-
-- LR policies at a constant batch: warmup and cosine to
-  `--final_lr_fraction` (`cosine`, GPT-3, the baseline), warmup-stable-decay
-  with a 1-sqrt cooldown over the last `--cooldown_fraction` (`wsd`,
-  Hägele et al. 2024), the same with a linear cooldown
-  (`constant_cooldown`) and the step decay Smith's schedule replaces
-  (`step`);
-- batch schedules with the cosine LR: constant, a GPT-3-style ramp in
-  tokens (`ramp`), Smith et al.'s increase-instead-of-decay
-  (`lrjax.batch.from_lr_decay`: `increase`), the batch that follows the
-  measured B_simple (`adaptive`, McCandlish et al. 2018) and Seesaw
-  (`lrjax.batch.seesaw`, Meterez et al. 2025).
-
-Batch sizes are in sequences of `--seq_len` tokens; budgets, ramps and
-B_simple are also stated in tokens. The report gives the final validation
-loss and bits per byte next to unigram and bigram models, updates, tokens,
-wall time, figures, and verdicts where the seeds support them. Common flags
-left out take `experiments._lm_common.LM_DEFAULTS`.
+Every run trains `lrjax.lm.Transformer` on the same `--train_tokens` of
+`--corpus`: LR policies at a constant batch (cosine, the baseline; wsd;
+constant_cooldown; step) and batch schedules with the cosine LR (constant,
+ramp, increase, adaptive, seesaw). Batches are in sequences of `--seq_len`
+tokens; budgets, ramps and B_simple are stated in tokens.
 
   python -m experiments.lm --flagfile=experiments/flagfiles/lm_cpu.cfg
 """
@@ -40,11 +24,13 @@ from absl import app
 
 from experiments import _common, _flags, _lm_common, _runs, _study
 from experiments._flags import setting
-from experiments._lm_common import token_setting
+from experiments._lm_common import final, token_setting
 
 LR_POLICIES = ('cosine', 'wsd', 'constant_cooldown', 'step')
 BATCH_SCHEDULES = ('constant', 'ramp', 'increase', 'adaptive', 'seesaw')
 BASELINE = 'cosine'
+#: The batch schedules with a cap (``--<name>_max_tokens``).
+_CAPPED = ('adaptive', 'seesaw')
 
 
 def _subset(names: Sequence[str]) -> _flags.Check:
@@ -57,13 +43,8 @@ def _subset(names: Sequence[str]) -> _flags.Check:
 
 @dataclasses.dataclass(frozen=True)
 class LmConfig:
-  """The pretraining experiment: model and data, budget, what is compared
-  (each field is its flag).
-
-  Token fields hold counts: a flag's text (``'64Ki'``) is parsed when the
-  config is made; ``ramp_start_tokens`` None means the base batch, the
-  adaptive and seesaw caps None mean ``ramp_stop_tokens``.
-  """
+  """The pretraining experiment (each field is its flag; token fields hold
+  counts once made)."""
 
   common: _lm_common.LmCommon = _lm_common.LmCommon()
   train_tokens: str | int = token_setting(
@@ -158,6 +139,10 @@ class LmConfig:
       return self.common.batch_size * self.common.seq_len
     return self.ramp_start_tokens
 
+  def cap(self, name: str) -> int:
+    """The adaptive or seesaw batch cap in tokens (``name``: either)."""
+    return getattr(self, f'{name}_max_tokens') or self.ramp_stop_tokens
+
   def validate(self) -> None:
     """Raises ValueError naming the flag and the fix."""
     from lrjax import batch as lbatch
@@ -166,34 +151,19 @@ class LmConfig:
     c.validate()
     _flags.check(self)
     t, base, runs = c.seq_len, c.batch_size * c.seq_len, self.batch_schedules
-    counts = {
-      name: getattr(self, name)
-      for name in (
-        'train_tokens',
-        'eval_every_tokens',
-        'warmup_tokens',
-        'ramp_stop_tokens',
-        'ramp_tokens',
-        'adaptive_every_tokens',
-      )
-    }
-    counts['ramp_start_tokens'] = self.ramp_start
-    caps = {
-      f'{name}_max_tokens': getattr(self, f'{name}_max_tokens')
-      or self.ramp_stop_tokens
-      for name in ('adaptive', 'seesaw')
-      if name in runs
-    }
-    for name, tokens in {**counts, **caps}.items():
+    caps = {f'{n}_max_tokens': self.cap(n) for n in _CAPPED if n in runs}
+    _lm_common.check_sequences(self, t)
+    for name, tokens in ({'ramp_start_tokens': self.ramp_start} | caps).items():
       lbatch.to_sequences(tokens, t, name)
-    stable = self.train_tokens * (1 - self.cooldown_fraction)
-    start, stop, ramp = self.ramp_start, self.ramp_stop_tokens, 'ramp' in runs
-    adaptive, total = 'adaptive' in runs, self.train_tokens
+    total, every = self.train_tokens, self.adaptive_every_tokens
+    start, stop = self.ramp_start, self.ramp_stop_tokens
+    stable = total * (1 - self.cooldown_fraction)
+    ramp, adaptive = 'ramp' in runs, 'adaptive' in runs
     problems = [
       (
         total < base,
-        f'--train_tokens={total} is less than one batch of '
-        f'{c.batch_size} x {t} tokens',
+        f'--train_tokens={total} is less than one batch of {c.batch_size} x '
+        f'{t} tokens',
       ),
       (
         self.warmup_tokens >= stable,
@@ -219,9 +189,8 @@ class LmConfig:
         'pass --noise or drop adaptive from --batch_schedules',
       ),
       (
-        adaptive and self.adaptive_every_tokens > total,
-        f'--adaptive_every_tokens={self.adaptive_every_tokens} must be <= '
-        f'--train_tokens={total}',
+        adaptive and every > total,
+        f'--adaptive_every_tokens={every} must be <= --train_tokens={total}',
       ),
     ] + [
       (cap < base, f'--{name}={cap} must be >= the base batch of {base} tokens')
@@ -250,11 +219,7 @@ def get_config() -> LmConfig:
 
 
 def baseline_config() -> LmConfig:
-  """The flags' config reduced to its cosine run at a constant batch.
-
-  The hand-tuned run other experiments compare against or sweep (goyal,
-  recipe): experiments.lm's `BASELINE` policy, no batch schedule.
-  """
+  """The flags' config reduced to its `BASELINE` run (goyal, recipe)."""
   return dataclasses.replace(
     get_config(), lr_policies=(BASELINE,), batch_schedules=('constant',)
   )
@@ -265,9 +230,8 @@ def baseline_config() -> LmConfig:
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
-  """What one run trains with: its BatchSchedule (``adaptive``: the
-  starting batch and its `lrjax.train.AdaptiveConfig`), its LR policy over
-  epochs, and both as the report states them (tokens)."""
+  """One run's BatchSchedule (``adaptive``: the starting batch and its
+  `lrjax.train.AdaptiveConfig`), LR policy over epochs, and report texts."""
 
   batch: Any
   lr: Any
@@ -287,18 +251,19 @@ def token_epochs(tokens: int, seq_len: int, num_examples: int) -> float:
   return float(fractions.Fraction(tokens, seq_len * num_examples))
 
 
+def _round12(x: float) -> float:
+  return float(f'{x:.12g}')
+
+
 def lr_policy(config: LmConfig, name: str, num_examples: int) -> Any:
-  """The LR policy ``name`` over epochs, warmed up over `warmup_tokens`:
-  ``cosine`` to `final_lr_fraction` of the peak over the budget after the
-  warmup, ``wsd`` (1-sqrt) and ``constant_cooldown`` (linear) cooling down
-  to 0 over the last `cooldown_fraction`, ``step`` divided by
-  `increase_factor` at each milestone."""
+  """The LR policy ``name`` (one of `LR_POLICIES`) over epochs."""
   from lrjax import schedules as s
 
   c = config.common
-  total = token_epochs(config.train_tokens, c.seq_len, num_examples)
-  warm = token_epochs(config.warmup_tokens, c.seq_len, num_examples)
-  end = _round12(config.final_lr_fraction * c.lr)
+  total, warm = (
+    token_epochs(tokens, c.seq_len, num_examples)
+    for tokens in (config.train_tokens, config.warmup_tokens)
+  )
   wsd = functools.partial(
     s.wsd,
     c.lr,
@@ -307,15 +272,21 @@ def lr_policy(config: LmConfig, name: str, num_examples: int) -> Any:
     end=0.0,
     cooldown=total * config.cooldown_fraction,
   )
-  milestones = [m * total for m in config.increase_milestones]
   policies = {
     'cosine': lambda: s.warmup(
-      s.cosine(c.lr, length=total - warm, end=end), length=warm
+      s.cosine(
+        c.lr, length=total - warm, end=_round12(config.final_lr_fraction * c.lr)
+      ),
+      length=warm,
     ),
     'wsd': lambda: wsd(shape='sqrt'),
     'constant_cooldown': lambda: wsd(shape='linear'),
     'step': lambda: s.warmup(
-      s.multistep(c.lr, milestones, gamma=1 / config.increase_factor),
+      s.multistep(
+        c.lr,
+        [m * total for m in config.increase_milestones],
+        gamma=1 / config.increase_factor,
+      ),
       length=warm,
       shift=False,
     ),
@@ -325,15 +296,11 @@ def lr_policy(config: LmConfig, name: str, num_examples: int) -> Any:
   return policies[name]()
 
 
-def _round12(x: float) -> float:
-  return float(f'{x:.12g}')
-
-
 def lr_text(config: LmConfig, name: str) -> str:
   """The LR policy ``name`` in words and tokens, for the report."""
   from lrjax import batch as lbatch
 
-  lr, total = config.common.lr, config.train_tokens
+  lr, total, f = config.common.lr, config.train_tokens, config.seesaw_factor
   warm = (
     f'warmup over {lbatch.format_count(config.warmup_tokens)}tok from '
     f'{0.1 * lr:g} to {lr:g}'
@@ -350,16 +317,14 @@ def lr_text(config: LmConfig, name: str) -> str:
     'step': f'{warm}, divided by {config.increase_factor:g} at {at} tokens',
     'increase': f'{warm}, then constant (the batch grows instead of the '
     'step decay)',
-    'seesaw': f'{warm}, the cosine cut where it has fallen by '
-    f'{config.seesaw_factor:g}: x 1/sqrt({config.seesaw_factor:g}) per cut '
-    f'while the batch grows (x {config.seesaw_factor:g}), / '
-    f'{config.seesaw_factor:g} per cut past the cap',
+    'seesaw': f'{warm}, the cosine cut where it has fallen by {f:g}: x '
+    f'1/sqrt({f:g}) per cut while the batch grows (x {f:g}), / {f:g} per cut '
+    'past the cap',
   }[name]
 
 
 def batch_text(schedule: Any, seq_len: int) -> str:
-  """A schedule's exact text in tokens; stages given in epochs (floats that
-  do not read well) are stated in updates instead."""
+  """A schedule's exact text in tokens (stages in epochs as updates)."""
   from lrjax import batch as lbatch
 
   if any(stage.epochs is not None for stage in schedule.stages):
@@ -370,11 +335,9 @@ def batch_text(schedule: Any, seq_len: int) -> str:
 def build_plans(config: LmConfig, num_examples: int) -> dict[str, Plan]:
   """The batch schedule and LR policy of every run, by name.
 
-  Every plan trains on `train_tokens` tokens (the batch schedules end at
-  the first update at or past the budget). Batch sizes are multiples of the
-  devices, or on one device of the noise tracker's 4 slices (several
-  devices compare per-device and all-reduced gradients and slice nothing),
-  so that the noise scale can be measured.
+  Every plan trains on `train_tokens`; batch sizes are multiples of the
+  devices (one device: of the noise tracker's 4 slices), so that the noise
+  scale can be measured.
   """
   from lrjax import batch as lbatch
   from lrjax import schedules
@@ -384,28 +347,20 @@ def build_plans(config: LmConfig, num_examples: int) -> dict[str, Plan]:
   t, total, count = c.seq_len, config.train_tokens, lbatch.format_count
   epochs = functools.partial(token_epochs, seq_len=t, num_examples=num_examples)
   multiple = c.num_devices if (c.num_devices or 1) > 1 else 4
-
-  def cap(name: str) -> int:
-    tokens = getattr(config, name) or config.ramp_stop_tokens
-    return lbatch.to_sequences(tokens, t, name)
+  cosine = lr_policy(config, BASELINE, num_examples)
 
   def plan(batch: Any, lr: Any, policy: str, prefix: str = '') -> Plan:
-    return Plan(
-      batch, lr, prefix + batch_text(batch, t), lr_text(config, policy)
-    )
+    text = prefix + batch_text(batch, t)
+    return Plan(batch, lr, text, lr_text(config, policy))
 
   constant = lbatch.parse(
     f'stages({c.batch_size * t}tok@{total}tok,seq={t})', num_examples
   )
-  cosine = lr_policy(config, BASELINE, num_examples)
   plans = {
-    name: plan(
-      constant,
-      cosine if name == BASELINE else lr_policy(config, name, num_examples),
-      name,
-    )
+    name: plan(constant, lr_policy(config, name, num_examples), name)
     for name in config.lr_policies
   }
+  grow = dict(num_epochs=epochs(total), multiple_of=multiple)
   if 'ramp' in wanted:
     text = (
       f'linear_ramp(start={count(config.ramp_start)}tok,'
@@ -421,10 +376,9 @@ def build_plans(config: LmConfig, num_examples: int) -> dict[str, Plan]:
       num_examples,
       milestones=[m * epochs(total) for m in config.increase_milestones],
       factors=1 / config.increase_factor,
-      num_epochs=epochs(total),
       momentum=0.0,
       max_batch_size=num_examples,
-      multiple_of=multiple,
+      **grow,
     )
     lr = schedules.warmup(
       smith.lr, length=epochs(config.warmup_tokens), shift=False
@@ -435,15 +389,18 @@ def build_plans(config: LmConfig, num_examples: int) -> dict[str, Plan]:
       cosine,
       c.batch_size,
       num_examples,
-      num_epochs=epochs(total),
       factor=config.seesaw_factor,
-      max_batch_size=cap('seesaw_max_tokens'),
-      multiple_of=multiple,
+      max_batch_size=lbatch.to_sequences(
+        config.cap('seesaw'), t, 'seesaw_max_tokens'
+      ),
+      **grow,
     )
     plans['seesaw'] = plan(seesaw.batch_schedule, seesaw.lr, 'seesaw')
   if 'adaptive' in wanted:
     adaptive = lrtrain.AdaptiveConfig(
-      max_batch_size=cap('adaptive_max_tokens'),
+      max_batch_size=lbatch.to_sequences(
+        config.cap('adaptive'), t, 'adaptive_max_tokens'
+      ),
       every_epochs=epochs(config.adaptive_every_tokens),
       max_growth=config.adaptive_growth,
     )
@@ -466,21 +423,19 @@ def build_plans(config: LmConfig, num_examples: int) -> dict[str, Plan]:
 def train_config(config: LmConfig, plan: Plan, seed: int, num_examples: int):
   """The trainer's config for one seed of one plan."""
   c = config.common
-  overrides: dict[str, Any] = {}
-  if plan.adaptive is not None:
-    # Each segment of the adaptive run resumes from the previous one.
-    overrides.update(
-      keep_checkpoints=1,
-      num_epochs=token_epochs(config.train_tokens, c.seq_len, num_examples),
-    )
+  epochs = functools.partial(
+    token_epochs, seq_len=c.seq_len, num_examples=num_examples
+  )
+  # Each segment of the adaptive run resumes from the previous one.
+  adaptive = dict(keep_checkpoints=1, num_epochs=epochs(config.train_tokens))
   return _lm_common.train_config(
     c,
     batch=plan.batch,
     batch_sizes=plan.batch_sizes,
     lr=plan.lr,
     seed=seed,
-    eval_every=token_epochs(config.eval_every_tokens, c.seq_len, num_examples),
-    **overrides,
+    eval_every=epochs(config.eval_every_tokens),
+    **(adaptive if plan.adaptive is not None else {}),
   )
 
 
@@ -496,12 +451,8 @@ class Lm(_study.Study):
   def data(self) -> tuple[Any, Any, dict]:
     """The training split, the validation split, the evaluated sequences."""
     c = self.config.common
-    valid = _lm_common.load_split(c, c.validation_split)
-    return (
-      _lm_common.load_split(c, 'train'),
-      valid,
-      _lm_common.evenly_spaced(valid, c.eval_sequences),
-    )
+    train, evaluate = _lm_common.train_and_evaluation(c)
+    return train, _lm_common.load_split(c, c.validation_split), evaluate
 
   @functools.cached_property
   def plans(self) -> dict[str, Plan]:
@@ -536,7 +487,6 @@ class Lm(_study.Study):
       runs, self.plans, c.seq_len, model.flops_per_token(), noise=c.noise
     )
     claims = _claims(runs, self.config)
-    figures = _figures(runs, c.seq_len, base, workdir)
     results = {
       'experiment': 'lm',
       'corpus': c.corpus,
@@ -551,9 +501,9 @@ class Lm(_study.Study):
       'baselines_bits_per_byte': {k: v / math.log(2) for k, v in base.items()},
       'rows': rows,
       'claims': claims,
-      'figures': figures,
+      'figures': _figures(runs, c.seq_len, base, workdir),
     }
-    text = _report(self.config, self.plans, results, table, claims, figures)
+    text = _report(self.config, self.plans, results, table)
     return _study.Report(results, table, text)
 
 
@@ -564,37 +514,26 @@ def _mean(values: Sequence[float]) -> float:
   return _common.mean_std(values)[0]
 
 
-def _final(run: _runs.Run, key: str) -> float:
-  value = run.summary['test_metrics'].get(key)
-  return math.nan if value is None else float(value)
-
-
-def _finite(run: _runs.Run, key: str) -> np.ndarray:
-  values = run.train.get(key, np.zeros(0))
-  return values[np.isfinite(values) & (values > 0)]
-
-
 def _table(runs, plans, seq_len, flops_per_token, *, noise=True):
-  """Rows and the markdown table; without the noise tracker (``noise``
-  False) neither has a B_simple column.
+  """Rows and the markdown table (B_simple columns only with ``noise``).
 
-  Tokens/s is the median over the logged intervals (one with an
-  evaluation or a first compilation in it does not count); B_simple at
-  the end is the last finite logged estimate.
+  Tokens/s is the median over the logged intervals (one with an evaluation
+  or a first compilation in it does not count); B_simple at the end is the
+  last finite logged estimate.
   """
   header = ['run', 'val loss (nats)', 'val bits/byte', 'updates', 'tokens']
   header += ['wall s', 'tokens/s'] + ['B_simple at end (tokens)'] * noise
   rows, lines = [], []
   for name, group in runs.items():
-    loss = [_final(r, 'loss') for r in group]
-    bpb = [_final(r, 'bits_per_byte') for r in group]
-    updates = _mean([r.summary['num_updates'] for r in group])
-    tokens = _mean([r.summary['examples_seen'] * seq_len for r in group])
-    wall = [r.summary['wall_seconds'] for r in group]
-    rates = [_finite(r, 'examples_per_sec') for r in group]
-    rates = [
-      float(np.median(v) * seq_len) if v.size else math.nan for v in rates
-    ]
+    each = lambda f, g=group: [f(r) for r in g]  # noqa: E731
+    loss, bpb = (
+      each(lambda r: final(r, 'loss')),
+      each(lambda r: final(r, 'bits_per_byte')),
+    )
+    updates = _mean(each(lambda r: r.summary['num_updates']))
+    tokens = _mean(each(lambda r: r.summary['examples_seen'] * seq_len))
+    wall = each(lambda r: r.summary['wall_seconds'])
+    rates = [_median_rate(r, seq_len) for r in group]
     rows.append(
       {
         'run': name,
@@ -612,20 +551,29 @@ def _table(runs, plans, seq_len, flops_per_token, *, noise=True):
         'model_flops_per_second': _mean(rates) * flops_per_token,
       }
     )
-    lines.append([name, _lm_common.ms(loss), _lm_common.ms(bpb)])
-    lines[-1] += [_common.fmt_number(updates), _common.fmt_number(tokens)]
-    lines[-1] += [_lm_common.ms(wall, 1), _lm_common.ms(rates, 0)]
+    ms, num = _lm_common.ms, _common.fmt_number
+    lines.append([name, ms(loss), ms(bpb), num(updates), num(tokens)])
+    lines[-1] += [ms(wall, 1), ms(rates, 0)]
     if noise:
-      ends = [r.train.get('noise_scale', np.zeros(0)) for r in group]
-      ends = [
-        float(e[np.isfinite(e)][-1]) if np.isfinite(e).any() else math.nan
-        for e in ends
-      ]
+      ends = each(lambda r: _last_finite(r.train.get('noise_scale', [])))
       rows[-1]['b_simple_end_sequences'] = _common.mean_std(ends)
-      tokens_end = [e * seq_len for e in ends]
-      rows[-1]['b_simple_end_tokens'] = _common.mean_std(tokens_end)
-      lines[-1].append(_lm_common.ms(tokens_end, 0))
+      rows[-1]['b_simple_end_tokens'] = _common.mean_std(
+        [e * seq_len for e in ends]
+      )
+      lines[-1].append(ms([e * seq_len for e in ends], 0))
   return rows, _common.markdown_table(header, lines)
+
+
+def _median_rate(run: _runs.Run, seq_len: int) -> float:
+  rates = run.train.get('examples_per_sec', np.zeros(0))
+  rates = rates[np.isfinite(rates) & (rates > 0)]
+  return float(np.median(rates) * seq_len) if rates.size else math.nan
+
+
+def _last_finite(values: Any) -> float:
+  finite = np.asarray(values, float)
+  finite = finite[np.isfinite(finite)]
+  return float(finite[-1]) if finite.size else math.nan
 
 
 _MATCHES = {
@@ -638,37 +586,36 @@ _MATCHES = {
 def _claims(runs, config: LmConfig) -> list[dict[str, Any]]:
   """Each policy's and schedule's verdict against cosine (increase: against
   step when it ran), and whether B_simple grows as the loss falls."""
+  from lrjax import noise
+
   seeds = len(config.common.seeds)
+  loss = lambda k: [final(r, 'loss') for r in runs[k]]  # noqa: E731
+  updates = lambda k: _mean([r.summary['num_updates'] for r in runs[k]])  # noqa: E731
   claims = []
   for name in (*_MATCHES, 'ramp', 'increase', 'adaptive', 'seesaw'):
     if name not in runs:
       continue
     against = 'step' if name == 'increase' and 'step' in runs else BASELINE
-    held, diff, tol = _common.within_variation(
-      [_final(r, 'loss') for r in runs[name]],
-      [_final(r, 'loss') for r in runs[against]],
-    )
+    held, diff, tol = _common.within_variation(loss(name), loss(against))
     tolerance = f', tolerance ±{tol:.4f}' if seeds > 1 else ''
     if name in _MATCHES:
-      tolerance += ' (2 x pooled seed std)' if seeds > 1 else ''
+      text = _MATCHES[name]
       detail = f'final validation loss {diff:+.4f} nats vs {against}'
-      claims.append(
-        _lm_common.claim(_MATCHES[name], held, detail + tolerance, seeds)
+      detail += tolerance + (' (2 x pooled seed std)' if seeds > 1 else '')
+    else:
+      new, ref = updates(name), updates(against)
+      text = f'{name} saves updates at equal loss against {against}'
+      held = bool(new < ref and (held or diff < 0))
+      detail = (
+        f'{ref / new:.2f}x fewer updates ({new:,.0f} vs {ref:,.0f}), '
+        f'final validation loss {diff:+.4f} nats{tolerance}'
       )
-      continue
-    updates = _mean([r.summary['num_updates'] for r in runs[name]])
-    ref = _mean([r.summary['num_updates'] for r in runs[against]])
-    claims.append(
-      _lm_common.claim(
-        f'{name} saves updates at equal loss against {against}',
-        bool(updates < ref and (held or diff < 0)),
-        f'{ref / updates:.2f}x fewer updates ({updates:,.0f} vs {ref:,.0f}), '
-        f'final validation loss {diff:+.4f} nats{tolerance}',
-        seeds,
-      )
-    )
-  growth = [_noise_growth(r) for r in runs[BASELINE]]
-  if any(math.isfinite(g[0]) for g in growth):
+    claims.append(_lm_common.claim(text, held, detail, seeds))
+  growth = [
+    noise.growth(r.train.get('noise_scale', []), r.train.get('loss', []))
+    for r in runs[BASELINE]
+  ]
+  if any(math.isfinite(ratio) for ratio, _ in growth):
     claims.append(
       _lm_common.claim(
         f'B_simple grows as the loss falls ({BASELINE}, constant batch; '
@@ -685,28 +632,6 @@ def _claims(runs, config: LmConfig) -> list[dict[str, Any]]:
   return claims
 
 
-def _noise_growth(run: _runs.Run) -> tuple[float, float]:
-  r"""How the measured B_simple moves over a run: the median of the last
-  quarter of the finite logged estimates over the median of the first
-  quarter, and Spearman's rank correlation between the estimates and the
-  training loss logged with them (negative: B_simple grows as the loss
-  falls); NaNs without the noise tracker or with fewer than 8 estimates.
-  """
-  noise, loss = run.train.get('noise_scale'), run.train.get('loss')
-  if noise is None or loss is None or noise.shape != loss.shape:
-    return math.nan, math.nan
-  keep = np.isfinite(noise) & np.isfinite(loss)
-  noise, loss = noise[keep], loss[keep]
-  if noise.size < 8:
-    return math.nan, math.nan
-  q = noise.size // 4
-  rank = lambda v: np.argsort(np.argsort(v)).astype(float)  # noqa: E731
-  return (
-    float(np.median(noise[-q:]) / np.median(noise[:q])),
-    float(np.corrcoef(rank(noise), rank(loss))[0, 1]),
-  )
-
-
 LABELS = {
   'tokens': 'training tokens',
   'step': 'parameter updates',
@@ -715,99 +640,94 @@ LABELS = {
   'batch_tokens': 'batch (tokens)',
   'lr': 'learning rate',
 }
+_FIGURES = {
+  'val_loss.png': 'Validation loss against training tokens and against '
+  'updates (gray: the bigram and unigram models of the same split)',
+  'schedules.png': 'LR and batch (tokens) in force, as trained',
+  'noise_scale.png': 'Measured gradient noise scale B_simple, in tokens, '
+  'against training tokens',
+}
 
 
 def _figures(runs, seq_len, base, workdir) -> dict[str, str]:
-  """The validation loss (with the bigram and unigram models'), the LR and batch in force, and B_simple when measured."""
+  """Validation loss (and the bigram and unigram models'), LR and batch in
+  force, and B_simple when measured."""
   from lrjax import batch as lbatch
   from lrjax import plots
 
-  def columns(kind: str) -> dict[str, list[dict]]:
-    return {
+  test, train = (
+    {
       k: [lbatch.with_tokens(dict(getattr(r, kind)), seq_len) for r in g]
       for k, g in runs.items()
     }
-
-  test, train = columns('test'), columns('train')
-  plot = functools.partial(plots.plot_curves, labels=LABELS, x='tokens')
-  fig = plot(test, x=('tokens', 'step'), y='loss', title=None)
-  for ax in fig.axes:
-    ax.axhline(base['bigram'], color='gray', linestyle=':', label='bigram')
-    ax.axhline(base['unigram'], color='gray', linestyle='--', label='unigram')
-    ax.legend(fontsize='small')
-  fig.savefig(os.path.join(workdir, 'val_loss.png'), dpi=110)
-  path = os.path.join(workdir, 'schedules.png')
-  plot(train, y=('lr', 'batch_tokens'), band='range', path=path)
-  figures = {
-    'val_loss.png': 'Validation loss against training tokens and against '
-    'updates (gray: the bigram and unigram models of the same split)',
-    'schedules.png': 'LR and batch (tokens) in force, as trained',
+    for kind in ('test', 'train')
+  )
+  refs = {k: base[k] for k in ('bigram', 'unigram')}
+  specs = {
+    'val_loss.png': (test, {'x': ('tokens', 'step'), 'hlines': refs}),
+    'schedules.png': (train, {'y': ('lr', 'batch_tokens'), 'band': 'range'}),
+    'noise_scale.png': (
+      train,
+      {'y': 'noise_scale_tokens', 'band': 'range', 'logy': True},
+    ),
   }
-  if any(
-    np.isfinite(r.get('noise_scale_tokens', np.zeros(0))).any()
+  if not any(
+    np.isfinite(r.get('noise_scale_tokens', [])).any()
     for g in train.values()
     for r in g
   ):
-    plot(
-      train,
-      y='noise_scale_tokens',
-      band='range',
-      logy=True,
-      path=os.path.join(workdir, 'noise_scale.png'),
-    )
-    figures['noise_scale.png'] = (
-      'Measured gradient noise scale B_simple, in tokens, against training '
-      'tokens'
-    )
-  return figures
+    del specs['noise_scale.png']
+  for name, (data, kwargs) in specs.items():
+    path = os.path.join(workdir, name)
+    kwargs = {'x': 'tokens', 'y': 'loss', **kwargs}
+    plots.plot_curves(data, labels=LABELS, path=path, **kwargs)
+  return {name: _FIGURES[name] for name in specs}
 
 
-def _report(config, plans, results, table, claims, figures) -> str:
-  c = config.common
-  base = results['baselines_bits_per_byte']
+def _report(config, plans, results, table) -> str:
+  c, r = config.common, results
+  base = r['baselines_bits_per_byte']
   noise = (
     'The noise scale is estimated with sequences as the examples and '
     'stated in tokens (times the sequence length). '
     if c.noise
     else 'The noise tracker was off (--nonoise): no B_simple. '
   )
-  lines = [
-    '# Pretraining a byte-level transformer: LR policies and batch schedules',
-    '',
-    f'{c.corpus} ({results["train_sequences"]:,} training sequences of '
-    f'{c.seq_len} bytes, {results["train_tokens_in_split"]:,} bytes; read '
-    f'from {results["interpreter"] or "a TFDS dataset"}), evaluated on '
-    f'{results["eval_sequences"]} {c.validation_split} sequences. Model: '
-    f'{c.layers} layers, {c.heads} heads, width {c.width}, '
-    f'{results["num_params"]:,} parameters, '
-    f'{results["flops_per_token"] / 1e6:.2f} MFLOPs per training token. '
-    f'{c.optimizer} (beta1 {c.momentum:g}, beta2 {c.b2:g}, weight decay '
-    f'{c.weight_decay:g}), peak LR {c.lr:g}, every run '
-    f'{config.train_tokens:,} tokens; seeds '
-    f'{", ".join(map(str, c.seeds))}.',
-    '',
-    f'Baselines on the {c.validation_split} split: unigram '
-    f'{base["unigram"]:.3f} bits/byte, bigram {base["bigram"]:.3f} '
-    'bits/byte.',
-    '',
-    '| run | LR policy | batch schedule (tokens) |',
-    '|---|---|---|',
-    *(f'| {k} | {p.lr_text} | `{p.batch_text}` |' for k, p in plans.items()),
-    '',
-    '## Results',
-    '',
-    table,
-    '## Claims',
-    '',
-    *_common.claim_lines(claims),
-    '',
-    'Tokens/s is the median training rate over the logged intervals (one '
-    'with an evaluation or a compilation in it does not count); wall s is '
-    f'the whole run, compilation and evaluations included. {noise}'
-    "The policies' exact text forms (over epochs) are in results.json.",
-    *_common.figure_lines(figures),
-  ]
-  return '\n'.join(lines)
+  return '\n'.join(
+    [
+      '# Pretraining a byte-level transformer: LR policies and batch schedules',
+      '',
+      f'{c.corpus} ({r["train_sequences"]:,} training sequences of '
+      f'{c.seq_len} bytes, {r["train_tokens_in_split"]:,} bytes; read from '
+      f'{r["interpreter"] or "a TFDS dataset"}), evaluated on '
+      f'{r["eval_sequences"]} {c.validation_split} sequences. Model: '
+      f'{c.layers} layers, {c.heads} heads, width {c.width}, '
+      f'{r["num_params"]:,} parameters, {r["flops_per_token"] / 1e6:.2f} '
+      f'MFLOPs per training token. {c.optimizer} (beta1 {c.momentum:g}, '
+      f'beta2 {c.b2:g}, weight decay {c.weight_decay:g}), peak LR {c.lr:g}, '
+      f'every run {config.train_tokens:,} tokens; seeds '
+      f'{", ".join(map(str, c.seeds))}. Baselines on the '
+      f'{c.validation_split} split: unigram {base["unigram"]:.3f} '
+      f'bits/byte, bigram {base["bigram"]:.3f} bits/byte.',
+      '',
+      _common.markdown_table(
+        ['run', 'LR policy', 'batch schedule (tokens)'],
+        [[k, p.lr_text, f'`{p.batch_text}`'] for k, p in plans.items()],
+      ),
+      '## Results',
+      '',
+      table,
+      '## Claims',
+      '',
+      *_common.claim_lines(r['claims']),
+      '',
+      'Tokens/s is the median training rate over the logged intervals (one '
+      'with an evaluation or a compilation in it does not count); wall s is '
+      f'the whole run, compilation and evaluations included. {noise}'
+      "The policies' exact text forms (over epochs) are in results.json.",
+      *_common.figure_lines(r['figures']),
+    ]
+  )
 
 
 check, run, main = _study.entry_points(Lm, get_config)

@@ -27,6 +27,7 @@ import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import IO, Any, NamedTuple
 
+import numpy as np
 from absl import logging
 
 Clock = Callable[[], float]
@@ -546,3 +547,37 @@ def format_eta(seconds: float) -> str:
   if m:
     return f'{m}m{sec:02d}s'
   return f'{sec}s'
+
+
+def train_seconds(steps: Sequence[float], steps_per_sec: Sequence[float]):
+  r"""Training seconds up to each logged step, from the logged step rates.
+
+  A log line at step :math:`s_i` with rate :math:`r_i` covers the
+  :math:`s_i - s_{i-1}` updates since the previous line (:math:`s_0 = 0`)
+  at that rate, so
+
+  .. math::
+    t_i = \sum_{j \le i} \frac{s_j - s_{j-1}}{r_j},
+
+  with an interval whose rate is not positive (or not finite) counted as
+  0: the time the rates measure, without evaluations or checkpoints.
+  ``np.interp(step, steps, t)`` then reads the time at any update, e.g.
+  when a run first reached a target.
+
+  Args:
+    steps: the logged steps, increasing.
+    steps_per_sec: the rate logged with each (``Progress``'s
+      ``steps_per_sec``).
+
+  Returns:
+    float64 array of the cumulative seconds, one per logged step.
+
+  Examples:
+    >>> train_seconds([4, 8, 12], [2.0, 4.0, 0.0]).tolist()
+    [2.0, 3.0, 3.0]
+  """
+  steps = np.asarray(steps, np.float64)
+  rates = np.asarray(steps_per_sec, np.float64)
+  with np.errstate(divide='ignore', invalid='ignore'):
+    dt = np.where(rates > 0, np.diff(steps, prepend=0.0) / rates, 0.0)
+  return np.cumsum(np.nan_to_num(dt))

@@ -719,6 +719,55 @@ class AdaptiveBatch:
     return int(nxt)
 
 
+def growth(
+  estimates: ArrayLike, losses: ArrayLike, *, min_count: int = 8
+) -> tuple[float, float]:
+  r"""How a run's measured B_simple moves as its training loss falls.
+
+  Of the steps where both the logged estimate :math:`\hat B_i` and the
+  loss :math:`L_i` are finite (n of them, :math:`q = \lfloor n/4 \rfloor`):
+
+  .. math::
+    \mathrm{ratio} = \frac{\operatorname{median}(\hat B_{n-q+1..n})}
+      {\operatorname{median}(\hat B_{1..q})}, \qquad
+    \rho = \operatorname{corr}(\operatorname{rank}\hat B,
+      \operatorname{rank} L),
+
+  Spearman's rank correlation (ties ranked in order of appearance). A ratio
+  above 1 with a negative :math:`\rho` is McCandlish et al.'s prediction
+  that the noise scale grows as the loss falls.
+
+  Args:
+    estimates: logged B_simple estimates (NaN where none was measured).
+    losses: the training loss logged at the same steps.
+    min_count: fewer finite pairs than this give NaNs.
+
+  Returns:
+    ``(ratio, rho)``, NaNs when the shapes differ or too few are finite.
+
+  Examples:
+    >>> growth([1, 3, 2, 4, 5, 7, 6, 8], [8, 7, 6, 5, 4, 3, 2, 1])
+    (3.5, -0.952380952380952...)
+
+  References:
+    McCandlish et al. 2018, "An Empirical Model of Large-Batch Training",
+    section 3.
+  """
+  noise, loss = np.asarray(estimates, float), np.asarray(losses, float)
+  if noise.shape != loss.shape:
+    return math.nan, math.nan
+  keep = np.isfinite(noise) & np.isfinite(loss)
+  noise, loss = noise[keep], loss[keep]
+  if noise.size < max(min_count, 4):
+    return math.nan, math.nan
+  q = noise.size // 4
+  rank = lambda v: np.argsort(np.argsort(v)).astype(float)  # noqa: E731
+  return (
+    float(np.median(noise[-q:]) / np.median(noise[:q])),
+    float(np.corrcoef(rank(noise), rank(loss))[0, 1]),
+  )
+
+
 __all__ = [
   'AdaptiveBatch',
   'DataParallelNorms',
@@ -730,6 +779,7 @@ __all__ = [
   'data_parallel_sq_norms',
   'estimate',
   'exact',
+  'growth',
   'init',
   'realisable_sizes',
   'sliced_sq_norms',

@@ -221,3 +221,15 @@ def test_python_text_loads_without_tensorflow(tmp_path):
     [sys.executable, '-c', code], capture_output=True, text=True, check=True
   )
   assert out.stdout.strip() == '256'
+
+
+def test_evenly_spaced_windows_by_hand():
+  from lrjax.data import TextDataset
+
+  # 21 bytes, windows of 2 + 1: floor(20 / 2) = 10 windows starting at 2i.
+  ds = TextDataset.from_text('abcdefghijklmnopqrstu', seq_len=2)
+  # k = 3: windows floor(10 i / 3) = 0, 3, 6, starting at bytes 0, 6, 12.
+  picked = ds.evenly_spaced(3)['tokens']
+  assert [ds.decode(t) for t in picked] == ['abc', 'ghi', 'mno']
+  for everything in (0, 10, 11):
+    assert ds.evenly_spaced(everything)['tokens'].shape == (10, 3)

@@ -250,3 +250,14 @@ def test_a_few_adam_steps_learn_a_periodic_text():
   for _ in range(40):
     last = float(step(model, optimizer))
   assert first > 5.0 and last < 0.1, (first, last)
+
+
+def test_confidence_metrics_by_hand():
+  # Position 0: p = (0.75, 0.25), predicts 0, target 0 (right, 0.75).
+  # Position 1: p = (0.5, 0.5), argmax 0, target 1 (wrong, 0.5).
+  logits = jnp.log(jnp.array([[[3.0, 1.0], [1.0, 1.0]]] * 2))
+  batch = {'tokens': jnp.array([[1, 0, 1], [1, 1, 0]])}
+  m = lm.confidence_metrics(logits, batch)
+  # Sequence 2 is right at position 1 only: (0 + 0.5) / 2.
+  np.testing.assert_allclose(m['confidence'], [0.625, 0.625], rtol=1e-6)
+  np.testing.assert_allclose(m['correct_confidence'], [0.375, 0.25], rtol=1e-6)

@@ -413,3 +413,20 @@ def test_defaults_benchmark_replays_the_trainers_tracker():
   np.testing.assert_allclose(
     targets, [5 / 0.5, 7.5 / 2.25, 8.75 / 3.125], rtol=1e-12
   )
+
+
+def test_growth_by_hand():
+  # Quarters of 8: medians of (1, 3) and (6, 8) are 2 and 7: ratio 3.5.
+  # Ranks 0 2 1 3 4 6 5 7 against 7..0: sum d^2 = 164, so Spearman's
+  # rho = 1 - 6 * 164 / (8 * 63) = -20/21.
+  ratio, rho = noise.growth([1, 3, 2, 4, 5, 7, 6, 8], [8, 7, 6, 5, 4, 3, 2, 1])
+  assert ratio == 3.5
+  assert rho == pytest.approx(-20 / 21)
+  # NaNs drop their pair: 1, 3, 4, ..., 9 against 8..1 are left, quarter
+  # medians 2 and 8.5.
+  ratio, rho = noise.growth(
+    [1, np.nan, 2, 3, 4, 5, 6, 7, 8, 9], [8, 1, np.nan, 7, 6, 5, 4, 3, 2, 1]
+  )
+  assert (ratio, rho) == (4.25, pytest.approx(-1.0))
+  assert all(map(math.isnan, noise.growth(np.arange(7.0), np.arange(7.0))))
+  assert all(map(math.isnan, noise.growth(np.ones(8), np.ones(9))))

@@ -83,3 +83,16 @@ def test_plot_power_laws_draws_exact_points_fit_band_and_extrapolation(
     empty.collections[0].get_offsets(), [[1, 2], [4, 4], [16, 8]]
   )
   assert path.read_bytes().startswith(b'\x89PNG')
+
+
+def test_plot_curves_draws_reference_lines_in_every_panel():
+  run = {'epoch': [0, 1], 'step': [0, 10], 'loss': [5.0, 3.5]}
+  fig = plots.plot_curves(
+    {'cosine': [run]},
+    x=('epoch', 'step'),
+    y='loss',
+    hlines={'bigram': 3.36, 'unigram': 4.68},
+  )
+  for ax in fig.axes[:2]:
+    refs = {x.get_label(): x.get_ydata() for x in ax.lines[1:]}
+    assert refs == {'bigram': [3.36, 3.36], 'unigram': [4.68, 4.68]}

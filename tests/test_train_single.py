@@ -455,3 +455,12 @@ def test_trainer_writes_its_logged_steps_to_tensorboard(tmp_path):
   assert scalars[('test/accuracy', 4)] == pytest.approx(
     test['accuracy'], rel=1e-6
   )
+
+
+def test_train_seconds_from_logged_rates_by_hand():
+  # 4 updates at 2/s (2 s), 4 at 4/s (1 s), 4 with no rate (0 s), 8 at 1/s.
+  seconds = lmetrics.train_seconds([4, 8, 12, 20], [2.0, 4.0, np.nan, 1.0])
+  assert seconds.tolist() == [2.0, 3.0, 3.0, 11.0]
+  # Half way through the second interval: 2 + 0.5 s.
+  assert np.interp(6, [4, 8, 12, 20], seconds) == 2.5
+  assert lmetrics.train_seconds([], []).tolist() == []

@@ -159,6 +159,30 @@ class TextDataset:
     positions = indices[:, None] * self.seq_len + self._offsets
     return {'tokens': self.tokens[positions].astype(np.int32)}
 
+  def evenly_spaced(self, count: int) -> dict[str, np.ndarray]:
+    r"""``count`` windows evenly spaced over the split, as one batch.
+
+    Window :math:`\lfloor i n / k \rfloor` for :math:`0 \le i < k`, with
+    :math:`n` = ``num_examples`` and :math:`k` = ``count`` (all of them
+    when ``count`` is 0 or at least :math:`n`): a deterministic sample that
+    covers the whole split (every file of a corpus of many files), e.g. a
+    fixed evaluation set, as arrays the trainer reads as a source.
+
+    Args:
+      count: how many windows (0: all of them).
+
+    Returns:
+      ``{'tokens': int32 [k, seq_len + 1]}``.
+
+    Examples:
+      >>> ds = TextDataset.from_text('abcdefghij', seq_len=2)  # 4 windows
+      >>> ds.evenly_spaced(2)['tokens'].tolist()  # windows 0 and 2
+      [[97, 98, 99], [101, 102, 103]]
+    """
+    n = self.num_examples
+    k = n if count <= 0 or count >= n else count
+    return self.take((np.arange(k, dtype=np.int64) * n) // k)
+
   def __getitem__(self, index: int) -> dict[str, np.ndarray]:
     """``{'tokens': int32 [seq_len + 1]}``, example ``index``."""
     if not 0 <= int(index) < self.num_examples:

@@ -6,6 +6,7 @@ The pieces a trainer task needs::
   logits = model(lm_inputs(batch))          # batch: {'tokens': [B, T + 1]}
   loss, metrics = lm_loss(logits, batch)    # nats; bits_per_byte; accuracy
   per_example = lm_eval_metrics(logits, batch)
+  confidence = confidence_metrics(logits, batch)  # LRBench++
 
 and, to read a loss against something, the unigram and bigram cross-entropy
 of the same split (`unigram_loss`, `bigram_loss`). Tokens are bytes
@@ -14,6 +15,7 @@ of the same split (`unigram_loss`, `bigram_loss`). Tokens are bytes
 
 from lrjax.lm._baseline import bigram_loss as bigram_loss
 from lrjax.lm._baseline import unigram_loss as unigram_loss
+from lrjax.lm._loss import confidence_metrics as confidence_metrics
 from lrjax.lm._loss import lm_eval_metrics as lm_eval_metrics
 from lrjax.lm._loss import lm_inputs as lm_inputs
 from lrjax.lm._loss import lm_loss as lm_loss
@@ -26,6 +28,7 @@ __all__ = [
   'Transformer',
   'TransformerConfig',
   'bigram_loss',
+  'confidence_metrics',
   'lm_eval_metrics',
   'lm_inputs',
   'lm_loss',

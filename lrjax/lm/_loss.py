@@ -114,6 +114,45 @@ def lm_eval_metrics(
   }
 
 
+def confidence_metrics(logits: jax.Array, batch: dict) -> dict[str, jax.Array]:
+  r"""Per-example confidence of the next-token predictions (LRBench++).
+
+  With :math:`p_t` the largest predicted probability at position :math:`t`
+  and :math:`c_t` whether its token is the target,
+
+  .. math::
+    \mathrm{confidence} = \frac{1}{T}\sum_t p_t, \qquad
+    \mathrm{correct\_confidence} = \frac{1}{T}\sum_t c_t\, p_t,
+
+  so that over a split the mean ``correct_confidence`` over the mean
+  accuracy is the mean confidence on the correctly predicted tokens.
+
+  Args:
+    logits: float ``[B, T, V]``.
+    batch: ``{'tokens': int [B, T + 1]}``.
+
+  Returns:
+    ``{'confidence', 'correct_confidence'}``, float32 ``[B]`` each.
+
+  Examples:
+    >>> logits = jnp.log(jnp.array([[[3.0, 1.0], [1.0, 1.0]]]))
+    >>> m = confidence_metrics(logits, {'tokens': jnp.array([[1, 0, 1]])})
+    >>> [round(float(m[k][0]), 6) for k in ('confidence', 'correct_confidence')]
+    [0.625, 0.375]
+
+  References:
+    Jin et al. 2023, "Rethinking Learning Rate Tuning in the Era of Large
+    Language Models" (LRBench++).
+  """
+  probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+  top = jnp.max(probs, axis=-1)
+  correct = jnp.argmax(logits, axis=-1) == batch['tokens'][:, 1:]
+  return {
+    'confidence': jnp.mean(top, axis=1),
+    'correct_confidence': jnp.mean(jnp.where(correct, top, 0.0), axis=1),
+  }
+
+
 def perplexity(loss: jax.typing.ArrayLike) -> jax.Array:
   """Perplexity of a mean next-token loss in nats, :math:`e^{\\mathcal{L}}`.
 

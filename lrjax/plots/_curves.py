@@ -176,6 +176,7 @@ def plot_curves(
   band: str = 'std',
   logx: bool = False,
   logy: bool | Sequence[str] = False,
+  hlines: Mapping[str, float] | None = None,
   path: str | None = None,
 ) -> matplotlib.figure.Figure:
   """Draws one curve per label (mean over its runs) with a band over seeds.
@@ -194,6 +195,8 @@ def plot_curves(
     logx: logarithmic horizontal axes.
     logy: logarithmic vertical axes: True for all, or the ``y`` columns to
       draw on a log scale.
+    hlines: label -> height of a gray reference line drawn across every
+      panel (e.g. a baseline model's loss; for a single ``y``).
     path: where to save the PNG (not saved when None).
 
   Returns:
@@ -207,6 +210,10 @@ def plot_curves(
     >>> fig = plot_curves({'decay': [run(0.5), run(0.7)], 'ramp': [run(0.6)]})
     >>> print(len(fig.axes), len(fig.axes[0].lines))
     1 2
+    >>> fig = plot_curves({'decay': [run(0.5)]}, hlines={'chance': 0.1})
+    >>> line = fig.axes[0].lines[-1]
+    >>> print(line.get_label(), line.get_ydata())
+    chance [0.1, 0.1]
   """
   if band not in ('std', 'range', 'none'):
     raise ValueError(f"{band=} must be 'std', 'range' or 'none'")
@@ -254,6 +261,9 @@ def plot_curves(
             )
             lo, hi = stacked.min(axis=0), stacked.max(axis=0)
           ax.fill_between(grid, lo, hi, color=color, alpha=0.2, linewidth=0)
+      for i, (label, level) in enumerate((hlines or {}).items()):
+        style = (':', '--', '-.')[i % 3]
+        ax.axhline(level, color='gray', linestyle=style, label=label)
       ax.set_xlabel(labels.get(x_key, x_key))
       ax.set_ylabel(labels.get(y_key, y_key))
       if logx:
