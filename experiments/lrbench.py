@@ -163,11 +163,11 @@ def _to_target(run: _runs.Run, target: float) -> tuple[float, float]:
   steps = run.train.get('step', np.zeros(0))
   if math.isnan(step) or not steps.size:
     return step, math.nan
+  from lrjax import metrics
+
   rates = run.train.get('steps_per_sec', np.zeros(0))
-  previous = np.concatenate([[0.0], steps[:-1]])
-  with np.errstate(divide='ignore', invalid='ignore'):
-    dt = np.where(rates > 0, (steps - previous) / rates, 0.0)
-  return step, float(np.interp(step, steps, np.cumsum(np.nan_to_num(dt))))
+  seconds = metrics.train_seconds(steps, rates)
+  return step, float(np.interp(step, steps, seconds))
 
 
 def _kind(text: str) -> str:
