@@ -265,6 +265,25 @@ def load_variables(path: str) -> dict[str, Any]:
   return out
 
 
+#: The common settings that are `lrjax.train.TrainConfig` fields of the
+#: same name and meaning.
+_TRAIN_FIELDS = (
+  'momentum',
+  'optimizer',
+  'weight_decay',
+  'clip_norm',
+  'max_device_batch',
+  'num_devices',
+  'parallel',
+  'augment',
+  'log_every',
+  'eval_every',
+  'checkpoint_every',
+  'checkpoint_seconds',
+  'compilation_cache_dir',
+)
+
+
 def train_config(
   common: CommonConfig, *, batch: Any, lr: Any, seed: int, **overrides: Any
 ):
@@ -284,26 +303,14 @@ def train_config(
   """
   from lrjax import train as lrtrain
 
-  fields = dict(
+  fields = {name: getattr(common, name) for name in _TRAIN_FIELDS}
+  fields.update(
     batch=batch,
     num_epochs=common.epochs,
     lr=lr,
-    momentum=common.momentum,
-    optimizer=common.optimizer,
-    weight_decay=common.weight_decay,
-    clip_norm=common.clip_norm,
-    max_device_batch=common.max_device_batch,
-    num_devices=common.num_devices,
-    parallel=common.parallel,
     seed=seed,
-    augment=common.augment,
-    log_every=common.log_every,
-    eval_every=common.eval_every,
-    checkpoint_every=common.checkpoint_every,
-    checkpoint_seconds=common.checkpoint_seconds,
     keep_checkpoints=2,
     noise=lrtrain.NoiseConfig(enabled=False),
-    compilation_cache_dir=common.compilation_cache_dir,
     progress_bar=False,
   )
   fields.update(overrides)

@@ -481,7 +481,9 @@ def _report(config, table, breaks, b_simple, smith_le, claim, figures) -> str:
   if config.lm is None:
     unit, noise = '', ''
     budget = f'{c.epochs:g} epochs, cosine to 0'
-    rule = f'{100 * config.goyal_tolerance:g} points of test accuracy below'
+    rule = (
+      f'test accuracy more than {100 * config.goyal_tolerance:g} points below'
+    )
   else:
     lc, unit = config.lm, ' sequences'
     noise = f' sequences ({b_simple * c.seq_len:.4g} tokens)'
@@ -491,7 +493,7 @@ def _report(config, table, breaks, b_simple, smith_le, claim, figures) -> str:
       f'{config.warmup_tokens:,}), cosine to {lc.final_lr_fraction:g} of the '
       'peak'
     )
-    rule = f'{config.goyal_tolerance:g} nats of validation loss above'
+    rule = f'validation loss more than {config.goyal_tolerance:g} nats above'
   lines = [
     "# Goyal et al.'s batch sweep",
     '',
@@ -504,7 +506,7 @@ def _report(config, table, breaks, b_simple, smith_le, claim, figures) -> str:
     '',
     '## Where each rule breaks down',
     '',
-    f'(the mean more than {rule} batch {base})',
+    f'(mean {rule} batch {base})',
     '',
     *(
       f'- {v}: breaks down at batch {b}{unit} ({b / b_simple:.2g} x B_simple)'
