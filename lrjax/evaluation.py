@@ -36,7 +36,8 @@ def prediction_metrics(probs: ArrayLike, labels: ArrayLike) -> dict[str, float]:
   confidence on its correct predictions (classes without one are left out).
 
   Args:
-    probs: ``[n, classes]`` predicted probabilities.
+    probs: ``[n, classes]`` predicted probabilities (computed in their
+      dtype: float32 probabilities give float32 sums).
     labels: ``[n]`` integer labels.
 
   Returns:
@@ -54,7 +55,7 @@ def prediction_metrics(probs: ArrayLike, labels: ArrayLike) -> dict[str, float]:
   References:
     Wu et al. 2019 (LRBench); Jin et al. 2023 (LRBench++, CDAC).
   """
-  probs, labels = np.asarray(probs, float), np.asarray(labels)
+  probs, labels = np.asarray(probs), np.asarray(labels)
   n, classes = probs.shape
   confidence = probs.max(axis=1)
   correct = probs.argmax(axis=1) == labels
