@@ -465,7 +465,8 @@ def _figures(config, curves, smith_le, b_simple, workdir) -> dict[str, str]:
       xlabel='batch size' + (' (sequences)' if lm else ''),
       ylabel='validation loss (nats)' if lm else 'test accuracy (%)',
       title=title,
-      logx=True,
+      logx=2,
+      xticks=config.goyal_batches,
       vlines={f'B_simple = {b_simple:.3g}{unit}': b_simple},
       path=os.path.join(workdir, path),
     )
