@@ -585,13 +585,10 @@ def _figures(rows, trials_all, seeds, workdir, metric: Metric) -> dict:
 
   label = metric.label if metric is not ACCURACY else 'test accuracy (%)'
   values = f'{metric.name}_per_seed'
-  plots.plot_lines(
-    seeds,
+  plots.plot_seeds(
     {k: [metric.scale * v for v in r[values]] for k, r in rows.items()},
-    xlabel='seed',
     ylabel=label,
     title='Recipe against hand-tuned and random search (each seed)',
-    xticks=seeds,
     path=os.path.join(workdir, 'recipe.png'),
   )
   figures = {'recipe.png': f'{label.capitalize()} of each method, every seed'}

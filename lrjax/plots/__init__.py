@@ -14,6 +14,7 @@ from lrjax.plots._curves import plot_curves as plot_curves
 from lrjax.plots._curves import plot_lines as plot_lines
 from lrjax.plots._curves import plot_panels as plot_panels
 from lrjax.plots._curves import plot_points as plot_points
+from lrjax.plots._curves import plot_seeds as plot_seeds
 from lrjax.plots._measure import centred_median as centred_median
 from lrjax.plots._measure import lr_finder_ylim as lr_finder_ylim
 from lrjax.plots._measure import plot_interpolation as plot_interpolation
@@ -39,4 +40,5 @@ __all__ = [
   'plot_points',
   'plot_power_laws',
   'plot_schedules',
+  'plot_seeds',
 ]

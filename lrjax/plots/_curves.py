@@ -448,6 +448,54 @@ def plot_panels(
   return _finish_figure(fig, path)
 
 
+def plot_seeds(
+  groups: Mapping[str, Sequence[float]],
+  *,
+  ylabel: str = '',
+  title: str | None = None,
+  path: str | None = None,
+) -> matplotlib.figure.Figure:
+  """Methods compared over seeds: a bar at each method's mean and a point
+  per seed on it, so the spread is seen beside the difference.
+
+  Args:
+    groups: method -> its value for each seed (NaN values are drawn as
+      nothing and left out of the mean).
+    ylabel: vertical axis label.
+    title: axes title.
+    path: where to save the PNG (not saved when None).
+
+  Returns:
+    The figure.
+
+  Examples:
+    >>> fig = plot_seeds({'recipe': [2.07, 2.08], 'tuned': [2.15, 2.17]})
+    >>> [round(float(p.get_height()), 3) for p in fig.axes[0].patches]
+    [2.075, 2.16]
+  """
+  fig = matplotlib.figure.Figure(figsize=(6, 4))
+  ax = fig.subplots()
+  colors = matplotlib.rcParams['axes.prop_cycle'].by_key()['color']
+  finite = []
+  for i, values in enumerate(groups.values()):
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v)]
+    finite.extend(v)
+    color = colors[i % len(colors)]
+    ax.bar(i, v.mean() if v.size else np.nan, 0.8, color=color, alpha=0.35)
+    ax.plot(np.full(v.size, i), v, 'o', color=color)
+  ax.set_xticks(range(len(groups)), list(groups))
+  if finite:  # bars from a floor just under the lowest value, not from 0
+    low, high = min(finite), max(finite)
+    pad = 0.1 * (high - low or abs(high) or 1.0)
+    ax.set_ylim(low - pad, high + pad)
+  ax.set_ylabel(ylabel)
+  ax.grid(True, axis='y', alpha=0.3)
+  if title:
+    ax.set_title(title)
+  return _finish_figure(fig, path)  # the ticks name the methods: no legend
+
+
 def plot_points(
   x: ArrayLike,
   y: ArrayLike,
