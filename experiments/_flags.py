@@ -22,6 +22,7 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -114,9 +115,14 @@ def _settings(cls: type) -> list[dataclasses.Field]:
   return [f for f in dataclasses.fields(cls) if 'help' in f.metadata]
 
 
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+  return typing.get_type_hints(cls)
+
+
 def _kind(cls: type, field: dataclasses.Field) -> tuple[str, type]:
   """(flag kind, element type) of a field from its annotation."""
-  hint = typing.get_type_hints(cls)[field.name]
+  hint = _hints(cls)[field.name]
   args = [a for a in typing.get_args(hint) if a is not type(None)]
   if typing.get_origin(hint) is tuple:
     return 'list', args[0] if args else str

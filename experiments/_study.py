@@ -104,8 +104,8 @@ def run_main(
   Builds the config from the flags and checks it (`check(config)`: every
   run's trainer config, the devices, the data) before anything trains or
   is written; stops after `dry_run` when asked, else runs
-  `run(config, workdir, with_flags=True, overwrite=--overwrite)` and prints
-  `results.md`. A usage error (positional arguments, a bad value found by
+  `run(checked, workdir, with_flags=True, overwrite=--overwrite)` on what
+  `check` returned (so nothing is checked twice) and prints `results.md`. A usage error (positional arguments, a bad value found by
   the checks, a dataset that is not prepared, a `--workdir` that cannot
   be created, a workdir held by another process or holding runs of
   another config, no intact checkpoint) ends
@@ -123,7 +123,7 @@ def run_main(
     use_cpu_cores()  # a one-device run keeps the CPU's threads whole
   try:
     config = get_config()
-    check(config)
+    checked = check(config)
   except (ValueError, FileNotFoundError) as e:
     _fatal('Flags error', str(e))
   workdir = workdir_for(name)
@@ -134,7 +134,7 @@ def run_main(
   try:
     if dry_run(config, workdir):
       return None
-    results = run(config, workdir, with_flags=True, overwrite=OVERWRITE.value)
+    results = run(checked, workdir, with_flags=True, overwrite=OVERWRITE.value)
   except (
     lrtrain.ConfigMismatchError,
     lrtrain.WorkdirLockedError,
@@ -340,11 +340,16 @@ class Study:
 
   def trials(self) -> Sequence[Trial]:
     """The study's trials."""
-    raise NotImplementedError
+    raise NotImplementedError(
+      f'{type(self).__name__} must implement trials() and analyze(), or '
+      'override run()'
+    )
 
   def analyze(self, runs: dict[str, list[_runs.Run]], workdir: str) -> Report:
     """Tables, claims, figures and the report from the finished runs."""
-    raise NotImplementedError
+    raise NotImplementedError(
+      f'{type(self).__name__} must implement analyze(), or override run()'
+    )
 
   def run(self, context: Context) -> Report:
     """Trains the trials and analyses them."""
@@ -376,6 +381,15 @@ def run(
     lrjax.train.WorkdirLockedError: when another process holds it.
   """
   study.check()
+  return _run_checked(
+    study, workdir, with_flags=with_flags, overwrite=overwrite
+  )
+
+
+def _run_checked(
+  study: Study, workdir: str, *, with_flags: bool, overwrite: bool
+) -> dict[str, Any]:
+  """`run` after ``study.check()`` passed."""
   with experiment_workdir(workdir, study.config, with_flags=with_flags):
     report = study.run(Context(workdir, overwrite))
     write_outputs(workdir, report.results, report.table, report.text)
@@ -383,14 +397,14 @@ def run(
 
 
 def entry_points(
-  study: Callable[[Any], Study], get_config: Callable[[], Any]
+  study: type[Study], get_config: Callable[[], Any]
 ) -> tuple[Callable[..., Any], Callable[..., Any], Callable[..., None]]:
   """An experiment's ``check(config)``, ``run(config, workdir, ...)`` and
   absl ``main(argv)`` for its study class.
 
-  ``main`` builds the config from the flags, checks it before anything
-  trains or is written (one ``FATAL`` line naming the flag otherwise),
-  runs the study into ``--workdir`` (default ``runs/<name>``), prints the
+  ``main`` builds the config from the flags, checks it once before
+  anything trains or is written (one ``FATAL`` line naming the flag
+  otherwise), runs the checked study into ``--workdir`` (default ``runs/<name>``), prints the
   table, the claims (where the results have them) and the report's path.
   """
 
@@ -403,7 +417,7 @@ def entry_points(
     return run(study(config), workdir, **kwargs)
 
   def main(argv: Sequence[str]) -> None:
-    done = run_main(argv, study(None).name, get_config, run_config, check)
+    done = run_main(argv, study.name, get_config, _run_checked, check)
     if done is None:
       return
     results, workdir = done
