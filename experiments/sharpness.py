@@ -27,14 +27,10 @@ PROTOCOLS = ('target_loss', 'converge', 'equal_epochs')
 
 
 def _protocols(values: Sequence[str]) -> str | None:
-  if (
-    values and len(set(values)) == len(values) and set(values) <= set(PROTOCOLS)
-  ):
+  if _flags.distinct()(values) is None and set(values) <= set(PROTOCOLS):
     return None
-  return (
-    f'must be distinct names out of {",".join(PROTOCOLS)}, e.g. '
-    'target_loss,equal_epochs'
-  )
+  names = ','.join(PROTOCOLS)
+  return f'must be distinct names out of {names}, e.g. target_loss,equal_epochs'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,17 +88,13 @@ class SharpnessConfig:
     (1e-3, 5e-4), 'Box sizes eps of the eps-sharpness.', check=_flags.positive()
   )
   subspace_dim: int = setting(
-    100,
-    'Dimension p of the random subspace (A is n x p).',
-    check=_flags.at_least(1),
+    100, 'Random subspace dimension p (A is n x p).', check=_flags.at_least(1)
   )
   sharpness_iters: int = setting(
     10, 'L-BFGS-B iterations of the box maximisation.', check=_flags.at_least(1)
   )
   hessian_iters: int = setting(
-    20,
-    'Power iterations for the top Hessian eigenvalue.',
-    check=_flags.at_least(1),
+    20, 'Power iterations, top Hessian eigenvalue.', check=_flags.at_least(1)
   )
   sharpness_examples: int = setting(
     0,
@@ -112,9 +104,7 @@ class SharpnessConfig:
     check=_flags.at_least(0, ' (0: the whole training set)'),
   )
   interp_points: int = setting(
-    31,
-    'Points of the 1-D plot over alpha in [-1, 2].',
-    check=_flags.at_least(3),
+    31, 'Points of the 1-D plot, alpha in [-1, 2].', check=_flags.at_least(3)
   )
   warm_start_epochs: tuple[float, ...] = setting(
     (),
@@ -176,11 +166,17 @@ def get_config() -> SharpnessConfig:
 # ------------------------------------------------------------ measuring
 
 
-def _loss_and_metrics(model: Any):
-  """`(variables, (images, labels)) -> {loss, accuracy}`, eval mode, jitted."""
+def _loss_and_metrics(config: SharpnessConfig, seed: int):
+  """`(variables, (images, labels)) -> {loss, accuracy}` of the model, eval
+  mode, jitted."""
   import jax
   import jax.numpy as jnp
   import optax
+
+  from lrjax import models
+
+  classes = _common.load_split(config.common, 'train', seed).num_classes
+  model = models.get(config.common.model, num_classes=classes)
 
   def metrics(variables, data):
     logits = model.apply(variables, data[0], train=False)
@@ -192,8 +188,7 @@ def _loss_and_metrics(model: Any):
 
 
 def _examples(config: SharpnessConfig, split: str, seed: int, limit: int = 0):
-  """``(images, labels)`` of a split (drawn from `seed` for synthetic data),
-  its first `limit` examples when `limit` > 0."""
+  """``(images, labels)`` of a split, its first `limit` examples if > 0."""
   ds = _common.load_split(config.common, split, seed)
   batch = ds.take(np.arange(min(limit or ds.num_examples, ds.num_examples)))
   return batch['image'], batch['label']
@@ -203,13 +198,6 @@ def measured_data(config: SharpnessConfig, seed: int):
   """``(images, labels)`` everything is measured on (Keskar et al.: the
   training set; ``sharpness_examples`` > 0: its first k)."""
   return _examples(config, 'train', seed, config.sharpness_examples)
-
-
-def _model(config: SharpnessConfig, seed: int) -> Any:
-  from lrjax import models
-
-  train = _common.load_split(config.common, 'train', seed)
-  return models.get(config.common.model, num_classes=train.num_classes)
 
 
 def training_loss(metrics: Any, variables: Any, data, chunk: int = 1024):
@@ -239,7 +227,7 @@ def measure(
   from lrjax import sharpness as lrsharp
 
   data = measured_data(config, seed)
-  metrics = _loss_and_metrics(_model(config, seed))
+  metrics = _loss_and_metrics(config, seed)
   rest = {k: v for k, v in variables.items() if k != 'params'}
   f, x, _ = lrsharp.flatten(
     lambda p: metrics({'params': p, **rest}, data)['loss'],
@@ -265,11 +253,12 @@ def measure(
   lam, _ = lrsharp.top_eigenvalue(
     f, x, num_iters=config.hessian_iters, key=seed
   )
-  out['top_eigenvalue'] = float(lam)
-  out['measured_loss'] = float(f(x))
-  out['measured_accuracy'] = float(metrics(variables, data)['accuracy'])
-  out['measured_examples'] = len(data[1])
-  return out
+  return out | {
+    'top_eigenvalue': float(lam),
+    'measured_loss': float(f(x)),
+    'measured_accuracy': float(metrics(variables, data)['accuracy']),
+    'measured_examples': len(data[1]),
+  }
 
 
 # ------------------------------------------------------------ training
@@ -283,8 +272,7 @@ def _after(result: Any, workdir: str) -> dict[str, Any]:
   if os.path.exists(path := os.path.join(workdir, 'sharpness.json')):
     os.remove(path)
   stopping = _common.read_json(os.path.join(workdir, 'stopping.json'))
-  if stopping is None:
-    return {'stopped_by': 'epochs', 'checks': []}
+  stopping = stopping or {'stopped': 'epochs', 'checks': []}
   return {'stopped_by': stopping['stopped'], 'checks': stopping['checks']}
 
 
@@ -296,16 +284,13 @@ def batch_regimes(
   config: SharpnessConfig, num_examples: int, protocol: str
 ) -> dict[str, Any]:
   """Label -> batch (size, or schedule text for a warm start)."""
-  n = num_examples
-  large = config.large_batch or max(config.small_batch + 1, round(n / 10))
-  out: dict[str, Any] = {
-    'small batch': config.small_batch,
-    'large batch': large,
-  }
+  n, small = num_examples, config.small_batch
+  large = config.large_batch or max(small + 1, round(n / 10))
+  out: dict[str, Any] = {'small batch': small, 'large batch': large}
   length = config.epochs_of(protocol)
   for k in config.warm_start_epochs:
     out[f'warm start {k:g}'] = (
-      f'stages({config.small_batch}@{k:g},{large}@{length - k:g},n={n})'
+      f'stages({small}@{k:g},{large}@{length - k:g},n={n})'
     )
   return out
 
@@ -353,23 +338,21 @@ class Sharpness(_study.Study):
 
   def trials(self) -> list[_study.Trial]:
     config, c = self.config, self.config.common
-    trials = []
-    for protocol, regimes in self.regimes.items():
-      rule = config.stop_rule(protocol)
-      trials += [
-        _study.Trial(
-          _trial_name(protocol, label),
-          c.seeds,
-          lambda seed, p=protocol, b=batch: _train_config(config, p, b, seed),
-          lambda seed: _common.make_task(c, seed),
-          train=None if rule is None else self._train_until(rule),
-          after=_after,
-          extra={'protocol': protocol, 'stop_rule': rule},
-          describe=f'batch {batch}',
-        )
-        for label, batch in regimes.items()
-      ]
-    return trials
+    return [
+      _study.Trial(
+        _trial_name(protocol, label),
+        c.seeds,
+        lambda seed, p=protocol, b=batch: _train_config(config, p, b, seed),
+        lambda seed: _common.make_task(c, seed),
+        train=None if rule is None else self._train_until(rule),
+        after=_after,
+        extra={'protocol': protocol, 'stop_rule': rule},
+        describe=f'batch {batch}',
+      )
+      for protocol, regimes in self.regimes.items()
+      for rule in [config.stop_rule(protocol)]
+      for label, batch in regimes.items()
+    ]
 
   def _train_until(self, rule: Any) -> Any:
     """The trainer with `lrjax.train.LossStop` on the measured training
@@ -378,7 +361,7 @@ class Sharpness(_study.Study):
 
     def train(train_config, workdir, task, *, overwrite=False):
       data = measured_data(self.config, train_config.seed)
-      metrics = _loss_and_metrics(_model(self.config, train_config.seed))
+      metrics = _loss_and_metrics(self.config, train_config.seed)
 
       def loss_fn(state):
         variables = {'params': state.params, **(state.model_state or {})}
@@ -414,12 +397,11 @@ class Sharpness(_study.Study):
     }
     measures = {
       p: {
-        label: [self._measures(r) for r in group] for label, group in g.items()
+        label: [self._measures(r) for r in g] for label, g in by_label.items()
       }
-      for p, g in runs.items()
+      for p, by_label in runs.items()
     }
-    seed = config.common.seeds[0]
-    interp = {p: _interpolation(config, runs[p], seed) for p in runs}
+    interp = {p: _interpolation(config, runs[p]) for p in runs}
     rows, table = _table(config, runs, measures, regimes, n)
     claims = [
       claim
@@ -447,18 +429,16 @@ class Sharpness(_study.Study):
 check, run, main = _study.entry_points(Sharpness, get_config)
 
 
-def _interpolation(config, runs, seed) -> Any:
+def _interpolation(config: SharpnessConfig, runs) -> Any:
+  """The first seed's 1-D plot from the small- to the large-batch minimum;
+  the whole variables (batch-norm statistics too) move along the path."""
   from lrjax import sharpness as lrsharp
 
-  small = _load_params(runs['small batch'][0].workdir)
-  large = _load_params(runs['large batch'][0].workdir)
-  data = {split: _examples(config, split, seed) for split in ('train', 'test')}
-  # The whole variables (batch-norm statistics too) move along the path.
+  seed = config.common.seeds[0]
   return lrsharp.interpolate(
-    _loss_and_metrics(_model(config, seed)),
-    small,
-    large,
-    data,
+    _loss_and_metrics(config, seed),
+    *(_load_params(runs[k][0].workdir) for k in ('small batch', 'large batch')),
+    {split: _examples(config, split, seed) for split in ('train', 'test')},
     alphas=np.linspace(-1, 2, config.interp_points),
   )
 
@@ -466,11 +446,8 @@ def _interpolation(config, runs, seed) -> Any:
 def _eps_keys(eps: float) -> list[str]:
   """A box size's measures: from y = 0 (the headline), from the half box,
   in the subspace."""
-  return [
-    f'sharpness_full_{eps:g}_from_zero',
-    f'sharpness_full_{eps:g}',
-    f'sharpness_subspace_{eps:g}',
-  ]
+  full = f'sharpness_full_{eps:g}'
+  return [f'{full}_from_zero', full, f'sharpness_subspace_{eps:g}']
 
 
 def _keys(config: SharpnessConfig) -> list[str]:
@@ -542,13 +519,15 @@ def _protocol_claims(config, protocol, runs, measures) -> list[dict[str, Any]]:
   """One protocol's claims: the large batch sharper by each measure, each
   warm start flatter, the large batch generalising worse."""
 
-  def compare(key, label, other, claim, detail):
-    a, b = [m[key] for m in measures[label]], [m[key] for m in measures[other]]
+  def compare(what, a, b, claim, detail):
     return {
-      'claim': f'{protocol}: {claim} ({key}, beyond seed-to-seed variation)',
+      'claim': f'{protocol}: {claim} ({what}, beyond seed-to-seed variation)',
       'held': _common.exceeds(a, b),
       'detail': detail(_mean(a), _mean(b)),
     }
+
+  def of(label, key):
+    return [m[key] for m in measures[label]]
 
   def sharper(large, small):
     ratio = f', {large / small:.1f}x' if small > 0 else ''
@@ -557,45 +536,37 @@ def _protocol_claims(config, protocol, runs, measures) -> list[dict[str, Any]]:
   def flatter(cold, warm):
     return f'warm start {warm:.4g} vs large batch from scratch {cold:.4g}'
 
+  def worse(small, large):
+    tol = _common.within_variation(small_acc, large_acc)[2]
+    spread = (
+      'one seed: no variation to test against'
+      if math.isnan(tol)
+      else f'tolerance ±{tol * 100:.2f}'
+    )
+    return (
+      f'test accuracy large {large * 100:.2f} % vs small {small * 100:.2f} % '
+      f'(difference {(large - small) * 100:+.2f} points, {spread})'
+    )
+
+  small, large = 'small batch', 'large batch'
   claim = 'the large-batch minimum is sharper'
   claims = [
-    compare(k, 'large batch', 'small batch', claim, sharper)
+    compare(k, of(large, k), of(small, k), claim, sharper)
     for k in _keys(config)
   ]
   headline = _eps_keys(config.sharpness_eps[0])[0]
-  claims += [
-    compare(
-      key,
-      'large batch',
-      label,
-      f'{label} epochs of small batch make the large-batch minimum flatter',
-      flatter,
+  for label in [k for k in runs if k.startswith('warm start')]:
+    claim = (
+      f'{label} epochs of small batch make the large-batch minimum flatter'
     )
-    for label in runs
-    if label.startswith('warm start')
-    for key in ('top_eigenvalue', headline)
-  ]
-  large_acc, small_acc = (
-    [r.summary['test_accuracy'] for r in runs[label]]
-    for label in ('large batch', 'small batch')
+    for k in ('top_eigenvalue', headline):
+      claims.append(compare(k, of(large, k), of(label, k), claim, flatter))
+  small_acc, large_acc = (
+    [r.summary['test_accuracy'] for r in runs[k]] for k in (small, large)
   )
-  _, diff, tol = _common.within_variation(large_acc, small_acc)
-  spread = (
-    ', one seed: no variation to test against'
-    if math.isnan(tol)
-    else f', tolerance ±{tol * 100:.2f}'
-  )
-  claims.append(
-    {
-      'claim': f'{protocol}: the large batch generalises worse (lower test '
-      'accuracy, beyond seed-to-seed variation)',
-      'held': _common.exceeds(small_acc, large_acc),
-      'detail': f'test accuracy large {_mean(large_acc) * 100:.2f} % vs '
-      f'small {_mean(small_acc) * 100:.2f} % (difference '
-      f'{diff * 100:+.2f} points{spread})',
-    }
-  )
-  return claims
+  claim = 'the large batch generalises worse'
+  what = 'lower test accuracy'
+  return [*claims, compare(what, small_acc, large_acc, claim, worse)]
 
 
 _LABELS = {
@@ -621,20 +592,19 @@ def _figures(config, runs, interp, workdir) -> dict[str, str]:
       f'{protocol}: loss and accuracy along the line through both minima '
       '(alpha = 0: small batch, 1: large batch)'
     )
-  keys = ('epoch', 'step', 'train_loss')
   curves = {
     f'{label} ({protocol})': group
     for protocol in config.protocols
     for label, group in runs[protocol].items()
   }
+  kw = {'x': ('epoch', 'step'), 'labels': _LABELS}
   plots.plot_curves(
     {label: [r.test for r in group] for label, group in curves.items()},
-    x=('epoch', 'step'),
-    y='accuracy',
-    labels=_LABELS,
     path=os.path.join(workdir, 'test_accuracy.png'),
+    **kw,
   )
   figures['test_accuracy.png'] = 'Test accuracy during training'
+  keys = ('epoch', 'step', 'train_loss')
   checked = {
     label: [
       {k: np.asarray([c[k] for c in r.summary['checks']], float) for k in keys}
@@ -644,14 +614,8 @@ def _figures(config, runs, interp, workdir) -> dict[str, str]:
     if group[0].summary['checks']
   }
   if checked:
-    plots.plot_curves(
-      checked,
-      x=('epoch', 'step'),
-      y='train_loss',
-      labels=_LABELS,
-      logy=True,
-      path=os.path.join(workdir, 'training_loss.png'),
-    )
+    path = os.path.join(workdir, 'training_loss.png')
+    plots.plot_curves(checked, y='train_loss', logy=True, path=path, **kw)
     figures['training_loss.png'] = (
       'Training loss at each check of the stopping protocols (the last '
       'point of a curve is where its run stopped)'
@@ -663,6 +627,12 @@ def _report(config, regimes, table, rows, claims, figures, n) -> str:
   c = config.common
   measured = config.sharpness_examples or n
   first = regimes[config.protocols[0]]
+  subset = (
+    'the whole training set'
+    if measured >= n
+    else f'the first {measured} of the {n} training examples '
+    '(--sharpness_examples subsamples big data)'
+  )
   lines = [
     '# Small-batch vs large-batch minima (Keskar et al. 2017)',
     '',
@@ -672,16 +642,7 @@ def _report(config, regimes, table, rows, claims, figures, n) -> str:
     '',
     'Protocols (how long each regime trains):',
     '',
-  ]
-  for protocol in config.protocols:
-    lines.append(f'- {protocol}: {_protocol_text(config, protocol)}')
-  subset = (
-    'the whole training set'
-    if measured >= n
-    else f'the first {measured} of the {n} training examples '
-    '(--sharpness_examples subsamples big data)'
-  )
-  lines += [
+    *(f'- {p}: {_protocol_text(config, p)}' for p in config.protocols),
     '',
     f'Training loss, training accuracy, sharpness and Hessian measured on '
     f"{subset}, in eval mode. φ is Keskar's eps-sharpness, "
