@@ -11,6 +11,7 @@ parameters are scored by `lrjax.evaluation.prediction_metrics` (plus
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -129,31 +130,24 @@ def predict(
 
 
 def _after(
-  common: _common.CommonConfig, metric_fns: Mapping[str, Callable[..., float]]
-) -> Callable[[Any, str], dict[str, Any]]:
+  common: _common.CommonConfig,
+  metric_fns: Mapping[str, Callable[..., float]],
+  result: Any,
+  workdir: str,
+) -> dict[str, Any]:
   """The run's final metrics, from its final parameters (test and train)."""
+  from lrjax.evaluation import prediction_metrics
 
-  def after(result: Any, workdir: str) -> dict[str, Any]:
-    from lrjax.evaluation import prediction_metrics
-
-    # The seed picks the data only for --dataset=synthetic.
-    seed = _common.read_json(os.path.join(workdir, 'config.json'))['seed']
-    variables = _common.final_variables(result, workdir)
-    probs, labels = predict(common, variables, 'test', seed)
-    test = prediction_metrics(probs, labels)
-    train = prediction_metrics(*predict(common, variables, 'train', seed))
-    extra = {name: float(fn(probs, labels)) for name, fn in metric_fns.items()}
-    return {
-      'final': {
-        **test,
-        'train_loss': train['loss'],
-        'train_top1': train['top1'],
-        'generalization_gap': test['loss'] - train['loss'],
-        **extra,
-      }
-    }
-
-  return after
+  # The seed picks the data only for --dataset=synthetic.
+  seed = _common.read_json(os.path.join(workdir, 'config.json'))['seed']
+  variables = _common.final_variables(result, workdir)
+  probs, labels = predict(common, variables, 'test', seed)
+  test = prediction_metrics(probs, labels)
+  train = prediction_metrics(*predict(common, variables, 'train', seed))
+  extra = {name: float(fn(probs, labels)) for name, fn in metric_fns.items()}
+  gap = test['loss'] - train['loss']
+  train = {'train_loss': train['loss'], 'train_top1': train['top1']}
+  return {'final': {**test, **train, 'generalization_gap': gap, **extra}}
 
 
 def _to_target(run: _runs.Run, target: float) -> tuple[float, float]:
@@ -173,9 +167,7 @@ def _to_target(run: _runs.Run, target: float) -> tuple[float, float]:
 def _kind(text: str) -> str:
   if PLACEHOLDER in text:
     return 'exploration'
-  if 'plateau' in text.split('(')[0]:
-    return 'state'
-  return 'formula'
+  return 'state' if 'plateau' in text.split('(')[0] else 'formula'
 
 
 # ------------------------------------------------------------ study
@@ -194,32 +186,31 @@ class LrBench(_study.Study):
     n = _common.check_common(config.common)
     _common.check_batch('--batch_size', config.common.batch_size, n)
     for text in config.policy:
-      policy = {'policy': text.replace(PLACEHOLDER, '1')}
       try:
-        _study.check_trials(self._trials({text: policy}), n)
+        _study.check_trials(self._trials([text.replace(PLACEHOLDER, '1')]), n)
       except ValueError as e:
         raise ValueError(f'--policy={text!r}: {e}') from None
 
-  def _trials(self, policies: Mapping[str, dict[str, Any]]) -> list:
-    """A trial per policy, its runs in ``runs/policy<index>``."""
+  def _trials(self, texts: Sequence[str]) -> list[_study.Trial]:
+    """A trial per policy text, its runs in ``runs/policy<index>``."""
     from lrjax import schedules
 
     c = self.config.common
     extra = {'metrics': sorted(self.config.metric_fns())}
-    after = _after(c, self.config.metric_fns())
+    after = functools.partial(_after, c, self.config.metric_fns())
     return [
       _study.Trial(
         f'policy{index}',
         c.seeds,
-        lambda seed, text=entry['policy']: _common.train_config(
+        lambda seed, text=text: _common.train_config(
           c, batch=c.batch_size, lr=schedules.parse(text), seed=seed
         ),
         lambda seed: _common.make_task(c, seed),
         after=after,
         extra=extra,
-        describe=entry['policy'],
+        describe=text,
       )
-      for index, entry in enumerate(policies.values())
+      for index, text in enumerate(texts)
     ]
 
   def _resolve(self, workdir: str, overwrite: bool) -> dict[str, dict]:
@@ -239,14 +230,15 @@ class LrBench(_study.Study):
         )
         entry['suggested_lr'] = lr = float(test['suggested_lr'])
         entry['policy'] = text.replace(PLACEHOLDER, f'{lr:.4g}')
-      explored = 'range test: ' if PLACEHOLDER in text else ''
-      resolved[explored + entry['policy']] = entry
+        text = 'range test: ' + entry['policy']
+      resolved[text] = entry
     return resolved
 
   def run(self, context: _study.Context) -> _study.Report:
     """Resolves the policies (the range test first), trains, ranks."""
     policies = self._resolve(context.workdir, context.overwrite)
-    trained = context.train(self._trials(policies))
+    texts = [p['policy'] for p in policies.values()]
+    trained = context.train(self._trials(texts))
     runs = dict(zip(policies, trained.values(), strict=True))
     target = self.config.target_accuracy
     extra = list(self.config.metric_fns())
@@ -287,8 +279,9 @@ _FINAL_KEYS = [k for k, *_ in _COLUMNS if k not in _NOT_FINAL]
 def _rows(runs, policies, target, extra) -> list[dict[str, Any]]:
   rows = []
   for label, group in runs.items():
-    finals = [r.summary['final'] for r in group]
-    values = {k: [f[k] for f in finals] for k in (*_FINAL_KEYS, *extra)}
+    values = {
+      k: [r.summary['final'][k] for r in group] for k in (*_FINAL_KEYS, *extra)
+    }
     for k in ('num_updates', 'wall_seconds'):
       values[k] = [r.summary[k] for r in group]
     to_target = zip(*[_to_target(r, target) for r in group], strict=True)
@@ -363,18 +356,15 @@ def _ms(pair: tuple[float, float], scale: float = 1.0, digits: int = 2) -> str:
 
 def _table(rows, target, extra) -> str:
   header = [h.format(target) for _, h, _, _ in _COLUMNS]
-  lines = [
-    [
-      f'={r["rank"]}' if r['tied'] else str(r['rank']),
-      f'`{r["policy"]}`',
-      r['kind'],
-      *[_ms(r[k], scale, digits) for k, _, scale, digits in _COLUMNS],
-      *[_ms(r[k], 1, 4) for k in extra],
-    ]
-    for r in rows
-  ]
-  for line, r in zip(lines, rows, strict=True):
-    line[6] += f' ({r["reached_target"]})'  # updates to target
+  lines = []
+  for r in rows:
+    cells = {k: _ms(r[k], scale, digits) for k, _, scale, digits in _COLUMNS}
+    cells['updates_to_target'] += f' ({r["reached_target"]})'
+    rank = f'={r["rank"]}' if r['tied'] else str(r['rank'])
+    extras = [_ms(r[k], 1, 4) for k in extra]
+    lines.append(
+      [rank, f'`{r["policy"]}`', r['kind'], *cells.values(), *extras]
+    )
   return _common.markdown_table(
     ['rank', 'policy', 'kind', *header, *extra], lines
   )
@@ -414,7 +404,6 @@ def _figures(runs, workdir) -> dict[str, str]:
   for what, (cost, xlabel, caption) in costs.items():
     name = f'accuracy_vs_{what}.png'
     figures[name] = f'Final test accuracy against {caption}'
-
     plots.plot_accuracy_vs_cost(
       {
         k: [(r.summary[cost], r.summary['final']['top1']) for r in g]
