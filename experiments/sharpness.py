@@ -167,8 +167,7 @@ def get_config() -> SharpnessConfig:
 
 
 def _loss_and_metrics(config: SharpnessConfig, seed: int):
-  """`(variables, (images, labels)) -> {loss, accuracy}` of the model, eval
-  mode, jitted."""
+  """Jitted `(variables, (images, labels)) -> {loss, accuracy}`, eval mode."""
   import jax
   import jax.numpy as jnp
   import optax
@@ -238,11 +237,8 @@ def measure(
   # The definition's own start, y = 0 (the headline), beside the half-box
   # start, which moves off an exact minimum: both are lower bounds of the
   # box maximum; the subspace starts at its half box.
-  starts = (
-    {'start': 'zero'},
-    {},
-    {'subspace': min(config.subspace_dim, x.size)},
-  )
+  subspace = {'subspace': min(config.subspace_dim, x.size)}
+  starts = ({'start': 'zero'}, {}, subspace)
   for eps in config.sharpness_eps:
     for key, start in zip(_eps_keys(eps), starts, strict=True):
       out[key] = float(
@@ -265,8 +261,7 @@ def measure(
 
 
 def _after(result: Any, workdir: str) -> dict[str, Any]:
-  """Saves the final variables (dropping the measurements of earlier ones);
-  returns the stopping record, if any."""
+  """Saves the final variables (dropping stale measures); the stop record."""
   variables = _common.final_variables(result, workdir)
   _common.save_variables(os.path.join(workdir, 'variables.npz'), variables)
   if os.path.exists(path := os.path.join(workdir, 'sharpness.json')):
@@ -355,8 +350,7 @@ class Sharpness(_study.Study):
     ]
 
   def _train_until(self, rule: Any) -> Any:
-    """The trainer with `lrjax.train.LossStop` on the measured training
-    loss; ``stopping.json`` keeps its checks."""
+    """The trainer stopped by `rule` on the training loss (`stopping.json`)."""
     from lrjax import train as lrtrain
 
     def train(train_config, workdir, task, *, overwrite=False):
@@ -444,8 +438,7 @@ def _interpolation(config: SharpnessConfig, runs) -> Any:
 
 
 def _eps_keys(eps: float) -> list[str]:
-  """A box size's measures: from y = 0 (the headline), from the half box,
-  in the subspace."""
+  """A box size's measures: from y = 0 (headline), half box, subspace."""
   full = f'sharpness_full_{eps:g}'
   return [f'{full}_from_zero', full, f'sharpness_subspace_{eps:g}']
 
