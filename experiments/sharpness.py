@@ -200,17 +200,14 @@ def measured_data(config: SharpnessConfig, seed: int):
 
 
 def training_loss(metrics: Any, variables: Any, data, chunk: int = 1024):
-  """Mean loss and accuracy of `variables` over `data` (``(images,
-  labels)``) by `metrics` (`_loss_and_metrics`), `chunk` examples a call
-  to bound the memory of big models."""
-  n = len(data[1])
-  loss = accuracy = 0.0
-  for start in range(0, n, chunk):
+  """Mean loss of `variables` over `data` (``(images, labels)``) by
+  `metrics` (`_loss_and_metrics`), `chunk` examples a call to bound the
+  memory of big models."""
+  total = 0.0
+  for start in range(0, len(data[1]), chunk):
     part = (data[0][start : start + chunk], data[1][start : start + chunk])
-    m = metrics(variables, part)
-    loss += float(m['loss']) * len(part[1])
-    accuracy += float(m['accuracy']) * len(part[1])
-  return loss / n, accuracy / n
+    total += float(metrics(variables, part)['loss']) * len(part[1])
+  return total / len(data[1])
 
 
 def measure(
@@ -359,7 +356,7 @@ class Sharpness(_study.Study):
 
       def loss_fn(state):
         variables = {'params': state.params, **(state.model_state or {})}
-        return training_loss(metrics, variables, data)[0]
+        return training_loss(metrics, variables, data)
 
       hook = lrtrain.LossStop(rule, loss_fn)
       result = lrtrain.train_and_evaluate(
