@@ -156,39 +156,32 @@ class LmConfig:
     c.validate()
     _flags.check(self)
     _lm_common.check_sequences(self, c.seq_len)
-    start, stop = self.ramp_start, self.ramp_stop_tokens
+    total, stop = self.train_tokens, self.ramp_stop_tokens
+    warmup, every = self.warmup_tokens, self.adaptive_every_tokens
+    start = self.ramp_start
     lbatch.to_sequences(start, c.seq_len, 'ramp_start_tokens')
     caps = {n: self.cap(n) for n in _CAPPED if n in runs}
-    total, stable = (
-      self.train_tokens,
-      self.train_tokens * (1 - self.cooldown_fraction),
-    )
+    stable = total * (1 - self.cooldown_fraction)
     ramp, adaptive = 'ramp' in runs, 'adaptive' in runs
     problems = {
       f'--train_tokens={total} is less than one batch of {c.batch_size} x '
       f'{c.seq_len} tokens': total < c.batch_size * c.seq_len,
-      f'--warmup_tokens={self.warmup_tokens} must end before the cooldown '
-      f'starts ({stable:.0f} tokens): shorten it or --cooldown_fraction': (
-        self.warmup_tokens >= stable
-      ),
+      f'--warmup_tokens={warmup} must end before the cooldown starts '
+      f'({stable:.0f} tokens): shorten it or '
+      '--cooldown_fraction': warmup >= stable,
       f'--ramp_stop_tokens={stop} must be >= the ramp start {start}': (
         ramp and start > stop
       ),
       f'--ramp_stop_tokens={stop} minus the start {start} must be a multiple '
-      'of the start (the increment of the linear ramp)': (
-        ramp and (stop - start) % start
-      ),
-      f'--ramp_tokens={self.ramp_tokens} must be <= --train_tokens={total}': (
-        ramp and self.ramp_tokens > total
-      ),
+      'of the start (the increment of the linear '
+      'ramp)': ramp and (stop - start) % start,
+      f'--ramp_tokens={self.ramp_tokens} must be <= '
+      f'--train_tokens={total}': ramp and self.ramp_tokens > total,
       'noise=False: the adaptive batch reads the measured noise scale; pass '
-      '--noise or drop adaptive from --batch_schedules': (
-        adaptive and not c.noise
-      ),
-      f'--adaptive_every_tokens={self.adaptive_every_tokens} must be <= '
-      f'--train_tokens={total}': (
-        adaptive and self.adaptive_every_tokens > total
-      ),
+      '--noise or drop adaptive from '
+      '--batch_schedules': adaptive and not c.noise,
+      f'--adaptive_every_tokens={every} must be <= '
+      f'--train_tokens={total}': adaptive and every > total,
     } | {
       f'--{n}_max_tokens={cap * c.seq_len} must be >= the base batch of '
       f'{c.batch_size * c.seq_len} tokens': cap < c.batch_size
@@ -432,17 +425,15 @@ class Lm(_study.Study):
     return build_plans(self.config, self.data[0].num_examples)
 
   def trials(self) -> list[_study.Trial]:
-    c = self.config.common
-    train, _, evaluate = self.data
+    c, (train, _, evaluate) = self.config.common, self.data
+    n = train.num_examples
     return [
       _study.Trial(
         name,
         c.seeds,
+        functools.partial(train_config, self.config, plan, num_examples=n),
         functools.partial(
-          train_config, self.config, plan, num_examples=train.num_examples
-        ),
-        lambda seed, n=name: _lm_common.make_task(
-          c, train, evaluate, seed, name=f'lm {n}'
+          _lm_common.make_task, c, train, evaluate, name=f'lm {name}'
         ),
         train=_runs.adaptive_trainer(plan.adaptive),
         after=lambda _, __, p=plan: {'batch': p.batch_text, 'lr': str(p.lr)},
