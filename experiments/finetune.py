@@ -279,10 +279,9 @@ class Finetune(_study.Study):
       )
 
     # Epoch 0 of the curves: the pretrained and a random model.
-    start = {m: task(m, c.seeds[0]) for m in MODES}
     start = {
       m: lrtrain.evaluate(t, *t.init(jax.random.key(0)))
-      for m, t in start.items()
+      for m, t in ((m, task(m, c.seeds[0])) for m in MODES)
     }
     keys = list(itertools.product(MODES, config.policies, config.lr_grid))
     trials = [
@@ -382,13 +381,9 @@ def _grid_row(mode, name, lr, group, target: float, seq_len: int) -> dict:
 
 #: What a policy's summary row copies from its row at the best LR.
 _AT_BEST = (
-  'final_bits_per_byte',
-  'best_epoch_bits_per_byte',
-  'confidence_on_correct',
-  'reached_target',
-  'updates_to_target',
-  'tokens_to_target',
-)
+  'final_bits_per_byte best_epoch_bits_per_byte confidence_on_correct '
+  'reached_target updates_to_target tokens_to_target'
+).split()
 
 
 def _summary_rows(grid, config: FinetuneConfig) -> list[dict]:
