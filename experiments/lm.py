@@ -284,20 +284,18 @@ def lr_text(config: LmConfig, name: str) -> str:
   cool = f'the last {config.cooldown_fraction:.0%} '
   cool += f'({round(config.cooldown_fraction * total):,} tokens)'
   at = ' and '.join(f'{round(m * total):,}' for m in config.increase_milestones)
-  return (
-    warm
-    + {
-      'cosine': f', cosine to {_round12(config.final_lr_fraction * lr):g} at '
-      f'{format_count(total)}tok',
-      'wsd': f', constant, 1-sqrt cooldown to 0 over {cool}',
-      'constant_cooldown': f', constant, linear cooldown to 0 over {cool}',
-      'step': f', divided by {config.increase_factor:g} at {at} tokens',
-      'increase': ', then constant (the batch grows instead of the step decay)',
-      'seesaw': f', the cosine cut where it has fallen by {f:g}: x '
-      f'1/sqrt({f:g}) per cut while the batch grows (x {f:g}), / {f:g} per cut '
-      'past the cap',
-    }[name]
-  )
+  tails = {
+    'cosine': f', cosine to {_round12(config.final_lr_fraction * lr):g} at '
+    f'{format_count(total)}tok',
+    'wsd': f', constant, 1-sqrt cooldown to 0 over {cool}',
+    'constant_cooldown': f', constant, linear cooldown to 0 over {cool}',
+    'step': f', divided by {config.increase_factor:g} at {at} tokens',
+    'increase': ', then constant (the batch grows instead of the step decay)',
+    'seesaw': f', the cosine cut where it has fallen by {f:g}: x '
+    f'1/sqrt({f:g}) per cut while the batch grows (x {f:g}), / {f:g} per cut '
+    'past the cap',
+  }
+  return warm + tails[name]
 
 
 def batch_text(schedule: Any, seq_len: int) -> str:
@@ -345,28 +343,17 @@ def build_plans(config: LmConfig, num_examples: int) -> dict[str, Plan]:
     )
     plans['ramp'] = plan(lbatch.parse(text, n), cosine, prefix=f'{text} = ')
   if 'increase' in wanted:
+    at = [m * grow['num_epochs'] for m in config.increase_milestones]
+    factor = 1 / config.increase_factor
     smith = lbatch.from_lr_decay(
-      c.lr,
-      b,
-      n,
-      milestones=[m * grow['num_epochs'] for m in config.increase_milestones],
-      factors=1 / config.increase_factor,
-      momentum=0.0,
-      max_batch_size=n,
-      **grow,
+      c.lr, b, n, milestones=at, factors=factor, max_batch_size=n, **grow
     )
     warm = config.epochs(config.warmup_tokens, n)
     lr = schedules.warmup(smith.lr, length=warm, shift=False)
     plans['increase'] = plan(smith.batch_schedule, lr, 'increase')
   if 'seesaw' in wanted:
-    seesaw = lbatch.seesaw(
-      cosine,
-      b,
-      n,
-      factor=config.seesaw_factor,
-      max_batch_size=config.cap('seesaw'),
-      **grow,
-    )
+    cap, f = config.cap('seesaw'), config.seesaw_factor
+    seesaw = lbatch.seesaw(cosine, b, n, factor=f, max_batch_size=cap, **grow)
     plans['seesaw'] = plan(seesaw.batch_schedule, seesaw.lr, 'seesaw')
   if 'adaptive' in wanted:
     every = config.adaptive_every_tokens
@@ -489,9 +476,8 @@ def _table(runs, plans, seq_len, flops_per_token, *, noise=True):
   ms, num = _lm_common.ms, _common.fmt_number
   rows, lines = [], []
   for name, group in runs.items():
-    loss, bpb = (
-      [final(r, k) for r in group] for k in ('loss', 'bits_per_byte')
-    )
+    loss = [final(r, 'loss') for r in group]
+    bpb = [final(r, 'bits_per_byte') for r in group]
     updates = _mean([r.summary['num_updates'] for r in group])
     tokens = _mean([r.summary['examples_seen'] * seq_len for r in group])
     wall = [r.summary['wall_seconds'] for r in group]
@@ -549,24 +535,21 @@ def _claims(runs, config: LmConfig) -> list[dict[str, Any]]:
   from lrjax import noise
 
   seeds = len(config.common.seeds)
+  loss = lambda k: [final(r, 'loss') for r in runs[k]]  # noqa: E731
+  updates = lambda k: _mean([r.summary['num_updates'] for r in runs[k]])  # noqa: E731
   claims = []
   for name in (*_MATCHES, 'ramp', 'increase', 'adaptive', 'seesaw'):
     if name not in runs:
       continue
     against = 'step' if name == 'increase' and 'step' in runs else BASELINE
-    held, diff, tol = _common.within_variation(
-      *([final(r, 'loss') for r in runs[k]] for k in (name, against))
-    )
+    held, diff, tol = _common.within_variation(loss(name), loss(against))
     tolerance = f', tolerance ±{tol:.4f}' if seeds > 1 else ''
     if name in _MATCHES:
       text = _MATCHES[name]
       detail = f'final validation loss {diff:+.4f} nats vs {against}'
       detail += tolerance + (' (2 x pooled seed std)' if seeds > 1 else '')
     else:
-      new, ref = (
-        _mean([r.summary['num_updates'] for r in runs[k]])
-        for k in (name, against)
-      )
+      new, ref = updates(name), updates(against)
       text = f'{name} saves updates at equal loss against {against}'
       held = bool(new < ref and (held or diff < 0))
       detail = (
