@@ -15,6 +15,7 @@ fine-tuning's.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 import os
@@ -162,12 +163,8 @@ def get_config() -> FinetuneConfig:
     'finetune', {'lr': '--lr_grid (and --pretrain_lr for the pretraining)'}
   )
   common = _flags.read(_common.CommonConfig, defaults=DEFAULTS)
-  return _flags.read(
-    FinetuneConfig,
-    common=_lm_common.lm_common(),
-    epochs=common.epochs,
-    eval_every=common.eval_every,
-  )
+  own = {k: getattr(common, k) for k in DEFAULTS}
+  return _flags.read(FinetuneConfig, common=_lm_common.lm_common(), **own)
 
 
 def policy(name: str, lr: float, epochs: float, warmup_fraction: float):
@@ -200,27 +197,25 @@ def pretrain(
   from lrjax import schedules as s
   from lrjax import train as lrtrain
 
-  c, lr = config.common, config.pretrain_lr
+  c, lr, seed = config.common, config.pretrain_lr, config.common.seeds[0]
   train, evaluate = _lm_common.train_and_evaluation(c)
   t, n, tokens = c.seq_len, train.num_examples, config.pretrain_tokens
   total, warm = tokens / (t * n), config.pretrain_warmup_tokens / (t * n)
   size = (config.pretrain_batch_size or c.batch_size) * t
+  cosine = s.cosine(lr, length=total - warm, end=float(f'{0.1 * lr:.12g}'))
   tc = _lm_common.train_config(
     c,
     batch=lbatch.parse(f'stages({size}tok@{tokens}tok,seq={t})', n),
-    lr=s.warmup(
-      s.cosine(lr, length=total - warm, end=float(f'{0.1 * lr:.12g}')),
-      length=warm,
-    ),
-    seed=c.seeds[0],
+    lr=s.warmup(cosine, length=warm),
+    seed=seed,
     eval_every=total / 4,
     keep_checkpoints=1,
     noise=lrtrain.NoiseConfig(enabled=False),
   )
   directory = os.path.join(workdir, 'pretrain')
-  task = _lm_common.make_task(c, train, evaluate, c.seeds[0], name='pretrain')
+  task = _lm_common.make_task(c, train, evaluate, seed, name='pretrain')
   done = _runs.train_run(
-    'pretrain', c.seeds[0], tc, directory, task, overwrite=overwrite
+    'pretrain', seed, tc, directory, task, overwrite=overwrite
   )
   state, _ = lrtrain.load_checkpoint(directory)
   return done, state['params']
@@ -293,10 +288,8 @@ class Finetune(_study.Study):
       _study.Trial(
         f'{mode}/{name}/lr{lr:g}',
         c.seeds,
-        lambda seed, name=name, lr=lr: train_config(config, name, lr, seed, n),
-        lambda seed, m=mode, name=name, lr=lr: task(
-          m, seed, f'{m} {name} lr={lr:g}'
-        ),
+        functools.partial(train_config, config, name, lr, num_examples=n),
+        functools.partial(task, mode, name=f'{mode} {name} lr={lr:g}'),
       )
       for mode, name, lr in keys
     ]
@@ -350,15 +343,11 @@ def _to_target(run: _runs.Run, target: float, seq_len: int) -> dict | None:
     return None
   step, steps = float(run.test['step'][hits[0]]), run.train.get('step', [])
   rates = run.train.get('steps_per_sec', np.zeros(0))
-  return {
-    'updates': step,
-    'tokens': float(run.test['examples'][hits[0]]) * seq_len,
-    'seconds': float(
-      np.interp(step, steps, metrics.train_seconds(steps, rates))
-    )
-    if len(steps)
-    else math.nan,
-  }
+  seconds = math.nan
+  if len(steps):
+    seconds = float(np.interp(step, steps, metrics.train_seconds(steps, rates)))
+  tokens = float(run.test['examples'][hits[0]]) * seq_len
+  return {'updates': step, 'tokens': tokens, 'seconds': seconds}
 
 
 def _grid_row(mode, name, lr, group, target: float, seq_len: int) -> dict:
@@ -392,13 +381,9 @@ def _grid_row(mode, name, lr, group, target: float, seq_len: int) -> dict:
 
 #: What a policy's summary row copies from its row at the best LR.
 _AT_BEST = (
-  'final_bits_per_byte',
-  'best_epoch_bits_per_byte',
-  'confidence_on_correct',
-  'reached_target',
-  'updates_to_target',
-  'tokens_to_target',
-)
+  'final_bits_per_byte best_epoch_bits_per_byte confidence_on_correct '
+  'reached_target updates_to_target tokens_to_target'
+).split()
 
 
 def _summary_rows(grid, config: FinetuneConfig) -> list[dict]:
@@ -410,6 +395,7 @@ def _summary_rows(grid, config: FinetuneConfig) -> list[dict]:
     finite = np.isfinite(means).any()
     best = rows[int(np.nanargmin(means))] if finite else rows[0]
     seed_std = [r['final_bits_per_byte'][1] for r in rows]
+    spread = np.nanmax(means) - np.nanmin(means) if finite else math.nan
     out.append(
       {
         'mode': mode,
@@ -417,10 +403,8 @@ def _summary_rows(grid, config: FinetuneConfig) -> list[dict]:
         'kind': _kind(name),
         'best_lr': best['lr'],
         **{k: best[k] for k in _AT_BEST},
-        'lr_spread': float(np.nanmax(means) - np.nanmin(means))
-        if finite
-        else math.nan,
-        'seed_std': float(np.nanmean(seed_std)) if seed_std else math.nan,
+        'lr_spread': float(spread),
+        'seed_std': float(np.nanmean(seed_std)),
         'per_lr': {f'{r["lr"]:g}': r['final_bits_per_byte'][0] for r in rows},
       }
     )
@@ -507,9 +491,8 @@ def _pair(pair, digits: int = 3) -> str:
   mean, std = pair
   if mean is None or not math.isfinite(mean):
     return 'n/a'
-  if not std:
-    return f'{mean:.{digits}f}'
-  return f'{mean:.{digits}f} ± {std:.{digits}f}'
+  text = f'{mean:.{digits}f}'
+  return f'{text} ± {std:.{digits}f}' if std else text
 
 
 def _tables(grid, summary, config: FinetuneConfig) -> tuple[str, str]:
@@ -534,14 +517,13 @@ def _tables(grid, summary, config: FinetuneConfig) -> tuple[str, str]:
       for p in config.policies
     ],
   )
+  pairs = list(itertools.product(MODES, config.lr_grid))
   grid_table = _common.markdown_table(
-    ['policy', *(f'{m} LR {lr:g}' for m in MODES for lr in config.lr_grid)],
+    ['policy', *(f'{m} LR {lr:g}' for m, lr in pairs)],
     [
-      [f'`{p}`']
-      + [
-        _pair(cells[m, p, lr]['final_bits_per_byte'])
-        for m in MODES
-        for lr in config.lr_grid
+      [
+        f'`{p}`',
+        *(_pair(cells[m, p, lr]['final_bits_per_byte']) for m, lr in pairs),
       ]
       for p in config.policies
     ],

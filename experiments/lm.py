@@ -58,14 +58,14 @@ class LmConfig:
   )
   lr_policies: tuple[str, ...] = setting(
     ('cosine', 'wsd', 'constant_cooldown'),
-    f'LR policies compared at a constant batch, from {", ".join(LR_POLICIES)}'
-    '; cosine is the baseline and always runs.',
+    f'LR policies at a constant batch, from {", ".join(LR_POLICIES)}; '
+    'cosine (the baseline) always runs.',
     check=_subset(LR_POLICIES),
   )
   batch_schedules: tuple[str, ...] = setting(
     BATCH_SCHEDULES,
-    f'Batch schedules compared, from {", ".join(BATCH_SCHEDULES)}; constant '
-    'is the cosine run.',
+    f'Batch schedules, from {", ".join(BATCH_SCHEDULES)}; constant is the '
+    'cosine run.',
     check=_subset(BATCH_SCHEDULES),
   )
   final_lr_fraction: float = setting(
@@ -75,14 +75,13 @@ class LmConfig:
   )
   cooldown_fraction: float = setting(
     0.2,
-    'wsd and constant_cooldown cool down to 0 over this last fraction of '
-    'the budget.',
+    'wsd and constant_cooldown cool down to 0 over this last fraction.',
     check=lambda v: None if 0 < v <= 1 else 'must be in (0, 1]',
   )
   ramp_start_tokens: str | int | None = token_setting(
     None,
-    'ramp: the first batch in tokens (empty: --batch_size sequences); also '
-    'the increment of the linear ramp.',
+    'ramp: the first batch and the increment, in tokens (empty: '
+    '--batch_size sequences).',
     none_if_empty=True,
   )
   ramp_stop_tokens: str | int = token_setting(
@@ -93,15 +92,12 @@ class LmConfig:
   )
   increase_milestones: tuple[float, ...] = setting(
     (0.5, 0.75),
-    'step and increase: fractions of the budget at which the step decay '
-    'divides the LR by --increase_factor (and increase multiplies the batch '
-    'instead).',
+    'step and increase: fractions of the budget where step divides the LR '
+    'by --increase_factor (increase multiplies the batch instead).',
     check=_flags.increasing(0, 1, '0.5,0.75'),
   )
   increase_factor: float = setting(
-    2.0,
-    'step and increase: the factor per milestone.',
-    check=_flags.above(1),
+    2.0, 'step and increase: the factor per milestone.', check=_flags.above(1)
   )
   adaptive_every_tokens: str | int = token_setting(
     '32Ki', 'adaptive: tokens between decisions on the batch.'
@@ -139,66 +135,61 @@ class LmConfig:
       return self.common.batch_size * self.common.seq_len
     return self.ramp_start_tokens
 
+  def epochs(self, tokens: int, num_examples: int) -> float:
+    """A token count as epochs of ``num_examples`` sequences."""
+    return token_epochs(tokens, self.common.seq_len, num_examples)
+
   def cap(self, name: str) -> int:
-    """The adaptive or seesaw batch cap in tokens (``name``: either)."""
-    return getattr(self, f'{name}_max_tokens') or self.ramp_stop_tokens
+    """The adaptive or seesaw batch cap in sequences (``name``: either)."""
+    from lrjax import batch as lbatch
+
+    tokens = getattr(self, f'{name}_max_tokens') or self.ramp_stop_tokens
+    return lbatch.to_sequences(
+      tokens, self.common.seq_len, f'{name}_max_tokens'
+    )
 
   def validate(self) -> None:
     """Raises ValueError naming the flag and the fix."""
     from lrjax import batch as lbatch
 
-    c = self.common
+    c, runs = self.common, self.batch_schedules
     c.validate()
     _flags.check(self)
-    t, base, runs = c.seq_len, c.batch_size * c.seq_len, self.batch_schedules
-    caps = {f'{n}_max_tokens': self.cap(n) for n in _CAPPED if n in runs}
-    _lm_common.check_sequences(self, t)
-    for name, tokens in ({'ramp_start_tokens': self.ramp_start} | caps).items():
-      lbatch.to_sequences(tokens, t, name)
-    total, every = self.train_tokens, self.adaptive_every_tokens
-    start, stop = self.ramp_start, self.ramp_stop_tokens
+    _lm_common.check_sequences(self, c.seq_len)
+    total, stop = self.train_tokens, self.ramp_stop_tokens
+    warmup, every = self.warmup_tokens, self.adaptive_every_tokens
+    start = self.ramp_start
+    lbatch.to_sequences(start, c.seq_len, 'ramp_start_tokens')
+    caps = {n: self.cap(n) for n in _CAPPED if n in runs}
     stable = total * (1 - self.cooldown_fraction)
     ramp, adaptive = 'ramp' in runs, 'adaptive' in runs
-    problems = [
-      (
-        total < base,
-        f'--train_tokens={total} is less than one batch of {c.batch_size} x '
-        f'{t} tokens',
+    problems = {
+      f'--train_tokens={total} is less than one batch of {c.batch_size} x '
+      f'{c.seq_len} tokens': total < c.batch_size * c.seq_len,
+      f'--warmup_tokens={warmup} must end before the cooldown starts '
+      f'({stable:.0f} tokens): shorten it or '
+      '--cooldown_fraction': warmup >= stable,
+      f'--ramp_stop_tokens={stop} must be >= the ramp start {start}': (
+        ramp and start > stop
       ),
-      (
-        self.warmup_tokens >= stable,
-        f'--warmup_tokens={self.warmup_tokens} must end before the cooldown '
-        f'starts ({stable:.0f} tokens): shorten it or --cooldown_fraction',
-      ),
-      (
-        ramp and start > stop,
-        f'--ramp_stop_tokens={stop} must be >= the ramp start {start}',
-      ),
-      (
-        ramp and (stop - start) % start,
-        f'--ramp_stop_tokens={stop} minus the start {start} must be a '
-        'multiple of the start (the increment of the linear ramp)',
-      ),
-      (
-        ramp and self.ramp_tokens > total,
-        f'--ramp_tokens={self.ramp_tokens} must be <= --train_tokens={total}',
-      ),
-      (
-        adaptive and not c.noise,
-        'noise=False: the adaptive batch reads the measured noise scale; '
-        'pass --noise or drop adaptive from --batch_schedules',
-      ),
-      (
-        adaptive and every > total,
-        f'--adaptive_every_tokens={every} must be <= --train_tokens={total}',
-      ),
-    ] + [
-      (cap < base, f'--{name}={cap} must be >= the base batch of {base} tokens')
-      for name, cap in caps.items()
-    ]
-    for failed, message in problems:
-      if failed:
-        raise ValueError(message)
+      f'--ramp_stop_tokens={stop} minus the start {start} must be a multiple '
+      'of the start (the increment of the linear '
+      'ramp)': ramp and (stop - start) % start,
+      f'--ramp_tokens={self.ramp_tokens} must be <= '
+      f'--train_tokens={total}': ramp and self.ramp_tokens > total,
+      'noise=False: the adaptive batch reads the measured noise scale; pass '
+      '--noise or drop adaptive from '
+      '--batch_schedules': adaptive and not c.noise,
+      f'--adaptive_every_tokens={every} must be <= '
+      f'--train_tokens={total}': adaptive and every > total,
+    } | {
+      f'--{n}_max_tokens={cap * c.seq_len} must be >= the base batch of '
+      f'{c.batch_size * c.seq_len} tokens': cap < c.batch_size
+      for n, cap in caps.items()
+    }
+    message = next((m for m, failed in problems.items() if failed), None)
+    if message:
+      raise ValueError(message)
 
 
 _flags.define(LmConfig)
@@ -214,8 +205,8 @@ def get_config() -> LmConfig:
     },
   )
   config = _flags.read(LmConfig, common=_lm_common.lm_common())
-  policies = [BASELINE] + [p for p in config.lr_policies if p != BASELINE]
-  return dataclasses.replace(config, lr_policies=tuple(policies))
+  policies = (BASELINE, *(p for p in config.lr_policies if p != BASELINE))
+  return dataclasses.replace(config, lr_policies=policies)
 
 
 def baseline_config() -> LmConfig:
@@ -259,68 +250,52 @@ def lr_policy(config: LmConfig, name: str, num_examples: int) -> Any:
   """The LR policy ``name`` (one of `LR_POLICIES`) over epochs."""
   from lrjax import schedules as s
 
-  c = config.common
-  total, warm = (
-    token_epochs(tokens, c.seq_len, num_examples)
-    for tokens in (config.train_tokens, config.warmup_tokens)
-  )
-  wsd = functools.partial(
-    s.wsd,
-    c.lr,
+  lr = config.common.lr
+  total = config.epochs(config.train_tokens, num_examples)
+  warm = config.epochs(config.warmup_tokens, num_examples)
+  if name == 'cosine':
+    end = _round12(config.final_lr_fraction * lr)
+    return s.warmup(s.cosine(lr, length=total - warm, end=end), length=warm)
+  if name == 'step':
+    at = [m * total for m in config.increase_milestones]
+    step = s.multistep(lr, at, gamma=1 / config.increase_factor)
+    return s.warmup(step, length=warm, shift=False)
+  if name not in LR_POLICIES:
+    raise ValueError(f'{name=} is not one of {LR_POLICIES}')
+  return s.wsd(
+    lr,
     length=total,
     warmup=warm,
     end=0.0,
     cooldown=total * config.cooldown_fraction,
+    shape='sqrt' if name == 'wsd' else 'linear',
   )
-  policies = {
-    'cosine': lambda: s.warmup(
-      s.cosine(
-        c.lr, length=total - warm, end=_round12(config.final_lr_fraction * c.lr)
-      ),
-      length=warm,
-    ),
-    'wsd': lambda: wsd(shape='sqrt'),
-    'constant_cooldown': lambda: wsd(shape='linear'),
-    'step': lambda: s.warmup(
-      s.multistep(
-        c.lr,
-        [m * total for m in config.increase_milestones],
-        gamma=1 / config.increase_factor,
-      ),
-      length=warm,
-      shift=False,
-    ),
-  }
-  if name not in policies:
-    raise ValueError(f'{name=} is not one of {LR_POLICIES}')
-  return policies[name]()
 
 
 def lr_text(config: LmConfig, name: str) -> str:
   """The LR policy ``name`` in words and tokens, for the report."""
-  from lrjax import batch as lbatch
+  from lrjax.batch import format_count
 
   lr, total, f = config.common.lr, config.train_tokens, config.seesaw_factor
   warm = (
-    f'warmup over {lbatch.format_count(config.warmup_tokens)}tok from '
+    f'warmup over {format_count(config.warmup_tokens)}tok from '
     f'{0.1 * lr:g} to {lr:g}'
   )
-  cool = round(config.cooldown_fraction * total)
-  cool = f'the last {config.cooldown_fraction:.0%} ({cool:,} tokens)'
+  cool = f'the last {config.cooldown_fraction:.0%} '
+  cool += f'({round(config.cooldown_fraction * total):,} tokens)'
   at = ' and '.join(f'{round(m * total):,}' for m in config.increase_milestones)
-  return {
-    'cosine': f'{warm}, cosine to '
-    f'{_round12(config.final_lr_fraction * lr):g} at '
-    f'{lbatch.format_count(total)}tok',
-    'wsd': f'{warm}, constant, 1-sqrt cooldown to 0 over {cool}',
-    'constant_cooldown': f'{warm}, constant, linear cooldown to 0 over {cool}',
-    'step': f'{warm}, divided by {config.increase_factor:g} at {at} tokens',
-    'increase': f'{warm}, then constant (the batch grows instead of the '
-    'step decay)',
-    'seesaw': f'{warm}, the cosine cut where it has fallen by {f:g}: x '
+  tails = {
+    'cosine': f', cosine to {_round12(config.final_lr_fraction * lr):g} at '
+    f'{format_count(total)}tok',
+    'wsd': f', constant, 1-sqrt cooldown to 0 over {cool}',
+    'constant_cooldown': f', constant, linear cooldown to 0 over {cool}',
+    'step': f', divided by {config.increase_factor:g} at {at} tokens',
+    'increase': ', then constant (the batch grows instead of the step decay)',
+    'seesaw': f', the cosine cut where it has fallen by {f:g}: x '
     f'1/sqrt({f:g}) per cut while the batch grows (x {f:g}), / {f:g} per cut '
     'past the cap',
-  }[name]
+  }
+  return warm + tails[name]
 
 
 def batch_text(schedule: Any, seq_len: int) -> str:
@@ -343,76 +318,57 @@ def build_plans(config: LmConfig, num_examples: int) -> dict[str, Plan]:
   from lrjax import schedules
   from lrjax import train as lrtrain
 
-  c, wanted = config.common, config.batch_schedules
-  t, total, count = c.seq_len, config.train_tokens, lbatch.format_count
-  epochs = functools.partial(token_epochs, seq_len=t, num_examples=num_examples)
+  c, wanted, n = config.common, config.batch_schedules, num_examples
+  t, b, total = c.seq_len, c.batch_size, config.train_tokens
+  count = lbatch.format_count
+  cosine = lr_policy(config, BASELINE, n)
   multiple = c.num_devices if (c.num_devices or 1) > 1 else 4
-  cosine = lr_policy(config, BASELINE, num_examples)
+  grow = dict(num_epochs=config.epochs(total, n), multiple_of=multiple)
 
-  def plan(batch: Any, lr: Any, policy: str, prefix: str = '') -> Plan:
-    text = prefix + batch_text(batch, t)
-    return Plan(batch, lr, text, lr_text(config, policy))
+  def plan(batch: Any, lr: Any, policy: str = BASELINE, prefix: str = ''):
+    return Plan(
+      batch, lr, prefix + batch_text(batch, t), lr_text(config, policy)
+    )
 
-  constant = lbatch.parse(
-    f'stages({c.batch_size * t}tok@{total}tok,seq={t})', num_examples
-  )
+  constant = lbatch.parse(f'stages({b * t}tok@{total}tok,seq={t})', n)
   plans = {
-    name: plan(constant, lr_policy(config, name, num_examples), name)
+    name: plan(constant, lr_policy(config, name, n), name)
     for name in config.lr_policies
   }
-  grow = dict(num_epochs=epochs(total), multiple_of=multiple)
   if 'ramp' in wanted:
     text = (
       f'linear_ramp(start={count(config.ramp_start)}tok,'
       f'stop={count(config.ramp_stop_tokens)}tok,'
       f'ramp={count(config.ramp_tokens)}tok,total={count(total)}tok,seq={t})'
     )
-    ramp = lbatch.parse(text, num_examples)
-    plans['ramp'] = plan(ramp, cosine, BASELINE, f'{text} = ')
+    plans['ramp'] = plan(lbatch.parse(text, n), cosine, prefix=f'{text} = ')
   if 'increase' in wanted:
+    at = [m * grow['num_epochs'] for m in config.increase_milestones]
+    factor = 1 / config.increase_factor
     smith = lbatch.from_lr_decay(
-      c.lr,
-      c.batch_size,
-      num_examples,
-      milestones=[m * epochs(total) for m in config.increase_milestones],
-      factors=1 / config.increase_factor,
-      momentum=0.0,
-      max_batch_size=num_examples,
-      **grow,
+      c.lr, b, n, milestones=at, factors=factor, max_batch_size=n, **grow
     )
-    lr = schedules.warmup(
-      smith.lr, length=epochs(config.warmup_tokens), shift=False
-    )
+    warm = config.epochs(config.warmup_tokens, n)
+    lr = schedules.warmup(smith.lr, length=warm, shift=False)
     plans['increase'] = plan(smith.batch_schedule, lr, 'increase')
   if 'seesaw' in wanted:
-    seesaw = lbatch.seesaw(
-      cosine,
-      c.batch_size,
-      num_examples,
-      factor=config.seesaw_factor,
-      max_batch_size=lbatch.to_sequences(
-        config.cap('seesaw'), t, 'seesaw_max_tokens'
-      ),
-      **grow,
-    )
+    cap, f = config.cap('seesaw'), config.seesaw_factor
+    seesaw = lbatch.seesaw(cosine, b, n, factor=f, max_batch_size=cap, **grow)
     plans['seesaw'] = plan(seesaw.batch_schedule, seesaw.lr, 'seesaw')
   if 'adaptive' in wanted:
+    every = config.adaptive_every_tokens
     adaptive = lrtrain.AdaptiveConfig(
-      max_batch_size=lbatch.to_sequences(
-        config.cap('adaptive'), t, 'adaptive_max_tokens'
-      ),
-      every_epochs=epochs(config.adaptive_every_tokens),
+      max_batch_size=config.cap('adaptive'),
+      every_epochs=config.epochs(every, n),
       max_growth=config.adaptive_growth,
     )
-    sizes = '/'.join(count(b * t) for b in adaptive.sizes(c.batch_size))
+    sizes = '/'.join(count(size * t) for size in adaptive.sizes(b))
+    text = (
+      f'{b * t}tok growing toward B_simple every {count(every)}tok (x'
+      f'{config.adaptive_growth:g} at most; {sizes}tok)'
+    )
     plans['adaptive'] = Plan(
-      c.batch_size,
-      cosine,
-      f'{c.batch_size * t}tok growing toward B_simple every '
-      f'{count(config.adaptive_every_tokens)}tok (x'
-      f'{config.adaptive_growth:g} at most; {sizes}tok)',
-      lr_text(config, BASELINE),
-      adaptive=adaptive,
+      b, cosine, text, lr_text(config, BASELINE), adaptive
     )
   return plans
 
@@ -422,14 +378,11 @@ def build_plans(config: LmConfig, num_examples: int) -> dict[str, Plan]:
 
 def train_config(config: LmConfig, plan: Plan, seed: int, num_examples: int):
   """The trainer's config for one seed of one plan."""
-  c = config.common
-  epochs = functools.partial(
-    token_epochs, seq_len=c.seq_len, num_examples=num_examples
-  )
+  epochs = functools.partial(config.epochs, num_examples=num_examples)
   # Each segment of the adaptive run resumes from the previous one.
   adaptive = dict(keep_checkpoints=1, num_epochs=epochs(config.train_tokens))
   return _lm_common.train_config(
-    c,
+    config.common,
     batch=plan.batch,
     batch_sizes=plan.batch_sizes,
     lr=plan.lr,
@@ -459,17 +412,15 @@ class Lm(_study.Study):
     return build_plans(self.config, self.data[0].num_examples)
 
   def trials(self) -> list[_study.Trial]:
-    c = self.config.common
-    train, _, evaluate = self.data
+    c, (train, _, evaluate) = self.config.common, self.data
+    n = train.num_examples
     return [
       _study.Trial(
         name,
         c.seeds,
+        functools.partial(train_config, self.config, plan, num_examples=n),
         functools.partial(
-          train_config, self.config, plan, num_examples=train.num_examples
-        ),
-        lambda seed, n=name: _lm_common.make_task(
-          c, train, evaluate, seed, name=f'lm {n}'
+          _lm_common.make_task, c, train, evaluate, name=f'lm {name}'
         ),
         train=_runs.adaptive_trainer(plan.adaptive),
         after=lambda _, __, p=plan: {'batch': p.batch_text, 'lr': str(p.lr)},
@@ -486,7 +437,6 @@ class Lm(_study.Study):
     rows, table = _table(
       runs, self.plans, c.seq_len, model.flops_per_token(), noise=c.noise
     )
-    claims = _claims(runs, self.config)
     results = {
       'experiment': 'lm',
       'corpus': c.corpus,
@@ -500,7 +450,7 @@ class Lm(_study.Study):
       'baselines_nats': base,
       'baselines_bits_per_byte': {k: v / math.log(2) for k, v in base.items()},
       'rows': rows,
-      'claims': claims,
+      'claims': _claims(runs, self.config),
       'figures': _figures(runs, c.seq_len, base, workdir),
     }
     text = _report(self.config, self.plans, results, table)
@@ -523,16 +473,14 @@ def _table(runs, plans, seq_len, flops_per_token, *, noise=True):
   """
   header = ['run', 'val loss (nats)', 'val bits/byte', 'updates', 'tokens']
   header += ['wall s', 'tokens/s'] + ['B_simple at end (tokens)'] * noise
+  ms, num = _lm_common.ms, _common.fmt_number
   rows, lines = [], []
   for name, group in runs.items():
-    each = lambda f, g=group: [f(r) for r in g]  # noqa: E731
-    loss, bpb = (
-      each(lambda r: final(r, 'loss')),
-      each(lambda r: final(r, 'bits_per_byte')),
-    )
-    updates = _mean(each(lambda r: r.summary['num_updates']))
-    tokens = _mean(each(lambda r: r.summary['examples_seen'] * seq_len))
-    wall = each(lambda r: r.summary['wall_seconds'])
+    loss = [final(r, 'loss') for r in group]
+    bpb = [final(r, 'bits_per_byte') for r in group]
+    updates = _mean([r.summary['num_updates'] for r in group])
+    tokens = _mean([r.summary['examples_seen'] * seq_len for r in group])
+    wall = [r.summary['wall_seconds'] for r in group]
     rates = [_median_rate(r, seq_len) for r in group]
     rows.append(
       {
@@ -551,16 +499,14 @@ def _table(runs, plans, seq_len, flops_per_token, *, noise=True):
         'model_flops_per_second': _mean(rates) * flops_per_token,
       }
     )
-    ms, num = _lm_common.ms, _common.fmt_number
     lines.append([name, ms(loss), ms(bpb), num(updates), num(tokens)])
     lines[-1] += [ms(wall, 1), ms(rates, 0)]
     if noise:
-      ends = each(lambda r: _last_finite(r.train.get('noise_scale', [])))
+      ends = [_last_finite(r.train.get('noise_scale', [])) for r in group]
+      in_tokens = [e * seq_len for e in ends]
       rows[-1]['b_simple_end_sequences'] = _common.mean_std(ends)
-      rows[-1]['b_simple_end_tokens'] = _common.mean_std(
-        [e * seq_len for e in ends]
-      )
-      lines[-1].append(ms([e * seq_len for e in ends], 0))
+      rows[-1]['b_simple_end_tokens'] = _common.mean_std(in_tokens)
+      lines[-1].append(ms(in_tokens, 0))
   return rows, _common.markdown_table(header, lines)
 
 
@@ -666,17 +612,13 @@ def _figures(runs, seq_len, base, workdir) -> dict[str, str]:
   specs = {
     'val_loss.png': (test, {'x': ('tokens', 'step'), 'hlines': refs}),
     'schedules.png': (train, {'y': ('lr', 'batch_tokens'), 'band': 'range'}),
-    'noise_scale.png': (
+  }
+  noise = [r.get('noise_scale_tokens', []) for g in train.values() for r in g]
+  if any(np.isfinite(values).any() for values in noise):
+    specs['noise_scale.png'] = (
       train,
       {'y': 'noise_scale_tokens', 'band': 'range', 'logy': True},
-    ),
-  }
-  if not any(
-    np.isfinite(r.get('noise_scale_tokens', [])).any()
-    for g in train.values()
-    for r in g
-  ):
-    del specs['noise_scale.png']
+    )
   for name, (data, kwargs) in specs.items():
     path = os.path.join(workdir, name)
     kwargs = {'x': 'tokens', 'y': 'loss', **kwargs}
