@@ -104,7 +104,6 @@ def range_test(
   batch_stats = variables.get('batch_stats', {})
 
   def loss_fn(params, batch):
-    # A batch-norm model normalises with the batch's statistics.
     out = model.apply(
       {**variables, 'params': params},
       batch['image'],

@@ -81,7 +81,9 @@ class RampConfig:
     check=_flags.at_least(0),
   )
   increased_lr_factor: float = setting(
-    4.0, 'increased_lr: initial LR and batch factor.', check=_flags.at_least(1)
+    4.0,
+    'increased_lr: initial LR and batch multiplied by this factor.',
+    check=_flags.at_least(1),
   )
   increased_momentum: float = setting(
     0.95,
@@ -601,6 +603,7 @@ class Ramp(_study.Study):
     self, runs: dict[str, list[_runs.Run]], workdir: str
   ) -> _study.Report:
     c, n, plans = self.config.common, self.num_examples, self.plans
+    test = _common.load_split(c, 'test', c.seeds[0])
     rows = _rows(runs)
     claims = _claims(rows)
     projection = project_wall_time(self.config, runs, plans)
@@ -612,9 +615,7 @@ class Ramp(_study.Study):
     results = {
       'experiment': 'ramp',
       'num_train_examples': n,
-      'num_test_examples': _common.load_split(
-        c, 'test', c.seeds[0]
-      ).num_examples,
+      'num_test_examples': test.num_examples,
       'rows': rows,
       'claims': claims,
       'projection': projection,
