@@ -104,17 +104,14 @@ def range_test(
   batch_stats = variables.get('batch_stats', {})
 
   def loss_fn(params, batch):
-    if batch_stats:
-      logits, _ = model.apply(
-        {'params': params, 'batch_stats': batch_stats},
-        batch['image'],
-        train=True,
-        mutable=['batch_stats'],
-      )
-    else:
-      logits = model.apply({'params': params}, batch['image'], train=False)
+    out = model.apply(
+      {**variables, 'params': params},
+      batch['image'],
+      train=bool(batch_stats),
+      mutable=['batch_stats'] if batch_stats else False,
+    )
     return optax.softmax_cross_entropy_with_integer_labels(
-      logits, batch['label']
+      out[0] if batch_stats else out, batch['label']
     ).mean()
 
   _common.enable_compilation_cache(common.compilation_cache_dir)
@@ -169,11 +166,8 @@ def as_result(test: dict[str, Any]) -> Any:
 
   from lrjax import finder as lrfinder
 
-  arrays = {
-    k: np.asarray(test[k], float) for k in ('lrs', 'losses', 'smoothed')
-  }
   return lrfinder.RangeTestResult(
-    **arrays,
+    **{k: np.asarray(test[k], float) for k in ('lrs', 'losses', 'smoothed')},
     suggestions=dict(test['suggestions']),
     stopped_early=bool(test['stopped_early']),
     beta=float(test['beta']),

@@ -62,19 +62,18 @@ class LrFind(_study.Study):
 
     names = _finder.SUGGESTIONS
     suggestion = self.config.finder.finder_suggestion
+    curves = {seed: _finder.as_result(t) for seed, t in tests.items()}
     rows = [
       {
         'seed': seed,
-        **t['suggestions'],
-        'stopped_early': t['stopped_early'],
-        'updates': len(t['lrs']),
+        **r.suggestions,
+        'stopped_early': r.stopped_early,
+        'updates': len(r.lrs),
         'ema_lag_at_minimum': float(
-          lrfinder.ema_lag(
-            t['beta'], int(np.argmin(np.asarray(t['smoothed'], float)))
-          )
+          lrfinder.ema_lag(r.beta, int(np.argmin(r.smoothed)))
         ),
       }
-      for seed, t in tests.items()
+      for seed, r in curves.items()
     ]
     means = {
       k: float(np.exp(np.mean([np.log(r[k]) for r in rows]))) for k in names
@@ -92,7 +91,7 @@ class LrFind(_study.Study):
     )
     chosen = means[suggestion]
     plots.plot_lr_finder(
-      {f'seed {s}': _finder.as_result(t) for s, t in tests.items()},
+      {f'seed {s}': r for s, r in curves.items()},
       suggestions={f'{suggestion}\n(geometric mean over seeds)': chosen},
       title='LR range test, every seed',
       path=os.path.join(workdir, 'lr_find.png'),

@@ -65,9 +65,7 @@ class RampConfig:
     check=_flags.increasing(0, math.inf, '10,20,30'),
   )
   decay_factor: float = setting(
-    2.0,
-    'LR decay (or batch growth) factor per milestone.',
-    check=_flags.above(1),
+    2.0, 'LR decay (batch growth) factor per milestone.', check=_flags.above(1)
   )
   max_batch_size: int = setting(
     0,
@@ -115,11 +113,7 @@ class RampConfig:
     "Device counts P at which the report projects each schedule's wall "
     'time (measured per-device step time plus a ring all-reduce of the '
     'gradients).',
-    check=lambda v: (
-      None
-      if v and min(v) >= 1
-      else 'must be device counts >= 1, e.g. 1,8,64,512'
-    ),
+    check=_flags.positive(),
   )
   gpu_allreduce_latency_us: float = setting(
     10.0,
@@ -162,42 +156,32 @@ class RampConfig:
     """Raises ValueError naming the flag and the fix."""
     _flags.check(self)
     c, adaptive = self.common, 'adaptive' in self.schedules
-    batch = f'must be 0 or >= --batch_size={c.batch_size}'
-    caps = ('max_batch_size', 'variants_max_batch_size')
-    if adaptive:
-      caps += ('adaptive_max_batch_size',)
-    for bad, message in (
-      (
-        max(self.milestones) >= c.epochs,
-        f'--milestones={",".join(map(str, self.milestones))} must all be < '
-        f'--epochs={c.epochs} (a stage needs a length)',
-      ),
+    caps = ['max_batch_size', 'variants_max_batch_size']
+    caps += ['adaptive_max_batch_size'] if adaptive else []
+    problems = [
+      max(self.milestones) >= c.epochs
+      and f'--milestones={",".join(map(str, self.milestones))} must all be < '
+      f'--epochs={c.epochs} (a stage needs a length)',
       *(
-        (
-          0 < getattr(self, k) < c.batch_size,
-          f'--{k}={getattr(self, k)} {batch}',
-        )
+        f'--{k}={getattr(self, k)} must be 0 or >= --batch_size={c.batch_size}'
         for k in caps
+        if 0 < getattr(self, k) < c.batch_size
       ),
-      (
-        'increased_momentum' in self.schedules
-        and not self.increased_momentum > c.momentum,
-        f'--increased_momentum={self.increased_momentum} must be > '
-        f'--momentum={c.momentum} when --schedules has increased_momentum',
-      ),
-      (
-        adaptive and not c.noise,
-        'noise=False: the adaptive schedule reads the measured noise scale; '
-        'pass --noise or drop adaptive from --schedules',
-      ),
-      (
-        adaptive and not self.adaptive_every <= c.epochs,
-        f'--adaptive_every={self.adaptive_every} must be <= '
-        f'--epochs={c.epochs}',
-      ),
-    ):
-      if bad:
-        raise ValueError(message)
+      'increased_momentum' in self.schedules
+      and not self.increased_momentum > c.momentum
+      and f'--increased_momentum={self.increased_momentum} must be > '
+      f'--momentum={c.momentum} when --schedules has increased_momentum',
+      adaptive
+      and not c.noise
+      and 'noise=False: the adaptive schedule reads the measured noise scale; '
+      'pass --noise or drop adaptive from --schedules',
+      adaptive
+      and not self.adaptive_every <= c.epochs
+      and f'--adaptive_every={self.adaptive_every} must be <= '
+      f'--epochs={c.epochs}',
+    ]
+    if problem := next(filter(None, problems), None):
+      raise ValueError(problem)
 
 
 _flags.define(RampConfig)
@@ -265,12 +249,8 @@ def build_plans(
     'increased_lr': variants,
     'increased_momentum': variants,
   }
-  names = [s for s in config.schedules if s != 'adaptive']
-  # The increase schedule's last batch is adaptive's default cap.
-  if 'adaptive' in config.schedules and not config.adaptive_max_batch_size:
-    names += [] if 'increase' in names else ['increase']
-  plans = {}
-  for name in names:
+
+  def plan(name: str) -> Plan:
     ramp = lrbatch.from_lr_decay(
       c.lr,
       c.batch_size,
@@ -289,17 +269,12 @@ def build_plans(
       multiple_of=multiple_of,
       exact=True,
     )
-    plans[name] = Plan(
-      ramp.batch_schedule,
-      ramp.lr,
-      float(ramp.momentum),
-    )
+    return Plan(ramp.batch_schedule, ramp.lr, float(ramp.momentum))
+
+  plans = {s: plan(s) for s in config.schedules if s != 'adaptive'}
   if 'adaptive' in config.schedules:
-    cap = config.adaptive_max_batch_size or max(
-      plans['increase'].batch.batch_sizes
-    )
-    if 'increase' not in config.schedules:
-      del plans['increase']
+    # The increase schedule's last batch is adaptive's default cap.
+    cap = config.adaptive_max_batch_size or max(plan('increase').batch_sizes)
     plans['adaptive'] = Plan(
       c.batch_size,
       schedules.constant(c.lr),
@@ -323,6 +298,7 @@ LABELS = {
   'loss': 'training loss',
   'batch_size': 'batch size',
 }
+_PM = '{0[0]:.1f} ± {0[1]:.1f}'.format
 # (key, header, format) of each column of the results table.
 _COLUMNS = (
   ('schedule', 'schedule', str),
@@ -334,17 +310,13 @@ _COLUMNS = (
   ('num_updates', 'parameter updates', _common.fmt_number),
   ('fewer_updates_than_decay', 'fewer updates than decay', '{:.2f}x'.format),
   ('examples_seen', 'examples seen', _common.fmt_number),
-  ('wall_seconds', 'wall s', lambda v: f'{v[0]:.1f} ± {v[1]:.1f}'),
-  ('compile_seconds', 'compile s', lambda v: f'{v[0]:.1f} ± {v[1]:.1f}'),
+  ('wall_seconds', 'wall s', _PM),
+  ('compile_seconds', 'compile s', _PM),
 )
 # Summaries the rows hold as (mean, std) over seeds, and as the mean.
 _MEAN_STD = ('test_accuracy', 'wall_seconds', 'compile_seconds')
 _MEAN = ('num_updates', 'examples_seen')
 _NOISE_WINDOW = 9
-
-
-def _mean(values: Sequence[float]) -> float:
-  return _common.mean_std(values)[0]
 
 
 def _rows(runs: Mapping[str, list[_runs.Run]]) -> list[dict[str, Any]]:
@@ -405,7 +377,8 @@ def _claims(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
   return claims
 
 
-def _figures(runs, plans, workdir: str) -> dict[str, str]:
+def _figures(runs, plans, projection, workdir: str) -> dict[str, str]:
+  """Draws the figures; returns their captions by file name."""
   from lrjax import plots
 
   curves = {  # the figures plot_curves draws: split, arguments
@@ -452,6 +425,27 @@ def _figures(runs, plans, workdir: str) -> dict[str, str]:
       f'Measured gradient noise scale B_simple (first seed; faint: each '
       f'record, solid: centred median of {_NOISE_WINDOW} records, no lag) '
       'and the batch size in force (dashed steps)'
+    )
+  if projection is not None:
+    devices = projection['devices']
+    plots.plot_panels(
+      devices,
+      {
+        link['name']: {
+          row['schedule']: [row[f'{key}_{p}'] for p in devices]
+          for row in projection['rows']
+        }
+        for key, link in projection['links'].items()
+      },
+      xlabel='devices P',
+      ylabel='projected training seconds',
+      logx=2,
+      logy=True,
+      xticks=devices,
+      path=os.path.join(workdir, 'projected_wall_time.png'),
+    )
+    figures['projected_wall_time.png'] = (
+      'Projected wall time against devices (ring all-reduce model)'
     )
   return figures
 
@@ -502,9 +496,9 @@ def project_wall_time(
     row = {
       'schedule': name,
       'num_updates': sum(u for _, u in stages),
-      'measured_wall_seconds': _mean(
+      'measured_wall_seconds': _common.mean_std(
         [r.summary['wall_seconds'] for r in group]
-      ),
+      )[0],
     }
     for key, by_devices in grid.items():
       for p, (seconds, stage_plans) in by_devices.items():
@@ -527,10 +521,8 @@ def _projection_md(projection: dict[str, Any] | None) -> str:
       'Not available: the runs were made before the projection existed '
       '(no parameter count in their summaries); rerun with --overwrite.'
     )
-  step, devices, links = (
-    projection[k] for k in ('step_time', 'devices', 'links')
-  )
-  cells = [(k, p) for k in links for p in devices]
+  step, links = projection['step_time'], projection['links']
+  cells = [(k, p) for k in links for p in projection['devices']]
   table = _common.markdown_table(
     ['schedule', 'updates', 'measured wall s (1 device here)']
     + [f'{k} P={p} s' for k, p in cells],
@@ -610,44 +602,20 @@ class Ramp(_study.Study):
   def analyze(
     self, runs: dict[str, list[_runs.Run]], workdir: str
   ) -> _study.Report:
-    from lrjax import plots
-
-    config, plans, c = self.config, self.plans, self.config.common
+    c, n, plans = self.config.common, self.num_examples, self.plans
+    test = _common.load_split(c, 'test', c.seeds[0])
     rows = _rows(runs)
     claims = _claims(rows)
-    figures = _figures(runs, plans, workdir)
-    projection = project_wall_time(config, runs, plans)
-    if projection is not None:
-      devices = projection['devices']
-      plots.plot_panels(
-        devices,
-        {
-          link['name']: {
-            row['schedule']: [row[f'{key}_{p}'] for p in devices]
-            for row in projection['rows']
-          }
-          for key, link in projection['links'].items()
-        },
-        xlabel='devices P',
-        ylabel='projected training seconds',
-        logx=2,
-        logy=True,
-        xticks=devices,
-        path=os.path.join(workdir, 'projected_wall_time.png'),
-      )
-      figures['projected_wall_time.png'] = (
-        'Projected wall time against devices (ring all-reduce model)'
-      )
+    projection = project_wall_time(self.config, runs, plans)
+    figures = _figures(runs, plans, projection, workdir)
     table = _common.markdown_table(
       [header for _, header, _ in _COLUMNS],
       [[fmt(row[k]) for k, _, fmt in _COLUMNS] for row in rows],
     )
     results = {
       'experiment': 'ramp',
-      'num_train_examples': self.num_examples,
-      'num_test_examples': _common.load_split(
-        c, 'test', c.seeds[0]
-      ).num_examples,
+      'num_train_examples': n,
+      'num_test_examples': test.num_examples,
       'rows': rows,
       'claims': claims,
       'projection': projection,
@@ -656,9 +624,9 @@ class Ramp(_study.Study):
     report = [
       "# Don't decay the learning rate, increase the batch size",
       '',
-      f'{c.dataset} ({self.num_examples} training examples), model '
-      f'{c.model}, {c.optimizer} with momentum {c.momentum:g}, '
-      f'{c.epochs:g} epochs, seeds {", ".join(map(str, c.seeds))}.',
+      f'{c.dataset} ({n} training examples), model {c.model}, {c.optimizer} '
+      f'with momentum {c.momentum:g}, {c.epochs:g} epochs, seeds '
+      f'{", ".join(map(str, c.seeds))}.',
       '',
       _common.markdown_table(
         ['schedule', 'batch schedule', 'LR policy (epochs)', 'momentum'],

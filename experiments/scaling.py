@@ -157,10 +157,8 @@ class Scaling(_study.Study):
     report = [
       '# Scaling laws of the optimal LR and batch',
       '',
-      f'{c.dataset}, model {c.model}, {c.optimizer} (momentum '
-      f'{c.momentum:g}, weight decay {c.weight_decay:g}), cosine to 0; '
-      f'seeds {list(c.seeds)}; budget C in training examples '
-      f'({n:.0f} per epoch).',
+      f'{_common.trained_text(c)}, cosine to 0; seeds {list(c.seeds)}; '
+      f'budget C in training examples ({n:.0f} per epoch).',
       '',
       *[
         line
