@@ -91,8 +91,7 @@ def positive() -> Check:
 
 
 def increasing(low: float, high: float, example: str) -> Check:
-  """The check: a non-empty, strictly increasing list in (``low``,
-  ``high``)."""
+  """The check: a non-empty, strictly increasing list in (low, high)."""
 
   def check(v: Sequence[float]) -> str | None:
     if v and low < v[0] and v[-1] < high and list(v) == sorted(set(v)):
@@ -135,44 +134,25 @@ def _kind(cls: type, field: dataclasses.Field) -> tuple[str, type]:
 
 
 def define(cls: type, *, skip: Sequence[str] = (), module: str = '') -> None:
-  """Defines one absl flag per `setting` field of ``cls`` (not ``skip``).
-
-  A flag defined already (by another settings class of the same name and
-  kind) is left as it is, so two experiments' settings may share one.
-
-  Args:
-    cls: a dataclass whose fields were declared with `setting`.
-    skip: field names that get no flag.
-    module: the module the flags are listed under (``flags.cfg`` keeps
-      the flags of ``experiments`` modules); default: ``cls``'s module.
-  """
+  """Defines one absl flag per `setting` field of ``cls`` (not ``skip``),
+  listed under ``module`` (default: ``cls``'s; ``flags.cfg`` keeps those of
+  ``experiments`` modules). A flag defined already is left as it is, so two
+  experiments' settings may share one."""
   for field in _settings(cls):
     if field.name in skip or field.name in FLAGS:
       continue
     kind, _ = _kind(cls, field)
     meta, default = field.metadata, field.default
-    args = (field.name, default, meta['help'])
-    kwargs = {'module_name': module or cls.__module__}
+    kwargs = {'help': meta['help'], 'module_name': module or cls.__module__}
     if meta['repeated']:
-      flags.DEFINE_multi_string(
-        field.name, list(default), meta['help'], **kwargs
-      )
+      kind, default = 'multi_string', list(default)
     elif meta['choices']:
-      flags.DEFINE_enum(
-        field.name, default, meta['choices'], meta['help'], **kwargs
-      )
+      kind = 'enum'
+      kwargs['enum_values'] = meta['choices']
     elif kind == 'list':
-      flags.DEFINE_list(
-        field.name, [str(v) for v in default], meta['help'], **kwargs
-      )
-    elif kind == 'bool':
-      flags.DEFINE_bool(*args, **kwargs)
-    elif kind == 'integer':
-      flags.DEFINE_integer(*args, **kwargs)
-    elif kind == 'float':
-      flags.DEFINE_float(*args, **kwargs)
-    else:
-      flags.DEFINE_string(*args, **kwargs)
+      default = [str(v) for v in default]
+    # DEFINE_bool, _integer, _float, _string, _list, _enum or _multi_string.
+    getattr(flags, f'DEFINE_{kind}')(field.name, default, **kwargs)
 
 
 def _parse(cls: type, field: dataclasses.Field, value: Any) -> Any:
@@ -191,17 +171,13 @@ def _parse(cls: type, field: dataclasses.Field, value: Any) -> Any:
 
 
 def read(cls: type, defaults: Mapping[str, Any] | None = None, **fixed: Any):
-  """Builds ``cls`` from the parsed flags.
+  """Builds ``cls`` (unchecked: see `check`) from the parsed flags.
 
   Args:
     cls: the settings dataclass.
-    defaults: values for flags not given on the command line (another
-      experiment family's defaults, e.g. the language models'); the flag
-      is set to it, so that the workdir's ``flags.cfg`` repeats the run.
+    defaults: values for flags not given (e.g. the language models'); the
+      flag is set to it, so that the workdir's ``flags.cfg`` repeats the run.
     **fixed: fields not read from flags (e.g. nested settings).
-
-  Returns:
-    The settings (not checked yet: see `check`).
 
   Raises:
     ValueError: for a list flag that does not parse, naming it.
@@ -221,12 +197,8 @@ def read(cls: type, defaults: Mapping[str, Any] | None = None, **fixed: Any):
 
 
 def check(settings: Any) -> None:
-  """Tests every `setting` field's condition.
-
-  Raises:
-    ValueError: for the first that fails, naming the flag, its value and
-      what it must be.
-  """
+  """Tests every `setting` field's condition (ValueError naming the first
+  failing flag, its value and what it must be)."""
   for field in _settings(type(settings)):
     test, choices = field.metadata['check'], field.metadata['choices']
     value = getattr(settings, field.name)
