@@ -44,9 +44,7 @@ class CommonConfig:
   dataset: str = setting(
     'digits', "'digits' (bundled), 'synthetic' or a TFDS name ('cifar10')."
   )
-  data_dir: str | None = setting(
-    None, 'Data directory (default: lrjax.data default).'
-  )
+  data_dir: str | None = setting(None, 'Data directory (lrjax.data default).')
   model: str = setting(
     'mlp', "lrjax.models.get's 'mlp', 'cnn' or 'wrn16_4'.", check=_known_model
   )
@@ -249,9 +247,8 @@ def _task(key: tuple[tuple[str, Any], ...], seed: int):
 
 
 def enable_compilation_cache(directory: str | None) -> None:
-  """Turns on JAX's persistent compilation cache in ``directory`` (None:
-  off), for programs compiled outside the trainer (the LR range test's),
-  small CPU programs included."""
+  """JAX's persistent compilation cache in ``directory`` (None: off), for
+  programs compiled outside the trainer, small CPU programs included."""
   if not directory:
     return
   import jax
@@ -318,10 +315,9 @@ def noise_config(common: CommonConfig, batch_sizes: Sequence[int]) -> Any:
       f'noise_slices={slices} must divide every batch size '
       f'{sorted(set(batch_sizes))}; pick a divisor or 0 (automatic)'
     )
-  if not slices:
-    slices = next(
-      (k for k in (4, 2) if all(b % k == 0 for b in batch_sizes)), 1
-    )
+  slices = slices or next(
+    (k for k in (4, 2) if all(b % k == 0 for b in batch_sizes)), 1
+  )
   return lrtrain.NoiseConfig(
     enabled=common.noise,
     decay=common.noise_decay,

@@ -1,11 +1,9 @@
 """Settings declared once: a dataclass field is the flag and the config.
 
-An experiment's settings are a frozen dataclass whose fields are declared
-with `setting` (default, help text, check). `define` makes one absl flag
-per field (the flag's name is the field's), `read` builds the dataclass
-from the parsed flags, and `check` tests every field's condition and names
-the flag in its message. So a setting is written once: adding a field adds
-the flag, its parsing, its check and its place in the config.
+An experiment's settings are a frozen dataclass of `setting` fields
+(default, help text, check): `define` makes one absl flag per field, `read`
+builds the dataclass from the parsed flags, and `check` tests each field,
+naming its flag. Adding a field adds the flag, its parsing and its check.
 
 Examples:
   >>> import dataclasses
@@ -52,11 +50,7 @@ def setting(
     choices: the allowed values of a text setting (an enum flag).
     check: ``check(value) -> None | 'must be ...'``, tested by `check`.
     none_if_empty: a flag value that is empty or 0 means None (off).
-    repeated: a list setting given as a repeated flag (``--policy=a
-      --policy=b``), for items that hold commas.
-
-  Returns:
-    A `dataclasses.field` carrying the flag's metadata.
+    repeated: a list given as a repeated flag (items may hold commas).
   """
   return dataclasses.field(
     default=default,
@@ -171,17 +165,10 @@ def _parse(cls: type, field: dataclasses.Field, value: Any) -> Any:
 
 
 def read(cls: type, defaults: Mapping[str, Any] | None = None, **fixed: Any):
-  """Builds ``cls`` (unchecked: see `check`) from the parsed flags.
-
-  Args:
-    cls: the settings dataclass.
-    defaults: values for flags not given (e.g. the language models'); the
-      flag is set to it, so that the workdir's ``flags.cfg`` repeats the run.
-    **fixed: fields not read from flags (e.g. nested settings).
-
-  Raises:
-    ValueError: for a list flag that does not parse, naming it.
-  """
+  """Builds ``cls`` (unchecked: see `check`) from the parsed flags, but
+  ``fixed`` fields; a flag not given is set to ``defaults[name]`` if there
+  (so that ``flags.cfg`` repeats the run). ValueError names a list flag
+  that does not parse."""
   values = dict(fixed)
   for field in _settings(cls):
     if field.name in fixed:

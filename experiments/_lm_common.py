@@ -104,15 +104,13 @@ class LmCommon:
 
   corpus: str = setting(
     'python_text/docs',
-    "Text to pretrain on: 'python_text/docs' (bundled: the interpreter's "
-    "documentation topics), 'python_text/stdlib' (its standard-library "
-    'sources) or a TFDS text dataset prepared as array_record in '
-    "--data_dir (e.g. 'tiny_shakespeare').",
+    "Text: bundled 'python_text/docs' (Python's documentation topics) or "
+    "'python_text/stdlib' (its library sources), or a TFDS text dataset "
+    "prepared as array_record in --data_dir (e.g. 'tiny_shakespeare').",
   )
   text_feature: str = setting('text', 'The text feature of a TFDS --corpus.')
   validation_split: str = setting(
-    'validation',
-    "The held-out split to evaluate on ('validation'; 'test' for lm1b).",
+    'validation', "The held-out split ('test' for lm1b)."
   )
   seq_len: int = setting(
     64, 'Tokens (bytes) per sequence, T.', check=_flags.at_least(1)
@@ -132,7 +130,7 @@ class LmCommon:
   lm_tie_embeddings: bool = setting(True, 'Output layer = token embeddings.')
   lm_dtype: str = setting(
     'float32',
-    'Compute dtype (parameters stay float32).',
+    'Compute dtype (params: float32).',
     choices=('float32', 'bfloat16'),
   )
   eval_sequences: int = setting(
@@ -223,8 +221,7 @@ def lm_common() -> LmCommon:
 
 @functools.cache
 def load_split(common: LmCommon, split: str, corpus: str | None = None):
-  """A split of ``corpus`` (None: `common.corpus`) as a cached
-  `lrjax.data.TextDataset`."""
+  """A split of ``corpus`` (None: `common.corpus`), cached."""
   from lrjax import data as ldata
 
   return ldata.load_text(
@@ -275,9 +272,8 @@ def make_task(
   params: Any = None,
   name: str = 'lm',
 ):
-  """`lrjax.tasks.language_model` of the Transformer on ``train``,
-  evaluated on ``evaluate`` with `lm_eval`, from ``params`` (a pure dict;
-  None: a fresh initialisation from ``seed``)."""
+  """`lrjax.tasks.language_model` of the Transformer, evaluated with
+  `lm_eval`, from ``params`` (None: initialised from ``seed``)."""
   from lrjax import tasks
 
   return tasks.language_model(

@@ -70,18 +70,16 @@ def train_run(
   overwrite: bool = False,
   progress: str = '',
 ) -> Run:
-  """Trains one run into `workdir` (or reuses a finished one) and reads it.
+  """Trains one run of `config` and `task` into `workdir` and reads it.
 
   A finished run is reused only when its `summary.json` was made from the
-  same trainer config, task (fingerprint) and `extra`; an unfinished one
+  same trainer config, task (fingerprint) and `extra` (else
+  `lrjax.train.ConfigMismatchError` names the fields); an unfinished one
   resumes from its last checkpoint.
 
   Args:
     group: the configuration's name.
     seed: the run's seed (already in `config`).
-    config: the trainer configuration.
-    workdir: the run's own directory.
-    task: what is trained (a `lrjax.train.Task`).
     after: ``after(result, workdir) -> dict``, computed once after
       training and stored in the summary.
     train: ``train(config, workdir, task, overwrite=...) -> TrainResult``;
@@ -90,10 +88,6 @@ def train_run(
     overwrite: train afresh, deleting what `workdir` holds.
     progress: e.g. ``'trial 2/7, seed 1/3'``, logged at INFO with the
       group's name before the run trains or is reused.
-
-  Raises:
-    lrjax.train.ConfigMismatchError: when `workdir` holds a run of another
-      config or `extra`, naming the fields.
   """
   from lrjax import metrics as lmetrics
   from lrjax import train as lrtrain
@@ -130,9 +124,7 @@ def adaptive_trainer(adaptive: Any) -> Callable[..., Any] | None:
   if adaptive is None:
     return None
 
-  def train(
-    config: Any, workdir: str, task: Any, overwrite: bool = False
-  ) -> Any:
+  def train(config, workdir, task, overwrite=False):
     from lrjax import train as lrtrain
 
     done = lrtrain.train_adaptive(
@@ -211,11 +203,10 @@ class Metric:
 
   def best(self, values: Sequence[float]) -> int:
     """The index of the best value (NaN, a diverged run, never wins)."""
-    array = np.asarray(values, np.float64)
-    array = np.where(
-      np.isfinite(array), array, -np.inf if self.higher_is_better else np.inf
+    array = np.asarray(values, np.float64) * (
+      1 if self.higher_is_better else -1
     )
-    return int(np.argmax(array) if self.higher_is_better else np.argmin(array))
+    return int(np.argmax(np.where(np.isfinite(array), array, -np.inf)))
 
   def worse(self, value: float, reference: float, tolerance: float) -> bool:
     """Whether ``value`` is more than ``tolerance`` worse than ``reference``

@@ -1,13 +1,11 @@
 """One runner for every experiment: a study is its trials and its analysis.
 
-A `Study` declares its `Trial`s (a name, seeds, a trainer config and a task
-per seed) and ``analyze(runs, workdir) -> Report``. `run` checks it before
-anything trains, holds the workdir (lock, ``config.json``, ``flags.cfg``),
-trains or reuses or resumes each seed (`experiments._runs.train_run`) and
-writes ``results.json``, ``results.md`` and ``report.md``. A study whose
-trials depend on earlier ones overrides `Study.run` and trains in phases
-with `Context.train`. `entry_points` gives an experiment its ``check``,
-``run`` and absl ``main``.
+A `Study` declares its `Trial`s and ``analyze(runs, workdir) -> Report``;
+`run` checks it before anything trains, holds the workdir, trains (or
+reuses, or resumes) each seed and writes ``results.json``, ``results.md``
+and ``report.md``. A study in phases overrides `Study.run` and trains with
+`Context.train`. `entry_points` gives an experiment ``check``, ``run`` and
+``main``.
 """
 
 from __future__ import annotations
@@ -46,10 +44,8 @@ DRY_RUN = flags.DEFINE_bool(
 
 
 def use_cpu_cores() -> None:
-  """Gives the CPU backend one device per core for ``--num_devices``
-  (an accelerator stays the default backend); once JAX has started (in
-  process, as in the tests) or with ``XLA_FLAGS`` setting the count, the
-  devices stay as they are."""
+  """Gives the CPU backend (not an accelerator's) one device per core,
+  unless ``XLA_FLAGS`` sets the count or JAX has started."""
   import jax
 
   if 'xla_force_host_platform_device_count' in os.environ.get('XLA_FLAGS', ''):
@@ -66,16 +62,10 @@ def run_main(
   run: Callable[..., dict[str, Any]],
   check: Callable[[Any], Any],
 ) -> tuple[dict[str, Any], str] | None:
-  """The body of an experiment's `main`; `(results, workdir)` or None.
-
-  Checks the config (``check(config)``) before anything trains or is
-  written; with --dry_run writes flags.cfg and config.json, prints the
-  config and returns None; else runs ``run(checked, workdir, ...)`` on what
-  `check` returned and prints results.md. A usage error (arguments, a bad
-  value, a dataset not prepared, a workdir that cannot be created, is held
-  by another process, holds runs of another config or no intact
-  checkpoint) ends the process with one absl-style line on stderr, status 1.
-  """
+  """An experiment's `main`: checks the config before anything is written,
+  then dry-runs (returns None) or runs what `check` returned, prints
+  results.md and returns `(results, workdir)`. A usage error ends the
+  process with one absl-style line on stderr, status 1, no traceback."""
   from lrjax import train as lrtrain
 
   if len(argv) > 1:
@@ -142,10 +132,8 @@ def write_flags(path: str) -> None:
     ours = module.startswith('experiments') or 'experiments' in parts[:-1]
     if not (ours or module == '__main__'):
       continue
-    for flag in sorted(module_flags, key=lambda fl: fl.name):
-      text = flag.serialize()
-      if text:
-        lines.append(text)
+    ordered = sorted(module_flags, key=lambda fl: fl.name)
+    lines += [text for flag in ordered if (text := flag.serialize())]
   _common.write_text(path, '\n'.join(lines) + '\n')
 
 
@@ -194,8 +182,7 @@ class Trial:
 
 @dataclasses.dataclass(frozen=True)
 class Report:
-  """What a study's analysis writes: ``results.json`` (``results``), the
-  table printed at the end (``results.md``) and ``report.md``."""
+  """What a study writes: results.json, results.md (table) and report.md."""
 
   results: dict[str, Any]
   table: str
@@ -225,25 +212,25 @@ class Context:
     ``<workdir>/<under>``; each trial's runs by name, in seed order."""
     from absl import logging
 
-    runs: dict[str, list[_runs.Run]] = {}
+    runs = {}
     for k, trial in enumerate(trials, 1):
       if trial.describe:
         logging.info('%s: %s', trial.name, trial.describe)
-      for j, seed in enumerate(trial.seeds, 1):
-        runs.setdefault(trial.name, []).append(
-          _runs.train_run(
-            trial.name,
-            seed,
-            trial.config(seed),
-            os.path.join(self.workdir, under, trial.name, f'seed{seed}'),
-            trial.task(seed),
-            after=trial.after,
-            train=trial.train,
-            extra=trial.extra,
-            overwrite=self.overwrite,
-            progress=f'trial {k}/{len(trials)}, seed {j}/{len(trial.seeds)}',
-          )
+      runs[trial.name] = [
+        _runs.train_run(
+          trial.name,
+          seed,
+          trial.config(seed),
+          os.path.join(self.workdir, under, trial.name, f'seed{seed}'),
+          trial.task(seed),
+          after=trial.after,
+          train=trial.train,
+          extra=trial.extra,
+          overwrite=self.overwrite,
+          progress=f'trial {k}/{len(trials)}, seed {j}/{len(trial.seeds)}',
         )
+        for j, seed in enumerate(trial.seeds, 1)
+      ]
     return runs
 
 
