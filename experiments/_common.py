@@ -95,11 +95,10 @@ class CommonConfig:
     0.95,
     "EMA decay d of the noise scale's two estimates: it averages (1 + d) / "
     '(1 - d) readings (39 at 0.95) and trails by d / (1 - d) (19). On digits '
-    '(BUILD.md, benchmarks/bench_noise_defaults.py) one reading at 0.95 '
-    'scatters -27%/+43% (10th/90th percentile) at B_simple 2.4x the batch, '
-    '+-20% at 1.3x; 0.98 halves that but trails 49. 0.95 keeps the trail '
-    "under the adaptive rule's 2-epoch decisions up to 4x the starting "
-    'batch; use 0.98 to monitor a fixed batch.',
+    '(BUILD.md) one reading at 0.95 scatters -27%/+43% (10th/90th '
+    'percentile) at B_simple 2.4x the batch, +-20% at 1.3x; 0.98 halves that '
+    "but trails 49. 0.95 keeps the trail under the adaptive rule's 2-epoch "
+    'decisions up to 4x the starting batch; use 0.98 to monitor a fixed one.',
     check=_flags.fraction(', e.g. 0.95'),
   )
   noise_every: int = setting(
@@ -169,15 +168,12 @@ def load_split(common: CommonConfig, split: str, seed: int = 0):
 def final_variables(result: Any, workdir: str) -> dict[str, Any]:
   """A run's final params and model state (e.g. batch-norm statistics);
   a run reused from its summary reads the state from its last checkpoint."""
-  variables = {'params': result.params}
   state = getattr(result, 'model_state', None)
   if state is None and os.path.isdir(os.path.join(workdir, 'checkpoints')):
     from lrjax import train as lrtrain
 
-    saved, _ = lrtrain.load_checkpoint(workdir)
-    state = saved.get('model_state')
-  variables.update(state or {})
-  return variables
+    state = lrtrain.load_checkpoint(workdir)[0].get('model_state')
+  return {'params': result.params, **(state or {})}
 
 
 def save_variables(path: str, variables: Any) -> None:
@@ -230,9 +226,8 @@ def train_config(
 
 
 def make_task(common: CommonConfig, seed: int = 0):
-  """`lrjax.tasks.image_classification` of ``--model`` on ``--dataset``,
-  built once per setting and seed (only 'synthetic' data is drawn from the
-  seed)."""
+  """`lrjax.tasks.image_classification` of ``--model`` on ``--dataset``, one
+  per setting and seed (only 'synthetic' data is drawn from the seed)."""
   names = 'dataset model data_dir synthetic_examples synthetic_classes'
   key = {k: getattr(common, k) for k in names.split()}
   key['synthetic_shape'] = tuple(common.synthetic_shape)
@@ -289,8 +284,7 @@ def check_batch(flag: str, batch: int, num_examples: int) -> None:
 
 
 def check_train_configs(configs: Sequence[Any], num_examples: int) -> None:
-  """Validates trainer configs before any trains (ValueError naming the
-  first bad field)."""
+  """Validates trainer configs (ValueError naming the first bad field)."""
   import jax
 
   for config in configs:
@@ -335,11 +329,8 @@ def figure_lines(figures: Mapping[str, str]) -> list[str]:
 
 
 def jsonable(obj: Any) -> Any:
-  """Turns configs (dataclasses, tuples, policies) into JSON-ready values.
-
-  Objects with a text form (lrjax policies, batch schedules) become their
-  text; numpy scalars become Python numbers; non-finite floats become None.
-  """
+  """JSON-ready values of configs: lrjax policies and batch schedules become
+  their text, numpy scalars numbers, non-finite floats None."""
   if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
     return {
       f.name: jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)

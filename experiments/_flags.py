@@ -87,12 +87,11 @@ def positive() -> Check:
 def increasing(low: float, high: float, example: str) -> Check:
   """The check: a non-empty, strictly increasing list in (low, high)."""
 
-  def check(v: Sequence[float]) -> str | None:
-    if v and low < v[0] and v[-1] < high and list(v) == sorted(set(v)):
-      return None
-    return f'must be increasing numbers in ({low:g}, {high:g}), e.g. {example}'
-
-  return check
+  return lambda v: (
+    None
+    if v and low < v[0] and v[-1] < high and list(v) == sorted(set(v))
+    else f'must be increasing numbers in ({low:g}, {high:g}), e.g. {example}'
+  )
 
 
 def distinct(note: str = '') -> Check:
@@ -116,22 +115,19 @@ def _hints(cls: type) -> dict[str, Any]:
 def _kind(cls: type, field: dataclasses.Field) -> tuple[str, type]:
   """(flag kind, element type) of a field from its annotation."""
   hint = _hints(cls)[field.name]
-  args = [a for a in typing.get_args(hint) if a is not type(None)]
+  if typing.get_origin(hint) is not tuple:  # X | Y | None: X
+    args = typing.get_args(hint)
+    hint = next((a for a in args if a is not type(None)), hint)
   if typing.get_origin(hint) is tuple:
-    return 'list', args[0] if args else str
-  base = args[0] if args and typing.get_origin(hint) is not None else hint
-  if typing.get_origin(base) is tuple:
-    return 'list', typing.get_args(base)[0]
-  return {bool: 'bool', int: 'integer', float: 'float'}.get(
-    base, 'string'
-  ), base
+    return 'list', typing.get_args(hint)[0]
+  kinds = {bool: 'bool', int: 'integer', float: 'float'}
+  return kinds.get(hint, 'string'), hint
 
 
 def define(cls: type, *, skip: Sequence[str] = (), module: str = '') -> None:
-  """Defines one absl flag per `setting` field of ``cls`` (not ``skip``),
-  listed under ``module`` (default: ``cls``'s; ``flags.cfg`` keeps those of
-  ``experiments`` modules). A flag defined already is left as it is, so two
-  experiments' settings may share one."""
+  """Defines one absl flag per `setting` field of ``cls`` but ``skip``, under
+  ``module`` (default: ``cls``'s; flags.cfg keeps experiments modules'); one
+  defined already is left as it is, so settings classes may share a flag."""
   for field in _settings(cls):
     if field.name in skip or field.name in FLAGS:
       continue
@@ -149,26 +145,11 @@ def define(cls: type, *, skip: Sequence[str] = (), module: str = '') -> None:
     getattr(flags, f'DEFINE_{kind}')(field.name, default, **kwargs)
 
 
-def _parse(cls: type, field: dataclasses.Field, value: Any) -> Any:
-  kind, item = _kind(cls, field)
-  if field.metadata['none_if_empty'] and not value:
-    return None
-  if kind == 'list':
-    try:
-      return tuple(item(v) for v in value)
-    except ValueError:
-      raise ValueError(
-        f'--{field.name}={",".join(value)} must be a comma-separated list '
-        f'of {item.__name__} values'
-      ) from None
-  return value
-
-
 def read(cls: type, defaults: Mapping[str, Any] | None = None, **fixed: Any):
-  """Builds ``cls`` (unchecked: see `check`) from the parsed flags, but
-  ``fixed`` fields; a flag not given is set to ``defaults[name]`` if there
-  (so that ``flags.cfg`` repeats the run). ValueError names a list flag
-  that does not parse."""
+  """Builds ``cls`` (unchecked: see `check`) from ``fixed`` and the parsed
+  flags; a flag not given is set to ``defaults[name]`` if there, so that
+  ``flags.cfg`` repeats the run. ValueError names a list flag that does not
+  parse."""
   values = dict(fixed)
   for field in _settings(cls):
     if field.name in fixed:
@@ -179,7 +160,19 @@ def read(cls: type, defaults: Mapping[str, Any] | None = None, **fixed: Any):
       if isinstance(value, tuple):
         value = [str(v) for v in value]
       setattr(FLAGS, field.name, value)
-    values[field.name] = _parse(cls, field, FLAGS[field.name].value)
+    value = FLAGS[field.name].value
+    kind, item = _kind(cls, field)
+    if field.metadata['none_if_empty'] and not value:
+      value = None
+    elif kind == 'list':
+      try:
+        value = tuple(item(v) for v in value)
+      except ValueError:
+        raise ValueError(
+          f'--{field.name}={",".join(value)} must be a comma-separated list '
+          f'of {item.__name__} values'
+        ) from None
+    values[field.name] = value
   return cls(**values)
 
 

@@ -1,8 +1,7 @@
 """What the language-model experiments share: settings, the LM task, tokens.
 
-Sequences of `--seq_len` bytes are the examples (batches are in sequences,
-tokens a derived unit); common flags left out take `LM_DEFAULTS`, and the
-image-only ones are refused naming the LM flag to use instead.
+Examples are sequences of `--seq_len` bytes (tokens a derived unit); common
+flags left out take `LM_DEFAULTS`; image-only ones are refused.
 """
 
 from __future__ import annotations
@@ -99,8 +98,7 @@ def check_sequences(config: Any, seq_len: int) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class LmCommon:
-  """The LM flags, then (from ``data_dir``) the common flags with their
-  `LM_DEFAULTS`."""
+  """The LM flags, then the common ones (from ``data_dir``; `LM_DEFAULTS`)."""
 
   corpus: str = setting(
     'python_text/docs',
@@ -234,8 +232,7 @@ def load_split(common: LmCommon, split: str, corpus: str | None = None):
 
 
 def train_and_evaluation(common: LmCommon) -> tuple[Any, dict]:
-  """The training split and the `eval_sequences` evenly spaced sequences
-  of the validation split that every run is evaluated on."""
+  """The training split and the validation sequences every run is tested on."""
   train = load_split(common, 'train')
   valid = load_split(common, common.validation_split)
   return train, valid.evenly_spaced(common.eval_sequences)
@@ -304,11 +301,9 @@ def train_config(
   batch_sizes: Sequence[int] | None = None,
   **overrides: Any,
 ):
-  """The `lrjax.train.TrainConfig` of one run; ``overrides`` any field.
-
-  The noise tracker slices each micro-batch of ``batch_sizes`` (None: those
-  of ``batch``) in 4 when 4 divides them all, else 2, else 1.
-  """
+  """The `lrjax.train.TrainConfig` of one run; ``overrides`` any field. The
+  noise tracker slices the micro-batches of ``batch_sizes`` (None: those of
+  ``batch``) in 4 when 4 divides them all, else 2, else 1."""
   from lrjax import batch as lbatch
   from lrjax import train as lrtrain
 

@@ -101,9 +101,7 @@ def train_run(
   if progress:
     doing = 'training' if summary is None else 'reusing the finished run'
     logging.info('%s (%s): %s', progress, group, doing)
-  if summary is not None:
-    _check_summary(summary, record, extra, workdir)
-  else:
+  if summary is None:
     train = train or lrtrain.train_and_evaluate
     os.makedirs(workdir, exist_ok=True)
     start = time.perf_counter()
@@ -114,6 +112,24 @@ def train_run(
       summary.update(_common.jsonable(dict(after(result, workdir))))
     summary.update(config=record, extra=extra)
     _common.write_json(summary_path, summary)
+  elif 'config' not in summary:
+    raise lrtrain.ConfigMismatchError(
+      f'{workdir}/summary.json has no config (an older version wrote it), so '
+      'it cannot be reused safely; pass --overwrite to train the runs again'
+    )
+  else:
+    saved = summary.get('extra', {})
+    changes = lrtrain.config_changes(summary['config'], record) + [
+      (k, saved.get(k), extra.get(k))
+      for k in sorted(set(saved) | set(extra))
+      if saved.get(k) != extra.get(k)
+    ]
+    if changes:
+      raise lrtrain.ConfigMismatchError(
+        f'{workdir} holds a finished run of another config or task: '
+        f'{lrtrain.describe_changes(changes)}. Use another --workdir, or '
+        '--overwrite to train the runs again'
+      )
   train, evals = lmetrics.read_columns(os.path.join(workdir, 'metrics.jsonl'))
   return Run(group, seed, workdir, summary, train, evals.get('test', {}))
 
@@ -137,35 +153,6 @@ def adaptive_trainer(adaptive: Any) -> Callable[..., Any] | None:
     )
 
   return train
-
-
-def _check_summary(
-  summary: Mapping[str, Any],
-  record: Mapping[str, Any],
-  extra: Mapping[str, Any],
-  workdir: str,
-) -> None:
-  """Raises ConfigMismatchError unless `summary` is of this run record."""
-  from lrjax import train as lrtrain
-
-  if 'config' not in summary:
-    raise lrtrain.ConfigMismatchError(
-      f'{workdir}/summary.json has no config (an older version wrote it), so '
-      'it cannot be reused safely; pass --overwrite to train the runs again'
-    )
-  changes = lrtrain.config_changes(summary['config'], record)
-  saved_extra = summary.get('extra', {})
-  changes += [
-    (k, saved_extra.get(k), extra.get(k))
-    for k in sorted(set(saved_extra) | set(extra))
-    if saved_extra.get(k) != extra.get(k)
-  ]
-  if changes:
-    diff = lrtrain.describe_changes(changes)
-    raise lrtrain.ConfigMismatchError(
-      f'{workdir} holds a finished run of another config or task: {diff}. '
-      'Use another --workdir, or --overwrite to train the runs again'
-    )
 
 
 def first_reaching(
@@ -209,9 +196,8 @@ class Metric:
     return int(np.argmax(np.where(np.isfinite(array), array, -np.inf)))
 
   def worse(self, value: float, reference: float, tolerance: float) -> bool:
-    """Whether ``value`` is more than ``tolerance`` worse than ``reference``
-    (below it for accuracy, above it for a loss; NaN, a diverged run, is
-    always worse).
+    """Whether ``value`` is more than ``tolerance`` below (accuracy) or above
+    (loss) ``reference``; NaN, a diverged run, is always worse.
 
     Examples:
       >>> VAL_LOSS.worse(2.2, 2.0, 0.1), VAL_LOSS.worse(2.05, 2.0, 0.1)

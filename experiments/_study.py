@@ -1,9 +1,8 @@
 """One runner for every experiment: a study is its trials and its analysis.
 
 A `Study` declares its `Trial`s and ``analyze(runs, workdir) -> Report``;
-`run` checks it before anything trains, holds the workdir, trains (or
-reuses, or resumes) each seed and writes ``results.json``, ``results.md``
-and ``report.md``. A study in phases overrides `Study.run` and trains with
+once it is checked, `run` holds the workdir, trains (or reuses, or resumes)
+each seed and writes ``results.json``, ``results.md`` and ``report.md``. A study in phases overrides `Study.run` and trains with
 `Context.train`. `entry_points` gives an experiment ``check``, ``run`` and
 ``main``.
 """
@@ -43,18 +42,6 @@ DRY_RUN = flags.DEFINE_bool(
 )
 
 
-def use_cpu_cores() -> None:
-  """Gives the CPU backend (not an accelerator's) one device per core,
-  unless ``XLA_FLAGS`` sets the count or JAX has started."""
-  import jax
-
-  if 'xla_force_host_platform_device_count' in os.environ.get('XLA_FLAGS', ''):
-    return
-  # RuntimeError: JAX has started, and its devices stay.
-  with contextlib.suppress(RuntimeError):
-    jax.config.update('jax_num_cpu_devices', os.cpu_count() or 1)
-
-
 def run_main(
   argv: Sequence[str],
   name: str,
@@ -66,12 +53,18 @@ def run_main(
   then dry-runs (returns None) or runs what `check` returned, prints
   results.md and returns `(results, workdir)`. A usage error ends the
   process with one absl-style line on stderr, status 1, no traceback."""
+  import jax
+
   from lrjax import train as lrtrain
 
   if len(argv) > 1:
     _fatal('Usage error', f'unexpected arguments: {" ".join(argv[1:])}')
-  if FLAGS.num_devices != 1:
-    use_cpu_cores()  # a one-device run keeps the CPU's threads whole
+  xla_flags = os.environ.get('XLA_FLAGS', '')
+  if FLAGS.num_devices != 1 and 'host_platform_device_count' not in xla_flags:
+    # The CPU backend gets one device per core (a one-device run keeps the
+    # CPU's threads whole); RuntimeError: JAX has started, devices stay.
+    with contextlib.suppress(RuntimeError):
+      jax.config.update('jax_num_cpu_devices', os.cpu_count() or 1)
   try:
     config = get_config()
     checked = check(config)
@@ -141,8 +134,7 @@ def write_flags(path: str) -> None:
 def experiment_workdir(
   workdir: str, config: Any, *, with_flags: bool
 ) -> Iterator[None]:
-  """Holds the workdir locked (WorkdirLockedError if another process
-  does), config.json (and flags.cfg) written."""
+  """Holds the workdir locked, config.json (and flags.cfg) written."""
   from lrjax import train as lrtrain
 
   os.makedirs(workdir, exist_ok=True)
@@ -208,8 +200,7 @@ class Context:
   def train(
     self, trials: Sequence[Trial], under: str = 'runs'
   ) -> dict[str, list[_runs.Run]]:
-    """Trains (or reuses, or resumes) every trial's seeds under
-    ``<workdir>/<under>``; each trial's runs by name, in seed order."""
+    """Trains (or reuses, or resumes) each trial's seeds: runs by trial name."""
     from absl import logging
 
     runs = {}
@@ -266,23 +257,13 @@ def run(
   with_flags: bool = False,
   overwrite: bool = False,
 ) -> dict[str, Any]:
-  """Checks and runs a study into ``workdir``; returns its results.
+  """Runs a study that passed `Study.check` into ``workdir``, writes its
+  results.json, results.md and report.md, and returns the results.
 
   Raises:
-    ValueError: for a bad setting, before anything trains.
     lrjax.train.ConfigMismatchError: for a run of another config there.
     lrjax.train.WorkdirLockedError: when another process holds it.
   """
-  study.check()
-  return _run_checked(
-    study, workdir, with_flags=with_flags, overwrite=overwrite
-  )
-
-
-def _run_checked(
-  study: Study, workdir: str, *, with_flags: bool, overwrite: bool
-) -> dict[str, Any]:
-  """`run` after ``study.check()`` passed."""
   with experiment_workdir(workdir, study.config, with_flags=with_flags):
     report = study.run(Context(workdir, overwrite))
     _common.write_json(os.path.join(workdir, 'results.json'), report.results)
@@ -303,10 +284,10 @@ def entry_points(
     return made
 
   def run_config(config: Any, workdir: str, **kwargs: Any) -> dict[str, Any]:
-    return run(study(config), workdir, **kwargs)
+    return run(check(config), workdir, **kwargs)
 
   def main(argv: Sequence[str]) -> None:
-    done = run_main(argv, study.name, get_config, _run_checked, check)
+    done = run_main(argv, study.name, get_config, run, check)
     if done is None:
       return
     results, workdir = done
