@@ -1,13 +1,9 @@
-"""What every experiment shares: the common settings and the analysis.
+"""What every experiment shares: the common settings, files and tables.
 
-`CommonConfig` holds the settings every image experiment understands
-(data, model, optimizer, devices, seeds, logging), each a field that is
-also its flag (`experiments._flags`); `train_config` maps them to the
-trainer's config in one place and `make_task` to the task. The rest reads
-runs back and turns them into tables and verdicts (`mean_std`,
-`within_variation`, `verdict`, `markdown_table`). The runner itself (the
-workdir, its lock, reuse and resume, the entry points) is
-`experiments._study`.
+`CommonConfig` holds the settings every image experiment understands, each
+field also its flag (`experiments._flags`); `train_config` maps them to the
+trainer's config and `make_task` to the task. The verdicts are
+`lrjax.evidence`; the runner is `experiments._study`.
 """
 
 from __future__ import annotations
@@ -24,6 +20,7 @@ import numpy as np
 
 from experiments import _flags
 from experiments._flags import setting
+from lrjax import evidence
 
 
 def _known_model(name: str) -> str | None:
@@ -42,60 +39,40 @@ def _shape(shape: Sequence[int]) -> str | None:
 
 @dataclasses.dataclass(frozen=True)
 class CommonConfig:
-  """The settings every experiment shares: one field per common flag (the
-  field is the flag, `_flags.define`)."""
+  """The settings every experiment shares: each field is its flag."""
 
   dataset: str = setting(
-    'digits',
-    "Dataset name for lrjax.data.load: 'digits' (bundled) or a TFDS image "
-    "classification name such as 'cifar10'.",
+    'digits', "'digits' (bundled), 'synthetic' or a TFDS name ('cifar10')."
   )
-  data_dir: str | None = setting(
-    None, 'Data directory (default: lrjax.data default).'
-  )
+  data_dir: str | None = setting(None, 'Data directory (lrjax.data default).')
   model: str = setting(
-    'mlp',
-    "Model name for lrjax.models.get: 'mlp', 'cnn', 'wrn16_4'.",
-    check=_known_model,
+    'mlp', "lrjax.models.get's 'mlp', 'cnn' or 'wrn16_4'.", check=_known_model
   )
   seeds: tuple[int, ...] = setting(
-    (0, 1, 2),
-    'Comma-separated integer seeds; one run each.',
-    check=_flags.distinct(', e.g. 0,1,2'),
+    (0, 1, 2), 'Seeds, one run each.', check=_flags.distinct(', e.g. 0,1,2')
   )
-  epochs: float = setting(
-    30.0, 'Training length in epochs.', check=_flags.above(0)
-  )
-  lr: float = setting(
-    0.1, 'Base (initial) learning rate.', check=_flags.above(0)
-  )
+  epochs: float = setting(30.0, 'Training epochs.', check=_flags.above(0))
+  lr: float = setting(0.1, 'Base (initial) LR.', check=_flags.above(0))
   batch_size: int = setting(
     32, 'Base (initial) global batch size.', check=_flags.at_least(1)
   )
-  momentum: float = setting(
-    0.9, 'Momentum coefficient m.', check=_flags.fraction()
-  )
+  momentum: float = setting(0.9, 'Momentum m.', check=_flags.fraction())
   optimizer: str = setting(
-    'sgd',
-    'Optimizer.',
-    choices=('sgd', 'nesterov', 'adam', 'adamw', 'lamb', 'lars'),
+    'sgd', 'Optimizer.', choices='sgd nesterov adam adamw lamb lars'.split()
   )
   weight_decay: float = setting(0.0, 'Weight decay.', check=_flags.at_least(0))
   clip_norm: float | None = setting(
     None,
-    'Clip each gradient to this global norm before the optimizer '
-    '(optax.clip_by_global_norm; unset = no clipping). The LM flagfiles '
-    'clip at 1.0, as nanoGPT and GPT-3 do.',
+    'Clip gradients to this global norm (unset: no clipping); the LM '
+    'flagfiles clip at 1.0, as nanoGPT and GPT-3 do.',
     check=_flags.above(0),
   )
   num_devices: int | None = setting(
     1,
-    'Data-parallel devices; 0 means all local devices. On a CPU the '
-    'experiments give the backend one device per core; measured on 2 cores '
-    '(benchmarks/bench_devices.py): two are 1.55x one for the LM of '
-    "lm_cpu.cfg, 1.36x for finetune_cpu.cfg's, 1.84x for the digits CNN at "
-    'batch 512, but 0.91x for the CNN at batch 32 and 0.19x for the digits '
-    'MLP (so the digits flagfiles use one).',
+    'Data-parallel devices (0: all; on a CPU, one per core). Two vs one on 2 '
+    'cores (benchmarks/bench_devices.py): 1.55x lm_cpu.cfg, 1.36x '
+    'finetune_cpu.cfg, 1.84x digits CNN at batch 512, 0.91x at 32, 0.19x '
+    'digits MLP (so the digits flagfiles use one).',
     check=_flags.at_least(0, ' (0 = all local devices)'),
     none_if_empty=True,
   )
@@ -108,74 +85,59 @@ class CommonConfig:
     'shard_map', 'Data-parallel primitive.', choices=('pmap', 'shard_map')
   )
   eval_every: float = setting(
-    1.0,
-    'Evaluate on the test split every this many epochs.',
-    check=_flags.above(0, ' epochs'),
+    1.0, 'Test every this many epochs.', check=_flags.above(0, ' epochs')
   )
   log_every: int = setting(
-    10,
-    'Log training metrics every this many updates.',
-    check=_flags.at_least(1, ' update'),
+    10, 'Log every this many updates.', check=_flags.at_least(1, ' update')
   )
-  noise: bool = setting(
-    True, 'Measure the gradient noise scale B_simple during training.'
-  )
+  noise: bool = setting(True, 'Measure the gradient noise scale B_simple.')
   noise_decay: float = setting(
     0.95,
-    "EMA decay of the noise scale's two estimates, in [0, 1). Higher: a "
-    'steadier B_simple that lags more (the EMA averages about (1 + d) / '
-    '(1 - d) readings, 39 at 0.95, and trails by d / (1 - d) = 19 '
-    'readings); lower: a quicker but noisier one. Measured on digits '
-    '(BUILD.md, benchmarks/bench_noise_defaults.py): at 0.95 one reading '
-    'scatters by -27%/+43% (10th/90th percentile) when B_simple is 2.4x the '
-    'batch, +-20% at 1.3x; 0.98 halves that but trails 49 readings. 0.95 '
-    "keeps the trail under the adaptive rule's 2-epoch decisions up to 4x "
-    'the starting batch; use 0.98 to monitor at a fixed batch.',
+    "EMA decay d of the noise scale's two estimates: it averages (1 + d) / "
+    '(1 - d) readings (39 at 0.95) and trails by d / (1 - d) (19). On digits '
+    '(BUILD.md) one reading at 0.95 scatters -27%/+43% (10th/90th '
+    'percentile) at B_simple 2.4x the batch, +-20% at 1.3x; 0.98 halves that '
+    "but trails 49. 0.95 keeps the trail under the adaptive rule's 2-epoch "
+    'decisions up to 4x the starting batch; use 0.98 to monitor a fixed one.',
     check=_flags.fraction(', e.g. 0.95'),
   )
   noise_every: int = setting(
     1,
-    'Estimate the noise scale every this many updates. On one device each '
-    'estimate costs a sliced pass over the batch, about one more '
-    'forward-backward; every update is the default because skipping '
-    "updates scatters more at equal decay (an epoch's batches are disjoint, "
-    "so consecutive readings' errors partly cancel) and multiplies the lag.",
+    'Estimate the noise scale every this many updates (on one device about '
+    'one more forward-backward each). Skipping updates scatters more at '
+    "equal decay (consecutive readings' errors partly cancel) and "
+    'multiplies the lag.',
     check=_flags.at_least(1, ' update'),
   )
   noise_slices: int = setting(
     0,
-    'Slices of the batch for the one-device estimate (0: 4 when it divides '
-    'every batch size, else 2, else 1 = no one-device estimate). Measured '
-    'on digits: 8 slices scatter slightly less than 4 at 2.7x the cost of '
-    'the pass, 2 slices cost the same as 4 and scatter more.',
+    'Batch slices of the one-device estimate (0: 4 if it divides every '
+    'batch size, else 2, else 1 = none). On digits 8 scatter slightly less '
+    'than 4 at 2.7x the cost; 2 cost the same as 4 and scatter more.',
     check=_flags.at_least(0, ' (0 = automatic)'),
   )
   compilation_cache_dir: str | None = setting(
     None,
-    'Persistent JAX compilation cache directory (default, or empty: none; '
-    '--compilation_cache_dir= turns off the cache a flagfile sets).',
+    'Persistent JAX compilation cache directory (empty: none, also to turn '
+    "off a flagfile's).",
     none_if_empty=True,
   )
-  augment: bool = setting(
-    False, 'Use the dataset augmentation when it has one.'
-  )
+  augment: bool = setting(False, "Use the dataset's augmentation if any.")
   checkpoint_every: int = setting(
     0,
-    'Checkpoint every this many updates (0: only by --checkpoint_seconds '
-    'and at the end). The last two checkpoints are kept, so a damaged '
-    'newest one falls back to the previous one.',
+    'Checkpoint every this many updates (0: by --checkpoint_seconds and at '
+    'the end); the last two are kept, a damaged newest falls back.',
     check=_flags.at_least(0, ' updates'),
   )
   checkpoint_seconds: float = setting(
     120.0,
-    'Also checkpoint when this many seconds of training passed since the '
-    'last checkpoint, so that a killed run loses at most that much (0: '
-    'never).',
+    'Also checkpoint after this many seconds of training since the last, '
+    'the most a killed run loses (0: never).',
     check=_flags.at_least(0, ' seconds'),
   )
   synthetic_examples: int = setting(
     1024,
-    '--dataset=synthetic: training examples (the test split has a quarter).',
+    '--dataset=synthetic: training examples (test: a quarter).',
     check=_flags.at_least(1),
   )
   synthetic_shape: tuple[int, int, int] = setting(
@@ -190,121 +152,68 @@ _flags.define(CommonConfig)
 
 
 def common_config() -> CommonConfig:
-  """Reads the common flags (after parsing) into a checked `CommonConfig`.
-
-  Raises:
-    ValueError: naming the flag and the fix.
-  """
+  """The parsed common flags, checked (ValueError naming a bad flag)."""
   common = _flags.read(CommonConfig)
   _flags.check(common)
   return common
 
 
 def load_split(common: CommonConfig, split: str, seed: int = 0):
-  """The `lrjax.data.Dataset` a run of this config trains or tests on.
-
-  `seed` matters only for `--dataset=synthetic`, whose data is drawn from
-  the run's seed exactly as the trainer draws it.
-  """
-  from lrjax import data as lrdata
-
-  if common.dataset == 'synthetic':
-    n = common.synthetic_examples
-    return lrdata.synthetic(
-      n if split == 'train' else max(n // 4, 1),
-      image_shape=common.synthetic_shape,
-      num_classes=common.synthetic_classes,
-      seed=seed,
-      split=split,
-    )
-  return lrdata.load(common.dataset, split=split, data_dir=common.data_dir)
+  """The 'train' or 'test' `lrjax.data.Dataset` of `make_task` (for
+  'synthetic', drawn from the run's ``seed`` as the trainer draws it)."""
+  task = make_task(common, seed)
+  return {'train': task.train_data, 'test': task.eval_data}[split]
 
 
 def final_variables(result: Any, workdir: str) -> dict[str, Any]:
-  """The final model variables of a run: params, and batch-norm statistics.
-
-  `TrainResult` carries the final params and model state (the linen
-  collections besides 'params'); a run reused from its summary reads them
-  from its final checkpoint (kept for batch-norm models).
-  """
-  variables = {'params': result.params}
+  """A run's final params and model state (e.g. batch-norm statistics);
+  a run reused from its summary reads the state from its last checkpoint."""
   state = getattr(result, 'model_state', None)
   if state is None and os.path.isdir(os.path.join(workdir, 'checkpoints')):
     from lrjax import train as lrtrain
 
-    saved, _ = lrtrain.load_checkpoint(workdir)
-    state = saved.get('model_state')
-  variables.update(state or {})
-  return variables
+    state = lrtrain.load_checkpoint(workdir)[0].get('model_state')
+  return {'params': result.params, **(state or {})}
 
 
 def save_variables(path: str, variables: Any) -> None:
   """Writes nested dicts of arrays to `path` as `.npz`, one array per leaf
   named by its key path (``params/Dense_0/kernel``): no pickle, so reading
   a shared workdir never runs code."""
-  import jax
+  from flax import traverse_util
 
-  flat = {
-    '/'.join(str(k.key) for k in keys): np.asarray(leaf)
-    for keys, leaf in jax.tree_util.tree_flatten_with_path(variables)[0]
-  }
+  flat = traverse_util.flatten_dict(variables, sep='/')
   with open(path, 'wb') as fh:
-    np.savez(fh, **flat)
+    np.savez(fh, **{k: np.asarray(v) for k, v in flat.items()})
 
 
 def load_variables(path: str) -> dict[str, Any]:
   """Reads what `save_variables` wrote (with ``allow_pickle=False``)."""
-  out: dict[str, Any] = {}
+  from flax import traverse_util
+
   with np.load(path, allow_pickle=False) as data:
-    for name in data.files:
-      *parents, leaf = name.split('/')
-      node = out
-      for key in parents:
-        node = node.setdefault(key, {})
-      node[leaf] = data[name]
-  return out
+    flat = {name: data[name] for name in data.files}
+  return traverse_util.unflatten_dict(flat, sep='/')
 
 
-#: The common settings that are `lrjax.train.TrainConfig` fields of the
-#: same name and meaning.
+#: The common settings that are `lrjax.train.TrainConfig` fields as they are.
 _TRAIN_FIELDS = (
-  'momentum',
-  'optimizer',
-  'weight_decay',
-  'clip_norm',
-  'max_device_batch',
-  'num_devices',
-  'parallel',
-  'augment',
-  'log_every',
-  'eval_every',
-  'checkpoint_every',
-  'checkpoint_seconds',
-  'compilation_cache_dir',
-)
+  'momentum optimizer weight_decay clip_norm max_device_batch num_devices '
+  'parallel augment log_every eval_every checkpoint_every checkpoint_seconds '
+  'compilation_cache_dir'
+).split()
 
 
 def train_config(
   common: CommonConfig, *, batch: Any, lr: Any, seed: int, **overrides: Any
 ):
-  """The trainer's config for one run of an experiment.
-
-  Args:
-    common: the experiment's common settings.
-    batch: batch size or `lrjax.batch.BatchSchedule`.
-    lr: LR policy over epochs (text, Policy or float).
-    seed: the run's seed.
-    **overrides: any other `TrainConfig` field (momentum, noise, ...).
-
-  Returns:
-    A `lrjax.train.TrainConfig` that checkpoints every
-    `common.checkpoint_every` updates and `common.checkpoint_seconds`
-    seconds, and keeps the last two checkpoints.
-  """
+  """The `lrjax.train.TrainConfig` of one run: ``batch`` (a size or a
+  `BatchSchedule`), ``lr`` (a policy over epochs), keeping two checkpoints;
+  ``overrides`` set any other field (noise, ...)."""
   from lrjax import train as lrtrain
 
-  fields = {name: getattr(common, name) for name in _TRAIN_FIELDS}
-  fields.update(
+  fields = dict(
+    {name: getattr(common, name) for name in _TRAIN_FIELDS},
     batch=batch,
     num_epochs=common.epochs,
     lr=lr,
@@ -313,52 +222,28 @@ def train_config(
     noise=lrtrain.NoiseConfig(enabled=False),
     progress_bar=False,
   )
-  fields.update(overrides)
-  return lrtrain.TrainConfig(**fields)
+  return lrtrain.TrainConfig(**{**fields, **overrides})
 
 
 def make_task(common: CommonConfig, seed: int = 0):
-  """The task the experiment trains: `lrjax.tasks.image_classification` of
-  ``--model`` on ``--dataset`` (for 'synthetic', drawn from ``seed``, the
-  run's seed; every other dataset is the same for every seed).
-
-  Built once per setting and seed (the datasets stay loaded).
-  """
-  return _task(
-    common.dataset,
-    common.data_dir,
-    common.model,
-    common.synthetic_examples,
-    tuple(common.synthetic_shape),
-    common.synthetic_classes,
-    seed if common.dataset == 'synthetic' else 0,
-  )
+  """`lrjax.tasks.image_classification` of ``--model`` on ``--dataset``, one
+  per setting and seed (only 'synthetic' data is drawn from the seed)."""
+  names = 'dataset model data_dir synthetic_examples synthetic_classes'
+  key = {k: getattr(common, k) for k in names.split()}
+  key['synthetic_shape'] = tuple(common.synthetic_shape)
+  return _task(tuple(key.items()), seed if common.dataset == 'synthetic' else 0)
 
 
 @functools.lru_cache(maxsize=4)
-def _task(dataset, data_dir, model, examples, shape, classes, seed):
+def _task(key: tuple[tuple[str, Any], ...], seed: int):
   from lrjax import tasks
 
-  return tasks.image_classification(
-    dataset,
-    model,
-    data_dir=data_dir,
-    synthetic_examples=examples,
-    synthetic_shape=shape,
-    synthetic_classes=classes,
-    seed=seed,
-  )
+  return tasks.image_classification(**dict(key), seed=seed)
 
 
 def enable_compilation_cache(directory: str | None) -> None:
-  """Turns on JAX's persistent compilation cache in ``directory`` (None: off).
-
-  For programs compiled outside the trainer (which does the same for
-  `TrainConfig.compilation_cache_dir`), e.g. the LR range test's step: a
-  new closure per seed is traced again, but its XLA compilation comes from
-  the cache. Small CPU programs are cached too (no minimum compile time or
-  entry size).
-  """
+  """JAX's persistent compilation cache in ``directory`` (None: off), for
+  programs compiled outside the trainer, small CPU programs included."""
   if not directory:
     return
   import jax
@@ -370,39 +255,13 @@ def enable_compilation_cache(directory: str | None) -> None:
 
 def num_train_examples(common: CommonConfig, seed: int = 0) -> int:
   """Examples in the training split of the experiment's dataset."""
-  return _num_train(
-    common.dataset,
-    common.data_dir,
-    common.synthetic_examples,
-    tuple(common.synthetic_shape),
-    common.synthetic_classes,
-    seed,
-  )
-
-
-@functools.cache
-def _num_train(dataset, data_dir, examples, shape, classes, seed) -> int:
-  common = CommonConfig(
-    dataset=dataset,
-    data_dir=data_dir,
-    synthetic_examples=examples,
-    synthetic_shape=shape,
-    synthetic_classes=classes,
-  )
   return load_split(common, 'train', seed).num_examples
 
 
 def check_common(common: CommonConfig) -> int:
-  """Checks what the flags alone cannot: the devices and the data.
-
-  Returns:
-    The number of training examples.
-
-  Raises:
-    ValueError: naming the flag, for more devices than this process has.
-    FileNotFoundError, ValueError: for a dataset that is not prepared or
-      not known (the message says how to prepare it).
-  """
+  """Checks the flags, the devices and the data; returns the number of
+  training examples (ValueError naming the flag; FileNotFoundError or
+  ValueError saying how to prepare a dataset that is not)."""
   import jax
 
   _flags.check(common)
@@ -425,11 +284,7 @@ def check_batch(flag: str, batch: int, num_examples: int) -> None:
 
 
 def check_train_configs(configs: Sequence[Any], num_examples: int) -> None:
-  """Validates the trainer configs of every run before the first trains.
-
-  Raises:
-    ValueError: from the first bad config, naming its field.
-  """
+  """Validates trainer configs (ValueError naming the first bad field)."""
   import jax
 
   for config in configs:
@@ -440,24 +295,11 @@ def check_train_configs(configs: Sequence[Any], num_examples: int) -> None:
 
 
 def noise_config(common: CommonConfig, batch_sizes: Sequence[int]) -> Any:
-  """The trainer's noise-scale settings for runs with these batch sizes.
+  """The `lrjax.train.NoiseConfig` of runs with these batch sizes.
 
-  On one device the estimate compares a slice of the batch with the whole
-  batch, so the slice count must divide every batch size: `--noise_slices`
-  when set, else 4 when it divides them, else 2, else 1 (no one-device
-  estimate). The EMA decay and interval come from `--noise_decay` and
-  `--noise_every`.
-
-  Args:
-    common: the common settings (`--noise`, `--noise_decay`,
-      `--noise_every`, `--noise_slices`).
-    batch_sizes: every batch size the runs train with.
-
-  Returns:
-    A `lrjax.train.NoiseConfig`.
-
-  Raises:
-    ValueError: when `--noise_slices` does not divide a batch size.
+  The one-device estimate slices the batch, so the slice count must divide
+  every batch size: `--noise_slices` (ValueError if it does not), else 4
+  when it divides them, else 2, else 1 (no one-device estimate).
   """
   from lrjax import train as lrtrain
 
@@ -467,52 +309,15 @@ def noise_config(common: CommonConfig, batch_sizes: Sequence[int]) -> Any:
       f'noise_slices={slices} must divide every batch size '
       f'{sorted(set(batch_sizes))}; pick a divisor or 0 (automatic)'
     )
-  if not slices:
-    slices = next(
-      (k for k in (4, 2) if all(b % k == 0 for b in batch_sizes)), 1
-    )
+  slices = slices or next(
+    (k for k in (4, 2) if all(b % k == 0 for b in batch_sizes)), 1
+  )
   return lrtrain.NoiseConfig(
     enabled=common.noise,
     decay=common.noise_decay,
     every=common.noise_every,
     num_slices=slices,
   )
-
-
-def verdict(held: bool | None) -> str:
-  """A claim's verdict in words: None (too few seeds to test) is not held.
-
-  Examples:
-    >>> [verdict(True), verdict(False), verdict(None)]
-    ['held', 'did NOT hold', 'not tested (1 seed)']
-  """
-  if held is None:
-    return 'not tested (1 seed)'
-  return 'held' if held else 'did NOT hold'
-
-
-def verdict_tag(held: bool | None) -> str:
-  """The verdict's tag for a console line: HELD, FAILED or UNTESTED."""
-  if held is None:
-    return 'UNTESTED'
-  return 'HELD    ' if held else 'FAILED  '
-
-
-def print_claims(claims: Sequence[Mapping[str, Any]]) -> None:
-  """The console summary: one line per claim, its `verdict_tag` first."""
-  for claim in claims:
-    print(f'{verdict_tag(claim["held"])} {claim["claim"]}')
-
-
-def claim_lines(claims: Sequence[Mapping[str, Any]]) -> list[str]:
-  """report.md bullets: each claim, its verdict and its detail.
-
-  A claim's ``held`` is True, False or None; None (a comparison of seeds
-  with a single seed in a group) reads ``not tested (1 seed)``.
-  """
-  return [
-    f'- {c["claim"]}: **{verdict(c["held"])}** ({c["detail"]}).' for c in claims
-  ]
 
 
 def figure_lines(figures: Mapping[str, str]) -> list[str]:
@@ -523,15 +328,9 @@ def figure_lines(figures: Mapping[str, str]) -> list[str]:
   return lines
 
 
-# ---------------------------------------------------------------- files
-
-
 def jsonable(obj: Any) -> Any:
-  """Turns configs (dataclasses, tuples, policies) into JSON-ready values.
-
-  Objects with a text form (lrjax policies, batch schedules) become their
-  text; numpy scalars become Python numbers; non-finite floats become None.
-  """
+  """JSON-ready values of configs: lrjax policies and batch schedules become
+  their text, numpy scalars numbers, non-finite floats None."""
   if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
     return {
       f.name: jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)
@@ -576,79 +375,9 @@ def read_json(path: str) -> Any:
     return None
 
 
-# ---------------------------------------------------------------- metrics
-
-
-def _number(value: Any) -> float | None:
-  """A record value as a float; 'nan'/'inf' texts too; None otherwise."""
-  if isinstance(value, bool):
-    return None
-  if isinstance(value, int | float):
-    return float(value)
-  if isinstance(value, str) and value.lower() in ('nan', 'inf', '-inf'):
-    return float(value)
-  return None
-
-
-def _columns(records: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
-  keys: list[str] = []
-  for record in records:
-    for key, value in record.items():
-      if key not in keys and _number(value) is not None:
-        keys.append(key)
-  columns = {}
-  for key in keys:
-    values = []
-    for record in records:
-      value = _number(record.get(key))
-      values.append(math.nan if value is None else value)
-    columns[key] = np.asarray(values, dtype=np.float64)
-  return columns
-
-
-def read_metrics(
-  path: str,
-) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]]:
-  """Reads a trainer's metrics.jsonl into columns.
-
-  Args:
-    path: the metrics.jsonl file.
-
-  Returns:
-    `(train, evals)`: `train` maps each numeric key of the training records
-    (those without a `split`) to an array over logged steps (NaN where a
-    record lacks the key); `evals` maps each split name to the same kind of
-    columns over its evaluation records.
-
-  Raises:
-    lrjax.metrics.JsonlError: for a damaged record, naming the file and
-      line (a torn last line is ignored).
-  """
-  from lrjax import metrics as lmetrics
-
-  train_records, eval_records = [], {}
-  for record in lmetrics.read_jsonl(path):
-    split = record.get('split')
-    if split is None:
-      train_records.append(record)
-    else:
-      eval_records.setdefault(split, []).append(record)
-  return _columns(train_records), {
-    split: _columns(records) for split, records in eval_records.items()
-  }
-
-
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-  """Mean and sample standard deviation (0 for a single value)."""
-  array = np.asarray(values, dtype=np.float64)
-  if array.size == 0:
-    return math.nan, math.nan
-  std = float(array.std(ddof=1)) if array.size > 1 else 0.0
-  return float(array.mean()), std
-
-
 def fmt_mean_std(values: Sequence[float], scale: float = 1.0, digits=2) -> str:
-  mean, std = mean_std(values)
+  """``mean ± std`` (`lrjax.evidence.mean_std`) of ``values`` x ``scale``."""
+  mean, std = evidence.mean_std(values)
   if math.isnan(mean):
     return 'n/a'
   return f'{mean * scale:.{digits}f} ± {std * scale:.{digits}f}'
@@ -672,79 +401,17 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
   return '\n'.join(lines) + '\n'
 
 
-def within_variation(
-  a: Sequence[float], b: Sequence[float]
-) -> tuple[bool | None, float, float]:
-  """Whether two groups' means agree within their seed-to-seed variation.
-
-  The rule, with :math:`s` the sample standard deviation over seeds
-  (``ddof=1``):
-
-  .. math::
-     |\\bar a - \\bar b| \\le 2 \\sqrt{(s_a^2 + s_b^2) / 2}
-
-  The tolerance comes from the variation between seeds only (no floor:
-  two groups that agree to the last example over several seeds must agree
-  exactly). A group of one seed has no variation to measure, so the
-  comparison is not tested: ``held`` is None and the tolerance NaN.
-
-  Args:
-    a: one group's values, one per seed.
-    b: the other group's values, one per seed.
-
-  Returns:
-    ``(held, difference, tolerance)`` with difference ``mean(a) - mean(b)``;
-    ``held`` is None when either group has fewer than two seeds.
-
-  Examples:
-    >>> within_variation([0.9, 0.92], [0.91, 0.93])
-    (True, -0.010000000000000009, 0.028284271247461926)
-    >>> within_variation([0.9], [0.5])
-    (None, 0.4, nan)
-  """
-  mean_a, std_a = mean_std(a)
-  mean_b, std_b = mean_std(b)
-  difference = mean_a - mean_b
-  if min(len(a), len(b)) < 2:
-    return None, difference, math.nan
-  tolerance = 2 * math.sqrt((std_a**2 + std_b**2) / 2)
-  return abs(difference) <= tolerance, difference, tolerance
-
-
-def exceeds(a: Sequence[float], b: Sequence[float]) -> bool | None:
-  """Whether mean(a) is above mean(b) beyond their seed-to-seed variation.
-
-  Args:
-    a: one group's values, one per seed.
-    b: the other group's values, one per seed.
-
-  Returns:
-    True when ``mean(a) - mean(b)`` exceeds :func:`within_variation`'s
-    tolerance, False otherwise, None when either group has one seed.
-
-  Examples:
-    >>> exceeds([1.0, 1.2], [0.5, 0.7]), exceeds([1.0], [0.5])
-    (True, None)
-  """
-  same, difference, _ = within_variation(a, b)
-  if same is None:
-    return None
-  return difference > 0 and not same
-
-
 def import_function(path: str) -> Callable[..., Any]:
   """Imports `package.module:function` (for user-supplied metrics)."""
-  if ':' not in path:
+  module, colon, name = path.partition(':')
+  if not colon:
     raise ValueError(f'{path=} must look like package.module:function')
-  module_name, name = path.split(':', 1)
-  module = __import__(module_name, fromlist=[name])
-  return getattr(module, name)
+  return getattr(__import__(module, fromlist=[name]), name)
 
 
 def trained_text(common: Any) -> str:
-  """What was trained with what, for a report's header: the data, the model
-  and the optimizer of an image task's `CommonConfig` or of the LM's
-  (``experiments._lm_common``, told apart by its ``corpus``)."""
+  """The data, model and optimizer of a `CommonConfig` or (with a
+  ``corpus``) an `experiments._lm_common.LmCommon`, for a report's header."""
   c = common
   decay = f'weight decay {c.weight_decay:g}'
   if not hasattr(c, 'corpus'):

@@ -1,11 +1,9 @@
 """Settings declared once: a dataclass field is the flag and the config.
 
-An experiment's settings are a frozen dataclass whose fields are declared
-with `setting` (default, help text, check). `define` makes one absl flag
-per field (the flag's name is the field's), `read` builds the dataclass
-from the parsed flags, and `check` tests every field's condition and names
-the flag in its message. So a setting is written once: adding a field adds
-the flag, its parsing, its check and its place in the config.
+An experiment's settings are a frozen dataclass of `setting` fields
+(default, help text, check): `define` makes one absl flag per field, `read`
+builds the dataclass from the parsed flags, and `check` tests each field,
+naming its flag. Adding a field adds the flag, its parsing and its check.
 
 Examples:
   >>> import dataclasses
@@ -52,11 +50,7 @@ def setting(
     choices: the allowed values of a text setting (an enum flag).
     check: ``check(value) -> None | 'must be ...'``, tested by `check`.
     none_if_empty: a flag value that is empty or 0 means None (off).
-    repeated: a list setting given as a repeated flag (``--policy=a
-      --policy=b``), for items that hold commas.
-
-  Returns:
-    A `dataclasses.field` carrying the flag's metadata.
+    repeated: a list given as a repeated flag (items may hold commas).
   """
   return dataclasses.field(
     default=default,
@@ -91,15 +85,13 @@ def positive() -> Check:
 
 
 def increasing(low: float, high: float, example: str) -> Check:
-  """The check: a non-empty, strictly increasing list in (``low``,
-  ``high``)."""
+  """The check: a non-empty, strictly increasing list in (low, high)."""
 
-  def check(v: Sequence[float]) -> str | None:
-    if v and low < v[0] and v[-1] < high and list(v) == sorted(set(v)):
-      return None
-    return f'must be increasing numbers in ({low:g}, {high:g}), e.g. {example}'
-
-  return check
+  return lambda v: (
+    None
+    if v and low < v[0] and v[-1] < high and list(v) == sorted(set(v))
+    else f'must be increasing numbers in ({low:g}, {high:g}), e.g. {example}'
+  )
 
 
 def distinct(note: str = '') -> Check:
@@ -123,89 +115,41 @@ def _hints(cls: type) -> dict[str, Any]:
 def _kind(cls: type, field: dataclasses.Field) -> tuple[str, type]:
   """(flag kind, element type) of a field from its annotation."""
   hint = _hints(cls)[field.name]
-  args = [a for a in typing.get_args(hint) if a is not type(None)]
+  if typing.get_origin(hint) is not tuple:  # X | Y | None: X
+    args = typing.get_args(hint)
+    hint = next((a for a in args if a is not type(None)), hint)
   if typing.get_origin(hint) is tuple:
-    return 'list', args[0] if args else str
-  base = args[0] if args and typing.get_origin(hint) is not None else hint
-  if typing.get_origin(base) is tuple:
-    return 'list', typing.get_args(base)[0]
-  return {bool: 'bool', int: 'integer', float: 'float'}.get(
-    base, 'string'
-  ), base
+    return 'list', typing.get_args(hint)[0]
+  kinds = {bool: 'bool', int: 'integer', float: 'float'}
+  return kinds.get(hint, 'string'), hint
 
 
 def define(cls: type, *, skip: Sequence[str] = (), module: str = '') -> None:
-  """Defines one absl flag per `setting` field of ``cls`` (not ``skip``).
-
-  A flag defined already (by another settings class of the same name and
-  kind) is left as it is, so two experiments' settings may share one.
-
-  Args:
-    cls: a dataclass whose fields were declared with `setting`.
-    skip: field names that get no flag.
-    module: the module the flags are listed under (``flags.cfg`` keeps
-      the flags of ``experiments`` modules); default: ``cls``'s module.
-  """
+  """Defines one absl flag per `setting` field of ``cls`` but ``skip``, under
+  ``module`` (default: ``cls``'s; flags.cfg keeps experiments modules'); one
+  defined already is left as it is, so settings classes may share a flag."""
   for field in _settings(cls):
     if field.name in skip or field.name in FLAGS:
       continue
     kind, _ = _kind(cls, field)
     meta, default = field.metadata, field.default
-    args = (field.name, default, meta['help'])
-    kwargs = {'module_name': module or cls.__module__}
+    kwargs = {'help': meta['help'], 'module_name': module or cls.__module__}
     if meta['repeated']:
-      flags.DEFINE_multi_string(
-        field.name, list(default), meta['help'], **kwargs
-      )
+      kind, default = 'multi_string', list(default)
     elif meta['choices']:
-      flags.DEFINE_enum(
-        field.name, default, meta['choices'], meta['help'], **kwargs
-      )
+      kind = 'enum'
+      kwargs['enum_values'] = meta['choices']
     elif kind == 'list':
-      flags.DEFINE_list(
-        field.name, [str(v) for v in default], meta['help'], **kwargs
-      )
-    elif kind == 'bool':
-      flags.DEFINE_bool(*args, **kwargs)
-    elif kind == 'integer':
-      flags.DEFINE_integer(*args, **kwargs)
-    elif kind == 'float':
-      flags.DEFINE_float(*args, **kwargs)
-    else:
-      flags.DEFINE_string(*args, **kwargs)
-
-
-def _parse(cls: type, field: dataclasses.Field, value: Any) -> Any:
-  kind, item = _kind(cls, field)
-  if field.metadata['none_if_empty'] and not value:
-    return None
-  if kind == 'list':
-    try:
-      return tuple(item(v) for v in value)
-    except ValueError:
-      raise ValueError(
-        f'--{field.name}={",".join(value)} must be a comma-separated list '
-        f'of {item.__name__} values'
-      ) from None
-  return value
+      default = [str(v) for v in default]
+    # DEFINE_bool, _integer, _float, _string, _list, _enum or _multi_string.
+    getattr(flags, f'DEFINE_{kind}')(field.name, default, **kwargs)
 
 
 def read(cls: type, defaults: Mapping[str, Any] | None = None, **fixed: Any):
-  """Builds ``cls`` from the parsed flags.
-
-  Args:
-    cls: the settings dataclass.
-    defaults: values for flags not given on the command line (another
-      experiment family's defaults, e.g. the language models'); the flag
-      is set to it, so that the workdir's ``flags.cfg`` repeats the run.
-    **fixed: fields not read from flags (e.g. nested settings).
-
-  Returns:
-    The settings (not checked yet: see `check`).
-
-  Raises:
-    ValueError: for a list flag that does not parse, naming it.
-  """
+  """Builds ``cls`` (unchecked: see `check`) from ``fixed`` and the parsed
+  flags; a flag not given is set to ``defaults[name]`` if there, so that
+  ``flags.cfg`` repeats the run. ValueError names a list flag that does not
+  parse."""
   values = dict(fixed)
   for field in _settings(cls):
     if field.name in fixed:
@@ -216,17 +160,25 @@ def read(cls: type, defaults: Mapping[str, Any] | None = None, **fixed: Any):
       if isinstance(value, tuple):
         value = [str(v) for v in value]
       setattr(FLAGS, field.name, value)
-    values[field.name] = _parse(cls, field, FLAGS[field.name].value)
+    value = FLAGS[field.name].value
+    kind, item = _kind(cls, field)
+    if field.metadata['none_if_empty'] and not value:
+      value = None
+    elif kind == 'list':
+      try:
+        value = tuple(item(v) for v in value)
+      except ValueError:
+        raise ValueError(
+          f'--{field.name}={",".join(value)} must be a comma-separated list '
+          f'of {item.__name__} values'
+        ) from None
+    values[field.name] = value
   return cls(**values)
 
 
 def check(settings: Any) -> None:
-  """Tests every `setting` field's condition.
-
-  Raises:
-    ValueError: for the first that fails, naming the flag, its value and
-      what it must be.
-  """
+  """Tests every `setting` field's condition (ValueError naming the first
+  failing flag, its value and what it must be)."""
   for field in _settings(type(settings)):
     test, choices = field.metadata['check'], field.metadata['choices']
     value = getattr(settings, field.name)

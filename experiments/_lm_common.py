@@ -1,8 +1,7 @@
 """What the language-model experiments share: settings, the LM task, tokens.
 
-Sequences of `--seq_len` bytes are the examples (batches are in sequences,
-tokens a derived unit); common flags left out take `LM_DEFAULTS`, and the
-image-only ones are refused naming the LM flag to use instead.
+Examples are sequences of `--seq_len` bytes (tokens a derived unit); common
+flags left out take `LM_DEFAULTS`; image-only ones are refused.
 """
 
 from __future__ import annotations
@@ -25,19 +24,16 @@ _IMAGE_ONLY = {
   'dataset': '--corpus',
   'model': '--lm_layers, --lm_heads, --lm_width, ...',
   'augment': 'nothing (text is not augmented)',
-  'synthetic_examples': '--corpus',
-  'synthetic_shape': '--corpus',
-  'synthetic_classes': '--corpus',
+  **dict.fromkeys(
+    ('synthetic_examples', 'synthetic_shape', 'synthetic_classes'), '--corpus'
+  ),
 }
 
 
 def refuse_flags(experiment: str, replaced: Mapping[str, str]) -> None:
-  """Raises `app.UsageError` for a flag ``experiment`` does not read.
-
-  ``replaced`` maps such flags (besides the image-only ones) to what to use
-  instead. A value equal to the one flags.cfg writes when the flag is left
-  out (its LM default) passes, so that re-running from flags.cfg works.
-  """
+  """Raises `app.UsageError` for a flag ``experiment`` does not read
+  (``replaced``, and the image-only ones: flag -> what to use instead),
+  unless it has the value flags.cfg writes (its LM default)."""
   for name, instead in {**_IMAGE_ONLY, **replaced}.items():
     flag = FLAGS[name]
     if flag.present and flag.value != LM_DEFAULTS.get(name, flag.default):
@@ -66,8 +62,8 @@ def token_count(value: Any) -> str | None:
 
 
 def check_task(flag: str, task: str, lm: Any) -> None:
-  """Raises ValueError unless ``lm`` (experiments.lm's config, validated)
-  is given exactly when ``--<flag>`` is lm."""
+  """Raises ValueError unless ``lm`` (experiments.lm's config) is given
+  exactly when ``--<flag>`` is lm; validates it."""
   if (task == 'lm') != (lm is not None):
     raise ValueError(
       f"--{flag}={task} needs experiments.lm's config exactly when it is lm"
@@ -77,14 +73,12 @@ def check_task(flag: str, task: str, lm: Any) -> None:
 
 
 def token_setting(default: str, help_text: str, **kwargs: Any) -> Any:
-  """A `setting` holding a token count: the flag's text (``'64Ki'``),
-  parsed into an int by `parse_token_settings`."""
+  """A `setting` of a token count (``'64Ki'``); see `parse_token_settings`."""
   return setting(default, help_text, check=token_count, **kwargs)
 
 
 def parse_token_settings(config: Any) -> None:
-  """Replaces each `token_setting` field's text by its count, in a frozen
-  dataclass's ``__post_init__`` (ValueError naming a bad one's flag)."""
+  """In ``__post_init__``: each `token_setting`'s text becomes its count."""
   for field in dataclasses.fields(config):
     value = getattr(config, field.name)
     if field.metadata.get('check') is token_count and value is not None:
@@ -92,8 +86,8 @@ def parse_token_settings(config: Any) -> None:
 
 
 def check_sequences(config: Any, seq_len: int) -> None:
-  """Raises ValueError naming the flag of a (non-optional) `token_setting`
-  that is not a whole number of sequences."""
+  """Raises ValueError naming a (non-optional) `token_setting` that is not
+  a whole number of sequences."""
   from lrjax import batch as lbatch
 
   for field in dataclasses.fields(config):
@@ -102,61 +96,44 @@ def check_sequences(config: Any, seq_len: int) -> None:
       lbatch.to_sequences(getattr(config, field.name), seq_len, field.name)
 
 
-# ---------------------------------------------------------------- config
-
-
 @dataclasses.dataclass(frozen=True)
 class LmCommon:
-  """The model, the data and how every run trains: the LM flags, then (from
-  ``data_dir``) the common flags with their `LM_DEFAULTS`."""
+  """The LM flags, then the common ones (from ``data_dir``; `LM_DEFAULTS`)."""
 
   corpus: str = setting(
     'python_text/docs',
-    "Text to pretrain on: 'python_text/docs' (bundled: the interpreter's "
-    "documentation topics), 'python_text/stdlib' (its standard-library "
-    'sources) or a TFDS text dataset prepared as array_record in '
-    "--data_dir (e.g. 'tiny_shakespeare').",
+    "Text: bundled 'python_text/docs' (Python's documentation topics) or "
+    "'python_text/stdlib' (its library sources), or a TFDS text dataset "
+    "prepared as array_record in --data_dir (e.g. 'tiny_shakespeare').",
   )
   text_feature: str = setting('text', 'The text feature of a TFDS --corpus.')
   validation_split: str = setting(
-    'validation',
-    "The held-out split to evaluate on ('validation'; 'test' for lm1b).",
+    'validation', "The held-out split ('test' for lm1b)."
   )
   seq_len: int = setting(
-    64,
-    'Tokens (bytes) the model reads per sequence, T.',
-    check=_flags.at_least(1),
+    64, 'Tokens (bytes) per sequence, T.', check=_flags.at_least(1)
   )
   lm_layers: int = setting(4, 'Transformer blocks.', check=_flags.at_least(1))
-  lm_heads: int = setting(
-    4, 'Attention heads per block.', check=_flags.at_least(1)
-  )
+  lm_heads: int = setting(4, 'Attention heads.', check=_flags.at_least(1))
   lm_width: int = setting(
-    128,
-    'Residual stream width d (a multiple of --lm_heads).',
-    check=_flags.at_least(1),
+    128, 'Width d (a multiple of --lm_heads).', check=_flags.at_least(1)
   )
   lm_mlp_ratio: int = setting(
     4, 'MLP hidden width as a multiple of --lm_width.', check=_flags.at_least(1)
   )
-  lm_dropout: float = setting(
-    0.0, 'Dropout rate in [0, 1).', check=_flags.fraction()
-  )
+  lm_dropout: float = setting(0.0, 'Dropout rate.', check=_flags.fraction())
   lm_positions: str = setting(
     'learned', 'Position encoding.', choices=('learned', 'rotary')
   )
-  lm_tie_embeddings: bool = setting(
-    True, 'Use the token embeddings as the output layer.'
-  )
+  lm_tie_embeddings: bool = setting(True, 'Output layer = token embeddings.')
   lm_dtype: str = setting(
     'float32',
-    'Compute dtype (parameters stay float32).',
+    'Compute dtype (params: float32).',
     choices=('float32', 'bfloat16'),
   )
   eval_sequences: int = setting(
     0,
-    'Evaluate on this many evenly spaced sequences of the validation split '
-    '(0: all of them).',
+    'Evaluate on this many evenly spaced validation sequences (0: all).',
     check=_flags.at_least(0, ' (0 = all)'),
   )
   b2: float = setting(
@@ -217,7 +194,7 @@ class LmCommon:
     self.transformer()
 
 
-#: The fields of `LmCommon` that are common flags (`_common.CommonConfig`).
+#: The `LmCommon` fields that are common flags (`_common.CommonConfig`).
 _COMMON_FIELDS = tuple(
   f.name for f in dataclasses.fields(LmCommon) if 'help' not in f.metadata
 )
@@ -240,13 +217,9 @@ def lm_common() -> LmCommon:
   )
 
 
-# ---------------------------------------------------------------- data
-
-
 @functools.cache
 def load_split(common: LmCommon, split: str, corpus: str | None = None):
-  """A split of ``corpus`` (None: `common.corpus`) as a cached
-  `lrjax.data.TextDataset`."""
+  """A split of ``corpus`` (None: `common.corpus`), cached."""
   from lrjax import data as ldata
 
   return ldata.load_text(
@@ -259,16 +232,15 @@ def load_split(common: LmCommon, split: str, corpus: str | None = None):
 
 
 def train_and_evaluation(common: LmCommon) -> tuple[Any, dict]:
-  """The training split and the `eval_sequences` evenly spaced sequences
-  of the validation split that every run is evaluated on."""
+  """The training split and the validation sequences every run is tested on."""
   train = load_split(common, 'train')
   valid = load_split(common, common.validation_split)
   return train, valid.evenly_spaced(common.eval_sequences)
 
 
 def baselines(train: Any, evaluate: Any) -> dict[str, float]:
-  """Unigram and bigram cross-entropy, nats/token: counted on the training
-  stream, scored on the evaluated stream up to its last sequence's target."""
+  """Unigram and bigram cross-entropy (nats/token) counted on ``train``,
+  scored on ``evaluate`` up to its last sequence's target."""
   from lrjax import lm
 
   stream = evaluate.tokens[: evaluate.num_examples * evaluate.seq_len + 1]
@@ -276,9 +248,6 @@ def baselines(train: Any, evaluate: Any) -> dict[str, float]:
     'unigram': lm.unigram_loss(train.tokens, stream),
     'bigram': lm.bigram_loss(train.tokens, stream),
   }
-
-
-# ---------------------------------------------------------------- task
 
 
 def lm_eval(logits: Any, batch: Mapping[str, Any]) -> dict[str, Any]:
@@ -300,9 +269,8 @@ def make_task(
   params: Any = None,
   name: str = 'lm',
 ):
-  """`lrjax.tasks.language_model` of the Transformer on ``train``,
-  evaluated on ``evaluate`` with `lm_eval`, from ``params`` (a pure dict;
-  None: a fresh initialisation from ``seed``)."""
+  """`lrjax.tasks.language_model` of the Transformer, evaluated with
+  `lm_eval`, from ``params`` (None: initialised from ``seed``)."""
   from lrjax import tasks
 
   return tasks.language_model(
@@ -333,12 +301,9 @@ def train_config(
   batch_sizes: Sequence[int] | None = None,
   **overrides: Any,
 ):
-  """The `lrjax.train.TrainConfig` of one run; ``overrides`` any field.
-
-  ``batch_sizes`` (None: those of ``batch``) are all the run may train with:
-  the noise tracker slices each micro-batch in 4 when 4 divides them all,
-  else 2, else 1.
-  """
+  """The `lrjax.train.TrainConfig` of one run; ``overrides`` any field. The
+  noise tracker slices the micro-batches of ``batch_sizes`` (None: those of
+  ``batch``) in 4 when 4 divides them all, else 2, else 1."""
   from lrjax import batch as lbatch
   from lrjax import train as lrtrain
 
@@ -371,20 +336,10 @@ def train_config(
   return lrtrain.TrainConfig(**{**fields, **overrides})
 
 
-# ---------------------------------------------------------------- records
-
-
 def final(run: Any, key: str) -> float:
   """A finished run's final evaluation metric ``key`` (NaN if none)."""
   value = run.summary['test_metrics'].get(key)
   return math.nan if value is None else float(value)
-
-
-def claim(text: str, held: Any, detail: str, seeds: int) -> dict[str, Any]:
-  """A claim of the report: not tested (``held`` None) with one seed."""
-  if seeds < 2:
-    return {'claim': text, 'held': None, 'detail': f'{detail}; 1 seed'}
-  return {'claim': text, 'held': held, 'detail': detail}
 
 
 def ms(values: Sequence[float], digits: int = 3) -> str:

@@ -1,19 +1,10 @@
 """One runner for every experiment: a study is its trials and its analysis.
 
-A study (`Study`) declares its trials (`Trial`: a name, seeds, a trainer
-config and a task per seed, optional training function and hooks) and an
-`analyze(runs, workdir) -> Report`. The runner (`run`) checks the study and
-every trial's trainer config before anything trains, holds the workdir
-(lock, ``config.json``, ``flags.cfg``), runs each trial's seeds (reusing a
-finished run of the same config and task, resuming an unfinished one from
-its last checkpoint: `experiments._runs.train_run`), logs
-``trial k/n, seed j/m``, and writes ``results.json``, ``results.md`` and
-``report.md``; `entry_points` gives an experiment its ``check``, ``run``
-and absl ``main``.
-
-A study whose trials depend on what earlier trials found (a probe, a
-pre-trained model) overrides `Study.run` and trains in phases with
-`Context.train`.
+A `Study` declares its `Trial`s and ``analyze(runs, workdir) -> Report``;
+once it is checked, `run` holds the workdir, trains (or reuses, or resumes)
+each seed and writes ``results.json``, ``results.md`` and ``report.md``. A study in phases overrides `Study.run` and trains with
+`Context.train`. `entry_points` gives an experiment ``check``, ``run`` and
+``main``.
 """
 
 from __future__ import annotations
@@ -29,67 +20,26 @@ from typing import Any
 from absl import flags
 
 from experiments import _common, _runs
+from lrjax import evidence
 
 FLAGS = flags.FLAGS
 
 WORKDIR = flags.DEFINE_string(
   'workdir',
   None,
-  'Directory for every output of the experiment (default: runs/<name>). '
-  'Re-running with the same workdir reuses the finished runs whose config '
-  'matches and resumes the unfinished ones from their last checkpoint; a '
-  'run whose config differs is an error (see --overwrite).',
+  'Directory of every output (default: runs/<name>). Running again reuses '
+  'the finished runs of the same config, resumes the unfinished ones and '
+  'refuses a run of another config (see --overwrite).',
 )
 OVERWRITE = flags.DEFINE_bool(
-  'overwrite',
-  False,
-  'Train every run afresh, deleting what the workdir holds of it '
-  '(checkpoints, metrics, summaries).',
+  'overwrite', False, 'Train every run afresh, deleting what it left.'
 )
 DRY_RUN = flags.DEFINE_bool(
   'dry_run',
   False,
-  'Parse the flags, build and validate the config, write flags.cfg and '
-  'config.json, print the config, and stop before any training.',
+  'Validate the config, write flags.cfg and config.json, print the config '
+  'and stop before training.',
 )
-
-
-def dry_run(config: Any, workdir: str) -> bool:
-  """With --dry_run: writes flags.cfg and config.json, prints the config.
-
-  The config was checked before (`run_main`).
-
-  Returns:
-    Whether the entry point should stop here.
-  """
-  if not DRY_RUN.value:
-    return False
-  with experiment_workdir(workdir, config, with_flags=True):
-    print(json.dumps(_common.jsonable(config), indent=2))
-  return True
-
-
-def workdir_for(name: str) -> str:
-  """The workdir from --workdir, or runs/<name> in the current directory."""
-  return WORKDIR.value or os.path.join('runs', name)
-
-
-def use_cpu_cores() -> None:
-  """Gives the CPU backend one device per core, so that ``--num_devices``
-  can run data parallel on a CPU (``benchmarks/bench_devices.py``).
-
-  Only the CPU client is affected (an accelerator stays the default
-  backend). It must happen before JAX starts; when JAX has started already
-  (an experiment called in process, as the tests do) or ``XLA_FLAGS`` sets
-  the count, the devices stay as they are.
-  """
-  import jax
-
-  if 'xla_force_host_platform_device_count' in os.environ.get('XLA_FLAGS', ''):
-    return
-  # RuntimeError: JAX has started, and its devices stay.
-  with contextlib.suppress(RuntimeError):
-    jax.config.update('jax_num_cpu_devices', os.cpu_count() or 1)
 
 
 def run_main(
@@ -99,40 +49,36 @@ def run_main(
   run: Callable[..., dict[str, Any]],
   check: Callable[[Any], Any],
 ) -> tuple[dict[str, Any], str] | None:
-  """The body of an experiment's `main`: config, checks, dry run or run.
+  """An experiment's `main`: checks the config before anything is written,
+  then dry-runs (returns None) or runs what `check` returned, prints
+  results.md and returns `(results, workdir)`. A usage error ends the
+  process with one absl-style line on stderr, status 1, no traceback."""
+  import jax
 
-  Builds the config from the flags and checks it (`check(config)`: every
-  run's trainer config, the devices, the data) before anything trains or
-  is written; stops after `dry_run` when asked, else runs
-  `run(checked, workdir, with_flags=True, overwrite=--overwrite)` on what
-  `check` returned (so nothing is checked twice) and prints `results.md`. A usage error (positional arguments, a bad value found by
-  the checks, a dataset that is not prepared, a `--workdir` that cannot
-  be created, a workdir held by another process or holding runs of
-  another config, no intact checkpoint) ends
-  the process with one absl-style line on stderr and exit status 1, no
-  traceback.
-
-  Returns:
-    `(results, workdir)`, or None after a dry run.
-  """
   from lrjax import train as lrtrain
 
   if len(argv) > 1:
     _fatal('Usage error', f'unexpected arguments: {" ".join(argv[1:])}')
-  if FLAGS.num_devices != 1:
-    use_cpu_cores()  # a one-device run keeps the CPU's threads whole
+  xla_flags = os.environ.get('XLA_FLAGS', '')
+  if FLAGS.num_devices != 1 and 'host_platform_device_count' not in xla_flags:
+    # The CPU backend gets one device per core (a one-device run keeps the
+    # CPU's threads whole); RuntimeError: JAX has started, devices stay.
+    with contextlib.suppress(RuntimeError):
+      jax.config.update('jax_num_cpu_devices', os.cpu_count() or 1)
   try:
     config = get_config()
     checked = check(config)
   except (ValueError, FileNotFoundError) as e:
     _fatal('Flags error', str(e))
-  workdir = workdir_for(name)
+  workdir = WORKDIR.value or os.path.join('runs', name)
   try:
     os.makedirs(workdir, exist_ok=True)
   except OSError as e:
     _fatal('Flags error', _workdir_problem(workdir, e))
   try:
-    if dry_run(config, workdir):
+    if DRY_RUN.value:
+      with experiment_workdir(workdir, config, with_flags=True):
+        print(json.dumps(_common.jsonable(config), indent=2))
       return None
     results = run(checked, workdir, with_flags=True, overwrite=OVERWRITE.value)
   except (
@@ -169,38 +115,18 @@ def _fatal(kind: str, message: str) -> None:
   sys.exit(1)
 
 
-def write_outputs(
-  workdir: str, results: Mapping[str, Any], table: str, report: str
-) -> None:
-  """Writes an experiment's results.json, results.md (table) and report.md."""
-  _common.write_json(os.path.join(workdir, 'results.json'), results)
-  _common.write_text(os.path.join(workdir, 'results.md'), table)
-  _common.write_text(os.path.join(workdir, 'report.md'), report)
-
-
-def print_report_path(workdir: str) -> None:
-  """The last line an experiment prints: where its report is."""
-  print(f'report: {os.path.join(workdir, "report.md")}')
-
-
 def write_flags(path: str) -> None:
-  """Writes the experiment's flags as a flagfile.
-
-  Re-running with `--flagfile=<workdir>/flags.cfg` repeats the experiment.
-  Only the experiments' own flags are written: those of libraries (absl,
-  TFDS, array_record, grain, ...) are defined only once their module is
-  imported, and a flagfile naming one fails to parse before that.
-  """
+  """Writes the experiments' own flags as a flagfile that repeats the run
+  (a library's flag is defined only once its module is imported, so a
+  flagfile naming one would fail to parse)."""
   lines = []
   for module, module_flags in sorted(FLAGS.flags_by_module_dict().items()):
     parts = module.replace(os.sep, '/').split('/')
     ours = module.startswith('experiments') or 'experiments' in parts[:-1]
     if not (ours or module == '__main__'):
       continue
-    for flag in sorted(module_flags, key=lambda fl: fl.name):
-      text = flag.serialize()
-      if text:
-        lines.append(text)
+    ordered = sorted(module_flags, key=lambda fl: fl.name)
+    lines += [text for flag in ordered if (text := flag.serialize())]
   _common.write_text(path, '\n'.join(lines) + '\n')
 
 
@@ -208,12 +134,7 @@ def write_flags(path: str) -> None:
 def experiment_workdir(
   workdir: str, config: Any, *, with_flags: bool
 ) -> Iterator[None]:
-  """Holds the experiment's workdir: locked, config.json (and flags.cfg if
-  parsed) written. Each run's own config is checked where it trains.
-
-  Raises:
-    WorkdirLockedError: when another process holds the workdir.
-  """
+  """Holds the workdir locked, config.json (and flags.cfg) written."""
   from lrjax import train as lrtrain
 
   os.makedirs(workdir, exist_ok=True)
@@ -229,20 +150,15 @@ class Trial:
   """One configuration, trained once per seed.
 
   Attributes:
-    name: the configuration's name (a row of the study's table); its runs
-      live in ``<workdir>/<under>/<name>/seed<seed>``.
+    name: a row of the study's table; runs live in
+      ``<workdir>/<under>/<name>/seed<seed>``.
     seeds: the seeds.
     config: ``config(seed) -> lrjax.train.TrainConfig``.
     task: ``task(seed) -> lrjax.train.Task``.
-    train: ``train(config, workdir, task, overwrite=...)``; None: the
-      trainer (`lrjax.train.train_and_evaluate`).
-    after: ``after(result, run_workdir) -> dict`` stored in the run's
-      summary (computed once, after training).
-    extra: what the summary depends on besides the config and the task
-      (JSON-ready); a finished run is reused only with the same.
+    train, after, extra: as `experiments._runs.train_run` takes them.
     describe: logged once before the trial's first seed.
-    check: ``check(configs)``, more checks of the trial's trainer configs
-      before anything trains (e.g. the adaptive batch's).
+    check: ``check(configs)``, more checks of its trainer configs before
+      anything trains (e.g. the adaptive batch's).
   """
 
   name: str
@@ -258,8 +174,7 @@ class Trial:
 
 @dataclasses.dataclass(frozen=True)
 class Report:
-  """What a study's analysis writes: ``results.json`` (``results``), the
-  table printed at the end (``results.md``) and ``report.md``."""
+  """What a study writes: results.json, results.md (table) and report.md."""
 
   results: dict[str, Any]
   table: str
@@ -267,11 +182,7 @@ class Report:
 
 
 def check_trials(trials: Sequence[Trial], num_examples: int) -> None:
-  """Validates every trial's trainer config for each of its seeds.
-
-  Raises:
-    ValueError: from the first bad config, naming its field.
-  """
+  """Validates every trial's trainer config for each of its seeds."""
   for trial in trials:
     configs = [trial.config(seed) for seed in trial.seeds]
     _common.check_train_configs(configs, num_examples)
@@ -289,46 +200,34 @@ class Context:
   def train(
     self, trials: Sequence[Trial], under: str = 'runs'
   ) -> dict[str, list[_runs.Run]]:
-    """Trains (or reuses, or resumes) every trial's seeds, in order.
-
-    Args:
-      trials: the trials.
-      under: the subdirectory of the workdir their runs live in.
-
-    Returns:
-      Each trial's runs, by name, in seed order.
-    """
+    """Trains (or reuses, or resumes) each trial's seeds: runs by trial name."""
     from absl import logging
 
-    runs: dict[str, list[_runs.Run]] = {}
+    runs = {}
     for k, trial in enumerate(trials, 1):
       if trial.describe:
         logging.info('%s: %s', trial.name, trial.describe)
-      for j, seed in enumerate(trial.seeds, 1):
-        runs.setdefault(trial.name, []).append(
-          _runs.train_run(
-            trial.name,
-            seed,
-            trial.config(seed),
-            os.path.join(self.workdir, under, trial.name, f'seed{seed}'),
-            trial.task(seed),
-            after=trial.after,
-            train=trial.train,
-            extra=trial.extra,
-            overwrite=self.overwrite,
-            progress=f'trial {k}/{len(trials)}, seed {j}/{len(trial.seeds)}',
-          )
+      runs[trial.name] = [
+        _runs.train_run(
+          trial.name,
+          seed,
+          trial.config(seed),
+          os.path.join(self.workdir, under, trial.name, f'seed{seed}'),
+          trial.task(seed),
+          after=trial.after,
+          train=trial.train,
+          extra=trial.extra,
+          overwrite=self.overwrite,
+          progress=f'trial {k}/{len(trials)}, seed {j}/{len(trial.seeds)}',
         )
+        for j, seed in enumerate(trial.seeds, 1)
+      ]
     return runs
 
 
 class Study:
-  """An experiment: its settings, trials and analysis.
-
-  Subclasses set `name`, and implement `check` (everything that can be
-  checked before training: raise ValueError naming the flag), `trials`
-  and `analyze`, or override `run` for trials in phases.
-  """
+  """An experiment: subclasses set `name` and implement `check`, `trials`
+  and `analyze` (or override `run` for trials in phases)."""
 
   name = ''
 
@@ -340,16 +239,11 @@ class Study:
 
   def trials(self) -> Sequence[Trial]:
     """The study's trials."""
-    raise NotImplementedError(
-      f'{type(self).__name__} must implement trials() and analyze(), or '
-      'override run()'
-    )
+    raise NotImplementedError(f'{type(self).__name__}: implement trials()')
 
   def analyze(self, runs: dict[str, list[_runs.Run]], workdir: str) -> Report:
     """Tables, claims, figures and the report from the finished runs."""
-    raise NotImplementedError(
-      f'{type(self).__name__} must implement analyze(), or override run()'
-    )
+    raise NotImplementedError(f'{type(self).__name__}: implement analyze()')
 
   def run(self, context: Context) -> Report:
     """Trains the trials and analyses them."""
@@ -363,36 +257,18 @@ def run(
   with_flags: bool = False,
   overwrite: bool = False,
 ) -> dict[str, Any]:
-  """Checks and runs a study, and writes its results and report.
-
-  Args:
-    study: the study.
-    workdir: its directory (locked while running).
-    with_flags: also write the parsed flags as ``flags.cfg``.
-    overwrite: train every run afresh.
-
-  Returns:
-    The results (also in ``results.json``).
+  """Runs a study that passed `Study.check` into ``workdir``, writes its
+  results.json, results.md and report.md, and returns the results.
 
   Raises:
-    ValueError: for a bad setting, before anything trains.
-    lrjax.train.ConfigMismatchError: for a run of another config in
-      ``workdir``.
+    lrjax.train.ConfigMismatchError: for a run of another config there.
     lrjax.train.WorkdirLockedError: when another process holds it.
   """
-  study.check()
-  return _run_checked(
-    study, workdir, with_flags=with_flags, overwrite=overwrite
-  )
-
-
-def _run_checked(
-  study: Study, workdir: str, *, with_flags: bool, overwrite: bool
-) -> dict[str, Any]:
-  """`run` after ``study.check()`` passed."""
   with experiment_workdir(workdir, study.config, with_flags=with_flags):
     report = study.run(Context(workdir, overwrite))
-    write_outputs(workdir, report.results, report.table, report.text)
+    _common.write_json(os.path.join(workdir, 'results.json'), report.results)
+    _common.write_text(os.path.join(workdir, 'results.md'), report.table)
+    _common.write_text(os.path.join(workdir, 'report.md'), report.text)
   return report.results
 
 
@@ -400,13 +276,7 @@ def entry_points(
   study: type[Study], get_config: Callable[[], Any]
 ) -> tuple[Callable[..., Any], Callable[..., Any], Callable[..., None]]:
   """An experiment's ``check(config)``, ``run(config, workdir, ...)`` and
-  absl ``main(argv)`` for its study class.
-
-  ``main`` builds the config from the flags, checks it once before
-  anything trains or is written (one ``FATAL`` line naming the flag
-  otherwise), runs the checked study into ``--workdir`` (default ``runs/<name>``), prints the
-  table, the claims (where the results have them) and the report's path.
-  """
+  absl ``main(argv)`` (`run_main`, then the claims and the report's path)."""
 
   def check(config: Any) -> Study:
     made = study(config)
@@ -414,15 +284,15 @@ def entry_points(
     return made
 
   def run_config(config: Any, workdir: str, **kwargs: Any) -> dict[str, Any]:
-    return run(study(config), workdir, **kwargs)
+    return run(check(config), workdir, **kwargs)
 
   def main(argv: Sequence[str]) -> None:
-    done = run_main(argv, study.name, get_config, _run_checked, check)
+    done = run_main(argv, study.name, get_config, run, check)
     if done is None:
       return
     results, workdir = done
     if results.get('claims'):
-      _common.print_claims(results['claims'])
-    print_report_path(workdir)
+      evidence.print_claims(results['claims'])
+    print(f'report: {os.path.join(workdir, "report.md")}')
 
   return check, run_config, main

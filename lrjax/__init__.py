@@ -5,8 +5,8 @@ never of the raw update count; a `BatchSchedule` maps updates to examples
 seen, and `per_update` turns any epoch-domain policy into an ordinary
 `optax.Schedule` for it. See README.md for a tour.
 
-The light modules (schedules, batch, rules, noise) load with the package;
-the others (data, evaluation, models, tasks, train, metrics, sharpness,
+The light modules (schedules, batch, rules, noise, evidence) load with the
+package; the others (data, evaluation, models, tasks, train, metrics, sharpness,
 finder, plots, recipe) load on first attribute access, so `import lrjax`
 does not pull in TensorFlow Datasets, orbax or matplotlib.
 """
@@ -14,6 +14,7 @@ does not pull in TensorFlow Datasets, orbax or matplotlib.
 import importlib
 
 from lrjax import batch as batch
+from lrjax import evidence as evidence
 from lrjax import noise as noise
 from lrjax import rules as rules
 from lrjax import schedules as schedules
@@ -59,6 +60,7 @@ __all__ = [
   'batch',
   'data',
   'evaluation',
+  'evidence',
   'finder',
   'from_lr_decay',
   'metrics',

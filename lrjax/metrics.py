@@ -147,6 +147,67 @@ def read_jsonl(path: str) -> list[dict[str, Any]]:
   return [r for r in records if r is not None]
 
 
+def _number(value: Any) -> float | None:
+  """A record value as a float ('nan'/'inf' texts too), else None."""
+  if isinstance(value, bool):
+    return None
+  if isinstance(value, int | float):
+    return float(value)
+  if isinstance(value, str) and value.lower() in ('nan', 'inf', '-inf'):
+    return float(value)
+  return None
+
+
+def _columns(records: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+  keys = dict.fromkeys(
+    k for r in records for k, v in r.items() if _number(v) is not None
+  )
+  return {
+    key: np.asarray(
+      [math.nan if (v := _number(r.get(key))) is None else v for r in records],
+      dtype=np.float64,
+    )
+    for key in keys
+  }
+
+
+def read_columns(
+  path: str,
+) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]]:
+  """Reads a JSONL metrics file into columns, one array per numeric key.
+
+  Args:
+    path: the file (e.g. ``metrics.jsonl``).
+
+  Returns:
+    ``(train, evals)``: ``train`` maps each numeric key of the training
+    records (those without a ``split``) to a float64 array over them, NaN
+    where a record lacks the key (NaN and infinities written as text are
+    read back as numbers); ``evals`` maps each split name to the same kind
+    of columns over its evaluation records.
+
+  Raises:
+    FileNotFoundError: when ``path`` does not exist.
+    JsonlError: for a damaged record, naming the file and line (a torn last
+      line is ignored, as `read_jsonl` does).
+
+  Examples:
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), 'metrics.jsonl')
+    >>> with open(path, 'w') as f:
+    ...   _ = f.write('{"step": 1, "loss": 2.5}\\n{"step": 2, "loss": "nan"}\\n'
+    ...               '{"step": 2, "split": "test", "accuracy": 0.5}\\n')
+    >>> train, evals = read_columns(path)
+    >>> train['loss'], evals['test']['accuracy']
+    (array([2.5, nan]), array([0.5]))
+  """
+  train, evals = [], {}
+  for record in read_jsonl(path):
+    split = record.get('split')
+    (train if split is None else evals.setdefault(split, [])).append(record)
+  return _columns(train), {k: _columns(v) for k, v in evals.items()}
+
+
 def _fsync_directory(path: str) -> None:
   fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
   try:
