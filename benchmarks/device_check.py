@@ -91,12 +91,12 @@ def _run(config: Any, task: Any) -> float:
   compiled lazily such as the noise tracker's) does not count."""
   import os
 
-  from experiments import _common
+  from lrjax import metrics as lmetrics
   from lrjax import train as lrtrain
 
   with tempfile.TemporaryDirectory() as workdir:
     lrtrain.train_and_evaluate(config, workdir, task)
-    train, _ = _common.read_metrics(os.path.join(workdir, 'metrics.jsonl'))
+    train, _ = lmetrics.read_columns(os.path.join(workdir, 'metrics.jsonl'))
   rates = np.asarray(train.get('steps_per_sec', ()), np.float64)
   rates = rates[np.isfinite(rates) & (rates > 0)]
   return float(np.median(rates)) if rates.size else math.nan

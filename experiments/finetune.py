@@ -27,6 +27,7 @@ from absl import app
 from experiments import _common, _flags, _lm_common, _runs, _study
 from experiments._flags import setting
 from experiments._lm_common import token_setting
+from lrjax import evidence
 
 
 def _policies() -> dict[str, Any]:
@@ -352,7 +353,7 @@ def _to_target(run: _runs.Run, target: float, seq_len: int) -> dict | None:
 
 def _grid_row(mode, name, lr, group, target: float, seq_len: int) -> dict:
   """The metrics of one (mode, policy, LR) over its seeds."""
-  each = lambda f: _common.mean_std([f(r) for r in group])  # noqa: E731
+  each = lambda f: evidence.mean_std([f(r) for r in group])  # noqa: E731
   final = [_lm_common.final(r, 'bits_per_byte') for r in group]
   reached = [x for r in group if (x := _to_target(r, target, seq_len))]
   return {
@@ -361,7 +362,7 @@ def _grid_row(mode, name, lr, group, target: float, seq_len: int) -> dict:
     'kind': _kind(name),
     'lr': lr,
     'seeds': len(group),
-    'final_bits_per_byte': _common.mean_std(final),
+    'final_bits_per_byte': evidence.mean_std(final),
     'final_bits_per_byte_per_seed': final,
     'best_epoch_bits_per_byte': each(
       lambda r: float(np.nanmin(r.test['bits_per_byte']))
@@ -371,7 +372,7 @@ def _grid_row(mode, name, lr, group, target: float, seq_len: int) -> dict:
     'confidence_on_correct': each(_confidence_on_correct),
     'reached_target': f'{len(reached)}/{len(group)}',
     **{
-      f'{k}_to_target': _common.mean_std([x[k] for x in reached])
+      f'{k}_to_target': evidence.mean_std([x[k] for x in reached])
       for k in ('updates', 'tokens', 'seconds')
     },
     'num_updates': group[0].summary['num_updates'],
@@ -439,7 +440,7 @@ def _contrast(summary, grid, config: FinetuneConfig) -> list[dict]:
   smaller = sum(
     f['best_lr'] < s['best_lr'] for f, s in zip(*by_mode.values(), strict=True)
   )
-  held, diff, tol = _common.within_variation(
+  held, diff, tol = evidence.within_variation(
     per_seed['finetune'], per_seed['scratch']
   )
 
@@ -480,7 +481,7 @@ def _contrast(summary, grid, config: FinetuneConfig) -> list[dict]:
     ),
   ]
   seeds = len(config.common.seeds)
-  return [_lm_common.claim(c, bool(h), d, seeds) for c, h, d in claims]
+  return [evidence.claim(c, bool(h), d, seeds) for c, h, d in claims]
 
 
 # ------------------------------------------------------------ report
@@ -613,7 +614,7 @@ def _report(config, results, table, grid_table) -> str:
     grid_table,
     '## The contrast',
     '',
-    *_common.claim_lines(r['claims']),
+    *evidence.claim_lines(r['claims']),
     *_common.figure_lines(r['figures']),
   ]
   return '\n'.join(lines)

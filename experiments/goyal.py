@@ -24,6 +24,7 @@ from absl import app, flags
 from experiments import _common, _flags, _lm_common, _runs, _study
 from experiments import lm as lm_exp
 from experiments._flags import setting
+from lrjax import evidence
 
 VARIANTS = ('none', 'linear', 'warmup', 'sqrt')
 
@@ -365,7 +366,7 @@ class Goyal(_study.Study):
         cells.append(f'`{row["lr"]}`')
         for m in shown:
           v = values(m, key)
-          row[f'{m.name}_mean'], row[f'{m.name}_std'] = _common.mean_std(v)
+          row[f'{m.name}_mean'], row[f'{m.name}_std'] = evidence.mean_std(v)
           cells.append(_common.fmt_mean_std(v, m.scale, m.digits))
         row['updates'] = runs[self.trial_of[key]][0].summary['num_updates']
         cells.append(row['updates'])
@@ -384,7 +385,7 @@ class Goyal(_study.Study):
     smith_le = {}
     for f in config.goyal_lr_factors:
       means = [
-        _common.mean_std(values(metric, ('none', f, b)))[0] for b in batches
+        evidence.mean_std(values(metric, ('none', f, b)))[0] for b in batches
       ]
       best = int(batches[metric.best(means)])
       smith_le[f] = {'means': means, 'best_batch': best}
@@ -523,7 +524,7 @@ def _report(config, table, breaks, b_simple, smith_le, claim, figures) -> str:
       for f, v in sorted(smith_le.items())
     ),
     '',
-    *_common.claim_lines([claim]),
+    *evidence.claim_lines([claim]),
     *_common.figure_lines(figures),
   ]
   return '\n'.join(lines)

@@ -25,6 +25,7 @@ from absl import app
 from experiments import _common, _flags, _lm_common, _runs, _study
 from experiments._flags import setting
 from experiments._lm_common import final, token_setting
+from lrjax import evidence
 
 LR_POLICIES = ('cosine', 'wsd', 'constant_cooldown', 'step')
 BATCH_SCHEDULES = ('constant', 'ramp', 'increase', 'adaptive', 'seesaw')
@@ -461,7 +462,7 @@ class Lm(_study.Study):
 
 
 def _mean(values: Sequence[float]) -> float:
-  return _common.mean_std(values)[0]
+  return evidence.mean_std(values)[0]
 
 
 def _table(runs, plans, seq_len, flops_per_token, *, noise=True):
@@ -489,13 +490,13 @@ def _table(runs, plans, seq_len, flops_per_token, *, noise=True):
         'lr': str(plans[name].lr),
         'lr_text': plans[name].lr_text,
         'batch': plans[name].batch_text,
-        'val_loss': _common.mean_std(loss),
+        'val_loss': evidence.mean_std(loss),
         'val_loss_per_seed': loss,
-        'val_bits_per_byte': _common.mean_std(bpb),
+        'val_bits_per_byte': evidence.mean_std(bpb),
         'num_updates': updates,
         'tokens': tokens,
-        'wall_seconds': _common.mean_std(wall),
-        'train_tokens_per_second': _common.mean_std(rates),
+        'wall_seconds': evidence.mean_std(wall),
+        'train_tokens_per_second': evidence.mean_std(rates),
         'model_flops_per_second': _mean(rates) * flops_per_token,
       }
     )
@@ -504,8 +505,8 @@ def _table(runs, plans, seq_len, flops_per_token, *, noise=True):
     if noise:
       ends = [_last_finite(r.train.get('noise_scale', [])) for r in group]
       in_tokens = [e * seq_len for e in ends]
-      rows[-1]['b_simple_end_sequences'] = _common.mean_std(ends)
-      rows[-1]['b_simple_end_tokens'] = _common.mean_std(in_tokens)
+      rows[-1]['b_simple_end_sequences'] = evidence.mean_std(ends)
+      rows[-1]['b_simple_end_tokens'] = evidence.mean_std(in_tokens)
       lines[-1].append(ms(in_tokens, 0))
   return rows, _common.markdown_table(header, lines)
 
@@ -542,7 +543,7 @@ def _claims(runs, config: LmConfig) -> list[dict[str, Any]]:
     if name not in runs:
       continue
     against = 'step' if name == 'increase' and 'step' in runs else BASELINE
-    held, diff, tol = _common.within_variation(loss(name), loss(against))
+    held, diff, tol = evidence.within_variation(loss(name), loss(against))
     tolerance = f', tolerance ±{tol:.4f}' if seeds > 1 else ''
     if name in _MATCHES:
       text = _MATCHES[name]
@@ -556,14 +557,14 @@ def _claims(runs, config: LmConfig) -> list[dict[str, Any]]:
         f'{ref / new:.2f}x fewer updates ({new:,.0f} vs {ref:,.0f}), '
         f'final validation loss {diff:+.4f} nats{tolerance}'
       )
-    claims.append(_lm_common.claim(text, held, detail, seeds))
+    claims.append(evidence.claim(text, held, detail, seeds))
   growth = [
     noise.growth(r.train.get('noise_scale', []), r.train.get('loss', []))
     for r in runs[BASELINE]
   ]
   if any(math.isfinite(ratio) for ratio, _ in growth):
     claims.append(
-      _lm_common.claim(
+      evidence.claim(
         f'B_simple grows as the loss falls ({BASELINE}, constant batch; '
         'McCandlish et al.)',
         all(g[0] > 1 and g[1] < 0 for g in growth if math.isfinite(g[0])),
@@ -661,7 +662,7 @@ def _report(config, plans, results, table) -> str:
       table,
       '## Claims',
       '',
-      *_common.claim_lines(r['claims']),
+      *evidence.claim_lines(r['claims']),
       '',
       'Tokens/s is the median training rate over the logged intervals (one '
       'with an evaluation or a compilation in it does not count); wall s is '

@@ -22,6 +22,7 @@ from absl import app
 
 from experiments import _common, _finder, _flags, _runs, _study
 from experiments._flags import setting
+from lrjax import evidence
 
 PLACEHOLDER = '{lr}'
 
@@ -294,7 +295,7 @@ def _rows(runs, policies, target, extra) -> list[dict[str, Any]]:
         'policy': label,
         'kind': policies[label]['kind'],
         'text': policies[label]['policy'],
-        **{k: _common.mean_std(v) for k, v in values.items()},
+        **{k: evidence.mean_std(v) for k, v in values.items()},
         'top1_per_seed': values['top1'],
         'reached_target': f'{len(updates)}/{len(group)}',
       }
@@ -306,7 +307,7 @@ def rank_with_ties(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
   """Ranks policies by mean top-1 accuracy, tying those within seed noise.
 
   Sorted by mean top-1, a row shares the rank of its group's leader when
-  the two agree within seed-to-seed variation (`_common.within_variation`
+  the two agree within seed-to-seed variation (`evidence.within_variation`
   on ``top1_per_seed``), else starts a group ranked by its position
   (competition ranking: 1, 1, 3). With one seed in any row every row is
   ranked by its position and ``tied`` is None.
@@ -335,7 +336,7 @@ def rank_with_ties(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     tie = tested and leader is not None
     tie = (
       tie
-      and _common.within_variation(
+      and evidence.within_variation(
         *(r['top1_per_seed'] for r in (leader, row))
       )[0]
     )

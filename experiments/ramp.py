@@ -24,6 +24,7 @@ from absl import app
 
 from experiments import _common, _flags, _runs, _study
 from experiments._flags import setting
+from lrjax import evidence
 
 SCHEDULES = {
   'decay': 'constant batch, the LR divided by --decay_factor at each '
@@ -329,8 +330,8 @@ def _rows(runs: Mapping[str, list[_runs.Run]]) -> list[dict[str, Any]]:
         'schedule': name,
         'seeds': len(group),
         'test_accuracy_per_seed': col['test_accuracy'],
-        **{k: _common.mean_std(col[k]) for k in _MEAN_STD},
-        **{k: _common.mean_std(col[k])[0] for k in _MEAN},
+        **{k: evidence.mean_std(col[k]) for k in _MEAN_STD},
+        **{k: evidence.mean_std(col[k])[0] for k in _MEAN},
         **{k: str(group[0].summary.get(k, '')) for k in ('batch', 'lr')},
       }
     )
@@ -346,7 +347,7 @@ def _claims(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
   claims = []
   for row in (r for r in rows if r is not base):
     name, acc = row['schedule'], row['test_accuracy_per_seed']
-    same, diff, tol = _common.within_variation(
+    same, diff, tol = evidence.within_variation(
       acc, base['test_accuracy_per_seed']
     )
     detail = (
@@ -354,7 +355,7 @@ def _claims(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
       f'(2 x pooled seed std, {min(row["seeds"], base["seeds"])} seeds)'
     )
     if name == 'constant':
-      held = _common.exceeds(base['test_accuracy_per_seed'], acc)
+      held = evidence.exceeds(base['test_accuracy_per_seed'], acc)
       claim = 'the schedule matters: constant LR and batch end below decay'
       claims.append({'claim': claim, 'held': held, 'detail': detail})
       continue
@@ -496,7 +497,7 @@ def project_wall_time(
     row = {
       'schedule': name,
       'num_updates': sum(u for _, u in stages),
-      'measured_wall_seconds': _common.mean_std(
+      'measured_wall_seconds': evidence.mean_std(
         [r.summary['wall_seconds'] for r in group]
       )[0],
     }
@@ -644,7 +645,7 @@ class Ramp(_study.Study):
       '',
       '## Claims',
       '',
-      *_common.claim_lines(claims),
+      *evidence.claim_lines(claims),
       *_common.figure_lines(figures),
     ]
     return _study.Report(results, table, '\n'.join(report))

@@ -23,6 +23,7 @@ from absl import app
 from experiments import _common, _flags, _lm_common, _runs, _study
 from experiments import lm as lm_exp
 from experiments._flags import setting
+from lrjax import evidence
 
 # The compared metrics live in _runs, shared with experiments.goyal.
 Metric, ACCURACY = _runs.Metric, _runs.ACCURACY
@@ -484,7 +485,7 @@ def _compare(config, kind, groups, chosen_all, trials_all, workdir):
     row = rows[name] = {'method': name}
     for m in metrics:
       values = [m.of(e.run) for e in entries]
-      row[f'{m.name}_mean'], row[f'{m.name}_std'] = _common.mean_std(values)
+      row[f'{m.name}_mean'], row[f'{m.name}_std'] = evidence.mean_std(values)
       row[f'{m.name}_per_seed'] = values
     examples = [
       e.run.summary['examples_seen'] + e.other_examples for e in entries
@@ -563,7 +564,7 @@ def _verdict(rows, metric: Metric) -> list[str]:
   unit = 'points of test accuracy' if metric is ACCURACY else metric.label
   d, lines = metric.digits, []
   for other, row in list(rows.items())[1:]:
-    held, diff, tol = _common.within_variation(recipe[values], row[values])
+    held, diff, tol = evidence.within_variation(recipe[values], row[values])
     if held is None:
       word = 'is not tested (1 seed) against'
     elif held:

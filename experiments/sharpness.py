@@ -22,6 +22,7 @@ from absl import app
 
 from experiments import _common, _flags, _runs, _study
 from experiments._flags import setting
+from lrjax import evidence
 
 PROTOCOLS = ('target_loss', 'converge', 'equal_epochs')
 
@@ -446,7 +447,7 @@ def _keys(config: SharpnessConfig) -> list[str]:
 
 
 def _mean(values) -> float:
-  return _common.mean_std(values)[0]
+  return evidence.mean_std(values)[0]
 
 
 # The table's columns of each run: header, column, scale, digits.
@@ -498,7 +499,7 @@ def _table(config, runs, measures, regimes, n):
           'regime': label,
           'batch_size': batch,
           'stopped_by': stopped,
-          **{k: _common.mean_std(v) for k, v in columns.items()},
+          **{k: evidence.mean_std(v) for k, v in columns.items()},
           'ratio_to_small': ratios,
         }
       )
@@ -512,7 +513,7 @@ def _protocol_claims(config, protocol, runs, measures) -> list[dict[str, Any]]:
   def compare(what, a, b, claim, detail):
     return {
       'claim': f'{protocol}: {claim} ({what}, beyond seed-to-seed variation)',
-      'held': _common.exceeds(a, b),
+      'held': evidence.exceeds(a, b),
       'detail': detail(_mean(a), _mean(b)),
     }
 
@@ -527,7 +528,7 @@ def _protocol_claims(config, protocol, runs, measures) -> list[dict[str, Any]]:
     return f'warm start {warm:.4g} vs large batch from scratch {cold:.4g}'
 
   def worse(small, large):
-    tol = _common.within_variation(small_acc, large_acc)[2]
+    tol = evidence.within_variation(small_acc, large_acc)[2]
     spread = (
       'one seed: no variation to test against'
       if math.isnan(tol)
@@ -659,7 +660,7 @@ def _report(config, regimes, table, rows, claims, figures, n) -> str:
       '',
     ]
   lines += ['## Claims', '']
-  lines += _common.claim_lines(claims) + _common.figure_lines(figures)
+  lines += evidence.claim_lines(claims) + _common.figure_lines(figures)
   return '\n'.join(lines)
 
 

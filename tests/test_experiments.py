@@ -18,6 +18,7 @@ from _cli import flagfile as _flagfile
 from _cli import run_experiment as _cli
 
 from experiments import _common, _finder, lr_find, lrbench, ramp, sharpness
+from lrjax import metrics as lmetrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N_TRAIN = 1437  # digits training split
@@ -120,7 +121,7 @@ def test_ramp_end_to_end_and_resume(tmp_path):
   table = _read(os.path.join(workdir, 'results.md'))
   assert '| decay |' in table and '2.50x' in table
   metrics = os.path.join(workdir, 'runs', 'increase', 'seed1', 'metrics.jsonl')
-  train, evals = _common.read_metrics(metrics)
+  train, evals = lmetrics.read_columns(metrics)
   assert set(np.unique(train['batch_size'])) == {32, 92, 244, 548}
   assert evals['test']['step'][-1] == 36
   # A second run with the same workdir reuses the finished runs.
@@ -184,7 +185,7 @@ def test_ramp_adaptive_grows_toward_the_measured_noise_scale(tmp_path):
   with open(os.path.join(run_dir, 'adaptive.json')) as f:
     decisions = json.load(f)['decisions']
   assert [d['epoch'] for d in decisions] == [0.0, 0.5, 1.0, 1.5]
-  train, _ = _common.read_metrics(os.path.join(run_dir, 'metrics.jsonl'))
+  train, _ = lmetrics.read_columns(os.path.join(run_dir, 'metrics.jsonl'))
   assert set(np.unique(train['batch_size'])) == {d['batch'] for d in decisions}
   summary = json.loads(_read(os.path.join(run_dir, 'summary.json')))
   assert summary['num_updates'] == train['step'][-1]
@@ -782,7 +783,7 @@ def test_cifar10_flagfile_on_synthetic_cifar_shaped_data(tmp_path):
   assert proc.returncode == 0, proc.stderr[-3000:]
   results = json.loads(_read(workdir / 'results.json'))
   assert results['num_train_examples'] == 128
-  train, _ = _common.read_metrics(
+  train, _ = lmetrics.read_columns(
     str(workdir / 'runs' / 'increase' / 'seed0' / 'metrics.jsonl')
   )
   # B_1 = 128 / (1 + (128/16 - 1) / 5) = 53.3, rounded to a multiple of 8

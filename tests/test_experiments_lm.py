@@ -21,7 +21,9 @@ import pytest
 from _cli import flag_lines, flags_of, run_experiment
 from _lm_tiny import tiny_common
 
-from experiments import _common, _lm_common, _runs, finetune, lm
+from experiments import _lm_common, _runs, finetune, lm
+from lrjax import evidence
+from lrjax import metrics as lmetrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LN256 = math.log(256)
@@ -194,7 +196,7 @@ def test_lm_verdicts_only_where_the_seeds_support_them():
   single = {k: v[:1] for k, v in runs.items()}
   for claim in lm._claims(single, one):
     assert claim['held'] is None and claim['detail'].endswith('1 seed')
-  lines = _common.claim_lines(lm._claims(single, one))
+  lines = evidence.claim_lines(lm._claims(single, one))
   assert all('**not tested (1 seed)**' in line for line in lines)
 
 
@@ -226,7 +228,7 @@ def test_lm_end_to_end_in_tokens_and_reuse(data_dir, tmp_path):
   assert rows['cosine']['tokens'] == 4096
   assert rows['ramp']['num_updates'] == 23
   assert rows['ramp']['tokens'] == 264 * 16
-  train, evals = _common.read_metrics(
+  train, evals = lmetrics.read_columns(
     os.path.join(workdir, 'runs', 'ramp', 'seed0', 'metrics.jsonl')
   )
   assert set(np.unique(train['batch_size'])) == {4, 8, 12, 16}
@@ -242,11 +244,11 @@ def test_lm_end_to_end_in_tokens_and_reuse(data_dir, tmp_path):
   batches = [d['batch'] for d in decisions['decisions']]
   assert len(batches) == 2 and batches[0] == 4 and batches[1] in (4, 8)
   assert decisions['decisions'][1]['b_simple'] is not None  # measured
-  train, _ = _common.read_metrics(os.path.join(adaptive_dir, 'metrics.jsonl'))
+  train, _ = lmetrics.read_columns(os.path.join(adaptive_dir, 'metrics.jsonl'))
   assert set(np.unique(train['batch_size'])) == set(batches)
   assert 256 <= rows['adaptive']['tokens'] / 16 < 256 + 2 * batches[1]
   # B_simple in tokens is the logged estimate in sequences times 16.
-  train, _ = _common.read_metrics(
+  train, _ = lmetrics.read_columns(
     os.path.join(workdir, 'runs', 'cosine', 'seed0', 'metrics.jsonl')
   )
   noise = train['noise_scale'][np.isfinite(train['noise_scale'])]
@@ -318,7 +320,7 @@ def test_lm_seesaw_without_the_noise_tracker_reports_without_it(
     in (claim['detail'])
   )
   assert claim['held'] is None  # one seed
-  train, _ = _common.read_metrics(
+  train, _ = lmetrics.read_columns(
     os.path.join(workdir, 'runs', 'seesaw', 'seed0', 'metrics.jsonl')
   )
   assert set(np.unique(train['batch_size'])) == {4, 8, 16}
@@ -359,9 +361,9 @@ def _grid_row(mode, name, lr, per_seed):
     'mode': mode,
     'policy': name,
     'lr': lr,
-    'final_bits_per_byte': _common.mean_std(per_seed),
+    'final_bits_per_byte': evidence.mean_std(per_seed),
     'final_bits_per_byte_per_seed': per_seed,
-    'best_epoch_bits_per_byte': _common.mean_std(per_seed),
+    'best_epoch_bits_per_byte': evidence.mean_std(per_seed),
     'confidence_on_correct': (0.5, 0.0),
     'reached_target': '2/2',
     'updates_to_target': (10.0, 0.0),
@@ -506,7 +508,7 @@ def test_finetune_end_to_end_pretrains_once_and_resumes(
     run_dir = os.path.join(
       workdir, 'runs', mode, 'hf_warmup_linear', 'lr0.003', 'seed0'
     )
-    train, evals = _common.read_metrics(os.path.join(run_dir, 'metrics.jsonl'))
+    train, evals = lmetrics.read_columns(os.path.join(run_dir, 'metrics.jsonl'))
     first[mode] = train['loss'][0]
     # Evaluated after each epoch.
     np.testing.assert_allclose(evals['test']['epoch'], [1.0, 2.0, 3.0])
@@ -521,7 +523,7 @@ def test_finetune_end_to_end_pretrains_once_and_resumes(
   # loss after the second did not improve on the first's.
   for mode in finetune.MODES:
     run_dir = os.path.join(workdir, 'runs', mode, 'plateau', 'lr0.003', 'seed0')
-    train, evals = _common.read_metrics(os.path.join(run_dir, 'metrics.jsonl'))
+    train, evals = lmetrics.read_columns(os.path.join(run_dir, 'metrics.jsonl'))
     l1, l2 = evals['test']['loss'][:2]
     third = 3e-3 * (0.5 if l2 >= l1 * (1 - 1e-4) else 1.0)
     epoch = (train['step'] - 1) / 8

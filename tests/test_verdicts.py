@@ -8,35 +8,36 @@ import math
 
 import pytest
 
-from experiments import _common, lrbench
+from experiments import lrbench
+from lrjax import evidence
 
 
 def test_one_seed_is_not_tested_whatever_the_difference():
   for a, b in (([0.9], [0.9]), ([0.9], [0.1]), ([0.9, 0.8], [0.1])):
-    held, diff, tol = _common.within_variation(a, b)
+    held, diff, tol = evidence.within_variation(a, b)
     assert held is None and math.isnan(tol)
     assert diff == pytest.approx(sum(a) / len(a) - sum(b) / len(b))
-    assert _common.exceeds(a, b) is None
-  assert _common.verdict(None) == 'not tested (1 seed)'
+    assert evidence.exceeds(a, b) is None
+  assert evidence.verdict(None) == 'not tested (1 seed)'
 
 
 def test_tolerance_is_two_pooled_seed_stds_with_no_floor():
   # a = (0.7, 0.9): mean 0.8, s^2 = 2 x 0.1^2 / 1 = 0.02; b = (0.7, 0.8):
   # mean 0.75, s^2 = 0.005. Pooled sqrt((0.02 + 0.005) / 2) = 0.1118,
   # tolerance 0.2236; difference 0.05 is within it.
-  held, diff, tol = _common.within_variation([0.7, 0.9], [0.7, 0.8])
+  held, diff, tol = evidence.within_variation([0.7, 0.9], [0.7, 0.8])
   assert held is True
   assert diff == pytest.approx(0.05)
   assert tol == pytest.approx(2 * math.sqrt((0.02 + 0.005) / 2))
   # Identical seeds: zero variation, so any difference is beyond it.
-  held, diff, tol = _common.within_variation([0.5, 0.5], [0.49, 0.49])
+  held, diff, tol = evidence.within_variation([0.5, 0.5], [0.49, 0.49])
   assert (held, tol) == (False, 0.0)
-  assert _common.exceeds([0.5, 0.5], [0.49, 0.49]) is True
-  assert _common.exceeds([0.49, 0.49], [0.5, 0.5]) is False
+  assert evidence.exceeds([0.5, 0.5], [0.49, 0.49]) is True
+  assert evidence.exceeds([0.49, 0.49], [0.5, 0.5]) is False
 
 
 def test_claim_lines_say_not_tested_for_one_seed():
-  lines = _common.claim_lines(
+  lines = evidence.claim_lines(
     [
       {'claim': 'x ties y', 'held': None, 'detail': 'difference +0.10'},
       {'claim': 'x is faster', 'held': True, 'detail': '2x'},
@@ -48,12 +49,12 @@ def test_claim_lines_say_not_tested_for_one_seed():
     '- x is faster: **held** (2x).',
     '- x is better: **did NOT hold** (-1).',
   ]
-  tags = [_common.verdict_tag(h) for h in (True, False, None)]
+  tags = [evidence.verdict_tag(h) for h in (True, False, None)]
   assert tags == ['HELD    ', 'FAILED  ', 'UNTESTED']
 
 
 def test_print_claims_one_line_each_tag_first(capsys):
-  _common.print_claims(
+  evidence.print_claims(
     [
       {'claim': 'x ties y', 'held': None, 'detail': ''},
       {'claim': 'x is faster', 'held': True, 'detail': ''},
