@@ -131,12 +131,8 @@ _flags.define(GoyalConfig)
 
 def get_config() -> GoyalConfig:
   """Builds the typed config from the parsed flags (Smith & Le's LR
-  factors sorted).
-
-  Raises:
-    ValueError: for a flag of the other task given another value.
-    app.UsageError: for an image flag with --goyal_task=lm.
-  """
+  factors sorted); raises ValueError for an LM flag given another value
+  in an image sweep, app.UsageError for an image flag with the LM."""
   if flags.FLAGS.goyal_task == 'lm':
     _lm_common.refuse_flags(
       'goyal --goyal_task=lm',
@@ -323,10 +319,8 @@ class Goyal(_study.Study):
       batch_size=b0,
       num_slices=4 if b0 % 4 == 0 else 2,
       num_updates=50,
-      optimizer=c.optimizer,
-      momentum=c.momentum,
-      weight_decay=c.weight_decay,
       seed=c.seeds[0],
+      **{k: getattr(c, k) for k in ('optimizer', 'momentum', 'weight_decay')},
       **({} if self.config.lm is None else {'b2': c.b2}),
     )
     _common.write_json(path, {'b_simple': probe.b_simple})

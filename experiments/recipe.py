@@ -179,12 +179,12 @@ def choose(
   if saved is not None:
     return saved
   c = config.common if config.lm is None else config.lm.common
+  if config.budget_seconds:
+    budget = recipe.Budget(seconds=config.budget_seconds)
   probes = ('probe_batch', 'min_lr', 'max_lr', 'noise_updates', 'suggestion')
   r = recipe.recommend(
     task,
-    budget=recipe.Budget(seconds=config.budget_seconds)
-    if config.budget_seconds
-    else budget,
+    budget=budget,
     **{k: getattr(c, k) for k in ('optimizer', 'momentum', 'weight_decay')},
     b2=getattr(c, 'b2', None),
     num_devices=c.num_devices or 1,
@@ -284,9 +284,9 @@ class _Task:
     )
     return Method(config, lr, str(batch))
 
-  def _cosine(self, lm_config: Any, seed: int) -> Method:
-    """experiments.lm's cosine run of ``lm_config``."""
-    plan = lm_exp.build_plans(lm_config, self.n)[lm_exp.BASELINE]
+  def _lm(self, lm_config: Any, seed: int, plan: Any = None) -> Method:
+    """A run of experiments.lm's ``plan`` (None: its cosine run)."""
+    plan = plan or lm_exp.build_plans(lm_config, self.n)[lm_exp.BASELINE]
     config = lm_exp.train_config(lm_config, plan, seed, self.n)
     return Method(config, str(plan.lr), plan.batch_text)
 
@@ -295,19 +295,16 @@ class _Task:
       return self._image(chosen['batch'], chosen['lr'], seed)
     from lrjax import batch as lbatch
 
-    schedule, t = lbatch.parse(chosen['batch']), self.c.seq_len
-    every = lm_exp.token_epochs(self.lc.eval_every_tokens, t, self.n)
-    config = _lm_common.train_config(
-      self.c, batch=schedule, lr=chosen['lr'], seed=seed, eval_every=every
-    )
-    return Method(config, chosen['lr'], lm_exp.batch_text(schedule, t))
+    schedule = lbatch.parse(chosen['batch'])
+    text = lm_exp.batch_text(schedule, self.c.seq_len)
+    return self._lm(self.lc, seed, lm_exp.Plan(schedule, chosen['lr'], text))
 
   def hand_tuned(self, seed: int) -> Method:
     if self.lc is None:
       return self._image(
         self.config.baseline_batch, self.config.baseline_lr, seed
       )
-    return self._cosine(self.lc, seed)
+    return self._lm(self.lc, seed)
 
   def random(self, chosen: dict, seed: int) -> list[Method]:
     """Each draw a cosine (to 0; the LM's: its cosine run) at its LR and
@@ -317,7 +314,7 @@ class _Task:
     if self.lc is not None:
       tokens = int(total // trials) * self.c.seq_len
       trial = functools.partial(lm_trial_config, self.config, tokens=tokens)
-      return [self._cosine(trial(lr, b), seed) for lr, b in draw]
+      return [self._lm(trial(lr, b), seed) for lr, b in draw]
     n = chosen['budget_examples'] / self.c.epochs
     e = float(f'{total / n / trials:.4g}')
     return [
@@ -328,7 +325,8 @@ class _Task:
   def header(self) -> str:
     c, lc = self.c, self.lc
     if lc is None:
-      return f'{_common.trained_text(c)}, budget {c.epochs:g} epochs, seeds {list(c.seeds)}.'
+      budget = f'budget {c.epochs:g} epochs, seeds {list(c.seeds)}'
+      return f'{_common.trained_text(c)}, {budget}.'
     nats = _lm_common.baselines(
       self.data[0], _lm_common.load_split(c, c.validation_split)
     )
@@ -381,8 +379,7 @@ class Recipe(_study.Study):
       raise ValueError(f'--baseline_lr={config.baseline_lr!r}: {e}') from None
 
   def run(self, context: _study.Context) -> _study.Report:
-    config = self.config
-    kind = _Task(config)
+    config, kind = self.config, _Task(self.config)
 
     def choose_for(seed: int) -> dict:
       seed_dir = os.path.join(context.workdir, f'seed{seed}')
@@ -479,7 +476,7 @@ def _compare(config, kind, groups, chosen_all, trials_all, workdir):
   figures = _figures(rows, trials_all, workdir, metric)
   results = {
     'experiment': 'recipe',
-    'task': 'image' if config.lm is None else 'lm',
+    'task': config.recipe_task,
     'rows': list(rows.values()),
     'recipes': chosen_all,
     'random_trials': trials_all,
