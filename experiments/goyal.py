@@ -414,8 +414,8 @@ def _figures(config, curves, smith_le, b_simple, workdir) -> dict[str, str]:
   from lrjax import plots
 
   lm = config.lm is not None
-  by_rule = f'{"Validation loss" if lm else "Test accuracy"} against batch '
-  by_rule += 'size, by LR rule'
+  what = 'Validation loss' if lm else 'Test accuracy'
+  by_rule = f'{what} against batch size, by LR rule'
   by_lr = {
     f'LR x{f:g} (best {v["best_batch"]})': v['means']
     for f, v in sorted(smith_le.items())
