@@ -14,6 +14,7 @@ transformer (its `cosine` run; the metric is the validation loss).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 from collections.abc import Sequence
@@ -27,12 +28,6 @@ from experiments._flags import setting
 from lrjax import evidence
 
 VARIANTS = ('none', 'linear', 'warmup', 'sqrt')
-
-
-def _rules(values: Sequence[str]) -> str | None:
-  if values and set(values) <= set(VARIANTS):
-    return None
-  return f'must be a non-empty subset of {",".join(VARIANTS)}'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,7 +57,11 @@ class GoyalConfig:
     'after a gradual warmup from the base LR over --goyal_warmup_epochs, '
     "Goyal's remedy; for the LM the longer warmup --goyal_warmup_tokens) or "
     'sqrt (LR x sqrt(B / B_0), Krizhevsky 2014).',
-    check=_rules,
+    check=lambda v: (
+      None
+      if v and set(v) <= set(VARIANTS)
+      else f'must be a non-empty subset of {",".join(VARIANTS)}'
+    ),
   )
   goyal_base_batch: int = setting(
     32, 'The batch at which --lr is the LR (B_0).', check=_flags.at_least(1)
@@ -133,12 +132,8 @@ _flags.define(GoyalConfig)
 
 def get_config() -> GoyalConfig:
   """Builds the typed config from the parsed flags (Smith & Le's LR
-  factors sorted).
-
-  Raises:
-    ValueError: for a flag of the other task given another value.
-    app.UsageError: for an image flag with --goyal_task=lm.
-  """
+  factors sorted); raises ValueError for an LM flag given another value
+  in an image sweep, app.UsageError for an image flag with the LM."""
   if flags.FLAGS.goyal_task == 'lm':
     _lm_common.refuse_flags(
       'goyal --goyal_task=lm',
@@ -150,9 +145,7 @@ def get_config() -> GoyalConfig:
       },
     )
     # Every run is experiments.lm's cosine run at a constant batch.
-    config = _flags.read(
-      GoyalConfig, common=_common.CommonConfig(), lm=lm_exp.baseline_config()
-    )
+    config = _flags.read(GoyalConfig, lm=lm_exp.baseline_config())
   else:
     # A workdir's flags.cfg lists every flag: only another value is refused.
     warmup_tokens = flags.FLAGS['goyal_warmup_tokens']
@@ -276,50 +269,40 @@ class Goyal(_study.Study):
     LR policy text and the name of the trial it reads."""
     self.policies, self.trial_of, trials = {}, {}, {}
     for key in _keys(self.config):
-      policy, same, trial = self._trial(*key)
-      self.policies[key] = policy
-      self.trial_of[key] = trials.setdefault(same, trial).name
+      name = '{}_lr{:g}_b{}'.format(*key)
+      self.policies[key], same, config = self._run(*key)
+      task = functools.partial(self._task, name=name)
+      trial = _study.Trial(name, self.config.task_common.seeds, config, task)
+      self.trial_of[key] = trials.setdefault(same or name, trial).name
     return list(trials.values())
 
+  @functools.cached_property
   def _lm_data(self) -> tuple[Any, Any]:
-    if not hasattr(self, '_data'):
-      self._data = _lm_common.train_and_evaluation(self.config.lm.common)
-    return self._data
+    return _lm_common.train_and_evaluation(self.config.lm.common)
 
   def _task(self, seed: int, name: str) -> Any:
     if self.config.lm is None:
       return _common.make_task(self.config.common, seed)
     c = self.config.lm.common
-    return _lm_common.make_task(c, *self._lm_data(), seed, name=f'lm {name}')
+    return _lm_common.make_task(c, *self._lm_data, seed, name=f'lm {name}')
 
-  def _trial(self, variant: str, factor: float, batch: int):
-    """One run's LR policy text, what makes two runs the same, its trial."""
+  def _run(self, variant: str, factor: float, batch: int):
+    """One run's LR policy text, what makes it the same run as another
+    (None: its name), and its trainer config by seed."""
     config, c = self.config, self.config.task_common
-    name = same = f'{variant}_lr{factor:g}_b{batch}'
     if config.lm is None:
       b0, warm = config.goyal_base_batch, config.goyal_warmup_epochs
-      policy = lr_policy(variant, batch, c.lr * factor, b0, c.epochs, warm)
+      lr = lr_policy(variant, batch, c.lr * factor, b0, c.epochs, warm)
 
       def train_config(seed: int) -> Any:
-        return _common.train_config(c, batch=batch, lr=policy, seed=seed)
+        return _common.train_config(c, batch=batch, lr=lr, seed=seed)
 
-    else:
-      run = _lm_run_config(config, variant, factor, batch)
-      n = self._lm_data()[0].num_examples
-      plan = lm_exp.build_plans(run, n)[lm_exp.BASELINE]
-      policy = lm_exp.lr_text(run, lm_exp.BASELINE)
-      same = (str(plan.lr), batch)
-
-      def train_config(seed: int) -> Any:
-        return lm_exp.train_config(run, plan, seed, n)
-
-    return (
-      policy,
-      same,
-      _study.Trial(
-        name, c.seeds, train_config, lambda seed: self._task(seed, name)
-      ),
-    )
+      return lr, None, train_config
+    run = _lm_run_config(config, variant, factor, batch)
+    n = self._lm_data[0].num_examples
+    plan = lm_exp.build_plans(run, n)[lm_exp.BASELINE]
+    by_seed = functools.partial(lm_exp.train_config, run, plan, num_examples=n)
+    return lm_exp.lr_text(run, lm_exp.BASELINE), (str(plan.lr), batch), by_seed
 
   def _b_simple(self, workdir: str) -> float:
     """B_simple at the base batch and LR: 50 updates of
@@ -337,10 +320,8 @@ class Goyal(_study.Study):
       batch_size=b0,
       num_slices=4 if b0 % 4 == 0 else 2,
       num_updates=50,
-      optimizer=c.optimizer,
-      momentum=c.momentum,
-      weight_decay=c.weight_decay,
       seed=c.seeds[0],
+      **{k: getattr(c, k) for k in ('optimizer', 'momentum', 'weight_decay')},
       **({} if self.config.lm is None else {'b2': c.b2}),
     )
     _common.write_json(path, {'b_simple': probe.b_simple})
@@ -351,44 +332,42 @@ class Goyal(_study.Study):
   ) -> _study.Report:
     config, metric = self.config, self.config.metric
     batches = config.goyal_batches
-    seq_len = None if config.lm is None else config.lm.common.seq_len
-    shown = (metric,) if seq_len is None else (_runs.VAL_LOSS, _runs.VAL_BPB)
+    t = None if config.lm is None else config.lm.common.seq_len
+    shown = (metric,) if t is None else (_runs.VAL_LOSS, _runs.VAL_BPB)
 
-    def values(m, key):
+    def values(m: _runs.Metric, key) -> list[float]:
       return [m.of(run) for run in runs[self.trial_of[key]]]
 
-    rows, lines, curves = [], [], {}
+    rows, lines = [], []
     for variant in config.goyal_variants:
       for b in batches:
         key = (variant, 1.0, b)
         row = {'variant': variant, 'batch': b, 'lr': self.policies[key]}
-        cells = [variant, b, *([b * seq_len] if seq_len else [])]
-        cells.append(f'`{row["lr"]}`')
+        cells = [variant, b, *([b * t] if t else []), f'`{row["lr"]}`']
         for m in shown:
           v = values(m, key)
           row[f'{m.name}_mean'], row[f'{m.name}_std'] = evidence.mean_std(v)
           cells.append(_common.fmt_mean_std(v, m.scale, m.digits))
         row['updates'] = runs[self.trial_of[key]][0].summary['num_updates']
-        cells.append(row['updates'])
         rows.append(row)
-        lines.append(cells)
-        curves.setdefault(variant, []).append(row[f'{metric.name}_mean'])
-    header = (
-      ['batch'] if seq_len is None else ['batch (sequences)', 'batch tokens']
-    )
+        lines.append([*cells, row['updates']])
+    header = ['batch'] if t is None else ['batch (sequences)', 'batch tokens']
     header = ['rule', *header, 'LR policy', *(m.label for m in shown)]
     table = _common.markdown_table([*header, 'updates'], lines)
-    breaks = {
-      v: breakdown(batches, curves[v], config.goyal_tolerance, metric)
+    curves = {
+      v: [r[f'{metric.name}_mean'] for r in rows if r['variant'] == v]
       for v in config.goyal_variants
+    }
+    breaks = {
+      v: breakdown(batches, curve, config.goyal_tolerance, metric)
+      for v, curve in curves.items()
     }
     smith_le = {}
     for f in config.goyal_lr_factors:
-      means = [
+      m = [
         evidence.mean_std(values(metric, ('none', f, b)))[0] for b in batches
       ]
-      best = int(batches[metric.best(means)])
-      smith_le[f] = {'means': means, 'best_batch': best}
+      smith_le[f] = {'means': m, 'best_batch': int(batches[metric.best(m)])}
     claim = _smith_le_claim(config, smith_le)
     b_simple = self._b_simple(workdir)
     figures = _figures(config, curves, smith_le, b_simple, workdir)
@@ -416,24 +395,20 @@ def _smith_le_claim(config: GoyalConfig, smith_le) -> dict:
   best = [smith_le[f]['best_batch'] for f in factors]
   lr_ratio, batch_ratio = factors[-1] / factors[0], best[-1] / best[0]
   # The sweep's batches are a factor 2 apart: agreement within one step.
-  proportional = (
-    len(factors) > 1
-    and abs(math.log2(batch_ratio) - math.log2(lr_ratio)) <= 1.0
+  near = abs(math.log2(batch_ratio) - math.log2(lr_ratio)) <= 1.0
+  detail = (
+    f'best batch {best} at LR x{[f"{f:g}" for f in factors]}; batch ratio '
+    f'{batch_ratio:g} vs LR ratio {lr_ratio:g}'
   )
-  edge = {config.goyal_batches[0], config.goyal_batches[-1]} & set(best)
+  if {config.goyal_batches[0], config.goyal_batches[-1]} & set(best):
+    detail += (
+      '; a best batch sits at the edge of the sweep, so the peak may lie '
+      'outside it'
+    )
   return {
     'claim': 'the best batch grows in proportion to the LR (Smith & Le)',
-    'held': bool(best == sorted(best) and proportional),
-    'detail': (
-      f'best batch {best} at LR x{[f"{f:g}" for f in factors]}; batch ratio '
-      f'{batch_ratio:g} vs LR ratio {lr_ratio:g}'
-      + (
-        '; a best batch sits at the edge of the sweep, so the peak may lie '
-        'outside it'
-        if edge
-        else ''
-      )
-    ),
+    'held': bool(best == sorted(best) and len(factors) > 1 and near),
+    'detail': detail,
   }
 
 
@@ -441,53 +416,45 @@ def _figures(config, curves, smith_le, b_simple, workdir) -> dict[str, str]:
   """The metric against the batch, by rule and by LR; B_simple dotted."""
   from lrjax import plots
 
-  scale, lm = config.metric.scale, config.lm is not None
+  lm = config.lm is not None
   what = 'Validation loss' if lm else 'Test accuracy'
-  unit = ' seq' if lm else ''
-  figures = {
-    'goyal.png': (
-      f'{what} against batch size, by LR rule',
-      curves,
-      f'{what} against batch size, by LR rule',
-    ),
+  by_rule = f'{what} against batch size, by LR rule'
+  by_lr = {
+    f'LR x{f:g} (best {v["best_batch"]})': v['means']
+    for f, v in sorted(smith_le.items())
+  }
+  figures = {  # path: (title, curves, caption)
+    'goyal.png': (by_rule, curves, by_rule),
     'smith_le.png': (
       'Constant LR: the best batch against the LR (Smith & Le)',
-      {
-        f'LR x{f:g} (best {v["best_batch"]})': v['means']
-        for f, v in sorted(smith_le.items())
-      },
+      by_lr,
       'Unscaled LR sweeps at several LRs: where each peaks',
     ),
   }
   for path, (title, ys, _) in figures.items():
     plots.plot_lines(
       config.goyal_batches,
-      {k: [scale * m for m in means] for k, means in ys.items()},
+      {k: [config.metric.scale * m for m in v] for k, v in ys.items()},
       xlabel='batch size' + (' (sequences)' if lm else ''),
       ylabel='validation loss (nats)' if lm else 'test accuracy (%)',
       title=title,
       logx=2,
       xticks=config.goyal_batches,
-      vlines={f'B_simple = {b_simple:.3g}{unit}': b_simple},
+      vlines={f'B_simple = {b_simple:.3g}{" seq" if lm else ""}': b_simple},
       path=os.path.join(workdir, path),
     )
   return {path: caption for path, (_, _, caption) in figures.items()}
 
 
 def _report(config, table, breaks, b_simple, smith_le, claim, figures) -> str:
-  base, b0, c = (
-    config.goyal_batches[0],
-    config.goyal_base_batch,
-    config.task_common,
-  )
-  if config.lm is None:
+  c, b0, lc = config.task_common, config.goyal_base_batch, config.lm
+  if lc is None:
     unit, noise = '', ''
     budget = f'{c.epochs:g} epochs, cosine to 0'
-    rule = (
-      f'test accuracy more than {100 * config.goyal_tolerance:g} points below'
-    )
+    tol = 100 * config.goyal_tolerance
+    rule = f'test accuracy more than {tol:g} points below'
   else:
-    lc, unit = config.lm, ' sequences'
+    unit = ' sequences'
     noise = f' sequences ({b_simple * c.seq_len:.4g} tokens)'
     budget = (
       f'every run {lc.train_tokens:,} tokens, warmup over '
@@ -508,7 +475,7 @@ def _report(config, table, breaks, b_simple, smith_le, claim, figures) -> str:
     '',
     '## Where each rule breaks down',
     '',
-    f'(mean {rule} batch {base})',
+    f'(mean {rule} batch {config.goyal_batches[0]})',
     '',
     *(
       f'- {v}: breaks down at batch {b}{unit} ({b / b_simple:.2g} x B_simple)'

@@ -14,6 +14,7 @@ loss); `--recipe_only` prints the recipe and stops.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from typing import Any, NamedTuple
 
@@ -24,9 +25,6 @@ from experiments import _common, _flags, _lm_common, _runs, _study
 from experiments import lm as lm_exp
 from experiments._flags import setting
 from lrjax import evidence
-
-# The compared metrics live in _runs, shared with experiments.goyal.
-Metric, ACCURACY = _runs.Metric, _runs.ACCURACY
 
 
 def _lr_policy(text: str) -> str | None:
@@ -182,12 +180,12 @@ def choose(
   if saved is not None:
     return saved
   c = config.common if config.lm is None else config.lm.common
+  if config.budget_seconds:
+    budget = recipe.Budget(seconds=config.budget_seconds)
   probes = ('probe_batch', 'min_lr', 'max_lr', 'noise_updates', 'suggestion')
   r = recipe.recommend(
     task,
-    budget=recipe.Budget(seconds=config.budget_seconds)
-    if config.budget_seconds
-    else budget,
+    budget=budget,
     **{k: getattr(c, k) for k in ('optimizer', 'momentum', 'weight_decay')},
     b2=getattr(c, 'b2', None),
     num_devices=c.num_devices or 1,
@@ -246,9 +244,6 @@ def lm_trial_config(config: RecipeConfig, lr: float, batch: int, tokens: int):
   return trial
 
 
-# ------------------------------------------------------------ tasks
-
-
 class Method(NamedTuple):
   """What one method trained, as the trainer ran it."""
 
@@ -257,125 +252,93 @@ class Method(NamedTuple):
   batch: str
 
 
-class _Image:
-  """The image task (`--dataset`, `--model`): a budget of `--epochs`."""
-
-  metrics = (ACCURACY,)
-  unit = ('examples', 1)
+class _Task:
+  """What the methods train: the image task (`--dataset`, `--model`, a
+  budget of `--epochs`) or experiments.lm's transformer (`--train_tokens`)."""
 
   def __init__(self, config: RecipeConfig) -> None:
     from lrjax import recipe
 
-    self.config, self.c = config, config.common
-    self.seeds = self.c.seeds
-    self.budget = recipe.Budget(epochs=self.c.epochs)
-
-  def task(self, seed: int, name: str) -> Any:
-    del name  # one task for every run of a seed
-    return _common.make_task(self.c, seed)
-
-  def _method(self, batch: Any, lr: str, seed: int, **overrides) -> Method:
-    return Method(
-      _common.train_config(self.c, batch=batch, lr=lr, seed=seed, **overrides),
-      lr,
-      str(batch),
-    )
-
-  def recipe(self, chosen: dict, seed: int) -> Method:
-    return self._method(chosen['batch'], chosen['lr'], seed)
-
-  def hand_tuned(self, seed: int) -> Method:
-    return self._method(
-      self.config.baseline_batch, self.config.baseline_lr, seed
-    )
-
-  def random(self, chosen: dict, seed: int) -> list[Method]:
-    """Each draw a cosine to 0 over its share of the total compute."""
-    n = chosen['budget_examples'] / self.c.epochs
-    total = chosen['budget_examples'] + chosen['probe_examples']
-    epochs = float(f'{total / n / self.config.random_trials:.4g}')
-    return [
-      self._method(
-        b, f'cosine({lr:g},length={epochs:g})', seed, num_epochs=epochs
+    self.config, self.lc = config, config.lm
+    self.c = c = config.common if config.lm is None else config.lm.common
+    if self.lc is None:
+      self.metrics, self.unit = (_runs.ACCURACY,), ('examples', 1)
+      self.budget = recipe.Budget(epochs=c.epochs)
+    else:
+      self.metrics = (_runs.VAL_LOSS, _runs.VAL_BPB)
+      self.unit = ('tokens', c.seq_len)
+      self.budget = recipe.Budget(
+        tokens=self.lc.train_tokens, seq_len=c.seq_len
       )
-      for lr, b in draws(self.config, seed)
-    ]
-
-  def header(self) -> str:
-    c = self.c
-    budget = f'budget {c.epochs:g} epochs, seeds {list(c.seeds)}'
-    return f'{_common.trained_text(c)}, {budget}.'
-
-
-class _Lm:
-  """experiments.lm's transformer: a budget of `--train_tokens`."""
-
-  metrics = (_runs.VAL_LOSS, _runs.VAL_BPB)
-
-  def __init__(self, config: RecipeConfig) -> None:
-    from lrjax import recipe
-
-    self.config, self.lc, self.c = config, config.lm, config.lm.common
-    self.seeds = self.c.seeds
-    self.unit = ('tokens', self.c.seq_len)
-    self.budget = recipe.Budget(
-      tokens=self.lc.train_tokens, seq_len=self.c.seq_len
-    )
-    self.train, self.evaluate = _lm_common.train_and_evaluation(self.c)
-    self.n = self.train.num_examples
+      self.data = _lm_common.train_and_evaluation(c)
+      self.n = self.data[0].num_examples
 
   def task(self, seed: int, name: str) -> Any:
-    return _lm_common.make_task(
-      self.c, self.train, self.evaluate, seed, name=f'lm {name}'
+    """The seed's task (the image task is one for every run of a seed)."""
+    if self.lc is None:
+      return _common.make_task(self.c, seed)
+    return _lm_common.make_task(self.c, *self.data, seed, name=f'lm {name}')
+
+  def _image(self, batch: Any, lr: str, seed: int, **overrides) -> Method:
+    config = _common.train_config(
+      self.c, batch=batch, lr=lr, seed=seed, **overrides
     )
+    return Method(config, lr, str(batch))
+
+  def _lm(self, lm_config: Any, seed: int, plan: Any = None) -> Method:
+    """A run of experiments.lm's ``plan`` (None: its cosine run)."""
+    plan = plan or lm_exp.build_plans(lm_config, self.n)[lm_exp.BASELINE]
+    config = lm_exp.train_config(lm_config, plan, seed, self.n)
+    return Method(config, str(plan.lr), plan.batch_text)
 
   def recipe(self, chosen: dict, seed: int) -> Method:
+    if self.lc is None:
+      return self._image(chosen['batch'], chosen['lr'], seed)
     from lrjax import batch as lbatch
 
-    schedule, t = lbatch.parse(chosen['batch']), self.c.seq_len
-    every = lm_exp.token_epochs(self.lc.eval_every_tokens, t, self.n)
-    return Method(
-      _lm_common.train_config(
-        self.c, batch=schedule, lr=chosen['lr'], seed=seed, eval_every=every
-      ),
-      chosen['lr'],
-      lm_exp.batch_text(schedule, t),
-    )
-
-  def _cosine(self, lm_config: Any, seed: int) -> Method:
-    plan = lm_exp.build_plans(lm_config, self.n)[lm_exp.BASELINE]
-    return Method(
-      lm_exp.train_config(lm_config, plan, seed, self.n),
-      str(plan.lr),
-      plan.batch_text,
-    )
+    schedule = lbatch.parse(chosen['batch'])
+    text = lm_exp.batch_text(schedule, self.c.seq_len)
+    return self._lm(self.lc, seed, lm_exp.Plan(schedule, chosen['lr'], text))
 
   def hand_tuned(self, seed: int) -> Method:
-    return self._cosine(self.lc, seed)
+    if self.lc is None:
+      return self._image(
+        self.config.baseline_batch, self.config.baseline_lr, seed
+      )
+    return self._lm(self.lc, seed)
 
   def random(self, chosen: dict, seed: int) -> list[Method]:
-    """Each draw the cosine run at its LR and batch over its share of the
-    total compute."""
+    """Each draw a cosine (to 0; the LM's: its cosine run) at its LR and
+    batch over its share of the total compute."""
     total = chosen['budget_examples'] + chosen['probe_examples']
-    tokens = int(total // self.config.random_trials) * self.c.seq_len
+    draw, trials = draws(self.config, seed), self.config.random_trials
+    if self.lc is not None:
+      tokens = int(total // trials) * self.c.seq_len
+      trial = functools.partial(lm_trial_config, self.config, tokens=tokens)
+      return [self._lm(trial(lr, b), seed) for lr, b in draw]
+    n = chosen['budget_examples'] / self.c.epochs
+    e = float(f'{total / n / trials:.4g}')
     return [
-      self._cosine(lm_trial_config(self.config, lr, b, tokens), seed)
-      for lr, b in draws(self.config, seed)
+      self._image(b, f'cosine({lr:g},length={e:g})', seed, num_epochs=e)
+      for lr, b in draw
     ]
 
   def header(self) -> str:
-    c, lc, t = self.c, self.lc, self.c.seq_len
+    c, lc = self.c, self.lc
+    if lc is None:
+      budget = f'budget {c.epochs:g} epochs, seeds {list(c.seeds)}'
+      return f'{_common.trained_text(c)}, {budget}.'
     nats = _lm_common.baselines(
-      self.train, _lm_common.load_split(c, c.validation_split)
+      self.data[0], _lm_common.load_split(c, c.validation_split)
     )
     return (
       f'{_common.trained_text(c)}; {self.n:,} training sequences, '
       f'{c.transformer().num_params:,} parameters; budget '
-      f'{lc.train_tokens:,} tokens ({lc.train_tokens // t:,} sequences), '
-      f'seeds {list(c.seeds)}. The '
-      f'hand-tuned run is the cosine run of experiments.lm (LR {c.lr:g}, '
-      f'batch {c.batch_size} sequences). Bigram model of the validation '
-      f'split: {nats["bigram"]:.3f} nats; unigram {nats["unigram"]:.3f}.'
+      f'{lc.train_tokens:,} tokens ({lc.train_tokens // c.seq_len:,} '
+      f'sequences), seeds {list(c.seeds)}. The hand-tuned run is the cosine '
+      f'run of experiments.lm (LR {c.lr:g}, batch {c.batch_size} sequences). '
+      f'Bigram model of the validation split: {nats["bigram"]:.3f} nats; '
+      f'unigram {nats["unigram"]:.3f}.'
     )
 
 
@@ -408,17 +371,16 @@ class Recipe(_study.Study):
     _common.check_batch('--recipe_probe_batch', config.recipe_probe_batch, n)
     _common.check_batch('--baseline_batch', config.baseline_batch, n)
     _common.check_batch('--random_batches', max(config.random_batches), n)
-    image = _Image(config)
+    image = _Task(config)
     try:
       _common.check_train_configs(
-        [image.hand_tuned(seed).config for seed in image.seeds], n
+        [image.hand_tuned(seed).config for seed in image.c.seeds], n
       )
     except ValueError as e:
       raise ValueError(f'--baseline_lr={config.baseline_lr!r}: {e}') from None
 
   def run(self, context: _study.Context) -> _study.Report:
-    config = self.config
-    kind = _Image(config) if config.lm is None else _Lm(config)
+    config, kind = self.config, _Task(self.config)
 
     def choose_for(seed: int) -> dict:
       seed_dir = os.path.join(context.workdir, f'seed{seed}')
@@ -427,12 +389,12 @@ class Recipe(_study.Study):
       )
 
     if config.recipe_only:
-      chosen = choose_for(kind.seeds[0])
+      chosen = choose_for(kind.c.seeds[0])
       text = chosen['summary']
       return _study.Report({'recipe': chosen}, text + '\n', text)
     groups = {'recipe': [], 'hand-tuned': []}
     chosen_all, trials_all = {}, {}
-    for j, seed in enumerate(kind.seeds, 1):
+    for j, seed in enumerate(kind.c.seeds, 1):
       # Runs live in seed<k>/<method>, not in the runner's <trial>/seed<k>
       # (Context.train): the layout whose finished runs earlier workdirs hold.
       def train(name: str, method: Method, seed=seed, j=j) -> _runs.Run:
@@ -443,7 +405,7 @@ class Recipe(_study.Study):
           os.path.join(context.workdir, f'seed{seed}', name.replace('-', '_')),
           kind.task(seed, name),
           overwrite=context.overwrite,
-          progress=f'seed {j}/{len(kind.seeds)}',
+          progress=f'seed {j}/{len(kind.c.seeds)}',
         )
 
       chosen = chosen_all[seed] = choose_for(seed)
@@ -478,55 +440,44 @@ check, run, main = _study.entry_points(Recipe, get_config)
 
 def _compare(config, kind, groups, chosen_all, trials_all, workdir):
   """The table, verdict, figures and report of the methods."""
-  unit_name, per = kind.unit
-  metrics, metric = kind.metrics, kind.metrics[0]
+  (unit, per), metric = kind.unit, kind.metrics[0]
   rows, lines = {}, []
   for name, entries in groups.items():
-    row = rows[name] = {'method': name}
-    for m in metrics:
+    row, cells = {'method': name}, [name]
+    for m in kind.metrics:
       values = [m.of(e.run) for e in entries]
       row[f'{m.name}_mean'], row[f'{m.name}_std'] = evidence.mean_std(values)
       row[f'{m.name}_per_seed'] = values
+      cells.append(_common.fmt_mean_std(values, m.scale, m.digits))
+    summaries = [e.run.summary for e in entries]
     examples = [
-      e.run.summary['examples_seen'] + e.other_examples for e in entries
+      s['examples_seen'] + e.other_examples
+      for s, e in zip(summaries, entries, strict=True)
     ]
-    row.update(
-      updates_mean=float(
-        np.mean([e.run.summary['num_updates'] for e in entries])
-      ),
-      examples_with_probes_mean=float(np.mean(examples)),
-      lr=[e.method.lr for e in entries],
-      batch=[e.method.batch for e in entries],
-    )
+    rows[name] = {
+      **row,
+      'updates_mean': float(np.mean([s['num_updates'] for s in summaries])),
+      'examples_with_probes_mean': float(np.mean(examples)),
+      'lr': [e.method.lr for e in entries],
+      'batch': [e.method.batch for e in entries],
+    }
     lines.append(
       [
-        name,
-        *(
-          _common.fmt_mean_std(row[f'{m.name}_per_seed'], m.scale, m.digits)
-          for m in metrics
-        ),
-        f'{row["updates_mean"]:.0f}',
+        *cells,
+        f'{rows[name]["updates_mean"]:.0f}',
         f'{np.mean(examples) * per:.0f}',
-        f'`{row["lr"][0]}`',
-        f'`{row["batch"][0]}`',
+        f'`{entries[0].method.lr}`',
+        f'`{entries[0].method.batch}`',
       ]
     )
-  table = _common.markdown_table(
-    [
-      'method',
-      *(m.label for m in metrics),
-      'updates',
-      f'{unit_name} (probes incl.)',
-      'LR (first seed)',
-      'batch (first seed)',
-    ],
-    lines,
-  )
+  header = ['method', *(m.label for m in kind.metrics), 'updates']
+  header += [f'{unit} (probes incl.)', 'LR (first seed)', 'batch (first seed)']
+  table = _common.markdown_table(header, lines)
   verdict = _verdict(rows, metric)
-  figures = _figures(rows, trials_all, kind.seeds, workdir, metric)
+  figures = _figures(rows, trials_all, workdir, metric)
   results = {
     'experiment': 'recipe',
-    'task': 'image' if config.lm is None else 'lm',
+    'task': config.recipe_task,
     'rows': list(rows.values()),
     'recipes': chosen_all,
     'random_trials': trials_all,
@@ -548,7 +499,7 @@ Per seed ({metric.label}): {per_seed}.
 ## The recipe (first seed)
 
 ```
-{chosen_all[kind.seeds[0]]['summary']}
+{chosen_all[kind.c.seeds[0]]['summary']}
 ```
 
 ## Verdict
@@ -558,10 +509,10 @@ Per seed ({metric.label}): {per_seed}.
   return _study.Report(results, table, report)
 
 
-def _verdict(rows, metric: Metric) -> list[str]:
+def _verdict(rows, metric: _runs.Metric) -> list[str]:
   """The recipe against each other method, within run-to-run variation."""
   values, recipe = f'{metric.name}_per_seed', rows['recipe']
-  unit = 'points of test accuracy' if metric is ACCURACY else metric.label
+  unit = 'points of test accuracy' if metric is _runs.ACCURACY else metric.label
   d, lines = metric.digits, []
   for other, row in list(rows.items())[1:]:
     held, diff, tol = evidence.within_variation(recipe[values], row[values])
@@ -580,11 +531,11 @@ def _verdict(rows, metric: Metric) -> list[str]:
   return lines
 
 
-def _figures(rows, trials_all, seeds, workdir, metric: Metric) -> dict:
+def _figures(rows, trials_all, workdir, metric: _runs.Metric) -> dict:
   """Each method's metric per seed, and the random trials' LR and batch."""
   from lrjax import plots
 
-  label = metric.label if metric is not ACCURACY else 'test accuracy (%)'
+  label = metric.label if metric is not _runs.ACCURACY else 'test accuracy (%)'
   values = f'{metric.name}_per_seed'
   plots.plot_seeds(
     {k: [metric.scale * v for v in r[values]] for k, r in rows.items()},
