@@ -41,111 +41,85 @@ def _shape(shape: Sequence[int]) -> str | None:
 class CommonConfig:
   """The settings every experiment shares: each field is its flag."""
 
-  dataset: str = setting(
-    'digits', "'digits' (bundled), 'synthetic' or a TFDS name ('cifar10')."
-  )
-  data_dir: str | None = setting(None, 'Data directory (lrjax.data default).')
-  model: str = setting(
-    'mlp', "lrjax.models.get's 'mlp', 'cnn' or 'wrn16_4'.", check=_known_model
-  )
+  dataset: str = setting('digits')
+  """'digits' (bundled), 'synthetic' or a TFDS name ('cifar10')."""
+  data_dir: str | None = setting(None)
+  """Data directory (lrjax.data default)."""
+  model: str = setting('mlp', check=_known_model)
+  """lrjax.models.get's 'mlp', 'cnn' or 'wrn16_4'."""
   seeds: tuple[int, ...] = setting(
-    (0, 1, 2), 'Seeds, one run each.', check=_flags.distinct(', e.g. 0,1,2')
+    (0, 1, 2), check=_flags.distinct(', e.g. 0,1,2')
   )
-  epochs: float = setting(30.0, 'Training epochs.', check=_flags.above(0))
-  lr: float = setting(0.1, 'Base (initial) LR.', check=_flags.above(0))
-  batch_size: int = setting(
-    32, 'Base (initial) global batch size.', check=_flags.at_least(1)
-  )
-  momentum: float = setting(0.9, 'Momentum m.', check=_flags.fraction())
+  """Seeds, one run each."""
+  epochs: float = setting(30.0, check=_flags.above(0))
+  """Training epochs."""
+  lr: float = setting(0.1, check=_flags.above(0))
+  """Base (initial) LR."""
+  batch_size: int = setting(32, check=_flags.at_least(1))
+  """Base (initial) global batch size."""
+  momentum: float = setting(0.9, check=_flags.fraction())
+  """Momentum m."""
   optimizer: str = setting(
-    'sgd', 'Optimizer.', choices='sgd nesterov adam adamw lamb lars'.split()
+    'sgd', choices='sgd nesterov adam adamw lamb lars'.split()
   )
-  weight_decay: float = setting(0.0, 'Weight decay.', check=_flags.at_least(0))
-  clip_norm: float | None = setting(
-    None,
-    'Clip gradients to this global norm (unset: no clipping); the LM '
-    'flagfiles clip at 1.0, as nanoGPT and GPT-3 do.',
-    check=_flags.above(0),
-  )
+  """Optimizer."""
+  weight_decay: float = setting(0.0, check=_flags.at_least(0))
+  """Weight decay."""
+  clip_norm: float | None = setting(None, check=_flags.above(0))
+  """Clip gradients to this global norm (unset: no clipping); the LM
+  flagfiles clip at 1.0, as nanoGPT and GPT-3 do."""
   num_devices: int | None = setting(
-    1,
-    'Data-parallel devices (0: all; on a CPU, one per core). Two vs one on 2 '
-    'cores (benchmarks/bench_devices.py): 1.55x lm_cpu.cfg, 1.36x '
-    'finetune_cpu.cfg, 1.84x digits CNN at batch 512, 0.91x at 32, 0.19x '
-    'digits MLP (so the digits flagfiles use one).',
-    check=_flags.at_least(0, ' (0 = all local devices)'),
-    none_if_empty=True,
+    1, check=_flags.at_least(0, ' (0 = all local devices)'), none_if_empty=True
   )
-  max_device_batch: int = setting(
-    4096,
-    'Largest micro-batch per device; larger batches accumulate gradients.',
-    check=_flags.at_least(1),
-  )
-  parallel: str = setting(
-    'shard_map', 'Data-parallel primitive.', choices=('pmap', 'shard_map')
-  )
-  eval_every: float = setting(
-    1.0, 'Test every this many epochs.', check=_flags.above(0, ' epochs')
-  )
-  log_every: int = setting(
-    10, 'Log every this many updates.', check=_flags.at_least(1, ' update')
-  )
-  noise: bool = setting(True, 'Measure the gradient noise scale B_simple.')
-  noise_decay: float = setting(
-    0.95,
-    "EMA decay d of the noise scale's two estimates: it averages (1 + d) / "
-    '(1 - d) readings (39 at 0.95) and trails by d / (1 - d) (19). On digits '
-    '(BUILD.md) one reading at 0.95 scatters -27%/+43% (10th/90th '
-    'percentile) at B_simple 2.4x the batch, +-20% at 1.3x; 0.98 halves that '
-    "but trails 49. 0.95 keeps the trail under the adaptive rule's 2-epoch "
-    'decisions up to 4x the starting batch; use 0.98 to monitor a fixed one.',
-    check=_flags.fraction(', e.g. 0.95'),
-  )
-  noise_every: int = setting(
-    1,
-    'Estimate the noise scale every this many updates (on one device about '
-    'one more forward-backward each). Skipping updates scatters more at '
-    "equal decay (consecutive readings' errors partly cancel) and "
-    'multiplies the lag.',
-    check=_flags.at_least(1, ' update'),
-  )
-  noise_slices: int = setting(
-    0,
-    'Batch slices of the one-device estimate (0: 4 if it divides every '
-    'batch size, else 2, else 1 = none). On digits 8 scatter slightly less '
-    'than 4 at 2.7x the cost; 2 cost the same as 4 and scatter more.',
-    check=_flags.at_least(0, ' (0 = automatic)'),
-  )
-  compilation_cache_dir: str | None = setting(
-    None,
-    'Persistent JAX compilation cache directory (empty: none, also to turn '
-    "off a flagfile's).",
-    none_if_empty=True,
-  )
-  augment: bool = setting(False, "Use the dataset's augmentation if any.")
-  checkpoint_every: int = setting(
-    0,
-    'Checkpoint every this many updates (0: by --checkpoint_seconds and at '
-    'the end); the last two are kept, a damaged newest falls back.',
-    check=_flags.at_least(0, ' updates'),
-  )
+  """Data-parallel devices (0: all; on a CPU, one per core). Two vs one on 2
+  cores (benchmarks/bench_devices.py): 1.55x lm_cpu.cfg, 1.36x
+  finetune_cpu.cfg, 1.84x digits CNN at batch 512, 0.91x at 32, 0.19x
+  digits MLP (so the digits flagfiles use one)."""
+  max_device_batch: int = setting(4096, check=_flags.at_least(1))
+  """Largest micro-batch per device; larger batches accumulate gradients."""
+  parallel: str = setting('shard_map', choices=('pmap', 'shard_map'))
+  """Data-parallel primitive."""
+  eval_every: float = setting(1.0, check=_flags.above(0, ' epochs'))
+  """Test every this many epochs."""
+  log_every: int = setting(10, check=_flags.at_least(1, ' update'))
+  """Log every this many updates."""
+  noise: bool = setting(True)
+  """Measure the gradient noise scale B_simple."""
+  noise_decay: float = setting(0.95, check=_flags.fraction(', e.g. 0.95'))
+  """EMA decay d of the noise scale's two estimates: it averages (1 + d) / (1
+  - d) readings (39 at 0.95) and trails by d / (1 - d) (19). On digits
+  (BUILD.md) one reading at 0.95 scatters -27%/+43% (10th/90th percentile)
+  at B_simple 2.4x the batch, +-20% at 1.3x; 0.98 halves that but trails
+  49. 0.95 keeps the trail under the adaptive rule's 2-epoch decisions up
+  to 4x the starting batch; use 0.98 to monitor a fixed one."""
+  noise_every: int = setting(1, check=_flags.at_least(1, ' update'))
+  """Estimate the noise scale every this many updates (on one device about
+  one more forward-backward each). Skipping updates scatters more at equal
+  decay (consecutive readings' errors partly cancel) and multiplies the
+  lag."""
+  noise_slices: int = setting(0, check=_flags.at_least(0, ' (0 = automatic)'))
+  """Batch slices of the one-device estimate (0: 4 if it divides every batch
+  size, else 2, else 1 = none). On digits 8 scatter slightly less than 4
+  at 2.7x the cost; 2 cost the same as 4 and scatter more."""
+  compilation_cache_dir: str | None = setting(None, none_if_empty=True)
+  """Persistent JAX compilation cache directory (empty: none, also to turn
+  off a flagfile's)."""
+  augment: bool = setting(False)
+  """Use the dataset's augmentation if any."""
+  checkpoint_every: int = setting(0, check=_flags.at_least(0, ' updates'))
+  """Checkpoint every this many updates (0: by --checkpoint_seconds and at
+  the end); the last two are kept, a damaged newest falls back."""
   checkpoint_seconds: float = setting(
-    120.0,
-    'Also checkpoint after this many seconds of training since the last, '
-    'the most a killed run loses (0: never).',
-    check=_flags.at_least(0, ' seconds'),
+    120.0, check=_flags.at_least(0, ' seconds')
   )
-  synthetic_examples: int = setting(
-    1024,
-    '--dataset=synthetic: training examples (test: a quarter).',
-    check=_flags.at_least(1),
-  )
-  synthetic_shape: tuple[int, int, int] = setting(
-    (32, 32, 3), '--dataset=synthetic: H,W,C.', check=_shape
-  )
-  synthetic_classes: int = setting(
-    10, '--dataset=synthetic: number of classes.', check=_flags.at_least(2)
-  )
+  """Also checkpoint after this many seconds of training since the last, the
+  most a killed run loses (0: never)."""
+  synthetic_examples: int = setting(1024, check=_flags.at_least(1))
+  """--dataset=synthetic: training examples (test: a quarter)."""
+  synthetic_shape: tuple[int, int, int] = setting((32, 32, 3), check=_shape)
+  """--dataset=synthetic: H,W,C."""
+  synthetic_classes: int = setting(10, check=_flags.at_least(2))
+  """--dataset=synthetic: number of classes."""
 
 
 _flags.define(CommonConfig)

@@ -21,20 +21,14 @@ BETA = 0.98
 class FinderConfig:
   """The LR range test's sweep (each field is its flag)."""
 
-  finder_min_lr: float = setting(
-    1e-4, 'LR range test: the first (smallest) LR.', check=_flags.above(0)
-  )
-  finder_max_lr: float = setting(10.0, 'LR range test: the last (largest) LR.')
-  finder_steps: int = setting(
-    100,
-    'LR range test: updates, LR growing geometrically.',
-    check=_flags.at_least(2),
-  )
-  finder_suggestion: str = setting(
-    'minimum_over_10',
-    'LR range test: which suggested LR to use (fastai names).',
-    choices=SUGGESTIONS,
-  )
+  finder_min_lr: float = setting(1e-4, check=_flags.above(0))
+  """LR range test: the first (smallest) LR."""
+  finder_max_lr: float = setting(10.0)
+  """LR range test: the last (largest) LR."""
+  finder_steps: int = setting(100, check=_flags.at_least(2))
+  """LR range test: updates, LR growing geometrically."""
+  finder_suggestion: str = setting('minimum_over_10', choices=SUGGESTIONS)
+  """LR range test: which suggested LR to use (fastai names)."""
 
   def validate(self) -> None:
     """Raises ValueError naming the flag and the fix."""

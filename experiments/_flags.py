@@ -1,16 +1,19 @@
 """Settings declared once: a dataclass field is the flag and the config.
 
 An experiment's settings are a frozen dataclass of `setting` fields
-(default, help text, check): `define` makes one absl flag per field, `read`
-builds the dataclass from the parsed flags, and `check` tests each field,
-naming its flag. Adding a field adds the flag, its parsing and its check.
+(default and check), each followed by its help text as an attribute
+docstring (the string under the field, as pydantic's
+``use_attribute_docstrings`` reads it): `define` makes one absl flag per
+field, `read` builds the dataclass from the parsed flags, and `check` tests
+each field, naming its flag. Adding a field adds the flag, its parsing and
+its check. A help text computed at import time is passed as ``help_text``.
 
 Examples:
   >>> import dataclasses
   >>> @dataclasses.dataclass(frozen=True)
-  ... class Probe:
-  ...   steps: int = setting(100, 'Updates of the probe.', check=at_least(1))
-  ...   lrs: tuple[float, ...] = setting((0.1, 1.0), 'LRs tried.')
+  ... class Probe:  # defined in a doctest: no source to read, so help_text=
+  ...   steps: int = setting(100, check=at_least(1), help_text='Updates.')
+  ...   lrs: tuple[float, ...] = setting((0.1, 1.0), help_text='LRs tried.')
   >>> check(Probe(steps=0))
   Traceback (most recent call last):
   ...
@@ -19,8 +22,11 @@ Examples:
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import functools
+import inspect
+import textwrap
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -35,18 +41,19 @@ Check = Callable[[Any], 'str | None']
 
 def setting(
   default: Any,
-  help_text: str,
   *,
   choices: Sequence[str] | None = None,
   check: Check | None = None,
   none_if_empty: bool = False,
   repeated: bool = False,
+  help_text: str | None = None,
 ) -> Any:
   """A dataclass field that is also an absl flag.
 
   Args:
     default: the config's default and the flag's.
-    help_text: the flag's help.
+    help_text: the flag's help when it is computed; else the field's
+      attribute docstring is.
     choices: the allowed values of a text setting (an enum flag).
     check: ``check(value) -> None | 'must be ...'``, tested by `check`.
     none_if_empty: a flag value that is empty or 0 means None (off).
@@ -55,6 +62,7 @@ def setting(
   return dataclasses.field(
     default=default,
     metadata={
+      'setting': True,
       'help': help_text,
       'choices': tuple(choices) if choices else None,
       'check': check,
@@ -104,7 +112,38 @@ def distinct(note: str = '') -> Check:
 
 
 def _settings(cls: type) -> list[dataclasses.Field]:
-  return [f for f in dataclasses.fields(cls) if 'help' in f.metadata]
+  return [f for f in dataclasses.fields(cls) if 'setting' in f.metadata]
+
+
+@functools.cache
+def _docstrings(cls: type) -> dict[str, str]:
+  """Each field's attribute docstring in ``cls`` and its bases, as one
+  paragraph."""
+  docs = {}
+  for klass in reversed(cls.__mro__[:-1]):
+    try:
+      body = ast.parse(textwrap.dedent(inspect.getsource(klass))).body[0].body
+    except (OSError, TypeError):  # no source: a class made in a doctest
+      continue
+    for field, doc in zip(body, body[1:], strict=False):
+      if (
+        isinstance(field, ast.AnnAssign)
+        and isinstance(doc, ast.Expr)
+        and isinstance(doc.value, ast.Constant)
+        and isinstance(doc.value.value, str)
+      ):
+        docs[field.target.id] = ' '.join(doc.value.value.split())
+  return docs
+
+
+def _help(cls: type, field: dataclasses.Field) -> str:
+  text = field.metadata['help'] or _docstrings(cls).get(field.name)
+  if not text:
+    raise TypeError(
+      f'setting {cls.__name__}.{field.name} has no help: write it as a '
+      'docstring under the field, or pass help_text='
+    )
+  return text
 
 
 @functools.cache
@@ -133,7 +172,10 @@ def define(cls: type, *, skip: Sequence[str] = (), module: str = '') -> None:
       continue
     kind, _ = _kind(cls, field)
     meta, default = field.metadata, field.default
-    kwargs = {'help': meta['help'], 'module_name': module or cls.__module__}
+    kwargs = {
+      'help': _help(cls, field),
+      'module_name': module or cls.__module__,
+    }
     if meta['repeated']:
       kind, default = 'multi_string', list(default)
     elif meta['choices']:

@@ -72,9 +72,9 @@ def check_task(flag: str, task: str, lm: Any) -> None:
     lm.validate()
 
 
-def token_setting(default: str, help_text: str, **kwargs: Any) -> Any:
+def token_setting(default: str | None, **kwargs: Any) -> Any:
   """A `setting` of a token count (``'64Ki'``); see `parse_token_settings`."""
-  return setting(default, help_text, check=token_count, **kwargs)
+  return setting(default, check=token_count, **kwargs)
 
 
 def parse_token_settings(config: Any) -> None:
@@ -100,45 +100,36 @@ def check_sequences(config: Any, seq_len: int) -> None:
 class LmCommon:
   """The LM flags, then the common ones (from ``data_dir``; `LM_DEFAULTS`)."""
 
-  corpus: str = setting(
-    'python_text/docs',
-    "Text: bundled 'python_text/docs' (Python's documentation topics) or "
-    "'python_text/stdlib' (its library sources), or a TFDS text dataset "
-    "prepared as array_record in --data_dir (e.g. 'tiny_shakespeare').",
-  )
-  text_feature: str = setting('text', 'The text feature of a TFDS --corpus.')
-  validation_split: str = setting(
-    'validation', "The held-out split ('test' for lm1b)."
-  )
-  seq_len: int = setting(
-    64, 'Tokens (bytes) per sequence, T.', check=_flags.at_least(1)
-  )
-  lm_layers: int = setting(4, 'Transformer blocks.', check=_flags.at_least(1))
-  lm_heads: int = setting(4, 'Attention heads.', check=_flags.at_least(1))
-  lm_width: int = setting(
-    128, 'Width d (a multiple of --lm_heads).', check=_flags.at_least(1)
-  )
-  lm_mlp_ratio: int = setting(
-    4, 'MLP hidden width as a multiple of --lm_width.', check=_flags.at_least(1)
-  )
-  lm_dropout: float = setting(0.0, 'Dropout rate.', check=_flags.fraction())
-  lm_positions: str = setting(
-    'learned', 'Position encoding.', choices=('learned', 'rotary')
-  )
-  lm_tie_embeddings: bool = setting(True, 'Output layer = token embeddings.')
-  lm_dtype: str = setting(
-    'float32',
-    'Compute dtype (params: float32).',
-    choices=('float32', 'bfloat16'),
-  )
-  eval_sequences: int = setting(
-    0,
-    'Evaluate on this many evenly spaced validation sequences (0: all).',
-    check=_flags.at_least(0, ' (0 = all)'),
-  )
-  b2: float = setting(
-    0.99, "Adam's second-moment decay beta_2.", check=_flags.fraction()
-  )
+  corpus: str = setting('python_text/docs')
+  """Text: bundled 'python_text/docs' (Python's documentation topics) or
+  'python_text/stdlib' (its library sources), or a TFDS text dataset
+  prepared as array_record in --data_dir (e.g. 'tiny_shakespeare')."""
+  text_feature: str = setting('text')
+  """The text feature of a TFDS --corpus."""
+  validation_split: str = setting('validation')
+  """The held-out split ('test' for lm1b)."""
+  seq_len: int = setting(64, check=_flags.at_least(1))
+  """Tokens (bytes) per sequence, T."""
+  lm_layers: int = setting(4, check=_flags.at_least(1))
+  """Transformer blocks."""
+  lm_heads: int = setting(4, check=_flags.at_least(1))
+  """Attention heads."""
+  lm_width: int = setting(128, check=_flags.at_least(1))
+  """Width d (a multiple of --lm_heads)."""
+  lm_mlp_ratio: int = setting(4, check=_flags.at_least(1))
+  """MLP hidden width as a multiple of --lm_width."""
+  lm_dropout: float = setting(0.0, check=_flags.fraction())
+  """Dropout rate."""
+  lm_positions: str = setting('learned', choices=('learned', 'rotary'))
+  """Position encoding."""
+  lm_tie_embeddings: bool = setting(True)
+  """Output layer = token embeddings."""
+  lm_dtype: str = setting('float32', choices=('float32', 'bfloat16'))
+  """Compute dtype (params: float32)."""
+  eval_sequences: int = setting(0, check=_flags.at_least(0, ' (0 = all)'))
+  """Evaluate on this many evenly spaced validation sequences (0: all)."""
+  b2: float = setting(0.99, check=_flags.fraction())
+  """Adam's second-moment decay beta_2."""
   data_dir: str | None = None
   seeds: tuple[int, ...] = (0,)
   lr: float = 1e-3

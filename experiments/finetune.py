@@ -69,62 +69,49 @@ class FinetuneConfig:
   """The LRBench++ experiment (each field but the common flags is a flag)."""
 
   common: _lm_common.LmCommon = _lm_common.LmCommon()
-  finetune_corpus: str = setting(
-    'python_text/stdlib',
-    'The second domain, fine-tuned on (and trained on from scratch): a '
-    '--corpus-style name.',
-  )
+  finetune_corpus: str = setting('python_text/stdlib')
+  """The second domain, fine-tuned on (and trained on from scratch): a
+  --corpus-style name."""
   finetune_sequences: int = setting(
-    2048,
-    'Fine-tuning examples: this many evenly spaced sequences of the second '
-    "domain's training split (0: all of them).",
-    check=_flags.at_least(0, ' (0 = all)'),
+    2048, check=_flags.at_least(0, ' (0 = all)')
   )
-  pretrain_tokens: str | int = token_setting(
-    '256Ki', 'Tokens of the (cached) pretraining run.'
-  )
+  """Fine-tuning examples: this many evenly spaced sequences of the second
+  domain's training split (0: all of them)."""
+  pretrain_tokens: str | int = token_setting('256Ki')
+  """Tokens of the (cached) pretraining run."""
   pretrain_batch_size: int = setting(
-    0,
-    'Batch of the pretraining, in sequences (0: --batch_size).',
-    check=_flags.at_least(0, ' (0 = --batch_size)'),
+    0, check=_flags.at_least(0, ' (0 = --batch_size)')
   )
-  pretrain_lr: float = setting(
-    1e-3,
-    'Peak LR of the pretraining (warmup, cosine to 10%).',
-    check=_flags.above(0),
-  )
-  pretrain_warmup_tokens: str | int = token_setting(
-    '8Ki', 'LR warmup of the pretraining, in tokens.'
-  )
+  """Batch of the pretraining, in sequences (0: --batch_size)."""
+  pretrain_lr: float = setting(1e-3, check=_flags.above(0))
+  """Peak LR of the pretraining (warmup, cosine to 10%)."""
+  pretrain_warmup_tokens: str | int = token_setting('8Ki')
+  """LR warmup of the pretraining, in tokens."""
   epochs: float = DEFAULTS['epochs']
   eval_every: float = DEFAULTS['eval_every']
   lr_grid: tuple[float, ...] = setting(
     (1e-4, 3e-4, 1e-3, 3e-3),
-    'Peak LRs every policy is tried with, in both modes.',
     check=_distinct(
       lambda x: x > 0 and math.isfinite(x),
       'must be distinct positive LRs, e.g. 1e-4,1e-3',
     ),
   )
+  """Peak LRs every policy is tried with, in both modes."""
   policies: tuple[str, ...] = setting(
     POLICIES,
-    f'LR policies compared, from {", ".join(POLICIES)}.',
+    help_text=f'LR policies compared, from {", ".join(POLICIES)}.',
     check=_distinct(
       POLICIES.__contains__,
       f'must be distinct names from {",".join(POLICIES)}',
     ),
   )
   warmup_fraction: float = setting(
-    0.1,
-    'Warmup of the warmup_* policies, as a fraction of the fine-tuning '
-    'length (Alpaca fine-tuning scripts use 0.03).',
-    check=lambda v: None if 0 < v < 1 else 'must be in (0, 1)',
+    0.1, check=lambda v: None if 0 < v < 1 else 'must be in (0, 1)'
   )
-  target_bits_per_byte: float = setting(
-    3.0,
-    'Validation bits per byte at which the cost to target is counted.',
-    check=_flags.above(0),
-  )
+  """Warmup of the warmup_* policies, as a fraction of the fine-tuning length
+  (Alpaca fine-tuning scripts use 0.03)."""
+  target_bits_per_byte: float = setting(3.0, check=_flags.above(0))
+  """Validation bits per byte at which the cost to target is counted."""
 
   def __post_init__(self) -> None:
     _lm_common.parse_token_settings(self)

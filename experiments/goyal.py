@@ -38,56 +38,43 @@ class GoyalConfig:
 
   common: _common.CommonConfig = _common.CommonConfig()
   lm: Any = None
-  goyal_task: str = setting(
-    'image',
-    "What is swept: 'image' (--dataset, --model, the budget --epochs, test "
-    "accuracy) or 'lm' (experiments.lm's transformer on --corpus, the budget "
-    '--train_tokens, batches in sequences, validation loss).',
-    choices=('image', 'lm'),
-  )
+  goyal_task: str = setting('image', choices=('image', 'lm'))
+  """What is swept: 'image' (--dataset, --model, the budget --epochs, test
+  accuracy) or 'lm' (experiments.lm's transformer on --corpus, the budget
+  --train_tokens, batches in sequences, validation loss)."""
   goyal_batches: tuple[int, ...] = setting(
-    (32, 64, 128, 256, 512),
-    'Batch sizes of the sweep (increasing).',
-    check=_flags.increasing(0, math.inf, '32,64,128'),
+    (32, 64, 128, 256, 512), check=_flags.increasing(0, math.inf, '32,64,128')
   )
+  """Batch sizes of the sweep (increasing)."""
   goyal_variants: tuple[str, ...] = setting(
     VARIANTS,
-    'LR rules anchored at --lr for --goyal_base_batch: none (the base LR at '
-    'every batch), linear (LR x B / B_0, Goyal et al. 2017), warmup (linear '
-    'after a gradual warmup from the base LR over --goyal_warmup_epochs, '
-    "Goyal's remedy; for the LM the longer warmup --goyal_warmup_tokens) or "
-    'sqrt (LR x sqrt(B / B_0), Krizhevsky 2014).',
     check=lambda v: (
       None
       if v and set(v) <= set(VARIANTS)
       else f'must be a non-empty subset of {",".join(VARIANTS)}'
     ),
   )
-  goyal_base_batch: int = setting(
-    32, 'The batch at which --lr is the LR (B_0).', check=_flags.at_least(1)
-  )
-  goyal_warmup_epochs: float = setting(
-    1.0, 'Gradual warmup of the warmup variant.', check=_flags.at_least(0)
-  )
-  goyal_warmup_tokens: str = setting(
-    '32Ki',
-    "With --goyal_task=lm: the warmup rule's warmup (the others warm up over "
-    '--warmup_tokens).',
-    check=_lm_common.token_count,
-  )
-  goyal_tolerance: float = setting(
-    0.02,
-    'A variant breaks down at the first batch whose mean metric is more than '
-    'this worse than the first batch: a fraction of test accuracy for images '
-    '(0.02 = 2 points below), nats of validation loss with --goyal_task=lm '
-    '(0.05 = 0.05 nats above).',
-    check=_flags.at_least(0),
-  )
+  """LR rules anchored at --lr for --goyal_base_batch: none (the base LR at
+  every batch), linear (LR x B / B_0, Goyal et al. 2017), warmup (linear
+  after a gradual warmup from the base LR over --goyal_warmup_epochs,
+  Goyal's remedy; for the LM the longer warmup --goyal_warmup_tokens) or
+  sqrt (LR x sqrt(B / B_0), Krizhevsky 2014)."""
+  goyal_base_batch: int = setting(32, check=_flags.at_least(1))
+  """The batch at which --lr is the LR (B_0)."""
+  goyal_warmup_epochs: float = setting(1.0, check=_flags.at_least(0))
+  """Gradual warmup of the warmup variant."""
+  goyal_warmup_tokens: str = setting('32Ki', check=_lm_common.token_count)
+  """With --goyal_task=lm: the warmup rule's warmup (the others warm up over
+  --warmup_tokens)."""
+  goyal_tolerance: float = setting(0.02, check=_flags.at_least(0))
+  """A variant breaks down at the first batch whose mean metric is more than
+  this worse than the first batch: a fraction of test accuracy for images
+  (0.02 = 2 points below), nats of validation loss with --goyal_task=lm
+  (0.05 = 0.05 nats above)."""
   goyal_lr_factors: tuple[float, ...] = setting(
-    (0.25, 1.0, 4.0),
-    "Smith & Le's sweep: the unscaled sweep at these multiples of --lr.",
-    check=_flags.positive(),
+    (0.25, 1.0, 4.0), check=_flags.positive()
   )
+  """Smith & Le's sweep: the unscaled sweep at these multiples of --lr."""
 
   @property
   def task_common(self) -> Any:

@@ -48,83 +48,60 @@ class LmConfig:
   counts once made)."""
 
   common: _lm_common.LmCommon = _lm_common.LmCommon()
-  train_tokens: str | int = token_setting(
-    '128Ki', 'Tokens every run trains on (the equal budget).'
-  )
-  eval_every_tokens: str | int = token_setting(
-    '16Ki', 'Evaluate every this many training tokens.'
-  )
-  warmup_tokens: str | int = token_setting(
-    '8Ki', 'Linear LR warmup of every policy, in tokens.'
-  )
+  train_tokens: str | int = token_setting('128Ki')
+  """Tokens every run trains on (the equal budget)."""
+  eval_every_tokens: str | int = token_setting('16Ki')
+  """Evaluate every this many training tokens."""
+  warmup_tokens: str | int = token_setting('8Ki')
+  """Linear LR warmup of every policy, in tokens."""
   lr_policies: tuple[str, ...] = setting(
     ('cosine', 'wsd', 'constant_cooldown'),
-    f'LR policies at a constant batch, from {", ".join(LR_POLICIES)}; '
+    help_text=f'LR policies at a constant batch, from {", ".join(LR_POLICIES)}; '
     'cosine (the baseline) always runs.',
     check=_subset(LR_POLICIES),
   )
   batch_schedules: tuple[str, ...] = setting(
     BATCH_SCHEDULES,
-    f'Batch schedules, from {", ".join(BATCH_SCHEDULES)}; constant is the '
+    help_text=f'Batch schedules, from {", ".join(BATCH_SCHEDULES)}; constant is the '
     'cosine run.',
     check=_subset(BATCH_SCHEDULES),
   )
   final_lr_fraction: float = setting(
-    0.1,
-    'cosine decays to this fraction of the peak LR.',
-    check=lambda v: None if 0 <= v <= 1 else 'must be in [0, 1]',
+    0.1, check=lambda v: None if 0 <= v <= 1 else 'must be in [0, 1]'
   )
+  """cosine decays to this fraction of the peak LR."""
   cooldown_fraction: float = setting(
-    0.2,
-    'wsd and constant_cooldown cool down to 0 over this last fraction.',
-    check=lambda v: None if 0 < v <= 1 else 'must be in (0, 1]',
+    0.2, check=lambda v: None if 0 < v <= 1 else 'must be in (0, 1]'
   )
-  ramp_start_tokens: str | int | None = token_setting(
-    None,
-    'ramp: the first batch and the increment, in tokens (empty: '
-    '--batch_size sequences).',
-    none_if_empty=True,
-  )
-  ramp_stop_tokens: str | int = token_setting(
-    '3Ki', 'ramp: the final batch, in tokens.'
-  )
-  ramp_tokens: str | int = token_setting(
-    '32Ki', 'ramp: tokens over which the batch grows.'
-  )
+  """wsd and constant_cooldown cool down to 0 over this last fraction."""
+  ramp_start_tokens: str | int | None = token_setting(None, none_if_empty=True)
+  """ramp: the first batch and the increment, in tokens (empty: --batch_size
+  sequences)."""
+  ramp_stop_tokens: str | int = token_setting('3Ki')
+  """ramp: the final batch, in tokens."""
+  ramp_tokens: str | int = token_setting('32Ki')
+  """ramp: tokens over which the batch grows."""
   increase_milestones: tuple[float, ...] = setting(
-    (0.5, 0.75),
-    'step and increase: fractions of the budget where step divides the LR '
-    'by --increase_factor (increase multiplies the batch instead).',
-    check=_flags.increasing(0, 1, '0.5,0.75'),
+    (0.5, 0.75), check=_flags.increasing(0, 1, '0.5,0.75')
   )
-  increase_factor: float = setting(
-    2.0, 'step and increase: the factor per milestone.', check=_flags.above(1)
-  )
-  adaptive_every_tokens: str | int = token_setting(
-    '32Ki', 'adaptive: tokens between decisions on the batch.'
-  )
+  """step and increase: fractions of the budget where step divides the LR by
+  --increase_factor (increase multiplies the batch instead)."""
+  increase_factor: float = setting(2.0, check=_flags.above(1))
+  """step and increase: the factor per milestone."""
+  adaptive_every_tokens: str | int = token_setting('32Ki')
+  """adaptive: tokens between decisions on the batch."""
   adaptive_max_tokens: str | int | None = token_setting(
-    None,
-    'adaptive: the largest batch, in tokens (empty: --ramp_stop_tokens).',
-    none_if_empty=True,
+    None, none_if_empty=True
   )
-  adaptive_growth: float = setting(
-    2.0,
-    'adaptive: the largest factor by which one decision grows the batch.',
-    check=_flags.at_least(1),
-  )
-  seesaw_factor: float = setting(
-    2.0,
-    'seesaw: the cosine is cut where it has fallen by this factor; there '
-    'the batch grows by it and the LR falls by its square root.',
-    check=_flags.above(1),
-  )
-  seesaw_max_tokens: str | int | None = token_setting(
-    None,
-    'seesaw: the largest batch, in tokens (empty: --ramp_stop_tokens); past '
-    'it the LR falls by the whole factor per cut.',
-    none_if_empty=True,
-  )
+  """adaptive: the largest batch, in tokens (empty: --ramp_stop_tokens)."""
+  adaptive_growth: float = setting(2.0, check=_flags.at_least(1))
+  """adaptive: the largest factor by which one decision grows the batch."""
+  seesaw_factor: float = setting(2.0, check=_flags.above(1))
+  """seesaw: the cosine is cut where it has fallen by this factor; there the
+  batch grows by it and the LR falls by its square root."""
+  seesaw_max_tokens: str | int | None = token_setting(None, none_if_empty=True)
+  """seesaw: the largest batch, in tokens (empty: --ramp_stop_tokens); past
+  it the LR falls by the whole factor per cut."""
 
   def __post_init__(self) -> None:
     _lm_common.parse_token_settings(self)

@@ -64,7 +64,7 @@ class LrBenchConfig:
       'multistep(0.1,milestones=10/15,gamma=0.1)',
       'cosine(0.1,length=20)',
     ),
-    'A learning-rate policy over epochs in its lrjax.schedules.parse text '
+    help_text='A learning-rate policy over epochs in its lrjax.schedules.parse text '
     'form: formula-based (cosine(...), multistep(...)) or state-based '
     '(reduce_on_plateau(...)); repeat the flag for several. A text with '
     f'{PLACEHOLDER} is exploration-based: the LR range test runs first and '
@@ -73,18 +73,13 @@ class LrBenchConfig:
     repeated=True,
   )
   target_accuracy: float = setting(
-    0.95,
-    'Test accuracy at which to count updates and seconds to target.',
-    check=lambda v: None if 0 < v <= 1 else 'must be in (0, 1]',
+    0.95, check=lambda v: None if 0 < v <= 1 else 'must be in (0, 1]'
   )
+  """Test accuracy at which to count updates and seconds to target."""
   # `package.module:function` paths; in process, the functions themselves.
-  metric: tuple[str, ...] = setting(
-    (),
-    'Extra metric module:function, called as f(probs, labels) -> float on '
-    'the test split; repeat the flag for several.',
-    check=_imports,
-    repeated=True,
-  )
+  metric: tuple[str, ...] = setting((), check=_imports, repeated=True)
+  """Extra metric module:function, called as f(probs, labels) -> float on the
+  test split; repeat the flag for several."""
   finder: _finder.FinderConfig = _finder.FinderConfig()
 
   def metric_fns(self) -> dict[str, Callable[..., float]]:

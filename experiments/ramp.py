@@ -50,7 +50,7 @@ class RampConfig:
   common: _common.CommonConfig = _common.CommonConfig()
   schedules: tuple[str, ...] = setting(
     ('decay', 'increase', 'hybrid'),
-    'Schedules to compare (decay is always run): '
+    help_text='Schedules to compare (decay is always run): '
     + '; '.join(f'{k}: {v}' for k, v in SCHEDULES.items())
     + '.',
     check=lambda v: (
@@ -60,85 +60,48 @@ class RampConfig:
     ),
   )
   milestones: tuple[float, ...] = setting(
-    (10.0, 20.0, 30.0),
-    'Epochs at which the baseline divides the LR by --decay_factor (and the '
-    'other schedules grow the batch instead).',
-    check=_flags.increasing(0, math.inf, '10,20,30'),
+    (10.0, 20.0, 30.0), check=_flags.increasing(0, math.inf, '10,20,30')
   )
-  decay_factor: float = setting(
-    2.0, 'LR decay (batch growth) factor per milestone.', check=_flags.above(1)
-  )
-  max_batch_size: int = setting(
-    0,
-    'Hybrid: the batch grows up to this size, then the LR decays (0: about '
-    'N/10, the paper recommendation).',
-    check=_flags.at_least(0),
-  )
-  variants_max_batch_size: int = setting(
-    0,
-    'increased_lr and increased_momentum: the batch grows up to this size, '
-    'then the LR decays (0: the dataset size N, no cap; Smith et al. cap '
-    'both at 5120 on CIFAR-10).',
-    check=_flags.at_least(0),
-  )
-  increased_lr_factor: float = setting(
-    4.0,
-    'increased_lr: initial LR and batch multiplied by this factor.',
-    check=_flags.at_least(1),
-  )
-  increased_momentum: float = setting(
-    0.95,
-    'increased_momentum: the momentum (initial batch scaled by '
-    "(1 - m) / (1 - m')).",
-    check=_flags.fraction(),
-  )
-  adaptive_every: float = setting(
-    2.0,
-    'adaptive: epochs between batch-size decisions.',
-    check=_flags.above(0),
-  )
-  adaptive_max_growth: float = setting(
-    2.0,
-    'adaptive: largest batch growth per decision (the batch stays a power '
-    'of two times --batch_size).',
-    check=_flags.at_least(1),
-  )
-  adaptive_max_batch_size: int = setting(
-    0,
-    'adaptive: the largest batch (0: the last batch of the increase '
-    'schedule, so both end at about the same noise scale).',
-    check=_flags.at_least(0),
-  )
+  """Epochs at which the baseline divides the LR by --decay_factor (and the
+  other schedules grow the batch instead)."""
+  decay_factor: float = setting(2.0, check=_flags.above(1))
+  """LR decay (batch growth) factor per milestone."""
+  max_batch_size: int = setting(0, check=_flags.at_least(0))
+  """Hybrid: the batch grows up to this size, then the LR decays (0: about
+  N/10, the paper recommendation)."""
+  variants_max_batch_size: int = setting(0, check=_flags.at_least(0))
+  """increased_lr and increased_momentum: the batch grows up to this size,
+  then the LR decays (0: the dataset size N, no cap; Smith et al. cap both
+  at 5120 on CIFAR-10)."""
+  increased_lr_factor: float = setting(4.0, check=_flags.at_least(1))
+  """increased_lr: initial LR and batch multiplied by this factor."""
+  increased_momentum: float = setting(0.95, check=_flags.fraction())
+  """increased_momentum: the momentum (initial batch scaled by (1 - m) / (1 -
+  m'))."""
+  adaptive_every: float = setting(2.0, check=_flags.above(0))
+  """adaptive: epochs between batch-size decisions."""
+  adaptive_max_growth: float = setting(2.0, check=_flags.at_least(1))
+  """adaptive: largest batch growth per decision (the batch stays a power of
+  two times --batch_size)."""
+  adaptive_max_batch_size: int = setting(0, check=_flags.at_least(0))
+  """adaptive: the largest batch (0: the last batch of the increase schedule,
+  so both end at about the same noise scale)."""
   project_devices: tuple[int, ...] = setting(
-    (1, 8, 64, 512),
-    "Device counts P at which the report projects each schedule's wall "
-    'time (measured per-device step time plus a ring all-reduce of the '
-    'gradients).',
-    check=_flags.positive(),
+    (1, 8, 64, 512), check=_flags.positive()
   )
-  gpu_allreduce_latency_us: float = setting(
-    10.0,
-    'Projection, GPU cluster: microseconds per ring step of the all-reduce '
-    '(alpha; an assumption, see BUILD.md).',
-    check=_flags.at_least(0),
-  )
-  gpu_allreduce_gbytes_per_s: float = setting(
-    50.0,
-    'Projection, GPU cluster: GB/s each device sends to its ring neighbour '
-    '(beta; one 400 Gb/s InfiniBand NDR port per GPU, see BUILD.md).',
-    check=_flags.above(0),
-  )
-  tpu_allreduce_latency_us: float = setting(
-    5.0,
-    'Projection, TPU slice: microseconds per ring step (an assumption).',
-    check=_flags.at_least(0),
-  )
-  tpu_allreduce_gbytes_per_s: float = setting(
-    100.0,
-    "Projection, TPU slice: GB/s per ring neighbour (one of a v5e chip's "
-    'four ICI ports, 400 GB/s in all, see BUILD.md).',
-    check=_flags.above(0),
-  )
+  """Device counts P at which the report projects each schedule's wall time
+  (measured per-device step time plus a ring all-reduce of the gradients)."""
+  gpu_allreduce_latency_us: float = setting(10.0, check=_flags.at_least(0))
+  """Projection, GPU cluster: microseconds per ring step of the all-reduce
+  (alpha; an assumption, see BUILD.md)."""
+  gpu_allreduce_gbytes_per_s: float = setting(50.0, check=_flags.above(0))
+  """Projection, GPU cluster: GB/s each device sends to its ring neighbour
+  (beta; one 400 Gb/s InfiniBand NDR port per GPU, see BUILD.md)."""
+  tpu_allreduce_latency_us: float = setting(5.0, check=_flags.at_least(0))
+  """Projection, TPU slice: microseconds per ring step (an assumption)."""
+  tpu_allreduce_gbytes_per_s: float = setting(100.0, check=_flags.above(0))
+  """Projection, TPU slice: GB/s per ring neighbour (one of a v5e chip's four
+  ICI ports, 400 GB/s in all, see BUILD.md)."""
 
   def links(self) -> dict[str, Any]:
     """The projection's all-reduce link models, by name."""

@@ -45,80 +45,63 @@ class RecipeConfig:
 
   common: _common.CommonConfig = _common.CommonConfig()
   lm: Any = None
-  recipe_task: str = setting(
-    'image',
-    "What the recipe is for: 'image' (--dataset, --model, the budget "
-    "--epochs) or 'lm' (experiments.lm's transformer on --corpus, the "
-    'budget --train_tokens).',
-    choices=('image', 'lm'),
-  )
+  recipe_task: str = setting('image', choices=('image', 'lm'))
+  """What the recipe is for: 'image' (--dataset, --model, the budget
+  --epochs) or 'lm' (experiments.lm's transformer on --corpus, the budget
+  --train_tokens)."""
   recipe_probe_batch: int = setting(
     32,
-    'Batch of the probes (divisible by 4).',
     check=lambda v: (
       None
       if v >= 4 and v % 4 == 0
       else 'must be a positive multiple of 4 (the noise probe slices it in 4)'
     ),
   )
-  recipe_range_steps: int = setting(
-    100, 'Updates of the LR range test.', check=_flags.at_least(2)
-  )
-  recipe_min_lr: float = setting(
-    1e-5, "The range test's first LR.", check=_flags.above(0)
-  )
-  recipe_max_lr: float = setting(10.0, "The range test's last LR.")
-  recipe_max_accumulation: int = setting(
-    1,
-    'Accumulation steps the recipe may use beyond --max_device_batch (its '
-    'largest batch is devices x max_device_batch x this).',
-    check=_flags.at_least(1),
-  )
-  recipe_noise_updates: int = setting(
-    50, 'Updates of the noise-scale probe.', check=_flags.at_least(1)
-  )
+  """Batch of the probes (divisible by 4)."""
+  recipe_range_steps: int = setting(100, check=_flags.at_least(2))
+  """Updates of the LR range test."""
+  recipe_min_lr: float = setting(1e-5, check=_flags.above(0))
+  """The range test's first LR."""
+  recipe_max_lr: float = setting(10.0)
+  """The range test's last LR."""
+  recipe_max_accumulation: int = setting(1, check=_flags.at_least(1))
+  """Accumulation steps the recipe may use beyond --max_device_batch (its
+  largest batch is devices x max_device_batch x this)."""
+  recipe_noise_updates: int = setting(50, check=_flags.at_least(1))
+  """Updates of the noise-scale probe."""
   recipe_suggestion: str = setting(
-    'minimum_over_10',
-    "The range test's suggestion the recipe uses.",
-    choices=('steepest', 'minimum_over_10', 'valley'),
+    'minimum_over_10', choices=('steepest', 'minimum_over_10', 'valley')
   )
-  recipe_continuable: bool = setting(
-    False, 'Prefer WSD over cosine when not ramping.'
-  )
-  budget_seconds: float = setting(
-    0.0,
-    'Plan the recipe for this many seconds of training instead of --epochs '
-    '(--train_tokens for the LM), converted into examples with the step '
-    'times the probes measure (0: off; needs --recipe_only, since the '
-    'comparison trains every method on equal examples).',
-    check=_flags.at_least(0),
-  )
-  recipe_only: bool = setting(
-    False, 'Print the recipe of the first seed and stop.'
-  )
+  """The range test's suggestion the recipe uses."""
+  recipe_continuable: bool = setting(False)
+  """Prefer WSD over cosine when not ramping."""
+  budget_seconds: float = setting(0.0, check=_flags.at_least(0))
+  """Plan the recipe for this many seconds of training instead of --epochs
+  (--train_tokens for the LM), converted into examples with the step times
+  the probes measure (0: off; needs --recipe_only, since the comparison
+  trains every method on equal examples)."""
+  recipe_only: bool = setting(False)
+  """Print the recipe of the first seed and stop."""
   baseline_lr: str = setting(
-    'multistep(0.3,milestones=10/20/30,gamma=0.3333)',
-    'The hand-tuned LR policy over epochs (the default: the decay schedule '
-    "of experiments.ramp's digits flagfile, tuned by hand).",
-    check=_lr_policy,
+    'multistep(0.3,milestones=10/20/30,gamma=0.3333)', check=_lr_policy
   )
-  baseline_batch: int = setting(
-    32, 'The hand-tuned batch size.', check=_flags.at_least(1)
-  )
-  random_trials: int = setting(
-    4,
-    'Trials of the random search (0: none), each a cosine to 0 at an LR '
-    'log-uniform in [--random_lr_min, --random_lr_max] and a batch from '
-    "--random_batches, sharing the recipe's examples (probes included).",
-    check=_flags.at_least(0),
-  )
-  random_lr_min: float = setting(1e-3, 'Smallest LR.', check=_flags.above(0))
-  random_lr_max: float = setting(1.0, 'Largest LR.')
+  """The hand-tuned LR policy over epochs (the default: the decay schedule of
+  experiments.ramp's digits flagfile, tuned by hand)."""
+  baseline_batch: int = setting(32, check=_flags.at_least(1))
+  """The hand-tuned batch size."""
+  random_trials: int = setting(4, check=_flags.at_least(0))
+  """Trials of the random search (0: none), each a cosine to 0 at an LR
+  log-uniform in [--random_lr_min, --random_lr_max] and a batch from
+  --random_batches, sharing the recipe's examples (probes included)."""
+  random_lr_min: float = setting(1e-3, check=_flags.above(0))
+  """Smallest LR."""
+  random_lr_max: float = setting(1.0)
+  """Largest LR."""
   random_batches: tuple[int, ...] = setting(
     (16, 32, 64, 128, 256),
-    'Batches to draw.',
     check=lambda v: None if v and min(v) >= 1 else 'must be positive integers',
   )
+  """Batches to draw."""
 
   def validate(self) -> None:
     """Raises ValueError naming the flag and the fix."""

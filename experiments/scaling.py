@@ -35,26 +35,24 @@ class ScalingConfig:
   """The grid, the near-optimal band, the bootstrap and the extrapolation."""
 
   common: _common.CommonConfig = _common.CommonConfig()
-  scaling_budgets: tuple[float, ...] = setting(
-    (2.0, 4.0, 8.0), 'Budgets in epochs (increasing).', check=_budgets
-  )
+  scaling_budgets: tuple[float, ...] = setting((2.0, 4.0, 8.0), check=_budgets)
+  """Budgets in epochs (increasing)."""
   scaling_lrs: tuple[float, ...] = setting(
-    (0.01, 0.05, 0.25), 'Peak LRs of the grid.', check=_flags.positive()
+    (0.01, 0.05, 0.25), check=_flags.positive()
   )
+  """Peak LRs of the grid."""
   scaling_batches: tuple[int, ...] = setting(
-    (16, 32, 64, 128), 'Batch sizes of the grid.', check=_flags.positive()
+    (16, 32, 64, 128), check=_flags.positive()
   )
-  scaling_tolerance: float = setting(
-    0.0025,
-    "Near-optimal band: loss within this fraction of the budget's best.",
-    check=_flags.at_least(0),
-  )
+  """Batch sizes of the grid."""
+  scaling_tolerance: float = setting(0.0025, check=_flags.at_least(0))
+  """Near-optimal band: loss within this fraction of the budget's best."""
   scaling_extrapolate: tuple[float, ...] = setting(
-    (32.0, 128.0), 'Budgets (epochs) to predict at.', check=_flags.positive()
+    (32.0, 128.0), check=_flags.positive()
   )
-  scaling_resamples: int = setting(
-    1000, 'Bootstrap resamples.', check=_flags.at_least(10)
-  )
+  """Budgets (epochs) to predict at."""
+  scaling_resamples: int = setting(1000, check=_flags.at_least(10))
+  """Bootstrap resamples."""
 
 
 _flags.define(ScalingConfig)

@@ -39,79 +39,57 @@ class SharpnessConfig:
   """The sharpness experiment's settings (each field is its flag)."""
 
   common: _common.CommonConfig = _common.CommonConfig()
-  small_batch: int = setting(
-    32, 'Small-batch regime: batch size.', check=_flags.at_least(1)
-  )
+  small_batch: int = setting(32, check=_flags.at_least(1))
+  """Small-batch regime: batch size."""
   large_batch: int = setting(
-    0,
-    'Large-batch regime: batch size (0: 10% of the training set, as Keskar).',
-    check=_flags.at_least(0, ' (0: 10% of the data)'),
+    0, check=_flags.at_least(0, ' (0: 10% of the data)')
   )
+  """Large-batch regime: batch size (0: 10% of the training set, as Keskar)."""
   protocols: tuple[str, ...] = setting(
-    ('target_loss', 'equal_epochs'),
-    'How long each regime trains, one set of runs per protocol, the first '
-    'the headline: target_loss (until the training loss is at most '
-    '--target_loss), converge (until it stops improving) or equal_epochs '
-    '(--epochs each).',
-    check=_protocols,
+    ('target_loss', 'equal_epochs'), check=_protocols
   )
-  target_loss: float = setting(
-    1e-3,
-    'target_loss protocol: train until the training loss (mean cross-entropy '
-    'on the sharpness examples) is at most this.',
-    check=_flags.above(0),
-  )
-  loss_check_epochs: float = setting(
-    5.0,
-    'target_loss and converge protocols: measure the training loss every '
-    'this many epochs (each check ends a trainer call at a checkpoint).',
-    check=_flags.above(0),
-  )
-  converge_patience: int = setting(
-    3,
-    'converge protocol: stop after this many checks in a row without an '
-    'improvement.',
-    check=_flags.at_least(1),
-  )
+  """How long each regime trains, one set of runs per protocol, the first the
+  headline: target_loss (until the training loss is at most
+  --target_loss), converge (until it stops improving) or equal_epochs
+  (--epochs each)."""
+  target_loss: float = setting(1e-3, check=_flags.above(0))
+  """target_loss protocol: train until the training loss (mean cross-entropy
+  on the sharpness examples) is at most this."""
+  loss_check_epochs: float = setting(5.0, check=_flags.above(0))
+  """target_loss and converge protocols: measure the training loss every this
+  many epochs (each check ends a trainer call at a checkpoint)."""
+  converge_patience: int = setting(3, check=_flags.at_least(1))
+  """converge protocol: stop after this many checks in a row without an
+  improvement."""
   converge_min_improvement: float = setting(
-    0.01,
-    'converge protocol: a check improves when its loss is below (1 - this) '
-    'times the best loss of the earlier checks.',
-    check=_flags.fraction(', e.g. 0.01'),
+    0.01, check=_flags.fraction(', e.g. 0.01')
   )
-  max_epochs: float = setting(
-    400.0,
-    'target_loss and converge protocols: stop at this many epochs at the '
-    'latest (a hang guard; the report says which runs it stopped).',
-    check=_flags.above(0),
-  )
+  """converge protocol: a check improves when its loss is below (1 - this)
+  times the best loss of the earlier checks."""
+  max_epochs: float = setting(400.0, check=_flags.above(0))
+  """target_loss and converge protocols: stop at this many epochs at the
+  latest (a hang guard; the report says which runs it stopped)."""
   sharpness_eps: tuple[float, ...] = setting(
-    (1e-3, 5e-4), 'Box sizes eps of the eps-sharpness.', check=_flags.positive()
+    (1e-3, 5e-4), check=_flags.positive()
   )
-  subspace_dim: int = setting(
-    100, 'Random subspace dimension p (A is n x p).', check=_flags.at_least(1)
-  )
-  sharpness_iters: int = setting(
-    10, 'L-BFGS-B iterations of the box maximisation.', check=_flags.at_least(1)
-  )
-  hessian_iters: int = setting(
-    20, 'Power iterations, top Hessian eigenvalue.', check=_flags.at_least(1)
-  )
+  """Box sizes eps of the eps-sharpness."""
+  subspace_dim: int = setting(100, check=_flags.at_least(1))
+  """Random subspace dimension p (A is n x p)."""
+  sharpness_iters: int = setting(10, check=_flags.at_least(1))
+  """L-BFGS-B iterations of the box maximisation."""
+  hessian_iters: int = setting(20, check=_flags.at_least(1))
+  """Power iterations, top Hessian eigenvalue."""
   sharpness_examples: int = setting(
-    0,
-    'Training examples the training loss, the sharpness and the Hessian are '
-    'measured on: 0 for the whole training set (Keskar measures the training '
-    'loss), or the first k to subsample big data.',
-    check=_flags.at_least(0, ' (0: the whole training set)'),
+    0, check=_flags.at_least(0, ' (0: the whole training set)')
   )
-  interp_points: int = setting(
-    31, 'Points of the 1-D plot, alpha in [-1, 2].', check=_flags.at_least(3)
-  )
-  warm_start_epochs: tuple[float, ...] = setting(
-    (),
-    "Keskar's warm start: for each k, a run that trains k epochs with the "
-    'small batch and the rest with the large batch (empty: none).',
-  )
+  """Training examples the training loss, the sharpness and the Hessian are
+  measured on: 0 for the whole training set (Keskar measures the training
+  loss), or the first k to subsample big data."""
+  interp_points: int = setting(31, check=_flags.at_least(3))
+  """Points of the 1-D plot, alpha in [-1, 2]."""
+  warm_start_epochs: tuple[float, ...] = setting(())
+  """Keskar's warm start: for each k, a run that trains k epochs with the
+  small batch and the rest with the large batch (empty: none)."""
 
   def validate(self) -> None:
     """Raises ValueError naming the flag and the fix."""
