@@ -199,6 +199,14 @@ def train_config(
   return lrtrain.TrainConfig(**{**fields, **overrides})
 
 
+def batch_sizes(batch: Any, adaptive: Any = None) -> tuple[int, ...]:
+  """Every batch size a plan may train with: its schedule's, or an adaptive
+  plan's candidates from its starting batch."""
+  if adaptive is not None:
+    return adaptive.sizes(batch)
+  return tuple(batch.batch_sizes)
+
+
 def make_task(common: CommonConfig, seed: int = 0):
   """`lrjax.tasks.image_classification` of ``--model`` on ``--dataset``, one
   per setting and seed (only 'synthetic' data is drawn from the seed)."""

@@ -218,6 +218,13 @@ def read(cls: type, defaults: Mapping[str, Any] | None = None, **fixed: Any):
   return cls(**values)
 
 
+def refuse(problems: Mapping[str, bool]) -> None:
+  """Raises ValueError with the first message whose condition holds."""
+  message = next((m for m, failed in problems.items() if failed), None)
+  if message:
+    raise ValueError(message)
+
+
 def check(settings: Any) -> None:
   """Tests every `setting` field's condition (ValueError naming the first
   failing flag, its value and what it must be)."""

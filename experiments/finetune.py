@@ -137,9 +137,7 @@ class FinetuneConfig:
         not self.eval_every <= self.epochs
       ),
     }
-    message = next((m for m, failed in problems.items() if failed), None)
-    if message:
-      raise ValueError(message)
+    _flags.refuse(problems)
 
 
 _flags.define(FinetuneConfig)

@@ -165,9 +165,7 @@ class LmConfig:
       f'{c.batch_size * c.seq_len} tokens': cap < c.batch_size
       for n, cap in caps.items()
     }
-    message = next((m for m, failed in problems.items() if failed), None)
-    if message:
-      raise ValueError(message)
+    _flags.refuse(problems)
 
 
 _flags.define(LmConfig)
@@ -210,9 +208,7 @@ class Plan:
 
   @property
   def batch_sizes(self) -> tuple[int, ...]:
-    if self.adaptive is not None:
-      return self.adaptive.sizes(self.batch)
-    return tuple(self.batch.batch_sizes)
+    return _common.batch_sizes(self.batch, self.adaptive)
 
 
 def token_epochs(tokens: int, seq_len: int, num_examples: int) -> float:

@@ -173,10 +173,7 @@ class Plan:
 
   @property
   def batch_sizes(self) -> tuple[int, ...]:
-    """Every batch size the schedule may train with."""
-    if self.adaptive is not None:
-      return self.adaptive.sizes(self.batch)
-    return tuple(self.batch.batch_sizes)
+    return _common.batch_sizes(self.batch, self.adaptive)
 
   def describe_batch(self) -> str:
     """The batch schedule as the report shows it."""
