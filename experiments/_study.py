@@ -172,6 +172,16 @@ class Trial:
   check: Callable[[Sequence[Any]], None] | None = None
 
 
+def render(name: str, **fields: Any) -> str:
+  """The report template ``experiments/reports/<name>.md`` with its
+  ``{field}`` slots filled by `str.format` (``{c.lr:g}`` reads and formats
+  an attribute; a literal brace is doubled). The prose of a report lives
+  there, the numbers it shows are computed here."""
+  path = os.path.join(os.path.dirname(__file__), 'reports', f'{name}.md')
+  with open(path) as f:
+    return f.read().format(**fields)
+
+
 @dataclasses.dataclass(frozen=True)
 class Report:
   """What a study writes: results.json, results.md (table) and report.md."""
