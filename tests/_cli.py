@@ -1,5 +1,8 @@
 """Runs an experiment's command line the way a user does, for the tests."""
 
+import contextlib
+import importlib
+import io
 import os
 import subprocess
 import sys
@@ -45,6 +48,37 @@ def run_experiment(module, cwd, *args, timeout=900, env=None):
     text=True,
     timeout=timeout,
   )
+
+
+def run_in_process(module, *args):
+  """`python -m experiments.<module> *args` in this process: absl parses
+  ``args`` from the checkout's root (nested flagfiles are paths from there),
+  `main` runs, and the flags are reset. For what does not need a fresh
+  interpreter (dry runs, flag checks); JAX has started already, so the
+  devices stay this process's.
+
+  Returns:
+    `(returncode, stdout, stderr)`: 0, or the `SystemExit` code of a usage
+    error (`experiments._study` prints one line and exits 1).
+  """
+  import jax
+  from absl import flags
+
+  jax.devices()  # started: run_main leaves the device count alone
+  study = importlib.import_module(f'experiments.{module}')
+  out, err, code = io.StringIO(), io.StringIO(), 0
+  cwd = os.getcwd()
+  try:
+    os.chdir(ROOT)
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+      try:
+        study.main(flags.FLAGS(['prog', *args]))
+      except SystemExit as e:
+        code = e.code
+  finally:
+    os.chdir(cwd)
+    flags.FLAGS.unparse_flags()
+  return code, out.getvalue(), err.getvalue()
 
 
 def flagfile(name):

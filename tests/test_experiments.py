@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 import pytest
-from _cli import flag_lines, flags_of
+from _cli import flag_lines, flags_of, run_in_process
 from _cli import flagfile as _flagfile
 from _cli import run_experiment as _cli
 
@@ -666,15 +666,11 @@ def test_lr_find_figure_draws_the_reported_suggestion(tmp_path, monkeypatch):
 )
 def test_bad_flag_fails_before_training(tmp_path, module, flagfile, bad, name):
   workdir = tmp_path / 'out'
-  proc = _cli(
-    module,
-    tmp_path,
-    _flagfile(flagfile),
-    bad,
-    f'--workdir={workdir}',
+  code, _, err = run_in_process(
+    module, _flagfile(flagfile), bad, f'--workdir={workdir}'
   )
-  assert proc.returncode != 0
-  assert name in proc.stderr, proc.stderr[-2000:]
+  assert code == 1
+  assert name in err, err[-2000:]
   assert not workdir.exists()
 
 
@@ -808,9 +804,8 @@ def test_cifar10_flagfiles_build_valid_configs(tmp_path, module, flagfile):
   # grow to 16000), so the synthetic stand-in has CIFAR-10's 50000 training
   # examples, small ones to keep it cheap.
   workdir = tmp_path / 'dry'
-  proc = _cli(
+  code, _, err = run_in_process(
     module,
-    tmp_path,
     _flagfile(flagfile),
     '--dataset=synthetic',
     '--synthetic_examples=50000',
@@ -818,7 +813,7 @@ def test_cifar10_flagfiles_build_valid_configs(tmp_path, module, flagfile):
     '--dry_run',
     f'--workdir={workdir}',
   )
-  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert code == 0, err[-3000:]
   config = json.loads(_read(workdir / 'config.json'))
   assert config['common']['model'] == 'wrn16_4'
   assert '--model=wrn16_4' in _read(workdir / 'flags.cfg')
@@ -840,9 +835,8 @@ def test_cifar10_dry_runs_check_the_batches_against_the_data(
 ):
   # 1000 examples: every flagfile's largest batch no longer fits.
   workdir = tmp_path / 'dry'
-  proc = _cli(
+  code, _, err = run_in_process(
     module,
-    tmp_path,
     _flagfile(flagfile),
     '--dataset=synthetic',
     '--synthetic_examples=1000',
@@ -850,8 +844,8 @@ def test_cifar10_dry_runs_check_the_batches_against_the_data(
     '--dry_run',
     f'--workdir={workdir}',
   )
-  assert proc.returncode == 1
-  assert name in proc.stderr, proc.stderr[-2000:]
+  assert code == 1
+  assert name in err, err[-2000:]
   assert not workdir.exists()
 
 

@@ -9,7 +9,6 @@ experiments' conclusions. Expected counts come from the boundary rule of
 """
 
 import dataclasses
-import functools
 import json
 import math
 import os
@@ -18,7 +17,7 @@ import sys
 
 import numpy as np
 import pytest
-from _cli import flag_lines, flags_of, run_experiment
+from _cli import flag_lines, flags_of, run_in_process
 from _lm_tiny import tiny_common
 
 from experiments import _lm_common, _runs, finetune, lm
@@ -553,9 +552,6 @@ def _leaves(tree):
 # ------------------------------------------------------------ command line
 
 
-_cli = functools.partial(run_experiment, timeout=300)
-
-
 def _config(module, *argv):
   """``experiments.<module>``'s checked config from ``argv``, parsed in
   process as its entry point parses them (a flagfile's nested flagfiles
@@ -723,8 +719,8 @@ def test_written_flags_repeat_the_run_with_the_lm_defaults(tmp_path, module):
   # LR 1e-3, batch 12, one seed), and flags.cfg states them, so that
   # re-running from it builds the same config.
   first = tmp_path / 'first'
-  proc = _cli(module, tmp_path, '--dry_run', f'--workdir={first}')
-  assert proc.returncode == 0, proc.stderr[-3000:]
+  code, _, err = run_in_process(module, '--dry_run', f'--workdir={first}')
+  assert code == 0, err[-3000:]
   config = json.loads(_read(first / 'config.json'))
   common = config['common']
   assert (common['optimizer'], common['batch_size']) == ('adamw', 12)
@@ -734,12 +730,11 @@ def test_written_flags_repeat_the_run_with_the_lm_defaults(tmp_path, module):
   if module == 'finetune':
     assert config['epochs'] == 3.0 and '--epochs=3.0' in written
   again = tmp_path / 'again'
-  proc = _cli(
+  code, _, err = run_in_process(
     module,
-    tmp_path,
     f'--flagfile={first / "flags.cfg"}',
     f'--workdir={again}',
     '--dry_run',
   )
-  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert code == 0, err[-3000:]
   assert json.loads(_read(again / 'config.json')) == config

@@ -2,7 +2,6 @@
 with tiny configs on the bundled digits data, and flag checks."""
 
 import dataclasses
-import functools
 import json
 import math
 import os
@@ -10,7 +9,7 @@ import os
 import numpy as np
 import pytest
 from _cli import flagfile as _flagfile
-from _cli import run_experiment
+from _cli import run_in_process
 
 from experiments import _common, goyal, scaling
 from experiments import recipe as recipe_exp
@@ -160,9 +159,6 @@ def test_scaling_end_to_end(tmp_path):
   _assert_outputs(workdir, ['scaling.png'])
 
 
-_cli = functools.partial(run_experiment, timeout=300)
-
-
 @pytest.mark.parametrize(
   'module, flagfile, bad, name',
   [
@@ -172,15 +168,11 @@ _cli = functools.partial(run_experiment, timeout=300)
 )
 def test_bad_flag_fails_before_training(tmp_path, module, flagfile, bad, name):
   workdir = tmp_path / 'out'
-  proc = _cli(
-    module,
-    tmp_path,
-    _flagfile(flagfile),
-    bad,
-    f'--workdir={workdir}',
+  code, _, err = run_in_process(
+    module, _flagfile(flagfile), bad, f'--workdir={workdir}'
   )
-  assert proc.returncode != 0
-  assert name in proc.stderr, proc.stderr[-2000:]
+  assert code == 1
+  assert name in err, err[-2000:]
   assert not workdir.exists()
 
 

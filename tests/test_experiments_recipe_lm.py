@@ -14,7 +14,7 @@ import os
 import re
 
 import pytest
-from _cli import flag_lines, flagfile, run_experiment
+from _cli import flag_lines, flagfile, run_in_process
 from _lm_tiny import tiny_common, tiny_lm
 from absl import app, flags
 
@@ -136,16 +136,12 @@ def test_lm_trial_too_short_for_the_warmup_names_the_flags(data_dir):
     recipe_exp.lm_trial_config(config, 1e-3, 4, 256)
 
 
-def _cli(cwd, *args):
-  return run_experiment(
-    'recipe', cwd, flagfile('recipe_lm.cfg'), *args, timeout=300
-  )
-
-
 def test_recipe_lm_flagfile_builds_the_lm_config(tmp_path):
   workdir = tmp_path / 'dry'
-  proc = _cli(tmp_path, '--dry_run', f'--workdir={workdir}')
-  assert proc.returncode == 0, proc.stderr[-3000:]
+  code, _, err = run_in_process(
+    'recipe', flagfile('recipe_lm.cfg'), '--dry_run', f'--workdir={workdir}'
+  )
+  assert code == 0, err[-3000:]
   with open(workdir / 'config.json') as f:
     config = json.load(f)
   common = config['lm']['common']
