@@ -383,19 +383,7 @@ def _report(config, rows, table, figures) -> str:
   kinds = {r['kind']: r for r in reversed(rows)}
   reached = [r for r in rows if not math.isnan(r['updates_to_target'][0])]
   fastest = min(reached, key=lambda r: r['updates_to_target'][0], default=None)
-  lines = [
-    '# Learning-rate policies compared (LRBench)',
-    '',
-    f'{c.dataset}, model {c.model}, {c.optimizer} with momentum '
-    f'{c.momentum:g}, batch {c.batch_size}, {c.epochs:g} epochs, seeds '
-    f'{", ".join(map(str, c.seeds))}. Ranked by mean top-1 test accuracy; '
-    'policies whose top-1 agrees with the leader of their group within '
-    'seed-to-seed variation (|difference| <= 2 x pooled seed std) share '
-    'its rank (`=k`). Every metric is mean ± std over seeds.',
-    '',
-    table,
-    '## Findings',
-    '',
+  findings = [
     leader,
     *(
       f'- Best {kind}-based: `{r["policy"]}` ({_ms(r["top1"], 100)} %, '
@@ -407,15 +395,15 @@ def _report(config, rows, table, figures) -> str:
     f'({fastest["updates_to_target"][0]:.0f}).'
     if fastest
     else f'- No policy reached {target:.0%} test accuracy.',
-    '',
-    'Robustness is the test minus train loss gap of the final parameters; '
-    'confidence is the predicted-class probability on correctly classified '
-    'test examples; CDAC spread is the standard deviation over classes of '
-    "each class's mean confidence on its correct predictions. Training "
-    'seconds to target come from the logged step rates (evaluation excluded).',
-    *_common.figure_lines(figures),
   ]
-  return '\n'.join(lines)
+  return _study.render(
+    'lrbench',
+    c=c,
+    seeds=', '.join(map(str, c.seeds)),
+    table=table,
+    findings='\n'.join(findings),
+    figures='\n'.join(_common.figure_lines(figures)),
+  )
 
 
 check, run, main = _study.entry_points(LrBench, get_config)
