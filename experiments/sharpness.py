@@ -600,6 +600,8 @@ def _report(config, regimes, table, rows, claims, figures, n) -> str:
     else f'the first {measured} of the {n} training examples '
     '(--sharpness_examples subsamples big data)'
   )
+  # A line per protocol in the template, shown in the order of --protocols.
+  described = _study.render('sharpness_protocols', config=config).splitlines()
   capped = [
     f'{r["protocol"]} / {r["regime"]}'
     for r in rows
@@ -612,7 +614,10 @@ def _report(config, regimes, table, rows, claims, figures, n) -> str:
     batches=regimes[config.protocols[0]],
     seeds=', '.join(map(str, config.common.seeds)),
     protocols='\n'.join(
-      f'- {p}: {_protocol_text(config, p)}' for p in config.protocols
+      line
+      for p in config.protocols
+      for line in described
+      if line.startswith(f'- {p}:')
     ),
     subset=subset,
     table=table,
@@ -624,22 +629,6 @@ def _report(config, regimes, table, rows, claims, figures, n) -> str:
     claims='\n'.join(evidence.claim_lines(claims)),
     figures='\n'.join(_common.figure_lines(figures)),
   )
-
-
-def _protocol_text(config, protocol: str) -> str:
-  loss = (
-    f'the training loss (measured every {config.loss_check_epochs:g} epochs)'
-  )
-  cap = f'at most {config.max_epochs:g} epochs'
-  return {
-    'equal_epochs': f'{config.common.epochs:g} epochs each, so the large '
-    'batch makes fewer updates and ends at a higher training loss.',
-    'target_loss': f'until {loss} is at most {config.target_loss:g}, {cap}: '
-    'both regimes end at about the same training loss.',
-    'converge': f'until {loss} has not improved by '
-    f'{config.converge_min_improvement:.0%} on its best for '
-    f'{config.converge_patience} checks in a row, {cap}.',
-  }[protocol]
 
 
 if __name__ == '__main__':
