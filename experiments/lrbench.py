@@ -238,7 +238,7 @@ class LrBench(_study.Study):
     runs = dict(zip(policies, trained.values(), strict=True))
     target = self.config.target_accuracy
     extra = list(self.config.metric_fns())
-    rows = rank_with_ties(_rows(runs, policies, target, extra))
+    rows = evidence.rank_with_ties(_rows(runs, policies, target, extra))
     table = _table(rows, target, extra)
     figures = _figures(runs, context.workdir)
     results = {
@@ -296,51 +296,6 @@ def _rows(runs, policies, target, extra) -> list[dict[str, Any]]:
       }
     )
   return rows
-
-
-def rank_with_ties(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-  """Ranks policies by mean top-1 accuracy, tying those within seed noise.
-
-  Sorted by mean top-1, a row shares the rank of its group's leader when
-  the two agree within seed-to-seed variation (`evidence.within_variation`
-  on ``top1_per_seed``), else starts a group ranked by its position
-  (competition ranking: 1, 1, 3). With one seed in any row every row is
-  ranked by its position and ``tied`` is None.
-
-  Args:
-    rows: one dict per policy with ``top1_per_seed`` (a list of accuracies).
-
-  Returns:
-    The rows, sorted, each with ``rank`` (int) and ``tied``: True when
-    another row shares its rank, False when none does, None when the
-    ranking is not tested (one seed).
-
-  Examples:
-    >>> rows = rank_with_ties([
-    ...   {'policy': 'a', 'top1_per_seed': [0.90, 0.92]},
-    ...   {'policy': 'b', 'top1_per_seed': [0.91, 0.92]},
-    ...   {'policy': 'c', 'top1_per_seed': [0.70, 0.71]},
-    ... ])
-    >>> [(r['policy'], r['rank'], r['tied']) for r in rows]
-    [('b', 1, True), ('a', 1, True), ('c', 3, False)]
-  """
-  ordered = sorted(rows, key=lambda r: -float(np.mean(r['top1_per_seed'])))
-  tested = all(len(r['top1_per_seed']) >= 2 for r in ordered)
-  leader: dict[str, Any] | None = None
-  for position, row in enumerate(ordered, 1):
-    tie = tested and leader is not None
-    tie = (
-      tie
-      and evidence.within_variation(
-        *(r['top1_per_seed'] for r in (leader, row))
-      )[0]
-    )
-    row['rank'] = leader['rank'] if tie else position
-    leader = leader if tie else row
-  ranks = [r['rank'] for r in ordered]
-  for row in ordered:
-    row['tied'] = ranks.count(row['rank']) > 1 if tested else None
-  return ordered
 
 
 def _ms(pair: tuple[float, float], scale: float = 1.0, digits: int = 2) -> str:
@@ -428,19 +383,7 @@ def _report(config, rows, table, figures) -> str:
   kinds = {r['kind']: r for r in reversed(rows)}
   reached = [r for r in rows if not math.isnan(r['updates_to_target'][0])]
   fastest = min(reached, key=lambda r: r['updates_to_target'][0], default=None)
-  lines = [
-    '# Learning-rate policies compared (LRBench)',
-    '',
-    f'{c.dataset}, model {c.model}, {c.optimizer} with momentum '
-    f'{c.momentum:g}, batch {c.batch_size}, {c.epochs:g} epochs, seeds '
-    f'{", ".join(map(str, c.seeds))}. Ranked by mean top-1 test accuracy; '
-    'policies whose top-1 agrees with the leader of their group within '
-    'seed-to-seed variation (|difference| <= 2 x pooled seed std) share '
-    'its rank (`=k`). Every metric is mean ± std over seeds.',
-    '',
-    table,
-    '## Findings',
-    '',
+  findings = [
     leader,
     *(
       f'- Best {kind}-based: `{r["policy"]}` ({_ms(r["top1"], 100)} %, '
@@ -452,15 +395,15 @@ def _report(config, rows, table, figures) -> str:
     f'({fastest["updates_to_target"][0]:.0f}).'
     if fastest
     else f'- No policy reached {target:.0%} test accuracy.',
-    '',
-    'Robustness is the test minus train loss gap of the final parameters; '
-    'confidence is the predicted-class probability on correctly classified '
-    'test examples; CDAC spread is the standard deviation over classes of '
-    "each class's mean confidence on its correct predictions. Training "
-    'seconds to target come from the logged step rates (evaluation excluded).',
-    *_common.figure_lines(figures),
   ]
-  return '\n'.join(lines)
+  return _study.render(
+    'lrbench',
+    c=c,
+    seeds=', '.join(map(str, c.seeds)),
+    table=table,
+    findings='\n'.join(findings),
+    figures='\n'.join(_common.figure_lines(figures)),
+  )
 
 
 check, run, main = _study.entry_points(LrBench, get_config)

@@ -593,69 +593,42 @@ def _figures(config, runs, interp, workdir) -> dict[str, str]:
 
 
 def _report(config, regimes, table, rows, claims, figures, n) -> str:
-  c = config.common
   measured = config.sharpness_examples or n
-  first = regimes[config.protocols[0]]
   subset = (
     'the whole training set'
     if measured >= n
     else f'the first {measured} of the {n} training examples '
     '(--sharpness_examples subsamples big data)'
   )
-  lines = [
-    '# Small-batch vs large-batch minima (Keskar et al. 2017)',
-    '',
-    f'{c.dataset}, model {c.model}, {c.optimizer}, constant LR {c.lr:g}, '
-    f'batch {first["small batch"]} vs {first["large batch"]}, seeds '
-    f'{", ".join(map(str, c.seeds))}.',
-    '',
-    'Protocols (how long each regime trains):',
-    '',
-    *(f'- {p}: {_protocol_text(config, p)}' for p in config.protocols),
-    '',
-    f'Training loss, training accuracy, sharpness and Hessian measured on '
-    f"{subset}, in eval mode. φ is Keskar's eps-sharpness, "
-    f'{config.sharpness_iters} L-BFGS-B iterations (a lower bound of the '
-    "box maximum): the headline starts at the definition's y = 0; "
-    '"from half box" starts at half the box in the gradient\'s direction '
-    f'(it moves off an exact minimum); subspace: a random p = '
-    f'{config.subspace_dim} subspace, from the half box. "÷ small batch": '
-    "the regime's mean φ (y = 0) over the small batch's in the same "
-    'protocol.',
-    '',
-    table,
-  ]
+  # A line per protocol in the template, shown in the order of --protocols.
+  described = _study.render('sharpness_protocols', config=config).splitlines()
   capped = [
     f'{r["protocol"]} / {r["regime"]}'
     for r in rows
     if 'max_epochs' in r['stopped_by']
   ]
-  if capped:
-    lines += [
-      f'Stopped at --max_epochs={config.max_epochs:g} without meeting their '
-      f'rule: {", ".join(capped)}; compare their training loss before '
-      'their sharpness.',
-      '',
-    ]
-  lines += ['## Claims', '']
-  lines += evidence.claim_lines(claims) + _common.figure_lines(figures)
-  return '\n'.join(lines)
-
-
-def _protocol_text(config, protocol: str) -> str:
-  loss = (
-    f'the training loss (measured every {config.loss_check_epochs:g} epochs)'
+  return _study.render(
+    'sharpness',
+    c=config.common,
+    config=config,
+    batches=regimes[config.protocols[0]],
+    seeds=', '.join(map(str, config.common.seeds)),
+    protocols='\n'.join(
+      line
+      for p in config.protocols
+      for line in described
+      if line.startswith(f'- {p}:')
+    ),
+    subset=subset,
+    table=table,
+    capped=f'Stopped at --max_epochs={config.max_epochs:g} without meeting '
+    f'their rule: {", ".join(capped)}; compare their training loss before '
+    'their sharpness.\n\n'
+    if capped
+    else '',
+    claims='\n'.join(evidence.claim_lines(claims)),
+    figures='\n'.join(_common.figure_lines(figures)),
   )
-  cap = f'at most {config.max_epochs:g} epochs'
-  return {
-    'equal_epochs': f'{config.common.epochs:g} epochs each, so the large '
-    'batch makes fewer updates and ends at a higher training loss.',
-    'target_loss': f'until {loss} is at most {config.target_loss:g}, {cap}: '
-    'both regimes end at about the same training loss.',
-    'converge': f'until {loss} has not improved by '
-    f'{config.converge_min_improvement:.0%} on its best for '
-    f'{config.converge_patience} checks in a row, {cap}.',
-  }[protocol]
 
 
 if __name__ == '__main__':

@@ -9,7 +9,8 @@ measure, so the claim is not tested: its verdict is None, never True.
 
 A claim is a dict ``{'claim': text, 'held': True | False | None,
 'detail': text}``; `claim` builds one, `claim_lines` and `print_claims`
-show a list of them.
+show a list of them. `rank_with_ties` ranks several settings, those that
+agree with their group's leader sharing its rank.
 
 Examples:
   >>> held, diff, tol = within_variation([0.9, 0.92], [0.91, 0.93])
@@ -108,6 +109,56 @@ def exceeds(a: Sequence[float], b: Sequence[float]) -> bool | None:
   if same is None:
     return None
   return difference > 0 and not same
+
+
+def rank_with_ties(
+  rows: Sequence[dict[str, Any]], key: str = 'top1_per_seed'
+) -> list[dict[str, Any]]:
+  r"""Ranks rows by their mean value, tying those within seed variation.
+
+  Sorted by the mean of ``row[key]`` (highest first), a row shares the rank
+  of its group's leader :math:`l` when the two agree by
+  :func:`within_variation`,
+
+  .. math::
+     |\bar x_l - \bar x_r| \le 2 \sqrt{(s_l^2 + s_r^2) / 2},
+
+  else it starts a group ranked by its position (competition ranking:
+  1, 1, 3). A tie is measured against the group's leader, not the row
+  above, so a chain of small gaps cannot tie rows far apart. With one seed
+  in any row every row is ranked by its position and ``tied`` is None.
+
+  Args:
+    rows: one dict per setting (e.g. an LR policy), ``row[key]`` a list of
+      one value per seed, higher better. The dicts are updated in place.
+    key: the key of the per-seed values.
+
+  Returns:
+    The rows, sorted, each with ``rank`` (int) and ``tied``: True when
+    another row shares its rank, False when none does, None when the
+    ranking is not tested (one seed).
+
+  Examples:
+    >>> rows = rank_with_ties([
+    ...   {'policy': 'a', 'top1_per_seed': [0.90, 0.92]},
+    ...   {'policy': 'b', 'top1_per_seed': [0.91, 0.92]},
+    ...   {'policy': 'c', 'top1_per_seed': [0.70, 0.71]},
+    ... ])
+    >>> [(r['policy'], r['rank'], r['tied']) for r in rows]
+    [('b', 1, True), ('a', 1, True), ('c', 3, False)]
+  """
+  ordered = sorted(rows, key=lambda r: -float(np.mean(r[key])))
+  tested = all(len(r[key]) >= 2 for r in ordered)
+  leader: dict[str, Any] | None = None
+  for position, row in enumerate(ordered, 1):
+    tie = tested and leader is not None
+    tie = tie and within_variation(leader[key], row[key])[0]
+    row['rank'] = leader['rank'] if tie else position
+    leader = leader if tie else row
+  ranks = [r['rank'] for r in ordered]
+  for row in ordered:
+    row['tied'] = ranks.count(row['rank']) > 1 if tested else None
+  return ordered
 
 
 def verdict(held: bool | None) -> str:

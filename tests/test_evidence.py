@@ -42,6 +42,31 @@ def test_one_seed_is_not_tested():
   assert evidence.claim('x', False, 'd', seeds=3)['held'] is False
 
 
+def test_rank_with_ties_competition_ranking_by_any_key():
+  # Means: a 2 (s^2 = 2), b 0 (s^2 = 0), c -1 (s = 0), d -1 (s^2 = 0.5).
+  # b vs the leader a: |2 - 0| = 2 <= 2 sqrt((2 + 0) / 2) = 2, a tie at the
+  # boundary. c vs a: 3 > 2, a new group at position 3; d (first of the
+  # equal means, the sort being stable) leads it and c ties it: 0 <= 1.
+  rows = [
+    {'name': 'd', 'score': [-1.5, -0.5]},
+    {'name': 'c', 'score': [-1.0, -1.0]},
+    {'name': 'b', 'score': [0.0, 0.0]},
+    {'name': 'a', 'score': [1.0, 3.0]},
+  ]
+  ranked = evidence.rank_with_ties(rows, key='score')
+  assert [(r['name'], r['rank'], r['tied']) for r in ranked] == [
+    ('a', 1, True),
+    ('b', 1, True),
+    ('d', 3, True),
+    ('c', 3, True),
+  ]
+  assert {id(r) for r in ranked} == {id(r) for r in rows}  # updated in place
+  # b just beyond the tolerance: every row its own rank, none tied.
+  rows = [{'score': [1.0, 3.0]}, {'score': [-0.001, -0.001]}]
+  ranked = evidence.rank_with_ties(rows, key='score')
+  assert [(r['rank'], r['tied']) for r in ranked] == [(1, False), (2, False)]
+
+
 def test_claims_in_words(capsys):
   claims = [
     {'claim': 'a', 'held': True, 'detail': '1'},

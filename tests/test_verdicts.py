@@ -8,7 +8,6 @@ import math
 
 import pytest
 
-from experiments import lrbench
 from lrjax import evidence
 
 
@@ -73,7 +72,7 @@ def _row(name, accs):
 def test_half_an_image_apart_within_seed_noise_is_a_tie():
   # A best policy 0.2 points ahead over three seeds whose std is 0.3 to 0.4
   # points: the gap is inside the seed noise, so no single best policy.
-  rows = lrbench.rank_with_ties(
+  rows = evidence.rank_with_ties(
     [
       _row('cosine', [0.9610, 0.9650, 0.9590]),  # mean 0.9617, s 0.00306
       _row('multistep', [0.9630, 0.9680, 0.9600]),  # mean 0.9637, s 0.00404
@@ -93,7 +92,7 @@ def test_half_an_image_apart_within_seed_noise_is_a_tie():
 def test_ties_are_measured_against_the_group_leader_not_the_row_above():
   # b ties a (diff 0.01 <= tolerance 0.0141 with s = 0.00707 each); c ties
   # b (0.01) but not a (0.02): c starts a new group at position 3.
-  rows = lrbench.rank_with_ties(
+  rows = evidence.rank_with_ties(
     [
       _row('c', [0.795, 0.805]),
       _row('a', [0.815, 0.825]),
@@ -109,7 +108,7 @@ def test_ties_are_measured_against_the_group_leader_not_the_row_above():
 
 
 def test_one_seed_ranks_by_position_and_marks_the_ranking_untested():
-  rows = lrbench.rank_with_ties(
+  rows = evidence.rank_with_ties(
     [_row('a', [0.90]), _row('b', [0.9014]), _row('c', [0.5])]
   )
   assert [(r['policy'], r['rank'], r['tied']) for r in rows] == [
