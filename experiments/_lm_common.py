@@ -260,8 +260,10 @@ def load_split(common: LmCommon, split: str, corpus: str | None = None):
   )
 
 
+@functools.cache
 def train_and_evaluation(common: LmCommon) -> tuple[Any, dict]:
-  """The training split and the validation sequences every run is tested on."""
+  """The training split and the validation sequences every run is tested
+  on, cached."""
   train = load_split(common, 'train')
   valid = load_split(common, common.validation_split)
   return train, valid.evenly_spaced(common.eval_sequences)
@@ -311,6 +313,16 @@ def make_task(
     eval_metrics=lm_eval,
     name=name,
   )
+
+
+def study_task(common: Any, seed: int, name: str) -> Any:
+  """The task of a study of either kind: the image task of a
+  `_common.CommonConfig`, or `make_task` of an `LmCommon` on its
+  `train_and_evaluation`, named ``'lm <name>'``."""
+  if not isinstance(common, LmCommon):
+    return _common.make_task(common, seed)
+  data = train_and_evaluation(common)
+  return make_task(common, *data, seed, name=f'lm {name}')
 
 
 #: The `LmCommon` fields every run's TrainConfig takes as they are.

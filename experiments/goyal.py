@@ -227,20 +227,11 @@ class Goyal(_study.Study):
     for key in _keys(self.config):
       name = '{}_lr{:g}_b{}'.format(*key)
       self.policies[key], same, config = self._run(*key)
-      task = functools.partial(self._task, name=name)
-      trial = _study.Trial(name, self.config.task_common.seeds, config, task)
+      c = self.config.task_common
+      task = functools.partial(_lm_common.study_task, c, name=name)
+      trial = _study.Trial(name, c.seeds, config, task)
       self.trial_of[key] = trials.setdefault(same or name, trial).name
     return list(trials.values())
-
-  @functools.cached_property
-  def _lm_data(self) -> tuple[Any, Any]:
-    return _lm_common.train_and_evaluation(self.config.lm.common)
-
-  def _task(self, seed: int, name: str) -> Any:
-    if self.config.lm is None:
-      return _common.make_task(self.config.common, seed)
-    c = self.config.lm.common
-    return _lm_common.make_task(c, *self._lm_data, seed, name=f'lm {name}')
 
   def _run(self, variant: str, factor: float, batch: int):
     """One run's LR policy text, what makes it the same run as another
@@ -255,7 +246,7 @@ class Goyal(_study.Study):
 
       return lr, None, train_config
     run = _lm_run_config(config, variant, factor, batch)
-    n = self._lm_data[0].num_examples
+    n = _lm_common.train_and_evaluation(c)[0].num_examples
     plan = lm_exp.build_plans(run, n)[lm_exp.BASELINE]
     by_seed = functools.partial(lm_exp.train_config, run, plan, num_examples=n)
     return lm_exp.lr_text(run, lm_exp.BASELINE), (str(plan.lr), batch), by_seed
@@ -271,7 +262,7 @@ class Goyal(_study.Study):
       return float(saved['b_simple'])
     c, b0 = self.config.task_common, self.config.goyal_base_batch
     probe = recipe.probe_noise(
-      self._task(c.seeds[0], 'noise probe'),
+      _lm_common.study_task(c, c.seeds[0], 'noise probe'),
       lr=c.lr,
       batch_size=b0,
       num_slices=4 if b0 % 4 == 0 else 2,
@@ -410,7 +401,7 @@ def _figures(config, curves, smith_le, b_simple, workdir) -> dict[str, str]:
 
 
 def _report(config, table, breaks, b_simple, smith_le, claim, figures) -> str:
-  c, b0, lc = config.task_common, config.goyal_base_batch, config.lm
+  c, lc = config.task_common, config.lm
   if lc is None:
     unit, noise = '', ''
     budget = f'{c.epochs:g} epochs, cosine to 0'
@@ -441,14 +432,13 @@ def _report(config, table, breaks, b_simple, smith_le, claim, figures) -> str:
     trained=_common.trained_text(c),
     budget=budget,
     c=c,
-    b0=b0,
+    config=config,
     unit=unit,
     seeds=list(c.seeds),
     table=table,
     b_simple=b_simple,
     noise=noise,
     rule=rule,
-    first=config.goyal_batches[0],
     breaks='\n'.join(breaks_md),
     best='\n'.join(best),
     claims='\n'.join(evidence.claim_lines([claim])),

@@ -248,12 +248,6 @@ class _Task:
       self.data = _lm_common.train_and_evaluation(c)
       self.n = self.data[0].num_examples
 
-  def task(self, seed: int, name: str) -> Any:
-    """The seed's task (the image task is one for every run of a seed)."""
-    if self.lc is None:
-      return _common.make_task(self.c, seed)
-    return _lm_common.make_task(self.c, *self.data, seed, name=f'lm {name}')
-
   def _image(self, batch: Any, lr: str, seed: int, **overrides) -> Method:
     config = _common.train_config(
       self.c, batch=batch, lr=lr, seed=seed, **overrides
@@ -359,9 +353,8 @@ class Recipe(_study.Study):
 
     def choose_for(seed: int) -> dict:
       seed_dir = os.path.join(context.workdir, f'seed{seed}')
-      return choose(
-        config, seed, seed_dir, kind.task(seed, 'probes'), kind.budget
-      )
+      task = _lm_common.study_task(kind.c, seed, 'probes')
+      return choose(config, seed, seed_dir, task, kind.budget)
 
     if config.recipe_only:
       chosen = choose_for(kind.c.seeds[0])
@@ -378,7 +371,7 @@ class Recipe(_study.Study):
           seed,
           method.config,
           os.path.join(context.workdir, f'seed{seed}', name.replace('-', '_')),
-          kind.task(seed, name),
+          _lm_common.study_task(kind.c, seed, name),
           overwrite=context.overwrite,
           progress=f'seed {j}/{len(kind.c.seeds)}',
         )
