@@ -42,6 +42,44 @@ def refuse_flags(experiment: str, replaced: Mapping[str, str]) -> None:
       )
 
 
+#: The common flags of a budget in epochs, refused: an LM's is in tokens.
+TOKEN_BUDGET = {
+  'epochs': '--train_tokens (the budget in tokens)',
+  'eval_every': '--eval_every_tokens',
+}
+
+
+def read_cosine_study(
+  config_cls: type, experiment: str, replaced: Mapping[str, str]
+) -> Any:
+  """Reads ``config_cls`` whose ``lm`` is experiments.lm's config reduced to
+  its cosine run at a constant batch, after `refuse_flags` (the
+  `TOKEN_BUDGET`'s and ``replaced``)."""
+  from experiments import lm
+
+  refuse_flags(experiment, {**TOKEN_BUDGET, **replaced})
+  return _flags.read(config_cls, lm=lm.baseline_config())
+
+
+def cosine_run(lm: Any, lr: float, batch: int, where: str, fix: str, **more):
+  """experiments.lm's config ``lm`` at peak ``lr`` and ``batch`` sequences
+  (and the fields ``more``), validated.
+
+  Raises:
+    ValueError: ``'<where>: <the run's error>; <fix>'``.
+  """
+  run = dataclasses.replace(
+    lm,
+    common=dataclasses.replace(lm.common, lr=lr, batch_size=batch),
+    **more,
+  )
+  try:
+    run.validate()
+  except ValueError as e:
+    raise ValueError(f'{where}: {e}; {fix}') from None
+  return run
+
+
 def parse_tokens(text: str, flag: str) -> int:
   """A token count from a flag (`'2M'`, `'64Ki'`), errors naming the flag."""
   from lrjax import batch as lbatch
@@ -222,8 +260,10 @@ def load_split(common: LmCommon, split: str, corpus: str | None = None):
   )
 
 
+@functools.cache
 def train_and_evaluation(common: LmCommon) -> tuple[Any, dict]:
-  """The training split and the validation sequences every run is tested on."""
+  """The training split and the validation sequences every run is tested
+  on, cached."""
   train = load_split(common, 'train')
   valid = load_split(common, common.validation_split)
   return train, valid.evenly_spaced(common.eval_sequences)
@@ -273,6 +313,16 @@ def make_task(
     eval_metrics=lm_eval,
     name=name,
   )
+
+
+def study_task(common: Any, seed: int, name: str) -> Any:
+  """The task of a study of either kind: the image task of a
+  `_common.CommonConfig`, or `make_task` of an `LmCommon` on its
+  `train_and_evaluation`, named ``'lm <name>'``."""
+  if not isinstance(common, LmCommon):
+    return _common.make_task(common, seed)
+  data = train_and_evaluation(common)
+  return make_task(common, *data, seed, name=f'lm {name}')
 
 
 #: The `LmCommon` fields every run's TrainConfig takes as they are.

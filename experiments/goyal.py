@@ -17,7 +17,6 @@ import dataclasses
 import functools
 import math
 import os
-from collections.abc import Sequence
 from typing import Any
 
 from absl import app, flags
@@ -98,15 +97,7 @@ class GoyalConfig:
     _flags.check(self)
     _lm_common.check_task('goyal_task', self.goyal_task, self.lm)
     for key in _keys(self) if self.lm is not None else ():
-      run = _lm_run_config(self, *key)
-      try:
-        run.validate()
-      except ValueError as e:
-        raise ValueError(
-          f'the run at batch {run.common.batch_size} sequences, LR '
-          f'{run.common.lr:g}: {e}; change --goyal_batches, '
-          '--goyal_warmup_tokens, --warmup_tokens or --train_tokens'
-        ) from None
+      _lm_run_config(self, *key)
     if self.lm is None and self.goyal_warmup_epochs >= self.common.epochs:
       raise ValueError(
         f'--goyal_warmup_epochs={self.goyal_warmup_epochs} must be below '
@@ -122,17 +113,15 @@ def get_config() -> GoyalConfig:
   factors sorted); raises ValueError for an LM flag given another value
   in an image sweep, app.UsageError for an image flag with the LM."""
   if flags.FLAGS.goyal_task == 'lm':
-    _lm_common.refuse_flags(
+    # Every run is experiments.lm's cosine run at a constant batch.
+    config = _lm_common.read_cosine_study(
+      GoyalConfig,
       'goyal --goyal_task=lm',
       {
-        'epochs': '--train_tokens (the budget in tokens)',
-        'eval_every': '--eval_every_tokens',
         'batch_size': '--goyal_base_batch and --goyal_batches (sequences)',
         'goyal_warmup_epochs': '--goyal_warmup_tokens',
       },
     )
-    # Every run is experiments.lm's cosine run at a constant batch.
-    config = _flags.read(GoyalConfig, lm=lm_exp.baseline_config())
   else:
     # A workdir's flags.cfg lists every flag: only another value is refused.
     warmup_tokens = flags.FLAGS['goyal_warmup_tokens']
@@ -184,30 +173,6 @@ def lr_policy(
   return str(schedules.warmup(inner, length=warmup_epochs, start=start))
 
 
-def breakdown(
-  batches: Sequence[int],
-  values: Sequence[float],
-  tolerance: float,
-  metric: _runs.Metric = _runs.ACCURACY,
-) -> int | None:
-  """The first of the increasing `batches` whose mean metric in `values` is
-  more than `tolerance` (in the metric's unit) worse than the first's, a
-  NaN (diverged) included; None when there is none.
-
-  Examples:
-    >>> breakdown([32, 64, 128], [0.95, 0.94, 0.90], 0.02)
-    128
-    >>> print(breakdown([32, 64], [0.95, 0.94], 0.02))
-    None
-    >>> breakdown([8, 16, 32], [2.0, 2.04, 2.2], 0.05, _runs.VAL_LOSS)
-    32
-  """
-  for b, v in zip(batches, values, strict=True):
-    if metric.worse(v, values[0], tolerance):
-      return int(b)
-  return None
-
-
 def _keys(config: GoyalConfig) -> list[tuple[str, float, int]]:
   """(rule, LR factor, batch) of every run: the rules at the base LR, then
   Smith & Le's sweeps, the `none` rule at ``goyal_lr_factors`` times it."""
@@ -221,14 +186,18 @@ def _keys(config: GoyalConfig) -> list[tuple[str, float, int]]:
 def _lm_run_config(
   config: GoyalConfig, variant: str, factor: float, batch: int
 ):
-  """experiments.lm's config of one run at its batch and peak LR; the
-  warmup rule warms up longer where its peak is above the base LR."""
-  lc, c = config.lm, config.lm.common
-  peak = peak_lr(variant, batch, c.lr * factor, config.goyal_base_batch)
-  longer = variant == 'warmup' and peak > c.lr
-  return dataclasses.replace(
+  """experiments.lm's config of one run at its batch and peak LR, validated;
+  the warmup rule warms up longer where its peak is above the base LR."""
+  lc = config.lm
+  peak = peak_lr(variant, batch, lc.common.lr * factor, config.goyal_base_batch)
+  longer = variant == 'warmup' and peak > lc.common.lr
+  return _lm_common.cosine_run(
     lc,
-    common=dataclasses.replace(c, lr=peak, batch_size=batch),
+    peak,
+    batch,
+    f'the run at batch {batch} sequences, LR {peak:g}',
+    'change --goyal_batches, --goyal_warmup_tokens, --warmup_tokens or '
+    '--train_tokens',
     warmup_tokens=config.warmup_tokens if longer else lc.warmup_tokens,
   )
 
@@ -258,20 +227,11 @@ class Goyal(_study.Study):
     for key in _keys(self.config):
       name = '{}_lr{:g}_b{}'.format(*key)
       self.policies[key], same, config = self._run(*key)
-      task = functools.partial(self._task, name=name)
-      trial = _study.Trial(name, self.config.task_common.seeds, config, task)
+      c = self.config.task_common
+      task = functools.partial(_lm_common.study_task, c, name=name)
+      trial = _study.Trial(name, c.seeds, config, task)
       self.trial_of[key] = trials.setdefault(same or name, trial).name
     return list(trials.values())
-
-  @functools.cached_property
-  def _lm_data(self) -> tuple[Any, Any]:
-    return _lm_common.train_and_evaluation(self.config.lm.common)
-
-  def _task(self, seed: int, name: str) -> Any:
-    if self.config.lm is None:
-      return _common.make_task(self.config.common, seed)
-    c = self.config.lm.common
-    return _lm_common.make_task(c, *self._lm_data, seed, name=f'lm {name}')
 
   def _run(self, variant: str, factor: float, batch: int):
     """One run's LR policy text, what makes it the same run as another
@@ -286,7 +246,7 @@ class Goyal(_study.Study):
 
       return lr, None, train_config
     run = _lm_run_config(config, variant, factor, batch)
-    n = self._lm_data[0].num_examples
+    n = _lm_common.train_and_evaluation(c)[0].num_examples
     plan = lm_exp.build_plans(run, n)[lm_exp.BASELINE]
     by_seed = functools.partial(lm_exp.train_config, run, plan, num_examples=n)
     return lm_exp.lr_text(run, lm_exp.BASELINE), (str(plan.lr), batch), by_seed
@@ -302,7 +262,7 @@ class Goyal(_study.Study):
       return float(saved['b_simple'])
     c, b0 = self.config.task_common, self.config.goyal_base_batch
     probe = recipe.probe_noise(
-      self._task(c.seeds[0], 'noise probe'),
+      _lm_common.study_task(c, c.seeds[0], 'noise probe'),
       lr=c.lr,
       batch_size=b0,
       num_slices=4 if b0 % 4 == 0 else 2,
@@ -317,6 +277,8 @@ class Goyal(_study.Study):
   def analyze(
     self, runs: dict[str, list[_runs.Run]], workdir: str
   ) -> _study.Report:
+    from lrjax import rules
+
     config, metric = self.config, self.config.metric
     batches = config.goyal_batches
     t = None if config.lm is None else config.lm.common.seq_len
@@ -346,7 +308,12 @@ class Goyal(_study.Study):
       for v in config.goyal_variants
     }
     breaks = {
-      v: breakdown(batches, curve, config.goyal_tolerance, metric)
+      v: rules.breakdown_batch(
+        batches,
+        curve,
+        config.goyal_tolerance,
+        higher_is_better=metric.higher_is_better,
+      )
       for v, curve in curves.items()
     }
     smith_le = {}
@@ -434,7 +401,7 @@ def _figures(config, curves, smith_le, b_simple, workdir) -> dict[str, str]:
 
 
 def _report(config, table, breaks, b_simple, smith_le, claim, figures) -> str:
-  c, b0, lc = config.task_common, config.goyal_base_batch, config.lm
+  c, lc = config.task_common, config.lm
   if lc is None:
     unit, noise = '', ''
     budget = f'{c.epochs:g} epochs, cosine to 0'
@@ -450,38 +417,33 @@ def _report(config, table, breaks, b_simple, smith_le, claim, figures) -> str:
       'peak'
     )
     rule = f'validation loss more than {config.goyal_tolerance:g} nats above'
-  lines = [
-    "# Goyal et al.'s batch sweep",
-    '',
-    f'{_common.trained_text(c)}, {budget}; base LR {c.lr:g} at batch {b0}'
-    f'{unit}; seeds {list(c.seeds)}.',
-    '',
-    table,
-    f'Measured noise scale at batch {b0}, LR {c.lr:g}: B_simple = '
-    f'{b_simple:.4g}{noise}.',
-    '',
-    '## Where each rule breaks down',
-    '',
-    f'(mean {rule} batch {config.goyal_batches[0]})',
-    '',
-    *(
-      f'- {v}: breaks down at batch {b}{unit} ({b / b_simple:.2g} x B_simple)'
-      if b
-      else f'- {v}: holds over the whole sweep'
-      for v, b in breaks.items()
-    ),
-    '',
-    "## Smith & Le's optimal batch",
-    '',
-    *(
-      f'- LR {c.lr * f:g}: best batch {v["best_batch"]}{unit}'
-      for f, v in sorted(smith_le.items())
-    ),
-    '',
-    *evidence.claim_lines([claim]),
-    *_common.figure_lines(figures),
-  ]
-  return '\n'.join(lines)
+  breaks_md = (
+    f'- {v}: breaks down at batch {b}{unit} ({b / b_simple:.2g} x B_simple)'
+    if b
+    else f'- {v}: holds over the whole sweep'
+    for v, b in breaks.items()
+  )
+  best = (
+    f'- LR {c.lr * f:g}: best batch {v["best_batch"]}{unit}'
+    for f, v in sorted(smith_le.items())
+  )
+  return _study.render(
+    'goyal',
+    trained=_common.trained_text(c),
+    budget=budget,
+    c=c,
+    config=config,
+    unit=unit,
+    seeds=list(c.seeds),
+    table=table,
+    b_simple=b_simple,
+    noise=noise,
+    rule=rule,
+    breaks='\n'.join(breaks_md),
+    best='\n'.join(best),
+    claims='\n'.join(evidence.claim_lines([claim])),
+    figures='\n'.join(_common.figure_lines(figures)).strip(),
+  )
 
 
 if __name__ == '__main__':

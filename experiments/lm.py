@@ -173,13 +173,7 @@ _flags.define(LmConfig)
 
 def get_config() -> LmConfig:
   """Builds the typed config from the parsed flags (cosine always runs)."""
-  _lm_common.refuse_flags(
-    'lm',
-    {
-      'epochs': '--train_tokens (the budget in tokens)',
-      'eval_every': '--eval_every_tokens',
-    },
-  )
+  _lm_common.refuse_flags('lm', _lm_common.TOKEN_BUDGET)
   config = _flags.read(LmConfig, common=_lm_common.lm_common())
   policies = (BASELINE, *(p for p in config.lr_policies if p != BASELINE))
   return dataclasses.replace(config, lr_policies=policies)

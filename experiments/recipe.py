@@ -137,18 +137,16 @@ def get_config() -> RecipeConfig:
   """Builds the typed config from the parsed flags."""
   if _flags.FLAGS.recipe_task == 'image':
     return _flags.read(RecipeConfig, common=_common.common_config())
-  _lm_common.refuse_flags(
+  # Only experiments.lm's cosine run at a constant batch is compared.
+  return _lm_common.read_cosine_study(
+    RecipeConfig,
     'recipe --recipe_task=lm',
     {
-      'epochs': '--train_tokens (the budget in tokens)',
-      'eval_every': '--eval_every_tokens',
       'baseline_lr': '--lr, --warmup_tokens and --final_lr_fraction (the '
       "hand-tuned run is experiments.lm's cosine run)",
       'baseline_batch': '--batch_size',
     },
   )
-  # Only experiments.lm's cosine run at a constant batch is compared.
-  return _flags.read(RecipeConfig, lm=lm_exp.baseline_config())
 
 
 def choose(
@@ -210,21 +208,15 @@ def lm_trial_config(config: RecipeConfig, lr: float, batch: int, tokens: int):
     ValueError: when the trial's share of the tokens is too short for the
       warmup or one batch (naming the flags to change).
   """
-  lc = config.lm
-  trial = dataclasses.replace(
-    lc,
-    common=dataclasses.replace(lc.common, lr=lr, batch_size=batch),
+  return _lm_common.cosine_run(
+    config.lm,
+    lr,
+    batch,
+    f'a random trial of {tokens} tokens (budget plus probes over '
+    f'--random_trials={config.random_trials})',
+    'lower --random_trials or --warmup_tokens, or raise --train_tokens',
     train_tokens=tokens,
   )
-  try:
-    trial.validate()
-  except ValueError as e:
-    raise ValueError(
-      f'a random trial of {tokens} tokens (budget plus probes over '
-      f'--random_trials={config.random_trials}): {e}; lower --random_trials '
-      'or --warmup_tokens, or raise --train_tokens'
-    ) from None
-  return trial
 
 
 class Method(NamedTuple):
@@ -255,12 +247,6 @@ class _Task:
       )
       self.data = _lm_common.train_and_evaluation(c)
       self.n = self.data[0].num_examples
-
-  def task(self, seed: int, name: str) -> Any:
-    """The seed's task (the image task is one for every run of a seed)."""
-    if self.lc is None:
-      return _common.make_task(self.c, seed)
-    return _lm_common.make_task(self.c, *self.data, seed, name=f'lm {name}')
 
   def _image(self, batch: Any, lr: str, seed: int, **overrides) -> Method:
     config = _common.train_config(
@@ -367,9 +353,8 @@ class Recipe(_study.Study):
 
     def choose_for(seed: int) -> dict:
       seed_dir = os.path.join(context.workdir, f'seed{seed}')
-      return choose(
-        config, seed, seed_dir, kind.task(seed, 'probes'), kind.budget
-      )
+      task = _lm_common.study_task(kind.c, seed, 'probes')
+      return choose(config, seed, seed_dir, task, kind.budget)
 
     if config.recipe_only:
       chosen = choose_for(kind.c.seeds[0])
@@ -386,7 +371,7 @@ class Recipe(_study.Study):
           seed,
           method.config,
           os.path.join(context.workdir, f'seed{seed}', name.replace('-', '_')),
-          kind.task(seed, name),
+          _lm_common.study_task(kind.c, seed, name),
           overwrite=context.overwrite,
           progress=f'seed {j}/{len(kind.c.seeds)}',
         )
@@ -472,23 +457,16 @@ def _compare(config, kind, groups, chosen_all, trials_all, workdir):
     f'{name} ' + ' / '.join(f'{metric.scale * v:.{d}f}' for v in row[values])
     for name, row in rows.items()
   )
-  report = f"""# Let lrjax choose: recipe vs hand-tuned vs random search
-
-{kind.header()}
-
-{table}
-Per seed ({metric.label}): {per_seed}.
-
-## The recipe (first seed)
-
-```
-{chosen_all[kind.c.seeds[0]]['summary']}
-```
-
-## Verdict
-
-"""
-  report += '\n'.join(verdict + _common.figure_lines(figures))
+  report = _study.render(
+    'recipe',
+    header=kind.header(),
+    table=table,
+    metric=metric,
+    per_seed=per_seed,
+    summary=chosen_all[kind.c.seeds[0]]['summary'],
+    verdict='\n'.join(verdict),
+    figures='\n'.join(_common.figure_lines(figures)).strip(),
+  )
   return _study.Report(results, table, report)
 
 

@@ -33,12 +33,14 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 
 __all__ = [
   'SCALING_RULES',
+  'breakdown_batch',
   'effective_lr',
   'linear_scaling',
   'linear_scaling_warmup',
@@ -455,3 +457,71 @@ def linear_scaling_warmup(
   if warmup_epochs == 0:
     return schedules.constant(target)
   return schedules.linear(base_lr, end=target, length=warmup_epochs)
+
+
+def breakdown_batch(
+  batch_sizes: Sequence[int],
+  values: Sequence[float],
+  tolerance: float,
+  *,
+  higher_is_better: bool = True,
+) -> int | None:
+  """The batch size at which a scaling rule breaks down in a batch sweep.
+
+  Trained under the rule at each of the increasing ``batch_sizes``, runs
+  reach the final metric ``values`` (e.g. test accuracy, or a validation
+  loss with ``higher_is_better=False``). The rule breaks down at the first
+  batch :math:`B_k` whose value is more than ``tolerance`` worse than that
+  of the first, smallest batch :math:`B_0`:
+
+  .. math::
+    B^* = \\min \\{B_k : v_k < v_0 - \\tau\\}
+
+  (:math:`v_k > v_0 + \\tau` for a loss), a non-finite value (a diverged
+  run) always counting as worse. Goyal et al. (2017) read their Figure 1
+  this way: the linear scaling rule with warmup holds up to batch 8k.
+
+  Args:
+    batch_sizes: the sweep's batch sizes, increasing.
+    values: the metric at each batch (its mean over seeds).
+    tolerance: :math:`\\tau` >= 0, in the metric's unit.
+    higher_is_better: whether a higher value is better (accuracy) or worse
+      (a loss).
+
+  Returns:
+    The first batch size that is more than ``tolerance`` worse than the
+    first, or None when the rule holds over the whole sweep.
+
+  Raises:
+    ValueError: when ``values`` and ``batch_sizes`` differ in length or
+      are empty, or ``tolerance`` is negative.
+
+  Examples:
+    >>> from lrjax import rules
+    >>> rules.breakdown_batch([32, 64, 128], [0.95, 0.94, 0.90], 0.02)
+    128
+    >>> print(rules.breakdown_batch([32, 64], [0.95, 0.94], 0.02))
+    None
+    >>> rules.breakdown_batch(
+    ...   [8, 16, 32], [2.0, 2.04, 2.2], 0.05, higher_is_better=False
+    ... )
+    32
+
+  References:
+    Goyal et al. 2017, section 5.2 and Figure 1.
+  """
+  if len(values) != len(batch_sizes) or not values:
+    raise ValueError(
+      f'{len(values)=} must equal {len(batch_sizes)=} and be at least 1'
+    )
+  if not tolerance >= 0:
+    raise ValueError(f'{tolerance=} must be >= 0')
+  first = values[0]
+  for batch, value in zip(batch_sizes, values, strict=True):
+    if higher_is_better:
+      worse = value < first - tolerance
+    else:
+      worse = value > first + tolerance
+    if worse or not math.isfinite(value):
+      return int(batch)
+  return None

@@ -16,7 +16,7 @@ from _cli import flagfile
 from _lm_tiny import tiny_common, tiny_lm
 from absl import app, flags
 
-from experiments import _lm_common, _runs, goyal
+from experiments import _lm_common, goyal
 from lrjax import batch as lbatch
 from lrjax import schedules
 
@@ -32,27 +32,6 @@ def data_dir(python_docs_dir):
 def _tiny(data_dir, cache):
   common = tiny_common(data_dir, cache, max_device_batch=8, noise=False)
   return tiny_lm(common, eval_every_tokens=4096)
-
-
-@pytest.mark.parametrize(
-  'values, expected',
-  [
-    # Loss (nats), tolerance 0.05 above the first batch's 2.00.
-    ([2.00, 2.04, 2.06, 1.90], 32),
-    ([2.00, 2.05, 1.99, 2.00], None),  # exactly at the tolerance: holds
-    ([2.00, 1.80, 2.30, 2.40], 32),  # a lower loss never breaks down
-    ([2.00, 2.01, math.nan, 2.00], 32),  # a diverged run breaks down
-  ],
-)
-def test_breakdown_of_a_loss_is_a_rise_above_the_first_batch(values, expected):
-  got = goyal.breakdown([8, 16, 32, 64], values, 0.05, _runs.VAL_LOSS)
-  assert got == expected
-
-
-def test_breakdown_of_accuracy_is_a_fall_below_the_first_batch():
-  # The same table read as accuracy: 2.06 is not a fall, 1.90 is.
-  got = goyal.breakdown([8, 16, 32, 64], [2.00, 2.04, 2.06, 1.90], 0.05)
-  assert got == 64
 
 
 def test_lm_sweep_end_to_end(data_dir, tmp_path):

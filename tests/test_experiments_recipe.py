@@ -14,7 +14,7 @@ from _cli import run_in_process
 from experiments import _common, goyal, scaling
 from experiments import recipe as recipe_exp
 from lrjax import batch as lbatch
-from lrjax import schedules
+from lrjax import rules, schedules
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N_TRAIN = 1437  # digits training split
@@ -73,7 +73,7 @@ def test_goyal_end_to_end(tmp_path):
   # The breakdown follows from the table's means.
   for v in ('none', 'warmup'):
     means = [rows[(v, b)]['test_accuracy_mean'] for b in (32, 64)]
-    assert results['breakdown_batch'][v] == goyal.breakdown(
+    assert results['breakdown_batch'][v] == rules.breakdown_batch(
       (32, 64), means, 0.02
     )
   assert results['b_simple'] > 0

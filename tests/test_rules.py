@@ -155,3 +155,44 @@ def test_scaled_lr_by_name():
     rules.scaled_lr('cubic', 128, 0.05, 32)
   with pytest.raises(ValueError, match='batch_size'):
     rules.scaled_lr('none', 0, 0.05, 32)
+
+
+@pytest.mark.parametrize(
+  'values, expected',
+  [
+    # Accuracy, tolerance 0.02 below the first batch's 0.95.
+    ([0.95, 0.94, 0.90, 0.96], 128),
+    ([0.95, 0.93, 0.94, 0.99], None),  # 0.93 is within 0.02: holds
+    ([0.95, 0.99, 0.80, 0.70], 128),  # a rise never breaks down
+    ([0.95, math.nan, 0.94, 0.94], 64),  # a diverged run breaks down
+  ],
+)
+def test_breakdown_batch_of_accuracy(values, expected):
+  got = rules.breakdown_batch([32, 64, 128, 256], values, 0.02)
+  assert got == expected
+
+
+@pytest.mark.parametrize(
+  'values, expected',
+  [
+    # Loss (nats), tolerance 0.05 above the first batch's 2.00.
+    ([2.00, 2.04, 2.06, 1.90], 32),
+    ([2.00, 2.05, 1.99, 2.00], None),  # exactly at the tolerance: holds
+    ([2.00, 1.80, 2.30, 2.40], 32),  # a lower loss never breaks down
+    ([2.00, 2.01, math.inf, 2.00], 32),  # a diverged run breaks down
+  ],
+)
+def test_breakdown_batch_of_a_loss(values, expected):
+  got = rules.breakdown_batch(
+    [8, 16, 32, 64], values, 0.05, higher_is_better=False
+  )
+  assert got == expected
+
+
+def test_breakdown_batch_bad_arguments():
+  with pytest.raises(ValueError, match='len'):
+    rules.breakdown_batch([8, 16], [2.0], 0.05)
+  with pytest.raises(ValueError, match='len'):
+    rules.breakdown_batch([], [], 0.05)
+  with pytest.raises(ValueError, match='tolerance'):
+    rules.breakdown_batch([8], [2.0], -0.1)
