@@ -563,46 +563,24 @@ def _figures(runs, summary, start, config, workdir) -> dict[str, str]:
 
 def _report(config, results, table, grid_table) -> str:
   c, r = config.common, results
-  pre, init, base = r['pretrain'], r['initial'], r['baselines_bits_per_byte']
-  lines = [
-    '# LRBench++ at small scale: fine-tuning versus training from scratch',
-    '',
-    f'Pretraining: {c.corpus}, {pre["tokens"]:,} tokens, {c.layers} layers '
-    f'x width {c.width}, final validation '
-    f'{pre["validation"].get("bits_per_byte", math.nan):.3f} bits/byte '
-    f'({pre["wall_seconds"]:.0f} s, cached in pretrain/).',
-    '',
-    f'Second domain: {config.finetune_corpus} (read from '
-    f'{r["interpreter"] or "a TFDS dataset"}), {r["finetune_sequences"]:,} '
-    f'training sequences of {c.seq_len} bytes, {config.epochs:g} epochs at '
-    f'batch {c.batch_size} ({r["grid"][0]["num_updates"]} updates), '
-    f'evaluated every {config.eval_every:g} epoch(s) on '
-    f'{r["eval_sequences"]} sequences; {c.optimizer} (beta2 {c.b2:g}, '
-    f'weight decay {c.weight_decay:g}); LRs '
-    f'{", ".join(f"{x:g}" for x in config.lr_grid)}; seeds '
-    f'{", ".join(map(str, c.seeds))}. Before training: the pretrained '
-    f'model {init["finetune"]["bits_per_byte"]:.3f} bits/byte, a random '
-    f'one {init["scratch"]["bits_per_byte"]:.3f}; unigram '
-    f'{base["unigram"]:.3f}, bigram {base["bigram"]:.3f}.',
-    '',
-    '## Per policy: best LR and LRBench metrics',
-    '',
-    table,
-    'Bits/byte: final validation value at the best LR (mean ± std over '
-    'seeds). Updates to target: at the best LR, over the seeds that reached '
-    'it. LR spread: max - min of the final bits/byte over the LR grid '
-    '(robustness to the LR; lower is more robust). Confidence: mean top '
-    'probability on the correctly predicted bytes.',
-    '',
-    '## Every policy at every LR (final validation bits/byte)',
-    '',
-    grid_table,
-    '## The contrast',
-    '',
-    *evidence.claim_lines(r['claims']),
-    *_common.figure_lines(r['figures']),
-  ]
-  return '\n'.join(lines)
+  return _study.render(
+    'finetune',
+    c=c,
+    r=r,
+    config=config,
+    pre=r['pretrain'],
+    pre_bpb=r['pretrain']['validation'].get('bits_per_byte', math.nan),
+    source=r['interpreter'] or 'a TFDS dataset',
+    updates=r['grid'][0]['num_updates'],
+    lrs=', '.join(f'{x:g}' for x in config.lr_grid),
+    seeds=', '.join(map(str, c.seeds)),
+    init=r['initial'],
+    base=r['baselines_bits_per_byte'],
+    table=table,
+    grid_table=grid_table,
+    claims='\n'.join(evidence.claim_lines(r['claims'])),
+    figures=''.join(f'\n{x}' for x in _common.figure_lines(r['figures'])),
+  )
 
 
 check, run, main = _study.entry_points(Finetune, get_config)
