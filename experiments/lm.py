@@ -12,7 +12,6 @@ tokens; budgets, ramps and B_simple are stated in tokens.
 from __future__ import annotations
 
 import dataclasses
-import fractions
 import functools
 import math
 import os
@@ -115,7 +114,9 @@ class LmConfig:
 
   def epochs(self, tokens: int, num_examples: int) -> float:
     """A token count as epochs of ``num_examples`` sequences."""
-    return token_epochs(tokens, self.common.seq_len, num_examples)
+    from lrjax import batch as lbatch
+
+    return lbatch.to_epochs(tokens, self.common.seq_len, num_examples)
 
   def cap(self, name: str) -> int:
     """The adaptive or seesaw batch cap in sequences (``name``: either)."""
@@ -209,11 +210,6 @@ class Plan:
   @property
   def batch_sizes(self) -> tuple[int, ...]:
     return _common.batch_sizes(self.batch, self.adaptive)
-
-
-def token_epochs(tokens: int, seq_len: int, num_examples: int) -> float:
-  """A token count as epochs of ``num_examples`` sequences of ``seq_len``."""
-  return float(fractions.Fraction(tokens, seq_len * num_examples))
 
 
 def _round12(x: float) -> float:
