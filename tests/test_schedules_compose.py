@@ -279,3 +279,5 @@ def test_finetune_policies_by_hand():
   assert S.FINETUNE_POLICIES[-1] == 'plateau'
   with pytest.raises(ValueError, match='not one of'):
     S.finetune_policy('noam', lr, e, 0.1)
+  with pytest.raises(ValueError, match='warmup_fraction=1'):
+    S.finetune_policy('cosine', lr, e, 1)

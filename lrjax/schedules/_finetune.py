@@ -30,7 +30,7 @@ def _builders() -> dict[str, Callable[..., Policy | ReduceOnPlateau]]:
   }
 
 
-#: The names `finetune_policy` takes, in the order LRBench++ lists them.
+#: The names `finetune_policy` takes.
 FINETUNE_POLICIES = tuple(_builders())
 
 
@@ -39,9 +39,9 @@ def finetune_policy(
 ) -> Policy | ReduceOnPlateau:
   """The fine-tuning LR policy ``name`` at peak ``lr`` over ``length``.
 
-  Jin et al. (2023) tune the LR policy of fine-tuning a pretrained language
-  model apart from training from scratch; these are the policies they
-  compare, in the units of ``length`` (epochs, say). With :math:`L` the
+  Jin et al. (2023) argue that the LR of fine-tuning a pretrained language
+  model is tuned apart from training from scratch; these are policies to
+  compare there, in the units of ``length`` (epochs, say). With :math:`L` the
   length, :math:`W = fL` the warmup (``warmup_fraction`` :math:`f`) and
   :math:`\\eta` the peak LR:
 
@@ -70,7 +70,8 @@ def finetune_policy(
     ``plateau`` the stateful `ReduceOnPlateau`).
 
   Raises:
-    ValueError: for a name not in `FINETUNE_POLICIES`.
+    ValueError: for a name not in `FINETUNE_POLICIES` or a
+      ``warmup_fraction`` outside (0, 1).
 
   Examples:
     >>> from lrjax import schedules
@@ -79,9 +80,11 @@ def finetune_policy(
     [0.0, 0.005, 0.01, 0.005, 0.0]
 
   References:
-    Jin, Zhou, Wu, Liu, Tang, Sheng. Rethinking Learning Rate Tuning in the
-    Era of Large Language Models. IEEE CogMI 2023 (LRBench++).
+    Jin et al. Rethinking Learning Rate Tuning in the Era of Large Language
+    Models. IEEE CogMI 2023 (LRBench++).
   """
   if name not in FINETUNE_POLICIES:
     raise ValueError(f'{name=} is not one of {FINETUNE_POLICIES}')
+  if not 0 < warmup_fraction < 1:
+    raise ValueError(f'{warmup_fraction=} must be in (0, 1)')
   return _builders()[name](lr, length, warmup_fraction * length)
