@@ -27,32 +27,9 @@ from absl import app
 from experiments import _common, _flags, _lm_common, _runs, _study
 from experiments._flags import setting
 from experiments._lm_common import token_setting
-from lrjax import evidence
+from lrjax import evidence, schedules
 
-
-def _policies() -> dict[str, Any]:
-  """Each policy's builder ``(lr, epochs, warmup epochs) -> schedule``."""
-  from lrjax import schedules as s
-
-  return {
-    'constant': lambda lr, e, w: s.constant(lr),
-    'linear': lambda lr, e, w: s.linear(lr, end=0.0, length=e),
-    'cosine': lambda lr, e, w: s.cosine(lr, length=e),
-    'warmup_constant': lambda lr, e, w: s.warmup(s.constant(lr), length=w),
-    'warmup_cosine': lambda lr, e, w: s.warmup(
-      s.cosine(lr, length=e - w), length=w
-    ),
-    'hf_warmup_linear': lambda lr, e, w: s.warmup(
-      s.linear(lr, end=0.0, length=e - w), length=w, start=0.0
-    ),
-    'onecycle': lambda lr, e, w: s.onecycle(lr, length=e),
-    'plateau': lambda lr, e, w: s.reduce_on_plateau(
-      lr, factor=0.5, patience=0, value_per='epoch'
-    ),
-  }
-
-
-POLICIES = tuple(_policies())
+POLICIES = schedules.FINETUNE_POLICIES
 MODES = ('finetune', 'scratch')
 #: The common flags this experiment reads with its own defaults.
 DEFAULTS = {'epochs': 3.0, 'eval_every': 1.0}
@@ -153,19 +130,6 @@ def get_config() -> FinetuneConfig:
   return _flags.read(FinetuneConfig, common=_lm_common.lm_common(), **own)
 
 
-def policy(name: str, lr: float, epochs: float, warmup_fraction: float):
-  """The LR policy ``name`` over the fine-tuning's ``epochs`` at peak ``lr``.
-
-  Warmups last ``warmup_fraction`` of the epochs (from 0.1 lr, from 0 for
-  ``hf_warmup_linear``, Hugging Face's ``get_linear_schedule_with_warmup``);
-  ``plateau`` is PyTorch's ``ReduceLROnPlateau(factor=0.5, patience=0)``
-  stepped per epoch. Raises ValueError for an unknown name.
-  """
-  if name not in POLICIES:
-    raise ValueError(f'{name=} is not one of {POLICIES}')
-  return _policies()[name](lr, epochs, warmup_fraction * epochs)
-
-
 def _kind(name: str) -> str:
   return 'state' if name == 'plateau' else 'formula'
 
@@ -180,19 +144,21 @@ def pretrain(
     The finished run and its final parameters (a pure dict).
   """
   from lrjax import batch as lbatch
-  from lrjax import schedules as s
   from lrjax import train as lrtrain
 
   c, lr, seed = config.common, config.pretrain_lr, config.common.seeds[0]
   train, evaluate = _lm_common.train_and_evaluation(c)
   t, n, tokens = c.seq_len, train.num_examples, config.pretrain_tokens
-  total, warm = tokens / (t * n), config.pretrain_warmup_tokens / (t * n)
+  total = lbatch.to_epochs(tokens, t, n)
+  warm = lbatch.to_epochs(config.pretrain_warmup_tokens, t, n)
   size = (config.pretrain_batch_size or c.batch_size) * t
-  cosine = s.cosine(lr, length=total - warm, end=float(f'{0.1 * lr:.12g}'))
+  cosine = schedules.cosine(
+    lr, length=total - warm, end=float(f'{0.1 * lr:.12g}')
+  )
   tc = _lm_common.train_config(
     c,
     batch=lbatch.parse(f'stages({size}tok@{tokens}tok,seq={t})', n),
-    lr=s.warmup(cosine, length=warm),
+    lr=schedules.warmup(cosine, length=warm),
     seed=seed,
     eval_every=total / 4,
     keep_checkpoints=1,
@@ -224,7 +190,9 @@ def train_config(
   return _lm_common.train_config(
     c,
     batch=batch,
-    lr=policy(name, lr, config.epochs, config.warmup_fraction),
+    lr=schedules.finetune_policy(
+      name, lr, config.epochs, config.warmup_fraction
+    ),
     seed=seed,
     eval_every=config.eval_every,
     # A high LR of the grid may diverge: skip its non-finite updates (and
@@ -563,46 +531,24 @@ def _figures(runs, summary, start, config, workdir) -> dict[str, str]:
 
 def _report(config, results, table, grid_table) -> str:
   c, r = config.common, results
-  pre, init, base = r['pretrain'], r['initial'], r['baselines_bits_per_byte']
-  lines = [
-    '# LRBench++ at small scale: fine-tuning versus training from scratch',
-    '',
-    f'Pretraining: {c.corpus}, {pre["tokens"]:,} tokens, {c.layers} layers '
-    f'x width {c.width}, final validation '
-    f'{pre["validation"].get("bits_per_byte", math.nan):.3f} bits/byte '
-    f'({pre["wall_seconds"]:.0f} s, cached in pretrain/).',
-    '',
-    f'Second domain: {config.finetune_corpus} (read from '
-    f'{r["interpreter"] or "a TFDS dataset"}), {r["finetune_sequences"]:,} '
-    f'training sequences of {c.seq_len} bytes, {config.epochs:g} epochs at '
-    f'batch {c.batch_size} ({r["grid"][0]["num_updates"]} updates), '
-    f'evaluated every {config.eval_every:g} epoch(s) on '
-    f'{r["eval_sequences"]} sequences; {c.optimizer} (beta2 {c.b2:g}, '
-    f'weight decay {c.weight_decay:g}); LRs '
-    f'{", ".join(f"{x:g}" for x in config.lr_grid)}; seeds '
-    f'{", ".join(map(str, c.seeds))}. Before training: the pretrained '
-    f'model {init["finetune"]["bits_per_byte"]:.3f} bits/byte, a random '
-    f'one {init["scratch"]["bits_per_byte"]:.3f}; unigram '
-    f'{base["unigram"]:.3f}, bigram {base["bigram"]:.3f}.',
-    '',
-    '## Per policy: best LR and LRBench metrics',
-    '',
-    table,
-    'Bits/byte: final validation value at the best LR (mean ± std over '
-    'seeds). Updates to target: at the best LR, over the seeds that reached '
-    'it. LR spread: max - min of the final bits/byte over the LR grid '
-    '(robustness to the LR; lower is more robust). Confidence: mean top '
-    'probability on the correctly predicted bytes.',
-    '',
-    '## Every policy at every LR (final validation bits/byte)',
-    '',
-    grid_table,
-    '## The contrast',
-    '',
-    *evidence.claim_lines(r['claims']),
-    *_common.figure_lines(r['figures']),
-  ]
-  return '\n'.join(lines)
+  return _study.render(
+    'finetune',
+    c=c,
+    r=r,
+    config=config,
+    pre=r['pretrain'],
+    pre_bpb=r['pretrain']['validation'].get('bits_per_byte', math.nan),
+    source=r['interpreter'] or 'a TFDS dataset',
+    updates=r['grid'][0]['num_updates'],
+    lrs=', '.join(f'{x:g}' for x in config.lr_grid),
+    seeds=', '.join(map(str, c.seeds)),
+    init=r['initial'],
+    base=r['baselines_bits_per_byte'],
+    table=table,
+    grid_table=grid_table,
+    claims='\n'.join(evidence.claim_lines(r['claims'])),
+    figures=''.join(f'\n{x}' for x in _common.figure_lines(r['figures'])),
+  )
 
 
 check, run, main = _study.entry_points(Finetune, get_config)

@@ -12,7 +12,6 @@ tokens; budgets, ramps and B_simple are stated in tokens.
 from __future__ import annotations
 
 import dataclasses
-import fractions
 import functools
 import math
 import os
@@ -115,7 +114,9 @@ class LmConfig:
 
   def epochs(self, tokens: int, num_examples: int) -> float:
     """A token count as epochs of ``num_examples`` sequences."""
-    return token_epochs(tokens, self.common.seq_len, num_examples)
+    from lrjax import batch as lbatch
+
+    return lbatch.to_epochs(tokens, self.common.seq_len, num_examples)
 
   def cap(self, name: str) -> int:
     """The adaptive or seesaw batch cap in sequences (``name``: either)."""
@@ -203,11 +204,6 @@ class Plan:
   @property
   def batch_sizes(self) -> tuple[int, ...]:
     return _common.batch_sizes(self.batch, self.adaptive)
-
-
-def token_epochs(tokens: int, seq_len: int, num_examples: int) -> float:
-  """A token count as epochs of ``num_examples`` sequences of ``seq_len``."""
-  return float(fractions.Fraction(tokens, seq_len * num_examples))
 
 
 def _round12(x: float) -> float:
@@ -596,47 +592,29 @@ def _figures(runs, seq_len, base, workdir) -> dict[str, str]:
 
 def _report(config, plans, results, table) -> str:
   c, r = config.common, results
-  base = r['baselines_bits_per_byte']
   noise = (
     'The noise scale is estimated with sequences as the examples and '
     'stated in tokens (times the sequence length). '
     if c.noise
     else 'The noise tracker was off (--nonoise): no B_simple. '
   )
-  return '\n'.join(
-    [
-      '# Pretraining a byte-level transformer: LR policies and batch schedules',
-      '',
-      f'{c.corpus} ({r["train_sequences"]:,} training sequences of '
-      f'{c.seq_len} bytes, {r["train_tokens_in_split"]:,} bytes; read from '
-      f'{r["interpreter"] or "a TFDS dataset"}), evaluated on '
-      f'{r["eval_sequences"]} {c.validation_split} sequences. Model: '
-      f'{c.layers} layers, {c.heads} heads, width {c.width}, '
-      f'{r["num_params"]:,} parameters, {r["flops_per_token"] / 1e6:.2f} '
-      f'MFLOPs per training token. {c.optimizer} (beta1 {c.momentum:g}, '
-      f'beta2 {c.b2:g}, weight decay {c.weight_decay:g}), peak LR {c.lr:g}, '
-      f'every run {config.train_tokens:,} tokens; seeds '
-      f'{", ".join(map(str, c.seeds))}. Baselines on the '
-      f'{c.validation_split} split: unigram {base["unigram"]:.3f} '
-      f'bits/byte, bigram {base["bigram"]:.3f} bits/byte.',
-      '',
-      _common.markdown_table(
-        ['run', 'LR policy', 'batch schedule (tokens)'],
-        [[k, p.lr_text, f'`{p.batch_text}`'] for k, p in plans.items()],
-      ),
-      '## Results',
-      '',
-      table,
-      '## Claims',
-      '',
-      *evidence.claim_lines(r['claims']),
-      '',
-      'Tokens/s is the median training rate over the logged intervals (one '
-      'with an evaluation or a compilation in it does not count); wall s is '
-      f'the whole run, compilation and evaluations included. {noise}'
-      "The policies' exact text forms (over epochs) are in results.json.",
-      *_common.figure_lines(r['figures']),
-    ]
+  return _study.render(
+    'lm',
+    c=c,
+    r=r,
+    source=r['interpreter'] or 'a TFDS dataset',
+    mflops=r['flops_per_token'] / 1e6,
+    train_tokens=config.train_tokens,
+    seeds=', '.join(map(str, c.seeds)),
+    base=r['baselines_bits_per_byte'],
+    plans=_common.markdown_table(
+      ['run', 'LR policy', 'batch schedule (tokens)'],
+      [[k, p.lr_text, f'`{p.batch_text}`'] for k, p in plans.items()],
+    ),
+    table=table,
+    claims=''.join(f'{x}\n' for x in evidence.claim_lines(r['claims'])),
+    noise=noise,
+    figures=''.join(f'\n{x}' for x in _common.figure_lines(r['figures'])),
   )
 
 

@@ -12,6 +12,7 @@ from lrjax.batch import (
   linear_ramp,
   parse,
   parse_count,
+  to_epochs,
   to_sequences,
   to_text,
   with_tokens,
@@ -86,6 +87,23 @@ def test_to_sequences_is_exact_or_names_the_nearest_counts():
     to_sequences(32000, SEQ)
   with pytest.raises(ValueError, match=r'64 \(1 sequence\)'):
     to_sequences(10, 64)
+
+
+def test_to_epochs_is_the_ratio_rounded_once():
+  # 128Ki tokens of 128-token sequences over 1,000 sequences: 1.024 epochs.
+  assert to_epochs(131072, 128, 1000) == 1.024
+  assert to_epochs(0, 128, 1000) == 0.0
+  # A part of a sequence counts: 100 tokens of 64 over 10 sequences.
+  assert to_epochs(100, 64, 10) == 0.15625
+  # 1/3 rounded once (two roundings could differ in the last bit).
+  assert to_epochs(1, 1, 3) == 1 / 3
+  for args, match in (
+    ((-1, 128, 10), 'tokens=-1'),
+    ((128, 0, 10), 'seq_len=0'),
+    ((128, 128, 0), 'num_examples=0'),
+  ):
+    with pytest.raises(ValueError, match=match):
+      to_epochs(*args)
 
 
 def test_token_stages_parse_convert_exactly_and_print_back():

@@ -331,30 +331,6 @@ def test_lm_seesaw_without_the_noise_tracker_reports_without_it(
 # ------------------------------------------------------------ finetune
 
 
-def test_finetune_policies_by_hand():
-  e, w, lr = 3.0, 0.3, 1e-2
-
-  def at(name, t):
-    return float(finetune.policy(name, lr, e, 0.1)(t))
-
-  # Hugging Face's get_linear_schedule_with_warmup: lr t / w, then
-  # lr (e - t) / (e - w).
-  for t in (0.0, 0.15, 0.3, 1.0, 2.4, 3.0):
-    hf = lr * t / w if t < w else lr * (e - t) / (e - w)
-    assert at('hf_warmup_linear', t) == pytest.approx(hf, rel=1e-5, abs=1e-9)
-  assert at('warmup_constant', 0.0) == pytest.approx(0.1 * lr)
-  assert at('warmup_constant', 2.0) == pytest.approx(lr)
-  assert at('linear', 1.5) == pytest.approx(lr / 2, rel=1e-6)
-  assert at('cosine', 1.5) == pytest.approx(lr / 2, rel=1e-5)
-  # warmup_cosine: cosine over the 2.7 epochs after the warmup.
-  assert at('warmup_cosine', 0.3 + 1.35) == pytest.approx(lr / 2, rel=1e-5)
-  # One-cycle: lr / 25 at 0, the peak at 30% of 3 epochs.
-  assert at('onecycle', 0.0) == pytest.approx(lr / 25, rel=1e-5)
-  assert at('onecycle', 0.9) == pytest.approx(lr, rel=1e-5)
-  with pytest.raises(ValueError, match='not one of'):
-    finetune.policy('noam', lr, e, 0.1)
-
-
 def _grid_row(mode, name, lr, per_seed):
   return {
     'mode': mode,

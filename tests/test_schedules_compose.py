@@ -254,3 +254,30 @@ def test_vmap_and_vector_t_agree():
     mapped = np.asarray(jax.jit(jax.vmap(p))(ts))
     np.testing.assert_array_equal(vec, mapped)
     assert float(p(int(ts[13]))) == vec[13]
+
+
+def test_finetune_policies_by_hand():
+  e, w, lr = 3.0, 0.3, 1e-2
+
+  def at(name, t):
+    return float(jax.jit(S.finetune_policy(name, lr, e, 0.1))(t))
+
+  # Hugging Face's get_linear_schedule_with_warmup: lr t / w, then
+  # lr (e - t) / (e - w).
+  for t in (0.0, 0.15, 0.3, 1.0, 2.4, 3.0):
+    hf = lr * t / w if t < w else lr * (e - t) / (e - w)
+    assert at('hf_warmup_linear', t) == pytest.approx(hf, rel=1e-5, abs=1e-9)
+  assert at('warmup_constant', 0.0) == pytest.approx(0.1 * lr)
+  assert at('warmup_constant', 2.0) == pytest.approx(lr)
+  assert at('linear', 1.5) == pytest.approx(lr / 2, rel=1e-6)
+  assert at('cosine', 1.5) == pytest.approx(lr / 2, rel=1e-5)
+  # warmup_cosine: cosine over the 2.7 epochs after the warmup.
+  assert at('warmup_cosine', 0.3 + 1.35) == pytest.approx(lr / 2, rel=1e-5)
+  # One-cycle: lr / 25 at 0, the peak at 30% of 3 epochs.
+  assert at('onecycle', 0.0) == pytest.approx(lr / 25, rel=1e-5)
+  assert at('onecycle', 0.9) == pytest.approx(lr, rel=1e-5)
+  assert S.FINETUNE_POLICIES[-1] == 'plateau'
+  with pytest.raises(ValueError, match='not one of'):
+    S.finetune_policy('noam', lr, e, 0.1)
+  with pytest.raises(ValueError, match='warmup_fraction=1'):
+    S.finetune_policy('cosine', lr, e, 1)

@@ -37,7 +37,8 @@ count to examples seen and back:
   ``seq=2048``, and a GPT-3-style ramp ``linear_ramp(start=32Kitok,
   stop=512Kitok, ramp=4Gtok, total=300Gtok, seq=2048)``, converted exactly
   to sequences; :func:`to_text` prints a schedule in tokens,
-  :func:`to_sequences`, :func:`format_count` / :func:`parse_count` and
+  :func:`to_sequences`, :func:`to_epochs` (a token budget in epochs),
+  :func:`format_count` / :func:`parse_count` and
   :func:`with_tokens` (metrics records) do the same outside the text.
 """
 
@@ -63,6 +64,7 @@ from lrjax.batch._text import parse as parse
 from lrjax.batch._text import to_text as to_text
 from lrjax.batch._tokens import format_count as format_count
 from lrjax.batch._tokens import parse_count as parse_count
+from lrjax.batch._tokens import to_epochs as to_epochs
 from lrjax.batch._tokens import to_sequences as to_sequences
 from lrjax.batch._tokens import with_tokens as with_tokens
 
@@ -88,6 +90,7 @@ __all__ = [
   'round_batch_size',
   'round_schedule',
   'seesaw',
+  'to_epochs',
   'to_sequences',
   'to_text',
   'with_tokens',

@@ -147,6 +147,43 @@ def to_sequences(tokens: int, seq_len: int, name: str = 'tokens') -> int:
   return sequences
 
 
+def to_epochs(tokens: int, seq_len: int, num_examples: int) -> float:
+  """A token budget as epochs of ``num_examples`` sequences of ``seq_len``.
+
+  Policies over epochs (`lrjax.schedules`) then take a budget stated in
+  tokens, exactly: the ratio is rounded once, to the nearest float.
+
+  .. math::
+    e = \\frac{\\text{tokens}}{T N}.
+
+  Args:
+    tokens: a token count, >= 0; need not be a whole number of sequences.
+    seq_len: T, tokens per sequence, >= 1.
+    num_examples: N, sequences in the dataset, >= 1.
+
+  Returns:
+    The epochs, the exact ratio rounded to the nearest float.
+
+  Raises:
+    ValueError: if ``tokens`` is negative or ``seq_len`` or ``num_examples``
+      is not positive.
+
+  Examples:
+    >>> to_epochs(96, 16, 4)
+    1.5
+    >>> to_epochs(3 * 2**30, 2048, 3 * 2**19)
+    1.0
+  """
+  for value, what, low in (
+    (tokens, 'tokens', 0),
+    (seq_len, 'seq_len', 1),
+    (num_examples, 'num_examples', 1),
+  ):
+    if value < low:
+      raise ValueError(f'{what}={value!r} must be >= {low}')
+  return float(fractions.Fraction(tokens, seq_len * num_examples))
+
+
 def with_tokens(record: Mapping[str, Any], seq_len: int) -> dict[str, Any]:
   """A metrics record with its example counts also stated in tokens.
 

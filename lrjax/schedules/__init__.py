@@ -62,6 +62,8 @@ The policies and their text names (aliases parse to the canonical name):
 - composition: `warmup`, `join` (alias `sequence`), `scale`, `clip`,
   `product`, `noise`, `in_epochs`, `in_updates`.
 - state-based: `reduce_on_plateau`, `switch_on_plateau`.
+- fine-tuning: `finetune_policy`, LRBench++'s policies by name
+  (`FINETUNE_POLICIES`).
 
 Formula-based policies are closed forms in `t`; the state-based ones
 (`reduce_on_plateau`, `switch_on_plateau`) are optax stateful schedules that
@@ -126,6 +128,8 @@ from lrjax.schedules._compose import noise as noise
 from lrjax.schedules._compose import product as product
 from lrjax.schedules._compose import scale as scale
 from lrjax.schedules._compose import warmup as warmup
+from lrjax.schedules._finetune import FINETUNE_POLICIES as FINETUNE_POLICIES
+from lrjax.schedules._finetune import finetune_policy as finetune_policy
 from lrjax.schedules._formula import constant as constant
 from lrjax.schedules._formula import cosine as cosine
 from lrjax.schedules._formula import cosine_cyclic as cosine_cyclic
@@ -165,6 +169,7 @@ fixed = constant
 sequence = join
 
 __all__ = [
+  'FINETUNE_POLICIES',
   'Policy',
   'ReduceOnPlateau',
   'ReduceOnPlateauState',
@@ -178,6 +183,7 @@ __all__ = [
   'discretize',
   'exp_range',
   'exponential',
+  'finetune_policy',
   'fixed',
   'in_epochs',
   'in_updates',
