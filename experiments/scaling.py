@@ -152,22 +152,20 @@ class Scaling(_study.Study):
       'fits': {k: _fit_json(*v[1:]) for k, v in fits.items()},
       'figures': figures,
     }
-    report = [
-      '# Scaling laws of the optimal LR and batch',
-      '',
-      f'{_common.trained_text(c)}, cosine to 0; seeds {list(c.seeds)}; '
-      f'budget C in training examples ({n:.0f} per epoch).',
-      '',
-      *[
+    report = _study.render(
+      'scaling',
+      trained=_common.trained_text(c),
+      seeds=list(c.seeds),
+      n=n,
+      fits='\n'.join(
         line
         for key, fit in fits.items()
         for line in _fit_lines(key, *fit, config, n)
-      ],
-      '',
-      table,
-      *_common.figure_lines(figures),
-    ]
-    return _study.Report(_common.jsonable(results), table, '\n'.join(report))
+      ),
+      table=table,
+      figures='\n'.join(_common.figure_lines(figures)),
+    )
+    return _study.Report(_common.jsonable(results), table, report)
 
 
 check, run, main = _study.entry_points(Scaling, get_config)
