@@ -417,8 +417,8 @@ def project_wall_time(
   plans: Mapping[str, Plan],
 ) -> dict[str, Any] | None:
   """`lrjax.parallel_cost.project_wall_time` of each schedule's stages (as
-  planned, or as trained for adaptive) with its measured wall time; None
-  for runs made before the projection existed."""
+  planned, or as trained for adaptive), each row with the schedule's
+  measured wall time; None for runs made before the projection existed."""
   from lrjax import parallel_cost as pc
 
   every = [r for group in runs.values() for r in group]
@@ -448,17 +448,9 @@ def project_wall_time(
     )
   except ValueError:  # no record measured a step
     return None
-  projection['rows'] = [
-    {
-      'schedule': row['schedule'],
-      'num_updates': row['num_updates'],
-      'measured_wall_seconds': evidence.mean_std(
-        [r.summary['wall_seconds'] for r in runs[row['schedule']]]
-      )[0],
-      **row,
-    }
-    for row in projection['rows']
-  ]
+  for row in projection['rows']:
+    walls = [r.summary['wall_seconds'] for r in runs[row['schedule']]]
+    row['measured_wall_seconds'] = evidence.mean_std(walls)[0]
   return projection
 
 
