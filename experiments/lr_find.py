@@ -110,24 +110,17 @@ class LrFind(_study.Study):
     }
     c, f = self.config.common, self.config.finder
     lags = [r['ema_lag_at_minimum'] for r in rows]
-    report = f"""# LR range test
-
-{c.dataset}, model {c.model}, {c.optimizer} with momentum {c.momentum:g}, \
-weight decay {c.weight_decay:g}, batch {c.batch_size}; LR from \
-{f.finder_min_lr:g} to {f.finder_max_lr:g} over {f.finder_steps} updates.
-
-{table}
-Suggested LR ({suggestion}, geometric mean over seeds): **{chosen:.4g}**, \
-the vertical line in the figure. Use it in a policy, e.g. \
-`cosine({chosen:.3g},length=<epochs>)`, or let experiments.lrbench run the \
-test itself with `--policy=cosine({{lr}},length=<epochs>)`.
-
-The suggestions are read off the smoothed loss, fastai's bias-corrected EMA \
-(decay {_finder.BETA:g}). That curve trails the raw losses: at its minimum \
-by {min(lags):.0f} to {max(lags):.0f} updates here (`lrjax.finder.ema_lag`; \
-the figure states the factor in LR), so the smoothed minimum, and a tenth \
-of it, sit to the right of where the raw losses bottom out.
-"""
+    report = _study.render(
+      'lr_find',
+      c=c,
+      f=f,
+      table=table,
+      suggestion=suggestion,
+      chosen=chosen,
+      beta=_finder.BETA,
+      lag_min=min(lags),
+      lag_max=max(lags),
+    )
     report += ''.join(f'\n![{c_}]({p})\n' for p, c_ in figures.items())
     # The console's last table line: the LR to use.
     printed = f'{table}\nsuggested LR ({suggestion}): {chosen:.4g}\n'

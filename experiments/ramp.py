@@ -416,72 +416,47 @@ def project_wall_time(
   runs: Mapping[str, list[_runs.Run]],
   plans: Mapping[str, Plan],
 ) -> dict[str, Any] | None:
-  """`lrjax.parallel_cost.project_grid` of each schedule's stages (as
-  planned, or as trained for adaptive), the step time fitted to every run's
-  records; None for runs made before the projection existed."""
+  """`lrjax.parallel_cost.project_wall_time` of each schedule's stages (as
+  planned, or as trained for adaptive), each row with the schedule's
+  measured wall time; None for runs made before the projection existed."""
   from lrjax import parallel_cost as pc
 
   every = [r for group in runs.values() for r in group]
   params = [r.summary['num_params'] for r in every if 'num_params' in r.summary]
   if not params or any('micro_batch' not in r.train for r in every):
     return None
-  points = [
-    p
-    for r in every
-    for p in zip(*pc.step_time_from_records(r.train), strict=True)
-  ]
-  if not points:
-    return None
-  step = pc.StepTime.fit(*zip(*points, strict=True))
-  gradient_bytes, links = 4 * int(params[-1]), config.links()
-  rows = []
-  for name, group in runs.items():
-    batch, train = plans[name].batch, group[0].train
-    stages = (
-      pc.stages_from_records(train['step'], train['batch_size'])
-      if plans[name].adaptive
-      else list(
-        zip(
-          batch.batch_size_per_stage, batch.num_updates_per_stage, strict=True
-        )
+  stages = {
+    name: pc.stages_from_records(g[0].train['step'], g[0].train['batch_size'])
+    if plans[name].adaptive
+    else list(
+      zip(
+        plans[name].batch.batch_size_per_stage,
+        plans[name].batch.num_updates_per_stage,
+        strict=True,
       )
     )
-    grid = pc.project_grid(
+    for name, g in runs.items()
+  }
+  try:
+    projection = pc.project_wall_time(
+      [r.train for r in every],
       stages,
       config.project_devices,
-      links,
-      step,
-      gradient_bytes,
+      config.links(),
+      4 * int(params[-1]),
       config.common.max_device_batch or None,
     )
-    row = {
-      'schedule': name,
-      'num_updates': sum(u for _, u in stages),
-      'measured_wall_seconds': evidence.mean_std(
-        [r.summary['wall_seconds'] for r in group]
-      )[0],
-    }
-    for key, by_devices in grid.items():
-      for p, (seconds, stage_plans) in by_devices.items():
-        row[f'{key}_{p}'] = seconds
-        row[f'{key}_{p}_stages'] = [dataclasses.asdict(s) for s in stage_plans]
-    rows.append(row)
-  return {
-    'step_time': dataclasses.asdict(step),
-    'step_time_points': points,
-    'gradient_bytes': gradient_bytes,
-    'devices': list(config.project_devices),
-    'links': {k: dataclasses.asdict(v) for k, v in links.items()},
-    'rows': rows,
-  }
+  except ValueError:  # no record measured a step
+    return None
+  for row in projection['rows']:
+    walls = [r.summary['wall_seconds'] for r in runs[row['schedule']]]
+    row['measured_wall_seconds'] = evidence.mean_std(walls)[0]
+  return projection
 
 
 def _projection_md(projection: dict[str, Any] | None) -> str:
   if projection is None:
-    return (
-      'Not available: the runs were made before the projection existed '
-      '(no parameter count in their summaries); rerun with --overwrite.'
-    )
+    return _study.render('ramp_no_projection')
   step, links = projection['step_time'], projection['links']
   cells = [(k, p) for k in links for p in projection['devices']]
   table = _common.markdown_table(
@@ -502,15 +477,13 @@ def _projection_md(projection: dict[str, Any] | None) -> str:
     f'{v["bandwidth"] / 1e9:g} GB/s'
     for k, v in links.items()
   )
-  return (
-    "What fewer updates buy on parallel hardware: each schedule's "
-    'projected training time on P devices (`lrjax.parallel_cost`: min(P, B) '
-    'devices per stage, accumulation beyond --max_device_batch, a ring '
-    'all-reduce of the float32 gradients, '
-    f'{projection["gradient_bytes"] / 1e6:.3g} MB, per update; its '
-    'assumptions and BUILD.md say what is left out). Per-device step time '
-    f'fitted on this machine: t(b) = {step["intercept"] * 1e3:.3g} ms + '
-    f'{step["per_example"] * 1e6:.3g} us x b. Links: {links}.\n\n{table}'
+  return _study.render(
+    'ramp_projection',
+    megabytes=projection['gradient_bytes'] / 1e6,
+    intercept_ms=step['intercept'] * 1e3,
+    per_example_us=step['per_example'] * 1e6,
+    links=links,
+    table=table,
   )
 
 
@@ -582,33 +555,26 @@ class Ramp(_study.Study):
       'projection': projection,
       'figures': figures,
     }
-    report = [
-      "# Don't decay the learning rate, increase the batch size",
-      '',
-      f'{c.dataset} ({n} training examples), model {c.model}, {c.optimizer} '
-      f'with momentum {c.momentum:g}, {c.epochs:g} epochs, seeds '
-      f'{", ".join(map(str, c.seeds))}.',
-      '',
-      _common.markdown_table(
-        ['schedule', 'batch schedule', 'LR policy (epochs)', 'momentum'],
-        [
-          [name, f'`{p.describe_batch()}`', f'`{p.lr}`', f'{p.momentum:g}']
-          for name, p in plans.items()
-        ],
+    plans_table = _common.markdown_table(
+      ['schedule', 'batch schedule', 'LR policy (epochs)', 'momentum'],
+      [
+        [name, f'`{p.describe_batch()}`', f'`{p.lr}`', f'{p.momentum:g}']
+        for name, p in plans.items()
+      ],
+    )
+    report = _study.render(
+      'ramp',
+      c=c,
+      n=n,
+      seeds=', '.join(map(str, c.seeds)),
+      plans=plans_table,
+      table=table,
+      projection=_projection_md(projection),
+      claims='\n'.join(
+        evidence.claim_lines(claims) + _common.figure_lines(figures)
       ),
-      '## Results',
-      '',
-      table,
-      '## Projected wall time on P devices',
-      '',
-      _projection_md(projection),
-      '',
-      '## Claims',
-      '',
-      *evidence.claim_lines(claims),
-      *_common.figure_lines(figures),
-    ]
-    return _study.Report(results, table, '\n'.join(report))
+    )
+    return _study.Report(results, table, report)
 
 
 check, run, main = _study.entry_points(Ramp, get_config)

@@ -152,22 +152,16 @@ class Scaling(_study.Study):
       'fits': {k: _fit_json(*v[1:]) for k, v in fits.items()},
       'figures': figures,
     }
-    report = [
-      '# Scaling laws of the optimal LR and batch',
-      '',
-      f'{_common.trained_text(c)}, cosine to 0; seeds {list(c.seeds)}; '
-      f'budget C in training examples ({n:.0f} per epoch).',
-      '',
-      *[
-        line
-        for key, fit in fits.items()
-        for line in _fit_lines(key, *fit, config, n)
-      ],
-      '',
-      table,
-      *_common.figure_lines(figures),
-    ]
-    return _study.Report(_common.jsonable(results), table, '\n'.join(report))
+    report = _study.render(
+      'scaling',
+      trained=_common.trained_text(c),
+      seeds=list(c.seeds),
+      n=n,
+      fits='\n'.join(_fit_text(k, *fit, config, n) for k, fit in fits.items()),
+      table=table,
+      figures='\n'.join(_common.figure_lines(figures)),
+    )
+    return _study.Report(_common.jsonable(results), table, report)
 
 
 check, run, main = _study.entry_points(Scaling, get_config)
@@ -185,41 +179,42 @@ def _fit_json(f, cs, vs) -> dict | None:
   }
 
 
-def _fit_lines(key, label, f, cs, vs, config, n) -> list[str]:
+def _fit_text(key, label, f, cs, vs, config, n) -> str:
   """report.md's bullets of one fit: the law, its extrapolation, caveats."""
   if f is None:
-    return [
+    return (
       f'- {label}: the near-optimal runs cover a single budget; no fit '
       '(widen --scaling_tolerance or the grid)'
-    ]
+    )
   lo, hi = f.exponent_ci
   grid = config.scaling_lrs if key == 'lr' else config.scaling_batches
-  lines = [
-    f'- optimal {label} = {f.fit.coefficient:.4g} C^{f.fit.exponent:.3f} '
-    f'(exponent {100 * f.level:g}% CI [{lo:.3f}, {hi:.3f}]; '
-    f'{len(vs)} near-optimal runs)'
-  ]
-  lines += [
-    f'  - extrapolated to {c_ / n:g} epochs: {p:.4g} (CI [{plo:.4g}, {phi:.4g}])'
+  notes = [
+    f'extrapolated to {c_ / n:g} epochs: {p:.4g} (CI [{plo:.4g}, {phi:.4g}])'
     for c_, p, (plo, phi) in zip(
       f.at, f.prediction, f.prediction_ci, strict=True
     )
   ]
   if lo <= 0 <= hi:
-    lines.append(
-      f'  - the interval holds 0: this grid does not show the {label} '
-      'changing with the budget'
+    notes.append(
+      f'the interval holds 0: this grid does not show the {label} changing '
+      'with the budget'
     )
   if edge := sorted({x for x in vs if x in (min(grid), max(grid))}):
-    lines.append(
-      f'  - near-optimal {label} at the edge of the grid '
+    notes.append(
+      f'near-optimal {label} at the edge of the grid '
       f'({", ".join(f"{x:g}" for x in edge)}): the optimum may lie outside '
       'it; widen the grid'
     )
-  return lines + [
-    '  - the interval resamples the near-optimal runs only: it does not '
-    "include the grid's spacing"
-  ]
+  return _study.render(
+    'scaling_fit',
+    label=label,
+    f=f,
+    level=100 * f.level,
+    lo=lo,
+    hi=hi,
+    runs=len(vs),
+    notes=''.join(f'  - {note}\n' for note in notes),
+  )
 
 
 if __name__ == '__main__':

@@ -37,6 +37,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -417,4 +418,81 @@ def project_grid(
       for p in devices
     }
     for name, link in links.items()
+  }
+
+
+def project_wall_time(
+  records: Sequence[Mapping[str, Sequence[float]]],
+  schedules: Mapping[str, Sequence[tuple[int, int]]],
+  devices: Sequence[int],
+  links: Mapping[str, Link],
+  gradient_bytes: float,
+  max_device_batch: int | None = None,
+) -> dict[str, Any]:
+  r"""Each batch schedule's projected seconds, the step time fitted to runs.
+
+  Pools the measured (micro-batch, seconds) points of every run
+  (:func:`step_time_from_records`), fits one :class:`StepTime` through them
+  (:meth:`StepTime.fit`) and projects every schedule with
+  :func:`project_grid`: for link :math:`\ell` and :math:`P` devices,
+
+  .. math::
+     T_\ell(P) = \sum_\text{stages} U \bigl(k\, t(b)
+       + T_\text{ring}(\min(P, B), n)\bigr)
+
+  with :math:`t(b)` the fitted step time (see :func:`plan_stage`).
+
+  Args:
+    records: the train-record columns of every measured run (``micro_batch``,
+      ``accum_steps``, ``steps_per_sec``).
+    schedules: ``(batch_size, updates)`` of each stage, by schedule name.
+    devices: the device counts P to project at.
+    links: the all-reduce link models, by name (e.g. :data:`LINKS`).
+    gradient_bytes: bytes all-reduced per update.
+    max_device_batch: per-device cap on the micro-batch (None: no cap).
+
+  Returns:
+    JSON-ready ``{'step_time', 'step_time_points', 'gradient_bytes',
+    'devices', 'links', 'rows'}``: the fitted line and its points, the
+    inputs, and one row per schedule with ``schedule``, ``num_updates`` and,
+    per link key and P, ``<key>_<P>`` (seconds) and ``<key>_<P>_stages``
+    (each stage's :class:`StagePlan` as a dict).
+
+  Raises:
+    ValueError: when a record lacks a column, or no record measured a step.
+
+  Examples:
+    >>> records = [{'micro_batch': [32, 32, 64, 64], 'accum_steps': [1] * 4,
+    ...             'steps_per_sec': [1.0, 200.0, 1.0, 1 / 0.007]}]
+    >>> out = project_wall_time(records, {'a': [(128, 10)]}, [1, 2],
+    ...                         {'free': Link(0.0, 1e9)}, gradient_bytes=0)
+    >>> [round(out['rows'][0][f'free_{p}'], 6) for p in (1, 2)]
+    [0.11, 0.07]
+  """
+  points = [
+    p
+    for columns in records
+    for p in zip(*step_time_from_records(columns), strict=True)
+  ]
+  if not points:
+    raise ValueError('no record measured a step (steps_per_sec > 0)')
+  step = StepTime.fit(*zip(*points, strict=True))
+  rows = []
+  for name, stages in schedules.items():
+    grid = project_grid(
+      stages, devices, links, step, gradient_bytes, max_device_batch
+    )
+    row = {'schedule': name, 'num_updates': sum(u for _, u in stages)}
+    for key, by_devices in grid.items():
+      for p, (seconds, plans) in by_devices.items():
+        row[f'{key}_{p}'] = seconds
+        row[f'{key}_{p}_stages'] = [dataclasses.asdict(s) for s in plans]
+    rows.append(row)
+  return {
+    'step_time': dataclasses.asdict(step),
+    'step_time_points': points,
+    'gradient_bytes': gradient_bytes,
+    'devices': list(devices),
+    'links': {k: dataclasses.asdict(v) for k, v in links.items()},
+    'rows': rows,
   }

@@ -129,6 +129,60 @@ def test_project_grid_every_link_and_device_count():
   assert [s.micro_batch for s in grid['ring'][8][1]] == [16, 80]
 
 
+def test_project_wall_time_pools_every_run_and_projects_each_schedule():
+  # Two runs' records, the first record of each micro-batch dropped: run
+  # one gives t(32) = median(1/200, 1/100) = 7.5 ms and t(64) = 1/50 = 20 ms,
+  # run two (2 accumulation steps) t(64) = 1 / (20 x 2) = 25 ms. Least
+  # squares through (32, 7.5 ms), (64, 20 ms), (64, 25 ms): slope = 0.32 /
+  # 682.67 = 4.6875e-4, intercept = 0.0175 - 4.6875e-4 x 53.33 = -0.0075 < 0,
+  # so the line through the origin: t1 = (32 x 0.0075 + 64 x 0.02 + 64 x
+  # 0.025) / (32^2 + 2 x 64^2) = 3.12 / 9216.
+  records = [
+    {
+      'micro_batch': [32, 32, 32, 64, 64],
+      'accum_steps': [1, 1, 1, 1, 1],
+      'steps_per_sec': [1.0, 200.0, 100.0, 1.0, 50.0],
+    },
+    {
+      'micro_batch': [64, 64],
+      'accum_steps': [2, 2],
+      'steps_per_sec': [1.0, 20.0],
+    },
+  ]
+  t1 = 3.12 / 9216
+  out = pc.project_wall_time(
+    records,
+    {'decay': [(128, 10)], 'increase': [(64, 4), (256, 2)]},
+    [1, 4],
+    {'ring': LINK},
+    gradient_bytes=1e6,
+    max_device_batch=128,
+  )
+  assert out['step_time'] == {
+    'intercept': 0.0,
+    'per_example': pytest.approx(t1),
+  }
+  assert out['step_time_points'] == [(32, 0.0075), (64, 0.02), (64, 0.025)]
+  assert out['devices'] == [1, 4] and out['gradient_bytes'] == 1e6
+  assert out['links'] == {
+    'ring': {'latency_s': 1e-5, 'bandwidth': 1e9, 'name': ''}
+  }
+  decay, increase = out['rows']
+  assert (decay['schedule'], decay['num_updates']) == ('decay', 10)
+  assert (increase['schedule'], increase['num_updates']) == ('increase', 6)
+  # P = 1: decay 10 x 128 t1; increase 4 x 64 t1 + 2 x (2 micro-steps of
+  # 128) t1. P = 4: micro-batches 32, 16 and 64; ring 6e-5 + 1.5e-3.
+  ring = 6e-5 + 1.5e-3
+  assert decay['ring_1'] == pytest.approx(1280 * t1)
+  assert increase['ring_1'] == pytest.approx((256 + 512) * t1)
+  assert decay['ring_4'] == pytest.approx(10 * (32 * t1 + ring))
+  assert increase['ring_4'] == pytest.approx(
+    4 * (16 * t1 + ring) + 2 * (64 * t1 + ring)
+  )
+  assert [s['accum_steps'] for s in increase['ring_1_stages']] == [1, 2]
+  assert [s['micro_batch'] for s in increase['ring_4_stages']] == [16, 64]
+
+
 @pytest.mark.parametrize(
   'call, match',
   [
@@ -143,6 +197,16 @@ def test_project_grid_every_link_and_device_count():
     (lambda: pc.StepTime.fit([], []), 'same'),
     (lambda: pc.step_time_from_records({}), 'micro_batch'),
     (lambda: pc.stages_from_records([1, 2], [8]), 'same length'),
+    (
+      lambda: pc.project_wall_time(
+        [{'micro_batch': [], 'accum_steps': [], 'steps_per_sec': []}],
+        {},
+        [1],
+        pc.LINKS,
+        0,
+      ),
+      'no record',
+    ),
   ],
 )
 def test_bad_input_names_the_argument(call, match):
