@@ -21,13 +21,16 @@ def run_experiment(module, cwd, *args, timeout=900, env=None):
   `experiments/flagfiles` to the checkout's. The checkout is found through PYTHONPATH; the child
   runs on the CPU with two devices, as the experiments give a 2-core
   machine (one per core), whatever this machine's core count (XLA_FLAGS
-  set here, none inherited). `timeout` is a hang guard only.
+  set here, none inherited, nor the session's JAX cache settings). `timeout` is a hang guard only.
 
   Returns:
     The `subprocess.CompletedProcess`, stdout and stderr as text.
   """
+  # As a user's shell: no compilation cache but the one the flags ask for
+  # (tests/conftest.py shares one across the test session).
+  env = {k: v for k, v in os.environ.items() if not k.startswith('JAX_')}
   env = {
-    **os.environ,
+    **env,
     'JAX_PLATFORMS': 'cpu',
     'PYTHONDONTWRITEBYTECODE': '1',
     'XLA_FLAGS': '--xla_force_host_platform_device_count=2',
