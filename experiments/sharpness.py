@@ -57,7 +57,7 @@ class SharpnessConfig:
   on the sharpness examples) is at most this."""
   loss_check_epochs: float = setting(5.0, check=_flags.above(0))
   """target_loss and converge protocols: measure the training loss every this
-  many epochs (each check ends a trainer call at a checkpoint)."""
+  many epochs (lrjax.train.LossStop; each check is also a checkpoint)."""
   converge_patience: int = setting(3, check=_flags.at_least(1))
   """converge protocol: stop after this many checks in a row without an
   improvement."""
