@@ -223,18 +223,6 @@ def _task(key: tuple[tuple[str, Any], ...], seed: int):
   return tasks.image_classification(**dict(key), seed=seed)
 
 
-def enable_compilation_cache(directory: str | None) -> None:
-  """JAX's persistent compilation cache in ``directory`` (None: off), for
-  programs compiled outside the trainer, small CPU programs included."""
-  if not directory:
-    return
-  import jax
-
-  jax.config.update('jax_compilation_cache_dir', directory)
-  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
-  jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
-
-
 def num_train_examples(common: CommonConfig, seed: int = 0) -> int:
   """Examples in the training split of the experiment's dataset."""
   return load_split(common, 'train', seed).num_examples

@@ -85,7 +85,7 @@ def range_test(
   from lrjax import data as lrdata
   from lrjax import finder as lrfinder
   from lrjax import models
-  from lrjax.train import make_optimizer
+  from lrjax import train as lrtrain
 
   train = _common.load_split(common, 'train', seed)
   _common.check_batch('--batch_size', common.batch_size, train.num_examples)
@@ -108,7 +108,7 @@ def range_test(
       out[0] if batch_stats else out, batch['label']
     ).mean()
 
-  _common.enable_compilation_cache(common.compilation_cache_dir)
+  lrtrain.enable_compilation_cache(common.compilation_cache_dir)
   sampler = lrdata.Sampler(train.num_examples, seed=seed)
   steps = finder.finder_steps
 
@@ -121,7 +121,7 @@ def range_test(
   result = lrfinder.lr_range_test(
     loss_fn,
     variables['params'],
-    lambda lr: make_optimizer(
+    lambda lr: lrtrain.make_optimizer(
       common.optimizer,
       learning_rate=lr,
       momentum=common.momentum,

@@ -35,6 +35,9 @@ from lrjax.train._hooks import PlateauMonitor as PlateauMonitor
 from lrjax.train._hooks import RunInfo as RunInfo
 from lrjax.train._hooks import StepInfo as StepInfo
 from lrjax.train._loop import TrainResult as TrainResult
+from lrjax.train._loop import (
+  enable_compilation_cache as enable_compilation_cache,
+)
 from lrjax.train._loop import train_and_evaluate as train_and_evaluate
 from lrjax.train._parallel import Runner as Runner
 from lrjax.train._pipeline import evaluate as evaluate
@@ -88,6 +91,7 @@ __all__ = [
   'config_changes',
   'create_train_state',
   'describe_changes',
+  'enable_compilation_cache',
   'evaluate',
   'from_functions',
   'from_linen',

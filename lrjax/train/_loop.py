@@ -654,8 +654,7 @@ def _prepare(config: TrainConfig, workdir: str) -> str:
   config.validate()
   _initialize_distributed(config)
   config.validate(num_local_devices=jax.local_device_count())
-  if config.compilation_cache_dir:
-    _enable_cache(config.compilation_cache_dir)
+  enable_compilation_cache(config.compilation_cache_dir)
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
   return workdir
@@ -673,9 +672,29 @@ def _initialize_distributed(config: TrainConfig) -> None:
   )
 
 
-def _enable_cache(directory: str) -> None:
+def enable_compilation_cache(directory: str | None) -> None:
+  """JAX's persistent compilation cache in ``directory``, every program
+  cached (small CPU ones compile fast, but a sweep compiles many).
+
+  What the trainer does for `TrainConfig.compilation_cache_dir`; a loop of
+  one's own (a range test, a probe) calls it before it compiles. JAX keeps
+  the cache it opened first, so call it before the process compiles
+  anything.
+
+  Args:
+    directory: the cache's directory; None or empty leaves JAX's settings
+      as they are.
+
+  Examples:
+    >>> import jax
+    >>> before = jax.config.jax_compilation_cache_dir
+    >>> enable_compilation_cache(None)
+    >>> jax.config.jax_compilation_cache_dir == before
+    True
+  """
+  if not directory:
+    return
   jax.config.update('jax_compilation_cache_dir', directory)
-  # Small CPU programs compile fast; cache them anyway.
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
   jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
 
