@@ -10,13 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import math
-import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
-
-import numpy as np
 
 from experiments import _flags
 from experiments._flags import setting
@@ -139,37 +135,6 @@ def load_split(common: CommonConfig, split: str, seed: int = 0):
   return {'train': task.train_data, 'test': task.eval_data}[split]
 
 
-def final_variables(result: Any, workdir: str) -> dict[str, Any]:
-  """A run's final params and model state (e.g. batch-norm statistics);
-  a run reused from its summary reads the state from its last checkpoint."""
-  state = getattr(result, 'model_state', None)
-  if state is None and os.path.isdir(os.path.join(workdir, 'checkpoints')):
-    from lrjax import train as lrtrain
-
-    state = lrtrain.load_checkpoint(workdir)[0].get('model_state')
-  return {'params': result.params, **(state or {})}
-
-
-def save_variables(path: str, variables: Any) -> None:
-  """Writes nested dicts of arrays to `path` as `.npz`, one array per leaf
-  named by its key path (``params/Dense_0/kernel``): no pickle, so reading
-  a shared workdir never runs code."""
-  from flax import traverse_util
-
-  flat = traverse_util.flatten_dict(variables, sep='/')
-  with open(path, 'wb') as fh:
-    np.savez(fh, **{k: np.asarray(v) for k, v in flat.items()})
-
-
-def load_variables(path: str) -> dict[str, Any]:
-  """Reads what `save_variables` wrote (with ``allow_pickle=False``)."""
-  from flax import traverse_util
-
-  with np.load(path, allow_pickle=False) as data:
-    flat = {name: data[name] for name in data.files}
-  return traverse_util.unflatten_dict(flat, sep='/')
-
-
 #: The common settings that are `lrjax.train.TrainConfig` fields as they are.
 _TRAIN_FIELDS = (
   'momentum optimizer weight_decay clip_norm max_device_batch num_devices '
@@ -253,17 +218,6 @@ def check_batch(flag: str, batch: int, num_examples: int) -> None:
     )
 
 
-def check_train_configs(configs: Sequence[Any], num_examples: int) -> None:
-  """Validates trainer configs (ValueError naming the first bad field)."""
-  import jax
-
-  for config in configs:
-    config.validate(
-      num_local_devices=jax.local_device_count(),
-      num_train_examples=num_examples,
-    )
-
-
 def noise_config(common: CommonConfig, batch_sizes: Sequence[int]) -> Any:
   """The `lrjax.train.NoiseConfig` of runs with these batch sizes.
 
@@ -298,53 +252,6 @@ def figure_lines(figures: Mapping[str, str]) -> list[str]:
   return lines
 
 
-def jsonable(obj: Any) -> Any:
-  """JSON-ready values of configs: lrjax policies and batch schedules become
-  their text, numpy scalars numbers, non-finite floats None."""
-  if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-    return {
-      f.name: jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)
-    }
-  if isinstance(obj, Mapping):
-    return {str(k): jsonable(v) for k, v in obj.items()}
-  if isinstance(obj, list | tuple):
-    return [jsonable(v) for v in obj]
-  if isinstance(obj, np.ndarray):
-    return jsonable(obj.tolist())
-  if isinstance(obj, bool | str) or obj is None:
-    return obj
-  if isinstance(obj, int | np.integer):
-    return int(obj)
-  if isinstance(obj, float | np.floating):
-    value = float(obj)
-    return value if math.isfinite(value) else None
-  if hasattr(obj, 'shape') and getattr(obj, 'shape', None) == ():
-    return jsonable(float(obj))
-  return str(obj)
-
-
-def write_json(path: str, obj: Any) -> None:
-  """Writes ``obj`` as JSON atomically (a kill leaves the old or the new)."""
-  write_text(path, json.dumps(jsonable(obj), indent=2, sort_keys=False) + '\n')
-
-
-def write_text(path: str, text: str) -> None:
-  """Writes ``text`` atomically (a kill leaves the old or the new file)."""
-  tmp = f'{path}.tmp{os.getpid()}'
-  with open(tmp, 'w') as f:
-    f.write(text)
-  os.replace(tmp, path)
-
-
-def read_json(path: str) -> Any:
-  """The JSON in ``path`` (None when missing or unreadable)."""
-  try:
-    with open(path) as f:
-      return json.load(f)
-  except (FileNotFoundError, ValueError):
-    return None
-
-
 def fmt_mean_std(values: Sequence[float], scale: float = 1.0, digits=2) -> str:
   """``mean ± std`` (`lrjax.evidence.mean_std`) of ``values`` x ``scale``."""
   mean, std = evidence.mean_std(values)
@@ -359,16 +266,6 @@ def fmt_number(value: float, digits: int = 0) -> str:
   if digits == 0:
     return f'{round(value):,}'
   return f'{value:,.{digits}f}'
-
-
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-  """A GitHub markdown table."""
-  lines = [
-    '| ' + ' | '.join(header) + ' |',
-    '|' + '|'.join('---' for _ in header) + '|',
-  ]
-  lines += ['| ' + ' | '.join(str(c) for c in row) + ' |' for row in rows]
-  return '\n'.join(lines) + '\n'
 
 
 def import_function(path: str) -> Callable[..., Any]:

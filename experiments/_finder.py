@@ -11,6 +11,7 @@ from absl import logging
 
 from experiments import _common, _flags
 from experiments._flags import setting
+from lrjax import studies
 
 SUGGESTIONS = ('minimum_over_10', 'steepest', 'valley')
 # fastai's EMA decay for the smoothed loss (lrjax.finder.smooth).
@@ -69,11 +70,11 @@ def range_test(
   sweep = {
     k.removeprefix('finder_'): v for k, v in dataclasses.asdict(finder).items()
   }
-  inputs = _common.jsonable(
+  inputs = studies.jsonable(
     {'finder': sweep, 'seed': seed, **{k: getattr(common, k) for k in _INPUTS}}
   )
   path = os.path.join(workdir, 'range_test.json')
-  saved = _common.read_json(path)
+  saved = studies.read_json(path)
   if (
     not overwrite and isinstance(saved, dict) and saved.get('inputs') == inputs
   ):
@@ -141,7 +142,7 @@ def range_test(
     suggested,
     finder.finder_suggestion,
   )
-  out = _common.jsonable(
+  out = studies.jsonable(
     {
       **result._asdict(),
       'suggested_lr': suggested,
@@ -150,7 +151,7 @@ def range_test(
     }
   )
   os.makedirs(workdir, exist_ok=True)
-  _common.write_json(path, out)
+  studies.write_json(path, out)
   return out
 
 

@@ -10,17 +10,15 @@ each seed and writes ``results.json``, ``results.md`` and ``report.md``. A study
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from absl import flags
 
-from experiments import _common, _runs
-from lrjax import evidence
+from lrjax import evidence, studies
 
 FLAGS = flags.FLAGS
 
@@ -77,8 +75,8 @@ def run_main(
     _fatal('Flags error', _workdir_problem(workdir, e))
   try:
     if DRY_RUN.value:
-      with experiment_workdir(workdir, config, with_flags=True):
-        print(json.dumps(_common.jsonable(config), indent=2))
+      with studies.hold_workdir(workdir, config, {'flags.cfg': flags_text()}):
+        print(json.dumps(studies.jsonable(config), indent=2))
       return None
     results = run(checked, workdir, with_flags=True, overwrite=OVERWRITE.value)
   except (
@@ -115,9 +113,9 @@ def _fatal(kind: str, message: str) -> None:
   sys.exit(1)
 
 
-def write_flags(path: str) -> None:
-  """Writes the experiments' own flags as a flagfile that repeats the run
-  (a library's flag is defined only once its module is imported, so a
+def flags_text() -> str:
+  """The experiments' own flags as a flagfile that repeats the run (a
+  library's flag is defined only once its module is imported, so a
   flagfile naming one would fail to parse)."""
   lines = []
   for module, module_flags in sorted(FLAGS.flags_by_module_dict().items()):
@@ -127,49 +125,7 @@ def write_flags(path: str) -> None:
       continue
     ordered = sorted(module_flags, key=lambda fl: fl.name)
     lines += [text for flag in ordered if (text := flag.serialize())]
-  _common.write_text(path, '\n'.join(lines) + '\n')
-
-
-@contextlib.contextmanager
-def experiment_workdir(
-  workdir: str, config: Any, *, with_flags: bool
-) -> Iterator[None]:
-  """Holds the workdir locked, config.json (and flags.cfg) written."""
-  from lrjax import train as lrtrain
-
-  os.makedirs(workdir, exist_ok=True)
-  with lrtrain.lock_workdir(workdir):
-    if with_flags:
-      write_flags(os.path.join(workdir, 'flags.cfg'))
-    _common.write_json(os.path.join(workdir, 'config.json'), config)
-    yield
-
-
-@dataclasses.dataclass(frozen=True)
-class Trial:
-  """One configuration, trained once per seed.
-
-  Attributes:
-    name: a row of the study's table; runs live in
-      ``<workdir>/<under>/<name>/seed<seed>``.
-    seeds: the seeds.
-    config: ``config(seed) -> lrjax.train.TrainConfig``.
-    task: ``task(seed) -> lrjax.train.Task``.
-    train, after, extra: as `experiments._runs.train_run` takes them.
-    describe: logged once before the trial's first seed.
-    check: ``check(configs)``, more checks of its trainer configs before
-      anything trains (e.g. the adaptive batch's).
-  """
-
-  name: str
-  seeds: Sequence[int]
-  config: Callable[[int], Any]
-  task: Callable[[int], Any]
-  train: Callable[..., Any] | None = None
-  after: Callable[[Any, str], Mapping[str, Any]] | None = None
-  extra: Mapping[str, Any] | None = None
-  describe: str = ''
-  check: Callable[[Sequence[Any]], None] | None = None
+  return '\n'.join(lines) + '\n'
 
 
 def render(name: str, **fields: Any) -> str:
@@ -182,122 +138,28 @@ def render(name: str, **fields: Any) -> str:
     return f.read().format(**fields)
 
 
-@dataclasses.dataclass(frozen=True)
-class Report:
-  """What a study writes: results.json, results.md (table) and report.md."""
-
-  results: dict[str, Any]
-  table: str
-  text: str
-
-
-def check_trials(trials: Sequence[Trial], num_examples: int) -> None:
-  """Validates every trial's trainer config for each of its seeds."""
-  for trial in trials:
-    configs = [trial.config(seed) for seed in trial.seeds]
-    _common.check_train_configs(configs, num_examples)
-    if trial.check is not None:
-      trial.check(configs)
-
-
-@dataclasses.dataclass(frozen=True)
-class Context:
-  """A study's workdir while it runs."""
-
-  workdir: str
-  overwrite: bool = False
-
-  def train(
-    self, trials: Sequence[Trial], under: str = 'runs'
-  ) -> dict[str, list[_runs.Run]]:
-    """Trains (or reuses, or resumes) each trial's seeds: runs by trial name."""
-    from absl import logging
-
-    runs = {}
-    for k, trial in enumerate(trials, 1):
-      if trial.describe:
-        logging.info('%s: %s', trial.name, trial.describe)
-      runs[trial.name] = [
-        _runs.train_run(
-          trial.name,
-          seed,
-          trial.config(seed),
-          os.path.join(self.workdir, under, trial.name, f'seed{seed}'),
-          trial.task(seed),
-          after=trial.after,
-          train=trial.train,
-          extra=trial.extra,
-          overwrite=self.overwrite,
-          progress=f'trial {k}/{len(trials)}, seed {j}/{len(trial.seeds)}',
-        )
-        for j, seed in enumerate(trial.seeds, 1)
-      ]
-    return runs
-
-
-class Study:
-  """An experiment: subclasses set `name` and implement `check`, `trials`
-  and `analyze` (or override `run` for trials in phases)."""
-
-  name = ''
-
-  def __init__(self, config: Any) -> None:
-    self.config = config
-
-  def check(self) -> None:
-    """Raises ValueError (naming the flag) for a bad setting."""
-
-  def trials(self) -> Sequence[Trial]:
-    """The study's trials."""
-    raise NotImplementedError(f'{type(self).__name__}: implement trials()')
-
-  def analyze(self, runs: dict[str, list[_runs.Run]], workdir: str) -> Report:
-    """Tables, claims, figures and the report from the finished runs."""
-    raise NotImplementedError(f'{type(self).__name__}: implement analyze()')
-
-  def run(self, context: Context) -> Report:
-    """Trains the trials and analyses them."""
-    return self.analyze(context.train(self.trials()), context.workdir)
-
-
-def run(
-  study: Study,
-  workdir: str,
-  *,
-  with_flags: bool = False,
-  overwrite: bool = False,
-) -> dict[str, Any]:
-  """Runs a study that passed `Study.check` into ``workdir``, writes its
-  results.json, results.md and report.md, and returns the results.
-
-  Raises:
-    lrjax.train.ConfigMismatchError: for a run of another config there.
-    lrjax.train.WorkdirLockedError: when another process holds it.
-  """
-  with experiment_workdir(workdir, study.config, with_flags=with_flags):
-    report = study.run(Context(workdir, overwrite))
-    _common.write_json(os.path.join(workdir, 'results.json'), report.results)
-    _common.write_text(os.path.join(workdir, 'results.md'), report.table)
-    _common.write_text(os.path.join(workdir, 'report.md'), report.text)
-  return report.results
-
-
 def entry_points(
-  study: type[Study], get_config: Callable[[], Any]
+  study: type[studies.Study], get_config: Callable[[], Any]
 ) -> tuple[Callable[..., Any], Callable[..., Any], Callable[..., None]]:
   """An experiment's ``check(config)``, ``run(config, workdir, ...)`` and
   absl ``main(argv)`` (`run_main`, then the claims and the report's path)."""
 
-  def check(config: Any) -> Study:
+  def check(config: Any) -> studies.Study:
     made = study(config)
     made.check()
     return made
 
+  def run_checked(
+    made: studies.Study, workdir: str, *, with_flags=False, overwrite=False
+  ) -> dict[str, Any]:
+    files = {'flags.cfg': flags_text()} if with_flags else None
+    return studies.run(made, workdir, overwrite=overwrite, files=files)
+
   def run_config(config: Any, workdir: str, **kwargs: Any) -> dict[str, Any]:
-    return run(check(config), workdir, **kwargs)
+    return run_checked(check(config), workdir, **kwargs)
 
   def main(argv: Sequence[str]) -> None:
-    done = run_main(argv, study.name, get_config, run, check)
+    done = run_main(argv, study.name, get_config, run_checked, check)
     if done is None:
       return
     results, workdir = done

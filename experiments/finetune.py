@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 from absl import app
 
-from experiments import _common, _flags, _lm_common, _runs, _study
+from experiments import _common, _flags, _lm_common, _study
 from experiments._flags import setting
 from experiments._lm_common import token_setting
-from lrjax import evidence, schedules
+from lrjax import evidence, schedules, studies
 
 POLICIES = schedules.FINETUNE_POLICIES
 MODES = ('finetune', 'scratch')
@@ -136,7 +136,7 @@ def _kind(name: str) -> str:
 
 def pretrain(
   config: FinetuneConfig, workdir: str, overwrite: bool = False
-) -> tuple[_runs.Run, Any]:
+) -> tuple[studies.Run, Any]:
   """Pretrains once (or reuses / resumes ``workdir/pretrain``): warmup,
   cosine to 10%, a constant batch, always keeping a checkpoint.
 
@@ -166,7 +166,7 @@ def pretrain(
   )
   directory = os.path.join(workdir, 'pretrain')
   task = _lm_common.make_task(c, train, evaluate, seed, name='pretrain')
-  done = _runs.train_run(
+  done = studies.train_run(
     'pretrain', seed, tc, directory, task, overwrite=overwrite
   )
   state, _ = lrtrain.load_checkpoint(directory)
@@ -202,7 +202,7 @@ def train_config(
   )
 
 
-class Finetune(_study.Study):
+class Finetune(studies.Study):
   """Pretrains once, then fine-tunes and trains from scratch every policy
   at every LR and seed."""
 
@@ -211,7 +211,7 @@ class Finetune(_study.Study):
   def check(self) -> None:
     self.config.validate()
 
-  def run(self, context: _study.Context) -> _study.Report:
+  def run(self, context: studies.Context) -> studies.Report:
     import jax
 
     from lrjax import train as lrtrain
@@ -239,7 +239,7 @@ class Finetune(_study.Study):
     }
     keys = list(itertools.product(MODES, config.policies, config.lr_grid))
     trials = [
-      _study.Trial(
+      studies.Trial(
         f'{mode}/{name}/lr{lr:g}',
         c.seeds,
         functools.partial(train_config, config, name, lr, num_examples=n),
@@ -273,13 +273,13 @@ class Finetune(_study.Study):
       'figures': _figures(runs, summary, start, config, context.workdir),
     }
     text = _report(config, results, table, grid_table)
-    return _study.Report(results, table, text)
+    return studies.Report(results, table, text)
 
 
 # ------------------------------------------------------------ metrics
 
 
-def _confidence_on_correct(run: _runs.Run) -> float:
+def _confidence_on_correct(run: studies.Run) -> float:
   """Mean top probability on correctly predicted bytes (final params)."""
   accuracy = _lm_common.final(run, 'accuracy')
   if not accuracy > 0:
@@ -287,7 +287,7 @@ def _confidence_on_correct(run: _runs.Run) -> float:
   return _lm_common.final(run, 'correct_confidence') / accuracy
 
 
-def _to_target(run: _runs.Run, target: float, seq_len: int) -> dict | None:
+def _to_target(run: studies.Run, target: float, seq_len: int) -> dict | None:
   """Updates, tokens and training seconds until the validation bits per
   byte first reach ``target`` (None if never)."""
   from lrjax import metrics
@@ -461,7 +461,7 @@ def _tables(grid, summary, config: FinetuneConfig) -> tuple[str, str]:
     ),
     'LR spread': lambda r: f'{r["lr_spread"]:.3f}',
   }
-  summary_table = _common.markdown_table(
+  summary_table = studies.markdown_table(
     ['policy', 'kind', *(f'{m}: {h}' for m in MODES for h in columns)]
     + ['fine-tune: confidence on correct'],
     [
@@ -472,7 +472,7 @@ def _tables(grid, summary, config: FinetuneConfig) -> tuple[str, str]:
     ],
   )
   pairs = list(itertools.product(MODES, config.lr_grid))
-  grid_table = _common.markdown_table(
+  grid_table = studies.markdown_table(
     ['policy', *(f'{m} LR {lr:g}' for m, lr in pairs)],
     [
       [

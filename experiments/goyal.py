@@ -21,10 +21,10 @@ from typing import Any
 
 from absl import app, flags
 
-from experiments import _common, _flags, _lm_common, _runs, _study
+from experiments import _common, _flags, _lm_common, _study
 from experiments import lm as lm_exp
 from experiments._flags import setting
-from lrjax import evidence
+from lrjax import evidence, studies
 
 VARIANTS = ('none', 'linear', 'warmup', 'sqrt')
 
@@ -81,9 +81,9 @@ class GoyalConfig:
     return self.common if self.lm is None else self.lm.common
 
   @property
-  def metric(self) -> _runs.Metric:
+  def metric(self) -> studies.Metric:
     """What decides: test accuracy, or the LM's validation loss."""
-    return _runs.ACCURACY if self.lm is None else _runs.VAL_LOSS
+    return studies.ACCURACY if self.lm is None else studies.VAL_LOSS
 
   @property
   def warmup_tokens(self) -> int:
@@ -202,7 +202,7 @@ def _lm_run_config(
   )
 
 
-class Goyal(_study.Study):
+class Goyal(studies.Study):
   """Every rule at every batch, and Smith & Le's unscaled sweeps (the LM's
   runs of the same LR policy and batch are one trial, trained once)."""
 
@@ -218,9 +218,9 @@ class Goyal(_study.Study):
     n = _common.check_common(config.common)
     _common.check_batch('--goyal_batches', config.goyal_batches[-1], n)
     _common.check_batch('--goyal_base_batch', config.goyal_base_batch, n)
-    _study.check_trials(self.trials(), n)
+    studies.check_trials(self.trials(), n)
 
-  def trials(self) -> list[_study.Trial]:
+  def trials(self) -> list[studies.Trial]:
     """The distinct runs; `policies` and `trial_of` then hold each key's
     LR policy text and the name of the trial it reads."""
     self.policies, self.trial_of, trials = {}, {}, {}
@@ -229,7 +229,7 @@ class Goyal(_study.Study):
       self.policies[key], same, config = self._run(*key)
       c = self.config.task_common
       task = functools.partial(_lm_common.study_task, c, name=name)
-      trial = _study.Trial(name, c.seeds, config, task)
+      trial = studies.Trial(name, c.seeds, config, task)
       self.trial_of[key] = trials.setdefault(same or name, trial).name
     return list(trials.values())
 
@@ -257,7 +257,7 @@ class Goyal(_study.Study):
     from lrjax import recipe
 
     path = os.path.join(workdir, 'b_simple.json')
-    saved = _common.read_json(path)
+    saved = studies.read_json(path)
     if saved is not None:
       return float(saved['b_simple'])
     c, b0 = self.config.task_common, self.config.goyal_base_batch
@@ -271,20 +271,20 @@ class Goyal(_study.Study):
       **{k: getattr(c, k) for k in ('optimizer', 'momentum', 'weight_decay')},
       **({} if self.config.lm is None else {'b2': c.b2}),
     )
-    _common.write_json(path, {'b_simple': probe.b_simple})
+    studies.write_json(path, {'b_simple': probe.b_simple})
     return probe.b_simple
 
   def analyze(
-    self, runs: dict[str, list[_runs.Run]], workdir: str
-  ) -> _study.Report:
+    self, runs: dict[str, list[studies.Run]], workdir: str
+  ) -> studies.Report:
     from lrjax import rules
 
     config, metric = self.config, self.config.metric
     batches = config.goyal_batches
     t = None if config.lm is None else config.lm.common.seq_len
-    shown = (metric,) if t is None else (_runs.VAL_LOSS, _runs.VAL_BPB)
+    shown = (metric,) if t is None else (studies.VAL_LOSS, studies.VAL_BPB)
 
-    def values(m: _runs.Metric, key) -> list[float]:
+    def values(m: studies.Metric, key) -> list[float]:
       return [m.of(run) for run in runs[self.trial_of[key]]]
 
     rows, lines = [], []
@@ -302,7 +302,7 @@ class Goyal(_study.Study):
         lines.append([*cells, row['updates']])
     header = ['batch'] if t is None else ['batch (sequences)', 'batch tokens']
     header = ['rule', *header, 'LR policy', *(m.label for m in shown)]
-    table = _common.markdown_table([*header, 'updates'], lines)
+    table = studies.markdown_table([*header, 'updates'], lines)
     curves = {
       v: [r[f'{metric.name}_mean'] for r in rows if r['variant'] == v]
       for v in config.goyal_variants
@@ -337,7 +337,7 @@ class Goyal(_study.Study):
       'figures': figures,
     }
     report = _report(config, table, breaks, b_simple, smith_le, claim, figures)
-    return _study.Report(results, table, report)
+    return studies.Report(results, table, report)
 
 
 check, run, main = _study.entry_points(Goyal, get_config)

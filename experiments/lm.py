@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 from absl import app
 
-from experiments import _common, _flags, _lm_common, _runs, _study
+from experiments import _common, _flags, _lm_common, _study
 from experiments._flags import setting
 from experiments._lm_common import final, token_setting
-from lrjax import evidence
+from lrjax import evidence, studies
 
 LR_POLICIES = ('cosine', 'wsd', 'constant_cooldown', 'step')
 BATCH_SCHEDULES = ('constant', 'ramp', 'increase', 'adaptive', 'seesaw')
@@ -356,7 +356,7 @@ def train_config(config: LmConfig, plan: Plan, seed: int, num_examples: int):
   )
 
 
-class Lm(_study.Study):
+class Lm(studies.Study):
   """Every plan (LR policy or batch schedule), each seed, on the corpus."""
 
   name = 'lm'
@@ -375,25 +375,25 @@ class Lm(_study.Study):
   def plans(self) -> dict[str, Plan]:
     return build_plans(self.config, self.data[0].num_examples)
 
-  def trials(self) -> list[_study.Trial]:
+  def trials(self) -> list[studies.Trial]:
     c, (train, _, evaluate) = self.config.common, self.data
     n = train.num_examples
     return [
-      _study.Trial(
+      studies.Trial(
         name,
         c.seeds,
         functools.partial(train_config, self.config, plan, num_examples=n),
         functools.partial(
           _lm_common.make_task, c, train, evaluate, name=f'lm {name}'
         ),
-        train=_runs.adaptive_trainer(plan.adaptive),
+        train=studies.adaptive_trainer(plan.adaptive),
         after=lambda _, __, p=plan: {'batch': p.batch_text, 'lr': str(p.lr)},
         describe=f'batch {plan.batch_text}, lr {plan.lr}',
       )
       for name, plan in self.plans.items()
     ]
 
-  def analyze(self, runs, workdir: str) -> _study.Report:
+  def analyze(self, runs, workdir: str) -> studies.Report:
     c = self.config.common
     train, valid, evaluate = self.data
     model = c.transformer()
@@ -418,7 +418,7 @@ class Lm(_study.Study):
       'figures': _figures(runs, c.seq_len, base, workdir),
     }
     text = _report(self.config, self.plans, results, table)
-    return _study.Report(results, table, text)
+    return studies.Report(results, table, text)
 
 
 # ------------------------------------------------------------ report
@@ -471,10 +471,10 @@ def _table(runs, plans, seq_len, flops_per_token, *, noise=True):
       rows[-1]['b_simple_end_sequences'] = evidence.mean_std(ends)
       rows[-1]['b_simple_end_tokens'] = evidence.mean_std(in_tokens)
       lines[-1].append(ms(in_tokens, 0))
-  return rows, _common.markdown_table(header, lines)
+  return rows, studies.markdown_table(header, lines)
 
 
-def _median_rate(run: _runs.Run, seq_len: int) -> float:
+def _median_rate(run: studies.Run, seq_len: int) -> float:
   rates = run.train.get('examples_per_sec', np.zeros(0))
   rates = rates[np.isfinite(rates) & (rates > 0)]
   return float(np.median(rates) * seq_len) if rates.size else math.nan
@@ -607,7 +607,7 @@ def _report(config, plans, results, table) -> str:
     train_tokens=config.train_tokens,
     seeds=', '.join(map(str, c.seeds)),
     base=r['baselines_bits_per_byte'],
-    plans=_common.markdown_table(
+    plans=studies.markdown_table(
       ['run', 'LR policy', 'batch schedule (tokens)'],
       [[k, p.lr_text, f'`{p.batch_text}`'] for k, p in plans.items()],
     ),

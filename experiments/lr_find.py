@@ -12,6 +12,7 @@ import numpy as np
 from absl import app, logging
 
 from experiments import _common, _finder, _flags, _study
+from lrjax import studies
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,7 +30,7 @@ def get_config() -> LrFindConfig:
   )
 
 
-class LrFind(_study.Study):
+class LrFind(studies.Study):
   """One range test per seed, and the suggestions' geometric mean."""
 
   name = 'lr_find'
@@ -40,7 +41,7 @@ class LrFind(_study.Study):
     n = _common.check_common(self.config.common)
     _common.check_batch('--batch_size', self.config.common.batch_size, n)
 
-  def run(self, context: _study.Context) -> _study.Report:
+  def run(self, context: studies.Context) -> studies.Report:
     """Runs (or reuses) each seed's range test, then tabulates them."""
     c, tests = self.config.common, {}
     for j, seed in enumerate(c.seeds, 1):
@@ -54,7 +55,7 @@ class LrFind(_study.Study):
       )
     return self.analyze(tests, context.workdir)
 
-  def analyze(self, tests, workdir: str) -> _study.Report:
+  def analyze(self, tests, workdir: str) -> studies.Report:
     """Table, recommended LR, figure and report (``tests``: seed ->
     `_finder.range_test`)."""
     from lrjax import finder as lrfinder
@@ -78,7 +79,7 @@ class LrFind(_study.Study):
     means = {
       k: float(np.exp(np.mean([np.log(r[k]) for r in rows]))) for k in names
     }
-    table = _common.markdown_table(
+    table = studies.markdown_table(
       ['seed', *names, 'updates', 'stopped on divergence']
       + ['smoothed lag at its minimum (updates)'],
       [
@@ -124,7 +125,7 @@ class LrFind(_study.Study):
     report += ''.join(f'\n![{c_}]({p})\n' for p, c_ in figures.items())
     # The console's last table line: the LR to use.
     printed = f'{table}\nsuggested LR ({suggestion}): {chosen:.4g}\n'
-    return _study.Report(results, printed, report)
+    return studies.Report(results, printed, report)
 
 
 check, run, main = _study.entry_points(LrFind, get_config)

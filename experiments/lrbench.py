@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 from absl import app
 
-from experiments import _common, _finder, _flags, _runs, _study
+from experiments import _common, _finder, _flags, _study
 from experiments._flags import setting
-from lrjax import evidence
+from lrjax import evidence, studies
 
 PLACEHOLDER = '{lr}'
 
@@ -135,8 +135,8 @@ def _after(
   from lrjax.evaluation import prediction_metrics
 
   # The seed picks the data only for --dataset=synthetic.
-  seed = _common.read_json(os.path.join(workdir, 'config.json'))['seed']
-  variables = _common.final_variables(result, workdir)
+  seed = studies.read_json(os.path.join(workdir, 'config.json'))['seed']
+  variables = studies.final_variables(result, workdir)
   probs, labels = predict(common, variables, 'test', seed)
   test = prediction_metrics(probs, labels)
   train = prediction_metrics(*predict(common, variables, 'train', seed))
@@ -146,10 +146,10 @@ def _after(
   return {'final': {**test, **train, 'generalization_gap': gap, **extra}}
 
 
-def _to_target(run: _runs.Run, target: float) -> tuple[float, float]:
+def _to_target(run: studies.Run, target: float) -> tuple[float, float]:
   """(updates, training seconds) until the test accuracy first >= target;
   the seconds come from the logged step rates (evaluation excluded)."""
-  step = _runs.first_reaching(run, 'accuracy', target, 'step')
+  step = studies.first_reaching(run, 'accuracy', target, 'step')
   steps = run.train.get('step', np.zeros(0))
   if math.isnan(step) or not steps.size:
     return step, math.nan
@@ -169,7 +169,7 @@ def _kind(text: str) -> str:
 # ------------------------------------------------------------ study
 
 
-class LrBench(_study.Study):
+class LrBench(studies.Study):
   """Every policy trained on the same budget and seeds, then ranked."""
 
   name = 'lrbench'
@@ -183,11 +183,11 @@ class LrBench(_study.Study):
     _common.check_batch('--batch_size', config.common.batch_size, n)
     for text in config.policy:
       try:
-        _study.check_trials(self._trials([text.replace(PLACEHOLDER, '1')]), n)
+        studies.check_trials(self._trials([text.replace(PLACEHOLDER, '1')]), n)
       except ValueError as e:
         raise ValueError(f'--policy={text!r}: {e}') from None
 
-  def _trials(self, texts: Sequence[str]) -> list[_study.Trial]:
+  def _trials(self, texts: Sequence[str]) -> list[studies.Trial]:
     """A trial per policy text, its runs in ``runs/policy<index>``."""
     from lrjax import schedules
 
@@ -195,7 +195,7 @@ class LrBench(_study.Study):
     extra = {'metrics': sorted(self.config.metric_fns())}
     after = functools.partial(_after, c, self.config.metric_fns())
     return [
-      _study.Trial(
+      studies.Trial(
         f'policy{index}',
         c.seeds,
         lambda seed, text=text: _common.train_config(
@@ -230,7 +230,7 @@ class LrBench(_study.Study):
       resolved[text] = entry
     return resolved
 
-  def run(self, context: _study.Context) -> _study.Report:
+  def run(self, context: studies.Context) -> studies.Report:
     """Resolves the policies (the range test first), trains, ranks."""
     policies = self._resolve(context.workdir, context.overwrite)
     texts = [p['policy'] for p in policies.values()]
@@ -248,7 +248,7 @@ class LrBench(_study.Study):
       'figures': figures,
     }
     report = _report(self.config, rows, table, figures)
-    return _study.Report(results, table, report)
+    return studies.Report(results, table, report)
 
 
 # ------------------------------------------------------------ report
@@ -316,7 +316,7 @@ def _table(rows, target, extra) -> str:
     lines.append(
       [rank, f'`{r["policy"]}`', r['kind'], *cells.values(), *extras]
     )
-  return _common.markdown_table(
+  return studies.markdown_table(
     ['rank', 'policy', 'kind', *header, *extra], lines
   )
 

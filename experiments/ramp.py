@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 from absl import app
 
-from experiments import _common, _flags, _runs, _study
+from experiments import _common, _flags, _study
 from experiments._flags import setting
-from lrjax import evidence
+from lrjax import evidence, studies
 
 SCHEDULES = {
   'decay': 'constant batch, the LR divided by --decay_factor at each '
@@ -280,7 +280,7 @@ _MEAN = ('num_updates', 'examples_seen')
 _NOISE_WINDOW = 9
 
 
-def _rows(runs: Mapping[str, list[_runs.Run]]) -> list[dict[str, Any]]:
+def _rows(runs: Mapping[str, list[studies.Run]]) -> list[dict[str, Any]]:
   """One row per schedule: its summaries over seeds."""
   rows = []
   for name, group in runs.items():
@@ -413,7 +413,7 @@ def _figures(runs, plans, projection, workdir: str) -> dict[str, str]:
 
 def project_wall_time(
   config: RampConfig,
-  runs: Mapping[str, list[_runs.Run]],
+  runs: Mapping[str, list[studies.Run]],
   plans: Mapping[str, Plan],
 ) -> dict[str, Any] | None:
   """`lrjax.parallel_cost.project_wall_time` of each schedule's stages (as
@@ -459,7 +459,7 @@ def _projection_md(projection: dict[str, Any] | None) -> str:
     return _study.render('ramp_no_projection')
   step, links = projection['step_time'], projection['links']
   cells = [(k, p) for k in links for p in projection['devices']]
-  table = _common.markdown_table(
+  table = studies.markdown_table(
     ['schedule', 'updates', 'measured wall s (1 device here)']
     + [f'{k} P={p} s' for k, p in cells],
     [
@@ -487,7 +487,7 @@ def _projection_md(projection: dict[str, Any] | None) -> str:
   )
 
 
-class Ramp(_study.Study):
+class Ramp(studies.Study):
   """The schedules of `build_plans`, trained and compared with decay."""
 
   name = 'ramp'
@@ -501,14 +501,14 @@ class Ramp(_study.Study):
     self.num_examples = _common.check_common(c)
     replicas = c.num_devices or jax.local_device_count()
     self.plans = build_plans(self.config, self.num_examples, 4 * replicas)
-    _study.check_trials(self.trials(), self.num_examples)
+    studies.check_trials(self.trials(), self.num_examples)
 
-  def trials(self) -> list[_study.Trial]:
+  def trials(self) -> list[studies.Trial]:
     from lrjax import models
 
     c = self.config.common
     return [
-      _study.Trial(
+      studies.Trial(
         name,
         c.seeds,
         lambda seed, p=plan: _common.train_config(
@@ -520,7 +520,7 @@ class Ramp(_study.Study):
           noise=_common.noise_config(c, p.batch_sizes),
         ),
         lambda seed: _common.make_task(c, seed),
-        train=_runs.adaptive_trainer(a := plan.adaptive),
+        train=studies.adaptive_trainer(a := plan.adaptive),
         after=lambda result, __, p=plan: {
           'batch': p.describe_batch(),
           'lr': str(p.lr),
@@ -534,15 +534,15 @@ class Ramp(_study.Study):
     ]
 
   def analyze(
-    self, runs: dict[str, list[_runs.Run]], workdir: str
-  ) -> _study.Report:
+    self, runs: dict[str, list[studies.Run]], workdir: str
+  ) -> studies.Report:
     c, n, plans = self.config.common, self.num_examples, self.plans
     test = _common.load_split(c, 'test', c.seeds[0])
     rows = _rows(runs)
     claims = _claims(rows)
     projection = project_wall_time(self.config, runs, plans)
     figures = _figures(runs, plans, projection, workdir)
-    table = _common.markdown_table(
+    table = studies.markdown_table(
       [header for _, header, _ in _COLUMNS],
       [[fmt(row[k]) for k, _, fmt in _COLUMNS] for row in rows],
     )
@@ -555,7 +555,7 @@ class Ramp(_study.Study):
       'projection': projection,
       'figures': figures,
     }
-    plans_table = _common.markdown_table(
+    plans_table = studies.markdown_table(
       ['schedule', 'batch schedule', 'LR policy (epochs)', 'momentum'],
       [
         [name, f'`{p.describe_batch()}`', f'`{p.lr}`', f'{p.momentum:g}']
@@ -574,7 +574,7 @@ class Ramp(_study.Study):
         evidence.claim_lines(claims) + _common.figure_lines(figures)
       ),
     )
-    return _study.Report(results, table, report)
+    return studies.Report(results, table, report)
 
 
 check, run, main = _study.entry_points(Ramp, get_config)

@@ -21,10 +21,10 @@ from typing import Any, NamedTuple
 import numpy as np
 from absl import app
 
-from experiments import _common, _flags, _lm_common, _runs, _study
+from experiments import _common, _flags, _lm_common, _study
 from experiments import lm as lm_exp
 from experiments._flags import setting
-from lrjax import evidence
+from lrjax import evidence, studies
 
 
 def _lr_policy(text: str) -> str | None:
@@ -157,7 +157,7 @@ def choose(
   from lrjax import recipe
 
   path = os.path.join(workdir, 'recipe.json')
-  saved = _common.read_json(path)
+  saved = studies.read_json(path)
   if saved is not None:
     return saved
   c = config.common if config.lm is None else config.lm.common
@@ -178,12 +178,12 @@ def choose(
     seed=seed,
   )
   out = {
-    **_common.jsonable(dataclasses.asdict(r)),
+    **studies.jsonable(dataclasses.asdict(r)),
     'probe_fraction': r.probe_fraction,
     'summary': r.summary(),
   }
   os.makedirs(workdir, exist_ok=True)
-  _common.write_json(path, out)
+  studies.write_json(path, out)
   return out
 
 
@@ -237,10 +237,10 @@ class _Task:
     self.config, self.lc = config, config.lm
     self.c = c = config.common if config.lm is None else config.lm.common
     if self.lc is None:
-      self.metrics, self.unit = (_runs.ACCURACY,), ('examples', 1)
+      self.metrics, self.unit = (studies.ACCURACY,), ('examples', 1)
       self.budget = recipe.Budget(epochs=c.epochs)
     else:
-      self.metrics = (_runs.VAL_LOSS, _runs.VAL_BPB)
+      self.metrics = (studies.VAL_LOSS, studies.VAL_BPB)
       self.unit = ('tokens', c.seq_len)
       self.budget = recipe.Budget(
         tokens=self.lc.train_tokens, seq_len=c.seq_len
@@ -318,12 +318,12 @@ class Entry(NamedTuple):
   """One method's run of one seed, with the examples its choice cost
   besides (the probes; the random search's other trials)."""
 
-  run: _runs.Run
+  run: studies.Run
   other_examples: int
   method: Method
 
 
-class Recipe(_study.Study):
+class Recipe(studies.Study):
   """Per seed: the recipe (probed, then trained), the hand-tuned run and
   the random search; then the comparison."""
 
@@ -342,13 +342,13 @@ class Recipe(_study.Study):
     _common.check_batch('--random_batches', max(config.random_batches), n)
     image = _Task(config)
     try:
-      _common.check_train_configs(
+      studies.check_train_configs(
         [image.hand_tuned(seed).config for seed in image.c.seeds], n
       )
     except ValueError as e:
       raise ValueError(f'--baseline_lr={config.baseline_lr!r}: {e}') from None
 
-  def run(self, context: _study.Context) -> _study.Report:
+  def run(self, context: studies.Context) -> studies.Report:
     config, kind = self.config, _Task(self.config)
 
     def choose_for(seed: int) -> dict:
@@ -359,14 +359,14 @@ class Recipe(_study.Study):
     if config.recipe_only:
       chosen = choose_for(kind.c.seeds[0])
       text = chosen['summary']
-      return _study.Report({'recipe': chosen}, text + '\n', text)
+      return studies.Report({'recipe': chosen}, text + '\n', text)
     groups = {'recipe': [], 'hand-tuned': []}
     chosen_all, trials_all = {}, {}
     for j, seed in enumerate(kind.c.seeds, 1):
       # Runs live in seed<k>/<method>, not in the runner's <trial>/seed<k>
       # (Context.train): the layout whose finished runs earlier workdirs hold.
-      def train(name: str, method: Method, seed=seed, j=j) -> _runs.Run:
-        return _runs.train_run(
+      def train(name: str, method: Method, seed=seed, j=j) -> studies.Run:
+        return studies.train_run(
           name,
           seed,
           method.config,
@@ -440,7 +440,7 @@ def _compare(config, kind, groups, chosen_all, trials_all, workdir):
     )
   header = ['method', *(m.label for m in kind.metrics), 'updates']
   header += [f'{unit} (probes incl.)', 'LR (first seed)', 'batch (first seed)']
-  table = _common.markdown_table(header, lines)
+  table = studies.markdown_table(header, lines)
   verdict = _verdict(rows, metric)
   figures = _figures(rows, trials_all, workdir, metric)
   results = {
@@ -467,13 +467,15 @@ def _compare(config, kind, groups, chosen_all, trials_all, workdir):
     verdict='\n'.join(verdict),
     figures='\n'.join(_common.figure_lines(figures)).strip(),
   )
-  return _study.Report(results, table, report)
+  return studies.Report(results, table, report)
 
 
-def _verdict(rows, metric: _runs.Metric) -> list[str]:
+def _verdict(rows, metric: studies.Metric) -> list[str]:
   """The recipe against each other method, within run-to-run variation."""
   values, recipe = f'{metric.name}_per_seed', rows['recipe']
-  unit = 'points of test accuracy' if metric is _runs.ACCURACY else metric.label
+  unit = (
+    'points of test accuracy' if metric is studies.ACCURACY else metric.label
+  )
   d, lines = metric.digits, []
   for other, row in list(rows.items())[1:]:
     held, diff, tol = evidence.within_variation(recipe[values], row[values])
@@ -492,11 +494,13 @@ def _verdict(rows, metric: _runs.Metric) -> list[str]:
   return lines
 
 
-def _figures(rows, trials_all, workdir, metric: _runs.Metric) -> dict:
+def _figures(rows, trials_all, workdir, metric: studies.Metric) -> dict:
   """Each method's metric per seed, and the random trials' LR and batch."""
   from lrjax import plots
 
-  label = metric.label if metric is not _runs.ACCURACY else 'test accuracy (%)'
+  label = (
+    metric.label if metric is not studies.ACCURACY else 'test accuracy (%)'
+  )
   values = f'{metric.name}_per_seed'
   plots.plot_seeds(
     {k: [metric.scale * v for v in r[values]] for k, r in rows.items()},

@@ -17,8 +17,9 @@ from collections.abc import Sequence
 import numpy as np
 from absl import app
 
-from experiments import _common, _flags, _runs, _study
+from experiments import _common, _flags, _study
 from experiments._flags import setting
+from lrjax import studies
 
 
 def _budgets(values: Sequence[float]) -> str | None:
@@ -67,7 +68,7 @@ def _name(budget: float, lr: float, batch: int) -> str:
   return f'e{budget:g}_lr{lr:g}_b{batch}'
 
 
-class Scaling(_study.Study):
+class Scaling(studies.Study):
   """The grid of budgets x LRs x batches, and the power-law fits."""
 
   name = 'scaling'
@@ -78,7 +79,7 @@ class Scaling(_study.Study):
     _flags.check(config)
     self.num_examples = n = _common.check_common(config.common)
     _common.check_batch('--scaling_batches', max(config.scaling_batches), n)
-    _study.check_trials(self.trials(), n)
+    studies.check_trials(self.trials(), n)
 
   def grid(self) -> list[tuple[float, float, int]]:
     """(budget, peak LR, batch) of every run."""
@@ -87,10 +88,10 @@ class Scaling(_study.Study):
       itertools.product(c.scaling_budgets, c.scaling_lrs, c.scaling_batches)
     )
 
-  def trials(self) -> list[_study.Trial]:
+  def trials(self) -> list[studies.Trial]:
     c = self.config.common
     return [
-      _study.Trial(
+      studies.Trial(
         _name(*key),
         c.seeds,
         lambda seed, budget=key[0], lr=key[1], b=key[2]: _common.train_config(
@@ -107,8 +108,8 @@ class Scaling(_study.Study):
     ]
 
   def analyze(
-    self, runs: dict[str, list[_runs.Run]], workdir: str
-  ) -> _study.Report:
+    self, runs: dict[str, list[studies.Run]], workdir: str
+  ) -> studies.Report:
     from lrjax import plots, recipe
 
     config, n, c = self.config, self.num_examples, self.config.common
@@ -130,7 +131,7 @@ class Scaling(_study.Study):
           cs, vs, at=at, num_resamples=config.scaling_resamples, seed=c.seeds[0]
         )
       fits[key] = (label, fit, cs, vs)
-    table = _common.markdown_table(
+    table = studies.markdown_table(
       ['budget (epochs)', 'peak LR', 'batch', 'test loss (mean)'],
       [
         [f'{e:g}', f'{lr:g}', b, f'{loss:.4f}']
@@ -161,7 +162,7 @@ class Scaling(_study.Study):
       table=table,
       figures='\n'.join(_common.figure_lines(figures)),
     )
-    return _study.Report(_common.jsonable(results), table, report)
+    return studies.Report(studies.jsonable(results), table, report)
 
 
 check, run, main = _study.entry_points(Scaling, get_config)

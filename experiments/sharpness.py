@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 from absl import app
 
-from experiments import _common, _flags, _runs, _study
+from experiments import _common, _flags, _study
 from experiments._flags import setting
-from lrjax import evidence
+from lrjax import evidence, studies
 
 PROTOCOLS = ('target_loss', 'converge', 'equal_epochs')
 
@@ -238,17 +238,17 @@ def measure(
 
 def _after(result: Any, workdir: str) -> dict[str, Any]:
   """Saves the final variables (dropping stale measures); the stop record."""
-  variables = _common.final_variables(result, workdir)
-  _common.save_variables(os.path.join(workdir, 'variables.npz'), variables)
+  variables = studies.final_variables(result, workdir)
+  studies.save_variables(os.path.join(workdir, 'variables.npz'), variables)
   if os.path.exists(path := os.path.join(workdir, 'sharpness.json')):
     os.remove(path)
-  stopping = _common.read_json(os.path.join(workdir, 'stopping.json'))
+  stopping = studies.read_json(os.path.join(workdir, 'stopping.json'))
   stopping = stopping or {'stopped': 'epochs', 'checks': []}
   return {'stopped_by': stopping['stopped'], 'checks': stopping['checks']}
 
 
 def _load_params(workdir: str) -> Any:
-  return _common.load_variables(os.path.join(workdir, 'variables.npz'))
+  return studies.load_variables(os.path.join(workdir, 'variables.npz'))
 
 
 def batch_regimes(
@@ -282,7 +282,7 @@ def _measure_settings(config: SharpnessConfig) -> dict[str, Any]:
   keys = ('subspace_dim', 'sharpness_iters', 'hessian_iters')
   settings = {k: getattr(config, k) for k in (*keys, 'sharpness_examples')}
   settings |= {'eps': config.sharpness_eps, 'starts': ['zero', 'half_box']}
-  return _common.jsonable(settings)
+  return studies.jsonable(settings)
 
 
 def _trial_name(protocol: str, label: str) -> str:
@@ -290,7 +290,7 @@ def _trial_name(protocol: str, label: str) -> str:
   return f'{protocol}/{label.replace(" ", "_")}'
 
 
-class Sharpness(_study.Study):
+class Sharpness(studies.Study):
   """Every regime of every protocol trained, measured and compared."""
 
   name = 'sharpness'
@@ -305,12 +305,12 @@ class Sharpness(_study.Study):
     self.regimes = {
       p: batch_regimes(config, self.n, p) for p in config.protocols
     }
-    _study.check_trials(self.trials(), self.n)
+    studies.check_trials(self.trials(), self.n)
 
-  def trials(self) -> list[_study.Trial]:
+  def trials(self) -> list[studies.Trial]:
     config, c = self.config, self.config.common
     return [
-      _study.Trial(
+      studies.Trial(
         _trial_name(protocol, label),
         c.seeds,
         lambda seed, p=protocol, b=batch: _train_config(config, p, b, seed),
@@ -341,25 +341,25 @@ class Sharpness(_study.Study):
       result = lrtrain.train_and_evaluate(
         train_config, workdir, task, overwrite=overwrite, hooks=(hook,)
       )
-      _common.write_json(os.path.join(workdir, 'stopping.json'), hook.state())
+      studies.write_json(os.path.join(workdir, 'stopping.json'), hook.state())
       return result
 
     return train
 
-  def _measures(self, run: _runs.Run) -> dict[str, Any]:
+  def _measures(self, run: studies.Run) -> dict[str, Any]:
     """The run's measurements, reused when made with the same settings."""
     path = os.path.join(run.workdir, 'sharpness.json')
     settings = _measure_settings(self.config)
-    m = _common.read_json(path)
+    m = studies.read_json(path)
     if not isinstance(m, dict) or m.get('settings') != settings:
       m = measure(self.config, _load_params(run.workdir), run.seed)
       m['settings'] = settings
-      _common.write_json(path, m)
+      studies.write_json(path, m)
     return m
 
   def analyze(
-    self, runs: dict[str, list[_runs.Run]], workdir: str
-  ) -> _study.Report:
+    self, runs: dict[str, list[studies.Run]], workdir: str
+  ) -> studies.Report:
     config, regimes, n = self.config, self.regimes, self.n
     runs = {
       p: {label: runs[_trial_name(p, label)] for label in regimes[p]}
@@ -387,13 +387,13 @@ class Sharpness(_study.Study):
       'rows': rows,
       'claims': claims,
       'interpolation': {
-        p: _common.jsonable({'alphas': r.alphas, 'metrics': r.metrics})
+        p: studies.jsonable({'alphas': r.alphas, 'metrics': r.metrics})
         for p, r in interp.items()
       },
       'figures': figures,
     }
     report = _report(config, regimes, table, rows, claims, figures, n)
-    return _study.Report(results, table, report)
+    return studies.Report(results, table, report)
 
 
 check, run, main = _study.entry_points(Sharpness, get_config)
@@ -481,7 +481,7 @@ def _table(config, runs, measures, regimes, n):
           'ratio_to_small': ratios,
         }
       )
-  return rows, _common.markdown_table(header, lines)
+  return rows, studies.markdown_table(header, lines)
 
 
 def _protocol_claims(config, protocol, runs, measures) -> list[dict[str, Any]]:

@@ -7,7 +7,7 @@ seen, and `per_update` turns any epoch-domain policy into an ordinary
 
 The light modules (schedules, batch, rules, noise, evidence) load with the
 package; the others (data, evaluation, models, tasks, train, metrics, sharpness,
-finder, plots, recipe) load on first attribute access, so `import lrjax`
+finder, plots, recipe, studies) load on first attribute access, so `import lrjax`
 does not pull in TensorFlow Datasets, orbax or matplotlib.
 """
 
@@ -38,6 +38,7 @@ _LAZY = (
   'plots',
   'recipe',
   'sharpness',
+  'studies',
   'tasks',
   'train',
 )

@@ -30,6 +30,8 @@ from typing import IO, Any, NamedTuple
 import numpy as np
 from absl import logging
 
+from lrjax import _atomic
+
 Clock = Callable[[], float]
 
 
@@ -208,26 +210,6 @@ def read_columns(
   return _columns(train), {k: _columns(v) for k, v in evals.items()}
 
 
-def _fsync_directory(path: str) -> None:
-  fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
-  try:
-    os.fsync(fd)
-  finally:
-    os.close(fd)
-
-
-def _replace_atomically(path: str, data: bytes) -> None:
-  """Writes ``data`` to ``path`` so that a kill leaves the old or the new
-  file, never a mix."""
-  tmp = f'{path}.tmp{os.getpid()}'
-  with open(tmp, 'wb') as f:
-    f.write(data)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
-  _fsync_directory(path)
-
-
 def rewind_jsonl(
   path: str,
   position: JsonlPosition | None,
@@ -305,7 +287,7 @@ def rewind_jsonl(
           position.size,
           len(tail),
         )
-        _replace_atomically(path, restored)
+        _atomic.write_bytes(path, restored)
         return position
     logging.warning(
       '%s does not hold the %d records (%d bytes) its checkpoint was '
@@ -339,7 +321,7 @@ def rewind_jsonl(
   ]
   out = b''.join(kept)
   if out != data or not os.path.exists(path):
-    _replace_atomically(path, out)
+    _atomic.write_bytes(path, out)
   return _position(out)
 
 

@@ -19,6 +19,7 @@ from _cli import run_experiment as _cli
 
 from experiments import _common, _finder, lr_find, lrbench, ramp, sharpness
 from lrjax import metrics as lmetrics
+from lrjax import studies
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N_TRAIN = 1437  # digits training split
@@ -320,7 +321,7 @@ def _start_point_sharpness(run_dir, eps, subspace_dim, seed=0):
   from lrjax import models
   from lrjax.sharpness import random_subspace
 
-  params = _common.load_variables(os.path.join(run_dir, 'variables.npz'))
+  params = studies.load_variables(os.path.join(run_dir, 'variables.npz'))
   params = params['params']
   batch = _common.load_split(TINY, 'train', seed).take(np.arange(N_TRAIN))
   model = models.get('mlp', num_classes=10)
@@ -396,8 +397,8 @@ def test_variables_npz_round_trip(tmp_path):
     'params': {'Dense_0': {'kernel': np.arange(6.0).reshape(2, 3)}},
     'batch_stats': {'BatchNorm_0': {'mean': np.float32([1, 2])}},
   }
-  _common.save_variables(path, variables)
-  back = _common.load_variables(path)
+  studies.save_variables(path, variables)
+  back = studies.load_variables(path)
   assert set(back) == {'params', 'batch_stats'}
   np.testing.assert_array_equal(
     back['params']['Dense_0']['kernel'], np.arange(6.0).reshape(2, 3)
@@ -517,14 +518,13 @@ def test_sharpness_warm_start_runs_to_each_protocols_length():
 
 
 def test_sharpness_claims_per_protocol_two_seeds_hand_values():
-  from experiments import _runs
 
   config = dataclasses.replace(SHARP, warm_start_epochs=(10.0,))
   keys = sharpness._keys(config)
 
   def group(label, value, accuracies):
     runs = [
-      _runs.Run(label, seed, '', {'test_accuracy': a}, {}, {})
+      studies.Run(label, seed, '', {'test_accuracy': a}, {}, {})
       for seed, a in enumerate(accuracies)
     ]
     measures = [{k: v for k in keys} for v in value]

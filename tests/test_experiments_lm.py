@@ -20,8 +20,8 @@ import pytest
 from _cli import flag_lines, flags_of, run_in_process
 from _lm_tiny import tiny_common
 
-from experiments import _lm_common, _runs, finetune, lm
-from lrjax import evidence
+from experiments import _lm_common, finetune, lm
+from lrjax import evidence, studies
 from lrjax import metrics as lmetrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -163,7 +163,7 @@ def _run(group, seed, losses, updates=100, noise=None, train_loss=None):
     'test_metrics': {'loss': losses},
     'num_updates': updates,
   }
-  return _runs.Run(group, seed, '', summary, train, {})
+  return studies.Run(group, seed, '', summary, train, {})
 
 
 def test_lm_verdicts_only_where_the_seeds_support_them():

@@ -31,6 +31,7 @@ from typing import Any
 import jax
 from absl import logging
 
+from lrjax import _atomic
 from lrjax import noise as lnoise
 from lrjax.train._config import TrainConfig
 from lrjax.train._hooks import Hook, HookResult, StepInfo
@@ -282,19 +283,14 @@ def _write_decisions(
 ) -> None:
   if jax.process_index() != 0:
     return
-  path = os.path.join(workdir, DECISIONS_FILE)
-  tmp = path + '.tmp'
-  with open(tmp, 'w', encoding='utf-8') as f:
-    json.dump(
-      {
-        'sizes': list(hook.batch_sizes),
-        'decisions': hook.decisions,
-        'adaptive': dataclasses.asdict(adaptive),
-      },
-      f,
-      indent=1,
-    )
-  os.replace(tmp, path)  # atomic: a kill never leaves half a file
+  decisions = {
+    'sizes': list(hook.batch_sizes),
+    'decisions': hook.decisions,
+    'adaptive': dataclasses.asdict(adaptive),
+  }
+  _atomic.write_text(
+    os.path.join(workdir, DECISIONS_FILE), json.dumps(decisions, indent=1)
+  )
 
 
 def train_adaptive(

@@ -32,6 +32,8 @@ from typing import Any
 
 from absl import logging
 
+from lrjax import _atomic
+
 LOCK_FILE = '.lock'
 CONFIG_FILE = 'config.json'
 
@@ -334,13 +336,8 @@ def write_config(workdir: str, config: Any) -> None:
     workdir: the run's directory.
     config: a ``TrainConfig`` or a run record (:func:`run_record`).
   """
-  path = os.path.join(workdir, CONFIG_FILE)
-  tmp = f'{path}.tmp{os.getpid()}'
-  with open(tmp, 'w', encoding='utf-8') as f:
-    f.write(json.dumps(run_record(config), indent=2, sort_keys=True))
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
+  text = json.dumps(run_record(config), indent=2, sort_keys=True)
+  _atomic.write_text(os.path.join(workdir, CONFIG_FILE), text)
 
 
 @contextlib.contextmanager

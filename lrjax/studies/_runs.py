@@ -1,8 +1,9 @@
 """One training run per (configuration, seed), and reading it back.
 
-A finished run leaves `summary.json` (with its config) beside its
-`metrics.jsonl`; running again reuses it when the config matches, resumes
-an unfinished run from its last checkpoint, and refuses another config.
+A finished run leaves ``summary.json`` (with its trainer config and task
+fingerprint) beside its ``metrics.jsonl``; training it again reuses it
+when they match, resumes an unfinished run from its last checkpoint, and
+refuses another config or task.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 from absl import logging
 
-from experiments import _common
+from lrjax.studies import _files
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +39,7 @@ def summarize(result: Any) -> dict[str, Any]:
   train = dict(result.train_metrics or {})
   test = dict(result.test_metrics or {})
   compile_seconds = result.compile_seconds or {}
-  return _common.jsonable(
+  return _files.jsonable(
     {
       'test_accuracy': test.get('accuracy'),
       'test_loss': test.get('loss'),
@@ -88,15 +89,22 @@ def train_run(
     overwrite: train afresh, deleting what `workdir` holds.
     progress: e.g. ``'trial 2/7, seed 1/3'``, logged at INFO with the
       group's name before the run trains or is reused.
+
+  Returns:
+    The finished `Run`.
+
+  Raises:
+    lrjax.train.ConfigMismatchError: ``workdir`` holds a finished run of
+      another config, task or ``extra``.
   """
   from lrjax import metrics as lmetrics
   from lrjax import train as lrtrain
 
   summary_path = os.path.join(workdir, 'summary.json')
-  extra = _common.jsonable(dict(extra or {}))
+  extra = _files.jsonable(dict(extra or {}))
   if overwrite and os.path.exists(summary_path):
     os.remove(summary_path)
-  summary = _common.read_json(summary_path)
+  summary = _files.read_json(summary_path)
   record = lrtrain.run_record(config, task)
   if progress:
     doing = 'training' if summary is None else 'reusing the finished run'
@@ -109,9 +117,9 @@ def train_run(
     summary = summarize(result)
     summary['total_seconds'] = time.perf_counter() - start
     if after is not None:
-      summary.update(_common.jsonable(dict(after(result, workdir))))
+      summary.update(_files.jsonable(dict(after(result, workdir))))
     summary.update(config=record, extra=extra)
-    _common.write_json(summary_path, summary)
+    _files.write_json(summary_path, summary)
   elif 'config' not in summary:
     raise lrtrain.ConfigMismatchError(
       f'{workdir}/summary.json has no config (an older version wrote it), so '
@@ -223,3 +231,15 @@ ACCURACY = Metric(
 )
 VAL_LOSS = Metric('val_loss', 'val loss (nats)', 'loss')
 VAL_BPB = Metric('val_bits_per_byte', 'val bits/byte', 'bits_per_byte')
+
+
+def final_variables(result: Any, workdir: str) -> dict[str, Any]:
+  """A run's final params and model state (e.g. batch-norm statistics), as
+  ``{'params': ..., **state}``; a run reused from its summary reads the
+  state from its last checkpoint in ``workdir``."""
+  state = getattr(result, 'model_state', None)
+  if state is None and os.path.isdir(os.path.join(workdir, 'checkpoints')):
+    from lrjax import train as lrtrain
+
+    state = lrtrain.load_checkpoint(workdir)[0].get('model_state')
+  return {'params': result.params, **(state or {})}
