@@ -24,8 +24,6 @@ from lrjax import finder
 from lrjax import noise as lnoise
 from lrjax.recipe._decide import Budget, Recipe, batch_range, decide
 
-SUGGESTIONS = ('steepest', 'minimum_over_10', 'valley')
-
 
 class NoiseProbe(NamedTuple):
   """Result of :func:`probe_noise`.
@@ -225,8 +223,8 @@ def probe_lr(
     >>> print(lr, r.losses.tolist())
     nan [4.0]
   """
-  if suggestion not in SUGGESTIONS:
-    raise ValueError(f'{suggestion=} must be one of {SUGGESTIONS}')
+  if suggestion not in finder.SUGGESTIONS:
+    raise ValueError(f'{suggestion=} must be one of {finder.SUGGESTIONS}')
   _check_split(batch_size, num_devices)
   key = jax.random.key(seed)
   params, model_state = task.init(key)
