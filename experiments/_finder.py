@@ -55,12 +55,13 @@ def range_test(
   workdir: str,
   overwrite: bool = False,
 ) -> dict[str, Any]:
-  """`lrjax.finder.lr_range_test` of the experiment's model, data, optimizer.
+  """`lrjax.recipe.probe_lr` of the experiment's task and optimizer.
 
-  The model is initialised from `seed`; batch norm normalises with the
-  batch's statistics. `<workdir>/range_test.json` is reused when made from
-  the same inputs (sweep, model, data, batch, optimizer, seed) unless
-  `overwrite`.
+  The model is initialised from `seed` and the batches drawn in the
+  trainer's order (`lrjax.data.Sampler` with `seed`); batch norm normalises
+  with the batch's statistics. `<workdir>/range_test.json` is reused when
+  made from the same inputs (sweep, model, data, batch, optimizer, seed)
+  unless `overwrite`.
 
   Returns:
     The JSON-ready `lrjax.finder.RangeTestResult` fields, with
@@ -79,62 +80,38 @@ def range_test(
     not overwrite and isinstance(saved, dict) and saved.get('inputs') == inputs
   ):
     return saved
-  import jax
-  import jax.numpy as jnp
-  import optax
-
   from lrjax import data as lrdata
-  from lrjax import finder as lrfinder
-  from lrjax import models
+  from lrjax import recipe
   from lrjax import train as lrtrain
 
-  train = _common.load_split(common, 'train', seed)
-  _common.check_batch('--batch_size', common.batch_size, train.num_examples)
-  model = models.get(common.model, num_classes=train.num_classes)
-  variables = model.init(
-    jax.random.key(seed),
-    jnp.zeros((1, *train.image_shape), jnp.float32),
-    train=False,
-  )
-  batch_stats = variables.get('batch_stats', {})
-
-  def loss_fn(params, batch):
-    out = model.apply(
-      {**variables, 'params': params},
-      batch['image'],
-      train=bool(batch_stats),
-      mutable=['batch_stats'] if batch_stats else False,
-    )
-    return optax.softmax_cross_entropy_with_integer_labels(
-      out[0] if batch_stats else out, batch['label']
-    ).mean()
-
+  task = _common.make_task(common, seed)
+  _common.check_batch('--batch_size', common.batch_size, task.num_train)
   lrtrain.enable_compilation_cache(common.compilation_cache_dir)
-  sampler = lrdata.Sampler(train.num_examples, seed=seed)
+  # The trainer's data order (lrjax.recipe.batches shuffles its own way).
+  sampler = lrdata.Sampler(task.num_train, seed=seed)
   steps = finder.finder_steps
 
   def batches():
     for step in itertools.count():
       if step % max(steps // 10, 1) == 0:
         logging.info('range test (seed %d): step %d/%d', seed, step, steps)
-      yield train.take(sampler.next(common.batch_size))
+      yield task.train_data.take(sampler.next(common.batch_size))
 
-  result = lrfinder.lr_range_test(
-    loss_fn,
-    variables['params'],
-    lambda lr: lrtrain.make_optimizer(
-      common.optimizer,
-      learning_rate=lr,
-      momentum=common.momentum,
-      weight_decay=common.weight_decay,
-    ),
-    batches(),
+  suggested, result = recipe.probe_lr(
+    task,
+    batch_size=common.batch_size,
+    optimizer=common.optimizer,
+    momentum=common.momentum,
+    weight_decay=common.weight_decay,
+    num_steps=steps,
     min_lr=finder.finder_min_lr,
     max_lr=finder.finder_max_lr,
-    num_steps=steps,
     beta=BETA,
+    suggestion=finder.finder_suggestion,
+    seed=seed,
+    data=batches(),
+    strict=False,
   )
-  suggested = result.suggestions[finder.finder_suggestion]
   logging.info(
     'range test: done after %d of %d steps, suggested LR %.4g (%s)',
     len(result.lrs),

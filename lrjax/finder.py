@@ -25,6 +25,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+#: The names of :func:`suggest`'s suggestions, in its order.
+SUGGESTIONS = ('steepest', 'minimum_over_10', 'valley')
+
 
 class RangeTestResult(NamedTuple):
   """Result of :func:`lr_range_test`.
@@ -450,7 +453,7 @@ def lr_range_test(
   suggestions = (
     suggest(lrs[:n], smoothed_, log_x=mode == 'exp')
     if n >= 2
-    else {k: float('nan') for k in ('steepest', 'minimum_over_10', 'valley')}
+    else {k: float('nan') for k in SUGGESTIONS}
   )
   return RangeTestResult(
     lrs=lrs[:n],
@@ -463,6 +466,7 @@ def lr_range_test(
 
 
 __all__ = [
+  'SUGGESTIONS',
   'RangeTestResult',
   'ema_lag',
   'lr_range_test',

@@ -95,6 +95,7 @@ def test_smooth_of_a_step_and_ema_lag_bad_inputs():
 def test_suggest_table(curve, expected):
   lrs = np.logspace(-5, 0, len(curve))
   got = finder.suggest(lrs, curve)
+  assert tuple(got) == finder.SUGGESTIONS
   steepest, best, valley = expected
   np.testing.assert_allclose(got['steepest'], lrs[steepest], rtol=1e-12)
   np.testing.assert_allclose(got['minimum_over_10'], lrs[best] / 10, rtol=1e-12)
@@ -272,6 +273,14 @@ def test_params_untouched_and_short_iterator():
   assert len(r.losses) == 5 and not r.stopped_early
   for key in saved:
     np.testing.assert_array_equal(np.asarray(params[key]), saved[key])
+
+
+def test_one_update_has_every_suggestion_as_nan():
+  loss = _quadratic(1.0)
+  r = finder.lr_range_test(loss, jnp.ones(2), optax.sgd, _targets(1))
+  assert len(r.losses) == 1 and not r.stopped_early
+  assert tuple(r.suggestions) == finder.SUGGESTIONS
+  assert all(np.isnan(v) for v in r.suggestions.values())
 
 
 def test_errors():

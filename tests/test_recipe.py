@@ -295,6 +295,56 @@ def test_recommend_validates_before_probing():
     recipe.recommend(known_task(), recipe.Budget(epochs=1), suggestion='best')
 
 
+def square_task():
+  """loss(w) = mean((w x - 2 x)^2) = (w - 2)^2 mean(x^2), from w = 0."""
+  x = np.array([[1.0], [-1.0], [2.0], [-2.0]], np.float32)
+  return train.Task(
+    model=(lambda key, x: jnp.zeros(1), lambda w, x: w * x),
+    loss=lambda y, b: (jnp.mean((y - 2 * b['x']) ** 2), {}),
+    train_data={'x': x},
+    inputs='x',
+  )
+
+
+def test_probe_lr_sweeps_the_given_batches_in_order():
+  a = {'x': np.array([[1.0], [-1.0]], np.float32)}  # mean(x^2) = 1
+  b = {'x': np.array([[2.0], [-2.0]], np.float32)}  # mean(x^2) = 4
+  lr, r = recipe.probe_lr(
+    square_task(),
+    batch_size=2,
+    momentum=0.0,
+    num_steps=3,
+    min_lr=0.01,
+    max_lr=0.04,
+    beta=0.5,
+    data=[a, b, a],
+  )
+  # By hand: loss m (w - 2)^2, gradient 2 m (w - 2), w <- w - lr * grad:
+  # w = 0, 0 + 0.01 * 4 = 0.04, 0.04 + 0.02 * 15.68 = 0.3536.
+  np.testing.assert_allclose(r.lrs, [0.01, 0.02, 0.04], rtol=1e-12)
+  losses = [4.0, 4 * 1.96**2, 1.6464**2]
+  np.testing.assert_allclose(r.losses, losses, rtol=1e-6)
+  # EMA at beta 0.5, bias-corrected: m_i = (m_{i-1} + l_i) / 2.
+  m0 = losses[0] / 2
+  m1 = (m0 + losses[1]) / 2
+  m2 = (m1 + losses[2]) / 2
+  smoothed = [m0 / 0.5, m1 / 0.75, m2 / 0.875]
+  np.testing.assert_allclose(r.smoothed, smoothed, rtol=1e-6)
+  assert r.beta == 0.5 and not r.stopped_early
+  # The smoothed minimum is the first point: minimum / 10 = 0.001.
+  assert lr == pytest.approx(0.001, rel=1e-12)
+
+
+def test_probe_lr_without_a_suggestion_raises_unless_not_strict():
+  a = {'x': np.array([[1.0], [-1.0]], np.float32)}
+  kwargs = dict(batch_size=2, num_steps=2, min_lr=0.1, max_lr=0.2, data=[a])
+  with pytest.raises(ValueError, match=r'diverged after 1 update\(s\)'):
+    recipe.probe_lr(square_task(), **kwargs)
+  lr, r = recipe.probe_lr(square_task(), strict=False, **kwargs)
+  assert math.isnan(lr)
+  assert r.losses.tolist() == [4.0] and r.lrs.tolist() == [0.1]
+
+
 # --- power-law fits ---------------------------------------------------------
 
 # DeepSeek LLM's fits: eta_opt = 0.3118 C^-0.1250, B_opt = 0.2920 C^0.3271.

@@ -12,7 +12,7 @@ measures the gradient noise scale B_simple with sliced batches
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
 import jax
@@ -23,8 +23,6 @@ import optax
 from lrjax import finder
 from lrjax import noise as lnoise
 from lrjax.recipe._decide import Budget, Recipe, batch_range, decide
-
-SUGGESTIONS = ('steepest', 'minimum_over_10', 'valley')
 
 
 class NoiseProbe(NamedTuple):
@@ -162,9 +160,12 @@ def probe_lr(
   num_steps: int = 100,
   min_lr: float = 1e-5,
   max_lr: float = 10.0,
+  beta: float = 0.98,
   suggestion: str = 'minimum_over_10',
   num_devices: int = 1,
   seed: int = 0,
+  data: Iterable[Any] | None = None,
+  strict: bool = True,
 ) -> tuple[float, finder.RangeTestResult]:
   """The LR range test on a task at one batch size.
 
@@ -178,23 +179,52 @@ def probe_lr(
     num_steps: updates of the sweep.
     min_lr: the sweep's first LR.
     max_lr: the sweep's last LR.
+    beta: the EMA decay of the smoothed loss (:func:`lrjax.finder.smooth`).
     suggestion: which of :func:`lrjax.finder.suggest`'s suggestions to
       return.
     num_devices: devices the global ``batch_size`` is split across (data
       parallel, as the trainer; the range test reads each update's loss,
       so one step is in flight at a time).
-    seed: parameters' and data order's seed.
+    seed: the parameters' seed, and the data order's when ``data`` is
+      None.
+    data: the batches of ``batch_size`` examples to sweep on, in order
+      (None: :func:`batches` of the task, shuffled with ``seed``), e.g.
+      the trainer's order (:class:`lrjax.data.Sampler`).
+    strict: raise when the sweep stopped before two updates (it has no
+      suggestion); False returns the suggestion as NaN.
 
   Returns:
     ``(lr, result)``: the suggested LR and the whole range test.
 
   Raises:
     ValueError: for an unknown ``suggestion``, a batch the devices do not
-      divide, too few devices, or a sweep that stopped before two updates
-      (no suggestion; lower ``min_lr``).
+      divide, too few devices, or (``strict``) a sweep that stopped before
+      two updates (no suggestion; lower ``min_lr``).
+
+  Examples:
+    >>> import numpy as np
+    >>> from lrjax import train
+    >>> # loss(w) = mean((w x - 2 x)^2) = (w - 2)^2 on x = +-1, from w = 0.
+    >>> batch = {'x': np.array([[1.0], [-1.0]], np.float32)}
+    >>> task = train.Task(
+    ...   model=(lambda key, x: np.zeros(1, np.float32), lambda w, x: w * x),
+    ...   loss=lambda y, b: (((y - 2 * b['x']) ** 2).mean(), {}),
+    ...   train_data=batch,
+    ...   inputs='x',
+    ... )
+    >>> # Updates at LR 0.1, 0.2: w = 0 - 0.1 * 2 (0 - 2) = 0.4, loss 1.6^2.
+    >>> lr, r = probe_lr(task, batch_size=2, momentum=0.0, num_steps=2,
+    ...                  min_lr=0.1, max_lr=0.2, data=[batch, batch])
+    >>> print(r.losses.round(4).tolist(), round(lr, 4))  # 0.2 / 10
+    [4.0, 2.56] 0.02
+    >>> # One batch, one update: no suggestion, NaN unless strict.
+    >>> lr, r = probe_lr(task, batch_size=2, num_steps=2, min_lr=0.1,
+    ...                  max_lr=0.2, data=[batch], strict=False)
+    >>> print(lr, r.losses.tolist())
+    nan [4.0]
   """
-  if suggestion not in SUGGESTIONS:
-    raise ValueError(f'{suggestion=} must be one of {SUGGESTIONS}')
+  if suggestion not in finder.SUGGESTIONS:
+    raise ValueError(f'{suggestion=} must be one of {finder.SUGGESTIONS}')
   _check_split(batch_size, num_devices)
   key = jax.random.key(seed)
   params, model_state = task.init(key)
@@ -204,13 +234,14 @@ def probe_lr(
     ),
     params,
     _optimizer(optimizer, momentum, weight_decay, b2),
-    batches(task, batch_size, seed),
+    batches(task, batch_size, seed) if data is None else data,
     min_lr=min_lr,
     max_lr=max_lr,
     num_steps=num_steps,
+    beta=beta,
   )
   lr = result.suggestions[suggestion]
-  if not np.isfinite(lr):
+  if strict and not np.isfinite(lr):
     raise ValueError(
       f'the range test diverged after {len(result.lrs)} update(s) at '
       f'lr={result.lrs[-1]:.3g}: lower min_lr={min_lr}'
