@@ -1,22 +1,28 @@
-"""What every experiment shares: the common settings, files and tables.
+"""What every experiment shares: the common settings, tables and reports.
 
 `CommonConfig` holds the settings every image experiment understands, each
-field also its flag (`experiments._flags`); `train_config` maps them to the
-trainer's config and `make_task` to the task. The verdicts are
-`lrjax.evidence`; the runner is `experiments._study`.
+field also its flag (`lrjax.studies.setting`); `train_config` maps them to
+the trainer's config and `make_task` to the task. The runner and the
+command line are `lrjax.studies`, the verdicts `lrjax.evidence`; `render`
+fills a report's template.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from experiments import _flags
-from experiments._flags import setting
-from lrjax import evidence
+from absl import flags
+
+from lrjax import evidence, studies
+from lrjax.studies import setting
+
+FLAGS = flags.FLAGS
 
 
 def _known_model(name: str) -> str | None:
@@ -44,56 +50,56 @@ class CommonConfig:
   model: str = setting('mlp', check=_known_model)
   """lrjax.models.get's 'mlp', 'cnn' or 'wrn16_4'."""
   seeds: tuple[int, ...] = setting(
-    (0, 1, 2), check=_flags.distinct(', e.g. 0,1,2')
+    (0, 1, 2), check=studies.distinct(', e.g. 0,1,2')
   )
   """Seeds, one run each."""
-  epochs: float = setting(30.0, check=_flags.above(0))
+  epochs: float = setting(30.0, check=studies.above(0))
   """Training epochs."""
-  lr: float = setting(0.1, check=_flags.above(0))
+  lr: float = setting(0.1, check=studies.above(0))
   """Base (initial) LR."""
-  batch_size: int = setting(32, check=_flags.at_least(1))
+  batch_size: int = setting(32, check=studies.at_least(1))
   """Base (initial) global batch size."""
-  momentum: float = setting(0.9, check=_flags.fraction())
+  momentum: float = setting(0.9, check=studies.fraction())
   """Momentum m."""
   optimizer: str = setting(
     'sgd', choices='sgd nesterov adam adamw lamb lars'.split()
   )
   """Optimizer."""
-  weight_decay: float = setting(0.0, check=_flags.at_least(0))
+  weight_decay: float = setting(0.0, check=studies.at_least(0))
   """Weight decay."""
-  clip_norm: float | None = setting(None, check=_flags.above(0))
+  clip_norm: float | None = setting(None, check=studies.above(0))
   """Clip gradients to this global norm (unset: no clipping); the LM
   flagfiles clip at 1.0, as nanoGPT and GPT-3 do."""
   num_devices: int | None = setting(
-    1, check=_flags.at_least(0, ' (0 = all local devices)'), none_if_empty=True
+    1, check=studies.at_least(0, ' (0 = all local devices)'), none_if_empty=True
   )
   """Data-parallel devices (0: all; on a CPU, one per core). Two vs one on 2
   cores (benchmarks/bench_devices.py): 1.55x lm_cpu.cfg, 1.36x
   finetune_cpu.cfg, 1.84x digits CNN at batch 512, 0.91x at 32, 0.19x
   digits MLP (so the digits flagfiles use one)."""
-  max_device_batch: int = setting(4096, check=_flags.at_least(1))
+  max_device_batch: int = setting(4096, check=studies.at_least(1))
   """Largest micro-batch per device; larger batches accumulate gradients."""
   parallel: str = setting('shard_map', choices=('pmap', 'shard_map'))
   """Data-parallel primitive."""
-  eval_every: float = setting(1.0, check=_flags.above(0, ' epochs'))
+  eval_every: float = setting(1.0, check=studies.above(0, ' epochs'))
   """Test every this many epochs."""
-  log_every: int = setting(10, check=_flags.at_least(1, ' update'))
+  log_every: int = setting(10, check=studies.at_least(1, ' update'))
   """Log every this many updates."""
   noise: bool = setting(True)
   """Measure the gradient noise scale B_simple."""
-  noise_decay: float = setting(0.95, check=_flags.fraction(', e.g. 0.95'))
+  noise_decay: float = setting(0.95, check=studies.fraction(', e.g. 0.95'))
   """EMA decay d of the noise scale's two estimates: it averages (1 + d) / (1
   - d) readings (39 at 0.95) and trails by d / (1 - d) (19). On digits
   (BUILD.md) one reading at 0.95 scatters -27%/+43% (10th/90th percentile)
   at B_simple 2.4x the batch, +-20% at 1.3x; 0.98 halves that but trails
   49. 0.95 keeps the trail under the adaptive rule's 2-epoch decisions up
   to 4x the starting batch; use 0.98 to monitor a fixed one."""
-  noise_every: int = setting(1, check=_flags.at_least(1, ' update'))
+  noise_every: int = setting(1, check=studies.at_least(1, ' update'))
   """Estimate the noise scale every this many updates (on one device about
   one more forward-backward each). Skipping updates scatters more at equal
   decay (consecutive readings' errors partly cancel) and multiplies the
   lag."""
-  noise_slices: int = setting(0, check=_flags.at_least(0, ' (0 = automatic)'))
+  noise_slices: int = setting(0, check=studies.at_least(0, ' (0 = automatic)'))
   """Batch slices of the one-device estimate (0: 4 if it divides every batch
   size, else 2, else 1 = none). On digits 8 scatter slightly less than 4
   at 2.7x the cost; 2 cost the same as 4 and scatter more."""
@@ -102,29 +108,57 @@ class CommonConfig:
   off a flagfile's)."""
   augment: bool = setting(False)
   """Use the dataset's augmentation if any."""
-  checkpoint_every: int = setting(0, check=_flags.at_least(0, ' updates'))
+  checkpoint_every: int = setting(0, check=studies.at_least(0, ' updates'))
   """Checkpoint every this many updates (0: by --checkpoint_seconds and at
   the end); the last two are kept, a damaged newest falls back."""
   checkpoint_seconds: float = setting(
-    120.0, check=_flags.at_least(0, ' seconds')
+    120.0, check=studies.at_least(0, ' seconds')
   )
   """Also checkpoint after this many seconds of training since the last, the
   most a killed run loses (0: never)."""
-  synthetic_examples: int = setting(1024, check=_flags.at_least(1))
+  synthetic_examples: int = setting(1024, check=studies.at_least(1))
   """--dataset=synthetic: training examples (test: a quarter)."""
   synthetic_shape: tuple[int, int, int] = setting((32, 32, 3), check=_shape)
   """--dataset=synthetic: H,W,C."""
-  synthetic_classes: int = setting(10, check=_flags.at_least(2))
+  synthetic_classes: int = setting(10, check=studies.at_least(2))
   """--dataset=synthetic: number of classes."""
 
 
-_flags.define(CommonConfig)
+studies.define_flags(CommonConfig)
+
+
+def use_cpu_cores() -> None:
+  """Gives the CPU backend one device per core for a data-parallel run
+  (``--num_devices`` other than 1) unless XLA_FLAGS sets a count; a
+  one-device run keeps the CPU's threads whole. Called before JAX starts
+  (after, the devices stay as they are)."""
+  import jax
+
+  xla_flags = os.environ.get('XLA_FLAGS', '')
+  if FLAGS.num_devices != 1 and 'host_platform_device_count' not in xla_flags:
+    with contextlib.suppress(RuntimeError):  # JAX has started
+      jax.config.update('jax_num_cpu_devices', os.cpu_count() or 1)
+
+
+def entry_points(study: type, get_config: Callable[[], Any]) -> tuple:
+  """`lrjax.studies.entry_points` of an experiment, `use_cpu_cores` first."""
+  return studies.entry_points(study, get_config, setup=use_cpu_cores)
+
+
+def render(name: str, **fields: Any) -> str:
+  """The report template ``experiments/reports/<name>.md`` with its
+  ``{field}`` slots filled by `str.format` (``{c.lr:g}`` reads and formats
+  an attribute; a literal brace is doubled). The prose of a report lives
+  there, the numbers it shows are computed here."""
+  path = os.path.join(os.path.dirname(__file__), 'reports', f'{name}.md')
+  with open(path) as f:
+    return f.read().format(**fields)
 
 
 def common_config() -> CommonConfig:
   """The parsed common flags, checked (ValueError naming a bad flag)."""
-  common = _flags.read(CommonConfig)
-  _flags.check(common)
+  common = studies.read_flags(CommonConfig)
+  studies.check_settings(common)
   return common
 
 
@@ -199,7 +233,7 @@ def check_common(common: CommonConfig) -> int:
   ValueError saying how to prepare a dataset that is not)."""
   import jax
 
-  _flags.check(common)
+  studies.check_settings(common)
   have = jax.local_device_count()
   if common.num_devices is not None and common.num_devices > have:
     raise ValueError(

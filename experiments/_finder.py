@@ -9,9 +9,9 @@ from typing import Any
 
 from absl import logging
 
-from experiments import _common, _flags
-from experiments._flags import setting
+from experiments import _common
 from lrjax import studies
+from lrjax.studies import setting
 
 SUGGESTIONS = ('minimum_over_10', 'steepest', 'valley')
 # fastai's EMA decay for the smoothed loss (lrjax.finder.smooth).
@@ -22,18 +22,18 @@ BETA = 0.98
 class FinderConfig:
   """The LR range test's sweep (each field is its flag)."""
 
-  finder_min_lr: float = setting(1e-4, check=_flags.above(0))
+  finder_min_lr: float = setting(1e-4, check=studies.above(0))
   """LR range test: the first (smallest) LR."""
   finder_max_lr: float = setting(10.0)
   """LR range test: the last (largest) LR."""
-  finder_steps: int = setting(100, check=_flags.at_least(2))
+  finder_steps: int = setting(100, check=studies.at_least(2))
   """LR range test: updates, LR growing geometrically."""
   finder_suggestion: str = setting('minimum_over_10', choices=SUGGESTIONS)
   """LR range test: which suggested LR to use (fastai names)."""
 
   def validate(self) -> None:
     """Raises ValueError naming the flag and the fix."""
-    _flags.check(self)
+    studies.check_settings(self)
     if not self.finder_max_lr > self.finder_min_lr:
       raise ValueError(
         f'--finder_max_lr={self.finder_max_lr} must be > '
@@ -41,7 +41,7 @@ class FinderConfig:
       )
 
 
-_flags.define(FinderConfig)
+studies.define_flags(FinderConfig)
 
 # The settings a range test depends on besides the sweep.
 _INPUTS = 'dataset model batch_size optimizer momentum weight_decay'.split()

@@ -14,8 +14,9 @@ from typing import Any
 
 from absl import app, flags
 
-from experiments import _common, _flags
-from experiments._flags import setting
+from experiments import _common
+from lrjax import studies
+from lrjax.studies import setting
 
 FLAGS = flags.FLAGS
 
@@ -58,7 +59,7 @@ def read_cosine_study(
   from experiments import lm
 
   refuse_flags(experiment, {**TOKEN_BUDGET, **replaced})
-  return _flags.read(config_cls, lm=lm.baseline_config())
+  return studies.read_flags(config_cls, lm=lm.baseline_config())
 
 
 def cosine_run(lm: Any, lr: float, batch: int, where: str, fix: str, **more):
@@ -146,17 +147,17 @@ class LmCommon:
   """The text feature of a TFDS --corpus."""
   validation_split: str = setting('validation')
   """The held-out split ('test' for lm1b)."""
-  seq_len: int = setting(64, check=_flags.at_least(1))
+  seq_len: int = setting(64, check=studies.at_least(1))
   """Tokens (bytes) per sequence, T."""
-  lm_layers: int = setting(4, check=_flags.at_least(1))
+  lm_layers: int = setting(4, check=studies.at_least(1))
   """Transformer blocks."""
-  lm_heads: int = setting(4, check=_flags.at_least(1))
+  lm_heads: int = setting(4, check=studies.at_least(1))
   """Attention heads."""
-  lm_width: int = setting(128, check=_flags.at_least(1))
+  lm_width: int = setting(128, check=studies.at_least(1))
   """Width d (a multiple of --lm_heads)."""
-  lm_mlp_ratio: int = setting(4, check=_flags.at_least(1))
+  lm_mlp_ratio: int = setting(4, check=studies.at_least(1))
   """MLP hidden width as a multiple of --lm_width."""
-  lm_dropout: float = setting(0.0, check=_flags.fraction())
+  lm_dropout: float = setting(0.0, check=studies.fraction())
   """Dropout rate."""
   lm_positions: str = setting('learned', choices=('learned', 'rotary'))
   """Position encoding."""
@@ -164,9 +165,9 @@ class LmCommon:
   """Output layer = token embeddings."""
   lm_dtype: str = setting('float32', choices=('float32', 'bfloat16'))
   """Compute dtype (params: float32)."""
-  eval_sequences: int = setting(0, check=_flags.at_least(0, ' (0 = all)'))
+  eval_sequences: int = setting(0, check=studies.at_least(0, ' (0 = all)'))
   """Evaluate on this many evenly spaced validation sequences (0: all)."""
-  b2: float = setting(0.99, check=_flags.fraction())
+  b2: float = setting(0.99, check=studies.fraction())
   """Adam's second-moment decay beta_2."""
   data_dir: str | None = None
   seeds: tuple[int, ...] = (0,)
@@ -207,8 +208,8 @@ class LmCommon:
 
   def validate(self) -> None:
     """Raises ValueError naming the flag and the fix."""
-    _flags.check(self)
-    _flags.check(
+    studies.check_settings(self)
+    studies.check_settings(
       _common.CommonConfig(**{k: getattr(self, k) for k in _COMMON_FIELDS})
     )
     head = self.lm_width // self.lm_heads
@@ -235,13 +236,13 @@ LM_DEFAULTS = {
   if name != 'noise_every'
 }
 
-_flags.define(LmCommon)
+studies.define_flags(LmCommon)
 
 
 def lm_common() -> LmCommon:
   """Reads the LM flags and the common flags (left out: `LM_DEFAULTS`)."""
-  common = _flags.read(_common.CommonConfig, defaults=LM_DEFAULTS)
-  return _flags.read(
+  common = studies.read_flags(_common.CommonConfig, defaults=LM_DEFAULTS)
+  return studies.read_flags(
     LmCommon, **{k: getattr(common, k) for k in _COMMON_FIELDS}
   )
 

@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 from absl import app
 
-from experiments import _common, _flags, _lm_common, _study
-from experiments._flags import setting
+from experiments import _common, _lm_common
 from experiments._lm_common import token_setting
 from lrjax import evidence, schedules, studies
+from lrjax.studies import setting
 
 POLICIES = schedules.FINETUNE_POLICIES
 MODES = ('finetune', 'scratch')
@@ -35,7 +35,7 @@ MODES = ('finetune', 'scratch')
 DEFAULTS = {'epochs': 3.0, 'eval_every': 1.0}
 
 
-def _distinct(ok, message: str) -> _flags.Check:
+def _distinct(ok, message: str) -> studies.Check:
   return lambda v: (
     None if v and all(map(ok, v)) and len(set(v)) == len(v) else message
   )
@@ -50,17 +50,17 @@ class FinetuneConfig:
   """The second domain, fine-tuned on (and trained on from scratch): a
   --corpus-style name."""
   finetune_sequences: int = setting(
-    2048, check=_flags.at_least(0, ' (0 = all)')
+    2048, check=studies.at_least(0, ' (0 = all)')
   )
   """Fine-tuning examples: this many evenly spaced sequences of the second
   domain's training split (0: all of them)."""
   pretrain_tokens: str | int = token_setting('256Ki')
   """Tokens of the (cached) pretraining run."""
   pretrain_batch_size: int = setting(
-    0, check=_flags.at_least(0, ' (0 = --batch_size)')
+    0, check=studies.at_least(0, ' (0 = --batch_size)')
   )
   """Batch of the pretraining, in sequences (0: --batch_size)."""
-  pretrain_lr: float = setting(1e-3, check=_flags.above(0))
+  pretrain_lr: float = setting(1e-3, check=studies.above(0))
   """Peak LR of the pretraining (warmup, cosine to 10%)."""
   pretrain_warmup_tokens: str | int = token_setting('8Ki')
   """LR warmup of the pretraining, in tokens."""
@@ -87,7 +87,7 @@ class FinetuneConfig:
   )
   """Warmup of the warmup_* policies, as a fraction of the fine-tuning length
   (Alpaca fine-tuning scripts use 0.03)."""
-  target_bits_per_byte: float = setting(3.0, check=_flags.above(0))
+  target_bits_per_byte: float = setting(3.0, check=studies.above(0))
   """Validation bits per byte at which the cost to target is counted."""
 
   def __post_init__(self) -> None:
@@ -97,8 +97,8 @@ class FinetuneConfig:
     """Raises ValueError naming the flag and the fix."""
     c = self.common
     c.validate()
-    _flags.check(self)
-    _flags.check(
+    studies.check_settings(self)
+    studies.check_settings(
       _common.CommonConfig(epochs=self.epochs, eval_every=self.eval_every)
     )
     _lm_common.check_sequences(self, c.seq_len)
@@ -114,10 +114,10 @@ class FinetuneConfig:
         not self.eval_every <= self.epochs
       ),
     }
-    _flags.refuse(problems)
+    studies.refuse(problems)
 
 
-_flags.define(FinetuneConfig)
+studies.define_flags(FinetuneConfig)
 
 
 def get_config() -> FinetuneConfig:
@@ -125,9 +125,11 @@ def get_config() -> FinetuneConfig:
   _lm_common.refuse_flags(
     'finetune', {'lr': '--lr_grid (and --pretrain_lr for the pretraining)'}
   )
-  common = _flags.read(_common.CommonConfig, defaults=DEFAULTS)
+  common = studies.read_flags(_common.CommonConfig, defaults=DEFAULTS)
   own = {k: getattr(common, k) for k in DEFAULTS}
-  return _flags.read(FinetuneConfig, common=_lm_common.lm_common(), **own)
+  return studies.read_flags(
+    FinetuneConfig, common=_lm_common.lm_common(), **own
+  )
 
 
 def _kind(name: str) -> str:
@@ -531,7 +533,7 @@ def _figures(runs, summary, start, config, workdir) -> dict[str, str]:
 
 def _report(config, results, table, grid_table) -> str:
   c, r = config.common, results
-  return _study.render(
+  return _common.render(
     'finetune',
     c=c,
     r=r,
@@ -551,7 +553,7 @@ def _report(config, results, table, grid_table) -> str:
   )
 
 
-check, run, main = _study.entry_points(Finetune, get_config)
+check, run, main = _common.entry_points(Finetune, get_config)
 
 if __name__ == '__main__':
   app.run(main)

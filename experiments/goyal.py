@@ -21,10 +21,10 @@ from typing import Any
 
 from absl import app, flags
 
-from experiments import _common, _flags, _lm_common, _study
+from experiments import _common, _lm_common
 from experiments import lm as lm_exp
-from experiments._flags import setting
 from lrjax import evidence, studies
+from lrjax.studies import setting
 
 VARIANTS = ('none', 'linear', 'warmup', 'sqrt')
 
@@ -42,7 +42,7 @@ class GoyalConfig:
   accuracy) or 'lm' (experiments.lm's transformer on --corpus, the budget
   --train_tokens, batches in sequences, validation loss)."""
   goyal_batches: tuple[int, ...] = setting(
-    (32, 64, 128, 256, 512), check=_flags.increasing(0, math.inf, '32,64,128')
+    (32, 64, 128, 256, 512), check=studies.increasing(0, math.inf, '32,64,128')
   )
   """Batch sizes of the sweep (increasing)."""
   goyal_variants: tuple[str, ...] = setting(
@@ -58,20 +58,20 @@ class GoyalConfig:
   after a gradual warmup from the base LR over --goyal_warmup_epochs,
   Goyal's remedy; for the LM the longer warmup --goyal_warmup_tokens) or
   sqrt (LR x sqrt(B / B_0), Krizhevsky 2014)."""
-  goyal_base_batch: int = setting(32, check=_flags.at_least(1))
+  goyal_base_batch: int = setting(32, check=studies.at_least(1))
   """The batch at which --lr is the LR (B_0)."""
-  goyal_warmup_epochs: float = setting(1.0, check=_flags.at_least(0))
+  goyal_warmup_epochs: float = setting(1.0, check=studies.at_least(0))
   """Gradual warmup of the warmup variant."""
   goyal_warmup_tokens: str = setting('32Ki', check=_lm_common.token_count)
   """With --goyal_task=lm: the warmup rule's warmup (the others warm up over
   --warmup_tokens)."""
-  goyal_tolerance: float = setting(0.02, check=_flags.at_least(0))
+  goyal_tolerance: float = setting(0.02, check=studies.at_least(0))
   """A variant breaks down at the first batch whose mean metric is more than
   this worse than the first batch: a fraction of test accuracy for images
   (0.02 = 2 points below), nats of validation loss with --goyal_task=lm
   (0.05 = 0.05 nats above)."""
   goyal_lr_factors: tuple[float, ...] = setting(
-    (0.25, 1.0, 4.0), check=_flags.positive()
+    (0.25, 1.0, 4.0), check=studies.positive()
   )
   """Smith & Le's sweep: the unscaled sweep at these multiples of --lr."""
 
@@ -94,7 +94,7 @@ class GoyalConfig:
 
   def validate(self) -> None:
     """Raises ValueError naming the flag and the fix."""
-    _flags.check(self)
+    studies.check_settings(self)
     _lm_common.check_task('goyal_task', self.goyal_task, self.lm)
     for key in _keys(self) if self.lm is not None else ():
       _lm_run_config(self, *key)
@@ -105,7 +105,7 @@ class GoyalConfig:
       )
 
 
-_flags.define(GoyalConfig)
+studies.define_flags(GoyalConfig)
 
 
 def get_config() -> GoyalConfig:
@@ -130,7 +130,7 @@ def get_config() -> GoyalConfig:
         '--goyal_warmup_tokens is for --goyal_task=lm; an image sweep warms '
         'up over --goyal_warmup_epochs'
       )
-    config = _flags.read(GoyalConfig, common=_common.common_config())
+    config = studies.read_flags(GoyalConfig, common=_common.common_config())
   return dataclasses.replace(
     config, goyal_lr_factors=tuple(sorted(config.goyal_lr_factors))
   )
@@ -340,7 +340,7 @@ class Goyal(studies.Study):
     return studies.Report(results, table, report)
 
 
-check, run, main = _study.entry_points(Goyal, get_config)
+check, run, main = _common.entry_points(Goyal, get_config)
 
 
 def _smith_le_claim(config: GoyalConfig, smith_le) -> dict:
@@ -427,7 +427,7 @@ def _report(config, table, breaks, b_simple, smith_le, claim, figures) -> str:
     f'- LR {c.lr * f:g}: best batch {v["best_batch"]}{unit}'
     for f, v in sorted(smith_le.items())
   )
-  return _study.render(
+  return _common.render(
     'goyal',
     trained=_common.trained_text(c),
     budget=budget,

@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 from absl import app
 
-from experiments import _common, _flags, _lm_common, _study
-from experiments._flags import setting
+from experiments import _common, _lm_common
 from experiments._lm_common import final, token_setting
 from lrjax import evidence, studies
+from lrjax.studies import setting
 
 LR_POLICIES = ('cosine', 'wsd', 'constant_cooldown', 'step')
 BATCH_SCHEDULES = ('constant', 'ramp', 'increase', 'adaptive', 'seesaw')
@@ -33,7 +33,7 @@ BASELINE = 'cosine'
 _CAPPED = ('adaptive', 'seesaw')
 
 
-def _subset(names: Sequence[str]) -> _flags.Check:
+def _subset(names: Sequence[str]) -> studies.Check:
   return lambda v: (
     None
     if v and all(x in names for x in v)
@@ -81,11 +81,11 @@ class LmConfig:
   ramp_tokens: str | int = token_setting('32Ki')
   """ramp: tokens over which the batch grows."""
   increase_milestones: tuple[float, ...] = setting(
-    (0.5, 0.75), check=_flags.increasing(0, 1, '0.5,0.75')
+    (0.5, 0.75), check=studies.increasing(0, 1, '0.5,0.75')
   )
   """step and increase: fractions of the budget where step divides the LR by
   --increase_factor (increase multiplies the batch instead)."""
-  increase_factor: float = setting(2.0, check=_flags.above(1))
+  increase_factor: float = setting(2.0, check=studies.above(1))
   """step and increase: the factor per milestone."""
   adaptive_every_tokens: str | int = token_setting('32Ki')
   """adaptive: tokens between decisions on the batch."""
@@ -93,9 +93,9 @@ class LmConfig:
     None, none_if_empty=True
   )
   """adaptive: the largest batch, in tokens (empty: --ramp_stop_tokens)."""
-  adaptive_growth: float = setting(2.0, check=_flags.at_least(1))
+  adaptive_growth: float = setting(2.0, check=studies.at_least(1))
   """adaptive: the largest factor by which one decision grows the batch."""
-  seesaw_factor: float = setting(2.0, check=_flags.above(1))
+  seesaw_factor: float = setting(2.0, check=studies.above(1))
   """seesaw: the cosine is cut where it has fallen by this factor; there the
   batch grows by it and the LR falls by its square root."""
   seesaw_max_tokens: str | int | None = token_setting(None, none_if_empty=True)
@@ -133,7 +133,7 @@ class LmConfig:
 
     c, runs = self.common, self.batch_schedules
     c.validate()
-    _flags.check(self)
+    studies.check_settings(self)
     _lm_common.check_sequences(self, c.seq_len)
     total, stop = self.train_tokens, self.ramp_stop_tokens
     warmup, every = self.warmup_tokens, self.adaptive_every_tokens
@@ -166,16 +166,16 @@ class LmConfig:
       f'{c.batch_size * c.seq_len} tokens': cap < c.batch_size
       for n, cap in caps.items()
     }
-    _flags.refuse(problems)
+    studies.refuse(problems)
 
 
-_flags.define(LmConfig)
+studies.define_flags(LmConfig)
 
 
 def get_config() -> LmConfig:
   """Builds the typed config from the parsed flags (cosine always runs)."""
   _lm_common.refuse_flags('lm', _lm_common.TOKEN_BUDGET)
-  config = _flags.read(LmConfig, common=_lm_common.lm_common())
+  config = studies.read_flags(LmConfig, common=_lm_common.lm_common())
   policies = (BASELINE, *(p for p in config.lr_policies if p != BASELINE))
   return dataclasses.replace(config, lr_policies=policies)
 
@@ -598,7 +598,7 @@ def _report(config, plans, results, table) -> str:
     if c.noise
     else 'The noise tracker was off (--nonoise): no B_simple. '
   )
-  return _study.render(
+  return _common.render(
     'lm',
     c=c,
     r=r,
@@ -618,7 +618,7 @@ def _report(config, plans, results, table) -> str:
   )
 
 
-check, run, main = _study.entry_points(Lm, get_config)
+check, run, main = _common.entry_points(Lm, get_config)
 
 if __name__ == '__main__':
   app.run(main)

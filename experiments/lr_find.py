@@ -11,7 +11,7 @@ import os
 import numpy as np
 from absl import app, logging
 
-from experiments import _common, _finder, _flags, _study
+from experiments import _common, _finder
 from lrjax import studies
 
 
@@ -26,7 +26,7 @@ class LrFindConfig:
 def get_config() -> LrFindConfig:
   """Builds the typed config from the parsed flags."""
   return LrFindConfig(
-    _common.common_config(), _flags.read(_finder.FinderConfig)
+    _common.common_config(), studies.read_flags(_finder.FinderConfig)
   )
 
 
@@ -111,7 +111,7 @@ class LrFind(studies.Study):
     }
     c, f = self.config.common, self.config.finder
     lags = [r['ema_lag_at_minimum'] for r in rows]
-    report = _study.render(
+    report = _common.render(
       'lr_find',
       c=c,
       f=f,
@@ -128,7 +128,7 @@ class LrFind(studies.Study):
     return studies.Report(results, printed, report)
 
 
-check, run, main = _study.entry_points(LrFind, get_config)
+check, run, main = _common.entry_points(LrFind, get_config)
 
 if __name__ == '__main__':
   app.run(main)

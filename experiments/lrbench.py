@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 from absl import app
 
-from experiments import _common, _finder, _flags, _study
-from experiments._flags import setting
+from experiments import _common, _finder
 from lrjax import evidence, studies
+from lrjax.studies import setting
 
 PLACEHOLDER = '{lr}'
 
@@ -89,15 +89,15 @@ class LrBenchConfig:
     }
 
 
-_flags.define(LrBenchConfig)
+studies.define_flags(LrBenchConfig)
 
 
 def get_config() -> LrBenchConfig:
   """Builds the typed config from the parsed flags."""
-  return _flags.read(
+  return studies.read_flags(
     LrBenchConfig,
     common=_common.common_config(),
-    finder=_flags.read(_finder.FinderConfig),
+    finder=studies.read_flags(_finder.FinderConfig),
   )
 
 
@@ -177,7 +177,7 @@ class LrBench(studies.Study):
   def check(self) -> None:
     """Every run's trainer config, a ``{lr}`` read as LR 1."""
     config = self.config
-    _flags.check(config)
+    studies.check_settings(config)
     config.finder.validate()
     n = _common.check_common(config.common)
     _common.check_batch('--batch_size', config.common.batch_size, n)
@@ -396,7 +396,7 @@ def _report(config, rows, table, figures) -> str:
     if fastest
     else f'- No policy reached {target:.0%} test accuracy.',
   ]
-  return _study.render(
+  return _common.render(
     'lrbench',
     c=c,
     seeds=', '.join(map(str, c.seeds)),
@@ -406,7 +406,7 @@ def _report(config, rows, table, figures) -> str:
   )
 
 
-check, run, main = _study.entry_points(LrBench, get_config)
+check, run, main = _common.entry_points(LrBench, get_config)
 
 if __name__ == '__main__':
   app.run(main)

@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 from absl import app
 
-from experiments import _common, _flags, _study
-from experiments._flags import setting
+from experiments import _common
 from lrjax import evidence, studies
+from lrjax.studies import setting
 
 SCHEDULES = {
   'decay': 'constant batch, the LR divided by --decay_factor at each '
@@ -60,46 +60,46 @@ class RampConfig:
     ),
   )
   milestones: tuple[float, ...] = setting(
-    (10.0, 20.0, 30.0), check=_flags.increasing(0, math.inf, '10,20,30')
+    (10.0, 20.0, 30.0), check=studies.increasing(0, math.inf, '10,20,30')
   )
   """Epochs at which the baseline divides the LR by --decay_factor (and the
   other schedules grow the batch instead)."""
-  decay_factor: float = setting(2.0, check=_flags.above(1))
+  decay_factor: float = setting(2.0, check=studies.above(1))
   """LR decay (batch growth) factor per milestone."""
-  max_batch_size: int = setting(0, check=_flags.at_least(0))
+  max_batch_size: int = setting(0, check=studies.at_least(0))
   """Hybrid: the batch grows up to this size, then the LR decays (0: about
   N/10, the paper recommendation)."""
-  variants_max_batch_size: int = setting(0, check=_flags.at_least(0))
+  variants_max_batch_size: int = setting(0, check=studies.at_least(0))
   """increased_lr and increased_momentum: the batch grows up to this size,
   then the LR decays (0: the dataset size N, no cap; Smith et al. cap both
   at 5120 on CIFAR-10)."""
-  increased_lr_factor: float = setting(4.0, check=_flags.at_least(1))
+  increased_lr_factor: float = setting(4.0, check=studies.at_least(1))
   """increased_lr: initial LR and batch multiplied by this factor."""
-  increased_momentum: float = setting(0.95, check=_flags.fraction())
+  increased_momentum: float = setting(0.95, check=studies.fraction())
   """increased_momentum: the momentum (initial batch scaled by (1 - m) / (1 -
   m'))."""
-  adaptive_every: float = setting(2.0, check=_flags.above(0))
+  adaptive_every: float = setting(2.0, check=studies.above(0))
   """adaptive: epochs between batch-size decisions."""
-  adaptive_max_growth: float = setting(2.0, check=_flags.at_least(1))
+  adaptive_max_growth: float = setting(2.0, check=studies.at_least(1))
   """adaptive: largest batch growth per decision (the batch stays a power of
   two times --batch_size)."""
-  adaptive_max_batch_size: int = setting(0, check=_flags.at_least(0))
+  adaptive_max_batch_size: int = setting(0, check=studies.at_least(0))
   """adaptive: the largest batch (0: the last batch of the increase schedule,
   so both end at about the same noise scale)."""
   project_devices: tuple[int, ...] = setting(
-    (1, 8, 64, 512), check=_flags.positive()
+    (1, 8, 64, 512), check=studies.positive()
   )
   """Device counts P at which the report projects each schedule's wall time
   (measured per-device step time plus a ring all-reduce of the gradients)."""
-  gpu_allreduce_latency_us: float = setting(10.0, check=_flags.at_least(0))
+  gpu_allreduce_latency_us: float = setting(10.0, check=studies.at_least(0))
   """Projection, GPU cluster: microseconds per ring step of the all-reduce
   (alpha; an assumption, see BUILD.md)."""
-  gpu_allreduce_gbytes_per_s: float = setting(50.0, check=_flags.above(0))
+  gpu_allreduce_gbytes_per_s: float = setting(50.0, check=studies.above(0))
   """Projection, GPU cluster: GB/s each device sends to its ring neighbour
   (beta; one 400 Gb/s InfiniBand NDR port per GPU, see BUILD.md)."""
-  tpu_allreduce_latency_us: float = setting(5.0, check=_flags.at_least(0))
+  tpu_allreduce_latency_us: float = setting(5.0, check=studies.at_least(0))
   """Projection, TPU slice: microseconds per ring step (an assumption)."""
-  tpu_allreduce_gbytes_per_s: float = setting(100.0, check=_flags.above(0))
+  tpu_allreduce_gbytes_per_s: float = setting(100.0, check=studies.above(0))
   """Projection, TPU slice: GB/s per ring neighbour (one of a v5e chip's four
   ICI ports, 400 GB/s in all, see BUILD.md)."""
 
@@ -118,7 +118,7 @@ class RampConfig:
 
   def validate(self) -> None:
     """Raises ValueError naming the flag and the fix."""
-    _flags.check(self)
+    studies.check_settings(self)
     c, adaptive = self.common, 'adaptive' in self.schedules
     caps = ['max_batch_size', 'variants_max_batch_size']
     caps += ['adaptive_max_batch_size'] if adaptive else []
@@ -148,12 +148,12 @@ class RampConfig:
       raise ValueError(problem)
 
 
-_flags.define(RampConfig)
+studies.define_flags(RampConfig)
 
 
 def get_config() -> RampConfig:
   """Builds the typed config from the parsed flags (decay always runs)."""
-  config = _flags.read(RampConfig, common=_common.common_config())
+  config = studies.read_flags(RampConfig, common=_common.common_config())
   schedules = ['decay'] + [s for s in config.schedules if s != 'decay']
   return dataclasses.replace(config, schedules=tuple(schedules))
 
@@ -456,7 +456,7 @@ def project_wall_time(
 
 def _projection_md(projection: dict[str, Any] | None) -> str:
   if projection is None:
-    return _study.render('ramp_no_projection')
+    return _common.render('ramp_no_projection')
   step, links = projection['step_time'], projection['links']
   cells = [(k, p) for k in links for p in projection['devices']]
   table = studies.markdown_table(
@@ -477,7 +477,7 @@ def _projection_md(projection: dict[str, Any] | None) -> str:
     f'{v["bandwidth"] / 1e9:g} GB/s'
     for k, v in links.items()
   )
-  return _study.render(
+  return _common.render(
     'ramp_projection',
     megabytes=projection['gradient_bytes'] / 1e6,
     intercept_ms=step['intercept'] * 1e3,
@@ -562,7 +562,7 @@ class Ramp(studies.Study):
         for name, p in plans.items()
       ],
     )
-    report = _study.render(
+    report = _common.render(
       'ramp',
       c=c,
       n=n,
@@ -577,7 +577,7 @@ class Ramp(studies.Study):
     return studies.Report(results, table, report)
 
 
-check, run, main = _study.entry_points(Ramp, get_config)
+check, run, main = _common.entry_points(Ramp, get_config)
 
 
 if __name__ == '__main__':

@@ -19,12 +19,12 @@ import os
 from typing import Any, NamedTuple
 
 import numpy as np
-from absl import app
+from absl import app, flags
 
-from experiments import _common, _flags, _lm_common, _study
+from experiments import _common, _lm_common
 from experiments import lm as lm_exp
-from experiments._flags import setting
 from lrjax import evidence, studies
+from lrjax.studies import setting
 
 
 def _lr_policy(text: str) -> str | None:
@@ -58,16 +58,16 @@ class RecipeConfig:
     ),
   )
   """Batch of the probes (divisible by 4)."""
-  recipe_range_steps: int = setting(100, check=_flags.at_least(2))
+  recipe_range_steps: int = setting(100, check=studies.at_least(2))
   """Updates of the LR range test."""
-  recipe_min_lr: float = setting(1e-5, check=_flags.above(0))
+  recipe_min_lr: float = setting(1e-5, check=studies.above(0))
   """The range test's first LR."""
   recipe_max_lr: float = setting(10.0)
   """The range test's last LR."""
-  recipe_max_accumulation: int = setting(1, check=_flags.at_least(1))
+  recipe_max_accumulation: int = setting(1, check=studies.at_least(1))
   """Accumulation steps the recipe may use beyond --max_device_batch (its
   largest batch is devices x max_device_batch x this)."""
-  recipe_noise_updates: int = setting(50, check=_flags.at_least(1))
+  recipe_noise_updates: int = setting(50, check=studies.at_least(1))
   """Updates of the noise-scale probe."""
   recipe_suggestion: str = setting(
     'minimum_over_10', choices=('steepest', 'minimum_over_10', 'valley')
@@ -75,7 +75,7 @@ class RecipeConfig:
   """The range test's suggestion the recipe uses."""
   recipe_continuable: bool = setting(False)
   """Prefer WSD over cosine when not ramping."""
-  budget_seconds: float = setting(0.0, check=_flags.at_least(0))
+  budget_seconds: float = setting(0.0, check=studies.at_least(0))
   """Plan the recipe for this many seconds of training instead of --epochs
   (--train_tokens for the LM), converted into examples with the step times
   the probes measure (0: off; needs --recipe_only, since the comparison
@@ -87,13 +87,13 @@ class RecipeConfig:
   )
   """The hand-tuned LR policy over epochs (the default: the decay schedule of
   experiments.ramp's digits flagfile, tuned by hand)."""
-  baseline_batch: int = setting(32, check=_flags.at_least(1))
+  baseline_batch: int = setting(32, check=studies.at_least(1))
   """The hand-tuned batch size."""
-  random_trials: int = setting(4, check=_flags.at_least(0))
+  random_trials: int = setting(4, check=studies.at_least(0))
   """Trials of the random search (0: none), each a cosine to 0 at an LR
   log-uniform in [--random_lr_min, --random_lr_max] and a batch from
   --random_batches, sharing the recipe's examples (probes included)."""
-  random_lr_min: float = setting(1e-3, check=_flags.above(0))
+  random_lr_min: float = setting(1e-3, check=studies.above(0))
   """Smallest LR."""
   random_lr_max: float = setting(1.0)
   """Largest LR."""
@@ -105,7 +105,7 @@ class RecipeConfig:
 
   def validate(self) -> None:
     """Raises ValueError naming the flag and the fix."""
-    _flags.check(self)
+    studies.check_settings(self)
     _lm_common.check_task('recipe_task', self.recipe_task, self.lm)
     for low, high in [
       ('recipe_min_lr', 'recipe_max_lr'),
@@ -130,13 +130,13 @@ class RecipeConfig:
       )
 
 
-_flags.define(RecipeConfig)
+studies.define_flags(RecipeConfig)
 
 
 def get_config() -> RecipeConfig:
   """Builds the typed config from the parsed flags."""
-  if _flags.FLAGS.recipe_task == 'image':
-    return _flags.read(RecipeConfig, common=_common.common_config())
+  if flags.FLAGS.recipe_task == 'image':
+    return studies.read_flags(RecipeConfig, common=_common.common_config())
   # Only experiments.lm's cosine run at a constant batch is compared.
   return _lm_common.read_cosine_study(
     RecipeConfig,
@@ -403,7 +403,7 @@ class Recipe(studies.Study):
     )
 
 
-check, run, main = _study.entry_points(Recipe, get_config)
+check, run, main = _common.entry_points(Recipe, get_config)
 
 
 def _compare(config, kind, groups, chosen_all, trials_all, workdir):
@@ -457,7 +457,7 @@ def _compare(config, kind, groups, chosen_all, trials_all, workdir):
     f'{name} ' + ' / '.join(f'{metric.scale * v:.{d}f}' for v in row[values])
     for name, row in rows.items()
   )
-  report = _study.render(
+  report = _common.render(
     'recipe',
     header=kind.header(),
     table=table,

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 import numpy as np
 from absl import app
 
-from experiments import _common, _flags, _study
-from experiments._flags import setting
+from experiments import _common
 from lrjax import studies
+from lrjax.studies import setting
 
 
 def _budgets(values: Sequence[float]) -> str | None:
@@ -39,29 +39,29 @@ class ScalingConfig:
   scaling_budgets: tuple[float, ...] = setting((2.0, 4.0, 8.0), check=_budgets)
   """Budgets in epochs (increasing)."""
   scaling_lrs: tuple[float, ...] = setting(
-    (0.01, 0.05, 0.25), check=_flags.positive()
+    (0.01, 0.05, 0.25), check=studies.positive()
   )
   """Peak LRs of the grid."""
   scaling_batches: tuple[int, ...] = setting(
-    (16, 32, 64, 128), check=_flags.positive()
+    (16, 32, 64, 128), check=studies.positive()
   )
   """Batch sizes of the grid."""
-  scaling_tolerance: float = setting(0.0025, check=_flags.at_least(0))
+  scaling_tolerance: float = setting(0.0025, check=studies.at_least(0))
   """Near-optimal band: loss within this fraction of the budget's best."""
   scaling_extrapolate: tuple[float, ...] = setting(
-    (32.0, 128.0), check=_flags.positive()
+    (32.0, 128.0), check=studies.positive()
   )
   """Budgets (epochs) to predict at."""
-  scaling_resamples: int = setting(1000, check=_flags.at_least(10))
+  scaling_resamples: int = setting(1000, check=studies.at_least(10))
   """Bootstrap resamples."""
 
 
-_flags.define(ScalingConfig)
+studies.define_flags(ScalingConfig)
 
 
 def get_config() -> ScalingConfig:
   """Builds the typed config from the parsed flags."""
-  return _flags.read(ScalingConfig, common=_common.common_config())
+  return studies.read_flags(ScalingConfig, common=_common.common_config())
 
 
 def _name(budget: float, lr: float, batch: int) -> str:
@@ -76,7 +76,7 @@ class Scaling(studies.Study):
   def check(self) -> None:
     """Checks the settings, data and every grid run (`--dry_run` too)."""
     config = self.config
-    _flags.check(config)
+    studies.check_settings(config)
     self.num_examples = n = _common.check_common(config.common)
     _common.check_batch('--scaling_batches', max(config.scaling_batches), n)
     studies.check_trials(self.trials(), n)
@@ -153,7 +153,7 @@ class Scaling(studies.Study):
       'fits': {k: _fit_json(*v[1:]) for k, v in fits.items()},
       'figures': figures,
     }
-    report = _study.render(
+    report = _common.render(
       'scaling',
       trained=_common.trained_text(c),
       seeds=list(c.seeds),
@@ -165,7 +165,7 @@ class Scaling(studies.Study):
     return studies.Report(studies.jsonable(results), table, report)
 
 
-check, run, main = _study.entry_points(Scaling, get_config)
+check, run, main = _common.entry_points(Scaling, get_config)
 
 
 _FIT_FIELDS = ('coefficient_ci', 'exponent_ci', 'prediction', 'prediction_ci')
@@ -206,7 +206,7 @@ def _fit_text(key, label, f, cs, vs, config, n) -> str:
       f'({", ".join(f"{x:g}" for x in edge)}): the optimum may lie outside '
       'it; widen the grid'
     )
-  return _study.render(
+  return _common.render(
     'scaling_fit',
     label=label,
     f=f,

@@ -20,15 +20,15 @@ from typing import Any
 import numpy as np
 from absl import app
 
-from experiments import _common, _flags, _study
-from experiments._flags import setting
+from experiments import _common
 from lrjax import evidence, studies
+from lrjax.studies import setting
 
 PROTOCOLS = ('target_loss', 'converge', 'equal_epochs')
 
 
 def _protocols(values: Sequence[str]) -> str | None:
-  if _flags.distinct()(values) is None and set(values) <= set(PROTOCOLS):
+  if studies.distinct()(values) is None and set(values) <= set(PROTOCOLS):
     return None
   names = ','.join(PROTOCOLS)
   return f'must be distinct names out of {names}, e.g. target_loss,equal_epochs'
@@ -39,10 +39,10 @@ class SharpnessConfig:
   """The sharpness experiment's settings (each field is its flag)."""
 
   common: _common.CommonConfig = _common.CommonConfig()
-  small_batch: int = setting(32, check=_flags.at_least(1))
+  small_batch: int = setting(32, check=studies.at_least(1))
   """Small-batch regime: batch size."""
   large_batch: int = setting(
-    0, check=_flags.at_least(0, ' (0: 10% of the data)')
+    0, check=studies.at_least(0, ' (0: 10% of the data)')
   )
   """Large-batch regime: batch size (0: 10% of the training set, as Keskar)."""
   protocols: tuple[str, ...] = setting(
@@ -52,40 +52,40 @@ class SharpnessConfig:
   headline: target_loss (until the training loss is at most
   --target_loss), converge (until it stops improving) or equal_epochs
   (--epochs each)."""
-  target_loss: float = setting(1e-3, check=_flags.above(0))
+  target_loss: float = setting(1e-3, check=studies.above(0))
   """target_loss protocol: train until the training loss (mean cross-entropy
   on the sharpness examples) is at most this."""
-  loss_check_epochs: float = setting(5.0, check=_flags.above(0))
+  loss_check_epochs: float = setting(5.0, check=studies.above(0))
   """target_loss and converge protocols: measure the training loss every this
   many epochs (lrjax.train.LossStop; each check is also a checkpoint)."""
-  converge_patience: int = setting(3, check=_flags.at_least(1))
+  converge_patience: int = setting(3, check=studies.at_least(1))
   """converge protocol: stop after this many checks in a row without an
   improvement."""
   converge_min_improvement: float = setting(
-    0.01, check=_flags.fraction(', e.g. 0.01')
+    0.01, check=studies.fraction(', e.g. 0.01')
   )
   """converge protocol: a check improves when its loss is below (1 - this)
   times the best loss of the earlier checks."""
-  max_epochs: float = setting(400.0, check=_flags.above(0))
+  max_epochs: float = setting(400.0, check=studies.above(0))
   """target_loss and converge protocols: stop at this many epochs at the
   latest (a hang guard; the report says which runs it stopped)."""
   sharpness_eps: tuple[float, ...] = setting(
-    (1e-3, 5e-4), check=_flags.positive()
+    (1e-3, 5e-4), check=studies.positive()
   )
   """Box sizes eps of the eps-sharpness."""
-  subspace_dim: int = setting(100, check=_flags.at_least(1))
+  subspace_dim: int = setting(100, check=studies.at_least(1))
   """Random subspace dimension p (A is n x p)."""
-  sharpness_iters: int = setting(10, check=_flags.at_least(1))
+  sharpness_iters: int = setting(10, check=studies.at_least(1))
   """L-BFGS-B iterations of the box maximisation."""
-  hessian_iters: int = setting(20, check=_flags.at_least(1))
+  hessian_iters: int = setting(20, check=studies.at_least(1))
   """Power iterations, top Hessian eigenvalue."""
   sharpness_examples: int = setting(
-    0, check=_flags.at_least(0, ' (0: the whole training set)')
+    0, check=studies.at_least(0, ' (0: the whole training set)')
   )
   """Training examples the training loss, the sharpness and the Hessian are
   measured on: 0 for the whole training set (Keskar measures the training
   loss), or the first k to subsample big data."""
-  interp_points: int = setting(31, check=_flags.at_least(3))
+  interp_points: int = setting(31, check=studies.at_least(3))
   """Points of the 1-D plot, alpha in [-1, 2]."""
   warm_start_epochs: tuple[float, ...] = setting(())
   """Keskar's warm start: for each k, a run that trains k epochs with the
@@ -93,7 +93,7 @@ class SharpnessConfig:
 
   def validate(self) -> None:
     """Raises ValueError naming the flag and the fix."""
-    _flags.check(self)
+    studies.check_settings(self)
     if self.large_batch and self.large_batch <= self.small_batch:
       raise ValueError(
         f'--large_batch={self.large_batch} must be 0 or > '
@@ -134,12 +134,12 @@ class SharpnessConfig:
     )
 
 
-_flags.define(SharpnessConfig)
+studies.define_flags(SharpnessConfig)
 
 
 def get_config() -> SharpnessConfig:
   """Builds the typed config from the parsed flags."""
-  return _flags.read(SharpnessConfig, common=_common.common_config())
+  return studies.read_flags(SharpnessConfig, common=_common.common_config())
 
 
 # ------------------------------------------------------------ measuring
@@ -396,7 +396,7 @@ class Sharpness(studies.Study):
     return studies.Report(results, table, report)
 
 
-check, run, main = _study.entry_points(Sharpness, get_config)
+check, run, main = _common.entry_points(Sharpness, get_config)
 
 
 def _interpolation(config: SharpnessConfig, runs) -> Any:
@@ -601,13 +601,13 @@ def _report(config, regimes, table, rows, claims, figures, n) -> str:
     '(--sharpness_examples subsamples big data)'
   )
   # A line per protocol in the template, shown in the order of --protocols.
-  described = _study.render('sharpness_protocols', config=config).splitlines()
+  described = _common.render('sharpness_protocols', config=config).splitlines()
   capped = [
     f'{r["protocol"]} / {r["regime"]}'
     for r in rows
     if 'max_epochs' in r['stopped_by']
   ]
-  return _study.render(
+  return _common.render(
     'sharpness',
     c=config.common,
     config=config,

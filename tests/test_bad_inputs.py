@@ -17,7 +17,6 @@ from absl import flags
 
 from experiments import (
   _common,
-  _study,
   goyal,
   lr_find,
   lrbench,
@@ -27,7 +26,7 @@ from experiments import (
   sharpness,
 )
 from lrjax import batch as lbatch
-from lrjax import rules, schedules
+from lrjax import rules, schedules, studies
 from lrjax.train import NoiseConfig, TrainConfig
 
 FLAGS = flags.FLAGS
@@ -420,13 +419,19 @@ def test_a_workdir_under_a_regular_file_is_one_fatal_line(
   (tmp_path / 'file').write_text('not a directory')
   workdir = str(tmp_path / under / 'run')
   ran = []
+
+  class Study(studies.Study):
+    name = 'x'
+
+    def run(self, context):
+      ran.append(context)
+
+  _, _, main = studies.entry_points(Study, lambda: None)
   FLAGS.unparse_flags()
   try:
     FLAGS(['prog', f'--workdir={workdir}', '--epochs=40'])
     with pytest.raises(SystemExit) as info:
-      _study.run_main(
-        ['prog'], 'x', lambda: None, lambda *a, **k: ran.append(a), print
-      )
+      main(['prog'])
   finally:
     FLAGS.unparse_flags()
   assert info.value.code == 1 and not ran

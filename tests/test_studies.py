@@ -207,3 +207,100 @@ def test_check_trials_names_the_bad_field_before_training():
   )
   studies.check_trials([ok], num_examples=64)
   assert [c.seed for c in seen[0]] == [0, 1]
+
+
+_USER_STUDY = '''
+import dataclasses
+from absl import app
+from lrjax import studies
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  probe_steps: int = studies.setting(100, check=studies.at_least(1))
+  """Updates of the probe."""
+  probe_lrs: tuple[float, ...] = studies.setting(
+    (0.1, 1.0), check=studies.positive()
+  )
+  """LRs tried."""
+
+
+studies.define_flags(Settings)
+
+
+class Probe(studies.Study):
+  name = 'probe'
+
+  def check(self):
+    studies.check_settings(self.config)
+
+  def run(self, context):
+    steps = self.config.probe_steps
+    return studies.Report(
+      {'steps': steps}, f'| steps |\\n|---|\\n| {steps} |\\n', 'done\\n'
+    )
+
+
+check, run, main = studies.entry_points(
+  Probe, lambda: studies.read_flags(Settings)
+)
+
+if __name__ == '__main__':
+  app.run(main)
+'''
+
+
+def _user_study(tmp_path, *args):
+  import subprocess
+  import sys
+
+  (tmp_path / 'user_study.py').write_text(_USER_STUDY)
+  env = {k: v for k, v in os.environ.items() if not k.startswith('JAX_')}
+  env['PYTHONPATH'] = os.pathsep.join([str(tmp_path), os.getcwd()])
+  return subprocess.run(
+    [sys.executable, str(tmp_path / 'user_study.py'), *args],
+    capture_output=True,
+    text=True,
+    cwd=tmp_path,
+    env=env,
+    check=False,
+  )
+
+
+def test_importing_lrjax_studies_defines_no_flag():
+  import subprocess
+  import sys
+
+  code = (
+    'from absl import flags, logging  # absl.logging defines its own\n'
+    'before = set(flags.FLAGS)\n'
+    'import lrjax.studies\n'
+    'print(sorted(set(flags.FLAGS) - before))\n'
+  )
+  out = subprocess.run(
+    [sys.executable, '-c', code], capture_output=True, text=True, check=True
+  )
+  assert out.stdout.strip() == '[]'
+
+
+def test_a_users_study_gets_the_command_line(tmp_path):
+  # Help from the attribute docstrings, under the script's --help.
+  help_text = _user_study(tmp_path, '--help').stdout  # the script's flags
+  assert 'Updates of the probe.' in help_text and 'LRs tried.' in help_text
+  # A bad setting: one line naming the flag, before any workdir is made.
+  bad = _user_study(tmp_path, '--probe_steps=0')
+  assert bad.returncode == 1
+  assert bad.stderr.strip().endswith(
+    'FATAL Flags error: --probe_steps=0 must be >= 1'
+  )
+  assert not (tmp_path / 'runs').exists()
+  # A run: its flags.cfg repeats it, the table is printed.
+  done = _user_study(tmp_path, '--probe_steps=7', '--workdir=w')
+  assert done.returncode == 0, done.stderr
+  assert '| 7 |' in done.stdout and 'report: w/report.md' in done.stdout
+  lines = (tmp_path / 'w' / 'flags.cfg').read_text().splitlines()
+  assert '--probe_steps=7' in lines and '--probe_lrs=0.1,1.0' in lines
+  assert '--workdir=w' in lines
+  assert studies.read_json(str(tmp_path / 'w' / 'results.json')) == {'steps': 7}
+  again = _user_study(tmp_path, '--flagfile=w/flags.cfg')
+  assert again.returncode == 0 and '| 7 |' in again.stdout

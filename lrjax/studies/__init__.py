@@ -7,7 +7,9 @@ once into its own directory, reuses a finished run of the same config and
 task, resumes an unfinished one from its last checkpoint and refuses a
 workdir that holds another config; `lrjax.evidence` turns the seeds'
 values into verdicts, `Metric` compares runs on a final metric, and the
-files helpers write JSON and tables atomically.
+files helpers write JSON and tables atomically. `entry_points` gives a
+study its absl command line, its settings declared once as a dataclass of
+`setting` fields (`define_flags`, `read_flags`, `check_settings`).
 
 Examples:
   >>> from lrjax import studies
@@ -17,6 +19,9 @@ Examples:
   {'lr': 0.1, 'acc': None}
 """
 
+from lrjax.studies._cli import RunnerSettings as RunnerSettings
+from lrjax.studies._cli import entry_points as entry_points
+from lrjax.studies._cli import flags_text as flags_text
 from lrjax.studies._files import jsonable as jsonable
 from lrjax.studies._files import load_variables as load_variables
 from lrjax.studies._files import markdown_table as markdown_table
@@ -34,6 +39,18 @@ from lrjax.studies._runs import final_variables as final_variables
 from lrjax.studies._runs import first_reaching as first_reaching
 from lrjax.studies._runs import summarize as summarize
 from lrjax.studies._runs import train_run as train_run
+from lrjax.studies._settings import Check as Check
+from lrjax.studies._settings import above as above
+from lrjax.studies._settings import at_least as at_least
+from lrjax.studies._settings import check_settings as check_settings
+from lrjax.studies._settings import define_flags as define_flags
+from lrjax.studies._settings import distinct as distinct
+from lrjax.studies._settings import fraction as fraction
+from lrjax.studies._settings import increasing as increasing
+from lrjax.studies._settings import positive as positive
+from lrjax.studies._settings import read_flags as read_flags
+from lrjax.studies._settings import refuse as refuse
+from lrjax.studies._settings import setting as setting
 from lrjax.studies._study import Context as Context
 from lrjax.studies._study import Report as Report
 from lrjax.studies._study import Study as Study
@@ -45,26 +62,41 @@ from lrjax.studies._study import run as run
 
 __all__ = [
   'ACCURACY',
-  'VAL_BPB',
-  'VAL_LOSS',
+  'Check',
   'Context',
   'Metric',
   'Report',
   'Run',
+  'RunnerSettings',
   'Study',
   'Trial',
+  'VAL_BPB',
+  'VAL_LOSS',
+  'above',
   'adaptive_trainer',
+  'at_least',
+  'check_settings',
   'check_train_configs',
   'check_trials',
+  'define_flags',
+  'distinct',
+  'entry_points',
   'final_variables',
   'first_reaching',
+  'flags_text',
+  'fraction',
   'hold_workdir',
+  'increasing',
   'jsonable',
   'load_variables',
   'markdown_table',
+  'positive',
+  'read_flags',
   'read_json',
+  'refuse',
   'run',
   'save_variables',
+  'setting',
   'summarize',
   'train_run',
   'write_json',

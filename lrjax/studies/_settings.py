@@ -1,12 +1,14 @@
 """Settings declared once: a dataclass field is the flag and the config.
 
-An experiment's settings are a frozen dataclass of `setting` fields
-(default and check), each followed by its help text as an attribute
-docstring (the string under the field, as pydantic's
-``use_attribute_docstrings`` reads it): `define` makes one absl flag per
-field, `read` builds the dataclass from the parsed flags, and `check` tests
-each field, naming its flag. Adding a field adds the flag, its parsing and
-its check. A help text computed at import time is passed as ``help_text``.
+A study's settings are a frozen dataclass of `setting` fields (default and
+check), each followed by its help text as an attribute docstring (the
+string under the field, as pydantic's ``use_attribute_docstrings`` reads
+it): `define_flags` makes one absl flag per field, `read_flags` builds the
+dataclass from the parsed flags, and `check_settings` tests each field,
+naming its flag. Adding a field adds the flag, its parsing and its check.
+A help text computed at import time is passed as ``help_text``. Nothing
+here defines a flag until `define_flags` is called: importing lrjax
+registers none.
 
 Examples:
   >>> import dataclasses
@@ -14,7 +16,7 @@ Examples:
   ... class Probe:  # defined in a doctest: no source to read, so help_text=
   ...   steps: int = setting(100, check=at_least(1), help_text='Updates.')
   ...   lrs: tuple[float, ...] = setting((0.1, 1.0), help_text='LRs tried.')
-  >>> check(Probe(steps=0))
+  >>> check_settings(Probe(steps=0))
   Traceback (most recent call last):
   ...
   ValueError: --steps=0 must be >= 1
@@ -26,6 +28,7 @@ import ast
 import dataclasses
 import functools
 import inspect
+import sys
 import textwrap
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -55,7 +58,8 @@ def setting(
     help_text: the flag's help when it is computed; else the field's
       attribute docstring is.
     choices: the allowed values of a text setting (an enum flag).
-    check: ``check(value) -> None | 'must be ...'``, tested by `check`.
+    check: ``check(value) -> None | 'must be ...'``, tested by
+      `check_settings`.
     none_if_empty: a flag value that is empty or 0 means None (off).
     repeated: a list given as a repeated flag (items may hold commas).
   """
@@ -163,10 +167,20 @@ def _kind(cls: type, field: dataclasses.Field) -> tuple[str, type]:
   return kinds.get(hint, 'string'), hint
 
 
-def define(cls: type, *, skip: Sequence[str] = (), module: str = '') -> None:
+#: The modules whose flags `define_flags` defined: what flags.cfg repeats.
+OWN_MODULES: set[str] = set()
+
+
+def define_flags(
+  cls: type, *, skip: Sequence[str] = (), module: str = ''
+) -> None:
   """Defines one absl flag per `setting` field of ``cls`` but ``skip``, under
-  ``module`` (default: ``cls``'s; flags.cfg keeps experiments modules'); one
-  defined already is left as it is, so settings classes may share a flag."""
+  ``module`` (default: ``cls``'s); one defined already is left as it is, so
+  settings classes may share a flag."""
+  module = module or cls.__module__
+  if module == '__main__':  # absl files (and --help shows) a script's flags
+    module = sys.argv[0]  # under its path
+  OWN_MODULES.add(module)
   for field in _settings(cls):
     if field.name in skip or field.name in FLAGS:
       continue
@@ -174,7 +188,7 @@ def define(cls: type, *, skip: Sequence[str] = (), module: str = '') -> None:
     meta, default = field.metadata, field.default
     kwargs = {
       'help': _help(cls, field),
-      'module_name': module or cls.__module__,
+      'module_name': module,
     }
     if meta['repeated']:
       kind, default = 'multi_string', list(default)
@@ -187,8 +201,10 @@ def define(cls: type, *, skip: Sequence[str] = (), module: str = '') -> None:
     getattr(flags, f'DEFINE_{kind}')(field.name, default, **kwargs)
 
 
-def read(cls: type, defaults: Mapping[str, Any] | None = None, **fixed: Any):
-  """Builds ``cls`` (unchecked: see `check`) from ``fixed`` and the parsed
+def read_flags(
+  cls: type, defaults: Mapping[str, Any] | None = None, **fixed: Any
+) -> Any:
+  """Builds ``cls`` (unchecked: see `check_settings`) from ``fixed`` and the parsed
   flags; a flag not given is set to ``defaults[name]`` if there, so that
   ``flags.cfg`` repeats the run. ValueError names a list flag that does not
   parse."""
@@ -225,7 +241,7 @@ def refuse(problems: Mapping[str, bool]) -> None:
     raise ValueError(message)
 
 
-def check(settings: Any) -> None:
+def check_settings(settings: Any) -> None:
   """Tests every `setting` field's condition (ValueError naming the first
   failing flag, its value and what it must be)."""
   for field in _settings(type(settings)):
