@@ -347,7 +347,11 @@ class _Run:
     self._ckpt = ckpt
     self._writer = writer
     task = setup.task
-    self._eval_fns = (jax.jit(task.eval_sums), jax.jit(task.eval_means))
+    options = setup.runner.compiler_options or None
+    self._eval_fns = tuple(
+      jax.jit(fn, compiler_options=options)
+      for fn in (task.eval_sums, task.eval_means)
+    )
     run_info = RunInfo(
       schedule=setup.schedule,
       num_train=setup.num_train,

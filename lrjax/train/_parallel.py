@@ -38,6 +38,8 @@ class Runner:
       (``make_train_body(..., inside=...)``): the step then takes their
       ``due`` flags (int32[num_inside]) after ``monitor`` and returns their
       values (replicated) after the metrics.
+    compiler_options: XLA options of every compiled step
+      (``TrainConfig.compiler_options``).
   """
 
   def __init__(
@@ -47,6 +49,7 @@ class Runner:
     mode: str,
     example: Mapping[str, Any],
     num_inside: int = 0,
+    compiler_options: Mapping[str, Any] | None = None,
   ) -> None:
     if mode not in ('pmap', 'shard_map'):
       raise ValueError(f'parallel={mode!r} must be pmap or shard_map')
@@ -74,6 +77,7 @@ class Runner:
     }
     self._host_memory = all(d.platform == 'cpu' for d in self.devices)
     self.num_inside = num_inside
+    self.compiler_options = dict(compiler_options or {})
     self._flags: dict[tuple[int, ...], Any] = {}
 
     def packed(state, batch, epoch, monitor, *due):
@@ -253,4 +257,4 @@ class Runner:
       )
     return self._fn.lower(
       abstract, self.batch_spec(micro), scalar, scalar, *due
-    ).compile()
+    ).compile(self.compiler_options or None)

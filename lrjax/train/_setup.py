@@ -152,6 +152,7 @@ def build(
     config.parallel,
     task.example(),
     num_inside=len(inside),
+    compiler_options=config.compiler_options,
   )
   return Setup(
     task=task,
