@@ -145,91 +145,51 @@ def get_config() -> SharpnessConfig:
 # ------------------------------------------------------------ measuring
 
 
-def _loss_and_metrics(config: SharpnessConfig, seed: int):
-  """Jitted `(variables, (images, labels)) -> {loss, accuracy}`, eval mode."""
-  import jax
-  import jax.numpy as jnp
-  import optax
-
-  from lrjax import models
-
-  classes = _common.load_split(config.common, 'train', seed).num_classes
-  model = models.get(config.common.model, num_classes=classes)
-
-  def metrics(variables, data):
-    logits = model.apply(variables, data[0], train=False)
-    loss = optax.softmax_cross_entropy_with_integer_labels(logits, data[1])
-    acc = jnp.mean(jnp.argmax(logits, -1) == data[1])
-    return {'loss': jnp.mean(loss), 'accuracy': acc}
-
-  return jax.jit(metrics)
+def _first(source: Any, limit: int = 0) -> dict[str, Any]:
+  """A split's examples as one batch, its first `limit` if > 0."""
+  n = source.num_examples
+  return source.take(np.arange(min(limit or n, n)))
 
 
-def _examples(config: SharpnessConfig, split: str, seed: int, limit: int = 0):
-  """``(images, labels)`` of a split, its first `limit` examples if > 0."""
-  ds = _common.load_split(config.common, split, seed)
-  batch = ds.take(np.arange(min(limit or ds.num_examples, ds.num_examples)))
-  return batch['image'], batch['label']
-
-
-def measured_data(config: SharpnessConfig, seed: int):
-  """``(images, labels)`` everything is measured on (Keskar et al.: the
-  training set; ``sharpness_examples`` > 0: its first k)."""
-  return _examples(config, 'train', seed, config.sharpness_examples)
-
-
-def training_loss(metrics: Any, variables: Any, data, chunk: int = 1024):
-  """Mean loss of `variables` over `data` (``(images, labels)``) by
-  `metrics` (`_loss_and_metrics`), `chunk` examples a call to bound the
-  memory of big models."""
-  total = 0.0
-  for start in range(0, len(data[1]), chunk):
-    part = (data[0][start : start + chunk], data[1][start : start + chunk])
-    total += float(metrics(variables, part)['loss']) * len(part[1])
-  return total / len(data[1])
+def measured_data(config: SharpnessConfig, task: Any) -> dict[str, Any]:
+  """The batch everything is measured on (Keskar et al.: the training set;
+  ``sharpness_examples`` > 0: its first k)."""
+  return _first(task.train_data, config.sharpness_examples)
 
 
 def measure(
   config: SharpnessConfig, variables: Any, seed: int
 ) -> dict[str, Any]:
   """The `_eps_keys` of each eps (in %), ``top_eigenvalue`` and the
-  ``measured_loss``, ``_accuracy`` and ``_examples`` at `variables`: the
-  loss is the mean cross-entropy over `measured_data` as a function of the
-  parameters, batch-norm statistics fixed (eval mode); `seed` draws the
-  subspace, the Hessian start and the coin signs."""
-  import jax
-
+  ``measured_loss``, ``_accuracy`` and ``_examples`` at `variables`:
+  `lrjax.sharpness.measure` of the run's task on `measured_data` (the loss
+  as a function of the parameters, batch-norm statistics fixed, eval
+  mode); `seed` draws the subspace, the Hessian start and the coin signs."""
   from lrjax import sharpness as lrsharp
 
-  data = measured_data(config, seed)
-  metrics = _loss_and_metrics(config, seed)
-  rest = {k: v for k, v in variables.items() if k != 'params'}
-  f, x, _ = lrsharp.flatten(
-    lambda p: metrics({'params': p, **rest}, data)['loss'],
-    variables['params'],
+  task = _common.make_task(config.common, seed)
+  m = lrsharp.measure(
+    task,
+    variables,
+    measured_data(config, task),
+    eps=config.sharpness_eps,
+    subspace=config.subspace_dim,
+    max_iter=config.sharpness_iters,
+    hessian_iters=config.hessian_iters,
+    seed=seed,
   )
-  f = jax.jit(f)
-  out: dict[str, Any] = {}
   # The definition's own start, y = 0 (the headline), beside the half-box
-  # start, which moves off an exact minimum: both are lower bounds of the
-  # box maximum; the subspace starts at its half box.
-  subspace = {'subspace': min(config.subspace_dim, x.size)}
-  starts = ({'start': 'zero'}, {}, subspace)
-  for eps in config.sharpness_eps:
-    for key, start in zip(_eps_keys(eps), starts, strict=True):
-      out[key] = float(
-        lrsharp.eps_sharpness(
-          f, x, eps=eps, max_iter=config.sharpness_iters, seed=seed, **start
-        ).sharpness
-      )
-  lam, _ = lrsharp.top_eigenvalue(
-    f, x, num_iters=config.hessian_iters, key=seed
-  )
+  # start, which moves off an exact minimum, and the subspace.
+  out = {
+    key: m.sharpness[start, eps]
+    for eps in config.sharpness_eps
+    for key, start in zip(_eps_keys(eps), lrsharp.STARTS, strict=True)
+  }
   return out | {
-    'top_eigenvalue': float(lam),
-    'measured_loss': float(f(x)),
-    'measured_accuracy': float(metrics(variables, data)['accuracy']),
-    'measured_examples': len(data[1]),
+    'top_eigenvalue': m.top_eigenvalue,
+    'measured_loss': m.loss,
+    'measured_accuracy': m.metrics['accuracy'],
+    'measured_examples': m.num_examples,
   }
 
 
@@ -327,15 +287,14 @@ class Sharpness(studies.Study):
 
   def _train_until(self, rule: Any) -> Any:
     """The trainer stopped by `rule` on the training loss (`stopping.json`)."""
+    from lrjax import sharpness as lrsharp
     from lrjax import train as lrtrain
 
     def train(train_config, workdir, task, *, overwrite=False):
-      data = measured_data(self.config, train_config.seed)
-      metrics = _loss_and_metrics(self.config, train_config.seed)
+      loss = lrsharp.mean_loss(task, measured_data(self.config, task))
 
       def loss_fn(state):
-        variables = {'params': state.params, **(state.model_state or {})}
-        return training_loss(metrics, variables, data)
+        return loss({'params': state.params, **(state.model_state or {})})
 
       hook = lrtrain.LossStop(rule, loss_fn)
       result = lrtrain.train_and_evaluate(
@@ -404,11 +363,11 @@ def _interpolation(config: SharpnessConfig, runs) -> Any:
   the whole variables (batch-norm statistics too) move along the path."""
   from lrjax import sharpness as lrsharp
 
-  seed = config.common.seeds[0]
+  task = _common.make_task(config.common, config.common.seeds[0])
   return lrsharp.interpolate(
-    _loss_and_metrics(config, seed),
+    lrsharp.task_metrics(task),
     *(_load_params(runs[k][0].workdir) for k in ('small batch', 'large batch')),
-    {split: _examples(config, split, seed) for split in ('train', 'test')},
+    {'train': _first(task.train_data), 'test': _first(task.eval_data)},
     alphas=np.linspace(-1, 2, config.interp_points),
   )
 

@@ -10,6 +10,9 @@ parameter pytree into one (via ``jax.flatten_util.ravel_pytree``).
   (Hutchinson) from Hessian-vector products, never forming the Hessian.
 - :func:`interpolate`: metrics along the line (or Keskar's curved path)
   through a small-batch and a large-batch solution.
+- On a :class:`lrjax.train.Task`: :func:`task_loss` (its loss as a function
+  of the parameters), :func:`task_metrics`, :func:`mean_loss` and
+  :func:`measure` (every measurement above at a trained model).
 
 References:
   Keskar, Mudigere, Nocedal, Smelyanskiy, Tang 2017, "On Large-Batch
@@ -24,14 +27,18 @@ References:
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 from jax.typing import ArrayLike
+
+if TYPE_CHECKING:
+  from lrjax.train import Task
 
 FlatFn = Callable[[jax.Array], jax.Array]
 
@@ -505,15 +512,336 @@ def interpolate(
   return Interpolation(alphas=alphas, metrics=metrics, path=path)
 
 
+def _params_and_state(variables: Mapping[str, Any]) -> tuple[Any, Any]:
+  """``(params, model_state)`` of ``{'params': ..., **model_state}``."""
+  if 'params' not in variables:
+    raise ValueError(
+      f'variables with keys {sorted(variables)} have no "params"; give '
+      "{'params': params, **model_state} (lrjax.studies.final_variables)"
+    )
+  return variables['params'], {
+    k: v for k, v in variables.items() if k != 'params'
+  }
+
+
+def task_metrics(
+  task: Task,
+) -> Callable[[Mapping[str, Any], Any], dict[str, jax.Array]]:
+  """A task's loss and metrics as a function of its variables, eval mode.
+
+  .. math::
+    (\\theta, s), B \\mapsto \\ell\\big(m(\\theta, s, x_B), B\\big)
+
+  with :math:`m` the model in evaluation mode (batch-norm statistics
+  :math:`s` as they are, no dropout) and :math:`\\ell` the task's loss and
+  metrics (:meth:`lrjax.train.Task.eval_means`). The whole variables are
+  one argument, so :func:`interpolate` moves the model state along the path
+  too.
+
+  Args:
+    task: a :class:`lrjax.train.Task`.
+
+  Returns:
+    ``metrics(variables, batch) -> {'loss': ..., **task metrics}``, scalars;
+    ``variables`` is ``{'params': params, **model_state}`` (as
+    :func:`lrjax.studies.final_variables` returns) and ``batch`` a batch of
+    the task's data (``task.train_data.take(indices)``). Jit-compatible.
+
+  Raises:
+    ValueError: (when called) for variables without ``'params'``.
+
+  Examples:
+    >>> import numpy as np
+    >>> from lrjax import train
+    >>> # loss = mean((w x - 2 x)^2) = (w - 2)^2, err = mean |w x - 2 x|.
+    >>> def loss(y, b):
+    ...   d = y - 2 * b['x']
+    ...   return (d**2).mean(), {'err': abs(d).mean()}
+    >>> task = train.Task(
+    ...   model=(lambda key, x: np.zeros(1, np.float32), lambda w, x: w * x),
+    ...   loss=loss,
+    ...   train_data={'x': np.array([[1.0], [-1.0]], np.float32)},
+    ...   inputs='x',
+    ... )
+    >>> m = task_metrics(task)({'params': np.float32([4.0])},
+    ...                        task.train_data.take(np.arange(2)))
+    >>> print({k: float(v) for k, v in m.items()})
+    {'loss': 4.0, 'err': 2.0}
+  """
+
+  def metrics(variables, batch):
+    params, model_state = _params_and_state(variables)
+    return task.eval_means(params, model_state, batch)
+
+  return metrics
+
+
+def task_loss(
+  task: Task, batch: Any, model_state: Any = None
+) -> Callable[[Any], jax.Array]:
+  """A task's loss on fixed examples as a function of its parameters.
+
+  .. math::
+    L(\\theta) = \\ell\\big(m(\\theta, s, x_B), B\\big)
+
+  the task's mean loss :math:`\\ell` of the model's evaluation-mode outputs
+  on the examples :math:`B`, the model state :math:`s` (batch-norm
+  statistics) fixed: the function whose sharpness :func:`eps_sharpness`,
+  :func:`top_eigenvalue` and :func:`hessian_trace` measure (after
+  :func:`flatten`).
+
+  Args:
+    task: a :class:`lrjax.train.Task`.
+    batch: the examples, a batch of the task's data (e.g. the whole
+      training set, ``task.train_data.take(np.arange(task.num_train))``).
+    model_state: the model's non-trained state (None: none).
+
+  Returns:
+    ``loss(params) -> float32 scalar``, differentiable and jit-compatible.
+
+  Examples:
+    >>> import jax
+    >>> import numpy as np
+    >>> from lrjax import train
+    >>> # loss(w) = mean((w x - 2 x)^2) = (w - 2)^2 on x = +-1.
+    >>> batch = {'x': np.array([[1.0], [-1.0]], np.float32)}
+    >>> task = train.Task(
+    ...   model=(lambda key, x: np.zeros(1, np.float32), lambda w, x: w * x),
+    ...   loss=lambda y, b: (((y - 2 * b['x']) ** 2).mean(), {}),
+    ...   train_data=batch,
+    ...   inputs='x',
+    ... )
+    >>> loss = task_loss(task, batch)
+    >>> w = np.float32([3.0])
+    >>> print(float(loss(w)), float(jax.grad(loss)(w)[0]))  # 1, 2 (w - 2)
+    1.0 2.0
+  """
+  metrics = task_metrics(task)
+  state = dict(model_state or {})
+
+  def loss(params):
+    return metrics({'params': params, **state}, batch)['loss']
+
+  return loss
+
+
+def mean_loss(
+  task: Task, batch: Any, *, chunk: int = 1024
+) -> Callable[[Mapping[str, Any]], float]:
+  """A task's mean loss over many examples, a chunk of them a call.
+
+  .. math::
+    L = \\frac{1}{n} \\sum_j n_j L_j
+
+  over chunks :math:`j` of :math:`n_j` examples with mean loss :math:`L_j`
+  (:func:`task_metrics`, eval mode), so that the memory of a big model
+  stays that of ``chunk`` examples; the mean of the task's loss over all
+  :math:`n` examples when that loss is a mean over examples. The sum is
+  taken on the host in float64. E.g. the training loss that
+  :class:`lrjax.train.LossStop` checks.
+
+  Args:
+    task: a :class:`lrjax.train.Task`.
+    batch: the examples, a batch of the task's data.
+    chunk: examples a call, >= 1 (the last call takes the rest).
+
+  Returns:
+    ``loss(variables) -> float`` of ``{'params': ..., **model_state}``
+    (compiled once, for the chunk's shape and the rest's).
+
+  Raises:
+    ValueError: if ``chunk < 1``.
+
+  Examples:
+    >>> import numpy as np
+    >>> from lrjax import train
+    >>> # loss = mean((w - 2)^2 x^2): 1, 1 and 4 at w = 3, mean 2.
+    >>> batch = {'x': np.array([[1.0], [-1.0], [2.0]], np.float32)}
+    >>> task = train.Task(
+    ...   model=(lambda key, x: np.zeros(1, np.float32), lambda w, x: w * x),
+    ...   loss=lambda y, b: (((y - 2 * b['x']) ** 2).mean(), {}),
+    ...   train_data=batch,
+    ...   inputs='x',
+    ... )
+    >>> print(mean_loss(task, batch, chunk=2)({'params': np.float32([3.0])}))
+    2.0
+  """
+  if chunk < 1:
+    raise ValueError(f'{chunk=} must be >= 1')
+  metrics = jax.jit(task_metrics(task))
+  n = _num_examples(batch)
+
+  def loss(variables):
+    total = 0.0
+    for start in range(0, n, chunk):
+      rows = operator.itemgetter(slice(start, start + chunk))
+      part = jax.tree.map(rows, batch)
+      total += float(metrics(variables, part)['loss']) * _num_examples(part)
+    return total / n
+
+  return loss
+
+
+def _num_examples(batch: Any) -> int:
+  return int(np.shape(jax.tree.leaves(batch)[0])[0])
+
+
+#: The box maximisations of :func:`measure` at each eps: in the full space
+#: from :math:`y_0 = 0` and from the half box, and in a random subspace from
+#: its half box (see :func:`eps_sharpness`).
+STARTS = ('zero', 'half_box', 'subspace')
+
+
+class Measurement(NamedTuple):
+  """Result of :func:`measure`.
+
+  Attributes:
+    sharpness: ``{(start, eps): phi}``, the eps-sharpness in percent of
+      each of :data:`STARTS` measured and each eps.
+    top_eigenvalue: the Hessian's top eigenvalue (power iteration).
+    loss: the task's loss on the examples, :math:`f(x)`.
+    metrics: the task's other metrics on the examples (e.g. accuracy).
+    num_examples: how many examples everything was measured on.
+  """
+
+  sharpness: dict[tuple[str, float], float]
+  top_eigenvalue: float
+  loss: float
+  metrics: dict[str, float]
+  num_examples: int
+
+
+def measure(
+  task: Task,
+  variables: Mapping[str, Any],
+  batch: Any,
+  *,
+  eps: Sequence[float] = (1e-3, 5e-4),
+  starts: Sequence[str] = STARTS,
+  subspace: int = 100,
+  max_iter: int = 10,
+  hessian_iters: int = 20,
+  seed: int = 0,
+) -> Measurement:
+  """The sharpness of a task's trained model, as Keskar et al. measure it.
+
+  On :math:`f(\\theta) =` :func:`task_loss` of the examples in ``batch``
+  (model state fixed, eval mode), at the trained parameters :math:`x`: the
+  eps-sharpness
+
+  .. math::
+    \\phi_{x,f}(\\epsilon, A) = \\frac{\\max_{y \\in C_\\epsilon}
+      f(x + A y) - f(x)}{1 + f(x)} \\times 100
+
+  of each eps and start (:func:`eps_sharpness`, ``max_iter`` L-BFGS-B
+  iterations; ``'subspace'``: :math:`A` a random :math:`n \\times p`
+  matrix, p = min(``subspace``, n)), the top eigenvalue of
+  :math:`\\nabla^2 f(x)` (:func:`top_eigenvalue`), and the task's loss and
+  metrics at :math:`x`. Every value is a lower bound of the box maximum's;
+  ``'zero'`` is 0 at an exact minimum.
+
+  Args:
+    task: a :class:`lrjax.train.Task`.
+    variables: the trained ``{'params': params, **model_state}``
+      (:func:`lrjax.studies.final_variables`).
+    batch: the examples, a batch of the task's data (Keskar et al.: the
+      whole training set).
+    eps: box sizes, each > 0 (Keskar et al.: 1e-3 and 5e-4).
+    starts: which of :data:`STARTS` to measure at each eps.
+    subspace: the random subspace's dimension p, >= 1.
+    max_iter: iterations of each box maximisation, >= 1.
+    hessian_iters: power iterations of the top eigenvalue, >= 1.
+    seed: draws the subspace, the coin signs of the half box and the
+      power iteration's start.
+
+  Returns:
+    A :class:`Measurement`.
+
+  Raises:
+    ValueError: for an empty ``eps`` or ``starts``, an unknown start, a
+      setting out of its range or variables without ``'params'``.
+
+  Examples:
+    >>> import numpy as np
+    >>> from lrjax import train
+    >>> # f(w) = (w_0^2 + 4 w_1^2) / 2 at its minimum w = 0: Hessian
+    >>> # diag(1, 4); from the half box the maximum is the vertex,
+    >>> # (0.1^2 + 4 * 0.1^2) / 2 * 100 = 2.5 %; from y = 0 no ascent.
+    >>> h = np.float32([1.0, 4.0])
+    >>> task = train.Task(
+    ...   model=(lambda key, x: np.zeros(2, np.float32), lambda w, x: w),
+    ...   loss=lambda w, b: (0.5 * (h * w**2).sum(), {}),
+    ...   train_data={'x': np.zeros((3, 1), np.float32)},
+    ...   inputs='x',
+    ... )
+    >>> m = measure(task, {'params': np.zeros(2, np.float32)},
+    ...             task.train_data.take(np.arange(3)), eps=(0.1,),
+    ...             starts=('zero', 'half_box'))
+    >>> print({k: round(v, 4) for k, v in m.sharpness.items()})
+    {('zero', 0.1): 0.0, ('half_box', 0.1): 2.5}
+    >>> print(round(m.top_eigenvalue, 4), m.loss, m.num_examples)
+    4.0 0.0 3
+
+  References:
+    Keskar et al. 2017, "On Large-Batch Training for Deep Learning:
+    Generalization Gap and Sharp Minima", section 2.2.
+  """
+  if not eps:
+    raise ValueError(f'{eps=} must name at least one box size')
+  if not all(e > 0 for e in eps):
+    raise ValueError(f'{eps=} must all be > 0')
+  if not starts or not set(starts) <= set(STARTS):
+    raise ValueError(f'{starts=} must be some of {STARTS}')
+  for name, value in (
+    ('subspace', subspace),
+    ('max_iter', max_iter),
+    ('hessian_iters', hessian_iters),
+  ):
+    if value < 1:
+      raise ValueError(f'{name}={value} must be >= 1')
+  params, model_state = _params_and_state(variables)
+  f, x, _ = flatten(task_loss(task, batch, model_state), params)
+  f = jax.jit(f)
+  options = {
+    'zero': {'start': 'zero'},
+    'half_box': {},
+    'subspace': {'subspace': min(subspace, x.size)},
+  }
+  sharpness = {
+    (start, e): float(
+      eps_sharpness(
+        f, x, eps=e, max_iter=max_iter, seed=seed, **options[start]
+      ).sharpness
+    )
+    for e in eps
+    for start in starts
+  }
+  lam, _ = top_eigenvalue(f, x, num_iters=hessian_iters, key=seed)
+  metrics = jax.jit(task_metrics(task))(variables, batch)
+  return Measurement(
+    sharpness=sharpness,
+    top_eigenvalue=float(lam),
+    loss=float(f(x)),
+    metrics={k: float(v) for k, v in metrics.items() if k != 'loss'},
+    num_examples=_num_examples(batch),
+  )
+
+
 __all__ = [
+  'STARTS',
   'Interpolation',
+  'Measurement',
   'SharpnessResult',
   'eps_sharpness',
   'flatten',
   'hessian_trace',
   'hvp',
   'interpolate',
+  'mean_loss',
+  'measure',
   'path_point',
   'random_subspace',
+  'task_loss',
+  'task_metrics',
   'top_eigenvalue',
 ]

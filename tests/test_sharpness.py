@@ -14,7 +14,7 @@ import numpy as np
 import optax
 import pytest
 
-from lrjax import sharpness
+from lrjax import sharpness, train
 
 _X = np.array([1.0, -2.0, 0.5, 0.0, 3.0], np.float32)
 _H = np.array([2.0, 1.0, -4.0, 0.5, -1.0], np.float32)
@@ -303,3 +303,193 @@ def test_eps_sharpness_of_a_linear_loss_from_either_start(start):
 def test_eps_sharpness_start_names_the_argument():
   with pytest.raises(ValueError, match='start'):
     sharpness.eps_sharpness(lambda z: z.sum(), jnp.zeros(2), start='one')
+
+
+# ------------------------------------------------------------ on a task
+
+
+def _shift_model():
+  """out = w x + shift in eval mode (shift: the model state, fixed); in
+  training mode out = w x + 100, so a value that used it is far off."""
+
+  def init(key, x):
+    del key, x
+    return {'w': np.float32(0.0)}, {'shift': np.float32(0.0)}
+
+  def apply(params, model_state, x, *, train, rng):
+    del rng
+    shift = 100.0 if train else model_state['shift']
+    return params['w'] * x + shift, model_state
+
+  return train.Model(init, apply)
+
+
+def _squared_error(out, batch):
+  d = out - batch['y']
+  return jnp.mean(d**2), {'err': jnp.mean(jnp.abs(d))}
+
+
+def _shift_task(x, y):
+  return train.Task(
+    model=_shift_model(),
+    loss=_squared_error,
+    train_data={'x': np.float32(x), 'y': np.float32(y)},
+    inputs='x',
+  )
+
+
+def test_task_loss_is_eval_mode_with_the_state_fixed():
+  # w = 1, shift = 0.5 on x = (1, -1), y = (1, 1): out = (1.5, -0.5),
+  # d = (0.5, -1.5): loss (0.25 + 2.25) / 2 = 1.25, dloss/dw = mean(2 d x)
+  # = (1 + 3) / 2 = 2.
+  task = _shift_task([1.0, -1.0], [1.0, 1.0])
+  batch = task.train_data.take(np.arange(2))
+  loss = jax.jit(sharpness.task_loss(task, batch, {'shift': 0.5}))
+  params = {'w': jnp.float32(1.0)}
+  assert float(loss(params)) == 1.25
+  assert float(jax.jit(jax.grad(loss))(params)['w']) == 2.0
+  # Without a model state there is no shift to read: none is made up.
+  with pytest.raises(KeyError, match='shift'):
+    sharpness.task_loss(task, batch)(params)
+
+
+def test_task_metrics_of_the_whole_variables():
+  # As above: loss 1.25, err = (0.5 + 1.5) / 2 = 1.
+  task = _shift_task([1.0, -1.0], [1.0, 1.0])
+  batch = task.train_data.take(np.arange(2))
+  metrics = jax.jit(sharpness.task_metrics(task))
+  m = metrics({'params': {'w': 1.0}, 'shift': 0.5}, batch)
+  assert {k: float(v) for k, v in m.items()} == {'loss': 1.25, 'err': 1.0}
+  with pytest.raises(ValueError, match='params'):
+    metrics({'w': 1.0, 'shift': 0.5}, batch)
+
+
+@pytest.mark.parametrize('chunk', [1, 2, 5, 1024])
+def test_mean_loss_over_chunks_is_the_mean(chunk):
+  # w = 1, shift = 0, y = 0: per-example losses x^2 = 1, 4, 9, 16, 25,
+  # mean 55 / 5 = 11 however the examples are chunked (chunk 2: (2 * 2.5 +
+  # 2 * 12.5 + 25) / 5).
+  x = [1.0, 2.0, 3.0, 4.0, 5.0]
+  task = _shift_task(x, [0.0] * 5)
+  batch = task.train_data.take(np.arange(5))
+  loss = sharpness.mean_loss(task, batch, chunk=chunk)
+  assert loss({'params': {'w': 1.0}, 'shift': 0.0}) == 11.0
+
+
+def test_mean_loss_validates_chunk():
+  task = _shift_task([1.0], [0.0])
+  with pytest.raises(ValueError, match='chunk=0'):
+    sharpness.mean_loss(task, task.train_data.take(np.arange(1)), chunk=0)
+
+
+def _params_task(loss, n=2, rows=None):
+  """A task whose model returns its parameter vector minus the model
+  state's shift (eval mode), whatever the inputs."""
+
+  def init(key, x):
+    del key, x
+    return np.zeros(3, np.float32), {'shift': np.zeros(3, np.float32)}
+
+  def apply(params, model_state, x, *, train, rng):
+    del x, rng
+    return params - (0.0 if train else model_state['shift']), model_state
+
+  data = {'x': np.zeros((n, 1), np.float32)} if rows is None else rows
+  return train.Task(
+    model=train.Model(init, apply), loss=loss, train_data=data, inputs='x'
+  )
+
+
+def test_measure_at_a_quadratic_minimum():
+  # f(p) = 0.5 sum h (p - s)^2 with s = (1, 1, 1) the model state, at its
+  # minimum p = s: f = 0, Hessian diag(1, 4, 2), top eigenvalue 4. The box
+  # is b = eps (|p| + 1) = 2 eps; from the half box the maximum is the
+  # vertex, 0.5 sum(h) (2 eps)^2 = 0.5 * 7 * 0.04 = 0.14 (x 100 / (1 + 0));
+  # from y = 0 the gradient is 0: no ascent, phi = 0.
+  h = jnp.asarray([1.0, 4.0, 2.0])
+
+  def loss(out, batch):
+    del batch
+    return 0.5 * jnp.sum(h * out**2), {'norm': jnp.sum(out**2)}
+
+  task = _params_task(loss, n=3)
+  ones = np.ones(3, np.float32)
+  m = sharpness.measure(
+    task,
+    {'params': ones, 'shift': ones},
+    task.train_data.take(np.arange(3)),
+    eps=(0.1,),
+    starts=('zero', 'half_box'),
+  )
+  assert list(m.sharpness) == [('zero', 0.1), ('half_box', 0.1)]
+  assert m.sharpness['zero', 0.1] == 0.0
+  assert m.sharpness['half_box', 0.1] == pytest.approx(14.0, rel=1e-5)
+  # Power iteration error ~ (2/4)^(2 * 20).
+  assert m.top_eigenvalue == pytest.approx(4.0, rel=1e-6)
+  assert (m.loss, m.metrics, m.num_examples) == (0.0, {'norm': 0.0}, 3)
+
+
+def test_measure_of_a_linear_loss_in_full_space_and_subspace():
+  # f(p) = cbar . p, cbar = mean of the rows (2, -4, 0), (0, 0, 1)
+  # = (1, -2, 0.5), at p = 0: f = 0, a flat Hessian. The box is |y_i| <=
+  # eps, the maximum at y = eps sign: full space 100 eps |cbar|_1 = 35 for
+  # eps = 0.1, 17.5 for 0.05, from either start; in the subspace
+  # f(A y) = (A^T cbar) . y, 100 eps |A^T cbar|_1, A the seeded n x p
+  # matrix with p = min(100, 3) = 3.
+  rows = {'x': np.zeros((2, 1), np.float32)}
+  rows['c'] = np.float32([[2.0, -4.0, 0.0], [0.0, 0.0, 1.0]])
+
+  def loss(out, batch):
+    return jnp.mean(batch['c'] @ out), {}
+
+  task = _params_task(loss, rows=rows)
+  zeros = np.zeros(3, np.float32)
+  m = sharpness.measure(
+    task,
+    {'params': zeros, 'shift': zeros},
+    task.train_data.take(np.arange(2)),
+    eps=(0.1, 0.05),
+    seed=3,
+  )
+  cbar = np.array([1.0, -2.0, 0.5])
+  a = np.asarray(sharpness.random_subspace(3, 3, seed=3), np.float64)
+  subspace = np.abs(a.T @ cbar).sum()
+  for eps in (0.1, 0.05):
+    for start in ('zero', 'half_box'):
+      assert m.sharpness[start, eps] == pytest.approx(350 * eps, rel=1e-5)
+    assert m.sharpness['subspace', eps] == pytest.approx(
+      100 * eps * subspace, rel=1e-5
+    )
+  assert len(m.sharpness) == 6
+  assert (m.top_eigenvalue, m.loss, m.metrics, m.num_examples) == (
+    0.0,
+    0.0,
+    {},
+    2,
+  )
+
+
+@pytest.mark.parametrize(
+  'kwargs, match',
+  [
+    ({'eps': ()}, 'eps'),
+    ({'eps': (1e-3, 0.0)}, 'eps'),
+    ({'starts': ()}, 'starts'),
+    ({'starts': ('zero', 'one')}, 'starts'),
+    ({'subspace': 0}, 'subspace=0'),
+    ({'max_iter': 0}, 'max_iter=0'),
+    ({'hessian_iters': 0}, 'hessian_iters=0'),
+  ],
+)
+def test_measure_validates(kwargs, match):
+  task = _params_task(lambda out, batch: (jnp.sum(out), {}))
+  zeros = np.zeros(3, np.float32)
+  batch = task.train_data.take(np.arange(2))
+  with pytest.raises(ValueError, match=match):
+    sharpness.measure(task, {'params': zeros, 'shift': zeros}, batch, **kwargs)
+
+
+def test_measure_names_missing_params():
+  task = _params_task(lambda out, batch: (jnp.sum(out), {}))
+  with pytest.raises(ValueError, match='params'):
+    sharpness.measure(task, {'w': 0.0}, task.train_data.take(np.arange(2)))
