@@ -344,19 +344,18 @@ def train_config(
 ):
   """The `lrjax.train.TrainConfig` of one run; ``overrides`` any field. The
   noise tracker slices the micro-batches of ``batch_sizes`` (None: those of
-  ``batch``) in 4 when 4 divides them all, else 2, else 1."""
-  from lrjax import batch as lbatch
+  ``batch``) in `lrjax.noise.slice_count`: 4 when 4 divides them all, else
+  2, else 1."""
+  from lrjax import noise
   from lrjax import train as lrtrain
 
   if batch_sizes is None:
     batch_sizes = [batch] if isinstance(batch, int) else batch.batch_sizes
-  every_size = lbatch.BatchSchedule(
-    tuple(lbatch.Stage(b, updates=1) for b in batch_sizes), max(batch_sizes)
+  slices = noise.slice_count(
+    batch_sizes,
+    num_devices=common.num_devices or 1,
+    max_device_batch=common.max_device_batch,
   )
-  micro = lbatch.plan(
-    every_size, common.num_devices or 1, common.max_device_batch
-  ).micro_batches
-  slices = next((k for k in (4, 2) if all(b % k == 0 for b in micro)), 1)
   fields = dict(
     {k: getattr(common, k) for k in _TRAIN_FIELDS},
     batch=batch,
