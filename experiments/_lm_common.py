@@ -270,25 +270,20 @@ def train_and_evaluation(common: LmCommon) -> tuple[Any, dict]:
 
 
 def baselines(train: Any, evaluate: Any) -> dict[str, float]:
-  """Unigram and bigram cross-entropy (nats/token) counted on ``train``,
-  scored on ``evaluate`` up to its last sequence's target."""
+  """`lrjax.lm.count_baselines`: unigram and bigram cross-entropy
+  (nats/token) counted on ``train``, scored on ``evaluate``'s windows."""
   from lrjax import lm
 
-  stream = evaluate.tokens[: evaluate.num_examples * evaluate.seq_len + 1]
-  return {
-    'unigram': lm.unigram_loss(train.tokens, stream),
-    'bigram': lm.bigram_loss(train.tokens, stream),
-  }
+  return lm.count_baselines(train, evaluate)
 
 
 def lm_eval(logits: Any, batch: Mapping[str, Any]) -> dict[str, Any]:
-  """Per-sequence loss, bits per byte, accuracy and (LRBench++) confidence."""
+  """Per-sequence loss, bits per byte, accuracy and (LRBench++) confidence:
+  `lrjax.lm.lm_eval_metrics` with ``confidence``. Named here because the
+  trained runs' task fingerprints name it."""
   from lrjax import lm
 
-  return {
-    **lm.lm_eval_metrics(logits, batch),
-    **lm.confidence_metrics(logits, batch),
-  }
+  return lm.lm_eval_metrics(logits, batch, confidence=True)
 
 
 def make_task(
@@ -378,8 +373,9 @@ def train_config(
 
 def final(run: Any, key: str) -> float:
   """A finished run's final evaluation metric ``key`` (NaN if none)."""
-  value = run.summary['test_metrics'].get(key)
-  return math.nan if value is None else float(value)
+  from lrjax import studies
+
+  return studies.Metric(key, key, key).of(run)
 
 
 def ms(values: Sequence[float], digits: int = 3) -> str:
