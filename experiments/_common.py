@@ -255,26 +255,20 @@ def check_batch(flag: str, batch: int, num_examples: int) -> None:
 def noise_config(common: CommonConfig, batch_sizes: Sequence[int]) -> Any:
   """The `lrjax.train.NoiseConfig` of runs with these batch sizes.
 
-  The one-device estimate slices the batch, so the slice count must divide
-  every batch size: `--noise_slices` (ValueError if it does not), else 4
-  when it divides them, else 2, else 1 (no one-device estimate).
+  The one-device estimate slices the batch: `lrjax.noise.slice_count` of
+  `--noise_slices` (ValueError if it does not divide every batch size; 0:
+  4 when it divides them, else 2, else 1 = no one-device estimate).
   """
+  from lrjax import noise
   from lrjax import train as lrtrain
 
-  slices = common.noise_slices
-  if slices and any(b % slices for b in batch_sizes):
-    raise ValueError(
-      f'noise_slices={slices} must divide every batch size '
-      f'{sorted(set(batch_sizes))}; pick a divisor or 0 (automatic)'
-    )
-  slices = slices or next(
-    (k for k in (4, 2) if all(b % k == 0 for b in batch_sizes)), 1
-  )
   return lrtrain.NoiseConfig(
     enabled=common.noise,
     decay=common.noise_decay,
     every=common.noise_every,
-    num_slices=slices,
+    num_slices=noise.slice_count(
+      batch_sizes, common.noise_slices, name='noise_slices'
+    ),
   )
 
 

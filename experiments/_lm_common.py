@@ -271,25 +271,20 @@ def train_and_evaluation(common: LmCommon) -> tuple[Any, dict]:
 
 
 def baselines(train: Any, evaluate: Any) -> dict[str, float]:
-  """Unigram and bigram cross-entropy (nats/token) counted on ``train``,
-  scored on ``evaluate`` up to its last sequence's target."""
+  """`lrjax.lm.count_baselines`: unigram and bigram cross-entropy
+  (nats/token) counted on ``train``, scored on ``evaluate``'s windows."""
   from lrjax import lm
 
-  stream = evaluate.tokens[: evaluate.num_examples * evaluate.seq_len + 1]
-  return {
-    'unigram': lm.unigram_loss(train.tokens, stream),
-    'bigram': lm.bigram_loss(train.tokens, stream),
-  }
+  return lm.count_baselines(train, evaluate)
 
 
 def lm_eval(logits: Any, batch: Mapping[str, Any]) -> dict[str, Any]:
-  """Per-sequence loss, bits per byte, accuracy and (LRBench++) confidence."""
+  """Per-sequence loss, bits per byte, accuracy and (LRBench++) confidence:
+  `lrjax.lm.lm_eval_metrics` with ``confidence``. Named here because the
+  trained runs' task fingerprints name it."""
   from lrjax import lm
 
-  return {
-    **lm.lm_eval_metrics(logits, batch),
-    **lm.confidence_metrics(logits, batch),
-  }
+  return lm.lm_eval_metrics(logits, batch, confidence=True)
 
 
 def make_task(
@@ -345,19 +340,18 @@ def train_config(
 ):
   """The `lrjax.train.TrainConfig` of one run; ``overrides`` any field. The
   noise tracker slices the micro-batches of ``batch_sizes`` (None: those of
-  ``batch``) in 4 when 4 divides them all, else 2, else 1."""
-  from lrjax import batch as lbatch
+  ``batch``) in `lrjax.noise.slice_count`: 4 when 4 divides them all, else
+  2, else 1."""
+  from lrjax import noise
   from lrjax import train as lrtrain
 
   if batch_sizes is None:
     batch_sizes = [batch] if isinstance(batch, int) else batch.batch_sizes
-  every_size = lbatch.BatchSchedule(
-    tuple(lbatch.Stage(b, updates=1) for b in batch_sizes), max(batch_sizes)
+  slices = noise.slice_count(
+    batch_sizes,
+    num_devices=common.num_devices or 1,
+    max_device_batch=common.max_device_batch,
   )
-  micro = lbatch.plan(
-    every_size, common.num_devices or 1, common.max_device_batch
-  ).micro_batches
-  slices = next((k for k in (4, 2) if all(b % k == 0 for b in micro)), 1)
   fields = dict(
     {k: getattr(common, k) for k in _TRAIN_FIELDS},
     batch=batch,
@@ -380,8 +374,9 @@ def train_config(
 
 def final(run: Any, key: str) -> float:
   """A finished run's final evaluation metric ``key`` (NaN if none)."""
-  value = run.summary['test_metrics'].get(key)
-  return math.nan if value is None else float(value)
+  from lrjax import studies
+
+  return studies.Metric(key, key, key).of(run)
 
 
 def ms(values: Sequence[float], digits: int = 3) -> str:

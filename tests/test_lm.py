@@ -9,7 +9,7 @@ import optax
 import pytest
 from flax import nnx
 
-from lrjax import lm
+from lrjax import data, lm
 
 SMALL = dict(num_layers=2, num_heads=2, width=32, seq_len=16)
 
@@ -229,6 +229,31 @@ def test_unigram_and_bigram_baselines_by_hand():
     lm.bigram_loss([0, 1], [0], vocab_size=3)
 
 
+def test_count_baselines_score_the_evaluation_windows_by_hand():
+  # Train "abab" (a = 97, b = 98), V = 256, alpha = 0.5. Evaluate "abbab"
+  # at T = 2: (5 - 1) // 2 = 2 windows, "abb" and "bab", tokens "abbab";
+  # at T = 3 one window "abba", the last "b" in none.
+  train = data.TextDataset.from_text('abab', seq_len=1)
+  p_a = p_b = 2.5 / (4 + 128)
+  # Pairs ab, ba, ab: p(b|a) = 2.5 / (2 + 128), p(a|b) = 1.5 / (1 + 128),
+  # p(b|b) = 0.5 / (1 + 128).
+  p_ba, p_ab, p_bb = 2.5 / 130, 1.5 / 129, 0.5 / 129
+  for seq_len, unigram, bigram in (
+    (2, [p_a, p_b, p_b, p_a, p_b], [p_ba, p_bb, p_ab, p_ba]),
+    (3, [p_a, p_b, p_b, p_a], [p_ba, p_bb, p_ab]),
+  ):
+    evaluate = data.TextDataset.from_text('abbab', seq_len=seq_len)
+    got = lm.count_baselines(train, evaluate)
+    assert list(got) == ['unigram', 'bigram']
+    np.testing.assert_allclose(got['unigram'], -np.log(unigram).mean())
+    np.testing.assert_allclose(got['bigram'], -np.log(bigram).mean())
+  # alpha = 1 over V = 100: p(a) = 3 / 104.
+  got = lm.count_baselines(train, evaluate, 100, alpha=1.0)
+  np.testing.assert_allclose(got['unigram'], -np.log(3 / 104))
+  with pytest.raises(ValueError, match='outside'):
+    lm.count_baselines(train, evaluate, vocab_size=98)
+
+
 def test_a_few_adam_steps_learn_a_periodic_text():
   # "abc" repeated: each byte determines the next, so the loss can go to 0.
   config = lm.TransformerConfig(num_layers=1, num_heads=2, width=32, seq_len=15)
@@ -261,3 +286,32 @@ def test_confidence_metrics_by_hand():
   # Sequence 2 is right at position 1 only: (0 + 0.5) / 2.
   np.testing.assert_allclose(m['confidence'], [0.625, 0.625], rtol=1e-6)
   np.testing.assert_allclose(m['correct_confidence'], [0.375, 0.25], rtol=1e-6)
+
+
+def test_eval_metrics_with_confidence_by_hand():
+  # As above: the loss of sequence 1 is -(ln 0.75 + ln 0.5) / 2, accuracy
+  # 1/2; of sequence 2, -(ln 0.25 + ln 0.5) / 2, accuracy 1/2.
+  logits = jnp.log(jnp.array([[[3.0, 1.0], [1.0, 1.0]]] * 2))
+  batch = {'tokens': jnp.array([[1, 0, 1], [1, 1, 0]])}
+  m = jax.jit(lambda x, b: lm.lm_eval_metrics(x, b, confidence=True))(
+    logits, batch
+  )
+  # The order of the keys (the evaluation's columns); jit sorts them.
+  assert list(lm.lm_eval_metrics(logits, batch, confidence=True)) == [
+    'loss',
+    'bits_per_byte',
+    'accuracy',
+    'confidence',
+    'correct_confidence',
+  ]
+  loss = -np.log([[0.75, 0.5], [0.25, 0.5]]).mean(1)
+  np.testing.assert_allclose(m['loss'], loss, rtol=1e-6)
+  np.testing.assert_allclose(m['bits_per_byte'], loss / np.log(2), rtol=1e-6)
+  np.testing.assert_allclose(m['accuracy'], [0.5, 0.5])
+  np.testing.assert_allclose(m['confidence'], [0.625, 0.625], rtol=1e-6)
+  np.testing.assert_allclose(m['correct_confidence'], [0.375, 0.25], rtol=1e-6)
+  assert set(lm.lm_eval_metrics(logits, batch)) == {
+    'loss',
+    'bits_per_byte',
+    'accuracy',
+  }

@@ -169,6 +169,49 @@ def test_sliced_sq_norms_validates():
     noise.sliced_sq_norms(f, 1.0, jnp.ones(6), 1)
 
 
+@pytest.mark.parametrize(
+  'sizes, expected',
+  [
+    ([32, 96], 4),  # 4 divides both
+    ([32, 90], 2),  # 90 = 2 * 45
+    ([33, 66], 1),  # 33 is odd: no slicing
+    ([8], 4),
+  ],
+)
+def test_slice_count_is_the_largest_of_4_2_1_dividing_every_batch(
+  sizes, expected
+):
+  assert noise.slice_count(sizes) == expected
+
+
+def test_slice_count_of_micro_batches():
+  # Batch 6, at most 4 a device: micro-batch 3 (the largest divisor <= 4),
+  # which only 1 divides; the batch itself takes 2.
+  assert noise.slice_count([6], max_device_batch=4) == 1
+  assert noise.slice_count([6]) == 2
+  # Batch 24 on 2 devices, at most 6 each: 12 per device, micro-batch 6.
+  assert noise.slice_count([24], num_devices=2, max_device_batch=6) == 2
+  # Batches 16 and 48 on one device, at most 16: micro-batches 16 and 16.
+  assert noise.slice_count([16, 48], max_device_batch=16) == 4
+
+
+def test_slice_count_checks_a_given_count():
+  assert noise.slice_count([32, 90], 2) == 2
+  assert noise.slice_count([33], 3) == 3
+  with pytest.raises(
+    ValueError, match=r'noise_slices=4 must divide every batch size \[32, 90\]'
+  ):
+    noise.slice_count([90, 32, 90], 4, name='noise_slices')
+  with pytest.raises(
+    ValueError, match=r'num_slices=4 must divide every micro-batch \[3\]'
+  ):
+    noise.slice_count([6], 4, max_device_batch=4)
+  with pytest.raises(ValueError, match='num_slices=-1 must be >= 0'):
+    noise.slice_count([32], -1)
+  with pytest.raises(ValueError, match='batch_sizes is empty'):
+    noise.slice_count([])
+
+
 def test_exact_matches_numpy():
   g2, trace = _truth()
   got = noise.exact({'a': jnp.asarray(_G[:, :1]), 'b': jnp.asarray(_G[:, 1])})

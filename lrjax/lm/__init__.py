@@ -7,13 +7,16 @@ The pieces a trainer task needs::
   loss, metrics = lm_loss(logits, batch)    # nats; bits_per_byte; accuracy
   per_example = lm_eval_metrics(logits, batch)
   confidence = confidence_metrics(logits, batch)  # LRBench++
+  both = lm_eval_metrics(logits, batch, confidence=True)
 
 and, to read a loss against something, the unigram and bigram cross-entropy
-of the same split (`unigram_loss`, `bigram_loss`). Tokens are bytes
+of the same split (`unigram_loss`, `bigram_loss`; both of a corpus's
+splits: `count_baselines`). Tokens are bytes
 (`lrjax.data.load_text`), so bits per byte is the loss over ln 2.
 """
 
 from lrjax.lm._baseline import bigram_loss as bigram_loss
+from lrjax.lm._baseline import count_baselines as count_baselines
 from lrjax.lm._baseline import unigram_loss as unigram_loss
 from lrjax.lm._loss import confidence_metrics as confidence_metrics
 from lrjax.lm._loss import lm_eval_metrics as lm_eval_metrics
@@ -29,6 +32,7 @@ __all__ = [
   'TransformerConfig',
   'bigram_loss',
   'confidence_metrics',
+  'count_baselines',
   'lm_eval_metrics',
   'lm_inputs',
   'lm_loss',

@@ -108,3 +108,51 @@ def bigram_loss(
   totals = counts.sum(axis=1, keepdims=True)
   log_p = np.log(counts + alpha) - np.log(totals + alpha * vocab_size)
   return float(-log_p[evaluate[:-1], evaluate[1:]].mean())
+
+
+def count_baselines(
+  train, evaluate, vocab_size: int = 256, *, alpha: float = 0.5
+) -> dict[str, float]:
+  """A language model's count baselines: unigram and bigram cross-entropy.
+
+  Counted on the whole token stream of ``train``, scored on the tokens of
+  ``evaluate``'s :math:`N` windows of :math:`T + 1` tokens, i.e. its first
+  :math:`NT + 1` tokens :math:`x_0, \\dots, x_{NT}` (the last
+  :math:`(n - 1) \\bmod T` tokens, in no window, are left out), as
+  :func:`unigram_loss` and :func:`bigram_loss` define them:
+
+  .. math::
+    \\mathcal{L}_1 = -\\frac{1}{NT + 1} \\sum_{i=0}^{NT} \\ln p(x_i),
+    \\qquad
+    \\mathcal{L}_2 = -\\frac{1}{NT} \\sum_{i=1}^{NT} \\ln p(x_i \\mid
+    x_{i-1}).
+
+  A model's evaluation loss below the bigram's has learned more than
+  which byte follows which.
+
+  Args:
+    train: a :class:`lrjax.data.TextDataset` (its ``tokens``).
+    evaluate: a :class:`lrjax.data.TextDataset` (its ``tokens``,
+      ``num_examples`` N and ``seq_len`` T), e.g. the validation split.
+    vocab_size: V.
+    alpha: the smoothing pseudo-count, > 0.
+
+  Returns:
+    ``{'unigram', 'bigram'}``, nats per token.
+
+  Raises:
+    ValueError: as :func:`unigram_loss` and :func:`bigram_loss` do.
+
+  Examples:
+    >>> from lrjax.data import TextDataset
+    >>> train = TextDataset.from_text('abab', seq_len=1)
+    >>> evaluate = TextDataset.from_text('abba', seq_len=2)  # scores 'abb'
+    >>> # p(a) = p(b) = 2.5 / 132; p(b|a) = 2.5 / 130, p(b|b) = 0.5 / 129.
+    >>> {k: round(v, 6) for k, v in count_baselines(train, evaluate).items()}
+    {'unigram': 3.966511, 'bigram': 4.752102}
+  """
+  stream = evaluate.tokens[: evaluate.num_examples * evaluate.seq_len + 1]
+  return {
+    'unigram': unigram_loss(train.tokens, stream, vocab_size, alpha=alpha),
+    'bigram': bigram_loss(train.tokens, stream, vocab_size, alpha=alpha),
+  }

@@ -82,12 +82,22 @@ def lm_loss(
 
 
 def lm_eval_metrics(
-  logits: jax.Array, batch: dict, *, bytes_per_token: float = 1.0
+  logits: jax.Array,
+  batch: dict,
+  *,
+  bytes_per_token: float = 1.0,
+  confidence: bool = False,
 ) -> dict[str, jax.Array]:
   """Per-example evaluation metrics: loss, bits per byte, accuracy.
 
   Each is the mean over the example's :math:`T` targets, float32 ``[B]``,
-  so that the mean over examples of equal length is the mean over tokens.
+  so that the mean over examples of equal length is the mean over tokens:
+
+  .. math::
+    \\mathrm{loss}_b = -\\frac{1}{T} \\sum_t \\ln p_{b,t}(y_{b,t}), \\qquad
+    \\mathrm{bpb}_b = \\frac{\\mathrm{loss}_b}{\\ln 2 \\cdot
+    \\text{bytes per token}}.
+
   Perplexity is :func:`perplexity` of the mean loss, not a mean of
   per-example perplexities.
 
@@ -95,23 +105,40 @@ def lm_eval_metrics(
     logits: float ``[B, T, V]``.
     batch: ``{'tokens': int [B, T + 1]}``.
     bytes_per_token: as in :func:`lm_loss`.
+    confidence: also :func:`confidence_metrics` (LRBench++).
 
   Returns:
-    ``{'loss', 'bits_per_byte', 'accuracy'}``, float32 ``[B]`` each.
+    ``{'loss', 'bits_per_byte', 'accuracy'}`` and, with ``confidence``,
+    ``'confidence'`` and ``'correct_confidence'``, float32 ``[B]`` each.
+
+  Raises:
+    ValueError: if the logits do not match the targets' shape.
 
   Examples:
     >>> import jax.numpy as jnp
     >>> m = lm_eval_metrics(jnp.zeros((3, 2, 4)), {'tokens': jnp.ones((3, 3), int)})
     >>> m['bits_per_byte'].tolist()
     [2.0, 2.0, 2.0]
+    >>> m = lm_eval_metrics(
+    ...     jnp.zeros((1, 2, 4)), {'tokens': jnp.ones((1, 3), int)},
+    ...     confidence=True)
+    >>> m['confidence'].tolist()  # uniform over 4
+    [0.25]
+
+  References:
+    Jin et al. 2023, "Rethinking Learning Rate Tuning in the Era of Large
+    Language Models" (LRBench++: the confidence metrics).
   """
   losses, correct = _token_losses(logits, batch)
   loss = jnp.mean(losses, axis=1)
-  return {
+  metrics = {
     'loss': loss,
     'bits_per_byte': loss / (_LN2 * bytes_per_token),
     'accuracy': jnp.mean(correct, axis=1),
   }
+  if confidence:
+    metrics.update(confidence_metrics(logits, batch))
+  return metrics
 
 
 def confidence_metrics(logits: jax.Array, batch: dict) -> dict[str, jax.Array]:
