@@ -11,7 +11,10 @@ workloads:
 - ``lm_small``: finetune_cpu.cfg's model (2 layers, width 64), batch 16;
 - ``cnn512`` / ``cnn32``: the digits CNN at batch 512 and 32: examples/s;
 - ``mlp32`` / ``mlp128``: the digits MLP (the ramp experiment's model) at
-  batch 32 and 128: examples/s.
+  batch 32 and 128: examples/s;
+- ``<workload>+ynn``: the same with XLA's YNNPACK kernels for dots,
+  elementwise ops and reductions (`YNN`, ``TrainConfig.compiler_options``;
+  the experiments' ``--compiler_options``).
 
 The device count is fixed when a process starts JAX, so every measurement
 is a fresh process; rounds alternate one and two devices (interleaved, the
@@ -29,12 +32,13 @@ and the last column is the two-device trainer's rate over PyTorch's
 (median of the rounds' pairs, range).
 
 Run: ``python -m benchmarks.bench_devices [--rounds 3] [--workloads
-lm,lm_small,cnn512,cnn32,mlp32,mlp128] [--torch PYTHON]``.
+lm,lm_small,cnn512,cnn32,mlp32,mlp128,cnn512+ynn,lm+ynn] [--torch PYTHON]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -57,8 +61,14 @@ REFERENCES = {
   'cnn32': ['torch_cnn_reference.py', '--batch', '32', '--steps', '400'],
 }
 
+#: ``TrainConfig.compiler_options`` of the ``+ynn`` workloads.
+YNN = {
+  'xla_cpu_experimental_ynn_fusion_type': 'LIBRARY_FUSION_TYPE_DOT,'
+  'LIBRARY_FUSION_TYPE_ELTWISE,LIBRARY_FUSION_TYPE_REDUCE'
+}
+
 _CHILD = r"""
-import sys, tempfile
+import json, sys, tempfile
 import jax
 jax.config.update('jax_num_cpu_devices', int(sys.argv[6]))
 from absl import logging
@@ -81,7 +91,7 @@ config = TrainConfig(
   batch=batch, num_epochs=(updates + 1) * batch / task.num_train,
   max_updates=updates + 1, num_devices=devices, parallel='shard_map',
   prefetch=0, log_every=50, eval_every=0, keep_checkpoints=0,
-  progress_bar=False, **opt)
+  progress_bar=False, compiler_options=json.loads(sys.argv[7]), **opt)
 with tempfile.TemporaryDirectory() as workdir:
   r = train_and_evaluate(config, workdir, task)
 print('RATE', r.loop_updates * batch / r.loop_seconds)
@@ -107,7 +117,9 @@ def rate(
   """Examples/s (sequences/s for the LM) of one fresh process that has
   ``process_devices`` CPU devices (0: ``devices``) and trains on
   ``devices`` of them."""
-  kind, batch, updates, _ = WORKLOADS[workload]
+  base, _, variant = workload.partition('+')
+  kind, batch, updates, _ = WORKLOADS[base]
+  options = YNN if variant == 'ynn' else None
   env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
   env['JAX_PLATFORMS'] = 'cpu'
   out = subprocess.run(
@@ -121,6 +133,7 @@ def rate(
       str(updates),
       data_dir,
       str(process_devices or devices),
+      json.dumps(options),
     ],
     capture_output=True,
     text=True,
@@ -135,7 +148,7 @@ def rate(
 
 def torch_rate(python: str, workload: str) -> float:
   """Tokens/s or examples/s of the workload's PyTorch reference."""
-  script, *args = REFERENCES[workload]
+  script, *args = REFERENCES[workload.partition('+')[0]]
   path = os.path.join(os.path.dirname(os.path.abspath(__file__)), script)
   out = subprocess.run(
     [python, path, *args], capture_output=True, text=True, check=False
@@ -143,7 +156,7 @@ def torch_rate(python: str, workload: str) -> float:
   if out.returncode:
     raise RuntimeError(out.stderr[-3000:])
   words = out.stdout.split()
-  unit = words.index('tokens/s' if workload == 'lm' else 'examples/s')
+  unit = words.index('tokens/s' if workload.startswith('lm') else 'examples/s')
   return float(words[unit - 1].replace(',', ''))
 
 
@@ -158,7 +171,9 @@ def main() -> None:
   one = {w: [] for w in names}
   two = {w: [] for w in names}
   one_of_two = {w: [] for w in names}
-  torch = {w: [] for w in names if args.torch and w in REFERENCES}
+  torch = {
+    w: [] for w in names if args.torch and w.partition('+')[0] in REFERENCES
+  }
   for _ in range(args.rounds):
     for w in names:
       one[w].append(rate(1, w, args.data_dir))
@@ -168,16 +183,16 @@ def main() -> None:
         torch[w].append(torch_rate(args.torch, w))
   print(f'\ncores={os.cpu_count()} rounds={args.rounds} (interleaved)')
   print(
-    f'{"workload":<10} {"unit":<12} {"1 device":>10} {"2 devices":>10} '
+    f'{"workload":<11} {"unit":<12} {"1 device":>10} {"2 devices":>10} '
     f'{"2/1 (range)":>20} {"1 of 2":>10}'
     + (f' {"PyTorch":>10} {"2 dev/PyTorch":>20}' if torch else '')
   )
   for w in names:
-    scale = WORKLOADS[w][3]
+    scale = WORKLOADS[w.partition('+')[0]][3]
     unit = 'tokens/s' if w.startswith('lm') else 'examples/s'
     ratios = [b / a for a, b in zip(one[w], two[w], strict=True)]
     line = (
-      f'{w:<10} {unit:<12} {statistics.median(one[w]) * scale:10.0f} '
+      f'{w:<11} {unit:<12} {statistics.median(one[w]) * scale:10.0f} '
       f'{statistics.median(two[w]) * scale:10.0f} {_range(ratios)} '
       f'{statistics.median(one_of_two[w]) * scale:10.0f}'
     )

@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import math
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -31,6 +32,17 @@ def _known_model(name: str) -> str | None:
   if name in models.NAMES:
     return None
   return "must be a name lrjax.models.get knows, e.g. 'mlp', 'cnn', 'wrn16_4'"
+
+
+def _xla_options(items: Sequence[str]) -> str | None:
+  if all(re.fullmatch(r'xla_\w+=\S+', item) for item in items):
+    return None
+  return 'must be NAME=VALUE items naming XLA options (xla_...)'
+
+
+def compiler_options(items: Sequence[str]) -> dict[str, str] | None:
+  """``--compiler_options`` as `lrjax.train.TrainConfig` takes them."""
+  return dict(item.split('=', 1) for item in items) or None
 
 
 def _shape(shape: Sequence[int]) -> str | None:
@@ -103,6 +115,16 @@ class CommonConfig:
   """Batch slices of the one-device estimate (0: 4 if it divides every batch
   size, else 2, else 1 = none). On digits 8 scatter slightly less than 4
   at 2.7x the cost; 2 cost the same as 4 and scatter more."""
+  compiler_options: tuple[str, ...] = setting(
+    (), check=_xla_options, repeated=True
+  )
+  """XLA options of every compiled step, NAME=VALUE, repeatable (empty:
+  XLA's defaults). With XLA's YNNPACK kernels for dots, elementwise ops and
+  reductions,
+  xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_DOT,LIBRARY_FUSION_TYPE_ELTWISE,LIBRARY_FUSION_TYPE_REDUCE
+  trained the digits CNN at batch 512 1.5x (two devices) to 2x (one) as
+  fast on 2 CPU cores, 1.1x PyTorch, but the LM at half speed (BUILD.md);
+  the numbers then differ from the defaults' in the last bits."""
   compilation_cache_dir: str | None = setting(None, none_if_empty=True)
   """Persistent JAX compilation cache directory (empty: none, also to turn
   off a flagfile's)."""
@@ -187,6 +209,7 @@ def train_config(
 
   fields = dict(
     {name: getattr(common, name) for name in _TRAIN_FIELDS},
+    compiler_options=compiler_options(common.compiler_options),
     batch=batch,
     num_epochs=common.epochs,
     lr=lr,
@@ -222,11 +245,6 @@ def _task(key: tuple[tuple[str, Any], ...], seed: int):
   return tasks.image_classification(**dict(key), seed=seed)
 
 
-def num_train_examples(common: CommonConfig, seed: int = 0) -> int:
-  """Examples in the training split of the experiment's dataset."""
-  return load_split(common, 'train', seed).num_examples
-
-
 def check_common(common: CommonConfig) -> int:
   """Checks the flags, the devices and the data; returns the number of
   training examples (ValueError naming the flag; FileNotFoundError or
@@ -240,7 +258,7 @@ def check_common(common: CommonConfig) -> int:
       f'--num_devices={common.num_devices} exceeds the {have} local '
       f'device(s) of this machine; use at most {have}, or 0 for all'
     )
-  return num_train_examples(common, common.seeds[0])
+  return load_split(common, 'train', common.seeds[0]).num_examples
 
 
 def check_batch(flag: str, batch: int, num_examples: int) -> None:

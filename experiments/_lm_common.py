@@ -185,6 +185,7 @@ class LmCommon:
   noise_every: int = 8
   checkpoint_every: int = 0
   compilation_cache_dir: str | None = None
+  compiler_options: tuple[str, ...] = ()
 
   # The names the reports (and experiments.goyal, experiments.recipe) read.
   layers = property(lambda self: self.lm_layers)
@@ -270,14 +271,6 @@ def train_and_evaluation(common: LmCommon) -> tuple[Any, dict]:
   return train, valid.evenly_spaced(common.eval_sequences)
 
 
-def baselines(train: Any, evaluate: Any) -> dict[str, float]:
-  """`lrjax.lm.count_baselines`: unigram and bigram cross-entropy
-  (nats/token) counted on ``train``, scored on ``evaluate``'s windows."""
-  from lrjax import lm
-
-  return lm.count_baselines(train, evaluate)
-
-
 def lm_eval(logits: Any, batch: Mapping[str, Any]) -> dict[str, Any]:
   """Per-sequence loss, bits per byte, accuracy and (LRBench++) confidence:
   `lrjax.lm.lm_eval_metrics` with ``confidence``. Named here because the
@@ -354,6 +347,7 @@ def train_config(
   )
   fields = dict(
     {k: getattr(common, k) for k in _TRAIN_FIELDS},
+    compiler_options=_common.compiler_options(common.compiler_options),
     batch=batch,
     lr=lr,
     seed=seed,

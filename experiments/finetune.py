@@ -216,6 +216,7 @@ class Finetune(studies.Study):
   def run(self, context: studies.Context) -> studies.Report:
     import jax
 
+    from lrjax import lm
     from lrjax import train as lrtrain
 
     config, c = self.config, self.config.common
@@ -254,7 +255,7 @@ class Finetune(studies.Study):
     grid = [_grid_row(*k, g, target, c.seq_len) for k, g in runs.items()]
     summary = _summary_rows(grid, config)
     table, grid_table = _tables(grid, summary, config)
-    base = _lm_common.baselines(split, valid)
+    base = lm.count_baselines(split, valid)
     results = {
       'experiment': 'finetune',
       'pretrain': {

@@ -394,10 +394,12 @@ class Lm(studies.Study):
     ]
 
   def analyze(self, runs, workdir: str) -> studies.Report:
+    from lrjax import lm
+
     c = self.config.common
     train, valid, evaluate = self.data
     model = c.transformer()
-    base = _lm_common.baselines(train, valid)
+    base = lm.count_baselines(train, valid)
     rows, table = _table(
       runs, self.plans, c.seq_len, model.flops_per_token(), noise=c.noise
     )

@@ -297,7 +297,9 @@ class _Task:
     if lc is None:
       budget = f'budget {c.epochs:g} epochs, seeds {list(c.seeds)}'
       return f'{_common.trained_text(c)}, {budget}.'
-    nats = _lm_common.baselines(
+    from lrjax import lm
+
+    nats = lm.count_baselines(
       self.data[0], _lm_common.load_split(c, c.validation_split)
     )
     return (

@@ -69,6 +69,20 @@ def common(**changes):
 
 
 ROWS = [
+  # TrainConfig: XLA options are a dict of xla_* names to plain values.
+  (
+    config(compiler_options={'cpu_ynn': 'x'}),
+    "compiler_options={'cpu_ynn': 'x'} must be None or a dict of XLA options",
+  ),
+  (
+    config(compiler_options=['xla_cpu_ftz=true']),
+    "compiler_options=['xla_cpu_ftz=true'] must be None or a dict",
+  ),
+  (
+    parse_flags('--compiler_options=xla_cpu_ftz'),
+    '--compiler_options=xla_cpu_ftz must be NAME=VALUE items naming XLA '
+    'options (xla_...)',
+  ),
   # TrainConfig: numbers in range, finite.
   (config(lr=-0.1), 'lr=-0.1 must be finite and >= 0'),
   (config(lr=NAN), 'lr=nan must be finite and >= 0'),
@@ -410,6 +424,26 @@ def test_an_empty_compilation_cache_dir_turns_a_flagfiles_cache_off():
     assert config.compilation_cache_dir is None
   finally:
     FLAGS.unparse_flags()
+
+
+def test_compiler_options_flags_become_the_trainers_dict():
+  FLAGS.unparse_flags()
+  try:
+    FLAGS(
+      [
+        'prog',
+        '--epochs=40',
+        '--compiler_options=xla_cpu_ftz=true',
+        '--compiler_options=xla_a=B,C=D',  # a value may hold commas and =
+      ]
+    )
+    common = _common.common_config()
+  finally:
+    FLAGS.unparse_flags()
+  config = _common.train_config(common, batch=16, lr=0.1, seed=0)
+  assert config.compiler_options == {'xla_cpu_ftz': 'true', 'xla_a': 'B,C=D'}
+  default = _common.train_config(COMMON, batch=16, lr=0.1, seed=0)
+  assert default.compiler_options is None  # XLA's defaults, record unchanged
 
 
 @pytest.mark.parametrize('under', ['file', 'file/deeper'])

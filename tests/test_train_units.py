@@ -188,3 +188,28 @@ def test_policies_that_fit_are_not_warned_about(warnings):
     num_train_examples=256
   )
   assert len(warnings()) == 1 and 'ends at epoch 2.5,' in warnings()[0]
+
+
+def test_compiler_options_reach_every_compiled_step(tmp_path):
+  from lrjax.train import config_changes
+
+  # An enum value XLA does not know fails the compilation, naming the option:
+  # the options reach the compiler (a dict that is ignored would train).
+  bad = {'xla_cpu_experimental_ynn_fusion_type': 'LIBRARY_FUSION_TYPE_NONE'}
+  with pytest.raises(Exception, match='xla_cpu_experimental_ynn_fusion_type'):
+    train_and_evaluate(
+      tiny(compiler_options=bad, num_epochs=2.0),
+      str(tmp_path / 'bad'),
+      synthetic(),
+    )
+  # A valid option trains; the option is part of the run's fingerprint, and
+  # None equals a record written before the field existed.
+  base = tiny(num_epochs=2.0)  # 256 examples / 64 x 2 = 8 updates
+  ftz = base.replace(compiler_options={'xla_cpu_enable_fast_min_max': 'false'})
+  result = train_and_evaluate(ftz, str(tmp_path / 'ok'), synthetic())
+  assert result.num_updates == 8
+  assert config_changes(base.to_dict(), ftz) == [
+    ('compiler_options', None, {'xla_cpu_enable_fast_min_max': 'false'})
+  ]
+  old = {k: v for k, v in base.to_dict().items() if k != 'compiler_options'}
+  assert config_changes(old, base) == []
