@@ -14,7 +14,6 @@ import dataclasses
 import functools
 import math
 import os
-import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -35,14 +34,13 @@ def _known_model(name: str) -> str | None:
 
 
 def _xla_options(items: Sequence[str]) -> str | None:
-  if all(re.fullmatch(r'xla_\w+=\S+', item) for item in items):
-    return None
-  return 'must be NAME=VALUE items naming XLA options (xla_...)'
+  from lrjax import train as lrtrain
 
-
-def compiler_options(items: Sequence[str]) -> dict[str, str] | None:
-  """``--compiler_options`` as `lrjax.train.TrainConfig` takes them."""
-  return dict(item.split('=', 1) for item in items) or None
+  try:
+    lrtrain.parse_compiler_options(items)
+  except ValueError:
+    return 'must be NAME=VALUE items naming XLA options (xla_...)'
+  return None
 
 
 def _shape(shape: Sequence[int]) -> str | None:
@@ -209,7 +207,7 @@ def train_config(
 
   fields = dict(
     {name: getattr(common, name) for name in _TRAIN_FIELDS},
-    compiler_options=compiler_options(common.compiler_options),
+    compiler_options=lrtrain.parse_compiler_options(common.compiler_options),
     batch=batch,
     num_epochs=common.epochs,
     lr=lr,

@@ -347,7 +347,7 @@ def train_config(
   )
   fields = dict(
     {k: getattr(common, k) for k in _TRAIN_FIELDS},
-    compiler_options=_common.compiler_options(common.compiler_options),
+    compiler_options=lrtrain.parse_compiler_options(common.compiler_options),
     batch=batch,
     lr=lr,
     seed=seed,

@@ -27,7 +27,7 @@ from experiments import (
 )
 from lrjax import batch as lbatch
 from lrjax import rules, schedules, studies
-from lrjax.train import NoiseConfig, TrainConfig
+from lrjax.train import NoiseConfig, TrainConfig, parse_compiler_options
 
 FLAGS = flags.FLAGS
 NAN = math.nan
@@ -77,6 +77,10 @@ ROWS = [
   (
     config(compiler_options=['xla_cpu_ftz=true']),
     "compiler_options=['xla_cpu_ftz=true'] must be None or a dict",
+  ),
+  (
+    lambda: parse_compiler_options(['cpu_ftz=1']),
+    "'cpu_ftz=1' must be NAME=VALUE naming an XLA option (xla_...)",
   ),
   (
     parse_flags('--compiler_options=xla_cpu_ftz'),
@@ -441,7 +445,8 @@ def test_compiler_options_flags_become_the_trainers_dict():
   finally:
     FLAGS.unparse_flags()
   config = _common.train_config(common, batch=16, lr=0.1, seed=0)
-  assert config.compiler_options == {'xla_cpu_ftz': 'true', 'xla_a': 'B,C=D'}
+  # 'true' as a bool: XLA refuses the text 'true' for a bool option.
+  assert config.compiler_options == {'xla_cpu_ftz': True, 'xla_a': 'B,C=D'}
   default = _common.train_config(COMMON, batch=16, lr=0.1, seed=0)
   assert default.compiler_options is None  # XLA's defaults, record unchanged
 

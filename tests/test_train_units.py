@@ -205,11 +205,11 @@ def test_compiler_options_reach_every_compiled_step(tmp_path):
   # A valid option trains; the option is part of the run's fingerprint, and
   # None equals a record written before the field existed.
   base = tiny(num_epochs=2.0)  # 256 examples / 64 x 2 = 8 updates
-  ftz = base.replace(compiler_options={'xla_cpu_enable_fast_min_max': 'false'})
+  ftz = base.replace(compiler_options={'xla_cpu_enable_fast_min_max': False})
   result = train_and_evaluate(ftz, str(tmp_path / 'ok'), synthetic())
   assert result.num_updates == 8
   assert config_changes(base.to_dict(), ftz) == [
-    ('compiler_options', None, {'xla_cpu_enable_fast_min_max': 'false'})
+    ('compiler_options', None, {'xla_cpu_enable_fast_min_max': False})
   ]
   old = {k: v for k, v in base.to_dict().items() if k != 'compiler_options'}
   assert config_changes(old, base) == []

@@ -25,6 +25,9 @@ from lrjax.train._compile import StageCompiler as StageCompiler
 from lrjax.train._compile import shard_map_args as shard_map_args
 from lrjax.train._config import NoiseConfig as NoiseConfig
 from lrjax.train._config import TrainConfig as TrainConfig
+from lrjax.train._config import (
+  parse_compiler_options as parse_compiler_options,
+)
 from lrjax.train._hooks import Hook as Hook
 from lrjax.train._hooks import HookResult as HookResult
 from lrjax.train._hooks import InsideContext as InsideContext
@@ -101,6 +104,7 @@ __all__ = [
   'lock_workdir',
   'make_optimizer',
   'make_train_body',
+  'parse_compiler_options',
   'run_record',
   'shard_map_args',
   'train_adaptive',

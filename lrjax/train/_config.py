@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -11,7 +12,7 @@ import math
 import numbers
 import re
 import types
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -528,6 +529,47 @@ _POLICY_RANGES = {
   'momentum': (lambda v: 0 <= v < 1, 'in [0, 1)'),
   'weight_decay': (lambda v: v >= 0, '>= 0'),
 }
+
+
+def parse_compiler_options(items: Sequence[str]) -> dict[str, Any] | None:
+  """``NAME=VALUE`` texts (a command line's) as `TrainConfig.compiler_options`.
+
+  A value reads as a bool (``true``/``false``), an int or a float where it
+  is one (XLA refuses ``'false'`` for a bool option), else as the text.
+
+  Args:
+    items: ``'xla_<option>=<value>'`` texts; a value may hold ``,`` and
+      ``=``.
+
+  Returns:
+    The options by name, or None for no items (XLA's defaults).
+
+  Raises:
+    ValueError: for an item that is not ``xla_<name>=<value>``.
+
+  Examples:
+    >>> parse_compiler_options(['xla_cpu_ftz=true', 'xla_a=B,C', 'xla_n=8'])
+    {'xla_cpu_ftz': True, 'xla_a': 'B,C', 'xla_n': 8}
+    >>> parse_compiler_options([]) is None
+    True
+  """
+  options: dict[str, Any] = {}
+  for item in items:
+    name, equals, text = item.partition('=')
+    if not (equals and text and re.fullmatch(r'xla_\w+', name)):
+      raise ValueError(
+        f'{item!r} must be NAME=VALUE naming an XLA option (xla_...)'
+      )
+    value: Any = text
+    if text.lower() in ('true', 'false'):
+      value = text.lower() == 'true'
+    else:
+      for kind in (int, float):
+        with contextlib.suppress(ValueError):
+          value = kind(text)
+          break
+    options[name] = value
+  return options or None
 
 
 def _check_real(value: Any, name: str, ok: Any, allowed: str) -> None:
