@@ -62,7 +62,7 @@ def run_in_process(module, *args):
 
   Returns:
     `(returncode, stdout, stderr)`: 0, or the `SystemExit` code of a usage
-    error (`experiments._study` prints one line and exits 1).
+    error (`lrjax.studies.entry_points` prints one line and exits 1).
   """
   import jax
   from absl import flags
