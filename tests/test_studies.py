@@ -211,8 +211,10 @@ def test_check_trials_names_the_bad_field_before_training():
 
 _USER_STUDY = '''
 import dataclasses
-from absl import app
+from absl import app, flags
 from lrjax import studies
+
+flags.DEFINE_string('probe_note', '', 'A flag of the script itself.')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -295,12 +297,15 @@ def test_a_users_study_gets_the_command_line(tmp_path):
   )
   assert not (tmp_path / 'runs').exists()
   # A run: its flags.cfg repeats it, the table is printed.
-  done = _user_study(tmp_path, '--probe_steps=7', '--workdir=w')
+  done = _user_study(
+    tmp_path, '--probe_steps=7', '--workdir=w', '--probe_note=a'
+  )
   assert done.returncode == 0, done.stderr
   assert '| 7 |' in done.stdout and 'report: w/report.md' in done.stdout
   lines = (tmp_path / 'w' / 'flags.cfg').read_text().splitlines()
   assert '--probe_steps=7' in lines and '--probe_lrs=0.1,1.0' in lines
   assert '--workdir=w' in lines
+  assert '--probe_note=a' in lines  # the script's own absl flag too
   assert studies.read_json(str(tmp_path / 'w' / 'results.json')) == {'steps': 7}
   again = _user_study(tmp_path, '--flagfile=w/flags.cfg')
   assert again.returncode == 0 and '| 7 |' in again.stdout

@@ -50,7 +50,8 @@ def flags_text() -> str:
   imported would fail to parse)."""
   lines = []
   for module, module_flags in sorted(FLAGS.flags_by_module_dict().items()):
-    if module in _settings.OWN_MODULES or module == '__main__':
+    # absl files the main module's flags under the script's path.
+    if module in _settings.OWN_MODULES or module == sys.argv[0]:
       ordered = sorted(module_flags, key=lambda fl: fl.name)
       lines += [text for flag in ordered if (text := flag.serialize())]
   return '\n'.join(lines) + '\n'
@@ -81,8 +82,9 @@ def _workdir_problem(workdir: str, error: OSError) -> str:
 
 def _main(
   argv: Sequence[str],
-  study: type[_study.Study],
+  name: str,
   get_config: Callable[[], Any],
+  check: Callable[[Any], _study.Study],
   setup: Callable[[], None] | None,
 ) -> tuple[dict[str, Any], str] | None:
   """Checks the config before anything is written, then dry-runs (returns
@@ -97,11 +99,10 @@ def _main(
   runner = _settings.read_flags(RunnerSettings)
   try:
     config = get_config()
-    made = study(config)
-    made.check()
+    made = check(config)
   except (ValueError, FileNotFoundError) as e:
     _fatal('Flags error', str(e))
-  workdir = runner.workdir or os.path.join('runs', study.name)
+  workdir = runner.workdir or os.path.join('runs', name)
   try:
     os.makedirs(workdir, exist_ok=True)
   except OSError as e:
@@ -161,7 +162,7 @@ def entry_points(
     return _study.run(check(config), workdir, **kwargs)
 
   def main(argv: Sequence[str]) -> None:
-    done = _main(argv, study, get_config, setup)
+    done = _main(argv, study.name, get_config, check, setup)
     if done is None:
       return
     results, workdir = done

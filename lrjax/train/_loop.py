@@ -347,7 +347,7 @@ class _Run:
     self._ckpt = ckpt
     self._writer = writer
     task = setup.task
-    options = setup.runner.compiler_options or None
+    options = setup.runner.compiler_options
     self._eval_fns = tuple(
       jax.jit(fn, compiler_options=options)
       for fn in (task.eval_sums, task.eval_means)

@@ -77,7 +77,7 @@ class Runner:
     }
     self._host_memory = all(d.platform == 'cpu' for d in self.devices)
     self.num_inside = num_inside
-    self.compiler_options = dict(compiler_options or {})
+    self.compiler_options = dict(compiler_options) if compiler_options else None
     self._flags: dict[tuple[int, ...], Any] = {}
 
     def packed(state, batch, epoch, monitor, *due):
@@ -257,4 +257,4 @@ class Runner:
       )
     return self._fn.lower(
       abstract, self.batch_spec(micro), scalar, scalar, *due
-    ).compile(self.compiler_options or None)
+    ).compile(self.compiler_options)
