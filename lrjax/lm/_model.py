@@ -10,6 +10,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from lrjax.lm._ops import causal_attention, dense_dot_general
+
 POSITIONS = ('learned', 'rotary')
 DTYPES = ('float32', 'bfloat16')
 
@@ -39,8 +41,7 @@ class TransformerConfig:
     width: d, the residual stream width.
     mlp_ratio: the MLP's hidden width is ``mlp_ratio * width``.
     dropout: dropout rate on the embeddings and on each residual branch
-      (attention probabilities are not dropped, so the fused attention
-      kernel applies); active only in train mode.
+      (attention probabilities are not dropped); active only in train mode.
     positions: 'learned' (a table added to the token embeddings, GPT-2) or
       'rotary' (queries and keys rotated by position, Su et al. 2021).
     tie_embeddings: use the token embedding matrix as the output layer.
@@ -233,6 +234,7 @@ class _Attention(nnx.Module):
       use_bias=config.use_bias,
       dtype=dtype,
       kernel_init=_normal(config.init_std),
+      dot_general=dense_dot_general,
       rngs=rngs,
     )
     self.out = nnx.Linear(
@@ -241,6 +243,7 @@ class _Attention(nnx.Module):
       use_bias=config.use_bias,
       dtype=dtype,
       kernel_init=_normal(out_std),
+      dot_general=dense_dot_general,
       rngs=rngs,
     )
 
@@ -249,12 +252,14 @@ class _Attention(nnx.Module):
     c = self.config
     t = x.shape[0] // batch
     qkv = self.qkv(x).reshape(batch, t, 3, c.num_heads, c.head_dim)
-    q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+    # Split, not indexed: the gradient is then one concatenation, where
+    # three indexings would give three zero-padded copies summed.
+    q, k, v = (part[:, :, 0] for part in jnp.split(qkv, 3, axis=2))
     if c.positions == 'rotary':
       positions = jnp.arange(t)
       q = rotary(q, positions, c.rope_base)
       k = rotary(k, positions, c.rope_base)
-    y = jax.nn.dot_product_attention(q, k, v, is_causal=True)
+    y = causal_attention(q, k, v)
     return self.out(y.reshape(x.shape))
 
 
@@ -278,6 +283,7 @@ class _Block(nnx.Module):
       use_bias=config.use_bias,
       dtype=dtype,
       kernel_init=_normal(config.init_std),
+      dot_general=dense_dot_general,
       rngs=rngs,
     )
     self.mlp_out = nnx.Linear(
@@ -286,6 +292,7 @@ class _Block(nnx.Module):
       use_bias=config.use_bias,
       dtype=dtype,
       kernel_init=_normal(out_std),
+      dot_general=dense_dot_general,
       rngs=rngs,
     )
     dropout_rngs = rngs if config.dropout > 0 else None
@@ -367,6 +374,7 @@ class Transformer(nnx.Module):
         use_bias=False,
         dtype=dtype,
         kernel_init=_normal(config.init_std),
+        dot_general=dense_dot_general,
         rngs=rngs,
       )
 
