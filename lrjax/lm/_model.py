@@ -222,12 +222,20 @@ def _normal(std: float):
 
 
 class _Attention(nnx.Module):
-  """Causal multi-head self-attention."""
+  """Causal multi-head self-attention.
+
+  ``attention_fn`` is the attention of ``[B, T, H, D]`` queries, keys and
+  values (`causal_attention`); another function of the same signature can
+  be set on a built model, e.g. ``functools.partial(
+  jax.nn.dot_product_attention, is_causal=True, implementation='cudnn')``
+  on a GPU, as the dense layers' ``dot_general`` can.
+  """
 
   def __init__(self, config: TransformerConfig, *, rngs: nnx.Rngs):
     d, dtype = config.width, jnp.dtype(config.dtype)
     out_std = config.init_std / math.sqrt(2 * config.num_layers)
     self.config = config
+    self.attention_fn = causal_attention
     self.qkv = nnx.Linear(
       d,
       3 * d,
@@ -259,7 +267,7 @@ class _Attention(nnx.Module):
       positions = jnp.arange(t)
       q = rotary(q, positions, c.rope_base)
       k = rotary(k, positions, c.rope_base)
-    y = causal_attention(q, k, v)
+    y = self.attention_fn(q, k, v)
     return self.out(y.reshape(x.shape))
 
 
