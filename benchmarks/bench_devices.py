@@ -27,9 +27,10 @@ process one device per core).
 With ``--torch PYTHON`` (an interpreter that has torch, e.g.
 ``/tmp/torchenv/bin/python``), each round also runs the PyTorch reference
 of the workloads that have one (``lm``: `torch_lm_reference.py`;
-``cnn512``/``cnn32``: `torch_cnn_reference.py`) right after the trainer,
-and the last column is the two-device trainer's rate over PyTorch's
-(median of the rounds' pairs, range).
+``cnn512``/``cnn32``: `torch_cnn_reference.py`) right after or right
+before the two-device trainer (alternating by round), and the last column
+is the two-device trainer's rate over PyTorch's (median of the rounds'
+pairs, range).
 
 Run: ``python -m benchmarks.bench_devices [--rounds 3] [--workloads
 lm,lm_small,cnn512,cnn32,mlp32,mlp128,cnn512+ynn,lm+ynn] [--torch PYTHON]``.
@@ -174,13 +175,17 @@ def main() -> None:
   torch = {
     w: [] for w in names if args.torch and w.partition('+')[0] in REFERENCES
   }
-  for _ in range(args.rounds):
+  for round_ in range(args.rounds):
     for w in names:
       one[w].append(rate(1, w, args.data_dir))
-      two[w].append(rate(2, w, args.data_dir))
       one_of_two[w].append(rate(1, w, args.data_dir, process_devices=2))
+      # The pair that makes the PyTorch ratio runs back to back, in
+      # alternating order, so a drift in the machine's speed cancels.
+      pair = [lambda w=w: two[w].append(rate(2, w, args.data_dir))]
       if w in torch:
-        torch[w].append(torch_rate(args.torch, w))
+        pair.append(lambda w=w: torch[w].append(torch_rate(args.torch, w)))
+      for run in pair[:: -1 if round_ % 2 else 1]:
+        run()
   print(f'\ncores={os.cpu_count()} rounds={args.rounds} (interleaved)')
   print(
     f'{"workload":<11} {"unit":<12} {"1 device":>10} {"2 devices":>10} '

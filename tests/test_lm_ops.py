@@ -1,11 +1,13 @@
 """lrjax.lm's attention and dense products: values and gradients."""
 
+import functools
 import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 from lrjax import lm
 
@@ -138,3 +140,34 @@ def test_dense_product_passes_preferred_element_type_through():
   out = lm.dense_dot_general(x, x.T, MATMUL, preferred_element_type=jnp.float32)
   assert out.dtype == jnp.float32
   np.testing.assert_array_equal(out, np.full((2, 2), 3.0))
+
+
+def test_a_built_model_takes_jax_products_with_the_same_values():
+  # The swap benchmarks/bench_lm_ops.py makes: JAX's attention and dot
+  # products set on a built model give the same logits and gradients up to
+  # float rounding.
+  config = lm.TransformerConfig(num_layers=2, num_heads=2, width=32, seq_len=8)
+  ours = lm.Transformer(config, rngs=nnx.Rngs(0))
+  theirs = lm.Transformer(config, rngs=nnx.Rngs(0))
+  swapped = {'attention': 0, 'dense': 0}
+  for _, module in nnx.iter_modules(theirs):
+    if isinstance(module, nnx.Linear):
+      module.dot_general = jax.lax.dot_general
+      swapped['dense'] += 1
+    if hasattr(module, 'attention_fn'):
+      module.attention_fn = functools.partial(
+        jax.nn.dot_product_attention, is_causal=True
+      )
+      swapped['attention'] += 1
+  assert swapped == {'attention': 2, 'dense': 8}
+  batch = {'tokens': jnp.asarray(np.arange(27).reshape(3, 9) * 7 % 256)}
+
+  def loss(model):
+    return lm.lm_loss(model(lm.lm_inputs(batch)), batch)[0]
+
+  got, want = (nnx.jit(nnx.value_and_grad(loss))(m) for m in (ours, theirs))
+  np.testing.assert_allclose(got[0], want[0], rtol=1e-6)
+  for g, w in zip(
+    jax.tree.leaves(got[1]), jax.tree.leaves(want[1]), strict=True
+  ):
+    np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-7)
