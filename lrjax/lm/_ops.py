@@ -2,10 +2,10 @@
 
 Both compute what the plain JAX expression computes; what changes is the
 program autodiff would otherwise build for the backward pass. Measured on
-the 2-core CPU, one core, a step of `lrjax.lm.Transformer` at nanoGPT's
-CPU size and 6 sequences (``benchmarks/bench_lm_ops.py``): the attention
-takes about 9 % off the step and the dense layers' weight gradients about
-another 3 %.
+one core of the 2-core development machine, the AdamW step of
+`lrjax.lm.Transformer` at nanoGPT's CPU size and 6 sequences
+(``benchmarks/bench_lm_ops.py``) runs 1.09x as fast with this attention,
+1.05x with these dense products and 1.12x with both.
 """
 
 from __future__ import annotations
