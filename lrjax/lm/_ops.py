@@ -23,6 +23,20 @@ from jax import lax
 _MASKED = -0.7 * float(jnp.finfo(jnp.float32).max)
 
 
+def _like(cotangent: jax.Array, primal: jax.Array) -> jax.Array:
+  """The cotangent summed over the mesh axes along which it varies and the
+  primal does not: what autodiff's transpose of the implicit ``pvary`` of
+  an invariant input (a replicated weight inside ``jax.shard_map``) gives.
+  """
+  extra = _varying(cotangent) - _varying(primal)
+  return lax.psum(cotangent, tuple(sorted(extra))) if extra else cotangent
+
+
+def _varying(x: jax.Array) -> frozenset:
+  """The mesh axes along which ``x`` varies inside ``jax.shard_map``."""
+  return jax.typeof(x).manual_axis_type.varying
+
+
 def _score_dtype(q: jax.Array):
   return jnp.promote_types(q.dtype, jnp.float32)
 
@@ -109,7 +123,7 @@ def _attention_backward(residuals, d_out):
   d_scores = (probs * (d_probs - delta[..., None]) * scale).astype(q.dtype)
   d_q = jnp.einsum('bhqk,bkhd->bqhd', d_scores, k)
   d_k = jnp.einsum('bhqk,bqhd->bkhd', d_scores, q)
-  return d_q, d_k, d_v
+  return _like(d_q, q), _like(d_k, k), _like(d_v, v)
 
 
 causal_attention.defvjp(_attention_forward, _attention_backward)
@@ -146,7 +160,7 @@ def _matmul_backward(precision, residuals, d_y):
     cpu=weight_grad(lax.optimization_barrier),
     default=weight_grad(lambda t: t),
   )
-  return d_x, d_w
+  return _like(d_x, x), _like(d_w, w)
 
 
 _matmul.defvjp(_matmul_forward, _matmul_backward)
