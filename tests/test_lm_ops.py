@@ -171,3 +171,38 @@ def test_a_built_model_takes_jax_products_with_the_same_values():
     jax.tree.leaves(got[1]), jax.tree.leaves(want[1]), strict=True
   ):
     np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+  'platforms, barrier',
+  [(('cpu',), True), (('cuda',), False), (('tpu',), False)],
+)
+def test_transpose_is_made_first_on_the_cpu_only(platforms, barrier):
+  # Lowered for each platform (jax.export needs no such device): the
+  # optimisation barrier that keeps the transpose is in the CPU program
+  # only; elsewhere the weight gradient is XLA's folded product.
+  def weight_grad(x, w):
+    return jax.grad(
+      lambda w: jnp.sum(jnp.tanh(lm.dense_dot_general(x, w, MATMUL)))
+    )(w)
+
+  args = (jnp.ones((4, 3)), jnp.ones((3, 2)))
+  exported = jax.export.export(jax.jit(weight_grad), platforms=platforms)
+  module = exported(*args).mlir_module()
+  assert ('optimization_barrier' in module) == barrier
+
+
+def test_the_model_gradient_lowers_for_gpu_and_tpu():
+  config = lm.TransformerConfig(num_layers=1, num_heads=2, width=16, seq_len=8)
+  graphdef, params = nnx.split(lm.Transformer(config, rngs=nnx.Rngs(0)))
+  batch = {'tokens': jnp.zeros((2, 9), jnp.int32)}
+
+  def grads(params):
+    def loss(params):
+      logits = nnx.merge(graphdef, params)(lm.lm_inputs(batch))
+      return lm.lm_loss(logits, batch)[0]
+
+    return jax.grad(loss)(params)
+
+  exported = jax.export.export(jax.jit(grads), platforms=('cuda', 'tpu'))
+  assert exported(params).platforms == ('cuda', 'tpu')
