@@ -84,7 +84,7 @@ class CommonConfig:
     1, check=studies.at_least(0, ' (0 = all local devices)'), none_if_empty=True
   )
   """Data-parallel devices (0: all; on a CPU, one per core). Two vs one on 2
-  cores (benchmarks/bench_devices.py): 1.55x lm_cpu.cfg, 1.36x
+  cores (benchmarks/bench_devices.py): 1.30-1.55x lm_cpu.cfg, 1.36x
   finetune_cpu.cfg, 1.84x digits CNN at batch 512, 0.91x at 32, 0.19x
   digits MLP (so the digits flagfiles use one)."""
   max_device_batch: int = setting(4096, check=studies.at_least(1))
