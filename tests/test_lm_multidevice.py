@@ -23,6 +23,20 @@ from lrjax import lm
 AXIS = 'batch'
 
 
+def _grads_of(graphdef):
+  """``(params, tokens) -> gradient`` of the LM loss of ``graphdef``."""
+
+  def grads_of(params, tokens):
+    def loss_fn(params):
+      batch = {'tokens': tokens}
+      logits = nnx.merge(graphdef, params)(lm.lm_inputs(batch))
+      return lm.lm_loss(logits, batch)[0]
+
+    return jax.grad(loss_fn)(params)
+
+  return grads_of
+
+
 def test_pmap_and_shard_map_step_equal_the_full_batch_step():
   devices = jax.devices()[:4]
   assert len(devices) == 4, 'the root conftest gives 4 CPU devices'
@@ -33,13 +47,7 @@ def test_pmap_and_shard_map_step_equal_the_full_batch_step():
   opt_state = tx.init(params)
   tokens = np.random.default_rng(0).integers(0, 256, (8, 17)).astype(np.int32)
 
-  def grads_of(params, tokens):
-    def loss_fn(params):
-      batch = {'tokens': tokens}
-      logits = nnx.merge(graphdef, params)(lm.lm_inputs(batch))
-      return lm.lm_loss(logits, batch)[0]
-
-    return jax.grad(loss_fn)(params)
+  grads_of = _grads_of(graphdef)
 
   def update(params, opt_state, grads):
     updates, _ = tx.update(grads, opt_state, params)
@@ -96,13 +104,7 @@ def test_gradients_of_replicated_inputs_under_shard_maps_type_checks():
   graphdef, params = nnx.split(lm.Transformer(config, rngs=nnx.Rngs(0)))
   tokens = np.random.default_rng(1).integers(0, 256, (8, 9)).astype(np.int32)
 
-  def grads_of(params, tokens):
-    def loss_fn(params):
-      batch = {'tokens': tokens}
-      logits = nnx.merge(graphdef, params)(lm.lm_inputs(batch))
-      return lm.lm_loss(logits, batch)[0]
-
-    return jax.grad(loss_fn)(params)
+  grads_of = _grads_of(graphdef)
 
   mesh = Mesh(np.array(devices), (AXIS,))
   summed = jax.jit(
