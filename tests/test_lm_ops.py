@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from benchmarks import bench_lm_ops
 from lrjax import lm
 
 
@@ -147,18 +148,19 @@ def test_a_built_model_takes_jax_products_with_the_same_values():
   # products set on a built model give the same logits and gradients up to
   # float rounding.
   config = lm.TransformerConfig(num_layers=2, num_heads=2, width=32, seq_len=8)
-  ours = lm.Transformer(config, rngs=nnx.Rngs(0))
-  theirs = lm.Transformer(config, rngs=nnx.Rngs(0))
+  ours = bench_lm_ops.model(config, 'lrjax')
+  theirs = bench_lm_ops.model(config, 'jax')
   swapped = {'attention': 0, 'dense': 0}
   for _, module in nnx.iter_modules(theirs):
     if isinstance(module, nnx.Linear):
-      module.dot_general = jax.lax.dot_general
-      swapped['dense'] += 1
+      swapped['dense'] += module.dot_general is jax.lax.dot_general
     if hasattr(module, 'attention_fn'):
-      module.attention_fn = functools.partial(
-        jax.nn.dot_product_attention, is_causal=True
+      attention = module.attention_fn
+      swapped['attention'] += (
+        isinstance(attention, functools.partial)
+        and attention.func is jax.nn.dot_product_attention
+        and attention.keywords == {'is_causal': True}
       )
-      swapped['attention'] += 1
   assert swapped == {'attention': 2, 'dense': 8}
   batch = {'tokens': jnp.asarray(np.arange(27).reshape(3, 9) * 7 % 256)}
 
