@@ -37,12 +37,12 @@ def _data(n, seed=0):
   }
 
 
-def _run(model, n_devices, mode, steps, batch, lr=0.1):
+def _run(model, n_devices, mode, steps, batch, lr=0.1, pack=False):
   tx = make_optimizer('sgd', learning_rate=lr, momentum=0.9, weight_decay=1e-4)
   task = classification(model, _data(8))
   host = create_train_state(task, tx, seed=0)
   runner = Runner(
-    make_train_body(task.train_loss, tx),
+    make_train_body(task.train_loss, tx, pack_collectives=pack),
     jax.devices()[:n_devices],
     mode,
     task.example(),
@@ -82,12 +82,15 @@ def test_pmap_and_shard_map_agree_on_one_and_four_devices():
         )
 
 
-def test_ghost_batch_norm_and_gradient_norms_per_device():
+@pytest.mark.parametrize('pack', [False, True])
+def test_ghost_batch_norm_and_gradient_norms_per_device(pack):
   model = models.get(
     'cnn', num_classes=10, features=(4, 4, 4), dense=8, batch_norm=True
   )
   batch = 32
-  host, state, metrics = _run(model, 4, 'pmap', steps=1, batch=batch, lr=0.0)
+  host, state, metrics = _run(
+    model, 4, 'pmap', steps=1, batch=batch, lr=0.0, pack=pack
+  )
   data = _data(batch, 0)
   variables = {
     'params': host.params,
@@ -141,7 +144,87 @@ def test_ghost_batch_norm_and_gradient_norms_per_device():
   )
 
 
-def test_trainer_on_four_devices_with_accumulation_and_noise(tmp_path):
+@pytest.mark.parametrize('mode', ['pmap', 'shard_map'])
+def test_packed_collectives_change_no_value(mode):
+  # Each element is averaged alone whether the leaves travel as a tuple or
+  # as one flat vector: parameters, batch norm statistics and metrics agree
+  # to float32 round-off after 3 updates (the runtime may sum the four
+  # devices in another order for one long vector).
+  model = models.get(
+    'cnn', num_classes=10, features=(4, 4, 4), dense=8, batch_norm=True
+  )
+  runs = [
+    _run(model, 4, mode, steps=3, batch=32, pack=pack) for pack in (False, True)
+  ]
+  (_, tuple_state, tuple_metrics), (_, packed_state, packed_metrics) = runs
+  for a, b in zip(
+    jax.tree.leaves(tuple_state), jax.tree.leaves(packed_state), strict=True
+  ):
+    np.testing.assert_allclose(a, b, rtol=0, atol=2e-6)
+  for a, b in zip(tuple_metrics, packed_metrics, strict=True):
+    assert a.keys() == b.keys()
+    for k in a:
+      assert a[k] == pytest.approx(b[k], rel=1e-6, abs=1e-7), k
+
+
+def test_packed_mean_is_one_all_reduce_per_dtype():
+  from jax.sharding import Mesh
+  from jax.sharding import PartitionSpec as P
+
+  from lrjax.train._step import AXIS, _pmean_floats
+
+  mesh = Mesh(np.array(jax.devices()[:4]), (AXIS,))
+  rng = np.random.RandomState(0)
+  tree = {
+    'w': rng.randn(4, 3, 2).astype(np.float32),
+    'b': rng.randn(4, 5).astype(np.float32),
+    'h': rng.randn(4, 7).astype(jnp.bfloat16),
+    'count': np.full((4, 1), 6, np.int32),  # equal everywhere, left alone
+  }
+  specs = jax.tree.map(lambda _: P(AXIS), tree)
+
+  def mean(pack):
+    return jax.jit(
+      jax.shard_map(
+        lambda t: _pmean_floats(t, pack),
+        mesh=mesh,
+        in_specs=(specs,),
+        out_specs=specs,
+      )
+    )
+
+  # One all_reduce per floating leaf (XLA later combines them into one
+  # tuple all-reduce), or one per dtype.
+  for pack, reduces in ((False, 3), (True, 2)):
+    text = mean(pack).lower(tree).as_text()
+    assert text.count('stablehlo.all_reduce') == reduces, pack
+    out = mean(pack)(tree)
+    for k in ('w', 'b'):
+      expected = np.broadcast_to(tree[k].mean(0), tree[k].shape)
+      np.testing.assert_allclose(out[k], expected, rtol=1e-6, err_msg=k)
+    np.testing.assert_allclose(
+      np.asarray(out['h'], np.float32),
+      np.broadcast_to(tree['h'].astype(np.float32).mean(0), (4, 7)),
+      rtol=1e-2,
+    )
+    np.testing.assert_array_equal(out['count'], tree['count'])
+  packed = mean(True).lower(tree).as_text()
+  # The float32 leaves travel as one vector of 3 x 2 + 5 elements.
+  assert 'tensor<11xf32>' in packed and 'tensor<7xbf16>' in packed
+
+
+def test_trainer_on_four_devices_with_accumulation_and_noise(
+  tmp_path, monkeypatch
+):
+  from lrjax.train import _setup
+
+  packs, real = [], _setup.make_train_body
+
+  def spy(*args, **kwargs):
+    packs.append(kwargs['pack_collectives'])
+    return real(*args, **kwargs)
+
+  monkeypatch.setattr(_setup, 'make_train_body', spy)
   config = TrainConfig(
     batch='stages(32@4up,64@4up)',
     max_device_batch=8,
@@ -161,6 +244,8 @@ def test_trainer_on_four_devices_with_accumulation_and_noise(tmp_path):
   assert all(np.isfinite(r['noise_scale']) for r in train)
   # Every 0.5 epochs: updates 4 (128 examples), 6 (256) and 8 (384, end).
   assert [e['step'] for e in evals] == [4, 6, 8]
+  # One process: its in-process all-reduce takes the tuple as it is.
+  assert packs == [False]
 
 
 def _exact_b_simple(params, n, seed):

@@ -147,6 +147,8 @@ def build(
       skip_non_finite=skip,
       plateau_metric=config.plateau_metric,
       inside=inside,
+      pack_collectives=jax.process_count() > 1
+      and all(d.platform == 'cpu' for d in devices),
     ),
     devices,
     config.parallel,
