@@ -464,3 +464,21 @@ def test_train_seconds_from_logged_rates_by_hand():
   # Half way through the second interval: 2 + 0.5 s.
   assert np.interp(6, [4, 8, 12, 20], seconds) == 2.5
   assert lmetrics.train_seconds([], []).tolist() == []
+
+
+def test_joining_processes_after_jax_started_says_how(tmp_path):
+  jax.devices()  # JAX has started, as building an NNX model starts it
+  config = tiny_config(
+    batch=8,
+    coordinator_address='127.0.0.1:1',
+    num_processes=2,
+    process_id=0,
+  )
+  workdir = tmp_path / 'run'
+  with pytest.raises(
+    RuntimeError,
+    match=r"coordinator_address='127.0.0.1:1': JAX started before "
+    r'.*jax\.distributed\.initialize\(coordinator_address=\.\.\.',
+  ):
+    train_and_evaluate(config, str(workdir), synthetic())
+  assert not workdir.exists()  # raised before anything was written

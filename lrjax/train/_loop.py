@@ -669,11 +669,25 @@ def _initialize_distributed(config: TrainConfig) -> None:
     return
   if jax.distributed.is_initialized():
     return  # initialised by the caller
-  jax.distributed.initialize(
-    coordinator_address=config.coordinator_address,
-    num_processes=config.num_processes,
-    process_id=config.process_id,
-  )
+  try:
+    jax.distributed.initialize(
+      coordinator_address=config.coordinator_address,
+      num_processes=config.num_processes,
+      process_id=config.process_id,
+    )
+  except RuntimeError as e:
+    if 'before any JAX calls' not in str(e):
+      raise
+    # JAX has started (an NNX model's parameters, any array, jax.devices):
+    # too late to join the processes from here.
+    raise RuntimeError(
+      f'coordinator_address={config.coordinator_address!r}: JAX started '
+      'before train_and_evaluate could join the processes (building an NNX '
+      'model, making any array or calling jax.devices starts it). Call '
+      'jax.distributed.initialize(coordinator_address=..., num_processes='
+      '..., process_id=...) first thing in the program, before the task is '
+      'built; the trainer then uses it as it is.'
+    ) from e
 
 
 def enable_compilation_cache(directory: str | None) -> None:
