@@ -1,6 +1,8 @@
 """Two processes on 127.0.0.1 (gloo CPU collectives, 2 devices each) train
 the same global batches as one process with 4 devices, to float32 round-off,
 averaging across devices as one flat vector per dtype (``pack_collectives``).
+Process 0 lets the trainer join the processes; process 1 joins them itself
+first, as a program whose task starts JAX must.
 
 After ``jax.distributed.initialize`` JAX ignores SIGTERM, so the harness
 ends stragglers with SIGKILL and has a hard timeout.
@@ -44,6 +46,12 @@ CHILD = textwrap.dedent(
     return real(*args, **kwargs)
   _setup.make_train_body = spy
   pid, address, workdir = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+  if pid == 1:
+    # Joins itself, as a program whose task starts JAX must (README); the
+    # trainer takes the processes as they are. Process 0 lets it join.
+    jax.distributed.initialize(coordinator_address=address,
+                               num_processes=2, process_id=1)
+    assert jax.process_count() == 2
   config = TrainConfig(**eval(sys.argv[4]), coordinator_address=address,
                        num_processes=2, process_id=pid, num_devices=2)
   task = tasks.image_classification(
