@@ -292,24 +292,24 @@ def _sq_norm(tree: Any) -> jax.Array:
 
 
 def _pmean_floats(tree: Any, pack: bool = False) -> Any:
-  """pmean over ``'batch'`` of the floating leaves; other leaves (counters,
-  equal on every device) stay as they are.
+  """pmean over ``'batch'`` of the inexact (floating or complex) leaves;
+  other leaves (counters, equal on every device) stay as they are.
 
-  With ``pack`` the floating leaves of each dtype travel as one flat
-  vector: one all-reduce per dtype. XLA combines the leaves' all-reduces
-  into one tuple all-reduce either way, but JAX's CPU collectives between
-  processes (gloo) reduce a tuple one operand at a time, paying a
-  round trip per leaf: 44 ms for the LM's 28 gradient leaves (0.83 M
-  floats) against 5.6 ms packed, concatenation included, on two processes
-  of a 2-core host. Each element is averaged alone either way; a runtime
-  may sum the devices in another order for one long vector, so values
-  agree to round-off.
+  With ``pack`` the inexact leaves of each dtype travel as one flat vector:
+  one all-reduce per dtype. XLA combines the leaves' all-reduces into one
+  tuple all-reduce either way, but JAX's CPU collectives between processes
+  (gloo) reduce a tuple one operand at a time, a round trip per leaf: 53 ms
+  for the LM's 28 gradient leaves (0.83 M floats) against 5 ms packed,
+  concatenation included, with two processes on a 2-core host
+  (benchmarks/bench_collectives.py). Each element is averaged alone either
+  way; a runtime may sum the devices in another order for one long vector,
+  so values agree to round-off.
   """
   leaves, treedef = jax.tree.flatten(tree)
   means = [
     i
     for i, x in enumerate(leaves)
-    if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating)
+    if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)
   ]
   if not pack:
     averaged = jax.lax.pmean([leaves[i] for i in means], AXIS)
