@@ -32,8 +32,15 @@ before the two-device trainer (alternating by round), and the last column
 is the two-device trainer's rate over PyTorch's (median of the rounds'
 pairs, range).
 
+With ``--processes``, each round also trains with one process per core
+instead of one device per core: two processes on 127.0.0.1, one CPU device
+each, joined by ``jax.distributed`` (gloo collectives; the trainer averages
+as one flat vector there), again back to back with the two-device run; the
+last column is their rate over the two devices'.
+
 Run: ``python -m benchmarks.bench_devices [--rounds 3] [--workloads
-lm,lm_small,cnn512,cnn32,mlp32,mlp128,cnn512+ynn,lm+ynn] [--torch PYTHON]``.
+lm,lm_small,cnn512,cnn32,mlp32,mlp128,cnn512+ynn,lm+ynn] [--torch PYTHON]
+[--processes]``.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -63,6 +71,9 @@ REFERENCES = {
 }
 
 #: ``TrainConfig.compiler_options`` of the ``+ynn`` workloads.
+# A hang guard for one measurement, not a timing.
+TIMEOUT = 900
+
 YNN = {
   'xla_cpu_experimental_ynn_fusion_type': 'LIBRARY_FUSION_TYPE_DOT,'
   'LIBRARY_FUSION_TYPE_ELTWISE,LIBRARY_FUSION_TYPE_REDUCE'
@@ -72,6 +83,13 @@ _CHILD = r"""
 import json, sys, tempfile
 import jax
 jax.config.update('jax_num_cpu_devices', int(sys.argv[6]))
+address, pid = sys.argv[8], int(sys.argv[9])
+processes = {}
+if address:  # one of two processes, joined before the task starts JAX
+  jax.distributed.initialize(coordinator_address=address, num_processes=2,
+                             process_id=pid)
+  processes = dict(coordinator_address=address, num_processes=2,
+                   process_id=pid)
 from absl import logging
 from lrjax import data, lm, tasks
 from lrjax.train import TrainConfig, train_and_evaluate
@@ -92,7 +110,8 @@ config = TrainConfig(
   batch=batch, num_epochs=(updates + 1) * batch / task.num_train,
   max_updates=updates + 1, num_devices=devices, parallel='shard_map',
   prefetch=0, log_every=50, eval_every=0, keep_checkpoints=0,
-  progress_bar=False, compiler_options=json.loads(sys.argv[7]), **opt)
+  progress_bar=False, compiler_options=json.loads(sys.argv[7]), **opt,
+  **processes)
 with tempfile.TemporaryDirectory() as workdir:
   r = train_and_evaluate(config, workdir, task)
 print('RATE', r.loop_updates * batch / r.loop_seconds)
@@ -109,42 +128,72 @@ def _parse():
   p.add_argument(
     '--torch', default='', help='Python with torch: compare with PyTorch'
   )
+  p.add_argument(
+    '--processes',
+    action='store_true',
+    help='also one process per core (two on 127.0.0.1, gloo)',
+  )
   return p.parse_args()
 
 
 def rate(
-  devices: int, workload: str, data_dir: str, process_devices: int = 0
+  devices: int,
+  workload: str,
+  data_dir: str,
+  process_devices: int = 0,
+  processes: int = 1,
 ) -> float:
-  """Examples/s (sequences/s for the LM) of one fresh process that has
-  ``process_devices`` CPU devices (0: ``devices``) and trains on
-  ``devices`` of them."""
+  """Examples/s (sequences/s for the LM) of fresh processes that have
+  ``process_devices`` CPU devices each (0: ``devices``) and train on
+  ``devices`` of them: one process, or with ``processes=2`` two on
+  127.0.0.1 (gloo collectives, the trainer's multi-process path)."""
   base, _, variant = workload.partition('+')
   kind, batch, updates, _ = WORKLOADS[base]
   options = YNN if variant == 'ynn' else None
   env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
   env['JAX_PLATFORMS'] = 'cpu'
-  out = subprocess.run(
-    [
-      sys.executable,
-      '-c',
-      _CHILD,
-      str(devices),
-      kind,
-      str(batch),
-      str(updates),
-      data_dir,
-      str(process_devices or devices),
-      json.dumps(options),
-    ],
-    capture_output=True,
-    text=True,
-    env=env,
-    check=False,
-  )
-  lines = [x for x in out.stdout.splitlines() if x.startswith('RATE ')]
-  if out.returncode or not lines:
-    raise RuntimeError(out.stderr[-3000:])
+  address = f'127.0.0.1:{_free_port()}' if processes > 1 else ''
+  procs = [
+    subprocess.Popen(
+      [
+        sys.executable,
+        '-c',
+        _CHILD,
+        str(devices),
+        kind,
+        str(batch),
+        str(updates),
+        data_dir,
+        str(process_devices or devices),
+        json.dumps(options),
+        address,
+        str(pid),
+      ],
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+      env=env,
+    )
+    for pid in range(processes)
+  ]
+  try:
+    outputs = [p.communicate(timeout=TIMEOUT) for p in procs]
+  finally:
+    for p in procs:  # a hung distributed process ignores SIGTERM
+      if p.poll() is None:
+        p.kill()
+        p.wait()
+  out, err = outputs[0]
+  lines = [x for x in out.splitlines() if x.startswith('RATE ')]
+  if procs[0].returncode or not lines:
+    raise RuntimeError(err[-3000:])
   return float(lines[-1].split()[1])
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
 
 
 def torch_rate(python: str, workload: str) -> float:
@@ -172,6 +221,7 @@ def main() -> None:
   one = {w: [] for w in names}
   two = {w: [] for w in names}
   one_of_two = {w: [] for w in names}
+  procs = {w: [] for w in names if args.processes}
   torch = {
     w: [] for w in names if args.torch and w.partition('+')[0] in REFERENCES
   }
@@ -179,11 +229,16 @@ def main() -> None:
     for w in names:
       one[w].append(rate(1, w, args.data_dir))
       one_of_two[w].append(rate(1, w, args.data_dir, process_devices=2))
-      # The pair that makes the PyTorch ratio runs back to back, in
-      # alternating order, so a drift in the machine's speed cancels.
+      # The runs compared with two devices (PyTorch, two processes) run
+      # back to back with it, in alternating order, so a drift in the
+      # machine's speed cancels.
       pair = [lambda w=w: two[w].append(rate(2, w, args.data_dir))]
       if w in torch:
         pair.append(lambda w=w: torch[w].append(torch_rate(args.torch, w)))
+      if w in procs:
+        pair.append(
+          lambda w=w: procs[w].append(rate(1, w, args.data_dir, processes=2))
+        )
       for run in pair[:: -1 if round_ % 2 else 1]:
         run()
   print(f'\ncores={os.cpu_count()} rounds={args.rounds} (interleaved)')
@@ -191,6 +246,7 @@ def main() -> None:
     f'{"workload":<11} {"unit":<12} {"1 device":>10} {"2 devices":>10} '
     f'{"2/1 (range)":>20} {"1 of 2":>10}'
     + (f' {"PyTorch":>10} {"2 dev/PyTorch":>20}' if torch else '')
+    + (f' {"2 procs":>10} {"2 procs/2 dev":>20}' if procs else '')
   )
   for w in names:
     scale = WORKLOADS[w.partition('+')[0]][3]
@@ -204,6 +260,9 @@ def main() -> None:
     if w in torch:
       vs = [b * scale / t for b, t in zip(two[w], torch[w], strict=True)]
       line += f' {statistics.median(torch[w]):10.0f} {_range(vs)}'
+    if w in procs:
+      vs = [p / b for b, p in zip(two[w], procs[w], strict=True)]
+      line += f' {statistics.median(procs[w]) * scale:10.0f} {_range(vs)}'
     print(line)
 
 
