@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
+
+from benchmarks.bench_devices import free_port
 
 _CHILD = r"""
 import os, sys, tempfile, time
@@ -99,17 +100,11 @@ def _parse():
   return p.parse_args()
 
 
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(('127.0.0.1', 0))
-    return s.getsockname()[1]
-
-
 def pair(what: str, pack: bool, updates: int, data_dir: str) -> float:
   """Process 0's result of one fresh pair of processes."""
   env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
   env['JAX_PLATFORMS'] = 'cpu'
-  address = f'127.0.0.1:{_free_port()}'
+  address = f'127.0.0.1:{free_port()}'
   procs = [
     subprocess.Popen(
       [

@@ -152,7 +152,7 @@ def rate(
   options = YNN if variant == 'ynn' else None
   env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
   env['JAX_PLATFORMS'] = 'cpu'
-  address = f'127.0.0.1:{_free_port()}' if processes > 1 else ''
+  address = f'127.0.0.1:{free_port()}' if processes > 1 else ''
   procs = [
     subprocess.Popen(
       [
@@ -190,7 +190,8 @@ def rate(
   return float(lines[-1].split()[1])
 
 
-def _free_port() -> int:
+def free_port() -> int:
+  """A TCP port on 127.0.0.1 that was free when probed."""
   with socket.socket() as s:
     s.bind(('127.0.0.1', 0))
     return s.getsockname()[1]
