@@ -26,10 +26,8 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
-import sys
 
-from benchmarks.bench_devices import free_port
+from benchmarks.bench_devices import child_result, free_port
 
 _CHILD = r"""
 import os, sys, tempfile, time
@@ -102,41 +100,16 @@ def _parse():
 
 def pair(what: str, pack: bool, updates: int, data_dir: str) -> float:
   """Process 0's result of one fresh pair of processes."""
-  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
-  env['JAX_PLATFORMS'] = 'cpu'
   address = f'127.0.0.1:{free_port()}'
-  procs = [
-    subprocess.Popen(
-      [
-        sys.executable,
-        '-c',
-        _CHILD,
-        str(pid),
-        address,
-        what,
-        str(int(pack)),
-        str(updates),
-        data_dir,
-      ],
-      stdout=subprocess.PIPE,
-      stderr=subprocess.PIPE,
-      text=True,
-      env=env,
-    )
-    for pid in (0, 1)
-  ]
-  try:
-    out, err = procs[0].communicate(timeout=TIMEOUT)
-    procs[1].communicate(timeout=TIMEOUT)
-  finally:
-    for p in procs:
-      if p.poll() is None:
-        p.kill()
-        p.wait()
-  lines = [x for x in out.splitlines() if x.startswith('RESULT ')]
-  if procs[0].returncode or not lines:
-    raise RuntimeError(err[-3000:])
-  return float(lines[-1].split()[1])
+  return child_result(
+    _CHILD,
+    [
+      [str(pid), address, what, str(int(pack)), str(updates), data_dir]
+      for pid in (0, 1)
+    ],
+    'RESULT',
+    TIMEOUT,
+  )
 
 
 def _median_range(values: list[float]) -> str:

@@ -70,10 +70,10 @@ REFERENCES = {
   'cnn32': ['torch_cnn_reference.py', '--batch', '32', '--steps', '400'],
 }
 
-#: ``TrainConfig.compiler_options`` of the ``+ynn`` workloads.
 # A hang guard for one measurement, not a timing.
 TIMEOUT = 900
 
+#: ``TrainConfig.compiler_options`` of the ``+ynn`` workloads.
 YNN = {
   'xla_cpu_experimental_ynn_fusion_type': 'LIBRARY_FUSION_TYPE_DOT,'
   'LIBRARY_FUSION_TYPE_ELTWISE,LIBRARY_FUSION_TYPE_REDUCE'
@@ -150,41 +150,50 @@ def rate(
   base, _, variant = workload.partition('+')
   kind, batch, updates, _ = WORKLOADS[base]
   options = YNN if variant == 'ynn' else None
+  address = f'127.0.0.1:{free_port()}' if processes > 1 else ''
+  args = [
+    str(devices),
+    kind,
+    str(batch),
+    str(updates),
+    data_dir,
+    str(process_devices or devices),
+    json.dumps(options),
+    address,
+  ]
+  return child_result(
+    _CHILD, [[*args, str(pid)] for pid in range(processes)], 'RATE'
+  )
+
+
+def child_result(
+  source: str, argvs: list[list[str]], tag: str, timeout: float = TIMEOUT
+) -> float:
+  """The number process 0 prints last after ``tag``, of fresh CPU-only
+  interpreters running ``source`` (``python -c``), one per argument list,
+  side by side; a child that fails raises with process 0's stderr, and
+  one still running after ``timeout`` seconds is killed."""
   env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
   env['JAX_PLATFORMS'] = 'cpu'
-  address = f'127.0.0.1:{free_port()}' if processes > 1 else ''
   procs = [
     subprocess.Popen(
-      [
-        sys.executable,
-        '-c',
-        _CHILD,
-        str(devices),
-        kind,
-        str(batch),
-        str(updates),
-        data_dir,
-        str(process_devices or devices),
-        json.dumps(options),
-        address,
-        str(pid),
-      ],
+      [sys.executable, '-c', source, *argv],
       stdout=subprocess.PIPE,
       stderr=subprocess.PIPE,
       text=True,
       env=env,
     )
-    for pid in range(processes)
+    for argv in argvs
   ]
   try:
-    outputs = [p.communicate(timeout=TIMEOUT) for p in procs]
+    outputs = [p.communicate(timeout=timeout) for p in procs]
   finally:
     for p in procs:  # a hung distributed process ignores SIGTERM
       if p.poll() is None:
         p.kill()
         p.wait()
   out, err = outputs[0]
-  lines = [x for x in out.splitlines() if x.startswith('RATE ')]
+  lines = [x for x in out.splitlines() if x.startswith(f'{tag} ')]
   if procs[0].returncode or not lines:
     raise RuntimeError(err[-3000:])
   return float(lines[-1].split()[1])
