@@ -43,7 +43,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from lrjax import data, lm, tasks
 from lrjax.train import TrainConfig, _setup, train_and_evaluate
-from lrjax.train._step import AXIS, _pmean_floats
+from lrjax.train._step import AXIS, _pmean_inexact
 logging.set_verbosity(logging.WARNING)
 if what == 'all-reduce':
   mesh = Mesh(np.array(jax.devices()), (AXIS,))
@@ -56,7 +56,7 @@ if what == 'all-reduce':
     for x in leaves
   ]
   mean = jax.jit(jax.shard_map(
-    lambda *xs: _pmean_floats(xs, pack), mesh=mesh, in_specs=P(AXIS),
+    lambda *xs: _pmean_inexact(xs, pack), mesh=mesh, in_specs=P(AXIS),
     out_specs=P(AXIS)))
   jax.block_until_ready(mean(*sharded))
   start = time.perf_counter()

@@ -171,7 +171,7 @@ def test_packed_mean_is_one_all_reduce_per_dtype():
   from jax.sharding import Mesh
   from jax.sharding import PartitionSpec as P
 
-  from lrjax.train._step import AXIS, _pmean_floats
+  from lrjax.train._step import AXIS, _pmean_inexact
 
   mesh = Mesh(np.array(jax.devices()[:4]), (AXIS,))
   rng = np.random.RandomState(0)
@@ -187,7 +187,7 @@ def test_packed_mean_is_one_all_reduce_per_dtype():
   def mean(pack):
     return jax.jit(
       jax.shard_map(
-        lambda t: _pmean_floats(t, pack),
+        lambda t: _pmean_inexact(t, pack),
         mesh=mesh,
         in_specs=(specs,),
         out_specs=specs,

@@ -291,7 +291,7 @@ def _sq_norm(tree: Any) -> jax.Array:
   )
 
 
-def _pmean_floats(tree: Any, pack: bool = False) -> Any:
+def _pmean_inexact(tree: Any, pack: bool = False) -> Any:
   """pmean over ``'batch'`` of the inexact (floating or complex) leaves;
   other leaves (counters, equal on every device) stay as they are.
 
@@ -306,11 +306,8 @@ def _pmean_floats(tree: Any, pack: bool = False) -> Any:
   so values agree to round-off.
   """
   leaves, treedef = jax.tree.flatten(tree)
-  means = [
-    i
-    for i, x in enumerate(leaves)
-    if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)
-  ]
+  dtypes = [jnp.asarray(x).dtype for x in leaves]
+  means = [i for i, d in enumerate(dtypes) if jnp.issubdtype(d, jnp.inexact)]
   if not pack:
     averaged = jax.lax.pmean([leaves[i] for i in means], AXIS)
     for i, x in zip(means, averaged, strict=True):
@@ -318,7 +315,7 @@ def _pmean_floats(tree: Any, pack: bool = False) -> Any:
     return jax.tree.unflatten(treedef, leaves)
   by_dtype: dict[Any, list[int]] = {}
   for i in means:
-    by_dtype.setdefault(jnp.asarray(leaves[i]).dtype, []).append(i)
+    by_dtype.setdefault(dtypes[i], []).append(i)
   for group in by_dtype.values():
     parts = [jnp.ravel(leaves[i]) for i in group]
     flat = jax.lax.pmean(jnp.concatenate(parts), AXIS)
@@ -423,7 +420,7 @@ def make_train_body(
       # step slower on a small model (benchmarks/bench_trainer.py).
       sq_local = sq_global = _sq_norm(grads)
     else:
-      sq_local, grads, loss, task_metrics, new_model_state = _pmean_floats(
+      sq_local, grads, loss, task_metrics, new_model_state = _pmean_inexact(
         (_sq_norm(grads), grads, loss, task_metrics, new_model_state),
         pack_collectives,
       )
@@ -491,7 +488,7 @@ def _inside_values(
   n = jax.lax.axis_size(AXIS)
 
   def mean(tree):
-    return tree if n == 1 else _pmean_floats(tree, pack)
+    return tree if n == 1 else _pmean_inexact(tree, pack)
 
   def grad_fn(p, b):
     return jax.grad(lambda q: loss_fn(q, model_state, b, key)[0])(p)
